@@ -1,0 +1,48 @@
+//! Connections to PostgreSQL: the pool, the migrations, a private cluster for `budget start`, and the
+//! fresh-database helper for tests.
+
+pub mod embedded;
+pub mod migrate;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+pub use deadpool_postgres::{Client, Pool as DbPool};
+pub use tokio_postgres::Config as DbConfig;
+
+/// A pool of connections to one database. Every connection runs in UTC, so SQL date arithmetic
+/// (`date_trunc`, `now()`) agrees with the Rust side.
+pub fn pool(config: &DbConfig, size: usize) -> Pool {
+    let mut config = config.clone();
+    config.options("-c TimeZone=UTC");
+    if config.get_application_name().is_none() {
+        config.application_name("budget");
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    Pool::builder(manager).max_size(size).build().expect("a pool without a runtime-specific hook always builds")
+}
+
+/// Parses a `postgres://…` URL or a `host=… dbname=…` string.
+pub fn parse_config(url: &str) -> Result<DbConfig, tokio_postgres::Error> {
+    url.parse()
+}
+
+/// A readable description of where a config points, without any password.
+pub fn describe(config: &DbConfig) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(s) => s.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
+}

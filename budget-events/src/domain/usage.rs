@@ -1,0 +1,215 @@
+//! A usage record: what one LLM call spent, as a client reports it, and its validation.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::names::{Component, ContextId, Model, NameError, Provider, SessionId, TaskType};
+use crate::money::Money;
+
+/// The most tokens one record may carry on each side; far above any real call, far below overflow.
+pub const MAX_TOKENS_PER_RECORD: i64 = 1_000_000_000;
+/// How far in the future a client clock may be before a timestamp is refused.
+pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+
+/// A usage record as it arrives on the wire (`POST /api/usage`, and each item of a batch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UsageInput {
+    /// `openai`, `anthropic`, `ollama`…
+    pub provider: String,
+    /// `gpt-4o`, `claude-sonnet-4-5`…
+    pub model: String,
+    /// The calling component: `codex`, `rhetor`…
+    pub component: String,
+    /// What the call was for; `default` when absent.
+    #[serde(default)]
+    pub task_type: Option<String>,
+    /// The task the spending belongs to.
+    #[serde(default)]
+    pub context_id: Option<String>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// USD, exact decimal (number or string). Absent: the record is kept as unpriced.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, example = 0.0064))]
+    pub cost: Option<Money>,
+    /// When the call happened (RFC 3339, converted to UTC); defaults to the time it is recorded.
+    #[serde(default)]
+    pub timestamp: Option<DateTime<Utc>>,
+    /// Idempotency key for this record (the `Idempotency-Key` header does the same).
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// Where a record's cost came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostSource {
+    /// The client reported the cost.
+    Client,
+    /// No cost was given and no price was applied: the record counts tokens, cost 0.
+    Unpriced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TokenCount(i64);
+
+impl TokenCount {
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// A validated usage record: the command that becomes a `UsageRecorded` event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordUsage {
+    pub provider: Provider,
+    pub model: Model,
+    pub component: Component,
+    pub task_type: TaskType,
+    pub context_id: Option<ContextId>,
+    pub session_id: Option<SessionId>,
+    pub input_tokens: TokenCount,
+    pub output_tokens: TokenCount,
+    pub cost: Option<Money>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// One problem with one field of a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "))]
+pub struct UsageValidationError {
+    pub errors: Vec<FieldError>,
+}
+
+impl RecordUsage {
+    /// Validates every field and reports every problem at once, not only the first.
+    pub fn validate(input: &UsageInput, now: DateTime<Utc>) -> Result<Self, UsageValidationError> {
+        let mut errors = Vec::new();
+        let mut name_err = |e: NameError| {
+            let field = match &e {
+                NameError::Empty { field }
+                | NameError::TooLong { field, .. }
+                | NameError::ControlCharacter { field } => field.to_string(),
+            };
+            errors.push(FieldError { field, message: e.to_string() });
+        };
+        let provider = Provider::parse(&input.provider).map_err(&mut name_err).ok();
+        let model = Model::parse(&input.model).map_err(&mut name_err).ok();
+        let component = Component::parse(&input.component).map_err(&mut name_err).ok();
+        let task_type = match &input.task_type {
+            Some(t) => TaskType::parse(t).map_err(&mut name_err).ok(),
+            None => Some(TaskType::default_type()),
+        };
+        let context_id = optional(&input.context_id, ContextId::parse, &mut name_err);
+        let session_id = optional(&input.session_id, SessionId::parse, &mut name_err);
+
+        let mut tokens = |field: &str, value: i64| {
+            if !(0..=MAX_TOKENS_PER_RECORD).contains(&value) {
+                errors.push(FieldError {
+                    field: field.to_string(),
+                    message: format!(
+                        "{field} is {value}; it must be a whole number from 0 to {MAX_TOKENS_PER_RECORD}"
+                    ),
+                });
+                None
+            } else {
+                Some(TokenCount(value))
+            }
+        };
+        let input_tokens = tokens("input_tokens", input.input_tokens);
+        let output_tokens = tokens("output_tokens", input.output_tokens);
+
+        let occurred_at = input.timestamp.unwrap_or(now);
+        if occurred_at > now + MAX_CLOCK_SKEW {
+            errors.push(FieldError {
+                field: "timestamp".into(),
+                message: format!(
+                    "timestamp {occurred_at} is in the future (server time {now}); send the time the call happened, in UTC"
+                ),
+            });
+        }
+
+        match (provider, model, component, task_type, input_tokens, output_tokens) {
+            (Some(provider), Some(model), Some(component), Some(task_type), Some(i), Some(o))
+                if errors.is_empty() =>
+            {
+                Ok(RecordUsage {
+                    provider,
+                    model,
+                    component,
+                    task_type,
+                    context_id: context_id.flatten(),
+                    session_id: session_id.flatten(),
+                    input_tokens: i,
+                    output_tokens: o,
+                    cost: input.cost,
+                    occurred_at,
+                })
+            }
+            _ => Err(UsageValidationError { errors }),
+        }
+    }
+}
+
+fn optional<T>(
+    raw: &Option<String>,
+    parse: fn(&str) -> Result<T, NameError>,
+    on_err: &mut impl FnMut(NameError),
+) -> Option<Option<T>> {
+    match raw {
+        None => Some(None),
+        Some(s) => parse(s).map_err(on_err).ok().map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> UsageInput {
+        serde_json::from_str(
+            r#"{"provider":"openai","model":"gpt-4o","component":"codex","context_id":"task-123",
+                "task_type":"coding","input_tokens":1200,"output_tokens":340,"cost":0.0064}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_good_record_validates() {
+        let r = RecordUsage::validate(&input(), Utc::now()).unwrap();
+        assert_eq!(r.provider.as_str(), "openai");
+        assert_eq!(r.input_tokens.get(), 1200);
+        assert_eq!(r.cost.unwrap().to_string(), "0.0064");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let mut bad = input();
+        bad.provider = " ".into();
+        bad.input_tokens = -1;
+        bad.timestamp = Some(Utc::now() + Duration::hours(1));
+        let err = RecordUsage::validate(&bad, Utc::now()).unwrap_err();
+        let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["provider", "input_tokens", "timestamp"]);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = serde_json::from_str::<UsageInput>(
+            r#"{"provider":"a","model":"b","component":"c","input_tokens":1,"output_tokens":1,"tokens":3}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `tokens`"), "{err}");
+    }
+}

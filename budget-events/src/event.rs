@@ -1,0 +1,156 @@
+//! The events of the log: typed, versioned, and decoded strictly.
+//!
+//! Every fact the service knows is one of these. Each variant has a stable `event_type` name and a
+//! `schema_version`; a reader that meets a name or version it does not know reports an error instead of
+//! skipping the event, because a skipped event is a number that can no longer be explained.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::usage::CostSource;
+use crate::domain::{Component, ContextId, Model, Provider, SessionId, TaskType};
+use crate::money::Money;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    UsageRecorded(UsageRecorded),
+}
+
+/// One LLM call that happened: tokens, cost and who spent them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageRecorded {
+    pub record_id: Uuid,
+    pub provider: Provider,
+    pub model: Model,
+    pub component: Component,
+    pub task_type: TaskType,
+    pub context_id: Option<ContextId>,
+    pub session_id: Option<SessionId>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost: Money,
+    pub cost_source: CostSource,
+    /// When the call happened (the client's timestamp, or the time it was recorded).
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl UsageRecorded {
+    pub fn total_tokens(&self) -> i64 {
+        self.input_tokens + self.output_tokens
+    }
+}
+
+/// Who and what caused an event; stored beside the payload, never part of the decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("event at position {position} has type `{event_type}`, which this build does not know; upgrade budget before reading this log")]
+    UnknownType { position: i64, event_type: String },
+    #[error("event at position {position} is `{event_type}` version {version}, which this build does not know")]
+    UnknownVersion { position: i64, event_type: String, version: i32 },
+    #[error("event at position {position} (`{event_type}`) has a payload that does not decode: {source}")]
+    BadPayload {
+        position: i64,
+        event_type: String,
+        source: serde_json::Error,
+    },
+}
+
+impl Event {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::UsageRecorded(_) => "UsageRecorded",
+        }
+    }
+
+    pub fn schema_version(&self) -> i32 {
+        match self {
+            Event::UsageRecorded(_) => 1,
+        }
+    }
+
+    pub fn payload(&self) -> serde_json::Value {
+        let value = match self {
+            Event::UsageRecorded(e) => serde_json::to_value(e),
+        };
+        value.expect("event payloads are plain data and always serialize")
+    }
+
+    /// Decodes a stored event; `position` is only for the error message.
+    pub fn decode(
+        position: i64,
+        event_type: &str,
+        schema_version: i32,
+        payload: serde_json::Value,
+    ) -> Result<Event, DecodeError> {
+        let bad = |source| DecodeError::BadPayload {
+            position,
+            event_type: event_type.to_string(),
+            source,
+        };
+        match (event_type, schema_version) {
+            ("UsageRecorded", 1) => serde_json::from_value(payload).map(Event::UsageRecorded).map_err(bad),
+            ("UsageRecorded", version) => Err(DecodeError::UnknownVersion {
+                position,
+                event_type: event_type.to_string(),
+                version,
+            }),
+            _ => Err(DecodeError::UnknownType { position, event_type: event_type.to_string() }),
+        }
+    }
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event: Event,
+    pub metadata: EventMetadata,
+}
+
+impl NewEvent {
+    pub fn new(event: Event, metadata: EventMetadata) -> Self {
+        NewEvent { event_id: Uuid::now_v7(), event, metadata }
+    }
+}
+
+/// An event as read back from the log.
+#[derive(Debug, Clone)]
+pub struct RecordedEvent {
+    pub position: i64,
+    pub tx_id: u64,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_id: Uuid,
+    pub event: Event,
+    pub metadata: EventMetadata,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_types_and_versions_are_errors() {
+        let e = Event::decode(7, "Mystery", 1, serde_json::json!({})).unwrap_err();
+        assert!(matches!(e, DecodeError::UnknownType { position: 7, .. }));
+        let e = Event::decode(8, "UsageRecorded", 9, serde_json::json!({})).unwrap_err();
+        assert!(matches!(e, DecodeError::UnknownVersion { version: 9, .. }));
+        let e = Event::decode(9, "UsageRecorded", 1, serde_json::json!({"x": 1})).unwrap_err();
+        assert!(matches!(e, DecodeError::BadPayload { .. }));
+    }
+}

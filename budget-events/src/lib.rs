@@ -1,0 +1,18 @@
+//! `budget-events`: the domain and the log.
+//!
+//! Event types, the pure decisions that turn commands into events, money and period arithmetic, and the
+//! PostgreSQL event store (append, gap-safe read, idempotency) with the batching writer in front of it.
+//! It depends on no other crate of this workspace.
+
+pub mod db;
+pub mod decide;
+pub mod domain;
+pub mod event;
+pub mod ledger;
+pub mod money;
+pub mod period;
+pub mod store;
+pub mod writer;
+
+pub use event::{Event, EventMetadata, NewEvent, RecordedEvent};
+pub use money::Money;

@@ -1,0 +1,169 @@
+//! Money: an exact USD amount that fits the ledger's `NUMERIC(24,10)` columns.
+//!
+//! It exists so that no float ever touches a cost. JSON carries it as a number written with its exact
+//! decimal digits (`0.0064`, never `0.006400000000000001`); input is accepted as a number or a string,
+//! and anything that would not fit the column is refused instead of rounded.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Digits after the point that a money column keeps (`NUMERIC(24,10)`).
+pub const MONEY_SCALE: u32 = 10;
+/// Digits before the point that a money column keeps (24 - 10).
+pub const MONEY_INTEGER_DIGITS: u32 = 14;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Money(Decimal);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("`{0}` is not a decimal number")]
+    NotANumber(String),
+    #[error("{0} has more than {MONEY_SCALE} decimal places; round it to at most {MONEY_SCALE}")]
+    TooPrecise(Decimal),
+    #[error("{0} is too large; amounts must be below 10^{MONEY_INTEGER_DIGITS} USD")]
+    TooLarge(Decimal),
+    #[error("{0} is negative; amounts must be zero or more")]
+    Negative(Decimal),
+}
+
+impl Money {
+    pub const ZERO: Money = Money(Decimal::ZERO);
+
+    /// A non-negative amount that fits the ledger columns.
+    pub fn new(value: Decimal) -> Result<Self, MoneyError> {
+        if value.is_sign_negative() && !value.is_zero() {
+            return Err(MoneyError::Negative(value));
+        }
+        Self::new_signed(value).map(|m| Money(m.0.abs()))
+    }
+
+    /// Like [`Money::new`] but allows negative amounts (differences, adjustments).
+    pub fn new_signed(value: Decimal) -> Result<Self, MoneyError> {
+        let value = value.normalize();
+        if value.scale() > MONEY_SCALE {
+            return Err(MoneyError::TooPrecise(value));
+        }
+        if value.abs() >= Decimal::from(10u64.pow(MONEY_INTEGER_DIGITS)) {
+            return Err(MoneyError::TooLarge(value));
+        }
+        Ok(Money(value))
+    }
+
+    pub fn amount(self) -> Decimal {
+        self.0
+    }
+
+    /// Sum; `None` when the total would no longer fit a money column.
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).and_then(|d| Money::new_signed(d).ok())
+    }
+}
+
+impl FromStr for Money {
+    type Err = MoneyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let parsed = if s.contains(['e', 'E']) {
+            Decimal::from_scientific(s)
+        } else {
+            Decimal::from_str_exact(s)
+        };
+        Money::new(parsed.map_err(|_| MoneyError::NotANumber(s.to_string()))?)
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_decimal(&self.0, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = decimal_text(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Writes a decimal as a JSON number with exactly its digits (serde_json's `arbitrary_precision`).
+pub fn serialize_decimal<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+    let number = serde_json::Number::from_str(&value.normalize().to_string())
+        .map_err(serde::ser::Error::custom)?;
+    number.serialize(serializer)
+}
+
+/// Reads a JSON number or string as the exact text of a decimal.
+fn decimal_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::String(s) => Ok(s),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a decimal number (or a string holding one), found {other}"
+        ))),
+    }
+}
+
+/// `#[serde(with = "budget_events::money::decimal_json")]` for plain `Decimal` fields that must be
+/// exact JSON numbers too (prices per token, percentages).
+pub mod decimal_json {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_decimal(value, serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
+        let text = decimal_text(deserializer)?;
+        let parsed = if text.contains(['e', 'E']) {
+            Decimal::from_scientific(&text)
+        } else {
+            Decimal::from_str_exact(&text)
+        };
+        parsed.map_err(|_| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn json_round_trip_keeps_exact_digits() {
+        let m: Money = serde_json::from_str("0.0064").unwrap();
+        assert_eq!(m.amount(), dec!(0.0064));
+        assert_eq!(serde_json::to_string(&m).unwrap(), "0.0064");
+        let s: Money = serde_json::from_str("\"12.5\"").unwrap();
+        assert_eq!(serde_json::to_string(&s).unwrap(), "12.5");
+        let sum = m.checked_add(s).unwrap();
+        assert_eq!(sum.amount(), dec!(12.5064));
+    }
+
+    #[test]
+    fn scientific_notation_is_exact() {
+        let m: Money = serde_json::from_str("6.4e-3").unwrap();
+        assert_eq!(m.amount(), dec!(0.0064));
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit_instead_of_rounding() {
+        assert!(matches!("-1".parse::<Money>(), Err(MoneyError::Negative(_))));
+        assert!(matches!("0.00000000001".parse::<Money>(), Err(MoneyError::TooPrecise(_))));
+        assert!(matches!("100000000000000".parse::<Money>(), Err(MoneyError::TooLarge(_))));
+        assert!(matches!("abc".parse::<Money>(), Err(MoneyError::NotANumber(_))));
+        assert!(serde_json::from_str::<Money>("true").is_err());
+        // Trailing zeros beyond the scale are not extra precision.
+        assert_eq!("1.50000000000000".parse::<Money>().unwrap().amount(), dec!(1.5));
+    }
+}

@@ -1,0 +1,149 @@
+//! Appending to the log: one multi-row insert per transaction, with per-stream optimistic concurrency.
+//!
+//! The caller's transaction is used as is, so events commit (or not) together with whatever else that
+//! transaction writes: accounts, idempotency outcomes. The unique `(stream_id, stream_version)` index
+//! is the backstop when two processes race on the same stream.
+
+use std::collections::HashMap;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use crate::event::NewEvent;
+
+/// What the appender believes the stream's version to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have exactly this version.
+    Exact(i64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream whose last version is `actual` (0 = no stream) meets the expectation.
+    pub fn accepts(self, actual: i64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(v) => actual == v,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendedEvent {
+    pub event_id: Uuid,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub position: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("stream {stream_id} is at version {actual}, not the expected {expected:?}; reload and retry")]
+    Conflict { stream_id: String, expected: ExpectedVersion, actual: i64 },
+    #[error("another writer appended to the same stream concurrently; the transaction was abandoned, retry it")]
+    ConcurrentAppend(#[source] tokio_postgres::Error),
+    #[error("database error while appending: {0}")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// Checks every stream's expected version, then appends all events, in order, in `tx`.
+/// Nothing is written when any expectation fails.
+pub async fn append(tx: &Transaction<'_>, streams: &[StreamAppend]) -> Result<Vec<AppendedEvent>, AppendError> {
+    let ids: Vec<&str> = streams.iter().map(|s| s.stream_id.as_str()).collect();
+    let mut versions = current_versions(tx, &ids).await?;
+    let mut rows = Vec::new();
+    for stream in streams {
+        let actual = versions.get(&stream.stream_id).copied().unwrap_or(0);
+        if !stream.expected.accepts(actual) {
+            return Err(AppendError::Conflict {
+                stream_id: stream.stream_id.clone(),
+                expected: stream.expected,
+                actual,
+            });
+        }
+        let mut version = actual;
+        for event in &stream.events {
+            version += 1;
+            rows.push((stream.stream_id.as_str(), version, event));
+        }
+        versions.insert(stream.stream_id.clone(), version);
+    }
+    insert_events(tx, &rows).await
+}
+
+/// The last version of each of `stream_ids` that exists (absent streams are left out).
+pub async fn current_versions(tx: &Transaction<'_>, stream_ids: &[&str]) -> Result<HashMap<String, i64>, AppendError> {
+    if stream_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = tx
+        .query(
+            "SELECT stream_id, max(stream_version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
+            &[&stream_ids],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Inserts pre-versioned events in one statement; positions follow the order of `rows`.
+/// Callers must have checked the versions ([`append`] does).
+pub async fn insert_events(
+    tx: &Transaction<'_>,
+    rows: &[(&str, i64, &NewEvent)],
+) -> Result<Vec<AppendedEvent>, AppendError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stream_ids = Vec::with_capacity(rows.len());
+    let mut versions = Vec::with_capacity(rows.len());
+    let mut event_ids = Vec::with_capacity(rows.len());
+    let mut types = Vec::with_capacity(rows.len());
+    let mut schema_versions = Vec::with_capacity(rows.len());
+    let mut payloads = Vec::with_capacity(rows.len());
+    let mut metadata = Vec::with_capacity(rows.len());
+    for (stream_id, version, event) in rows {
+        stream_ids.push(*stream_id);
+        versions.push(*version);
+        event_ids.push(event.event_id);
+        types.push(event.event.event_type());
+        schema_versions.push(event.event.schema_version());
+        payloads.push(event.event.payload());
+        metadata.push(serde_json::to_value(&event.metadata).expect("metadata always serializes"));
+    }
+    let inserted = tx
+        .query(
+            "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata)
+             SELECT s, v, e, ty, sv, p, m FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[])
+                 WITH ORDINALITY AS t(s, v, e, ty, sv, p, m, ord)
+             ORDER BY ord
+             RETURNING event_id, stream_id, stream_version, position",
+            &[&stream_ids, &versions, &event_ids, &types, &schema_versions, &payloads, &metadata],
+        )
+        .await
+        .map_err(|e| {
+            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                AppendError::ConcurrentAppend(e)
+            } else {
+                AppendError::Db(e)
+            }
+        })?;
+    let mut appended: Vec<AppendedEvent> = inserted
+        .into_iter()
+        .map(|r| AppendedEvent { event_id: r.get(0), stream_id: r.get(1), stream_version: r.get(2), position: r.get(3) })
+        .collect();
+    appended.sort_by_key(|a| a.position);
+    Ok(appended)
+}

@@ -1,0 +1,92 @@
+//! Idempotency keys: the stored outcome of a keyed write, returned as is to every retry.
+//!
+//! The outcome (a rejection too) is written in the transaction that wrote the events, so a key is
+//! never stored without its effects or the other way round. A retry must carry the same request: the
+//! key stores a hash of it, and a different request under a used key is refused.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Transaction;
+
+/// The longest key a client may send.
+pub const MAX_KEY_LEN: usize = 200;
+
+/// A client's key, scoped to one kind of operation, with a hash of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub request_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the idempotency key is empty; send a unique string such as a UUID")]
+    Empty,
+    #[error("the idempotency key is {0} characters long; the limit is {MAX_KEY_LEN}")]
+    TooLong(usize),
+}
+
+impl IdempotencyKey {
+    /// `scope` keeps the same client key used on two different operations apart.
+    pub fn new(scope: &str, key: &str, request: &impl Serialize) -> Result<Self, KeyError> {
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        if key.chars().count() > MAX_KEY_LEN {
+            return Err(KeyError::TooLong(key.chars().count()));
+        }
+        Ok(IdempotencyKey { key: format!("{scope}:{key}"), request_hash: request_hash(request) })
+    }
+}
+
+/// A stable hash of a request: its JSON with object keys sorted (serde_json's default map is sorted).
+pub fn request_hash(request: &impl Serialize) -> String {
+    let canonical = serde_json::to_value(request).and_then(|v| serde_json::to_vec(&v)).expect("requests serialize");
+    Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredOutcome {
+    pub request_hash: String,
+    pub outcome: serde_json::Value,
+}
+
+/// The stored outcomes of those of `keys` that were used before.
+pub async fn lookup(tx: &Transaction<'_>, keys: &[&str]) -> Result<HashMap<String, StoredOutcome>, tokio_postgres::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = tx
+        .query("SELECT key, request_hash, outcome FROM idempotency_keys WHERE key = ANY($1)", &[&keys])
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.get(0), StoredOutcome { request_hash: r.get(1), outcome: r.get(2) }))
+        .collect())
+}
+
+/// Stores outcomes. Returns how many were new: fewer than given means another process stored one of
+/// these keys since [`lookup`], and the caller must roll back and retry (the retry will replay it).
+pub async fn store(
+    tx: &Transaction<'_>,
+    entries: &[(&IdempotencyKey, serde_json::Value)],
+) -> Result<usize, tokio_postgres::Error> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let keys: Vec<&str> = entries.iter().map(|(k, _)| k.key.as_str()).collect();
+    let hashes: Vec<&str> = entries.iter().map(|(k, _)| k.request_hash.as_str()).collect();
+    let outcomes: Vec<&serde_json::Value> = entries.iter().map(|(_, o)| o).collect();
+    let n = tx
+        .execute(
+            "INSERT INTO idempotency_keys (key, request_hash, outcome)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])
+             ON CONFLICT (key) DO NOTHING",
+            &[&keys, &hashes, &outcomes],
+        )
+        .await?;
+    Ok(n as usize)
+}

@@ -1,0 +1,8 @@
+//! The Postgres event store: append with optimistic concurrency, the gap-safe reader, idempotency.
+
+pub mod append;
+pub mod idempotency;
+pub mod read;
+
+pub use append::{append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion, StreamAppend};
+pub use read::{read_after, Cursor, ReadError};

@@ -1,0 +1,89 @@
+//! Reading the log in commit-safe order.
+//!
+//! Positions are taken at INSERT but rows appear at COMMIT, so `position > cursor` would skip an event
+//! whose transaction commits after a later one. We order by `(tx_id, position)` and read only events of
+//! transactions older than the oldest one still running (`pg_snapshot_xmin`): everything below that line
+//! has committed or aborted for good, so nothing can appear behind the cursor afterwards.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::event::{DecodeError, Event, EventMetadata, RecordedEvent};
+
+/// A place in the log, in reading order. `Cursor::START` is before the first event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Cursor {
+    pub tx_id: u64,
+    pub position: i64,
+}
+
+impl Cursor {
+    pub const START: Cursor = Cursor { tx_id: 0, position: 0 };
+
+    pub fn after(event: &RecordedEvent) -> Cursor {
+        Cursor { tx_id: event.tx_id, position: event.position }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("database error while reading the log: {0}")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+const COLUMNS: &str = "position, tx_id::text, stream_id, stream_version, event_id, event_type, schema_version, \
+                       payload, metadata, recorded_at";
+
+/// Up to `limit` events after `cursor` whose transactions can no longer change, oldest first.
+pub async fn read_after(client: &impl GenericClient, cursor: Cursor, limit: i64) -> Result<Vec<RecordedEvent>, ReadError> {
+    let tx_text = cursor.tx_id.to_string();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM events
+                 WHERE (tx_id, position) > ($1::text::xid8, $2)
+                   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                 ORDER BY tx_id, position
+                 LIMIT $3"
+            ),
+            &[&tx_text, &cursor.position, &limit],
+        )
+        .await?;
+    rows.iter().map(decode_row).collect()
+}
+
+/// Every event of one stream, in version order.
+pub async fn read_stream(client: &impl GenericClient, stream_id: &str) -> Result<Vec<RecordedEvent>, ReadError> {
+    let rows = client
+        .query(&format!("SELECT {COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"), &[&stream_id])
+        .await?;
+    rows.iter().map(decode_row).collect()
+}
+
+pub(crate) fn decode_row(row: &tokio_postgres::Row) -> Result<RecordedEvent, ReadError> {
+    let position: i64 = row.get(0);
+    let tx_text: String = row.get(1);
+    let event_type: String = row.get(5);
+    let schema_version: i32 = row.get(6);
+    let payload: serde_json::Value = row.get(7);
+    let metadata: serde_json::Value = row.get(8);
+    let event = Event::decode(position, &event_type, schema_version, payload)?;
+    let metadata: EventMetadata = serde_json::from_value(metadata).map_err(|source| DecodeError::BadPayload {
+        position,
+        event_type: format!("{event_type} metadata"),
+        source,
+    })?;
+    Ok(RecordedEvent {
+        position,
+        tx_id: tx_text.parse().expect("xid8 is an unsigned 64-bit integer"),
+        stream_id: row.get(2),
+        stream_version: row.get(3),
+        event_id: row.get::<_, Uuid>(4),
+        event,
+        metadata,
+        recorded_at: row.get::<_, DateTime<Utc>>(9),
+    })
+}

@@ -1,0 +1,143 @@
+//! The batching writer: one task per process that turns many concurrent commands into one transaction.
+//!
+//! A commit costs an fsync (~1.5 ms here), so one transaction per request would cap ingest near a few
+//! thousand records per second. Callers send commands through a channel; the task takes everything that
+//! queued up while the previous commit was in flight, decides it in order in one transaction, commits
+//! once and answers every caller. A caller is answered only after the commit: an acknowledged record is
+//! durable (`synchronous_commit` stays on).
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::ledger::{self, CommandError, LedgerError, UsageCommand, UsageOutcome};
+
+/// Most usage records decided in one transaction (a batch request's records are never split).
+pub const MAX_ITEMS_PER_TRANSACTION: usize = 20_000;
+/// Times a batch is retried after losing a race with another process.
+const RACE_RETRIES: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Rejected(#[from] CommandError),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the write failed and was rolled back: {0}")]
+    Failed(String),
+    #[error("the writer has shut down")]
+    ShutDown,
+}
+
+type Reply = oneshot::Sender<Result<UsageOutcome, WriteError>>;
+
+/// A handle to the writer task. Cloning is cheap; the task ends when the last handle is dropped, after
+/// it has answered everything already sent.
+#[derive(Clone)]
+pub struct Writer {
+    sender: mpsc::Sender<(UsageCommand, Reply)>,
+}
+
+/// Tells in-process readers (the projection runners) that the log has grown, so they need not poll.
+#[derive(Clone)]
+pub struct LogSignal(Arc<watch::Sender<u64>>);
+
+impl Default for LogSignal {
+    fn default() -> Self {
+        LogSignal(Arc::new(watch::channel(0).0))
+    }
+}
+
+impl LogSignal {
+    pub fn notify(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+impl Writer {
+    pub fn spawn(pool: Pool, signal: LogSignal) -> (Writer, JoinHandle<()>) {
+        let (sender, receiver) = mpsc::channel(4096);
+        let handle = tokio::spawn(run(pool, signal, receiver));
+        (Writer { sender }, handle)
+    }
+
+    pub async fn record_usage(&self, command: UsageCommand) -> Result<UsageOutcome, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender.send((command, reply)).await.map_err(|_| WriteError::ShutDown)?;
+        answer.await.map_err(|_| WriteError::ShutDown)?
+    }
+}
+
+async fn run(pool: Pool, signal: LogSignal, mut receiver: mpsc::Receiver<(UsageCommand, Reply)>) {
+    while let Some(first) = receiver.recv().await {
+        let mut items = first.0.items.len();
+        let mut jobs = vec![first];
+        while items < MAX_ITEMS_PER_TRANSACTION {
+            match receiver.try_recv() {
+                Ok(job) => {
+                    items += job.0.items.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let (commands, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+        let results = write_batch(&pool, &commands).await;
+        if results.iter().any(|r| r.as_ref().is_ok_and(|o| !o.replayed)) {
+            signal.notify();
+        }
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Writes a batch; if it fails for a reason other than a race, each command is tried on its own so that
+/// one bad command cannot fail the others.
+async fn write_batch(pool: &Pool, commands: &[UsageCommand]) -> Vec<Result<UsageOutcome, WriteError>> {
+    match write_once(pool, commands).await {
+        Ok(results) => results.into_iter().map(|r| r.map_err(WriteError::from)).collect(),
+        Err(e) if commands.len() == 1 => vec![Err(e)],
+        Err(e) => {
+            tracing::warn!(error = %e, commands = commands.len(), "batch failed; writing its commands one by one");
+            let mut results = Vec::with_capacity(commands.len());
+            for command in commands {
+                results.push(match write_once(pool, std::slice::from_ref(command)).await {
+                    Ok(mut r) => r.pop().expect("one result per command").map_err(WriteError::from),
+                    Err(e) => Err(e),
+                });
+            }
+            results
+        }
+    }
+}
+
+async fn write_once(
+    pool: &Pool,
+    commands: &[UsageCommand],
+) -> Result<Vec<Result<UsageOutcome, CommandError>>, WriteError> {
+    let mut client = pool.get().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
+    let mut attempt = 0;
+    loop {
+        let tx = client.transaction().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        match ledger::process(&tx, commands).await {
+            Ok(results) => {
+                // If the commit's answer is lost, the outcome is unknown to the caller, who retries with
+                // the same idempotency key and gets the stored answer.
+                tx.commit().await.map_err(|e| WriteError::Failed(e.to_string()))?;
+                return Ok(results);
+            }
+            Err(LedgerError::Race) if attempt < RACE_RETRIES => {
+                attempt += 1;
+                drop(tx);
+            }
+            Err(e) => return Err(WriteError::Failed(e.to_string())),
+        }
+    }
+}

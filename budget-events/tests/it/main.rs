@@ -1,0 +1,7 @@
+//! Integration tests of the event store against a real PostgreSQL (a fresh database per test).
+
+mod helpers;
+mod idempotency;
+mod migrations;
+mod reader;
+mod store;

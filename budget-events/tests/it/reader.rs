@@ -1,0 +1,62 @@
+use budget_events::db::testing::TestDb;
+use budget_events::store::{append, read_after, Cursor, ExpectedVersion, StreamAppend};
+
+use crate::helpers::{read_settled, usage_event};
+
+fn one(stream_id: &str) -> Vec<StreamAppend> {
+    vec![StreamAppend { stream_id: stream_id.into(), expected: ExpectedVersion::NoStream, events: vec![usage_event("c")] }]
+}
+
+/// The reason for the (tx_id, position) cursor: transaction A takes a position first but commits after
+/// B. A `position > cursor` reader would see B, move past A's position, and never see A.
+#[tokio::test]
+async fn an_event_that_commits_late_is_not_skipped() {
+    let db = TestDb::new().await;
+    let mut a = db.pool.get().await.unwrap();
+    let mut b = db.pool.get().await.unwrap();
+    let reader = db.pool.get().await.unwrap();
+
+    let ta = a.transaction().await.unwrap();
+    let first = append(&ta, &one("early-position-late-commit")).await.unwrap();
+    let tb = b.transaction().await.unwrap();
+    let second = append(&tb, &one("late-position-early-commit")).await.unwrap();
+    assert!(first[0].position < second[0].position);
+    tb.commit().await.unwrap();
+
+    // B is committed, but A is still open: the reader must not move past A's slot, so it sees nothing.
+    let seen = read_after(&**reader, Cursor::START, 100).await.unwrap();
+    assert!(seen.is_empty(), "read past an open transaction: {seen:?}");
+    // What a naive reader would have done:
+    let naive: i64 = reader.query_one("SELECT count(*) FROM events WHERE position > 0", &[]).await.unwrap().get(0);
+    assert_eq!(naive, 1, "the naive reader sees B only, and would skip A");
+
+    ta.commit().await.unwrap();
+    let seen = read_settled(&**reader, Cursor::START, 2).await.unwrap();
+    let streams: Vec<_> = seen.iter().map(|e| e.stream_id.as_str()).collect();
+    assert_eq!(streams, ["early-position-late-commit", "late-position-early-commit"]);
+
+    // Reading on from the last event finds nothing more, and never an event twice.
+    let cursor = Cursor::after(seen.last().unwrap());
+    assert!(read_after(&**reader, cursor, 100).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn reading_in_pages_visits_every_event_once() {
+    let db = TestDb::new().await;
+    let mut client = db.pool.get().await.unwrap();
+    for i in 0..25 {
+        let tx = client.transaction().await.unwrap();
+        append(&tx, &one(&format!("s-{i}"))).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(read_settled(&**client, Cursor::START, 25).await.unwrap().len(), 25);
+    let mut cursor = Cursor::START;
+    let mut seen = Vec::new();
+    loop {
+        let page = read_after(&**client, cursor, 7).await.unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Cursor::after(last);
+        seen.extend(page.into_iter().map(|e| e.stream_id));
+    }
+    assert_eq!(seen, (0..25).map(|i| format!("s-{i}")).collect::<Vec<_>>());
+}
