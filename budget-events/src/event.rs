@@ -60,7 +60,11 @@ pub enum DecodeError {
     #[error("event at position {position} has type `{event_type}`, which this build does not know; upgrade budget before reading this log")]
     UnknownType { position: i64, event_type: String },
     #[error("event at position {position} is `{event_type}` version {version}, which this build does not know")]
-    UnknownVersion { position: i64, event_type: String, version: i32 },
+    UnknownVersion {
+        position: i64,
+        event_type: String,
+        version: i32,
+    },
     #[error("event at position {position} (`{event_type}`) has a payload that does not decode: {source}")]
     BadPayload {
         position: i64,
@@ -102,13 +106,18 @@ impl Event {
             source,
         };
         match (event_type, schema_version) {
-            ("UsageRecorded", 1) => serde_json::from_value(payload).map(Event::UsageRecorded).map_err(bad),
+            ("UsageRecorded", 1) => serde_json::from_value(payload)
+                .map(Event::UsageRecorded)
+                .map_err(bad),
             ("UsageRecorded", version) => Err(DecodeError::UnknownVersion {
                 position,
                 event_type: event_type.to_string(),
                 version,
             }),
-            _ => Err(DecodeError::UnknownType { position, event_type: event_type.to_string() }),
+            _ => Err(DecodeError::UnknownType {
+                position,
+                event_type: event_type.to_string(),
+            }),
         }
     }
 }
@@ -123,7 +132,11 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn new(event: Event, metadata: EventMetadata) -> Self {
-        NewEvent { event_id: Uuid::now_v7(), event, metadata }
+        NewEvent {
+            event_id: Uuid::now_v7(),
+            event,
+            metadata,
+        }
     }
 }
 

@@ -118,7 +118,11 @@ pub async fn process(
 ) -> Result<Vec<Result<UsageOutcome, CommandError>>, LedgerError> {
     let keys: Vec<&str> = commands
         .iter()
-        .flat_map(|c| c.key.iter().chain(c.items.iter().filter_map(|i| i.key.as_ref())))
+        .flat_map(|c| {
+            c.key
+                .iter()
+                .chain(c.items.iter().filter_map(|i| i.key.as_ref()))
+        })
         .map(|k| k.key.as_str())
         .collect();
     // Keys stored by earlier transactions.
@@ -131,7 +135,8 @@ pub async fn process(
     let mut results: Vec<Result<UsageOutcome, CommandError>> = Vec::with_capacity(commands.len());
     let mut new_events: Vec<NewEvent> = Vec::new();
     // Per command: item outcomes, with `Some(index into new_events)` where an event is to be written.
-    let mut pending: Vec<Option<Vec<(ItemOutcome, Option<usize>)>>> = Vec::with_capacity(commands.len());
+    let mut pending: Vec<Option<Vec<(ItemOutcome, Option<usize>)>>> =
+        Vec::with_capacity(commands.len());
     // Keys taken by an earlier command or item of this same batch.
     let mut batch_commands: HashMap<&str, (&str, usize)> = HashMap::new();
     let mut batch_items: HashMap<&str, (&str, Uuid)> = HashMap::new();
@@ -147,7 +152,10 @@ pub async fn process(
             if let Some((hash, original)) = batch_commands.get(key.key.as_str()) {
                 if *hash == key.request_hash {
                     copies.push((index, *original));
-                    results.push(Ok(UsageOutcome { items: Vec::new(), replayed: true }));
+                    results.push(Ok(UsageOutcome {
+                        items: Vec::new(),
+                        replayed: true,
+                    }));
                 } else {
                     results.push(Err(CommandError::KeyReused(client_key(key))));
                 }
@@ -164,7 +172,8 @@ pub async fn process(
                     continue;
                 }
                 if let Some((hash, record_id)) = batch_items.get(key.key.as_str()) {
-                    let outcome = serde_json::to_value(ItemOutcome::recorded(*record_id)).expect("outcomes serialize");
+                    let outcome = serde_json::to_value(ItemOutcome::recorded(*record_id))
+                        .expect("outcomes serialize");
                     items.push((replay_item(key, hash, &outcome), None));
                     continue;
                 }
@@ -172,14 +181,21 @@ pub async fn process(
             let record_id = Uuid::now_v7();
             let event = decide::record_usage(&item.record, record_id);
             let mut metadata = command.metadata.clone();
-            metadata.idempotency_key = item.key.as_ref().or(command.key.as_ref()).map(|k| k.key.clone());
+            metadata.idempotency_key = item
+                .key
+                .as_ref()
+                .or(command.key.as_ref())
+                .map(|k| k.key.clone());
             new_events.push(NewEvent::new(event, metadata));
             items.push((ItemOutcome::recorded(record_id), Some(new_events.len() - 1)));
             if let Some(key) = &item.key {
                 batch_items.insert(&key.key, (&key.request_hash, record_id));
             }
         }
-        results.push(Ok(UsageOutcome { items: Vec::new(), replayed: false }));
+        results.push(Ok(UsageOutcome {
+            items: Vec::new(),
+            replayed: false,
+        }));
         pending.push(Some(items));
     }
 
@@ -189,14 +205,24 @@ pub async fn process(
             Event::UsageRecorded(u) => decide::usage_stream(u.record_id),
         })
         .collect();
-    let rows: Vec<(&str, i64, &NewEvent)> = streams.iter().zip(&new_events).map(|(s, e)| (s.as_str(), 1, e)).collect();
+    let rows: Vec<(&str, i64, &NewEvent)> = streams
+        .iter()
+        .zip(&new_events)
+        .map(|(s, e)| (s.as_str(), 1, e))
+        .collect();
     let appended = insert_events(tx, &rows).await?;
-    assert_eq!(appended.len(), new_events.len(), "every event of the batch is appended exactly once");
+    assert_eq!(
+        appended.len(),
+        new_events.len(),
+        "every event of the batch is appended exactly once"
+    );
     let positions: HashMap<Uuid, i64> = appended.iter().map(|a| (a.event_id, a.position)).collect();
 
     let mut to_store: Vec<(&IdempotencyKey, serde_json::Value)> = Vec::new();
     for ((command, result), items) in commands.iter().zip(results.iter_mut()).zip(pending) {
-        let (Ok(outcome), Some(items)) = (result.as_mut(), items) else { continue };
+        let (Ok(outcome), Some(items)) = (result.as_mut(), items) else {
+            continue;
+        };
         for ((mut item_outcome, event_index), item) in items.into_iter().zip(&command.items) {
             if let Some(i) = event_index {
                 let new = &new_events[i];
@@ -207,18 +233,27 @@ pub async fn process(
                 item_outcome.cost_source = Some(u.cost_source);
                 item_outcome.timestamp = Some(u.occurred_at);
                 if let Some(key) = &item.key {
-                    to_store.push((key, serde_json::to_value(&item_outcome).expect("outcomes serialize")));
+                    to_store.push((
+                        key,
+                        serde_json::to_value(&item_outcome).expect("outcomes serialize"),
+                    ));
                 }
             }
             outcome.items.push(item_outcome);
         }
         if let Some(key) = &command.key {
-            to_store.push((key, serde_json::to_value(&*outcome).expect("outcomes serialize")));
+            to_store.push((
+                key,
+                serde_json::to_value(&*outcome).expect("outcomes serialize"),
+            ));
         }
     }
     for (copy, original) in copies {
         if let Ok(original) = results[original].clone() {
-            results[copy] = Ok(UsageOutcome { replayed: true, ..original });
+            results[copy] = Ok(UsageOutcome {
+                replayed: true,
+                ..original
+            });
         }
     }
     let stored = idempotency::store(tx, &to_store).await?;
@@ -228,11 +263,16 @@ pub async fn process(
     Ok(results)
 }
 
-fn replay(key: &IdempotencyKey, hash: &str, outcome: &serde_json::Value) -> Result<UsageOutcome, CommandError> {
+fn replay(
+    key: &IdempotencyKey,
+    hash: &str,
+    outcome: &serde_json::Value,
+) -> Result<UsageOutcome, CommandError> {
     if hash != key.request_hash {
         return Err(CommandError::KeyReused(client_key(key)));
     }
-    let mut outcome: UsageOutcome = serde_json::from_value(outcome.clone()).expect("stored outcomes decode");
+    let mut outcome: UsageOutcome =
+        serde_json::from_value(outcome.clone()).expect("stored outcomes decode");
     outcome.replayed = true;
     Ok(outcome)
 }
@@ -242,14 +282,18 @@ fn replay_item(key: &IdempotencyKey, hash: &str, outcome: &serde_json::Value) ->
         let message = CommandError::KeyReused(client_key(key)).to_string();
         return ItemOutcome::rejected("idempotency_key_reused", message);
     }
-    let mut original: ItemOutcome = serde_json::from_value(outcome.clone()).expect("stored outcomes decode");
+    let mut original: ItemOutcome =
+        serde_json::from_value(outcome.clone()).expect("stored outcomes decode");
     original.status = ItemStatus::Duplicate;
     original
 }
 
 /// The key as the client sent it, without our scope prefix.
 fn client_key(key: &IdempotencyKey) -> String {
-    key.key.split_once(':').map_or(key.key.as_str(), |(_, k)| k).to_string()
+    key.key
+        .split_once(':')
+        .map_or(key.key.as_str(), |(_, k)| k)
+        .to_string()
 }
 
 impl ItemOutcome {
@@ -267,13 +311,19 @@ impl ItemOutcome {
     }
 
     fn recorded(record_id: Uuid) -> Self {
-        ItemOutcome { record_id: Some(record_id), ..Self::empty() }
+        ItemOutcome {
+            record_id: Some(record_id),
+            ..Self::empty()
+        }
     }
 
     fn rejected(code: &str, message: String) -> Self {
         ItemOutcome {
             status: ItemStatus::Rejected,
-            error: Some(OutcomeError { code: code.into(), message }),
+            error: Some(OutcomeError {
+                code: code.into(),
+                message,
+            }),
             ..Self::empty()
         }
     }

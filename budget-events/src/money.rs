@@ -59,7 +59,9 @@ impl Money {
 
     /// Sum; `None` when the total would no longer fit a money column.
     pub fn checked_add(self, other: Money) -> Option<Money> {
-        self.0.checked_add(other.0).and_then(|d| Money::new_signed(d).ok())
+        self.0
+            .checked_add(other.0)
+            .and_then(|d| Money::new_signed(d).ok())
     }
 }
 
@@ -158,12 +160,27 @@ mod tests {
 
     #[test]
     fn refuses_what_does_not_fit_instead_of_rounding() {
-        assert!(matches!("-1".parse::<Money>(), Err(MoneyError::Negative(_))));
-        assert!(matches!("0.00000000001".parse::<Money>(), Err(MoneyError::TooPrecise(_))));
-        assert!(matches!("100000000000000".parse::<Money>(), Err(MoneyError::TooLarge(_))));
-        assert!(matches!("abc".parse::<Money>(), Err(MoneyError::NotANumber(_))));
+        assert!(matches!(
+            "-1".parse::<Money>(),
+            Err(MoneyError::Negative(_))
+        ));
+        assert!(matches!(
+            "0.00000000001".parse::<Money>(),
+            Err(MoneyError::TooPrecise(_))
+        ));
+        assert!(matches!(
+            "100000000000000".parse::<Money>(),
+            Err(MoneyError::TooLarge(_))
+        ));
+        assert!(matches!(
+            "abc".parse::<Money>(),
+            Err(MoneyError::NotANumber(_))
+        ));
         assert!(serde_json::from_str::<Money>("true").is_err());
         // Trailing zeros beyond the scale are not extra precision.
-        assert_eq!("1.50000000000000".parse::<Money>().unwrap().amount(), dec!(1.5));
+        assert_eq!(
+            "1.50000000000000".parse::<Money>().unwrap().amount(),
+            dec!(1.5)
+        );
     }
 }

@@ -69,7 +69,10 @@ impl Writer {
 
     pub async fn record_usage(&self, command: UsageCommand) -> Result<UsageOutcome, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.sender.send((command, reply)).await.map_err(|_| WriteError::ShutDown)?;
+        self.sender
+            .send((command, reply))
+            .await
+            .map_err(|_| WriteError::ShutDown)?;
         answer.await.map_err(|_| WriteError::ShutDown)?
     }
 }
@@ -89,7 +92,10 @@ async fn run(pool: Pool, signal: LogSignal, mut receiver: mpsc::Receiver<(UsageC
         }
         let (commands, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let results = write_batch(&pool, &commands).await;
-        if results.iter().any(|r| r.as_ref().is_ok_and(|o| !o.replayed)) {
+        if results
+            .iter()
+            .any(|r| r.as_ref().is_ok_and(|o| !o.replayed))
+        {
             signal.notify();
         }
         for (reply, result) in replies.into_iter().zip(results) {
@@ -100,18 +106,29 @@ async fn run(pool: Pool, signal: LogSignal, mut receiver: mpsc::Receiver<(UsageC
 
 /// Writes a batch; if it fails for a reason other than a race, each command is tried on its own so that
 /// one bad command cannot fail the others.
-async fn write_batch(pool: &Pool, commands: &[UsageCommand]) -> Vec<Result<UsageOutcome, WriteError>> {
+async fn write_batch(
+    pool: &Pool,
+    commands: &[UsageCommand],
+) -> Vec<Result<UsageOutcome, WriteError>> {
     match write_once(pool, commands).await {
-        Ok(results) => results.into_iter().map(|r| r.map_err(WriteError::from)).collect(),
+        Ok(results) => results
+            .into_iter()
+            .map(|r| r.map_err(WriteError::from))
+            .collect(),
         Err(e) if commands.len() == 1 => vec![Err(e)],
         Err(e) => {
             tracing::warn!(error = %e, commands = commands.len(), "batch failed; writing its commands one by one");
             let mut results = Vec::with_capacity(commands.len());
             for command in commands {
-                results.push(match write_once(pool, std::slice::from_ref(command)).await {
-                    Ok(mut r) => r.pop().expect("one result per command").map_err(WriteError::from),
-                    Err(e) => Err(e),
-                });
+                results.push(
+                    match write_once(pool, std::slice::from_ref(command)).await {
+                        Ok(mut r) => r
+                            .pop()
+                            .expect("one result per command")
+                            .map_err(WriteError::from),
+                        Err(e) => Err(e),
+                    },
+                );
             }
             results
         }
@@ -122,15 +139,23 @@ async fn write_once(
     pool: &Pool,
     commands: &[UsageCommand],
 ) -> Result<Vec<Result<UsageOutcome, CommandError>>, WriteError> {
-    let mut client = pool.get().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| WriteError::Unavailable(e.to_string()))?;
     let mut attempt = 0;
     loop {
-        let tx = client.transaction().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| WriteError::Unavailable(e.to_string()))?;
         match ledger::process(&tx, commands).await {
             Ok(results) => {
                 // If the commit's answer is lost, the outcome is unknown to the caller, who retries with
                 // the same idempotency key and gets the stored answer.
-                tx.commit().await.map_err(|e| WriteError::Failed(e.to_string()))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| WriteError::Failed(e.to_string()))?;
                 return Ok(results);
             }
             Err(LedgerError::Race) if attempt < RACE_RETRIES => {

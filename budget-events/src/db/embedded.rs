@@ -61,13 +61,33 @@ impl EmbeddedPostgres {
             check_reachable(&data_dir)?;
             // Not recursive: pgdata is created by initdb as `postgres`, and a running cluster's files must
             // not be touched.
-            run("chown data directory", Command::new("chown").arg(POSTGRES_USER).arg(&data_dir).arg(&socket_dir))?;
+            run(
+                "chown data directory",
+                Command::new("chown")
+                    .arg(POSTGRES_USER)
+                    .arg(&data_dir)
+                    .arg(&socket_dir),
+            )?;
         }
-        let mut pg = EmbeddedPostgres { bin_dir, pgdata, socket_dir, run_as_postgres, started_here: false };
+        let mut pg = EmbeddedPostgres {
+            bin_dir,
+            pgdata,
+            socket_dir,
+            run_as_postgres,
+            started_here: false,
+        };
 
         if !pg.pgdata.join("PG_VERSION").exists() {
             let mut initdb = pg.command("initdb");
-            initdb.arg("-D").arg(&pg.pgdata).args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C"]);
+            initdb.arg("-D").arg(&pg.pgdata).args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]);
             if options.unsafe_fast {
                 initdb.arg("--no-sync");
             }
@@ -86,9 +106,20 @@ impl EmbeddedPostgres {
         if options.unsafe_fast {
             server_opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
-        let log = pg.pgdata.parent().unwrap_or(&pg.pgdata).join("postgres.log");
+        let log = pg
+            .pgdata
+            .parent()
+            .unwrap_or(&pg.pgdata)
+            .join("postgres.log");
         let mut start = pg.command("pg_ctl");
-        start.arg("-D").arg(&pg.pgdata).arg("-o").arg(server_opts).arg("-l").arg(&log).args(["-w", "-t", "60", "start"]);
+        start
+            .arg("-D")
+            .arg(&pg.pgdata)
+            .arg("-o")
+            .arg(server_opts)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "start"]);
         run("pg_ctl start", &mut start).map_err(|e| match e {
             EmbeddedError::Command { step, detail } => EmbeddedError::Command {
                 step,
@@ -104,12 +135,21 @@ impl EmbeddedPostgres {
     /// Connection settings for the `postgres` database of this cluster.
     pub fn config(&self) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
-        config.host_path(&self.socket_dir).port(SOCKET_PORT).user("postgres").dbname("postgres");
+        config
+            .host_path(&self.socket_dir)
+            .port(SOCKET_PORT)
+            .user("postgres")
+            .dbname("postgres");
         config
     }
 
     pub fn is_running(&self) -> bool {
-        self.command("pg_ctl").arg("-D").arg(&self.pgdata).arg("status").output().is_ok_and(|o| o.status.success())
+        self.command("pg_ctl")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .arg("status")
+            .output()
+            .is_ok_and(|o| o.status.success())
     }
 
     /// Whether this process started the cluster (and so should stop it).
@@ -120,7 +160,9 @@ impl EmbeddedPostgres {
     /// Fast shutdown: open sessions are ended, committed data is kept.
     pub fn stop(&self) -> Result<(), EmbeddedError> {
         let mut stop = self.command("pg_ctl");
-        stop.arg("-D").arg(&self.pgdata).args(["-m", "fast", "-w", "stop"]);
+        stop.arg("-D")
+            .arg(&self.pgdata)
+            .args(["-m", "fast", "-w", "stop"]);
         run("pg_ctl stop", &mut stop).map(|_| ())
     }
 
@@ -162,7 +204,10 @@ pub fn find_binaries() -> Result<PathBuf, EmbeddedError> {
         })
         .collect();
     candidates.sort();
-    candidates.pop().map(|(_, dir)| dir).ok_or(EmbeddedError::NoBinaries)
+    candidates
+        .pop()
+        .map(|(_, dir)| dir)
+        .ok_or(EmbeddedError::NoBinaries)
 }
 
 /// The default data directory: `$XDG_DATA_HOME/budget` or `~/.local/share/budget`; as root,
@@ -182,11 +227,17 @@ pub fn default_data_dir() -> PathBuf {
 
 /// The effective user is root. `/proc/self` is owned by the process's effective uid.
 pub fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 fn user_exists(name: &str) -> bool {
-    Command::new("id").arg("-u").arg(name).output().is_ok_and(|o| o.status.success())
+    Command::new("id")
+        .arg("-u")
+        .arg(name)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Every ancestor must let others traverse it, or `postgres` cannot reach the data directory.
@@ -194,14 +245,20 @@ fn check_reachable(dir: &Path) -> Result<(), EmbeddedError> {
     for parent in dir.ancestors().skip(1) {
         let mode = std::fs::metadata(parent)?.mode();
         if mode & 0o001 == 0 {
-            return Err(EmbeddedError::Unreachable { dir: dir.to_path_buf(), parent: parent.to_path_buf() });
+            return Err(EmbeddedError::Unreachable {
+                dir: dir.to_path_buf(),
+                parent: parent.to_path_buf(),
+            });
         }
     }
     Ok(())
 }
 
 fn run(step: &str, command: &mut Command) -> Result<Output, EmbeddedError> {
-    let out = command.output().map_err(|e| EmbeddedError::Command { step: step.into(), detail: e.to_string() })?;
+    let out = command.output().map_err(|e| EmbeddedError::Command {
+        step: step.into(),
+        detail: e.to_string(),
+    })?;
     if out.status.success() {
         Ok(out)
     } else {
@@ -210,6 +267,9 @@ fn run(step: &str, command: &mut Command) -> Result<Output, EmbeddedError> {
             String::from_utf8_lossy(&out.stderr).trim(),
             String::from_utf8_lossy(&out.stdout).trim()
         );
-        Err(EmbeddedError::Command { step: step.into(), detail })
+        Err(EmbeddedError::Command {
+            step: step.into(),
+            detail,
+        })
     }
 }

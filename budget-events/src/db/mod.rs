@@ -23,9 +23,14 @@ pub fn pool(config: &DbConfig, size: usize) -> Pool {
     let manager = Manager::from_config(
         config,
         NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
     );
-    Pool::builder(manager).max_size(size).build().expect("a pool without a runtime-specific hook always builds")
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .expect("a pool without a runtime-specific hook always builds")
 }
 
 /// Parses a `postgres://…` URL or a `host=… dbname=…` string.
@@ -44,5 +49,8 @@ pub fn describe(config: &DbConfig) -> String {
         })
         .unwrap_or_else(|| "localhost".into());
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
+    format!(
+        "{host}:{port}/{}",
+        config.get_dbname().unwrap_or("postgres")
+    )
 }

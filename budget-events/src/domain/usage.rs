@@ -102,11 +102,16 @@ impl RecordUsage {
                 | NameError::TooLong { field, .. }
                 | NameError::ControlCharacter { field } => field.to_string(),
             };
-            errors.push(FieldError { field, message: e.to_string() });
+            errors.push(FieldError {
+                field,
+                message: e.to_string(),
+            });
         };
         let provider = Provider::parse(&input.provider).map_err(&mut name_err).ok();
         let model = Model::parse(&input.model).map_err(&mut name_err).ok();
-        let component = Component::parse(&input.component).map_err(&mut name_err).ok();
+        let component = Component::parse(&input.component)
+            .map_err(&mut name_err)
+            .ok();
         let task_type = match &input.task_type {
             Some(t) => TaskType::parse(t).map_err(&mut name_err).ok(),
             None => Some(TaskType::default_type()),
@@ -140,7 +145,14 @@ impl RecordUsage {
             });
         }
 
-        match (provider, model, component, task_type, input_tokens, output_tokens) {
+        match (
+            provider,
+            model,
+            component,
+            task_type,
+            input_tokens,
+            output_tokens,
+        ) {
             (Some(provider), Some(model), Some(component), Some(task_type), Some(i), Some(o))
                 if errors.is_empty() =>
             {

@@ -52,7 +52,11 @@ pub struct AppendedEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     #[error("stream {stream_id} is at version {actual}, not the expected {expected:?}; reload and retry")]
-    Conflict { stream_id: String, expected: ExpectedVersion, actual: i64 },
+    Conflict {
+        stream_id: String,
+        expected: ExpectedVersion,
+        actual: i64,
+    },
     #[error("another writer appended to the same stream concurrently; the transaction was abandoned, retry it")]
     ConcurrentAppend(#[source] tokio_postgres::Error),
     #[error("database error while appending: {0}")]
@@ -61,7 +65,10 @@ pub enum AppendError {
 
 /// Checks every stream's expected version, then appends all events, in order, in `tx`.
 /// Nothing is written when any expectation fails.
-pub async fn append(tx: &Transaction<'_>, streams: &[StreamAppend]) -> Result<Vec<AppendedEvent>, AppendError> {
+pub async fn append(
+    tx: &Transaction<'_>,
+    streams: &[StreamAppend],
+) -> Result<Vec<AppendedEvent>, AppendError> {
     let ids: Vec<&str> = streams.iter().map(|s| s.stream_id.as_str()).collect();
     let mut versions = current_versions(tx, &ids).await?;
     let mut rows = Vec::new();
@@ -85,7 +92,10 @@ pub async fn append(tx: &Transaction<'_>, streams: &[StreamAppend]) -> Result<Ve
 }
 
 /// The last version of each of `stream_ids` that exists (absent streams are left out).
-pub async fn current_versions(tx: &Transaction<'_>, stream_ids: &[&str]) -> Result<HashMap<String, i64>, AppendError> {
+pub async fn current_versions(
+    tx: &Transaction<'_>,
+    stream_ids: &[&str],
+) -> Result<HashMap<String, i64>, AppendError> {
     if stream_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -142,7 +152,12 @@ pub async fn insert_events(
         })?;
     let mut appended: Vec<AppendedEvent> = inserted
         .into_iter()
-        .map(|r| AppendedEvent { event_id: r.get(0), stream_id: r.get(1), stream_version: r.get(2), position: r.get(3) })
+        .map(|r| AppendedEvent {
+            event_id: r.get(0),
+            stream_id: r.get(1),
+            stream_version: r.get(2),
+            position: r.get(3),
+        })
         .collect();
     appended.sort_by_key(|a| a.position);
     Ok(appended)

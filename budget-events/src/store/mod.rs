@@ -4,5 +4,8 @@ pub mod append;
 pub mod idempotency;
 pub mod read;
 
-pub use append::{append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion, StreamAppend};
+pub use append::{
+    append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion,
+    StreamAppend,
+};
 pub use read::{read_after, Cursor, ReadError};

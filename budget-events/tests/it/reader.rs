@@ -4,7 +4,11 @@ use budget_events::store::{append, read_after, Cursor, ExpectedVersion, StreamAp
 use crate::helpers::{read_settled, usage_event};
 
 fn one(stream_id: &str) -> Vec<StreamAppend> {
-    vec![StreamAppend { stream_id: stream_id.into(), expected: ExpectedVersion::NoStream, events: vec![usage_event("c")] }]
+    vec![StreamAppend {
+        stream_id: stream_id.into(),
+        expected: ExpectedVersion::NoStream,
+        events: vec![usage_event("c")],
+    }]
 }
 
 /// The reason for the (tx_id, position) cursor: transaction A takes a position first but commits after
@@ -17,9 +21,13 @@ async fn an_event_that_commits_late_is_not_skipped() {
     let reader = db.pool.get().await.unwrap();
 
     let ta = a.transaction().await.unwrap();
-    let first = append(&ta, &one("early-position-late-commit")).await.unwrap();
+    let first = append(&ta, &one("early-position-late-commit"))
+        .await
+        .unwrap();
     let tb = b.transaction().await.unwrap();
-    let second = append(&tb, &one("late-position-early-commit")).await.unwrap();
+    let second = append(&tb, &one("late-position-early-commit"))
+        .await
+        .unwrap();
     assert!(first[0].position < second[0].position);
     tb.commit().await.unwrap();
 
@@ -27,13 +35,20 @@ async fn an_event_that_commits_late_is_not_skipped() {
     let seen = read_after(&**reader, Cursor::START, 100).await.unwrap();
     assert!(seen.is_empty(), "read past an open transaction: {seen:?}");
     // What a naive reader would have done:
-    let naive: i64 = reader.query_one("SELECT count(*) FROM events WHERE position > 0", &[]).await.unwrap().get(0);
+    let naive: i64 = reader
+        .query_one("SELECT count(*) FROM events WHERE position > 0", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(naive, 1, "the naive reader sees B only, and would skip A");
 
     ta.commit().await.unwrap();
     let seen = read_settled(&**reader, Cursor::START, 2).await.unwrap();
     let streams: Vec<_> = seen.iter().map(|e| e.stream_id.as_str()).collect();
-    assert_eq!(streams, ["early-position-late-commit", "late-position-early-commit"]);
+    assert_eq!(
+        streams,
+        ["early-position-late-commit", "late-position-early-commit"]
+    );
 
     // Reading on from the last event finds nothing more, and never an event twice.
     let cursor = Cursor::after(seen.last().unwrap());
@@ -49,7 +64,13 @@ async fn reading_in_pages_visits_every_event_once() {
         append(&tx, &one(&format!("s-{i}"))).await.unwrap();
         tx.commit().await.unwrap();
     }
-    assert_eq!(read_settled(&**client, Cursor::START, 25).await.unwrap().len(), 25);
+    assert_eq!(
+        read_settled(&**client, Cursor::START, 25)
+            .await
+            .unwrap()
+            .len(),
+        25
+    );
     let mut cursor = Cursor::START;
     let mut seen = Vec::new();
     loop {

@@ -1,0 +1,33 @@
+//! What a projection is: a name, the tables it owns, and a fold of a batch of events.
+
+use std::future::Future;
+
+use budget_events::RecordedEvent;
+use tokio_postgres::Transaction;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Read(#[from] budget_events::store::ReadError),
+    #[error("database error in projection: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("no database connection: {0}")]
+    Pool(String),
+    #[error("the checkpoint of {0} moved under us; another runner applied this batch, so ours was rolled back")]
+    CheckpointMoved(&'static str),
+}
+
+pub trait Projection: Send + Sync + 'static {
+    /// The checkpoint name, also shown in health.
+    const NAME: &'static str;
+    /// The tables this projection alone writes; a rebuild empties them.
+    const TABLES: &'static [&'static str];
+
+    /// Folds `events` (in log order) into the tables, inside the runner's transaction. Events of types
+    /// the projection does not use are ignored here; unknown types never reach it (the reader fails).
+    fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        events: &[RecordedEvent],
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+}

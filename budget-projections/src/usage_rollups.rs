@@ -1,0 +1,267 @@
+//! `usage_rollups`: usage per UTC hour x provider x model x component x task_type, and its queries.
+//!
+//! Hourly rows are small enough to fold any calendar period from (day, ISO week, month) with
+//! `date_trunc`, and fine enough that windows need not be re-read from the log.
+
+use std::collections::{BTreeMap, HashMap};
+
+use budget_events::event::{Event, UsageRecorded};
+use budget_events::period::Period;
+use budget_events::{Money, RecordedEvent};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Transaction};
+
+use crate::projection::{Projection, ProjectionError};
+
+pub struct UsageRollups;
+
+type Key = (DateTime<Utc>, String, String, String, String);
+
+impl Projection for UsageRollups {
+    const NAME: &'static str = "usage_rollups";
+    const TABLES: &'static [&'static str] = &["usage_rollups"];
+
+    async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        // Fold the batch in memory first: one upsert per touched row, not per event.
+        let mut rows: HashMap<Key, Totals> = HashMap::new();
+        for recorded in events {
+            let Event::UsageRecorded(u) = &recorded.event;
+            let totals = rows.entry(key(u)).or_default();
+            totals.add(u.input_tokens, u.output_tokens, u.cost.amount(), 1);
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut cols: (
+            Vec<DateTime<Utc>>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+        ) = Default::default();
+        let (mut input, mut output, mut cost, mut count) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for ((hour, provider, model, component, task_type), t) in rows {
+            cols.0.push(hour);
+            cols.1.push(provider);
+            cols.2.push(model);
+            cols.3.push(component);
+            cols.4.push(task_type);
+            input.push(t.input_tokens);
+            output.push(t.output_tokens);
+            cost.push(t.cost);
+            count.push(t.count);
+        }
+        tx.execute(
+            "INSERT INTO usage_rollups AS r (hour, provider, model, component, task_type, input_tokens, output_tokens, cost, count)
+             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                  $6::bigint[], $7::bigint[], $8::numeric[], $9::bigint[])
+             ON CONFLICT (hour, provider, model, component, task_type) DO UPDATE SET
+                 input_tokens = r.input_tokens + EXCLUDED.input_tokens,
+                 output_tokens = r.output_tokens + EXCLUDED.output_tokens,
+                 cost = r.cost + EXCLUDED.cost,
+                 count = r.count + EXCLUDED.count",
+            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &input, &output, &cost, &count],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn key(u: &UsageRecorded) -> Key {
+    (
+        Period::Hourly.start_of(u.occurred_at),
+        u.provider.to_string(),
+        u.model.to_string(),
+        u.component.to_string(),
+        u.task_type.to_string(),
+    )
+}
+
+/// Token, cost and record sums.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    #[serde(serialize_with = "budget_events::money::decimal_json::serialize")]
+    pub cost: Decimal,
+    pub count: i64,
+}
+
+impl Totals {
+    fn add(&mut self, input: i64, output: i64, cost: Decimal, count: i64) {
+        self.input_tokens += input;
+        self.output_tokens += output;
+        self.cost += cost;
+        self.count += count;
+    }
+
+    pub fn total_tokens(&self) -> i64 {
+        self.input_tokens + self.output_tokens
+    }
+
+    fn from_row(row: &tokio_postgres::Row, first: usize) -> Totals {
+        Totals {
+            input_tokens: row.get(first),
+            output_tokens: row.get(first + 1),
+            cost: row.get(first + 2),
+            count: row.get(first + 3),
+        }
+    }
+}
+
+/// The dimensions usage can be grouped by.
+pub const DIMENSIONS: [&str; 4] = ["provider", "model", "component", "task_type"];
+
+/// Which usage to sum: `[start, end)` on hour boundaries, and optional equality filters.
+#[derive(Debug, Clone, Default)]
+pub struct UsageFilter {
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub component: Option<String>,
+    pub task_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bucket {
+    pub start: DateTime<Utc>,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+/// Totals, one bucket per period, and per-dimension groups (dimension -> name -> totals).
+#[derive(Debug, Clone, Default)]
+pub struct UsageReport {
+    pub totals: Totals,
+    pub series: Vec<Bucket>,
+    pub groups: BTreeMap<String, BTreeMap<String, Totals>>,
+}
+
+const SUMS: &str =
+    "sum(input_tokens)::bigint, sum(output_tokens)::bigint, sum(cost), sum(count)::bigint";
+
+fn where_clause(filter: &UsageFilter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let mut conditions = Vec::new();
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    if let Some(start) = filter.start {
+        params.push(Box::new(start));
+        conditions.push(format!("hour >= ${}", params.len()));
+    }
+    if let Some(end) = filter.end {
+        params.push(Box::new(end));
+        conditions.push(format!("hour < ${}", params.len()));
+    }
+    for (column, value) in [
+        ("provider", &filter.provider),
+        ("model", &filter.model),
+        ("component", &filter.component),
+        ("task_type", &filter.task_type),
+    ] {
+        if let Some(v) = value {
+            params.push(Box::new(v.clone()));
+            conditions.push(format!("{column} = ${}", params.len()));
+        }
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    (clause, params)
+}
+
+/// Sums usage for `filter`, bucketed by `period`, grouped by each of `group_by` (names from
+/// [`DIMENSIONS`]; callers validate them).
+pub async fn report(
+    client: &impl GenericClient,
+    filter: &UsageFilter,
+    period: Period,
+    group_by: &[&str],
+) -> Result<UsageReport, tokio_postgres::Error> {
+    let (clause, params) = where_clause(filter);
+    let params: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let mut report = UsageReport::default();
+
+    let series = client
+        .query(
+            &format!(
+                "SELECT date_trunc('{}', hour, 'UTC'), {SUMS} FROM usage_rollups {clause} GROUP BY 1 ORDER BY 1",
+                period.sql_unit()
+            ),
+            &params,
+        )
+        .await?;
+    for row in &series {
+        let totals = Totals::from_row(row, 1);
+        report.totals.add(
+            totals.input_tokens,
+            totals.output_tokens,
+            totals.cost,
+            totals.count,
+        );
+        report.series.push(Bucket {
+            start: row.get(0),
+            totals,
+        });
+    }
+
+    let dims: Vec<&str> = group_by
+        .iter()
+        .copied()
+        .filter(|d| DIMENSIONS.contains(d))
+        .collect();
+    if !dims.is_empty() {
+        // One pass over the rows for every dimension: GROUPING SETS, one set per dimension.
+        let sets = dims
+            .iter()
+            .map(|d| format!("({d})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let name = format!("COALESCE({})", dims.join(", "));
+        let which = dims
+            .iter()
+            .map(|d| format!("WHEN GROUPING({d}) = 0 THEN '{d}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT CASE {which} END, {name}, {SUMS} FROM usage_rollups {clause} GROUP BY GROUPING SETS ({sets})"
+                ),
+                &params,
+            )
+            .await?;
+        for d in &dims {
+            report.groups.insert(d.to_string(), BTreeMap::new());
+        }
+        for row in rows {
+            let dim: String = row.get(0);
+            let name: String = row.get(1);
+            report
+                .groups
+                .entry(dim)
+                .or_default()
+                .insert(name, Totals::from_row(&row, 2));
+        }
+    }
+    Ok(report)
+}
+
+impl Totals {
+    /// The cost as money (sums of money columns always fit one).
+    pub fn cost_money(&self) -> Money {
+        Money::new(self.cost).expect("sums of ledger amounts fit a ledger column")
+    }
+}

@@ -1,0 +1,143 @@
+use budget_events::db::testing::TestDb;
+use budget_projections::health::lag;
+use budget_projections::runner::apply_batch;
+use budget_projections::usage_rollups::UsageRollups;
+use budget_projections::{rebuild, Step};
+use serde_json::json;
+
+use crate::{apply_all, input, record, rollup_rows, runner};
+
+fn usage(component: &str, tokens: i64) -> budget_events::domain::UsageInput {
+    input(
+        json!({"provider": "openai", "model": "gpt-4o", "component": component,
+                 "input_tokens": tokens, "output_tokens": 1, "cost": "0.5"}),
+    )
+}
+
+#[tokio::test]
+async fn a_batch_abandoned_before_commit_is_applied_once_later() {
+    let db = TestDb::new().await;
+    record(&db, &[usage("a", 10), usage("a", 20)]).await;
+
+    // Apply inside a transaction that is then abandoned, as a crash between apply and commit would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut client = db.pool.get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        let step = apply_batch(&UsageRollups, &tx).await.unwrap();
+        drop(tx);
+        if step == Step::Applied(2) || std::time::Instant::now() > deadline {
+            assert_eq!(step, Step::Applied(2));
+            break;
+        }
+    }
+    assert!(
+        rollup_rows(&db).await.is_empty(),
+        "the abandoned apply left rows behind"
+    );
+
+    apply_all(&runner(&db), 2).await;
+    let rows = rollup_rows(&db).await;
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0].ends_with("|a|default|30|2|1.0000000000|2"),
+        "{}",
+        rows[0]
+    );
+}
+
+#[tokio::test]
+async fn two_runners_never_apply_the_same_projection_at_once() {
+    let db = TestDb::new().await;
+    record(&db, &[usage("a", 10)]).await;
+    let first = runner(&db);
+    let second = runner(&db);
+
+    let mut client = db.pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    // Hold the projection with an open step (waiting for the event to become visible if need be).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while apply_batch(&UsageRollups, &tx).await.unwrap() != Step::Applied(1) {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        second.step().await.unwrap(),
+        Step::Busy,
+        "the second runner must stand by"
+    );
+    assert_eq!(first.step().await.unwrap(), Step::Busy);
+    tx.commit().await.unwrap();
+
+    assert_eq!(second.step().await.unwrap(), Step::CaughtUp);
+    let rows = rollup_rows(&db).await;
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].ends_with("|10|1|0.5000000000|1"), "{}", rows[0]);
+}
+
+#[tokio::test]
+async fn rebuild_from_zero_equals_the_live_result() {
+    let db = TestDb::new().await;
+    let live = runner(&db);
+    let mut written = 0;
+    for round in 0..4 {
+        let batch: Vec<_> = (0..5)
+            .map(|i| usage(&format!("c{}", i % 3), round * 10 + i))
+            .collect();
+        written += batch.len();
+        record(&db, &batch).await;
+        apply_all(&live, batch.len()).await;
+    }
+    let before = rollup_rows(&db).await;
+    assert!(!before.is_empty());
+    let client = db.pool.get().await.unwrap();
+    let checkpoint_before: i64 = client
+        .query_one(
+            "SELECT position FROM projection_checkpoints WHERE name = 'usage_rollups'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    let rebuilt = rebuild(&UsageRollups, &db.pool).await.unwrap();
+    assert_eq!(rebuilt, written);
+    assert_eq!(rollup_rows(&db).await, before);
+    let checkpoint_after: i64 = client
+        .query_one(
+            "SELECT position FROM projection_checkpoints WHERE name = 'usage_rollups'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(checkpoint_after, checkpoint_before);
+    assert_eq!(
+        live.step().await.unwrap(),
+        Step::CaughtUp,
+        "nothing is applied twice after a rebuild"
+    );
+}
+
+#[tokio::test]
+async fn health_reports_lag_until_caught_up() {
+    let db = TestDb::new().await;
+    record(&db, &[usage("a", 1), usage("b", 2), usage("c", 3)]).await;
+    let client = db.pool.get().await.unwrap();
+    let before = lag(&**client).await.unwrap();
+    let rollups = before.iter().find(|l| l.name == "usage_rollups").unwrap();
+    assert_eq!(rollups.lag_events, 3);
+    assert!(rollups.lag_seconds >= 0.0);
+
+    apply_all(&runner(&db), 3).await;
+    let after = lag(&**client).await.unwrap();
+    let rollups = after.iter().find(|l| l.name == "usage_rollups").unwrap();
+    assert_eq!(
+        (
+            rollups.lag_events,
+            rollups.lag_seconds,
+            rollups.events_applied
+        ),
+        (0, 0.0, 3)
+    );
+}
