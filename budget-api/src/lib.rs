@@ -1,1 +1,16 @@
+//! `budget-api`: the REST API (actix-web) and its OpenAPI document.
+//!
+//! Routes read projection tables and the log, and write only through `budget-events`' batching
+//! writer. [`startup::Application`] assembles the whole service: migrations, the writer, the
+//! projection workers and the HTTP server.
 
+pub mod body;
+pub mod configuration;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod state;
+
+pub use configuration::Settings;
+pub use startup::Application;

@@ -8,4 +8,4 @@ pub use append::{
     append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion,
     StreamAppend,
 };
-pub use read::{read_after, Cursor, ReadError};
+pub use read::{read_after, usage_records, Cursor, ReadError, UsageRecordFilter};

@@ -105,3 +105,47 @@ pub(crate) fn decode_row(row: &tokio_postgres::Row) -> Result<RecordedEvent, Rea
         recorded_at: row.get::<_, DateTime<Utc>>(9),
     })
 }
+
+/// Which usage records to list from the log (newest first), paged by position.
+#[derive(Debug, Clone, Default)]
+pub struct UsageRecordFilter {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub component: Option<String>,
+    pub task_type: Option<String>,
+    pub context_id: Option<String>,
+    /// Only records at positions below this one (the previous page's last position).
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// Usage records straight from the log, newest first. A listing, not a projection: it shows what is
+/// committed now, and the cursor is only a page marker.
+pub async fn usage_records(client: &impl GenericClient, filter: &UsageRecordFilter) -> Result<Vec<RecordedEvent>, ReadError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM events
+                 WHERE event_type = 'UsageRecorded'
+                   AND ($1::bigint IS NULL OR position < $1)
+                   AND ($2::text IS NULL OR payload->>'provider' = $2)
+                   AND ($3::text IS NULL OR payload->>'model' = $3)
+                   AND ($4::text IS NULL OR payload->>'component' = $4)
+                   AND ($5::text IS NULL OR payload->>'task_type' = $5)
+                   AND ($6::text IS NULL OR payload->>'context_id' = $6)
+                 ORDER BY position DESC
+                 LIMIT $7"
+            ),
+            &[
+                &filter.before,
+                &filter.provider,
+                &filter.model,
+                &filter.component,
+                &filter.task_type,
+                &filter.context_id,
+                &filter.limit,
+            ],
+        )
+        .await?;
+    rows.iter().map(decode_row).collect()
+}

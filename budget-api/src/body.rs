@@ -1,0 +1,41 @@
+//! Request bodies: read with a size cap, parsed with the path of the field at fault.
+//!
+//! We read raw bytes instead of using `web::Json`, so that a missing `Content-Type` (plain `curl -d`)
+//! is accepted, and so that every failure becomes our JSON error with a message that names the field.
+
+use actix_web::web;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Reads at most `limit` bytes of body.
+pub async fn read(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("invalid_body", format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Parses JSON; the error names the field (`records[3].input_tokens: invalid type…`).
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("invalid_json", "the request body is empty; send a JSON object"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." || path.is_empty() {
+            format!("the body is not valid: {inner}")
+        } else {
+            format!("{path}: {inner}")
+        };
+        ApiError::BadRequest { code: "invalid_json", message, details: Some(serde_json::json!({ "path": path })) }
+    })
+}

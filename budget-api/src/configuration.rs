@@ -1,0 +1,23 @@
+//! What the service needs to start: where to listen and which database to use.
+
+use budget_events::db::DbConfig;
+
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+pub const DEFAULT_PORT: u16 = 8013;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    pub database: DbConfig,
+    pub pool_size: usize,
+    /// Seconds that in-flight requests get to finish on shutdown.
+    pub shutdown_timeout: u64,
+}
+
+impl Settings {
+    pub fn new(host: impl Into<String>, port: u16, database: DbConfig) -> Self {
+        Settings { host: host.into(), port, database, pool_size: 16, shutdown_timeout: 30 }
+    }
+}

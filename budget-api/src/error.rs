@@ -1,0 +1,110 @@
+//! The API's one error type, and the JSON every error is sent as:
+//! `{"error": {"code": "…", "message": "…", "details": …}}`.
+//!
+//! `code` is stable and machine-readable; `message` is a sentence that says what to fix.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String, details: Option<serde_json::Value> },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the request body is larger than {limit} bytes; send fewer records per request")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `validation_failed`, `invalid_json`, `idempotency_key_reused`…
+    pub code: String,
+    /// What went wrong and how to fix it.
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, message: message.into(), details: None }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::NotFound(_) => "not_found",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(e) = self {
+            tracing::error!(error = %e, "internal error");
+        }
+        let details = match self {
+            ApiError::BadRequest { details, .. } => details.clone(),
+            _ => None,
+        };
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            error: ErrorDetail { code: self.code().to_string(), message: self.to_string(), details },
+        })
+    }
+}
+
+impl From<budget_events::writer::WriteError> for ApiError {
+    fn from(e: budget_events::writer::WriteError) -> Self {
+        use budget_events::writer::WriteError;
+        match e {
+            WriteError::Rejected(rejection) => {
+                ApiError::Conflict { code: "idempotency_key_reused", message: rejection.to_string() }
+            }
+            WriteError::Unavailable(_) | WriteError::ShutDown => {
+                ApiError::Unavailable(format!("{e}; nothing was written, retry with the same idempotency key"))
+            }
+            WriteError::Failed(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        ApiError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        ApiError::Unavailable(format!("the database is unavailable: {e}"))
+    }
+}

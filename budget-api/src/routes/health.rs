@@ -1,0 +1,76 @@
+//! `GET /api/health`: is the database reachable, and how far behind is each projection.
+
+use actix_web::{get, web, HttpResponse};
+use budget_projections::health::lag;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::state::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `healthy`, `degraded` (a projection is failing) or `unhealthy` (no database).
+    pub status: &'static str,
+    pub version: &'static str,
+    /// `ok`, or why the database cannot be reached.
+    pub database: String,
+    pub projections: Vec<ProjectionHealth>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectionHealth {
+    pub name: String,
+    /// Log position of the last applied event.
+    pub position: i64,
+    pub events_applied: i64,
+    /// Committed events not applied yet.
+    pub lag_events: i64,
+    /// Age of the oldest event not applied yet.
+    pub lag_seconds: f64,
+    pub updated_at: DateTime<Utc>,
+    /// The runner's last error, if its last step failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[utoipa::path(
+    tag = "health",
+    responses(
+        (status = 200, description = "Database reachable", body = Health),
+        (status = 503, description = "Database unreachable", body = Health),
+    )
+)]
+#[get("/api/health")]
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let version = env!("CARGO_PKG_VERSION");
+    let lags = match state.pool.get().await {
+        Ok(client) => lag(&**client).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match lags {
+        Ok(lags) => {
+            let errors = state.projections.errors();
+            let projections: Vec<ProjectionHealth> = lags
+                .into_iter()
+                .map(|l| ProjectionHealth {
+                    error: errors.get(l.name.as_str()).cloned(),
+                    name: l.name,
+                    position: l.position,
+                    events_applied: l.events_applied,
+                    lag_events: l.lag_events,
+                    lag_seconds: l.lag_seconds,
+                    updated_at: l.updated_at,
+                })
+                .collect();
+            let status = if projections.iter().any(|p| p.error.is_some()) { "degraded" } else { "healthy" };
+            HttpResponse::Ok().json(Health { status, version, database: "ok".into(), projections })
+        }
+        Err(e) => HttpResponse::ServiceUnavailable().json(Health {
+            status: "unhealthy",
+            version,
+            database: format!("unreachable: {e}"),
+            projections: Vec::new(),
+        }),
+    }
+}

@@ -1,0 +1,24 @@
+//! One file per route group.
+
+pub mod health;
+pub mod usage;
+pub mod usage_query;
+
+use actix_web::web;
+
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(health::health)
+        .service(usage::record_batch)
+        .service(usage::record_one)
+        .service(usage_query::summary)
+        .service(usage_query::records)
+        .service(usage_query::usage);
+}
+
+/// JSON 404 for every path no route matches.
+pub async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::NotFound(format!("no route for {} {}; see /api/docs for the routes", req.method(), req.path())).error_response()
+}

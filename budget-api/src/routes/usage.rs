@@ -1,0 +1,258 @@
+//! Recording usage: `POST /api/usage` (one record) and `POST /api/usage/batch` (up to 10,000 in one
+//! transaction). Both validate everything before writing anything, and both are idempotent.
+
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use budget_events::domain::usage::FieldError;
+use budget_events::domain::{RecordUsage, UsageInput};
+use budget_events::ledger::{ItemOutcome, ItemStatus, UsageCommand, UsageItem};
+use budget_events::store::idempotency::IdempotencyKey;
+use budget_events::EventMetadata;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::body;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest body of a single-record request.
+pub const MAX_RECORD_BODY: usize = 64 * 1024;
+/// Largest body of a batch request.
+pub const MAX_BATCH_BODY: usize = 16 * 1024 * 1024;
+/// Most records in one batch.
+pub const MAX_BATCH_RECORDS: usize = 10_000;
+
+const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+const REPLAYED_HEADER: &str = "Idempotent-Replayed";
+
+#[derive(Serialize, ToSchema)]
+pub struct UsageRecordedResponse {
+    pub success: bool,
+    /// `recorded`, or `duplicate` when an earlier request with the same key recorded it.
+    #[schema(value_type = String, example = "recorded")]
+    pub status: ItemStatus,
+    pub record_id: Option<uuid::Uuid>,
+    pub event_id: Option<uuid::Uuid>,
+    /// Position of the `UsageRecorded` event in the log.
+    pub position: Option<i64>,
+    #[schema(value_type = Option<f64>, example = 0.0064)]
+    pub cost: Option<budget_events::Money>,
+    /// `client` (the request's cost) or `unpriced`.
+    #[schema(value_type = Option<String>)]
+    pub cost_source: Option<budget_events::domain::usage::CostSource>,
+    pub timestamp: Option<chrono::DateTime<Utc>>,
+}
+
+impl From<ItemOutcome> for UsageRecordedResponse {
+    fn from(o: ItemOutcome) -> Self {
+        UsageRecordedResponse {
+            success: o.status != ItemStatus::Rejected,
+            status: o.status,
+            record_id: o.record_id,
+            event_id: o.event_id,
+            position: o.position,
+            cost: o.cost,
+            cost_source: o.cost_source,
+            timestamp: o.timestamp,
+        }
+    }
+}
+
+/// Record one LLM call.
+#[utoipa::path(
+    tag = "usage",
+    request_body = UsageInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry returns the first outcome")),
+    responses(
+        (status = 201, description = "Recorded", body = UsageRecordedResponse),
+        (status = 200, description = "Already recorded under this idempotency key; nothing new written", body = UsageRecordedResponse),
+        (status = 400, description = "Invalid record; nothing written", body = crate::error::ErrorBody),
+        (status = 409, description = "Idempotency key used for a different request", body = crate::error::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::error::ErrorBody),
+    )
+)]
+#[post("/api/usage")]
+pub async fn record_one(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(payload, MAX_RECORD_BODY).await?;
+    let input: UsageInput = body::parse(&bytes)?;
+    let record = RecordUsage::validate(&input, Utc::now()).map_err(|e| validation_error(e.errors))?;
+    let key = match key_for(header_key(&req)?, input.request_id.as_deref())? {
+        Some(k) => Some(idempotency_key("usage", k, &input)?),
+        None => None,
+    };
+    let command = UsageCommand { items: vec![UsageItem { record, key }], key: None, metadata: metadata(&req) };
+    let mut outcome = state.writer.record_usage(command).await?;
+    let item = outcome.items.pop().expect("one outcome per record");
+    match item.status {
+        ItemStatus::Recorded => Ok(HttpResponse::Created().json(UsageRecordedResponse::from(item))),
+        ItemStatus::Duplicate => {
+            Ok(HttpResponse::Ok().insert_header((REPLAYED_HEADER, "true")).json(UsageRecordedResponse::from(item)))
+        }
+        ItemStatus::Rejected => {
+            let error = item.error.expect("a rejection says why");
+            Err(ApiError::Conflict { code: "idempotency_key_reused", message: error.message })
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// 1 to 10,000 usage records; each may carry its own `request_id`.
+    pub records: Vec<UsageInput>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchItemResponse {
+    pub index: usize,
+    #[serde(flatten)]
+    pub outcome: UsageRecordedResponse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<budget_events::ledger::OutcomeError>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub success: bool,
+    pub recorded: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+    pub results: Vec<BatchItemResponse>,
+}
+
+/// Record many LLM calls in one transaction, with an outcome per record.
+#[utoipa::path(
+    tag = "usage",
+    request_body = BatchRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Key for the whole batch")),
+    responses(
+        (status = 200, description = "Per-record outcomes", body = BatchResponse),
+        (status = 400, description = "A record is invalid; nothing written. `details` lists every problem by index", body = crate::error::ErrorBody),
+        (status = 409, description = "Idempotency key used for a different batch", body = crate::error::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::error::ErrorBody),
+    )
+)]
+#[post("/api/usage/batch")]
+pub async fn record_batch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(payload, MAX_BATCH_BODY).await?;
+    let batch: BatchRequest = body::parse(&bytes)?;
+    if batch.records.is_empty() {
+        return Err(ApiError::bad_request("validation_failed", "records is empty; send 1 to 10,000 records"));
+    }
+    if batch.records.len() > MAX_BATCH_RECORDS {
+        return Err(ApiError::bad_request(
+            "too_many_records",
+            format!("the batch has {} records; send at most {MAX_BATCH_RECORDS} per request", batch.records.len()),
+        ));
+    }
+    let now = Utc::now();
+    let mut items = Vec::with_capacity(batch.records.len());
+    let mut problems = Vec::new();
+    for (index, input) in batch.records.iter().enumerate() {
+        match RecordUsage::validate(input, now) {
+            Ok(record) => {
+                let key = match &input.request_id {
+                    Some(k) => Some(idempotency_key("usage", k, input)?),
+                    None => None,
+                };
+                items.push(UsageItem { record, key });
+            }
+            Err(e) => problems.extend(e.errors.into_iter().map(|f| (index, f))),
+        }
+    }
+    if !problems.is_empty() {
+        let count = problems.len();
+        let details: Vec<_> = problems
+            .iter()
+            .map(|(i, f)| serde_json::json!({"index": i, "field": f.field, "message": f.message}))
+            .collect();
+        let (first_index, first) = &problems[0];
+        return Err(ApiError::BadRequest {
+            code: "validation_failed",
+            message: format!(
+                "records[{first_index}].{}: {} ({count} problem(s) in all, listed in details); nothing was recorded",
+                first.field, first.message
+            ),
+            details: Some(serde_json::Value::Array(details)),
+        });
+    }
+    let key = match header_key(&req)? {
+        Some(k) => Some(idempotency_key("usage-batch", k, &batch)?),
+        None => None,
+    };
+    let outcome = state.writer.record_usage(UsageCommand { items, key, metadata: metadata(&req) }).await?;
+    let count = |s: ItemStatus| outcome.items.iter().filter(|i| i.status == s).count();
+    let response = BatchResponse {
+        success: true,
+        recorded: count(ItemStatus::Recorded),
+        duplicates: count(ItemStatus::Duplicate),
+        rejected: count(ItemStatus::Rejected),
+        results: outcome
+            .items
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(index, mut item)| BatchItemResponse { index, error: item.error.take(), outcome: item.into() })
+            .collect(),
+    };
+    let mut http = HttpResponse::Ok();
+    if outcome.replayed {
+        http.insert_header((REPLAYED_HEADER, "true"));
+    }
+    Ok(http.json(response))
+}
+
+fn header_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    match req.headers().get(IDEMPOTENCY_HEADER) {
+        None => Ok(None),
+        Some(v) => v.to_str().map(Some).map_err(|_| {
+            ApiError::bad_request("invalid_idempotency_key", "the Idempotency-Key header must be printable ASCII")
+        }),
+    }
+}
+
+/// The header and the body's `request_id` are two ways to send the same key; they may not disagree.
+fn key_for<'a>(header: Option<&'a str>, request_id: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+    match (header, request_id) {
+        (Some(h), Some(r)) if h.trim() != r.trim() => Err(ApiError::bad_request(
+            "conflicting_idempotency_keys",
+            "the Idempotency-Key header and request_id differ; send one of them, or the same value in both",
+        )),
+        (h, r) => Ok(h.or(r)),
+    }
+}
+
+fn idempotency_key(scope: &str, key: &str, request: &impl Serialize) -> Result<IdempotencyKey, ApiError> {
+    IdempotencyKey::new(scope, key, request).map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))
+}
+
+fn metadata(req: &HttpRequest) -> EventMetadata {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect());
+    EventMetadata { actor: header("X-Budget-Actor"), request_id: header("X-Request-Id"), ..Default::default() }
+}
+
+fn validation_error(errors: Vec<FieldError>) -> ApiError {
+    let message = errors
+        .iter()
+        .map(|e| e.message.clone())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let details = errors
+        .iter()
+        .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
+        .collect();
+    ApiError::BadRequest {
+        code: "validation_failed",
+        message: format!("{message}; nothing was recorded"),
+        details: Some(serde_json::Value::Array(details)),
+    }
+}

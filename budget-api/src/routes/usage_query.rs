@@ -1,0 +1,338 @@
+//! Reading usage: `GET /api/usage` (totals, a series per period, groups), `POST /api/usage/summary`
+//! (the shape Tekton clients use) and `GET /api/usage/records` (the records themselves, from the log).
+
+use std::collections::BTreeMap;
+
+use actix_web::{get, post, web, HttpResponse};
+use budget_events::event::Event;
+use budget_events::period::Period;
+use budget_events::store::{usage_records, UsageRecordFilter};
+use budget_events::Money;
+use budget_projections::usage_rollups::{report, Totals, UsageFilter, DIMENSIONS};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::body;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Longest range a usage query may cover.
+const MAX_DAYS: u32 = 3660;
+const DEFAULT_DAYS: u32 = 7;
+
+#[derive(Debug, Serialize, ToSchema, PartialEq)]
+pub struct UsageTotals {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+    #[schema(value_type = f64)]
+    pub cost: Money,
+    pub count: i64,
+}
+
+impl From<Totals> for UsageTotals {
+    fn from(t: Totals) -> Self {
+        UsageTotals {
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            total_tokens: t.total_tokens(),
+            cost: t.cost_money(),
+            count: t.count,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageBucket {
+    /// Start of the period (UTC).
+    pub start: DateTime<Utc>,
+    #[serde(flatten)]
+    pub totals: UsageTotals,
+}
+
+type Groups = BTreeMap<String, BTreeMap<String, UsageTotals>>;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// hourly, daily (default), weekly or monthly: the size of each bucket of `series`.
+    pub period: Option<String>,
+    /// How many days back, counting today (default 7).
+    pub days: Option<u32>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub component: Option<String>,
+    pub task_type: Option<String>,
+    /// Comma-separated dimensions to group by: provider, model, component, task_type (default all).
+    pub group_by: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageResponse {
+    #[schema(value_type = String)]
+    pub period: Period,
+    pub days: u32,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub totals: UsageTotals,
+    /// One entry per period that had usage, oldest first.
+    pub series: Vec<UsageBucket>,
+    /// dimension -> name -> totals.
+    #[schema(value_type = Object)]
+    pub groups: Groups,
+}
+
+/// Usage over the last N days: totals, a series per period, and groups.
+#[utoipa::path(
+    tag = "usage",
+    params(UsageQuery),
+    responses(
+        (status = 200, body = UsageResponse),
+        (status = 400, description = "Bad parameter", body = crate::error::ErrorBody),
+    )
+)]
+#[get("/api/usage")]
+pub async fn usage(state: web::Data<AppState>, query: web::Query<UsageQuery>) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let period = parse_period(q.period.as_deref().unwrap_or("daily"))?;
+    let days = q.days.unwrap_or(DEFAULT_DAYS);
+    if !(1..=MAX_DAYS).contains(&days) {
+        return Err(ApiError::bad_request("invalid_parameter", format!("days is {days}; use 1 to {MAX_DAYS}")));
+    }
+    let group_by = parse_group_by(q.group_by.as_deref())?;
+    let (start, end) = period.range_for_days(Utc::now(), days);
+    let filter = UsageFilter {
+        start: Some(start),
+        end: None,
+        provider: non_empty(q.provider),
+        model: non_empty(q.model),
+        component: non_empty(q.component),
+        task_type: non_empty(q.task_type),
+    };
+    let client = state.pool.get().await?;
+    let r = report(&**client, &filter, period, &group_by).await?;
+    Ok(HttpResponse::Ok().json(UsageResponse {
+        period,
+        days,
+        start_time: start,
+        end_time: end,
+        totals: r.totals.into(),
+        series: r.series.into_iter().map(|b| UsageBucket { start: b.start, totals: b.totals.into() }).collect(),
+        groups: groups(r.groups),
+    }))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryRequest {
+    /// hourly, daily, weekly or monthly. Without start_time, the summary covers the current period.
+    pub period: String,
+    pub provider: Option<String>,
+    pub component: Option<String>,
+    pub model: Option<String>,
+    pub task_type: Option<String>,
+    /// Inclusive; rounded down to the hour.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Exclusive; rounded up to the hour. Default: now.
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SummaryResponse {
+    pub period: String,
+    pub total_input_tokens: i64,
+    pub total_output_tokens: i64,
+    pub total_tokens: i64,
+    #[schema(value_type = f64)]
+    pub total_cost: Money,
+    pub count: i64,
+    /// The hour-aligned range the figures cover.
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    /// provider|model|component|task_type -> name -> totals.
+    #[schema(value_type = Object)]
+    pub groups: Groups,
+}
+
+/// Usage summary for a period or a time range (the Tekton client shape).
+#[utoipa::path(
+    tag = "usage",
+    request_body = SummaryRequest,
+    responses(
+        (status = 200, body = SummaryResponse),
+        (status = 400, description = "Bad request", body = crate::error::ErrorBody),
+    )
+)]
+#[post("/api/usage/summary")]
+pub async fn summary(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(payload, 16 * 1024).await?;
+    let req: SummaryRequest = body::parse(&bytes)?;
+    let period = parse_period(&req.period)?;
+    let now = Utc::now();
+    let start = Period::Hourly.start_of(req.start_time.unwrap_or_else(|| period.start_of(now)));
+    let end = ceil_hour(req.end_time.unwrap_or(now));
+    if start >= end {
+        return Err(ApiError::bad_request(
+            "invalid_time_range",
+            format!("start_time {start} is not before end_time {end}; send an earlier start_time"),
+        ));
+    }
+    let filter = UsageFilter {
+        start: Some(start),
+        end: Some(end),
+        provider: non_empty(req.provider),
+        model: non_empty(req.model),
+        component: non_empty(req.component),
+        task_type: non_empty(req.task_type),
+    };
+    let client = state.pool.get().await?;
+    let r = report(&**client, &filter, period, &DIMENSIONS).await?;
+    Ok(HttpResponse::Ok().json(SummaryResponse {
+        period: period.to_string(),
+        total_input_tokens: r.totals.input_tokens,
+        total_output_tokens: r.totals.output_tokens,
+        total_tokens: r.totals.total_tokens(),
+        total_cost: r.totals.cost_money(),
+        count: r.totals.count,
+        start_time: start,
+        end_time: end,
+        groups: groups(r.groups),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsQuery {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub component: Option<String>,
+    pub task_type: Option<String>,
+    pub context_id: Option<String>,
+    /// Only records older than this log position (`next_before` of the previous page).
+    pub before: Option<i64>,
+    /// Page size, 1 to 1000 (default 50).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageRecordView {
+    pub position: i64,
+    pub record_id: uuid::Uuid,
+    pub event_id: uuid::Uuid,
+    pub provider: String,
+    pub model: String,
+    pub component: String,
+    pub task_type: String,
+    pub context_id: Option<String>,
+    pub session_id: Option<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+    #[schema(value_type = f64)]
+    pub cost: Money,
+    #[schema(value_type = String)]
+    pub cost_source: budget_events::domain::usage::CostSource,
+    /// When the call happened.
+    pub timestamp: DateTime<Utc>,
+    /// When the record was written to the log.
+    pub recorded_at: DateTime<Utc>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordsResponse {
+    pub records: Vec<UsageRecordView>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// Usage records from the log, newest first, paged.
+#[utoipa::path(
+    tag = "usage",
+    params(RecordsQuery),
+    responses((status = 200, body = RecordsResponse), (status = 400, body = crate::error::ErrorBody))
+)]
+#[get("/api/usage/records")]
+pub async fn records(state: web::Data<AppState>, query: web::Query<RecordsQuery>) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_parameter", format!("limit is {limit}; use 1 to 1000")));
+    }
+    let filter = UsageRecordFilter {
+        provider: non_empty(q.provider),
+        model: non_empty(q.model),
+        component: non_empty(q.component),
+        task_type: non_empty(q.task_type),
+        context_id: non_empty(q.context_id),
+        before: q.before,
+        limit,
+    };
+    let client = state.pool.get().await?;
+    let events = usage_records(&**client, &filter).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let next_before = (events.len() as i64 == limit).then(|| events.last().map(|e| e.position)).flatten();
+    let records = events
+        .into_iter()
+        .map(|e| {
+            let Event::UsageRecorded(u) = e.event;
+            UsageRecordView {
+                position: e.position,
+                record_id: u.record_id,
+                event_id: e.event_id,
+                total_tokens: u.total_tokens(),
+                provider: u.provider.into(),
+                model: u.model.into(),
+                component: u.component.into(),
+                task_type: u.task_type.into(),
+                context_id: u.context_id.map(Into::into),
+                session_id: u.session_id.map(Into::into),
+                input_tokens: u.input_tokens,
+                output_tokens: u.output_tokens,
+                cost: u.cost,
+                cost_source: u.cost_source,
+                timestamp: u.occurred_at,
+                recorded_at: e.recorded_at,
+                idempotency_key: e.metadata.idempotency_key,
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(RecordsResponse { records, next_before }))
+}
+
+fn parse_period(s: &str) -> Result<Period, ApiError> {
+    s.parse().map_err(|e: budget_events::period::UnknownPeriod| ApiError::bad_request("invalid_period", e.to_string()))
+}
+
+fn parse_group_by(s: Option<&str>) -> Result<Vec<&'static str>, ApiError> {
+    let Some(s) = s.filter(|s| !s.trim().is_empty()) else {
+        return Ok(DIMENSIONS.to_vec());
+    };
+    s.split(',')
+        .map(|d| {
+            DIMENSIONS.iter().copied().find(|known| *known == d.trim()).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("group_by `{}` is not a dimension; use provider, model, component or task_type", d.trim()),
+                )
+            })
+        })
+        .collect()
+}
+
+fn groups(g: BTreeMap<String, BTreeMap<String, Totals>>) -> Groups {
+    g.into_iter().map(|(d, names)| (d, names.into_iter().map(|(n, t)| (n, t.into())).collect())).collect()
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = Period::Hourly.start_of(t);
+    if floor == t {
+        t
+    } else {
+        floor + Duration::hours(1)
+    }
+}

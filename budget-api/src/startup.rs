@@ -1,0 +1,94 @@
+//! Assembles the service: migrate, start the batching writer and the projection workers, serve HTTP.
+
+use std::net::TcpListener;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use budget_events::db::{self, migrate};
+use budget_events::writer::{LogSignal, Writer};
+use budget_projections::usage_rollups::UsageRollups;
+use budget_projections::{Runner, RunnerStatus};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::configuration::Settings;
+use crate::error::ApiError;
+use crate::openapi::ApiDoc;
+use crate::routes;
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    workers: Vec<JoinHandle<()>>,
+    stop_workers: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Migrates the database and binds the port; serving starts with [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let pool = db::pool(&settings.database, settings.pool_size);
+        let where_ = db::describe(&settings.database);
+        {
+            let mut client = pool.get().await.with_context(|| format!("cannot connect to PostgreSQL at {where_}"))?;
+            let applied = migrate::migrate(&mut client).await.context("database migration failed; start-up stopped")?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "database migrated");
+            }
+        }
+
+        let signal = LogSignal::default();
+        let (writer, _writer_task) = Writer::spawn(pool.clone(), signal.clone());
+        let status = RunnerStatus::default();
+        let (stop_workers, stopped) = watch::channel(false);
+        let runner = Runner::new(UsageRollups, pool.clone(), status.clone());
+        let workers = vec![tokio::spawn(runner.run(signal.clone(), stopped.clone()))];
+
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState { pool, writer, projections: status });
+        let openapi = ApiDoc::openapi();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                    ApiError::bad_request("invalid_parameter", format!("{err}; see /api/docs for the parameters")).into()
+                }))
+                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("budget::http"))
+                .configure(routes::configure)
+                .route("/api/docs", web::get().to(|| async {
+                    HttpResponse::PermanentRedirect().insert_header(("Location", "/api/docs/")).finish()
+                }))
+                .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", openapi.clone()))
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.shutdown_timeout)
+        .run();
+        Ok(Application { port, server, workers, stop_workers })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server gracefully (tests; `budget start` relies on SIGINT/SIGTERM, which actix handles).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped. In-flight requests finish first; every acknowledged write was committed
+    /// before it was acknowledged, so nothing acknowledged is lost. Then the projection workers stop.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        let _ = self.stop_workers.send(true);
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        result
+    }
+}

@@ -1,0 +1,65 @@
+//! `budget start`: the whole service in one process.
+//!
+//! With `BUDGET_DATABASE_URL` it uses that database; without, it runs a private PostgreSQL cluster in
+//! the data directory (kept across restarts) and stops it again on shutdown.
+
+use anyhow::Context;
+use budget_api::{Application, Settings};
+use budget_events::db::embedded::{default_data_dir, EmbeddedOptions, EmbeddedPostgres};
+use budget_events::db::{self, DbConfig};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::StartArgs;
+
+/// The database the service uses inside a private cluster.
+const EMBEDDED_DATABASE: &str = "budget";
+
+pub async fn run(args: StartArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("BUDGET_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+
+    let (database, embedded) = match &args.database_url {
+        Some(url) => (db::parse_config(url).context("BUDGET_DATABASE_URL is not a valid PostgreSQL URL")?, None),
+        None => {
+            let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+            let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir, &EmbeddedOptions::default()))
+                .await?
+                .context("cannot start the private PostgreSQL (set BUDGET_DATABASE_URL to use an existing one)")?;
+            let config = db::ensure_database(pg.config(), EMBEDDED_DATABASE)
+                .await
+                .context("cannot prepare the database in the private PostgreSQL")?;
+            (config, Some(pg))
+        }
+    };
+
+    let result = serve(&args, database).await;
+    if let Some(pg) = embedded.filter(EmbeddedPostgres::started_here) {
+        tracing::info!("stopping the private PostgreSQL");
+        if let Err(e) = tokio::task::spawn_blocking(move || pg.stop()).await? {
+            tracing::warn!(error = %e, "the private PostgreSQL did not stop cleanly");
+        }
+    }
+    result
+}
+
+async fn serve(args: &StartArgs, database: DbConfig) -> anyhow::Result<()> {
+    let described = db::describe(&database);
+    let app = Application::build(Settings::new(args.host.clone(), args.port, database)).await?;
+    let handle = app.handle();
+    // Ctrl-C and SIGTERM: stop accepting, let in-flight requests finish, then stop.
+    tokio::spawn(async move {
+        let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+        handle.stop(true).await;
+    });
+    println!("Budget is serving http://{}:{} (database {described}); API docs at /api/docs", args.host, app.port());
+    app.run_until_stopped().await.context("the HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! Tables for people; `--json` prints the API's JSON as is, for machines.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+
+pub fn table(headers: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED).set_header(headers.iter().map(|h| Cell::new(h)));
+    t
+}
+
+pub fn right(value: impl ToString) -> Cell {
+    Cell::new(value.to_string()).set_alignment(CellAlignment::Right)
+}
+
+pub fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON values print"));
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// A JSON money value printed as dollars with its exact digits.
+pub fn usd(value: &serde_json::Value) -> String {
+    format!("${}", value.as_number().map(|n| n.to_string()).unwrap_or_else(|| value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(1200), "1,200");
+        assert_eq!(super::thousands(-1234567), "-1,234,567");
+    }
+}
