@@ -8,7 +8,12 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "budget", version, about = "Keep LLM spending under control", long_about = None)]
 pub struct Cli {
     /// Where the Budget API is.
-    #[arg(long, global = true, env = "BUDGET_URL", default_value = "http://127.0.0.1:8013")]
+    #[arg(
+        long,
+        global = true,
+        env = "BUDGET_URL",
+        default_value = "http://127.0.0.1:8013"
+    )]
     pub url: String,
     #[command(subcommand)]
     pub command: Command,
@@ -17,7 +22,9 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the service: API, projection workers and, with no database URL, a private PostgreSQL.
-    #[command(after_help = "Example:\n  budget start\n  BUDGET_DATABASE_URL=postgres://postgres@127.0.0.1/budget budget start --port 8013")]
+    #[command(
+        after_help = "Example:\n  budget start\n  BUDGET_DATABASE_URL=postgres://postgres@127.0.0.1/budget budget start --port 8013"
+    )]
     Start(StartArgs),
     /// Show the server's health and how far behind each projection is.
     #[command(after_help = "Example:\n  budget status\n  budget status --json")]

@@ -56,12 +56,23 @@ pub fn describe(config: &DbConfig) -> String {
 }
 
 /// Creates database `name` on the server of `config` if it does not exist; returns the config for it.
-pub async fn ensure_database(mut config: DbConfig, name: &str) -> Result<DbConfig, tokio_postgres::Error> {
+pub async fn ensure_database(
+    mut config: DbConfig,
+    name: &str,
+) -> Result<DbConfig, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(connection);
-    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
     if !exists {
-        client.batch_execute(&format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""))).await?;
+        client
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{}\"",
+                name.replace('"', "\"\"")
+            ))
+            .await?;
     }
     config.dbname(name);
     Ok(config)

@@ -121,7 +121,10 @@ pub struct UsageRecordFilter {
 
 /// Usage records straight from the log, newest first. A listing, not a projection: it shows what is
 /// committed now, and the cursor is only a page marker.
-pub async fn usage_records(client: &impl GenericClient, filter: &UsageRecordFilter) -> Result<Vec<RecordedEvent>, ReadError> {
+pub async fn usage_records(
+    client: &impl GenericClient,
+    filter: &UsageRecordFilter,
+) -> Result<Vec<RecordedEvent>, ReadError> {
     let rows = client
         .query(
             &format!(

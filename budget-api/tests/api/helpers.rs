@@ -1,0 +1,94 @@
+use budget_api::{Application, Settings};
+use budget_events::db::testing::TestDb;
+use serde_json::{json, Value};
+
+pub struct TestApp {
+    pub address: String,
+    pub db: TestDb,
+    pub http: reqwest::Client,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let db = TestDb::new().await;
+    let mut settings = Settings::new("127.0.0.1", 0, db.config.clone());
+    settings.shutdown_timeout = 2;
+    settings.pool_size = 8;
+    let app = Application::build(settings).await.expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        db,
+        http: reqwest::Client::new(),
+    }
+}
+
+pub fn record(component: &str, input_tokens: i64) -> Value {
+    json!({"provider": "openai", "model": "gpt-4o", "component": component, "context_id": "task-123",
+           "task_type": "coding", "input_tokens": input_tokens, "output_tokens": 340, "cost": 0.0064})
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    pub async fn events(&self) -> i64 {
+        let client = self.db.pool.get().await.unwrap();
+        client
+            .query_one("SELECT count(*) FROM events", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Waits until the projections have applied `n` events in all.
+    pub async fn wait_for_projections(&self, n: i64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (_, health) = self.get_json("/api/health").await;
+            let p = &health["projections"][0];
+            if p["events_applied"].as_i64() == Some(n) && p["lag_events"] == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "projections did not catch up: {health}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Asserts a JSON error response with `status` and `code`; returns its message.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> String {
+    assert_eq!(response.status().as_u16(), status);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().unwrap().to_string();
+    assert!(!message.is_empty());
+    message
+}

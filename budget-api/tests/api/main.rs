@@ -1,0 +1,9 @@
+//! HTTP tests: the whole service on port 0 against a fresh database, spoken to over HTTP.
+
+mod docs;
+mod health;
+mod helpers;
+mod usage_batch;
+mod usage_query;
+mod usage_record;
+mod validation;

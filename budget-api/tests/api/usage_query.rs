@@ -1,0 +1,111 @@
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app};
+
+async fn seed(app: &crate::helpers::TestApp) {
+    let rec = |provider: &str, model: &str, component: &str, tokens: i64, cost: &str| {
+        json!({"provider": provider, "model": model, "component": component, "task_type": "coding",
+               "input_tokens": tokens, "output_tokens": 10, "cost": cost})
+    };
+    let batch = json!({"records": [
+        rec("openai", "gpt-4o", "codex", 1000, "0.01"),
+        rec("openai", "gpt-4o-mini", "codex", 500, "0.001"),
+        rec("anthropic", "claude-sonnet-4-5", "rhetor", 200, "0.02"),
+    ]});
+    assert_eq!(
+        app.post("/api/usage/batch", &batch).await.status().as_u16(),
+        200
+    );
+    app.wait_for_projections(3).await;
+}
+
+#[tokio::test]
+async fn get_usage_returns_totals_series_and_groups() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let (status, body) = app
+        .get_json("/api/usage?period=daily&days=7&provider=openai")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["totals"]["count"], 2);
+    assert_eq!(body["totals"]["input_tokens"], 1500);
+    assert_eq!(body["totals"]["total_tokens"], 1520);
+    assert_eq!(body["totals"]["cost"].to_string(), "0.011");
+    assert_eq!(body["series"].as_array().unwrap().len(), 1);
+    assert_eq!(body["groups"]["model"]["gpt-4o-mini"]["count"], 1);
+    assert!(body["groups"]["provider"].get("anthropic").is_none());
+
+    let (_, grouped) = app
+        .get_json("/api/usage?period=weekly&group_by=component")
+        .await;
+    let groups = grouped["groups"].as_object().unwrap();
+    assert_eq!(groups.keys().collect::<Vec<_>>(), ["component"]);
+    assert_eq!(
+        grouped["groups"]["component"]["rhetor"]["cost"].to_string(),
+        "0.02"
+    );
+}
+
+#[tokio::test]
+async fn summary_keeps_the_tekton_shape() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let r = app
+        .post(
+            "/api/usage/summary",
+            &json!({"period": "daily", "component": "codex"}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.unwrap();
+    for key in [
+        "period",
+        "total_input_tokens",
+        "total_output_tokens",
+        "total_tokens",
+        "total_cost",
+        "count",
+        "start_time",
+        "end_time",
+        "groups",
+    ] {
+        assert!(body.get(key).is_some(), "{key} missing from {body}");
+    }
+    assert_eq!(body["total_input_tokens"], 1500);
+    assert_eq!(body["total_cost"].to_string(), "0.011");
+    for dim in ["provider", "model", "component", "task_type"] {
+        assert!(body["groups"][dim].is_object(), "{dim}");
+    }
+    assert_eq!(body["groups"]["model"]["gpt-4o"]["total_tokens"], 1010);
+
+    let empty = app
+        .post("/api/usage/summary", &json!({"period": "daily", "start_time": "2020-01-01T00:00:00Z", "end_time": "2020-01-02T00:00:00Z"}))
+        .await;
+    let empty: Value = empty.json().await.unwrap();
+    assert_eq!(empty["count"], 0);
+    let r = app
+        .post("/api/usage/summary", &json!({"period": "daily", "start_time": "2020-01-02T00:00:00Z", "end_time": "2020-01-01T00:00:00Z"}))
+        .await;
+    assert_error(r, 400, "invalid_time_range").await;
+}
+
+#[tokio::test]
+async fn records_are_listed_newest_first_in_pages() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let (status, page) = app.get_json("/api/usage/records?limit=2").await;
+    assert_eq!(status, 200);
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert!(records[0]["position"].as_i64() > records[1]["position"].as_i64());
+    let before = page["next_before"].as_i64().unwrap();
+    let (_, next) = app
+        .get_json(&format!("/api/usage/records?limit=2&before={before}"))
+        .await;
+    assert_eq!(next["records"].as_array().unwrap().len(), 1);
+    assert!(next["next_before"].is_null());
+
+    let (_, filtered) = app.get_json("/api/usage/records?component=rhetor").await;
+    assert_eq!(filtered["records"][0]["model"], "claude-sonnet-4-5");
+    assert_eq!(filtered["records"][0]["cost"].to_string(), "0.02");
+}

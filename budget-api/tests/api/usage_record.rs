@@ -1,0 +1,106 @@
+use serde_json::Value;
+
+use crate::helpers::{assert_error, record, spawn_app};
+
+#[tokio::test]
+async fn a_record_is_written_once_and_its_retry_gets_the_same_answer() {
+    let app = spawn_app().await;
+    let send = |body: Value, key: &'static str| {
+        let request = app
+            .http
+            .post(app.url("/api/usage"))
+            .header("Idempotency-Key", key)
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let first = send(record("codex", 1200), "7f1c-1").await;
+    assert_eq!(first.status().as_u16(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["success"], true);
+    assert_eq!(first["status"], "recorded");
+    assert_eq!(
+        first["cost"].to_string(),
+        "0.0064",
+        "money stays an exact JSON number"
+    );
+
+    let retry = send(record("codex", 1200), "7f1c-1").await;
+    assert_eq!(retry.status().as_u16(), 200);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry["record_id"], first["record_id"]);
+    assert_eq!(retry["position"], first["position"]);
+    assert_eq!(retry["status"], "duplicate");
+
+    let message = assert_error(
+        send(record("codex", 999), "7f1c-1").await,
+        409,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert!(message.contains("7f1c-1"), "{message}");
+    assert_eq!(app.events().await, 1);
+}
+
+#[tokio::test]
+async fn request_id_in_the_body_is_an_idempotency_key_too() {
+    let app = spawn_app().await;
+    let mut body = record("codex", 5);
+    body["request_id"] = "req-42".into();
+    assert_eq!(app.post("/api/usage", &body).await.status().as_u16(), 201);
+    assert_eq!(app.post("/api/usage", &body).await.status().as_u16(), 200);
+    // Header and body disagreeing is a client bug worth reporting.
+    let r = app
+        .http
+        .post(app.url("/api/usage"))
+        .header("Idempotency-Key", "other")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 400, "conflicting_idempotency_keys").await;
+    assert_eq!(app.events().await, 1);
+}
+
+#[tokio::test]
+async fn a_record_without_content_type_or_cost_is_accepted_as_unpriced() {
+    let app = spawn_app().await;
+    let r = app
+        .post_raw(
+            "/api/usage",
+            r#"{"provider":"ollama","model":"llama3","component":"c","input_tokens":10,"output_tokens":0}"#,
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["cost_source"], "unpriced");
+    assert_eq!(body["cost"], 0);
+}
+
+#[tokio::test]
+async fn concurrent_records_are_all_kept_exactly_once() {
+    let app = spawn_app().await;
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let request = app
+            .http
+            .post(app.url("/api/usage"))
+            .header("Idempotency-Key", format!("k-{}", i % 50))
+            .json(&record("codex", 1));
+        tasks.push(tokio::spawn(async move {
+            request.send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(status == 201 || status == 200, "{status}");
+        created += usize::from(status == 201);
+    }
+    assert_eq!(created, 50);
+    assert_eq!(app.events().await, 50);
+    app.wait_for_projections(50).await;
+    let (_, usage) = app.get_json("/api/usage?period=daily&days=1").await;
+    assert_eq!(usage["totals"]["count"], 50);
+    assert_eq!(usage["totals"]["cost"].to_string(), "0.32");
+}
