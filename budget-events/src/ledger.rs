@@ -111,6 +111,9 @@ impl From<AppendError> for LedgerError {
     }
 }
 
+/// An item's outcome so far, with the index of its event in the batch when one is to be written.
+type PendingItem = (ItemOutcome, Option<usize>);
+
 /// Decides and writes `commands` in order in `tx`. The caller commits.
 pub async fn process(
     tx: &Transaction<'_>,
@@ -135,8 +138,7 @@ pub async fn process(
     let mut results: Vec<Result<UsageOutcome, CommandError>> = Vec::with_capacity(commands.len());
     let mut new_events: Vec<NewEvent> = Vec::new();
     // Per command: item outcomes, with `Some(index into new_events)` where an event is to be written.
-    let mut pending: Vec<Option<Vec<(ItemOutcome, Option<usize>)>>> =
-        Vec::with_capacity(commands.len());
+    let mut pending: Vec<Option<Vec<PendingItem>>> = Vec::with_capacity(commands.len());
     // Keys taken by an earlier command or item of this same batch.
     let mut batch_commands: HashMap<&str, (&str, usize)> = HashMap::new();
     let mut batch_items: HashMap<&str, (&str, Uuid)> = HashMap::new();

@@ -39,21 +39,21 @@ impl Projection for UsageRollups {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut cols: (
-            Vec<DateTime<Utc>>,
-            Vec<String>,
-            Vec<String>,
-            Vec<String>,
-            Vec<String>,
-        ) = Default::default();
-        let (mut input, mut output, mut cost, mut count) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let n = rows.len();
+        let (mut hours, mut providers, mut models) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut components, mut task_types) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut input, mut output) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut cost, mut count) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for ((hour, provider, model, component, task_type), t) in rows {
-            cols.0.push(hour);
-            cols.1.push(provider);
-            cols.2.push(model);
-            cols.3.push(component);
-            cols.4.push(task_type);
+            hours.push(hour);
+            providers.push(provider);
+            models.push(model);
+            components.push(component);
+            task_types.push(task_type);
             input.push(t.input_tokens);
             output.push(t.output_tokens);
             cost.push(t.cost);
@@ -68,7 +68,7 @@ impl Projection for UsageRollups {
                  output_tokens = r.output_tokens + EXCLUDED.output_tokens,
                  cost = r.cost + EXCLUDED.cost,
                  count = r.count + EXCLUDED.count",
-            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &input, &output, &cost, &count],
+            &[&hours, &providers, &models, &components, &task_types, &input, &output, &cost, &count],
         )
         .await?;
         Ok(())

@@ -1,0 +1,215 @@
+//! The `budget` binary against a live server: the commands as the guide writes them.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use budget_api::{Application, Settings};
+use budget_events::db::testing::{scratch_dir, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_budget");
+
+struct Server {
+    url: String,
+    _db: TestDb,
+}
+
+async fn server() -> Server {
+    let db = TestDb::new().await;
+    let mut settings = Settings::new("127.0.0.1", 0, db.config.clone());
+    settings.shutdown_timeout = 2;
+    let app = Application::build(settings).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    Server { url, _db: db }
+}
+
+/// Runs `budget ARGS` off the async runtime (it blocks) and returns its output.
+async fn budget(url: &str, args: &[&str]) -> Output {
+    let (url, args): (String, Vec<String>) = (
+        url.to_string(),
+        args.iter().map(|s| s.to_string()).collect(),
+    );
+    tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(&args)
+            .env("BUDGET_URL", url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn post_usage(url: &str, body: serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/usage"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+}
+
+async fn wait_applied(url: &str, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let h: serde_json::Value = reqwest::get(format!("{url}/api/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if h["projections"][0]["events_applied"] == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{h}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn get_usage_prints_a_table_and_json() {
+    let s = server().await;
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider":"openai","model":"gpt-4o","component":"codex","context_id":"task-123",
+                           "task_type":"coding","input_tokens":1200,"output_tokens":340,"cost":0.0064}),
+    )
+    .await;
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider":"anthropic","model":"claude","component":"rhetor","input_tokens":1,"output_tokens":1,"cost":1}),
+    )
+    .await;
+    wait_applied(&s.url, 2).await;
+
+    let out = budget(
+        &s.url,
+        &["get_usage", "daily", "--days", "7", "--provider", "openai"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("1,200") && text.contains("$0.0064") && text.contains("gpt-4o"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("claude"),
+        "the provider filter applies: {text}"
+    );
+
+    let out = budget(&s.url, &["get-usage", "daily", "--json"]).await;
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["totals"]["count"], 2);
+    assert_eq!(json["totals"]["cost"].to_string(), "1.0064");
+
+    let out = budget(&s.url, &["get_usage", "daily", "--component", "codex"]).await;
+    assert!(stdout(&out).contains("codex"));
+}
+
+#[tokio::test]
+async fn status_shows_health_and_projection_lag() {
+    let s = server().await;
+    let out = budget(&s.url, &["status"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("healthy") && stdout(&out).contains("usage_rollups"),
+        "{}",
+        stdout(&out)
+    );
+    let out = budget(&s.url, &["status", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["database"], "ok");
+}
+
+#[tokio::test]
+async fn errors_are_one_clear_line_and_a_failure_exit() {
+    let s = server().await;
+    let out = budget(&s.url, &["get_usage", "yearly"]).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("yearly") && err.contains("invalid_period"),
+        "{err}"
+    );
+
+    let out = budget("http://127.0.0.1:9", &["status"]).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot reach Budget at http://127.0.0.1:9") && err.contains("BUDGET_URL"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn version_and_help_with_examples() {
+    let out = budget("http://127.0.0.1:9", &["--version"]).await;
+    assert!(stdout(&out).starts_with("budget "));
+    let out = budget("http://127.0.0.1:9", &["get_usage", "--help"]).await;
+    assert!(
+        stdout(&out).contains("budget get_usage daily --days 7"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// `budget start` with no database URL: a private cluster in the data dir, kept across restarts,
+/// stopped on SIGTERM after in-flight work.
+#[tokio::test]
+async fn start_runs_on_a_private_postgres_and_stops_cleanly() {
+    let dir = scratch_dir("start");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+
+    for round in 1..=2 {
+        let mut child = Command::new(BIN)
+            .args(["start", "--port", &port.to_string()])
+            .env("BUDGET_DATA_DIR", &dir)
+            .env_remove("BUDGET_DATABASE_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reqwest::get(format!("{url}/api/health")).await.is_err() {
+            assert!(Instant::now() < deadline, "budget start did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        post_usage(
+            &url,
+            serde_json::json!({"provider":"openai","model":"gpt-4o","component":"c","input_tokens":1,"output_tokens":1}),
+        )
+        .await;
+        wait_applied(&url, round).await; // the first round's record survived the restart
+
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(status.success(), "budget start exited with {status}");
+        assert!(
+            !dir.join("pgdata/postmaster.pid").exists(),
+            "the private cluster was left running"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
