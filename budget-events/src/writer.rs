@@ -62,8 +62,18 @@ impl LogSignal {
 
 impl Writer {
     pub fn spawn(pool: Pool, signal: LogSignal) -> (Writer, JoinHandle<()>) {
+        Self::spawn_with_batch_limit(pool, signal, MAX_ITEMS_PER_TRANSACTION)
+    }
+
+    /// A writer that puts at most `max_items` records in one transaction (a command is never split).
+    /// `1` gives one transaction per request: the baseline the ingest benchmark compares against.
+    pub fn spawn_with_batch_limit(
+        pool: Pool,
+        signal: LogSignal,
+        max_items: usize,
+    ) -> (Writer, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(4096);
-        let handle = tokio::spawn(run(pool, signal, receiver));
+        let handle = tokio::spawn(run(pool, signal, receiver, max_items));
         (Writer { sender }, handle)
     }
 
@@ -77,11 +87,16 @@ impl Writer {
     }
 }
 
-async fn run(pool: Pool, signal: LogSignal, mut receiver: mpsc::Receiver<(UsageCommand, Reply)>) {
+async fn run(
+    pool: Pool,
+    signal: LogSignal,
+    mut receiver: mpsc::Receiver<(UsageCommand, Reply)>,
+    max_items: usize,
+) {
     while let Some(first) = receiver.recv().await {
         let mut items = first.0.items.len();
         let mut jobs = vec![first];
-        while items < MAX_ITEMS_PER_TRANSACTION {
+        while items < max_items {
             match receiver.try_recv() {
                 Ok(job) => {
                     items += job.0.items.len();

@@ -101,7 +101,19 @@ async fn rebuild_from_zero_equals_the_live_result() {
         .get(0);
 
     let rebuilt = rebuild(&UsageRollups, &db.pool).await.unwrap();
-    assert_eq!(rebuilt, written);
+    if rebuilt != written {
+        let log: Vec<String> = client
+            .query("SELECT format('%s tx=%s %s', position, tx_id, stream_id) FROM events ORDER BY position", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        panic!(
+            "rebuild applied {rebuilt} events, {written} were written; the log:\n{}",
+            log.join("\n")
+        );
+    }
     assert_eq!(rollup_rows(&db).await, before);
     let checkpoint_after: i64 = client
         .query_one(
