@@ -63,7 +63,15 @@ pub async fn read_after(
             &[&tx_text, &cursor.position, &limit],
         )
         .await?;
-    rows.iter().map(decode_row).collect()
+    let events: Vec<RecordedEvent> = rows.iter().map(decode_row).collect::<Result<_, _>>()?;
+    // The reading order is the cursor order: every event lies past the cursor and past the one before.
+    let mut previous = cursor;
+    for event in &events {
+        let at = Cursor::after(event);
+        assert!(at > previous, "the log reader went backwards: {at:?} after {previous:?}");
+        previous = at;
+    }
+    Ok(events)
 }
 
 /// Every event of one stream, in version order.
