@@ -25,34 +25,22 @@ fn arg(name: &str, default: usize) -> usize {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
         .unwrap_or(default)
 }
 
 fn input(i: usize) -> UsageInput {
-    serde_json::from_value(
-        json!({"provider": "openai", "model": "gpt-4o", "component": format!("c{}", i % 8),
-        "input_tokens": 1200, "output_tokens": 340, "cost": "0.0064"}),
-    )
+    serde_json::from_value(json!({"provider": "openai", "model": "gpt-4o", "component": format!("c{}", i % 8),
+        "input_tokens": 1200, "output_tokens": 340, "cost": "0.0064"}))
     .unwrap()
 }
 
 fn command(first: usize, n: usize) -> UsageCommand {
     let now = chrono::Utc::now();
     let items = (first..first + n)
-        .map(|i| UsageItem {
-            record: RecordUsage::validate(&input(i), now).unwrap(),
-            key: None,
-        })
+        .map(|i| UsageItem { record: RecordUsage::validate(&input(i), now).unwrap(), key: None })
         .collect();
-    UsageCommand {
-        items,
-        key: None,
-        metadata: EventMetadata::default(),
-    }
+    UsageCommand { items, key: None, metadata: EventMetadata::default() }
 }
 
 /// `tasks` concurrent callers send `records` records in commands of `per_command`; returns seconds.
@@ -65,10 +53,7 @@ async fn drive(writer: &Writer, records: usize, tasks: usize, per_command: usize
         handles.push(tokio::spawn(async move {
             let mut c = t;
             while c < commands {
-                writer
-                    .record_usage(command(c * per_command, per_command))
-                    .await
-                    .expect("write");
+                writer.record_usage(command(c * per_command, per_command)).await.expect("write");
                 c += tasks;
             }
         }));
@@ -90,18 +75,10 @@ async fn drive_http(url: &str, records: usize, tasks: usize, per_request: usize)
             let mut r = t;
             while r < requests {
                 let response = if per_request == 1 {
-                    http.post(format!("{url}/api/usage"))
-                        .json(&input(r))
-                        .send()
-                        .await
+                    http.post(format!("{url}/api/usage")).json(&input(r)).send().await
                 } else {
-                    let records: Vec<UsageInput> = (0..per_request)
-                        .map(|i| input(r * per_request + i))
-                        .collect();
-                    http.post(format!("{url}/api/usage/batch"))
-                        .json(&json!({ "records": records }))
-                        .send()
-                        .await
+                    let records: Vec<UsageInput> = (0..per_request).map(|i| input(r * per_request + i)).collect();
+                    http.post(format!("{url}/api/usage/batch")).json(&json!({ "records": records })).send().await
                 };
                 assert!(response.expect("request").status().is_success());
                 r += tasks;
@@ -133,34 +110,20 @@ async fn main() -> anyhow::Result<()> {
     let mut migrator = pool.get().await?;
     migrate::migrate(&mut migrator).await?;
     drop(migrator);
-    let sync: String = pool
-        .get()
-        .await?
-        .query_one("SHOW synchronous_commit", &[])
-        .await?
-        .get(0);
+    let sync: String = pool.get().await?.query_one("SHOW synchronous_commit", &[]).await?.get(0);
     println!("ingest benchmark: {records} records per phase, {tasks} concurrent callers, synchronous_commit={sync}");
 
     let mut results: Vec<(&str, f64)> = Vec::new();
     let baseline_records = records.min(5_000);
     let (one_per_tx, _) = Writer::spawn_with_batch_limit(pool.clone(), LogSignal::default(), 1);
     let secs = drive(&one_per_tx, baseline_records, tasks, 1).await;
-    results.push((
-        "writer, one commit per record (baseline)",
-        baseline_records as f64 / secs,
-    ));
+    results.push(("writer, one commit per record (baseline)", baseline_records as f64 / secs));
 
     let (batched, _) = Writer::spawn(pool.clone(), LogSignal::default());
     let secs = drive(&batched, records, tasks, 1).await;
-    results.push((
-        "writer, batched commits, 1 record per call",
-        records as f64 / secs,
-    ));
+    results.push(("writer, batched commits, 1 record per call", records as f64 / secs));
     let secs = drive(&batched, records, tasks.min(8), 1000).await;
-    results.push((
-        "writer, batched commits, 1000 records per call",
-        records as f64 / secs,
-    ));
+    results.push(("writer, batched commits, 1000 records per call", records as f64 / secs));
 
     let mut settings = Settings::new("127.0.0.1", 0, config.clone());
     settings.shutdown_timeout = 1;
@@ -168,27 +131,13 @@ async fn main() -> anyhow::Result<()> {
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let secs = drive_http(&url, records, tasks, 1).await;
-    results.push((
-        "HTTP POST /api/usage, 1 record per request",
-        records as f64 / secs,
-    ));
+    results.push(("HTTP POST /api/usage, 1 record per request", records as f64 / secs));
     let secs = drive_http(&url, records, tasks.min(8), 1000).await;
-    results.push((
-        "HTTP POST /api/usage/batch, 1000 per request",
-        records as f64 / secs,
-    ));
+    results.push(("HTTP POST /api/usage/batch, 1000 per request", records as f64 / secs));
 
-    let written: i64 = pool
-        .get()
-        .await?
-        .query_one("SELECT count(*) FROM events", &[])
-        .await?
-        .get(0);
+    let written: i64 = pool.get().await?.query_one("SELECT count(*) FROM events", &[]).await?.get(0);
     let expected = baseline_records + 4 * records;
-    assert_eq!(
-        written as usize, expected,
-        "every acknowledged record is in the log, once"
-    );
+    assert_eq!(written as usize, expected, "every acknowledged record is in the log, once");
 
     let baseline = results[0].1;
     println!("{:<50} {:>12} {:>8}", "phase", "records/s", "ratio");
@@ -200,9 +149,7 @@ async fn main() -> anyhow::Result<()> {
     pool.close();
     let (client, conn) = server.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
-    client
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await?;
+    client.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
     if let Some(pg) = cluster.filter(EmbeddedPostgres::started_here) {
         pg.stop()?;
     }

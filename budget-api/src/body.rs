@@ -13,9 +13,8 @@ use crate::error::ApiError;
 pub async fn read(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
-        })?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request("invalid_body", format!("could not read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
@@ -27,10 +26,7 @@ pub async fn read(mut payload: web::Payload, limit: usize) -> Result<web::Bytes,
 /// Parses JSON; the error names the field (`records[3].input_tokens: invalid type…`).
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "the request body is empty; send a JSON object",
-        ));
+        return Err(ApiError::bad_request("invalid_json", "the request body is empty; send a JSON object"));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -41,10 +37,6 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         } else {
             format!("{path}: {inner}")
         };
-        ApiError::BadRequest {
-            code: "invalid_json",
-            message,
-            details: Some(serde_json::json!({ "path": path })),
-        }
+        ApiError::BadRequest { code: "invalid_json", message, details: Some(serde_json::json!({ "path": path })) }
     })
 }

@@ -18,12 +18,6 @@ pub struct Settings {
 
 impl Settings {
     pub fn new(host: impl Into<String>, port: u16, database: DbConfig) -> Self {
-        Settings {
-            host: host.into(),
-            port,
-            database,
-            pool_size: 16,
-            shutdown_timeout: 30,
-        }
+        Settings { host: host.into(), port, database, pool_size: 16, shutdown_timeout: 30 }
     }
 }

@@ -11,11 +11,7 @@ use utoipa::ToSchema;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    BadRequest {
-        code: &'static str,
-        message: String,
-        details: Option<serde_json::Value>,
-    },
+    BadRequest { code: &'static str, message: String, details: Option<serde_json::Value> },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
@@ -46,11 +42,7 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest {
-            code,
-            message: message.into(),
-            details: None,
-        }
+        ApiError::BadRequest { code, message: message.into(), details: None }
     }
 
     pub fn code(&self) -> &'static str {
@@ -85,11 +77,7 @@ impl ResponseError for ApiError {
             _ => None,
         };
         HttpResponse::build(self.status_code()).json(ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_string(),
-                message: self.to_string(),
-                details,
-            },
+            error: ErrorDetail { code: self.code().to_string(), message: self.to_string(), details },
         })
     }
 }
@@ -98,13 +86,12 @@ impl From<budget_events::writer::WriteError> for ApiError {
     fn from(e: budget_events::writer::WriteError) -> Self {
         use budget_events::writer::WriteError;
         match e {
-            WriteError::Rejected(rejection) => ApiError::Conflict {
-                code: "idempotency_key_reused",
-                message: rejection.to_string(),
-            },
-            WriteError::Unavailable(_) | WriteError::ShutDown => ApiError::Unavailable(format!(
-                "{e}; nothing was written, retry with the same idempotency key"
-            )),
+            WriteError::Rejected(rejection) => {
+                ApiError::Conflict { code: "idempotency_key_reused", message: rejection.to_string() }
+            }
+            WriteError::Unavailable(_) | WriteError::ShutDown => {
+                ApiError::Unavailable(format!("{e}; nothing was written, retry with the same idempotency key"))
+            }
             WriteError::Failed(_) => ApiError::Internal(e.to_string()),
         }
     }

@@ -33,13 +33,8 @@ impl Application {
         let pool = db::pool(&settings.database, settings.pool_size);
         let where_ = db::describe(&settings.database);
         {
-            let mut client = pool
-                .get()
-                .await
-                .with_context(|| format!("cannot connect to PostgreSQL at {where_}"))?;
-            let applied = migrate::migrate(&mut client)
-                .await
-                .context("database migration failed; start-up stopped")?;
+            let mut client = pool.get().await.with_context(|| format!("cannot connect to PostgreSQL at {where_}"))?;
+            let applied = migrate::migrate(&mut client).await.context("database migration failed; start-up stopped")?;
             if !applied.is_empty() {
                 tracing::info!(?applied, "database migrated");
             }
@@ -55,46 +50,30 @@ impl Application {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState {
-            pool,
-            writer,
-            projections: status,
-        });
+        let state = web::Data::new(AppState { pool, writer, projections: status });
         let openapi = ApiDoc::openapi();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                    ApiError::bad_request(
-                        "invalid_parameter",
-                        format!("{err}; see /api/docs for the parameters"),
-                    )
-                    .into()
+                    ApiError::bad_request("invalid_parameter", format!("{err}; see /api/docs for the parameters"))
+                        .into()
                 }))
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("budget::http"))
                 .configure(routes::configure)
                 .route(
                     "/api/docs",
                     web::get().to(|| async {
-                        HttpResponse::PermanentRedirect()
-                            .insert_header(("Location", "/api/docs/"))
-                            .finish()
+                        HttpResponse::PermanentRedirect().insert_header(("Location", "/api/docs/")).finish()
                     }),
                 )
-                .service(
-                    SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", openapi.clone()),
-                )
+                .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", openapi.clone()))
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)?
         .shutdown_timeout(settings.shutdown_timeout)
         .run();
-        Ok(Application {
-            port,
-            server,
-            workers,
-            stop_workers,
-        })
+        Ok(Application { port, server, workers, stop_workers })
     }
 
     pub fn port(&self) -> u16 {

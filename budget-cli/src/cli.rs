@@ -8,12 +8,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "budget", version, about = "Keep LLM spending under control", long_about = None)]
 pub struct Cli {
     /// Where the Budget API is.
-    #[arg(
-        long,
-        global = true,
-        env = "BUDGET_URL",
-        default_value = "http://127.0.0.1:8013"
-    )]
+    #[arg(long, global = true, env = "BUDGET_URL", default_value = "http://127.0.0.1:8013")]
     pub url: String,
     #[command(subcommand)]
     pub command: Command,

@@ -8,11 +8,7 @@ pub enum ClientError {
     #[error("cannot reach Budget at {url} — is `budget start` running? set --url or BUDGET_URL")]
     Unreachable { url: String },
     #[error("{message} ({code}, HTTP {status})")]
-    Refused {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Refused { status: u16, code: String, message: String },
     #[error("unexpected answer from {url}: {detail}")]
     Unexpected { url: String, detail: String },
 }
@@ -24,68 +20,42 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str) -> Self {
-        Client {
-            base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
-        }
+        Client { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
     }
 
-    pub async fn get<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> Result<T, ClientError> {
+    pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
         let request = self.http.get(format!("{}{path}", self.base)).query(query);
         self.send(request).await
     }
 
     #[allow(dead_code)] // used by the write commands as they land
-    pub async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
-            .await
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
-    async fn send<T: DeserializeOwned>(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, ClientError> {
         let response = request.send().await.map_err(|e| {
             if e.is_connect() || e.is_timeout() {
-                ClientError::Unreachable {
-                    url: self.base.clone(),
-                }
+                ClientError::Unreachable { url: self.base.clone() }
             } else {
-                ClientError::Unexpected {
-                    url: self.base.clone(),
-                    detail: e.to_string(),
-                }
+                ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() }
             }
         })?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| ClientError::Unexpected {
-                url: self.base.clone(),
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() })?;
         if !status.is_success() && status.as_u16() != 503 {
             let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
             let field = |k: &str| error["error"][k].as_str().map(str::to_string);
             return Err(ClientError::Refused {
                 status: status.as_u16(),
                 code: field("code").unwrap_or_else(|| "unknown".into()),
-                message: field("message")
-                    .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+                message: field("message").unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
-            url: self.base.clone(),
-            detail: e.to_string(),
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() })
     }
 }

@@ -4,8 +4,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
 pub fn table(headers: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED)
-        .set_header(headers.iter().map(Cell::new));
+    t.load_style(UTF8_FULL_CONDENSED).set_header(headers.iter().map(Cell::new));
     t
 }
 
@@ -14,10 +13,7 @@ pub fn right(value: impl ToString) -> Cell {
 }
 
 pub fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON values print")
-    );
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON values print"));
 }
 
 /// `1234567` → `1,234,567`.
@@ -39,13 +35,7 @@ pub fn thousands(n: i64) -> String {
 
 /// A JSON money value printed as dollars with its exact digits.
 pub fn usd(value: &serde_json::Value) -> String {
-    format!(
-        "${}",
-        value
-            .as_number()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| value.to_string())
-    )
+    format!("${}", value.as_number().map(|n| n.to_string()).unwrap_or_else(|| value.to_string()))
 }
 
 #[cfg(test)]

@@ -25,19 +25,10 @@ async fn server() -> Server {
 
 /// Runs `budget ARGS` off the async runtime (it blocks) and returns its output.
 async fn budget(url: &str, args: &[&str]) -> Output {
-    let (url, args): (String, Vec<String>) = (
-        url.to_string(),
-        args.iter().map(|s| s.to_string()).collect(),
-    );
-    tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(&args)
-            .env("BUDGET_URL", url)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    let (url, args): (String, Vec<String>) = (url.to_string(), args.iter().map(|s| s.to_string()).collect());
+    tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).env("BUDGET_URL", url).output().unwrap())
+        .await
+        .unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -49,24 +40,14 @@ fn stderr(o: &Output) -> String {
 }
 
 async fn post_usage(url: &str, body: serde_json::Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/api/usage"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = reqwest::Client::new().post(format!("{url}/api/usage")).json(&body).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 201);
 }
 
 async fn wait_applied(url: &str, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let h: serde_json::Value = reqwest::get(format!("{url}/api/health"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let h: serde_json::Value = reqwest::get(format!("{url}/api/health")).await.unwrap().json().await.unwrap();
         if h["projections"][0]["events_applied"] == n {
             return;
         }
@@ -91,21 +72,11 @@ async fn get_usage_prints_a_table_and_json() {
     .await;
     wait_applied(&s.url, 2).await;
 
-    let out = budget(
-        &s.url,
-        &["get_usage", "daily", "--days", "7", "--provider", "openai"],
-    )
-    .await;
+    let out = budget(&s.url, &["get_usage", "daily", "--days", "7", "--provider", "openai"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(
-        text.contains("1,200") && text.contains("$0.0064") && text.contains("gpt-4o"),
-        "{text}"
-    );
-    assert!(
-        !text.contains("claude"),
-        "the provider filter applies: {text}"
-    );
+    assert!(text.contains("1,200") && text.contains("$0.0064") && text.contains("gpt-4o"), "{text}");
+    assert!(!text.contains("claude"), "the provider filter applies: {text}");
 
     let out = budget(&s.url, &["get-usage", "daily", "--json"]).await;
     assert!(out.status.success());
@@ -122,11 +93,7 @@ async fn status_shows_health_and_projection_lag() {
     let s = server().await;
     let out = budget(&s.url, &["status"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("healthy") && stdout(&out).contains("usage_rollups"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("healthy") && stdout(&out).contains("usage_rollups"), "{}", stdout(&out));
     let out = budget(&s.url, &["status", "--json"]).await;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["database"], "ok");
@@ -139,18 +106,12 @@ async fn errors_are_one_clear_line_and_a_failure_exit() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(
-        err.contains("yearly") && err.contains("invalid_period"),
-        "{err}"
-    );
+    assert!(err.contains("yearly") && err.contains("invalid_period"), "{err}");
 
     let out = budget("http://127.0.0.1:9", &["status"]).await;
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(
-        err.contains("cannot reach Budget at http://127.0.0.1:9") && err.contains("BUDGET_URL"),
-        "{err}"
-    );
+    assert!(err.contains("cannot reach Budget at http://127.0.0.1:9") && err.contains("BUDGET_URL"), "{err}");
 }
 
 #[tokio::test]
@@ -158,11 +119,7 @@ async fn version_and_help_with_examples() {
     let out = budget("http://127.0.0.1:9", &["--version"]).await;
     assert!(stdout(&out).starts_with("budget "));
     let out = budget("http://127.0.0.1:9", &["get_usage", "--help"]).await;
-    assert!(
-        stdout(&out).contains("budget get_usage daily --days 7"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("budget get_usage daily --days 7"), "{}", stdout(&out));
 }
 
 /// `budget start` with no database URL: a private cluster in the data dir, kept across restarts,
@@ -170,11 +127,7 @@ async fn version_and_help_with_examples() {
 #[tokio::test]
 async fn start_runs_on_a_private_postgres_and_stops_cleanly() {
     let dir = scratch_dir("start");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}");
 
     for round in 1..=2 {
@@ -198,18 +151,10 @@ async fn start_runs_on_a_private_postgres_and_stops_cleanly() {
         .await;
         wait_applied(&url, round).await; // the first round's record survived the restart
 
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-            .await
-            .unwrap();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
         assert!(status.success(), "budget start exited with {status}");
-        assert!(
-            !dir.join("pgdata/postmaster.pid").exists(),
-            "the private cluster was left running"
-        );
+        assert!(!dir.join("pgdata/postmaster.pid").exists(), "the private cluster was left running");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

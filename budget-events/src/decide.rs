@@ -1,19 +1,85 @@
-//! Decisions: pure functions from a validated command (and, later, the state it is decided against)
-//! to the events it produces. No I/O here, so every rule is unit-tested without a database.
+//! Decisions: pure functions from a validated command, and the state it is decided against, to the
+//! events it produces. No I/O here, so every rule is unit-tested without a database.
+
+use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
+use crate::domain::policy::{Account, CallFacts, Policy, PolicyType, SetPolicy, Window};
 use crate::domain::usage::CostSource;
 use crate::domain::RecordUsage;
-use crate::event::{Event, UsageRecorded};
+use crate::event::{Event, PolicySet, Posting, UsageRecorded};
 use crate::money::Money;
+use crate::store::accounts::AccountKey;
 
-/// Usage records are facts: a call that happened is always recorded.
-pub fn record_usage(record: &RecordUsage, record_id: Uuid) -> Event {
-    let (cost, cost_source) = match record.cost {
+/// The stream a usage record lives in: one stream per record, version 1.
+pub fn usage_stream(record_id: Uuid) -> String {
+    format!("usage-{record_id}")
+}
+
+pub fn policy_stream(policy_id: Uuid) -> String {
+    format!("policy-{policy_id}")
+}
+
+pub fn budget_stream(budget_id: Uuid) -> String {
+    format!("budget-{budget_id}")
+}
+
+/// The facts of a record that scopes and windows look at.
+pub fn call_facts(record: &RecordUsage) -> CallFacts<'_> {
+    CallFacts {
+        provider: record.provider.as_str(),
+        model: record.model.as_str(),
+        component: record.component.as_str(),
+        tier: record.tier,
+        task_type: record.task_type.as_str(),
+        session_id: record.session_id.as_ref().map(|s| s.as_str()),
+        context_id: record.context_id.as_ref().map(|s| s.as_str()),
+        at: record.occurred_at,
+    }
+}
+
+/// Every enabled policy the call counts against, with the window it counts in.
+pub fn matching_windows<'p>(policies: &'p [Policy], call: &CallFacts<'_>) -> Vec<(&'p Policy, Window)> {
+    policies
+        .iter()
+        .filter(|p| p.enabled && p.scope.matches(call))
+        .filter_map(|p| p.period.window(p.timezone, call).map(|w| (p, w)))
+        .collect()
+}
+
+/// The cost a record counts with: the client's, or 0 while unpriced.
+pub fn record_cost(record: &RecordUsage) -> (Money, CostSource) {
+    match record.cost {
         Some(cost) => (cost, CostSource::Client),
         None => (Money::ZERO, CostSource::Unpriced),
-    };
+    }
+}
+
+/// Usage records are facts: a call that happened is always recorded. It is posted to every matching
+/// window's account; a hard-limited window it leaves beyond its limit is named in `exceeded`.
+pub fn record_usage(
+    record: &RecordUsage,
+    record_id: Uuid,
+    windows: &[(&Policy, Window)],
+    accounts: &mut BTreeMap<AccountKey, Account>,
+) -> Event {
+    let (cost, cost_source) = record_cost(record);
+    let tokens = record.input_tokens.get() + record.output_tokens.get();
+    let mut postings = Vec::with_capacity(windows.len());
+    let mut exceeded = Vec::new();
+    for (policy, window) in windows {
+        let account = accounts
+            .get_mut(&(policy.id, window.key.clone()))
+            .expect("the write path locks every account a record posts to before deciding it");
+        account.posted_cost += cost.amount();
+        account.posted_tokens += tokens;
+        account.records += 1;
+        if policy.policy_type == PolicyType::HardLimit && account.over(policy) {
+            exceeded.push(policy.id);
+        }
+        postings.push(Posting { policy_id: policy.id, window: window.key.clone() });
+    }
     Event::UsageRecorded(UsageRecorded {
         record_id,
         provider: record.provider.clone(),
@@ -27,30 +93,96 @@ pub fn record_usage(record: &RecordUsage, record_id: Uuid) -> Event {
         cost,
         cost_source,
         occurred_at: record.occurred_at,
+        tier: record.tier,
+        postings,
+        exceeded,
     })
 }
 
-/// The stream a usage record lives in: one stream per record, version 1.
-pub fn usage_stream(record_id: Uuid) -> String {
-    format!("usage-{record_id}")
+/// A policy change. The same budget, period and scope is the same policy: it keeps its id (and its
+/// accounts), and the new event replaces its definition.
+pub fn set_policy(command: &SetPolicy, budget_id: Uuid, existing: Option<&Policy>) -> PolicySet {
+    PolicySet {
+        policy_id: existing.map_or_else(Uuid::now_v7, |p| p.id),
+        budget_id,
+        policy_type: command.policy_type,
+        period: command.period,
+        scope: command.scope.clone(),
+        cost_limit: command.cost_limit,
+        token_limit: command.token_limit,
+        warning_threshold: command.warning_threshold,
+        action_threshold: command.action_threshold,
+        enabled: command.enabled,
+        timezone: command.timezone.clone(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::policy::{PolicyInput, PolicyPeriod};
     use crate::domain::UsageInput;
     use chrono::Utc;
 
-    #[test]
-    fn a_record_without_cost_is_kept_as_unpriced() {
-        let input: UsageInput = serde_json::from_str(
-            r#"{"provider":"openai","model":"gpt-4o","component":"codex","input_tokens":10,"output_tokens":5}"#,
-        )
+    fn record(cost: &str) -> RecordUsage {
+        let input: UsageInput = serde_json::from_value(serde_json::json!({
+            "provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 10, "output_tokens": 5,
+            "cost": cost
+        }))
         .unwrap();
-        let record = RecordUsage::validate(&input, Utc::now()).unwrap();
-        let Event::UsageRecorded(e) = record_usage(&record, Uuid::nil());
-        assert_eq!(e.cost, Money::ZERO);
-        assert_eq!(e.cost_source, CostSource::Unpriced);
-        assert_eq!(e.total_tokens(), 15);
+        RecordUsage::validate(&input, Utc::now()).unwrap()
+    }
+
+    fn policy(json: serde_json::Value) -> Policy {
+        let input: PolicyInput = serde_json::from_value(json).unwrap();
+        let set = set_policy(&SetPolicy::validate(&input).unwrap(), Uuid::nil(), None);
+        Policy::from_event(&set)
+    }
+
+    #[test]
+    fn usage_posts_to_matching_windows_and_flags_a_crossed_hard_limit() {
+        let hard =
+            policy(serde_json::json!({"period": "daily", "type": "hard_limit", "provider": "openai", "cost_limit": 1}));
+        let warn = policy(serde_json::json!({"period": "monthly", "cost_limit": "0.5"}));
+        let other = policy(
+            serde_json::json!({"period": "daily", "type": "hard_limit", "provider": "anthropic", "cost_limit": 0}),
+        );
+        let policies = vec![hard.clone(), warn.clone(), other];
+        let r = record("0.6");
+        let windows = matching_windows(&policies, &call_facts(&r));
+        assert_eq!(windows.len(), 2, "the anthropic policy does not match");
+        let mut accounts: BTreeMap<AccountKey, Account> =
+            windows.iter().map(|(p, w)| ((p.id, w.key.clone()), Account::default())).collect();
+
+        let Event::UsageRecorded(first) = record_usage(&r, Uuid::nil(), &windows, &mut accounts) else { panic!() };
+        assert!(first.exceeded.is_empty(), "0.6 of 1.0 is within the hard limit; the warn policy never flags");
+        let Event::UsageRecorded(second) = record_usage(&r, Uuid::nil(), &windows, &mut accounts) else { panic!() };
+        assert_eq!(second.exceeded, vec![hard.id], "1.2 of 1.0 went past the hard limit");
+        assert_eq!(second.postings.len(), 2);
+        let hard_account = accounts[&(hard.id, windows[0].1.key.clone())];
+        assert_eq!(
+            (hard_account.posted_cost, hard_account.posted_tokens, hard_account.records),
+            (rust_decimal::Decimal::new(12, 1), 30, 2)
+        );
+    }
+
+    #[test]
+    fn policy_input_is_validated_with_every_problem_named() {
+        let bad: PolicyInput = serde_json::from_value(serde_json::json!({
+            "period": "yearly", "type": "strict", "tier": "giant", "token_limit": -1,
+            "warning_threshold": 1.5, "timezone": "Mars/Olympus"
+        }))
+        .unwrap();
+        let errors = SetPolicy::validate(&bad).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
+        for f in ["period", "type", "tier", "token_limit", "warning_threshold", "timezone"] {
+            assert!(fields.contains(&f), "{f} not reported in {errors:?}");
+        }
+        let neither: PolicyInput = serde_json::from_value(serde_json::json!({"period": "daily"})).unwrap();
+        assert_eq!(SetPolicy::validate(&neither).unwrap_err()[0].0, "cost_limit");
+        let ok: PolicyInput =
+            serde_json::from_value(serde_json::json!({"period": "per_task", "token_limit": 5})).unwrap();
+        let ok = SetPolicy::validate(&ok).unwrap();
+        assert_eq!((ok.period, ok.policy_type), (PolicyPeriod::PerTask, PolicyType::Warn));
     }
 }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::policy::{PolicyPeriod, PolicyType, Scope, Tier};
 use crate::domain::usage::CostSource;
 use crate::domain::{Component, ContextId, Model, Provider, SessionId, TaskType};
 use crate::money::Money;
@@ -15,6 +16,54 @@ use crate::money::Money;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     UsageRecorded(UsageRecorded),
+    BudgetCreated(BudgetCreated),
+    PolicySet(PolicySet),
+    PolicyDisabled(PolicyDisabled),
+}
+
+/// A budget: a named container of policies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetCreated {
+    pub budget_id: Uuid,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// A policy's whole definition as of this event. Setting a limit again for the same budget, period and
+/// scope appends another `PolicySet` to the same policy's stream; the earlier one stays in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySet {
+    pub policy_id: Uuid,
+    pub budget_id: Uuid,
+    pub policy_type: PolicyType,
+    pub period: PolicyPeriod,
+    pub scope: Scope,
+    pub cost_limit: Option<Money>,
+    pub token_limit: Option<i64>,
+    #[serde(with = "crate::money::decimal_json")]
+    pub warning_threshold: rust_decimal::Decimal,
+    #[serde(with = "crate::money::decimal_json")]
+    pub action_threshold: rust_decimal::Decimal,
+    pub enabled: bool,
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDisabled {
+    pub policy_id: Uuid,
+}
+
+/// A policy window a usage record was posted into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posting {
+    pub policy_id: Uuid,
+    pub window: String,
 }
 
 /// One LLM call that happened: tokens, cost and who spent them.
@@ -34,6 +83,19 @@ pub struct UsageRecorded {
     pub cost_source: CostSource,
     /// When the call happened (the client's timestamp, or the time it was recorded).
     pub occurred_at: DateTime<Utc>,
+    /// Given by the client or derived from provider and model.
+    #[serde(default = "default_tier")]
+    pub tier: Tier,
+    /// The policy windows this record was posted into (explains every account).
+    #[serde(default)]
+    pub postings: Vec<Posting>,
+    /// Hard-limited policies whose window this record took past its limit.
+    #[serde(default)]
+    pub exceeded: Vec<Uuid>,
+}
+
+fn default_tier() -> Tier {
+    Tier::RemoteHeavyweight
 }
 
 impl UsageRecorded {
@@ -60,35 +122,31 @@ pub enum DecodeError {
     #[error("event at position {position} has type `{event_type}`, which this build does not know; upgrade budget before reading this log")]
     UnknownType { position: i64, event_type: String },
     #[error("event at position {position} is `{event_type}` version {version}, which this build does not know")]
-    UnknownVersion {
-        position: i64,
-        event_type: String,
-        version: i32,
-    },
+    UnknownVersion { position: i64, event_type: String, version: i32 },
     #[error("event at position {position} (`{event_type}`) has a payload that does not decode: {source}")]
-    BadPayload {
-        position: i64,
-        event_type: String,
-        source: serde_json::Error,
-    },
+    BadPayload { position: i64, event_type: String, source: serde_json::Error },
 }
 
 impl Event {
     pub fn event_type(&self) -> &'static str {
         match self {
             Event::UsageRecorded(_) => "UsageRecorded",
+            Event::BudgetCreated(_) => "BudgetCreated",
+            Event::PolicySet(_) => "PolicySet",
+            Event::PolicyDisabled(_) => "PolicyDisabled",
         }
     }
 
     pub fn schema_version(&self) -> i32 {
-        match self {
-            Event::UsageRecorded(_) => 1,
-        }
+        1
     }
 
     pub fn payload(&self) -> serde_json::Value {
         let value = match self {
             Event::UsageRecorded(e) => serde_json::to_value(e),
+            Event::BudgetCreated(e) => serde_json::to_value(e),
+            Event::PolicySet(e) => serde_json::to_value(e),
+            Event::PolicyDisabled(e) => serde_json::to_value(e),
         };
         value.expect("event payloads are plain data and always serialize")
     }
@@ -100,24 +158,13 @@ impl Event {
         schema_version: i32,
         payload: serde_json::Value,
     ) -> Result<Event, DecodeError> {
-        let bad = |source| DecodeError::BadPayload {
-            position,
-            event_type: event_type.to_string(),
-            source,
-        };
+        let bad = |source| DecodeError::BadPayload { position, event_type: event_type.to_string(), source };
         match (event_type, schema_version) {
-            ("UsageRecorded", 1) => serde_json::from_value(payload)
-                .map(Event::UsageRecorded)
-                .map_err(bad),
-            ("UsageRecorded", version) => Err(DecodeError::UnknownVersion {
-                position,
-                event_type: event_type.to_string(),
-                version,
-            }),
-            _ => Err(DecodeError::UnknownType {
-                position,
-                event_type: event_type.to_string(),
-            }),
+            ("UsageRecorded", 1) => serde_json::from_value(payload).map(Event::UsageRecorded).map_err(bad),
+            ("UsageRecorded", version) => {
+                Err(DecodeError::UnknownVersion { position, event_type: event_type.to_string(), version })
+            }
+            _ => Err(DecodeError::UnknownType { position, event_type: event_type.to_string() }),
         }
     }
 }
@@ -132,11 +179,7 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn new(event: Event, metadata: EventMetadata) -> Self {
-        NewEvent {
-            event_id: Uuid::now_v7(),
-            event,
-            metadata,
-        }
+        NewEvent { event_id: Uuid::now_v7(), event, metadata }
     }
 }
 

@@ -1,11 +1,12 @@
-//! The write path, in one place: decide each command in order, append the events, store the
-//! idempotency outcomes, all in the caller's one transaction.
+//! The write path, in one place: decide each command in order against the locked account rows, append
+//! the events, write back the accounts and store the idempotency outcomes, all in the caller's one
+//! transaction.
 //!
 //! The [`crate::writer`] feeds it batches of concurrent commands so that one commit (one fsync) serves
 //! many callers. Everything a command needs to be decided is read inside the transaction, so the
 //! outcome stored under an idempotency key is exactly what was committed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,12 +14,14 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::decide;
+use crate::domain::policy::{BudgetRef, Policy, SetPolicy, Window};
 use crate::domain::usage::CostSource;
 use crate::domain::RecordUsage;
-use crate::event::{Event, EventMetadata, NewEvent};
+use crate::event::{BudgetCreated, Event, EventMetadata, NewEvent, PolicySet};
 use crate::money::Money;
+use crate::store::accounts::{self, AccountKey, Bounds};
 use crate::store::idempotency::{self, IdempotencyKey};
-use crate::store::{insert_events, AppendError};
+use crate::store::{current_versions, insert_events, policies, AppendError};
 
 /// Record one or more usage records, atomically.
 #[derive(Debug, Clone)]
@@ -64,6 +67,9 @@ pub struct ItemOutcome {
     pub cost_source: Option<CostSource>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<DateTime<Utc>>,
+    /// Hard-limited policies whose window this record took past its limit (the record is kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceeded: Vec<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<OutcomeError>,
 }
@@ -83,11 +89,65 @@ pub struct UsageOutcome {
     pub replayed: bool,
 }
 
+/// Set (create or replace) a policy.
+#[derive(Debug, Clone)]
+pub struct PolicyCommand {
+    pub policy: SetPolicy,
+    pub key: Option<IdempotencyKey>,
+    pub metadata: EventMetadata,
+}
+
+/// The outcome of a [`PolicyCommand`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyOutcome {
+    pub policy: PolicySet,
+    pub budget_name: String,
+    /// False when an existing policy (same budget, period and scope) was replaced.
+    pub created: bool,
+    pub budget_created: bool,
+    /// Version of the policy's stream after this change (1 for a new policy).
+    pub version: i64,
+    #[serde(default, skip_serializing)]
+    pub replayed: bool,
+}
+
+/// Everything the write path takes.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Usage(UsageCommand),
+    SetPolicy(PolicyCommand),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Usage(UsageOutcome),
+    Policy(Box<PolicyOutcome>),
+}
+
+impl Command {
+    fn key(&self) -> Option<&IdempotencyKey> {
+        match self {
+            Command::Usage(c) => c.key.as_ref(),
+            Command::SetPolicy(c) => c.key.as_ref(),
+        }
+    }
+
+    /// Records this command writes, for sizing batches.
+    pub fn weight(&self) -> usize {
+        match self {
+            Command::Usage(c) => c.items.len(),
+            Command::SetPolicy(_) => 1,
+        }
+    }
+}
+
 /// Why a command as a whole was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     #[error("the idempotency key `{0}` was already used for a different request; use a new key for a new request")]
     KeyReused(String),
+    #[error("no budget has id {0}; list budgets with GET /api/budgets, or name one with `budget`")]
+    UnknownBudget(Uuid),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,151 +171,191 @@ impl From<AppendError> for LedgerError {
     }
 }
 
-/// An item's outcome so far, with the index of its event in the batch when one is to be written.
-type PendingItem = (ItemOutcome, Option<usize>);
+/// A usage item's plan between deciding its windows and posting it.
+struct PlannedItem {
+    outcome: ItemOutcome,
+    /// For a record to write: its id and the windows it posts to.
+    write: Option<(Uuid, Vec<(Policy, Window)>)>,
+}
+
+/// A command's progress through the batch.
+enum Planned {
+    /// Decided without the accounts: a replay, a refusal or a policy change (with its events).
+    Done(Result<Outcome, CommandError>, Vec<VersionedEvent>),
+    /// Usage: posted once the accounts are locked.
+    Usage(Vec<PlannedItem>),
+    /// The same key and request as an earlier command of this batch: gets its outcome.
+    CopyOf(usize),
+}
+
+/// An event with the stream and version it is appended at.
+type VersionedEvent = (String, i64, NewEvent);
 
 /// Decides and writes `commands` in order in `tx`. The caller commits.
 pub async fn process(
     tx: &Transaction<'_>,
-    commands: &[UsageCommand],
-) -> Result<Vec<Result<UsageOutcome, CommandError>>, LedgerError> {
+    commands: &[Command],
+) -> Result<Vec<Result<Outcome, CommandError>>, LedgerError> {
     let keys: Vec<&str> = commands
         .iter()
         .flat_map(|c| {
-            c.key
-                .iter()
-                .chain(c.items.iter().filter_map(|i| i.key.as_ref()))
+            let items: Vec<&IdempotencyKey> = match c {
+                Command::Usage(u) => u.items.iter().filter_map(|i| i.key.as_ref()).collect(),
+                Command::SetPolicy(_) => Vec::new(),
+            };
+            c.key().into_iter().chain(items)
         })
         .map(|k| k.key.as_str())
         .collect();
     // Keys stored by earlier transactions.
-    let known: HashMap<String, (String, serde_json::Value)> = idempotency::lookup(tx, &keys)
-        .await?
-        .into_iter()
-        .map(|(k, v)| (k, (v.request_hash, v.outcome)))
-        .collect();
-
-    let mut results: Vec<Result<UsageOutcome, CommandError>> = Vec::with_capacity(commands.len());
-    let mut new_events: Vec<NewEvent> = Vec::new();
-    // Per command: item outcomes, with `Some(index into new_events)` where an event is to be written.
-    let mut pending: Vec<Option<Vec<PendingItem>>> = Vec::with_capacity(commands.len());
+    let known: HashMap<String, (String, serde_json::Value)> =
+        idempotency::lookup(tx, &keys).await?.into_iter().map(|(k, v)| (k, (v.request_hash, v.outcome))).collect();
+    let mut policies = policies::load_all(tx).await?;
+    let mut stream_versions: HashMap<String, i64> = HashMap::new();
     // Keys taken by an earlier command or item of this same batch.
     let mut batch_commands: HashMap<&str, (&str, usize)> = HashMap::new();
     let mut batch_items: HashMap<&str, (&str, Uuid)> = HashMap::new();
-    let mut copies: Vec<(usize, usize)> = Vec::new();
 
+    // Pass 1, in order: replays, policy changes (later usage in the batch already counts against
+    // them), and the windows each new usage record posts to.
+    let mut plans: Vec<Planned> = Vec::with_capacity(commands.len());
+    let mut needed: BTreeMap<AccountKey, Bounds> = BTreeMap::new();
     for (index, command) in commands.iter().enumerate() {
-        if let Some(key) = &command.key {
+        if let Some(key) = command.key() {
             if let Some((hash, outcome)) = known.get(&key.key) {
-                results.push(replay(key, hash, outcome));
-                pending.push(None);
+                plans.push(Planned::Done(replay(command, key, hash, outcome), Vec::new()));
                 continue;
             }
             if let Some((hash, original)) = batch_commands.get(key.key.as_str()) {
-                if *hash == key.request_hash {
-                    copies.push((index, *original));
-                    results.push(Ok(UsageOutcome {
-                        items: Vec::new(),
-                        replayed: true,
-                    }));
+                plans.push(if *hash == key.request_hash {
+                    Planned::CopyOf(*original)
                 } else {
-                    results.push(Err(CommandError::KeyReused(client_key(key))));
-                }
-                pending.push(None);
+                    Planned::Done(Err(CommandError::KeyReused(client_key(key))), Vec::new())
+                });
                 continue;
             }
             batch_commands.insert(&key.key, (&key.request_hash, index));
         }
-        let mut items = Vec::with_capacity(command.items.len());
-        for item in &command.items {
-            if let Some(key) = &item.key {
-                if let Some((hash, outcome)) = known.get(&key.key) {
-                    items.push((replay_item(key, hash, outcome), None));
-                    continue;
-                }
-                if let Some((hash, record_id)) = batch_items.get(key.key.as_str()) {
-                    let outcome = serde_json::to_value(ItemOutcome::recorded(*record_id))
-                        .expect("outcomes serialize");
-                    items.push((replay_item(key, hash, &outcome), None));
-                    continue;
-                }
+        match command {
+            Command::SetPolicy(c) => {
+                let (result, events) = set_policy(tx, c, &mut policies, &mut stream_versions).await?;
+                plans.push(Planned::Done(result.map(|p| Outcome::Policy(Box::new(p))), events));
             }
-            let record_id = Uuid::now_v7();
-            let event = decide::record_usage(&item.record, record_id);
-            let mut metadata = command.metadata.clone();
-            metadata.idempotency_key = item
-                .key
-                .as_ref()
-                .or(command.key.as_ref())
-                .map(|k| k.key.clone());
-            new_events.push(NewEvent::new(event, metadata));
-            items.push((ItemOutcome::recorded(record_id), Some(new_events.len() - 1)));
-            if let Some(key) = &item.key {
-                batch_items.insert(&key.key, (&key.request_hash, record_id));
+            Command::Usage(c) => {
+                let mut items = Vec::with_capacity(c.items.len());
+                for item in &c.items {
+                    if let Some(key) = &item.key {
+                        if let Some((hash, outcome)) = known.get(&key.key) {
+                            items.push(PlannedItem { outcome: replay_item(key, hash, outcome), write: None });
+                            continue;
+                        }
+                        if let Some((hash, record_id)) = batch_items.get(key.key.as_str()) {
+                            let first =
+                                serde_json::to_value(ItemOutcome::recorded(*record_id)).expect("outcomes serialize");
+                            items.push(PlannedItem { outcome: replay_item(key, hash, &first), write: None });
+                            continue;
+                        }
+                    }
+                    let record_id = Uuid::now_v7();
+                    let call = decide::call_facts(&item.record);
+                    let windows: Vec<(Policy, Window)> =
+                        decide::matching_windows(&policies, &call).into_iter().map(|(p, w)| (p.clone(), w)).collect();
+                    for (p, w) in &windows {
+                        needed.insert((p.id, w.key.clone()), (w.start, w.end));
+                    }
+                    if let Some(key) = &item.key {
+                        batch_items.insert(&key.key, (&key.request_hash, record_id));
+                    }
+                    items.push(PlannedItem {
+                        outcome: ItemOutcome::recorded(record_id),
+                        write: Some((record_id, windows)),
+                    });
+                }
+                plans.push(Planned::Usage(items));
             }
         }
-        results.push(Ok(UsageOutcome {
-            items: Vec::new(),
-            replayed: false,
-        }));
-        pending.push(Some(items));
     }
 
-    let streams: Vec<String> = new_events
-        .iter()
-        .map(|e| match &e.event {
-            Event::UsageRecorded(u) => decide::usage_stream(u.record_id),
-        })
-        .collect();
-    let rows: Vec<(&str, i64, &NewEvent)> = streams
-        .iter()
-        .zip(&new_events)
-        .map(|(s, e)| (s.as_str(), 1, e))
-        .collect();
-    let appended = insert_events(tx, &rows).await?;
-    assert_eq!(
-        appended.len(),
-        new_events.len(),
-        "every event of the batch is appended exactly once"
-    );
-    let positions: HashMap<Uuid, i64> = appended.iter().map(|a| (a.event_id, a.position)).collect();
-
-    let mut to_store: Vec<(&IdempotencyKey, serde_json::Value)> = Vec::new();
-    for ((command, result), items) in commands.iter().zip(results.iter_mut()).zip(pending) {
-        let (Ok(outcome), Some(items)) = (result.as_mut(), items) else {
-            continue;
-        };
-        for ((mut item_outcome, event_index), item) in items.into_iter().zip(&command.items) {
-            if let Some(i) = event_index {
-                let new = &new_events[i];
-                let Event::UsageRecorded(u) = &new.event;
-                item_outcome.event_id = Some(new.event_id);
-                item_outcome.position = Some(positions[&new.event_id]);
-                item_outcome.cost = Some(u.cost);
-                item_outcome.cost_source = Some(u.cost_source);
-                item_outcome.timestamp = Some(u.occurred_at);
-                if let Some(key) = &item.key {
-                    to_store.push((
-                        key,
-                        serde_json::to_value(&item_outcome).expect("outcomes serialize"),
-                    ));
-                }
+    // Pass 2: lock every account the batch posts to (in key order), then post each record in order.
+    let mut accounts = accounts::lock(tx, &needed).await?;
+    let mut results: Vec<Result<Outcome, CommandError>> = Vec::with_capacity(commands.len());
+    let mut events: Vec<VersionedEvent> = Vec::new();
+    let mut copies: Vec<(usize, usize)> = Vec::new();
+    for (index, (command, plan)) in commands.iter().zip(plans).enumerate() {
+        match plan {
+            Planned::Done(result, mut new) => {
+                events.append(&mut new);
+                results.push(result);
             }
-            outcome.items.push(item_outcome);
+            Planned::CopyOf(original) => {
+                copies.push((index, original));
+                results.push(Err(CommandError::KeyReused(String::new()))); // replaced below
+            }
+            Planned::Usage(items) => {
+                let Command::Usage(c) = command else { unreachable!("usage plans come from usage commands") };
+                let mut outcome = UsageOutcome { items: Vec::with_capacity(items.len()), replayed: false };
+                for (planned, item) in items.into_iter().zip(&c.items) {
+                    let mut item_outcome = planned.outcome;
+                    if let Some((record_id, windows)) = planned.write {
+                        let windows: Vec<(&Policy, Window)> = windows.iter().map(|(p, w)| (p, w.clone())).collect();
+                        let event = decide::record_usage(&item.record, record_id, &windows, &mut accounts);
+                        let Event::UsageRecorded(u) = &event else { unreachable!("record_usage records usage") };
+                        item_outcome.cost = Some(u.cost);
+                        item_outcome.cost_source = Some(u.cost_source);
+                        item_outcome.timestamp = Some(u.occurred_at);
+                        item_outcome.exceeded = u.exceeded.clone();
+                        let mut metadata = c.metadata.clone();
+                        metadata.idempotency_key = item.key.as_ref().or(c.key.as_ref()).map(|k| k.key.clone());
+                        let new = NewEvent::new(event, metadata);
+                        item_outcome.event_id = Some(new.event_id);
+                        events.push((decide::usage_stream(record_id), 1, new));
+                    }
+                    outcome.items.push(item_outcome);
+                }
+                results.push(Ok(Outcome::Usage(outcome)));
+            }
         }
-        if let Some(key) = &command.key {
-            to_store.push((
-                key,
-                serde_json::to_value(&*outcome).expect("outcomes serialize"),
-            ));
+    }
+
+    let rows: Vec<(&str, i64, &NewEvent)> = events.iter().map(|(s, v, e)| (s.as_str(), *v, e)).collect();
+    let appended = insert_events(tx, &rows).await?;
+    assert_eq!(appended.len(), events.len(), "every event of the batch is appended exactly once");
+    let positions: HashMap<Uuid, i64> = appended.iter().map(|a| (a.event_id, a.position)).collect();
+    accounts::save(tx, &accounts).await?;
+
+    for result in results.iter_mut() {
+        if let Ok(Outcome::Usage(u)) = result {
+            // Items written now; replayed ones already carry their positions.
+            for item in u.items.iter_mut().filter(|i| i.status == ItemStatus::Recorded && i.position.is_none()) {
+                item.position = item.event_id.map(|id| positions[&id]);
+            }
         }
     }
     for (copy, original) in copies {
-        if let Ok(original) = results[original].clone() {
-            results[copy] = Ok(UsageOutcome {
-                replayed: true,
-                ..original
-            });
+        results[copy] = results[original].clone().map(mark_replayed);
+    }
+
+    // Store every new keyed outcome, in the transaction that wrote its effects.
+    let mut to_store: Vec<(&IdempotencyKey, serde_json::Value)> = Vec::new();
+    for (command, result) in commands.iter().zip(&results) {
+        let Ok(outcome) = result else { continue };
+        match (command, outcome) {
+            (Command::Usage(c), Outcome::Usage(u)) if !u.replayed => {
+                for (item, item_outcome) in c.items.iter().zip(&u.items) {
+                    if let (Some(key), ItemStatus::Recorded) = (&item.key, item_outcome.status) {
+                        to_store.push((key, serde_json::to_value(item_outcome).expect("outcomes serialize")));
+                    }
+                }
+                if let Some(key) = &c.key {
+                    to_store.push((key, serde_json::to_value(u).expect("outcomes serialize")));
+                }
+            }
+            (Command::SetPolicy(c), Outcome::Policy(p)) if !p.replayed => {
+                if let Some(key) = &c.key {
+                    to_store.push((key, serde_json::to_value(p).expect("outcomes serialize")));
+                }
+            }
+            _ => {}
         }
     }
     let stored = idempotency::store(tx, &to_store).await?;
@@ -265,18 +365,89 @@ pub async fn process(
     Ok(results)
 }
 
+fn mark_replayed(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Usage(u) => Outcome::Usage(UsageOutcome { replayed: true, ..u }),
+        Outcome::Policy(p) => Outcome::Policy(Box::new(PolicyOutcome { replayed: true, ..*p })),
+    }
+}
+
+/// Decides a policy change and writes its rows; returns its events. Later commands of the batch see
+/// the change through `policies`.
+async fn set_policy(
+    tx: &Transaction<'_>,
+    command: &PolicyCommand,
+    policies: &mut Vec<Policy>,
+    stream_versions: &mut HashMap<String, i64>,
+) -> Result<(Result<PolicyOutcome, CommandError>, Vec<VersionedEvent>), LedgerError> {
+    let mut events = Vec::new();
+    let (budget_id, budget_name, budget_created) = match &command.policy.budget {
+        BudgetRef::Id(id) => match policies::budget_by_id(tx, *id).await? {
+            Some(b) => (b.budget_id, b.name, false),
+            None => return Ok((Err(CommandError::UnknownBudget(*id)), events)),
+        },
+        BudgetRef::Name(name) => match policies::budget_by_name(tx, name).await? {
+            Some(b) => (b.budget_id, b.name, false),
+            None => {
+                let created =
+                    BudgetCreated { budget_id: Uuid::now_v7(), name: name.clone(), description: None, owner: None };
+                policies::insert_budget(tx, &created).await?;
+                let stream = decide::budget_stream(created.budget_id);
+                stream_versions.insert(stream.clone(), 1);
+                events.push((
+                    stream,
+                    1,
+                    NewEvent::new(Event::BudgetCreated(created.clone()), command.metadata.clone()),
+                ));
+                (created.budget_id, created.name, true)
+            }
+        },
+    };
+    let slot = command.policy.scope.key();
+    let existing = policies
+        .iter()
+        .position(|p| p.budget_id == budget_id && p.period == command.policy.period && p.scope.key() == slot);
+    let event = decide::set_policy(&command.policy, budget_id, existing.map(|i| &policies[i]));
+    policies::save(tx, &event).await?;
+    let policy = Policy::from_event(&event);
+    match existing {
+        Some(i) => policies[i] = policy,
+        None => policies.push(policy),
+    }
+    let stream = decide::policy_stream(event.policy_id);
+    let version = match stream_versions.get(&stream) {
+        Some(v) => v + 1,
+        None => current_versions(tx, &[stream.as_str()]).await?.get(&stream).copied().unwrap_or(0) + 1,
+    };
+    stream_versions.insert(stream.clone(), version);
+    events.push((stream, version, NewEvent::new(Event::PolicySet(event.clone()), command.metadata.clone())));
+    let outcome = PolicyOutcome {
+        policy: event,
+        budget_name,
+        created: existing.is_none(),
+        budget_created,
+        version,
+        replayed: false,
+    };
+    Ok((Ok(outcome), events))
+}
+
 fn replay(
+    command: &Command,
     key: &IdempotencyKey,
     hash: &str,
     outcome: &serde_json::Value,
-) -> Result<UsageOutcome, CommandError> {
+) -> Result<Outcome, CommandError> {
     if hash != key.request_hash {
         return Err(CommandError::KeyReused(client_key(key)));
     }
-    let mut outcome: UsageOutcome =
-        serde_json::from_value(outcome.clone()).expect("stored outcomes decode");
-    outcome.replayed = true;
-    Ok(outcome)
+    let stored = outcome.clone();
+    Ok(mark_replayed(match command {
+        Command::Usage(_) => Outcome::Usage(serde_json::from_value(stored).expect("stored outcomes decode")),
+        Command::SetPolicy(_) => {
+            Outcome::Policy(Box::new(serde_json::from_value(stored).expect("stored outcomes decode")))
+        }
+    }))
 }
 
 fn replay_item(key: &IdempotencyKey, hash: &str, outcome: &serde_json::Value) -> ItemOutcome {
@@ -284,18 +455,14 @@ fn replay_item(key: &IdempotencyKey, hash: &str, outcome: &serde_json::Value) ->
         let message = CommandError::KeyReused(client_key(key)).to_string();
         return ItemOutcome::rejected("idempotency_key_reused", message);
     }
-    let mut original: ItemOutcome =
-        serde_json::from_value(outcome.clone()).expect("stored outcomes decode");
+    let mut original: ItemOutcome = serde_json::from_value(outcome.clone()).expect("stored outcomes decode");
     original.status = ItemStatus::Duplicate;
     original
 }
 
 /// The key as the client sent it, without our scope prefix.
 fn client_key(key: &IdempotencyKey) -> String {
-    key.key
-        .split_once(':')
-        .map_or(key.key.as_str(), |(_, k)| k)
-        .to_string()
+    key.key.split_once(':').map_or(key.key.as_str(), |(_, k)| k).to_string()
 }
 
 impl ItemOutcome {
@@ -308,24 +475,19 @@ impl ItemOutcome {
             cost: None,
             cost_source: None,
             timestamp: None,
+            exceeded: Vec::new(),
             error: None,
         }
     }
 
     fn recorded(record_id: Uuid) -> Self {
-        ItemOutcome {
-            record_id: Some(record_id),
-            ..Self::empty()
-        }
+        ItemOutcome { record_id: Some(record_id), ..Self::empty() }
     }
 
     fn rejected(code: &str, message: String) -> Self {
         ItemOutcome {
             status: ItemStatus::Rejected,
-            error: Some(OutcomeError {
-                code: code.into(),
-                message,
-            }),
+            error: Some(OutcomeError { code: code.into(), message }),
             ..Self::empty()
         }
     }

@@ -59,9 +59,7 @@ impl Money {
 
     /// Sum; `None` when the total would no longer fit a money column.
     pub fn checked_add(self, other: Money) -> Option<Money> {
-        self.0
-            .checked_add(other.0)
-            .and_then(|d| Money::new_signed(d).ok())
+        self.0.checked_add(other.0).and_then(|d| Money::new_signed(d).ok())
     }
 }
 
@@ -70,11 +68,7 @@ impl FromStr for Money {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let parsed = if s.contains(['e', 'E']) {
-            Decimal::from_scientific(s)
-        } else {
-            Decimal::from_str_exact(s)
-        };
+        let parsed = if s.contains(['e', 'E']) { Decimal::from_scientific(s) } else { Decimal::from_str_exact(s) };
         Money::new(parsed.map_err(|_| MoneyError::NotANumber(s.to_string()))?)
     }
 }
@@ -100,8 +94,7 @@ impl<'de> Deserialize<'de> for Money {
 
 /// Writes a decimal as a JSON number with exactly its digits (serde_json's `arbitrary_precision`).
 pub fn serialize_decimal<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
-    let number = serde_json::Number::from_str(&value.normalize().to_string())
-        .map_err(serde::ser::Error::custom)?;
+    let number = serde_json::Number::from_str(&value.normalize().to_string()).map_err(serde::ser::Error::custom)?;
     number.serialize(serializer)
 }
 
@@ -110,9 +103,9 @@ fn decimal_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
     match serde_json::Value::deserialize(deserializer)? {
         serde_json::Value::Number(n) => Ok(n.to_string()),
         serde_json::Value::String(s) => Ok(s),
-        other => Err(serde::de::Error::custom(format!(
-            "expected a decimal number (or a string holding one), found {other}"
-        ))),
+        other => {
+            Err(serde::de::Error::custom(format!("expected a decimal number (or a string holding one), found {other}")))
+        }
     }
 }
 
@@ -127,12 +120,28 @@ pub mod decimal_json {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
         let text = decimal_text(deserializer)?;
-        let parsed = if text.contains(['e', 'E']) {
-            Decimal::from_scientific(&text)
-        } else {
-            Decimal::from_str_exact(&text)
-        };
+        let parsed =
+            if text.contains(['e', 'E']) { Decimal::from_scientific(&text) } else { Decimal::from_str_exact(&text) };
         parsed.map_err(|_| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
+    }
+}
+
+/// Like [`decimal_json`], for `Option<Decimal>` fields.
+pub mod optional_decimal_json {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Option<Decimal>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => serialize_decimal(d, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Decimal>, D::Error> {
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::Null => Ok(None),
+            other => decimal_json::deserialize(other).map(Some).map_err(serde::de::Error::custom),
+        }
     }
 }
 
@@ -160,27 +169,12 @@ mod tests {
 
     #[test]
     fn refuses_what_does_not_fit_instead_of_rounding() {
-        assert!(matches!(
-            "-1".parse::<Money>(),
-            Err(MoneyError::Negative(_))
-        ));
-        assert!(matches!(
-            "0.00000000001".parse::<Money>(),
-            Err(MoneyError::TooPrecise(_))
-        ));
-        assert!(matches!(
-            "100000000000000".parse::<Money>(),
-            Err(MoneyError::TooLarge(_))
-        ));
-        assert!(matches!(
-            "abc".parse::<Money>(),
-            Err(MoneyError::NotANumber(_))
-        ));
+        assert!(matches!("-1".parse::<Money>(), Err(MoneyError::Negative(_))));
+        assert!(matches!("0.00000000001".parse::<Money>(), Err(MoneyError::TooPrecise(_))));
+        assert!(matches!("100000000000000".parse::<Money>(), Err(MoneyError::TooLarge(_))));
+        assert!(matches!("abc".parse::<Money>(), Err(MoneyError::NotANumber(_))));
         assert!(serde_json::from_str::<Money>("true").is_err());
         // Trailing zeros beyond the scale are not extra precision.
-        assert_eq!(
-            "1.50000000000000".parse::<Money>().unwrap().amount(),
-            dec!(1.5)
-        );
+        assert_eq!("1.50000000000000".parse::<Money>().unwrap().amount(), dec!(1.5));
     }
 }

@@ -64,18 +64,13 @@ impl Period {
 
     /// The start of the period that contains `t`.
     pub fn start_of(self, t: DateTime<Utc>) -> DateTime<Utc> {
-        let day =
-            |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists"));
+        let day = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists"));
         match self {
-            Period::Hourly => t
-                .with_minute(0)
-                .and_then(|t| t.with_second(0))
-                .and_then(|t| t.with_nanosecond(0))
-                .expect("valid"),
-            Period::Daily => day(t.date_naive()),
-            Period::Weekly => {
-                day(t.date_naive() - Duration::days(t.weekday().num_days_from_monday() as i64))
+            Period::Hourly => {
+                t.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)).expect("valid")
             }
+            Period::Daily => day(t.date_naive()),
+            Period::Weekly => day(t.date_naive() - Duration::days(t.weekday().num_days_from_monday() as i64)),
             Period::Monthly => day(t.date_naive().with_day(1).expect("day 1 exists")),
         }
     }
@@ -117,14 +112,8 @@ mod tests {
         assert_eq!(Period::Daily.start_of(now), t("2026-11-28T00:00:00Z"));
         assert_eq!(Period::Weekly.start_of(now), t("2026-11-23T00:00:00Z"));
         assert_eq!(Period::Monthly.start_of(now), t("2026-11-01T00:00:00Z"));
-        assert_eq!(
-            Period::Monthly.next(t("2026-12-01T00:00:00Z")),
-            t("2027-01-01T00:00:00Z")
-        );
-        assert_eq!(
-            Period::Daily.range_for_days(now, 7).0,
-            t("2026-11-22T00:00:00Z")
-        );
+        assert_eq!(Period::Monthly.next(t("2026-12-01T00:00:00Z")), t("2027-01-01T00:00:00Z"));
+        assert_eq!(Period::Daily.range_for_days(now, 7).0, t("2026-11-22T00:00:00Z"));
         assert_eq!("Weekly".parse::<Period>().unwrap(), Period::Weekly);
         assert!("yearly".parse::<Period>().is_err());
     }

@@ -12,7 +12,9 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::ledger::{self, CommandError, LedgerError, UsageCommand, UsageOutcome};
+use crate::ledger::{
+    self, Command, CommandError, LedgerError, Outcome, PolicyCommand, PolicyOutcome, UsageCommand, UsageOutcome,
+};
 
 /// Most usage records decided in one transaction (a batch request's records are never split).
 pub const MAX_ITEMS_PER_TRANSACTION: usize = 20_000;
@@ -31,13 +33,13 @@ pub enum WriteError {
     ShutDown,
 }
 
-type Reply = oneshot::Sender<Result<UsageOutcome, WriteError>>;
+type Reply = oneshot::Sender<Result<Outcome, WriteError>>;
 
 /// A handle to the writer task. Cloning is cheap; the task ends when the last handle is dropped, after
 /// it has answered everything already sent.
 #[derive(Clone)]
 pub struct Writer {
-    sender: mpsc::Sender<(UsageCommand, Reply)>,
+    sender: mpsc::Sender<(Command, Reply)>,
 }
 
 /// Tells in-process readers (the projection runners) that the log has grown, so they need not poll.
@@ -67,39 +69,41 @@ impl Writer {
 
     /// A writer that puts at most `max_items` records in one transaction (a command is never split).
     /// `1` gives one transaction per request: the baseline the ingest benchmark compares against.
-    pub fn spawn_with_batch_limit(
-        pool: Pool,
-        signal: LogSignal,
-        max_items: usize,
-    ) -> (Writer, JoinHandle<()>) {
+    pub fn spawn_with_batch_limit(pool: Pool, signal: LogSignal, max_items: usize) -> (Writer, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(4096);
         let handle = tokio::spawn(run(pool, signal, receiver, max_items));
         (Writer { sender }, handle)
     }
 
     pub async fn record_usage(&self, command: UsageCommand) -> Result<UsageOutcome, WriteError> {
+        match self.submit(Command::Usage(command)).await? {
+            Outcome::Usage(outcome) => Ok(outcome),
+            Outcome::Policy(_) => unreachable!("a usage command has a usage outcome"),
+        }
+    }
+
+    pub async fn set_policy(&self, command: PolicyCommand) -> Result<PolicyOutcome, WriteError> {
+        match self.submit(Command::SetPolicy(command)).await? {
+            Outcome::Policy(outcome) => Ok(*outcome),
+            Outcome::Usage(_) => unreachable!("a policy command has a policy outcome"),
+        }
+    }
+
+    async fn submit(&self, command: Command) -> Result<Outcome, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.sender
-            .send((command, reply))
-            .await
-            .map_err(|_| WriteError::ShutDown)?;
+        self.sender.send((command, reply)).await.map_err(|_| WriteError::ShutDown)?;
         answer.await.map_err(|_| WriteError::ShutDown)?
     }
 }
 
-async fn run(
-    pool: Pool,
-    signal: LogSignal,
-    mut receiver: mpsc::Receiver<(UsageCommand, Reply)>,
-    max_items: usize,
-) {
+async fn run(pool: Pool, signal: LogSignal, mut receiver: mpsc::Receiver<(Command, Reply)>, max_items: usize) {
     while let Some(first) = receiver.recv().await {
-        let mut items = first.0.items.len();
+        let mut items = first.0.weight();
         let mut jobs = vec![first];
         while items < max_items {
             match receiver.try_recv() {
                 Ok(job) => {
-                    items += job.0.items.len();
+                    items += job.0.weight();
                     jobs.push(job);
                 }
                 Err(_) => break,
@@ -107,10 +111,7 @@ async fn run(
         }
         let (commands, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let results = write_batch(&pool, &commands).await;
-        if results
-            .iter()
-            .any(|r| r.as_ref().is_ok_and(|o| !o.replayed))
-        {
+        if results.iter().any(|r| r.is_ok()) {
             signal.notify();
         }
         for (reply, result) in replies.into_iter().zip(results) {
@@ -121,56 +122,34 @@ async fn run(
 
 /// Writes a batch; if it fails for a reason other than a race, each command is tried on its own so that
 /// one bad command cannot fail the others.
-async fn write_batch(
-    pool: &Pool,
-    commands: &[UsageCommand],
-) -> Vec<Result<UsageOutcome, WriteError>> {
+async fn write_batch(pool: &Pool, commands: &[Command]) -> Vec<Result<Outcome, WriteError>> {
     match write_once(pool, commands).await {
-        Ok(results) => results
-            .into_iter()
-            .map(|r| r.map_err(WriteError::from))
-            .collect(),
+        Ok(results) => results.into_iter().map(|r| r.map_err(WriteError::from)).collect(),
         Err(e) if commands.len() == 1 => vec![Err(e)],
         Err(e) => {
             tracing::warn!(error = %e, commands = commands.len(), "batch failed; writing its commands one by one");
             let mut results = Vec::with_capacity(commands.len());
             for command in commands {
-                results.push(
-                    match write_once(pool, std::slice::from_ref(command)).await {
-                        Ok(mut r) => r
-                            .pop()
-                            .expect("one result per command")
-                            .map_err(WriteError::from),
-                        Err(e) => Err(e),
-                    },
-                );
+                results.push(match write_once(pool, std::slice::from_ref(command)).await {
+                    Ok(mut r) => r.pop().expect("one result per command").map_err(WriteError::from),
+                    Err(e) => Err(e),
+                });
             }
             results
         }
     }
 }
 
-async fn write_once(
-    pool: &Pool,
-    commands: &[UsageCommand],
-) -> Result<Vec<Result<UsageOutcome, CommandError>>, WriteError> {
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+async fn write_once(pool: &Pool, commands: &[Command]) -> Result<Vec<Result<Outcome, CommandError>>, WriteError> {
+    let mut client = pool.get().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
     let mut attempt = 0;
     loop {
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        let tx = client.transaction().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
         match ledger::process(&tx, commands).await {
             Ok(results) => {
                 // If the commit's answer is lost, the outcome is unknown to the caller, who retries with
                 // the same idempotency key and gets the stored answer.
-                tx.commit()
-                    .await
-                    .map_err(|e| WriteError::Failed(e.to_string()))?;
+                tx.commit().await.map_err(|e| WriteError::Failed(e.to_string()))?;
                 return Ok(results);
             }
             Err(LedgerError::Race) if attempt < RACE_RETRIES => {

@@ -55,11 +55,7 @@ pub struct Runner<P> {
 
 impl<P: Projection> Runner<P> {
     pub fn new(projection: P, pool: Pool, status: RunnerStatus) -> Self {
-        Runner {
-            projection,
-            pool,
-            status,
-        }
+        Runner { projection, pool, status }
     }
 
     /// One batch in one transaction.
@@ -119,10 +115,7 @@ impl<P: Projection> Runner<P> {
 
 /// Locks the checkpoint, applies the next batch and moves the checkpoint, in `tx`. Public so that tests
 /// can abandon the transaction half-way, as a crash would.
-pub async fn apply_batch<P: Projection>(
-    projection: &P,
-    tx: &Transaction<'_>,
-) -> Result<Step, ProjectionError> {
+pub async fn apply_batch<P: Projection>(projection: &P, tx: &Transaction<'_>) -> Result<Step, ProjectionError> {
     let Some(cursor) = lock_checkpoint(tx, P::NAME, true).await? else {
         return Ok(Step::Busy);
     };
@@ -141,9 +134,7 @@ pub async fn apply_batch<P: Projection>(
 pub async fn rebuild<P: Projection>(projection: &P, pool: &Pool) -> Result<usize, ProjectionError> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await?;
-    let old = lock_checkpoint(&tx, P::NAME, false)
-        .await?
-        .expect("a waiting lock always gets the row");
+    let old = lock_checkpoint(&tx, P::NAME, false).await?.expect("a waiting lock always gets the row");
     for table in P::TABLES {
         tx.batch_execute(&format!("DELETE FROM {table}")).await?;
     }
@@ -183,27 +174,15 @@ async fn lock_checkpoint(
     if row.is_none() {
         // Locked by another runner, or missing (a projection whose migration did not add its row).
         // Only a missing row is created; inserting over a locked one would wait for its holder.
-        let exists = tx
-            .query_opt(
-                "SELECT 1 FROM projection_checkpoints WHERE name = $1",
-                &[&name],
-            )
-            .await?
-            .is_some();
+        let exists = tx.query_opt("SELECT 1 FROM projection_checkpoints WHERE name = $1", &[&name]).await?.is_some();
         if !exists {
-            tx.execute(
-                "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
-                &[&name],
-            )
-            .await?;
+            tx.execute("INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING", &[&name])
+                .await?;
             row = tx.query_opt(sql, &[&name]).await?;
         }
     }
     Ok(row.map(|r| Cursor {
-        tx_id: r
-            .get::<_, String>(0)
-            .parse()
-            .expect("xid8 is an unsigned 64-bit integer"),
+        tx_id: r.get::<_, String>(0).parse().expect("xid8 is an unsigned 64-bit integer"),
         position: r.get(1),
     }))
 }

@@ -24,15 +24,11 @@ impl Projection for UsageRollups {
     const NAME: &'static str = "usage_rollups";
     const TABLES: &'static [&'static str] = &["usage_rollups"];
 
-    async fn apply(
-        &self,
-        tx: &Transaction<'_>,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
         // Fold the batch in memory first: one upsert per touched row, not per event.
         let mut rows: HashMap<Key, Totals> = HashMap::new();
         for recorded in events {
-            let Event::UsageRecorded(u) = &recorded.event;
+            let Event::UsageRecorded(u) = &recorded.event else { continue };
             let totals = rows.entry(key(u)).or_default();
             totals.add(u.input_tokens, u.output_tokens, u.cost.amount(), 1);
         }
@@ -40,11 +36,8 @@ impl Projection for UsageRollups {
             return Ok(());
         }
         let n = rows.len();
-        let (mut hours, mut providers, mut models) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
+        let (mut hours, mut providers, mut models) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut components, mut task_types) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut input, mut output) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut cost, mut count) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -146,8 +139,7 @@ pub struct UsageReport {
     pub groups: BTreeMap<String, BTreeMap<String, Totals>>,
 }
 
-const SUMS: &str =
-    "sum(input_tokens)::bigint, sum(output_tokens)::bigint, sum(cost), sum(count)::bigint";
+const SUMS: &str = "sum(input_tokens)::bigint, sum(output_tokens)::bigint, sum(cost), sum(count)::bigint";
 
 fn where_clause(filter: &UsageFilter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut conditions = Vec::new();
@@ -171,11 +163,7 @@ fn where_clause(filter: &UsageFilter) -> (String, Vec<Box<dyn ToSql + Sync + Sen
             conditions.push(format!("{column} = ${}", params.len()));
         }
     }
-    let clause = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let clause = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     (clause, params)
 }
 
@@ -188,10 +176,7 @@ pub async fn report(
     group_by: &[&str],
 ) -> Result<UsageReport, tokio_postgres::Error> {
     let (clause, params) = where_clause(filter);
-    let params: Vec<&(dyn ToSql + Sync)> = params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
+    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
     let mut report = UsageReport::default();
 
     let series = client
@@ -205,36 +190,16 @@ pub async fn report(
         .await?;
     for row in &series {
         let totals = Totals::from_row(row, 1);
-        report.totals.add(
-            totals.input_tokens,
-            totals.output_tokens,
-            totals.cost,
-            totals.count,
-        );
-        report.series.push(Bucket {
-            start: row.get(0),
-            totals,
-        });
+        report.totals.add(totals.input_tokens, totals.output_tokens, totals.cost, totals.count);
+        report.series.push(Bucket { start: row.get(0), totals });
     }
 
-    let dims: Vec<&str> = group_by
-        .iter()
-        .copied()
-        .filter(|d| DIMENSIONS.contains(d))
-        .collect();
+    let dims: Vec<&str> = group_by.iter().copied().filter(|d| DIMENSIONS.contains(d)).collect();
     if !dims.is_empty() {
         // One pass over the rows for every dimension: GROUPING SETS, one set per dimension.
-        let sets = dims
-            .iter()
-            .map(|d| format!("({d})"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let sets = dims.iter().map(|d| format!("({d})")).collect::<Vec<_>>().join(", ");
         let name = format!("COALESCE({})", dims.join(", "));
-        let which = dims
-            .iter()
-            .map(|d| format!("WHEN GROUPING({d}) = 0 THEN '{d}'"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let which = dims.iter().map(|d| format!("WHEN GROUPING({d}) = 0 THEN '{d}'")).collect::<Vec<_>>().join(" ");
         let rows = client
             .query(
                 &format!(
@@ -249,11 +214,7 @@ pub async fn report(
         for row in rows {
             let dim: String = row.get(0);
             let name: String = row.get(1);
-            report
-                .groups
-                .entry(dim)
-                .or_default()
-                .insert(name, Totals::from_row(&row, 2));
+            report.groups.entry(dim).or_default().insert(name, Totals::from_row(&row, 2));
         }
     }
     Ok(report)

@@ -63,17 +63,8 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                     updated_at: l.updated_at,
                 })
                 .collect();
-            let status = if projections.iter().any(|p| p.error.is_some()) {
-                "degraded"
-            } else {
-                "healthy"
-            };
-            HttpResponse::Ok().json(Health {
-                status,
-                version,
-                database: "ok".into(),
-                projections,
-            })
+            let status = if projections.iter().any(|p| p.error.is_some()) { "degraded" } else { "healthy" };
+            HttpResponse::Ok().json(Health { status, version, database: "ok".into(), projections })
         }
         Err(e) => HttpResponse::ServiceUnavailable().json(Health {
             status: "unhealthy",

@@ -20,10 +20,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// JSON 404 for every path no route matches.
 pub async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
     use actix_web::ResponseError;
-    ApiError::NotFound(format!(
-        "no route for {} {}; see /api/docs for the routes",
-        req.method(),
-        req.path()
-    ))
-    .error_response()
+    ApiError::NotFound(format!("no route for {} {}; see /api/docs for the routes", req.method(), req.path()))
+        .error_response()
 }

@@ -79,30 +79,22 @@ pub async fn record_one(
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, MAX_RECORD_BODY).await?;
     let input: UsageInput = body::parse(&bytes)?;
-    let record =
-        RecordUsage::validate(&input, Utc::now()).map_err(|e| validation_error(e.errors))?;
+    let record = RecordUsage::validate(&input, Utc::now()).map_err(|e| validation_error(e.errors))?;
     let key = match key_for(header_key(&req)?, input.request_id.as_deref())? {
         Some(k) => Some(idempotency_key("usage", k, &input)?),
         None => None,
     };
-    let command = UsageCommand {
-        items: vec![UsageItem { record, key }],
-        key: None,
-        metadata: metadata(&req),
-    };
+    let command = UsageCommand { items: vec![UsageItem { record, key }], key: None, metadata: metadata(&req) };
     let mut outcome = state.writer.record_usage(command).await?;
     let item = outcome.items.pop().expect("one outcome per record");
     match item.status {
         ItemStatus::Recorded => Ok(HttpResponse::Created().json(UsageRecordedResponse::from(item))),
-        ItemStatus::Duplicate => Ok(HttpResponse::Ok()
-            .insert_header((REPLAYED_HEADER, "true"))
-            .json(UsageRecordedResponse::from(item))),
+        ItemStatus::Duplicate => {
+            Ok(HttpResponse::Ok().insert_header((REPLAYED_HEADER, "true")).json(UsageRecordedResponse::from(item)))
+        }
         ItemStatus::Rejected => {
             let error = item.error.expect("a rejection says why");
-            Err(ApiError::Conflict {
-                code: "idempotency_key_reused",
-                message: error.message,
-            })
+            Err(ApiError::Conflict { code: "idempotency_key_reused", message: error.message })
         }
     }
 }
@@ -154,18 +146,12 @@ pub async fn record_batch(
     let bytes = body::read(payload, MAX_BATCH_BODY).await?;
     let batch: BatchRequest = body::parse(&bytes)?;
     if batch.records.is_empty() {
-        return Err(ApiError::bad_request(
-            "validation_failed",
-            "records is empty; send 1 to 10,000 records",
-        ));
+        return Err(ApiError::bad_request("validation_failed", "records is empty; send 1 to 10,000 records"));
     }
     if batch.records.len() > MAX_BATCH_RECORDS {
         return Err(ApiError::bad_request(
             "too_many_records",
-            format!(
-                "the batch has {} records; send at most {MAX_BATCH_RECORDS} per request",
-                batch.records.len()
-            ),
+            format!("the batch has {} records; send at most {MAX_BATCH_RECORDS} per request", batch.records.len()),
         ));
     }
     let now = Utc::now();
@@ -203,14 +189,7 @@ pub async fn record_batch(
         Some(k) => Some(idempotency_key("usage-batch", k, &batch)?),
         None => None,
     };
-    let outcome = state
-        .writer
-        .record_usage(UsageCommand {
-            items,
-            key,
-            metadata: metadata(&req),
-        })
-        .await?;
+    let outcome = state.writer.record_usage(UsageCommand { items, key, metadata: metadata(&req) }).await?;
     let count = |s: ItemStatus| outcome.items.iter().filter(|i| i.status == s).count();
     let response = BatchResponse {
         success: true,
@@ -222,11 +201,7 @@ pub async fn record_batch(
             .iter()
             .cloned()
             .enumerate()
-            .map(|(index, mut item)| BatchItemResponse {
-                index,
-                error: item.error.take(),
-                outcome: item.into(),
-            })
+            .map(|(index, mut item)| BatchItemResponse { index, error: item.error.take(), outcome: item.into() })
             .collect(),
     };
     let mut http = HttpResponse::Ok();
@@ -240,19 +215,13 @@ fn header_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     match req.headers().get(IDEMPOTENCY_HEADER) {
         None => Ok(None),
         Some(v) => v.to_str().map(Some).map_err(|_| {
-            ApiError::bad_request(
-                "invalid_idempotency_key",
-                "the Idempotency-Key header must be printable ASCII",
-            )
+            ApiError::bad_request("invalid_idempotency_key", "the Idempotency-Key header must be printable ASCII")
         }),
     }
 }
 
 /// The header and the body's `request_id` are two ways to send the same key; they may not disagree.
-fn key_for<'a>(
-    header: Option<&'a str>,
-    request_id: Option<&'a str>,
-) -> Result<Option<&'a str>, ApiError> {
+fn key_for<'a>(header: Option<&'a str>, request_id: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
     match (header, request_id) {
         (Some(h), Some(r)) if h.trim() != r.trim() => Err(ApiError::bad_request(
             "conflicting_idempotency_keys",
@@ -262,39 +231,20 @@ fn key_for<'a>(
     }
 }
 
-fn idempotency_key(
-    scope: &str,
-    key: &str,
-    request: &impl Serialize,
-) -> Result<IdempotencyKey, ApiError> {
+fn idempotency_key(scope: &str, key: &str, request: &impl Serialize) -> Result<IdempotencyKey, ApiError> {
     IdempotencyKey::new(scope, key, request)
         .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))
 }
 
 fn metadata(req: &HttpRequest) -> EventMetadata {
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(200).collect())
-    };
-    EventMetadata {
-        actor: header("X-Budget-Actor"),
-        request_id: header("X-Request-Id"),
-        ..Default::default()
-    }
+    let header =
+        |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect());
+    EventMetadata { actor: header("X-Budget-Actor"), request_id: header("X-Request-Id"), ..Default::default() }
 }
 
 fn validation_error(errors: Vec<FieldError>) -> ApiError {
-    let message = errors
-        .iter()
-        .map(|e| e.message.clone())
-        .collect::<Vec<_>>()
-        .join("; ");
-    let details = errors
-        .iter()
-        .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
-        .collect();
+    let message = errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
+    let details = errors.iter().map(|e| serde_json::json!({"field": e.field, "message": e.message})).collect();
     ApiError::BadRequest {
         code: "validation_failed",
         message: format!("{message}; nothing was recorded"),

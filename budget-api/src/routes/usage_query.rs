@@ -93,18 +93,12 @@ pub struct UsageResponse {
     )
 )]
 #[get("/api/usage")]
-pub async fn usage(
-    state: web::Data<AppState>,
-    query: web::Query<UsageQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn usage(state: web::Data<AppState>, query: web::Query<UsageQuery>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let period = parse_period(q.period.as_deref().unwrap_or("daily"))?;
     let days = q.days.unwrap_or(DEFAULT_DAYS);
     if !(1..=MAX_DAYS).contains(&days) {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("days is {days}; use 1 to {MAX_DAYS}"),
-        ));
+        return Err(ApiError::bad_request("invalid_parameter", format!("days is {days}; use 1 to {MAX_DAYS}")));
     }
     let group_by = parse_group_by(q.group_by.as_deref())?;
     let (start, end) = period.range_for_days(Utc::now(), days);
@@ -124,14 +118,7 @@ pub async fn usage(
         start_time: start,
         end_time: end,
         totals: r.totals.into(),
-        series: r
-            .series
-            .into_iter()
-            .map(|b| UsageBucket {
-                start: b.start,
-                totals: b.totals.into(),
-            })
-            .collect(),
+        series: r.series.into_iter().map(|b| UsageBucket { start: b.start, totals: b.totals.into() }).collect(),
         groups: groups(r.groups),
     }))
 }
@@ -178,10 +165,7 @@ pub struct SummaryResponse {
     )
 )]
 #[post("/api/usage/summary")]
-pub async fn summary(
-    state: web::Data<AppState>,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+pub async fn summary(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, 16 * 1024).await?;
     let req: SummaryRequest = body::parse(&bytes)?;
     let period = parse_period(&req.period)?;
@@ -270,17 +254,11 @@ pub struct RecordsResponse {
     responses((status = 200, body = RecordsResponse), (status = 400, body = crate::error::ErrorBody))
 )]
 #[get("/api/usage/records")]
-pub async fn records(
-    state: web::Data<AppState>,
-    query: web::Query<RecordsQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn records(state: web::Data<AppState>, query: web::Query<RecordsQuery>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("limit is {limit}; use 1 to 1000"),
-        ));
+        return Err(ApiError::bad_request("invalid_parameter", format!("limit is {limit}; use 1 to 1000")));
     }
     let filter = UsageRecordFilter {
         provider: non_empty(q.provider),
@@ -292,17 +270,13 @@ pub async fn records(
         limit,
     };
     let client = state.pool.get().await?;
-    let events = usage_records(&**client, &filter)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let next_before = (events.len() as i64 == limit)
-        .then(|| events.last().map(|e| e.position))
-        .flatten();
+    let events = usage_records(&**client, &filter).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let next_before = (events.len() as i64 == limit).then(|| events.last().map(|e| e.position)).flatten();
     let records = events
         .into_iter()
-        .map(|e| {
-            let Event::UsageRecorded(u) = e.event;
-            UsageRecordView {
+        .filter_map(|e| {
+            let Event::UsageRecorded(u) = e.event else { return None };
+            Some(UsageRecordView {
                 position: e.position,
                 record_id: u.record_id,
                 event_id: e.event_id,
@@ -320,20 +294,14 @@ pub async fn records(
                 timestamp: u.occurred_at,
                 recorded_at: e.recorded_at,
                 idempotency_key: e.metadata.idempotency_key,
-            }
+            })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(RecordsResponse {
-        records,
-        next_before,
-    }))
+    Ok(HttpResponse::Ok().json(RecordsResponse { records, next_before }))
 }
 
 fn parse_period(s: &str) -> Result<Period, ApiError> {
-    s.parse()
-        .map_err(|e: budget_events::period::UnknownPeriod| {
-            ApiError::bad_request("invalid_period", e.to_string())
-        })
+    s.parse().map_err(|e: budget_events::period::UnknownPeriod| ApiError::bad_request("invalid_period", e.to_string()))
 }
 
 fn parse_group_by(s: Option<&str>) -> Result<Vec<&'static str>, ApiError> {
@@ -353,9 +321,7 @@ fn parse_group_by(s: Option<&str>) -> Result<Vec<&'static str>, ApiError> {
 }
 
 fn groups(g: BTreeMap<String, BTreeMap<String, Totals>>) -> Groups {
-    g.into_iter()
-        .map(|(d, names)| (d, names.into_iter().map(|(n, t)| (n, t.into())).collect()))
-        .collect()
+    g.into_iter().map(|(d, names)| (d, names.into_iter().map(|(n, t)| (n, t.into())).collect())).collect()
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {

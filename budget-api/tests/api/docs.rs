@@ -3,10 +3,7 @@ use crate::helpers::spawn_app;
 #[tokio::test]
 async fn swagger_ui_and_the_openapi_document_are_served_offline() {
     let app = spawn_app().await;
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r = no_redirect.get(app.url("/api/docs")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 308);
     assert_eq!(r.headers()["location"], "/api/docs/");
@@ -18,16 +15,7 @@ async fn swagger_ui_and_the_openapi_document_are_served_offline() {
     let (status, doc) = app.get_json("/api/openapi.json").await;
     assert_eq!(status, 200);
     let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
-    for route in [
-        "/api/health",
-        "/api/usage",
-        "/api/usage/batch",
-        "/api/usage/summary",
-        "/api/usage/records",
-    ] {
-        assert!(
-            paths.iter().any(|p| *p == route),
-            "{route} missing from {paths:?}"
-        );
+    for route in ["/api/health", "/api/usage", "/api/usage/batch", "/api/usage/summary", "/api/usage/records"] {
+        assert!(paths.iter().any(|p| *p == route), "{route} missing from {paths:?}");
     }
 }

@@ -16,11 +16,7 @@ pub async fn spawn_app() -> TestApp {
     let app = Application::build(settings).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        db,
-        http: reqwest::Client::new(),
-    }
+    TestApp { address, db, http: reqwest::Client::new() }
 }
 
 pub fn record(component: &str, input_tokens: i64) -> Value {
@@ -34,21 +30,11 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        self.http.post(self.url(path)).json(body).send().await.unwrap()
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .body(body)
-            .send()
-            .await
-            .unwrap()
+        self.http.post(self.url(path)).body(body).send().await.unwrap()
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
@@ -58,11 +44,7 @@ impl TestApp {
 
     pub async fn events(&self) -> i64 {
         let client = self.db.pool.get().await.unwrap();
-        client
-            .query_one("SELECT count(*) FROM events", &[])
-            .await
-            .unwrap()
-            .get(0)
+        client.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0)
     }
 
     /// Waits until the projections have applied `n` events in all.
@@ -74,10 +56,7 @@ impl TestApp {
             if p["events_applied"].as_i64() == Some(n) && p["lag_events"] == 0 {
                 return;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "projections did not catch up: {health}"
-            );
+            assert!(std::time::Instant::now() < deadline, "projections did not catch up: {health}");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }

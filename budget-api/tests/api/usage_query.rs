@@ -12,10 +12,7 @@ async fn seed(app: &crate::helpers::TestApp) {
         rec("openai", "gpt-4o-mini", "codex", 500, "0.001"),
         rec("anthropic", "claude-sonnet-4-5", "rhetor", 200, "0.02"),
     ]});
-    assert_eq!(
-        app.post("/api/usage/batch", &batch).await.status().as_u16(),
-        200
-    );
+    assert_eq!(app.post("/api/usage/batch", &batch).await.status().as_u16(), 200);
     app.wait_for_projections(3).await;
 }
 
@@ -23,9 +20,7 @@ async fn seed(app: &crate::helpers::TestApp) {
 async fn get_usage_returns_totals_series_and_groups() {
     let app = spawn_app().await;
     seed(&app).await;
-    let (status, body) = app
-        .get_json("/api/usage?period=daily&days=7&provider=openai")
-        .await;
+    let (status, body) = app.get_json("/api/usage?period=daily&days=7&provider=openai").await;
     assert_eq!(status, 200);
     assert_eq!(body["totals"]["count"], 2);
     assert_eq!(body["totals"]["input_tokens"], 1500);
@@ -35,27 +30,17 @@ async fn get_usage_returns_totals_series_and_groups() {
     assert_eq!(body["groups"]["model"]["gpt-4o-mini"]["count"], 1);
     assert!(body["groups"]["provider"].get("anthropic").is_none());
 
-    let (_, grouped) = app
-        .get_json("/api/usage?period=weekly&group_by=component")
-        .await;
+    let (_, grouped) = app.get_json("/api/usage?period=weekly&group_by=component").await;
     let groups = grouped["groups"].as_object().unwrap();
     assert_eq!(groups.keys().collect::<Vec<_>>(), ["component"]);
-    assert_eq!(
-        grouped["groups"]["component"]["rhetor"]["cost"].to_string(),
-        "0.02"
-    );
+    assert_eq!(grouped["groups"]["component"]["rhetor"]["cost"].to_string(), "0.02");
 }
 
 #[tokio::test]
 async fn summary_keeps_the_tekton_shape() {
     let app = spawn_app().await;
     seed(&app).await;
-    let r = app
-        .post(
-            "/api/usage/summary",
-            &json!({"period": "daily", "component": "codex"}),
-        )
-        .await;
+    let r = app.post("/api/usage/summary", &json!({"period": "daily", "component": "codex"})).await;
     assert_eq!(r.status().as_u16(), 200);
     let body: Value = r.json().await.unwrap();
     for key in [
@@ -79,12 +64,18 @@ async fn summary_keeps_the_tekton_shape() {
     assert_eq!(body["groups"]["model"]["gpt-4o"]["total_tokens"], 1010);
 
     let empty = app
-        .post("/api/usage/summary", &json!({"period": "daily", "start_time": "2020-01-01T00:00:00Z", "end_time": "2020-01-02T00:00:00Z"}))
+        .post(
+            "/api/usage/summary",
+            &json!({"period": "daily", "start_time": "2020-01-01T00:00:00Z", "end_time": "2020-01-02T00:00:00Z"}),
+        )
         .await;
     let empty: Value = empty.json().await.unwrap();
     assert_eq!(empty["count"], 0);
     let r = app
-        .post("/api/usage/summary", &json!({"period": "daily", "start_time": "2020-01-02T00:00:00Z", "end_time": "2020-01-01T00:00:00Z"}))
+        .post(
+            "/api/usage/summary",
+            &json!({"period": "daily", "start_time": "2020-01-02T00:00:00Z", "end_time": "2020-01-01T00:00:00Z"}),
+        )
         .await;
     assert_error(r, 400, "invalid_time_range").await;
 }
@@ -99,9 +90,7 @@ async fn records_are_listed_newest_first_in_pages() {
     assert_eq!(records.len(), 2);
     assert!(records[0]["position"].as_i64() > records[1]["position"].as_i64());
     let before = page["next_before"].as_i64().unwrap();
-    let (_, next) = app
-        .get_json(&format!("/api/usage/records?limit=2&before={before}"))
-        .await;
+    let (_, next) = app.get_json(&format!("/api/usage/records?limit=2&before={before}")).await;
     assert_eq!(next["records"].as_array().unwrap().len(), 1);
     assert!(next["next_before"].is_null());
 

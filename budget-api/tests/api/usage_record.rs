@@ -6,11 +6,7 @@ use crate::helpers::{assert_error, record, spawn_app};
 async fn a_record_is_written_once_and_its_retry_gets_the_same_answer() {
     let app = spawn_app().await;
     let send = |body: Value, key: &'static str| {
-        let request = app
-            .http
-            .post(app.url("/api/usage"))
-            .header("Idempotency-Key", key)
-            .json(&body);
+        let request = app.http.post(app.url("/api/usage")).header("Idempotency-Key", key).json(&body);
         async move { request.send().await.unwrap() }
     };
     let first = send(record("codex", 1200), "7f1c-1").await;
@@ -18,11 +14,7 @@ async fn a_record_is_written_once_and_its_retry_gets_the_same_answer() {
     let first: Value = first.json().await.unwrap();
     assert_eq!(first["success"], true);
     assert_eq!(first["status"], "recorded");
-    assert_eq!(
-        first["cost"].to_string(),
-        "0.0064",
-        "money stays an exact JSON number"
-    );
+    assert_eq!(first["cost"].to_string(), "0.0064", "money stays an exact JSON number");
 
     let retry = send(record("codex", 1200), "7f1c-1").await;
     assert_eq!(retry.status().as_u16(), 200);
@@ -32,12 +24,7 @@ async fn a_record_is_written_once_and_its_retry_gets_the_same_answer() {
     assert_eq!(retry["position"], first["position"]);
     assert_eq!(retry["status"], "duplicate");
 
-    let message = assert_error(
-        send(record("codex", 999), "7f1c-1").await,
-        409,
-        "idempotency_key_reused",
-    )
-    .await;
+    let message = assert_error(send(record("codex", 999), "7f1c-1").await, 409, "idempotency_key_reused").await;
     assert!(message.contains("7f1c-1"), "{message}");
     assert_eq!(app.events().await, 1);
 }
@@ -50,14 +37,7 @@ async fn request_id_in_the_body_is_an_idempotency_key_too() {
     assert_eq!(app.post("/api/usage", &body).await.status().as_u16(), 201);
     assert_eq!(app.post("/api/usage", &body).await.status().as_u16(), 200);
     // Header and body disagreeing is a client bug worth reporting.
-    let r = app
-        .http
-        .post(app.url("/api/usage"))
-        .header("Idempotency-Key", "other")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.post(app.url("/api/usage")).header("Idempotency-Key", "other").json(&body).send().await.unwrap();
     assert_error(r, 400, "conflicting_idempotency_keys").await;
     assert_eq!(app.events().await, 1);
 }
@@ -87,9 +67,7 @@ async fn concurrent_records_are_all_kept_exactly_once() {
             .post(app.url("/api/usage"))
             .header("Idempotency-Key", format!("k-{}", i % 50))
             .json(&record("codex", 1));
-        tasks.push(tokio::spawn(async move {
-            request.send().await.unwrap().status().as_u16()
-        }));
+        tasks.push(tokio::spawn(async move { request.send().await.unwrap().status().as_u16() }));
     }
     let mut created = 0;
     for t in tasks {

@@ -18,95 +18,30 @@ async fn bad_records_are_refused_with_a_clear_error_and_write_nothing() {
         r
     };
     let cases: Vec<(Value, &str, &str)> = vec![
-        (
-            with("input_tokens", json!(-1)),
-            "validation_failed",
-            "input_tokens",
-        ),
-        (
-            with("output_tokens", json!(2_000_000_000)),
-            "validation_failed",
-            "output_tokens",
-        ),
-        (
-            with("input_tokens", json!(1.5)),
-            "invalid_json",
-            "input_tokens",
-        ),
-        (
-            with("input_tokens", json!("many")),
-            "invalid_json",
-            "input_tokens",
-        ),
-        (
-            with("provider", json!("  ")),
-            "validation_failed",
-            "provider",
-        ),
-        (
-            with("model", json!("m".repeat(129))),
-            "validation_failed",
-            "model",
-        ),
-        (
-            with("component", json!("a\u{7}b")),
-            "validation_failed",
-            "component",
-        ),
+        (with("input_tokens", json!(-1)), "validation_failed", "input_tokens"),
+        (with("output_tokens", json!(2_000_000_000)), "validation_failed", "output_tokens"),
+        (with("input_tokens", json!(1.5)), "invalid_json", "input_tokens"),
+        (with("input_tokens", json!("many")), "invalid_json", "input_tokens"),
+        (with("provider", json!("  ")), "validation_failed", "provider"),
+        (with("model", json!("m".repeat(129))), "validation_failed", "model"),
+        (with("component", json!("a\u{7}b")), "validation_failed", "component"),
         (with("cost", json!(-0.5)), "invalid_json", "negative"),
-        (
-            with("cost", json!("0.00000000001")),
-            "invalid_json",
-            "decimal places",
-        ),
-        (
-            with("cost", json!("cheap")),
-            "invalid_json",
-            "not a decimal",
-        ),
+        (with("cost", json!("0.00000000001")), "invalid_json", "decimal places"),
+        (with("cost", json!("cheap")), "invalid_json", "not a decimal"),
         (with("cost", json!(1e20)), "invalid_json", "too large"),
-        (
-            with("timestamp", json!("2999-01-01T00:00:00Z")),
-            "validation_failed",
-            "future",
-        ),
-        (
-            with("timestamp", json!("yesterday")),
-            "invalid_json",
-            "timestamp",
-        ),
-        (
-            with("tokens", json!(3)),
-            "invalid_json",
-            "unknown field `tokens`",
-        ),
-        (
-            without("provider"),
-            "invalid_json",
-            "missing field `provider`",
-        ),
+        (with("timestamp", json!("2999-01-01T00:00:00Z")), "validation_failed", "future"),
+        (with("timestamp", json!("yesterday")), "invalid_json", "timestamp"),
+        (with("tokens", json!(3)), "invalid_json", "unknown field `tokens`"),
+        (without("provider"), "invalid_json", "missing field `provider`"),
         (json!([1, 2]), "invalid_json", "invalid type"),
     ];
     for (body, code, needle) in cases {
         let message = assert_error(app.post("/api/usage", &body).await, 400, code).await;
-        assert!(
-            message.contains(needle),
-            "{body}: `{message}` should mention `{needle}`"
-        );
+        assert!(message.contains(needle), "{body}: `{message}` should mention `{needle}`");
     }
-    assert_error(
-        app.post_raw("/api/usage", "{not json").await,
-        400,
-        "invalid_json",
-    )
-    .await;
+    assert_error(app.post_raw("/api/usage", "{not json").await, 400, "invalid_json").await;
     assert_error(app.post_raw("/api/usage", "").await, 400, "invalid_json").await;
-    let message = assert_error(
-        app.post_raw("/api/usage", vec![b' '; 70 * 1024]).await,
-        413,
-        "payload_too_large",
-    )
-    .await;
+    let message = assert_error(app.post_raw("/api/usage", vec![b' '; 70 * 1024]).await, 413, "payload_too_large").await;
     assert!(message.contains("65536"), "{message}");
     let r = app
         .http
@@ -135,15 +70,8 @@ async fn bad_query_parameters_are_refused() {
         let r = app.http.get(app.url(path)).send().await.unwrap();
         assert_error(r, 400, code).await;
     }
-    let r = app
-        .post("/api/usage/summary", &json!({"period": "fortnightly"}))
-        .await;
+    let r = app.post("/api/usage/summary", &json!({"period": "fortnightly"})).await;
     assert_error(r, 400, "invalid_period").await;
-    let r = app
-        .post(
-            "/api/usage/summary",
-            &json!({"period": "daily", "colour": "red"}),
-        )
-        .await;
+    let r = app.post("/api/usage/summary", &json!({"period": "daily", "colour": "red"})).await;
     assert_error(r, 400, "invalid_json").await;
 }

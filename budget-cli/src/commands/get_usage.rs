@@ -7,10 +7,7 @@ use crate::client::Client;
 use crate::output::{print_json, right, table, thousands, usd};
 
 pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
-    let mut query = vec![
-        ("period", args.period.clone()),
-        ("days", args.days.to_string()),
-    ];
+    let mut query = vec![("period", args.period.clone()), ("days", args.days.to_string())];
     for (name, value) in [
         ("provider", &args.provider),
         ("model", &args.model),
@@ -33,20 +30,9 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
         usage["period"].as_str().unwrap_or(&args.period),
         usage["start_time"].as_str().unwrap_or("?"),
         usage["end_time"].as_str().unwrap_or("?"),
-        if filters.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", filters.join(", "))
-        }
+        if filters.is_empty() { String::new() } else { format!(" ({})", filters.join(", ")) }
     );
-    let mut t = table(&[
-        "Period start (UTC)",
-        "Input tokens",
-        "Output tokens",
-        "Total tokens",
-        "Cost (USD)",
-        "Calls",
-    ]);
+    let mut t = table(&["Period start (UTC)", "Input tokens", "Output tokens", "Total tokens", "Cost (USD)", "Calls"]);
     for bucket in usage["series"].as_array().into_iter().flatten() {
         t.add_row(row(bucket["start"].as_str().unwrap_or("?"), bucket));
     }
@@ -54,20 +40,10 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
     println!("{t}");
 
     for dimension in ["model", "component"] {
-        let Some(groups) = usage["groups"][dimension]
-            .as_object()
-            .filter(|g| !g.is_empty())
-        else {
+        let Some(groups) = usage["groups"][dimension].as_object().filter(|g| !g.is_empty()) else {
             continue;
         };
-        let mut g = table(&[
-            dimension,
-            "Input tokens",
-            "Output tokens",
-            "Total tokens",
-            "Cost (USD)",
-            "Calls",
-        ]);
+        let mut g = table(&[dimension, "Input tokens", "Output tokens", "Total tokens", "Cost (USD)", "Calls"]);
         for (name, totals) in groups {
             g.add_row(row(name, totals));
         }

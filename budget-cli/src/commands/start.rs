@@ -17,16 +17,11 @@ const EMBEDDED_DATABASE: &str = "budget";
 
 pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("BUDGET_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("BUDGET_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
 
     let (database, embedded) = match &args.database_url {
-        Some(url) => (
-            db::parse_config(url).context("BUDGET_DATABASE_URL is not a valid PostgreSQL URL")?,
-            None,
-        ),
+        Some(url) => (db::parse_config(url).context("BUDGET_DATABASE_URL is not a valid PostgreSQL URL")?, None),
         None => {
             let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
             let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir, &EmbeddedOptions::default()))
@@ -63,14 +58,8 @@ async fn serve(args: &StartArgs, database: DbConfig) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight requests");
         handle.stop(true).await;
     });
-    println!(
-        "Budget is serving http://{}:{} (database {described}); API docs at /api/docs",
-        args.host,
-        app.port()
-    );
-    app.run_until_stopped()
-        .await
-        .context("the HTTP server failed")?;
+    println!("Budget is serving http://{}:{} (database {described}); API docs at /api/docs", args.host, app.port());
+    app.run_until_stopped().await.context("the HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -28,10 +28,7 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
         println!("{t}");
     }
     if health["status"] != "healthy" {
-        anyhow::bail!(
-            "Budget at {url} is {}",
-            health["status"].as_str().unwrap_or("unhealthy")
-        );
+        anyhow::bail!("Budget at {url} is {}", health["status"].as_str().unwrap_or("unhealthy"));
     }
     Ok(())
 }

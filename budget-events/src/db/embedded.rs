@@ -61,33 +61,13 @@ impl EmbeddedPostgres {
             check_reachable(&data_dir)?;
             // Not recursive: pgdata is created by initdb as `postgres`, and a running cluster's files must
             // not be touched.
-            run(
-                "chown data directory",
-                Command::new("chown")
-                    .arg(POSTGRES_USER)
-                    .arg(&data_dir)
-                    .arg(&socket_dir),
-            )?;
+            run("chown data directory", Command::new("chown").arg(POSTGRES_USER).arg(&data_dir).arg(&socket_dir))?;
         }
-        let mut pg = EmbeddedPostgres {
-            bin_dir,
-            pgdata,
-            socket_dir,
-            run_as_postgres,
-            started_here: false,
-        };
+        let mut pg = EmbeddedPostgres { bin_dir, pgdata, socket_dir, run_as_postgres, started_here: false };
 
         if !pg.pgdata.join("PG_VERSION").exists() {
             let mut initdb = pg.command("initdb");
-            initdb.arg("-D").arg(&pg.pgdata).args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ]);
+            initdb.arg("-D").arg(&pg.pgdata).args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C"]);
             if options.unsafe_fast {
                 initdb.arg("--no-sync");
             }
@@ -99,18 +79,12 @@ impl EmbeddedPostgres {
             tracing::info!(pgdata = %pg.pgdata.display(), "joined the private PostgreSQL cluster already running");
             return Ok(pg);
         }
-        let mut server_opts = format!(
-            "-c listen_addresses='' -k {} -p {SOCKET_PORT} -c max_connections=200",
-            pg.socket_dir.display()
-        );
+        let mut server_opts =
+            format!("-c listen_addresses='' -k {} -p {SOCKET_PORT} -c max_connections=200", pg.socket_dir.display());
         if options.unsafe_fast {
             server_opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
-        let log = pg
-            .pgdata
-            .parent()
-            .unwrap_or(&pg.pgdata)
-            .join("postgres.log");
+        let log = pg.pgdata.parent().unwrap_or(&pg.pgdata).join("postgres.log");
         let mut start = pg.command("pg_ctl");
         start
             .arg("-D")
@@ -121,10 +95,9 @@ impl EmbeddedPostgres {
             .arg(&log)
             .args(["-w", "-t", "60", "start"]);
         run("pg_ctl start", &mut start).map_err(|e| match e {
-            EmbeddedError::Command { step, detail } => EmbeddedError::Command {
-                step,
-                detail: format!("{detail} (server log: {})", log.display()),
-            },
+            EmbeddedError::Command { step, detail } => {
+                EmbeddedError::Command { step, detail: format!("{detail} (server log: {})", log.display()) }
+            }
             other => other,
         })?;
         pg.started_here = true;
@@ -135,21 +108,12 @@ impl EmbeddedPostgres {
     /// Connection settings for the `postgres` database of this cluster.
     pub fn config(&self) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
-        config
-            .host_path(&self.socket_dir)
-            .port(SOCKET_PORT)
-            .user("postgres")
-            .dbname("postgres");
+        config.host_path(&self.socket_dir).port(SOCKET_PORT).user("postgres").dbname("postgres");
         config
     }
 
     pub fn is_running(&self) -> bool {
-        self.command("pg_ctl")
-            .arg("-D")
-            .arg(&self.pgdata)
-            .arg("status")
-            .output()
-            .is_ok_and(|o| o.status.success())
+        self.command("pg_ctl").arg("-D").arg(&self.pgdata).arg("status").output().is_ok_and(|o| o.status.success())
     }
 
     /// Whether this process started the cluster (and so should stop it).
@@ -160,9 +124,7 @@ impl EmbeddedPostgres {
     /// Fast shutdown: open sessions are ended, committed data is kept.
     pub fn stop(&self) -> Result<(), EmbeddedError> {
         let mut stop = self.command("pg_ctl");
-        stop.arg("-D")
-            .arg(&self.pgdata)
-            .args(["-m", "fast", "-w", "stop"]);
+        stop.arg("-D").arg(&self.pgdata).args(["-m", "fast", "-w", "stop"]);
         run("pg_ctl stop", &mut stop).map(|_| ())
     }
 
@@ -204,10 +166,7 @@ pub fn find_binaries() -> Result<PathBuf, EmbeddedError> {
         })
         .collect();
     candidates.sort();
-    candidates
-        .pop()
-        .map(|(_, dir)| dir)
-        .ok_or(EmbeddedError::NoBinaries)
+    candidates.pop().map(|(_, dir)| dir).ok_or(EmbeddedError::NoBinaries)
 }
 
 /// The default data directory: `$XDG_DATA_HOME/budget` or `~/.local/share/budget`; as root,
@@ -227,17 +186,11 @@ pub fn default_data_dir() -> PathBuf {
 
 /// The effective user is root. `/proc/self` is owned by the process's effective uid.
 pub fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
 fn user_exists(name: &str) -> bool {
-    Command::new("id")
-        .arg("-u")
-        .arg(name)
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new("id").arg("-u").arg(name).output().is_ok_and(|o| o.status.success())
 }
 
 /// Every ancestor must let others traverse it, or `postgres` cannot reach the data directory.
@@ -245,31 +198,19 @@ fn check_reachable(dir: &Path) -> Result<(), EmbeddedError> {
     for parent in dir.ancestors().skip(1) {
         let mode = std::fs::metadata(parent)?.mode();
         if mode & 0o001 == 0 {
-            return Err(EmbeddedError::Unreachable {
-                dir: dir.to_path_buf(),
-                parent: parent.to_path_buf(),
-            });
+            return Err(EmbeddedError::Unreachable { dir: dir.to_path_buf(), parent: parent.to_path_buf() });
         }
     }
     Ok(())
 }
 
 fn run(step: &str, command: &mut Command) -> Result<Output, EmbeddedError> {
-    let out = command.output().map_err(|e| EmbeddedError::Command {
-        step: step.into(),
-        detail: e.to_string(),
-    })?;
+    let out = command.output().map_err(|e| EmbeddedError::Command { step: step.into(), detail: e.to_string() })?;
     if out.status.success() {
         Ok(out)
     } else {
-        let detail = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stderr).trim(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
-        Err(EmbeddedError::Command {
-            step: step.into(),
-            detail,
-        })
+        let detail =
+            format!("{}{}", String::from_utf8_lossy(&out.stderr).trim(), String::from_utf8_lossy(&out.stdout).trim());
+        Err(EmbeddedError::Command { step: step.into(), detail })
     }
 }

@@ -10,16 +10,9 @@ use tokio_postgres::Client;
 /// Every migration, in order. `schema/` is the one place tables are defined; a test checks that every
 /// file there is listed here.
 pub const MIGRATIONS: &[Migration] = &[
-    Migration::new(
-        1,
-        "0001_event_log",
-        include_str!("../../../schema/0001_event_log.sql"),
-    ),
-    Migration::new(
-        2,
-        "0002_projections",
-        include_str!("../../../schema/0002_projections.sql"),
-    ),
+    Migration::new(1, "0001_event_log", include_str!("../../../schema/0001_event_log.sql")),
+    Migration::new(2, "0002_projections", include_str!("../../../schema/0002_projections.sql")),
+    Migration::new(3, "0003_budgets_and_accounts", include_str!("../../../schema/0003_budgets_and_accounts.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.
@@ -44,19 +37,19 @@ impl Migration {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
-    #[error("migration {name} failed and was rolled back; the database is as the previous migration left it: {source}")]
+    #[error(
+        "migration {name} failed and was rolled back; the database is as the previous migration left it: {source}"
+    )]
     Failed {
         name: &'static str,
         #[source]
         source: tokio_postgres::Error,
     },
     #[error("migration {name} was changed after it was applied (checksum {applied} in the database, {expected} in this build); add a new migration instead of editing an applied one")]
-    Changed {
-        name: String,
-        applied: String,
-        expected: String,
-    },
-    #[error("the database has migration {version} ({name}), which this build does not know; run a newer budget against it")]
+    Changed { name: String, applied: String, expected: String },
+    #[error(
+        "the database has migration {version} ({name}), which this build does not know; run a newer budget against it"
+    )]
     Unknown { version: i32, name: String },
     #[error("could not prepare the migrations table: {0}")]
     Setup(#[from] tokio_postgres::Error),
@@ -84,34 +77,21 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<&'static str>, Migration
             )",
         )
         .await?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
     let result = apply_pending(client).await;
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-        .await?;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
     result
 }
 
 async fn apply_pending(client: &mut Client) -> Result<Vec<&'static str>, MigrationError> {
-    let rows = client
-        .query(
-            "SELECT version, name, checksum FROM schema_migrations ORDER BY version",
-            &[],
-        )
-        .await?;
+    let rows = client.query("SELECT version, name, checksum FROM schema_migrations ORDER BY version", &[]).await?;
     let mut applied = std::collections::HashSet::new();
     for row in rows {
         let (version, name, checksum): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
         match MIGRATIONS.iter().find(|m| m.version == version) {
             None => return Err(MigrationError::Unknown { version, name }),
             Some(m) if m.checksum() != checksum => {
-                return Err(MigrationError::Changed {
-                    name,
-                    applied: checksum,
-                    expected: m.checksum(),
-                })
+                return Err(MigrationError::Changed { name, applied: checksum, expected: m.checksum() })
             }
             Some(_) => {
                 applied.insert(version);
@@ -121,10 +101,7 @@ async fn apply_pending(client: &mut Client) -> Result<Vec<&'static str>, Migrati
 
     let mut done = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-        let failed = |source| MigrationError::Failed {
-            name: m.name,
-            source,
-        };
+        let failed = |source| MigrationError::Failed { name: m.name, source };
         let tx = client.transaction().await?;
         tx.batch_execute(m.sql).await.map_err(failed)?;
         tx.execute(
@@ -157,10 +134,7 @@ mod tests {
             .filter(|n| n.ends_with(".sql"))
             .collect();
         files.sort();
-        let listed: Vec<String> = MIGRATIONS
-            .iter()
-            .map(|m| format!("{}.sql", m.name))
-            .collect();
+        let listed: Vec<String> = MIGRATIONS.iter().map(|m| format!("{}.sql", m.name)).collect();
         assert_eq!(files, listed);
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version as usize, i + 1);

@@ -20,17 +20,8 @@ pub fn pool(config: &DbConfig, size: usize) -> Pool {
     if config.get_application_name().is_none() {
         config.application_name("budget");
     }
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(size)
-        .build()
-        .expect("a pool without a runtime-specific hook always builds")
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager).max_size(size).build().expect("a pool without a runtime-specific hook always builds")
 }
 
 /// Parses a `postgres://…` URL or a `host=… dbname=…` string.
@@ -49,30 +40,16 @@ pub fn describe(config: &DbConfig) -> String {
         })
         .unwrap_or_else(|| "localhost".into());
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!(
-        "{host}:{port}/{}",
-        config.get_dbname().unwrap_or("postgres")
-    )
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
 }
 
 /// Creates database `name` on the server of `config` if it does not exist; returns the config for it.
-pub async fn ensure_database(
-    mut config: DbConfig,
-    name: &str,
-) -> Result<DbConfig, tokio_postgres::Error> {
+pub async fn ensure_database(mut config: DbConfig, name: &str) -> Result<DbConfig, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(connection);
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await?
-        .is_some();
+    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
     if !exists {
-        client
-            .batch_execute(&format!(
-                "CREATE DATABASE \"{}\"",
-                name.replace('"', "\"\"")
-            ))
-            .await?;
+        client.batch_execute(&format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""))).await?;
     }
     config.dbname(name);
     Ok(config)

@@ -33,15 +33,9 @@ impl TestDb {
         // Two CREATE DATABASE … TEMPLATE at the same instant can see each other as "using" the template.
         let mut attempt = 0;
         loop {
-            match client
-                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
-                .await
-            {
+            match client.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).await {
                 Ok(()) => break,
-                Err(e)
-                    if attempt < 50
-                        && e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) =>
-                {
+                Err(e) if attempt < 50 && e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -51,12 +45,7 @@ impl TestDb {
         let mut config = admin.clone();
         config.dbname(&name);
         let pool = pool(&config, 8);
-        TestDb {
-            config,
-            pool,
-            name,
-            admin,
-        }
+        TestDb { config, pool, name, admin }
     }
 
     pub fn name(&self) -> &str {
@@ -71,10 +60,7 @@ impl Drop for TestDb {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         // Drop runs inside the test's runtime, which cannot be blocked on; use a runtime of our own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
                 let (client, conn) = admin.connect(NoTls).await.ok()?;
                 tokio::spawn(conn);
@@ -87,9 +73,7 @@ impl Drop for TestDb {
 
 fn server_config() -> Config {
     if let Ok(url) = std::env::var("BUDGET_TEST_DATABASE_URL") {
-        return url
-            .parse()
-            .expect("BUDGET_TEST_DATABASE_URL is not a valid PostgreSQL URL");
+        return url.parse().expect("BUDGET_TEST_DATABASE_URL is not a valid PostgreSQL URL");
     }
     shared_cluster().config()
 }
@@ -98,27 +82,23 @@ fn server_config() -> Config {
 fn shared_cluster() -> EmbeddedPostgres {
     let dir = std::env::temp_dir().join(format!("budget-test-pg-{}", uid()));
     std::fs::create_dir_all(&dir).expect("cannot create the test cluster directory");
-    let lock = std::fs::File::create(dir.with_extension("lock"))
-        .expect("cannot create the test cluster lock");
+    let lock = std::fs::File::create(dir.with_extension("lock")).expect("cannot create the test cluster lock");
     lock.lock().expect("cannot lock the test cluster lock");
-    let pg = EmbeddedPostgres::start(&dir, &EmbeddedOptions { unsafe_fast: true })
-        .unwrap_or_else(|e| panic!("cannot start a private PostgreSQL for tests ({e}); or set BUDGET_TEST_DATABASE_URL"));
+    let pg = EmbeddedPostgres::start(&dir, &EmbeddedOptions { unsafe_fast: true }).unwrap_or_else(|e| {
+        panic!("cannot start a private PostgreSQL for tests ({e}); or set BUDGET_TEST_DATABASE_URL")
+    });
     drop(lock);
     pg
 }
 
 fn uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0)
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
 }
 
 async fn connect(config: &Config) -> tokio_postgres::Client {
-    let (client, conn) = config
-        .connect(NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL server: {e}"));
+    let (client, conn) =
+        config.connect(NoTls).await.unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL server: {e}"));
     tokio::spawn(conn);
     client
 }
@@ -127,10 +107,7 @@ async fn connect(config: &Config) -> tokio_postgres::Client {
 async fn ensure_template(admin: &Config) -> String {
     let template = format!("budget_tpl_{}", migrate::fingerprint());
     let client = connect(admin).await;
-    client
-        .execute("SELECT pg_advisory_lock(74616270)", &[])
-        .await
-        .expect("template lock");
+    client.execute("SELECT pg_advisory_lock(74616270)", &[]).await.expect("template lock");
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
         .await
@@ -139,32 +116,18 @@ async fn ensure_template(admin: &Config) -> String {
     if !exists {
         // Build under a temporary name and rename, so a crash never leaves a half-migrated template.
         let building = format!("{template}_building");
-        client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
-            .await
-            .expect("drop");
-        client
-            .batch_execute(&format!("CREATE DATABASE {building}"))
-            .await
-            .expect("create template");
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")).await.expect("drop");
+        client.batch_execute(&format!("CREATE DATABASE {building}")).await.expect("create template");
         let mut config = admin.clone();
         config.dbname(&building);
         let (mut tpl, conn) = config.connect(NoTls).await.expect("connect to template");
         let handle = tokio::spawn(conn);
-        migrate::migrate(&mut tpl)
-            .await
-            .unwrap_or_else(|e| panic!("migrations failed: {e}"));
+        migrate::migrate(&mut tpl).await.unwrap_or_else(|e| panic!("migrations failed: {e}"));
         drop(tpl);
         let _ = handle.await;
-        client
-            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
-            .await
-            .expect("rename");
+        client.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}")).await.expect("rename");
     }
-    client
-        .execute("SELECT pg_advisory_unlock(74616270)", &[])
-        .await
-        .expect("template unlock");
+    client.execute("SELECT pg_advisory_unlock(74616270)", &[]).await.expect("template unlock");
     template
 }
 

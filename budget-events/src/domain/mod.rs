@@ -1,6 +1,7 @@
 //! The domain: validated values and the commands that are decided into events.
 
 pub mod names;
+pub mod policy;
 pub mod usage;
 
 pub use names::{Component, ContextId, Model, NameError, Provider, SessionId, TaskType};

@@ -12,11 +12,7 @@ pub enum NameError {
     #[error("{field} must not be empty")]
     Empty { field: &'static str },
     #[error("{field} is {len} characters long; the limit is {max}")]
-    TooLong {
-        field: &'static str,
-        len: usize,
-        max: usize,
-    },
+    TooLong { field: &'static str, len: usize, max: usize },
     #[error("{field} contains a control character; use printable text")]
     ControlCharacter { field: &'static str },
 }
@@ -115,18 +111,9 @@ mod tests {
     #[test]
     fn names_are_trimmed_and_bounded() {
         assert_eq!(Provider::parse("  openai ").unwrap().as_str(), "openai");
-        assert_eq!(
-            Provider::parse("  "),
-            Err(NameError::Empty { field: "provider" })
-        );
+        assert_eq!(Provider::parse("  "), Err(NameError::Empty { field: "provider" }));
         let long = "x".repeat(65);
-        assert!(matches!(
-            Provider::parse(&long),
-            Err(NameError::TooLong { len: 65, .. })
-        ));
-        assert!(matches!(
-            Model::parse("gpt\u{0}4"),
-            Err(NameError::ControlCharacter { .. })
-        ));
+        assert!(matches!(Provider::parse(&long), Err(NameError::TooLong { len: 65, .. })));
+        assert!(matches!(Model::parse("gpt\u{0}4"), Err(NameError::ControlCharacter { .. })));
     }
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::names::{Component, ContextId, Model, NameError, Provider, SessionId, TaskType};
+use super::policy::Tier;
 use crate::money::Money;
 
 /// The most tokens one record may carry on each side; far above any real call, far below overflow.
@@ -30,6 +31,9 @@ pub struct UsageInput {
     pub context_id: Option<String>,
     #[serde(default)]
     pub session_id: Option<String>,
+    /// local_lightweight, local_midweight or remote_heavyweight; derived from provider and model when absent.
+    #[serde(default)]
+    pub tier: Option<String>,
     pub input_tokens: i64,
     pub output_tokens: i64,
     /// USD, exact decimal (number or string). Absent: the record is kept as unpriced.
@@ -73,6 +77,7 @@ pub struct RecordUsage {
     pub task_type: TaskType,
     pub context_id: Option<ContextId>,
     pub session_id: Option<SessionId>,
+    pub tier: Tier,
     pub input_tokens: TokenCount,
     pub output_tokens: TokenCount,
     pub cost: Option<Money>,
@@ -102,16 +107,11 @@ impl RecordUsage {
                 | NameError::TooLong { field, .. }
                 | NameError::ControlCharacter { field } => field.to_string(),
             };
-            errors.push(FieldError {
-                field,
-                message: e.to_string(),
-            });
+            errors.push(FieldError { field, message: e.to_string() });
         };
         let provider = Provider::parse(&input.provider).map_err(&mut name_err).ok();
         let model = Model::parse(&input.model).map_err(&mut name_err).ok();
-        let component = Component::parse(&input.component)
-            .map_err(&mut name_err)
-            .ok();
+        let component = Component::parse(&input.component).map_err(&mut name_err).ok();
         let task_type = match &input.task_type {
             Some(t) => TaskType::parse(t).map_err(&mut name_err).ok(),
             None => Some(TaskType::default_type()),
@@ -123,9 +123,7 @@ impl RecordUsage {
             if !(0..=MAX_TOKENS_PER_RECORD).contains(&value) {
                 errors.push(FieldError {
                     field: field.to_string(),
-                    message: format!(
-                        "{field} is {value}; it must be a whole number from 0 to {MAX_TOKENS_PER_RECORD}"
-                    ),
+                    message: format!("{field} is {value}; it must be a whole number from 0 to {MAX_TOKENS_PER_RECORD}"),
                 });
                 None
             } else {
@@ -134,6 +132,12 @@ impl RecordUsage {
         };
         let input_tokens = tokens("input_tokens", input.input_tokens);
         let output_tokens = tokens("output_tokens", input.output_tokens);
+        let tier = match &input.tier {
+            Some(t) => {
+                t.parse::<Tier>().map_err(|message| errors.push(FieldError { field: "tier".into(), message })).ok()
+            }
+            None => Some(Tier::derive(&input.provider, &input.model)),
+        };
 
         let occurred_at = input.timestamp.unwrap_or(now);
         if occurred_at > now + MAX_CLOCK_SKEW {
@@ -145,15 +149,8 @@ impl RecordUsage {
             });
         }
 
-        match (
-            provider,
-            model,
-            component,
-            task_type,
-            input_tokens,
-            output_tokens,
-        ) {
-            (Some(provider), Some(model), Some(component), Some(task_type), Some(i), Some(o))
+        match (provider, model, component, task_type, input_tokens, output_tokens, tier) {
+            (Some(provider), Some(model), Some(component), Some(task_type), Some(i), Some(o), Some(tier))
                 if errors.is_empty() =>
             {
                 Ok(RecordUsage {
@@ -163,6 +160,7 @@ impl RecordUsage {
                     task_type,
                     context_id: context_id.flatten(),
                     session_id: session_id.flatten(),
+                    tier,
                     input_tokens: i,
                     output_tokens: o,
                     cost: input.cost,

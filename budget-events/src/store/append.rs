@@ -52,11 +52,7 @@ pub struct AppendedEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     #[error("stream {stream_id} is at version {actual}, not the expected {expected:?}; reload and retry")]
-    Conflict {
-        stream_id: String,
-        expected: ExpectedVersion,
-        actual: i64,
-    },
+    Conflict { stream_id: String, expected: ExpectedVersion, actual: i64 },
     #[error("another writer appended to the same stream concurrently; the transaction was abandoned, retry it")]
     ConcurrentAppend(#[source] tokio_postgres::Error),
     #[error("database error while appending: {0}")]
@@ -65,10 +61,7 @@ pub enum AppendError {
 
 /// Checks every stream's expected version, then appends all events, in order, in `tx`.
 /// Nothing is written when any expectation fails.
-pub async fn append(
-    tx: &Transaction<'_>,
-    streams: &[StreamAppend],
-) -> Result<Vec<AppendedEvent>, AppendError> {
+pub async fn append(tx: &Transaction<'_>, streams: &[StreamAppend]) -> Result<Vec<AppendedEvent>, AppendError> {
     let ids: Vec<&str> = streams.iter().map(|s| s.stream_id.as_str()).collect();
     let mut versions = current_versions(tx, &ids).await?;
     let mut rows = Vec::new();
@@ -92,10 +85,7 @@ pub async fn append(
 }
 
 /// The last version of each of `stream_ids` that exists (absent streams are left out).
-pub async fn current_versions(
-    tx: &Transaction<'_>,
-    stream_ids: &[&str],
-) -> Result<HashMap<String, i64>, AppendError> {
+pub async fn current_versions(tx: &Transaction<'_>, stream_ids: &[&str]) -> Result<HashMap<String, i64>, AppendError> {
     if stream_ids.is_empty() {
         return Ok(HashMap::new());
     }

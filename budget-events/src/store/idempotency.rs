@@ -38,22 +38,14 @@ impl IdempotencyKey {
         if key.chars().count() > MAX_KEY_LEN {
             return Err(KeyError::TooLong(key.chars().count()));
         }
-        Ok(IdempotencyKey {
-            key: format!("{scope}:{key}"),
-            request_hash: request_hash(request),
-        })
+        Ok(IdempotencyKey { key: format!("{scope}:{key}"), request_hash: request_hash(request) })
     }
 }
 
 /// A stable hash of a request: its JSON with object keys sorted (serde_json's default map is sorted).
 pub fn request_hash(request: &impl Serialize) -> String {
-    let canonical = serde_json::to_value(request)
-        .and_then(|v| serde_json::to_vec(&v))
-        .expect("requests serialize");
-    Sha256::digest(&canonical)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let canonical = serde_json::to_value(request).and_then(|v| serde_json::to_vec(&v)).expect("requests serialize");
+    Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,24 +62,9 @@ pub async fn lookup(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = tx
-        .query(
-            "SELECT key, request_hash, outcome FROM idempotency_keys WHERE key = ANY($1)",
-            &[&keys],
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            (
-                r.get(0),
-                StoredOutcome {
-                    request_hash: r.get(1),
-                    outcome: r.get(2),
-                },
-            )
-        })
-        .collect())
+    let rows =
+        tx.query("SELECT key, request_hash, outcome FROM idempotency_keys WHERE key = ANY($1)", &[&keys]).await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), StoredOutcome { request_hash: r.get(1), outcome: r.get(2) })).collect())
 }
 
 /// Stores outcomes. Returns how many were new: fewer than given means another process stored one of
@@ -100,10 +77,7 @@ pub async fn store(
         return Ok(0);
     }
     let keys: Vec<&str> = entries.iter().map(|(k, _)| k.key.as_str()).collect();
-    let hashes: Vec<&str> = entries
-        .iter()
-        .map(|(k, _)| k.request_hash.as_str())
-        .collect();
+    let hashes: Vec<&str> = entries.iter().map(|(k, _)| k.request_hash.as_str()).collect();
     let outcomes: Vec<&serde_json::Value> = entries.iter().map(|(_, o)| o).collect();
     let n = tx
         .execute(

@@ -1,11 +1,10 @@
 //! The Postgres event store: append with optimistic concurrency, the gap-safe reader, idempotency.
 
+pub mod accounts;
 pub mod append;
 pub mod idempotency;
+pub mod policies;
 pub mod read;
 
-pub use append::{
-    append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion,
-    StreamAppend,
-};
+pub use append::{append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion, StreamAppend};
 pub use read::{read_after, usage_records, Cursor, ReadError, UsageRecordFilter};

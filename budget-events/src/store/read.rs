@@ -19,16 +19,10 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    pub const START: Cursor = Cursor {
-        tx_id: 0,
-        position: 0,
-    };
+    pub const START: Cursor = Cursor { tx_id: 0, position: 0 };
 
     pub fn after(event: &RecordedEvent) -> Cursor {
-        Cursor {
-            tx_id: event.tx_id,
-            position: event.position,
-        }
+        Cursor { tx_id: event.tx_id, position: event.position }
     }
 }
 
@@ -40,8 +34,7 @@ pub enum ReadError {
     Db(#[from] tokio_postgres::Error),
 }
 
-const COLUMNS: &str =
-    "position, tx_id::text, stream_id, stream_version, event_id, event_type, schema_version, \
+const COLUMNS: &str = "position, tx_id::text, stream_id, stream_version, event_id, event_type, schema_version, \
                        payload, metadata, recorded_at";
 
 /// Up to `limit` events after `cursor` whose transactions can no longer change, oldest first.
@@ -75,15 +68,9 @@ pub async fn read_after(
 }
 
 /// Every event of one stream, in version order.
-pub async fn read_stream(
-    client: &impl GenericClient,
-    stream_id: &str,
-) -> Result<Vec<RecordedEvent>, ReadError> {
+pub async fn read_stream(client: &impl GenericClient, stream_id: &str) -> Result<Vec<RecordedEvent>, ReadError> {
     let rows = client
-        .query(
-            &format!("SELECT {COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"),
-            &[&stream_id],
-        )
+        .query(&format!("SELECT {COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"), &[&stream_id])
         .await?;
     rows.iter().map(decode_row).collect()
 }
@@ -96,12 +83,11 @@ pub(crate) fn decode_row(row: &tokio_postgres::Row) -> Result<RecordedEvent, Rea
     let payload: serde_json::Value = row.get(7);
     let metadata: serde_json::Value = row.get(8);
     let event = Event::decode(position, &event_type, schema_version, payload)?;
-    let metadata: EventMetadata =
-        serde_json::from_value(metadata).map_err(|source| DecodeError::BadPayload {
-            position,
-            event_type: format!("{event_type} metadata"),
-            source,
-        })?;
+    let metadata: EventMetadata = serde_json::from_value(metadata).map_err(|source| DecodeError::BadPayload {
+        position,
+        event_type: format!("{event_type} metadata"),
+        source,
+    })?;
     Ok(RecordedEvent {
         position,
         tx_id: tx_text.parse().expect("xid8 is an unsigned 64-bit integer"),

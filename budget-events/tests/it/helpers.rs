@@ -15,28 +15,17 @@ pub fn usage_input(component: &str, input_tokens: i64) -> UsageInput {
 
 pub fn usage_event(component: &str) -> NewEvent {
     let record = RecordUsage::validate(&usage_input(component, 100), Utc::now()).unwrap();
-    NewEvent::new(
-        decide::record_usage(&record, Uuid::now_v7()),
-        EventMetadata::default(),
-    )
+    NewEvent::new(decide::record_usage(&record, Uuid::now_v7(), &[], &mut Default::default()), EventMetadata::default())
 }
 
 pub fn command(input: &UsageInput, key: Option<&str>) -> UsageCommand {
     let record = RecordUsage::validate(input, Utc::now()).unwrap();
     let key = key.map(|k| IdempotencyKey::new("usage", k, input).unwrap());
-    UsageCommand {
-        items: vec![UsageItem { record, key }],
-        key: None,
-        metadata: EventMetadata::default(),
-    }
+    UsageCommand { items: vec![UsageItem { record, key }], key: None, metadata: EventMetadata::default() }
 }
 
 pub async fn count_events(client: &impl tokio_postgres::GenericClient) -> i64 {
-    client
-        .query_one("SELECT count(*) FROM events", &[])
-        .await
-        .unwrap()
-        .get(0)
+    client.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0)
 }
 
 /// Reads from `cursor` until `n` events are visible. Transactions of other tests on the same server

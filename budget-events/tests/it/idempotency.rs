@@ -11,14 +11,8 @@ async fn a_retry_gets_the_stored_outcome_and_writes_nothing() {
     let (writer, _task) = Writer::spawn(db.pool.clone(), LogSignal::default());
     let input = usage_input("codex", 1200);
 
-    let first = writer
-        .record_usage(command(&input, Some("key-1")))
-        .await
-        .unwrap();
-    let retry = writer
-        .record_usage(command(&input, Some("key-1")))
-        .await
-        .unwrap();
+    let first = writer.record_usage(command(&input, Some("key-1"))).await.unwrap();
+    let retry = writer.record_usage(command(&input, Some("key-1"))).await.unwrap();
     assert_eq!(first.items[0].status, ItemStatus::Recorded);
     assert_eq!(retry.items[0].status, ItemStatus::Duplicate);
     assert_eq!(retry.items[0].record_id, first.items[0].record_id);
@@ -27,15 +21,9 @@ async fn a_retry_gets_the_stored_outcome_and_writes_nothing() {
 
     // Same key, different request: refused, nothing written.
     let other = usage_input("codex", 999);
-    let refused = writer
-        .record_usage(command(&other, Some("key-1")))
-        .await
-        .unwrap();
+    let refused = writer.record_usage(command(&other, Some("key-1"))).await.unwrap();
     assert_eq!(refused.items[0].status, ItemStatus::Rejected);
-    assert_eq!(
-        refused.items[0].error.as_ref().unwrap().code,
-        "idempotency_key_reused"
-    );
+    assert_eq!(refused.items[0].error.as_ref().unwrap().code, "idempotency_key_reused");
     assert_eq!(count_events(&**db.pool.get().await.unwrap()).await, 1);
 }
 
@@ -45,10 +33,7 @@ async fn a_keyed_batch_replays_whole_and_a_reused_key_is_refused() {
     let (writer, _task) = Writer::spawn(db.pool.clone(), LogSignal::default());
     let inputs = vec![usage_input("a", 1), usage_input("b", 2)];
     let batch = |inputs: &Vec<_>| {
-        let mut cmd = UsageCommand {
-            key: None,
-            ..command(&inputs[0], None)
-        };
+        let mut cmd = UsageCommand { key: None, ..command(&inputs[0], None) };
         cmd.items = inputs.iter().flat_map(|i| command(i, None).items).collect();
         cmd.key = Some(IdempotencyKey::new("usage-batch", "batch-1", inputs).unwrap());
         cmd
@@ -59,10 +44,7 @@ async fn a_keyed_batch_replays_whole_and_a_reused_key_is_refused() {
     assert_eq!(first.items, again.items);
     let changed = vec![usage_input("a", 1)];
     let err = writer.record_usage(batch(&changed)).await.unwrap_err();
-    assert!(
-        matches!(err, WriteError::Rejected(CommandError::KeyReused(ref k)) if k == "batch-1"),
-        "{err:?}"
-    );
+    assert!(matches!(err, WriteError::Rejected(CommandError::KeyReused(ref k)) if k == "batch-1"), "{err:?}");
     assert_eq!(count_events(&**db.pool.get().await.unwrap()).await, 2);
 }
 
@@ -74,12 +56,7 @@ async fn concurrent_retries_of_one_key_record_it_once() {
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (writer, input) = (writer.clone(), input.clone());
-        tasks.push(tokio::spawn(async move {
-            writer
-                .record_usage(command(&input, Some("same")))
-                .await
-                .unwrap()
-        }));
+        tasks.push(tokio::spawn(async move { writer.record_usage(command(&input, Some("same"))).await.unwrap() }));
     }
     let mut record_ids = std::collections::HashSet::new();
     for t in tasks {
@@ -98,16 +75,8 @@ async fn two_writers_sharing_a_key_record_it_once() {
     let input = usage_input("codex", 5);
     let mut tasks = Vec::new();
     for i in 0..20 {
-        let (writer, input) = (
-            if i % 2 == 0 { w1.clone() } else { w2.clone() },
-            input.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            writer
-                .record_usage(command(&input, Some("shared")))
-                .await
-                .unwrap()
-        }));
+        let (writer, input) = (if i % 2 == 0 { w1.clone() } else { w2.clone() }, input.clone());
+        tasks.push(tokio::spawn(async move { writer.record_usage(command(&input, Some("shared"))).await.unwrap() }));
     }
     for t in tasks {
         t.await.unwrap();

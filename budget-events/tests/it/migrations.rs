@@ -7,15 +7,8 @@ async fn migrations_apply_once_and_are_recorded() {
     let db = TestDb::new().await; // already migrated from the template
     let (mut client, conn) = db.config.connect(NoTls).await.unwrap();
     tokio::spawn(conn);
-    assert!(
-        migrate(&mut client).await.unwrap().is_empty(),
-        "a migrated database needs nothing"
-    );
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM schema_migrations", &[])
-        .await
-        .unwrap()
-        .get(0);
+    assert!(migrate(&mut client).await.unwrap().is_empty(), "a migrated database needs nothing");
+    let n: i64 = client.query_one("SELECT count(*) FROM schema_migrations", &[]).await.unwrap().get(0);
     assert_eq!(n as usize, MIGRATIONS.len());
 }
 
@@ -24,13 +17,7 @@ async fn a_changed_applied_migration_stops_start_up() {
     let db = TestDb::new().await;
     let (mut client, conn) = db.config.connect(NoTls).await.unwrap();
     tokio::spawn(conn);
-    client
-        .execute(
-            "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1",
-            &[],
-        )
-        .await
-        .unwrap();
+    client.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1", &[]).await.unwrap();
     let err = migrate(&mut client).await.unwrap_err();
     assert!(matches!(err, MigrationError::Changed { .. }), "{err}");
     assert!(err.to_string().contains("0001_event_log"), "{err}");
@@ -52,23 +39,8 @@ async fn a_failing_migration_leaves_the_database_as_it_was() {
         .await
         .unwrap();
     let err = migrate(&mut client).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            MigrationError::Failed {
-                name: "0002_projections",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let checkpoints: Option<String> = client
-        .query_one("SELECT to_regclass('projection_checkpoints')::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        checkpoints, None,
-        "the failed migration's first table was rolled back"
-    );
+    assert!(matches!(err, MigrationError::Failed { name: "0002_projections", .. }), "{err}");
+    let checkpoints: Option<String> =
+        client.query_one("SELECT to_regclass('projection_checkpoints')::text", &[]).await.unwrap().get(0);
+    assert_eq!(checkpoints, None, "the failed migration's first table was rolled back");
 }

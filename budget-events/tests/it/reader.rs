@@ -21,13 +21,9 @@ async fn an_event_that_commits_late_is_not_skipped() {
     let reader = db.pool.get().await.unwrap();
 
     let ta = a.transaction().await.unwrap();
-    let first = append(&ta, &one("early-position-late-commit"))
-        .await
-        .unwrap();
+    let first = append(&ta, &one("early-position-late-commit")).await.unwrap();
     let tb = b.transaction().await.unwrap();
-    let second = append(&tb, &one("late-position-early-commit"))
-        .await
-        .unwrap();
+    let second = append(&tb, &one("late-position-early-commit")).await.unwrap();
     assert!(first[0].position < second[0].position);
     tb.commit().await.unwrap();
 
@@ -35,20 +31,13 @@ async fn an_event_that_commits_late_is_not_skipped() {
     let seen = read_after(&**reader, Cursor::START, 100).await.unwrap();
     assert!(seen.is_empty(), "read past an open transaction: {seen:?}");
     // What a naive reader would have done:
-    let naive: i64 = reader
-        .query_one("SELECT count(*) FROM events WHERE position > 0", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let naive: i64 = reader.query_one("SELECT count(*) FROM events WHERE position > 0", &[]).await.unwrap().get(0);
     assert_eq!(naive, 1, "the naive reader sees B only, and would skip A");
 
     ta.commit().await.unwrap();
     let seen = read_settled(&**reader, Cursor::START, 2).await.unwrap();
     let streams: Vec<_> = seen.iter().map(|e| e.stream_id.as_str()).collect();
-    assert_eq!(
-        streams,
-        ["early-position-late-commit", "late-position-early-commit"]
-    );
+    assert_eq!(streams, ["early-position-late-commit", "late-position-early-commit"]);
 
     // Reading on from the last event finds nothing more, and never an event twice.
     let cursor = Cursor::after(seen.last().unwrap());
@@ -64,13 +53,7 @@ async fn reading_in_pages_visits_every_event_once() {
         append(&tx, &one(&format!("s-{i}"))).await.unwrap();
         tx.commit().await.unwrap();
     }
-    assert_eq!(
-        read_settled(&**client, Cursor::START, 25)
-            .await
-            .unwrap()
-            .len(),
-        25
-    );
+    assert_eq!(read_settled(&**client, Cursor::START, 25).await.unwrap().len(), 25);
     let mut cursor = Cursor::START;
     let mut seen = Vec::new();
     loop {

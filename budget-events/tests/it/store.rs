@@ -4,11 +4,7 @@ use budget_events::store::{append, read::read_stream, AppendError, ExpectedVersi
 use crate::helpers::{count_events, usage_event};
 
 fn stream(expected: ExpectedVersion, n: usize) -> StreamAppend {
-    StreamAppend {
-        stream_id: "test-stream".into(),
-        expected,
-        events: (0..n).map(|_| usage_event("codex")).collect(),
-    }
+    StreamAppend { stream_id: "test-stream".into(), expected, events: (0..n).map(|_| usage_event("codex")).collect() }
 }
 
 #[tokio::test]
@@ -17,17 +13,9 @@ async fn append_assigns_versions_and_detects_conflicts() {
     let mut client = db.pool.get().await.unwrap();
 
     let tx = client.transaction().await.unwrap();
-    let appended = append(&tx, &[stream(ExpectedVersion::NoStream, 2)])
-        .await
-        .unwrap();
+    let appended = append(&tx, &[stream(ExpectedVersion::NoStream, 2)]).await.unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(
-        appended
-            .iter()
-            .map(|a| a.stream_version)
-            .collect::<Vec<_>>(),
-        [1, 2]
-    );
+    assert_eq!(appended.iter().map(|a| a.stream_version).collect::<Vec<_>>(), [1, 2]);
     assert!(appended[0].position < appended[1].position);
 
     // A writer that believes the stream is new, or at version 1, is refused and writes nothing.
@@ -43,22 +31,15 @@ async fn append_assigns_versions_and_detects_conflicts() {
     assert_eq!(count_events(&**client).await, 2);
 
     let tx = client.transaction().await.unwrap();
-    let appended = append(&tx, &[stream(ExpectedVersion::Exact(2), 1)])
-        .await
-        .unwrap();
+    let appended = append(&tx, &[stream(ExpectedVersion::Exact(2), 1)]).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(appended[0].stream_version, 3);
     let tx = client.transaction().await.unwrap();
-    append(&tx, &[stream(ExpectedVersion::Any, 1)])
-        .await
-        .unwrap();
+    append(&tx, &[stream(ExpectedVersion::Any, 1)]).await.unwrap();
     tx.commit().await.unwrap();
 
     let events = read_stream(&**client, "test-stream").await.unwrap();
-    assert_eq!(
-        events.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
-        [1, 2, 3, 4]
-    );
+    assert_eq!(events.iter().map(|e| e.stream_version).collect::<Vec<_>>(), [1, 2, 3, 4]);
 }
 
 #[tokio::test]
@@ -67,9 +48,7 @@ async fn two_transactions_racing_on_one_version_cannot_both_commit() {
     let mut a = db.pool.get().await.unwrap();
     let mut b = db.pool.get().await.unwrap();
     let ta = a.transaction().await.unwrap();
-    append(&ta, &[stream(ExpectedVersion::NoStream, 1)])
-        .await
-        .unwrap();
+    append(&ta, &[stream(ExpectedVersion::NoStream, 1)]).await.unwrap();
     let second = tokio::spawn(async move {
         let tb = b.transaction().await.unwrap();
         let r = append(&tb, &[stream(ExpectedVersion::NoStream, 1)]).await;
@@ -88,15 +67,9 @@ async fn the_log_refuses_updates_and_deletes() {
     let db = TestDb::new().await;
     let mut client = db.pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    append(&tx, &[stream(ExpectedVersion::NoStream, 1)])
-        .await
-        .unwrap();
+    append(&tx, &[stream(ExpectedVersion::NoStream, 1)]).await.unwrap();
     tx.commit().await.unwrap();
-    for sql in [
-        "UPDATE events SET event_type = 'x'",
-        "DELETE FROM events",
-        "TRUNCATE events",
-    ] {
+    for sql in ["UPDATE events SET event_type = 'x'", "DELETE FROM events", "TRUNCATE events"] {
         let err = client.batch_execute(sql).await.unwrap_err();
         assert!(format!("{err:?}").contains("append-only"), "{sql}: {err:?}");
     }
@@ -113,8 +86,6 @@ async fn an_unknown_event_type_is_an_error_not_a_skip() {
         )
         .await
         .unwrap();
-    let err = crate::helpers::read_settled(&**client, budget_events::store::Cursor::START, 1)
-        .await
-        .unwrap_err();
+    let err = crate::helpers::read_settled(&**client, budget_events::store::Cursor::START, 1).await.unwrap_err();
     assert!(err.to_string().contains("FromTheFuture"), "{err}");
 }

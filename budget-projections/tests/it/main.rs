@@ -19,21 +19,9 @@ pub fn input(json: serde_json::Value) -> UsageInput {
 /// Records usage through the real write path.
 pub async fn record(db: &TestDb, inputs: &[UsageInput]) {
     let (writer, _task) = Writer::spawn(db.pool.clone(), LogSignal::default());
-    let items = inputs
-        .iter()
-        .map(|i| UsageItem {
-            record: RecordUsage::validate(i, Utc::now()).unwrap(),
-            key: None,
-        })
-        .collect();
-    writer
-        .record_usage(UsageCommand {
-            items,
-            key: None,
-            metadata: EventMetadata::default(),
-        })
-        .await
-        .unwrap();
+    let items =
+        inputs.iter().map(|i| UsageItem { record: RecordUsage::validate(i, Utc::now()).unwrap(), key: None }).collect();
+    writer.record_usage(UsageCommand { items, key: None, metadata: EventMetadata::default() }).await.unwrap();
 }
 
 pub fn runner(db: &TestDb) -> Runner<UsageRollups> {
@@ -47,10 +35,7 @@ pub async fn apply_all(runner: &Runner<UsageRollups>, n: usize) {
     let mut total = 0;
     while total < n {
         total += runner.catch_up().await.unwrap();
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {total} of {n} events became visible"
-        );
+        assert!(std::time::Instant::now() < deadline, "only {total} of {n} events became visible");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_eq!(total, n, "applied more events than were written");

@@ -8,10 +8,8 @@ use serde_json::json;
 use crate::{apply_all, input, record, rollup_rows, runner};
 
 fn usage(component: &str, tokens: i64) -> budget_events::domain::UsageInput {
-    input(
-        json!({"provider": "openai", "model": "gpt-4o", "component": component,
-                 "input_tokens": tokens, "output_tokens": 1, "cost": "0.5"}),
-    )
+    input(json!({"provider": "openai", "model": "gpt-4o", "component": component,
+                 "input_tokens": tokens, "output_tokens": 1, "cost": "0.5"}))
 }
 
 #[tokio::test]
@@ -31,19 +29,12 @@ async fn a_batch_abandoned_before_commit_is_applied_once_later() {
             break;
         }
     }
-    assert!(
-        rollup_rows(&db).await.is_empty(),
-        "the abandoned apply left rows behind"
-    );
+    assert!(rollup_rows(&db).await.is_empty(), "the abandoned apply left rows behind");
 
     apply_all(&runner(&db), 2).await;
     let rows = rollup_rows(&db).await;
     assert_eq!(rows.len(), 1);
-    assert!(
-        rows[0].ends_with("|a|default|30|2|1.0000000000|2"),
-        "{}",
-        rows[0]
-    );
+    assert!(rows[0].ends_with("|a|default|30|2|1.0000000000|2"), "{}", rows[0]);
 }
 
 #[tokio::test]
@@ -61,11 +52,7 @@ async fn two_runners_never_apply_the_same_projection_at_once() {
         assert!(std::time::Instant::now() < deadline);
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(
-        second.step().await.unwrap(),
-        Step::Busy,
-        "the second runner must stand by"
-    );
+    assert_eq!(second.step().await.unwrap(), Step::Busy, "the second runner must stand by");
     assert_eq!(first.step().await.unwrap(), Step::Busy);
     tx.commit().await.unwrap();
 
@@ -81,9 +68,7 @@ async fn rebuild_from_zero_equals_the_live_result() {
     let live = runner(&db);
     let mut written = 0;
     for round in 0..4 {
-        let batch: Vec<_> = (0..5)
-            .map(|i| usage(&format!("c{}", i % 3), round * 10 + i))
-            .collect();
+        let batch: Vec<_> = (0..5).map(|i| usage(&format!("c{}", i % 3), round * 10 + i)).collect();
         written += batch.len();
         record(&db, &batch).await;
         apply_all(&live, batch.len()).await;
@@ -92,10 +77,7 @@ async fn rebuild_from_zero_equals_the_live_result() {
     assert!(!before.is_empty());
     let client = db.pool.get().await.unwrap();
     let checkpoint_before: i64 = client
-        .query_one(
-            "SELECT position FROM projection_checkpoints WHERE name = 'usage_rollups'",
-            &[],
-        )
+        .query_one("SELECT position FROM projection_checkpoints WHERE name = 'usage_rollups'", &[])
         .await
         .unwrap()
         .get(0);
@@ -109,26 +91,16 @@ async fn rebuild_from_zero_equals_the_live_result() {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        panic!(
-            "rebuild applied {rebuilt} events, {written} were written; the log:\n{}",
-            log.join("\n")
-        );
+        panic!("rebuild applied {rebuilt} events, {written} were written; the log:\n{}", log.join("\n"));
     }
     assert_eq!(rollup_rows(&db).await, before);
     let checkpoint_after: i64 = client
-        .query_one(
-            "SELECT position FROM projection_checkpoints WHERE name = 'usage_rollups'",
-            &[],
-        )
+        .query_one("SELECT position FROM projection_checkpoints WHERE name = 'usage_rollups'", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(checkpoint_after, checkpoint_before);
-    assert_eq!(
-        live.step().await.unwrap(),
-        Step::CaughtUp,
-        "nothing is applied twice after a rebuild"
-    );
+    assert_eq!(live.step().await.unwrap(), Step::CaughtUp, "nothing is applied twice after a rebuild");
 }
 
 #[tokio::test]
@@ -144,12 +116,5 @@ async fn health_reports_lag_until_caught_up() {
     apply_all(&runner(&db), 3).await;
     let after = lag(&**client).await.unwrap();
     let rollups = after.iter().find(|l| l.name == "usage_rollups").unwrap();
-    assert_eq!(
-        (
-            rollups.lag_events,
-            rollups.lag_seconds,
-            rollups.events_applied
-        ),
-        (0, 0.0, 3)
-    );
+    assert_eq!((rollups.lag_events, rollups.lag_seconds, rollups.events_applied), (0, 0.0, 3));
 }

@@ -1,0 +1,127 @@
+//! The write-side rows of budgets and policies, kept in step with their events by the write path.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use tokio_postgres::{GenericClient, Row, Transaction};
+use uuid::Uuid;
+
+use crate::domain::policy::{Policy, PolicyPeriod, PolicyType, Scope};
+use crate::event::{BudgetCreated, PolicySet};
+use crate::Money;
+
+/// Every policy, enabled or not, for the write path to decide against.
+pub async fn load_all(client: &impl GenericClient) -> Result<Vec<Policy>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT policy_id, budget_id, policy_type, period, scope, cost_limit, token_limit,
+                    warning_threshold, action_threshold, enabled, timezone
+             FROM policies ORDER BY policy_id",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(policy_from_row).collect())
+}
+
+fn policy_from_row(r: &Row) -> Policy {
+    let event = PolicySet {
+        policy_id: r.get(0),
+        budget_id: r.get(1),
+        policy_type: r.get::<_, String>(2).parse::<PolicyType>().expect("checked by the table"),
+        period: r.get::<_, String>(3).parse::<PolicyPeriod>().expect("checked by the table"),
+        scope: serde_json::from_value::<Scope>(r.get(4)).expect("scopes are written by us"),
+        cost_limit: r.get::<_, Option<Decimal>>(5).map(|d| Money::new(d).expect("checked by the table")),
+        token_limit: r.get(6),
+        warning_threshold: r.get(7),
+        action_threshold: r.get(8),
+        enabled: r.get(9),
+        timezone: r.get(10),
+    };
+    Policy::from_event(&event)
+}
+
+/// Writes a policy's row as its latest `PolicySet` says.
+pub async fn save(tx: &Transaction<'_>, p: &PolicySet) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO policies (policy_id, budget_id, policy_type, period, scope, scope_key, cost_limit, token_limit,
+                               warning_threshold, action_threshold, enabled, timezone)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (policy_id) DO UPDATE SET
+             policy_type = EXCLUDED.policy_type, cost_limit = EXCLUDED.cost_limit,
+             token_limit = EXCLUDED.token_limit, warning_threshold = EXCLUDED.warning_threshold,
+             action_threshold = EXCLUDED.action_threshold, enabled = EXCLUDED.enabled,
+             timezone = EXCLUDED.timezone, updated_at = now()",
+        &[
+            &p.policy_id,
+            &p.budget_id,
+            &p.policy_type.as_str(),
+            &p.period.as_str(),
+            &serde_json::to_value(&p.scope).expect("scopes serialize"),
+            &p.scope.key(),
+            &p.cost_limit.map(Money::amount),
+            &p.token_limit,
+            &p.warning_threshold,
+            &p.action_threshold,
+            &p.enabled,
+            &p.timezone,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn disable(tx: &Transaction<'_>, policy_id: Uuid) -> Result<(), tokio_postgres::Error> {
+    tx.execute("UPDATE policies SET enabled = false, updated_at = now() WHERE policy_id = $1", &[&policy_id]).await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetRow {
+    pub budget_id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const BUDGET_COLUMNS: &str = "budget_id, name, description, owner, active, created_at, updated_at";
+
+fn budget_from_row(r: &Row) -> BudgetRow {
+    BudgetRow {
+        budget_id: r.get(0),
+        name: r.get(1),
+        description: r.get(2),
+        owner: r.get(3),
+        active: r.get(4),
+        created_at: r.get(5),
+        updated_at: r.get(6),
+    }
+}
+
+pub async fn budget_by_name(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<BudgetRow>, tokio_postgres::Error> {
+    let row = client.query_opt(&format!("SELECT {BUDGET_COLUMNS} FROM budgets WHERE name = $1"), &[&name]).await?;
+    Ok(row.as_ref().map(budget_from_row))
+}
+
+pub async fn budget_by_id(client: &impl GenericClient, id: Uuid) -> Result<Option<BudgetRow>, tokio_postgres::Error> {
+    let row = client.query_opt(&format!("SELECT {BUDGET_COLUMNS} FROM budgets WHERE budget_id = $1"), &[&id]).await?;
+    Ok(row.as_ref().map(budget_from_row))
+}
+
+pub async fn list_budgets(client: &impl GenericClient) -> Result<Vec<BudgetRow>, tokio_postgres::Error> {
+    let rows = client.query(&format!("SELECT {BUDGET_COLUMNS} FROM budgets ORDER BY name"), &[]).await?;
+    Ok(rows.iter().map(budget_from_row).collect())
+}
+
+pub async fn insert_budget(tx: &Transaction<'_>, b: &BudgetCreated) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO budgets (budget_id, name, description, owner) VALUES ($1, $2, $3, $4)",
+        &[&b.budget_id, &b.name, &b.description, &b.owner],
+    )
+    .await?;
+    Ok(())
+}
