@@ -84,11 +84,13 @@ impl ResponseError for ApiError {
 
 impl From<budget_events::writer::WriteError> for ApiError {
     fn from(e: budget_events::writer::WriteError) -> Self {
+        use budget_events::ledger::CommandError;
         use budget_events::writer::WriteError;
         match e {
-            WriteError::Rejected(rejection) => {
+            WriteError::Rejected(rejection @ CommandError::KeyReused(_)) => {
                 ApiError::Conflict { code: "idempotency_key_reused", message: rejection.to_string() }
             }
+            WriteError::Rejected(rejection @ CommandError::UnknownBudget(_)) => ApiError::NotFound(rejection.to_string()),
             WriteError::Unavailable(_) | WriteError::ShutDown => {
                 ApiError::Unavailable(format!("{e}; nothing was written, retry with the same idempotency key"))
             }

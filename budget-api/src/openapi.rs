@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use crate::routes::{health, usage, usage_query};
+use crate::routes::{budgets, check, health, policies, status, usage, usage_query};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,10 +15,18 @@ use crate::routes::{health, usage, usage_query};
         usage_query::usage,
         usage_query::summary,
         usage_query::records,
+        check::check,
+        policies::set_policy,
+        policies::list,
+        policies::get,
+        budgets::list,
+        budgets::get,
+        status::status,
     ),
     components(schemas(crate::error::ErrorBody, budget_events::domain::UsageInput)),
     tags(
         (name = "usage", description = "Record and query LLM usage"),
+        (name = "policies", description = "Budgets, policies (limits) and the status of their windows"),
         (name = "health", description = "Liveness, database and projection lag"),
     )
 )]

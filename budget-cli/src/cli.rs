@@ -21,9 +21,21 @@ pub enum Command {
         after_help = "Example:\n  budget start\n  BUDGET_DATABASE_URL=postgres://postgres@127.0.0.1/budget budget start --port 8013"
     )]
     Start(StartArgs),
-    /// Show the server's health and how far behind each projection is.
-    #[command(after_help = "Example:\n  budget status\n  budget status --json")]
+    /// Show every active policy's window (used, reserved, limit, %, remaining, state, reset), and the
+    /// server's health and projection lag.
+    #[command(after_help = "Examples:\n  budget status\n  budget status --period daily --provider openai --json")]
     Status(StatusArgs),
+    /// Set a spending limit: a policy of a budget for a period and scope. Setting the same budget, period
+    /// and scope again replaces the limit (the old one stays in the log).
+    #[command(
+        name = "set_limit",
+        visible_alias = "set-limit",
+        after_help = "Examples:\n  budget set_limit daily 20.0 --policy-type warn\n  budget set_limit daily 10.0 --provider openai --policy-type hard_limit\n  budget set_limit daily 5.0 --component codex --policy-type warn\n  budget set_limit monthly 100.0 --provider anthropic\n  budget set_limit hourly 0 --tokens 200000 --tier remote_heavyweight --policy-type hard_limit\n\nLIMIT 0 together with --tokens sets a token limit only."
+    )]
+    SetLimit(SetLimitArgs),
+    /// Budgets: containers of policies (`default` unless --budget names another).
+    #[command(subcommand)]
+    Budgets(BudgetsCommand),
     /// Show usage for a period: one row per period, totals, and the biggest spenders.
     #[command(
         name = "get_usage",
@@ -51,9 +63,83 @@ pub struct StartArgs {
 
 #[derive(Args)]
 pub struct StatusArgs {
-    /// Print JSON instead of a table.
+    /// Only policies of this period: hourly, daily, weekly, monthly, per_session, per_task.
+    #[arg(long)]
+    pub period: Option<String>,
+    /// Only policies scoped to this provider.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Only policies scoped to this component.
+    #[arg(long)]
+    pub component: Option<String>,
+    /// Only policies scoped to this tier.
+    #[arg(long)]
+    pub tier: Option<String>,
+    /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct SetLimitArgs {
+    /// hourly, daily, weekly (ISO, from Monday), monthly, per_session or per_task.
+    pub period: String,
+    /// The cost limit in USD per window (exact decimal, e.g. 10.0). 0 with --tokens: tokens only.
+    #[arg(allow_negative_numbers = true)]
+    pub limit: String,
+    /// Count only this provider's usage (e.g. openai).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Count only this model's usage (e.g. gpt-4o).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Count only this component's usage (e.g. codex).
+    #[arg(long)]
+    pub component: Option<String>,
+    /// Count only this tier: local_lightweight, local_midweight or remote_heavyweight.
+    #[arg(long)]
+    pub tier: Option<String>,
+    /// Count only this task type (e.g. coding).
+    #[arg(long = "task-type")]
+    pub task_type: Option<String>,
+    /// ignore (track only), warn, soft_limit (suggest cheaper) or hard_limit (refuse new spending).
+    #[arg(long = "policy-type", default_value = "warn")]
+    pub policy_type: String,
+    /// A token limit per window (input + output), as well as or instead of the cost limit.
+    #[arg(long)]
+    pub tokens: Option<i64>,
+    /// Fraction of the limit that raises a warning (default 0.8).
+    #[arg(long = "warning-threshold")]
+    pub warning_threshold: Option<String>,
+    /// Fraction of the limit that is critical (default 0.95).
+    #[arg(long = "action-threshold")]
+    pub action_threshold: Option<String>,
+    /// The budget's name (created on first use; default `default`).
+    #[arg(long)]
+    pub budget: Option<String>,
+    /// IANA timezone of the windows (default UTC), e.g. Europe/Berlin.
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// Print JSON instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum BudgetsCommand {
+    /// List budgets.
+    #[command(after_help = "Example:\n  budget budgets list")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one budget with its policies' current windows.
+    #[command(after_help = "Example:\n  budget budgets show 01a2…")]
+    Show {
+        budget_id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]

@@ -28,7 +28,6 @@ impl Client {
         self.send(request).await
     }
 
-    #[allow(dead_code)] // used by the write commands as they land
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }

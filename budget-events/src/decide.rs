@@ -186,3 +186,79 @@ mod tests {
         assert_eq!((ok.period, ok.policy_type), (PolicyPeriod::PerTask, PolicyType::Warn));
     }
 }
+
+/// What one policy says about spending `cost` and `tokens` more in a window with `account`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Within every limit.
+    Allow,
+    /// Allowed, but the window is past its warning threshold or would go past its limit.
+    Warn,
+    /// A hard limit would be exceeded: refused.
+    Refuse,
+    /// An `ignore` policy: counted, never enforced.
+    Track,
+}
+
+/// The pre-flight decision of one policy: a hard limit refuses what would take posted + pending past
+/// the limit; soft limits and warnings allow with a warning; `ignore` only tracks.
+pub fn evaluate(policy: &Policy, account: &Account, cost: rust_decimal::Decimal, tokens: i64) -> Verdict {
+    let would_exceed =
+        policy.cost_limit.is_some_and(|l| account.posted_cost + account.pending_cost + cost > l.amount())
+            || policy.token_limit.is_some_and(|l| account.posted_tokens + account.pending_tokens + tokens > l);
+    let past_warning = usage_fraction(policy, account).is_some_and(|f| f >= policy.warning_threshold);
+    match policy.policy_type {
+        PolicyType::Ignore => Verdict::Track,
+        PolicyType::HardLimit if would_exceed => Verdict::Refuse,
+        _ if would_exceed || past_warning => Verdict::Warn,
+        _ => Verdict::Allow,
+    }
+}
+
+/// The larger of cost used / cost limit and tokens used / token limit (posted + pending), if any limit
+/// is non-zero.
+pub fn usage_fraction(policy: &Policy, account: &Account) -> Option<rust_decimal::Decimal> {
+    let cost = policy
+        .cost_limit
+        .filter(|l| !l.amount().is_zero())
+        .map(|l| (account.posted_cost + account.pending_cost) / l.amount());
+    let tokens = policy.token_limit.filter(|l| *l > 0).map(|l| {
+        rust_decimal::Decimal::from(account.posted_tokens + account.pending_tokens) / rust_decimal::Decimal::from(l)
+    });
+    match (cost, tokens) {
+        (Some(c), Some(t)) => Some(c.max(t)),
+        (c, t) => c.or(t),
+    }
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::*;
+    use crate::domain::policy::PolicyInput;
+    use rust_decimal_macros::dec;
+
+    fn policy(kind: &str) -> Policy {
+        let input: PolicyInput = serde_json::from_value(
+            serde_json::json!({"period": "daily", "type": kind, "cost_limit": 10, "token_limit": 1000}),
+        )
+        .unwrap();
+        Policy::from_event(&set_policy(&SetPolicy::validate(&input).unwrap(), Uuid::nil(), None))
+    }
+
+    #[test]
+    fn hard_limits_refuse_what_would_exceed_counting_pending() {
+        let account = Account { posted_cost: dec!(6), pending_cost: dec!(3), ..Default::default() };
+        assert_eq!(
+            evaluate(&policy("hard_limit"), &account, dec!(1), 0),
+            Verdict::Warn,
+            "exactly at the limit is allowed"
+        );
+        assert_eq!(evaluate(&policy("hard_limit"), &account, dec!(1.01), 0), Verdict::Refuse);
+        assert_eq!(evaluate(&policy("hard_limit"), &Account::default(), dec!(0), 1001), Verdict::Refuse);
+        assert_eq!(evaluate(&policy("warn"), &account, dec!(5), 0), Verdict::Warn);
+        assert_eq!(evaluate(&policy("soft_limit"), &Account::default(), dec!(1), 10), Verdict::Allow);
+        assert_eq!(evaluate(&policy("ignore"), &account, dec!(100), 0), Verdict::Track);
+        assert_eq!(usage_fraction(&policy("warn"), &account), Some(dec!(0.9)));
+    }
+}

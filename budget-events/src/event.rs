@@ -159,13 +159,24 @@ impl Event {
         payload: serde_json::Value,
     ) -> Result<Event, DecodeError> {
         let bad = |source| DecodeError::BadPayload { position, event_type: event_type.to_string(), source };
-        match (event_type, schema_version) {
-            ("UsageRecorded", 1) => serde_json::from_value(payload).map(Event::UsageRecorded).map_err(bad),
-            ("UsageRecorded", version) => {
-                Err(DecodeError::UnknownVersion { position, event_type: event_type.to_string(), version })
-            }
-            _ => Err(DecodeError::UnknownType { position, event_type: event_type.to_string() }),
+        const KNOWN: [&str; 4] = ["UsageRecorded", "BudgetCreated", "PolicySet", "PolicyDisabled"];
+        if !KNOWN.contains(&event_type) {
+            return Err(DecodeError::UnknownType { position, event_type: event_type.to_string() });
         }
+        if schema_version != 1 {
+            return Err(DecodeError::UnknownVersion {
+                position,
+                event_type: event_type.to_string(),
+                version: schema_version,
+            });
+        }
+        match event_type {
+            "UsageRecorded" => serde_json::from_value(payload).map(Event::UsageRecorded),
+            "BudgetCreated" => serde_json::from_value(payload).map(Event::BudgetCreated),
+            "PolicySet" => serde_json::from_value(payload).map(Event::PolicySet),
+            _ => serde_json::from_value(payload).map(Event::PolicyDisabled),
+        }
+        .map_err(bad)
     }
 }
 

@@ -1,6 +1,10 @@
 //! One file per route group.
 
+pub mod budgets;
+pub mod check;
 pub mod health;
+pub mod policies;
+pub mod status;
 pub mod usage;
 pub mod usage_query;
 
@@ -10,11 +14,18 @@ use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::health)
+        .service(check::check)
         .service(usage::record_batch)
         .service(usage::record_one)
         .service(usage_query::summary)
         .service(usage_query::records)
-        .service(usage_query::usage);
+        .service(usage_query::usage)
+        .service(policies::set_policy)
+        .service(policies::list)
+        .service(policies::get)
+        .service(budgets::list)
+        .service(budgets::get)
+        .service(status::status);
 }
 
 /// JSON 404 for every path no route matches.

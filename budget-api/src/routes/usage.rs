@@ -41,6 +41,11 @@ pub struct UsageRecordedResponse {
     #[schema(value_type = Option<String>)]
     pub cost_source: Option<budget_events::domain::usage::CostSource>,
     pub timestamp: Option<chrono::DateTime<Utc>>,
+    /// True when the record took a hard-limited window past its limit. It is recorded all the same
+    /// (it happened); new reservations and checks in that window are refused.
+    pub over_limit: bool,
+    /// The hard-limited policies whose windows this record exhausted.
+    pub exceeded: Vec<uuid::Uuid>,
 }
 
 impl From<ItemOutcome> for UsageRecordedResponse {
@@ -54,6 +59,8 @@ impl From<ItemOutcome> for UsageRecordedResponse {
             cost: o.cost,
             cost_source: o.cost_source,
             timestamp: o.timestamp,
+            over_limit: !o.exceeded.is_empty(),
+            exceeded: o.exceeded,
         }
     }
 }
@@ -211,7 +218,7 @@ pub async fn record_batch(
     Ok(http.json(response))
 }
 
-fn header_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+pub(crate) fn header_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     match req.headers().get(IDEMPOTENCY_HEADER) {
         None => Ok(None),
         Some(v) => v.to_str().map(Some).map_err(|_| {
@@ -236,7 +243,7 @@ fn idempotency_key(scope: &str, key: &str, request: &impl Serialize) -> Result<I
         .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))
 }
 
-fn metadata(req: &HttpRequest) -> EventMetadata {
+pub(crate) fn metadata(req: &HttpRequest) -> EventMetadata {
     let header =
         |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect());
     EventMetadata { actor: header("X-Budget-Actor"), request_id: header("X-Request-Id"), ..Default::default() }

@@ -1,6 +1,8 @@
 //! One file per command.
 
+mod budgets;
 mod get_usage;
+mod set_limit;
 mod start;
 mod status;
 
@@ -13,5 +15,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Start(args) => start::run(args).await,
         Command::Status(args) => status::run(&client, &cli.url, args).await,
         Command::GetUsage(args) => get_usage::run(&client, args).await,
+        Command::SetLimit(args) => set_limit::run(&client, args).await,
+        Command::Budgets(command) => budgets::run(&client, command).await,
     }
 }

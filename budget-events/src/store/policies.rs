@@ -125,3 +125,95 @@ pub async fn insert_budget(tx: &Transaction<'_>, b: &BudgetCreated) -> Result<()
     .await?;
     Ok(())
 }
+
+/// A policy with its budget's name, for listings.
+#[derive(Debug, Clone)]
+pub struct PolicyRow {
+    pub policy: Policy,
+    pub budget_name: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Policies with their budget names, oldest first.
+pub async fn list(client: &impl GenericClient) -> Result<Vec<PolicyRow>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT p.policy_id, p.budget_id, p.policy_type, p.period, p.scope, p.cost_limit, p.token_limit,
+                    p.warning_threshold, p.action_threshold, p.enabled, p.timezone, b.name, p.created_at, p.updated_at
+             FROM policies p JOIN budgets b USING (budget_id)
+             ORDER BY p.created_at, p.policy_id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| PolicyRow {
+            policy: policy_from_row(r),
+            budget_name: r.get(11),
+            created_at: r.get(12),
+            updated_at: r.get(13),
+        })
+        .collect())
+}
+
+/// An account with its window bounds, for status.
+#[derive(Debug, Clone)]
+pub struct WindowAccount {
+    pub policy_id: Uuid,
+    pub window_key: String,
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    pub account: crate::domain::policy::Account,
+}
+
+/// The accounts of the given (policy, window) pairs that exist; those with no usage yet have no row.
+pub async fn accounts(
+    client: &impl GenericClient,
+    keys: &[(Uuid, String)],
+) -> Result<Vec<WindowAccount>, tokio_postgres::Error> {
+    let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    let windows: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let rows = client
+        .query(
+            "SELECT a.policy_id, a.window_key, a.window_start, a.window_end, a.posted_cost, a.posted_tokens,
+                    a.pending_cost, a.pending_tokens, a.records
+             FROM policy_accounts a JOIN unnest($1::uuid[], $2::text[]) AS k(p, w) ON a.policy_id = k.p AND a.window_key = k.w",
+            &[&ids, &windows],
+        )
+        .await?;
+    Ok(rows.iter().map(window_account).collect())
+}
+
+/// The most recently used windows of a per-session or per-task policy.
+pub async fn recent_accounts(
+    client: &impl GenericClient,
+    policy_id: Uuid,
+    limit: i64,
+) -> Result<Vec<WindowAccount>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT policy_id, window_key, window_start, window_end, posted_cost, posted_tokens, pending_cost,
+                    pending_tokens, records
+             FROM policy_accounts WHERE policy_id = $1 ORDER BY updated_at DESC, window_key LIMIT $2",
+            &[&policy_id, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(window_account).collect())
+}
+
+fn window_account(r: &Row) -> WindowAccount {
+    WindowAccount {
+        policy_id: r.get(0),
+        window_key: r.get(1),
+        window_start: r.get(2),
+        window_end: r.get(3),
+        account: crate::domain::policy::Account {
+            posted_cost: r.get(4),
+            posted_tokens: r.get(5),
+            pending_cost: r.get(6),
+            pending_tokens: r.get(7),
+            records: r.get(8),
+        },
+    }
+}

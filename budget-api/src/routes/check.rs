@@ -1,0 +1,173 @@
+//! `POST /api/usage/check`: may this call go ahead? A pre-flight that reserves nothing: every matching
+//! policy's window is evaluated against the call's estimated tokens and cost.
+
+use actix_web::{post, web, HttpResponse};
+use budget_events::decide::{self, Verdict};
+use budget_events::domain::{RecordUsage, UsageInput};
+use budget_events::money::decimal_json;
+use budget_events::store::policies::{self, WindowAccount};
+use budget_events::Money;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::body;
+use crate::error::ApiError;
+use crate::routes::policies::PolicyView;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    pub provider: String,
+    pub model: String,
+    pub component: String,
+    pub tier: Option<String>,
+    pub task_type: Option<String>,
+    pub context_id: Option<String>,
+    pub session_id: Option<String>,
+    pub input_tokens: i64,
+    /// The most output the call may produce (counts fully against limits).
+    pub max_output_tokens: Option<i64>,
+    /// The output expected, when there is no maximum.
+    pub estimated_output_tokens: Option<i64>,
+    /// The call's estimated cost in USD; until the price book lands, calls without it count tokens only.
+    #[schema(value_type = Option<f64>)]
+    pub cost: Option<Money>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyCheck {
+    #[serde(flatten)]
+    pub policy: PolicyView,
+    pub window: String,
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub used_cost: Decimal,
+    pub used_tokens: i64,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub reserved_cost: Decimal,
+    pub reserved_tokens: i64,
+    /// What is left after this call, if it goes ahead (negative: by how much it would exceed).
+    #[serde(serialize_with = "budget_events::money::optional_decimal_json::serialize")]
+    #[schema(value_type = Option<f64>)]
+    pub remaining_cost_after: Option<Decimal>,
+    pub remaining_tokens_after: Option<i64>,
+    /// allow, warn, refuse (hard limit would be exceeded) or track (ignore policies).
+    #[schema(value_type = String)]
+    pub decision: Verdict,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckResponse {
+    /// False when any hard limit would be exceeded.
+    pub allowed: bool,
+    pub estimated_tokens: i64,
+    #[schema(value_type = f64)]
+    pub estimated_cost: Money,
+    /// `client` (the request's cost) or `unpriced` (cost not known: only token limits can decide).
+    #[schema(value_type = String)]
+    pub cost_source: budget_events::domain::usage::CostSource,
+    pub policies: Vec<PolicyCheck>,
+    /// One sentence per policy that warns or refuses.
+    pub messages: Vec<String>,
+}
+
+/// Pre-flight check of an intended call against every matching policy. Reserves nothing.
+#[utoipa::path(tag = "usage", request_body = CheckRequest, responses((status = 200, body = CheckResponse), (status = 400, body = crate::error::ErrorBody)))]
+#[post("/api/usage/check")]
+pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(payload, 64 * 1024).await?;
+    let req: CheckRequest = body::parse(&bytes)?;
+    if req.max_output_tokens.is_some() && req.estimated_output_tokens.is_some() {
+        return Err(ApiError::bad_request(
+            "validation_failed",
+            "give max_output_tokens or estimated_output_tokens, not both",
+        ));
+    }
+    // The intended call is validated exactly like the record it would become.
+    let as_record = UsageInput {
+        provider: req.provider,
+        model: req.model,
+        component: req.component,
+        task_type: req.task_type,
+        context_id: req.context_id,
+        session_id: req.session_id,
+        tier: req.tier,
+        input_tokens: req.input_tokens,
+        output_tokens: req.max_output_tokens.or(req.estimated_output_tokens).unwrap_or(0),
+        cost: req.cost,
+        timestamp: None,
+        request_id: None,
+    };
+    let record = RecordUsage::validate(&as_record, Utc::now()).map_err(|e| {
+        let details = e.errors.iter().map(|f| serde_json::json!({"field": f.field, "message": f.message})).collect();
+        ApiError::BadRequest {
+            code: "validation_failed",
+            message: e.to_string().replace("output_tokens", "max_output_tokens"),
+            details: Some(serde_json::Value::Array(details)),
+        }
+    })?;
+    let (cost, cost_source) = decide::record_cost(&record);
+    let tokens = record.input_tokens.get() + record.output_tokens.get();
+
+    let client = state.pool.get().await?;
+    let rows = policies::list(&**client).await?;
+    let active: Vec<_> = rows.iter().map(|r| r.policy.clone()).collect();
+    let matched = decide::matching_windows(&active, &decide::call_facts(&record));
+    let keys: Vec<_> = matched.iter().map(|(p, w)| (p.id, w.key.clone())).collect();
+    let accounts: std::collections::HashMap<_, WindowAccount> = policies::accounts(&**client, &keys)
+        .await?
+        .into_iter()
+        .map(|a| ((a.policy_id, a.window_key.clone()), a))
+        .collect();
+
+    let mut checks = Vec::new();
+    let mut messages = Vec::new();
+    for (policy, window) in &matched {
+        let account = accounts.get(&(policy.id, window.key.clone())).map(|a| a.account).unwrap_or_default();
+        let decision = decide::evaluate(policy, &account, cost.amount(), tokens);
+        let name = rows.iter().find(|r| r.policy.id == policy.id).map_or("", |r| r.budget_name.as_str());
+        let remaining_cost_after =
+            policy.cost_limit.map(|l| l.amount() - account.posted_cost - account.pending_cost - cost.amount());
+        let remaining_tokens_after =
+            policy.token_limit.map(|l| l - account.posted_tokens - account.pending_tokens - tokens);
+        if matches!(decision, Verdict::Warn | Verdict::Refuse) {
+            messages.push(format!(
+                "{} {} policy on {} (budget {name}): {} of its window starting {} (cost left after: {}, tokens left after: {})",
+                policy.period,
+                policy.policy_type,
+                policy.scope.describe(),
+                if decision == Verdict::Refuse { "this call would exceed the limit" } else { "near or over the limit" },
+                window.key,
+                remaining_cost_after.map_or("n/a".into(), |d| d.to_string()),
+                remaining_tokens_after.map_or("n/a".into(), |d| d.to_string()),
+            ));
+        }
+        checks.push(PolicyCheck {
+            policy: PolicyView::new(policy, name),
+            window: window.key.clone(),
+            window_start: window.start,
+            window_end: window.end,
+            used_cost: account.posted_cost,
+            used_tokens: account.posted_tokens,
+            reserved_cost: account.pending_cost,
+            reserved_tokens: account.pending_tokens,
+            remaining_cost_after,
+            remaining_tokens_after,
+            decision,
+        });
+    }
+    Ok(HttpResponse::Ok().json(CheckResponse {
+        allowed: checks.iter().all(|c| c.decision != Verdict::Refuse),
+        estimated_tokens: tokens,
+        estimated_cost: cost,
+        cost_source,
+        policies: checks,
+        messages,
+    }))
+}

@@ -1,0 +1,196 @@
+//! Policies: `POST /api/policies` (create, or replace the one with the same budget, period and scope),
+//! `GET /api/policies`, `GET /api/policies/{id}`. Every change is a `PolicySet` event.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use budget_events::domain::policy::{Policy, PolicyInput, SetPolicy};
+use budget_events::ledger::PolicyCommand;
+use budget_events::money::decimal_json;
+use budget_events::store::idempotency::IdempotencyKey;
+use budget_events::store::policies::{self, PolicyRow};
+use budget_events::Money;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::body;
+use crate::error::ApiError;
+use crate::routes::usage::{header_key, metadata};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PolicyView {
+    pub policy_id: Uuid,
+    pub budget_id: Uuid,
+    pub budget_name: String,
+    /// ignore, warn, soft_limit or hard_limit.
+    #[serde(rename = "type")]
+    pub policy_type: String,
+    pub period: String,
+    /// The scope in words: `provider=openai, component=codex` or `all usage`.
+    pub scope: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub component: Option<String>,
+    pub tier: Option<String>,
+    pub task_type: Option<String>,
+    #[schema(value_type = Option<f64>)]
+    pub cost_limit: Option<Money>,
+    pub token_limit: Option<i64>,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub warning_threshold: Decimal,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub action_threshold: Decimal,
+    pub enabled: bool,
+    pub timezone: String,
+}
+
+impl PolicyView {
+    pub fn new(p: &Policy, budget_name: &str) -> Self {
+        PolicyView {
+            policy_id: p.id,
+            budget_id: p.budget_id,
+            budget_name: budget_name.to_string(),
+            policy_type: p.policy_type.to_string(),
+            period: p.period.to_string(),
+            scope: p.scope.describe(),
+            provider: p.scope.provider.as_ref().map(ToString::to_string),
+            model: p.scope.model.as_ref().map(ToString::to_string),
+            component: p.scope.component.as_ref().map(ToString::to_string),
+            tier: p.scope.tier.map(|t| t.to_string()),
+            task_type: p.scope.task_type.as_ref().map(ToString::to_string),
+            cost_limit: p.cost_limit,
+            token_limit: p.token_limit,
+            warning_threshold: p.warning_threshold,
+            action_threshold: p.action_threshold,
+            enabled: p.enabled,
+            timezone: p.timezone.name().to_string(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PolicySetResponse {
+    pub success: bool,
+    /// True for a new policy; false when it replaced the policy with the same budget, period and scope.
+    pub created: bool,
+    pub budget_created: bool,
+    /// The policy's version (1 for a new policy).
+    pub version: i64,
+    pub policy: PolicyView,
+}
+
+/// Set a limit: create a policy, or replace the one with the same budget, period and scope.
+#[utoipa::path(
+    tag = "policies",
+    request_body = PolicyInput,
+    responses(
+        (status = 201, description = "Created", body = PolicySetResponse),
+        (status = 200, description = "Replaced the existing policy, or an idempotent retry", body = PolicySetResponse),
+        (status = 400, description = "Invalid policy; nothing written", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown budget_id", body = crate::error::ErrorBody),
+    )
+)]
+#[post("/api/policies")]
+pub async fn set_policy(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(payload, 64 * 1024).await?;
+    let input: PolicyInput = body::parse(&bytes)?;
+    let policy = SetPolicy::validate(&input).map_err(|errors| {
+        let message = errors.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>().join("; ");
+        let details = errors.iter().map(|(f, m)| serde_json::json!({"field": f, "message": m})).collect();
+        ApiError::BadRequest {
+            code: "validation_failed",
+            message: format!("{message}; nothing was changed"),
+            details: Some(serde_json::Value::Array(details)),
+        }
+    })?;
+    let key = match header_key(&req)? {
+        Some(k) => Some(
+            IdempotencyKey::new("policy", k, &input)
+                .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let outcome = state.writer.set_policy(PolicyCommand { policy, key, metadata: metadata(&req) }).await?;
+    let view = PolicyView::new(&Policy::from_event(&outcome.policy), &outcome.budget_name);
+    let response = PolicySetResponse {
+        success: true,
+        created: outcome.created,
+        budget_created: outcome.budget_created,
+        version: outcome.version,
+        policy: view,
+    };
+    Ok(if outcome.created && !outcome.replayed {
+        HttpResponse::Created().json(response)
+    } else {
+        HttpResponse::Ok().json(response)
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFilter {
+    pub budget_id: Option<Uuid>,
+    pub period: Option<String>,
+    pub provider: Option<String>,
+    pub component: Option<String>,
+    pub tier: Option<String>,
+    /// ignore, warn, soft_limit or hard_limit.
+    #[serde(rename = "type")]
+    pub policy_type: Option<String>,
+    /// Include disabled policies (default: only enabled ones).
+    pub all: Option<bool>,
+}
+
+impl PolicyFilter {
+    pub fn keeps(&self, row: &PolicyRow) -> bool {
+        let p = &row.policy;
+        let eq = |filter: &Option<String>, value: Option<&str>| filter.as_deref().is_none_or(|f| Some(f) == value);
+        (self.all.unwrap_or(false) || p.enabled)
+            && self.budget_id.is_none_or(|b| b == p.budget_id)
+            && eq(&self.period, Some(p.period.as_str()))
+            && eq(&self.provider, p.scope.provider.as_ref().map(|v| v.as_str()))
+            && eq(&self.component, p.scope.component.as_ref().map(|v| v.as_str()))
+            && eq(&self.tier, p.scope.tier.map(|t| t.as_str()))
+            && eq(&self.policy_type, Some(p.policy_type.as_str()))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PolicyList {
+    pub policies: Vec<PolicyView>,
+}
+
+/// Policies, filtered.
+#[utoipa::path(tag = "policies", params(PolicyFilter), responses((status = 200, body = PolicyList)))]
+#[get("/api/policies")]
+pub async fn list(state: web::Data<AppState>, filter: web::Query<PolicyFilter>) -> Result<HttpResponse, ApiError> {
+    let client = state.pool.get().await?;
+    let rows = policies::list(&**client).await?;
+    let policies =
+        rows.iter().filter(|r| filter.keeps(r)).map(|r| PolicyView::new(&r.policy, &r.budget_name)).collect();
+    Ok(HttpResponse::Ok().json(PolicyList { policies }))
+}
+
+/// One policy.
+#[utoipa::path(tag = "policies", responses((status = 200, body = PolicyView), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/api/policies/{policy_id}")]
+pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("policy", &path)?;
+    let client = state.pool.get().await?;
+    let row = policies::list(&**client).await?.into_iter().find(|r| r.policy.id == id);
+    match row {
+        Some(r) => Ok(HttpResponse::Ok().json(PolicyView::new(&r.policy, &r.budget_name))),
+        None => Err(ApiError::NotFound(format!("no policy has id {id}; list them with GET /api/policies"))),
+    }
+}
+
+pub fn parse_id(what: &str, raw: &str) -> Result<Uuid, ApiError> {
+    raw.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a {what} id (a UUID)")))
+}

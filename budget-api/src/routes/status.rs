@@ -1,0 +1,194 @@
+//! `GET /api/status`: every active policy's current window — used, reserved, limit, percent,
+//! remaining, state and when it resets — read from the enforcement accounts, which are exact and
+//! current (they are written in the same transaction as the usage).
+
+use std::collections::HashMap;
+
+use actix_web::{get, web, HttpResponse};
+use budget_events::decide::usage_fraction;
+use budget_events::domain::policy::{Account, PolicyPeriod};
+use budget_events::money::{decimal_json, optional_decimal_json};
+use budget_events::store::policies::{self, PolicyRow, WindowAccount};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ApiError;
+use crate::routes::policies::{PolicyFilter, PolicyView};
+use crate::state::AppState;
+
+/// Windows listed per per-session or per-task policy.
+const RECENT_WINDOWS: i64 = 10;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    pub period: Option<String>,
+    pub provider: Option<String>,
+    pub component: Option<String>,
+    pub tier: Option<String>,
+    pub budget_id: Option<uuid::Uuid>,
+    /// Show the windows that contained this time (RFC 3339) instead of the current ones.
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WindowStatus {
+    #[serde(flatten)]
+    pub policy: PolicyView,
+    /// The window's key: its start (calendar periods), `session:ID` or `task:ID`.
+    pub window: String,
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    /// When the window resets (its end); none for per-session and per-task windows.
+    pub resets_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub used_cost: Decimal,
+    pub used_tokens: i64,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub reserved_cost: Decimal,
+    pub reserved_tokens: i64,
+    pub records: i64,
+    /// (used + reserved) / limit in percent, the larger of cost and tokens.
+    #[serde(serialize_with = "optional_decimal_json::serialize")]
+    #[schema(value_type = Option<f64>)]
+    pub percent: Option<Decimal>,
+    #[serde(serialize_with = "optional_decimal_json::serialize")]
+    #[schema(value_type = Option<f64>)]
+    pub remaining_cost: Option<Decimal>,
+    pub remaining_tokens: Option<i64>,
+    /// ok, warning (≥ warning_threshold), critical (≥ action_threshold) or exceeded.
+    pub state: &'static str,
+    /// Cost at the window's end if spending goes on at the rate so far (current calendar windows).
+    #[serde(serialize_with = "optional_decimal_json::serialize")]
+    #[schema(value_type = Option<f64>)]
+    pub forecast_cost: Option<Decimal>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusResponse {
+    pub at: DateTime<Utc>,
+    pub windows: Vec<WindowStatus>,
+}
+
+/// Every active policy's window now (or at `at`).
+#[utoipa::path(tag = "policies", params(StatusQuery), responses((status = 200, body = StatusResponse), (status = 400, body = crate::error::ErrorBody)))]
+#[get("/api/status")]
+pub async fn status(state: web::Data<AppState>, query: web::Query<StatusQuery>) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    if let Some(p) = &q.period {
+        p.parse::<PolicyPeriod>().map_err(|e| ApiError::bad_request("invalid_period", e))?;
+    }
+    let filter = PolicyFilter {
+        budget_id: q.budget_id,
+        period: q.period,
+        provider: q.provider,
+        component: q.component,
+        tier: q.tier,
+        policy_type: None,
+        all: Some(false),
+    };
+    let now = Utc::now();
+    let at = q.at.unwrap_or(now);
+    let client = state.pool.get().await?;
+    let rows: Vec<PolicyRow> = policies::list(&**client).await?.into_iter().filter(|r| filter.keeps(r)).collect();
+    Ok(HttpResponse::Ok().json(StatusResponse { at, windows: windows(&**client, &rows, at, at == now).await? }))
+}
+
+/// The status of each policy's window at `at` (calendar periods) or its recent windows (per session/task).
+pub async fn windows(
+    client: &impl tokio_postgres::GenericClient,
+    rows: &[PolicyRow],
+    at: DateTime<Utc>,
+    current: bool,
+) -> Result<Vec<WindowStatus>, ApiError> {
+    let mut keys = Vec::new();
+    for row in rows {
+        if let Some(start) = calendar_start(row, at) {
+            keys.push((row.policy.id, start));
+        }
+    }
+    let found: HashMap<(uuid::Uuid, String), WindowAccount> = policies::accounts(client, &keys)
+        .await?
+        .into_iter()
+        .map(|a| ((a.policy_id, a.window_key.clone()), a))
+        .collect();
+    let mut out = Vec::new();
+    for row in rows {
+        let p = &row.policy;
+        match p.period {
+            PolicyPeriod::PerSession | PolicyPeriod::PerTask => {
+                for account in policies::recent_accounts(client, p.id, RECENT_WINDOWS).await? {
+                    out.push(window_status(row, &account, None));
+                }
+            }
+            period => {
+                let (start, end) = budget_events::domain::policy::calendar_window(period, p.timezone, at);
+                let key = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let account = found.get(&(p.id, key.clone())).cloned().unwrap_or(WindowAccount {
+                    policy_id: p.id,
+                    window_key: key,
+                    window_start: Some(start),
+                    window_end: Some(end),
+                    account: Account::default(),
+                });
+                out.push(window_status(row, &account, current.then_some(at)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn calendar_start(row: &PolicyRow, at: DateTime<Utc>) -> Option<String> {
+    match row.policy.period {
+        PolicyPeriod::PerSession | PolicyPeriod::PerTask => None,
+        period => {
+            let (start, _) = budget_events::domain::policy::calendar_window(period, row.policy.timezone, at);
+            Some(start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        }
+    }
+}
+
+fn window_status(row: &PolicyRow, w: &WindowAccount, now: Option<DateTime<Utc>>) -> WindowStatus {
+    let p = &row.policy;
+    let a = &w.account;
+    let used_cost = a.posted_cost + a.pending_cost;
+    let used_tokens = a.posted_tokens + a.pending_tokens;
+    let exceeded =
+        p.cost_limit.is_some_and(|l| used_cost > l.amount()) || p.token_limit.is_some_and(|l| used_tokens > l);
+    let fraction = usage_fraction(p, a);
+    let state = match fraction {
+        _ if exceeded => "exceeded",
+        Some(f) if f >= p.action_threshold => "critical",
+        Some(f) if f >= p.warning_threshold => "warning",
+        _ => "ok",
+    };
+    let forecast_cost = match (now, w.window_start, w.window_end) {
+        (Some(now), Some(start), Some(end)) if now > start => {
+            let elapsed = Decimal::from((now - start).num_seconds().max(60));
+            let length = Decimal::from((end - start).num_seconds());
+            Some((a.posted_cost * length / elapsed).round_dp(6))
+        }
+        _ => None,
+    };
+    WindowStatus {
+        policy: PolicyView::new(p, &row.budget_name),
+        window: w.window_key.clone(),
+        window_start: w.window_start,
+        window_end: w.window_end,
+        resets_at: w.window_end,
+        used_cost: a.posted_cost,
+        used_tokens: a.posted_tokens,
+        reserved_cost: a.pending_cost,
+        reserved_tokens: a.pending_tokens,
+        records: a.records,
+        percent: fraction.map(|f| (f * Decimal::ONE_HUNDRED).round_dp(2)),
+        remaining_cost: p.cost_limit.map(|l| (l.amount() - used_cost).max(Decimal::ZERO)),
+        remaining_tokens: p.token_limit.map(|l| (l - used_tokens).max(0)),
+        state,
+        forecast_cost,
+    }
+}

@@ -1,0 +1,59 @@
+//! `budget set_limit PERIOD LIMIT [scope…]`: create or replace a policy.
+
+use serde_json::{json, Value};
+
+use crate::cli::SetLimitArgs;
+use crate::client::Client;
+use crate::output::print_json;
+
+pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
+    let tokens_only = args.tokens.is_some() && args.limit.trim().parse::<f64>().is_ok_and(|l| l == 0.0);
+    let mut body = json!({ "period": args.period, "type": args.policy_type });
+    if !tokens_only {
+        // Sent as a string: the server reads its exact decimal digits.
+        body["cost_limit"] = Value::String(args.limit.trim().to_string());
+    }
+    for (field, value) in [
+        ("provider", args.provider),
+        ("model", args.model),
+        ("component", args.component),
+        ("tier", args.tier),
+        ("task_type", args.task_type),
+        ("budget", args.budget),
+        ("timezone", args.timezone),
+        ("warning_threshold", args.warning_threshold),
+        ("action_threshold", args.action_threshold),
+    ] {
+        if let Some(v) = value {
+            body[field] = Value::String(v);
+        }
+    }
+    if let Some(t) = args.tokens {
+        body["token_limit"] = json!(t);
+    }
+    let response: Value = client.post("/api/policies", &body).await?;
+    if args.json {
+        print_json(&response);
+        return Ok(());
+    }
+    let p = &response["policy"];
+    let mut limits = Vec::new();
+    if let Some(c) = p["cost_limit"].as_number() {
+        limits.push(format!("${c}"));
+    }
+    if let Some(t) = p["token_limit"].as_i64() {
+        limits.push(format!("{} tokens", crate::output::thousands(t)));
+    }
+    println!(
+        "{} {} {} limit of {} for {} in budget {} (policy {}{})",
+        if response["created"] == true { "Set" } else { "Replaced with" },
+        p["period"].as_str().unwrap_or("?"),
+        p["type"].as_str().unwrap_or("?"),
+        limits.join(" and "),
+        p["scope"].as_str().unwrap_or("?"),
+        p["budget_name"].as_str().unwrap_or("?"),
+        p["policy_id"].as_str().unwrap_or("?"),
+        if response["budget_created"] == true { "; budget created" } else { "" },
+    );
+    Ok(())
+}
