@@ -23,7 +23,8 @@ pub async fn read(mut payload: web::Payload, limit: usize) -> Result<web::Bytes,
     Ok(body.freeze())
 }
 
-/// Parses JSON; the error names the field (`records[3].input_tokens: invalid type…`).
+/// Parses JSON; the error names the field (`records[3].input_tokens: invalid type…`). Malformed JSON is
+/// `invalid_json`; well-formed JSON with a wrong, missing or unknown field is `validation_failed`.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("invalid_json", "the request body is empty; send a JSON object"));
@@ -32,11 +33,12 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
+        let code = if inner.is_data() { "validation_failed" } else { "invalid_json" };
         let message = if path == "." || path.is_empty() {
             format!("the body is not valid: {inner}")
         } else {
             format!("{path}: {inner}")
         };
-        ApiError::BadRequest { code: "invalid_json", message, details: Some(serde_json::json!({ "path": path })) }
+        ApiError::BadRequest { code, message, details: Some(serde_json::json!({ "path": path })) }
     })
 }

@@ -90,7 +90,9 @@ impl From<budget_events::writer::WriteError> for ApiError {
             WriteError::Rejected(rejection @ CommandError::KeyReused(_)) => {
                 ApiError::Conflict { code: "idempotency_key_reused", message: rejection.to_string() }
             }
-            WriteError::Rejected(rejection @ CommandError::UnknownBudget(_)) => ApiError::NotFound(rejection.to_string()),
+            WriteError::Rejected(rejection @ CommandError::UnknownBudget(_)) => {
+                ApiError::NotFound(rejection.to_string())
+            }
             WriteError::Unavailable(_) | WriteError::ShutDown => {
                 ApiError::Unavailable(format!("{e}; nothing was written, retry with the same idempotency key"))
             }

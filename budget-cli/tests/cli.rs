@@ -96,7 +96,61 @@ async fn status_shows_health_and_projection_lag() {
     assert!(stdout(&out).contains("healthy") && stdout(&out).contains("usage_rollups"), "{}", stdout(&out));
     let out = budget(&s.url, &["status", "--json"]).await;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["database"], "ok");
+    assert_eq!(json["health"]["database"], "ok");
+    assert!(stdout(&budget(&s.url, &["status"]).await).contains("No active policies"));
+}
+
+/// The guide's "Setting Up a New Budget" workflow, as written.
+#[tokio::test]
+async fn set_limit_then_status_shows_each_window() {
+    let s = server().await;
+    for args in [
+        &["set_limit", "daily", "20.0", "--policy-type", "warn"][..],
+        &["set_limit", "daily", "10.0", "--provider", "openai", "--policy-type", "hard_limit"],
+        &["set_limit", "daily", "5.0", "--component", "codex", "--policy-type", "warn"],
+        &["set_limit", "monthly", "100.0", "--provider", "anthropic"],
+        &[
+            "set_limit",
+            "hourly",
+            "0",
+            "--tokens",
+            "200000",
+            "--tier",
+            "remote_heavyweight",
+            "--policy-type",
+            "hard_limit",
+        ],
+    ] {
+        let out = budget(&s.url, args).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).contains("in budget default"), "{}", stdout(&out));
+    }
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider":"openai","model":"gpt-4o","component":"codex","input_tokens":1200,"output_tokens":340,"cost":"9.5"}),
+    )
+    .await;
+
+    let out = budget(&s.url, &["status"]).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for needle in ["hard_limit", "provider=openai", "$9.5", "95%", "critical", "200,000 tok", "tier=remote_heavyweight"]
+    {
+        assert!(text.contains(needle), "status lacks `{needle}`:\n{text}");
+    }
+    let out = budget(&s.url, &["status", "--period", "daily", "--provider", "openai", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let windows = json["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 1);
+    assert_eq!(windows[0]["used_cost"].to_string(), "9.5");
+
+    let out = budget(&s.url, &["budgets", "list"]).await;
+    assert!(stdout(&out).contains("default"));
+    let out = budget(&s.url, &["set-limit", "daily", "-1"]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("negative") && stderr(&out).contains("validation_failed"), "{}", stderr(&out));
+    let out = budget(&s.url, &["set_limit", "--help"]).await;
+    assert!(stdout(&out).contains("--policy-type") && stdout(&out).contains("budget set_limit daily 10.0"));
 }
 
 #[tokio::test]

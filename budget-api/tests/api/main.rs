@@ -1,8 +1,10 @@
 //! HTTP tests: the whole service on port 0 against a fresh database, spoken to over HTTP.
 
 mod docs;
+mod enforcement;
 mod health;
 mod helpers;
+mod policies;
 mod usage_batch;
 mod usage_query;
 mod usage_record;

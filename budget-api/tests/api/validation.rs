@@ -20,20 +20,20 @@ async fn bad_records_are_refused_with_a_clear_error_and_write_nothing() {
     let cases: Vec<(Value, &str, &str)> = vec![
         (with("input_tokens", json!(-1)), "validation_failed", "input_tokens"),
         (with("output_tokens", json!(2_000_000_000)), "validation_failed", "output_tokens"),
-        (with("input_tokens", json!(1.5)), "invalid_json", "input_tokens"),
-        (with("input_tokens", json!("many")), "invalid_json", "input_tokens"),
+        (with("input_tokens", json!(1.5)), "validation_failed", "input_tokens"),
+        (with("input_tokens", json!("many")), "validation_failed", "input_tokens"),
         (with("provider", json!("  ")), "validation_failed", "provider"),
         (with("model", json!("m".repeat(129))), "validation_failed", "model"),
         (with("component", json!("a\u{7}b")), "validation_failed", "component"),
-        (with("cost", json!(-0.5)), "invalid_json", "negative"),
-        (with("cost", json!("0.00000000001")), "invalid_json", "decimal places"),
-        (with("cost", json!("cheap")), "invalid_json", "not a decimal"),
-        (with("cost", json!(1e20)), "invalid_json", "too large"),
+        (with("cost", json!(-0.5)), "validation_failed", "negative"),
+        (with("cost", json!("0.00000000001")), "validation_failed", "decimal places"),
+        (with("cost", json!("cheap")), "validation_failed", "not a decimal"),
+        (with("cost", json!(1e20)), "validation_failed", "too large"),
         (with("timestamp", json!("2999-01-01T00:00:00Z")), "validation_failed", "future"),
-        (with("timestamp", json!("yesterday")), "invalid_json", "timestamp"),
-        (with("tokens", json!(3)), "invalid_json", "unknown field `tokens`"),
-        (without("provider"), "invalid_json", "missing field `provider`"),
-        (json!([1, 2]), "invalid_json", "invalid type"),
+        (with("timestamp", json!("yesterday")), "validation_failed", "timestamp"),
+        (with("tokens", json!(3)), "validation_failed", "unknown field `tokens`"),
+        (without("provider"), "validation_failed", "missing field `provider`"),
+        (json!([1, 2]), "validation_failed", "invalid type"),
     ];
     for (body, code, needle) in cases {
         let message = assert_error(app.post("/api/usage", &body).await, 400, code).await;
@@ -73,5 +73,5 @@ async fn bad_query_parameters_are_refused() {
     let r = app.post("/api/usage/summary", &json!({"period": "fortnightly"})).await;
     assert_error(r, 400, "invalid_period").await;
     let r = app.post("/api/usage/summary", &json!({"period": "daily", "colour": "red"})).await;
-    assert_error(r, 400, "invalid_json").await;
+    assert_error(r, 400, "validation_failed").await;
 }

@@ -1,5 +1,6 @@
 //! Integration tests of the event store against a real PostgreSQL (a fresh database per test).
 
+mod accounts;
 mod helpers;
 mod idempotency;
 mod migrations;

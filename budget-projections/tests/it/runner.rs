@@ -118,3 +118,21 @@ async fn health_reports_lag_until_caught_up() {
     let rollups = after.iter().find(|l| l.name == "usage_rollups").unwrap();
     assert_eq!((rollups.lag_events, rollups.lag_seconds, rollups.events_applied), (0, 0.0, 3));
 }
+
+/// Budget and policy events are in the log too; a projection that does not use them passes over them.
+#[tokio::test]
+async fn projections_pass_over_policy_events() {
+    use budget_events::domain::policy::{PolicyInput, SetPolicy};
+    use budget_events::ledger::PolicyCommand;
+    use budget_events::writer::{LogSignal, Writer};
+
+    let db = TestDb::new().await;
+    let (writer, _task) = Writer::spawn(db.pool.clone(), LogSignal::default());
+    let input: PolicyInput = serde_json::from_value(json!({"period": "daily", "cost_limit": 1})).unwrap();
+    let policy =
+        PolicyCommand { policy: SetPolicy::validate(&input).unwrap(), key: None, metadata: Default::default() };
+    writer.set_policy(policy).await.unwrap();
+    record(&db, &[usage("a", 10)]).await;
+    apply_all(&runner(&db), 3).await; // BudgetCreated, PolicySet, UsageRecorded
+    assert_eq!(rollup_rows(&db).await.len(), 1);
+}

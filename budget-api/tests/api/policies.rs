@@ -1,0 +1,152 @@
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app};
+
+#[tokio::test]
+async fn setting_a_limit_creates_the_default_budget_and_replacing_keeps_the_policy() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/api/policies",
+            &json!({"period": "daily", "type": "hard_limit", "provider": "openai", "cost_limit": 10.0}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 201);
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(first["budget_created"], true);
+    assert_eq!(first["policy"]["budget_name"], "default");
+    assert_eq!(first["policy"]["cost_limit"].to_string(), "10");
+    assert_eq!(first["policy"]["warning_threshold"].to_string(), "0.8");
+
+    // Same budget, period and scope: the same policy, replaced (a second event in its stream).
+    let r = app
+        .post("/api/policies", &json!({"period": "daily", "type": "warn", "provider": "openai", "cost_limit": "7.5"}))
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    let second: Value = r.json().await.unwrap();
+    assert_eq!(second["created"], false);
+    assert_eq!(second["version"], 2);
+    assert_eq!(second["policy"]["policy_id"], first["policy"]["policy_id"]);
+    assert_eq!(second["policy"]["type"], "warn");
+
+    // A different scope is a different policy; a named budget is created on first use.
+    let r = app
+        .post(
+            "/api/policies",
+            &json!({"period": "daily", "component": "codex", "token_limit": 1000, "budget": "team-a"}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 201);
+    let (_, list) = app.get_json("/api/policies").await;
+    assert_eq!(list["policies"].as_array().unwrap().len(), 2);
+    let (_, filtered) = app.get_json("/api/policies?provider=openai").await;
+    assert_eq!(filtered["policies"].as_array().unwrap().len(), 1);
+    let id = first["policy"]["policy_id"].as_str().unwrap();
+    let (status, one) = app.get_json(&format!("/api/policies/{id}")).await;
+    assert_eq!((status, one["cost_limit"].to_string()), (200, "7.5".to_string()));
+    let (_, budgets) = app.get_json("/api/budgets").await;
+    assert_eq!(budgets["budgets"].as_array().unwrap().len(), 2);
+
+    let client = app.db.pool.get().await.unwrap();
+    let events: Vec<String> = client
+        .query("SELECT event_type FROM events ORDER BY position", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(events, ["BudgetCreated", "PolicySet", "PolicySet", "BudgetCreated", "PolicySet"]);
+}
+
+#[tokio::test]
+async fn bad_policies_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    for (body, needle) in [
+        (json!({"period": "daily", "cost_limit": -1}), "negative"),
+        (json!({"period": "daily", "cost_limit": 1, "warning_threshold": 1.5}), "warning_threshold"),
+        (json!({"period": "daily", "cost_limit": 1, "action_threshold": 0}), "action_threshold"),
+        (json!({"period": "yearly", "cost_limit": 1}), "hourly, daily"),
+        (json!({"period": "daily", "cost_limit": 1, "type": "strict"}), "hard_limit"),
+        (json!({"period": "daily", "cost_limit": 1, "tier": "huge"}), "remote_heavyweight"),
+        (json!({"period": "daily"}), "cost_limit"),
+        (json!({"period": "daily", "token_limit": -5}), "token_limit"),
+        (json!({"period": "daily", "cost_limit": 1, "timezone": "Mars/Base"}), "IANA"),
+        (json!({"period": "daily", "cost_limit": 1, "colour": "red"}), "unknown field"),
+    ] {
+        let r = app.post("/api/policies", &body).await;
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+        let error: Value = r.json().await.unwrap();
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{body}: `{message}` should mention `{needle}`");
+    }
+    let r = app
+        .post(
+            "/api/policies",
+            &json!({"period": "daily", "cost_limit": 1, "budget_id": "00000000-0000-0000-0000-000000000001"}),
+        )
+        .await;
+    assert_error(r, 404, "not_found").await;
+    assert_eq!(app.events().await, 0);
+    let (status, _) = app.get_json("/api/policies/not-a-uuid").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn status_and_check_read_the_accounts() {
+    let app = spawn_app().await;
+    app.post("/api/policies", &json!({"period": "daily", "type": "hard_limit", "provider": "openai", "cost_limit": "1.00", "token_limit": 100000})).await;
+    app.post("/api/policies", &json!({"period": "monthly", "type": "warn", "cost_limit": 100})).await;
+    let usage = |cost: &str| json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 1000, "output_tokens": 500, "cost": cost});
+
+    let (_, check) = {
+        let r = app.post("/api/usage/check", &json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 2000, "max_output_tokens": 1000, "cost": "0.5"})).await;
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(check["allowed"], true);
+    assert_eq!(check["policies"].as_array().unwrap().len(), 2);
+    assert_eq!(check["estimated_tokens"], 3000);
+
+    let r: Value = app.post("/api/usage", &usage("0.9")).await.json().await.unwrap();
+    assert_eq!(r["over_limit"], false);
+    let (_, status) = app.get_json("/api/status?period=daily").await;
+    let w = &status["windows"][0];
+    assert_eq!(
+        (w["used_cost"].to_string(), w["used_tokens"].as_i64(), w["state"].as_str()),
+        ("0.9".into(), Some(1500), Some("warning"))
+    );
+    assert_eq!(w["remaining_cost"].to_string(), "0.1");
+    assert_eq!(w["percent"].to_string(), "90");
+
+    // The pre-flight refuses what would exceed the hard limit, naming the policy.
+    let r: Value = app
+        .post(
+            "/api/usage/check",
+            &json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 10, "cost": "0.2"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["allowed"], false);
+    let hard = r["policies"].as_array().unwrap().iter().find(|p| p["type"] == "hard_limit").unwrap();
+    assert_eq!((hard["decision"].as_str(), hard["remaining_cost_after"].to_string()), (Some("refuse"), "-0.1".into()));
+    assert!(r["messages"][0].as_str().unwrap().contains("would exceed"));
+
+    // Usage is a fact: recorded past the limit, flagged, and the window is exceeded.
+    let r: Value = app.post("/api/usage", &usage("0.2")).await.json().await.unwrap();
+    assert_eq!(r["over_limit"], true);
+    assert_eq!(r["exceeded"].as_array().unwrap().len(), 1);
+    let (_, status) = app.get_json("/api/status?provider=openai").await;
+    assert_eq!(status["windows"][0]["state"], "exceeded");
+    assert_eq!(status["windows"][0]["remaining_cost"], 0);
+
+    // Past windows stay queryable; a bad period is a 400.
+    let (_, past) = app.get_json("/api/status?period=daily&at=2020-01-01T12:00:00Z").await;
+    assert_eq!(past["windows"][0]["used_cost"], 0);
+    assert_eq!(past["windows"][0]["window"], "2020-01-01T00:00:00Z");
+    assert_eq!(app.get_json("/api/status?period=yearly").await.0, 400);
+    let r = app
+        .post("/api/usage/check", &json!({"provider": "openai", "model": "m", "component": "c", "input_tokens": -1}))
+        .await;
+    assert_error(r, 400, "validation_failed").await;
+}
