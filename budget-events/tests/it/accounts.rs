@@ -44,7 +44,7 @@ fn random_policy(rng: &mut Rng) -> PolicyCommand {
         2 => input["tier"] = json!("remote_heavyweight"),
         _ => {}
     }
-    if rng.next() % 2 == 0 {
+    if rng.next().is_multiple_of(2) {
         input["token_limit"] = json!(rng.next() % 20_000);
     }
     let input: PolicyInput = serde_json::from_value(input).unwrap();
@@ -92,7 +92,11 @@ async fn accounts_equal_the_fold_of_the_log_after_a_random_workload() {
     for _ in 0..8 {
         let mut commands = Vec::new();
         for _ in 0..25 {
-            commands.push(if rng.next() % 6 == 0 { Err(random_policy(&mut rng)) } else { Ok(random_usage(&mut rng)) });
+            commands.push(if rng.next().is_multiple_of(6) {
+                Err(random_policy(&mut rng))
+            } else {
+                Ok(random_usage(&mut rng))
+            });
         }
         let writer = writer.clone();
         tasks.push(tokio::spawn(async move {
