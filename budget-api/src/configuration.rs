@@ -1,6 +1,7 @@
 //! What the service needs to start: where to listen and which database to use.
 
 use budget_events::db::DbConfig;
+use budget_events::domain::policy::TierMap;
 
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 8013;
@@ -14,10 +15,12 @@ pub struct Settings {
     pub pool_size: usize,
     /// Seconds that in-flight requests get to finish on shutdown.
     pub shutdown_timeout: u64,
+    /// Tiers of calls whose clients do not give one (`BUDGET_TIER_MAP`).
+    pub tiers: TierMap,
 }
 
 impl Settings {
     pub fn new(host: impl Into<String>, port: u16, database: DbConfig) -> Self {
-        Settings { host: host.into(), port, database, pool_size: 16, shutdown_timeout: 30 }
+        Settings { host: host.into(), port, database, pool_size: 16, shutdown_timeout: 30, tiers: TierMap::default() }
     }
 }

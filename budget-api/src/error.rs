@@ -93,6 +93,12 @@ impl From<budget_events::writer::WriteError> for ApiError {
             WriteError::Rejected(rejection @ CommandError::UnknownBudget(_)) => {
                 ApiError::NotFound(rejection.to_string())
             }
+            WriteError::Rejected(rejection @ CommandError::BudgetExists(_)) => {
+                ApiError::Conflict { code: "budget_exists", message: rejection.to_string() }
+            }
+            WriteError::Rejected(rejection @ CommandError::BudgetArchived(_)) => {
+                ApiError::Conflict { code: "budget_archived", message: rejection.to_string() }
+            }
             WriteError::Unavailable(_) | WriteError::ShutDown => {
                 ApiError::Unavailable(format!("{e}; nothing was written, retry with the same idempotency key"))
             }

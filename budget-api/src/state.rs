@@ -1,6 +1,8 @@
 //! What every request handler can reach.
 
 use budget_events::db::DbPool;
+use budget_events::domain::policy::TierMap;
+use budget_events::domain::UsageInput;
 use budget_events::writer::Writer;
 use budget_projections::RunnerStatus;
 
@@ -8,4 +10,14 @@ pub struct AppState {
     pub pool: DbPool,
     pub writer: Writer,
     pub projections: RunnerStatus,
+    pub tiers: TierMap,
+}
+
+impl AppState {
+    /// Gives a record without a tier the one the tier map says, so that the event stores it.
+    pub fn fill_tier(&self, input: &mut UsageInput) {
+        if input.tier.is_none() {
+            input.tier = Some(self.tiers.resolve(&input.provider, &input.model).to_string());
+        }
+    }
 }

@@ -17,8 +17,9 @@ use crate::money::Money;
 pub enum Event {
     UsageRecorded(UsageRecorded),
     BudgetCreated(BudgetCreated),
+    BudgetUpdated(BudgetUpdated),
+    BudgetArchived(BudgetArchived),
     PolicySet(PolicySet),
-    PolicyDisabled(PolicyDisabled),
 }
 
 /// A budget: a named container of policies.
@@ -53,10 +54,24 @@ pub struct PolicySet {
     pub timezone: String,
 }
 
+/// A budget's name, description or owner changed; absent fields did not change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PolicyDisabled {
-    pub policy_id: Uuid,
+pub struct BudgetUpdated {
+    pub budget_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// A budget stopped counting: its policies no longer match new usage or checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetArchived {
+    pub budget_id: Uuid,
 }
 
 /// A policy window a usage record was posted into.
@@ -132,8 +147,9 @@ impl Event {
         match self {
             Event::UsageRecorded(_) => "UsageRecorded",
             Event::BudgetCreated(_) => "BudgetCreated",
+            Event::BudgetUpdated(_) => "BudgetUpdated",
+            Event::BudgetArchived(_) => "BudgetArchived",
             Event::PolicySet(_) => "PolicySet",
-            Event::PolicyDisabled(_) => "PolicyDisabled",
         }
     }
 
@@ -145,8 +161,9 @@ impl Event {
         let value = match self {
             Event::UsageRecorded(e) => serde_json::to_value(e),
             Event::BudgetCreated(e) => serde_json::to_value(e),
+            Event::BudgetUpdated(e) => serde_json::to_value(e),
+            Event::BudgetArchived(e) => serde_json::to_value(e),
             Event::PolicySet(e) => serde_json::to_value(e),
-            Event::PolicyDisabled(e) => serde_json::to_value(e),
         };
         value.expect("event payloads are plain data and always serialize")
     }
@@ -159,7 +176,7 @@ impl Event {
         payload: serde_json::Value,
     ) -> Result<Event, DecodeError> {
         let bad = |source| DecodeError::BadPayload { position, event_type: event_type.to_string(), source };
-        const KNOWN: [&str; 4] = ["UsageRecorded", "BudgetCreated", "PolicySet", "PolicyDisabled"];
+        const KNOWN: [&str; 5] = ["UsageRecorded", "BudgetCreated", "BudgetUpdated", "BudgetArchived", "PolicySet"];
         if !KNOWN.contains(&event_type) {
             return Err(DecodeError::UnknownType { position, event_type: event_type.to_string() });
         }
@@ -173,8 +190,9 @@ impl Event {
         match event_type {
             "UsageRecorded" => serde_json::from_value(payload).map(Event::UsageRecorded),
             "BudgetCreated" => serde_json::from_value(payload).map(Event::BudgetCreated),
-            "PolicySet" => serde_json::from_value(payload).map(Event::PolicySet),
-            _ => serde_json::from_value(payload).map(Event::PolicyDisabled),
+            "BudgetUpdated" => serde_json::from_value(payload).map(Event::BudgetUpdated),
+            "BudgetArchived" => serde_json::from_value(payload).map(Event::BudgetArchived),
+            _ => serde_json::from_value(payload).map(Event::PolicySet),
         }
         .map_err(bad)
     }

@@ -17,7 +17,7 @@ use crate::decide;
 use crate::domain::policy::{BudgetRef, Policy, SetPolicy, Window};
 use crate::domain::usage::CostSource;
 use crate::domain::RecordUsage;
-use crate::event::{BudgetCreated, Event, EventMetadata, NewEvent, PolicySet};
+use crate::event::{BudgetArchived, BudgetCreated, BudgetUpdated, Event, EventMetadata, NewEvent, PolicySet};
 use crate::money::Money;
 use crate::store::accounts::{self, AccountKey, Bounds};
 use crate::store::idempotency::{self, IdempotencyKey};
@@ -111,17 +111,48 @@ pub struct PolicyOutcome {
     pub replayed: bool,
 }
 
+/// Create, change or archive a budget.
+#[derive(Debug, Clone)]
+pub struct BudgetCommand {
+    pub change: BudgetChange,
+    pub key: Option<IdempotencyKey>,
+    pub metadata: EventMetadata,
+}
+
+#[derive(Debug, Clone)]
+pub enum BudgetChange {
+    Create { name: String, description: Option<String>, owner: Option<String> },
+    Update(BudgetUpdated),
+    Archive(Uuid),
+}
+
+/// A budget as a [`BudgetCommand`] left it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetOutcome {
+    pub budget_id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    pub active: bool,
+    /// Version of the budget's stream after this change.
+    pub version: i64,
+    #[serde(default, skip_serializing)]
+    pub replayed: bool,
+}
+
 /// Everything the write path takes.
 #[derive(Debug, Clone)]
 pub enum Command {
     Usage(UsageCommand),
     SetPolicy(PolicyCommand),
+    Budget(BudgetCommand),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Usage(UsageOutcome),
     Policy(Box<PolicyOutcome>),
+    Budget(Box<BudgetOutcome>),
 }
 
 impl Command {
@@ -129,6 +160,7 @@ impl Command {
         match self {
             Command::Usage(c) => c.key.as_ref(),
             Command::SetPolicy(c) => c.key.as_ref(),
+            Command::Budget(c) => c.key.as_ref(),
         }
     }
 
@@ -136,7 +168,7 @@ impl Command {
     pub fn weight(&self) -> usize {
         match self {
             Command::Usage(c) => c.items.len(),
-            Command::SetPolicy(_) => 1,
+            Command::SetPolicy(_) | Command::Budget(_) => 1,
         }
     }
 }
@@ -148,6 +180,10 @@ pub enum CommandError {
     KeyReused(String),
     #[error("no budget has id {0}; list budgets with GET /api/budgets, or name one with `budget`")]
     UnknownBudget(Uuid),
+    #[error("a budget named `{0}` already exists; choose another name or change that budget")]
+    BudgetExists(String),
+    #[error("budget `{0}` is archived; its policies no longer count, so it takes no new limits")]
+    BudgetArchived(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,7 +237,7 @@ pub async fn process(
         .flat_map(|c| {
             let items: Vec<&IdempotencyKey> = match c {
                 Command::Usage(u) => u.items.iter().filter_map(|i| i.key.as_ref()).collect(),
-                Command::SetPolicy(_) => Vec::new(),
+                Command::SetPolicy(_) | Command::Budget(_) => Vec::new(),
             };
             c.key().into_iter().chain(items)
         })
@@ -240,6 +276,10 @@ pub async fn process(
             Command::SetPolicy(c) => {
                 let (result, events) = set_policy(tx, c, &mut policies, &mut stream_versions).await?;
                 plans.push(Planned::Done(result.map(|p| Outcome::Policy(Box::new(p))), events));
+            }
+            Command::Budget(c) => {
+                let (result, events) = change_budget(tx, c, &mut policies, &mut stream_versions).await?;
+                plans.push(Planned::Done(result.map(|b| Outcome::Budget(Box::new(b))), events));
             }
             Command::Usage(c) => {
                 let mut items = Vec::with_capacity(c.items.len());
@@ -355,6 +395,11 @@ pub async fn process(
                     to_store.push((key, serde_json::to_value(p).expect("outcomes serialize")));
                 }
             }
+            (Command::Budget(c), Outcome::Budget(b)) if !b.replayed => {
+                if let Some(key) = &c.key {
+                    to_store.push((key, serde_json::to_value(b).expect("outcomes serialize")));
+                }
+            }
             _ => {}
         }
     }
@@ -369,6 +414,7 @@ fn mark_replayed(outcome: Outcome) -> Outcome {
     match outcome {
         Outcome::Usage(u) => Outcome::Usage(UsageOutcome { replayed: true, ..u }),
         Outcome::Policy(p) => Outcome::Policy(Box::new(PolicyOutcome { replayed: true, ..*p })),
+        Outcome::Budget(b) => Outcome::Budget(Box::new(BudgetOutcome { replayed: true, ..*b })),
     }
 }
 
@@ -383,10 +429,12 @@ async fn set_policy(
     let mut events = Vec::new();
     let (budget_id, budget_name, budget_created) = match &command.policy.budget {
         BudgetRef::Id(id) => match policies::budget_by_id(tx, *id).await? {
+            Some(b) if !b.active => return Ok((Err(CommandError::BudgetArchived(b.name)), events)),
             Some(b) => (b.budget_id, b.name, false),
             None => return Ok((Err(CommandError::UnknownBudget(*id)), events)),
         },
         BudgetRef::Name(name) => match policies::budget_by_name(tx, name).await? {
+            Some(b) if !b.active => return Ok((Err(CommandError::BudgetArchived(b.name)), events)),
             Some(b) => (b.budget_id, b.name, false),
             None => {
                 let created =
@@ -432,6 +480,70 @@ async fn set_policy(
     Ok((Ok(outcome), events))
 }
 
+/// Decides a budget change and writes its row; returns its events.
+async fn change_budget(
+    tx: &Transaction<'_>,
+    command: &BudgetCommand,
+    policies: &mut [Policy],
+    stream_versions: &mut HashMap<String, i64>,
+) -> Result<(Result<BudgetOutcome, CommandError>, Vec<VersionedEvent>), LedgerError> {
+    let (budget_id, event) = match &command.change {
+        BudgetChange::Create { name, description, owner } => {
+            if policies::budget_by_name(tx, name).await?.is_some() {
+                return Ok((Err(CommandError::BudgetExists(name.clone())), Vec::new()));
+            }
+            let created = BudgetCreated {
+                budget_id: Uuid::now_v7(),
+                name: name.clone(),
+                description: description.clone(),
+                owner: owner.clone(),
+            };
+            policies::insert_budget(tx, &created).await?;
+            (created.budget_id, Event::BudgetCreated(created))
+        }
+        BudgetChange::Update(update) => {
+            let Some(current) = policies::budget_by_id(tx, update.budget_id).await? else {
+                return Ok((Err(CommandError::UnknownBudget(update.budget_id)), Vec::new()));
+            };
+            if let Some(name) = update.name.as_ref().filter(|n| **n != current.name) {
+                if policies::budget_by_name(tx, name).await?.is_some() {
+                    return Ok((Err(CommandError::BudgetExists(name.clone())), Vec::new()));
+                }
+            }
+            policies::update_budget(tx, update).await?;
+            (update.budget_id, Event::BudgetUpdated(update.clone()))
+        }
+        BudgetChange::Archive(id) => {
+            if policies::budget_by_id(tx, *id).await?.is_none() {
+                return Ok((Err(CommandError::UnknownBudget(*id)), Vec::new()));
+            }
+            policies::archive_budget(tx, *id).await?;
+            // Later usage in this batch no longer counts against its policies.
+            for p in policies.iter_mut().filter(|p| p.budget_id == *id) {
+                p.enabled = false;
+            }
+            (*id, Event::BudgetArchived(BudgetArchived { budget_id: *id }))
+        }
+    };
+    let stream = decide::budget_stream(budget_id);
+    let version = match stream_versions.get(&stream) {
+        Some(v) => v + 1,
+        None => current_versions(tx, &[stream.as_str()]).await?.get(&stream).copied().unwrap_or(0) + 1,
+    };
+    stream_versions.insert(stream.clone(), version);
+    let row = policies::budget_by_id(tx, budget_id).await?.expect("the budget was written above");
+    let outcome = BudgetOutcome {
+        budget_id,
+        name: row.name,
+        description: row.description,
+        owner: row.owner,
+        active: row.active,
+        version,
+        replayed: false,
+    };
+    Ok((Ok(outcome), vec![(stream, version, NewEvent::new(event, command.metadata.clone()))]))
+}
+
 fn replay(
     command: &Command,
     key: &IdempotencyKey,
@@ -446,6 +558,9 @@ fn replay(
         Command::Usage(_) => Outcome::Usage(serde_json::from_value(stored).expect("stored outcomes decode")),
         Command::SetPolicy(_) => {
             Outcome::Policy(Box::new(serde_json::from_value(stored).expect("stored outcomes decode")))
+        }
+        Command::Budget(_) => {
+            Outcome::Budget(Box::new(serde_json::from_value(stored).expect("stored outcomes decode")))
         }
     }))
 }

@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::ledger::{
-    self, Command, CommandError, LedgerError, Outcome, PolicyCommand, PolicyOutcome, UsageCommand, UsageOutcome,
+    self, BudgetCommand, BudgetOutcome, Command, CommandError, LedgerError, Outcome, PolicyCommand, PolicyOutcome,
+    UsageCommand, UsageOutcome,
 };
 
 /// Most usage records decided in one transaction (a batch request's records are never split).
@@ -78,14 +79,21 @@ impl Writer {
     pub async fn record_usage(&self, command: UsageCommand) -> Result<UsageOutcome, WriteError> {
         match self.submit(Command::Usage(command)).await? {
             Outcome::Usage(outcome) => Ok(outcome),
-            Outcome::Policy(_) => unreachable!("a usage command has a usage outcome"),
+            _ => unreachable!("a usage command has a usage outcome"),
         }
     }
 
     pub async fn set_policy(&self, command: PolicyCommand) -> Result<PolicyOutcome, WriteError> {
         match self.submit(Command::SetPolicy(command)).await? {
             Outcome::Policy(outcome) => Ok(*outcome),
-            Outcome::Usage(_) => unreachable!("a policy command has a policy outcome"),
+            _ => unreachable!("a policy command has a policy outcome"),
+        }
+    }
+
+    pub async fn change_budget(&self, command: BudgetCommand) -> Result<BudgetOutcome, WriteError> {
+        match self.submit(Command::Budget(command)).await? {
+            Outcome::Budget(outcome) => Ok(*outcome),
+            _ => unreachable!("a budget command has a budget outcome"),
         }
     }
 

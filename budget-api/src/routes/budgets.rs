@@ -1,16 +1,21 @@
-//! Budgets: `GET /api/budgets`, `GET /api/budgets/{id}` (with its policies and their current windows).
-//! A budget is created by its first `set_limit` (or `POST /api/policies` naming it).
+//! Budgets: create, list, get (with its policies' current windows), rename, archive; a budget's policies
+//! and status. A budget is also created by the first `set_limit` (or `POST /api/policies`) naming it.
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
+use budget_events::event::BudgetUpdated;
+use budget_events::ledger::{BudgetChange, BudgetCommand, BudgetOutcome};
+use budget_events::store::idempotency::IdempotencyKey;
 use budget_events::store::policies::{self, BudgetRow};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::body;
 use crate::error::ApiError;
-use crate::routes::policies::parse_id;
+use crate::routes::policies::{parse_id, PolicyView};
 use crate::routes::status::{windows, WindowStatus};
+use crate::routes::usage::{header_key, metadata};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,4 +87,155 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
     let now = Utc::now();
     let status = windows(&**client, &rows, now, true).await?;
     Ok(HttpResponse::Ok().json(BudgetDetail { budget: view(budget, rows.len()), status }))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetInput {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BudgetChanged {
+    pub success: bool,
+    pub budget_id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    pub active: bool,
+    pub version: i64,
+}
+
+impl From<BudgetOutcome> for BudgetChanged {
+    fn from(b: BudgetOutcome) -> Self {
+        BudgetChanged {
+            success: true,
+            budget_id: b.budget_id,
+            name: b.name,
+            description: b.description,
+            owner: b.owner,
+            active: b.active,
+            version: b.version,
+        }
+    }
+}
+
+fn text(field: &str, value: &Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match value.as_deref().map(str::trim) {
+        None => Ok(None),
+        Some(v) if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) => {
+            Err(ApiError::bad_request("validation_failed", format!("{field} must be 1 to {max} printable characters")))
+        }
+        Some(v) => Ok(Some(v.to_string())),
+    }
+}
+
+async fn change(
+    state: &AppState,
+    req: &HttpRequest,
+    change: BudgetChange,
+    scope: &str,
+    body: &impl Serialize,
+) -> Result<BudgetOutcome, ApiError> {
+    let key = match header_key(req)? {
+        Some(k) => Some(
+            IdempotencyKey::new(scope, k, body)
+                .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(state.writer.change_budget(BudgetCommand { change, key, metadata: metadata(req) }).await?)
+}
+
+/// Create a budget (a container of policies).
+#[utoipa::path(tag = "policies", request_body = BudgetInput, responses((status = 201, body = BudgetChanged), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "Name taken", body = crate::error::ErrorBody)))]
+#[post("/api/budgets")]
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let input: BudgetInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
+    let name = text("name", &input.name, 128)?
+        .ok_or_else(|| ApiError::bad_request("validation_failed", "name is required: the budget's unique name"))?;
+    let change_ = BudgetChange::Create {
+        name,
+        description: text("description", &input.description, 1000)?,
+        owner: text("owner", &input.owner, 200)?,
+    };
+    let outcome = change(&state, &req, change_, "budget-create", &input).await?;
+    Ok(HttpResponse::Created().json(BudgetChanged::from(outcome)))
+}
+
+/// Rename a budget or change its description or owner.
+#[utoipa::path(tag = "policies", request_body = BudgetInput, responses((status = 200, body = BudgetChanged), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[patch("/api/budgets/{budget_id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let budget_id = parse_id("budget", &path)?;
+    let input: BudgetInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
+    let update = BudgetUpdated {
+        budget_id,
+        name: text("name", &input.name, 128)?,
+        description: text("description", &input.description, 1000)?,
+        owner: text("owner", &input.owner, 200)?,
+    };
+    if update.name.is_none() && update.description.is_none() && update.owner.is_none() {
+        return Err(ApiError::bad_request("validation_failed", "nothing to change: give name, description or owner"));
+    }
+    let outcome = change(&state, &req, BudgetChange::Update(update), "budget-update", &(budget_id, &input)).await?;
+    Ok(HttpResponse::Ok().json(BudgetChanged::from(outcome)))
+}
+
+/// Archive a budget: its policies stop counting new usage. The log keeps everything.
+#[utoipa::path(tag = "policies", responses((status = 200, body = BudgetChanged), (status = 404, body = crate::error::ErrorBody)))]
+#[post("/api/budgets/{budget_id}/archive")]
+pub async fn archive(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let budget_id = parse_id("budget", &path)?;
+    let outcome = change(&state, &req, BudgetChange::Archive(budget_id), "budget-archive", &budget_id).await?;
+    Ok(HttpResponse::Ok().json(BudgetChanged::from(outcome)))
+}
+
+/// A budget's policies.
+#[utoipa::path(tag = "policies", responses((status = 200, body = crate::routes::policies::PolicyList), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/api/budgets/{budget_id}/policies")]
+pub async fn budget_policies(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("budget", &path)?;
+    let client = state.pool.get().await?;
+    if policies::budget_by_id(&**client, id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no budget has id {id}; list them with GET /api/budgets")));
+    }
+    let views: Vec<PolicyView> = policies::list(&**client)
+        .await?
+        .iter()
+        .filter(|r| r.policy.budget_id == id)
+        .map(|r| PolicyView::new(&r.policy, &r.budget_name))
+        .collect();
+    Ok(HttpResponse::Ok().json(crate::routes::policies::PolicyList { policies: views }))
+}
+
+/// A budget's policies' current windows.
+#[utoipa::path(tag = "policies", responses((status = 200, body = crate::routes::status::StatusResponse), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/api/budgets/{budget_id}/status")]
+pub async fn budget_status(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("budget", &path)?;
+    let client = state.pool.get().await?;
+    if policies::budget_by_id(&**client, id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no budget has id {id}; list them with GET /api/budgets")));
+    }
+    let rows: Vec<_> =
+        policies::list(&**client).await?.into_iter().filter(|p| p.policy.budget_id == id && p.policy.enabled).collect();
+    let at = Utc::now();
+    let windows = windows(&**client, &rows, at, true).await?;
+    Ok(HttpResponse::Ok().json(crate::routes::status::StatusResponse { at, windows }))
 }

@@ -104,6 +104,8 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
         timestamp: None,
         request_id: None,
     };
+    let mut as_record = as_record;
+    state.fill_tier(&mut as_record);
     let record = RecordUsage::validate(&as_record, Utc::now()).map_err(|e| {
         let details = e.errors.iter().map(|f| serde_json::json!({"field": f.field, "message": f.message})).collect();
         ApiError::BadRequest {

@@ -23,8 +23,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(policies::set_policy)
         .service(policies::list)
         .service(policies::get)
+        .service(policies::update)
+        .service(policies::disable)
+        .service(budgets::create)
         .service(budgets::list)
         .service(budgets::get)
+        .service(budgets::update)
+        .service(budgets::archive)
+        .service(budgets::budget_policies)
+        .service(budgets::budget_status)
         .service(status::status);
 }
 

@@ -1,7 +1,7 @@
 //! Policies: `POST /api/policies` (create, or replace the one with the same budget, period and scope),
 //! `GET /api/policies`, `GET /api/policies/{id}`. Every change is a `PolicySet` event.
 
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use budget_events::domain::policy::{Policy, PolicyInput, SetPolicy};
 use budget_events::ledger::PolicyCommand;
 use budget_events::money::decimal_json;
@@ -101,15 +101,7 @@ pub async fn set_policy(
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, 64 * 1024).await?;
     let input: PolicyInput = body::parse(&bytes)?;
-    let policy = SetPolicy::validate(&input).map_err(|errors| {
-        let message = errors.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>().join("; ");
-        let details = errors.iter().map(|(f, m)| serde_json::json!({"field": f, "message": m})).collect();
-        ApiError::BadRequest {
-            code: "validation_failed",
-            message: format!("{message}; nothing was changed"),
-            details: Some(serde_json::Value::Array(details)),
-        }
-    })?;
+    let policy = SetPolicy::validate(&input).map_err(validation_error)?;
     let key = match header_key(&req)? {
         Some(k) => Some(
             IdempotencyKey::new("policy", k, &input)
@@ -193,4 +185,112 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
 
 pub fn parse_id(what: &str, raw: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a {what} id (a UUID)")))
+}
+
+/// The fields of a policy that can change in place; its budget, period and scope are its identity.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyPatch {
+    #[serde(default, rename = "type", alias = "policy_type")]
+    pub policy_type: Option<String>,
+    #[schema(value_type = Option<f64>)]
+    pub cost_limit: Option<Money>,
+    pub token_limit: Option<i64>,
+    #[serde(default, with = "budget_events::money::optional_decimal_json")]
+    #[schema(value_type = Option<f64>)]
+    pub warning_threshold: Option<Decimal>,
+    #[serde(default, with = "budget_events::money::optional_decimal_json")]
+    #[schema(value_type = Option<f64>)]
+    pub action_threshold: Option<Decimal>,
+    pub enabled: Option<bool>,
+    pub timezone: Option<String>,
+}
+
+/// Change a policy's type, limits, thresholds, timezone or enabled flag (a new `PolicySet` event).
+#[utoipa::path(tag = "policies", request_body = PolicyPatch, responses((status = 200, body = PolicySetResponse), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[patch("/api/policies/{policy_id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("policy", &path)?;
+    let patch: PolicyPatch = body::parse(&body::read(payload, 16 * 1024).await?)?;
+    apply(&state, &req, id, patch).await
+}
+
+/// Disable a policy: it stops counting new usage and checks (a `PolicySet` with `enabled: false`).
+#[utoipa::path(tag = "policies", responses((status = 200, body = PolicySetResponse), (status = 404, body = crate::error::ErrorBody)))]
+#[post("/api/policies/{policy_id}/disable")]
+pub async fn disable(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("policy", &path)?;
+    let patch = PolicyPatch {
+        policy_type: None,
+        cost_limit: None,
+        token_limit: None,
+        warning_threshold: None,
+        action_threshold: None,
+        enabled: Some(false),
+        timezone: None,
+    };
+    apply(&state, &req, id, patch).await
+}
+
+/// Merges `patch` into the current policy and sets it again in the same slot.
+async fn apply(state: &AppState, req: &HttpRequest, id: Uuid, patch: PolicyPatch) -> Result<HttpResponse, ApiError> {
+    let client = state.pool.get().await?;
+    let Some(row) = policies::list(&**client).await?.into_iter().find(|r| r.policy.id == id) else {
+        return Err(ApiError::NotFound(format!("no policy has id {id}; list them with GET /api/policies")));
+    };
+    drop(client);
+    let p = &row.policy;
+    let input = PolicyInput {
+        budget_id: Some(p.budget_id),
+        budget: None,
+        policy_type: Some(patch.policy_type.clone().unwrap_or_else(|| p.policy_type.to_string())),
+        period: p.period.to_string(),
+        provider: p.scope.provider.as_ref().map(ToString::to_string),
+        model: p.scope.model.as_ref().map(ToString::to_string),
+        component: p.scope.component.as_ref().map(ToString::to_string),
+        tier: p.scope.tier.map(|t| t.to_string()),
+        task_type: p.scope.task_type.as_ref().map(ToString::to_string),
+        cost_limit: patch.cost_limit.or(p.cost_limit),
+        token_limit: patch.token_limit.or(p.token_limit),
+        warning_threshold: Some(patch.warning_threshold.unwrap_or(p.warning_threshold)),
+        action_threshold: Some(patch.action_threshold.unwrap_or(p.action_threshold)),
+        enabled: Some(patch.enabled.unwrap_or(p.enabled)),
+        timezone: Some(patch.timezone.clone().unwrap_or_else(|| p.timezone.name().to_string())),
+    };
+    let policy = SetPolicy::validate(&input).map_err(validation_error)?;
+    let key = match header_key(req)? {
+        Some(k) => Some(
+            IdempotencyKey::new("policy-update", k, &(id, &patch))
+                .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let outcome = state.writer.set_policy(PolicyCommand { policy, key, metadata: metadata(req) }).await?;
+    let view = PolicyView::new(&Policy::from_event(&outcome.policy), &outcome.budget_name);
+    Ok(HttpResponse::Ok().json(PolicySetResponse {
+        success: true,
+        created: outcome.created,
+        budget_created: outcome.budget_created,
+        version: outcome.version,
+        policy: view,
+    }))
+}
+
+fn validation_error(errors: Vec<(String, String)>) -> ApiError {
+    let message = errors.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>().join("; ");
+    let details = errors.iter().map(|(f, m)| serde_json::json!({"field": f, "message": m})).collect();
+    ApiError::BadRequest {
+        code: "validation_failed",
+        message: format!("{message}; nothing was changed"),
+        details: Some(serde_json::Value::Array(details)),
+    }
 }

@@ -86,11 +86,15 @@ pub async fn record_one(
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, MAX_RECORD_BODY).await?;
     let input: UsageInput = body::parse(&bytes)?;
-    let record = RecordUsage::validate(&input, Utc::now()).map_err(|e| validation_error(e.errors))?;
-    let key = match key_for(header_key(&req)?, input.request_id.as_deref())? {
-        Some(k) => Some(idempotency_key("usage", k, &input)?),
+    let key = key_for(header_key(&req)?, input.request_id.as_deref())?.map(str::to_string);
+    // The key's request hash is of the request as sent; the tier the server fills in is not part of it.
+    let key = match key {
+        Some(k) => Some(idempotency_key("usage", &k, &input)?),
         None => None,
     };
+    let mut input = input;
+    state.fill_tier(&mut input);
+    let record = RecordUsage::validate(&input, Utc::now()).map_err(|e| validation_error(e.errors))?;
     let command = UsageCommand { items: vec![UsageItem { record, key }], key: None, metadata: metadata(&req) };
     let mut outcome = state.writer.record_usage(command).await?;
     let item = outcome.items.pop().expect("one outcome per record");
@@ -165,7 +169,9 @@ pub async fn record_batch(
     let mut items = Vec::with_capacity(batch.records.len());
     let mut problems = Vec::new();
     for (index, input) in batch.records.iter().enumerate() {
-        match RecordUsage::validate(input, now) {
+        let mut filled = input.clone();
+        state.fill_tier(&mut filled);
+        match RecordUsage::validate(&filled, now) {
             Ok(record) => {
                 let key = match &input.request_id {
                     Some(k) => Some(idempotency_key("usage", k, input)?),

@@ -150,3 +150,129 @@ async fn status_and_check_read_the_accounts() {
         .await;
     assert_error(r, 400, "validation_failed").await;
 }
+
+#[tokio::test]
+async fn budgets_are_created_renamed_and_archived_and_archived_ones_stop_counting() {
+    let app = spawn_app().await;
+    let r = app.post("/api/budgets", &json!({"name": "research", "owner": "alice"})).await;
+    assert_eq!(r.status().as_u16(), 201);
+    let budget: Value = r.json().await.unwrap();
+    let id = budget["budget_id"].as_str().unwrap().to_string();
+    assert_error(app.post("/api/budgets", &json!({"name": "research"})).await, 409, "budget_exists").await;
+    assert_error(app.post("/api/budgets", &json!({"owner": "bob"})).await, 400, "validation_failed").await;
+
+    let r = app
+        .http
+        .patch(app.url(&format!("/api/budgets/{id}")))
+        .json(&json!({"description": "R&D"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, detail) = app.get_json(&format!("/api/budgets/{id}")).await;
+    assert_eq!((detail["description"].as_str(), detail["owner"].as_str()), (Some("R&D"), Some("alice")));
+
+    let policy: Value = app
+        .post(
+            "/api/policies",
+            &json!({"budget": "research", "period": "daily", "token_limit": 1000, "type": "hard_limit"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let record =
+        json!({"provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 600, "output_tokens": 600});
+    let r: Value = app.post("/api/usage", &record).await.json().await.unwrap();
+    assert_eq!(r["over_limit"], true);
+    let (_, policies) = app.get_json(&format!("/api/budgets/{id}/policies")).await;
+    assert_eq!(policies["policies"][0]["policy_id"], policy["policy"]["policy_id"]);
+    let (_, status) = app.get_json(&format!("/api/budgets/{id}/status")).await;
+    assert_eq!(status["windows"][0]["used_tokens"], 1200);
+
+    let r = app.http.post(app.url(&format!("/api/budgets/{id}/archive"))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r: Value = app.post("/api/usage", &record).await.json().await.unwrap();
+    assert_eq!(r["over_limit"], false, "an archived budget's policies no longer count");
+    let r = app.post("/api/policies", &json!({"budget": "research", "period": "weekly", "cost_limit": 1})).await;
+    assert_error(r, 409, "budget_archived").await;
+    let missing = "00000000-0000-0000-0000-000000000009";
+    let r = app.http.post(app.url(&format!("/api/budgets/{missing}/archive"))).send().await.unwrap();
+    assert_error(r, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_policy_is_changed_in_place_and_a_disabled_one_stops_counting() {
+    let app = spawn_app().await;
+    let created: Value = app
+        .post("/api/policies", &json!({"period": "per_task", "type": "hard_limit", "token_limit": 100}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["policy"]["policy_id"].as_str().unwrap().to_string();
+    let r = app
+        .http
+        .patch(app.url(&format!("/api/policies/{id}")))
+        .json(&json!({"token_limit": 5000, "warning_threshold": 0.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let changed: Value = r.json().await.unwrap();
+    assert_eq!((changed["version"].as_i64(), changed["policy"]["token_limit"].as_i64()), (Some(2), Some(5000)));
+    assert_eq!(changed["policy"]["period"], "per_task", "identity fields stay");
+    let r =
+        app.http.patch(app.url(&format!("/api/policies/{id}"))).json(&json!({"period": "daily"})).send().await.unwrap();
+    assert_error(r, 400, "validation_failed").await;
+    let r = app
+        .http
+        .patch(app.url(&format!("/api/policies/{id}")))
+        .json(&json!({"action_threshold": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 400, "validation_failed").await;
+
+    let record = json!({"provider": "ollama", "model": "llama3", "component": "c", "context_id": "task-9", "input_tokens": 4000, "output_tokens": 1500});
+    let r: Value = app.post("/api/usage", &record).await.json().await.unwrap();
+    assert_eq!(r["over_limit"], true, "5,500 tokens in task-9's window, limit 5,000");
+    let (_, status) = app.get_json("/api/status?period=per_task").await;
+    assert_eq!(
+        (status["windows"][0]["window"].as_str(), status["windows"][0]["state"].as_str()),
+        (Some("task:task-9"), Some("exceeded"))
+    );
+
+    let r = app.http.post(app.url(&format!("/api/policies/{id}/disable"))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r: Value = app.post("/api/usage", &record).await.json().await.unwrap();
+    assert_eq!(r["over_limit"], false);
+    let (_, active) = app.get_json("/api/policies").await;
+    assert!(active["policies"].as_array().unwrap().is_empty());
+    let (_, all) = app.get_json("/api/policies?all=true").await;
+    assert_eq!(all["policies"][0]["enabled"], false);
+}
+
+#[tokio::test]
+async fn records_count_in_tier_scoped_policies_by_given_or_derived_tier() {
+    let app = spawn_app().await;
+    app.post(
+        "/api/policies",
+        &json!({"period": "hourly", "type": "hard_limit", "tier": "local_lightweight", "token_limit": 10}),
+    )
+    .await;
+    let local =
+        json!({"provider": "ollama", "model": "llama3:8b", "component": "c", "input_tokens": 6, "output_tokens": 0});
+    let remote =
+        json!({"provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 100, "output_tokens": 0});
+    let told = json!({"provider": "openai", "model": "gpt-4o", "component": "c", "tier": "local_lightweight", "input_tokens": 6, "output_tokens": 0});
+    let a: Value = app.post("/api/usage", &local).await.json().await.unwrap();
+    let b: Value = app.post("/api/usage", &remote).await.json().await.unwrap();
+    let c: Value = app.post("/api/usage", &told).await.json().await.unwrap();
+    assert_eq!(
+        (a["over_limit"].as_bool(), b["over_limit"].as_bool(), c["over_limit"].as_bool()),
+        (Some(false), Some(false), Some(true))
+    );
+    let bad = json!({"provider": "openai", "model": "gpt-4o", "component": "c", "tier": "huge", "input_tokens": 1, "output_tokens": 0});
+    assert_error(app.post("/api/usage", &bad).await, 400, "validation_failed").await;
+}

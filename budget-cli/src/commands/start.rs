@@ -7,6 +7,7 @@ use anyhow::Context;
 use budget_api::{Application, Settings};
 use budget_events::db::embedded::{default_data_dir, EmbeddedOptions, EmbeddedPostgres};
 use budget_events::db::{self, DbConfig};
+use budget_events::domain::policy::TierMap;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
@@ -46,7 +47,11 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
 
 async fn serve(args: &StartArgs, database: DbConfig) -> anyhow::Result<()> {
     let described = db::describe(&database);
-    let app = Application::build(Settings::new(args.host.clone(), args.port, database)).await?;
+    let mut settings = Settings::new(args.host.clone(), args.port, database);
+    if let Ok(map) = std::env::var("BUDGET_TIER_MAP") {
+        settings.tiers = TierMap::parse(&map).map_err(anyhow::Error::msg)?;
+    }
+    let app = Application::build(settings).await?;
     let handle = app.handle();
     // Ctrl-C and SIGTERM: stop accepting, let in-flight requests finish, then stop.
     tokio::spawn(async move {

@@ -587,3 +587,49 @@ impl SetPolicy {
         }
     }
 }
+
+/// Which tier a provider's or a model's calls are, when the client does not say. Configured with
+/// `BUDGET_TIER_MAP` (JSON: `{"providers": {"ollama": "local_lightweight"}, "models": {"llama3:70b":
+/// "local_midweight"}}`); a model entry wins over a provider entry, and anything unlisted falls back to
+/// [`Tier::derive`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierMap {
+    #[serde(default)]
+    pub providers: std::collections::HashMap<String, Tier>,
+    #[serde(default)]
+    pub models: std::collections::HashMap<String, Tier>,
+}
+
+impl TierMap {
+    pub fn parse(json: &str) -> Result<TierMap, String> {
+        serde_json::from_str(json).map_err(|e| {
+            format!("BUDGET_TIER_MAP is not valid: {e}; expected {{\"providers\": {{NAME: TIER}}, \"models\": {{NAME: TIER}}}}")
+        })
+    }
+
+    pub fn resolve(&self, provider: &str, model: &str) -> Tier {
+        self.models
+            .get(model)
+            .or_else(|| self.providers.get(&provider.to_ascii_lowercase()))
+            .copied()
+            .unwrap_or_else(|| Tier::derive(provider, model))
+    }
+}
+
+#[cfg(test)]
+mod tier_map_tests {
+    use super::*;
+
+    #[test]
+    fn a_model_entry_wins_over_a_provider_entry_and_defaults_fill_the_rest() {
+        let map = TierMap::parse(
+            r#"{"providers": {"groq": "local_midweight"}, "models": {"groq-tiny": "local_lightweight"}}"#,
+        )
+        .unwrap();
+        assert_eq!(map.resolve("groq", "llama-70b"), Tier::LocalMidweight);
+        assert_eq!(map.resolve("groq", "groq-tiny"), Tier::LocalLightweight);
+        assert_eq!(map.resolve("openai", "gpt-4o"), Tier::RemoteHeavyweight);
+        assert!(TierMap::parse(r#"{"providers": {"x": "giant"}}"#).unwrap_err().contains("BUDGET_TIER_MAP"));
+    }
+}

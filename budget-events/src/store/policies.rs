@@ -13,9 +13,9 @@ use crate::Money;
 pub async fn load_all(client: &impl GenericClient) -> Result<Vec<Policy>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT policy_id, budget_id, policy_type, period, scope, cost_limit, token_limit,
-                    warning_threshold, action_threshold, enabled, timezone
-             FROM policies ORDER BY policy_id",
+            "SELECT p.policy_id, p.budget_id, p.policy_type, p.period, p.scope, p.cost_limit, p.token_limit,
+                    p.warning_threshold, p.action_threshold, p.enabled AND b.active, p.timezone
+             FROM policies p JOIN budgets b USING (budget_id) ORDER BY p.policy_id",
             &[],
         )
         .await?;
@@ -69,8 +69,20 @@ pub async fn save(tx: &Transaction<'_>, p: &PolicySet) -> Result<(), tokio_postg
     Ok(())
 }
 
-pub async fn disable(tx: &Transaction<'_>, policy_id: Uuid) -> Result<(), tokio_postgres::Error> {
-    tx.execute("UPDATE policies SET enabled = false, updated_at = now() WHERE policy_id = $1", &[&policy_id]).await?;
+/// Applies a budget change to its row.
+pub async fn update_budget(tx: &Transaction<'_>, b: &crate::event::BudgetUpdated) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE budgets SET name = COALESCE($2, name), description = COALESCE($3, description),
+                            owner = COALESCE($4, owner), updated_at = now()
+         WHERE budget_id = $1",
+        &[&b.budget_id, &b.name, &b.description, &b.owner],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn archive_budget(tx: &Transaction<'_>, budget_id: Uuid) -> Result<(), tokio_postgres::Error> {
+    tx.execute("UPDATE budgets SET active = false, updated_at = now() WHERE budget_id = $1", &[&budget_id]).await?;
     Ok(())
 }
 
