@@ -75,6 +75,9 @@ pub struct StatusArgs {
     /// Only policies scoped to this tier.
     #[arg(long)]
     pub tier: Option<String>,
+    /// Show the windows that contained this time (RFC 3339, e.g. 2026-11-01T12:00:00Z) instead of now.
+    #[arg(long)]
+    pub at: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,

@@ -33,6 +33,20 @@ pub struct BudgetView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BudgetList {
     pub budgets: Vec<BudgetView>,
+    /// Budgets in all (for paging).
+    pub total: usize,
+    /// Pass as `offset` for the next page; absent on the last page.
+    pub next_offset: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// Page size, 1 to 500 (default 100).
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+    /// Include archived budgets (default: only active ones).
+    pub all: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,21 +70,34 @@ fn view(b: BudgetRow, policies: usize) -> BudgetView {
     }
 }
 
-/// All budgets.
-#[utoipa::path(tag = "policies", responses((status = 200, body = BudgetList)))]
+/// Budgets by name, paged.
+#[utoipa::path(tag = "policies", params(Page), responses((status = 200, body = BudgetList), (status = 400, body = crate::error::ErrorBody)))]
 #[get("/api/budgets")]
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, page: web::Query<Page>) -> Result<HttpResponse, ApiError> {
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_parameter", format!("limit is {limit}; use 1 to 500")));
+    }
+    let offset = page.offset.unwrap_or(0);
     let client = state.pool.get().await?;
     let all = policies::list(&**client).await?;
-    let budgets = policies::list_budgets(&**client)
+    let budgets: Vec<BudgetRow> = policies::list_budgets(&**client)
         .await?
         .into_iter()
+        .filter(|b| b.active || page.all.unwrap_or(false))
+        .collect();
+    let total = budgets.len();
+    let budgets = budgets
+        .into_iter()
+        .skip(offset)
+        .take(limit)
         .map(|b| {
             let n = all.iter().filter(|p| p.policy.budget_id == b.budget_id).count();
             view(b, n)
         })
         .collect();
-    Ok(HttpResponse::Ok().json(BudgetList { budgets }))
+    let next_offset = (offset + limit < total).then_some(offset + limit);
+    Ok(HttpResponse::Ok().json(BudgetList { budgets, total, next_offset }))
 }
 
 /// One budget, with its policies' current windows.

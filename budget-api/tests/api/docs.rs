@@ -15,7 +15,23 @@ async fn swagger_ui_and_the_openapi_document_are_served_offline() {
     let (status, doc) = app.get_json("/api/openapi.json").await;
     assert_eq!(status, 200);
     let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
-    for route in ["/api/health", "/api/usage", "/api/usage/batch", "/api/usage/summary", "/api/usage/records"] {
+    for route in [
+        "/api/health",
+        "/api/usage",
+        "/api/usage/batch",
+        "/api/usage/summary",
+        "/api/usage/records",
+        "/api/usage/check",
+        "/api/policies",
+        "/api/policies/{policy_id}",
+        "/api/policies/{policy_id}/disable",
+        "/api/status",
+        "/api/budgets",
+        "/api/budgets/{budget_id}",
+        "/api/budgets/{budget_id}/archive",
+        "/api/budgets/{budget_id}/policies",
+        "/api/budgets/{budget_id}/status",
+    ] {
         assert!(paths.iter().any(|p| *p == route), "{route} missing from {paths:?}");
     }
 }

@@ -46,6 +46,14 @@ async fn setting_a_limit_creates_the_default_budget_and_replacing_keeps_the_poli
     assert_eq!((status, one["cost_limit"].to_string()), (200, "7.5".to_string()));
     let (_, budgets) = app.get_json("/api/budgets").await;
     assert_eq!(budgets["budgets"].as_array().unwrap().len(), 2);
+    let (_, page) = app.get_json("/api/budgets?limit=1").await;
+    assert_eq!(
+        (page["budgets"][0]["name"].as_str(), page["total"].as_i64(), page["next_offset"].as_i64()),
+        (Some("default"), Some(2), Some(1))
+    );
+    let (_, page) = app.get_json("/api/budgets?limit=1&offset=1").await;
+    assert_eq!((page["budgets"][0]["name"].as_str(), page["next_offset"].as_i64()), (Some("team-a"), None));
+    assert_eq!(app.get_json("/api/budgets?limit=0").await.0, 400);
 
     let client = app.db.pool.get().await.unwrap();
     let events: Vec<String> = client
@@ -139,6 +147,22 @@ async fn status_and_check_read_the_accounts() {
     let (_, status) = app.get_json("/api/status?provider=openai").await;
     assert_eq!(status["windows"][0]["state"], "exceeded");
     assert_eq!(status["windows"][0]["remaining_cost"], 0);
+
+    // Lowering the limit below what was spent is allowed: the window is exhausted, nothing rewritten.
+    let id = status["windows"][0]["policy_id"].as_str().unwrap().to_string();
+    let r = app
+        .http
+        .patch(app.url(&format!("/api/policies/{id}")))
+        .json(&json!({"cost_limit": "0.5"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, lowered) = app.get_json("/api/status?provider=openai").await;
+    assert_eq!(
+        (lowered["windows"][0]["used_cost"].to_string(), lowered["windows"][0]["state"].as_str()),
+        ("1.1".into(), Some("exceeded"))
+    );
 
     // Past windows stay queryable; a bad period is a 400.
     let (_, past) = app.get_json("/api/status?period=daily&at=2020-01-01T12:00:00Z").await;

@@ -10,9 +10,13 @@ use crate::output::{print_json, right, table, thousands};
 pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result<()> {
     let health: Value = client.get("/api/health", &[]).await?;
     let mut query = Vec::new();
-    for (name, value) in
-        [("period", &args.period), ("provider", &args.provider), ("component", &args.component), ("tier", &args.tier)]
-    {
+    for (name, value) in [
+        ("period", &args.period),
+        ("provider", &args.provider),
+        ("component", &args.component),
+        ("tier", &args.tier),
+        ("at", &args.at),
+    ] {
         if let Some(v) = value {
             query.push((name, v.clone()));
         }
