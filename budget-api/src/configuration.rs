@@ -17,10 +17,20 @@ pub struct Settings {
     pub shutdown_timeout: u64,
     /// Tiers of calls whose clients do not give one (`BUDGET_TIER_MAP`).
     pub tiers: TierMap,
+    /// How often expired allocations are swept.
+    pub sweep_interval: std::time::Duration,
 }
 
 impl Settings {
     pub fn new(host: impl Into<String>, port: u16, database: DbConfig) -> Self {
-        Settings { host: host.into(), port, database, pool_size: 16, shutdown_timeout: 30, tiers: TierMap::default() }
+        Settings {
+            host: host.into(),
+            port,
+            database,
+            pool_size: 16,
+            shutdown_timeout: 30,
+            tiers: TierMap::default(),
+            sweep_interval: std::time::Duration::from_secs(5),
+        }
     }
 }

@@ -16,6 +16,9 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// A reservation a hard limit refuses: 402 with the windows that refused it.
+    #[error("{message}")]
+    BudgetExceeded { message: String, details: serde_json::Value },
     #[error("the request body is larger than {limit} bytes; send fewer records per request")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -49,6 +52,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
+            ApiError::BudgetExceeded { .. } => "budget_exceeded",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -62,6 +66,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,6 +79,7 @@ impl ResponseError for ApiError {
         }
         let details = match self {
             ApiError::BadRequest { details, .. } => details.clone(),
+            ApiError::BudgetExceeded { details, .. } => Some(details.clone()),
             _ => None,
         };
         HttpResponse::build(self.status_code()).json(ErrorBody {
@@ -98,6 +104,16 @@ impl From<budget_events::writer::WriteError> for ApiError {
             }
             WriteError::Rejected(rejection @ CommandError::BudgetArchived(_)) => {
                 ApiError::Conflict { code: "budget_archived", message: rejection.to_string() }
+            }
+            WriteError::Rejected(CommandError::BudgetExceeded(refusals)) => ApiError::BudgetExceeded {
+                message: CommandError::BudgetExceeded(refusals.clone()).to_string(),
+                details: serde_json::to_value(&refusals).expect("refusals serialize"),
+            },
+            WriteError::Rejected(rejection @ CommandError::UnknownAllocation(_)) => {
+                ApiError::NotFound(rejection.to_string())
+            }
+            WriteError::Rejected(rejection @ CommandError::AlreadyResolved { .. }) => {
+                ApiError::Conflict { code: "allocation_resolved", message: rejection.to_string() }
             }
             WriteError::Unavailable(_) | WriteError::ShutDown => {
                 ApiError::Unavailable(format!("{e}; nothing was written, retry with the same idempotency key"))

@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use crate::routes::{budgets, check, health, policies, status, usage, usage_query};
+use crate::routes::{allocations, budgets, check, health, policies, status, usage, usage_query};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,10 +29,16 @@ use crate::routes::{budgets, check, health, policies, status, usage, usage_query
         budgets::budget_policies,
         budgets::budget_status,
         status::status,
+        allocations::create,
+        allocations::list,
+        allocations::by_context,
+        allocations::get,
+        allocations::release,
     ),
     components(schemas(crate::error::ErrorBody, budget_events::domain::UsageInput)),
     tags(
         (name = "usage", description = "Record and query LLM usage"),
+        (name = "allocations", description = "Token reservations for tasks: create, settle by usage, release, expire"),
         (name = "policies", description = "Budgets, policies (limits) and the status of their windows"),
         (name = "health", description = "Liveness, database and projection lag"),
     )

@@ -45,7 +45,8 @@ impl Application {
         let status = RunnerStatus::default();
         let (stop_workers, stopped) = watch::channel(false);
         let runner = Runner::new(UsageRollups, pool.clone(), status.clone());
-        let workers = vec![tokio::spawn(runner.run(signal.clone(), stopped.clone()))];
+        let sweeper = sweep(writer.clone(), settings.sweep_interval, stopped.clone());
+        let workers = vec![tokio::spawn(runner.run(signal.clone(), stopped.clone())), tokio::spawn(sweeper)];
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
@@ -94,5 +95,21 @@ impl Application {
             let _ = worker.await;
         }
         result
+    }
+}
+
+/// Expires allocations whose time is up, every `interval`, until shut down. Two processes sweeping at
+/// once never expire one allocation twice (the rows are locked and their state checked).
+async fn sweep(writer: Writer, interval: std::time::Duration, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        match writer.expire(chrono::Utc::now()).await {
+            Ok(ids) if !ids.is_empty() => tracing::info!(expired = ids.len(), "expired allocations"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "allocation sweep failed; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
     }
 }

@@ -21,6 +21,10 @@ pub fn policy_stream(policy_id: Uuid) -> String {
     format!("policy-{policy_id}")
 }
 
+pub fn allocation_stream(allocation_id: Uuid) -> String {
+    format!("allocation-{allocation_id}")
+}
+
 pub fn budget_stream(budget_id: Uuid) -> String {
     format!("budget-{budget_id}")
 }
@@ -96,6 +100,7 @@ pub fn record_usage(
         tier: record.tier,
         postings,
         exceeded,
+        settlement: None,
     })
 }
 
@@ -260,5 +265,287 @@ mod verdict_tests {
         assert_eq!(evaluate(&policy("soft_limit"), &Account::default(), dec!(1), 10), Verdict::Allow);
         assert_eq!(evaluate(&policy("ignore"), &account, dec!(100), 0), Verdict::Track);
         assert_eq!(usage_fraction(&policy("warn"), &account), Some(dec!(0.9)));
+    }
+}
+
+/// Why a reservation was refused, per hard-limited window: everything a person needs to see why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Refusal {
+    pub policy_id: Uuid,
+    pub period: String,
+    pub scope: String,
+    pub window: String,
+    pub window_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the window resets (its end); none for per-task windows.
+    pub resets_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub cost_limit: Option<Money>,
+    pub token_limit: Option<i64>,
+    #[serde(with = "crate::money::decimal_json")]
+    pub used_cost: rust_decimal::Decimal,
+    pub used_tokens: i64,
+    #[serde(with = "crate::money::decimal_json")]
+    pub reserved_cost: rust_decimal::Decimal,
+    pub reserved_tokens: i64,
+    pub requested_cost: Money,
+    pub requested_tokens: i64,
+}
+
+/// The windows an allocation reserves in: every enabled policy that could count the call. A provider or
+/// model the allocation leaves open could be any, so a policy scoped to one counts it (the safe side).
+pub fn reservation_windows<'p>(
+    policies: &'p [Policy],
+    a: &crate::domain::allocation::CreateAllocation,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<(&'p Policy, Window)> {
+    let call = CallFacts {
+        provider: a.provider.as_ref().map_or("", |p| p.as_str()),
+        model: a.model.as_ref().map_or("", |m| m.as_str()),
+        component: a.component.as_str(),
+        tier: a.tier,
+        task_type: a.task_type.as_str(),
+        session_id: None,
+        context_id: Some(a.context_id.as_str()),
+        at: now,
+    };
+    policies
+        .iter()
+        .filter(|p| p.enabled)
+        .filter(|p| {
+            let s = &p.scope;
+            (a.provider.is_none() || s.provider.as_ref().is_none_or(|f| Some(f) == a.provider.as_ref()))
+                && (a.model.is_none() || s.model.as_ref().is_none_or(|f| Some(f) == a.model.as_ref()))
+                && s.component.as_ref().is_none_or(|f| *f == a.component)
+                && s.tier.is_none_or(|t| t == a.tier)
+                && s.task_type.as_ref().is_none_or(|f| *f == a.task_type)
+        })
+        .filter_map(|p| p.period.window(p.timezone, &call).map(|w| (p, w)))
+        .collect()
+}
+
+/// Reserves an allocation in its windows, or refuses it naming every hard limit it would break.
+/// Priority never bypasses a hard limit.
+pub fn reserve(
+    a: &crate::domain::allocation::CreateAllocation,
+    allocation_id: Uuid,
+    windows: &[(&Policy, Window)],
+    accounts: &mut BTreeMap<AccountKey, Account>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(crate::event::AllocationCreated, crate::domain::allocation::Allocation), Vec<Refusal>> {
+    let cost = a.estimated_cost.amount();
+    let refusals: Vec<Refusal> = windows
+        .iter()
+        .filter_map(|(p, w)| {
+            let account = accounts[&(p.id, w.key.clone())];
+            (evaluate(p, &account, cost, a.tokens) == Verdict::Refuse).then(|| Refusal {
+                policy_id: p.id,
+                period: p.period.to_string(),
+                scope: p.scope.describe(),
+                window: w.key.clone(),
+                window_start: w.start,
+                resets_at: w.end,
+                cost_limit: p.cost_limit,
+                token_limit: p.token_limit,
+                used_cost: account.posted_cost,
+                used_tokens: account.posted_tokens,
+                reserved_cost: account.pending_cost,
+                reserved_tokens: account.pending_tokens,
+                requested_cost: a.estimated_cost,
+                requested_tokens: a.tokens,
+            })
+        })
+        .collect();
+    if !refusals.is_empty() {
+        return Err(refusals);
+    }
+    let mut reservations = Vec::with_capacity(windows.len());
+    for (p, w) in windows {
+        let account = accounts.get_mut(&(p.id, w.key.clone())).expect("reserved windows are locked");
+        account.pending_cost += cost;
+        account.pending_tokens += a.tokens;
+        reservations.push(Posting { policy_id: p.id, window: w.key.clone() });
+    }
+    let event = crate::event::AllocationCreated {
+        allocation_id,
+        context_id: a.context_id.to_string(),
+        component: a.component.to_string(),
+        tier: a.tier,
+        provider: a.provider.as_ref().map(ToString::to_string),
+        model: a.model.as_ref().map(ToString::to_string),
+        task_type: a.task_type.to_string(),
+        priority: a.priority,
+        tokens_allocated: a.tokens,
+        estimated_cost: a.estimated_cost,
+        expires_at: now + a.ttl,
+        reservations,
+    };
+    let allocation = allocation_from_event(&event, now);
+    Ok((event, allocation))
+}
+
+/// The state an `AllocationCreated` starts an allocation in.
+pub fn allocation_from_event(
+    e: &crate::event::AllocationCreated,
+    created_at: chrono::DateTime<chrono::Utc>,
+) -> crate::domain::allocation::Allocation {
+    crate::domain::allocation::Allocation {
+        allocation_id: e.allocation_id,
+        context_id: e.context_id.clone(),
+        component: e.component.clone(),
+        tier: e.tier,
+        provider: e.provider.clone(),
+        model: e.model.clone(),
+        task_type: e.task_type.clone(),
+        priority: e.priority,
+        tokens_allocated: e.tokens_allocated,
+        estimated_cost: e.estimated_cost.amount(),
+        expires_at: e.expires_at,
+        state: crate::domain::allocation::AllocationState::Active,
+        input_tokens_used: 0,
+        output_tokens_used: 0,
+        actual_cost: rust_decimal::Decimal::ZERO,
+        remaining_tokens: e.tokens_allocated,
+        remaining_cost: e.estimated_cost.amount(),
+        reservations: e.reservations.clone(),
+        created_at,
+        resolved_at: None,
+    }
+}
+
+/// Takes `tokens` and `cost` out of the reservation in every window it is pending in.
+fn unreserve(
+    a: &mut crate::domain::allocation::Allocation,
+    tokens: i64,
+    cost: rust_decimal::Decimal,
+    accounts: &mut BTreeMap<AccountKey, Account>,
+) {
+    a.remaining_tokens -= tokens;
+    a.remaining_cost -= cost;
+    for r in &a.reservations {
+        let account = accounts.get_mut(&(r.policy_id, r.window.clone())).expect("reservation windows are locked");
+        account.pending_tokens -= tokens;
+        account.pending_cost -= cost;
+        assert!(
+            account.pending_tokens >= 0 && account.pending_cost >= rust_decimal::Decimal::ZERO,
+            "a window's pending amount went negative: {account:?}"
+        );
+    }
+}
+
+/// Voids what an active allocation still reserves (release or expiry). Callers check it is active.
+pub fn void(
+    a: &mut crate::domain::allocation::Allocation,
+    to: crate::domain::allocation::AllocationState,
+    accounts: &mut BTreeMap<AccountKey, Account>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::event::AllocationResolved {
+    assert_eq!(a.state, crate::domain::allocation::AllocationState::Active, "an allocation resolves at most once");
+    let (tokens, cost) = (a.remaining_tokens, a.remaining_cost);
+    unreserve(a, tokens, cost, accounts);
+    a.state = to;
+    a.resolved_at = Some(now);
+    a.check_invariants();
+    crate::event::AllocationResolved {
+        allocation_id: a.allocation_id,
+        released_tokens: tokens,
+        released_cost: Money::new(cost).expect("a reservation fits a money column"),
+    }
+}
+
+/// Settles a usage record against its allocation: what is still reserved moves from pending (the
+/// reservation's windows) to posted (the usage's windows, done by [`record_usage`]); the rest is overage.
+/// Using up the tokens exhausts the allocation and voids its leftover estimated cost.
+pub fn settle(
+    a: &mut crate::domain::allocation::Allocation,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost: rust_decimal::Decimal,
+    accounts: &mut BTreeMap<AccountKey, Account>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::event::Settlement {
+    use crate::domain::allocation::AllocationState;
+    let tokens = input_tokens + output_tokens;
+    let active = a.state == AllocationState::Active;
+    let settled_tokens = if active { tokens.min(a.remaining_tokens) } else { 0 };
+    let settled_cost = if active { cost.min(a.remaining_cost) } else { rust_decimal::Decimal::ZERO };
+    if active {
+        unreserve(a, settled_tokens, settled_cost, accounts);
+    }
+    a.input_tokens_used += input_tokens;
+    a.output_tokens_used += output_tokens;
+    a.actual_cost += cost;
+    let mut voided = rust_decimal::Decimal::ZERO;
+    let exhausted = active && a.remaining_tokens == 0;
+    if exhausted {
+        voided = a.remaining_cost;
+        unreserve(a, 0, voided, accounts);
+        a.state = AllocationState::Exhausted;
+        a.resolved_at = Some(now);
+    }
+    a.check_invariants();
+    let money = |d: rust_decimal::Decimal| Money::new(d).expect("settlement amounts fit a money column");
+    crate::event::Settlement {
+        allocation_id: a.allocation_id,
+        settled_tokens,
+        settled_cost: money(settled_cost),
+        overage_tokens: tokens - settled_tokens,
+        overage_cost: money(cost - settled_cost),
+        exhausted,
+        voided_cost: money(voided),
+    }
+}
+
+#[cfg(test)]
+mod allocation_tests {
+    use super::*;
+    use crate::domain::allocation::{AllocationInput, AllocationState, CreateAllocation};
+    use crate::domain::policy::{PolicyInput, Tier};
+    use chrono::Utc;
+    use rust_decimal_macros::dec;
+
+    fn hard(tokens: i64) -> Policy {
+        let input: PolicyInput =
+            serde_json::from_value(serde_json::json!({"period": "daily", "type": "hard_limit", "token_limit": tokens}))
+                .unwrap();
+        Policy::from_event(&set_policy(&SetPolicy::validate(&input).unwrap(), Uuid::nil(), None))
+    }
+
+    fn request(tokens: i64) -> CreateAllocation {
+        let input: AllocationInput = serde_json::from_value(serde_json::json!({
+            "context_id": "t", "component": "c", "tokens": tokens, "estimated_cost": "1", "priority": 10
+        }))
+        .unwrap();
+        CreateAllocation::validate(&input, Tier::derive).unwrap()
+    }
+
+    #[test]
+    fn reservations_count_pending_and_priority_does_not_bypass() {
+        let policies = vec![hard(1000)];
+        let now = Utc::now();
+        let windows = reservation_windows(&policies, &request(600), now);
+        let mut accounts: BTreeMap<AccountKey, Account> =
+            windows.iter().map(|(p, w)| ((p.id, w.key.clone()), Account::default())).collect();
+        let (_, mut a) = reserve(&request(600), Uuid::nil(), &windows, &mut accounts, now).unwrap();
+        let refused = reserve(&request(600), Uuid::nil(), &windows, &mut accounts, now).unwrap_err();
+        assert_eq!(
+            (refused[0].reserved_tokens, refused[0].requested_tokens),
+            (600, 600),
+            "critical priority is refused too"
+        );
+
+        // Settle below, then above what is left: pending moves out, the excess is overage, and the
+        // allocation is exhausted with its leftover cost voided.
+        let s = settle(&mut a, 300, 100, dec!(0.25), &mut accounts, now);
+        assert_eq!((s.settled_tokens, s.overage_tokens, s.exhausted), (400, 0, false));
+        let s = settle(&mut a, 300, 0, dec!(0.5), &mut accounts, now);
+        assert_eq!(
+            (s.settled_tokens, s.overage_tokens, s.exhausted, s.voided_cost.amount()),
+            (200, 100, true, dec!(0.25))
+        );
+        assert_eq!(a.state, AllocationState::Exhausted);
+        let account = accounts.values().next().unwrap();
+        assert_eq!((account.pending_tokens, account.pending_cost), (0, dec!(0)));
+        // Usage after the allocation resolved is all overage.
+        let s = settle(&mut a, 10, 0, dec!(0), &mut accounts, now);
+        assert_eq!((s.settled_tokens, s.overage_tokens), (0, 10));
     }
 }

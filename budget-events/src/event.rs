@@ -20,6 +20,52 @@ pub enum Event {
     BudgetUpdated(BudgetUpdated),
     BudgetArchived(BudgetArchived),
     PolicySet(PolicySet),
+    AllocationCreated(AllocationCreated),
+    AllocationReleased(AllocationResolved),
+    AllocationExpired(AllocationResolved),
+}
+
+/// Tokens (and their estimated cost) reserved for a task, pending in every window of `reservations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocationCreated {
+    pub allocation_id: Uuid,
+    pub context_id: String,
+    pub component: String,
+    pub tier: Tier,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub task_type: String,
+    pub priority: i16,
+    pub tokens_allocated: i64,
+    pub estimated_cost: Money,
+    pub expires_at: DateTime<Utc>,
+    pub reservations: Vec<Posting>,
+}
+
+/// An allocation's remaining reservation was voided: released by a client, or expired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocationResolved {
+    pub allocation_id: Uuid,
+    pub released_tokens: i64,
+    pub released_cost: Money,
+}
+
+/// How a usage record settled against its allocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settlement {
+    pub allocation_id: Uuid,
+    /// Taken from the reservation (pending → posted).
+    pub settled_tokens: i64,
+    pub settled_cost: Money,
+    /// Used beyond what was still reserved (recorded all the same).
+    pub overage_tokens: i64,
+    pub overage_cost: Money,
+    /// The record used up the allocation; its leftover estimated cost was voided.
+    pub exhausted: bool,
+    pub voided_cost: Money,
 }
 
 /// A budget: a named container of policies.
@@ -107,6 +153,9 @@ pub struct UsageRecorded {
     /// Hard-limited policies whose window this record took past its limit.
     #[serde(default)]
     pub exceeded: Vec<Uuid>,
+    /// The allocation this record settled against, if it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<Settlement>,
 }
 
 fn default_tier() -> Tier {
@@ -150,6 +199,9 @@ impl Event {
             Event::BudgetUpdated(_) => "BudgetUpdated",
             Event::BudgetArchived(_) => "BudgetArchived",
             Event::PolicySet(_) => "PolicySet",
+            Event::AllocationCreated(_) => "AllocationCreated",
+            Event::AllocationReleased(_) => "AllocationReleased",
+            Event::AllocationExpired(_) => "AllocationExpired",
         }
     }
 
@@ -164,6 +216,8 @@ impl Event {
             Event::BudgetUpdated(e) => serde_json::to_value(e),
             Event::BudgetArchived(e) => serde_json::to_value(e),
             Event::PolicySet(e) => serde_json::to_value(e),
+            Event::AllocationCreated(e) => serde_json::to_value(e),
+            Event::AllocationReleased(e) | Event::AllocationExpired(e) => serde_json::to_value(e),
         };
         value.expect("event payloads are plain data and always serialize")
     }
@@ -176,7 +230,16 @@ impl Event {
         payload: serde_json::Value,
     ) -> Result<Event, DecodeError> {
         let bad = |source| DecodeError::BadPayload { position, event_type: event_type.to_string(), source };
-        const KNOWN: [&str; 5] = ["UsageRecorded", "BudgetCreated", "BudgetUpdated", "BudgetArchived", "PolicySet"];
+        const KNOWN: [&str; 8] = [
+            "UsageRecorded",
+            "BudgetCreated",
+            "BudgetUpdated",
+            "BudgetArchived",
+            "PolicySet",
+            "AllocationCreated",
+            "AllocationReleased",
+            "AllocationExpired",
+        ];
         if !KNOWN.contains(&event_type) {
             return Err(DecodeError::UnknownType { position, event_type: event_type.to_string() });
         }
@@ -192,6 +255,9 @@ impl Event {
             "BudgetCreated" => serde_json::from_value(payload).map(Event::BudgetCreated),
             "BudgetUpdated" => serde_json::from_value(payload).map(Event::BudgetUpdated),
             "BudgetArchived" => serde_json::from_value(payload).map(Event::BudgetArchived),
+            "AllocationCreated" => serde_json::from_value(payload).map(Event::AllocationCreated),
+            "AllocationReleased" => serde_json::from_value(payload).map(Event::AllocationReleased),
+            "AllocationExpired" => serde_json::from_value(payload).map(Event::AllocationExpired),
             _ => serde_json::from_value(payload).map(Event::PolicySet),
         }
         .map_err(bad)

@@ -14,12 +14,14 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::decide;
+use crate::domain::allocation::{Allocation, AllocationState, CreateAllocation};
 use crate::domain::policy::{BudgetRef, Policy, SetPolicy, Window};
 use crate::domain::usage::CostSource;
 use crate::domain::RecordUsage;
 use crate::event::{BudgetArchived, BudgetCreated, BudgetUpdated, Event, EventMetadata, NewEvent, PolicySet};
 use crate::money::Money;
 use crate::store::accounts::{self, AccountKey, Bounds};
+use crate::store::allocations;
 use crate::store::idempotency::{self, IdempotencyKey};
 use crate::store::{current_versions, insert_events, policies, AppendError};
 
@@ -70,6 +72,9 @@ pub struct ItemOutcome {
     /// Hard-limited policies whose window this record took past its limit (the record is kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exceeded: Vec<Uuid>,
+    /// How the record settled against its allocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<crate::event::Settlement>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<OutcomeError>,
 }
@@ -140,12 +145,32 @@ pub struct BudgetOutcome {
     pub replayed: bool,
 }
 
+/// Reserve tokens for a task.
+#[derive(Debug, Clone)]
+pub struct AllocateCommand {
+    pub allocation: CreateAllocation,
+    pub key: Option<IdempotencyKey>,
+    pub metadata: EventMetadata,
+}
+
+/// Void what an allocation still reserves.
+#[derive(Debug, Clone)]
+pub struct ReleaseCommand {
+    pub allocation_id: Uuid,
+    pub key: Option<IdempotencyKey>,
+    pub metadata: EventMetadata,
+}
+
 /// Everything the write path takes.
 #[derive(Debug, Clone)]
 pub enum Command {
     Usage(UsageCommand),
     SetPolicy(PolicyCommand),
     Budget(BudgetCommand),
+    Allocate(AllocateCommand),
+    Release(ReleaseCommand),
+    /// Expire the active allocations whose time is up at this instant (the sweeper).
+    Expire(DateTime<Utc>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +178,17 @@ pub enum Outcome {
     Usage(UsageOutcome),
     Policy(Box<PolicyOutcome>),
     Budget(Box<BudgetOutcome>),
+    Allocation(Box<AllocationOutcome>),
+    /// The allocations a sweep expired.
+    Expired(Vec<Uuid>),
+}
+
+/// An allocation as a command left it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocationOutcome {
+    pub allocation: Allocation,
+    #[serde(default, skip_serializing)]
+    pub replayed: bool,
 }
 
 impl Command {
@@ -161,6 +197,9 @@ impl Command {
             Command::Usage(c) => c.key.as_ref(),
             Command::SetPolicy(c) => c.key.as_ref(),
             Command::Budget(c) => c.key.as_ref(),
+            Command::Allocate(c) => c.key.as_ref(),
+            Command::Release(c) => c.key.as_ref(),
+            Command::Expire(_) => None,
         }
     }
 
@@ -168,7 +207,7 @@ impl Command {
     pub fn weight(&self) -> usize {
         match self {
             Command::Usage(c) => c.items.len(),
-            Command::SetPolicy(_) | Command::Budget(_) => 1,
+            _ => 1,
         }
     }
 }
@@ -184,6 +223,34 @@ pub enum CommandError {
     BudgetExists(String),
     #[error("budget `{0}` is archived; its policies no longer count, so it takes no new limits")]
     BudgetArchived(String),
+    #[error("{}", refusal_message(.0))]
+    BudgetExceeded(Vec<decide::Refusal>),
+    #[error("no allocation has id {0}; list them with GET /api/allocations")]
+    UnknownAllocation(Uuid),
+    #[error("allocation {id} is already {}; an allocation resolves at most once", .state.as_str())]
+    AlreadyResolved { id: Uuid, state: AllocationState },
+}
+
+fn refusal_message(refusals: &[decide::Refusal]) -> String {
+    let r = &refusals[0];
+    let limit = match (r.cost_limit, r.token_limit) {
+        (Some(c), Some(t)) => format!("${c} / {t} tokens"),
+        (Some(c), None) => format!("${c}"),
+        (None, Some(t)) => format!("{t} tokens"),
+        (None, None) => "no limit".into(),
+    };
+    format!(
+        "the {} hard limit on {} ({limit}) would be exceeded: used ${} / {} tokens, reserved ${} / {} tokens, requested ${} / {} tokens{}; release unused allocations, wait for the window to reset, or raise the limit",
+        r.period,
+        r.scope,
+        r.used_cost,
+        r.used_tokens,
+        r.reserved_cost,
+        r.reserved_tokens,
+        r.requested_cost,
+        r.requested_tokens,
+        r.resets_at.map_or(String::new(), |t| format!(" (window resets at {t})")),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +287,11 @@ enum Planned {
     Done(Result<Outcome, CommandError>, Vec<VersionedEvent>),
     /// Usage: posted once the accounts are locked.
     Usage(Vec<PlannedItem>),
+    /// A reservation, decided once the accounts are locked.
+    Allocate(Uuid, Vec<(Policy, Window)>),
+    Release,
+    /// The allocations a sweep found due.
+    Expire(Vec<Uuid>),
     /// The same key and request as an earlier command of this batch: gets its outcome.
     CopyOf(usize),
 }
@@ -237,7 +309,7 @@ pub async fn process(
         .flat_map(|c| {
             let items: Vec<&IdempotencyKey> = match c {
                 Command::Usage(u) => u.items.iter().filter_map(|i| i.key.as_ref()).collect(),
-                Command::SetPolicy(_) | Command::Budget(_) => Vec::new(),
+                _ => Vec::new(),
             };
             c.key().into_iter().chain(items)
         })
@@ -247,6 +319,18 @@ pub async fn process(
     let known: HashMap<String, (String, serde_json::Value)> =
         idempotency::lookup(tx, &keys).await?.into_iter().map(|(k, v)| (k, (v.request_hash, v.outcome))).collect();
     let mut policies = policies::load_all(tx).await?;
+    let now = Utc::now();
+    // Every allocation the batch names, locked up front (one query, in id order).
+    let named: Vec<Uuid> = commands
+        .iter()
+        .flat_map(|c| match c {
+            Command::Release(r) => vec![r.allocation_id],
+            Command::Usage(u) => u.items.iter().filter_map(|i| i.record.allocation_id).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut allocs: HashMap<Uuid, Allocation> = allocations::lock(tx, &named).await?;
+    let mut touched: std::collections::BTreeSet<Uuid> = std::collections::BTreeSet::new();
     let mut stream_versions: HashMap<String, i64> = HashMap::new();
     // Keys taken by an earlier command or item of this same batch.
     let mut batch_commands: HashMap<&str, (&str, usize)> = HashMap::new();
@@ -281,6 +365,31 @@ pub async fn process(
                 let (result, events) = change_budget(tx, c, &mut policies, &mut stream_versions).await?;
                 plans.push(Planned::Done(result.map(|b| Outcome::Budget(Box::new(b))), events));
             }
+            Command::Allocate(c) => {
+                let windows: Vec<(Policy, Window)> = decide::reservation_windows(&policies, &c.allocation, now)
+                    .into_iter()
+                    .map(|(p, w)| (p.clone(), w))
+                    .collect();
+                for (p, w) in &windows {
+                    needed.insert((p.id, w.key.clone()), (w.start, w.end));
+                }
+                plans.push(Planned::Allocate(Uuid::now_v7(), windows));
+            }
+            Command::Release(c) => {
+                if let Some(a) = allocs.get(&c.allocation_id) {
+                    reserve_keys(a, &mut needed);
+                }
+                plans.push(Planned::Release);
+            }
+            Command::Expire(at) => {
+                let due = allocations::lock_due(tx, *at, 1000).await?;
+                let ids = due.iter().map(|a| a.allocation_id).collect();
+                for a in due {
+                    reserve_keys(&a, &mut needed);
+                    allocs.entry(a.allocation_id).or_insert(a);
+                }
+                plans.push(Planned::Expire(ids));
+            }
             Command::Usage(c) => {
                 let mut items = Vec::with_capacity(c.items.len());
                 for item in &c.items {
@@ -294,6 +403,19 @@ pub async fn process(
                                 serde_json::to_value(ItemOutcome::recorded(*record_id)).expect("outcomes serialize");
                             items.push(PlannedItem { outcome: replay_item(key, hash, &first), write: None });
                             continue;
+                        }
+                    }
+                    if let Some(id) = item.record.allocation_id {
+                        match allocs.get(&id) {
+                            Some(a) => reserve_keys(a, &mut needed),
+                            None => {
+                                let message = CommandError::UnknownAllocation(id).to_string();
+                                items.push(PlannedItem {
+                                    outcome: ItemOutcome::rejected("unknown_allocation", message),
+                                    write: None,
+                                });
+                                continue;
+                            }
                         }
                     }
                     let record_id = Uuid::now_v7();
@@ -338,8 +460,19 @@ pub async fn process(
                     let mut item_outcome = planned.outcome;
                     if let Some((record_id, windows)) = planned.write {
                         let windows: Vec<(&Policy, Window)> = windows.iter().map(|(p, w)| (p, w.clone())).collect();
-                        let event = decide::record_usage(&item.record, record_id, &windows, &mut accounts);
+                        let settlement = item.record.allocation_id.map(|id| {
+                            let a = allocs.get_mut(&id).expect("named allocations were locked in pass 1");
+                            touched.insert(id);
+                            let cost = decide::record_cost(&item.record).0.amount();
+                            let (i, o) = (item.record.input_tokens.get(), item.record.output_tokens.get());
+                            decide::settle(a, i, o, cost, &mut accounts, now)
+                        });
+                        let mut event = decide::record_usage(&item.record, record_id, &windows, &mut accounts);
+                        if let Event::UsageRecorded(u) = &mut event {
+                            u.settlement = settlement;
+                        }
                         let Event::UsageRecorded(u) = &event else { unreachable!("record_usage records usage") };
+                        item_outcome.settlement = u.settlement.clone();
                         item_outcome.cost = Some(u.cost);
                         item_outcome.cost_source = Some(u.cost_source);
                         item_outcome.timestamp = Some(u.occurred_at);
@@ -354,6 +487,53 @@ pub async fn process(
                 }
                 results.push(Ok(Outcome::Usage(outcome)));
             }
+            Planned::Allocate(id, windows) => {
+                let Command::Allocate(c) = command else { unreachable!("allocate plans come from allocate commands") };
+                let windows: Vec<(&Policy, Window)> = windows.iter().map(|(p, w)| (p, w.clone())).collect();
+                match decide::reserve(&c.allocation, id, &windows, &mut accounts, now) {
+                    Ok((event, allocation)) => {
+                        let new = NewEvent::new(Event::AllocationCreated(event), c.metadata.clone());
+                        events.push((decide::allocation_stream(id), 1, new));
+                        let outcome = AllocationOutcome { allocation: allocation.clone(), replayed: false };
+                        results.push(Ok(Outcome::Allocation(Box::new(outcome))));
+                        allocs.insert(id, allocation);
+                        touched.insert(id);
+                    }
+                    Err(refusals) => results.push(Err(CommandError::BudgetExceeded(refusals))),
+                }
+            }
+            Planned::Release => {
+                let Command::Release(c) = command else { unreachable!("release plans come from release commands") };
+                results.push(match allocs.get_mut(&c.allocation_id) {
+                    None => Err(CommandError::UnknownAllocation(c.allocation_id)),
+                    Some(a) if a.state != AllocationState::Active => {
+                        Err(CommandError::AlreadyResolved { id: a.allocation_id, state: a.state })
+                    }
+                    Some(a) => {
+                        let event = decide::void(a, AllocationState::Released, &mut accounts, now);
+                        touched.insert(a.allocation_id);
+                        // Created is version 1; an allocation resolves once, so this is version 2.
+                        let new = NewEvent::new(Event::AllocationReleased(event), c.metadata.clone());
+                        events.push((decide::allocation_stream(a.allocation_id), 2, new));
+                        Ok(Outcome::Allocation(Box::new(AllocationOutcome { allocation: a.clone(), replayed: false })))
+                    }
+                });
+            }
+            Planned::Expire(ids) => {
+                let mut expired = Vec::new();
+                for id in ids {
+                    let a = allocs.get_mut(&id).expect("due allocations were locked in pass 1");
+                    if a.state != AllocationState::Active {
+                        continue; // released or used up earlier in this batch
+                    }
+                    let event = decide::void(a, AllocationState::Expired, &mut accounts, now);
+                    touched.insert(id);
+                    let new = NewEvent::new(Event::AllocationExpired(event), EventMetadata::default());
+                    events.push((decide::allocation_stream(id), 2, new));
+                    expired.push(id);
+                }
+                results.push(Ok(Outcome::Expired(expired)));
+            }
         }
     }
 
@@ -362,6 +542,8 @@ pub async fn process(
     assert_eq!(appended.len(), events.len(), "every event of the batch is appended exactly once");
     let positions: HashMap<Uuid, i64> = appended.iter().map(|a| (a.event_id, a.position)).collect();
     accounts::save(tx, &accounts).await?;
+    let changed: Vec<&Allocation> = touched.iter().map(|id| &allocs[id]).collect();
+    allocations::save(tx, &changed).await?;
 
     for result in results.iter_mut() {
         if let Ok(Outcome::Usage(u)) = result {
@@ -400,6 +582,12 @@ pub async fn process(
                     to_store.push((key, serde_json::to_value(b).expect("outcomes serialize")));
                 }
             }
+            (Command::Allocate(AllocateCommand { key: Some(key), .. }), Outcome::Allocation(a))
+            | (Command::Release(ReleaseCommand { key: Some(key), .. }), Outcome::Allocation(a))
+                if !a.replayed =>
+            {
+                to_store.push((key, serde_json::to_value(a).expect("outcomes serialize")));
+            }
             _ => {}
         }
     }
@@ -410,11 +598,20 @@ pub async fn process(
     Ok(results)
 }
 
+/// Adds the windows an allocation reserves in to the accounts to lock.
+fn reserve_keys(a: &Allocation, needed: &mut BTreeMap<AccountKey, Bounds>) {
+    for r in &a.reservations {
+        needed.entry((r.policy_id, r.window.clone())).or_insert((None, None));
+    }
+}
+
 fn mark_replayed(outcome: Outcome) -> Outcome {
     match outcome {
         Outcome::Usage(u) => Outcome::Usage(UsageOutcome { replayed: true, ..u }),
         Outcome::Policy(p) => Outcome::Policy(Box::new(PolicyOutcome { replayed: true, ..*p })),
         Outcome::Budget(b) => Outcome::Budget(Box::new(BudgetOutcome { replayed: true, ..*b })),
+        Outcome::Allocation(a) => Outcome::Allocation(Box::new(AllocationOutcome { replayed: true, ..*a })),
+        expired @ Outcome::Expired(_) => expired,
     }
 }
 
@@ -562,6 +759,10 @@ fn replay(
         Command::Budget(_) => {
             Outcome::Budget(Box::new(serde_json::from_value(stored).expect("stored outcomes decode")))
         }
+        Command::Allocate(_) | Command::Release(_) => {
+            Outcome::Allocation(Box::new(serde_json::from_value(stored).expect("stored outcomes decode")))
+        }
+        Command::Expire(_) => unreachable!("sweeps carry no idempotency key"),
     }))
 }
 
@@ -591,6 +792,7 @@ impl ItemOutcome {
             cost_source: None,
             timestamp: None,
             exceeded: Vec::new(),
+            settlement: None,
             error: None,
         }
     }

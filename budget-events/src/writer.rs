@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::ledger::{
-    self, BudgetCommand, BudgetOutcome, Command, CommandError, LedgerError, Outcome, PolicyCommand, PolicyOutcome,
-    UsageCommand, UsageOutcome,
+    self, AllocateCommand, AllocationOutcome, BudgetCommand, BudgetOutcome, Command, CommandError, LedgerError,
+    Outcome, PolicyCommand, PolicyOutcome, ReleaseCommand, UsageCommand, UsageOutcome,
 };
 
 /// Most usage records decided in one transaction (a batch request's records are never split).
@@ -87,6 +87,28 @@ impl Writer {
         match self.submit(Command::SetPolicy(command)).await? {
             Outcome::Policy(outcome) => Ok(*outcome),
             _ => unreachable!("a policy command has a policy outcome"),
+        }
+    }
+
+    pub async fn allocate(&self, command: AllocateCommand) -> Result<AllocationOutcome, WriteError> {
+        match self.submit(Command::Allocate(command)).await? {
+            Outcome::Allocation(outcome) => Ok(*outcome),
+            _ => unreachable!("an allocate command has an allocation outcome"),
+        }
+    }
+
+    pub async fn release(&self, command: ReleaseCommand) -> Result<AllocationOutcome, WriteError> {
+        match self.submit(Command::Release(command)).await? {
+            Outcome::Allocation(outcome) => Ok(*outcome),
+            _ => unreachable!("a release command has an allocation outcome"),
+        }
+    }
+
+    /// Expires the active allocations whose time is up at `now`; returns their ids.
+    pub async fn expire(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<uuid::Uuid>, WriteError> {
+        match self.submit(Command::Expire(now)).await? {
+            Outcome::Expired(ids) => Ok(ids),
+            _ => unreachable!("a sweep has an expired outcome"),
         }
     }
 

@@ -35,6 +35,9 @@ pub struct CheckRequest {
     /// The call's estimated cost in USD; until the price book lands, calls without it count tokens only.
     #[schema(value_type = Option<f64>)]
     pub cost: Option<Money>,
+    /// Reserve exactly this call (an allocation that lives 5 minutes) when it is allowed; record the
+    /// usage with the returned `allocation_id`. Refused with 402 when a hard limit would be exceeded.
+    pub reserve: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -75,6 +78,11 @@ pub struct CheckResponse {
     pub policies: Vec<PolicyCheck>,
     /// One sentence per policy that warns or refuses.
     pub messages: Vec<String>,
+    /// With `"reserve": true`: the allocation holding this call's tokens and cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocation_id: Option<uuid::Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Pre-flight check of an intended call against every matching policy. Reserves nothing.
@@ -83,6 +91,8 @@ pub struct CheckResponse {
 pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, 64 * 1024).await?;
     let req: CheckRequest = body::parse(&bytes)?;
+    let reserve = req.reserve.unwrap_or(false);
+    let context_id = req.context_id.clone();
     if req.max_output_tokens.is_some() && req.estimated_output_tokens.is_some() {
         return Err(ApiError::bad_request(
             "validation_failed",
@@ -103,6 +113,7 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
         cost: req.cost,
         timestamp: None,
         request_id: None,
+        allocation_id: None,
     };
     let mut as_record = as_record;
     state.fill_tier(&mut as_record);
@@ -164,12 +175,44 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
             decision,
         });
     }
+    let allowed = checks.iter().all(|c| c.decision != Verdict::Refuse);
+    let (mut allocation_id, mut expires_at) = (None, None);
+    if reserve && allowed && tokens > 0 {
+        // Decided again by the writer against the locked accounts: a concurrent call may have taken the
+        // room since we read it, and then this is a 402 like any refused reservation.
+        let input = budget_events::domain::allocation::AllocationInput {
+            context_id: context_id.unwrap_or_else(|| "pre-flight".into()),
+            component: record.component.to_string(),
+            tier: Some(record.tier.to_string()),
+            provider: Some(record.provider.to_string()),
+            model: Some(record.model.to_string()),
+            task_type: Some(record.task_type.to_string()),
+            priority: None,
+            tokens: Some(tokens),
+            estimated_cost: Some(cost),
+            ttl: Some(serde_json::json!(budget_events::domain::allocation::CHECK_TTL.num_seconds())),
+            request_id: None,
+        };
+        let allocation = crate::routes::allocations::validate(&state, &input)?;
+        let command = budget_events::ledger::AllocateCommand { allocation, key: None, metadata: Default::default() };
+        let outcome = state.writer.allocate(command).await?;
+        allocation_id = Some(outcome.allocation.allocation_id);
+        expires_at = Some(outcome.allocation.expires_at);
+    } else if reserve && !allowed {
+        let refusing: Vec<&PolicyCheck> = checks.iter().filter(|c| c.decision == Verdict::Refuse).collect();
+        return Err(ApiError::BudgetExceeded {
+            message: format!("{}; nothing was reserved", messages.join("; ")),
+            details: serde_json::json!(refusing),
+        });
+    }
     Ok(HttpResponse::Ok().json(CheckResponse {
-        allowed: checks.iter().all(|c| c.decision != Verdict::Refuse),
+        allowed,
         estimated_tokens: tokens,
         estimated_cost: cost,
         cost_source,
         policies: checks,
         messages,
+        allocation_id,
+        expires_at,
     }))
 }

@@ -1,5 +1,6 @@
 //! One file per route group.
 
+pub mod allocations;
 pub mod budgets;
 pub mod check;
 pub mod health;
@@ -32,7 +33,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(budgets::archive)
         .service(budgets::budget_policies)
         .service(budgets::budget_status)
-        .service(status::status);
+        .service(status::status)
+        .service(allocations::create)
+        .service(allocations::list)
+        .service(allocations::by_context)
+        .service(allocations::release)
+        .service(allocations::get);
 }
 
 /// JSON 404 for every path no route matches.

@@ -46,6 +46,10 @@ pub struct UsageRecordedResponse {
     pub over_limit: bool,
     /// The hard-limited policies whose windows this record exhausted.
     pub exceeded: Vec<uuid::Uuid>,
+    /// How the record settled against its allocation (`allocation_id`), overage included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub settlement: Option<budget_events::event::Settlement>,
 }
 
 impl From<ItemOutcome> for UsageRecordedResponse {
@@ -61,6 +65,7 @@ impl From<ItemOutcome> for UsageRecordedResponse {
             timestamp: o.timestamp,
             over_limit: !o.exceeded.is_empty(),
             exceeded: o.exceeded,
+            settlement: o.settlement,
         }
     }
 }
@@ -105,6 +110,9 @@ pub async fn record_one(
         }
         ItemStatus::Rejected => {
             let error = item.error.expect("a rejection says why");
+            if error.code == "unknown_allocation" {
+                return Err(ApiError::NotFound(format!("{}; nothing was recorded", error.message)));
+            }
             Err(ApiError::Conflict { code: "idempotency_key_reused", message: error.message })
         }
     }

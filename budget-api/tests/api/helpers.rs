@@ -9,10 +9,16 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The app with some settings changed (a faster allocation sweep, say).
+pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     let db = TestDb::new().await;
     let mut settings = Settings::new("127.0.0.1", 0, db.config.clone());
     settings.shutdown_timeout = 2;
     settings.pool_size = 8;
+    change(&mut settings);
     let app = Application::build(settings).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

@@ -1,5 +1,6 @@
 //! HTTP tests: the whole service on port 0 against a fresh database, spoken to over HTTP.
 
+mod allocations;
 mod docs;
 mod enforcement;
 mod health;

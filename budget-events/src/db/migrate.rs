@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(1, "0001_event_log", include_str!("../../../schema/0001_event_log.sql")),
     Migration::new(2, "0002_projections", include_str!("../../../schema/0002_projections.sql")),
     Migration::new(3, "0003_budgets_and_accounts", include_str!("../../../schema/0003_budgets_and_accounts.sql")),
+    Migration::new(4, "0004_allocations", include_str!("../../../schema/0004_allocations.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.

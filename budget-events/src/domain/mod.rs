@@ -1,5 +1,6 @@
 //! The domain: validated values and the commands that are decided into events.
 
+pub mod allocation;
 pub mod names;
 pub mod policy;
 pub mod usage;

@@ -46,6 +46,9 @@ pub struct UsageInput {
     /// Idempotency key for this record (the `Idempotency-Key` header does the same).
     #[serde(default)]
     pub request_id: Option<String>,
+    /// The allocation this call used: the record settles against its reservation.
+    #[serde(default)]
+    pub allocation_id: Option<uuid::Uuid>,
 }
 
 /// Where a record's cost came from.
@@ -82,6 +85,7 @@ pub struct RecordUsage {
     pub output_tokens: TokenCount,
     pub cost: Option<Money>,
     pub occurred_at: DateTime<Utc>,
+    pub allocation_id: Option<uuid::Uuid>,
 }
 
 /// One problem with one field of a record.
@@ -165,6 +169,7 @@ impl RecordUsage {
                     output_tokens: o,
                     cost: input.cost,
                     occurred_at,
+                    allocation_id: input.allocation_id,
                 })
             }
             _ => Err(UsageValidationError { errors }),

@@ -1,6 +1,7 @@
 //! The Postgres event store: append with optimistic concurrency, the gap-safe reader, idempotency.
 
 pub mod accounts;
+pub mod allocations;
 pub mod append;
 pub mod idempotency;
 pub mod policies;

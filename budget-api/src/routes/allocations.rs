@@ -1,0 +1,245 @@
+//! Allocations: reserve tokens for a task (`POST /api/allocations`, 402 when a hard limit refuses),
+//! list and read them, release what is left. Usage with `allocation_id` settles against them.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use budget_events::domain::allocation::{Allocation, AllocationInput, AllocationState, CreateAllocation};
+use budget_events::ledger::{AllocateCommand, ReleaseCommand};
+use budget_events::money::decimal_json;
+use budget_events::store::allocations::{self, AllocationFilter};
+use budget_events::store::idempotency::IdempotencyKey;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::body;
+use crate::error::ApiError;
+use crate::routes::policies::parse_id;
+use crate::routes::usage::{header_key, metadata};
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllocationView {
+    pub allocation_id: Uuid,
+    pub context_id: String,
+    pub component: String,
+    pub tier: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub task_type: String,
+    pub priority: i16,
+    /// active, released, expired or exhausted.
+    pub state: String,
+    pub tokens_allocated: i64,
+    pub input_tokens_used: i64,
+    pub output_tokens_used: i64,
+    pub tokens_used: i64,
+    /// Tokens still reserved (0 once resolved).
+    pub remaining_tokens: i64,
+    /// tokens_used / tokens_allocated, in percent (above 100 with overage).
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub usage_percentage: Decimal,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub estimated_cost: Decimal,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub actual_cost: Decimal,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub remaining_cost: Decimal,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// The policy windows the reservation is pending in.
+    #[schema(value_type = Vec<Object>)]
+    pub reservations: Vec<budget_events::event::Posting>,
+}
+
+impl From<&Allocation> for AllocationView {
+    fn from(a: &Allocation) -> Self {
+        AllocationView {
+            allocation_id: a.allocation_id,
+            context_id: a.context_id.clone(),
+            component: a.component.clone(),
+            tier: a.tier.to_string(),
+            provider: a.provider.clone(),
+            model: a.model.clone(),
+            task_type: a.task_type.clone(),
+            priority: a.priority,
+            state: a.state.as_str().to_string(),
+            tokens_allocated: a.tokens_allocated,
+            input_tokens_used: a.input_tokens_used,
+            output_tokens_used: a.output_tokens_used,
+            tokens_used: a.tokens_used(),
+            remaining_tokens: a.remaining_tokens,
+            usage_percentage: (Decimal::from(a.tokens_used() * 100) / Decimal::from(a.tokens_allocated)).round_dp(2),
+            estimated_cost: a.estimated_cost,
+            actual_cost: a.actual_cost,
+            remaining_cost: a.remaining_cost,
+            expires_at: a.expires_at,
+            created_at: a.created_at,
+            resolved_at: a.resolved_at,
+            reservations: a.reservations.clone(),
+        }
+    }
+}
+
+/// Validates an allocation request, with the tier map filling a missing tier.
+pub fn validate(state: &AppState, input: &AllocationInput) -> Result<CreateAllocation, ApiError> {
+    CreateAllocation::validate(input, |p, m| state.tiers.resolve(p, m)).map_err(|errors| {
+        let message = errors.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>().join("; ");
+        let details = errors.iter().map(|(f, m)| serde_json::json!({"field": f, "message": m})).collect();
+        ApiError::BadRequest {
+            code: "validation_failed",
+            message: format!("{message}; nothing was reserved"),
+            details: Some(serde_json::Value::Array(details)),
+        }
+    })
+}
+
+/// Reserve tokens (and their estimated cost) for a task. Refused with 402 when a hard limit would be
+/// exceeded; priority never bypasses a hard limit.
+#[utoipa::path(
+    tag = "allocations",
+    request_body = AllocationInput,
+    responses(
+        (status = 201, body = AllocationView),
+        (status = 200, description = "Idempotent retry", body = AllocationView),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 402, description = "budget_exceeded: details list each refusing window", body = crate::error::ErrorBody),
+    )
+)]
+#[post("/api/allocations")]
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let input: AllocationInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
+    let allocation = validate(&state, &input)?;
+    let key = match (header_key(&req)?, input.request_id.as_deref()) {
+        (Some(h), Some(r)) if h.trim() != r.trim() => {
+            return Err(ApiError::bad_request(
+                "conflicting_idempotency_keys",
+                "the Idempotency-Key header and request_id differ; send one of them, or the same value in both",
+            ))
+        }
+        (h, r) => match h.or(r) {
+            Some(k) => Some(
+                IdempotencyKey::new("allocate", k, &input)
+                    .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))?,
+            ),
+            None => None,
+        },
+    };
+    let outcome = state.writer.allocate(AllocateCommand { allocation, key, metadata: metadata(&req) }).await?;
+    let view = AllocationView::from(&outcome.allocation);
+    Ok(if outcome.replayed { HttpResponse::Ok().json(view) } else { HttpResponse::Created().json(view) })
+}
+
+/// Release what an allocation still reserves. 409 when it is already released, expired or exhausted.
+#[utoipa::path(tag = "allocations", responses((status = 200, body = AllocationView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[post("/api/allocations/{allocation_id}/release")]
+pub async fn release(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let allocation_id = parse_id("allocation", &path)?;
+    let key = match header_key(&req)? {
+        Some(k) => Some(
+            IdempotencyKey::new("release", k, &allocation_id)
+                .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let outcome = state.writer.release(ReleaseCommand { allocation_id, key, metadata: metadata(&req) }).await?;
+    Ok(HttpResponse::Ok().json(AllocationView::from(&outcome.allocation)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AllocationQuery {
+    pub context_id: Option<String>,
+    pub component: Option<String>,
+    pub tier: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    /// active (default), released, expired, exhausted, or `all`.
+    pub state: Option<String>,
+    /// Page size, 1 to 500 (default 100).
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllocationList {
+    pub allocations: Vec<AllocationView>,
+    pub next_offset: Option<i64>,
+}
+
+async fn list_with(state: &AppState, q: AllocationQuery, context_id: Option<String>) -> Result<HttpResponse, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_parameter", format!("limit is {limit}; use 1 to 500")));
+    }
+    let offset = q.offset.unwrap_or(0).max(0);
+    let states = match q.state.as_deref() {
+        None => None,
+        Some("all") => Some(["active", "released", "expired", "exhausted"].map(String::from).to_vec()),
+        Some(s) => Some(vec![AllocationState::parse(s)
+            .map_err(|e| ApiError::bad_request("invalid_parameter", format!("{e}, or all")))?
+            .as_str()
+            .to_string()]),
+    };
+    let filter = AllocationFilter {
+        context_id: context_id.or(q.context_id),
+        component: q.component,
+        tier: q.tier,
+        provider: q.provider,
+        model: q.model,
+        states,
+        limit,
+        offset,
+    };
+    let client = state.pool.get().await?;
+    let found = allocations::list(&**client, &filter).await?;
+    let next_offset = (found.len() as i64 == limit).then_some(offset + limit);
+    Ok(HttpResponse::Ok()
+        .json(AllocationList { allocations: found.iter().map(AllocationView::from).collect(), next_offset }))
+}
+
+/// Allocations, newest first (active only unless `state` says otherwise).
+#[utoipa::path(tag = "allocations", params(AllocationQuery), responses((status = 200, body = AllocationList), (status = 400, body = crate::error::ErrorBody)))]
+#[get("/api/allocations")]
+pub async fn list(state: web::Data<AppState>, query: web::Query<AllocationQuery>) -> Result<HttpResponse, ApiError> {
+    list_with(&state, query.into_inner(), None).await
+}
+
+/// A task's allocations, newest first.
+#[utoipa::path(tag = "allocations", params(AllocationQuery), responses((status = 200, body = AllocationList)))]
+#[get("/api/allocations/context/{context_id}")]
+pub async fn by_context(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<AllocationQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let mut q = query.into_inner();
+    q.state = q.state.or(Some("all".into()));
+    list_with(&state, q, Some(path.into_inner())).await
+}
+
+/// One allocation.
+#[utoipa::path(tag = "allocations", responses((status = 200, body = AllocationView), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/api/allocations/{allocation_id}")]
+pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("allocation", &path)?;
+    let client = state.pool.get().await?;
+    match allocations::get(&**client, id).await? {
+        Some(a) => Ok(HttpResponse::Ok().json(AllocationView::from(&a))),
+        None => Err(ApiError::NotFound(format!("no allocation has id {id}; list them with GET /api/allocations"))),
+    }
+}

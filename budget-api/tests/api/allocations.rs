@@ -1,0 +1,303 @@
+//! Allocations: reservations that never overcommit a hard limit, settle exactly, and resolve once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp};
+
+async fn pending(app: &TestApp) -> (Decimal, i64) {
+    let db = app.db.pool.get().await.unwrap();
+    let row = db
+        .query_one(
+            "SELECT COALESCE(sum(pending_cost), 0), COALESCE(sum(pending_tokens), 0)::bigint FROM policy_accounts",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+async fn hard_limit(app: &TestApp, tokens: i64) {
+    let r = app.post("/api/policies", &json!({"period": "daily", "type": "hard_limit", "token_limit": tokens})).await;
+    assert_eq!(r.status().as_u16(), 201);
+}
+
+async fn allocate(app: &TestApp, body: Value) -> reqwest::Response {
+    app.post("/api/allocations", &body).await
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_reservations_never_overcommit_and_all_return() {
+    let app = spawn_app_with(|s| s.sweep_interval = Duration::from_millis(200)).await;
+    hard_limit(&app, 100_000).await;
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let (client, url) = (client.clone(), app.url("/api/allocations"));
+        // Half live for 3 s (they expire), half for a day (they are released).
+        let ttl = if i % 2 == 0 { "3s" } else { "1d" };
+        let body =
+            json!({"context_id": format!("t-{i}"), "component": "c", "tokens": 1000, "priority": 10, "ttl": ttl});
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(&url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut accepted = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            201 => accepted.push(body),
+            402 => assert_eq!(body["error"]["code"], "budget_exceeded"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(accepted.len(), 100, "exactly the 100 reservations that fit 100,000 tokens");
+    assert_eq!(pending(&app).await.1, 100_000);
+
+    let long_lived = |a: &&Value| a["context_id"].as_str().unwrap()[2..].parse::<u32>().unwrap() % 2 == 1;
+    for a in accepted.iter().filter(long_lived) {
+        let id = a["allocation_id"].as_str().unwrap();
+        let r = app.http.post(app.url(&format!("/api/allocations/{id}/release"))).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    // The rest expire on their own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while pending(&app).await.1 != 0 {
+        assert!(std::time::Instant::now() < deadline, "pending never returned to zero: {:?}", pending(&app).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, active) = app.get_json("/api/allocations").await;
+    assert!(active["allocations"].as_array().unwrap().is_empty());
+    let (_, expired) = app.get_json("/api/allocations?state=expired&limit=500").await;
+    let (_, released) = app.get_json("/api/allocations?state=released&limit=500").await;
+    let n = |v: &Value| v["allocations"].as_array().unwrap().len();
+    assert_eq!(n(&expired) + n(&released), 100);
+}
+
+#[tokio::test]
+async fn usage_settles_below_at_and_above_the_reservation() {
+    let app = spawn_app().await;
+    hard_limit(&app, 50_000).await;
+    let r = allocate(&app, json!({"context_id": "task-123", "component": "rhetor", "tokens": 10000, "tier": "remote_heavyweight", "estimated_cost": "0.10"})).await;
+    assert_eq!(r.status().as_u16(), 201);
+    let a: Value = r.json().await.unwrap();
+    let id = a["allocation_id"].as_str().unwrap().to_string();
+    assert_eq!((a["state"].as_str(), a["remaining_tokens"].as_i64()), (Some("active"), Some(10000)));
+    let usage = |i: i64, o: i64, cost: &str| {
+        json!({"allocation_id": id, "provider": "openai", "model": "gpt-4o", "component": "rhetor", "context_id": "task-123",
+               "input_tokens": i, "output_tokens": o, "cost": cost})
+    };
+
+    // Below: 3,900 of 10,000.
+    let r: Value = app.post("/api/usage", &usage(3000, 900, "0.04")).await.json().await.unwrap();
+    assert_eq!(
+        (r["settlement"]["settled_tokens"].as_i64(), r["settlement"]["overage_tokens"].as_i64()),
+        (Some(3900), Some(0))
+    );
+    let (_, a) = app.get_json(&format!("/api/allocations/{id}")).await;
+    assert_eq!((a["remaining_tokens"].as_i64(), a["usage_percentage"].to_string()), (Some(6100), "39".into()));
+    assert_eq!(pending(&app).await, (Decimal::new(6, 2), 6100));
+
+    // Above: 7,000 more against 6,100 left: 900 overage, exhausted, the leftover estimate voided.
+    let r: Value = app.post("/api/usage", &usage(7000, 0, "0.07")).await.json().await.unwrap();
+    let s = &r["settlement"];
+    assert_eq!(
+        (s["settled_tokens"].as_i64(), s["overage_tokens"].as_i64(), s["exhausted"].as_bool()),
+        (Some(6100), Some(900), Some(true))
+    );
+    assert_eq!((s["settled_cost"].to_string(), s["overage_cost"].to_string()), ("0.06".into(), "0.01".into()));
+    let (_, a) = app.get_json(&format!("/api/allocations/{id}")).await;
+    assert_eq!((a["state"].as_str(), a["usage_percentage"].to_string()), (Some("exhausted"), "109".into()));
+    assert_eq!(pending(&app).await, (Decimal::ZERO, 0));
+
+    // At: exactly the reservation.
+    let b: Value = allocate(&app, json!({"context_id": "t2", "component": "c", "tokens": 500, "estimated_cost": 0}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bid = b["allocation_id"].as_str().unwrap();
+    let exact = json!({"allocation_id": bid, "provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 400, "output_tokens": 100});
+    let r: Value = app.post("/api/usage", &exact).await.json().await.unwrap();
+    assert_eq!(
+        (r["settlement"]["overage_tokens"].as_i64(), r["settlement"]["exhausted"].as_bool()),
+        (Some(0), Some(true))
+    );
+
+    // Releasing what resolved already is a 409 that says so; an unknown allocation is a 404 and records nothing.
+    let r = app.http.post(app.url(&format!("/api/allocations/{bid}/release"))).send().await.unwrap();
+    let message = assert_error(r, 409, "allocation_resolved").await;
+    assert!(message.contains("exhausted"), "{message}");
+    let before = app.events().await;
+    let mut unknown = exact.clone();
+    unknown["allocation_id"] = json!("00000000-0000-0000-0000-00000000000a");
+    assert_error(app.post("/api/usage", &unknown).await, 404, "not_found").await;
+    assert_eq!(app.events().await, before);
+    let (_, by_task) = app.get_json("/api/allocations/context/task-123").await;
+    assert_eq!(by_task["allocations"][0]["state"], "exhausted");
+}
+
+#[tokio::test]
+async fn usage_after_expiry_is_all_overage_and_a_refusal_names_the_window() {
+    let app = spawn_app_with(|s| s.sweep_interval = Duration::from_millis(100)).await;
+    hard_limit(&app, 1000).await;
+    let a: Value = allocate(&app, json!({"context_id": "t", "component": "c", "tokens": 800, "ttl": "1s"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = a["allocation_id"].as_str().unwrap();
+
+    let r = allocate(&app, json!({"context_id": "t", "component": "c", "tokens": 300, "priority": 10})).await;
+    assert_eq!(r.status().as_u16(), 402);
+    let refusal: Value = r.json().await.unwrap();
+    let d = &refusal["error"]["details"][0];
+    assert_eq!(
+        (d["token_limit"].as_i64(), d["reserved_tokens"].as_i64(), d["requested_tokens"].as_i64()),
+        (Some(1000), Some(800), Some(300))
+    );
+    assert!(d["resets_at"].is_string() && d["window_start"].is_string() && d["policy_id"].is_string());
+    assert!(refusal["error"]["message"].as_str().unwrap().contains("would be exceeded"));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, a) = app.get_json(&format!("/api/allocations/{id}")).await;
+        if a["state"] == "expired" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let usage = json!({"allocation_id": id, "provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 50, "output_tokens": 0});
+    let r: Value = app.post("/api/usage", &usage).await.json().await.unwrap();
+    assert_eq!(
+        (r["settlement"]["settled_tokens"].as_i64(), r["settlement"]["overage_tokens"].as_i64()),
+        (Some(0), Some(50))
+    );
+    let r = app.http.post(app.url(&format!("/api/allocations/{id}/release"))).send().await.unwrap();
+    assert_error(r, 409, "allocation_resolved").await;
+    // After expiry the room is back.
+    assert_eq!(
+        allocate(&app, json!({"context_id": "t", "component": "c", "tokens": 300})).await.status().as_u16(),
+        201
+    );
+}
+
+/// Release, expiry and settlement racing on the same allocations: each resolves exactly once.
+#[tokio::test]
+async fn racing_release_expiry_and_settlement_resolve_each_allocation_once() {
+    let app = spawn_app_with(|s| s.sweep_interval = Duration::from_millis(10)).await;
+    hard_limit(&app, 10_000_000).await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let a: Value =
+            allocate(&app, json!({"context_id": format!("r-{i}"), "component": "c", "tokens": 100, "ttl": "1s"}))
+                .await
+                .json()
+                .await
+                .unwrap();
+        ids.push(a["allocation_id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let mut tasks = Vec::new();
+    for id in &ids {
+        let (http, release, usage) =
+            (app.http.clone(), app.url(&format!("/api/allocations/{id}/release")), app.url("/api/usage"));
+        let body = json!({"allocation_id": id, "provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 100, "output_tokens": 0});
+        tasks.push(tokio::spawn(async move {
+            let (a, b) = tokio::join!(http.post(&release).send(), http.post(&usage).json(&body).send());
+            (a.unwrap().status().as_u16(), b.unwrap().status().as_u16())
+        }));
+    }
+    for t in tasks {
+        let (release, usage) = t.await.unwrap();
+        assert!(release == 200 || release == 409, "{release}");
+        assert_eq!(usage, 201, "usage is always recorded");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let db = app.db.pool.get().await.unwrap();
+    let resolutions: i64 = db
+        .query_one("SELECT count(*) FROM events WHERE event_type IN ('AllocationReleased', 'AllocationExpired')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let exhausted: i64 =
+        db.query_one("SELECT count(*) FROM allocations WHERE state = 'exhausted'", &[]).await.unwrap().get(0);
+    assert_eq!(resolutions + exhausted, 30, "every allocation resolved exactly once");
+    assert_eq!(pending(&app).await, (Decimal::ZERO, 0));
+}
+
+/// The allocation rows equal a fold of the log.
+#[tokio::test]
+async fn allocation_views_equal_the_fold_of_the_log() {
+    let app = spawn_app().await;
+    hard_limit(&app, 1_000_000).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let a: Value = allocate(
+            &app,
+            json!({"context_id": format!("f-{i}"), "component": "c", "tokens": 1000, "estimated_cost": "0.5"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        ids.push(a["allocation_id"].as_str().unwrap().to_string());
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let used = [0, 200, 999, 1000, 1500, 300][i];
+        if used > 0 {
+            let body = json!({"allocation_id": id, "provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": used, "output_tokens": 0, "cost": "0.25"});
+            app.post("/api/usage", &body).await;
+        }
+        if i % 2 == 0 {
+            app.http.post(app.url(&format!("/api/allocations/{id}/release"))).send().await.unwrap();
+        }
+    }
+    let db = app.db.pool.get().await.unwrap();
+    // Fold: created → tokens and cost reserved; usage settles; resolution voids the rest.
+    let mut folded: HashMap<String, (String, i64, Decimal, i64)> = HashMap::new(); // state, remaining, remaining cost, used
+    for row in db.query("SELECT event_type, payload FROM events ORDER BY position", &[]).await.unwrap() {
+        let (kind, p): (String, Value) = (row.get(0), row.get(1));
+        let dec = |v: &Value| v.to_string().parse::<Decimal>().unwrap();
+        match kind.as_str() {
+            "AllocationCreated" => {
+                folded.insert(
+                    p["allocation_id"].as_str().unwrap().into(),
+                    ("active".into(), p["tokens_allocated"].as_i64().unwrap(), dec(&p["estimated_cost"]), 0),
+                );
+            }
+            "UsageRecorded" if !p["settlement"].is_null() => {
+                let s = &p["settlement"];
+                let f = folded.get_mut(s["allocation_id"].as_str().unwrap()).unwrap();
+                f.1 -= s["settled_tokens"].as_i64().unwrap();
+                f.2 -= dec(&s["settled_cost"]) + dec(&s["voided_cost"]);
+                f.3 += p["input_tokens"].as_i64().unwrap() + p["output_tokens"].as_i64().unwrap();
+                if s["exhausted"] == true {
+                    f.0 = "exhausted".into();
+                }
+            }
+            "AllocationReleased" | "AllocationExpired" => {
+                let f = folded.get_mut(p["allocation_id"].as_str().unwrap()).unwrap();
+                f.1 -= p["released_tokens"].as_i64().unwrap();
+                f.2 -= dec(&p["released_cost"]);
+                f.0 = if kind == "AllocationReleased" { "released".into() } else { "expired".into() };
+            }
+            _ => {}
+        }
+    }
+    let rows = db
+        .query("SELECT allocation_id::text, state, remaining_tokens, remaining_cost, input_tokens_used + output_tokens_used FROM allocations", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 6);
+    for r in rows {
+        let id: String = r.get(0);
+        let row = (r.get::<_, String>(1), r.get::<_, i64>(2), r.get::<_, Decimal>(3), r.get::<_, i64>(4));
+        assert_eq!(row, folded[&id], "allocation {id}");
+    }
+}

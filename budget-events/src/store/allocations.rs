@@ -1,0 +1,152 @@
+//! Allocation rows: locked by the write path while it decides, written back with their new state.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{GenericClient, Row, Transaction};
+use uuid::Uuid;
+
+use crate::domain::allocation::{Allocation, AllocationState};
+
+const COLUMNS: &str =
+    "allocation_id, context_id, component, tier, provider, model, task_type, priority, tokens_allocated,
+    estimated_cost, expires_at, state, input_tokens_used, output_tokens_used, actual_cost, remaining_tokens,
+    remaining_cost, reservations, created_at, resolved_at";
+
+fn from_row(r: &Row) -> Allocation {
+    Allocation {
+        allocation_id: r.get(0),
+        context_id: r.get(1),
+        component: r.get(2),
+        tier: r.get::<_, String>(3).parse().expect("tiers are written by us"),
+        provider: r.get(4),
+        model: r.get(5),
+        task_type: r.get(6),
+        priority: r.get(7),
+        tokens_allocated: r.get(8),
+        estimated_cost: r.get(9),
+        expires_at: r.get(10),
+        state: AllocationState::parse(r.get(11)).expect("checked by the table"),
+        input_tokens_used: r.get(12),
+        output_tokens_used: r.get(13),
+        actual_cost: r.get(14),
+        remaining_tokens: r.get(15),
+        remaining_cost: r.get(16),
+        reservations: serde_json::from_value(r.get(17)).expect("reservations are written by us"),
+        created_at: r.get(18),
+        resolved_at: r.get(19),
+    }
+}
+
+/// Locks the named allocations (in id order) and returns those that exist.
+pub async fn lock(tx: &Transaction<'_>, ids: &[Uuid]) -> Result<HashMap<Uuid, Allocation>, tokio_postgres::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM allocations WHERE allocation_id = ANY($1) ORDER BY allocation_id FOR UPDATE"
+            ),
+            &[&ids],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).map(|a| (a.allocation_id, a)).collect())
+}
+
+/// Active allocations past their expiry, locked; ones another writer holds are skipped (it, or the next
+/// sweep, deals with them), so two sweepers never expire one allocation twice.
+pub async fn lock_due(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Allocation>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM allocations WHERE state = 'active' AND expires_at <= $1
+                 ORDER BY allocation_id LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ),
+            &[&now, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Inserts or updates allocations as the write path left them.
+pub async fn save(tx: &Transaction<'_>, allocations: &[&Allocation]) -> Result<(), tokio_postgres::Error> {
+    for a in allocations {
+        a.check_invariants();
+        tx.execute(
+            "INSERT INTO allocations (allocation_id, context_id, component, tier, provider, model, task_type, priority,
+                 tokens_allocated, estimated_cost, expires_at, state, input_tokens_used, output_tokens_used, actual_cost,
+                 remaining_tokens, remaining_cost, reservations, created_at, resolved_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+             ON CONFLICT (allocation_id) DO UPDATE SET state = EXCLUDED.state,
+                 input_tokens_used = EXCLUDED.input_tokens_used, output_tokens_used = EXCLUDED.output_tokens_used,
+                 actual_cost = EXCLUDED.actual_cost, remaining_tokens = EXCLUDED.remaining_tokens,
+                 remaining_cost = EXCLUDED.remaining_cost, resolved_at = EXCLUDED.resolved_at",
+            &[
+                &a.allocation_id,
+                &a.context_id,
+                &a.component,
+                &a.tier.as_str(),
+                &a.provider,
+                &a.model,
+                &a.task_type,
+                &a.priority,
+                &a.tokens_allocated,
+                &a.estimated_cost,
+                &a.expires_at,
+                &a.state.as_str(),
+                &a.input_tokens_used,
+                &a.output_tokens_used,
+                &a.actual_cost,
+                &a.remaining_tokens,
+                &a.remaining_cost,
+                &serde_json::to_value(&a.reservations).expect("postings serialize"),
+                &a.created_at,
+                &a.resolved_at,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Which allocations to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AllocationFilter {
+    pub context_id: Option<String>,
+    pub component: Option<String>,
+    pub tier: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    /// None: active only.
+    pub states: Option<Vec<String>>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+pub async fn list(client: &impl GenericClient, f: &AllocationFilter) -> Result<Vec<Allocation>, tokio_postgres::Error> {
+    let states = f.states.clone().unwrap_or_else(|| vec!["active".to_string()]);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM allocations
+                 WHERE state = ANY($1)
+                   AND ($2::text IS NULL OR context_id = $2) AND ($3::text IS NULL OR component = $3)
+                   AND ($4::text IS NULL OR tier = $4) AND ($5::text IS NULL OR provider = $5)
+                   AND ($6::text IS NULL OR model = $6)
+                 ORDER BY created_at DESC, allocation_id DESC LIMIT $7 OFFSET $8"
+            ),
+            &[&states, &f.context_id, &f.component, &f.tier, &f.provider, &f.model, &f.limit, &f.offset],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Allocation>, tokio_postgres::Error> {
+    let row = client.query_opt(&format!("SELECT {COLUMNS} FROM allocations WHERE allocation_id = $1"), &[&id]).await?;
+    Ok(row.as_ref().map(from_row))
+}
