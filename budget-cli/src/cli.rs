@@ -36,6 +36,9 @@ pub enum Command {
     /// Budgets: containers of policies (`default` unless --budget names another).
     #[command(subcommand)]
     Budgets(BudgetsCommand),
+    /// Token allocations: reserve tokens for a task before spending them.
+    #[command(subcommand)]
+    Allocate(AllocateCommand),
     /// Show usage for a period: one row per period, totals, and the biggest spenders.
     #[command(
         name = "get_usage",
@@ -161,6 +164,70 @@ pub struct GetUsageArgs {
     #[arg(long = "task-type")]
     pub task_type: Option<String>,
     /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum AllocateCommand {
+    /// Reserve tokens for a task; refused when a hard limit would be exceeded.
+    #[command(
+        after_help = "Examples:\n  budget allocate create --context-id task-123 --component rhetor --tokens 10000 --tier remote_heavyweight\n  budget allocate create --context-id t-9 --component codex --tokens 4000 --model gpt-4o --priority 8 --ttl 15m"
+    )]
+    Create(AllocateCreateArgs),
+    /// List allocations (active ones unless --all).
+    #[command(after_help = "Examples:\n  budget allocate list\n  budget allocate list --component codex --json")]
+    List(AllocateListArgs),
+    /// Release what an allocation still reserves.
+    #[command(after_help = "Example:\n  budget allocate release 01a2…")]
+    Release {
+        allocation_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct AllocateCreateArgs {
+    /// The task (or session) the tokens are for.
+    #[arg(long = "context-id")]
+    pub context_id: String,
+    #[arg(long)]
+    pub component: String,
+    /// Tokens to reserve (default: by task type and priority).
+    #[arg(long)]
+    pub tokens: Option<i64>,
+    /// local_lightweight, local_midweight or remote_heavyweight.
+    #[arg(long)]
+    pub tier: Option<String>,
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long = "task-type")]
+    pub task_type: Option<String>,
+    /// 1 (low) to 10 (critical); default 5. Never bypasses a hard limit.
+    #[arg(long)]
+    pub priority: Option<i64>,
+    /// USD to reserve (default: tokens at the tier's reference price).
+    #[arg(long = "estimated-cost")]
+    pub estimated_cost: Option<String>,
+    /// Lifetime: 90s, 15m, 2h, 1d (default 24h).
+    #[arg(long)]
+    pub ttl: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct AllocateListArgs {
+    #[arg(long)]
+    pub component: Option<String>,
+    #[arg(long = "context-id")]
+    pub context_id: Option<String>,
+    /// Include released, expired and exhausted allocations.
+    #[arg(long)]
+    pub all: bool,
     #[arg(long)]
     pub json: bool,
 }

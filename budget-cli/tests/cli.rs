@@ -212,3 +212,42 @@ async fn start_runs_on_a_private_postgres_and_stops_cleanly() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The guide's allocation commands, as written.
+#[tokio::test]
+async fn allocate_create_list_release() {
+    let s = server().await;
+    let out = budget(&s.url, &["set_limit", "daily", "0", "--tokens", "20000", "--policy-type", "hard_limit"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = budget(
+        &s.url,
+        &["allocate", "create", "--context-id", "task-123", "--component", "rhetor", "--tokens", "10000", "--tier", "remote_heavyweight", "--json"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = first["allocation_id"].as_str().unwrap().to_string();
+    let out = budget(
+        &s.url,
+        &["allocate", "create", "--context-id", "t-9", "--component", "codex", "--tokens", "4000", "--model", "gpt-4o", "--priority", "8", "--ttl", "15m"],
+    )
+    .await;
+    assert!(stdout(&out).contains("Allocated 4,000 tokens"), "{}{}", stdout(&out), stderr(&out));
+
+    // 10,000 + 4,000 reserved of 20,000: 8,000 more is refused in one line.
+    let out = budget(&s.url, &["allocate", "create", "--context-id", "t-10", "--component", "codex", "--tokens", "8000"]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("budget_exceeded") && stderr(&out).contains("HTTP 402"), "{}", stderr(&out));
+
+    let out = budget(&s.url, &["allocate", "list"]).await;
+    assert!(stdout(&out).contains("task-123") && stdout(&out).contains("t-9"), "{}", stdout(&out));
+    let out = budget(&s.url, &["allocate", "list", "--component", "codex"]).await;
+    assert!(!stdout(&out).contains("task-123"));
+    let out = budget(&s.url, &["allocate", "release", &id]).await;
+    assert!(out.status.success() && stdout(&out).contains("Released"), "{}", stderr(&out));
+    let out = budget(&s.url, &["allocate", "release", &id]).await;
+    assert!(!out.status.success() && stderr(&out).contains("already released"), "{}", stderr(&out));
+    let out = budget(&s.url, &["allocate", "list", "--all", "--json"]).await;
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all["allocations"].as_array().unwrap().len(), 2);
+}

@@ -301,3 +301,48 @@ async fn allocation_views_equal_the_fold_of_the_log() {
         assert_eq!(row, folded[&id], "allocation {id}");
     }
 }
+
+#[tokio::test]
+async fn a_reserving_check_holds_exactly_that_call_and_keys_make_create_and_release_idempotent() {
+    let app = spawn_app().await;
+    hard_limit(&app, 5000).await;
+    let check = json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "context_id": "task-1",
+                       "input_tokens": 2000, "max_output_tokens": 1000, "cost": "0.02", "reserve": true});
+    let r: Value = app.post("/api/usage/check", &check).await.json().await.unwrap();
+    assert_eq!(r["allowed"], true);
+    let id = r["allocation_id"].as_str().unwrap().to_string();
+    let (_, a) = app.get_json(&format!("/api/allocations/{id}")).await;
+    assert_eq!((a["tokens_allocated"].as_i64(), a["estimated_cost"].to_string()), (Some(3000), "0.02".into()));
+    let expires: chrono::DateTime<chrono::Utc> = a["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(expires - chrono::Utc::now() <= chrono::Duration::minutes(5));
+    // The next identical reservation no longer fits (3,000 + 3,000 > 5,000): 402, nothing reserved.
+    let r = app.post("/api/usage/check", &check).await;
+    assert_error(r, 402, "budget_exceeded").await;
+
+    // Recording the call settles it exactly.
+    let usage = json!({"allocation_id": id, "provider": "openai", "model": "gpt-4o", "component": "codex",
+                       "input_tokens": 2000, "output_tokens": 1000, "cost": "0.02"});
+    let r: Value = app.post("/api/usage", &usage).await.json().await.unwrap();
+    assert_eq!(
+        (r["settlement"]["overage_tokens"].as_i64(), r["settlement"]["exhausted"].as_bool()),
+        (Some(0), Some(true))
+    );
+    assert_eq!(pending(&app).await, (Decimal::ZERO, 0));
+
+    // Idempotency keys on create and release.
+    let body = json!({"context_id": "t", "component": "c", "tokens": 100});
+    let send = |key: &'static str| {
+        app.http.post(app.url("/api/allocations")).header("Idempotency-Key", key).json(&body).send()
+    };
+    let first: Value = send("alloc-1").await.unwrap().json().await.unwrap();
+    let again = send("alloc-1").await.unwrap();
+    assert_eq!(again.status().as_u16(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["allocation_id"], first["allocation_id"]);
+    let rid = first["allocation_id"].as_str().unwrap();
+    let release =
+        || app.http.post(app.url(&format!("/api/allocations/{rid}/release"))).header("Idempotency-Key", "rel-1").send();
+    assert_eq!(release().await.unwrap().status().as_u16(), 200);
+    assert_eq!(release().await.unwrap().status().as_u16(), 200, "a retried release gets its first answer");
+    let bad = json!({"context_id": "t", "component": "c", "priority": 0});
+    assert_error(app.post("/api/allocations", &bad).await, 400, "validation_failed").await;
+}

@@ -1,5 +1,6 @@
 //! One file per command.
 
+mod allocate;
 mod budgets;
 mod get_usage;
 mod set_limit;
@@ -17,5 +18,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::GetUsage(args) => get_usage::run(&client, args).await,
         Command::SetLimit(args) => set_limit::run(&client, args).await,
         Command::Budgets(command) => budgets::run(&client, command).await,
+        Command::Allocate(command) => allocate::run(&client, command).await,
     }
 }

@@ -83,3 +83,39 @@ async fn two_writers_sharing_a_key_record_it_once() {
     }
     assert_eq!(count_events(&**db.pool.get().await.unwrap()).await, 1);
 }
+
+/// Two sweepers (two processes' writers) expiring the same allocations: each expires once.
+#[tokio::test]
+async fn two_sweepers_never_expire_an_allocation_twice() {
+    use budget_events::domain::allocation::{AllocationInput, CreateAllocation};
+    use budget_events::domain::policy::Tier;
+    use budget_events::ledger::AllocateCommand;
+
+    let db = TestDb::new().await;
+    let (w1, _t1) = Writer::spawn(db.pool.clone(), LogSignal::default());
+    let (w2, _t2) = Writer::spawn(db.pool.clone(), LogSignal::default());
+    for i in 0..40 {
+        let input: AllocationInput = serde_json::from_value(serde_json::json!({
+            "context_id": format!("t-{i}"), "component": "c", "tokens": 10, "ttl": 1
+        }))
+        .unwrap();
+        let allocation = CreateAllocation::validate(&input, Tier::derive).unwrap();
+        w1.allocate(AllocateCommand { allocation, key: None, metadata: Default::default() }).await.unwrap();
+    }
+    let later = chrono::Utc::now() + chrono::Duration::seconds(5);
+    let (a, b) = tokio::join!(w1.expire(later), w2.expire(later));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 40, "every due allocation expired by one sweeper or the other");
+    assert!(a.iter().all(|id| !b.contains(id)), "no allocation expired twice");
+    assert!(w1.expire(later).await.unwrap().is_empty());
+    let expired: i64 = db
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM events WHERE event_type = 'AllocationExpired'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(expired, 40);
+}

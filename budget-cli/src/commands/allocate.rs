@@ -1,0 +1,111 @@
+//! `budget allocate create|list|release`.
+
+use comfy_table::Cell;
+use serde_json::{json, Value};
+
+use crate::cli::AllocateCommand;
+use crate::client::Client;
+use crate::output::{print_json, right, table, thousands};
+
+pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()> {
+    match command {
+        AllocateCommand::Create(args) => {
+            let mut body = json!({"context_id": args.context_id, "component": args.component});
+            for (field, value) in [
+                ("tier", args.tier),
+                ("provider", args.provider),
+                ("model", args.model),
+                ("task_type", args.task_type),
+                ("estimated_cost", args.estimated_cost),
+                ("ttl", args.ttl),
+            ] {
+                if let Some(v) = value {
+                    body[field] = Value::String(v);
+                }
+            }
+            if let Some(t) = args.tokens {
+                body["tokens"] = json!(t);
+            }
+            if let Some(p) = args.priority {
+                body["priority"] = json!(p);
+            }
+            let a: Value = client.post("/api/allocations", &body).await?;
+            if args.json {
+                print_json(&a);
+            } else {
+                println!(
+                    "Allocated {} tokens (${}) to {} for {}: allocation {}, expires {}",
+                    thousands(a["tokens_allocated"].as_i64().unwrap_or(0)),
+                    a["estimated_cost"],
+                    a["component"].as_str().unwrap_or("?"),
+                    a["context_id"].as_str().unwrap_or("?"),
+                    a["allocation_id"].as_str().unwrap_or("?"),
+                    a["expires_at"].as_str().unwrap_or("?"),
+                );
+            }
+        }
+        AllocateCommand::List(args) => {
+            let mut query = Vec::new();
+            if let Some(c) = args.component {
+                query.push(("component", c));
+            }
+            if let Some(c) = args.context_id {
+                query.push(("context_id", c));
+            }
+            if args.all {
+                query.push(("state", "all".to_string()));
+            }
+            let list: Value = client.get("/api/allocations", &query).await?;
+            if args.json {
+                print_json(&list);
+                return Ok(());
+            }
+            let rows = list["allocations"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            if rows.is_empty() {
+                println!("No {}allocations.", if args.all { "" } else { "active " });
+                return Ok(());
+            }
+            let mut t = table(&[
+                "Allocation",
+                "Context",
+                "Component",
+                "Tier",
+                "State",
+                "Allocated",
+                "Used",
+                "Remaining",
+                "Used %",
+                "Expires (UTC)",
+            ]);
+            for a in rows {
+                t.add_row(vec![
+                    Cell::new(a["allocation_id"].as_str().unwrap_or("?")),
+                    Cell::new(a["context_id"].as_str().unwrap_or("?")),
+                    Cell::new(a["component"].as_str().unwrap_or("?")),
+                    Cell::new(a["tier"].as_str().unwrap_or("?")),
+                    Cell::new(a["state"].as_str().unwrap_or("?")),
+                    right(thousands(a["tokens_allocated"].as_i64().unwrap_or(0))),
+                    right(thousands(a["tokens_used"].as_i64().unwrap_or(0))),
+                    right(thousands(a["remaining_tokens"].as_i64().unwrap_or(0))),
+                    right(format!("{}%", a["usage_percentage"])),
+                    Cell::new(a["expires_at"].as_str().unwrap_or("?")),
+                ]);
+            }
+            println!("{t}");
+        }
+        AllocateCommand::Release { allocation_id, json } => {
+            let a: Value = client.post(&format!("/api/allocations/{allocation_id}/release"), &json!({})).await?;
+            if json {
+                print_json(&a);
+            } else {
+                println!(
+                    "Released allocation {} ({} of {} tokens used; the rest is no longer reserved)",
+                    a["allocation_id"].as_str().unwrap_or("?"),
+                    thousands(a["tokens_used"].as_i64().unwrap_or(0)),
+                    thousands(a["tokens_allocated"].as_i64().unwrap_or(0)),
+                );
+            }
+        }
+    }
+    Ok(())
+}
