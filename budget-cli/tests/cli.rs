@@ -221,7 +221,19 @@ async fn allocate_create_list_release() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = budget(
         &s.url,
-        &["allocate", "create", "--context-id", "task-123", "--component", "rhetor", "--tokens", "10000", "--tier", "remote_heavyweight", "--json"],
+        &[
+            "allocate",
+            "create",
+            "--context-id",
+            "task-123",
+            "--component",
+            "rhetor",
+            "--tokens",
+            "10000",
+            "--tier",
+            "remote_heavyweight",
+            "--json",
+        ],
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -229,13 +241,30 @@ async fn allocate_create_list_release() {
     let id = first["allocation_id"].as_str().unwrap().to_string();
     let out = budget(
         &s.url,
-        &["allocate", "create", "--context-id", "t-9", "--component", "codex", "--tokens", "4000", "--model", "gpt-4o", "--priority", "8", "--ttl", "15m"],
+        &[
+            "allocate",
+            "create",
+            "--context-id",
+            "t-9",
+            "--component",
+            "codex",
+            "--tokens",
+            "4000",
+            "--model",
+            "gpt-4o",
+            "--priority",
+            "8",
+            "--ttl",
+            "15m",
+        ],
     )
     .await;
     assert!(stdout(&out).contains("Allocated 4,000 tokens"), "{}{}", stdout(&out), stderr(&out));
 
     // 10,000 + 4,000 reserved of 20,000: 8,000 more is refused in one line.
-    let out = budget(&s.url, &["allocate", "create", "--context-id", "t-10", "--component", "codex", "--tokens", "8000"]).await;
+    let out =
+        budget(&s.url, &["allocate", "create", "--context-id", "t-10", "--component", "codex", "--tokens", "8000"])
+            .await;
     assert!(!out.status.success());
     assert!(stderr(&out).contains("budget_exceeded") && stderr(&out).contains("HTTP 402"), "{}", stderr(&out));
 
