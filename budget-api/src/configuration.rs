@@ -1,6 +1,7 @@
 //! What the service needs to start: where to listen and which database to use.
 
 use budget_events::db::DbConfig;
+use budget_events::domain::allocation::AllocationDefaults;
 use budget_events::domain::policy::TierMap;
 
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -19,6 +20,8 @@ pub struct Settings {
     pub tiers: TierMap,
     /// How often expired allocations are swept.
     pub sweep_interval: std::time::Duration,
+    /// Tokens an allocation reserves when it names none (`BUDGET_ALLOCATION_DEFAULTS`).
+    pub allocation_defaults: AllocationDefaults,
 }
 
 impl Settings {
@@ -31,6 +34,7 @@ impl Settings {
             shutdown_timeout: 30,
             tiers: TierMap::default(),
             sweep_interval: std::time::Duration::from_secs(5),
+            allocation_defaults: AllocationDefaults::default(),
         }
     }
 }

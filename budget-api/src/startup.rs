@@ -51,7 +51,13 @@ impl Application {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState { pool, writer, projections: status, tiers: settings.tiers.clone() });
+        let state = web::Data::new(AppState {
+            pool,
+            writer,
+            projections: status,
+            tiers: settings.tiers.clone(),
+            allocation_defaults: settings.allocation_defaults.clone(),
+        });
         let openapi = ApiDoc::openapi();
         let server = HttpServer::new(move || {
             App::new()

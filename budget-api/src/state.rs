@@ -11,6 +11,7 @@ pub struct AppState {
     pub writer: Writer,
     pub projections: RunnerStatus,
     pub tiers: TierMap,
+    pub allocation_defaults: budget_events::domain::allocation::AllocationDefaults,
 }
 
 impl AppState {

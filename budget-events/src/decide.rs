@@ -514,7 +514,7 @@ mod allocation_tests {
             "context_id": "t", "component": "c", "tokens": tokens, "estimated_cost": "1", "priority": 10
         }))
         .unwrap();
-        CreateAllocation::validate(&input, Tier::derive).unwrap()
+        CreateAllocation::validate(&input, Tier::derive, &Default::default()).unwrap()
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl From<&Allocation> for AllocationView {
 
 /// Validates an allocation request, with the tier map filling a missing tier.
 pub fn validate(state: &AppState, input: &AllocationInput) -> Result<CreateAllocation, ApiError> {
-    CreateAllocation::validate(input, |p, m| state.tiers.resolve(p, m)).map_err(|errors| {
+    CreateAllocation::validate(input, |p, m| state.tiers.resolve(p, m), &state.allocation_defaults).map_err(|errors| {
         let message = errors.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>().join("; ");
         let details = errors.iter().map(|(f, m)| serde_json::json!({"field": f, "message": m})).collect();
         ApiError::BadRequest {

@@ -7,6 +7,7 @@ use anyhow::Context;
 use budget_api::{Application, Settings};
 use budget_events::db::embedded::{default_data_dir, EmbeddedOptions, EmbeddedPostgres};
 use budget_events::db::{self, DbConfig};
+use budget_events::domain::allocation::AllocationDefaults;
 use budget_events::domain::policy::TierMap;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
@@ -50,6 +51,9 @@ async fn serve(args: &StartArgs, database: DbConfig) -> anyhow::Result<()> {
     let mut settings = Settings::new(args.host.clone(), args.port, database);
     if let Ok(map) = std::env::var("BUDGET_TIER_MAP") {
         settings.tiers = TierMap::parse(&map).map_err(anyhow::Error::msg)?;
+    }
+    if let Ok(sizes) = std::env::var("BUDGET_ALLOCATION_DEFAULTS") {
+        settings.allocation_defaults = AllocationDefaults::parse(&sizes).map_err(anyhow::Error::msg)?;
     }
     let app = Application::build(settings).await?;
     let handle = app.handle();

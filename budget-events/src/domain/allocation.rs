@@ -111,15 +111,56 @@ pub fn tier_reference_price(tier: Tier) -> Decimal {
     }
 }
 
-/// Tokens reserved when the request names none: by task type, scaled by priority.
+/// Tokens reserved when a request names none, by task type (`default` for the others); scaled by
+/// priority. Configured with `BUDGET_ALLOCATION_DEFAULTS` (JSON: `{"coding": 12000, "default": 3000}`;
+/// unlisted types keep the built-in sizes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct AllocationDefaults(std::collections::HashMap<String, i64>);
+
+impl Default for AllocationDefaults {
+    fn default() -> Self {
+        let sizes = [
+            ("chat", 4_000),
+            ("coding", 8_000),
+            ("code_generation", 8_000),
+            ("analysis", 16_000),
+            ("embedding", 2_000),
+            ("default", 4_000),
+        ];
+        AllocationDefaults(sizes.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+}
+
+impl AllocationDefaults {
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let given: std::collections::HashMap<String, i64> = serde_json::from_str(json).map_err(|e| {
+            format!(
+                "BUDGET_ALLOCATION_DEFAULTS is not valid: {e}; expected {{\"TASK_TYPE\": TOKENS, \"default\": TOKENS}}"
+            )
+        })?;
+        if let Some((k, v)) =
+            given.iter().find(|(_, v)| !(1..=crate::domain::usage::MAX_TOKENS_PER_RECORD).contains(*v))
+        {
+            return Err(format!("BUDGET_ALLOCATION_DEFAULTS gives {k} {v} tokens; use 1 to 1,000,000,000"));
+        }
+        let mut defaults = AllocationDefaults::default();
+        defaults.0.extend(given);
+        Ok(defaults)
+    }
+
+    pub fn tokens(&self, task_type: &str, priority: i16) -> i64 {
+        let base = self.0.get(task_type).or_else(|| self.0.get("default")).copied().unwrap_or(4_000);
+        scale(base, priority)
+    }
+}
+
+/// Tokens reserved when the request names none, with the built-in sizes.
 pub fn default_tokens(task_type: &str, priority: i16) -> i64 {
-    let base: i64 = match task_type {
-        "chat" => 4_000,
-        "coding" | "code_generation" => 8_000,
-        "analysis" => 16_000,
-        "embedding" => 2_000,
-        _ => 4_000,
-    };
+    AllocationDefaults::default().tokens(task_type, priority)
+}
+
+fn scale(base: i64, priority: i16) -> i64 {
     match priority {
         1..=3 => base / 2,
         4..=7 => base,
@@ -159,6 +200,7 @@ impl CreateAllocation {
     pub fn validate(
         input: &AllocationInput,
         tier_for: impl Fn(&str, &str) -> Tier,
+        defaults: &AllocationDefaults,
     ) -> Result<Self, Vec<(String, String)>> {
         let mut errors: Vec<(String, String)> = Vec::new();
         let mut fail = |f: &str, m: String| errors.push((f.to_string(), m));
@@ -205,7 +247,7 @@ impl CreateAllocation {
                 Some(ttl),
             ) if errors.is_empty() => {
                 let priority = priority as i16;
-                let tokens = input.tokens.unwrap_or_else(|| default_tokens(task_type.as_str(), priority));
+                let tokens = input.tokens.unwrap_or_else(|| defaults.tokens(task_type.as_str(), priority));
                 let estimated_cost = match input.estimated_cost {
                     Some(c) => c,
                     None => Money::new((tier_reference_price(tier) * Decimal::from(tokens)).round_dp(10))
@@ -295,15 +337,24 @@ mod tests {
             "context_id": "task-123", "component": "rhetor", "tokens": 10000, "tier": "remote_heavyweight"
         }))
         .unwrap();
-        let a = CreateAllocation::validate(&input, Tier::derive).unwrap();
+        let a = CreateAllocation::validate(&input, Tier::derive, &AllocationDefaults::default()).unwrap();
         assert_eq!((a.tokens, a.priority, a.ttl), (10_000, 5, DEFAULT_TTL));
         assert_eq!(a.estimated_cost.to_string(), "0.1", "10,000 tokens at the remote reference price");
         let bad: AllocationInput = serde_json::from_value(serde_json::json!({
             "context_id": " ", "component": "c", "priority": 11, "tokens": 0, "ttl": "x", "tier": "huge"
         }))
         .unwrap();
-        let fields: Vec<String> =
-            CreateAllocation::validate(&bad, Tier::derive).unwrap_err().into_iter().map(|e| e.0).collect();
+        let fields: Vec<String> = CreateAllocation::validate(&bad, Tier::derive, &AllocationDefaults::default())
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
         assert_eq!(fields, ["context_id", "tier", "priority", "tokens", "ttl"]);
+        let custom = AllocationDefaults::parse(r#"{"coding": 1000, "default": 300}"#).unwrap();
+        assert_eq!(
+            (custom.tokens("coding", 5), custom.tokens("other", 10), custom.tokens("analysis", 5)),
+            (1000, 600, 16_000)
+        );
+        assert!(AllocationDefaults::parse(r#"{"chat": 0}"#).is_err());
     }
 }

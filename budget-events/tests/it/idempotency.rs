@@ -99,7 +99,7 @@ async fn two_sweepers_never_expire_an_allocation_twice() {
             "context_id": format!("t-{i}"), "component": "c", "tokens": 10, "ttl": 1
         }))
         .unwrap();
-        let allocation = CreateAllocation::validate(&input, Tier::derive).unwrap();
+        let allocation = CreateAllocation::validate(&input, Tier::derive, &Default::default()).unwrap();
         w1.allocate(AllocateCommand { allocation, key: None, metadata: Default::default() }).await.unwrap();
     }
     let later = chrono::Utc::now() + chrono::Duration::seconds(5);
