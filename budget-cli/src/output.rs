@@ -13,7 +13,7 @@ pub fn right(value: impl ToString) -> Cell {
 }
 
 pub fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON values print"));
+    emit(&serde_json::to_string_pretty(value).expect("JSON values print"));
 }
 
 /// `1234567` → `1,234,567`.
@@ -46,4 +46,22 @@ mod tests {
         assert_eq!(super::thousands(1200), "1,200");
         assert_eq!(super::thousands(-1234567), "-1,234,567");
     }
+}
+
+/// Prints a line to stdout. A reader that went away (`budget status | head`) ends the command quietly
+/// instead of a panic.
+pub fn emit(line: &str) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        panic!("cannot write to stdout: {e}");
+    }
+}
+
+/// `println!` through [`emit`].
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::output::emit(&format!($($arg)*)) };
 }

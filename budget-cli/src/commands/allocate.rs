@@ -33,7 +33,7 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
             if args.json {
                 print_json(&a);
             } else {
-                println!(
+                crate::say!(
                     "Allocated {} tokens (${}) to {} for {}: allocation {}, expires {}",
                     thousands(a["tokens_allocated"].as_i64().unwrap_or(0)),
                     a["estimated_cost"],
@@ -62,7 +62,7 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
             }
             let rows = list["allocations"].as_array().map(Vec::as_slice).unwrap_or(&[]);
             if rows.is_empty() {
-                println!("No {}allocations.", if args.all { "" } else { "active " });
+                crate::say!("No {}allocations.", if args.all { "" } else { "active " });
                 return Ok(());
             }
             let mut t = table(&[
@@ -91,14 +91,14 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                     Cell::new(a["expires_at"].as_str().unwrap_or("?")),
                 ]);
             }
-            println!("{t}");
+            crate::say!("{t}");
         }
         AllocateCommand::Release { allocation_id, json } => {
             let a: Value = client.post(&format!("/api/allocations/{allocation_id}/release"), &json!({})).await?;
             if json {
                 print_json(&a);
             } else {
-                println!(
+                crate::say!(
                     "Released allocation {} ({} of {} tokens used; the rest is no longer reserved)",
                     a["allocation_id"].as_str().unwrap_or("?"),
                     thousands(a["tokens_used"].as_i64().unwrap_or(0)),

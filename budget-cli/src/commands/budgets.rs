@@ -26,7 +26,7 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
                     Cell::new(b["created_at"].as_str().unwrap_or("?")),
                 ]);
             }
-            println!("{t}");
+            crate::say!("{t}");
         }
         BudgetsCommand::Show { budget_id, json } => {
             let budget: Value = client.get(&format!("/api/budgets/{budget_id}"), &[]).await?;
@@ -34,7 +34,7 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
                 print_json(&budget);
                 return Ok(());
             }
-            println!(
+            crate::say!(
                 "Budget {} ({}), {} policies",
                 budget["name"].as_str().unwrap_or("?"),
                 budget["budget_id"].as_str().unwrap_or("?"),

@@ -25,7 +25,7 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
     }
 
     let filters: Vec<String> = query[2..].iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!(
+    crate::say!(
         "Usage {} from {} to {}{}",
         usage["period"].as_str().unwrap_or(&args.period),
         usage["start_time"].as_str().unwrap_or("?"),
@@ -37,7 +37,7 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
         t.add_row(row(bucket["start"].as_str().unwrap_or("?"), bucket));
     }
     t.add_row(row("Total", &usage["totals"]));
-    println!("{t}");
+    crate::say!("{t}");
 
     for dimension in ["model", "component"] {
         let Some(groups) = usage["groups"][dimension].as_object().filter(|g| !g.is_empty()) else {
@@ -47,7 +47,7 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
         for (name, totals) in groups {
             g.add_row(row(name, totals));
         }
-        println!("\nBy {dimension}\n{g}");
+        crate::say!("\nBy {dimension}\n{g}");
     }
     Ok(())
 }

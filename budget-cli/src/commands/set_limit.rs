@@ -44,7 +44,7 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
     if let Some(t) = p["token_limit"].as_i64() {
         limits.push(format!("{} tokens", crate::output::thousands(t)));
     }
-    println!(
+    crate::say!(
         "{} {} {} limit of {} for {} in budget {} (policy {}{})",
         if response["created"] == true { "Set" } else { "Replaced with" },
         p["period"].as_str().unwrap_or("?"),

@@ -28,14 +28,14 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
     } else {
         let windows = status["windows"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         if windows.is_empty() {
-            println!(
+            crate::say!(
                 "No active policies{}; set one with `budget set_limit daily 10.0`.",
                 if query.is_empty() { "" } else { " match" }
             );
         } else {
             print_windows(windows);
         }
-        println!(
+        crate::say!(
             "\nBudget {} at {url}: {} (database {})",
             health["version"].as_str().unwrap_or("?"),
             health["status"].as_str().unwrap_or("?"),
@@ -51,7 +51,7 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
                 Cell::new(p["error"].as_str().unwrap_or("")),
             ]);
         }
-        println!("{t}");
+        crate::say!("{t}");
     }
     if health["status"] != "healthy" {
         anyhow::bail!("Budget at {url} is {}", health["status"].as_str().unwrap_or("unhealthy"));
@@ -102,5 +102,5 @@ pub fn print_windows(windows: &[Value]) {
             Cell::new(w["resets_at"].as_str().unwrap_or("-")),
         ]);
     }
-    println!("{t}");
+    crate::say!("{t}");
 }
