@@ -38,16 +38,6 @@ pub fn usd(value: &serde_json::Value) -> String {
     format!("${}", value.as_number().map(|n| n.to_string()).unwrap_or_else(|| value.to_string()))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn thousands_are_grouped() {
-        assert_eq!(super::thousands(0), "0");
-        assert_eq!(super::thousands(1200), "1,200");
-        assert_eq!(super::thousands(-1234567), "-1,234,567");
-    }
-}
-
 /// Prints a line to stdout. A reader that went away (`budget status | head`) ends the command quietly
 /// instead of a panic.
 pub fn emit(line: &str) {
@@ -64,4 +54,14 @@ pub fn emit(line: &str) {
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => { $crate::output::emit(&format!($($arg)*)) };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(1200), "1,200");
+        assert_eq!(super::thousands(-1234567), "-1,234,567");
+    }
 }
