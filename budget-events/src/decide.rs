@@ -52,12 +52,39 @@ pub fn matching_windows<'p>(policies: &'p [Policy], call: &CallFacts<'_>) -> Vec
         .collect()
 }
 
-/// The cost a record counts with: the client's, or 0 while unpriced.
-pub fn record_cost(record: &RecordUsage) -> (Money, CostSource) {
-    match record.cost {
-        Some(cost) => (cost, CostSource::Client),
-        None => (Money::ZERO, CostSource::Unpriced),
+/// What the price book says a record costs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceQuote {
+    pub version_id: Uuid,
+    pub resolved_model: String,
+    pub cost: Money,
+}
+
+/// Prices a record with the version in effect at its time, if its model has one.
+pub fn quote(record: &RecordUsage, versions: &[crate::domain::price::PriceVersion]) -> Option<PriceQuote> {
+    let (version, resolved_model) =
+        crate::domain::price::resolve(versions, record.provider.as_str(), record.model.as_str(), record.occurred_at)?;
+    let c = crate::domain::price::cost(
+        &version.spec,
+        record.input_tokens.get(),
+        record.cached_input_tokens,
+        record.output_tokens.get(),
+    );
+    Some(PriceQuote { version_id: version.version_id, resolved_model, cost: Money::new(c.total_cost).ok()? })
+}
+
+/// The cost a record counts with: the client's, else the price book's, else 0 while unpriced.
+pub fn record_cost_with(record: &RecordUsage, quote: Option<&PriceQuote>) -> (Money, CostSource) {
+    match (record.cost, quote) {
+        (Some(cost), _) => (cost, CostSource::Client),
+        (None, Some(q)) => (q.cost, CostSource::PriceBook),
+        (None, None) => (Money::ZERO, CostSource::Unpriced),
     }
+}
+
+/// The cost a record counts with when no price book is at hand: the client's, or 0 while unpriced.
+pub fn record_cost(record: &RecordUsage) -> (Money, CostSource) {
+    record_cost_with(record, None)
 }
 
 /// Usage records are facts: a call that happened is always recorded. It is posted to every matching
@@ -67,8 +94,9 @@ pub fn record_usage(
     record_id: Uuid,
     windows: &[(&Policy, Window)],
     accounts: &mut BTreeMap<AccountKey, Account>,
+    quote: Option<&PriceQuote>,
 ) -> Event {
-    let (cost, cost_source) = record_cost(record);
+    let (cost, cost_source) = record_cost_with(record, quote);
     let tokens = record.input_tokens.get() + record.output_tokens.get();
     let mut postings = Vec::with_capacity(windows.len());
     let mut exceeded = Vec::new();
@@ -101,6 +129,10 @@ pub fn record_usage(
         postings,
         exceeded,
         settlement: None,
+        cached_input_tokens: record.cached_input_tokens,
+        price_version: quote.map(|q| q.version_id),
+        resolved_model: quote.map(|q| q.resolved_model.clone()),
+        computed_cost: quote.map(|q| q.cost),
     })
 }
 
@@ -159,9 +191,13 @@ mod tests {
         let mut accounts: BTreeMap<AccountKey, Account> =
             windows.iter().map(|(p, w)| ((p.id, w.key.clone()), Account::default())).collect();
 
-        let Event::UsageRecorded(first) = record_usage(&r, Uuid::nil(), &windows, &mut accounts) else { panic!() };
+        let Event::UsageRecorded(first) = record_usage(&r, Uuid::nil(), &windows, &mut accounts, None) else {
+            panic!()
+        };
         assert!(first.exceeded.is_empty(), "0.6 of 1.0 is within the hard limit; the warn policy never flags");
-        let Event::UsageRecorded(second) = record_usage(&r, Uuid::nil(), &windows, &mut accounts) else { panic!() };
+        let Event::UsageRecorded(second) = record_usage(&r, Uuid::nil(), &windows, &mut accounts, None) else {
+            panic!()
+        };
         assert_eq!(second.exceeded, vec![hard.id], "1.2 of 1.0 went past the hard limit");
         assert_eq!(second.postings.len(), 2);
         let hard_account = accounts[&(hard.id, windows[0].1.key.clone())];

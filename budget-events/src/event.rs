@@ -23,6 +23,17 @@ pub enum Event {
     AllocationCreated(AllocationCreated),
     AllocationReleased(AllocationResolved),
     AllocationExpired(AllocationResolved),
+    PriceSet(PriceSet),
+}
+
+/// A new version of a model's price, in effect from `effective_from` until the next version's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceSet {
+    pub version_id: Uuid,
+    pub spec: crate::domain::price::PriceSpec,
+    pub effective_from: DateTime<Utc>,
+    pub source: crate::domain::price::PriceSource,
 }
 
 /// Tokens (and their estimated cost) reserved for a task, pending in every window of `reservations`.
@@ -156,6 +167,17 @@ pub struct UsageRecorded {
     /// The allocation this record settled against, if it named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settlement: Option<Settlement>,
+    /// The part of `input_tokens` served from a prompt cache.
+    #[serde(default)]
+    pub cached_input_tokens: i64,
+    /// The price-book version the record was priced with, the model name it resolved to, and the cost it
+    /// computed (also kept when the client sent its own cost, so differences can be reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_version: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed_cost: Option<Money>,
 }
 
 fn default_tier() -> Tier {
@@ -202,6 +224,7 @@ impl Event {
             Event::AllocationCreated(_) => "AllocationCreated",
             Event::AllocationReleased(_) => "AllocationReleased",
             Event::AllocationExpired(_) => "AllocationExpired",
+            Event::PriceSet(_) => "PriceSet",
         }
     }
 
@@ -218,6 +241,7 @@ impl Event {
             Event::PolicySet(e) => serde_json::to_value(e),
             Event::AllocationCreated(e) => serde_json::to_value(e),
             Event::AllocationReleased(e) | Event::AllocationExpired(e) => serde_json::to_value(e),
+            Event::PriceSet(e) => serde_json::to_value(e),
         };
         value.expect("event payloads are plain data and always serialize")
     }
@@ -230,7 +254,8 @@ impl Event {
         payload: serde_json::Value,
     ) -> Result<Event, DecodeError> {
         let bad = |source| DecodeError::BadPayload { position, event_type: event_type.to_string(), source };
-        const KNOWN: [&str; 8] = [
+        const KNOWN: [&str; 9] = [
+            "PriceSet",
             "UsageRecorded",
             "BudgetCreated",
             "BudgetUpdated",
@@ -258,6 +283,7 @@ impl Event {
             "AllocationCreated" => serde_json::from_value(payload).map(Event::AllocationCreated),
             "AllocationReleased" => serde_json::from_value(payload).map(Event::AllocationReleased),
             "AllocationExpired" => serde_json::from_value(payload).map(Event::AllocationExpired),
+            "PriceSet" => serde_json::from_value(payload).map(Event::PriceSet),
             _ => serde_json::from_value(payload).map(Event::PolicySet),
         }
         .map_err(bad)

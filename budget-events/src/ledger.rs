@@ -23,7 +23,7 @@ use crate::money::Money;
 use crate::store::accounts::{self, AccountKey, Bounds};
 use crate::store::allocations;
 use crate::store::idempotency::{self, IdempotencyKey};
-use crate::store::{current_versions, insert_events, policies, AppendError};
+use crate::store::{current_versions, insert_events, policies, prices, AppendError};
 
 /// Record one or more usage records, atomically.
 #[derive(Debug, Clone)]
@@ -161,6 +161,26 @@ pub struct ReleaseCommand {
     pub metadata: EventMetadata,
 }
 
+/// Set prices (a manual price, the bundled table, an import).
+#[derive(Debug, Clone)]
+pub struct PricesCommand {
+    pub prices: Vec<crate::domain::price::PriceSpec>,
+    pub effective_from: DateTime<Utc>,
+    pub source: crate::domain::price::PriceSource,
+    pub key: Option<IdempotencyKey>,
+    pub metadata: EventMetadata,
+}
+
+/// What a [`PricesCommand`] changed, by `provider/model`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PricesOutcome {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: usize,
+    #[serde(default, skip_serializing)]
+    pub replayed: bool,
+}
+
 /// Everything the write path takes.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -171,6 +191,7 @@ pub enum Command {
     Release(ReleaseCommand),
     /// Expire the active allocations whose time is up at this instant (the sweeper).
     Expire(DateTime<Utc>),
+    SetPrices(PricesCommand),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -181,6 +202,7 @@ pub enum Outcome {
     Allocation(Box<AllocationOutcome>),
     /// The allocations a sweep expired.
     Expired(Vec<Uuid>),
+    Prices(Box<PricesOutcome>),
 }
 
 /// An allocation as a command left it.
@@ -200,6 +222,7 @@ impl Command {
             Command::Allocate(c) => c.key.as_ref(),
             Command::Release(c) => c.key.as_ref(),
             Command::Expire(_) => None,
+            Command::SetPrices(c) => c.key.as_ref(),
         }
     }
 
@@ -277,8 +300,8 @@ impl From<AppendError> for LedgerError {
 /// A usage item's plan between deciding its windows and posting it.
 struct PlannedItem {
     outcome: ItemOutcome,
-    /// For a record to write: its id and the windows it posts to.
-    write: Option<(Uuid, Vec<(Policy, Window)>)>,
+    /// For a record to write: its id, the windows it posts to, and its price.
+    write: Option<(Uuid, Vec<(Policy, Window)>, Option<decide::PriceQuote>)>,
 }
 
 /// A command's progress through the batch.
@@ -330,6 +353,21 @@ pub async fn process(
         })
         .collect();
     let mut allocs: HashMap<Uuid, Allocation> = allocations::lock(tx, &named).await?;
+    // The price versions every record of the batch could resolve to (one query).
+    let price_keys: Vec<(String, String)> = commands
+        .iter()
+        .filter_map(|c| if let Command::Usage(u) = c { Some(u) } else { None })
+        .flat_map(|u| u.items.iter())
+        .flat_map(|i| {
+            let provider = i.record.provider.to_string();
+            crate::domain::price::candidates(&provider, i.record.model.as_str())
+                .into_iter()
+                .map(move |m| (provider.clone(), m))
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut price_versions = prices::versions_for(tx, &price_keys).await?;
     let mut touched: std::collections::BTreeSet<Uuid> = std::collections::BTreeSet::new();
     let mut stream_versions: HashMap<String, i64> = HashMap::new();
     // Keys taken by an earlier command or item of this same batch.
@@ -381,6 +419,12 @@ pub async fn process(
                 }
                 plans.push(Planned::Release);
             }
+            Command::SetPrices(c) => {
+                let (outcome, events) = set_prices(tx, c).await?;
+                // Later records of the batch are priced with the new versions.
+                price_versions = prices::versions_for(tx, &price_keys).await?;
+                plans.push(Planned::Done(Ok(Outcome::Prices(Box::new(outcome))), events));
+            }
             Command::Expire(at) => {
                 let due = allocations::lock_due(tx, *at, 1000).await?;
                 let ids = due.iter().map(|a| a.allocation_id).collect();
@@ -428,9 +472,10 @@ pub async fn process(
                     if let Some(key) = &item.key {
                         batch_items.insert(&key.key, (&key.request_hash, record_id));
                     }
+                    let quote = decide::quote(&item.record, &price_versions);
                     items.push(PlannedItem {
                         outcome: ItemOutcome::recorded(record_id),
-                        write: Some((record_id, windows)),
+                        write: Some((record_id, windows, quote)),
                     });
                 }
                 plans.push(Planned::Usage(items));
@@ -458,16 +503,17 @@ pub async fn process(
                 let mut outcome = UsageOutcome { items: Vec::with_capacity(items.len()), replayed: false };
                 for (planned, item) in items.into_iter().zip(&c.items) {
                     let mut item_outcome = planned.outcome;
-                    if let Some((record_id, windows)) = planned.write {
+                    if let Some((record_id, windows, quote)) = planned.write {
                         let windows: Vec<(&Policy, Window)> = windows.iter().map(|(p, w)| (p, w.clone())).collect();
                         let settlement = item.record.allocation_id.map(|id| {
                             let a = allocs.get_mut(&id).expect("named allocations were locked in pass 1");
                             touched.insert(id);
-                            let cost = decide::record_cost(&item.record).0.amount();
+                            let cost = decide::record_cost_with(&item.record, quote.as_ref()).0.amount();
                             let (i, o) = (item.record.input_tokens.get(), item.record.output_tokens.get());
                             decide::settle(a, i, o, cost, &mut accounts, now)
                         });
-                        let mut event = decide::record_usage(&item.record, record_id, &windows, &mut accounts);
+                        let mut event =
+                            decide::record_usage(&item.record, record_id, &windows, &mut accounts, quote.as_ref());
                         if let Event::UsageRecorded(u) = &mut event {
                             u.settlement = settlement;
                         }
@@ -582,6 +628,9 @@ pub async fn process(
                     to_store.push((key, serde_json::to_value(b).expect("outcomes serialize")));
                 }
             }
+            (Command::SetPrices(PricesCommand { key: Some(key), .. }), Outcome::Prices(p)) if !p.replayed => {
+                to_store.push((key, serde_json::to_value(p).expect("outcomes serialize")));
+            }
             (Command::Allocate(AllocateCommand { key: Some(key), .. }), Outcome::Allocation(a))
             | (Command::Release(ReleaseCommand { key: Some(key), .. }), Outcome::Allocation(a))
                 if !a.replayed =>
@@ -611,6 +660,7 @@ fn mark_replayed(outcome: Outcome) -> Outcome {
         Outcome::Policy(p) => Outcome::Policy(Box::new(PolicyOutcome { replayed: true, ..*p })),
         Outcome::Budget(b) => Outcome::Budget(Box::new(BudgetOutcome { replayed: true, ..*b })),
         Outcome::Allocation(a) => Outcome::Allocation(Box::new(AllocationOutcome { replayed: true, ..*a })),
+        Outcome::Prices(p) => Outcome::Prices(Box::new(PricesOutcome { replayed: true, ..*p })),
         expired @ Outcome::Expired(_) => expired,
     }
 }
@@ -741,6 +791,41 @@ async fn change_budget(
     Ok((Ok(outcome), vec![(stream, version, NewEvent::new(event, command.metadata.clone()))]))
 }
 
+/// Sets each price that differs from the version in effect at the new one's time; returns its events.
+async fn set_prices(
+    tx: &Transaction<'_>,
+    c: &PricesCommand,
+) -> Result<(PricesOutcome, Vec<VersionedEvent>), LedgerError> {
+    let keys: Vec<(String, String)> = c.prices.iter().map(|p| (p.provider.clone(), p.model.clone())).collect();
+    let current = prices::versions_for(tx, &keys).await?;
+    let mut outcome = PricesOutcome { added: Vec::new(), changed: Vec::new(), unchanged: 0, replayed: false };
+    let mut events = Vec::new();
+    for spec in &c.prices {
+        let name = format!("{}/{}", spec.provider, spec.model);
+        let before = current.iter().find(|v| {
+            v.spec.provider == spec.provider && v.spec.model == spec.model && v.in_effect_at(c.effective_from)
+        });
+        match before {
+            Some(v) if v.spec.same_price(spec) => {
+                outcome.unchanged += 1;
+                continue;
+            }
+            Some(_) => outcome.changed.push(name),
+            None => outcome.added.push(name),
+        }
+        let event = crate::event::PriceSet {
+            version_id: Uuid::now_v7(),
+            spec: spec.clone(),
+            effective_from: c.effective_from,
+            source: c.source,
+        };
+        prices::insert(tx, &event).await?;
+        let stream = format!("price-{}", event.version_id);
+        events.push((stream, 1, NewEvent::new(Event::PriceSet(event), c.metadata.clone())));
+    }
+    Ok((outcome, events))
+}
+
 fn replay(
     command: &Command,
     key: &IdempotencyKey,
@@ -763,6 +848,9 @@ fn replay(
             Outcome::Allocation(Box::new(serde_json::from_value(stored).expect("stored outcomes decode")))
         }
         Command::Expire(_) => unreachable!("sweeps carry no idempotency key"),
+        Command::SetPrices(_) => {
+            Outcome::Prices(Box::new(serde_json::from_value(stored).expect("stored outcomes decode")))
+        }
     }))
 }
 

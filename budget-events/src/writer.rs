@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::ledger::{
     self, AllocateCommand, AllocationOutcome, BudgetCommand, BudgetOutcome, Command, CommandError, LedgerError,
-    Outcome, PolicyCommand, PolicyOutcome, ReleaseCommand, UsageCommand, UsageOutcome,
+    Outcome, PolicyCommand, PolicyOutcome, PricesCommand, PricesOutcome, ReleaseCommand, UsageCommand, UsageOutcome,
 };
 
 /// Most usage records decided in one transaction (a batch request's records are never split).
@@ -101,6 +101,13 @@ impl Writer {
         match self.submit(Command::Release(command)).await? {
             Outcome::Allocation(outcome) => Ok(*outcome),
             _ => unreachable!("a release command has an allocation outcome"),
+        }
+    }
+
+    pub async fn set_prices(&self, command: PricesCommand) -> Result<PricesOutcome, WriteError> {
+        match self.submit(Command::SetPrices(command)).await? {
+            Outcome::Prices(outcome) => Ok(*outcome),
+            _ => unreachable!("a prices command has a prices outcome"),
         }
     }
 

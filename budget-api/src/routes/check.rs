@@ -72,7 +72,8 @@ pub struct CheckResponse {
     pub estimated_tokens: i64,
     #[schema(value_type = f64)]
     pub estimated_cost: Money,
-    /// `client` (the request's cost) or `unpriced` (cost not known: only token limits can decide).
+    /// `client` (the request's cost), `price_book` (the model's price now) or `unpriced` (cost not known:
+    /// only token limits can decide).
     #[schema(value_type = String)]
     pub cost_source: budget_events::domain::usage::CostSource,
     pub policies: Vec<PolicyCheck>,
@@ -110,6 +111,7 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
         tier: req.tier,
         input_tokens: req.input_tokens,
         output_tokens: req.max_output_tokens.or(req.estimated_output_tokens).unwrap_or(0),
+        cached_input_tokens: None,
         cost: req.cost,
         timestamp: None,
         request_id: None,
@@ -125,10 +127,17 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
             details: Some(serde_json::Value::Array(details)),
         }
     })?;
-    let (cost, cost_source) = decide::record_cost(&record);
+    let client = state.pool.get().await?;
+    let provider = record.provider.to_string();
+    let keys: Vec<(String, String)> = budget_events::domain::price::candidates(&provider, record.model.as_str())
+        .into_iter()
+        .map(|m| (provider.clone(), m))
+        .collect();
+    let versions = budget_events::store::prices::versions_for(&**client, &keys).await?;
+    let quote = decide::quote(&record, &versions);
+    let (cost, cost_source) = decide::record_cost_with(&record, quote.as_ref());
     let tokens = record.input_tokens.get() + record.output_tokens.get();
 
-    let client = state.pool.get().await?;
     let rows = policies::list(&**client).await?;
     let active: Vec<_> = rows.iter().map(|r| r.policy.clone()).collect();
     let matched = decide::matching_windows(&active, &decide::call_facts(&record));

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(2, "0002_projections", include_str!("../../../schema/0002_projections.sql")),
     Migration::new(3, "0003_budgets_and_accounts", include_str!("../../../schema/0003_budgets_and_accounts.sql")),
     Migration::new(4, "0004_allocations", include_str!("../../../schema/0004_allocations.sql")),
+    Migration::new(5, "0005_prices", include_str!("../../../schema/0005_prices.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.

@@ -3,6 +3,7 @@
 pub mod allocation;
 pub mod names;
 pub mod policy;
+pub mod price;
 pub mod usage;
 
 pub use names::{Component, ContextId, Model, NameError, Provider, SessionId, TaskType};

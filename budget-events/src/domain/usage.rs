@@ -36,7 +36,11 @@ pub struct UsageInput {
     pub tier: Option<String>,
     pub input_tokens: i64,
     pub output_tokens: i64,
-    /// USD, exact decimal (number or string). Absent: the record is kept as unpriced.
+    /// The part of input_tokens served from a prompt cache (priced at the cached rate).
+    #[serde(default)]
+    pub cached_input_tokens: Option<i64>,
+    /// USD, exact decimal (number or string). Absent: priced from the price book at the record's time,
+    /// or kept as unpriced when the model has no price.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, example = 0.0064))]
     pub cost: Option<Money>,
@@ -57,6 +61,8 @@ pub struct UsageInput {
 pub enum CostSource {
     /// The client reported the cost.
     Client,
+    /// Priced from the price book at the record's time (`price_version`).
+    PriceBook,
     /// No cost was given and no price was applied: the record counts tokens, cost 0.
     Unpriced,
 }
@@ -83,6 +89,7 @@ pub struct RecordUsage {
     pub tier: Tier,
     pub input_tokens: TokenCount,
     pub output_tokens: TokenCount,
+    pub cached_input_tokens: i64,
     pub cost: Option<Money>,
     pub occurred_at: DateTime<Utc>,
     pub allocation_id: Option<uuid::Uuid>,
@@ -136,6 +143,16 @@ impl RecordUsage {
         };
         let input_tokens = tokens("input_tokens", input.input_tokens);
         let output_tokens = tokens("output_tokens", input.output_tokens);
+        let cached = input.cached_input_tokens.unwrap_or(0);
+        if !(0..=input.input_tokens.max(0)).contains(&cached) {
+            errors.push(FieldError {
+                field: "cached_input_tokens".into(),
+                message: format!(
+                    "cached_input_tokens is {cached}; it is the cached part of input_tokens, from 0 to {}",
+                    input.input_tokens
+                ),
+            });
+        }
         let tier = match &input.tier {
             Some(t) => {
                 t.parse::<Tier>().map_err(|message| errors.push(FieldError { field: "tier".into(), message })).ok()
@@ -167,6 +184,7 @@ impl RecordUsage {
                     tier,
                     input_tokens: i,
                     output_tokens: o,
+                    cached_input_tokens: cached,
                     cost: input.cost,
                     occurred_at,
                     allocation_id: input.allocation_id,

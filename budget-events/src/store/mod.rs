@@ -5,6 +5,7 @@ pub mod allocations;
 pub mod append;
 pub mod idempotency;
 pub mod policies;
+pub mod prices;
 pub mod read;
 
 pub use append::{append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion, StreamAppend};

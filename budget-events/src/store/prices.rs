@@ -1,0 +1,124 @@
+//! Price-book rows: each version with the span it is in effect for, kept in step with `PriceSet` events.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use tokio_postgres::{GenericClient, Row, Transaction};
+
+use crate::domain::price::{PriceSource, PriceSpec, PriceVersion};
+use crate::event::PriceSet;
+use crate::Money;
+
+const COLUMNS: &str =
+    "version_id, provider, model, input_per_token, output_per_token, cached_input_per_token, per_request,
+    effective_from, effective_to, source, context_window, capabilities";
+
+fn from_row(r: &Row) -> PriceVersion {
+    PriceVersion {
+        version_id: r.get(0),
+        spec: PriceSpec {
+            provider: r.get(1),
+            model: r.get(2),
+            input_per_token: r.get::<_, Decimal>(3).normalize(),
+            output_per_token: r.get::<_, Decimal>(4).normalize(),
+            cached_input_per_token: r.get::<_, Option<Decimal>>(5).map(|d| d.normalize()),
+            per_request: r.get::<_, Option<Decimal>>(6).map(|d| Money::new(d).expect("checked by the table")),
+            context_window: r.get(10),
+            capabilities: serde_json::from_value(r.get(11)).unwrap_or_default(),
+        },
+        effective_from: r.get(7),
+        effective_to: r.get(8),
+        source: PriceSource::parse(r.get(9)).expect("checked by the table"),
+    }
+}
+
+/// Every version of the given (provider, model) pairs.
+pub async fn versions_for(
+    client: &impl GenericClient,
+    keys: &[(String, String)],
+) -> Result<Vec<PriceVersion>, tokio_postgres::Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let providers: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+    let models: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM prices p JOIN unnest($1::text[], $2::text[]) AS k(pr, mo)
+                 ON p.provider = k.pr AND p.model = k.mo ORDER BY effective_from"
+            ),
+            &[&providers, &models],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// The versions in effect at `at`, by provider and model.
+pub async fn in_effect(
+    client: &impl GenericClient,
+    at: DateTime<Utc>,
+) -> Result<Vec<PriceVersion>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM prices WHERE effective_from <= $1 AND (effective_to IS NULL OR effective_to > $1)
+                 ORDER BY provider, model"
+            ),
+            &[&at],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Every version of one model, oldest first.
+pub async fn history(
+    client: &impl GenericClient,
+    provider: &str,
+    model: &str,
+) -> Result<Vec<PriceVersion>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!("SELECT {COLUMNS} FROM prices WHERE provider = $1 AND model = $2 ORDER BY effective_from"),
+            &[&provider, &model],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Inserts a version into its model's chain: the version before it now ends where it starts, and it
+/// ends where the next one (if any) starts. Nothing else changes.
+pub async fn insert(tx: &Transaction<'_>, p: &PriceSet) -> Result<(), tokio_postgres::Error> {
+    let (provider, model) = (&p.spec.provider, &p.spec.model);
+    let next: Option<DateTime<Utc>> = tx
+        .query_opt(
+            "SELECT min(effective_from) FROM prices WHERE provider = $1 AND model = $2 AND effective_from > $3",
+            &[provider, model, &p.effective_from],
+        )
+        .await?
+        .and_then(|r| r.get(0));
+    tx.execute(
+        "UPDATE prices SET effective_to = $3 WHERE provider = $1 AND model = $2 AND effective_from < $3
+           AND (effective_to IS NULL OR effective_to > $3)",
+        &[provider, model, &p.effective_from],
+    )
+    .await?;
+    tx.execute(
+        &format!("INSERT INTO prices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+        &[
+            &p.version_id,
+            provider,
+            model,
+            &p.spec.input_per_token,
+            &p.spec.output_per_token,
+            &p.spec.cached_input_per_token,
+            &p.spec.per_request.map(Money::amount),
+            &p.effective_from,
+            &next,
+            &p.source.as_str(),
+            &p.spec.context_window,
+            &serde_json::to_value(&p.spec.capabilities).expect("strings serialize"),
+        ],
+    )
+    .await?;
+    Ok(())
+}
