@@ -300,8 +300,15 @@ impl From<AppendError> for LedgerError {
 /// A usage item's plan between deciding its windows and posting it.
 struct PlannedItem {
     outcome: ItemOutcome,
-    /// For a record to write: its id, the windows it posts to, and its price.
-    write: Option<(Uuid, Vec<(Policy, Window)>, Option<decide::PriceQuote>)>,
+    /// For a record to write: what pass 1 decided about it.
+    write: Option<RecordPlan>,
+}
+
+/// A new record's id, the windows it posts to, and its price.
+struct RecordPlan {
+    record_id: Uuid,
+    windows: Vec<(Policy, Window)>,
+    quote: Option<decide::PriceQuote>,
 }
 
 /// A command's progress through the batch.
@@ -475,7 +482,7 @@ pub async fn process(
                     let quote = decide::quote(&item.record, &price_versions);
                     items.push(PlannedItem {
                         outcome: ItemOutcome::recorded(record_id),
-                        write: Some((record_id, windows, quote)),
+                        write: Some(RecordPlan { record_id, windows, quote }),
                     });
                 }
                 plans.push(Planned::Usage(items));
@@ -503,7 +510,7 @@ pub async fn process(
                 let mut outcome = UsageOutcome { items: Vec::with_capacity(items.len()), replayed: false };
                 for (planned, item) in items.into_iter().zip(&c.items) {
                     let mut item_outcome = planned.outcome;
-                    if let Some((record_id, windows, quote)) = planned.write {
+                    if let Some(RecordPlan { record_id, windows, quote }) = planned.write {
                         let windows: Vec<(&Policy, Window)> = windows.iter().map(|(p, w)| (p, w.clone())).collect();
                         let settlement = item.record.allocation_id.map(|id| {
                             let a = allocs.get_mut(&id).expect("named allocations were locked in pass 1");
