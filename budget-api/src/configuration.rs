@@ -22,6 +22,8 @@ pub struct Settings {
     pub sweep_interval: std::time::Duration,
     /// Tokens an allocation reserves when it names none (`BUDGET_ALLOCATION_DEFAULTS`).
     pub allocation_defaults: AllocationDefaults,
+    /// Apply the bundled price table when the price book is empty (tests that count events turn it off).
+    pub bundled_prices: bool,
 }
 
 impl Settings {
@@ -35,6 +37,7 @@ impl Settings {
             tiers: TierMap::default(),
             sweep_interval: std::time::Duration::from_secs(5),
             allocation_defaults: AllocationDefaults::default(),
+            bundled_prices: true,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod body;
 pub mod configuration;
 pub mod error;
 pub mod openapi;
+pub mod price_book;
 pub mod routes;
 pub mod startup;
 pub mod state;

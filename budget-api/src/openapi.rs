@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use crate::routes::{allocations, budgets, check, health, policies, status, usage, usage_query};
+use crate::routes::{allocations, budgets, check, health, policies, prices, status, usage, usage_query};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,10 +34,17 @@ use crate::routes::{allocations, budgets, check, health, policies, status, usage
         allocations::by_context,
         allocations::get,
         allocations::release,
+        prices::list,
+        prices::get,
+        prices::history,
+        prices::set,
+        prices::update,
+        prices::calculate,
     ),
     components(schemas(crate::error::ErrorBody, budget_events::domain::UsageInput)),
     tags(
         (name = "usage", description = "Record and query LLM usage"),
+        (name = "prices", description = "The versioned price book and cost calculation"),
         (name = "allocations", description = "Token reservations for tasks: create, settle by usage, release, expire"),
         (name = "policies", description = "Budgets, policies (limits) and the status of their windows"),
         (name = "health", description = "Liveness, database and projection lag"),

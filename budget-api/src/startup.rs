@@ -48,6 +48,10 @@ impl Application {
         let sweeper = sweep(writer.clone(), settings.sweep_interval, stopped.clone());
         let workers = vec![tokio::spawn(runner.run(signal.clone(), stopped.clone())), tokio::spawn(sweeper)];
 
+        if settings.bundled_prices {
+            apply_bundled_prices_once(&writer, &pool).await?;
+        }
+
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
@@ -118,4 +122,24 @@ async fn sweep(writer: Writer, interval: std::time::Duration, mut stop: watch::R
             _ = stop.changed() => {}
         }
     }
+}
+
+/// On first start (an empty price book) the bundled table is applied, so usage is priced from the start.
+async fn apply_bundled_prices_once(writer: &Writer, pool: &budget_events::db::DbPool) -> anyhow::Result<()> {
+    let client = pool.get().await?;
+    let empty = client.query_one("SELECT NOT EXISTS (SELECT 1 FROM prices)", &[]).await?.get::<_, bool>(0);
+    drop(client);
+    if empty {
+        let (checked, effective_from, prices) = crate::price_book::bundled();
+        let command = budget_events::ledger::PricesCommand {
+            prices,
+            effective_from,
+            source: budget_events::domain::price::PriceSource::Bundled,
+            key: None,
+            metadata: budget_events::EventMetadata { actor: Some("budget start".into()), ..Default::default() },
+        };
+        let outcome = writer.set_prices(command).await.context("cannot apply the bundled price table")?;
+        tracing::info!(models = outcome.added.len(), checked, "applied the bundled price table");
+    }
+    Ok(())
 }

@@ -17,6 +17,7 @@ async fn server() -> Server {
     let db = TestDb::new().await;
     let mut settings = Settings::new("127.0.0.1", 0, db.config.clone());
     settings.shutdown_timeout = 2;
+    settings.bundled_prices = false;
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -44,11 +45,13 @@ async fn post_usage(url: &str, body: serde_json::Value) {
     assert_eq!(r.status().as_u16(), 201);
 }
 
+/// Waits until the usage rollups count `n` records.
 async fn wait_applied(url: &str, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let h: serde_json::Value = reqwest::get(format!("{url}/api/health")).await.unwrap().json().await.unwrap();
-        if h["projections"][0]["events_applied"] == n {
+        let h: serde_json::Value =
+            reqwest::get(format!("{url}/api/usage?period=daily&days=1")).await.unwrap().json().await.unwrap();
+        if h["totals"]["count"] == n {
             return;
         }
         assert!(Instant::now() < deadline, "{h}");
@@ -176,6 +179,18 @@ async fn version_and_help_with_examples() {
     assert!(stdout(&out).contains("budget get_usage daily --days 7"), "{}", stdout(&out));
 }
 
+/// Stops a `budget start` a failed assertion left running (SIGTERM, so it stops its cluster too).
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// `budget start` with no database URL: a private cluster in the data dir, kept across restarts,
 /// stopped on SIGTERM after in-flight work.
 #[tokio::test]
@@ -185,14 +200,15 @@ async fn start_runs_on_a_private_postgres_and_stops_cleanly() {
     let url = format!("http://127.0.0.1:{port}");
 
     for round in 1..=2 {
-        let mut child = Command::new(BIN)
+        let child = Command::new(BIN)
             .args(["start", "--port", &port.to_string()])
             .env("BUDGET_DATA_DIR", &dir)
             .env_remove("BUDGET_DATABASE_URL")
-            .stdout(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        let mut child = KillOnDrop(Some(child));
         let deadline = Instant::now() + Duration::from_secs(60);
         while reqwest::get(format!("{url}/api/health")).await.is_err() {
             assert!(Instant::now() < deadline, "budget start did not come up");
@@ -205,8 +221,9 @@ async fn start_runs_on_a_private_postgres_and_stops_cleanly() {
         .await;
         wait_applied(&url, round).await; // the first round's record survived the restart
 
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+        let mut running = child.0.take().expect("the server is running");
+        Command::new("kill").args(["-TERM", &running.id().to_string()]).status().unwrap();
+        let status = tokio::task::spawn_blocking(move || running.wait().unwrap()).await.unwrap();
         assert!(status.success(), "budget start exited with {status}");
         assert!(!dir.join("pgdata/postmaster.pid").exists(), "the private cluster was left running");
     }

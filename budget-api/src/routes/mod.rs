@@ -5,6 +5,7 @@ pub mod budgets;
 pub mod check;
 pub mod health;
 pub mod policies;
+pub mod prices;
 pub mod status;
 pub mod usage;
 pub mod usage_query;
@@ -38,7 +39,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(allocations::list)
         .service(allocations::by_context)
         .service(allocations::release)
-        .service(allocations::get);
+        .service(allocations::get)
+        .service(prices::update)
+        .service(prices::calculate)
+        .service(prices::set)
+        .service(prices::list)
+        .service(prices::history)
+        .service(prices::get);
 }
 
 /// JSON 404 for every path no route matches.

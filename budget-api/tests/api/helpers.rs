@@ -18,6 +18,8 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::new("127.0.0.1", 0, db.config.clone());
     settings.shutdown_timeout = 2;
     settings.pool_size = 8;
+    // Tests count events; the ones about prices turn the bundled table back on.
+    settings.bundled_prices = false;
     change(&mut settings);
     let app = Application::build(settings).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());

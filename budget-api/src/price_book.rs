@@ -1,0 +1,213 @@
+//! Prices as people write them (per 1M or 1K tokens) and as files bring them (the bundled table,
+//! LiteLLM's `model_prices_and_context_window.json`), turned into exact per-token specs.
+
+use budget_events::domain::price::PriceSpec;
+use budget_events::domain::{Model, Provider};
+use budget_events::money::optional_decimal_json;
+use budget_events::Money;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The bundled default price table.
+pub const BUNDLED: &str = include_str!("../prices/bundled.json");
+
+/// A price as a person writes it: USD per `per` tokens (1M by default).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceInput {
+    pub provider: String,
+    pub model: String,
+    /// USD per `per` input tokens.
+    #[serde(with = "optional_decimal_json", default)]
+    #[schema(value_type = f64)]
+    pub input: Option<Decimal>,
+    #[serde(with = "optional_decimal_json", default)]
+    #[schema(value_type = f64)]
+    pub output: Option<Decimal>,
+    #[serde(with = "optional_decimal_json", default)]
+    #[schema(value_type = Option<f64>)]
+    pub cached_input: Option<Decimal>,
+    /// `1M` (default), `1K` or `token`.
+    #[serde(default)]
+    pub per: Option<String>,
+    /// A fixed fee per request, USD.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub per_request: Option<Money>,
+    /// When the price takes effect (default: now).
+    #[serde(default)]
+    pub effective_from: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub context_window: Option<i64>,
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
+}
+
+/// Tokens a `per` unit stands for.
+pub fn unit(per: Option<&str>) -> Result<Decimal, String> {
+    match per.unwrap_or("1M").trim().to_ascii_lowercase().as_str() {
+        "1m" | "m" | "million" => Ok(Decimal::from(1_000_000)),
+        "1k" | "k" | "thousand" => Ok(Decimal::from(1_000)),
+        "token" | "1" => Ok(Decimal::ONE),
+        other => Err(format!("per `{other}` is not a unit; use 1M, 1K or token")),
+    }
+}
+
+impl PriceInput {
+    pub fn to_spec(&self, default_per: Option<&str>) -> Result<PriceSpec, String> {
+        let provider = Provider::parse(&self.provider).map_err(|e| e.to_string())?;
+        let model = Model::parse(&self.model).map_err(|e| e.to_string())?;
+        let per = unit(self.per.as_deref().or(default_per))?;
+        let rate = |field: &str, v: Option<Decimal>| -> Result<Option<Decimal>, String> {
+            match v {
+                Some(d) if d.is_sign_negative() => Err(format!("{field} is {d}; prices are zero or more")),
+                Some(d) => Ok(Some((d / per).normalize())),
+                None => Ok(None),
+            }
+        };
+        let input = rate("input", self.input)?.ok_or("input is required: USD per `per` input tokens")?;
+        let output = rate("output", self.output)?.ok_or("output is required: USD per `per` output tokens")?;
+        if input.scale() > 18 || output.scale() > 18 {
+            return Err("a per-token price has more than 18 decimal places; give fewer digits".into());
+        }
+        Ok(PriceSpec {
+            provider: provider.to_string(),
+            model: model.to_string(),
+            input_per_token: input,
+            output_per_token: output,
+            cached_input_per_token: rate("cached_input", self.cached_input)?,
+            per_request: self.per_request,
+            context_window: self.context_window,
+            capabilities: self.capabilities.clone().unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct BundledTable {
+    checked: String,
+    effective_from: DateTime<Utc>,
+    per: String,
+    models: Vec<PriceInput>,
+}
+
+/// The bundled table: when it was checked, when its prices apply from, and the prices.
+pub fn bundled() -> (String, DateTime<Utc>, Vec<PriceSpec>) {
+    let table: BundledTable = serde_json::from_str(BUNDLED).expect("the bundled price table is valid JSON");
+    let specs =
+        table.models.iter().map(|m| m.to_spec(Some(&table.per)).expect("the bundled prices are valid")).collect();
+    (table.checked, table.effective_from, specs)
+}
+
+/// What an import found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Imported {
+    #[serde(skip)]
+    pub specs: Vec<PriceSpec>,
+    /// Entries without token prices (images, audio, …), skipped.
+    pub skipped: usize,
+}
+
+/// Parses LiteLLM's `model_prices_and_context_window.json`. A malformed file is rejected whole, naming
+/// the line or the key at fault.
+pub fn parse_litellm(text: &str) -> Result<Imported, String> {
+    let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let entries = doc.as_object().ok_or("the file must be a JSON object of model name → entry")?;
+    let mut specs = Vec::new();
+    let mut skipped = 0;
+    for (key, entry) in entries {
+        if key == "sample_spec" {
+            continue;
+        }
+        let entry = entry.as_object().ok_or_else(|| format!("`{key}`: the entry is not an object"))?;
+        let number = |field: &str| -> Result<Option<Decimal>, String> {
+            match entry.get(field) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::Number(n)) => {
+                    let text = n.to_string();
+                    let d = if text.contains(['e', 'E']) {
+                        Decimal::from_scientific(&text)
+                    } else {
+                        Decimal::from_str_exact(&text)
+                    }
+                    .map_err(|_| format!("`{key}`.{field}: `{text}` is not a decimal number"))?;
+                    if d.is_sign_negative() {
+                        return Err(format!("`{key}`.{field}: {d} is negative"));
+                    }
+                    Ok(Some(d.normalize()))
+                }
+                Some(other) => Err(format!("`{key}`.{field}: expected a number, found {other}")),
+            }
+        };
+        let (Some(input), Some(output)) = (number("input_cost_per_token")?, number("output_cost_per_token")?) else {
+            skipped += 1;
+            continue;
+        };
+        let provider = entry
+            .get("litellm_provider")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| format!("`{key}`: litellm_provider is missing"))?;
+        let model = key.strip_prefix(&format!("{provider}/")).unwrap_or(key);
+        let capabilities = entry
+            .iter()
+            .filter(|(k, v)| k.starts_with("supports_") && v.as_bool() == Some(true))
+            .map(|(k, _)| match &k["supports_".len()..] {
+                "function_calling" => "tool_use".to_string(),
+                other => other.to_string(),
+            })
+            .collect();
+        let (Ok(provider), Ok(model)) = (Provider::parse(provider), Model::parse(model)) else {
+            return Err(format!("`{key}`: the provider or model name is not usable"));
+        };
+        specs.push(PriceSpec {
+            provider: provider.to_string(),
+            model: model.to_string(),
+            input_per_token: input,
+            output_per_token: output,
+            cached_input_per_token: number("cache_read_input_token_cost")?,
+            per_request: None,
+            context_window: entry.get("max_input_tokens").and_then(|v| v.as_i64()),
+            capabilities,
+        });
+    }
+    Ok(Imported { specs, skipped })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundled_table_is_valid_and_exact() {
+        let (checked, _, specs) = bundled();
+        assert!(!checked.is_empty() && specs.len() > 30);
+        let gpt4 = specs.iter().find(|s| s.model == "gpt-4").unwrap();
+        assert_eq!(gpt4.input_per_token.to_string(), "0.00003");
+        assert!(specs.iter().any(|s| s.provider == "ollama" && s.input_per_token.is_zero()));
+    }
+
+    #[test]
+    fn litellm_files_import_or_are_rejected_whole() {
+        let ok = r#"{"sample_spec": {"input_cost_per_token": 0},
+            "gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05,
+                       "cache_read_input_token_cost": 1.25e-06, "max_input_tokens": 128000, "supports_vision": true,
+                       "supports_function_calling": true},
+            "dall-e-3": {"litellm_provider": "openai", "output_cost_per_image": 0.04}}"#;
+        let imported = parse_litellm(ok).unwrap();
+        assert_eq!((imported.specs.len(), imported.skipped), (1, 1));
+        let s = &imported.specs[0];
+        assert_eq!(
+            (s.input_per_token.to_string(), s.output_per_token.to_string()),
+            ("0.0000025".into(), "0.00001".into())
+        );
+        assert_eq!(s.capabilities, ["tool_use", "vision"]);
+        assert!(parse_litellm(
+            r#"{"m": {"litellm_provider": "x", "input_cost_per_token": "cheap", "output_cost_per_token": 1}}"#
+        )
+        .unwrap_err()
+        .contains("`m`.input_cost_per_token"));
+        assert!(parse_litellm("{\n  \"m\": {,\n}").unwrap_err().contains("line 2"));
+    }
+}

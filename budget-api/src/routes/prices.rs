@@ -1,0 +1,362 @@
+//! The price book: list, read (with `?at=`), history, set, update (bundled table or a LiteLLM file,
+//! with `dry_run`), and cost calculation.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use budget_events::domain::price::{self, PriceSource, PriceSpec, PriceVersion};
+use budget_events::ledger::{PricesCommand, PricesOutcome};
+use budget_events::money::{decimal_json, optional_decimal_json};
+use budget_events::store::prices;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::body;
+use crate::error::ApiError;
+use crate::price_book::{self, PriceInput};
+use crate::routes::usage::metadata;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceView {
+    pub provider: String,
+    pub model: String,
+    pub version_id: uuid::Uuid,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub input_per_1m: Decimal,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub output_per_1m: Decimal,
+    #[serde(serialize_with = "optional_decimal_json::serialize")]
+    #[schema(value_type = Option<f64>)]
+    pub cached_input_per_1m: Option<Decimal>,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub input_per_1k: Decimal,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub output_per_1k: Decimal,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub input_per_token: Decimal,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub output_per_token: Decimal,
+    #[schema(value_type = Option<f64>)]
+    pub per_request: Option<budget_events::Money>,
+    pub effective_from: DateTime<Utc>,
+    pub effective_to: Option<DateTime<Utc>>,
+    /// bundled, file, url or manual.
+    pub source: String,
+    pub context_window: Option<i64>,
+    pub capabilities: Vec<String>,
+}
+
+impl From<&PriceVersion> for PriceView {
+    fn from(v: &PriceVersion) -> Self {
+        let m = Decimal::from(1_000_000);
+        let k = Decimal::from(1_000);
+        let s = &v.spec;
+        PriceView {
+            provider: s.provider.clone(),
+            model: s.model.clone(),
+            version_id: v.version_id,
+            input_per_1m: (s.input_per_token * m).normalize(),
+            output_per_1m: (s.output_per_token * m).normalize(),
+            cached_input_per_1m: s.cached_input_per_token.map(|c| (c * m).normalize()),
+            input_per_1k: (s.input_per_token * k).normalize(),
+            output_per_1k: (s.output_per_token * k).normalize(),
+            input_per_token: s.input_per_token,
+            output_per_token: s.output_per_token,
+            per_request: s.per_request,
+            effective_from: v.effective_from,
+            effective_to: v.effective_to,
+            source: v.source.as_str().to_string(),
+            context_window: s.context_window,
+            capabilities: s.capabilities.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PriceQuery {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    /// The prices in effect at this time (default now).
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceList {
+    pub at: DateTime<Utc>,
+    pub prices: Vec<PriceView>,
+}
+
+/// The prices in effect now (or at `at`).
+#[utoipa::path(tag = "prices", params(PriceQuery), responses((status = 200, body = PriceList)))]
+#[get("/api/prices")]
+pub async fn list(state: web::Data<AppState>, q: web::Query<PriceQuery>) -> Result<HttpResponse, ApiError> {
+    let at = q.at.unwrap_or_else(Utc::now);
+    let client = state.pool.get().await?;
+    let prices = prices::in_effect(&**client, at)
+        .await?
+        .iter()
+        .filter(|v| q.provider.as_deref().is_none_or(|p| p == v.spec.provider))
+        .filter(|v| q.model.as_deref().is_none_or(|m| m == v.spec.model))
+        .map(PriceView::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(PriceList { at, prices }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AtQuery {
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResolvedPrice {
+    /// The name the model resolved to (exact, provider-stripped, or undated base).
+    pub resolved_model: String,
+    #[serde(flatten)]
+    pub price: PriceView,
+}
+
+async fn resolve_at(
+    state: &AppState,
+    provider: &str,
+    model: &str,
+    at: DateTime<Utc>,
+) -> Result<(PriceVersion, String), ApiError> {
+    let keys: Vec<(String, String)> =
+        price::candidates(provider, model).into_iter().map(|m| (provider.to_string(), m)).collect();
+    let client = state.pool.get().await?;
+    let versions = prices::versions_for(&**client, &keys).await?;
+    match price::resolve(&versions, provider, model, at) {
+        Some((v, name)) => Ok((v.clone(), name)),
+        None => Err(ApiError::NotFound(format!(
+            "no price for {provider}/{model} at {at} (looked for {}); set one with POST /api/prices or `budget prices set`",
+            price::candidates(provider, model).join(", ")
+        ))),
+    }
+}
+
+/// The price of one model in effect now (or at `at`), with the name it resolved to.
+#[utoipa::path(tag = "prices", params(AtQuery), responses((status = 200, body = ResolvedPrice), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/api/prices/{provider}/{model}")]
+pub async fn get(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    q: web::Query<AtQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (provider, model) = path.into_inner();
+    let (v, resolved_model) = resolve_at(&state, &provider, &model, q.at.unwrap_or_else(Utc::now)).await?;
+    Ok(HttpResponse::Ok().json(ResolvedPrice { resolved_model, price: PriceView::from(&v) }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceHistory {
+    pub provider: String,
+    pub model: String,
+    pub versions: Vec<PriceView>,
+}
+
+/// Every version of a model's price, oldest first.
+#[utoipa::path(tag = "prices", responses((status = 200, body = PriceHistory), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/api/prices/history/{provider}/{model}")]
+pub async fn history(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+    let (provider, model) = path.into_inner();
+    let client = state.pool.get().await?;
+    let versions: Vec<PriceView> =
+        prices::history(&**client, &provider, &model).await?.iter().map(PriceView::from).collect();
+    if versions.is_empty() {
+        return Err(ApiError::NotFound(format!("{provider}/{model} has no prices; list them with GET /api/prices")));
+    }
+    Ok(HttpResponse::Ok().json(PriceHistory { provider, model, versions }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceChange {
+    pub success: bool,
+    pub dry_run: bool,
+    /// `provider/model` of prices that are new.
+    pub added: Vec<String>,
+    /// `provider/model` of prices that differ from the version in effect.
+    pub changed: Vec<String>,
+    pub unchanged: usize,
+    /// Entries of the source without token prices, skipped (imports).
+    pub skipped: usize,
+    pub effective_from: DateTime<Utc>,
+    pub source: String,
+}
+
+async fn apply(
+    state: &AppState,
+    req: &HttpRequest,
+    specs: Vec<PriceSpec>,
+    effective_from: DateTime<Utc>,
+    source: PriceSource,
+    dry_run: bool,
+    skipped: usize,
+) -> Result<PriceChange, ApiError> {
+    let outcome = if dry_run {
+        // The same comparison the write path makes, without writing.
+        let keys: Vec<(String, String)> = specs.iter().map(|s| (s.provider.clone(), s.model.clone())).collect();
+        let client = state.pool.get().await?;
+        let current = prices::versions_for(&**client, &keys).await?;
+        let mut outcome = PricesOutcome { added: vec![], changed: vec![], unchanged: 0, replayed: false };
+        for s in &specs {
+            let name = format!("{}/{}", s.provider, s.model);
+            match current
+                .iter()
+                .find(|v| v.spec.provider == s.provider && v.spec.model == s.model && v.in_effect_at(effective_from))
+            {
+                Some(v) if v.spec.same_price(s) => outcome.unchanged += 1,
+                Some(_) => outcome.changed.push(name),
+                None => outcome.added.push(name),
+            }
+        }
+        outcome
+    } else {
+        let command = PricesCommand { prices: specs, effective_from, source, key: None, metadata: metadata(req) };
+        state.writer.set_prices(command).await?
+    };
+    Ok(PriceChange {
+        success: true,
+        dry_run,
+        added: outcome.added,
+        changed: outcome.changed,
+        unchanged: outcome.unchanged,
+        skipped,
+        effective_from,
+        source: source.as_str().to_string(),
+    })
+}
+
+/// Set one model's price (a new version; the previous one ends where it starts).
+#[utoipa::path(tag = "prices", request_body = PriceInput, responses((status = 200, body = PriceChange), (status = 400, body = crate::error::ErrorBody)))]
+#[post("/api/prices")]
+pub async fn set(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let input: PriceInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
+    let spec = input
+        .to_spec(None)
+        .map_err(|e| ApiError::bad_request("validation_failed", format!("{e}; nothing was changed")))?;
+    let at = input.effective_from.unwrap_or_else(Utc::now);
+    Ok(HttpResponse::Ok().json(apply(&state, &req, vec![spec], at, PriceSource::Manual, false, 0).await?))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    /// A LiteLLM `model_prices_and_context_window.json` document; without it, the bundled table.
+    #[schema(value_type = Option<Object>)]
+    pub litellm: Option<serde_json::Value>,
+    /// `file` or `url`: where the document came from (default file).
+    pub source: Option<String>,
+    /// Show what would change and write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// When the new prices take effect (default now).
+    pub effective_from: Option<DateTime<Utc>>,
+}
+
+/// Apply the bundled table, or import a LiteLLM-format document; `dry_run` shows the diff only.
+#[utoipa::path(tag = "prices", request_body = UpdateRequest, responses((status = 200, body = PriceChange), (status = 400, body = crate::error::ErrorBody)))]
+#[post("/api/prices/update")]
+pub async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(payload, 32 * 1024 * 1024).await?;
+    let request: UpdateRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        UpdateRequest { litellm: None, source: None, dry_run: false, effective_from: None }
+    } else {
+        body::parse(&bytes)?
+    };
+    let at = request.effective_from.unwrap_or_else(Utc::now);
+    let (specs, source, skipped) = match &request.litellm {
+        None => (price_book::bundled().2, PriceSource::Bundled, 0),
+        Some(doc) => {
+            let imported = price_book::parse_litellm(&doc.to_string()).map_err(|e| {
+                ApiError::bad_request("invalid_price_file", format!("the price file was rejected whole: {e}"))
+            })?;
+            let source = match request.source.as_deref() {
+                None | Some("file") => PriceSource::File,
+                Some("url") => PriceSource::Url,
+                Some(other) => {
+                    return Err(ApiError::bad_request(
+                        "validation_failed",
+                        format!("source `{other}` is not file or url"),
+                    ))
+                }
+            };
+            (imported.specs, source, imported.skipped)
+        }
+    };
+    Ok(HttpResponse::Ok().json(apply(&state, &req, specs, at, source, request.dry_run, skipped).await?))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CalculateRequest {
+    pub provider: String,
+    pub model: String,
+    pub input_tokens: i64,
+    #[serde(default)]
+    pub output_tokens: i64,
+    /// The part of input_tokens served from cache.
+    #[serde(default)]
+    pub cached_input_tokens: i64,
+    /// Price at this time (default now).
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CalculateResponse {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub cost: price::Cost,
+    pub price_version: uuid::Uuid,
+    pub resolved_model: String,
+    pub provider: String,
+    pub model: String,
+}
+
+/// The cost of a call under the price in effect (exact decimals).
+#[utoipa::path(tag = "prices", request_body = CalculateRequest, responses((status = 200, body = CalculateResponse), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[post("/api/prices/calculate")]
+pub async fn calculate(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let r: CalculateRequest = body::parse(&body::read(payload, 16 * 1024).await?)?;
+    let max = budget_events::domain::usage::MAX_TOKENS_PER_RECORD;
+    for (field, v) in [
+        ("input_tokens", r.input_tokens),
+        ("output_tokens", r.output_tokens),
+        ("cached_input_tokens", r.cached_input_tokens),
+    ] {
+        if !(0..=max).contains(&v) {
+            return Err(ApiError::bad_request("validation_failed", format!("{field} is {v}; use 0 to {max}")));
+        }
+    }
+    if r.cached_input_tokens > r.input_tokens {
+        return Err(ApiError::bad_request(
+            "validation_failed",
+            "cached_input_tokens is the cached part of input_tokens; it cannot be larger",
+        ));
+    }
+    let (v, resolved_model) = resolve_at(&state, &r.provider, &r.model, r.at.unwrap_or_else(Utc::now)).await?;
+    let cost = price::cost(&v.spec, r.input_tokens, r.cached_input_tokens, r.output_tokens);
+    Ok(HttpResponse::Ok().json(CalculateResponse {
+        cost,
+        price_version: v.version_id,
+        resolved_model,
+        provider: r.provider,
+        model: r.model,
+    }))
+}
