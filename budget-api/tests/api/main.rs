@@ -6,6 +6,7 @@ mod enforcement;
 mod health;
 mod helpers;
 mod policies;
+mod prices;
 mod usage_batch;
 mod usage_query;
 mod usage_record;

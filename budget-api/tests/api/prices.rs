@@ -1,0 +1,118 @@
+//! The price book: exact costs, versions by time, imports, and records priced at their time.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn calc_cost_is_exact_and_the_bundled_table_is_applied_on_first_start() {
+    let app = spawn_app_with(|s| s.bundled_prices = true).await;
+    // 1,000 in + 500 out of gpt-4 at $30 / $60 per 1M = $0.06.
+    let r = app
+        .post(
+            "/api/prices/calculate",
+            &json!({"provider": "openai", "model": "gpt-4", "input_tokens": 1000, "output_tokens": 500}),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(
+        (c["input_cost"].to_string(), c["output_cost"].to_string(), c["total_cost"].to_string()),
+        ("0.03".into(), "0.03".into(), "0.06".into())
+    );
+    // A dated snapshot resolves to its base; cached input at the cached rate.
+    let c: Value = app
+        .post("/api/prices/calculate", &json!({"provider": "openai", "model": "gpt-4o-2024-08-06", "input_tokens": 1200, "cached_input_tokens": 1000, "output_tokens": 340}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((c["resolved_model"].as_str(), c["total_cost"].to_string()), (Some("gpt-4o"), "0.00515".into()));
+    let (status, list) = app.get_json("/api/prices?provider=anthropic").await;
+    assert_eq!(status, 200);
+    assert!(list["prices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["source"] == "bundled" && p["provider"] == "anthropic"));
+    let (_, one) = app.get_json("/api/prices/openai/gpt-4o").await;
+    assert_eq!((one["input_per_1m"].to_string(), one["input_per_1k"].to_string()), ("2.5".into(), "0.0025".into()));
+    let r = app
+        .post("/api/prices/calculate", &json!({"provider": "openai", "model": "no-such-model", "input_tokens": 1}))
+        .await;
+    assert_error(r, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_price_change_applies_by_the_records_time_even_for_late_records() {
+    let app = spawn_app().await;
+    let set = |input: &str, at: &str| json!({"provider": "acme", "model": "m1", "input": input, "output": "0", "effective_from": at});
+    assert_eq!(app.post("/api/prices", &set("1", "2026-01-01T00:00:00Z")).await.status().as_u16(), 200);
+    let t = "2026-11-01T00:00:00Z";
+    let r: Value = app.post("/api/prices", &set("2", t)).await.json().await.unwrap();
+    assert_eq!(r["changed"][0], "acme/m1");
+    let record = |ts: &str| json!({"provider": "acme", "model": "m1", "component": "c", "input_tokens": 1000000, "output_tokens": 0, "timestamp": ts});
+    let before: Value = app.post("/api/usage", &record("2026-10-31T23:59:59Z")).await.json().await.unwrap();
+    let after: Value = app.post("/api/usage", &record("2026-11-01T00:00:00Z")).await.json().await.unwrap();
+    assert_eq!((before["cost"].to_string(), before["cost_source"].as_str()), ("1".into(), Some("price_book")));
+    assert_eq!(after["cost"].to_string(), "2");
+    // The events keep the price version they were priced with.
+    let db = app.db.pool.get().await.unwrap();
+    let versions: Vec<Option<String>> = db
+        .query("SELECT payload->>'price_version' FROM events WHERE event_type = 'UsageRecorded' ORDER BY position", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(versions[0].is_some() && versions[0] != versions[1]);
+    let (_, history) = app.get_json("/api/prices/history/acme/m1").await;
+    let v = history["versions"].as_array().unwrap();
+    assert_eq!((v.len(), v[0]["effective_to"].as_str()), (2, Some(t)));
+    // An explicit cost is kept, and the computed one stored beside it.
+    let mut explicit = record("2026-11-02T00:00:00Z");
+    explicit["cost"] = json!("1.5");
+    let r: Value = app.post("/api/usage", &explicit).await.json().await.unwrap();
+    assert_eq!((r["cost"].to_string(), r["cost_source"].as_str()), ("1.5".into(), Some("client")));
+    let computed: Option<String> = db
+        .query_one("SELECT payload->>'computed_cost' FROM events WHERE event_type = 'UsageRecorded' ORDER BY position DESC LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(computed.as_deref(), Some("2"));
+    assert_error(
+        app.post("/api/prices", &json!({"provider": "acme", "model": "m1", "input": "-1", "output": "0"})).await,
+        400,
+        "validation_failed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn imports_show_a_diff_on_dry_run_and_reject_a_malformed_file_whole() {
+    let app = spawn_app().await;
+    let file = json!({
+        "gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05, "max_input_tokens": 128000},
+        "dall-e-3": {"litellm_provider": "openai", "output_cost_per_image": 0.04}
+    });
+    let dry: Value =
+        app.post("/api/prices/update", &json!({"litellm": file, "dry_run": true})).await.json().await.unwrap();
+    assert_eq!(
+        (dry["added"][0].as_str(), dry["skipped"].as_i64(), dry["dry_run"].as_bool()),
+        (Some("openai/gpt-4o"), Some(1), Some(true))
+    );
+    assert_eq!(app.events().await, 0, "a dry run writes nothing");
+    let applied: Value = app.post("/api/prices/update", &json!({"litellm": file})).await.json().await.unwrap();
+    assert_eq!(applied["added"].as_array().unwrap().len(), 1);
+    let again: Value = app.post("/api/prices/update", &json!({"litellm": file})).await.json().await.unwrap();
+    assert_eq!((again["unchanged"].as_i64(), again["added"].as_array().unwrap().len()), (Some(1), 0));
+
+    let bad = json!({"ok": {"litellm_provider": "x", "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06},
+                     "broken": {"litellm_provider": "x", "input_cost_per_token": "cheap", "output_cost_per_token": 1}});
+    let message =
+        assert_error(app.post("/api/prices/update", &json!({"litellm": bad})).await, 400, "invalid_price_file").await;
+    assert!(message.contains("`broken`.input_cost_per_token"), "{message}");
+    assert_eq!(app.events().await, 1, "nothing of the rejected file was written");
+    let bundled: Value = app.post("/api/prices/update", &json!({"dry_run": true})).await.json().await.unwrap();
+    assert!(bundled["added"].as_array().unwrap().len() > 30 && bundled["source"] == "bundled");
+}
