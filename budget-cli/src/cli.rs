@@ -39,6 +39,16 @@ pub enum Command {
     /// Token allocations: reserve tokens for a task before spending them.
     #[command(subcommand)]
     Allocate(AllocateCommand),
+    /// The price book: list, update, set, history.
+    #[command(subcommand)]
+    Prices(PricesCommand),
+    /// The cost of a call under the current price.
+    #[command(
+        name = "calc_cost",
+        visible_alias = "calc-cost",
+        after_help = "Example:\n  budget calc_cost --provider openai --model gpt-4 --input-tokens 1000 --output-tokens 500"
+    )]
+    CalcCost(CalcCostArgs),
     /// Show usage for a period: one row per period, totals, and the biggest spenders.
     #[command(
         name = "get_usage",
@@ -228,6 +238,80 @@ pub struct AllocateListArgs {
     /// Include released, expired and exhausted allocations.
     #[arg(long)]
     pub all: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum PricesCommand {
+    /// Prices in effect: $/1M and $/1K, input/output/cached, since when.
+    #[command(after_help = "Examples:\n  budget prices list\n  budget prices list --provider openai --json")]
+    List {
+        #[arg(long)]
+        provider: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the bundled table, or import a LiteLLM model_prices_and_context_window.json file.
+    #[command(
+        after_help = "Examples:\n  budget prices update\n  budget prices update --from model_prices.json --dry-run"
+    )]
+    Update {
+        /// A LiteLLM-format JSON file (a path, or an http:// URL).
+        #[arg(long)]
+        from: Option<String>,
+        /// Show what would change; write nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set one model's price (a new version).
+    #[command(
+        after_help = "Example:\n  budget prices set openai gpt-4o --input 2.50 --output 10.00 --cached-input 1.25 --per 1M"
+    )]
+    Set {
+        provider: String,
+        model: String,
+        #[arg(long)]
+        input: String,
+        #[arg(long)]
+        output: String,
+        #[arg(long = "cached-input")]
+        cached_input: Option<String>,
+        /// 1M (default), 1K or token.
+        #[arg(long, default_value = "1M")]
+        per: String,
+        /// When it takes effect (RFC 3339; default now).
+        #[arg(long = "effective-from")]
+        effective_from: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every version of a model's price.
+    #[command(after_help = "Example:\n  budget prices history openai gpt-4o")]
+    History {
+        provider: String,
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct CalcCostArgs {
+    #[arg(long)]
+    pub provider: String,
+    #[arg(long)]
+    pub model: String,
+    #[arg(long = "input-tokens")]
+    pub input_tokens: i64,
+    #[arg(long = "output-tokens", default_value_t = 0)]
+    pub output_tokens: i64,
+    #[arg(long = "cached-input-tokens", default_value_t = 0)]
+    pub cached_input_tokens: i64,
     #[arg(long)]
     pub json: bool,
 }

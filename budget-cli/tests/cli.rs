@@ -297,3 +297,52 @@ async fn allocate_create_list_release() {
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(all["allocations"].as_array().unwrap().len(), 2);
 }
+
+/// The guide's price commands, as written.
+#[tokio::test]
+async fn prices_and_calc_cost() {
+    let s = server().await;
+    let out = budget(&s.url, &["prices", "update"]).await;
+    assert!(out.status.success() && stdout(&out).contains("added"), "{}{}", stdout(&out), stderr(&out));
+    let out = budget(&s.url, &["prices", "list", "--provider", "openai"]).await;
+    assert!(stdout(&out).contains("gpt-4o") && stdout(&out).contains("bundled"), "{}", stdout(&out));
+    let out = budget(
+        &s.url,
+        &["calc_cost", "--provider", "openai", "--model", "gpt-4", "--input-tokens", "1000", "--output-tokens", "500"],
+    )
+    .await;
+    assert!(stdout(&out).contains("= $0.06"), "{}{}", stdout(&out), stderr(&out));
+    let out = budget(
+        &s.url,
+        &[
+            "prices",
+            "set",
+            "openai",
+            "gpt-4o",
+            "--input",
+            "2.00",
+            "--output",
+            "8.00",
+            "--cached-input",
+            "1.00",
+            "--per",
+            "1M",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = budget(&s.url, &["prices", "history", "openai", "gpt-4o", "--json"]).await;
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(history["versions"].as_array().unwrap().len(), 2);
+    let file = std::env::temp_dir().join(format!("litellm-{}.json", std::process::id()));
+    std::fs::write(
+        &file,
+        r#"{"m-1": {"litellm_provider": "acme", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}}"#,
+    )
+    .unwrap();
+    let out = budget(&s.url, &["prices", "update", "--from", file.to_str().unwrap(), "--dry-run"]).await;
+    assert!(stdout(&out).contains("Dry run") && stdout(&out).contains("acme/m-1"), "{}{}", stdout(&out), stderr(&out));
+    let out = budget(&s.url, &["calc_cost", "--provider", "acme", "--model", "m-1", "--input-tokens", "1"]).await;
+    assert!(!out.status.success() && stderr(&out).contains("no price"), "the dry run wrote nothing: {}", stderr(&out));
+    let _ = std::fs::remove_file(file);
+}

@@ -3,6 +3,7 @@
 mod allocate;
 mod budgets;
 mod get_usage;
+mod prices;
 mod set_limit;
 mod start;
 mod status;
@@ -19,5 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SetLimit(args) => set_limit::run(&client, args).await,
         Command::Budgets(command) => budgets::run(&client, command).await,
         Command::Allocate(command) => allocate::run(&client, command).await,
+        Command::Prices(command) => prices::run(&client, command).await,
+        Command::CalcCost(args) => prices::calc_cost(&client, args).await,
     }
 }
