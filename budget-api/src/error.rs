@@ -48,6 +48,18 @@ impl ApiError {
         ApiError::BadRequest { code, message: message.into(), details: None }
     }
 
+    /// `validation_failed` with every (field, problem) in `details`, and what did not happen.
+    pub fn validation(problems: impl IntoIterator<Item = (String, String)>, consequence: &str) -> Self {
+        let problems: Vec<(String, String)> = problems.into_iter().collect();
+        let message = problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+        let details = problems.iter().map(|(f, m)| serde_json::json!({"field": f, "message": m})).collect();
+        ApiError::BadRequest {
+            code: "validation_failed",
+            message: format!("{message}; {consequence}"),
+            details: Some(serde_json::Value::Array(details)),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,

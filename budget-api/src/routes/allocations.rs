@@ -6,7 +6,6 @@ use budget_events::domain::allocation::{Allocation, AllocationInput, AllocationS
 use budget_events::ledger::{AllocateCommand, ReleaseCommand};
 use budget_events::money::decimal_json;
 use budget_events::store::allocations::{self, AllocationFilter};
-use budget_events::store::idempotency::IdempotencyKey;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -15,8 +14,8 @@ use uuid::Uuid;
 
 use crate::body;
 use crate::error::ApiError;
+use crate::request::{self, metadata};
 use crate::routes::policies::parse_id;
-use crate::routes::usage::{header_key, metadata};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -89,15 +88,8 @@ impl From<&Allocation> for AllocationView {
 
 /// Validates an allocation request, with the tier map filling a missing tier.
 pub fn validate(state: &AppState, input: &AllocationInput) -> Result<CreateAllocation, ApiError> {
-    CreateAllocation::validate(input, |p, m| state.tiers.resolve(p, m), &state.allocation_defaults).map_err(|errors| {
-        let message = errors.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>().join("; ");
-        let details = errors.iter().map(|(f, m)| serde_json::json!({"field": f, "message": m})).collect();
-        ApiError::BadRequest {
-            code: "validation_failed",
-            message: format!("{message}; nothing was reserved"),
-            details: Some(serde_json::Value::Array(details)),
-        }
-    })
+    CreateAllocation::validate(input, |p, m| state.tiers.resolve(p, m), &state.allocation_defaults)
+        .map_err(|errors| ApiError::validation(errors, "nothing was reserved"))
 }
 
 /// Reserve tokens (and their estimated cost) for a task. Refused with 402 when a hard limit would be
@@ -120,21 +112,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let input: AllocationInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
     let allocation = validate(&state, &input)?;
-    let key = match (header_key(&req)?, input.request_id.as_deref()) {
-        (Some(h), Some(r)) if h.trim() != r.trim() => {
-            return Err(ApiError::bad_request(
-                "conflicting_idempotency_keys",
-                "the Idempotency-Key header and request_id differ; send one of them, or the same value in both",
-            ))
-        }
-        (h, r) => match h.or(r) {
-            Some(k) => Some(
-                IdempotencyKey::new("allocate", k, &input)
-                    .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))?,
-            ),
-            None => None,
-        },
-    };
+    let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;
     let outcome = state.writer.allocate(AllocateCommand { allocation, key, metadata: metadata(&req) }).await?;
     let view = AllocationView::from(&outcome.allocation);
     Ok(if outcome.replayed { HttpResponse::Ok().json(view) } else { HttpResponse::Created().json(view) })
@@ -149,13 +127,7 @@ pub async fn release(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let allocation_id = parse_id("allocation", &path)?;
-    let key = match header_key(&req)? {
-        Some(k) => Some(
-            IdempotencyKey::new("release", k, &allocation_id)
-                .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))?,
-        ),
-        None => None,
-    };
+    let key = request::keyed(&req, None, "release", &allocation_id)?;
     let outcome = state.writer.release(ReleaseCommand { allocation_id, key, metadata: metadata(&req) }).await?;
     Ok(HttpResponse::Ok().json(AllocationView::from(&outcome.allocation)))
 }

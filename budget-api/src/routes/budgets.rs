@@ -4,7 +4,6 @@
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use budget_events::event::BudgetUpdated;
 use budget_events::ledger::{BudgetChange, BudgetCommand, BudgetOutcome};
-use budget_events::store::idempotency::IdempotencyKey;
 use budget_events::store::policies::{self, BudgetRow};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,9 +12,9 @@ use uuid::Uuid;
 
 use crate::body;
 use crate::error::ApiError;
+use crate::request::{self, metadata};
 use crate::routes::policies::{parse_id, PolicyView};
 use crate::routes::status::{windows, WindowStatus};
-use crate::routes::usage::{header_key, metadata};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -166,13 +165,7 @@ async fn change(
     scope: &str,
     body: &impl Serialize,
 ) -> Result<BudgetOutcome, ApiError> {
-    let key = match header_key(req)? {
-        Some(k) => Some(
-            IdempotencyKey::new(scope, k, body)
-                .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))?,
-        ),
-        None => None,
-    };
+    let key = request::keyed(req, None, scope, body)?;
     Ok(state.writer.change_budget(BudgetCommand { change, key, metadata: metadata(req) }).await?)
 }
 

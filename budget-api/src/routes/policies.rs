@@ -5,7 +5,6 @@ use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use budget_events::domain::policy::{Policy, PolicyInput, SetPolicy};
 use budget_events::ledger::PolicyCommand;
 use budget_events::money::decimal_json;
-use budget_events::store::idempotency::IdempotencyKey;
 use budget_events::store::policies::{self, PolicyRow};
 use budget_events::Money;
 use rust_decimal::Decimal;
@@ -15,7 +14,7 @@ use uuid::Uuid;
 
 use crate::body;
 use crate::error::ApiError;
-use crate::routes::usage::{header_key, metadata};
+use crate::request::{self, metadata};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -102,13 +101,7 @@ pub async fn set_policy(
     let bytes = body::read(payload, 64 * 1024).await?;
     let input: PolicyInput = body::parse(&bytes)?;
     let policy = SetPolicy::validate(&input).map_err(validation_error)?;
-    let key = match header_key(&req)? {
-        Some(k) => Some(
-            IdempotencyKey::new("policy", k, &input)
-                .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))?,
-        ),
-        None => None,
-    };
+    let key = request::keyed(&req, None, "policy", &input)?;
     let outcome = state.writer.set_policy(PolicyCommand { policy, key, metadata: metadata(&req) }).await?;
     let view = PolicyView::new(&Policy::from_event(&outcome.policy), &outcome.budget_name);
     let response = PolicySetResponse {
@@ -267,13 +260,7 @@ async fn apply(state: &AppState, req: &HttpRequest, id: Uuid, patch: PolicyPatch
         timezone: Some(patch.timezone.clone().unwrap_or_else(|| p.timezone.name().to_string())),
     };
     let policy = SetPolicy::validate(&input).map_err(validation_error)?;
-    let key = match header_key(req)? {
-        Some(k) => Some(
-            IdempotencyKey::new("policy-update", k, &(id, &patch))
-                .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))?,
-        ),
-        None => None,
-    };
+    let key = request::keyed(req, None, "policy-update", &(id, &patch))?;
     let outcome = state.writer.set_policy(PolicyCommand { policy, key, metadata: metadata(req) }).await?;
     let view = PolicyView::new(&Policy::from_event(&outcome.policy), &outcome.budget_name);
     Ok(HttpResponse::Ok().json(PolicySetResponse {
@@ -286,11 +273,5 @@ async fn apply(state: &AppState, req: &HttpRequest, id: Uuid, patch: PolicyPatch
 }
 
 fn validation_error(errors: Vec<(String, String)>) -> ApiError {
-    let message = errors.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>().join("; ");
-    let details = errors.iter().map(|(f, m)| serde_json::json!({"field": f, "message": m})).collect();
-    ApiError::BadRequest {
-        code: "validation_failed",
-        message: format!("{message}; nothing was changed"),
-        details: Some(serde_json::Value::Array(details)),
-    }
+    ApiError::validation(errors, "nothing was changed")
 }

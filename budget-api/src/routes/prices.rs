@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::body;
 use crate::error::ApiError;
 use crate::price_book::{self, PriceInput};
-use crate::routes::usage::metadata;
+use crate::request::metadata;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -5,14 +5,13 @@ use actix_web::{post, web, HttpRequest, HttpResponse};
 use budget_events::domain::usage::FieldError;
 use budget_events::domain::{RecordUsage, UsageInput};
 use budget_events::ledger::{ItemOutcome, ItemStatus, UsageCommand, UsageItem};
-use budget_events::store::idempotency::IdempotencyKey;
-use budget_events::EventMetadata;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::body;
 use crate::error::ApiError;
+use crate::request::{self, metadata};
 use crate::state::AppState;
 
 /// Largest body of a single-record request.
@@ -22,7 +21,6 @@ pub const MAX_BATCH_BODY: usize = 16 * 1024 * 1024;
 /// Most records in one batch.
 pub const MAX_BATCH_RECORDS: usize = 10_000;
 
-const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 
 #[derive(Serialize, ToSchema)]
@@ -91,12 +89,8 @@ pub async fn record_one(
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, MAX_RECORD_BODY).await?;
     let input: UsageInput = body::parse(&bytes)?;
-    let key = key_for(header_key(&req)?, input.request_id.as_deref())?.map(str::to_string);
     // The key's request hash is of the request as sent; the tier the server fills in is not part of it.
-    let key = match key {
-        Some(k) => Some(idempotency_key("usage", &k, &input)?),
-        None => None,
-    };
+    let key = request::keyed(&req, input.request_id.as_deref(), "usage", &input)?;
     let mut input = input;
     state.fill_tier(&mut input);
     let record = RecordUsage::validate(&input, Utc::now()).map_err(|e| validation_error(e.errors))?;
@@ -182,7 +176,7 @@ pub async fn record_batch(
         match RecordUsage::validate(&filled, now) {
             Ok(record) => {
                 let key = match &input.request_id {
-                    Some(k) => Some(idempotency_key("usage", k, input)?),
+                    Some(k) => Some(request::key("usage", k, input)?),
                     None => None,
                 };
                 items.push(UsageItem { record, key });
@@ -206,10 +200,7 @@ pub async fn record_batch(
             details: Some(serde_json::Value::Array(details)),
         });
     }
-    let key = match header_key(&req)? {
-        Some(k) => Some(idempotency_key("usage-batch", k, &batch)?),
-        None => None,
-    };
+    let key = request::keyed(&req, None, "usage-batch", &batch)?;
     let outcome = state.writer.record_usage(UsageCommand { items, key, metadata: metadata(&req) }).await?;
     let count = |s: ItemStatus| outcome.items.iter().filter(|i| i.status == s).count();
     let response = BatchResponse {
@@ -232,43 +223,6 @@ pub async fn record_batch(
     Ok(http.json(response))
 }
 
-pub(crate) fn header_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
-    match req.headers().get(IDEMPOTENCY_HEADER) {
-        None => Ok(None),
-        Some(v) => v.to_str().map(Some).map_err(|_| {
-            ApiError::bad_request("invalid_idempotency_key", "the Idempotency-Key header must be printable ASCII")
-        }),
-    }
-}
-
-/// The header and the body's `request_id` are two ways to send the same key; they may not disagree.
-fn key_for<'a>(header: Option<&'a str>, request_id: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
-    match (header, request_id) {
-        (Some(h), Some(r)) if h.trim() != r.trim() => Err(ApiError::bad_request(
-            "conflicting_idempotency_keys",
-            "the Idempotency-Key header and request_id differ; send one of them, or the same value in both",
-        )),
-        (h, r) => Ok(h.or(r)),
-    }
-}
-
-fn idempotency_key(scope: &str, key: &str, request: &impl Serialize) -> Result<IdempotencyKey, ApiError> {
-    IdempotencyKey::new(scope, key, request)
-        .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))
-}
-
-pub(crate) fn metadata(req: &HttpRequest) -> EventMetadata {
-    let header =
-        |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect());
-    EventMetadata { actor: header("X-Budget-Actor"), request_id: header("X-Request-Id"), ..Default::default() }
-}
-
 fn validation_error(errors: Vec<FieldError>) -> ApiError {
-    let message = errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
-    let details = errors.iter().map(|e| serde_json::json!({"field": e.field, "message": e.message})).collect();
-    ApiError::BadRequest {
-        code: "validation_failed",
-        message: format!("{message}; nothing was recorded"),
-        details: Some(serde_json::Value::Array(details)),
-    }
+    ApiError::validation(errors.into_iter().map(|e| (e.field, e.message)), "nothing was recorded")
 }

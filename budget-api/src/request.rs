@@ -1,0 +1,49 @@
+//! What every write route reads from a request besides its body: the idempotency key (the
+//! `Idempotency-Key` header, or a `request_id` in the body) and the metadata stored with its events.
+
+use actix_web::HttpRequest;
+use budget_events::store::idempotency::IdempotencyKey;
+use budget_events::EventMetadata;
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// The request's idempotency key for an operation of `scope`, hashed with `body`. The header and the
+/// body's `request_id` are two ways to send the same key; they may not disagree.
+pub fn keyed(
+    req: &HttpRequest,
+    request_id: Option<&str>,
+    scope: &str,
+    body: &impl Serialize,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let header = match req.headers().get(IDEMPOTENCY_HEADER) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::bad_request("invalid_idempotency_key", "the Idempotency-Key header must be printable ASCII")
+        })?),
+    };
+    let chosen = match (header, request_id) {
+        (Some(h), Some(r)) if h.trim() != r.trim() => {
+            return Err(ApiError::bad_request(
+                "conflicting_idempotency_keys",
+                "the Idempotency-Key header and request_id differ; send one of them, or the same value in both",
+            ))
+        }
+        (h, r) => h.or(r),
+    };
+    chosen.map(|k| key(scope, k, body)).transpose()
+}
+
+/// An idempotency key a client gave, checked.
+pub fn key(scope: &str, key: &str, body: &impl Serialize) -> Result<IdempotencyKey, ApiError> {
+    IdempotencyKey::new(scope, key, body).map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))
+}
+
+/// Who asked (`X-Budget-Actor`) and the request's id (`X-Request-Id`), kept with the events.
+pub fn metadata(req: &HttpRequest) -> EventMetadata {
+    let header =
+        |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect());
+    EventMetadata { actor: header("X-Budget-Actor"), request_id: header("X-Request-Id"), ..Default::default() }
+}
