@@ -86,6 +86,23 @@ impl From<&Allocation> for AllocationView {
     }
 }
 
+/// The estimate from the model's price, when the allocation names a priced model: every token at the
+/// higher of its input and output rates, since how the tokens will split is not known yet.
+async fn priced_estimate(state: &AppState, a: &CreateAllocation) -> Result<Option<budget_events::Money>, ApiError> {
+    let (Some(provider), Some(model)) = (&a.provider, &a.model) else { return Ok(None) };
+    let (provider, model) = (provider.to_string(), model.to_string());
+    let keys: Vec<(String, String)> = budget_events::domain::price::candidates(&provider, &model)
+        .into_iter()
+        .map(|m| (provider.clone(), m))
+        .collect();
+    let client = state.pool.get().await?;
+    let versions = budget_events::store::prices::versions_for(&**client, &keys).await?;
+    Ok(budget_events::domain::price::resolve(&versions, &provider, &model, Utc::now()).and_then(|(v, _)| {
+        let rate = v.spec.input_per_token.max(v.spec.output_per_token);
+        budget_events::Money::new((rate * Decimal::from(a.tokens)).round_dp(budget_events::money::MONEY_SCALE)).ok()
+    }))
+}
+
 /// Validates an allocation request, with the tier map filling a missing tier.
 pub fn validate(state: &AppState, input: &AllocationInput) -> Result<CreateAllocation, ApiError> {
     CreateAllocation::validate(input, |p, m| state.tiers.resolve(p, m), &state.allocation_defaults)
@@ -111,7 +128,12 @@ pub async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let input: AllocationInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
-    let allocation = validate(&state, &input)?;
+    let mut allocation = validate(&state, &input)?;
+    if input.estimated_cost.is_none() {
+        if let Some(cost) = priced_estimate(&state, &allocation).await? {
+            allocation.estimated_cost = cost;
+        }
+    }
     let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;
     let outcome = state.writer.allocate(AllocateCommand { allocation, key, metadata: metadata(&req) }).await?;
     let view = AllocationView::from(&outcome.allocation);

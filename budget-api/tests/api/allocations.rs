@@ -346,3 +346,22 @@ async fn a_reserving_check_holds_exactly_that_call_and_keys_make_create_and_rele
     let bad = json!({"context_id": "t", "component": "c", "priority": 0});
     assert_error(app.post("/api/allocations", &bad).await, 400, "validation_failed").await;
 }
+
+#[tokio::test]
+async fn the_estimate_uses_the_models_price_when_known_else_the_tiers() {
+    let app = spawn_app().await;
+    let price = json!({"provider": "acme", "model": "m1", "input": "1", "output": "3", "per": "1M"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let priced: Value = allocate(
+        &app,
+        json!({"context_id": "t", "component": "c", "provider": "acme", "model": "m1-2025-01-01", "tokens": 1000}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(priced["estimated_cost"].to_string(), "0.003", "1,000 tokens at the higher (output) rate of $3/M");
+    let unpriced: Value =
+        allocate(&app, json!({"context_id": "t", "component": "c", "tokens": 1000})).await.json().await.unwrap();
+    assert_eq!(unpriced["estimated_cost"].to_string(), "0.01", "the remote tier's reference price, $10/M");
+}
