@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Every phase writes to the same fresh database with `synchronous_commit` on (an acknowledged record is
-//! on disk). The baseline is the same writer limited to one record per transaction, measured in the same
+//! on disk), with the bundled price book and a daily hard limit in place, so every record is priced and
+//! posted to an enforcement account (the same hot account for all of them). The baseline is the same writer limited to one record per transaction, measured in the same
 //! run, so the ratios hold on any machine. Uses `BUDGET_DATABASE_URL`'s server when set, otherwise a
 //! private durable cluster under the temp directory.
 
@@ -113,6 +114,25 @@ async fn main() -> anyhow::Result<()> {
     let sync: String = pool.get().await?.query_one("SHOW synchronous_commit", &[]).await?.get(0);
     println!("ingest benchmark: {records} records per phase, {tasks} concurrent callers, synchronous_commit={sync}");
 
+    // Enforcement on: a daily hard limit every record counts against, and the price book.
+    let (setup, _) = Writer::spawn(pool.clone(), LogSignal::default());
+    let limit: budget_events::domain::policy::PolicyInput =
+        serde_json::from_value(json!({"period": "daily", "type": "hard_limit", "cost_limit": "1000000000"}))?;
+    let policy = budget_events::domain::policy::SetPolicy::validate(&limit).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    setup
+        .set_policy(budget_events::ledger::PolicyCommand { policy, key: None, metadata: EventMetadata::default() })
+        .await?;
+    let (_, effective_from, prices) = budget_api::price_book::bundled();
+    setup
+        .set_prices(budget_events::ledger::PricesCommand {
+            prices,
+            effective_from,
+            source: budget_events::domain::price::PriceSource::Bundled,
+            key: None,
+            metadata: EventMetadata::default(),
+        })
+        .await?;
+
     let mut results: Vec<(&str, f64)> = Vec::new();
     let baseline_records = records.min(5_000);
     let (one_per_tx, _) = Writer::spawn_with_batch_limit(pool.clone(), LogSignal::default(), 1);
@@ -135,16 +155,24 @@ async fn main() -> anyhow::Result<()> {
     let secs = drive_http(&url, records, tasks.min(8), 1000).await;
     results.push(("HTTP POST /api/usage/batch, 1000 per request", records as f64 / secs));
 
-    let written: i64 = pool.get().await?.query_one("SELECT count(*) FROM events", &[]).await?.get(0);
+    let written: i64 = pool
+        .get()
+        .await?
+        .query_one("SELECT count(*) FROM events WHERE event_type = 'UsageRecorded'", &[])
+        .await?
+        .get(0);
+    let posted: i64 =
+        pool.get().await?.query_one("SELECT sum(records)::bigint FROM policy_accounts", &[]).await?.get(0);
     let expected = baseline_records + 4 * records;
     assert_eq!(written as usize, expected, "every acknowledged record is in the log, once");
+    assert_eq!(posted, written, "every record was posted to the hard-limited window's account");
 
     let baseline = results[0].1;
     println!("{:<50} {:>12} {:>8}", "phase", "records/s", "ratio");
     for (phase, rate) in &results {
         println!("{phase:<50} {rate:>12.0} {:>7.1}x", rate / baseline);
     }
-    println!("log check: {written} events written = {expected} acknowledged");
+    println!("log check: {written} usage events written = {expected} acknowledged = {posted} posted to the account");
 
     pool.close();
     let (client, conn) = server.connect(tokio_postgres::NoTls).await?;
