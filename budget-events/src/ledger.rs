@@ -235,8 +235,10 @@ impl Command {
     }
 }
 
-/// Why a command as a whole was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a command as a whole was refused. Stored under the command's key like an acceptance, so a
+/// retry gets the same refusal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CommandError {
     #[error("the idempotency key `{0}` was already used for a different request; use a new key for a new request")]
     KeyReused(String),
@@ -612,12 +614,33 @@ pub async fn process(
 
     // Store every new keyed outcome, in the transaction that wrote its effects.
     let mut to_store: Vec<(&IdempotencyKey, serde_json::Value)> = Vec::new();
-    for (command, result) in commands.iter().zip(&results) {
-        let Ok(outcome) = result else { continue };
+    for (index, (command, result)) in commands.iter().zip(&results).enumerate() {
+        // Only the command that first used its key in this batch stores it; replays and copies do not.
+        let first_use =
+            command.key().is_some_and(|k| batch_commands.get(k.key.as_str()).is_some_and(|(_, i)| *i == index));
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(rejection) => {
+                if let (true, Some(key)) = (first_use, command.key()) {
+                    to_store.push((key, serde_json::json!({ "rejection": rejection })));
+                }
+                continue;
+            }
+        };
         match (command, outcome) {
             (Command::Usage(c), Outcome::Usage(u)) if !u.replayed => {
                 for (item, item_outcome) in c.items.iter().zip(&u.items) {
-                    if let (Some(key), ItemStatus::Recorded) = (&item.key, item_outcome.status) {
+                    // Recorded items, and items refused for a reason that will not change on retry.
+                    let keep = match item_outcome.status {
+                        ItemStatus::Recorded => true,
+                        ItemStatus::Rejected => {
+                            item_outcome.error.as_ref().is_some_and(|e| e.code != "idempotency_key_reused")
+                        }
+                        ItemStatus::Duplicate => false,
+                    };
+                    if let (Some(key), true) =
+                        (&item.key, keep && !item.key.as_ref().is_some_and(|k| known.contains_key(&k.key)))
+                    {
                         to_store.push((key, serde_json::to_value(item_outcome).expect("outcomes serialize")));
                     }
                 }
@@ -842,6 +865,9 @@ fn replay(
     if hash != key.request_hash {
         return Err(CommandError::KeyReused(client_key(key)));
     }
+    if let Some(rejection) = outcome.get("rejection") {
+        return Err(serde_json::from_value(rejection.clone()).expect("stored rejections decode"));
+    }
     let stored = outcome.clone();
     Ok(mark_replayed(match command {
         Command::Usage(_) => Outcome::Usage(serde_json::from_value(stored).expect("stored outcomes decode")),
@@ -867,7 +893,9 @@ fn replay_item(key: &IdempotencyKey, hash: &str, outcome: &serde_json::Value) ->
         return ItemOutcome::rejected("idempotency_key_reused", message);
     }
     let mut original: ItemOutcome = serde_json::from_value(outcome.clone()).expect("stored outcomes decode");
-    original.status = ItemStatus::Duplicate;
+    if original.status == ItemStatus::Recorded {
+        original.status = ItemStatus::Duplicate;
+    }
     original
 }
 

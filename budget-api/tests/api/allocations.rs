@@ -365,3 +365,40 @@ async fn the_estimate_uses_the_models_price_when_known_else_the_tiers() {
         allocate(&app, json!({"context_id": "t", "component": "c", "tokens": 1000})).await.json().await.unwrap();
     assert_eq!(unpriced["estimated_cost"].to_string(), "0.01", "the remote tier's reference price, $10/M");
 }
+
+/// A refusal is stored with its key like an acceptance: the retry gets the same 402 even after room frees up.
+#[tokio::test]
+async fn a_refused_reservation_retried_with_its_key_gets_the_same_refusal() {
+    let app = spawn_app().await;
+    hard_limit(&app, 1000).await;
+    let holder: Value =
+        allocate(&app, json!({"context_id": "t", "component": "c", "tokens": 900})).await.json().await.unwrap();
+    let body = json!({"context_id": "t", "component": "c", "tokens": 500});
+    let send = || app.http.post(app.url("/api/allocations")).header("Idempotency-Key", "big-one").json(&body).send();
+    let first: Value = {
+        let r = send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 402);
+        r.json().await.unwrap()
+    };
+    let id = holder["allocation_id"].as_str().unwrap();
+    app.http.post(app.url(&format!("/api/allocations/{id}/release"))).send().await.unwrap();
+    let retry = send().await.unwrap();
+    assert_eq!(retry.status().as_u16(), 402, "the stored refusal, not a new decision");
+    assert_eq!(retry.json::<Value>().await.unwrap()["error"], first["error"]);
+    // A new key is a new request, and now it fits.
+    let fresh = app
+        .http
+        .post(app.url("/api/allocations"))
+        .header("Idempotency-Key", "big-two")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status().as_u16(), 201);
+
+    // A record refused for an unknown allocation is refused again on retry.
+    let record = json!({"provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 1, "output_tokens": 0,
+                        "allocation_id": "00000000-0000-0000-0000-0000000000bb", "request_id": "rec-1"});
+    assert_error(app.post("/api/usage", &record).await, 404, "not_found").await;
+    assert_error(app.post("/api/usage", &record).await, 404, "not_found").await;
+}
