@@ -30,6 +30,11 @@ pub struct Application {
 impl Application {
     /// Migrates the database and binds the port; serving starts with [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        // Take the port first: a port in use stops start-up before anything else has begun.
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port)).with_context(|| {
+            format!("cannot listen on {}:{} (is another budget running?)", settings.host, settings.port)
+        })?;
+        let port = listener.local_addr()?.port();
         let pool = db::pool(&settings.database, settings.pool_size);
         let where_ = db::describe(&settings.database);
         {
@@ -52,9 +57,6 @@ impl Application {
             apply_bundled_prices_once(&writer, &pool).await?;
         }
 
-        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
-            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
-        let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             pool,
             writer,
