@@ -34,7 +34,10 @@ pub enum ReadError {
     Db(#[from] tokio_postgres::Error),
 }
 
-const COLUMNS: &str = "position, tx_id::text, stream_id, stream_version, event_id, event_type, schema_version, \
+// `tx_text`, not `tx_id`: an output column named like the table's would be what `ORDER BY tx_id` sorts
+// by, and as text "10002" sorts before "9977".
+const COLUMNS: &str =
+    "position, tx_id::text AS tx_text, stream_id, stream_version, event_id, event_type, schema_version, \
                        payload, metadata, recorded_at";
 
 /// Up to `limit` events after `cursor` whose transactions can no longer change, oldest first.

@@ -64,3 +64,29 @@ async fn reading_in_pages_visits_every_event_once() {
     }
     assert_eq!(seen, (0..25).map(|i| format!("s-{i}")).collect::<Vec<_>>());
 }
+
+/// Transaction ids are ordered as numbers, not as text ("100" sorts before "99" as text). The rows are
+/// written with explicit ids, as two transactions 99 and 100 would have left them.
+#[tokio::test]
+async fn transaction_ids_are_ordered_as_numbers() {
+    let db = TestDb::new().await;
+    let client = db.pool.get().await.unwrap();
+    let payload = serde_json::to_value(match usage_event("c").event {
+        budget_events::Event::UsageRecorded(u) => u,
+        _ => unreachable!(),
+    })
+    .unwrap();
+    for (tx, stream) in [("100", "later-transaction"), ("99", "earlier-transaction")] {
+        client
+            .execute(
+                "INSERT INTO events (tx_id, stream_id, stream_version, event_id, event_type, schema_version, payload)
+                 VALUES ($1::text::xid8, $2, 1, gen_random_uuid(), 'UsageRecorded', 1, $3)",
+                &[&tx, &stream, &payload],
+            )
+            .await
+            .unwrap();
+    }
+    let seen = read_settled(&**client, Cursor::START, 2).await.unwrap();
+    let order: Vec<_> = seen.iter().map(|e| (e.tx_id, e.stream_id.as_str())).collect();
+    assert_eq!(order, [(99, "earlier-transaction"), (100, "later-transaction")]);
+}
