@@ -91,12 +91,8 @@ impl From<&Allocation> for AllocationView {
 async fn priced_estimate(state: &AppState, a: &CreateAllocation) -> Result<Option<budget_events::Money>, ApiError> {
     let (Some(provider), Some(model)) = (&a.provider, &a.model) else { return Ok(None) };
     let (provider, model) = (provider.to_string(), model.to_string());
-    let keys: Vec<(String, String)> = budget_events::domain::price::candidates(&provider, &model)
-        .into_iter()
-        .map(|m| (provider.clone(), m))
-        .collect();
     let client = state.pool.get().await?;
-    let versions = budget_events::store::prices::versions_for(&**client, &keys).await?;
+    let versions = budget_events::store::prices::versions_for_model(&**client, &provider, &model).await?;
     Ok(budget_events::domain::price::resolve(&versions, &provider, &model, Utc::now()).and_then(|(v, _)| {
         let rate = v.spec.input_per_token.max(v.spec.output_per_token);
         budget_events::Money::new((rate * Decimal::from(a.tokens)).round_dp(budget_events::money::MONEY_SCALE)).ok()

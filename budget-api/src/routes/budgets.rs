@@ -4,7 +4,7 @@
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use budget_events::event::BudgetUpdated;
 use budget_events::ledger::{BudgetChange, BudgetCommand, BudgetOutcome};
-use budget_events::store::policies::{self, BudgetRow};
+use budget_events::store::policies::{self, BudgetRow, PolicyRow};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -105,14 +105,23 @@ pub async fn list(state: web::Data<AppState>, page: web::Query<Page>) -> Result<
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id("budget", &path)?;
     let client = state.pool.get().await?;
-    let Some(budget) = policies::budget_by_id(&**client, id).await? else {
-        return Err(ApiError::NotFound(format!("no budget has id {id}; list them with GET /api/budgets")));
-    };
-    let rows: Vec<_> =
-        policies::list(&**client).await?.into_iter().filter(|p| p.policy.budget_id == id && p.policy.enabled).collect();
-    let now = Utc::now();
-    let status = windows(&**client, &rows, now, true).await?;
+    let budget = require_budget(&**client, id).await?;
+    let rows = budget_rows(&**client, id).await?;
+    let enabled: Vec<PolicyRow> = rows.iter().filter(|r| r.policy.enabled).cloned().collect();
+    let status = windows(&**client, &enabled, Utc::now(), true).await?;
     Ok(HttpResponse::Ok().json(BudgetDetail { budget: view(budget, rows.len()), status }))
+}
+
+/// The budget with this id, or a 404 that says how to find one.
+async fn require_budget(client: &impl tokio_postgres::GenericClient, id: Uuid) -> Result<BudgetRow, ApiError> {
+    policies::budget_by_id(client, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no budget has id {id}; list them with GET /api/budgets")))
+}
+
+/// All policies of one budget.
+async fn budget_rows(client: &impl tokio_postgres::GenericClient, id: Uuid) -> Result<Vec<PolicyRow>, ApiError> {
+    Ok(policies::list(client).await?.into_iter().filter(|r| r.policy.budget_id == id).collect())
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -232,15 +241,8 @@ pub async fn archive(
 pub async fn budget_policies(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id("budget", &path)?;
     let client = state.pool.get().await?;
-    if policies::budget_by_id(&**client, id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no budget has id {id}; list them with GET /api/budgets")));
-    }
-    let views: Vec<PolicyView> = policies::list(&**client)
-        .await?
-        .iter()
-        .filter(|r| r.policy.budget_id == id)
-        .map(|r| PolicyView::new(&r.policy, &r.budget_name))
-        .collect();
+    require_budget(&**client, id).await?;
+    let views = budget_rows(&**client, id).await?.iter().map(|r| PolicyView::new(&r.policy, &r.budget_name)).collect();
     Ok(HttpResponse::Ok().json(crate::routes::policies::PolicyList { policies: views }))
 }
 
@@ -250,12 +252,9 @@ pub async fn budget_policies(state: web::Data<AppState>, path: web::Path<String>
 pub async fn budget_status(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id("budget", &path)?;
     let client = state.pool.get().await?;
-    if policies::budget_by_id(&**client, id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no budget has id {id}; list them with GET /api/budgets")));
-    }
-    let rows: Vec<_> =
-        policies::list(&**client).await?.into_iter().filter(|p| p.policy.budget_id == id && p.policy.enabled).collect();
+    require_budget(&**client, id).await?;
+    let enabled: Vec<PolicyRow> = budget_rows(&**client, id).await?.into_iter().filter(|r| r.policy.enabled).collect();
     let at = Utc::now();
-    let windows = windows(&**client, &rows, at, true).await?;
+    let windows = windows(&**client, &enabled, at, true).await?;
     Ok(HttpResponse::Ok().json(crate::routes::status::StatusResponse { at, windows }))
 }

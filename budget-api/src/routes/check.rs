@@ -128,12 +128,9 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
         }
     })?;
     let client = state.pool.get().await?;
-    let provider = record.provider.to_string();
-    let keys: Vec<(String, String)> = budget_events::domain::price::candidates(&provider, record.model.as_str())
-        .into_iter()
-        .map(|m| (provider.clone(), m))
-        .collect();
-    let versions = budget_events::store::prices::versions_for(&**client, &keys).await?;
+    let versions =
+        budget_events::store::prices::versions_for_model(&**client, record.provider.as_str(), record.model.as_str())
+            .await?;
     let quote = decide::quote(&record, &versions);
     let (cost, cost_source) = decide::record_cost_with(&record, quote.as_ref());
     let tokens = record.input_tokens.get() + record.output_tokens.get();

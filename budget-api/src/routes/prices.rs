@@ -130,10 +130,8 @@ async fn resolve_at(
     model: &str,
     at: DateTime<Utc>,
 ) -> Result<(PriceVersion, String), ApiError> {
-    let keys: Vec<(String, String)> =
-        price::candidates(provider, model).into_iter().map(|m| (provider.to_string(), m)).collect();
     let client = state.pool.get().await?;
-    let versions = prices::versions_for(&**client, &keys).await?;
+    let versions = prices::versions_for_model(&**client, provider, model).await?;
     match price::resolve(&versions, provider, model, at) {
         Some((v, name)) => Ok((v.clone(), name)),
         None => Err(ApiError::NotFound(format!(

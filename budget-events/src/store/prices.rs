@@ -53,6 +53,18 @@ pub async fn versions_for(
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// Every version one model's name could resolve to (exact, provider-stripped, undated base), for
+/// [`crate::domain::price::resolve`] and [`crate::decide::quote`].
+pub async fn versions_for_model(
+    client: &impl GenericClient,
+    provider: &str,
+    model: &str,
+) -> Result<Vec<PriceVersion>, tokio_postgres::Error> {
+    let keys: Vec<(String, String)> =
+        crate::domain::price::candidates(provider, model).into_iter().map(|m| (provider.to_string(), m)).collect();
+    versions_for(client, &keys).await
+}
+
 /// The versions in effect at `at`, by provider and model.
 pub async fn in_effect(
     client: &impl GenericClient,
