@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use crate::routes::{allocations, budgets, check, health, policies, prices, status, usage, usage_query};
+use crate::routes::{allocations, budgets, check, health, policies, prices, reprice, status, usage, usage_query};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,6 +40,7 @@ use crate::routes::{allocations, budgets, check, health, policies, prices, statu
         prices::set,
         prices::update,
         prices::calculate,
+        reprice::reprice,
     ),
     components(schemas(crate::error::ErrorBody, budget_events::domain::UsageInput)),
     tags(

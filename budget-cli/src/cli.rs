@@ -290,6 +290,27 @@ pub enum PricesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Correct the cost of records priced with an older version (appends corrections; the records stay).
+    #[command(
+        after_help = "Examples:\n  budget prices reprice --provider openai --model gpt-4o --since 2026-11-01 --dry-run\n  budget prices reprice --provider openai --model gpt-4o --since 2026-11-01T00:00:00Z"
+    )]
+    Reprice {
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        model: String,
+        /// Records from this time (RFC 3339, or a date meaning its UTC midnight).
+        #[arg(long)]
+        since: String,
+        /// …and before this one.
+        #[arg(long)]
+        until: Option<String>,
+        /// Show the corrections; write nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Every version of a model's price.
     #[command(after_help = "Example:\n  budget prices history openai gpt-4o")]
     History {

@@ -345,4 +345,32 @@ async fn prices_and_calc_cost() {
     let out = budget(&s.url, &["calc_cost", "--provider", "acme", "--model", "m-1", "--input-tokens", "1"]).await;
     assert!(!out.status.success() && stderr(&out).contains("no price"), "the dry run wrote nothing: {}", stderr(&out));
     let _ = std::fs::remove_file(file);
+
+    // A model used before it had a price: re-pricing gives its records their cost.
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider": "acme", "model": "m-2", "component": "c", "input_tokens": 1000,
+                           "output_tokens": 0, "timestamp": "2026-11-27T10:00:00Z"}),
+    )
+    .await;
+    let set =
+        ["prices", "set", "acme", "m-2", "--input", "1", "--output", "2", "--effective-from", "2026-01-01T00:00:00Z"];
+    assert!(budget(&s.url, &set).await.status.success());
+    let reprice = ["prices", "reprice", "--provider", "acme", "--model", "m-2", "--since", "2026-11-01"];
+    let out = budget(&s.url, &[&reprice[..], &["--dry-run"]].concat()).await;
+    assert!(
+        stdout(&out).contains("1 record(s) of acme/m-2 would be re-priced, total change $0.001"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = budget(&s.url, &reprice).await;
+    assert!(
+        stdout(&out).contains("1 record(s) of acme/m-2 re-priced, total change $0.001"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = budget(&s.url, &reprice).await;
+    assert!(stdout(&out).contains("0 record(s)"), "nothing left to correct: {}", stdout(&out));
 }

@@ -60,6 +60,51 @@ pub struct PriceQuote {
     pub cost: Money,
 }
 
+/// The correction a re-price makes to a record: priced from the book (or unpriced) with a version other
+/// than the one in effect at its time now. Records that carry the client's own cost are left alone.
+pub fn reprice(
+    priced: &crate::store::repricing::PricedRecord,
+    versions: &[crate::domain::price::PriceVersion],
+) -> Option<crate::event::UsageRepriced> {
+    if priced.cost_source == CostSource::Client {
+        return None;
+    }
+    let r = &priced.record;
+    let (version, resolved_model) =
+        crate::domain::price::resolve(versions, r.provider.as_str(), r.model.as_str(), r.occurred_at)?;
+    if priced.price_version == Some(version.version_id) {
+        return None;
+    }
+    let c = crate::domain::price::cost(&version.spec, r.input_tokens, r.cached_input_tokens, r.output_tokens);
+    let cost = Money::new(c.total_cost).ok()?;
+    Some(crate::event::UsageRepriced {
+        record_id: r.record_id,
+        provider: r.provider.clone(),
+        model: r.model.clone(),
+        component: r.component.clone(),
+        task_type: r.task_type.clone(),
+        occurred_at: r.occurred_at,
+        previous_cost: priced.cost,
+        previous_price_version: priced.price_version,
+        cost,
+        delta: cost.amount() - priced.cost.amount(),
+        price_version: version.version_id,
+        resolved_model,
+        postings: r.postings.clone(),
+    })
+}
+
+/// Moves every account a corrected record was posted to by the correction's delta.
+pub fn post_correction(correction: &crate::event::UsageRepriced, accounts: &mut BTreeMap<AccountKey, Account>) {
+    for posting in &correction.postings {
+        let account = accounts
+            .get_mut(&(posting.policy_id, posting.window.clone()))
+            .expect("the write path locks every account a correction posts to");
+        account.posted_cost += correction.delta;
+        assert!(account.posted_cost >= rust_decimal::Decimal::ZERO, "a correction never takes an account below zero");
+    }
+}
+
 /// Prices a record with the version in effect at its time, if its model has one.
 pub fn quote(record: &RecordUsage, versions: &[crate::domain::price::PriceVersion]) -> Option<PriceQuote> {
     let (version, resolved_model) =

@@ -24,6 +24,31 @@ pub enum Event {
     AllocationReleased(AllocationResolved),
     AllocationExpired(AllocationResolved),
     PriceSet(PriceSet),
+    UsageRepriced(UsageRepriced),
+}
+
+/// A usage record's cost corrected to the price version now in effect at its time (`budget prices
+/// reprice`). The record's own event stays as it was; its cost is the last correction's `cost`, and
+/// every account it was posted to moves by `delta`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageRepriced {
+    pub record_id: Uuid,
+    pub provider: Provider,
+    pub model: Model,
+    pub component: Component,
+    pub task_type: TaskType,
+    pub occurred_at: DateTime<Utc>,
+    pub previous_cost: Money,
+    pub previous_price_version: Option<Uuid>,
+    pub cost: Money,
+    /// `cost - previous_cost`: negative when the new price is lower.
+    #[serde(with = "crate::money::decimal_json")]
+    pub delta: rust_decimal::Decimal,
+    pub price_version: Uuid,
+    pub resolved_model: String,
+    /// The record's postings: the accounts the delta moved.
+    pub postings: Vec<Posting>,
 }
 
 /// A new version of a model's price, in effect from `effective_from` until the next version's.
@@ -225,6 +250,7 @@ impl Event {
             Event::AllocationReleased(_) => "AllocationReleased",
             Event::AllocationExpired(_) => "AllocationExpired",
             Event::PriceSet(_) => "PriceSet",
+            Event::UsageRepriced(_) => "UsageRepriced",
         }
     }
 
@@ -242,6 +268,7 @@ impl Event {
             Event::AllocationCreated(e) => serde_json::to_value(e),
             Event::AllocationReleased(e) | Event::AllocationExpired(e) => serde_json::to_value(e),
             Event::PriceSet(e) => serde_json::to_value(e),
+            Event::UsageRepriced(e) => serde_json::to_value(e),
         };
         value.expect("event payloads are plain data and always serialize")
     }
@@ -254,8 +281,9 @@ impl Event {
         payload: serde_json::Value,
     ) -> Result<Event, DecodeError> {
         let bad = |source| DecodeError::BadPayload { position, event_type: event_type.to_string(), source };
-        const KNOWN: [&str; 9] = [
+        const KNOWN: [&str; 10] = [
             "PriceSet",
+            "UsageRepriced",
             "UsageRecorded",
             "BudgetCreated",
             "BudgetUpdated",
@@ -284,6 +312,7 @@ impl Event {
             "AllocationReleased" => serde_json::from_value(payload).map(Event::AllocationReleased),
             "AllocationExpired" => serde_json::from_value(payload).map(Event::AllocationExpired),
             "PriceSet" => serde_json::from_value(payload).map(Event::PriceSet),
+            "UsageRepriced" => serde_json::from_value(payload).map(Event::UsageRepriced),
             _ => serde_json::from_value(payload).map(Event::PolicySet),
         }
         .map_err(bad)

@@ -181,6 +181,19 @@ pub struct PricesOutcome {
     pub replayed: bool,
 }
 
+/// Correct the cost of records priced with a version other than the one now in effect at their time.
+#[derive(Debug, Clone)]
+pub struct RepriceCommand {
+    pub selection: crate::store::repricing::RepriceSelection,
+    pub metadata: EventMetadata,
+}
+
+/// The corrections a [`RepriceCommand`] appended (or, for a dry run, would append).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepriceOutcome {
+    pub corrections: Vec<crate::event::UsageRepriced>,
+}
+
 /// Everything the write path takes.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -192,6 +205,7 @@ pub enum Command {
     /// Expire the active allocations whose time is up at this instant (the sweeper).
     Expire(DateTime<Utc>),
     SetPrices(PricesCommand),
+    Reprice(RepriceCommand),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -203,6 +217,7 @@ pub enum Outcome {
     /// The allocations a sweep expired.
     Expired(Vec<Uuid>),
     Prices(Box<PricesOutcome>),
+    Repriced(RepriceOutcome),
 }
 
 /// An allocation as a command left it.
@@ -221,7 +236,7 @@ impl Command {
             Command::Budget(c) => c.key.as_ref(),
             Command::Allocate(c) => c.key.as_ref(),
             Command::Release(c) => c.key.as_ref(),
-            Command::Expire(_) => None,
+            Command::Expire(_) | Command::Reprice(_) => None,
             Command::SetPrices(c) => c.key.as_ref(),
         }
     }
@@ -286,8 +301,10 @@ pub enum LedgerError {
     Race,
     #[error(transparent)]
     Append(AppendError),
-    #[error("database error in the write path: {0}")]
+    #[error("database error in the write path: {}", crate::db::error_message(.0))]
     Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Read(#[from] crate::store::ReadError),
 }
 
 impl From<AppendError> for LedgerError {
@@ -324,6 +341,8 @@ enum Planned {
     Release,
     /// The allocations a sweep found due.
     Expire(Vec<Uuid>),
+    /// Corrections, each with the version it appends at in its record's stream.
+    Reprice(Vec<(crate::event::UsageRepriced, i64)>),
     /// The same key and request as an earlier command of this batch: gets its outcome.
     CopyOf(usize),
 }
@@ -382,6 +401,8 @@ pub async fn process(
     // Keys taken by an earlier command or item of this same batch.
     let mut batch_commands: HashMap<&str, (&str, usize)> = HashMap::new();
     let mut batch_items: HashMap<&str, (&str, Uuid)> = HashMap::new();
+    // Records corrected by an earlier re-price of this batch (the log does not show them yet).
+    let mut repriced: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
 
     // Pass 1, in order: replays, policy changes (later usage in the batch already counts against
     // them), and the windows each new usage record posts to.
@@ -433,6 +454,18 @@ pub async fn process(
                 // Later records of the batch are priced with the new versions.
                 price_versions = prices::versions_for(tx, &price_keys).await?;
                 plans.push(Planned::Done(Ok(Outcome::Prices(Box::new(outcome))), events));
+            }
+            Command::Reprice(c) => {
+                // One re-price at a time across processes, so two never correct one record twice.
+                tx.execute("SELECT pg_advisory_xact_lock(hashtext('budget:reprice'))", &[]).await?;
+                let mut corrections = crate::store::repricing::plan(tx, &c.selection).await?;
+                corrections.retain(|(k, _)| repriced.insert(k.record_id));
+                for (k, _) in &corrections {
+                    for p in &k.postings {
+                        needed.entry((p.policy_id, p.window.clone())).or_insert((None, None));
+                    }
+                }
+                plans.push(Planned::Reprice(corrections));
             }
             Command::Expire(at) => {
                 let due = allocations::lock_due(tx, *at, 1000).await?;
@@ -502,6 +535,19 @@ pub async fn process(
             Planned::Done(result, mut new) => {
                 events.append(&mut new);
                 results.push(result);
+            }
+            Planned::Reprice(corrections) => {
+                let Command::Reprice(c) = command else { unreachable!("re-price plans come from re-price commands") };
+                for (correction, version) in &corrections {
+                    decide::post_correction(correction, &mut accounts);
+                    events.push((
+                        decide::usage_stream(correction.record_id),
+                        *version,
+                        NewEvent::new(Event::UsageRepriced(correction.clone()), c.metadata.clone()),
+                    ));
+                }
+                let corrections = corrections.into_iter().map(|(k, _)| k).collect();
+                results.push(Ok(Outcome::Repriced(RepriceOutcome { corrections })));
             }
             Planned::CopyOf(original) => {
                 copies.push((index, original));
@@ -691,7 +737,7 @@ fn mark_replayed(outcome: Outcome) -> Outcome {
         Outcome::Budget(b) => Outcome::Budget(Box::new(BudgetOutcome { replayed: true, ..*b })),
         Outcome::Allocation(a) => Outcome::Allocation(Box::new(AllocationOutcome { replayed: true, ..*a })),
         Outcome::Prices(p) => Outcome::Prices(Box::new(PricesOutcome { replayed: true, ..*p })),
-        expired @ Outcome::Expired(_) => expired,
+        other @ (Outcome::Expired(_) | Outcome::Repriced(_)) => other,
     }
 }
 
@@ -880,7 +926,7 @@ fn replay(
         Command::Allocate(_) | Command::Release(_) => {
             Outcome::Allocation(Box::new(serde_json::from_value(stored).expect("stored outcomes decode")))
         }
-        Command::Expire(_) => unreachable!("sweeps carry no idempotency key"),
+        Command::Expire(_) | Command::Reprice(_) => unreachable!("sweeps and re-prices carry no idempotency key"),
         Command::SetPrices(_) => {
             Outcome::Prices(Box::new(serde_json::from_value(stored).expect("stored outcomes decode")))
         }

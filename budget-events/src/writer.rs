@@ -104,6 +104,16 @@ impl Writer {
         }
     }
 
+    pub async fn reprice(
+        &self,
+        command: crate::ledger::RepriceCommand,
+    ) -> Result<crate::ledger::RepriceOutcome, WriteError> {
+        match self.submit(Command::Reprice(command)).await? {
+            Outcome::Repriced(outcome) => Ok(outcome),
+            _ => unreachable!("a re-price command has a re-price outcome"),
+        }
+    }
+
     pub async fn set_prices(&self, command: PricesCommand) -> Result<PricesOutcome, WriteError> {
         match self.submit(Command::SetPrices(command)).await? {
             Outcome::Prices(outcome) => Ok(*outcome),

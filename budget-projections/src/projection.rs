@@ -9,7 +9,7 @@ use tokio_postgres::Transaction;
 pub enum ProjectionError {
     #[error(transparent)]
     Read(#[from] budget_events::store::ReadError),
-    #[error("database error in projection: {0}")]
+    #[error("database error in projection: {}", budget_events::db::error_message(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("no database connection: {0}")]
     Pool(String),

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use budget_events::event::{Event, UsageRecorded};
+use budget_events::event::Event;
 use budget_events::period::Period;
 use budget_events::{Money, RecordedEvent};
 use chrono::{DateTime, Utc};
@@ -28,9 +28,20 @@ impl Projection for UsageRollups {
         // Fold the batch in memory first: one upsert per touched row, not per event.
         let mut rows: HashMap<Key, Totals> = HashMap::new();
         for recorded in events {
-            let Event::UsageRecorded(u) = &recorded.event else { continue };
-            let totals = rows.entry(key(u)).or_default();
-            totals.add(u.input_tokens, u.output_tokens, u.cost.amount(), 1);
+            match &recorded.event {
+                Event::UsageRecorded(u) => {
+                    rows.entry(key(u.occurred_at, [&u.provider, &u.model, &u.component, &u.task_type]))
+                        .or_default()
+                        .add(u.input_tokens, u.output_tokens, u.cost.amount(), 1);
+                }
+                // A correction moves the cost of the row its record was counted in; the record itself
+                // was applied earlier in the log, so the row exists.
+                Event::UsageRepriced(c) => {
+                    let k = key(c.occurred_at, [&c.provider, &c.model, &c.component, &c.task_type]);
+                    rows.entry(k).or_default().add(0, 0, c.delta, 0);
+                }
+                _ => {}
+            }
         }
         if rows.is_empty() {
             return Ok(());
@@ -52,30 +63,42 @@ impl Projection for UsageRollups {
             cost.push(t.cost);
             count.push(t.count);
         }
+        let params: [&(dyn ToSql + Sync); 9] =
+            [&hours, &providers, &models, &components, &task_types, &input, &output, &cost, &count];
+        // Rows with new records are upserted; rows touched only by corrections (their records were
+        // applied in an earlier batch) are updated, since a row of zero records would break its checks.
         tx.execute(
             "INSERT INTO usage_rollups AS r (hour, provider, model, component, task_type, input_tokens, output_tokens, cost, count)
              SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                  $6::bigint[], $7::bigint[], $8::numeric[], $9::bigint[])
+                                  $6::bigint[], $7::bigint[], $8::numeric[], $9::bigint[]) AS k(h, p, m, c, t, i, o, x, n)
+             WHERE k.n > 0
              ON CONFLICT (hour, provider, model, component, task_type) DO UPDATE SET
                  input_tokens = r.input_tokens + EXCLUDED.input_tokens,
                  output_tokens = r.output_tokens + EXCLUDED.output_tokens,
                  cost = r.cost + EXCLUDED.cost,
                  count = r.count + EXCLUDED.count",
-            &[&hours, &providers, &models, &components, &task_types, &input, &output, &cost, &count],
+            &params,
         )
         .await?;
+        let corrected = tx
+            .execute(
+                "UPDATE usage_rollups r SET cost = r.cost + k.x
+                 FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::bigint[], $7::bigint[], $8::numeric[], $9::bigint[]) AS k(h, p, m, c, t, i, o, x, n)
+                 WHERE k.n = 0 AND r.hour = k.h AND r.provider = k.p AND r.model = k.m AND r.component = k.c
+                   AND r.task_type = k.t",
+                &params,
+            )
+            .await?;
+        let only_corrections = count.iter().filter(|n| **n == 0).count();
+        assert_eq!(corrected as usize, only_corrections, "a correction's record was counted before it");
         Ok(())
     }
 }
 
-fn key(u: &UsageRecorded) -> Key {
-    (
-        Period::Hourly.start_of(u.occurred_at),
-        u.provider.to_string(),
-        u.model.to_string(),
-        u.component.to_string(),
-        u.task_type.to_string(),
-    )
+/// The row a record counts in: its UTC hour and its provider, model, component and task type.
+fn key(at: DateTime<Utc>, [provider, model, component, task_type]: [&dyn std::fmt::Display; 4]) -> Key {
+    (Period::Hourly.start_of(at), provider.to_string(), model.to_string(), component.to_string(), task_type.to_string())
 }
 
 /// Token, cost and record sums.

@@ -6,6 +6,7 @@ pub mod check;
 pub mod health;
 pub mod policies;
 pub mod prices;
+pub mod reprice;
 pub mod status;
 pub mod usage;
 pub mod usage_query;
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(allocations::release)
         .service(allocations::get)
         .service(prices::update)
+        .service(reprice::reprice)
         .service(prices::calculate)
         .service(prices::set)
         .service(prices::list)

@@ -116,3 +116,74 @@ async fn imports_show_a_diff_on_dry_run_and_reject_a_malformed_file_whole() {
     let bundled: Value = app.post("/api/prices/update", &json!({"dry_run": true})).await.json().await.unwrap();
     assert!(bundled["added"].as_array().unwrap().len() > 30 && bundled["source"] == "bundled");
 }
+
+#[tokio::test]
+async fn repricing_moves_rollups_and_accounts_by_exactly_the_difference() {
+    let app = spawn_app().await;
+    let set = |input: &str, at: &str| json!({"provider": "acme", "model": "m1", "input": input, "output": "0", "effective_from": at});
+    assert_eq!(app.post("/api/prices", &set("1", "2026-01-01T00:00:00Z")).await.status().as_u16(), 200);
+    let policy = json!({"period": "daily", "type": "soft_limit", "cost_limit": "100", "provider": "acme"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let record = |tokens: i64, ts: &str| json!({"provider": "acme", "model": "m1", "component": "c", "input_tokens": tokens, "output_tokens": 0, "timestamp": ts});
+    for (tokens, ts) in
+        [(1_000_000, "2026-11-27T10:00:00Z"), (500_000, "2026-11-27T11:00:00Z"), (250_000, "2026-11-26T09:00:00Z")]
+    {
+        assert_eq!(app.post("/api/usage", &record(tokens, ts)).await.status().as_u16(), 201);
+    }
+    // The client's own cost is never re-priced.
+    let mut explicit = record(1_000_000, "2026-11-27T12:00:00Z");
+    explicit["cost"] = json!("5");
+    assert_eq!(app.post("/api/usage", &explicit).await.status().as_u16(), 201);
+    let db = app.db.pool.get().await.unwrap();
+    let sums = || async {
+        let accounts: rust_decimal::Decimal =
+            db.query_one("SELECT sum(posted_cost) FROM policy_accounts", &[]).await.unwrap().get(0);
+        let rollups: rust_decimal::Decimal =
+            db.query_one("SELECT sum(cost) FROM usage_rollups", &[]).await.unwrap().get(0);
+        (accounts.normalize().to_string(), rollups.normalize().to_string())
+    };
+    let events = app.events().await;
+    app.wait_for_projections(events).await;
+    assert_eq!(sums().await, ("6.75".into(), "6.75".into()));
+
+    // A backdated correction of the price: from the 27th, $3 per 1M.
+    assert_eq!(app.post("/api/prices", &set("3", "2026-11-27T00:00:00Z")).await.status().as_u16(), 200);
+    let reprice =
+        |dry_run: bool| json!({"provider": "acme", "model": "m1", "since": "2026-11-01T00:00:00Z", "dry_run": dry_run});
+    let events = app.events().await;
+    let dry: Value = app.post("/api/prices/reprice", &reprice(true)).await.json().await.unwrap();
+    assert_eq!((dry["records"].as_i64(), dry["total_delta"].to_string()), (Some(2), "3".into()));
+    assert_eq!(app.events().await, events, "a dry run writes nothing");
+
+    let done: Value = app.post("/api/prices/reprice", &reprice(false)).await.json().await.unwrap();
+    assert_eq!((done["records"].as_i64(), done["total_delta"].to_string()), (Some(2), "3".into()));
+    let c = &done["corrections"][0];
+    assert_eq!(
+        (c["previous_cost"].to_string(), c["cost"].to_string(), c["delta"].to_string()),
+        ("1".into(), "3".into(), "2".into())
+    );
+    assert_eq!(app.events().await, events + 2);
+    app.wait_for_projections(events + 2).await;
+    assert_eq!(sums().await, ("9.75".into(), "9.75".into()), "both moved by exactly the difference");
+    // The records' own events are unchanged.
+    let originals: Vec<String> = db
+        .query("SELECT payload->>'cost' FROM events WHERE event_type = 'UsageRecorded' ORDER BY position", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(originals, ["1", "0.5", "0.25", "5"]);
+    // Nothing left to correct: a second run appends nothing.
+    let again: Value = app.post("/api/prices/reprice", &reprice(false)).await.json().await.unwrap();
+    assert_eq!(again["records"].as_i64(), Some(0));
+    // Back to $1 from the 27th: the corrections are corrected, back to the first figures.
+    assert_eq!(app.post("/api/prices", &set("1", "2026-11-27T06:00:00Z")).await.status().as_u16(), 200);
+    let back: Value = app.post("/api/prices/reprice", &reprice(false)).await.json().await.unwrap();
+    assert_eq!((back["records"].as_i64(), back["total_delta"].to_string()), (Some(2), "-3".into()));
+    app.wait_for_projections(app.events().await).await;
+    assert_eq!(sums().await, ("6.75".into(), "6.75".into()));
+    let bad =
+        json!({"provider": "acme", "model": "m1", "since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"});
+    assert_error(app.post("/api/prices/reprice", &bad).await, 400, "validation_failed").await;
+}

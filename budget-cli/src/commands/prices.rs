@@ -75,6 +75,38 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                 crate::say!("{provider}/{model}: {what}, effective {}", r["effective_from"].as_str().unwrap_or("?"));
             }
         }
+        PricesCommand::Reprice { provider, model, since, until, dry_run, json } => {
+            let mut body = json!({"provider": provider, "model": model, "since": instant(&since), "dry_run": dry_run});
+            if let Some(until) = until {
+                body["until"] = json!(instant(&until));
+            }
+            let r: Value = client.post("/api/prices/reprice", &body).await?;
+            if json {
+                print_json(&r);
+                return Ok(());
+            }
+            let corrections = r["corrections"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            if !corrections.is_empty() {
+                let mut t = table(&["Record", "Occurred (UTC)", "Was $", "Now $", "Change $"]);
+                for c in corrections {
+                    t.add_row(vec![
+                        Cell::new(c["record_id"].as_str().unwrap_or("?")),
+                        Cell::new(c["occurred_at"].as_str().unwrap_or("?")),
+                        right(c["previous_cost"].to_string()),
+                        right(c["cost"].to_string()),
+                        right(c["delta"].to_string()),
+                    ]);
+                }
+                crate::say!("{t}");
+            }
+            crate::say!(
+                "{}{} record(s) of {provider}/{model} {}re-priced, total change ${}",
+                if dry_run { "Dry run, nothing written: " } else { "" },
+                r["records"],
+                if dry_run { "would be " } else { "" },
+                r["total_delta"],
+            );
+        }
         PricesCommand::History { provider, model, json } => {
             let h: Value = client.get(&format!("/api/prices/history/{provider}/{model}"), &[]).await?;
             if json {
@@ -85,6 +117,15 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// A time as the API takes it: RFC 3339 as given, a bare date as its UTC midnight.
+fn instant(s: &str) -> String {
+    if s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-' {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    }
 }
 
 /// The file's text, or an http:// URL's body; and which source it counts as.

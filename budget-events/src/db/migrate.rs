@@ -53,7 +53,7 @@ pub enum MigrationError {
         "the database has migration {version} ({name}), which this build does not know; run a newer budget against it"
     )]
     Unknown { version: i32, name: String },
-    #[error("could not prepare the migrations table: {0}")]
+    #[error("could not prepare the migrations table: {}", crate::db::error_message(.0))]
     Setup(#[from] tokio_postgres::Error),
 }
 

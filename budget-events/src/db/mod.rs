@@ -43,6 +43,19 @@ pub fn describe(config: &DbConfig) -> String {
     format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
 }
 
+/// A database error with the server's own message (`tokio_postgres::Error` displays only "db error").
+pub fn error_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!(
+            "{}: {}{}",
+            db.code().code(),
+            db.message(),
+            db.detail().map_or(String::new(), |d| format!(" ({d})"))
+        ),
+        None => e.to_string(),
+    }
+}
+
 /// Creates database `name` on the server of `config` if it does not exist; returns the config for it.
 pub async fn ensure_database(mut config: DbConfig, name: &str) -> Result<DbConfig, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;

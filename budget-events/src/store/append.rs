@@ -55,7 +55,7 @@ pub enum AppendError {
     Conflict { stream_id: String, expected: ExpectedVersion, actual: i64 },
     #[error("another writer appended to the same stream concurrently; the transaction was abandoned, retry it")]
     ConcurrentAppend(#[source] tokio_postgres::Error),
-    #[error("database error while appending: {0}")]
+    #[error("database error while appending: {}", crate::db::error_message(.0))]
     Db(#[from] tokio_postgres::Error),
 }
 

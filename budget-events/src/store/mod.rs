@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod policies;
 pub mod prices;
 pub mod read;
+pub mod repricing;
 
 pub use append::{append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion, StreamAppend};
 pub use read::{read_after, usage_records, Cursor, ReadError, UsageRecordFilter};

@@ -30,13 +30,13 @@ impl Cursor {
 pub enum ReadError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    #[error("database error while reading the log: {0}")]
+    #[error("database error while reading the log: {}", crate::db::error_message(.0))]
     Db(#[from] tokio_postgres::Error),
 }
 
 // `tx_text`, not `tx_id`: an output column named like the table's would be what `ORDER BY tx_id` sorts
 // by, and as text "10002" sorts before "9977".
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "position, tx_id::text AS tx_text, stream_id, stream_version, event_id, event_type, schema_version, \
                        payload, metadata, recorded_at";
 
