@@ -24,6 +24,28 @@ pub struct Settings {
     pub allocation_defaults: AllocationDefaults,
     /// Apply the bundled price table when the price book is empty (tests that count events turn it off).
     pub bundled_prices: bool,
+    /// What pre-flight checks and allocations do for a model without a price (`BUDGET_UNPRICED`).
+    pub unpriced: UnpricedPolicy,
+}
+
+/// `BUDGET_UNPRICED`: `record` (default) lets calls to an unpriced model count tokens only; `reject`
+/// fails closed: a check or allocation for such a model is refused wherever a cost-limited hard policy
+/// applies, since that limit could not see what the call spends. Usage itself is always recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UnpricedPolicy {
+    #[default]
+    Record,
+    Reject,
+}
+
+impl UnpricedPolicy {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" | "record" => Ok(UnpricedPolicy::Record),
+            "reject" => Ok(UnpricedPolicy::Reject),
+            other => Err(format!("BUDGET_UNPRICED is `{other}`; use record or reject")),
+        }
+    }
 }
 
 impl Settings {
@@ -38,6 +60,7 @@ impl Settings {
             sweep_interval: std::time::Duration::from_secs(5),
             allocation_defaults: AllocationDefaults::default(),
             bundled_prices: true,
+            unpriced: UnpricedPolicy::Record,
         }
     }
 }

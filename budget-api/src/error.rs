@@ -19,6 +19,9 @@ pub enum ApiError {
     /// A reservation a hard limit refuses: 402 with the windows that refused it.
     #[error("{message}")]
     BudgetExceeded { message: String, details: serde_json::Value },
+    /// `BUDGET_UNPRICED=reject`: a call to a model without a price, where a cost limit applies.
+    #[error("{0}")]
+    Unpriced(String),
     #[error("the request body is larger than {limit} bytes; send fewer records per request")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::BudgetExceeded { .. } => "budget_exceeded",
+            ApiError::Unpriced(_) => "unpriced_model",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -78,7 +82,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
+            ApiError::BudgetExceeded { .. } | ApiError::Unpriced(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -63,6 +63,7 @@ impl Application {
             projections: status,
             tiers: settings.tiers.clone(),
             allocation_defaults: settings.allocation_defaults.clone(),
+            unpriced: settings.unpriced,
         });
         let openapi = ApiDoc::openapi();
         let server = HttpServer::new(move || {

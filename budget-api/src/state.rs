@@ -12,6 +12,7 @@ pub struct AppState {
     pub projections: RunnerStatus,
     pub tiers: TierMap,
     pub allocation_defaults: budget_events::domain::allocation::AllocationDefaults,
+    pub unpriced: crate::configuration::UnpricedPolicy,
 }
 
 impl AppState {

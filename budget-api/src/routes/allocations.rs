@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::body;
+use crate::configuration::UnpricedPolicy;
 use crate::error::ApiError;
 use crate::request::{self, metadata};
 use crate::routes::policies::parse_id;
@@ -99,6 +100,27 @@ async fn priced_estimate(state: &AppState, a: &CreateAllocation) -> Result<Optio
     }))
 }
 
+/// `BUDGET_UNPRICED=reject`: refuses an allocation for an unpriced model (without an estimate of its
+/// own) when a cost-limited hard policy applies to it.
+async fn refuse_unpriced(state: &AppState, a: &CreateAllocation) -> Result<(), ApiError> {
+    let client = state.pool.get().await?;
+    let policies = budget_events::store::policies::load_all(&**client).await?;
+    let windows = budget_events::decide::reservation_windows(&policies, a, Utc::now());
+    let cost_limited = windows
+        .iter()
+        .find(|(p, _)| p.policy_type == budget_events::domain::policy::PolicyType::HardLimit && p.cost_limit.is_some());
+    match cost_limited {
+        Some((p, _)) => Err(ApiError::Unpriced(format!(
+            "{}/{} has no price, so the {} hard limit on {} cannot check its cost and BUDGET_UNPRICED=reject refuses it; nothing was reserved; set its price with `budget prices set` or send estimated_cost",
+            a.provider.as_ref().map_or("?".to_string(), |p| p.to_string()),
+            a.model.as_ref().map_or("?".to_string(), |m| m.to_string()),
+            p.period,
+            p.scope.describe(),
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Validates an allocation request, with the tier map filling a missing tier.
 pub fn validate(state: &AppState, input: &AllocationInput) -> Result<CreateAllocation, ApiError> {
     CreateAllocation::validate(input, |p, m| state.tiers.resolve(p, m), &state.allocation_defaults)
@@ -126,8 +148,12 @@ pub async fn create(
     let input: AllocationInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
     let mut allocation = validate(&state, &input)?;
     if input.estimated_cost.is_none() {
-        if let Some(cost) = priced_estimate(&state, &allocation).await? {
-            allocation.estimated_cost = cost;
+        match priced_estimate(&state, &allocation).await? {
+            Some(cost) => allocation.estimated_cost = cost,
+            None if allocation.model.is_some() && state.unpriced == UnpricedPolicy::Reject => {
+                refuse_unpriced(&state, &allocation).await?
+            }
+            None => {}
         }
     }
     let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;

@@ -13,9 +13,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::body;
+use crate::configuration::UnpricedPolicy;
 use crate::error::ApiError;
 use crate::routes::policies::PolicyView;
 use crate::state::AppState;
+use budget_events::domain::policy::PolicyType;
+use budget_events::domain::usage::CostSource;
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -149,13 +152,28 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
     let mut messages = Vec::new();
     for (policy, window) in &matched {
         let account = accounts.get(&(policy.id, window.key.clone())).map(|a| a.account).unwrap_or_default();
-        let decision = decide::evaluate(policy, &account, cost.amount(), tokens);
+        let mut decision = decide::evaluate(policy, &account, cost.amount(), tokens);
+        let fail_closed = cost_source == CostSource::Unpriced
+            && state.unpriced == UnpricedPolicy::Reject
+            && policy.policy_type == PolicyType::HardLimit
+            && policy.cost_limit.is_some();
+        if fail_closed {
+            decision = Verdict::Refuse;
+        }
         let name = rows.iter().find(|r| r.policy.id == policy.id).map_or("", |r| r.budget_name.as_str());
         let remaining_cost_after =
             policy.cost_limit.map(|l| l.amount() - account.posted_cost - account.pending_cost - cost.amount());
         let remaining_tokens_after =
             policy.token_limit.map(|l| l - account.posted_tokens - account.pending_tokens - tokens);
-        if matches!(decision, Verdict::Warn | Verdict::Refuse) {
+        if fail_closed {
+            messages.push(format!(
+                "{} hard limit on {} (budget {name}): {}/{} has no price, so its cost cannot be checked against the limit and BUDGET_UNPRICED=reject refuses it; set its price with `budget prices set` or send the call's cost",
+                policy.period,
+                policy.scope.describe(),
+                record.provider,
+                record.model,
+            ));
+        } else if matches!(decision, Verdict::Warn | Verdict::Refuse) {
             messages.push(format!(
                 "{} {} policy on {} (budget {name}): {} of its window starting {} (cost left after: {}, tokens left after: {})",
                 policy.period,

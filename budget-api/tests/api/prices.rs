@@ -187,3 +187,48 @@ async fn repricing_moves_rollups_and_accounts_by_exactly_the_difference() {
         json!({"provider": "acme", "model": "m1", "since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"});
     assert_error(app.post("/api/prices/reprice", &bad).await, 400, "validation_failed").await;
 }
+
+#[tokio::test]
+async fn unpriced_models_fail_closed_under_a_cost_limit_when_configured() {
+    let app = spawn_app_with(|s| s.unpriced = budget_api::configuration::UnpricedPolicy::Reject).await;
+    let hard = json!({"period": "daily", "type": "hard_limit", "cost_limit": "10", "provider": "acme"});
+    assert_eq!(app.post("/api/policies", &hard).await.status().as_u16(), 201);
+    let tokens_only = json!({"period": "daily", "type": "hard_limit", "token_limit": 1000000, "provider": "other"});
+    assert_eq!(app.post("/api/policies", &tokens_only).await.status().as_u16(), 201);
+    let call = |provider: &str| json!({"provider": provider, "model": "mystery", "component": "c", "input_tokens": 100, "max_output_tokens": 50});
+
+    let (status, r) = {
+        let r = app.post("/api/usage/check", &call("acme")).await;
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!((status, r["allowed"].as_bool(), r["cost_source"].as_str()), (200, Some(false), Some("unpriced")));
+    assert_eq!(r["policies"][0]["decision"], "refuse");
+    assert!(r["messages"][0].as_str().unwrap().contains("BUDGET_UNPRICED=reject"), "{r}");
+    // With its own cost the call can be checked, and is allowed.
+    let mut with_cost = call("acme");
+    with_cost["cost"] = json!("0.01");
+    let r: Value = app.post("/api/usage/check", &with_cost).await.json().await.unwrap();
+    assert_eq!(r["allowed"], true);
+    // Only a cost limit fails closed: a token limit can still decide.
+    let r: Value = app.post("/api/usage/check", &call("other")).await.json().await.unwrap();
+    assert_eq!(r["allowed"], true, "{r}");
+
+    let events = app.events().await;
+    let alloc = json!({"context_id": "t1", "component": "c", "provider": "acme", "model": "mystery", "tokens": 1000});
+    let message = assert_error(app.post("/api/allocations", &alloc).await, 402, "unpriced_model").await;
+    assert!(message.contains("nothing was reserved") && message.contains("acme/mystery"), "{message}");
+    assert_eq!(app.events().await, events, "nothing written");
+    let mut estimated = alloc.clone();
+    estimated["estimated_cost"] = json!("0.5");
+    assert_eq!(app.post("/api/allocations", &estimated).await.status().as_u16(), 201);
+    // Usage itself is always recorded (it happened), flagged unpriced.
+    let usage = json!({"provider": "acme", "model": "mystery", "component": "c", "input_tokens": 10, "output_tokens": 0});
+    let r: Value = app.post("/api/usage", &usage).await.json().await.unwrap();
+    assert_eq!(r["cost_source"], "unpriced");
+
+    // The default records: the same check is allowed, counting tokens only.
+    let app = spawn_app().await;
+    assert_eq!(app.post("/api/policies", &hard).await.status().as_u16(), 201);
+    let r: Value = app.post("/api/usage/check", &call("acme")).await.json().await.unwrap();
+    assert_eq!(r["allowed"], true);
+}

@@ -55,6 +55,9 @@ async fn serve(args: &StartArgs, database: DbConfig) -> anyhow::Result<()> {
     if let Ok(sizes) = std::env::var("BUDGET_ALLOCATION_DEFAULTS") {
         settings.allocation_defaults = AllocationDefaults::parse(&sizes).map_err(anyhow::Error::msg)?;
     }
+    if let Ok(unpriced) = std::env::var("BUDGET_UNPRICED") {
+        settings.unpriced = budget_api::configuration::UnpricedPolicy::parse(&unpriced).map_err(anyhow::Error::msg)?;
+    }
     let app = Application::build(settings).await?;
     let handle = app.handle();
     // Ctrl-C and SIGTERM: stop accepting, let in-flight requests finish, then stop.
