@@ -3,7 +3,9 @@
 
 use utoipa::OpenApi;
 
-use crate::routes::{allocations, budgets, check, health, policies, prices, reprice, status, usage, usage_query};
+use crate::routes::{
+    allocations, budgets, check, health, policies, prices, recommendations, reprice, status, usage, usage_query,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -41,6 +43,7 @@ use crate::routes::{allocations, budgets, check, health, policies, prices, repri
         prices::update,
         prices::calculate,
         reprice::reprice,
+        recommendations::recommendations,
     ),
     components(schemas(crate::error::ErrorBody, budget_events::domain::UsageInput)),
     tags(

@@ -87,6 +87,11 @@ pub struct CheckResponse {
     pub allocation_id: Option<uuid::Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// When a soft limit is near or over: cheaper models for this call (capable of its task type),
+    /// largest saving first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub alternatives: Vec<budget_events::domain::alternatives::Alternative>,
 }
 
 /// Pre-flight check of an intended call against every matching policy. Reserves nothing.
@@ -200,6 +205,37 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
         });
     }
     let allowed = checks.iter().all(|c| c.decision != Verdict::Refuse);
+    // A soft limit recommends cheaper models rather than refusing.
+    let soft_pressed = matched
+        .iter()
+        .zip(&checks)
+        .any(|((p, _), c)| p.policy_type == PolicyType::SoftLimit && c.decision == Verdict::Warn);
+    let mut alternatives = Vec::new();
+    if soft_pressed {
+        let priced = budget_events::domain::price::resolve(
+            &versions,
+            record.provider.as_str(),
+            record.model.as_str(),
+            record.occurred_at,
+        );
+        if let Some((current, _)) = priced {
+            let in_effect = budget_events::store::prices::in_effect(&**client, record.occurred_at).await?;
+            let call = budget_events::domain::alternatives::CallShape {
+                task_type: record.task_type.as_str(),
+                input_tokens: record.input_tokens.get(),
+                output_tokens: record.output_tokens.get(),
+                include_local: false,
+            };
+            alternatives = budget_events::domain::alternatives::cheaper_alternatives(&in_effect, current, &call);
+            alternatives.truncate(3);
+            if let Some(best) = alternatives.first() {
+                messages.push(format!(
+                    "soft limit: {}/{} would cost ${} instead of ${} for this call (saves ${}); see alternatives",
+                    best.provider, best.model, best.cost, cost, best.savings,
+                ));
+            }
+        }
+    }
     let (mut allocation_id, mut expires_at) = (None, None);
     if reserve && allowed && tokens > 0 {
         // Decided again by the writer against the locked accounts: a concurrent call may have taken the
@@ -238,5 +274,6 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
         messages,
         allocation_id,
         expires_at,
+        alternatives,
     }))
 }

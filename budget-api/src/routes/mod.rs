@@ -6,6 +6,7 @@ pub mod check;
 pub mod health;
 pub mod policies;
 pub mod prices;
+pub mod recommendations;
 pub mod reprice;
 pub mod status;
 pub mod usage;
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(allocations::get)
         .service(prices::update)
         .service(reprice::reprice)
+        .service(recommendations::recommendations)
         .service(prices::calculate)
         .service(prices::set)
         .service(prices::list)

@@ -124,7 +124,7 @@ pub struct ResolvedPrice {
     pub price: PriceView,
 }
 
-async fn resolve_at(
+pub(crate) async fn resolve_at(
     state: &AppState,
     provider: &str,
     model: &str,

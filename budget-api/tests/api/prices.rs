@@ -222,7 +222,8 @@ async fn unpriced_models_fail_closed_under_a_cost_limit_when_configured() {
     estimated["estimated_cost"] = json!("0.5");
     assert_eq!(app.post("/api/allocations", &estimated).await.status().as_u16(), 201);
     // Usage itself is always recorded (it happened), flagged unpriced.
-    let usage = json!({"provider": "acme", "model": "mystery", "component": "c", "input_tokens": 10, "output_tokens": 0});
+    let usage =
+        json!({"provider": "acme", "model": "mystery", "component": "c", "input_tokens": 10, "output_tokens": 0});
     let r: Value = app.post("/api/usage", &usage).await.json().await.unwrap();
     assert_eq!(r["cost_source"], "unpriced");
 
@@ -231,4 +232,51 @@ async fn unpriced_models_fail_closed_under_a_cost_limit_when_configured() {
     assert_eq!(app.post("/api/policies", &hard).await.status().as_u16(), 201);
     let r: Value = app.post("/api/usage/check", &call("acme")).await.json().await.unwrap();
     assert_eq!(r["allowed"], true);
+}
+
+#[tokio::test]
+async fn recommendations_list_cheaper_capable_models_and_a_soft_limit_offers_them() {
+    let app = spawn_app().await;
+    assert_eq!(app.post_raw("/api/prices/update", "").await.status().as_u16(), 200, "the bundled table");
+    let ask = json!({"provider": "openai", "model": "gpt-4o", "task_type": "coding", "context_size": 2000, "output_size": 1000});
+    let r: Value = app.post("/api/prices/recommendations", &ask).await.json().await.unwrap();
+    // gpt-4o at $2.50 / $10 per 1M: 0.005 + 0.01.
+    assert_eq!((r["current_cost"].to_string(), r["required_capability"].as_str()), ("0.015".into(), Some("code")));
+    let alts = r["alternatives"].as_array().unwrap();
+    assert!(!alts.is_empty() && alts.len() <= 10, "{r}");
+    let savings: Vec<f64> = alts.iter().map(|a| a["savings"].as_f64().unwrap()).collect();
+    assert!(savings.windows(2).all(|w| w[0] >= w[1]), "largest saving first: {savings:?}");
+    for a in alts {
+        assert!(a["capabilities"].as_array().unwrap().iter().any(|c| c == "code"), "{a}");
+        assert!(!a["capabilities"].as_array().unwrap().iter().any(|c| c.as_str().unwrap().starts_with("local_")));
+        assert!(a["cost"].as_f64().unwrap() < 0.015);
+    }
+    // Each cost is the one calculate gives.
+    let first = &alts[0];
+    let calc = json!({"provider": first["provider"], "model": first["model"], "input_tokens": 2000, "output_tokens": 1000});
+    let c: Value = app.post("/api/prices/calculate", &calc).await.json().await.unwrap();
+    assert_eq!(c["total_cost"], first["cost"]);
+    let mut local = ask.clone();
+    local["include_local"] = json!(true);
+    let r: Value = app.post("/api/prices/recommendations", &local).await.json().await.unwrap();
+    assert_eq!(r["alternatives"][0]["cost"].to_string(), "0", "a local model saves everything: {r}");
+    let mut bad = ask.clone();
+    bad["context_size"] = json!(-1);
+    assert_error(app.post("/api/prices/recommendations", &bad).await, 400, "validation_failed").await;
+    let unknown = json!({"provider": "openai", "model": "nope", "context_size": 1});
+    assert_error(app.post("/api/prices/recommendations", &unknown).await, 404, "not_found").await;
+
+    // A soft limit near its limit: the check allows the call and offers the cheaper models.
+    let soft = json!({"period": "daily", "type": "soft_limit", "cost_limit": "0.02", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &soft).await.status().as_u16(), 201);
+    let call = json!({"provider": "openai", "model": "gpt-4o", "component": "c", "task_type": "coding", "input_tokens": 2000, "max_output_tokens": 1000});
+    let r: Value = app.post("/api/usage/check", &call).await.json().await.unwrap();
+    assert!(r.get("alternatives").is_none(), "no pressure yet, no alternatives: {r}");
+    let usage = json!({"provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 2000, "output_tokens": 1000});
+    assert_eq!(app.post("/api/usage", &usage).await.status().as_u16(), 201);
+    let r: Value = app.post("/api/usage/check", &call).await.json().await.unwrap();
+    assert_eq!((r["allowed"].as_bool(), r["policies"][0]["decision"].as_str()), (Some(true), Some("warn")), "{r}");
+    let alts = r["alternatives"].as_array().unwrap();
+    assert!(!alts.is_empty() && alts.len() <= 3);
+    assert!(r["messages"].as_array().unwrap().iter().any(|m| m.as_str().unwrap().starts_with("soft limit:")), "{r}");
 }

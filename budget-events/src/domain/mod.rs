@@ -1,6 +1,7 @@
 //! The domain: validated values and the commands that are decided into events.
 
 pub mod allocation;
+pub mod alternatives;
 pub mod names;
 pub mod policy;
 pub mod price;
