@@ -6,7 +6,10 @@ RUN cargo build --release --locked -p budget-cli
 
 # Run stage: a slim image with the binary and nothing else.
 FROM debian:bookworm-slim
-RUN useradd --system --no-create-home budget
+# libssl3 and the CA certificates: price sources and `--from` URLs may be https.
+RUN apt-get update && apt-get install -y --no-install-recommends libssl3 ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --no-create-home budget
 COPY --from=build /src/target/release/budget /usr/local/bin/budget
 USER budget
 ENV BUDGET_HOST=0.0.0.0 \

@@ -26,6 +26,10 @@ pub struct Settings {
     pub bundled_prices: bool,
     /// What pre-flight checks and allocations do for a model without a price (`BUDGET_UNPRICED`).
     pub unpriced: UnpricedPolicy,
+    /// LiteLLM-format price files or URLs imported at start and every `price_refresh`
+    /// (`BUDGET_PRICE_SOURCES`, `BUDGET_PRICE_REFRESH`).
+    pub price_sources: Vec<String>,
+    pub price_refresh: std::time::Duration,
 }
 
 /// `BUDGET_UNPRICED`: `record` (default) lets calls to an unpriced model count tokens only; `reject`
@@ -61,6 +65,8 @@ impl Settings {
             allocation_defaults: AllocationDefaults::default(),
             bundled_prices: true,
             unpriced: UnpricedPolicy::Record,
+            price_sources: Vec::new(),
+            price_refresh: std::time::Duration::from_secs(24 * 3600),
         }
     }
 }

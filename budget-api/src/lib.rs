@@ -9,6 +9,7 @@ pub mod configuration;
 pub mod error;
 pub mod openapi;
 pub mod price_book;
+pub mod price_sources;
 pub mod request;
 pub mod routes;
 pub mod startup;

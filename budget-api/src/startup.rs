@@ -56,6 +56,18 @@ impl Application {
         if settings.bundled_prices {
             apply_bundled_prices_once(&writer, &pool).await?;
         }
+        let price_sources = crate::price_sources::SourceStatus::default();
+        let mut workers = workers;
+        if !settings.price_sources.is_empty() {
+            let refresher = crate::price_sources::run(
+                writer.clone(),
+                settings.price_sources.clone(),
+                settings.price_refresh,
+                price_sources.clone(),
+                stopped.clone(),
+            );
+            workers.push(tokio::spawn(refresher));
+        }
 
         let state = web::Data::new(AppState {
             pool,
@@ -64,6 +76,7 @@ impl Application {
             tiers: settings.tiers.clone(),
             allocation_defaults: settings.allocation_defaults.clone(),
             unpriced: settings.unpriced,
+            price_sources,
         });
         let openapi = ApiDoc::openapi();
         let server = HttpServer::new(move || {

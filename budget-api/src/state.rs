@@ -13,6 +13,7 @@ pub struct AppState {
     pub tiers: TierMap,
     pub allocation_defaults: budget_events::domain::allocation::AllocationDefaults,
     pub unpriced: crate::configuration::UnpricedPolicy,
+    pub price_sources: crate::price_sources::SourceStatus,
 }
 
 impl AppState {

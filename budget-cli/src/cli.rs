@@ -259,7 +259,7 @@ pub enum PricesCommand {
         after_help = "Examples:\n  budget prices update\n  budget prices update --from model_prices.json --dry-run"
     )]
     Update {
-        /// A LiteLLM-format JSON file (a path, or an http:// URL).
+        /// A LiteLLM-format JSON file (a path, or an http:// or https:// URL).
         #[arg(long)]
         from: Option<String>,
         /// Show what would change; write nothing.

@@ -316,6 +316,9 @@ impl From<AppendError> for LedgerError {
     }
 }
 
+/// Serialises price changes and re-prices across processes, until the transaction ends.
+const PRICE_BOOK_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('budget:price-book'))";
+
 /// A usage item's plan between deciding its windows and posting it.
 struct PlannedItem {
     outcome: ItemOutcome,
@@ -456,8 +459,9 @@ pub async fn process(
                 plans.push(Planned::Done(Ok(Outcome::Prices(Box::new(outcome))), events));
             }
             Command::Reprice(c) => {
-                // One re-price at a time across processes, so two never correct one record twice.
-                tx.execute("SELECT pg_advisory_xact_lock(hashtext('budget:reprice'))", &[]).await?;
+                // One re-price or price change at a time across processes (one lock for both, so two
+                // batches cannot take them in opposite orders): no record is corrected twice.
+                tx.execute(PRICE_BOOK_LOCK, &[]).await?;
                 let mut corrections = crate::store::repricing::plan(tx, &c.selection).await?;
                 corrections.retain(|(k, _)| repriced.insert(k.record_id));
                 for (k, _) in &corrections {
@@ -872,6 +876,9 @@ async fn set_prices(
     tx: &Transaction<'_>,
     c: &PricesCommand,
 ) -> Result<(PricesOutcome, Vec<VersionedEvent>), LedgerError> {
+    // One price change at a time across processes: two replicas refreshing the same source must not
+    // both see the old version and both append a new one.
+    tx.execute(PRICE_BOOK_LOCK, &[]).await?;
     let keys: Vec<(String, String)> = c.prices.iter().map(|p| (p.provider.clone(), p.model.clone())).collect();
     let current = prices::versions_for(tx, &keys).await?;
     let mut outcome = PricesOutcome { added: Vec::new(), changed: Vec::new(), unchanged: 0, replayed: false };

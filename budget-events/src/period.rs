@@ -97,6 +97,21 @@ impl Period {
     }
 }
 
+/// `90s`, `15m`, `2h`, `1d` or a bare number of seconds, as seconds.
+pub fn parse_duration_seconds(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = digits.parse().ok()?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,9 @@ pub struct Health {
     /// `ok`, or why the database cannot be reached.
     pub database: String,
     pub projections: Vec<ProjectionHealth>,
+    /// Configured price sources and their last refresh (a failure keeps the current prices).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub price_sources: Vec<crate::price_sources::SourceState>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -64,13 +67,15 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 })
                 .collect();
             let status = if projections.iter().any(|p| p.error.is_some()) { "degraded" } else { "healthy" };
-            HttpResponse::Ok().json(Health { status, version, database: "ok".into(), projections })
+            let price_sources = state.price_sources.snapshot();
+            HttpResponse::Ok().json(Health { status, version, database: "ok".into(), projections, price_sources })
         }
         Err(e) => HttpResponse::ServiceUnavailable().json(Health {
             status: "unhealthy",
             version,
             database: format!("unreachable: {e}"),
             projections: Vec::new(),
+            price_sources: state.price_sources.snapshot(),
         }),
     }
 }

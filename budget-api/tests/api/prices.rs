@@ -253,7 +253,8 @@ async fn recommendations_list_cheaper_capable_models_and_a_soft_limit_offers_the
     }
     // Each cost is the one calculate gives.
     let first = &alts[0];
-    let calc = json!({"provider": first["provider"], "model": first["model"], "input_tokens": 2000, "output_tokens": 1000});
+    let calc =
+        json!({"provider": first["provider"], "model": first["model"], "input_tokens": 2000, "output_tokens": 1000});
     let c: Value = app.post("/api/prices/calculate", &calc).await.json().await.unwrap();
     assert_eq!(c["total_cost"], first["cost"]);
     let mut local = ask.clone();
@@ -272,11 +273,117 @@ async fn recommendations_list_cheaper_capable_models_and_a_soft_limit_offers_the
     let call = json!({"provider": "openai", "model": "gpt-4o", "component": "c", "task_type": "coding", "input_tokens": 2000, "max_output_tokens": 1000});
     let r: Value = app.post("/api/usage/check", &call).await.json().await.unwrap();
     assert!(r.get("alternatives").is_none(), "no pressure yet, no alternatives: {r}");
-    let usage = json!({"provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 2000, "output_tokens": 1000});
+    let usage =
+        json!({"provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 2000, "output_tokens": 1000});
     assert_eq!(app.post("/api/usage", &usage).await.status().as_u16(), 201);
     let r: Value = app.post("/api/usage/check", &call).await.json().await.unwrap();
     assert_eq!((r["allowed"].as_bool(), r["policies"][0]["decision"].as_str()), (Some(true), Some("warn")), "{r}");
     let alts = r["alternatives"].as_array().unwrap();
     assert!(!alts.is_empty() && alts.len() <= 3);
     assert!(r["messages"].as_array().unwrap().iter().any(|m| m.as_str().unwrap().starts_with("soft limit:")), "{r}");
+}
+
+/// Serves `body` over plain HTTP for every request until dropped (a stand-in for a price URL).
+async fn serve_document(body: std::sync::Arc<std::sync::Mutex<String>>) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/model_prices.json", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let body = body.lock().unwrap().clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn configured_price_sources_refresh_and_a_failure_keeps_the_current_prices() {
+    let document = |price: &str| {
+        format!(
+            r#"{{"m1": {{"litellm_provider": "acme", "input_cost_per_token": {price}, "output_cost_per_token": 0}}}}"#
+        )
+    };
+    let served = std::sync::Arc::new(std::sync::Mutex::new(document("1e-06")));
+    let (url, _server) = serve_document(served.clone()).await;
+    let file = std::env::temp_dir().join(format!("budget-prices-{}-{}.json", std::process::id(), uuid::Uuid::new_v4()));
+    std::fs::write(
+        &file,
+        r#"{"m2": {"litellm_provider": "acme", "input_cost_per_token": 2e-06, "output_cost_per_token": 0}}"#,
+    )
+    .unwrap();
+    let dead = "http://127.0.0.1:9/prices.json".to_string();
+    let sources = vec![url.clone(), file.to_str().unwrap().to_string(), dead.clone()];
+    let app = spawn_app_with(|s| {
+        s.price_sources = sources;
+        s.price_refresh = std::time::Duration::from_millis(200);
+    })
+    .await;
+    // Waits until every source has been tried since `after` and `done` holds.
+    let wait = |done: &'static (dyn Fn(&Value) -> bool + Sync)| {
+        let app = &app;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let (_, h) = app.get_json("/api/health").await;
+                if done(&h["price_sources"]) {
+                    return h["price_sources"].clone();
+                }
+                assert!(std::time::Instant::now() < deadline, "price sources did not settle: {h}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let states =
+        wait(&|s| s.as_array().is_some_and(|a| a.len() == 3 && a.iter().all(|x| !x["last_attempt"].is_null()))).await;
+    let by = |states: &Value, source: &str| {
+        states.as_array().unwrap().iter().find(|s| s["source"] == source).unwrap().clone()
+    };
+    assert!(by(&states, &dead)["last_error"].as_str().unwrap().contains("the current prices stay"), "{states}");
+    let (_, m1) = app.get_json("/api/prices/acme/m1").await;
+    assert_eq!((m1["input_per_1m"].to_string(), m1["source"].as_str()), ("1".into(), Some("url")), "{m1}");
+    let (_, m2) = app.get_json("/api/prices/acme/m2").await;
+    assert_eq!((m2["input_per_1m"].to_string(), m2["source"].as_str()), ("2".into(), Some("file")));
+
+    // A malformed document: rejected whole, the prices stay as they were.
+    *served.lock().unwrap() = "{ not json".into();
+    let states = wait(&|s| {
+        s.as_array().unwrap().iter().any(|x| {
+            x["source"].as_str().unwrap().starts_with("http://127.0.0.1")
+                && x["source"].as_str().unwrap().ends_with("model_prices.json")
+                && x["last_error"].as_str().is_some_and(|e| e.contains("rejected whole"))
+        })
+    })
+    .await;
+    assert!(by(&states, &url)["last_success"].is_string(), "the earlier success is kept");
+    let (status, m1) = app.get_json("/api/prices/acme/m1").await;
+    assert_eq!((status, m1["input_per_1m"].to_string()), (200, "1".into()), "never zeroed");
+
+    // A new price at the source becomes a new version on the next refresh.
+    *served.lock().unwrap() = document("3e-06");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, history) = app.get_json("/api/prices/history/acme/m1").await;
+        if history["versions"].as_array().unwrap().len() > 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the new price was not imported: {history}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Several refreshes later there are still two versions: an unchanged price is not re-versioned.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let (_, history) = app.get_json("/api/prices/history/acme/m1").await;
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "unchanged refreshes add no versions: {history}");
+    assert_eq!(versions[1]["input_per_1m"].to_string(), "3");
+    let _ = std::fs::remove_file(file);
 }

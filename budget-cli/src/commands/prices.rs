@@ -128,22 +128,10 @@ fn instant(s: &str) -> String {
     }
 }
 
-/// The file's text, or an http:// URL's body; and which source it counts as.
+/// The file's text, or an http(s):// URL's body; and which source it counts as.
 async fn read_source(from: &str) -> anyhow::Result<(String, &'static str)> {
-    if from.starts_with("https://") {
-        anyhow::bail!(
-            "this build fetches plain http:// only (no TLS); download {from} and pass the file with --from FILE"
-        );
-    }
-    if from.starts_with("http://") {
-        let response = reqwest::get(from).await.map_err(|e| anyhow::anyhow!("cannot fetch {from}: {e}"))?;
-        if !response.status().is_success() {
-            anyhow::bail!("cannot fetch {from}: HTTP {}; the current prices are unchanged", response.status());
-        }
-        return Ok((response.text().await?, "url"));
-    }
-    let text = std::fs::read_to_string(from).map_err(|e| anyhow::anyhow!("cannot read {from}: {e}"))?;
-    Ok((text, "file"))
+    let (text, source) = budget_api::price_sources::fetch(from).await.map_err(anyhow::Error::msg)?;
+    Ok((text, source.as_str()))
 }
 
 fn print_versions(versions: &[Value]) {

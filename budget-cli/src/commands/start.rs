@@ -58,6 +58,16 @@ async fn serve(args: &StartArgs, database: DbConfig) -> anyhow::Result<()> {
     if let Ok(unpriced) = std::env::var("BUDGET_UNPRICED") {
         settings.unpriced = budget_api::configuration::UnpricedPolicy::parse(&unpriced).map_err(anyhow::Error::msg)?;
     }
+    if let Ok(sources) = std::env::var("BUDGET_PRICE_SOURCES") {
+        settings.price_sources = budget_api::price_sources::parse_sources(&sources);
+    }
+    if let Ok(every) = std::env::var("BUDGET_PRICE_REFRESH") {
+        let seconds =
+            budget_events::period::parse_duration_seconds(&every).filter(|s| *s >= 60).with_context(|| {
+                format!("BUDGET_PRICE_REFRESH is `{every}`; use a duration of at least 1m, e.g. 6h or 1d")
+            })?;
+        settings.price_refresh = std::time::Duration::from_secs(seconds as u64);
+    }
     let app = Application::build(settings).await?;
     let handle = app.handle();
     // Ctrl-C and SIGTERM: stop accepting, let in-flight requests finish, then stop.

@@ -174,18 +174,7 @@ pub fn parse_ttl(value: &serde_json::Value) -> Result<Duration, String> {
     let bad = || format!("ttl `{value}` is not a duration; use e.g. 90s, 15m, 2h, 1d, or a number of seconds");
     let seconds = match value {
         serde_json::Value::Number(n) => n.as_i64().ok_or_else(bad)?,
-        serde_json::Value::String(s) => {
-            let s = s.trim();
-            let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-            let n: i64 = digits.parse().map_err(|_| bad())?;
-            match unit {
-                "" | "s" => n,
-                "m" => n * 60,
-                "h" => n * 3600,
-                "d" => n * 86_400,
-                _ => return Err(bad()),
-            }
-        }
+        serde_json::Value::String(s) => crate::period::parse_duration_seconds(s).ok_or_else(bad)?,
         _ => return Err(bad()),
     };
     let ttl = Duration::seconds(seconds);
