@@ -30,6 +30,12 @@ pub struct Settings {
     /// (`BUDGET_PRICE_SOURCES`, `BUDGET_PRICE_REFRESH`).
     pub price_sources: Vec<String>,
     pub price_refresh: std::time::Duration,
+    /// Alert receivers (`BUDGET_ALERT_WEBHOOKS`) and how deliveries retry.
+    pub webhooks: Vec<budget_projections::alerts::Webhook>,
+    pub webhook_delivery: budget_projections::webhooks::DeliveryPolicy,
+    /// An hour's spend above this multiple of the trailing hourly average raises `spend_spike`
+    /// (`BUDGET_SPIKE_MULTIPLE`).
+    pub spike_multiple: rust_decimal::Decimal,
 }
 
 /// `BUDGET_UNPRICED`: `record` (default) lets calls to an unpriced model count tokens only; `reject`
@@ -67,6 +73,9 @@ impl Settings {
             unpriced: UnpricedPolicy::Record,
             price_sources: Vec::new(),
             price_refresh: std::time::Duration::from_secs(24 * 3600),
+            webhooks: Vec::new(),
+            webhook_delivery: Default::default(),
+            spike_multiple: rust_decimal::Decimal::from(3),
         }
     }
 }

@@ -4,7 +4,7 @@
 use utoipa::OpenApi;
 
 use crate::routes::{
-    allocations, budgets, check, health, policies, prices, recommendations, reprice, status, usage, usage_query,
+    alerts, allocations, budgets, check, health, policies, prices, recommendations, reprice, status, usage, usage_query,
 };
 
 #[derive(OpenApi)]
@@ -12,6 +12,9 @@ use crate::routes::{
     info(title = "Budget", description = "LLM spending under control: usage, budgets, allocations, prices, alerts."),
     paths(
         health::health,
+        alerts::list,
+        alerts::get,
+        alerts::acknowledge,
         usage::record_one,
         usage::record_batch,
         usage_query::usage,
@@ -51,6 +54,7 @@ use crate::routes::{
         (name = "prices", description = "The versioned price book and cost calculation"),
         (name = "allocations", description = "Token reservations for tasks: create, settle by usage, release, expire"),
         (name = "policies", description = "Budgets, policies (limits) and the status of their windows"),
+        (name = "alerts", description = "Alerts raised from the log: thresholds, refusals, overage, unpriced models, spend spikes"),
         (name = "health", description = "Liveness, database and projection lag"),
     )
 )]

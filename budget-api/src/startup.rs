@@ -7,6 +7,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use budget_events::db::{self, migrate};
 use budget_events::writer::{LogSignal, Writer};
+use budget_projections::alerts::Alerts;
 use budget_projections::usage_rollups::UsageRollups;
 use budget_projections::{Runner, RunnerStatus};
 use tokio::sync::watch;
@@ -50,14 +51,23 @@ impl Application {
         let status = RunnerStatus::default();
         let (stop_workers, stopped) = watch::channel(false);
         let runner = Runner::new(UsageRollups, pool.clone(), status.clone());
+        let alerts = Alerts { spike_multiple: settings.spike_multiple, webhooks: settings.webhooks.clone() };
+        let alert_runner = Runner::new(alerts, pool.clone(), status.clone());
         let sweeper = sweep(writer.clone(), settings.sweep_interval, stopped.clone());
-        let workers = vec![tokio::spawn(runner.run(signal.clone(), stopped.clone())), tokio::spawn(sweeper)];
+        let mut workers = vec![
+            tokio::spawn(runner.run(signal.clone(), stopped.clone())),
+            tokio::spawn(alert_runner.run(signal.clone(), stopped.clone())),
+            tokio::spawn(sweeper),
+        ];
+        if !settings.webhooks.is_empty() {
+            let delivery = budget_projections::webhooks::run(pool.clone(), settings.webhook_delivery, stopped.clone());
+            workers.push(tokio::spawn(delivery));
+        }
 
         if settings.bundled_prices {
             apply_bundled_prices_once(&writer, &pool).await?;
         }
         let price_sources = crate::price_sources::SourceStatus::default();
-        let mut workers = workers;
         if !settings.price_sources.is_empty() {
             let refresher = crate::price_sources::run(
                 writer.clone(),

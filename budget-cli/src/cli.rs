@@ -39,6 +39,9 @@ pub enum Command {
     /// Token allocations: reserve tokens for a task before spending them.
     #[command(subcommand)]
     Allocate(AllocateCommand),
+    /// Alerts raised from the log: list them, acknowledge them.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// The price book: list, update, set, history.
     #[command(subcommand)]
     Prices(PricesCommand),
@@ -316,6 +319,42 @@ pub enum PricesCommand {
     History {
         provider: String,
         model: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AlertsCommand {
+    /// Open alerts, newest first (--all for acknowledged ones too).
+    #[command(
+        after_help = "Examples:\n  budget alerts list\n  budget alerts list --severity warning\n  budget alerts list --type budget_refused --all --json"
+    )]
+    List {
+        /// info, warning or error.
+        #[arg(long)]
+        severity: Option<String>,
+        /// cost_limit_approaching, cost_limit_exceeded, token_limit_approaching, token_limit_exceeded,
+        /// budget_refused, overage, unpriced_model or spend_spike.
+        #[arg(long = "type")]
+        alert_type: Option<String>,
+        #[arg(long = "budget-id")]
+        budget_id: Option<String>,
+        /// Acknowledged alerts too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an alert (once; acknowledging again shows the first acknowledgement).
+    #[command(after_help = "Example:\n  budget alerts acknowledge 0b6c… --by alice")]
+    Acknowledge {
+        alert_id: String,
+        /// Who acknowledges it.
+        #[arg(long)]
+        by: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -17,21 +17,7 @@ pub fn print_json(value: &serde_json::Value) {
 }
 
 /// `1234567` → `1,234,567`.
-pub fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
+pub use budget_events::display::thousands;
 
 /// A JSON money value printed as dollars with its exact digits.
 pub fn usd(value: &serde_json::Value) -> String {

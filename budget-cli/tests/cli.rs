@@ -374,3 +374,52 @@ async fn prices_and_calc_cost() {
     let out = budget(&s.url, &reprice).await;
     assert!(stdout(&out).contains("0 record(s)"), "nothing left to correct: {}", stdout(&out));
 }
+
+/// Waits until every projection has applied the whole log.
+async fn wait_caught_up(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let h: serde_json::Value = reqwest::get(format!("{url}/api/health")).await.unwrap().json().await.unwrap();
+        if h["projections"].as_array().unwrap().iter().all(|p| p["lag_events"] == 0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{h}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn alerts_list_and_acknowledge() {
+    let s = server().await;
+    let out = budget(&s.url, &["alerts", "list"]).await;
+    assert!(out.status.success() && stdout(&out).contains("No open alerts."), "{}{}", stdout(&out), stderr(&out));
+    let limit = ["set_limit", "daily", "1.0", "--provider", "openai", "--policy-type", "hard_limit"];
+    assert!(budget(&s.url, &limit).await.status.success());
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 10,
+                           "output_tokens": 0, "cost": 1.0}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_caught_up(&s.url).await;
+    let out = budget(&s.url, &["alerts", "list"]).await;
+    let text = stdout(&out);
+    assert!(text.contains("cost_limit_exceeded") && text.contains("cost_limit_approaching"), "{text}");
+    let out = budget(&s.url, &["alerts", "list", "--severity", "error", "--json"]).await;
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let alerts = list["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1);
+    let id = alerts[0]["id"].as_str().unwrap();
+    let out = budget(&s.url, &["alerts", "acknowledge", id, "--by", "alice"]).await;
+    assert!(stdout(&out).starts_with(&format!("Acknowledged alert {id} by alice")), "{}{}", stdout(&out), stderr(&out));
+    let out = budget(&s.url, &["alerts", "acknowledge", id, "--by", "bob"]).await;
+    assert!(stdout(&out).contains("was already acknowledged by alice"), "{}", stdout(&out));
+    wait_caught_up(&s.url).await;
+    let out = budget(&s.url, &["alerts", "list", "--severity", "error"]).await;
+    assert!(stdout(&out).contains("No open alerts."), "{}", stdout(&out));
+    let out = budget(&s.url, &["alerts", "list", "--severity", "error", "--all"]).await;
+    assert!(stdout(&out).contains("yes (alice)"), "{}", stdout(&out));
+    let out = budget(&s.url, &["alerts", "list", "--severity", "loud"]).await;
+    assert!(!out.status.success() && stderr(&out).contains("severity `loud`"), "{}", stderr(&out));
+}

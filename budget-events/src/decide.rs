@@ -349,6 +349,28 @@ mod verdict_tests {
     }
 }
 
+impl Refusal {
+    /// The refusal of `requested` by policy `p`'s window `w`, whose account stands at `account`.
+    pub fn new(p: &Policy, w: &Window, account: &Account, requested_cost: Money, requested_tokens: i64) -> Refusal {
+        Refusal {
+            policy_id: p.id,
+            period: p.period.to_string(),
+            scope: p.scope.describe(),
+            window: w.key.clone(),
+            window_start: w.start,
+            resets_at: w.end,
+            cost_limit: p.cost_limit,
+            token_limit: p.token_limit,
+            used_cost: account.posted_cost.normalize(),
+            used_tokens: account.posted_tokens,
+            reserved_cost: account.pending_cost.normalize(),
+            reserved_tokens: account.pending_tokens,
+            requested_cost,
+            requested_tokens,
+        }
+    }
+}
+
 /// Why a reservation was refused, per hard-limited window: everything a person needs to see why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Refusal {
@@ -417,22 +439,8 @@ pub fn reserve(
         .iter()
         .filter_map(|(p, w)| {
             let account = accounts[&(p.id, w.key.clone())];
-            (evaluate(p, &account, cost, a.tokens) == Verdict::Refuse).then(|| Refusal {
-                policy_id: p.id,
-                period: p.period.to_string(),
-                scope: p.scope.describe(),
-                window: w.key.clone(),
-                window_start: w.start,
-                resets_at: w.end,
-                cost_limit: p.cost_limit,
-                token_limit: p.token_limit,
-                used_cost: account.posted_cost.normalize(),
-                used_tokens: account.posted_tokens,
-                reserved_cost: account.pending_cost.normalize(),
-                reserved_tokens: account.pending_tokens,
-                requested_cost: a.estimated_cost,
-                requested_tokens: a.tokens,
-            })
+            (evaluate(p, &account, cost, a.tokens) == Verdict::Refuse)
+                .then(|| Refusal::new(p, w, &account, a.estimated_cost, a.tokens))
         })
         .collect();
     if !refusals.is_empty() {

@@ -25,6 +25,36 @@ pub enum Event {
     AllocationExpired(AllocationResolved),
     PriceSet(PriceSet),
     UsageRepriced(UsageRepriced),
+    BudgetRefused(BudgetRefused),
+    AlertAcknowledged(AlertAcknowledged),
+}
+
+/// A reservation or pre-flight check that a hard limit refused. Nothing was reserved or spent; the
+/// refusal is kept so that alerts can count refusals per window and so that it can be explained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetRefused {
+    /// `allocation` or `check`.
+    pub source: String,
+    pub component: String,
+    #[serde(default)]
+    pub context_id: Option<String>,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    pub refusals: Vec<crate::decide::Refusal>,
+}
+
+/// A person acknowledged an alert (raised by the alerts projection; its id is derived from what it is
+/// about, so the acknowledgement finds it again after a rebuild).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertAcknowledged {
+    pub alert_id: Uuid,
+    #[serde(default)]
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: DateTime<Utc>,
 }
 
 /// A usage record's cost corrected to the price version now in effect at its time (`budget prices
@@ -251,6 +281,8 @@ impl Event {
             Event::AllocationExpired(_) => "AllocationExpired",
             Event::PriceSet(_) => "PriceSet",
             Event::UsageRepriced(_) => "UsageRepriced",
+            Event::BudgetRefused(_) => "BudgetRefused",
+            Event::AlertAcknowledged(_) => "AlertAcknowledged",
         }
     }
 
@@ -269,6 +301,8 @@ impl Event {
             Event::AllocationReleased(e) | Event::AllocationExpired(e) => serde_json::to_value(e),
             Event::PriceSet(e) => serde_json::to_value(e),
             Event::UsageRepriced(e) => serde_json::to_value(e),
+            Event::BudgetRefused(e) => serde_json::to_value(e),
+            Event::AlertAcknowledged(e) => serde_json::to_value(e),
         };
         value.expect("event payloads are plain data and always serialize")
     }
@@ -281,7 +315,9 @@ impl Event {
         payload: serde_json::Value,
     ) -> Result<Event, DecodeError> {
         let bad = |source| DecodeError::BadPayload { position, event_type: event_type.to_string(), source };
-        const KNOWN: [&str; 10] = [
+        const KNOWN: [&str; 12] = [
+            "BudgetRefused",
+            "AlertAcknowledged",
             "PriceSet",
             "UsageRepriced",
             "UsageRecorded",
@@ -313,6 +349,8 @@ impl Event {
             "AllocationExpired" => serde_json::from_value(payload).map(Event::AllocationExpired),
             "PriceSet" => serde_json::from_value(payload).map(Event::PriceSet),
             "UsageRepriced" => serde_json::from_value(payload).map(Event::UsageRepriced),
+            "BudgetRefused" => serde_json::from_value(payload).map(Event::BudgetRefused),
+            "AlertAcknowledged" => serde_json::from_value(payload).map(Event::AlertAcknowledged),
             _ => serde_json::from_value(payload).map(Event::PolicySet),
         }
         .map_err(bad)

@@ -194,6 +194,28 @@ pub struct RepriceOutcome {
     pub corrections: Vec<crate::event::UsageRepriced>,
 }
 
+/// Record a refusal decided outside the write path (a pre-flight check that read the accounts).
+#[derive(Debug, Clone)]
+pub struct RefusalCommand {
+    pub refusal: crate::event::BudgetRefused,
+    pub metadata: EventMetadata,
+}
+
+/// Acknowledge an alert.
+#[derive(Debug, Clone)]
+pub struct AcknowledgeCommand {
+    pub alert_id: Uuid,
+    pub by: Option<String>,
+    pub metadata: EventMetadata,
+}
+
+/// The acknowledgement in the log: this command's, or the earlier one (`already`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcknowledgeOutcome {
+    pub acknowledgement: crate::event::AlertAcknowledged,
+    pub already: bool,
+}
+
 /// Everything the write path takes.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -206,6 +228,8 @@ pub enum Command {
     Expire(DateTime<Utc>),
     SetPrices(PricesCommand),
     Reprice(RepriceCommand),
+    Refused(RefusalCommand),
+    Acknowledge(AcknowledgeCommand),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -218,6 +242,8 @@ pub enum Outcome {
     Expired(Vec<Uuid>),
     Prices(Box<PricesOutcome>),
     Repriced(RepriceOutcome),
+    Refused,
+    Acknowledged(AcknowledgeOutcome),
 }
 
 /// An allocation as a command left it.
@@ -236,7 +262,7 @@ impl Command {
             Command::Budget(c) => c.key.as_ref(),
             Command::Allocate(c) => c.key.as_ref(),
             Command::Release(c) => c.key.as_ref(),
-            Command::Expire(_) | Command::Reprice(_) => None,
+            Command::Expire(_) | Command::Reprice(_) | Command::Refused(_) | Command::Acknowledge(_) => None,
             Command::SetPrices(c) => c.key.as_ref(),
         }
     }
@@ -471,6 +497,15 @@ pub async fn process(
                 }
                 plans.push(Planned::Reprice(corrections));
             }
+            Command::Refused(c) => {
+                let new = NewEvent::new(Event::BudgetRefused(c.refusal.clone()), c.metadata.clone());
+                let events = vec![(format!("refusal-{}", Uuid::now_v7()), 1, new)];
+                plans.push(Planned::Done(Ok(Outcome::Refused), events));
+            }
+            Command::Acknowledge(c) => {
+                let (outcome, events) = acknowledge(tx, c, &mut stream_versions).await?;
+                plans.push(Planned::Done(Ok(Outcome::Acknowledged(outcome)), events));
+            }
             Command::Expire(at) => {
                 let due = allocations::lock_due(tx, *at, 1000).await?;
                 let ids = due.iter().map(|a| a.allocation_id).collect();
@@ -604,7 +639,20 @@ pub async fn process(
                         allocs.insert(id, allocation);
                         touched.insert(id);
                     }
-                    Err(refusals) => results.push(Err(CommandError::BudgetExceeded(refusals))),
+                    Err(refusals) => {
+                        // Kept in the log (nothing was reserved) so that refusals can be counted and explained.
+                        let refused = crate::event::BudgetRefused {
+                            source: "allocation".into(),
+                            component: c.allocation.component.to_string(),
+                            context_id: Some(c.allocation.context_id.to_string()),
+                            provider: c.allocation.provider.as_ref().map(|p| p.to_string()),
+                            model: c.allocation.model.as_ref().map(|m| m.to_string()),
+                            refusals: refusals.clone(),
+                        };
+                        let new = NewEvent::new(Event::BudgetRefused(refused), c.metadata.clone());
+                        events.push((format!("refusal-{id}"), 1, new));
+                        results.push(Err(CommandError::BudgetExceeded(refusals)));
+                    }
                 }
             }
             Planned::Release => {
@@ -741,7 +789,7 @@ fn mark_replayed(outcome: Outcome) -> Outcome {
         Outcome::Budget(b) => Outcome::Budget(Box::new(BudgetOutcome { replayed: true, ..*b })),
         Outcome::Allocation(a) => Outcome::Allocation(Box::new(AllocationOutcome { replayed: true, ..*a })),
         Outcome::Prices(p) => Outcome::Prices(Box::new(PricesOutcome { replayed: true, ..*p })),
-        other @ (Outcome::Expired(_) | Outcome::Repriced(_)) => other,
+        other @ (Outcome::Expired(_) | Outcome::Repriced(_) | Outcome::Refused | Outcome::Acknowledged(_)) => other,
     }
 }
 
@@ -909,6 +957,38 @@ async fn set_prices(
     Ok((outcome, events))
 }
 
+/// Appends the first acknowledgement of an alert; a later one gets the first back and writes nothing.
+async fn acknowledge(
+    tx: &Transaction<'_>,
+    c: &AcknowledgeCommand,
+    stream_versions: &mut HashMap<String, i64>,
+) -> Result<(AcknowledgeOutcome, Vec<VersionedEvent>), LedgerError> {
+    let stream = format!("alert-{}", c.alert_id);
+    if stream_versions.contains_key(&stream) {
+        // Acknowledged earlier in this batch: the first one stands.
+        let acknowledgement = crate::event::AlertAcknowledged {
+            alert_id: c.alert_id,
+            acknowledged_by: c.by.clone(),
+            acknowledged_at: Utc::now(),
+        };
+        return Ok((AcknowledgeOutcome { acknowledgement, already: true }, Vec::new()));
+    }
+    let first =
+        tx.query_opt("SELECT payload FROM events WHERE stream_id = $1 AND stream_version = 1", &[&stream]).await?;
+    if let Some(row) = first {
+        let acknowledgement = serde_json::from_value(row.get(0)).expect("stored acknowledgements decode");
+        return Ok((AcknowledgeOutcome { acknowledgement, already: true }, Vec::new()));
+    }
+    stream_versions.insert(stream.clone(), 1);
+    let acknowledgement = crate::event::AlertAcknowledged {
+        alert_id: c.alert_id,
+        acknowledged_by: c.by.clone(),
+        acknowledged_at: Utc::now(),
+    };
+    let new = NewEvent::new(Event::AlertAcknowledged(acknowledgement.clone()), c.metadata.clone());
+    Ok((AcknowledgeOutcome { acknowledgement, already: false }, vec![(stream, 1, new)]))
+}
+
 fn replay(
     command: &Command,
     key: &IdempotencyKey,
@@ -933,7 +1013,9 @@ fn replay(
         Command::Allocate(_) | Command::Release(_) => {
             Outcome::Allocation(Box::new(serde_json::from_value(stored).expect("stored outcomes decode")))
         }
-        Command::Expire(_) | Command::Reprice(_) => unreachable!("sweeps and re-prices carry no idempotency key"),
+        Command::Expire(_) | Command::Reprice(_) | Command::Refused(_) | Command::Acknowledge(_) => {
+            unreachable!("sweeps, re-prices, refusals and acknowledgements carry no idempotency key")
+        }
         Command::SetPrices(_) => {
             Outcome::Prices(Box::new(serde_json::from_value(stored).expect("stored outcomes decode")))
         }

@@ -6,6 +6,7 @@
 
 pub mod db;
 pub mod decide;
+pub mod display;
 pub mod domain;
 pub mod event;
 pub mod ledger;

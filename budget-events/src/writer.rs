@@ -114,6 +114,20 @@ impl Writer {
         }
     }
 
+    pub async fn record_refusal(&self, command: crate::ledger::RefusalCommand) -> Result<(), WriteError> {
+        self.submit(Command::Refused(command)).await.map(|_| ())
+    }
+
+    pub async fn acknowledge(
+        &self,
+        command: crate::ledger::AcknowledgeCommand,
+    ) -> Result<crate::ledger::AcknowledgeOutcome, WriteError> {
+        match self.submit(Command::Acknowledge(command)).await? {
+            Outcome::Acknowledged(outcome) => Ok(outcome),
+            _ => unreachable!("an acknowledge command has an acknowledge outcome"),
+        }
+    }
+
     pub async fn set_prices(&self, command: PricesCommand) -> Result<PricesOutcome, WriteError> {
         match self.submit(Command::SetPrices(command)).await? {
             Outcome::Prices(outcome) => Ok(*outcome),

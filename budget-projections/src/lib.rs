@@ -6,10 +6,12 @@
 //! two processes never run one projection at once. Each projection's own file also holds the queries
 //! that read its tables, so its SQL lives in one place.
 
+pub mod alerts;
 pub mod health;
 pub mod projection;
 pub mod runner;
 pub mod usage_rollups;
+pub mod webhooks;
 
 pub use projection::{Projection, ProjectionError};
 pub use runner::{rebuild, Runner, RunnerStatus, Step};

@@ -205,6 +205,30 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
         });
     }
     let allowed = checks.iter().all(|c| c.decision != Verdict::Refuse);
+    if !allowed {
+        // Kept in the log, so that refusals are counted per window (the `budget_refused` alert).
+        let refusals = matched
+            .iter()
+            .zip(&checks)
+            .filter(|(_, c)| c.decision == Verdict::Refuse)
+            .map(|((p, w), _)| {
+                let account = accounts.get(&(p.id, w.key.clone())).map(|a| a.account).unwrap_or_default();
+                decide::Refusal::new(p, w, &account, cost, tokens)
+            })
+            .collect();
+        let refusal = budget_events::event::BudgetRefused {
+            source: "check".into(),
+            component: record.component.to_string(),
+            context_id: context_id.clone(),
+            provider: Some(record.provider.to_string()),
+            model: Some(record.model.to_string()),
+            refusals,
+        };
+        state
+            .writer
+            .record_refusal(budget_events::ledger::RefusalCommand { refusal, metadata: Default::default() })
+            .await?;
+    }
     // A soft limit recommends cheaper models rather than refusing.
     let soft_pressed = matched
         .iter()

@@ -1,5 +1,6 @@
 //! One file per route group.
 
+pub mod alerts;
 pub mod allocations;
 pub mod budgets;
 pub mod check;
@@ -18,6 +19,9 @@ use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::health)
+        .service(alerts::list)
+        .service(alerts::get)
+        .service(alerts::acknowledge)
         .service(check::check)
         .service(usage::record_batch)
         .service(usage::record_one)

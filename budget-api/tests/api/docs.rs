@@ -31,6 +31,16 @@ async fn swagger_ui_and_the_openapi_document_are_served_offline() {
         "/api/budgets/{budget_id}/archive",
         "/api/budgets/{budget_id}/policies",
         "/api/budgets/{budget_id}/status",
+        "/api/allocations",
+        "/api/allocations/{allocation_id}/release",
+        "/api/prices",
+        "/api/prices/update",
+        "/api/prices/calculate",
+        "/api/prices/reprice",
+        "/api/prices/recommendations",
+        "/api/alerts",
+        "/api/alerts/{alert_id}",
+        "/api/alerts/{alert_id}/acknowledge",
     ] {
         assert!(paths.iter().any(|p| *p == route), "{route} missing from {paths:?}");
     }

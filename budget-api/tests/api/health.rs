@@ -8,8 +8,9 @@ async fn health_reports_the_database_and_each_projection() {
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["database"], "ok");
     let projections = body["projections"].as_array().unwrap();
-    assert_eq!(projections[0]["name"], "usage_rollups");
-    assert_eq!(projections[0]["lag_events"], 0);
+    let names: Vec<&str> = projections.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alerts", "usage_rollups"]);
+    assert!(projections.iter().all(|p| p["lag_events"] == 0));
 }
 
 #[tokio::test]

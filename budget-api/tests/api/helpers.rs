@@ -60,8 +60,8 @@ impl TestApp {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             let (_, health) = self.get_json("/api/health").await;
-            let p = &health["projections"][0];
-            if p["events_applied"].as_i64() == Some(n) && p["lag_events"] == 0 {
+            let projections = health["projections"].as_array().unwrap();
+            if projections.iter().all(|p| p["events_applied"].as_i64() == Some(n) && p["lag_events"] == 0) {
                 return;
             }
             assert!(std::time::Instant::now() < deadline, "projections did not catch up: {health}");

@@ -1,5 +1,6 @@
 //! HTTP tests: the whole service on port 0 against a fresh database, spoken to over HTTP.
 
+mod alerts;
 mod allocations;
 mod docs;
 mod enforcement;
@@ -7,6 +8,7 @@ mod health;
 mod helpers;
 mod policies;
 mod prices;
+mod stub;
 mod usage_batch;
 mod usage_query;
 mod usage_record;

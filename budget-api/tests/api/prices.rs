@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::stub::Stub;
 
 #[tokio::test]
 async fn calc_cost_is_exact_and_the_bundled_table_is_applied_on_first_start() {
@@ -283,29 +284,6 @@ async fn recommendations_list_cheaper_capable_models_and_a_soft_limit_offers_the
     assert!(r["messages"].as_array().unwrap().iter().any(|m| m.as_str().unwrap().starts_with("soft limit:")), "{r}");
 }
 
-/// Serves `body` over plain HTTP for every request until dropped (a stand-in for a price URL).
-async fn serve_document(body: std::sync::Arc<std::sync::Mutex<String>>) -> (String, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/model_prices.json", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
-            let body = body.lock().unwrap().clone();
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = socket.read(&mut request).await;
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    (url, task)
-}
-
 #[tokio::test]
 async fn configured_price_sources_refresh_and_a_failure_keeps_the_current_prices() {
     let document = |price: &str| {
@@ -314,7 +292,8 @@ async fn configured_price_sources_refresh_and_a_failure_keeps_the_current_prices
         )
     };
     let served = std::sync::Arc::new(std::sync::Mutex::new(document("1e-06")));
-    let (url, _server) = serve_document(served.clone()).await;
+    let document_now = served.clone();
+    let url = Stub::start(move |_, _| (200, document_now.lock().unwrap().clone())).await.url;
     let file = std::env::temp_dir().join(format!("budget-prices-{}-{}.json", std::process::id(), uuid::Uuid::new_v4()));
     std::fs::write(
         &file,
@@ -358,8 +337,8 @@ async fn configured_price_sources_refresh_and_a_failure_keeps_the_current_prices
     *served.lock().unwrap() = "{ not json".into();
     let states = wait(&|s| {
         s.as_array().unwrap().iter().any(|x| {
-            x["source"].as_str().unwrap().starts_with("http://127.0.0.1")
-                && x["source"].as_str().unwrap().ends_with("model_prices.json")
+            // The stub's URL ends with `/`; the dead source's does not.
+            x["source"].as_str().unwrap().ends_with('/')
                 && x["last_error"].as_str().is_some_and(|e| e.contains("rejected whole"))
         })
     })

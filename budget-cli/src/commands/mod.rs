@@ -1,5 +1,6 @@
 //! One file per command.
 
+mod alerts;
 mod allocate;
 mod budgets;
 mod get_usage;
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SetLimit(args) => set_limit::run(&client, args).await,
         Command::Budgets(command) => budgets::run(&client, command).await,
         Command::Allocate(command) => allocate::run(&client, command).await,
+        Command::Alerts(command) => alerts::run(&client, command).await,
         Command::Prices(command) => prices::run(&client, command).await,
         Command::CalcCost(args) => prices::calc_cost(&client, args).await,
     }

@@ -68,6 +68,17 @@ async fn serve(args: &StartArgs, database: DbConfig) -> anyhow::Result<()> {
             })?;
         settings.price_refresh = std::time::Duration::from_secs(seconds as u64);
     }
+    if let Ok(hooks) = std::env::var("BUDGET_ALERT_WEBHOOKS") {
+        settings.webhooks = budget_projections::alerts::Webhook::parse_list(&hooks).map_err(anyhow::Error::msg)?;
+    }
+    if let Ok(multiple) = std::env::var("BUDGET_SPIKE_MULTIPLE") {
+        settings.spike_multiple = multiple
+            .trim()
+            .parse::<rust_decimal::Decimal>()
+            .ok()
+            .filter(|m| *m > rust_decimal::Decimal::ONE)
+            .with_context(|| format!("BUDGET_SPIKE_MULTIPLE is `{multiple}`; use a number above 1, e.g. 3"))?;
+    }
     let app = Application::build(settings).await?;
     let handle = app.handle();
     // Ctrl-C and SIGTERM: stop accepting, let in-flight requests finish, then stop.

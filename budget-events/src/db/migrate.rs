@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(3, "0003_budgets_and_accounts", include_str!("../../../schema/0003_budgets_and_accounts.sql")),
     Migration::new(4, "0004_allocations", include_str!("../../../schema/0004_allocations.sql")),
     Migration::new(5, "0005_prices", include_str!("../../../schema/0005_prices.sql")),
+    Migration::new(6, "0006_alerts", include_str!("../../../schema/0006_alerts.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.

@@ -1,0 +1,145 @@
+//! Alerts: list (open ones by default), read one, acknowledge (an event, so it survives a rebuild).
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use budget_events::ledger::AcknowledgeCommand;
+use budget_projections::alerts::{self, AlertFilter, AlertRow};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::body;
+use crate::error::ApiError;
+use crate::request::metadata;
+use crate::routes::policies::parse_id;
+use crate::state::AppState;
+
+/// Every alert type the alerts projection raises.
+pub const ALERT_TYPES: [&str; 8] = [
+    "cost_limit_approaching",
+    "cost_limit_exceeded",
+    "token_limit_approaching",
+    "token_limit_exceeded",
+    "budget_refused",
+    "overage",
+    "unpriced_model",
+    "spend_spike",
+];
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AlertQuery {
+    /// info, warning or error.
+    pub severity: Option<String>,
+    /// One of the alert types (cost_limit_exceeded, budget_refused, …).
+    #[serde(rename = "type")]
+    pub alert_type: Option<String>,
+    pub budget_id: Option<uuid::Uuid>,
+    /// false (default): open alerts; true: acknowledged ones.
+    pub acknowledged: Option<bool>,
+    /// true: acknowledged and open alike.
+    pub all: Option<bool>,
+    /// Page size, 1 to 500 (default 100).
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertList {
+    #[schema(value_type = Vec<Object>)]
+    pub alerts: Vec<AlertRow>,
+    pub next_offset: Option<i64>,
+}
+
+/// Alerts, newest first; unacknowledged ones unless `acknowledged` or `all` say otherwise.
+#[utoipa::path(tag = "alerts", params(AlertQuery), responses((status = 200, body = AlertList), (status = 400, body = crate::error::ErrorBody)))]
+#[get("/api/alerts")]
+pub async fn list(state: web::Data<AppState>, q: web::Query<AlertQuery>) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_parameter", format!("limit is {limit}; use 1 to 500")));
+    }
+    if let Some(s) = q.severity.as_deref().filter(|s| !["info", "warning", "error"].contains(s)) {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("severity `{s}` is not info, warning or error"),
+        ));
+    }
+    if let Some(t) = q.alert_type.as_deref().filter(|t| !ALERT_TYPES.contains(t)) {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("type `{t}` is not an alert type; use one of {}", ALERT_TYPES.join(", ")),
+        ));
+    }
+    let offset = q.offset.unwrap_or(0).max(0);
+    let acknowledged = if q.all == Some(true) { None } else { Some(q.acknowledged.unwrap_or(false)) };
+    let filter = AlertFilter {
+        severity: q.severity,
+        alert_type: q.alert_type,
+        budget_id: q.budget_id,
+        acknowledged,
+        limit,
+        offset,
+    };
+    let client = state.pool.get().await?;
+    let found = alerts::list(&**client, &filter).await?;
+    let next_offset = (found.len() as i64 == limit).then_some(offset + limit);
+    Ok(HttpResponse::Ok().json(AlertList { alerts: found, next_offset }))
+}
+
+async fn require(state: &AppState, raw: &str) -> Result<AlertRow, ApiError> {
+    let id = parse_id("alert", raw)?;
+    let client = state.pool.get().await?;
+    alerts::get(&**client, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no alert has id {id}; list them with GET /api/alerts?all=true")))
+}
+
+/// One alert.
+#[utoipa::path(tag = "alerts", responses((status = 200, body = Object), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/api/alerts/{alert_id}")]
+pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(require(&state, &path).await?))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgeRequest {
+    /// Who acknowledges (shown with the alert).
+    #[serde(alias = "acknowledged_by")]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Acknowledged {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub alert: AlertRow,
+    /// True when it had been acknowledged before; the first acknowledgement stands.
+    pub already_acknowledged: bool,
+}
+
+/// Acknowledge an alert (once: a second acknowledgement returns the first).
+#[utoipa::path(tag = "alerts", request_body = AcknowledgeRequest, responses((status = 200, body = Acknowledged), (status = 404, body = crate::error::ErrorBody)))]
+#[post("/api/alerts/{alert_id}/acknowledge")]
+pub async fn acknowledge(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(payload, 4096).await?;
+    let request: AcknowledgeRequest =
+        if bytes.iter().all(u8::is_ascii_whitespace) { AcknowledgeRequest::default() } else { body::parse(&bytes)? };
+    if let Some(by) = request.by.as_deref().filter(|b| b.trim().is_empty() || b.len() > 200) {
+        return Err(ApiError::bad_request("validation_failed", format!("by `{by}` must be 1 to 200 characters")));
+    }
+    let mut alert = require(&state, &path).await?;
+    let by = request.by.or_else(|| req.headers().get("X-Budget-Actor").and_then(|v| v.to_str().ok()).map(String::from));
+    let command = AcknowledgeCommand { alert_id: alert.id, by, metadata: metadata(&req) };
+    let outcome = state.writer.acknowledge(command).await?;
+    // The projection applies the event shortly; the answer shows it now.
+    alert.acknowledged = true;
+    alert.acknowledged_by = outcome.acknowledgement.acknowledged_by;
+    alert.acknowledged_at = Some(outcome.acknowledgement.acknowledged_at);
+    Ok(HttpResponse::Ok().json(Acknowledged { alert, already_acknowledged: outcome.already }))
+}

@@ -1,0 +1,202 @@
+//! Alerts raised by the projection: thresholds, refusals, overage, unpriced models, spikes; rebuilds
+//! that raise nothing again; acknowledgements that survive them; webhooks delivered at least once.
+
+use std::time::{Duration, Instant};
+
+use budget_projections::alerts::Alerts;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp};
+use crate::stub::Stub;
+
+/// Waits for the projections, then lists every alert (open and acknowledged), oldest first.
+async fn alerts(app: &TestApp) -> Vec<Value> {
+    app.wait_for_projections(app.events().await).await;
+    let (status, body) = app.get_json("/api/alerts?all=true").await;
+    assert_eq!(status, 200, "{body}");
+    let mut list = body["alerts"].as_array().unwrap().clone();
+    list.reverse();
+    list
+}
+
+fn usage(cost: &str) -> Value {
+    json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 100, "output_tokens": 0, "cost": cost})
+}
+
+#[tokio::test]
+async fn crossing_80_95_and_100_percent_raises_three_alerts_once_even_after_a_rebuild() {
+    let app = spawn_app().await;
+    let policy = json!({"period": "daily", "type": "hard_limit", "cost_limit": "10", "provider": "openai",
+                        "warning_threshold": 0.8, "action_threshold": 0.95});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let mut seen = Vec::new();
+    for (cost, expected) in [("8", 1), ("1", 1), ("0.5", 2), ("0.5", 3), ("0.2", 3)] {
+        assert_eq!(app.post("/api/usage", &usage(cost)).await.status().as_u16(), 201);
+        seen = alerts(&app).await;
+        assert_eq!(seen.len(), expected, "after {cost}: {seen:#?}");
+    }
+    let kinds: Vec<(&str, &str, &str)> = seen
+        .iter()
+        .map(|a| {
+            (a["type"].as_str().unwrap(), a["severity"].as_str().unwrap(), a["details"]["threshold"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("cost_limit_approaching", "warning", "warning"),
+            ("cost_limit_approaching", "warning", "action"),
+            ("cost_limit_exceeded", "error", "limit"),
+        ]
+    );
+    let first = &seen[0];
+    assert_eq!((first["details"]["used"].as_str(), first["details"]["percentage"].as_str()), (Some("8"), Some("80")));
+    assert!(first["message"].as_str().unwrap().contains("$8 of $10 used (80%)"), "{first}");
+    assert!(first["budget_id"].is_string() && first["policy_id"].is_string());
+
+    // Acknowledge the first; a second acknowledgement returns the first.
+    let id = first["id"].as_str().unwrap();
+    let r: Value =
+        app.post(&format!("/api/alerts/{id}/acknowledge"), &json!({"by": "alice"})).await.json().await.unwrap();
+    assert_eq!(
+        (r["acknowledged"].as_bool(), r["acknowledged_by"].as_str(), r["already_acknowledged"].as_bool()),
+        (Some(true), Some("alice"), Some(false))
+    );
+    let again: Value =
+        app.post(&format!("/api/alerts/{id}/acknowledge"), &json!({"by": "bob"})).await.json().await.unwrap();
+    assert_eq!(
+        (again["acknowledged_by"].as_str(), again["already_acknowledged"].as_bool()),
+        (Some("alice"), Some(true))
+    );
+    let listed = alerts(&app).await;
+    let (_, open) = app.get_json("/api/alerts").await;
+    assert_eq!(open["alerts"].as_array().unwrap().len(), 2, "the default lists open alerts only");
+    let (_, warnings) = app.get_json("/api/alerts?all=true&severity=error").await;
+    assert_eq!(warnings["alerts"].as_array().unwrap().len(), 1);
+
+    // Rebuild from the whole log: the same three alerts, the acknowledgement kept.
+    let rebuilt = budget_projections::rebuild(&Alerts::default(), &app.db.pool).await.unwrap();
+    assert_eq!(rebuilt as i64, app.events().await);
+    let after = alerts(&app).await;
+    let ids = |v: &[Value]| v.iter().map(|a| a["id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&after), ids(&listed), "a rebuild raises nothing again");
+    assert_eq!((after[0]["acknowledged"].as_bool(), after[0]["acknowledged_by"].as_str()), (Some(true), Some("alice")));
+    assert_eq!(after[0]["message"], listed[0]["message"]);
+
+    assert_error(app.post("/api/alerts/not-an-id/acknowledge", &json!({})).await, 400, "invalid_id").await;
+    let unknown = format!("/api/alerts/{}/acknowledge", uuid::Uuid::now_v7());
+    assert_error(app.post(&unknown, &json!({})).await, 404, "not_found").await;
+    let (status, _) = app.get_json("/api/alerts?severity=loud").await;
+    assert_eq!(status, 400);
+    let (status, _) = app.get_json("/api/alerts?type=bogus").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn refusals_overage_and_unpriced_models_each_raise_one_counting_alert() {
+    let app = spawn_app().await;
+    let policy = json!({"period": "daily", "type": "hard_limit", "token_limit": 1000, "component": "codex"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let allocate =
+        |tokens: i64| json!({"context_id": "t-1", "component": "codex", "tokens": tokens, "estimated_cost": "0.01"});
+    let r: Value = app.post("/api/allocations", &allocate(800)).await.json().await.unwrap();
+    let allocation_id = r["allocation_id"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        assert_eq!(app.post("/api/allocations", &allocate(500)).await.status().as_u16(), 402);
+    }
+    let check =
+        json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 900, "cost": "0.01"});
+    let r: Value = app.post("/api/usage/check", &check).await.json().await.unwrap();
+    assert_eq!(r["allowed"], false);
+    // Usage beyond the allocation: 900 of 800 reserved.
+    let mut over = json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 900, "output_tokens": 0, "cost": "0.01"});
+    over["allocation_id"] = json!(allocation_id);
+    assert_eq!(app.post("/api/usage", &over).await.status().as_u16(), 201);
+    // Two records of a model without a price.
+    for _ in 0..2 {
+        let unpriced = json!({"provider": "acme", "model": "mystery", "component": "other", "input_tokens": 10, "output_tokens": 0});
+        assert_eq!(app.post("/api/usage", &unpriced).await.status().as_u16(), 201);
+    }
+    let all = alerts(&app).await;
+    let of = |t: &str| all.iter().filter(|a| a["type"] == t).cloned().collect::<Vec<_>>();
+    let refused = of("budget_refused");
+    assert_eq!(refused.len(), 1, "one alert per window: {all:#?}");
+    assert_eq!(refused[0]["occurrences"], 4, "three refused reservations and a refused check");
+    assert_eq!(refused[0]["severity"], "error");
+    let overage = of("overage");
+    assert_eq!(overage.len(), 1);
+    assert_eq!(overage[0]["details"]["overage_tokens"], 100);
+    assert!(overage[0]["message"].as_str().unwrap().contains("100 tokens"), "{}", overage[0]);
+    let unpriced = of("unpriced_model");
+    assert_eq!((unpriced.len(), unpriced[0]["occurrences"].as_i64()), (1, Some(2)));
+    assert!(unpriced[0]["message"].as_str().unwrap().contains("acme/mystery has no price"));
+    // The 900-token record took the window to 900 of 1,000 tokens: past the 80% warning.
+    assert_eq!(of("token_limit_approaching").len(), 1, "{all:#?}");
+}
+
+#[tokio::test]
+async fn an_hour_far_above_the_trailing_average_is_a_spend_spike() {
+    let app = spawn_app().await;
+    let hour = |back: i64| {
+        let now = chrono::Utc::now();
+        let top = now - chrono::Duration::seconds(now.timestamp() % 3600);
+        (top - chrono::Duration::hours(back) + chrono::Duration::minutes(1)).to_rfc3339()
+    };
+    // Six quiet hours at $1, then $3 in one hour: above 3x the trailing average of $0.25.
+    for back in (2..=7).rev() {
+        let mut r = usage("1");
+        r["timestamp"] = json!(hour(back));
+        assert_eq!(app.post("/api/usage", &r).await.status().as_u16(), 201);
+    }
+    assert!(alerts(&app).await.is_empty(), "a first few busy hours are not a spike");
+    let mut r = usage("3");
+    r["timestamp"] = json!(hour(1));
+    assert_eq!(app.post("/api/usage", &r).await.status().as_u16(), 201);
+    let all = alerts(&app).await;
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!((all[0]["type"].as_str(), all[0]["details"]["spend"].as_str()), (Some("spend_spike"), Some("3")));
+    assert_eq!(all[0]["details"]["trailing_hourly_average"], "0.25");
+}
+
+#[tokio::test]
+async fn a_flapping_webhook_receiver_gets_every_alert_at_least_once() {
+    // Fails the first three deliveries and every fourth one after that.
+    let receiver = Stub::start(|n, _| if n < 3 || n % 4 == 0 { (500, "{}".into()) } else { (200, "{}".into()) }).await;
+    let slack = Stub::start(|_, _| (200, "ok".into())).await;
+    let hooks = format!("{}, slack:{}", receiver.url, slack.url);
+    let app = spawn_app_with(|s| {
+        s.webhooks = budget_projections::alerts::Webhook::parse_list(&hooks).unwrap();
+        s.webhook_delivery.retry_base = Duration::from_millis(20);
+        s.webhook_delivery.poll = Duration::from_millis(20);
+    })
+    .await;
+    let policy = json!({"period": "daily", "type": "hard_limit", "cost_limit": "10", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    assert_eq!(app.post("/api/usage", &usage("10")).await.status().as_u16(), 201);
+    let raised: Vec<String> = alerts(&app).await.iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(raised.len(), 3);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let db = app.db.pool.get().await.unwrap();
+        let pending: i64 =
+            db.query_one("SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL", &[]).await.unwrap().get(0);
+        if pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "deliveries still pending: {pending}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bodies: Vec<Value> = receiver.bodies().iter().map(|b| serde_json::from_str(b).unwrap()).collect();
+    assert!(bodies.len() >= 6, "three failures, then each alert: {}", bodies.len());
+    for id in &raised {
+        assert!(bodies.iter().any(|b| b["alert_id"] == id.as_str()), "alert {id} was delivered");
+    }
+    let texts: Vec<Value> = slack.bodies().iter().map(|b| serde_json::from_str(b).unwrap()).collect();
+    assert_eq!(texts.len(), 3, "{texts:#?}");
+    assert!(texts.iter().all(|t| t["text"].as_str().unwrap().starts_with('[')));
+    // A rebuild does not deliver again.
+    let delivered = receiver.bodies().len();
+    budget_projections::rebuild(&Alerts::default(), &app.db.pool).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.bodies().len(), delivered);
+}
