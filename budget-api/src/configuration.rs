@@ -36,6 +36,8 @@ pub struct Settings {
     /// An hour's spend above this multiple of the trailing hourly average raises `spend_spike`
     /// (`BUDGET_SPIKE_MULTIPLE`).
     pub spike_multiple: rust_decimal::Decimal,
+    /// WebSocket pacing: each connection's queue, send timeout and ping interval.
+    pub ws: crate::ws::session::WsSettings,
 }
 
 /// `BUDGET_UNPRICED`: `record` (default) lets calls to an unpriced model count tokens only; `reject`
@@ -76,6 +78,7 @@ impl Settings {
             webhooks: Vec::new(),
             webhook_delivery: Default::default(),
             spike_multiple: rust_decimal::Decimal::from(3),
+            ws: Default::default(),
         }
     }
 }

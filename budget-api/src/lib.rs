@@ -14,6 +14,7 @@ pub mod request;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod ws;
 
 pub use configuration::Settings;
 pub use startup::Application;

@@ -79,6 +79,9 @@ impl Application {
             workers.push(tokio::spawn(refresher));
         }
 
+        let (hub, hub_task) =
+            crate::ws::hub::Hub::start(pool.clone(), signal.clone(), settings.ws.queue, stopped.clone()).await?;
+        workers.push(hub_task);
         let state = web::Data::new(AppState {
             pool,
             writer,
@@ -87,6 +90,8 @@ impl Application {
             allocation_defaults: settings.allocation_defaults.clone(),
             unpriced: settings.unpriced,
             price_sources,
+            hub,
+            ws: settings.ws,
         });
         let openapi = ApiDoc::openapi();
         let server = HttpServer::new(move || {

@@ -14,6 +14,8 @@ pub struct AppState {
     pub allocation_defaults: budget_events::domain::allocation::AllocationDefaults,
     pub unpriced: crate::configuration::UnpricedPolicy,
     pub price_sources: crate::price_sources::SourceStatus,
+    pub hub: crate::ws::hub::Hub,
+    pub ws: crate::ws::session::WsSettings,
 }
 
 impl AppState {

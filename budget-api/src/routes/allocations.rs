@@ -31,6 +31,8 @@ pub struct AllocationView {
     pub priority: i16,
     /// active, released, expired or exhausted.
     pub state: String,
+    /// True while the allocation still reserves tokens.
+    pub is_active: bool,
     pub tokens_allocated: i64,
     pub input_tokens_used: i64,
     pub output_tokens_used: i64,
@@ -70,6 +72,7 @@ impl From<&Allocation> for AllocationView {
             task_type: a.task_type.clone(),
             priority: a.priority,
             state: a.state.as_str().to_string(),
+            is_active: a.state == AllocationState::Active,
             tokens_allocated: a.tokens_allocated,
             input_tokens_used: a.input_tokens_used,
             output_tokens_used: a.output_tokens_used,

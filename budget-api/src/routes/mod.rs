@@ -12,6 +12,7 @@ pub mod reprice;
 pub mod status;
 pub mod usage;
 pub mod usage_query;
+pub mod ws;
 
 use actix_web::web;
 
@@ -19,6 +20,10 @@ use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::health)
+        .service(ws::updates)
+        .service(ws::alerts)
+        .service(ws::allocations)
+        .service(ws::prices)
         .service(alerts::list)
         .service(alerts::get)
         .service(alerts::acknowledge)

@@ -152,7 +152,7 @@ fn calendar_start(row: &PolicyRow, at: DateTime<Utc>) -> Option<String> {
     }
 }
 
-fn window_status(row: &PolicyRow, w: &WindowAccount, now: Option<DateTime<Utc>>) -> WindowStatus {
+pub fn window_status(row: &PolicyRow, w: &WindowAccount, now: Option<DateTime<Utc>>) -> WindowStatus {
     let p = &row.policy;
     let a = &w.account;
     let used_cost = a.posted_cost + a.pending_cost;

@@ -27,6 +27,19 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp { address, db, http: reqwest::Client::new() }
 }
 
+/// A second server process on the same database (a replica); returns its address.
+pub async fn spawn_replica(app: &TestApp, change: impl FnOnce(&mut Settings)) -> String {
+    let mut settings = Settings::new("127.0.0.1", 0, app.db.config.clone());
+    settings.shutdown_timeout = 2;
+    settings.pool_size = 8;
+    settings.bundled_prices = false;
+    change(&mut settings);
+    let replica = Application::build(settings).await.expect("the replica builds");
+    let address = format!("http://127.0.0.1:{}", replica.port());
+    tokio::spawn(replica.run_until_stopped());
+    address
+}
+
 pub fn record(component: &str, input_tokens: i64) -> Value {
     json!({"provider": "openai", "model": "gpt-4o", "component": component, "context_id": "task-123",
            "task_type": "coding", "input_tokens": input_tokens, "output_tokens": 340, "cost": 0.0064})

@@ -13,3 +13,4 @@ mod usage_batch;
 mod usage_query;
 mod usage_record;
 mod validation;
+mod websocket;

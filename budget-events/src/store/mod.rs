@@ -10,4 +10,4 @@ pub mod read;
 pub mod repricing;
 
 pub use append::{append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion, StreamAppend};
-pub use read::{read_after, usage_records, Cursor, ReadError, UsageRecordFilter};
+pub use read::{read_after, read_since, settled_end, usage_records, Cursor, ReadError, UsageRecordFilter};

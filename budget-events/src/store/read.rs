@@ -70,6 +70,46 @@ pub async fn read_after(
     Ok(events)
 }
 
+/// The cursor after the last event that can no longer change: a reader starting here sees only what
+/// is appended (or still committing) from now on.
+pub async fn settled_end(client: &impl GenericClient) -> Result<Cursor, ReadError> {
+    let row = client
+        .query_opt(
+            "SELECT tx_id::text AS tx_text, position FROM events
+             WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY tx_id DESC, position DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    Ok(row.map_or(Cursor::START, |r| Cursor {
+        tx_id: r.get::<_, String>(0).parse().expect("xid8 is an unsigned 64-bit integer"),
+        position: r.get(1),
+    }))
+}
+
+/// Events after `position` up to `until` (in reading order), oldest first: what a reconnecting
+/// WebSocket client missed (`?since=`), bounded by what the live feed has already sent.
+pub async fn read_since(
+    client: &impl GenericClient,
+    position: i64,
+    until: Cursor,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, ReadError> {
+    let tx_text = until.tx_id.to_string();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM events
+                 WHERE position > $1 AND (tx_id, position) <= ($2::text::xid8, $3)
+                 ORDER BY tx_id, position
+                 LIMIT $4"
+            ),
+            &[&position, &tx_text, &until.position, &limit],
+        )
+        .await?;
+    rows.iter().map(decode_row).collect()
+}
+
 /// Every event of one stream, in version order.
 pub async fn read_stream(client: &impl GenericClient, stream_id: &str) -> Result<Vec<RecordedEvent>, ReadError> {
     let rows = client

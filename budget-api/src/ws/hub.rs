@@ -1,0 +1,141 @@
+//! The hub: one task per process that tails the log and the alerts table and broadcasts updates.
+//!
+//! It reads the log with the same gap-safe reader as the projections, so a client connected to any
+//! replica sees events appended through every replica, in commit order. Broadcasting never blocks: each
+//! connection has a bounded queue (a `broadcast` receiver), and one that falls behind is told so and
+//! disconnected ([`crate::ws::session`]).
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use budget_events::db::DbPool;
+use budget_events::store::{self, Cursor};
+use budget_events::writer::LogSignal;
+use budget_projections::alerts;
+use tokio::sync::{broadcast, watch};
+
+use crate::ws::message::{alert_update, updates_for, Update, TOPICS};
+
+/// How far the hub has broadcast: a connection replays up to here and takes the live feed after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mark {
+    pub cursor: Cursor,
+    pub alert_seq: i64,
+}
+
+/// One broadcast channel per topic, so a connection's queue counts only the topics it takes.
+type Senders = Arc<BTreeMap<&'static str, broadcast::Sender<Arc<Update>>>>;
+
+#[derive(Clone)]
+pub struct Hub {
+    senders: Senders,
+    mark: watch::Receiver<Mark>,
+}
+
+impl Hub {
+    /// Subscribes to `topic` (first), then reads the mark: everything after the mark comes through
+    /// the receiver.
+    pub fn subscribe(&self, topic: &str) -> (broadcast::Receiver<Arc<Update>>, Mark) {
+        let receiver = self.senders[topic].subscribe();
+        (receiver, *self.mark.borrow())
+    }
+
+    /// Starts the hub at the current end of the log. `queue` bounds each connection's backlog.
+    pub async fn start(
+        pool: DbPool,
+        signal: LogSignal,
+        queue: usize,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<(Hub, tokio::task::JoinHandle<()>)> {
+        let client = pool.get().await?;
+        let start =
+            Mark { cursor: store::settled_end(&**client).await?, alert_seq: alerts::last_seq(&**client).await? };
+        drop(client);
+        let senders: Senders = Arc::new(TOPICS.iter().map(|t| (*t, broadcast::channel(queue).0)).collect());
+        let (mark_tx, mark) = watch::channel(start);
+        let task = tokio::spawn(tail(pool, signal, senders.clone(), mark_tx, stop));
+        Ok((Hub { senders, mark }, task))
+    }
+}
+
+/// Alert ids already broadcast (bounded): a projection rebuild re-inserts rows, which must not be
+/// announced again.
+struct Seen {
+    ids: HashSet<uuid::Uuid>,
+    order: VecDeque<uuid::Uuid>,
+}
+
+impl Seen {
+    const CAPACITY: usize = 100_000;
+
+    fn insert(&mut self, id: uuid::Uuid) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+async fn tail(
+    pool: DbPool,
+    signal: LogSignal,
+    senders: Senders,
+    mark_tx: watch::Sender<Mark>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut appended = signal.subscribe();
+    let mut mark = *mark_tx.borrow();
+    let mut seen = Seen { ids: HashSet::new(), order: VecDeque::new() };
+    let mut wait = Duration::from_millis(10);
+    while !*stop.borrow() {
+        match step(&pool, &senders, &mut mark, &mut seen).await {
+            Ok(true) => {
+                mark_tx.send_replace(mark);
+                wait = Duration::from_millis(10);
+                continue;
+            }
+            Ok(false) => wait = (wait * 2).min(Duration::from_millis(500)),
+            Err(e) => {
+                tracing::warn!(error = %e, "WebSocket hub could not read the log; will retry");
+                wait = Duration::from_secs(1);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = appended.changed() => { wait = Duration::from_millis(10); }
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Broadcasts what was appended or raised since `mark`; true when there was something.
+async fn step(pool: &DbPool, senders: &Senders, mark: &mut Mark, seen: &mut Seen) -> anyhow::Result<bool> {
+    let client = pool.get().await?;
+    let events = store::read_after(&**client, mark.cursor, 500).await?;
+    let mut progressed = false;
+    if let Some(last) = events.last() {
+        for update in updates_for(&**client, &events).await? {
+            // No receivers is not an error: nobody is listening right now.
+            let _ = senders[update.topic].send(Arc::new(update));
+        }
+        mark.cursor = Cursor::after(last);
+        progressed = true;
+    }
+    let raised = alerts::after_seq(&**client, mark.alert_seq, 500).await?;
+    if let Some(last) = raised.last() {
+        mark.alert_seq = last.seq;
+        for alert in raised.iter().filter(|a| seen.insert(a.id)) {
+            let update = alert_update(alert);
+            let _ = senders[update.topic].send(Arc::new(update));
+        }
+        progressed = true;
+    }
+    Ok(progressed)
+}

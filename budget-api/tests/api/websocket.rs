@@ -1,0 +1,311 @@
+//! WebSocket: each endpoint's messages caused over REST, the client's own messages, `?since=`,
+//! two server processes on one database, and a client that never reads.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(address: &str, path: &str) -> Ws {
+    let url = format!("{}{path}", address.replace("http://", "ws://"));
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("the WebSocket handshake succeeds");
+    ws
+}
+
+/// The next JSON message of `kind`, skipping others; fails after 10 s.
+async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame =
+            tokio::time::timeout(left, ws.next()).await.unwrap_or_else(|_| panic!("no `{kind}` message in time"));
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["type"] == kind {
+                    return v;
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("the connection ended while waiting for `{kind}`: {other:?}"),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+async fn welcome(ws: &mut Ws, topic: &str) {
+    let w = next_of(ws, "budget_update").await;
+    assert_eq!(
+        (w["topic"].as_str(), w["payload"]["message"].as_str()),
+        (Some(topic), Some("connected to Budget")),
+        "{w}"
+    );
+    assert!(w["timestamp"].is_string() && w["position"].is_number());
+}
+
+fn usage(cost: &str) -> Value {
+    json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 100, "output_tokens": 50, "cost": cost})
+}
+
+#[tokio::test]
+async fn budget_updates_follow_usage_recorded_over_rest() {
+    let app = spawn_app().await;
+    let policy =
+        json!({"period": "daily", "type": "hard_limit", "cost_limit": "2", "token_limit": 1000, "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let mut ws = connect(&app.address, "/ws/budget/updates").await;
+    welcome(&mut ws, "budget_events").await;
+    let r: Value = app.post("/api/usage", &usage("0.5")).await.json().await.unwrap();
+    let m = next_of(&mut ws, "budget_update").await;
+    assert_eq!(m["topic"], "budget_events");
+    assert_eq!(m["position"], r["position"], "the message carries the log position it reflects");
+    let p = &m["payload"];
+    assert!(p["budget_id"].is_string() && p["policy_id"].is_string());
+    let s = &p["summary"];
+    assert_eq!(
+        (s["period"].as_str(), s["total_cost"].to_string(), s["cost_limit"].to_string()),
+        (Some("daily"), "0.5".into(), "2".into())
+    );
+    assert_eq!((s["cost_usage_percentage"].to_string(), s["total_tokens_used"].as_i64()), ("0.25".into(), Some(150)));
+    assert_eq!((s["token_limit"].as_i64(), s["token_usage_percentage"].to_string()), (Some(1000), "0.15".into()));
+    assert_eq!((s["remaining_cost"].to_string(), s["state"].as_str()), ("1.5".into(), Some("ok")));
+    assert!(s["window_start"].is_string() && s["window_end"].is_string());
+}
+
+#[tokio::test]
+async fn alerts_allocations_and_prices_each_reach_their_endpoint() {
+    let app = spawn_app().await;
+    let mut alerts = connect(&app.address, "/ws/budget/alerts").await;
+    welcome(&mut alerts, "budget_alerts").await;
+    let mut allocations = connect(&app.address, "/ws/budget/allocations").await;
+    welcome(&mut allocations, "allocation_updates").await;
+    let mut prices = connect(&app.address, "/ws/budget/prices").await;
+    welcome(&mut prices, "price_updates").await;
+
+    let policy = json!({"period": "daily", "type": "hard_limit", "cost_limit": "1", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    assert_eq!(app.post("/api/usage", &usage("0.85")).await.status().as_u16(), 201);
+    let a = next_of(&mut alerts, "alert").await;
+    let alert = &a["payload"]["alerts"][0];
+    assert_eq!(
+        (alert["type"].as_str(), alert["severity"].as_str()),
+        (Some("cost_limit_approaching"), Some("warning")),
+        "{a}"
+    );
+    assert!(alert["message"].as_str().unwrap().contains("85%") && alert["id"].is_string());
+
+    let body = json!({"context_id": "task-1", "component": "rhetor", "tokens": 1000, "estimated_cost": "0.01"});
+    let created: Value = app.post("/api/allocations", &body).await.json().await.unwrap();
+    let m = next_of(&mut allocations, "allocation_update").await;
+    let view = &m["payload"]["allocation"];
+    assert_eq!(m["payload"]["allocation_id"], created["allocation_id"]);
+    assert_eq!(
+        (view["component"].as_str(), view["tokens_allocated"].as_i64(), view["is_active"].as_bool()),
+        (Some("rhetor"), Some(1000), Some(true))
+    );
+    assert_eq!((view["tokens_used"].as_i64(), view["estimated_cost"].to_string()), (Some(0), "0.01".into()));
+    let id = created["allocation_id"].as_str().unwrap();
+    assert_eq!(app.post(&format!("/api/allocations/{id}/release"), &json!({})).await.status().as_u16(), 200);
+    let m = next_of(&mut allocations, "allocation_update").await;
+    assert_eq!(
+        (m["payload"]["allocation"]["is_active"].as_bool(), m["payload"]["allocation"]["state"].as_str()),
+        (Some(false), Some("released"))
+    );
+
+    let price = json!({"provider": "acme", "model": "m1", "input": "2", "output": "8"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let m = next_of(&mut prices, "price_update").await;
+    let p = &m["payload"];
+    assert_eq!((p["provider"].as_str(), p["model"].as_str()), (Some("acme"), Some("m1")));
+    assert_eq!(
+        (p["update"]["input_cost_per_token"].to_string(), p["update"]["output_cost_per_token"].to_string()),
+        ("0.000002".into(), "0.000008".into())
+    );
+    assert_eq!(p["update"]["source"], "manual");
+    assert!(p["update"]["effective_from"].is_string());
+}
+
+#[tokio::test]
+async fn client_messages_get_replies_and_malformed_ones_an_error_frame() {
+    let app = spawn_app().await;
+    let mut ws = connect(&app.address, "/ws/budget/updates").await;
+    welcome(&mut ws, "budget_events").await;
+    send(&mut ws, json!({"type": "subscription", "topic": "price_updates", "payload": {"topic": "price_updates"}, "timestamp": "2026-11-28T00:00:00Z"})).await;
+    let r = next_of(&mut ws, "subscription").await;
+    assert_eq!(
+        (r["payload"]["success"].as_bool(), r["payload"]["topic"].as_str()),
+        (Some(true), Some("price_updates"))
+    );
+    send(&mut ws, json!({"type": "authentication", "payload": {"api_key": "k", "client_id": "tester"}})).await;
+    let r = next_of(&mut ws, "authentication").await;
+    assert_eq!((r["payload"]["success"].as_bool(), r["payload"]["client_id"].as_str()), (Some(true), Some("tester")));
+    send(&mut ws, json!({"type": "heartbeat", "payload": {}})).await;
+    assert_eq!(next_of(&mut ws, "heartbeat").await["payload"]["status"], "ok");
+
+    // Malformed, unknown type, unknown topic, binary: an error frame each, and the connection stays.
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    assert!(next_of(&mut ws, "error").await["payload"]["reason"].as_str().unwrap().contains("not a message"));
+    send(&mut ws, json!({"type": "dance", "payload": {}})).await;
+    assert!(next_of(&mut ws, "error").await["payload"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("unknown message type `dance`"));
+    send(&mut ws, json!({"type": "subscription", "payload": {"topic": "gossip"}})).await;
+    assert!(next_of(&mut ws, "error").await["payload"]["reason"].as_str().unwrap().contains("unknown topic `gossip`"));
+    send(&mut ws, json!({"type": "subscription", "payload": {}})).await;
+    assert!(next_of(&mut ws, "error").await["payload"]["reason"].as_str().unwrap().contains("needs payload.topic"));
+    ws.send(Message::Binary(vec![1u8, 2, 3].into())).await.unwrap();
+    assert!(next_of(&mut ws, "error").await["payload"]["reason"].as_str().unwrap().contains("binary"));
+
+    // The subscription works: a price change arrives here too; after unsubscribing it does not.
+    let price = |input: &str| json!({"provider": "acme", "model": "m1", "input": input, "output": "8"});
+    assert_eq!(app.post("/api/prices", &price("2")).await.status().as_u16(), 200);
+    assert_eq!(next_of(&mut ws, "price_update").await["topic"], "price_updates");
+    send(&mut ws, json!({"type": "unsubscription", "payload": {"topic": "price_updates"}})).await;
+    assert_eq!(next_of(&mut ws, "unsubscription").await["payload"]["success"], true);
+    assert_eq!(app.post("/api/prices", &price("3")).await.status().as_u16(), 200);
+    send(&mut ws, json!({"type": "heartbeat"})).await;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
+            assert!(!t.contains("price_update"), "unsubscribed, yet got {t}");
+        }
+    }
+    // A non-WebSocket request to the endpoint is a clear 400.
+    let r = app.http.get(app.url("/ws/budget/updates")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn since_replays_what_a_client_missed() {
+    let app = spawn_app().await;
+    let policy = json!({"period": "daily", "type": "warn", "cost_limit": "10", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let first: Value = app.post("/api/usage", &usage("1")).await.json().await.unwrap();
+    let second: Value = app.post("/api/usage", &usage("2")).await.json().await.unwrap();
+    // Wait until the hub has seen them, as a reconnecting client would.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let since = first["position"].as_i64().unwrap();
+    let mut ws = connect(&app.address, &format!("/ws/budget/updates?since={since}")).await;
+    welcome(&mut ws, "budget_events").await;
+    let m = next_of(&mut ws, "budget_update").await;
+    assert_eq!(m["position"], second["position"], "only what came after `since`: {m}");
+    assert_eq!(m["payload"]["summary"]["total_cost"].to_string(), "3");
+    // Then live, without repeating the replay.
+    let third: Value = app.post("/api/usage", &usage("0.5")).await.json().await.unwrap();
+    let m = next_of(&mut ws, "budget_update").await;
+    assert_eq!(m["position"], third["position"]);
+}
+
+#[tokio::test]
+async fn a_client_on_one_process_sees_usage_recorded_through_another() {
+    let a = spawn_app().await;
+    let b = crate::helpers::spawn_replica(&a, |_| {}).await;
+    let policy = json!({"period": "daily", "type": "warn", "cost_limit": "10", "provider": "openai"});
+    assert_eq!(a.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let mut on_b = connect(&b, "/ws/budget/updates").await;
+    welcome(&mut on_b, "budget_events").await;
+    let r: Value = a.post("/api/usage", &usage("1.25")).await.json().await.unwrap();
+    let m = next_of(&mut on_b, "budget_update").await;
+    assert_eq!(
+        (m["position"].as_i64(), m["payload"]["summary"]["total_cost"].to_string()),
+        (r["position"].as_i64(), "1.25".into())
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_dropped_without_holding_up_the_others() {
+    let app = spawn_app_with(|s| {
+        s.ws.queue = 64;
+        s.ws.send_timeout = Duration::from_secs(1);
+    })
+    .await;
+    // Per-task windows: each record is its own window, so each makes its own budget_update.
+    let policy = json!({"period": "per_task", "type": "warn", "token_limit": 1000000000});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let mut sleeper = connect(&app.address, "/ws/budget/updates").await;
+    let mut watcher = connect(&app.address, "/ws/budget/prices").await;
+    welcome(&mut watcher, "price_updates").await;
+    let flood = |batch: usize| {
+        let records: Vec<Value> = (0..5000)
+            .map(|i| json!({"provider": "openai", "model": "gpt-4o", "component": "c", "context_id": format!("t-{batch}-{i}"),
+                            "input_tokens": 1, "output_tokens": 0, "cost": "0.0001"}))
+            .collect();
+        json!({ "records": records })
+    };
+    for batch in 0..4 {
+        assert!(app.post("/api/usage/batch", &flood(batch)).await.status().is_success());
+    }
+    // The hub is not held up: another client gets its update promptly.
+    let price = json!({"provider": "acme", "model": "m1", "input": "2", "output": "8"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    next_of(&mut watcher, "price_update").await;
+    // The sleeper was cut off: fewer than the 20,000 updates, then an error frame or the end.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (mut updates, mut error) = (0, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "the slow client was never disconnected ({updates} updates read)");
+        match tokio::time::timeout(Duration::from_secs(5), sleeper.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                match v["type"].as_str() {
+                    Some("budget_update") => updates += 1,
+                    Some("error") => error = Some(v["payload"]["reason"].as_str().unwrap().to_string()),
+                    _ => {}
+                }
+            }
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("the slow client's connection is still open after {updates} updates"),
+        }
+    }
+    assert!(updates < 20_001, "it was cut off, not served everything: {updates}");
+    if let Some(reason) = error {
+        assert!(reason.contains("behind"), "{reason}");
+    }
+    // And the service goes on.
+    let (status, _) = app.get_json("/api/health").await;
+    assert_eq!(status, 200);
+}
+
+/// The example client of the guide (`examples/websocket_client.py`, Python `websockets`) against a
+/// live server: it connects, subscribes and prints the update.
+#[tokio::test]
+async fn the_python_example_client_prints_updates() {
+    let app = spawn_app().await;
+    let port = app.address.rsplit(':').next().unwrap().to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/websocket_client.py");
+    let child = tokio::process::Command::new("python3")
+        .args([script, "--port", &port, "--topic", "price_updates", "--count", "3", "--raw"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs (CI installs it with the websockets library)");
+    // Price changes every 300 ms until it has printed one (it may take a moment to start).
+    let (address, http) = (app.address.clone(), app.http.clone());
+    let changes = tokio::spawn(async move {
+        for i in 1.. {
+            let price = json!({"provider": "acme", "model": "m1", "input": i.to_string(), "output": "8"});
+            let _ = http.post(format!("{address}/api/prices")).json(&price).send().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let output =
+        tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.expect("it finishes").unwrap();
+    changes.abort();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("connected to ws://"), "{stdout}");
+    assert!(stdout.contains(r#""type":"subscription""#) && stdout.contains(r#""success":true"#), "{stdout}");
+    assert!(stdout.contains(r#""type":"price_update""#) && stdout.contains(r#""model":"m1""#), "{stdout}");
+}

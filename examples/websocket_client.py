@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Watch Budget live: connect to a WebSocket endpoint, subscribe to topics, print every update.
+
+    pip install websockets
+    python examples/websocket_client.py --port 8013
+    python examples/websocket_client.py --endpoint alerts --topic price_updates --since 120
+
+Endpoints (each with its default topic): updates (budget_events), alerts (budget_alerts),
+allocations (allocation_updates), prices (price_updates). Messages are JSON envelopes
+{"type", "topic", "payload", "timestamp", "position"}; --since POSITION replays what was appended after
+that log position before going live. Ctrl-C stops it.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import datetime, timezone
+
+try:
+    import websockets
+except ImportError:  # pragma: no cover - a hint for the person running it
+    sys.exit("this example needs the websockets library: pip install websockets")
+
+ENDPOINTS = {
+    "updates": "budget_events",
+    "alerts": "budget_alerts",
+    "allocations": "allocation_updates",
+    "prices": "price_updates",
+}
+
+
+def envelope(kind, payload=None, topic=None):
+    return json.dumps({
+        "type": kind,
+        "topic": topic,
+        "payload": payload or {},
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+    })
+
+
+def describe(message):
+    """One line for a person; the raw JSON with --raw."""
+    kind, payload = message.get("type"), message.get("payload") or {}
+    at = message.get("position")
+    if kind == "budget_update" and "summary" in payload:
+        s = payload["summary"]
+        cost = f"${s.get('total_cost')}" + (f" of ${s['cost_limit']}" if s.get("cost_limit") is not None else "")
+        tokens = f"{s.get('total_tokens_used')} tokens" + (
+            f" of {s['token_limit']}" if s.get("token_limit") is not None else "")
+        return f"[{at}] budget {payload.get('budget_name', payload.get('budget_id'))} {s.get('period')} {s.get('scope')}: {cost}, {tokens}, {s.get('state')}"
+    if kind == "alert":
+        return "\n".join(f"[{at}] ALERT {a['severity']} {a['type']}: {a['message']}" for a in payload.get("alerts", []))
+    if kind == "allocation_update":
+        a = payload.get("allocation", {})
+        return f"[{at}] allocation {payload.get('allocation_id')} {a.get('component')}: {a.get('tokens_used')}/{a.get('tokens_allocated')} tokens, {a.get('state')}"
+    if kind == "price_update":
+        u = payload.get("update", {})
+        return f"[{at}] price {payload.get('provider')}/{payload.get('model')}: in {u.get('input_cost_per_token')}/token, out {u.get('output_cost_per_token')}/token ({u.get('source')})"
+    if kind == "error":
+        return f"error from server: {payload.get('reason')}"
+    return f"{kind}: {json.dumps(payload)}"
+
+
+async def watch(args):
+    url = f"ws://{args.host}:{args.port}/ws/budget/{args.endpoint}"
+    if args.since is not None:
+        url += f"?since={args.since}"
+    async with websockets.connect(url) as ws:
+        print(f"connected to {url}", flush=True)
+        if args.client_id:
+            await ws.send(envelope("authentication", {"api_key": args.api_key, "client_id": args.client_id}))
+        for topic in args.topic:
+            await ws.send(envelope("subscription", {"topic": topic}, topic))
+        received = 0
+        async for raw in ws:
+            message = json.loads(raw)
+            print(raw if args.raw else describe(message), flush=True)
+            received += 1
+            if args.count and received >= args.count:
+                return
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8013)
+    parser.add_argument("--endpoint", choices=sorted(ENDPOINTS), default="updates",
+                        help="which endpoint (and so which default topic)")
+    parser.add_argument("--topic", action="append", default=[], choices=sorted(ENDPOINTS.values()),
+                        help="also subscribe to this topic (repeatable)")
+    parser.add_argument("--since", type=int, help="replay from after this log position")
+    parser.add_argument("--client-id", help="send an authentication message with this client id")
+    parser.add_argument("--api-key", default="", help="api key for the authentication message")
+    parser.add_argument("--count", type=int, default=0, help="stop after this many messages (0: run until Ctrl-C)")
+    parser.add_argument("--raw", action="store_true", help="print the JSON messages as received")
+    args = parser.parse_args()
+    try:
+        asyncio.run(watch(args))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        sys.exit(f"cannot reach Budget at {args.host}:{args.port} ({e}); is `budget start` running?")
+
+
+if __name__ == "__main__":
+    main()
