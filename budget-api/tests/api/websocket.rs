@@ -309,3 +309,23 @@ async fn the_python_example_client_prints_updates() {
     assert!(stdout.contains(r#""type":"subscription""#) && stdout.contains(r#""success":true"#), "{stdout}");
     assert!(stdout.contains(r#""type":"price_update""#) && stdout.contains(r#""model":"m1""#), "{stdout}");
 }
+
+#[tokio::test]
+async fn a_connection_that_answers_no_pings_is_dropped() {
+    let app = spawn_app_with(|s| s.ws.ping_interval = Duration::from_millis(200)).await;
+    // A raw client that completes the handshake and then never reads nor answers.
+    let mut silent = connect(&app.address, "/ws/budget/updates").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Reading now: the welcome and the pings are there, then the server's close.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pings = 0;
+    loop {
+        assert!(Instant::now() < deadline, "the silent connection was not dropped");
+        match tokio::time::timeout(Duration::from_secs(5), silent.next()).await.expect("the server closes it") {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    assert!(pings >= 2, "the server pinged ({pings})");
+}
