@@ -6,7 +6,7 @@
 //! disconnected ([`crate::ws::session`]).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use budget_events::db::DbPool;
@@ -27,18 +27,23 @@ pub struct Mark {
 /// One broadcast channel per topic, so a connection's queue counts only the topics it takes.
 type Senders = Arc<BTreeMap<&'static str, broadcast::Sender<Arc<Update>>>>;
 
+/// The mark, locked while a step's updates are sent and the mark moved past them, and while a
+/// connection subscribes and reads it: so every update after the mark a connection reads reaches its
+/// receiver, and none before it does twice.
+type SharedMark = Arc<Mutex<Mark>>;
+
 #[derive(Clone)]
 pub struct Hub {
     senders: Senders,
-    mark: watch::Receiver<Mark>,
+    mark: SharedMark,
 }
 
 impl Hub {
-    /// Subscribes to `topic` (first), then reads the mark: everything after the mark comes through
-    /// the receiver.
+    /// Subscribes to `topic` and reads the mark, atomically with respect to broadcasting: everything
+    /// after the mark comes through the receiver.
     pub fn subscribe(&self, topic: &str) -> (broadcast::Receiver<Arc<Update>>, Mark) {
-        let receiver = self.senders[topic].subscribe();
-        (receiver, *self.mark.borrow())
+        let mark = self.mark.lock().expect("the mark lock is never poisoned");
+        (self.senders[topic].subscribe(), *mark)
     }
 
     /// Starts the hub at the current end of the log. `queue` bounds each connection's backlog.
@@ -53,8 +58,8 @@ impl Hub {
             Mark { cursor: store::settled_end(&**client).await?, alert_seq: alerts::last_seq(&**client).await? };
         drop(client);
         let senders: Senders = Arc::new(TOPICS.iter().map(|t| (*t, broadcast::channel(queue).0)).collect());
-        let (mark_tx, mark) = watch::channel(start);
-        let task = tokio::spawn(tail(pool, signal, senders.clone(), mark_tx, stop));
+        let mark: SharedMark = Arc::new(Mutex::new(start));
+        let task = tokio::spawn(tail(pool, signal, senders.clone(), mark.clone(), stop));
         Ok((Hub { senders, mark }, task))
     }
 }
@@ -83,21 +88,14 @@ impl Seen {
     }
 }
 
-async fn tail(
-    pool: DbPool,
-    signal: LogSignal,
-    senders: Senders,
-    mark_tx: watch::Sender<Mark>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn tail(pool: DbPool, signal: LogSignal, senders: Senders, shared: SharedMark, mut stop: watch::Receiver<bool>) {
     let mut appended = signal.subscribe();
-    let mut mark = *mark_tx.borrow();
+    let mut mark = *shared.lock().expect("the mark lock is never poisoned");
     let mut seen = Seen { ids: HashSet::new(), order: VecDeque::new() };
     let mut wait = Duration::from_millis(10);
     while !*stop.borrow() {
-        match step(&pool, &senders, &mut mark, &mut seen).await {
+        match step(&pool, &senders, &shared, &mut mark, &mut seen).await {
             Ok(true) => {
-                mark_tx.send_replace(mark);
                 wait = Duration::from_millis(10);
                 continue;
             }
@@ -116,26 +114,35 @@ async fn tail(
 }
 
 /// Broadcasts what was appended or raised since `mark`; true when there was something.
-async fn step(pool: &DbPool, senders: &Senders, mark: &mut Mark, seen: &mut Seen) -> anyhow::Result<bool> {
+async fn step(
+    pool: &DbPool,
+    senders: &Senders,
+    shared: &SharedMark,
+    mark: &mut Mark,
+    seen: &mut Seen,
+) -> anyhow::Result<bool> {
     let client = pool.get().await?;
     let events = store::read_after(&**client, mark.cursor, 500).await?;
-    let mut progressed = false;
-    if let Some(last) = events.last() {
-        for update in updates_for(&**client, &events).await? {
-            // No receivers is not an error: nobody is listening right now.
-            let _ = senders[update.topic].send(Arc::new(update));
-        }
-        mark.cursor = Cursor::after(last);
-        progressed = true;
-    }
+    let updates = if events.is_empty() { Vec::new() } else { updates_for(&**client, &events).await? };
     let raised = alerts::after_seq(&**client, mark.alert_seq, 500).await?;
+    if events.is_empty() && raised.is_empty() {
+        return Ok(false);
+    }
+    let mut guard = shared.lock().expect("the mark lock is never poisoned");
+    // No receivers is not an error: nobody is listening right now.
+    for update in updates {
+        let _ = senders[update.topic].send(Arc::new(update));
+    }
+    for alert in raised.iter().filter(|a| seen.insert(a.id)) {
+        let update = alert_update(alert);
+        let _ = senders[update.topic].send(Arc::new(update));
+    }
+    if let Some(last) = events.last() {
+        mark.cursor = Cursor::after(last);
+    }
     if let Some(last) = raised.last() {
         mark.alert_seq = last.seq;
-        for alert in raised.iter().filter(|a| seen.insert(a.id)) {
-            let update = alert_update(alert);
-            let _ = senders[update.topic].send(Arc::new(update));
-        }
-        progressed = true;
     }
-    Ok(progressed)
+    *guard = *mark;
+    Ok(true)
 }
