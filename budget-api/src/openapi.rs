@@ -4,7 +4,8 @@
 use utoipa::OpenApi;
 
 use crate::routes::{
-    alerts, allocations, budgets, check, health, policies, prices, recommendations, reprice, status, usage, usage_query,
+    alerts, allocations, audit, budgets, check, health, policies, prices, recommendations, replay, reprice, status,
+    usage, usage_query,
 };
 
 #[derive(OpenApi)]
@@ -12,6 +13,10 @@ use crate::routes::{
     info(title = "Budget", description = "LLM spending under control: usage, budgets, allocations, prices, alerts."),
     paths(
         health::health,
+        audit::events,
+        audit::explain,
+        audit::export,
+        replay::replay,
         alerts::list,
         alerts::get,
         alerts::acknowledge,
@@ -55,6 +60,7 @@ use crate::routes::{
         (name = "allocations", description = "Token reservations for tasks: create, settle by usage, release, expire"),
         (name = "policies", description = "Budgets, policies (limits) and the status of their windows"),
         (name = "alerts", description = "Alerts raised from the log: thresholds, refusals, overage, unpriced models, spend spikes"),
+        (name = "audit", description = "The events behind every number: the log, explanations, exports, replays"),
         (name = "health", description = "Liveness, database and projection lag"),
     )
 )]

@@ -92,6 +92,10 @@ impl Application {
             price_sources,
             hub,
             ws: settings.ws,
+            alerts: crate::state::AlertSettings {
+                spike_multiple: settings.spike_multiple,
+                webhooks: settings.webhooks.clone(),
+            },
         });
         let openapi = ApiDoc::openapi();
         let server = HttpServer::new(move || {

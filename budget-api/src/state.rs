@@ -15,6 +15,8 @@ pub struct AppState {
     pub unpriced: crate::configuration::UnpricedPolicy,
     pub price_sources: crate::price_sources::SourceStatus,
     pub hub: crate::ws::hub::Hub,
+    /// The alerts projection's settings (a replay folds with the same ones).
+    pub alerts: AlertSettings,
     pub ws: crate::ws::session::WsSettings,
 }
 
@@ -25,4 +27,10 @@ impl AppState {
             input.tier = Some(self.tiers.resolve(&input.provider, &input.model).to_string());
         }
     }
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    pub spike_multiple: rust_decimal::Decimal,
+    pub webhooks: Vec<budget_projections::alerts::Webhook>,
 }

@@ -52,6 +52,62 @@ pub enum Command {
         after_help = "Example:\n  budget calc_cost --provider openai --model gpt-4 --input-tokens 1000 --output-tokens 500"
     )]
     CalcCost(CalcCostArgs),
+    /// The events behind a selection, oldest first, with the running total.
+    #[command(
+        after_help = "Examples:\n  budget audit --provider openai --since 2026-11-01\n  budget audit --budget default --type UsageRecorded,UsageRepriced --json\n  budget audit --context-id task-123"
+    )]
+    Audit(AuditArgs),
+    /// How a policy window's used and reserved figures were reached, checked against its account.
+    #[command(after_help = "Examples:\n  budget explain 01a2…\n  budget explain 01a2… --window 2026-11-28T00:00:00Z")]
+    Explain {
+        policy_id: String,
+        /// The window (its start, or task:ID / session:ID); default: the one containing now.
+        #[arg(long)]
+        window: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Usage records with cost and price version, for finance (CSV or JSON lines), streamed.
+    #[command(
+        after_help = "Examples:\n  budget export --since 2026-11-01 --until 2026-12-01 --output november.csv\n  budget export --format jsonl"
+    )]
+    Export {
+        /// Calls from this time (RFC 3339, or a date meaning its UTC midnight).
+        #[arg(long)]
+        since: Option<String>,
+        /// …to this one, exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        /// csv or jsonl.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Fold the log into fresh projection tables, compare them with the live ones row by row, and check
+    /// the enforcement accounts; --swap replaces the live tables atomically.
+    #[command(after_help = "Examples:\n  budget replay --verify\n  budget replay --projection usage_rollups --swap")]
+    Replay {
+        /// usage_rollups or alerts (default: all).
+        #[arg(long, conflicts_with = "all")]
+        projection: Option<String>,
+        /// Every projection (the default).
+        #[arg(long)]
+        all: bool,
+        /// Exit non-zero on any difference.
+        #[arg(long)]
+        verify: bool,
+        /// Replace the live tables with the replayed ones.
+        #[arg(long)]
+        swap: bool,
+        /// Print the JSON lines as they come.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Example:\n  budget completions bash > /etc/bash_completion.d/budget")]
+    Completions { shell: clap_complete::Shell },
     /// Show usage for a period: one row per period, totals, and the biggest spenders.
     #[command(
         name = "get_usage",
@@ -92,8 +148,11 @@ pub struct StatusArgs {
     #[arg(long)]
     pub tier: Option<String>,
     /// Show the windows that contained this time (RFC 3339, e.g. 2026-11-01T12:00:00Z) instead of now.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "as_of")]
     pub at: Option<String>,
+    /// Recompute from the log as it stood at this time: the limits then and the usage recorded by then.
+    #[arg(long = "as-of")]
+    pub as_of: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -361,6 +420,38 @@ pub enum AlertsCommand {
 }
 
 #[derive(Args)]
+pub struct AuditArgs {
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub component: Option<String>,
+    #[arg(long = "context-id")]
+    pub context_id: Option<String>,
+    /// A budget's name or id.
+    #[arg(long)]
+    pub budget: Option<String>,
+    /// A policy id.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Event types, comma-separated (UsageRecorded, UsageRepriced, PolicySet, AllocationCreated…).
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// From this time (RFC 3339, or a date meaning its UTC midnight).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// To this time, exclusive.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: i64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
 pub struct CalcCostArgs {
     #[arg(long)]
     pub provider: String,
@@ -374,4 +465,13 @@ pub struct CalcCostArgs {
     pub cached_input_tokens: i64,
     #[arg(long)]
     pub json: bool,
+}
+
+/// A time as the API takes it: RFC 3339 as given, a bare date as its UTC midnight.
+pub fn instant(s: &str) -> String {
+    if s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-' {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    }
 }

@@ -32,29 +32,56 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
+    /// A GET whose body the caller reads as it arrives (exports, replays); errors as for [`Client::get`].
+    pub async fn get_stream(&self, path: &str, query: &[(&str, String)]) -> Result<reqwest::Response, ClientError> {
+        self.open(self.http.get(format!("{}{path}", self.base)).query(query)).await
+    }
+
+    /// A POST whose body the caller reads as it arrives.
+    pub async fn post_stream<B: Serialize>(&self, path: &str, body: &B) -> Result<reqwest::Response, ClientError> {
+        self.open(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    async fn open(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let response = request.send().await.map_err(|e| self.failed(e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| self.failed(e))?;
+        Err(refused(status, &bytes))
+    }
+
+    fn failed(&self, e: reqwest::Error) -> ClientError {
+        if e.is_connect() || e.is_timeout() {
+            ClientError::Unreachable { url: self.base.clone() }
+        } else {
+            ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() }
+        }
+    }
+
     async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, ClientError> {
-        let response = request.send().await.map_err(|e| {
-            if e.is_connect() || e.is_timeout() {
-                ClientError::Unreachable { url: self.base.clone() }
-            } else {
-                ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() }
-            }
-        })?;
+        let response = request.send().await.map_err(|e| self.failed(e))?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
             .map_err(|e| ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() })?;
         if !status.is_success() && status.as_u16() != 503 {
-            let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            let field = |k: &str| error["error"][k].as_str().map(str::to_string);
-            return Err(ClientError::Refused {
-                status: status.as_u16(),
-                code: field("code").unwrap_or_else(|| "unknown".into()),
-                message: field("message").unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
-            });
+            return Err(refused(status.as_u16(), &bytes));
         }
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() })
+    }
+}
+
+/// The API's JSON error as a one-line refusal.
+fn refused(status: u16, bytes: &[u8]) -> ClientError {
+    let error: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    let field = |k: &str| error["error"][k].as_str().map(str::to_string);
+    ClientError::Refused {
+        status,
+        code: field("code").unwrap_or_else(|| "unknown".into()),
+        message: field("message").unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned()),
     }
 }

@@ -10,7 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_budget");
 
 struct Server {
     url: String,
-    _db: TestDb,
+    db: TestDb,
 }
 
 async fn server() -> Server {
@@ -18,10 +18,11 @@ async fn server() -> Server {
     let mut settings = Settings::new("127.0.0.1", 0, db.config.clone());
     settings.shutdown_timeout = 2;
     settings.bundled_prices = false;
+    settings.sweep_interval = Duration::from_millis(200);
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    Server { url, _db: db }
+    Server { url, db }
 }
 
 /// Runs `budget ARGS` off the async runtime (it blocks) and returns its output.
@@ -422,4 +423,185 @@ async fn alerts_list_and_acknowledge() {
     assert!(stdout(&out).contains("yes (alice)"), "{}", stdout(&out));
     let out = budget(&s.url, &["alerts", "list", "--severity", "loud"]).await;
     assert!(!out.status.success() && stderr(&out).contains("severity `loud`"), "{}", stderr(&out));
+}
+
+async fn post_json(url: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new().post(format!("{url}{path}")).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+async fn get_json(url: &str, path: &str) -> serde_json::Value {
+    reqwest::get(format!("{url}{path}")).await.unwrap().json().await.unwrap()
+}
+
+fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", stdout(o), stderr(o)))
+}
+
+/// A log with every event type, then audit, explain, status --as-of, export and replay over it.
+#[tokio::test]
+async fn audit_explain_as_of_export_and_replay_explain_every_number() {
+    use serde_json::json;
+    let s = server().await;
+    let url = s.url.as_str();
+    let ok = |o: &Output| assert!(o.status.success(), "{}{}", stdout(o), stderr(o));
+    ok(&budget(
+        url,
+        &["set_limit", "daily", "10.0", "--provider", "openai", "--policy-type", "hard_limit", "--tokens", "100000"],
+    )
+    .await);
+    let before_change = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Budgets: created (above), updated, another created and archived.
+    let budgets = get_json(url, "/api/budgets").await;
+    let default_id = budgets["budgets"][0]["budget_id"].as_str().unwrap().to_string();
+    let r = reqwest::Client::new()
+        .patch(format!("{url}/api/budgets/{default_id}"))
+        .json(&json!({"description": "team"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, other) = post_json(url, "/api/budgets", json!({"name": "old"})).await;
+    let other_id = other["budget_id"].as_str().unwrap().to_string();
+    assert_eq!(post_json(url, &format!("/api/budgets/{other_id}/archive"), json!({})).await.0, 200);
+    // Usage, some priced from the book, and a later correction of that price.
+    assert_eq!(post_json(url, "/api/prices", json!({"provider": "openai", "model": "gpt-4o", "input": "2.5", "output": "10", "effective_from": "2026-01-01T00:00:00Z"})).await.0, 200);
+    for (model, input, cost) in
+        [("gpt-4o", 1000, None), ("gpt-4o", 2000, None), ("gpt-4o-mini", 500, Some(0.25)), ("o3", 100, Some(1.5))]
+    {
+        let mut body = json!({"provider": "openai", "model": model, "component": "codex", "input_tokens": input, "output_tokens": 100});
+        if let Some(c) = cost {
+            body["cost"] = json!(c);
+        }
+        post_usage(url, body).await;
+    }
+    post_usage(url, json!({"provider": "anthropic", "model": "claude", "component": "rhetor", "input_tokens": 10, "output_tokens": 10, "cost": 0.5})).await;
+    assert_eq!(post_json(url, "/api/prices", json!({"provider": "openai", "model": "gpt-4o", "input": "5", "output": "10", "effective_from": "2026-06-01T00:00:00Z"})).await.0, 200);
+    let (_, repriced) = post_json(
+        url,
+        "/api/prices/reprice",
+        json!({"provider": "openai", "model": "gpt-4o", "since": "2026-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(repriced["records"], 2, "{repriced}");
+    // Allocations: settled, released, expired, refused.
+    let (_, a) = post_json(url, "/api/allocations", json!({"context_id": "t1", "component": "codex", "provider": "openai", "tokens": 1000, "estimated_cost": "0.1"})).await;
+    post_usage(url, json!({"provider": "openai", "model": "o3", "component": "codex", "input_tokens": 600, "output_tokens": 0, "cost": 0.06, "allocation_id": a["allocation_id"]})).await;
+    let (_, b) = post_json(url, "/api/allocations", json!({"context_id": "t2", "component": "codex", "provider": "openai", "tokens": 500, "estimated_cost": "0.05"})).await;
+    assert_eq!(
+        post_json(url, &format!("/api/allocations/{}/release", b["allocation_id"].as_str().unwrap()), json!({}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(post_json(url, "/api/allocations", json!({"context_id": "t3", "component": "codex", "provider": "openai", "tokens": 800, "estimated_cost": "0.01", "ttl": "1s"})).await.0, 201);
+    assert_eq!(
+        post_json(
+            url,
+            "/api/allocations",
+            json!({"context_id": "t4", "component": "codex", "provider": "openai", "tokens": 200000})
+        )
+        .await
+        .0,
+        402
+    );
+    // The limit raised: the old one stays in the log.
+    ok(&budget(
+        url,
+        &["set_limit", "daily", "20.0", "--provider", "openai", "--policy-type", "hard_limit", "--tokens", "100000"],
+    )
+    .await);
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the 1 s allocation expires
+    wait_caught_up(url).await;
+    let alerts = get_json(url, "/api/alerts?all=true").await;
+    let alert_id = alerts["alerts"][0]["id"].as_str().expect("the refusal raised an alert").to_string();
+    ok(&budget(url, &["alerts", "acknowledge", &alert_id, "--by", "alice"]).await);
+    wait_caught_up(url).await;
+    let types: Vec<String> = {
+        let db = s.db.pool.get().await.unwrap();
+        db.query("SELECT DISTINCT event_type FROM events ORDER BY 1", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(types.len(), budget_events::event::EVENT_TYPES.len(), "every event type is in the log: {types:?}");
+
+    // Audit: the selection's total equals the usage rollups for the same selection.
+    let audit = json_of(
+        &budget(url, &["audit", "--provider", "openai", "--type", "UsageRecorded,UsageRepriced", "--json"]).await,
+    );
+    let usage = get_json(url, "/api/usage?period=daily&days=1&provider=openai").await;
+    assert_eq!(audit["totals"]["cost"], usage["totals"]["cost"], "{audit:#}\n{usage:#}");
+    assert_eq!(audit["totals"]["tokens"], usage["totals"]["total_tokens"]);
+    let out = budget(url, &["audit", "--context-id", "t1"]).await;
+    assert!(stdout(&out).contains("AllocationCreated") || stdout(&out).contains("UsageRecorded"), "{}", stdout(&out));
+
+    // Explain: the events of the policy's window sum to its account.
+    let status = json_of(&budget(url, &["status", "--json"]).await);
+    let window = status["windows"].as_array().unwrap().iter().find(|w| w["period"] == "daily").unwrap().clone();
+    let policy_id = window["policy_id"].as_str().unwrap();
+    let x = json_of(&budget(url, &["explain", policy_id, "--json"]).await);
+    assert_eq!(x["matches"], true, "{x:#}");
+    assert_eq!(x["folded"], x["account"]);
+    assert_eq!(x["account"]["posted_cost"], window["used_cost"]);
+    let out = budget(url, &["explain", policy_id]).await;
+    assert!(stdout(&out).contains("They agree."), "{}", stdout(&out));
+
+    // --as-of: the old limit before the change, the new one now.
+    let then = json_of(&budget(url, &["status", "--as-of", &before_change, "--json"]).await);
+    let limit_then =
+        then["windows"].as_array().unwrap().iter().find(|w| w["period"] == "daily").unwrap()["cost_limit"].clone();
+    assert_eq!((limit_then.to_string(), window["cost_limit"].to_string()), ("10".into(), "20".into()), "{then:#}");
+
+    // Export: one line per record and correction, and the cost column sums to the spend.
+    let file = std::env::temp_dir().join(format!("budget-export-{}.csv", std::process::id()));
+    ok(&budget(url, &["export", "--output", file.to_str().unwrap()]).await);
+    let csv = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("position,occurred_at"), "{}", lines[0]);
+    assert_eq!(lines.len(), 1 + 6 + 2, "a header, six records, two corrections");
+    let cost_col = lines[0].split(',').position(|c| c == "cost").unwrap();
+    let sum: rust_decimal::Decimal =
+        lines[1..].iter().map(|l| l.split(',').nth(cost_col).unwrap().parse::<rust_decimal::Decimal>().unwrap()).sum();
+    let all_usage = get_json(url, "/api/usage?period=daily&days=1").await;
+    assert_eq!(sum.normalize().to_string(), all_usage["totals"]["cost"].to_string());
+
+    // Replay: the live projections equal the fold of the whole log, and the accounts too.
+    let out = budget(url, &["replay", "--verify"]).await;
+    ok(&out);
+    assert!(
+        stdout(&out).contains("usage_rollups:") && stdout(&out).contains("the live tables equal the replay"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("alerts:") && stdout(&out).contains("enforcement accounts equal the fold"),
+        "{}",
+        stdout(&out)
+    );
+    // A corrupted row is found, and a swap repairs it.
+    {
+        let db = s.db.pool.get().await.unwrap();
+        db.execute("UPDATE usage_rollups SET cost = cost + 1 WHERE provider = 'anthropic'", &[]).await.unwrap();
+        db.execute("UPDATE policy_accounts SET records = records + 1 WHERE policy_id = (SELECT policy_id FROM policy_accounts LIMIT 1)", &[]).await.unwrap();
+    }
+    let out = budget(url, &["replay", "--verify"]).await;
+    assert!(!out.status.success(), "--verify fails on a difference: {}", stdout(&out));
+    assert!(stdout(&out).contains("usage_rollups: ") && stdout(&out).contains("rows differ"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("anthropic") && stdout(&out).contains("accounts: 1 differ"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("differences between the log and the live tables"), "{}", stderr(&out));
+    ok(&budget(url, &["replay", "--projection", "usage_rollups", "--swap"]).await);
+    {
+        let db = s.db.pool.get().await.unwrap();
+        db.execute("UPDATE policy_accounts SET records = records - 1 WHERE policy_id = (SELECT policy_id FROM policy_accounts LIMIT 1)", &[]).await.unwrap();
+    }
+    ok(&budget(url, &["replay", "--verify"]).await);
+    let out = budget(url, &["replay", "--projection", "nope"]).await;
+    assert!(!out.status.success() && stderr(&out).contains("no projection `nope`"), "{}", stderr(&out));
+    let out = budget(url, &["completions", "bash"]).await;
+    assert!(stdout(&out).contains("_budget()"), "a bash completion script");
 }

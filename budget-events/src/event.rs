@@ -13,6 +13,22 @@ use crate::domain::usage::CostSource;
 use crate::domain::{Component, ContextId, Model, Provider, SessionId, TaskType};
 use crate::money::Money;
 
+/// Every event type this build reads; any other is an error, never a skip.
+pub const EVENT_TYPES: [&str; 12] = [
+    "BudgetRefused",
+    "AlertAcknowledged",
+    "PriceSet",
+    "UsageRepriced",
+    "UsageRecorded",
+    "BudgetCreated",
+    "BudgetUpdated",
+    "BudgetArchived",
+    "PolicySet",
+    "AllocationCreated",
+    "AllocationReleased",
+    "AllocationExpired",
+];
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     UsageRecorded(UsageRecorded),
@@ -315,21 +331,8 @@ impl Event {
         payload: serde_json::Value,
     ) -> Result<Event, DecodeError> {
         let bad = |source| DecodeError::BadPayload { position, event_type: event_type.to_string(), source };
-        const KNOWN: [&str; 12] = [
-            "BudgetRefused",
-            "AlertAcknowledged",
-            "PriceSet",
-            "UsageRepriced",
-            "UsageRecorded",
-            "BudgetCreated",
-            "BudgetUpdated",
-            "BudgetArchived",
-            "PolicySet",
-            "AllocationCreated",
-            "AllocationReleased",
-            "AllocationExpired",
-        ];
-        if !KNOWN.contains(&event_type) {
+
+        if !EVENT_TYPES.contains(&event_type) {
             return Err(DecodeError::UnknownType { position, event_type: event_type.to_string() });
         }
         if schema_version != 1 {

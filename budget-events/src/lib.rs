@@ -4,6 +4,7 @@
 //! PostgreSQL event store (append, gap-safe read, idempotency) with the batching writer in front of it.
 //! It depends on no other crate of this workspace.
 
+pub mod audit;
 pub mod db;
 pub mod decide;
 pub mod display;

@@ -111,6 +111,8 @@ impl Projection for Alerts {
     const NAME: &'static str = "alerts";
     const TABLES: &'static [&'static str] =
         &["alerts", "alert_policies", "alert_budgets", "alert_windows", "alert_hourly_spend"];
+    const SIDE_TABLES: &'static [&'static str] = &["alert_outbox"];
+    const UNCOMPARED: &'static [&'static str] = &["seq"];
 
     async fn apply(&self, tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
         let mut state = State::load(tx, events).await?;

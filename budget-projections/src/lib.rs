@@ -9,6 +9,7 @@
 pub mod alerts;
 pub mod health;
 pub mod projection;
+pub mod replay;
 pub mod runner;
 pub mod usage_rollups;
 pub mod webhooks;

@@ -22,6 +22,11 @@ pub trait Projection: Send + Sync + 'static {
     const NAME: &'static str;
     /// The tables this projection alone writes; a rebuild empties them.
     const TABLES: &'static [&'static str];
+    /// Tables it also writes that a rebuild keeps (an outbox); a replay shadows them so that it sends
+    /// nothing.
+    const SIDE_TABLES: &'static [&'static str] = &[];
+    /// Columns a replay does not compare (numbering that differs between folds by design).
+    const UNCOMPARED: &'static [&'static str] = &[];
 
     /// Folds `events` (in log order) into the tables, inside the runner's transaction. Events of types
     /// the projection does not use are ignored here; unknown types never reach it (the reader fails).

@@ -160,7 +160,7 @@ pub async fn rebuild<P: Projection>(projection: &P, pool: &Pool) -> Result<usize
     Ok(total)
 }
 
-async fn lock_checkpoint(
+pub(crate) async fn lock_checkpoint(
     tx: &Transaction<'_>,
     name: &str,
     skip_locked: bool,
@@ -210,7 +210,7 @@ async fn move_checkpoint(
     Ok(())
 }
 
-fn pool_error(e: deadpool_postgres::PoolError) -> ProjectionError {
+pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> ProjectionError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => ProjectionError::Db(e),
         other => ProjectionError::Pool(other.to_string()),

@@ -2,12 +2,14 @@
 
 pub mod alerts;
 pub mod allocations;
+pub mod audit;
 pub mod budgets;
 pub mod check;
 pub mod health;
 pub mod policies;
 pub mod prices;
 pub mod recommendations;
+pub mod replay;
 pub mod reprice;
 pub mod status;
 pub mod usage;
@@ -20,6 +22,10 @@ use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::health)
+        .service(audit::events)
+        .service(audit::explain)
+        .service(audit::export)
+        .service(replay::replay)
         .service(ws::updates)
         .service(ws::alerts)
         .service(ws::allocations)

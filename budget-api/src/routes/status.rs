@@ -31,6 +31,9 @@ pub struct StatusQuery {
     pub budget_id: Option<uuid::Uuid>,
     /// Show the windows that contained this time (RFC 3339) instead of the current ones.
     pub at: Option<DateTime<Utc>>,
+    /// Recompute from the log as it stood at this time: the policies and limits then, the usage and
+    /// reservations recorded by then (the windows containing that time).
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -92,8 +95,18 @@ pub async fn status(state: web::Data<AppState>, query: web::Query<StatusQuery>) 
         all: Some(false),
     };
     let now = Utc::now();
-    let at = q.at.unwrap_or(now);
     let client = state.pool.get().await?;
+    if let Some(as_of) = q.as_of {
+        if q.at.is_some() {
+            return Err(ApiError::bad_request("validation_failed", "give at or as_of, not both"));
+        }
+        let fold = budget_events::audit::fold_log(&**client, Some(as_of), |_, _| {})
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let rows: Vec<PolicyRow> = rows_as_of(&fold).into_iter().filter(|r| filter.keeps(r)).collect();
+        return Ok(HttpResponse::Ok().json(StatusResponse { at: as_of, windows: windows_as_of(&rows, &fold, as_of) }));
+    }
+    let at = q.at.unwrap_or(now);
     let rows: Vec<PolicyRow> = policies::list(&**client).await?.into_iter().filter(|r| filter.keeps(r)).collect();
     Ok(HttpResponse::Ok().json(StatusResponse { at, windows: windows(&**client, &rows, at, at == now).await? }))
 }
@@ -140,6 +153,61 @@ pub async fn windows(
         }
     }
     Ok(out)
+}
+
+/// The policies as the log defined them at the fold's end (archived budgets' policies disabled).
+fn rows_as_of(fold: &budget_events::audit::LogFold) -> Vec<PolicyRow> {
+    fold.policies
+        .values()
+        .map(|set| {
+            let mut policy = budget_events::domain::policy::Policy::from_event(set);
+            let (name, active) = fold.budgets.get(&set.budget_id).cloned().unwrap_or_else(|| ("?".into(), true));
+            policy.enabled &= active;
+            PolicyRow {
+                policy,
+                budget_name: name,
+                created_at: DateTime::<Utc>::MIN_UTC,
+                updated_at: DateTime::<Utc>::MIN_UTC,
+            }
+        })
+        .collect()
+}
+
+/// Like [`windows`], with the accounts of a fold of the log instead of the stored ones.
+fn windows_as_of(rows: &[PolicyRow], fold: &budget_events::audit::LogFold, at: DateTime<Utc>) -> Vec<WindowStatus> {
+    let mut out = Vec::new();
+    for row in rows {
+        let p = &row.policy;
+        match p.period {
+            PolicyPeriod::PerSession | PolicyPeriod::PerTask => {
+                let mine: Vec<_> = fold.accounts.iter().filter(|((id, _), _)| *id == p.id).collect();
+                for ((_, key), account) in mine.into_iter().rev().take(RECENT_WINDOWS as usize) {
+                    let w = WindowAccount {
+                        policy_id: p.id,
+                        window_key: key.clone(),
+                        window_start: None,
+                        window_end: None,
+                        account: *account,
+                    };
+                    out.push(window_status(row, &w, None));
+                }
+            }
+            period => {
+                let (start, end) = budget_events::domain::policy::calendar_window(period, p.timezone, at);
+                let key = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let account = fold.accounts.get(&(p.id, key.clone())).copied().unwrap_or_default();
+                let w = WindowAccount {
+                    policy_id: p.id,
+                    window_key: key,
+                    window_start: Some(start),
+                    window_end: Some(end),
+                    account,
+                };
+                out.push(window_status(row, &w, None));
+            }
+        }
+    }
+    out
 }
 
 fn calendar_start(row: &PolicyRow, at: DateTime<Utc>) -> Option<String> {

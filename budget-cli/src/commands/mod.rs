@@ -2,9 +2,12 @@
 
 mod alerts;
 mod allocate;
+mod audit;
 mod budgets;
+mod export;
 mod get_usage;
 mod prices;
+mod replay;
 mod set_limit;
 mod start;
 mod status;
@@ -24,5 +27,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alerts(command) => alerts::run(&client, command).await,
         Command::Prices(command) => prices::run(&client, command).await,
         Command::CalcCost(args) => prices::calc_cost(&client, args).await,
+        Command::Audit(args) => audit::audit(&client, args).await,
+        Command::Explain { policy_id, window, json } => audit::explain(&client, policy_id, window, json).await,
+        Command::Export { since, until, format, output } => export::run(&client, since, until, format, output).await,
+        Command::Replay { projection, all: _, verify, swap, json } => {
+            replay::run(&client, projection, verify, swap, json).await
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "budget", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }

@@ -76,9 +76,10 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
             }
         }
         PricesCommand::Reprice { provider, model, since, until, dry_run, json } => {
-            let mut body = json!({"provider": provider, "model": model, "since": instant(&since), "dry_run": dry_run});
+            let mut body =
+                json!({"provider": provider, "model": model, "since": crate::cli::instant(&since), "dry_run": dry_run});
             if let Some(until) = until {
-                body["until"] = json!(instant(&until));
+                body["until"] = json!(crate::cli::instant(&until));
             }
             let r: Value = client.post("/api/prices/reprice", &body).await?;
             if json {
@@ -117,15 +118,6 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
         }
     }
     Ok(())
-}
-
-/// A time as the API takes it: RFC 3339 as given, a bare date as its UTC midnight.
-fn instant(s: &str) -> String {
-    if s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-' {
-        format!("{s}T00:00:00Z")
-    } else {
-        s.to_string()
-    }
 }
 
 /// The file's text, or an http(s):// URL's body; and which source it counts as.

@@ -16,6 +16,7 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
         ("component", &args.component),
         ("tier", &args.tier),
         ("at", &args.at),
+        ("as_of", &args.as_of.as_deref().map(crate::cli::instant)),
     ] {
         if let Some(v) = value {
             query.push((name, v.clone()));

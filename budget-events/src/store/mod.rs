@@ -10,4 +10,7 @@ pub mod read;
 pub mod repricing;
 
 pub use append::{append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion, StreamAppend};
-pub use read::{read_after, read_since, settled_end, usage_records, Cursor, ReadError, UsageRecordFilter};
+pub use read::{
+    events, read_after, read_since, read_visible_after, settled_end, usage_records, Cursor, EventFilter, ReadError,
+    UsageRecordFilter,
+};

@@ -110,6 +110,90 @@ pub async fn read_since(
     rows.iter().map(decode_row).collect()
 }
 
+/// Which events to list (`GET /api/events`, `budget audit`), oldest first, paged by position.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only events at positions after this one (the previous page's last position).
+    pub after: i64,
+    pub event_types: Vec<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub component: Option<String>,
+    pub context_id: Option<String>,
+    /// Events about these policies: posted to one of them, or setting one.
+    pub policy_ids: Vec<Uuid>,
+    /// Events about this budget (its own events; with `policy_ids`, usage posted to its policies).
+    pub budget_id: Option<Uuid>,
+    /// Time range: when the call happened for usage, when it was recorded otherwise.
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: i64,
+}
+
+/// A page of events matching `filter`, oldest first by position.
+pub async fn events(client: &impl GenericClient, f: &EventFilter) -> Result<Vec<RecordedEvent>, ReadError> {
+    let types: Option<&Vec<String>> = (!f.event_types.is_empty()).then_some(&f.event_types);
+    let policies: Option<&Vec<Uuid>> = (!f.policy_ids.is_empty()).then_some(&f.policy_ids);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM events
+                 WHERE position > $1
+                   AND ($2::text[] IS NULL OR event_type = ANY($2))
+                   AND ($3::text IS NULL OR payload->>'provider' = $3 OR payload->'spec'->>'provider' = $3)
+                   AND ($4::text IS NULL OR payload->>'model' = $4 OR payload->'spec'->>'model' = $4)
+                   AND ($5::text IS NULL OR payload->>'component' = $5)
+                   AND ($6::text IS NULL OR payload->>'context_id' = $6)
+                   AND (($7::uuid[] IS NULL AND $8::uuid IS NULL)
+                        OR (payload->>'policy_id')::uuid = ANY($7)
+                        OR (payload->>'budget_id')::uuid = $8
+                        OR EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(payload->'postings', payload->'reservations', '[]'))
+                                   AS p WHERE (p->>'policy_id')::uuid = ANY($7)))
+                   AND ($9::timestamptz IS NULL OR coalesce((payload->>'occurred_at')::timestamptz, recorded_at) >= $9)
+                   AND ($10::timestamptz IS NULL OR coalesce((payload->>'occurred_at')::timestamptz, recorded_at) < $10)
+                 ORDER BY position
+                 LIMIT $11"
+            ),
+            &[
+                &f.after,
+                &types,
+                &f.provider,
+                &f.model,
+                &f.component,
+                &f.context_id,
+                &policies,
+                &f.budget_id,
+                &f.since,
+                &f.until,
+                &f.limit,
+            ],
+        )
+        .await?;
+    rows.iter().map(decode_row).collect()
+}
+
+/// Up to `limit` events after `cursor` that the caller's snapshot sees, in (transaction, position)
+/// order. Inside a REPEATABLE READ transaction this is the whole log as that snapshot has it, with no
+/// regard to transactions still running (they are not in the snapshot): what a consistent check of
+/// the write-side tables against the log needs.
+pub async fn read_visible_after(
+    client: &impl GenericClient,
+    cursor: Cursor,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, ReadError> {
+    let tx_text = cursor.tx_id.to_string();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM events WHERE (tx_id, position) > ($1::text::xid8, $2)
+                 ORDER BY tx_id, position LIMIT $3"
+            ),
+            &[&tx_text, &cursor.position, &limit],
+        )
+        .await?;
+    rows.iter().map(decode_row).collect()
+}
+
 /// Every event of one stream, in version order.
 pub async fn read_stream(client: &impl GenericClient, stream_id: &str) -> Result<Vec<RecordedEvent>, ReadError> {
     let rows = client

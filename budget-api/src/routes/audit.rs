@@ -1,0 +1,400 @@
+//! Explaining the numbers: the events behind a selection (`GET /api/events`), how a policy window's
+//! figures were reached (`GET /api/policies/{id}/explain`), and usage records for finance
+//! (`GET /api/export`, streamed).
+
+use actix_web::{get, web, HttpResponse};
+use budget_events::audit::{self, Contribution};
+use budget_events::domain::policy::Account;
+use budget_events::event::Event;
+use budget_events::money::decimal_json;
+use budget_events::store::{self, EventFilter};
+use budget_events::RecordedEvent;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::routes::policies::parse_id;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// Events after this log position (the previous page's `next_after`).
+    pub after: Option<i64>,
+    /// Event types, comma-separated (UsageRecorded, PolicySet, AllocationCreated…).
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub component: Option<String>,
+    pub context_id: Option<String>,
+    /// A budget's id or name: its events and usage posted to its policies.
+    pub budget: Option<String>,
+    pub policy_id: Option<Uuid>,
+    /// When the call happened (usage) or was recorded (other events): from…
+    pub since: Option<DateTime<Utc>>,
+    /// …to, exclusive.
+    pub until: Option<DateTime<Utc>>,
+    /// Page size, 1 to 5000 (default 500).
+    pub limit: Option<i64>,
+}
+
+/// One event as the audit shows it: the event whole, and the figures a person looks for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_id: Uuid,
+    pub actor: Option<String>,
+    pub request_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// Tokens of a usage record.
+    pub tokens: Option<i64>,
+    /// What the event adds to spend: a record's cost, a correction's delta.
+    #[serde(serialize_with = "budget_events::money::optional_decimal_json::serialize")]
+    #[schema(value_type = Option<f64>)]
+    pub cost: Option<Decimal>,
+    pub price_version: Option<Uuid>,
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+impl From<&RecordedEvent> for EventView {
+    fn from(e: &RecordedEvent) -> Self {
+        let (tokens, cost, price_version) = match &e.event {
+            Event::UsageRecorded(u) => (Some(u.total_tokens()), Some(u.cost.amount()), u.price_version),
+            Event::UsageRepriced(c) => (Some(0), Some(c.delta), Some(c.price_version)),
+            _ => (None, None, None),
+        };
+        EventView {
+            position: e.position,
+            recorded_at: e.recorded_at,
+            event_type: e.event.event_type(),
+            stream_id: e.stream_id.clone(),
+            stream_version: e.stream_version,
+            event_id: e.event_id,
+            actor: e.metadata.actor.clone(),
+            request_id: e.metadata.request_id.clone(),
+            idempotency_key: e.metadata.idempotency_key.clone(),
+            tokens,
+            cost,
+            price_version,
+            payload: e.event.payload(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<EventView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// The log, oldest first, filtered and paged by position.
+#[utoipa::path(tag = "audit", params(EventQuery), responses((status = 200, body = EventPage), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/api/events")]
+pub async fn events(state: web::Data<AppState>, q: web::Query<EventQuery>) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(500);
+    if !(1..=5000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_parameter", format!("limit is {limit}; use 1 to 5000")));
+    }
+    let event_types: Vec<String> = q
+        .event_type
+        .as_deref()
+        .map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    for t in &event_types {
+        if !budget_events::event::EVENT_TYPES.contains(&t.as_str()) {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("type `{t}` is not an event type; use one of {}", budget_events::event::EVENT_TYPES.join(", ")),
+            ));
+        }
+    }
+    let client = state.pool.get().await?;
+    let (mut policy_ids, mut budget_id) = (q.policy_id.into_iter().collect::<Vec<_>>(), None);
+    if let Some(budget) = &q.budget {
+        let row = match budget.parse::<Uuid>() {
+            Ok(id) => budget_events::store::policies::budget_by_id(&**client, id).await?,
+            Err(_) => budget_events::store::policies::budget_by_name(&**client, budget).await?,
+        };
+        let row = row
+            .ok_or_else(|| ApiError::NotFound(format!("no budget `{budget}`; list them with `budget budgets list`")))?;
+        budget_id = Some(row.budget_id);
+        let all = budget_events::store::policies::list(&**client).await?;
+        policy_ids.extend(all.iter().filter(|r| r.policy.budget_id == row.budget_id).map(|r| r.policy.id));
+    }
+    let filter = EventFilter {
+        after: q.after.unwrap_or(0),
+        event_types,
+        provider: q.provider,
+        model: q.model,
+        component: q.component,
+        context_id: q.context_id,
+        policy_ids,
+        budget_id,
+        since: q.since,
+        until: q.until,
+        limit,
+    };
+    let found = store::events(&**client, &filter).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let next_after = (found.len() as i64 == limit).then(|| found.last().map(|e| e.position)).flatten();
+    Ok(HttpResponse::Ok().json(EventPage { events: found.iter().map(EventView::from).collect(), next_after }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainQuery {
+    /// The window's key (its start for calendar periods, `task:ID` or `session:ID`); default: the
+    /// window containing now.
+    pub window: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Figures {
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub posted_cost: Decimal,
+    pub posted_tokens: i64,
+    pub records: i64,
+    #[serde(serialize_with = "decimal_json::serialize")]
+    #[schema(value_type = f64)]
+    pub pending_cost: Decimal,
+    pub pending_tokens: i64,
+}
+
+impl From<Account> for Figures {
+    fn from(a: Account) -> Self {
+        Figures {
+            posted_cost: a.posted_cost.normalize(),
+            posted_tokens: a.posted_tokens,
+            records: a.records,
+            pending_cost: a.pending_cost.normalize(),
+            pending_tokens: a.pending_tokens,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Explanation {
+    pub policy_id: Uuid,
+    pub window: String,
+    /// Every event that moved the window's account, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub contributions: Vec<Contribution>,
+    /// The sum of the contributions.
+    pub folded: Figures,
+    /// The account as the write path keeps it.
+    pub account: Figures,
+    /// Whether the two agree (they always should).
+    pub matches: bool,
+}
+
+/// How a policy window's used and reserved figures were reached: the events that sum to them, and the
+/// check that the sum equals the account.
+#[utoipa::path(tag = "audit", params(ExplainQuery), responses((status = 200, body = Explanation), (status = 404, body = crate::error::ErrorBody)))]
+#[get("/api/policies/{policy_id}/explain")]
+pub async fn explain(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<ExplainQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let policy_id = parse_id("policy", &path)?;
+    let client = state.pool.get().await?;
+    let row = budget_events::store::policies::list(&**client)
+        .await?
+        .into_iter()
+        .find(|r| r.policy.id == policy_id)
+        .ok_or_else(|| ApiError::NotFound(format!("no policy has id {policy_id}; list them with GET /api/policies")))?;
+    let window = match q.into_inner().window {
+        Some(w) => w,
+        None => match row.policy.period {
+            budget_events::domain::policy::PolicyPeriod::PerSession | budget_events::domain::policy::PolicyPeriod::PerTask => {
+                return Err(ApiError::bad_request(
+                    "validation_failed",
+                    "a per-session or per-task policy has a window per session or task; give --window task:ID or session:ID",
+                ))
+            }
+            period => {
+                let (start, _) = budget_events::domain::policy::calendar_window(period, row.policy.timezone, Utc::now());
+                start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            }
+        },
+    };
+    let key = (policy_id, window.clone());
+    let mut contributions = Vec::new();
+    let fold = audit::fold_log(&**client, None, |_, touched| {
+        contributions.extend(touched.iter().filter(|(k, _)| *k == key).map(|(_, c)| c.clone()));
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let folded = fold.accounts.get(&key).copied().unwrap_or_default();
+    let stored = budget_events::store::policies::accounts(&**client, std::slice::from_ref(&key))
+        .await?
+        .first()
+        .map(|a| a.account)
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(Explanation {
+        policy_id,
+        window,
+        contributions,
+        matches: audit::account_differences(&[(key.clone(), stored)].into(), &[(key, folded)].into()).is_empty(),
+        folded: folded.into(),
+        account: stored.into(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// Records of calls from this time…
+    pub since: Option<DateTime<Utc>>,
+    /// …to this one, exclusive.
+    pub until: Option<DateTime<Utc>>,
+    /// `csv` (default) or `jsonl`.
+    pub format: Option<String>,
+}
+
+const CSV_HEADER: &str = "position,occurred_at,recorded_at,kind,record_id,provider,model,resolved_model,component,task_type,context_id,input_tokens,cached_input_tokens,output_tokens,cost,cost_source,price_version\n";
+
+/// Usage records for finance, oldest first: one row per record, and one per cost correction (its
+/// `cost` is the change), so the `cost` column sums to the spend. Streamed page by page: a year of
+/// records never sits in memory.
+#[utoipa::path(tag = "audit", params(ExportQuery), responses((status = 200, description = "CSV or JSON lines", content_type = "text/csv"), (status = 400, body = crate::error::ErrorBody)))]
+#[get("/api/export")]
+pub async fn export(state: web::Data<AppState>, q: web::Query<ExportQuery>) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let csv = match q.format.as_deref().unwrap_or("csv") {
+        "csv" => true,
+        "jsonl" => false,
+        other => {
+            return Err(ApiError::bad_request("invalid_parameter", format!("format `{other}` is not csv or jsonl")))
+        }
+    };
+    if let (Some(s), Some(u)) = (q.since, q.until) {
+        if u <= s {
+            return Err(ApiError::bad_request("invalid_parameter", "until must be later than since"));
+        }
+    }
+    let pool = state.pool.clone();
+    let filter = EventFilter {
+        event_types: vec!["UsageRecorded".into(), "UsageRepriced".into()],
+        since: q.since,
+        until: q.until,
+        limit: 1000,
+        ..Default::default()
+    };
+    let first = csv.then(|| web::Bytes::from_static(CSV_HEADER.as_bytes()));
+    // State: the filter's next page, and whether the log is done.
+    let pages = futures_util::stream::unfold(Some(filter), move |next| {
+        let pool = pool.clone();
+        async move {
+            let mut filter = next?;
+            let page = async {
+                let client = pool.get().await.map_err(|e| e.to_string())?;
+                store::events(&**client, &filter).await.map_err(|e| e.to_string())
+            }
+            .await;
+            match page {
+                Err(e) => {
+                    tracing::error!(error = %e, "export stopped");
+                    Some((Err(actix_web::error::ErrorInternalServerError(e)), None))
+                }
+                Ok(found) if found.is_empty() => None,
+                Ok(found) => {
+                    let done = (found.len() as i64) < filter.limit;
+                    filter.after = found.last().map_or(filter.after, |e| e.position);
+                    let mut chunk = String::new();
+                    for e in &found {
+                        export_line(&mut chunk, e, csv);
+                    }
+                    Some((Ok(web::Bytes::from(chunk)), (!done).then_some(filter)))
+                }
+            }
+        }
+    });
+    let body = futures_util::stream::iter(first.map(Ok)).chain(pages);
+    let content_type = if csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
+    Ok(HttpResponse::Ok().content_type(content_type).streaming(body))
+}
+
+fn export_line(out: &mut String, e: &RecordedEvent, csv: bool) {
+    let row: Vec<(&str, Value)> = match &e.event {
+        Event::UsageRecorded(u) => vec![
+            ("position", e.position.into()),
+            ("occurred_at", u.occurred_at.to_rfc3339().into()),
+            ("recorded_at", e.recorded_at.to_rfc3339().into()),
+            ("kind", "usage".into()),
+            ("record_id", u.record_id.to_string().into()),
+            ("provider", u.provider.to_string().into()),
+            ("model", u.model.to_string().into()),
+            ("resolved_model", u.resolved_model.clone().into()),
+            ("component", u.component.to_string().into()),
+            ("task_type", u.task_type.to_string().into()),
+            ("context_id", u.context_id.as_ref().map(|c| c.to_string()).into()),
+            ("input_tokens", u.input_tokens.into()),
+            ("cached_input_tokens", u.cached_input_tokens.into()),
+            ("output_tokens", u.output_tokens.into()),
+            ("cost", number(u.cost.amount())),
+            ("cost_source", serde_json::to_value(u.cost_source).expect("enums serialize")),
+            ("price_version", u.price_version.map(|v| v.to_string()).into()),
+        ],
+        Event::UsageRepriced(c) => vec![
+            ("position", e.position.into()),
+            ("occurred_at", c.occurred_at.to_rfc3339().into()),
+            ("recorded_at", e.recorded_at.to_rfc3339().into()),
+            ("kind", "correction".into()),
+            ("record_id", c.record_id.to_string().into()),
+            ("provider", c.provider.to_string().into()),
+            ("model", c.model.to_string().into()),
+            ("resolved_model", c.resolved_model.clone().into()),
+            ("component", c.component.to_string().into()),
+            ("task_type", c.task_type.to_string().into()),
+            ("context_id", Value::Null),
+            ("input_tokens", 0.into()),
+            ("cached_input_tokens", 0.into()),
+            ("output_tokens", 0.into()),
+            ("cost", number(c.delta)),
+            ("cost_source", "price_book".into()),
+            ("price_version", c.price_version.to_string().into()),
+        ],
+        _ => return,
+    };
+    if csv {
+        let cells: Vec<String> = row.iter().map(|(_, v)| csv_cell(v)).collect();
+        out.push_str(&cells.join(","));
+    } else {
+        let object: serde_json::Map<String, Value> = row.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        out.push_str(&Value::Object(object).to_string());
+    }
+    out.push('\n');
+}
+
+fn csv_cell(v: &Value) -> String {
+    let text = match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// A decimal as a JSON number with its exact digits.
+fn number(d: Decimal) -> Value {
+    serde_json::from_str(&d.normalize().to_string()).expect("a decimal is a JSON number")
+}

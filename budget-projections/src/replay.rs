@@ -1,0 +1,169 @@
+//! Replay: fold the log from the start into fresh tables, compare them with the live ones row by row,
+//! and optionally swap them in.
+//!
+//! The fresh tables are temporary tables named like the live ones: a session's temporary schema comes
+//! first in PostgreSQL's search path, so the projection's own `apply`, unchanged, writes into them. The
+//! fold stops exactly at the live checkpoint (held locked meanwhile, so the live runner waits and the
+//! comparison is like for like); readers of the live tables are never blocked, and a swap replaces their
+//! rows in the same transaction, so readers see the old rows or the new ones, never a mix.
+
+use std::time::Instant;
+
+use budget_events::store::{read_after, Cursor};
+use deadpool_postgres::Pool;
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::Transaction;
+
+use crate::projection::{Projection, ProjectionError};
+use crate::runner::{lock_checkpoint, pool_error};
+
+/// Rows listed per table and side (the count is always complete).
+const LISTED: i64 = 50;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub projection: &'static str,
+    pub events: usize,
+    pub total: i64,
+    pub events_per_second: f64,
+    pub eta_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableDifference {
+    pub table: String,
+    /// Rows the fold of the log has and the live table lacks (or holds differently).
+    pub missing_in_live: i64,
+    /// Rows the live table has and the fold of the log does not.
+    pub unexpected_in_live: i64,
+    /// Up to 50 rows of each kind, as JSON.
+    pub missing_rows: Vec<Value>,
+    pub unexpected_rows: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    pub projection: &'static str,
+    pub events: usize,
+    pub differences: Vec<TableDifference>,
+    pub swapped: bool,
+    pub seconds: f64,
+}
+
+impl ReplayReport {
+    pub fn differing_rows(&self) -> i64 {
+        self.differences.iter().map(|d| d.missing_in_live + d.unexpected_in_live).sum()
+    }
+}
+
+/// Replays `projection` from the whole log, compares, and with `swap` replaces the live rows.
+pub async fn replay<P: Projection>(
+    projection: &P,
+    pool: &Pool,
+    swap: bool,
+    mut progress: impl FnMut(Progress),
+) -> Result<ReplayReport, ProjectionError> {
+    let started = Instant::now();
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let tx = client.transaction().await?;
+    let live = lock_checkpoint(&tx, P::NAME, false).await?.expect("a waiting lock always gets the row");
+    let total: i64 =
+        tx.query_one("SELECT events_applied FROM projection_checkpoints WHERE name = $1", &[&P::NAME]).await?.get(0);
+    for table in P::TABLES.iter().chain(P::SIDE_TABLES) {
+        tx.batch_execute(&format!("CREATE TEMPORARY TABLE {table} (LIKE public.{table} INCLUDING ALL) ON COMMIT DROP"))
+            .await?;
+    }
+    let mut cursor = Cursor::START;
+    let mut events = 0usize;
+    'fold: loop {
+        let page = read_after(&*tx, cursor, 2000).await?;
+        if page.is_empty() {
+            break;
+        }
+        // Exactly up to the live checkpoint.
+        let upto: Vec<_> = page.into_iter().take_while(|e| Cursor::after(e) <= live).collect();
+        let Some(last) = upto.last() else { break };
+        cursor = Cursor::after(last);
+        projection.apply(&tx, &upto).await?;
+        events += upto.len();
+        let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-6);
+        progress(Progress {
+            projection: P::NAME,
+            events,
+            total,
+            events_per_second: rate,
+            eta_seconds: ((total - events as i64).max(0) as f64) / rate,
+        });
+        if cursor == live || upto.len() < 2000 {
+            break 'fold;
+        }
+    }
+    let mut differences = Vec::new();
+    for table in P::TABLES {
+        if let Some(d) = compare::<P>(&tx, table).await? {
+            differences.push(d);
+        }
+    }
+    if swap {
+        for table in P::TABLES {
+            tx.batch_execute(&format!(
+                "DELETE FROM public.{table}; INSERT INTO public.{table} SELECT * FROM pg_temp.{table}"
+            ))
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(ReplayReport {
+        projection: P::NAME,
+        events,
+        differences,
+        swapped: swap,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The rows on one side only (as multisets), over every column but the uncompared ones.
+async fn compare<P: Projection>(tx: &Transaction<'_>, table: &str) -> Result<Option<TableDifference>, ProjectionError> {
+    let columns: Vec<String> = tx
+        .query(
+            "SELECT column_name FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+            &[&table],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|c| !P::UNCOMPARED.contains(&c.as_str()))
+        .map(|c| format!("\"{c}\""))
+        .collect();
+    let cols = columns.join(", ");
+    let side = |from: &str, minus: &str| {
+        format!("SELECT {cols} FROM {from}.{table} EXCEPT ALL SELECT {cols} FROM {minus}.{table}")
+    };
+    let mut counts = Vec::new();
+    let mut rows = Vec::new();
+    for (from, minus) in [("pg_temp", "public"), ("public", "pg_temp")] {
+        let sql = side(from, minus);
+        counts.push(tx.query_one(&format!("SELECT count(*) FROM ({sql}) d"), &[]).await?.get::<_, i64>(0));
+        rows.push(
+            tx.query(&format!("SELECT to_jsonb(d) FROM ({sql}) d LIMIT {LISTED}"), &[])
+                .await?
+                .iter()
+                .map(|r| r.get::<_, Value>(0))
+                .collect::<Vec<_>>(),
+        );
+    }
+    if counts.iter().all(|c| *c == 0) {
+        return Ok(None);
+    }
+    let unexpected_rows = rows.pop().expect("two sides");
+    let missing_rows = rows.pop().expect("two sides");
+    Ok(Some(TableDifference {
+        table: table.to_string(),
+        missing_in_live: counts[0],
+        unexpected_in_live: counts[1],
+        missing_rows,
+        unexpected_rows,
+    }))
+}
