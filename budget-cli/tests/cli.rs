@@ -605,3 +605,57 @@ async fn audit_explain_as_of_export_and_replay_explain_every_number() {
     let out = budget(url, &["completions", "bash"]).await;
     assert!(stdout(&out).contains("_budget()"), "a bash completion script");
 }
+
+/// Every CLI example of the user guide, as written (with `budget` for `python -m budget.cli.main`),
+/// one by one against a server with data.
+#[tokio::test]
+async fn the_guides_cli_examples_work_as_written() {
+    let s = server().await;
+    let url = s.url.as_str();
+    post_usage(
+        url,
+        serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 1200,
+                           "output_tokens": 340, "cost": 0.0064}),
+    )
+    .await;
+    let mut allocation_id = String::new();
+    let guide: &[&str] = &[
+        "status",
+        "prices update",
+        "prices list",
+        "set_limit daily 10.0 --provider openai --policy-type warn",
+        "set_limit daily 20.0 --policy-type hard_limit --provider anthropic",
+        "allocate create --context-id task-123 --component rhetor --tokens 10000 --tier remote_heavyweight",
+        "allocate list",
+        "allocate release ALLOCATION_ID",
+        "get_usage daily --days 7",
+        "get_usage daily --provider openai --component codex",
+        "calc_cost --provider openai --model gpt-4 --input-tokens 1000 --output-tokens 500",
+        "status --period daily",
+        "get_usage weekly --provider openai",
+        "set_limit monthly 100.0 --provider anthropic",
+        "allocate list --component codex",
+        "set_limit daily 20.0 --policy-type warn",
+        "set_limit daily 10.0 --provider openai --policy-type hard_limit",
+        "set_limit daily 5.0 --component codex --policy-type warn",
+        "status",
+        "get_usage daily",
+        "set_limit --help",
+    ];
+    for line in guide {
+        let line = line.replace("ALLOCATION_ID", &allocation_id);
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let out = budget(url, &args).await;
+        assert!(out.status.success(), "`budget {line}` failed: {}{}", stdout(&out), stderr(&out));
+        assert!(!stdout(&out).trim().is_empty(), "`budget {line}` printed nothing");
+        if line.starts_with("allocate create") {
+            let text = stdout(&out);
+            allocation_id = text
+                .split_whitespace()
+                .map(|w| w.trim_end_matches(','))
+                .find(|w| w.len() == 36 && w.matches('-').count() == 4)
+                .unwrap_or_else(|| panic!("no allocation id in: {text}"))
+                .to_string();
+        }
+    }
+}
