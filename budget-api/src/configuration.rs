@@ -38,6 +38,8 @@ pub struct Settings {
     pub spike_multiple: rust_decimal::Decimal,
     /// WebSocket pacing: each connection's queue, send timeout and ping interval.
     pub ws: crate::ws::session::WsSettings,
+    /// The assistant's LLM for narratives (`BUDGET_ASSISTANT_LLM_URL`, `_MODEL`, `_API_KEY`).
+    pub assistant_llm: Option<crate::assistant::narrative::LlmSettings>,
 }
 
 /// `BUDGET_UNPRICED`: `record` (default) lets calls to an unpriced model count tokens only; `reject`
@@ -79,6 +81,7 @@ impl Settings {
             webhook_delivery: Default::default(),
             spike_multiple: rust_decimal::Decimal::from(3),
             ws: Default::default(),
+            assistant_llm: None,
         }
     }
 }

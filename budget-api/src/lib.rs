@@ -4,6 +4,7 @@
 //! writer. [`startup::Application`] assembles the whole service: migrations, the writer, the
 //! projection workers and the HTTP server.
 
+pub mod assistant;
 pub mod body;
 pub mod configuration;
 pub mod error;

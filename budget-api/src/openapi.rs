@@ -4,8 +4,8 @@
 use utoipa::OpenApi;
 
 use crate::routes::{
-    alerts, allocations, audit, budgets, check, health, policies, prices, recommendations, replay, reprice, status,
-    usage, usage_query,
+    alerts, allocations, assistant, audit, budgets, check, health, policies, prices, recommendations, replay, reprice,
+    status, usage, usage_query,
 };
 
 #[derive(OpenApi)]
@@ -13,6 +13,9 @@ use crate::routes::{
     info(title = "Budget", description = "LLM spending under control: usage, budgets, allocations, prices, alerts."),
     paths(
         health::health,
+        assistant::analyze_route,
+        assistant::optimize_route,
+        assistant::recommend_route,
         audit::events,
         audit::explain,
         audit::export,
@@ -61,6 +64,7 @@ use crate::routes::{
         (name = "policies", description = "Budgets, policies (limits) and the status of their windows"),
         (name = "alerts", description = "Alerts raised from the log: thresholds, refusals, overage, unpriced models, spend spikes"),
         (name = "audit", description = "The events behind every number: the log, explanations, exports, replays"),
+        (name = "assistant", description = "Analysis, optimization and model recommendations from the log and the price book"),
         (name = "health", description = "Liveness, database and projection lag"),
     )
 )]

@@ -92,6 +92,7 @@ impl Application {
             price_sources,
             hub,
             ws: settings.ws,
+            assistant_llm: settings.assistant_llm.clone(),
             alerts: crate::state::AlertSettings {
                 spike_multiple: settings.spike_multiple,
                 webhooks: settings.webhooks.clone(),

@@ -17,6 +17,8 @@ pub struct AppState {
     pub hub: crate::ws::hub::Hub,
     /// The alerts projection's settings (a replay folds with the same ones).
     pub alerts: AlertSettings,
+    /// The assistant's optional LLM (`BUDGET_ASSISTANT_LLM_URL`).
+    pub assistant_llm: Option<crate::assistant::narrative::LlmSettings>,
     pub ws: crate::ws::session::WsSettings,
 }
 

@@ -52,6 +52,40 @@ pub enum Command {
         after_help = "Example:\n  budget calc_cost --provider openai --model gpt-4 --input-tokens 1000 --output-tokens 500"
     )]
     CalcCost(CalcCostArgs),
+    /// Rank every priced model for a task: cost per call and per day, budget and context fit, capabilities.
+    #[command(
+        after_help = "Examples:\n  budget recommend --task-type code_generation --context-size 2000 --output-size 1000\n  budget recommend --task-type text_generation --max-cost 5.0"
+    )]
+    Recommend {
+        /// What the calls are for (code_generation, text_generation, analysis, vision…), or words.
+        #[arg(long = "task-type")]
+        task_type: String,
+        /// Input tokens per call.
+        #[arg(long = "context-size", default_value_t = 1000)]
+        context_size: i64,
+        /// Output tokens per call.
+        #[arg(long = "output-size", default_value_t = 500)]
+        output_size: i64,
+        /// USD per day the calls may cost.
+        #[arg(long = "max-cost")]
+        max_cost: Option<String>,
+        /// Calls per day.
+        #[arg(long, default_value_t = 1)]
+        frequency: i64,
+        /// Prefer this provider among equals.
+        #[arg(long = "prefer-provider")]
+        prefer_provider: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Analyse spending: totals, breakdowns, trend, every window's burn rate and exhaustion, spikes.
+    #[command(after_help = "Examples:\n  budget analyze --period daily --days 7\n  budget analyze --days 30 --json")]
+    Analyze(AssistantArgs),
+    /// Ranked recommendations with their savings per period, from the token mix in the log.
+    #[command(after_help = "Examples:\n  budget optimize\n  budget optimize --period weekly --days 30")]
+    Optimize(AssistantArgs),
     /// The events behind a selection, oldest first, with the running total.
     #[command(
         after_help = "Examples:\n  budget audit --provider openai --since 2026-11-01\n  budget audit --budget default --type UsageRecorded,UsageRepriced --json\n  budget audit --context-id task-123"
@@ -417,6 +451,18 @@ pub enum AlertsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+pub struct AssistantArgs {
+    /// hourly, daily, weekly or monthly.
+    #[arg(long, default_value = "daily")]
+    pub period: String,
+    /// The last this many days (1 to 365).
+    #[arg(long, default_value_t = 30)]
+    pub days: i64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

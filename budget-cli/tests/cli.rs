@@ -640,6 +640,10 @@ async fn the_guides_cli_examples_work_as_written() {
         "set_limit daily 5.0 --component codex --policy-type warn",
         "status",
         "get_usage daily",
+        "recommend --task-type code_generation --context-size 2000 --output-size 1000",
+        "recommend --task-type text_generation --max-cost 5.0",
+        "analyze --period daily --days 7",
+        "optimize",
         "set_limit --help",
     ];
     for line in guide {

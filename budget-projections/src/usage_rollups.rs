@@ -249,3 +249,23 @@ impl Totals {
         Money::new(self.cost).expect("sums of ledger amounts fit a ledger column")
     }
 }
+
+/// Usage per provider × model × component × task type for `filter`: the real token mix of each, for
+/// the assistant's model substitutions.
+pub async fn mix(
+    client: &impl GenericClient,
+    filter: &UsageFilter,
+) -> Result<Vec<(String, String, String, String, Totals)>, tokio_postgres::Error> {
+    let (clause, params) = where_clause(filter);
+    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT provider, model, component, task_type, {SUMS} FROM usage_rollups {clause}
+                 GROUP BY 1, 2, 3, 4 ORDER BY sum(cost) DESC, 1, 2, 3, 4"
+            ),
+            &params,
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), Totals::from_row(r, 4))).collect())
+}

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod allocations;
+pub mod assistant;
 pub mod audit;
 pub mod budgets;
 pub mod check;
@@ -22,6 +23,9 @@ use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::health)
+        .service(assistant::analyze_route)
+        .service(assistant::optimize_route)
+        .service(assistant::recommend_route)
         .service(audit::events)
         .service(audit::explain)
         .service(audit::export)

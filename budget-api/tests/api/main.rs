@@ -2,6 +2,7 @@
 
 mod alerts;
 mod allocations;
+mod assistant;
 mod docs;
 mod enforcement;
 mod health;

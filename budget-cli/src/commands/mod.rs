@@ -2,6 +2,7 @@
 
 mod alerts;
 mod allocate;
+mod assistant;
 mod audit;
 mod budgets;
 mod export;
@@ -27,6 +28,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alerts(command) => alerts::run(&client, command).await,
         Command::Prices(command) => prices::run(&client, command).await,
         Command::CalcCost(args) => prices::calc_cost(&client, args).await,
+        Command::Recommend {
+            task_type,
+            context_size,
+            output_size,
+            max_cost,
+            frequency,
+            prefer_provider,
+            limit,
+            json,
+        } => {
+            assistant::recommend(
+                &client,
+                assistant::Ask { task_type, context_size, output_size, max_cost, frequency, prefer_provider, limit },
+                json,
+            )
+            .await
+        }
+        Command::Analyze(args) => assistant::analyze(&client, args).await,
+        Command::Optimize(args) => assistant::optimize(&client, args).await,
         Command::Audit(args) => audit::audit(&client, args).await,
         Command::Explain { policy_id, window, json } => audit::explain(&client, policy_id, window, json).await,
         Command::Export { since, until, format, output } => export::run(&client, since, until, format, output).await,

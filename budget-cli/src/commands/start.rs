@@ -79,6 +79,16 @@ async fn serve(args: &StartArgs, database: DbConfig) -> anyhow::Result<()> {
             .filter(|m| *m > rust_decimal::Decimal::ONE)
             .with_context(|| format!("BUDGET_SPIKE_MULTIPLE is `{multiple}`; use a number above 1, e.g. 3"))?;
     }
+    if let Ok(url) = std::env::var("BUDGET_ASSISTANT_LLM_URL") {
+        let model = std::env::var("BUDGET_ASSISTANT_MODEL")
+            .context("BUDGET_ASSISTANT_LLM_URL is set but BUDGET_ASSISTANT_MODEL is not; name the model to ask")?;
+        settings.assistant_llm = Some(budget_api::assistant::narrative::LlmSettings {
+            url,
+            model,
+            api_key: std::env::var("BUDGET_ASSISTANT_API_KEY").ok(),
+            timeout: std::time::Duration::from_secs(30),
+        });
+    }
     let app = Application::build(settings).await?;
     let handle = app.handle();
     // Ctrl-C and SIGTERM: stop accepting, let in-flight requests finish, then stop.

@@ -1,0 +1,222 @@
+//! `analyze`: where the money went over a range, where it is heading in every active window, and what
+//! stands out, each finding a sentence with its numbers.
+
+use budget_events::store::{allocations, policies};
+use budget_projections::usage_rollups::{self, Totals, UsageFilter};
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use crate::assistant::{number, usd, Range};
+use crate::error::ApiError;
+
+/// The analysis of `range`, and the figures behind it.
+pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) -> Result<(Value, Value), ApiError> {
+    let now = range.end;
+    let filter = UsageFilter { start: Some(range.start), ..Default::default() };
+    let report = usage_rollups::report(client, &filter, range.period, &usage_rollups::DIMENSIONS).await?;
+    let previous = usage_rollups::report(
+        client,
+        &UsageFilter {
+            start: Some(range.start - Duration::days(range.days)),
+            end: Some(range.start),
+            ..Default::default()
+        },
+        range.period,
+        &[],
+    )
+    .await?;
+    let total = report.totals;
+    let mut findings: Vec<String> = Vec::new();
+    findings.push(format!(
+        "In the last {} days {} calls spent {} on {} tokens ({} input, {} output).",
+        range.days,
+        total.count,
+        usd(total.cost),
+        total.total_tokens(),
+        total.input_tokens,
+        total.output_tokens
+    ));
+
+    let breakdown = |dimension: &str| -> Vec<Value> {
+        let mut rows: Vec<(&String, &Totals)> =
+            report.groups.get(dimension).map(|g| g.iter().collect()).unwrap_or_default();
+        rows.sort_by(|a, b| b.1.cost.cmp(&a.1.cost).then(a.0.cmp(b.0)));
+        rows.iter()
+            .map(|(name, t)| {
+                json!({
+                    "name": name, "cost": number(t.cost), "tokens": t.total_tokens(), "calls": t.count,
+                    "share": if total.cost.is_zero() { number(Decimal::ZERO) } else { number((t.cost / total.cost).round_dp(4)) },
+                })
+            })
+            .collect()
+    };
+    let by: Value = usage_rollups::DIMENSIONS
+        .iter()
+        .map(|d| (d.to_string(), json!(breakdown(d))))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    for d in ["provider", "component"] {
+        if let Some(top) = by[d].as_array().and_then(|a| a.first()) {
+            findings.push(format!(
+                "The largest {d} is {} with {} ({}% of the spend).",
+                top["name"].as_str().unwrap_or("?"),
+                usd(top["cost"].to_string().parse().unwrap_or_default()),
+                (top["share"].to_string().parse::<Decimal>().unwrap_or_default() * Decimal::from(100))
+                    .round_dp(1)
+                    .normalize()
+            ));
+        }
+    }
+
+    // Trend: this range against the one before it.
+    let before = previous.totals.cost;
+    let change = total.cost - before;
+    let change_fraction = (!before.is_zero()).then(|| (change / before).round_dp(4));
+    match change_fraction {
+        Some(f) => findings.push(format!(
+            "Spend is {} {}% against the previous {} days ({} then).",
+            if change >= Decimal::ZERO { "up" } else { "down" },
+            (f.abs() * Decimal::from(100)).round_dp(1).normalize(),
+            range.days,
+            usd(before)
+        )),
+        None if !total.cost.is_zero() => {
+            findings.push(format!("There was no spend in the previous {} days to compare with.", range.days))
+        }
+        None => {}
+    }
+
+    // Every active calendar window: burn rate, projected end-of-window spend, when it runs out.
+    let rows = policies::list(client).await?;
+    let active: Vec<_> = rows.into_iter().filter(|r| r.policy.enabled).collect();
+    let mut windows = Vec::new();
+    for w in crate::routes::status::windows(client, &active, now, true).await? {
+        let (Some(start), Some(end)) = (w.window_start, w.window_end) else { continue };
+        let row = active.iter().find(|r| r.policy.id == w.policy.policy_id).expect("the window's policy is listed");
+        let elapsed_hours = hours(now - start).max(Decimal::new(1, 2));
+        let left_hours = hours(end - now).max(Decimal::ZERO);
+        let burn = w.used_cost / elapsed_hours;
+        let projected = w.used_cost + burn * left_hours;
+        let limit = row.policy.cost_limit.map(|l| l.amount());
+        let exhausted_at: Option<DateTime<Utc>> = match limit {
+            Some(l) if burn > Decimal::ZERO => {
+                let room = l - w.used_cost - w.reserved_cost;
+                if room <= Decimal::ZERO {
+                    Some(now)
+                } else {
+                    let h = room / burn;
+                    (h <= left_hours).then(|| {
+                        now + Duration::seconds((h * Decimal::from(3600)).round().try_into().unwrap_or(i64::MAX / 2))
+                    })
+                }
+            }
+            _ => None,
+        };
+        if let (Some(l), Some(at)) = (limit, exhausted_at) {
+            findings.push(format!(
+                "At {}/hour the {} limit of {} on {} runs out at {} ({} projected by the window's end).",
+                usd(burn),
+                w.policy.period,
+                usd(l),
+                w.policy.scope,
+                at.format("%Y-%m-%d %H:%M UTC"),
+                usd(projected)
+            ));
+        }
+        windows.push(json!({
+            "policy_id": w.policy.policy_id,
+            "budget": row.budget_name,
+            "period": w.policy.period,
+            "scope": w.policy.scope,
+            "window_start": start,
+            "window_end": end,
+            "used_cost": number(w.used_cost),
+            "reserved_cost": number(w.reserved_cost),
+            "cost_limit": limit.map(number),
+            "burn_rate_per_hour": number(burn.round_dp(10)),
+            "projected_end_spend": number(projected.round_dp(10)),
+            "exhausted_at": exhausted_at,
+            "state": w.state,
+        }));
+    }
+
+    // Spend spikes the alerts projection raised in the range.
+    let spikes: Vec<Value> = client
+        .query(
+            "SELECT details, message FROM alerts WHERE alert_type = 'spend_spike' AND raised_at >= $1 ORDER BY raised_at",
+            &[&range.start],
+        )
+        .await?
+        .iter()
+        .map(|r| json!({"details": r.get::<_, Value>(0), "message": r.get::<_, String>(1)}))
+        .collect();
+    if !spikes.is_empty() {
+        findings.push(format!("{} hours spent far above the trailing average (spend_spike alerts).", spikes.len()));
+    }
+
+    // Top cost drivers: model × component.
+    let mix = usage_rollups::mix(client, &filter).await?;
+    let drivers: Vec<Value> = mix
+        .iter()
+        .take(5)
+        .map(|(p, m, c, t, totals)| json!({"provider": p, "model": m, "component": c, "task_type": t, "cost": number(totals.cost), "calls": totals.count}))
+        .collect();
+    if let Some((p, m, c, _, t)) = mix.first() {
+        findings.push(format!("The top cost driver is {c} on {p}/{m}: {} in {} calls.", usd(t.cost), t.count));
+    }
+
+    // Allocation efficiency: reserved against used, per component.
+    let allocated = allocations::list(
+        client,
+        &allocations::AllocationFilter {
+            states: Some(["active", "released", "expired", "exhausted"].map(String::from).to_vec()),
+            limit: 10_000,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut per_component: std::collections::BTreeMap<String, (i64, i64, i64)> = Default::default();
+    for a in allocated.iter().filter(|a| a.created_at >= range.start) {
+        let e = per_component.entry(a.component.to_string()).or_default();
+        e.0 += a.tokens_allocated;
+        e.1 += a.input_tokens_used + a.output_tokens_used;
+        e.2 += 1;
+    }
+    let efficiency: Vec<Value> = per_component
+        .iter()
+        .map(|(component, (reserved, used, n))| {
+            let f = if *reserved > 0 { Decimal::from(*used) / Decimal::from(*reserved) } else { Decimal::ZERO };
+            if *reserved > 0 && f < Decimal::new(5, 1) {
+                findings.push(format!(
+                    "{component} used {}% of the {} tokens it reserved in {n} allocations; smaller allocations would free the rest for others.",
+                    (f * Decimal::from(100)).round_dp(1).normalize(),
+                    reserved
+                ));
+            }
+            json!({"component": component, "allocations": n, "reserved_tokens": reserved, "used_tokens": used, "efficiency": number(f.round_dp(4))})
+        })
+        .collect();
+
+    let analysis = json!({
+        "period": range.period.to_string(),
+        "days": range.days,
+        "start": range.start,
+        "end": range.end,
+        "totals": {"cost": number(total.cost), "tokens": total.total_tokens(), "input_tokens": total.input_tokens, "output_tokens": total.output_tokens, "calls": total.count},
+        "breakdown": by,
+        "series": report.series.iter().map(|b| json!({"start": b.start, "cost": number(b.totals.cost), "tokens": b.totals.total_tokens(), "calls": b.totals.count})).collect::<Vec<_>>(),
+        "trend": {"previous_cost": number(before), "change": number(change), "change_fraction": change_fraction.map(number)},
+        "windows": windows,
+        "spikes": spikes,
+        "top_drivers": drivers,
+        "allocation_efficiency": efficiency,
+        "findings": findings,
+    });
+    let raw = json!({"mix": mix.iter().map(|(p, m, c, t, totals)| json!({"provider": p, "model": m, "component": c, "task_type": t, "input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens, "cost": number(totals.cost), "calls": totals.count})).collect::<Vec<_>>()});
+    Ok((analysis, raw))
+}
+
+fn hours(d: Duration) -> Decimal {
+    Decimal::from(d.num_seconds()) / Decimal::from(3600)
+}

@@ -1,0 +1,59 @@
+//! The Budget assistant: findings computed from the log's projections and the price book, each a
+//! sentence with its numbers; useful without any LLM. With one configured
+//! (`BUDGET_ASSISTANT_LLM_URL`), the findings are also narrated ([`narrative`]).
+
+pub mod analyze;
+pub mod narrative;
+pub mod optimize;
+pub mod recommend;
+
+use budget_events::period::Period;
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// The range an analysis covers: the last `days` days up to now, bucketed by `period`.
+#[derive(Debug, Clone, Copy)]
+pub struct Range {
+    pub period: Period,
+    pub days: i64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Range {
+    /// Validates `period` (hourly, daily, weekly, monthly) and `days` (1 to 365).
+    pub fn new(period: &str, days: i64, now: DateTime<Utc>) -> Result<Range, ApiError> {
+        let period: Period = period.parse().map_err(|e: budget_events::period::UnknownPeriod| {
+            ApiError::bad_request("validation_failed", e.to_string())
+        })?;
+        if !(1..=365).contains(&days) {
+            return Err(ApiError::bad_request("validation_failed", format!("days is {days}; use 1 to 365")));
+        }
+        Ok(Range { period, days, start: now - Duration::days(days), end: now })
+    }
+
+    /// How many of `period` the range holds (for "per period" figures).
+    pub fn periods(&self) -> Decimal {
+        let hours = Decimal::from(self.days * 24);
+        let per = Decimal::from(match self.period {
+            Period::Hourly => 1,
+            Period::Daily => 24,
+            Period::Weekly => 24 * 7,
+            Period::Monthly => 24 * 30,
+        });
+        (hours / per).max(Decimal::ONE)
+    }
+}
+
+/// A decimal as a JSON number with its exact digits.
+pub fn number(d: Decimal) -> Value {
+    serde_json::from_str(&d.normalize().to_string()).expect("a decimal is a JSON number")
+}
+
+/// Money rounded for a sentence.
+pub fn usd(d: Decimal) -> String {
+    format!("${}", d.round_dp(4).normalize())
+}

@@ -1,0 +1,219 @@
+//! `optimize`: recommendations ranked by the USD they would save per period, computed from the token
+//! mix actually in the log: model substitutions, allocation sizing, prompt caching and policy
+//! adjustments, each with its evidence and a confidence.
+
+use std::collections::BTreeMap;
+
+use budget_events::domain::alternatives::{self, CallShape};
+use budget_events::domain::price;
+use budget_events::store::{allocations, policies, prices};
+use budget_projections::usage_rollups::{self, UsageFilter};
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use crate::assistant::{number, usd, Range};
+use crate::error::ApiError;
+
+/// Capability tags that say what a model can do (the rest say where it runs).
+const SKILLS: [&str; 4] = ["code", "reasoning", "vision", "tool_use"];
+
+struct Recommendation {
+    kind: &'static str,
+    what: String,
+    savings: Decimal,
+    confidence: &'static str,
+    evidence: Value,
+}
+
+pub async fn optimize(client: &impl tokio_postgres::GenericClient, range: Range) -> Result<(Value, Value), ApiError> {
+    let filter = UsageFilter { start: Some(range.start), ..Default::default() };
+    let mix = usage_rollups::mix(client, &filter).await?;
+    let in_effect = prices::in_effect(client, range.end).await?;
+    let per_period = Decimal::ONE / range.periods();
+    let mut found: Vec<Recommendation> = Vec::new();
+
+    for (provider, model, component, task_type, totals) in &mix {
+        let versions = prices::versions_for_model(client, provider, model).await?;
+        let Some((current, resolved)) = price::resolve(&versions, provider, model, range.end) else { continue };
+        let call = CallShape {
+            task_type,
+            input_tokens: totals.input_tokens,
+            output_tokens: totals.output_tokens,
+            include_local: false,
+        };
+        let now_cost = price::cost(&current.spec, totals.input_tokens, 0, totals.output_tokens).total_cost;
+        if now_cost.is_zero() {
+            continue;
+        }
+        // Same skills first (high confidence); else anything able to do the task type (medium).
+        let cheaper = alternatives::cheaper_alternatives(&in_effect, current, &call);
+        let skills =
+            |caps: &[String]| caps.iter().filter(|c| SKILLS.contains(&c.as_str())).cloned().collect::<Vec<_>>();
+        let needed = skills(&current.spec.capabilities);
+        let same = cheaper.iter().find(|a| needed.iter().all(|n| a.capabilities.contains(n)));
+        let (best, confidence) = match (same, cheaper.first()) {
+            (Some(a), _) => (a, "high"),
+            (None, Some(a)) => (a, "medium"),
+            (None, None) => continue,
+        };
+        found.push(Recommendation {
+            kind: "model_substitution",
+            what: format!(
+                "Move {component}'s {task_type} calls from {provider}/{model} to {}/{}: the same {} input and {} output tokens would cost {} instead of {} over the {} days.",
+                best.provider,
+                best.model,
+                totals.input_tokens,
+                totals.output_tokens,
+                usd(best.cost),
+                usd(now_cost),
+                range.days
+            ),
+            savings: best.savings * per_period,
+            confidence,
+            evidence: json!({
+                "component": component, "task_type": task_type, "provider": provider, "model": model, "priced_as": resolved,
+                "input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens, "calls": totals.count,
+                "current_cost": number(now_cost), "alternative": best, "skills_needed": needed,
+            }),
+        });
+        // Prompt caching: a model with a cached-input rate, used with long inputs.
+        if let Some(cached) = current.spec.cached_input_per_token.filter(|c| *c < current.spec.input_per_token) {
+            let input_share =
+                Decimal::from(totals.input_tokens) / Decimal::from((totals.input_tokens + totals.output_tokens).max(1));
+            if input_share >= Decimal::new(7, 1) {
+                // If half of the input were served from cache.
+                let saved =
+                    Decimal::from(totals.input_tokens) / Decimal::from(2) * (current.spec.input_per_token - cached);
+                found.push(Recommendation {
+                    kind: "prompt_caching",
+                    what: format!(
+                        "{component} sends mostly input to {provider}/{model} ({}% of its tokens); stable prompt prefixes served from the cache ({}/1M instead of {}/1M) would save about {} per {} if half the input were cached.",
+                        (input_share * Decimal::from(100)).round_dp(1).normalize(),
+                        usd(cached * Decimal::from(1_000_000)),
+                        usd(current.spec.input_per_token * Decimal::from(1_000_000)),
+                        usd(saved * per_period),
+                        range.period
+                    ),
+                    savings: saved * per_period,
+                    confidence: "low",
+                    evidence: json!({"component": component, "provider": provider, "model": model, "input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens, "input_share": number(input_share.round_dp(4))}),
+                });
+            }
+        }
+    }
+
+    // Allocation sizing: what components reserve against the p95 of what they use.
+    let resolved = allocations::list(
+        client,
+        &allocations::AllocationFilter {
+            states: Some(["released", "expired", "exhausted"].map(String::from).to_vec()),
+            limit: 10_000,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut per_component: BTreeMap<String, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
+    for a in resolved.iter().filter(|a| a.created_at >= range.start) {
+        let e = per_component.entry(a.component.to_string()).or_default();
+        e.0.push(a.tokens_allocated);
+        e.1.push(a.input_tokens_used + a.output_tokens_used);
+    }
+    for (component, (allocated, mut used)) in per_component {
+        if used.len() < 3 {
+            continue;
+        }
+        used.sort_unstable();
+        let p95 = used[((used.len() as f64 * 0.95).ceil() as usize).clamp(1, used.len()) - 1];
+        let typical = allocated.iter().sum::<i64>() / allocated.len() as i64;
+        if (p95 as f64) < typical as f64 * 0.6 {
+            let suggested = ((p95 as f64 * 1.1).ceil() as i64).max(1);
+            found.push(Recommendation {
+                kind: "allocation_sizing",
+                what: format!(
+                    "{component} reserves {typical} tokens per task but 95% of its tasks use at most {p95}; reserve about {suggested} (BUDGET_ALLOCATION_DEFAULTS or --tokens) so the unused {} tokens per task stay available to others.",
+                    typical - suggested
+                ),
+                savings: Decimal::ZERO,
+                confidence: if used.len() >= 20 { "high" } else { "medium" },
+                evidence: json!({"component": component, "allocations": used.len(), "typical_allocated": typical, "p95_used": p95, "suggested": suggested}),
+            });
+        }
+    }
+
+    // Policy adjustments: windows exhausted early every period, or never used.
+    for row in policies::list(client).await?.into_iter().filter(|r| r.policy.enabled) {
+        let Some(limit) = row.policy.cost_limit.map(|l| l.amount()).filter(|l| *l > Decimal::ZERO) else { continue };
+        let history = client
+            .query(
+                "SELECT posted_cost, window_start FROM policy_accounts WHERE policy_id = $1 AND window_start >= $2 AND window_end <= $3",
+                &[&row.policy.id, &range.start, &range.end],
+            )
+            .await?;
+        if history.len() < 2 {
+            continue;
+        }
+        let used: Vec<Decimal> = history.iter().map(|r| r.get(0)).collect();
+        let exhausted = used.iter().filter(|u| **u >= limit).count();
+        let scope = row.policy.scope.describe();
+        if exhausted == used.len() {
+            found.push(Recommendation {
+                kind: "policy_adjustment",
+                what: format!(
+                    "The {} limit of {} on {scope} was reached in every one of its last {} windows: raise it, or route part of that usage to cheaper models.",
+                    row.policy.period,
+                    usd(limit),
+                    used.len()
+                ),
+                savings: Decimal::ZERO,
+                confidence: "medium",
+                evidence: json!({"policy_id": row.policy.id, "windows": used.len(), "exhausted": exhausted, "limit": number(limit)}),
+            });
+        } else if used.iter().all(|u| u.is_zero()) {
+            found.push(Recommendation {
+                kind: "policy_adjustment",
+                what: format!(
+                    "The {} limit of {} on {scope} saw no spend in {} windows: remove it or lower it.",
+                    row.policy.period,
+                    usd(limit),
+                    used.len()
+                ),
+                savings: Decimal::ZERO,
+                confidence: "low",
+                evidence: json!({"policy_id": row.policy.id, "windows": used.len()}),
+            });
+        }
+    }
+
+    found.sort_by(|a, b| b.savings.cmp(&a.savings).then_with(|| a.kind.cmp(b.kind)));
+    let total: Decimal = found.iter().map(|r| r.savings).sum();
+    let list: Vec<Value> = found
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            json!({
+                "rank": i + 1,
+                "kind": r.kind,
+                "recommendation": r.what,
+                "estimated_savings_per_period": number(r.savings.round_dp(10)),
+                "period": range.period.to_string(),
+                "confidence": r.confidence,
+                "evidence": r.evidence,
+            })
+        })
+        .collect();
+    let summary = format!(
+        "{} recommendations; together about {} per {} ({} over the {} days analysed).",
+        list.len(),
+        usd(total),
+        range.period,
+        usd(total * range.periods()),
+        range.days
+    );
+    let raw =
+        json!({"mix_rows": mix.len(), "priced_models": in_effect.len(), "periods_in_range": range.periods().to_f64()});
+    Ok((
+        json!({"period": range.period.to_string(), "days": range.days, "summary": summary, "total_savings_per_period": number(total.round_dp(10)), "recommendations": list}),
+        raw,
+    ))
+}

@@ -1,0 +1,199 @@
+//! The assistant on a workload with known answers, and its narrative from an OpenAI-compatible server
+//! started by the test (and without one).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp};
+use crate::stub::Stub;
+
+/// A small price book and a month of two components' usage:
+/// - codex, coding: 10 calls of acme/big, 10,000 in + 2,000 out each at $10/$30 per 1M = $0.16 a call;
+/// - vision-bot, image: 5 calls of acme/pic, 1,000 in each at $0.1 per 1M = $0.0001 a call.
+async fn workload(app: &TestApp) {
+    for (model, input, output, caps) in [
+        ("big", "10", "30", json!(["code", "reasoning", "remote_heavyweight"])),
+        ("small", "1", "3", json!(["code", "remote_heavyweight"])),
+        ("pic", "0.1", "0.1", json!(["vision", "remote_heavyweight"])),
+    ] {
+        let price = json!({"provider": "acme", "model": model, "input": input, "output": output, "capabilities": caps,
+                           "effective_from": "2026-01-01T00:00:00Z"});
+        assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200, "{price}");
+    }
+    let policy = json!({"period": "daily", "type": "warn", "cost_limit": "2", "component": "codex"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let mut records = Vec::new();
+    for _ in 0..10 {
+        records.push(json!({"provider": "acme", "model": "big", "component": "codex", "task_type": "coding",
+                            "input_tokens": 10000, "output_tokens": 2000}));
+    }
+    for _ in 0..5 {
+        records.push(json!({"provider": "acme", "model": "pic", "component": "vision-bot", "task_type": "image",
+                            "input_tokens": 1000, "output_tokens": 0}));
+    }
+    assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
+    app.wait_for_projections(app.events().await).await;
+}
+
+#[tokio::test]
+async fn analyze_and_optimize_give_the_known_answers() {
+    let app = spawn_app().await;
+    workload(&app).await;
+    let asked_at = Utc::now();
+    let r: Value =
+        app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 30})).await.json().await.unwrap();
+    assert_eq!(r["success"], true);
+    assert!(r.get("narrative").is_none() && r.get("raw_data").is_none(), "no LLM configured, no raw data asked: {r}");
+    let a = &r["analysis"];
+    assert_eq!(
+        (a["totals"]["cost"].to_string(), a["totals"]["calls"].as_i64(), a["totals"]["tokens"].as_i64()),
+        ("1.6005".into(), Some(15), Some(125_000))
+    );
+    let components = a["breakdown"]["component"].as_array().unwrap();
+    assert_eq!((components[0]["name"].as_str(), components[0]["cost"].to_string()), (Some("codex"), "1.6".into()));
+    assert_eq!(a["top_drivers"][0]["model"], "big");
+    // The codex window: $1.60 of $2 used since the window began; at that rate the limit is reached at
+    // start + elapsed × 2 / 1.6, if that is before the window ends.
+    let w = &a["windows"][0];
+    assert_eq!((w["used_cost"].to_string(), w["cost_limit"].to_string()), ("1.6".into(), "2".into()));
+    let start: DateTime<Utc> = w["window_start"].as_str().unwrap().parse().unwrap();
+    let end: DateTime<Utc> = w["window_end"].as_str().unwrap().parse().unwrap();
+    let expected = start + (asked_at - start) * 5 / 4;
+    match w["exhausted_at"].as_str() {
+        Some(at) => {
+            let at: DateTime<Utc> = at.parse().unwrap();
+            assert!((at - expected).num_seconds().abs() <= 10, "exhausted at {at}, expected about {expected}");
+            assert!(a["findings"].as_array().unwrap().iter().any(|f| f.as_str().unwrap().contains("runs out at")));
+        }
+        None => assert!(expected > end, "no exhaustion within the window only when it is after {end}: {w}"),
+    }
+    assert!(
+        a["findings"].as_array().unwrap().iter().any(|f| f.as_str().unwrap().contains("15 calls spent $1.6005")),
+        "{a:#}"
+    );
+
+    // Optimize: codex's coding calls on acme/big would cost $0.16 instead of $1.60 on acme/small (it
+    // lacks big's reasoning, so medium confidence): $1.44 over 30 days, $0.048 a day.
+    let r: Value = app
+        .post("/api/assistant/optimize", &json!({"period": "daily", "days": 30, "include_raw_data": true}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let recs = r["recommendations"]["recommendations"].as_array().unwrap();
+    let first = &recs[0];
+    assert_eq!(
+        (first["kind"].as_str(), first["confidence"].as_str(), first["rank"].as_i64()),
+        (Some("model_substitution"), Some("medium"), Some(1))
+    );
+    assert_eq!(first["estimated_savings_per_period"].to_string(), "0.048");
+    assert_eq!(first["evidence"]["alternative"]["model"], "small");
+    assert_eq!(first["evidence"]["current_cost"].to_string(), "1.6");
+    assert!(first["recommendation"].as_str().unwrap().contains("would cost $0.16 instead of $1.6"), "{first}");
+    assert!(
+        recs.iter().all(|x| x["evidence"]["component"] != "vision-bot" || x["kind"] != "model_substitution"),
+        "nothing cheaper can see images"
+    );
+    assert!(r["raw_data"].is_object());
+
+    for bad in [json!({"days": 0}), json!({"days": 366}), json!({"period": "yearly"}), json!({"days": "ten"})] {
+        assert_error(app.post("/api/assistant/analyze", &bad).await, 400, "validation_failed").await;
+    }
+}
+
+#[tokio::test]
+async fn recommend_model_ranks_every_priced_model_for_the_task() {
+    let app = spawn_app().await;
+    workload(&app).await;
+    let ask = json!({"task_description": "Generate Python code for data processing", "input_length": 2000,
+                     "output_length": 1000, "usage_frequency": 25, "budget_limit": 10.0,
+                     "priority_areas": "Code accuracy, error handling"});
+    let r: Value = app.post("/api/assistant/recommend-model", &ask).await.json().await.unwrap();
+    let rec = &r["recommendations"];
+    assert_eq!(rec["needed_capabilities"], json!(["code", "reasoning"]));
+    let order: Vec<&str> = rec["models"].as_array().unwrap().iter().map(|m| m["model"].as_str().unwrap()).collect();
+    assert_eq!(order, ["big", "small", "pic"]);
+    // big: 2,000 × $10/1M + 1,000 × $30/1M = $0.05 a call, $1.25 a day at 25 calls.
+    let best = &rec["best"];
+    assert_eq!(
+        (best["cost_per_call"].to_string(), best["cost_per_day"].to_string(), best["fits_budget"].as_bool()),
+        ("0.05".into(), "1.25".into(), Some(true))
+    );
+    assert!(best["rationale"].as_str().unwrap().contains("has code, reasoning"), "{best}");
+    // Under a budget big does not fit, small comes first.
+    let mut tight = ask.clone();
+    tight["budget_limit"] = json!(1.0);
+    let r: Value = app.post("/api/assistant/recommend-model", &tight).await.json().await.unwrap();
+    assert_eq!(r["recommendations"]["best"]["model"], "small", "{r}");
+    let big = r["recommendations"]["models"].as_array().unwrap().iter().find(|m| m["model"] == "big").unwrap().clone();
+    assert_eq!((big["fits_budget"].as_bool(), big["cost_per_day"].to_string()), (Some(false), "1.25".into()));
+    assert!(big["rationale"].as_str().unwrap().contains("over the budget"));
+    for (field, value) in [
+        ("input_length", json!(0)),
+        ("output_length", json!(-1)),
+        ("budget_limit", json!(0)),
+        ("usage_frequency", json!(0)),
+    ] {
+        let mut bad = ask.clone();
+        bad[field] = value;
+        let message =
+            assert_error(app.post("/api/assistant/recommend-model", &bad).await, 400, "validation_failed").await;
+        assert!(message.contains(field), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn the_narrative_comes_from_an_openai_compatible_server_and_its_failure_never_fails_the_request() {
+    let llm = Stub::start(|_, _| {
+        (200, json!({"id": "c1", "object": "chat.completion", "model": "tiny",
+                      "choices": [{"index": 0, "message": {"role": "assistant", "content": "Codex drives the spend."}, "finish_reason": "stop"}],
+                      "usage": {"prompt_tokens": 321, "completion_tokens": 12, "total_tokens": 333}}).to_string())
+    })
+    .await;
+    let settings = |url: String, timeout: Duration| budget_api::assistant::narrative::LlmSettings {
+        url,
+        model: "tiny".into(),
+        api_key: Some("k".into()),
+        timeout,
+    };
+    let url = format!("{}v1", llm.url);
+    let app = spawn_app_with(|s| s.assistant_llm = Some(settings(url, Duration::from_secs(5)))).await;
+    workload(&app).await;
+    let r: Value = app.post("/api/assistant/analyze", &json!({"days": 7})).await.json().await.unwrap();
+    assert_eq!(r["narrative"], "Codex drives the spend.", "{r}");
+    let sent: Value = serde_json::from_str(&llm.bodies()[0]).unwrap();
+    assert_eq!(sent["model"], "tiny");
+    assert!(sent["messages"][1]["content"].as_str().unwrap().contains("1.6005"), "the findings are sent: {sent}");
+    // The assistant's own call is usage like any other.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, records) = app.get_json("/api/usage/records?component=budget-assistant").await;
+        if let Some(rec) = records["records"].as_array().and_then(|a| a.first()) {
+            assert_eq!((rec["input_tokens"].as_i64(), rec["output_tokens"].as_i64()), (Some(321), Some(12)), "{rec}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the assistant's usage was not recorded: {records}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Down: the findings still come back.
+    let down =
+        spawn_app_with(|s| s.assistant_llm = Some(settings("http://127.0.0.1:9/v1".into(), Duration::from_secs(2))))
+            .await;
+    workload(&down).await;
+    let r: Value = down.post("/api/assistant/optimize", &json!({"days": 7})).await.json().await.unwrap();
+    assert_eq!(r["success"], true);
+    assert!(r["recommendations"]["recommendations"].is_array());
+    assert!(r["narrative_error"].as_str().unwrap().contains("did not answer"), "{r}");
+    // Slow: a server that accepts and never answers, cut off by the timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/v1", silent.local_addr().unwrap());
+    let slow = spawn_app_with(|s| s.assistant_llm = Some(settings(silent_url, Duration::from_millis(500)))).await;
+    let started = std::time::Instant::now();
+    let r: Value = slow.post("/api/assistant/analyze", &json!({"days": 1})).await.json().await.unwrap();
+    assert!(r["analysis"]["findings"].is_array() && r["narrative_error"].is_string(), "{r}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(silent);
+}
