@@ -202,26 +202,9 @@ pub fn account_differences(
 pub async fn stored_accounts(
     client: &impl GenericClient,
 ) -> Result<BTreeMap<AccountKey, Account>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT policy_id, window_key, posted_cost, posted_tokens, pending_cost, pending_tokens, records
-             FROM policy_accounts",
-            &[],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                (r.get(0), r.get(1)),
-                Account {
-                    posted_cost: r.get(2),
-                    posted_tokens: r.get(3),
-                    pending_cost: r.get(4),
-                    pending_tokens: r.get(5),
-                    records: r.get(6),
-                },
-            )
-        })
+    Ok(crate::store::policies::all_accounts(client)
+        .await?
+        .into_iter()
+        .map(|w| ((w.policy_id, w.window_key), w.account))
         .collect())
 }

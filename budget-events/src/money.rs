@@ -111,6 +111,12 @@ fn decimal_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
 
 /// `#[serde(with = "budget_events::money::decimal_json")]` for plain `Decimal` fields that must be
 /// exact JSON numbers too (prices per token, percentages).
+/// A decimal as a JSON number with its exact digits (normalized: `1.50` → `1.5`), for building JSON
+/// by hand (`json!`), where the serde helpers above do not reach.
+pub fn json_number(d: Decimal) -> serde_json::Value {
+    serde_json::from_str(&d.normalize().to_string()).expect("a decimal is a JSON number")
+}
+
 pub mod decimal_json {
     use super::*;
 

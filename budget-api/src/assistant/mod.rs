@@ -10,9 +10,10 @@ pub mod recommend;
 use budget_events::period::Period;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
-use serde_json::Value;
 
 use crate::error::ApiError;
+
+pub use budget_events::money::json_number as number;
 
 /// The range an analysis covers: the last `days` days up to now, bucketed by `period`.
 #[derive(Debug, Clone, Copy)]
@@ -46,11 +47,6 @@ impl Range {
         });
         (hours / per).max(Decimal::ONE)
     }
-}
-
-/// A decimal as a JSON number with its exact digits.
-pub fn number(d: Decimal) -> Value {
-    serde_json::from_str(&d.normalize().to_string()).expect("a decimal is a JSON number")
 }
 
 /// Money rounded for a sentence.

@@ -14,6 +14,8 @@ use futures_util::StreamExt;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use budget_events::money::json_number as number;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -392,9 +394,4 @@ fn csv_cell(v: &Value) -> String {
     } else {
         text
     }
-}
-
-/// A decimal as a JSON number with its exact digits.
-fn number(d: Decimal) -> Value {
-    serde_json::from_str(&d.normalize().to_string()).expect("a decimal is a JSON number")
 }

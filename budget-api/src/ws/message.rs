@@ -12,6 +12,8 @@ use chrono::Utc;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+use budget_events::money::json_number as number;
 use uuid::Uuid;
 
 use crate::routes::allocations::AllocationView;
@@ -253,9 +255,4 @@ pub fn alert_update(alert: &AlertRow) -> Update {
         Origin::Alert(alert.seq),
         alert.position,
     )
-}
-
-/// A decimal as a JSON number with its exact digits.
-fn number(d: Decimal) -> Value {
-    serde_json::from_str(&d.normalize().to_string()).expect("a decimal is a JSON number")
 }

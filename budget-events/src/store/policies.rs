@@ -214,6 +214,19 @@ pub async fn recent_accounts(
     Ok(rows.iter().map(window_account).collect())
 }
 
+/// Every account, with its window bounds.
+pub async fn all_accounts(client: &impl GenericClient) -> Result<Vec<WindowAccount>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT policy_id, window_key, window_start, window_end, posted_cost, posted_tokens, pending_cost,
+                    pending_tokens, records
+             FROM policy_accounts",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(window_account).collect())
+}
+
 fn window_account(r: &Row) -> WindowAccount {
     WindowAccount {
         policy_id: r.get(0),

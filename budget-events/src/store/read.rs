@@ -46,17 +46,26 @@ pub async fn read_after(
     cursor: Cursor,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, ReadError> {
+    read_from(client, cursor, limit, true).await
+}
+
+async fn read_from(
+    client: &impl GenericClient,
+    cursor: Cursor,
+    limit: i64,
+    settled_only: bool,
+) -> Result<Vec<RecordedEvent>, ReadError> {
     let tx_text = cursor.tx_id.to_string();
     let rows = client
         .query(
             &format!(
                 "SELECT {COLUMNS} FROM events
                  WHERE (tx_id, position) > ($1::text::xid8, $2)
-                   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                   AND (NOT $4 OR tx_id < pg_snapshot_xmin(pg_current_snapshot()))
                  ORDER BY tx_id, position
                  LIMIT $3"
             ),
-            &[&tx_text, &cursor.position, &limit],
+            &[&tx_text, &cursor.position, &limit, &settled_only],
         )
         .await?;
     let events: Vec<RecordedEvent> = rows.iter().map(decode_row).collect::<Result<_, _>>()?;
@@ -181,17 +190,7 @@ pub async fn read_visible_after(
     cursor: Cursor,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, ReadError> {
-    let tx_text = cursor.tx_id.to_string();
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {COLUMNS} FROM events WHERE (tx_id, position) > ($1::text::xid8, $2)
-                 ORDER BY tx_id, position LIMIT $3"
-            ),
-            &[&tx_text, &cursor.position, &limit],
-        )
-        .await?;
-    rows.iter().map(decode_row).collect()
+    read_from(client, cursor, limit, false).await
 }
 
 /// Every event of one stream, in version order.
