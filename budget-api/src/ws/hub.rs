@@ -5,7 +5,7 @@
 //! connection has a bounded queue (a `broadcast` receiver), and one that falls behind is told so and
 //! disconnected ([`crate::ws::session`]).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -123,26 +123,41 @@ async fn step(
 ) -> anyhow::Result<bool> {
     let client = pool.get().await?;
     let events = store::read_after(&**client, mark.cursor, 500).await?;
-    let updates = if events.is_empty() { Vec::new() } else { updates_for(&**client, &events).await? };
     let raised = alerts::after_seq(&**client, mark.alert_seq, 500).await?;
     if events.is_empty() && raised.is_empty() {
         return Ok(false);
     }
-    let mut guard = shared.lock().expect("the mark lock is never poisoned");
-    // No receivers is not an error: nobody is listening right now.
-    for update in updates {
-        let _ = senders[update.topic].send(Arc::new(update));
+    let listened = || -> BTreeSet<&'static str> {
+        senders.iter().filter(|(_, s)| s.receiver_count() > 0).map(|(t, _)| *t).collect()
+    };
+    loop {
+        // Work only for the topics someone listens to; if a listener arrived meanwhile, do it again,
+        // since the mark is about to move past these events.
+        let topics = listened();
+        let updates = if events.is_empty() || topics.is_empty() {
+            Vec::new()
+        } else {
+            updates_for(&**client, &events, &|t| topics.contains(t)).await?
+        };
+        let mut guard = shared.lock().expect("the mark lock is never poisoned");
+        if !listened().is_subset(&topics) {
+            continue;
+        }
+        // No receivers is not an error: nobody is listening right now.
+        for update in updates {
+            let _ = senders[update.topic].send(Arc::new(update));
+        }
+        for alert in raised.iter().filter(|a| seen.insert(a.id)) {
+            let update = alert_update(alert);
+            let _ = senders[update.topic].send(Arc::new(update));
+        }
+        if let Some(last) = events.last() {
+            mark.cursor = Cursor::after(last);
+        }
+        if let Some(last) = raised.last() {
+            mark.alert_seq = last.seq;
+        }
+        *guard = *mark;
+        return Ok(true);
     }
-    for alert in raised.iter().filter(|a| seen.insert(a.id)) {
-        let update = alert_update(alert);
-        let _ = senders[update.topic].send(Arc::new(update));
-    }
-    if let Some(last) = events.last() {
-        mark.cursor = Cursor::after(last);
-    }
-    if let Some(last) = raised.last() {
-        mark.alert_seq = last.seq;
-    }
-    *guard = *mark;
-    Ok(true)
 }

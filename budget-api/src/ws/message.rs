@@ -83,9 +83,11 @@ impl Update {
 
 /// The updates a batch of events makes: a `budget_update` per window whose status changed (as it
 /// stands now), an `allocation_update` per allocation touched, a `price_update` per new price.
+/// Only the topics `wanted` says are computed: the lookups behind a topic nobody listens to are skipped.
 pub async fn updates_for(
     client: &impl tokio_postgres::GenericClient,
     events: &[RecordedEvent],
+    wanted: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Vec<Update>, tokio_postgres::Error> {
     // The last event touching each window / allocation: its update carries that event's place.
     let mut windows: BTreeMap<(Uuid, String), RecordedEvent> = BTreeMap::new();
@@ -119,7 +121,7 @@ pub async fn updates_for(
             Event::PolicySet(p) => {
                 policies_changed.insert(p.policy_id, e.clone());
             }
-            Event::PriceSet(p) => out.push(Update::new(
+            Event::PriceSet(p) if wanted(PRICE_UPDATES) => out.push(Update::new(
                 PRICE_UPDATES,
                 "price_update",
                 json!({
@@ -141,12 +143,24 @@ pub async fn updates_for(
             _ => {}
         }
     }
+    if !wanted(BUDGET_EVENTS) {
+        windows.clear();
+        policies_changed.clear();
+    }
+    if !wanted(ALLOCATION_UPDATES) && !wanted(BUDGET_EVENTS) {
+        allocations.clear();
+    }
     if !allocations.is_empty() {
         for (id, e) in &allocations {
             // Released windows change status too.
             if let Some(a) = budget_events::store::allocations::get(client, *id).await? {
-                for r in &a.reservations {
-                    windows.entry((r.policy_id, r.window.clone())).or_insert_with(|| e.clone());
+                if wanted(BUDGET_EVENTS) {
+                    for r in &a.reservations {
+                        windows.entry((r.policy_id, r.window.clone())).or_insert_with(|| e.clone());
+                    }
+                }
+                if !wanted(ALLOCATION_UPDATES) {
+                    continue;
                 }
                 let view = AllocationView::from(&a);
                 out.push(Update::new(

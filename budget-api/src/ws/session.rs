@@ -146,7 +146,7 @@ impl Connection {
         loop {
             let events = store::read_since(&**client, after, mark.cursor, 500).await.map_err(|e| e.to_string())?;
             let Some(last) = events.iter().map(|e| e.position).max() else { break };
-            let updates = updates_for(&**client, &events).await.map_err(|e| e.to_string())?;
+            let updates = updates_for(&**client, &events, &|t| topics.contains(t)).await.map_err(|e| e.to_string())?;
             for update in updates.iter().filter(|u| topics.contains(u.topic)) {
                 self.send(&update.text).await.map_err(|_| "the client stopped reading".to_string())?;
             }
