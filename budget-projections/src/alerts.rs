@@ -104,6 +104,11 @@ struct State {
     dirty_windows: BTreeSet<(Uuid, String)>,
     dirty_hours: BTreeSet<DateTime<Utc>>,
     raised: Vec<Raised>,
+    /// Threshold alerts already raised in this batch: later events past the same threshold are
+    /// skipped before any message is built (the first raise wins anyway).
+    raised_ids: std::collections::HashSet<Uuid>,
+    /// Policies parsed once per batch.
+    parsed: HashMap<Uuid, Policy>,
     acks: Vec<(Uuid, Option<String>, DateTime<Utc>)>,
 }
 
@@ -143,6 +148,7 @@ impl Alerts {
                 }
             }
             Event::PolicySet(p) => {
+                s.parsed.remove(&p.policy_id);
                 s.policies.insert(p.policy_id, p.clone());
                 s.dirty_policies.insert(p.policy_id);
             }
@@ -366,7 +372,7 @@ impl State {
         if !set.enabled || set.policy_type == PolicyType::Ignore || budget.is_some_and(|b| !b.1) {
             return;
         }
-        let policy = Policy::from_event(set);
+        let policy = self.parsed.entry(policy_id).or_insert_with(|| Policy::from_event(set)).clone();
         let budget_name = budget.map_or("?".to_string(), |b| b.0.clone());
         let metrics = [
             ("cost", policy.cost_limit.map(|l| l.amount()), used_cost),
@@ -382,6 +388,10 @@ impl State {
             ];
             for (name, threshold, kind, severity) in thresholds {
                 if fraction < threshold {
+                    continue;
+                }
+                let alert_id = alert_id(&format!("{policy_id}/{window}/{metric}/{name}"));
+                if !self.raised_ids.insert(alert_id) {
                     continue;
                 }
                 let alert_type = match (metric, kind) {
@@ -412,7 +422,7 @@ impl State {
                     },
                 );
                 self.raised.push(Raised {
-                    alert_id: alert_id(&format!("{policy_id}/{window}/{metric}/{name}")),
+                    alert_id,
                     position: r.position,
                     budget_id: Some(set.budget_id),
                     policy_id: Some(policy_id),

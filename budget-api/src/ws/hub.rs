@@ -122,14 +122,24 @@ async fn step(
     seen: &mut Seen,
 ) -> anyhow::Result<bool> {
     let client = pool.get().await?;
+    let listened = || -> BTreeSet<&'static str> {
+        senders.iter().filter(|(_, s)| s.receiver_count() > 0).map(|(t, _)| *t).collect()
+    };
+    if listened().is_empty() {
+        // Nobody listens: move the mark to the end without reading (or decoding) what is between.
+        let end = Mark { cursor: store::settled_end(&**client).await?, alert_seq: alerts::last_seq(&**client).await? };
+        let mut guard = shared.lock().expect("the mark lock is never poisoned");
+        if listened().is_empty() {
+            *mark = end;
+            *guard = end;
+            return Ok(false);
+        }
+    }
     let events = store::read_after(&**client, mark.cursor, 500).await?;
     let raised = alerts::after_seq(&**client, mark.alert_seq, 500).await?;
     if events.is_empty() && raised.is_empty() {
         return Ok(false);
     }
-    let listened = || -> BTreeSet<&'static str> {
-        senders.iter().filter(|(_, s)| s.receiver_count() > 0).map(|(t, _)| *t).collect()
-    };
     loop {
         // Work only for the topics someone listens to; if a listener arrived meanwhile, do it again,
         // since the mark is about to move past these events.
