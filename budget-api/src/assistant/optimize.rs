@@ -26,7 +26,11 @@ struct Recommendation {
     evidence: Value,
 }
 
-pub async fn optimize(client: &impl tokio_postgres::GenericClient, range: Range) -> Result<(Value, Value), ApiError> {
+pub async fn optimize(
+    client: &impl tokio_postgres::GenericClient,
+    range: Range,
+    defaults: &budget_events::domain::allocation::AllocationDefaults,
+) -> Result<(Value, Value), ApiError> {
     let filter = UsageFilter { start: Some(range.start), ..Default::default() };
     let mix = usage_rollups::mix(client, &filter).await?;
     let in_effect = prices::in_effect(client, range.end).await?;
@@ -103,7 +107,8 @@ pub async fn optimize(client: &impl tokio_postgres::GenericClient, range: Range)
         }
     }
 
-    // Allocation sizing: what components reserve against the p95 of what they use.
+    // Allocation sizing: what each component reserves per task type (the configured default, or what
+    // it asks for) against the p95 of what it uses.
     let resolved = allocations::list(
         client,
         &allocations::AllocationFilter {
@@ -113,30 +118,32 @@ pub async fn optimize(client: &impl tokio_postgres::GenericClient, range: Range)
         },
     )
     .await?;
-    let mut per_component: BTreeMap<String, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
+    let mut per_component: BTreeMap<(String, String), (Vec<i64>, Vec<i64>)> = BTreeMap::new();
     for a in resolved.iter().filter(|a| a.created_at >= range.start) {
-        let e = per_component.entry(a.component.to_string()).or_default();
+        let e = per_component.entry((a.component.to_string(), a.task_type.to_string())).or_default();
         e.0.push(a.tokens_allocated);
         e.1.push(a.input_tokens_used + a.output_tokens_used);
     }
-    for (component, (allocated, mut used)) in per_component {
+    for ((component, task_type), (allocated, mut used)) in per_component {
         if used.len() < 3 {
             continue;
         }
         used.sort_unstable();
         let p95 = used[((used.len() as f64 * 0.95).ceil() as usize).clamp(1, used.len()) - 1];
         let typical = allocated.iter().sum::<i64>() / allocated.len() as i64;
+        let default = defaults.tokens(&task_type, 5);
         if (p95 as f64) < typical as f64 * 0.6 {
             let suggested = ((p95 as f64 * 1.1).ceil() as i64).max(1);
             found.push(Recommendation {
                 kind: "allocation_sizing",
                 what: format!(
-                    "{component} reserves {typical} tokens per task but 95% of its tasks use at most {p95}; reserve about {suggested} (BUDGET_ALLOCATION_DEFAULTS or --tokens) so the unused {} tokens per task stay available to others.",
+                    "{component}'s {task_type} tasks reserve {typical} tokens each (the {task_type} default is {default}) but 95% of them use at most {p95}; reserve about {suggested} (BUDGET_ALLOCATION_DEFAULTS='{{\"{task_type}\": {suggested}}}', or --tokens {suggested}) so the unused {} tokens per task stay available to others.",
                     typical - suggested
                 ),
                 savings: Decimal::ZERO,
                 confidence: if used.len() >= 20 { "high" } else { "medium" },
-                evidence: json!({"component": component, "allocations": used.len(), "typical_allocated": typical, "p95_used": p95, "suggested": suggested}),
+                evidence: json!({"component": component, "task_type": task_type, "allocations": used.len(), "typical_allocated": typical,
+                                 "configured_default": default, "p95_used": p95, "suggested": suggested}),
             });
         }
     }

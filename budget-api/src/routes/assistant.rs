@@ -88,7 +88,7 @@ pub async fn analyze_route(state: web::Data<AppState>, payload: web::Payload) ->
 pub async fn optimize_route(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let (r, range) = range(payload).await?;
     let client = state.pool.get().await?;
-    let (recommendations, raw) = optimize::optimize(&**client, range).await?;
+    let (recommendations, raw) = optimize::optimize(&**client, range, &state.allocation_defaults).await?;
     drop(client);
     Ok(answer(&state, "recommendations", recommendations, raw, r.include_raw_data, r.narrative).await)
 }

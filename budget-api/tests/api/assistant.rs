@@ -97,6 +97,40 @@ async fn analyze_and_optimize_give_the_known_answers() {
         "nothing cheaper can see images"
     );
     assert!(r["raw_data"].is_object());
+    assert!(recs.iter().all(|x| x["kind"] != "allocation_sizing"), "no allocations yet");
+
+    // Five chat tasks reserve the chat default (4,000 tokens) and use 600 to 1,000: p95 1,000.
+    for used in [600, 700, 800, 900, 1000] {
+        let a: Value = app.post("/api/allocations", &json!({"context_id": format!("chat-{used}"), "component": "rhetor", "task_type": "chat", "estimated_cost": "0.01"})).await.json().await.unwrap();
+        assert_eq!(a["tokens_allocated"], 4000);
+        let usage = json!({"provider": "acme", "model": "small", "component": "rhetor", "task_type": "chat", "input_tokens": used, "output_tokens": 0, "allocation_id": a["allocation_id"]});
+        assert_eq!(app.post("/api/usage", &usage).await.status().as_u16(), 201);
+        let id = a["allocation_id"].as_str().unwrap();
+        assert_eq!(app.post(&format!("/api/allocations/{id}/release"), &json!({})).await.status().as_u16(), 200);
+    }
+    let r: Value =
+        app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 30})).await.json().await.unwrap();
+    let sizing = r["recommendations"]["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == "allocation_sizing")
+        .cloned()
+        .expect("an allocation_sizing recommendation");
+    let e = &sizing["evidence"];
+    assert_eq!(
+        (
+            e["configured_default"].as_i64(),
+            e["typical_allocated"].as_i64(),
+            e["p95_used"].as_i64(),
+            e["suggested"].as_i64()
+        ),
+        (Some(4000), Some(4000), Some(1000), Some(1100))
+    );
+    assert!(
+        sizing["recommendation"].as_str().unwrap().contains(r#"BUDGET_ALLOCATION_DEFAULTS='{"chat": 1100}'"#),
+        "{sizing}"
+    );
 
     for bad in [json!({"days": 0}), json!({"days": 366}), json!({"period": "yearly"}), json!({"days": "ten"})] {
         assert_error(app.post("/api/assistant/analyze", &bad).await, 400, "validation_failed").await;
