@@ -411,19 +411,13 @@ pub async fn process(
         .collect();
     let mut allocs: HashMap<Uuid, Allocation> = allocations::lock(tx, &named).await?;
     // The price versions every record of the batch could resolve to (one query).
-    let price_keys: Vec<(String, String)> = commands
-        .iter()
-        .filter_map(|c| if let Command::Usage(u) = c { Some(u) } else { None })
-        .flat_map(|u| u.items.iter())
-        .flat_map(|i| {
-            let provider = i.record.provider.to_string();
-            crate::domain::price::candidates(&provider, i.record.model.as_str())
-                .into_iter()
-                .map(move |m| (provider.clone(), m))
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let price_keys = crate::domain::price::candidate_keys(
+        commands
+            .iter()
+            .filter_map(|c| if let Command::Usage(u) = c { Some(u) } else { None })
+            .flat_map(|u| u.items.iter())
+            .map(|i| (i.record.provider.as_str(), i.record.model.as_str())),
+    );
     let mut price_versions = prices::versions_for(tx, &price_keys).await?;
     let mut touched: std::collections::BTreeSet<Uuid> = std::collections::BTreeSet::new();
     let mut stream_versions: HashMap<String, i64> = HashMap::new();

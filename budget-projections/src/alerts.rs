@@ -677,6 +677,22 @@ pub async fn after_seq(
     Ok(rows.iter().map(alert_row).collect())
 }
 
+/// Alerts raised by events after log position `position` and inserted up to `seq`, in insertion
+/// order: what a reconnecting WebSocket client missed.
+pub async fn raised_since(
+    client: &impl GenericClient,
+    position: i64,
+    seq: i64,
+) -> Result<Vec<AlertRow>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE position > $1 AND seq <= $2 ORDER BY seq"),
+            &[&position, &seq],
+        )
+        .await?;
+    Ok(rows.iter().map(alert_row).collect())
+}
+
 /// The highest `seq` so far (0 when there is none).
 pub async fn last_seq(client: &impl GenericClient) -> Result<i64, tokio_postgres::Error> {
     Ok(client.query_one("SELECT coalesce(max(seq), 0) FROM alerts", &[]).await?.get(0))

@@ -221,16 +221,13 @@ pub async fn explain(
         .ok_or_else(|| ApiError::NotFound(format!("no policy has id {policy_id}; list them with GET /api/policies")))?;
     let window = match q.into_inner().window {
         Some(w) => w,
-        None => match row.policy.period {
-            budget_events::domain::policy::PolicyPeriod::PerSession | budget_events::domain::policy::PolicyPeriod::PerTask => {
+        None => match row.policy.calendar_window_at(Utc::now()) {
+            Some(w) => w.key,
+            None => {
                 return Err(ApiError::bad_request(
                     "validation_failed",
                     "a per-session or per-task policy has a window per session or task; give --window task:ID or session:ID",
                 ))
-            }
-            period => {
-                let (start, _) = budget_events::domain::policy::calendar_window(period, row.policy.timezone, Utc::now());
-                start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             }
         },
     };
@@ -251,7 +248,7 @@ pub async fn explain(
         policy_id,
         window,
         contributions,
-        matches: audit::account_differences(&[(key.clone(), stored)].into(), &[(key, folded)].into()).is_empty(),
+        matches: stored == folded,
         folded: folded.into(),
         account: stored.into(),
     }))

@@ -120,8 +120,8 @@ pub async fn windows(
 ) -> Result<Vec<WindowStatus>, ApiError> {
     let mut keys = Vec::new();
     for row in rows {
-        if let Some(start) = calendar_start(row, at) {
-            keys.push((row.policy.id, start));
+        if let Some(w) = row.policy.calendar_window_at(at) {
+            keys.push((row.policy.id, w.key));
         }
     }
     let found: HashMap<(uuid::Uuid, String), WindowAccount> = policies::accounts(client, &keys)
@@ -138,14 +138,13 @@ pub async fn windows(
                     out.push(window_status(row, &account, None));
                 }
             }
-            period => {
-                let (start, end) = budget_events::domain::policy::calendar_window(period, p.timezone, at);
-                let key = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                let account = found.get(&(p.id, key.clone())).cloned().unwrap_or(WindowAccount {
+            _ => {
+                let w = p.calendar_window_at(at).expect("a calendar policy has a calendar window");
+                let account = found.get(&(p.id, w.key.clone())).cloned().unwrap_or(WindowAccount {
                     policy_id: p.id,
-                    window_key: key,
-                    window_start: Some(start),
-                    window_end: Some(end),
+                    window_key: w.key,
+                    window_start: w.start,
+                    window_end: w.end,
                     account: Account::default(),
                 });
                 out.push(window_status(row, &account, current.then_some(at)));
@@ -192,15 +191,14 @@ fn windows_as_of(rows: &[PolicyRow], fold: &budget_events::audit::LogFold, at: D
                     out.push(window_status(row, &w, None));
                 }
             }
-            period => {
-                let (start, end) = budget_events::domain::policy::calendar_window(period, p.timezone, at);
-                let key = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                let account = fold.accounts.get(&(p.id, key.clone())).copied().unwrap_or_default();
+            _ => {
+                let window = p.calendar_window_at(at).expect("a calendar policy has a calendar window");
+                let account = fold.accounts.get(&(p.id, window.key.clone())).copied().unwrap_or_default();
                 let w = WindowAccount {
                     policy_id: p.id,
-                    window_key: key,
-                    window_start: Some(start),
-                    window_end: Some(end),
+                    window_key: window.key,
+                    window_start: window.start,
+                    window_end: window.end,
                     account,
                 };
                 out.push(window_status(row, &w, None));
@@ -208,16 +206,6 @@ fn windows_as_of(rows: &[PolicyRow], fold: &budget_events::audit::LogFold, at: D
         }
     }
     out
-}
-
-fn calendar_start(row: &PolicyRow, at: DateTime<Utc>) -> Option<String> {
-    match row.policy.period {
-        PolicyPeriod::PerSession | PolicyPeriod::PerTask => None,
-        period => {
-            let (start, _) = budget_events::domain::policy::calendar_window(period, row.policy.timezone, at);
-            Some(start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        }
-    }
 }
 
 pub fn window_status(row: &PolicyRow, w: &WindowAccount, now: Option<DateTime<Utc>>) -> WindowStatus {

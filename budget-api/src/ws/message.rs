@@ -180,8 +180,8 @@ pub async fn updates_for(
     // A changed policy's current window (its limit or thresholds moved).
     for (id, e) in &policies_changed {
         if let Some(row) = rows.iter().find(|r| r.policy.id == *id) {
-            if let Some(key) = current_window_key(row) {
-                windows.entry((*id, key)).or_insert_with(|| e.clone());
+            if let Some(w) = row.policy.calendar_window_at(Utc::now()) {
+                windows.entry((*id, w.key)).or_insert_with(|| e.clone());
             }
         }
     }
@@ -247,17 +247,6 @@ fn budget_update(row: &PolicyRow, w: &WindowAccount, position: i64) -> Value {
             "state": status.state,
         }
     })
-}
-
-fn current_window_key(row: &PolicyRow) -> Option<String> {
-    use budget_events::domain::policy::PolicyPeriod;
-    match row.policy.period {
-        PolicyPeriod::PerSession | PolicyPeriod::PerTask => None,
-        period => {
-            let (start, _) = budget_events::domain::policy::calendar_window(period, row.policy.timezone, Utc::now());
-            Some(start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        }
-    }
 }
 
 /// An `alert` message for newly raised alerts.

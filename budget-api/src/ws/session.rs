@@ -156,21 +156,11 @@ impl Connection {
             after = last;
         }
         if topics.contains(crate::ws::message::BUDGET_ALERTS) {
-            let alerts = client
-                .query(
-                    "SELECT alert_id FROM alerts WHERE position > $1 AND seq <= $2 ORDER BY seq",
-                    &[&since, &mark.alert_seq],
-                )
+            let missed = budget_projections::alerts::raised_since(&**client, since, mark.alert_seq)
                 .await
                 .map_err(|e| e.to_string())?;
-            for row in alerts {
-                if let Some(alert) =
-                    budget_projections::alerts::get(&**client, row.get(0)).await.map_err(|e| e.to_string())?
-                {
-                    self.send(&alert_update(&alert).text)
-                        .await
-                        .map_err(|_| "the client stopped reading".to_string())?;
-                }
+            for alert in &missed {
+                self.send(&alert_update(alert).text).await.map_err(|_| "the client stopped reading".to_string())?;
             }
         }
         Ok(())

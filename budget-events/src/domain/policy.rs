@@ -182,14 +182,24 @@ impl PolicyPeriod {
             PolicyPeriod::PerTask => {
                 call.context_id.map(|t| Window { key: format!("task:{t}"), start: None, end: None })
             }
-            calendar => {
-                let (start, end) = calendar_window(calendar, tz, call.at);
-                Some(Window {
-                    key: start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    start: Some(start),
-                    end: Some(end),
-                })
-            }
+            calendar => Some(calendar_window_keyed(calendar, tz, call.at)),
+        }
+    }
+}
+
+/// The calendar window containing `at`, keyed as its account is (`2026-11-28T00:00:00Z`).
+fn calendar_window_keyed(period: PolicyPeriod, tz: Tz, at: DateTime<Utc>) -> Window {
+    let (start, end) = calendar_window(period, tz, at);
+    Window { key: start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), start: Some(start), end: Some(end) }
+}
+
+impl Policy {
+    /// The window containing `at` for a calendar policy (none for per-session and per-task ones, whose
+    /// windows are sessions and tasks), with the key its account has.
+    pub fn calendar_window_at(&self, at: DateTime<Utc>) -> Option<Window> {
+        match self.period {
+            PolicyPeriod::PerSession | PolicyPeriod::PerTask => None,
+            period => Some(calendar_window_keyed(period, self.timezone, at)),
         }
     }
 }

@@ -155,6 +155,17 @@ fn undated(model: &str) -> Option<String> {
     None
 }
 
+/// Every (provider, name) the given models could resolve to, once each: the keys to load the price
+/// versions of a batch of records with one query.
+pub fn candidate_keys<'a>(models: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+    models
+        .into_iter()
+        .flat_map(|(provider, model)| candidates(provider, model).into_iter().map(move |m| (provider.to_string(), m)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// The version in effect at `at` for the first of `candidates` that has one.
 pub fn resolve<'v>(
     versions: &'v [PriceVersion],

@@ -60,9 +60,7 @@ pub async fn versions_for_model(
     provider: &str,
     model: &str,
 ) -> Result<Vec<PriceVersion>, tokio_postgres::Error> {
-    let keys: Vec<(String, String)> =
-        crate::domain::price::candidates(provider, model).into_iter().map(|m| (provider.to_string(), m)).collect();
-    versions_for(client, &keys).await
+    versions_for(client, &crate::domain::price::candidate_keys([(provider, model)])).await
 }
 
 /// The versions in effect at `at`, by provider and model.

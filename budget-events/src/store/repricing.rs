@@ -100,17 +100,9 @@ pub async fn plan(
     selection: &RepriceSelection,
 ) -> Result<Vec<(crate::event::UsageRepriced, i64)>, ReadError> {
     let records = priced_records(client, selection).await?;
-    let keys: Vec<(String, String)> = records
-        .iter()
-        .flat_map(|r| {
-            let provider = r.record.provider.to_string();
-            crate::domain::price::candidates(&provider, r.record.model.as_str())
-                .into_iter()
-                .map(move |m| (provider.clone(), m))
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let keys = crate::domain::price::candidate_keys(
+        records.iter().map(|r| (r.record.provider.as_str(), r.record.model.as_str())),
+    );
     let versions = crate::store::prices::versions_for(client, &keys).await?;
     Ok(records.iter().filter_map(|r| crate::decide::reprice(r, &versions).map(|c| (c, r.stream_version + 1))).collect())
 }
