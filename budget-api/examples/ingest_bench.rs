@@ -54,7 +54,7 @@ async fn drive(writer: &Writer, records: usize, tasks: usize, per_command: usize
         handles.push(tokio::spawn(async move {
             let mut c = t;
             while c < commands {
-                writer.record_usage(command(c * per_command, per_command)).await.expect("write");
+                writer.submit(command(c * per_command, per_command)).await.expect("write");
                 c += tasks;
             }
         }));
@@ -120,11 +120,11 @@ async fn main() -> anyhow::Result<()> {
         serde_json::from_value(json!({"period": "daily", "type": "hard_limit", "cost_limit": "1000000000"}))?;
     let policy = budget_events::domain::policy::SetPolicy::validate(&limit).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     setup
-        .set_policy(budget_events::ledger::PolicyCommand { policy, key: None, metadata: EventMetadata::default() })
+        .submit(budget_events::ledger::PolicyCommand { policy, key: None, metadata: EventMetadata::default() })
         .await?;
     let (_, effective_from, prices) = budget_api::price_book::bundled();
     setup
-        .set_prices(budget_events::ledger::PricesCommand {
+        .submit(budget_events::ledger::PricesCommand {
             prices,
             effective_from,
             source: budget_events::domain::price::PriceSource::Bundled,

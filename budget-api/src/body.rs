@@ -4,6 +4,7 @@
 //! is accepted, and so that every failure becomes our JSON error with a message that names the field.
 
 use actix_web::web;
+use budget_events::ErrorCode;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
@@ -13,8 +14,8 @@ use crate::error::ApiError;
 pub async fn read(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request("invalid_body", format!("could not read the body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidBody, format!("could not read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
@@ -27,13 +28,13 @@ pub async fn read(mut payload: web::Payload, limit: usize) -> Result<web::Bytes,
 /// `invalid_json`; well-formed JSON with a wrong, missing or unknown field is `validation_failed`.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("invalid_json", "the request body is empty; send a JSON object"));
+        return Err(ApiError::bad_request(ErrorCode::InvalidJson, "the request body is empty; send a JSON object"));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let code = if inner.is_data() { "validation_failed" } else { "invalid_json" };
+        let code = if inner.is_data() { ErrorCode::ValidationFailed } else { ErrorCode::InvalidJson };
         let message = if path == "." || path.is_empty() {
             format!("the body is not valid: {inner}")
         } else {

@@ -5,15 +5,16 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use budget_events::ErrorCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String, details: Option<serde_json::Value> },
+    BadRequest { code: ErrorCode, message: String, details: Option<serde_json::Value> },
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     #[error("{0}")]
     NotFound(String),
     /// A reservation a hard limit refuses: 402 with the windows that refused it.
@@ -26,6 +27,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     Unavailable(String),
+    /// Something that should not happen. The cause is logged, never sent: the client gets
+    /// `internal_error` with the request id the log line carries.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -47,7 +50,7 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError::BadRequest { code, message: message.into(), details: None }
     }
 
@@ -57,21 +60,21 @@ impl ApiError {
         let message = problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
         let details = problems.iter().map(|(f, m)| serde_json::json!({"field": f, "message": m})).collect();
         ApiError::BadRequest {
-            code: "validation_failed",
+            code: ErrorCode::ValidationFailed,
             message: format!("{message}; {consequence}"),
             details: Some(serde_json::Value::Array(details)),
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
-            ApiError::NotFound(_) => "not_found",
-            ApiError::BudgetExceeded { .. } => "budget_exceeded",
-            ApiError::Unpriced(_) => "unpriced_model",
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal_error",
+            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => *code,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::BudgetExceeded { .. } => ErrorCode::BudgetExceeded,
+            ApiError::Unpriced(_) => ErrorCode::UnpricedModel,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::InternalError,
         }
     }
 }
@@ -90,17 +93,21 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(e) = self {
-            tracing::error!(error = %e, "internal error");
-        }
-        let details = match self {
-            ApiError::BadRequest { details, .. } => details.clone(),
-            ApiError::BudgetExceeded { details, .. } => Some(details.clone()),
-            _ => None,
+        let (message, details) = match self {
+            ApiError::Internal(cause) => {
+                let request_id = uuid::Uuid::now_v7();
+                tracing::error!(%request_id, cause = %cause, "internal error");
+                let message = format!(
+                    "the server failed to handle this request (request id {request_id}); nothing is known to be wrong with the request: retry it, and if it fails again report the request id"
+                );
+                (message, Some(serde_json::json!({ "request_id": request_id })))
+            }
+            ApiError::BadRequest { details, .. } => (self.to_string(), details.clone()),
+            ApiError::BudgetExceeded { details, .. } => (self.to_string(), Some(details.clone())),
+            _ => (self.to_string(), None),
         };
-        HttpResponse::build(self.status_code()).json(ErrorBody {
-            error: ErrorDetail { code: self.code().to_string(), message: self.to_string(), details },
-        })
+        HttpResponse::build(self.status_code())
+            .json(ErrorBody { error: ErrorDetail { code: self.code().to_string(), message, details } })
     }
 }
 
@@ -109,28 +116,19 @@ impl From<budget_events::writer::WriteError> for ApiError {
         use budget_events::ledger::CommandError;
         use budget_events::writer::WriteError;
         match e {
-            WriteError::Rejected(rejection @ CommandError::KeyReused(_)) => {
-                ApiError::Conflict { code: "idempotency_key_reused", message: rejection.to_string() }
-            }
-            WriteError::Rejected(rejection @ CommandError::UnknownBudget(_)) => {
-                ApiError::NotFound(rejection.to_string())
-            }
-            WriteError::Rejected(rejection @ CommandError::BudgetExists(_)) => {
-                ApiError::Conflict { code: "budget_exists", message: rejection.to_string() }
-            }
-            WriteError::Rejected(rejection @ CommandError::BudgetArchived(_)) => {
-                ApiError::Conflict { code: "budget_archived", message: rejection.to_string() }
-            }
             WriteError::Rejected(CommandError::BudgetExceeded(refusals)) => ApiError::BudgetExceeded {
                 message: CommandError::BudgetExceeded(refusals.clone()).to_string(),
                 details: serde_json::to_value(&refusals).expect("refusals serialize"),
             },
-            WriteError::Rejected(rejection @ CommandError::UnknownAllocation(_)) => {
+            WriteError::Rejected(rejection @ (CommandError::UnknownBudget(_) | CommandError::UnknownAllocation(_))) => {
                 ApiError::NotFound(rejection.to_string())
             }
-            WriteError::Rejected(rejection @ CommandError::AlreadyResolved { .. }) => {
-                ApiError::Conflict { code: "allocation_resolved", message: rejection.to_string() }
-            }
+            WriteError::Rejected(
+                rejection @ (CommandError::KeyReused(_)
+                | CommandError::BudgetExists(_)
+                | CommandError::BudgetArchived(_)
+                | CommandError::AlreadyResolved { .. }),
+            ) => ApiError::Conflict { code: rejection.code(), message: rejection.to_string() },
             WriteError::Unavailable(_) | WriteError::ShutDown => {
                 ApiError::Unavailable(format!("{e}; nothing was written, retry with the same idempotency key"))
             }
@@ -140,8 +138,9 @@ impl From<budget_events::writer::WriteError> for ApiError {
 }
 
 impl From<tokio_postgres::Error> for ApiError {
+    /// Logged with the server's own message (`db error` alone says nothing).
     fn from(e: tokio_postgres::Error) -> Self {
-        ApiError::Internal(format!("database: {e}"))
+        ApiError::Internal(format!("database: {}", budget_events::db::error_message(&e)))
     }
 }
 

@@ -99,7 +99,7 @@ pub async fn refresh(writer: &Writer, source: &str) -> Result<PricesOutcome, Str
         key: None,
         metadata: budget_events::EventMetadata { actor: Some(format!("price source {source}")), ..Default::default() },
     };
-    writer.set_prices(command).await.map_err(|e| format!("could not apply {source}: {e}"))
+    writer.submit(command).await.map_err(|e| format!("could not apply {source}: {e}"))
 }
 
 /// Refreshes every source now and then every `interval`, until shut down.

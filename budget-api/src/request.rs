@@ -3,6 +3,7 @@
 
 use actix_web::HttpRequest;
 use budget_events::store::idempotency::IdempotencyKey;
+use budget_events::ErrorCode;
 use budget_events::EventMetadata;
 use serde::Serialize;
 
@@ -21,13 +22,16 @@ pub fn keyed(
     let header = match req.headers().get(IDEMPOTENCY_HEADER) {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| {
-            ApiError::bad_request("invalid_idempotency_key", "the Idempotency-Key header must be printable ASCII")
+            ApiError::bad_request(
+                ErrorCode::InvalidIdempotencyKey,
+                "the Idempotency-Key header must be printable ASCII",
+            )
         })?),
     };
     let chosen = match (header, request_id) {
         (Some(h), Some(r)) if h.trim() != r.trim() => {
             return Err(ApiError::bad_request(
-                "conflicting_idempotency_keys",
+                ErrorCode::ConflictingIdempotencyKeys,
                 "the Idempotency-Key header and request_id differ; send one of them, or the same value in both",
             ))
         }
@@ -38,7 +42,8 @@ pub fn keyed(
 
 /// An idempotency key a client gave, checked.
 pub fn key(scope: &str, key: &str, body: &impl Serialize) -> Result<IdempotencyKey, ApiError> {
-    IdempotencyKey::new(scope, key, body).map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))
+    IdempotencyKey::new(scope, key, body)
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidIdempotencyKey, e.to_string()))
 }
 
 /// Who asked (`X-Budget-Actor`) and the request's id (`X-Request-Id`), kept with the events.

@@ -1,5 +1,6 @@
 //! Assembles the service: migrate, start the batching writer and the projection workers, serve HTTP.
 
+use budget_events::ErrorCode;
 use std::net::TcpListener;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -103,8 +104,11 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                    ApiError::bad_request("invalid_parameter", format!("{err}; see /api/docs for the parameters"))
-                        .into()
+                    ApiError::bad_request(
+                        ErrorCode::InvalidParameter,
+                        format!("{err}; see /api/docs for the parameters"),
+                    )
+                    .into()
                 }))
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("budget::http"))
                 .configure(routes::configure)
@@ -148,7 +152,7 @@ impl Application {
 /// once never expire one allocation twice (the rows are locked and their state checked).
 async fn sweep(writer: Writer, interval: std::time::Duration, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
-        match writer.expire(chrono::Utc::now()).await {
+        match writer.submit(budget_events::ledger::ExpireCommand { at: chrono::Utc::now() }).await {
             Ok(ids) if !ids.is_empty() => tracing::info!(expired = ids.len(), "expired allocations"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "allocation sweep failed; will retry"),
@@ -174,7 +178,7 @@ async fn apply_bundled_prices_once(writer: &Writer, pool: &budget_events::db::Db
             key: None,
             metadata: budget_events::EventMetadata { actor: Some("budget start".into()), ..Default::default() },
         };
-        let outcome = writer.set_prices(command).await.context("cannot apply the bundled price table")?;
+        let outcome = writer.submit(command).await.context("cannot apply the bundled price table")?;
         tracing::info!(models = outcome.added.len(), checked, "applied the bundled price table");
     }
     Ok(())

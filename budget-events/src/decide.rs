@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::policy::{Account, CallFacts, Policy, PolicyType, SetPolicy, Window};
 use crate::domain::usage::CostSource;
 use crate::domain::RecordUsage;
-use crate::event::{Event, PolicySet, Posting, UsageRecorded};
+use crate::event::{PolicySet, Posting, UsageRecorded};
 use crate::money::Money;
 use crate::store::accounts::AccountKey;
 
@@ -140,7 +140,7 @@ pub fn record_usage(
     windows: &[(&Policy, Window)],
     accounts: &mut BTreeMap<AccountKey, Account>,
     quote: Option<&PriceQuote>,
-) -> Event {
+) -> UsageRecorded {
     let (cost, cost_source) = record_cost_with(record, quote);
     let tokens = record.input_tokens.get() + record.output_tokens.get();
     let mut postings = Vec::with_capacity(windows.len());
@@ -157,7 +157,7 @@ pub fn record_usage(
         }
         postings.push(Posting { policy_id: policy.id, window: window.key.clone() });
     }
-    Event::UsageRecorded(UsageRecorded {
+    UsageRecorded {
         record_id,
         provider: record.provider.clone(),
         model: record.model.clone(),
@@ -178,7 +178,7 @@ pub fn record_usage(
         price_version: quote.map(|q| q.version_id),
         resolved_model: quote.map(|q| q.resolved_model.clone()),
         computed_cost: quote.map(|q| q.cost),
-    })
+    }
 }
 
 /// A policy change. The same budget, period and scope is the same policy: it keeps its id (and its
@@ -236,13 +236,9 @@ mod tests {
         let mut accounts: BTreeMap<AccountKey, Account> =
             windows.iter().map(|(p, w)| ((p.id, w.key.clone()), Account::default())).collect();
 
-        let Event::UsageRecorded(first) = record_usage(&r, Uuid::nil(), &windows, &mut accounts, None) else {
-            panic!()
-        };
+        let first = record_usage(&r, Uuid::nil(), &windows, &mut accounts, None);
         assert!(first.exceeded.is_empty(), "0.6 of 1.0 is within the hard limit; the warn policy never flags");
-        let Event::UsageRecorded(second) = record_usage(&r, Uuid::nil(), &windows, &mut accounts, None) else {
-            panic!()
-        };
+        let second = record_usage(&r, Uuid::nil(), &windows, &mut accounts, None);
         assert_eq!(second.exceeded, vec![hard.id], "1.2 of 1.0 went past the hard limit");
         assert_eq!(second.postings.len(), 2);
         let hard_account = accounts[&(hard.id, windows[0].1.key.clone())];
@@ -469,6 +465,21 @@ pub fn reserve(
     };
     let allocation = allocation_from_event(&event, now);
     Ok((event, allocation))
+}
+
+/// The log's record of a reservation the hard limits refused (nothing was reserved).
+pub fn allocation_refused(
+    a: &crate::domain::allocation::CreateAllocation,
+    refusals: Vec<Refusal>,
+) -> crate::event::BudgetRefused {
+    crate::event::BudgetRefused {
+        source: "allocation".into(),
+        component: a.component.to_string(),
+        context_id: Some(a.context_id.to_string()),
+        provider: a.provider.as_ref().map(|p| p.to_string()),
+        model: a.model.as_ref().map(|m| m.to_string()),
+        refusals,
+    }
 }
 
 /// The state an `AllocationCreated` starts an allocation in.

@@ -9,6 +9,7 @@ pub mod db;
 pub mod decide;
 pub mod display;
 pub mod domain;
+pub mod error_code;
 pub mod event;
 pub mod ledger;
 pub mod money;
@@ -16,5 +17,6 @@ pub mod period;
 pub mod store;
 pub mod writer;
 
+pub use error_code::ErrorCode;
 pub use event::{Event, EventMetadata, NewEvent, RecordedEvent};
 pub use money::Money;

@@ -12,10 +12,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::ledger::{
-    self, AllocateCommand, AllocationOutcome, BudgetCommand, BudgetOutcome, Command, CommandError, LedgerError,
-    Outcome, PolicyCommand, PolicyOutcome, PricesCommand, PricesOutcome, ReleaseCommand, UsageCommand, UsageOutcome,
-};
+use crate::ledger::{self, Command, CommandError, LedgerCommand, LedgerError, Outcome};
 
 /// Most usage records decided in one transaction (a batch request's records are never split).
 pub const MAX_ITEMS_PER_TRANSACTION: usize = 20_000;
@@ -76,84 +73,12 @@ impl Writer {
         (Writer { sender }, handle)
     }
 
-    pub async fn record_usage(&self, command: UsageCommand) -> Result<UsageOutcome, WriteError> {
-        match self.submit(Command::Usage(command)).await? {
-            Outcome::Usage(outcome) => Ok(outcome),
-            _ => unreachable!("a usage command has a usage outcome"),
-        }
-    }
-
-    pub async fn set_policy(&self, command: PolicyCommand) -> Result<PolicyOutcome, WriteError> {
-        match self.submit(Command::SetPolicy(command)).await? {
-            Outcome::Policy(outcome) => Ok(*outcome),
-            _ => unreachable!("a policy command has a policy outcome"),
-        }
-    }
-
-    pub async fn allocate(&self, command: AllocateCommand) -> Result<AllocationOutcome, WriteError> {
-        match self.submit(Command::Allocate(command)).await? {
-            Outcome::Allocation(outcome) => Ok(*outcome),
-            _ => unreachable!("an allocate command has an allocation outcome"),
-        }
-    }
-
-    pub async fn release(&self, command: ReleaseCommand) -> Result<AllocationOutcome, WriteError> {
-        match self.submit(Command::Release(command)).await? {
-            Outcome::Allocation(outcome) => Ok(*outcome),
-            _ => unreachable!("a release command has an allocation outcome"),
-        }
-    }
-
-    pub async fn reprice(
-        &self,
-        command: crate::ledger::RepriceCommand,
-    ) -> Result<crate::ledger::RepriceOutcome, WriteError> {
-        match self.submit(Command::Reprice(command)).await? {
-            Outcome::Repriced(outcome) => Ok(outcome),
-            _ => unreachable!("a re-price command has a re-price outcome"),
-        }
-    }
-
-    pub async fn record_refusal(&self, command: crate::ledger::RefusalCommand) -> Result<(), WriteError> {
-        self.submit(Command::Refused(command)).await.map(|_| ())
-    }
-
-    pub async fn acknowledge(
-        &self,
-        command: crate::ledger::AcknowledgeCommand,
-    ) -> Result<crate::ledger::AcknowledgeOutcome, WriteError> {
-        match self.submit(Command::Acknowledge(command)).await? {
-            Outcome::Acknowledged(outcome) => Ok(outcome),
-            _ => unreachable!("an acknowledge command has an acknowledge outcome"),
-        }
-    }
-
-    pub async fn set_prices(&self, command: PricesCommand) -> Result<PricesOutcome, WriteError> {
-        match self.submit(Command::SetPrices(command)).await? {
-            Outcome::Prices(outcome) => Ok(*outcome),
-            _ => unreachable!("a prices command has a prices outcome"),
-        }
-    }
-
-    /// Expires the active allocations whose time is up at `now`; returns their ids.
-    pub async fn expire(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<uuid::Uuid>, WriteError> {
-        match self.submit(Command::Expire(now)).await? {
-            Outcome::Expired(ids) => Ok(ids),
-            _ => unreachable!("a sweep has an expired outcome"),
-        }
-    }
-
-    pub async fn change_budget(&self, command: BudgetCommand) -> Result<BudgetOutcome, WriteError> {
-        match self.submit(Command::Budget(command)).await? {
-            Outcome::Budget(outcome) => Ok(*outcome),
-            _ => unreachable!("a budget command has a budget outcome"),
-        }
-    }
-
-    async fn submit(&self, command: Command) -> Result<Outcome, WriteError> {
+    /// Decides `command` with whatever else is queued, commits, and answers with its outcome.
+    pub async fn submit<C: LedgerCommand>(&self, command: C) -> Result<C::Outcome, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.sender.send((command, reply)).await.map_err(|_| WriteError::ShutDown)?;
-        answer.await.map_err(|_| WriteError::ShutDown)?
+        self.sender.send((command.into_command(), reply)).await.map_err(|_| WriteError::ShutDown)?;
+        let outcome = answer.await.map_err(|_| WriteError::ShutDown)??;
+        Ok(C::unwrap(outcome).expect("the write path answers each command with its own kind of outcome"))
     }
 }
 

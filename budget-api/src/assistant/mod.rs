@@ -8,6 +8,7 @@ pub mod optimize;
 pub mod recommend;
 
 use budget_events::period::Period;
+use budget_events::ErrorCode;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 
@@ -28,10 +29,10 @@ impl Range {
     /// Validates `period` (hourly, daily, weekly, monthly) and `days` (1 to 365).
     pub fn new(period: &str, days: i64, now: DateTime<Utc>) -> Result<Range, ApiError> {
         let period: Period = period.parse().map_err(|e: budget_events::period::UnknownPeriod| {
-            ApiError::bad_request("validation_failed", e.to_string())
+            ApiError::bad_request(ErrorCode::ValidationFailed, e.to_string())
         })?;
         if !(1..=365).contains(&days) {
-            return Err(ApiError::bad_request("validation_failed", format!("days is {days}; use 1 to 365")));
+            return Err(ApiError::bad_request(ErrorCode::ValidationFailed, format!("days is {days}; use 1 to 365")));
         }
         Ok(Range { period, days, start: now - Duration::days(days), end: now })
     }

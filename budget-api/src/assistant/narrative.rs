@@ -94,7 +94,7 @@ async fn record_own_usage(state: &AppState, llm: &LlmSettings, reply: &Value) {
         Ok(record) => {
             let command =
                 UsageCommand { items: vec![UsageItem { record, key: None }], key: None, metadata: Default::default() };
-            if let Err(e) = state.writer.record_usage(command).await {
+            if let Err(e) = state.writer.submit(command).await {
                 tracing::warn!(error = %e, "could not record the assistant's own LLM usage");
             }
         }

@@ -2,6 +2,7 @@
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use budget_events::ledger::AcknowledgeCommand;
+use budget_events::ErrorCode;
 use budget_projections::alerts::{self, AlertFilter, AlertRow};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -56,17 +57,17 @@ pub async fn list(state: web::Data<AppState>, q: web::Query<AlertQuery>) -> Resu
     let q = q.into_inner();
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_parameter", format!("limit is {limit}; use 1 to 500")));
+        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, format!("limit is {limit}; use 1 to 500")));
     }
     if let Some(s) = q.severity.as_deref().filter(|s| !["info", "warning", "error"].contains(s)) {
         return Err(ApiError::bad_request(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             format!("severity `{s}` is not info, warning or error"),
         ));
     }
     if let Some(t) = q.alert_type.as_deref().filter(|t| !ALERT_TYPES.contains(t)) {
         return Err(ApiError::bad_request(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             format!("type `{t}` is not an alert type; use one of {}", ALERT_TYPES.join(", ")),
         ));
     }
@@ -131,12 +132,15 @@ pub async fn acknowledge(
     let request: AcknowledgeRequest =
         if bytes.iter().all(u8::is_ascii_whitespace) { AcknowledgeRequest::default() } else { body::parse(&bytes)? };
     if let Some(by) = request.by.as_deref().filter(|b| b.trim().is_empty() || b.len() > 200) {
-        return Err(ApiError::bad_request("validation_failed", format!("by `{by}` must be 1 to 200 characters")));
+        return Err(ApiError::bad_request(
+            ErrorCode::ValidationFailed,
+            format!("by `{by}` must be 1 to 200 characters"),
+        ));
     }
     let mut alert = require(&state, &path).await?;
     let by = request.by.or_else(|| req.headers().get("X-Budget-Actor").and_then(|v| v.to_str().ok()).map(String::from));
     let command = AcknowledgeCommand { alert_id: alert.id, by, metadata: metadata(&req) };
-    let outcome = state.writer.acknowledge(command).await?;
+    let outcome = state.writer.submit(command).await?;
     // The projection applies the event shortly; the answer shows it now.
     alert.acknowledged = true;
     alert.acknowledged_by = outcome.acknowledgement.acknowledged_by;

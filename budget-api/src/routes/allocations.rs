@@ -6,6 +6,7 @@ use budget_events::domain::allocation::{Allocation, AllocationInput, AllocationS
 use budget_events::ledger::{AllocateCommand, ReleaseCommand};
 use budget_events::money::decimal_json;
 use budget_events::store::allocations::{self, AllocationFilter};
+use budget_events::ErrorCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -160,7 +161,7 @@ pub async fn create(
         }
     }
     let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;
-    let outcome = state.writer.allocate(AllocateCommand { allocation, key, metadata: metadata(&req) }).await?;
+    let outcome = state.writer.submit(AllocateCommand { allocation, key, metadata: metadata(&req) }).await?;
     let view = AllocationView::from(&outcome.allocation);
     Ok(if outcome.replayed { HttpResponse::Ok().json(view) } else { HttpResponse::Created().json(view) })
 }
@@ -175,7 +176,7 @@ pub async fn release(
 ) -> Result<HttpResponse, ApiError> {
     let allocation_id = parse_id("allocation", &path)?;
     let key = request::keyed(&req, None, "release", &allocation_id)?;
-    let outcome = state.writer.release(ReleaseCommand { allocation_id, key, metadata: metadata(&req) }).await?;
+    let outcome = state.writer.submit(ReleaseCommand { allocation_id, key, metadata: metadata(&req) }).await?;
     Ok(HttpResponse::Ok().json(AllocationView::from(&outcome.allocation)))
 }
 
@@ -203,14 +204,14 @@ pub struct AllocationList {
 async fn list_with(state: &AppState, q: AllocationQuery, context_id: Option<String>) -> Result<HttpResponse, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_parameter", format!("limit is {limit}; use 1 to 500")));
+        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, format!("limit is {limit}; use 1 to 500")));
     }
     let offset = q.offset.unwrap_or(0).max(0);
     let states = match q.state.as_deref() {
         None => None,
         Some("all") => Some(["active", "released", "expired", "exhausted"].map(String::from).to_vec()),
         Some(s) => Some(vec![AllocationState::parse(s)
-            .map_err(|e| ApiError::bad_request("invalid_parameter", format!("{e}, or all")))?
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParameter, format!("{e}, or all")))?
             .as_str()
             .to_string()]),
     };

@@ -8,6 +8,7 @@ use budget_events::domain::policy::Account;
 use budget_events::event::Event;
 use budget_events::money::decimal_json;
 use budget_events::store::{self, EventFilter};
+use budget_events::ErrorCode;
 use budget_events::RecordedEvent;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -109,7 +110,7 @@ pub async fn events(state: web::Data<AppState>, q: web::Query<EventQuery>) -> Re
     let q = q.into_inner();
     let limit = q.limit.unwrap_or(500);
     if !(1..=5000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_parameter", format!("limit is {limit}; use 1 to 5000")));
+        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, format!("limit is {limit}; use 1 to 5000")));
     }
     let event_types: Vec<String> = q
         .event_type
@@ -119,7 +120,7 @@ pub async fn events(state: web::Data<AppState>, q: web::Query<EventQuery>) -> Re
     for t in &event_types {
         if !budget_events::event::EVENT_TYPES.contains(&t.as_str()) {
             return Err(ApiError::bad_request(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 format!("type `{t}` is not an event type; use one of {}", budget_events::event::EVENT_TYPES.join(", ")),
             ));
         }
@@ -224,8 +225,7 @@ pub async fn explain(
         None => match row.policy.calendar_window_at(Utc::now()) {
             Some(w) => w.key,
             None => {
-                return Err(ApiError::bad_request(
-                    "validation_failed",
+                return Err(ApiError::bad_request(ErrorCode::ValidationFailed,
                     "a per-session or per-task policy has a window per session or task; give --window task:ID or session:ID",
                 ))
             }
@@ -278,12 +278,15 @@ pub async fn export(state: web::Data<AppState>, q: web::Query<ExportQuery>) -> R
         "csv" => true,
         "jsonl" => false,
         other => {
-            return Err(ApiError::bad_request("invalid_parameter", format!("format `{other}` is not csv or jsonl")))
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidParameter,
+                format!("format `{other}` is not csv or jsonl"),
+            ))
         }
     };
     if let (Some(s), Some(u)) = (q.since, q.until) {
         if u <= s {
-            return Err(ApiError::bad_request("invalid_parameter", "until must be later than since"));
+            return Err(ApiError::bad_request(ErrorCode::InvalidParameter, "until must be later than since"));
         }
     }
     let pool = state.pool.clone();

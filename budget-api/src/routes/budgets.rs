@@ -5,6 +5,7 @@ use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use budget_events::event::BudgetUpdated;
 use budget_events::ledger::{BudgetChange, BudgetCommand, BudgetOutcome};
 use budget_events::store::policies::{self, BudgetRow, PolicyRow};
+use budget_events::ErrorCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -75,7 +76,7 @@ fn view(b: BudgetRow, policies: usize) -> BudgetView {
 pub async fn list(state: web::Data<AppState>, page: web::Query<Page>) -> Result<HttpResponse, ApiError> {
     let limit = page.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_parameter", format!("limit is {limit}; use 1 to 500")));
+        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, format!("limit is {limit}; use 1 to 500")));
     }
     let offset = page.offset.unwrap_or(0);
     let client = state.pool.get().await?;
@@ -161,7 +162,10 @@ fn text(field: &str, value: &Option<String>, max: usize) -> Result<Option<String
     match value.as_deref().map(str::trim) {
         None => Ok(None),
         Some(v) if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) => {
-            Err(ApiError::bad_request("validation_failed", format!("{field} must be 1 to {max} printable characters")))
+            Err(ApiError::bad_request(
+                ErrorCode::ValidationFailed,
+                format!("{field} must be 1 to {max} printable characters"),
+            ))
         }
         Some(v) => Ok(Some(v.to_string())),
     }
@@ -175,7 +179,7 @@ async fn change(
     body: &impl Serialize,
 ) -> Result<BudgetOutcome, ApiError> {
     let key = request::keyed(req, None, scope, body)?;
-    Ok(state.writer.change_budget(BudgetCommand { change, key, metadata: metadata(req) }).await?)
+    Ok(state.writer.submit(BudgetCommand { change, key, metadata: metadata(req) }).await?)
 }
 
 /// Create a budget (a container of policies).
@@ -187,8 +191,9 @@ pub async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let input: BudgetInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
-    let name = text("name", &input.name, 128)?
-        .ok_or_else(|| ApiError::bad_request("validation_failed", "name is required: the budget's unique name"))?;
+    let name = text("name", &input.name, 128)?.ok_or_else(|| {
+        ApiError::bad_request(ErrorCode::ValidationFailed, "name is required: the budget's unique name")
+    })?;
     let change_ = BudgetChange::Create {
         name,
         description: text("description", &input.description, 1000)?,
@@ -216,7 +221,10 @@ pub async fn update(
         owner: text("owner", &input.owner, 200)?,
     };
     if update.name.is_none() && update.description.is_none() && update.owner.is_none() {
-        return Err(ApiError::bad_request("validation_failed", "nothing to change: give name, description or owner"));
+        return Err(ApiError::bad_request(
+            ErrorCode::ValidationFailed,
+            "nothing to change: give name, description or owner",
+        ));
     }
     let outcome = change(&state, &req, BudgetChange::Update(update), "budget-update", &(budget_id, &input)).await?;
     Ok(HttpResponse::Ok().json(BudgetChanged::from(outcome)))

@@ -6,6 +6,7 @@ use budget_events::decide::{self, Verdict};
 use budget_events::domain::{RecordUsage, UsageInput};
 use budget_events::money::decimal_json;
 use budget_events::store::policies::{self, WindowAccount};
+use budget_events::ErrorCode;
 use budget_events::Money;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -104,7 +105,7 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
     let context_id = req.context_id.clone();
     if req.max_output_tokens.is_some() && req.estimated_output_tokens.is_some() {
         return Err(ApiError::bad_request(
-            "validation_failed",
+            ErrorCode::ValidationFailed,
             "give max_output_tokens or estimated_output_tokens, not both",
         ));
     }
@@ -130,7 +131,7 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
     let record = RecordUsage::validate(&as_record, Utc::now()).map_err(|e| {
         let details = e.errors.iter().map(|f| serde_json::json!({"field": f.field, "message": f.message})).collect();
         ApiError::BadRequest {
-            code: "validation_failed",
+            code: ErrorCode::ValidationFailed,
             message: e.to_string().replace("output_tokens", "max_output_tokens"),
             details: Some(serde_json::Value::Array(details)),
         }
@@ -224,10 +225,7 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
             model: Some(record.model.to_string()),
             refusals,
         };
-        state
-            .writer
-            .record_refusal(budget_events::ledger::RefusalCommand { refusal, metadata: Default::default() })
-            .await?;
+        state.writer.submit(budget_events::ledger::RefusalCommand { refusal, metadata: Default::default() }).await?;
     }
     // A soft limit recommends cheaper models rather than refusing.
     let soft_pressed = matched
@@ -279,7 +277,7 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
         };
         let allocation = crate::routes::allocations::validate(&state, &input)?;
         let command = budget_events::ledger::AllocateCommand { allocation, key: None, metadata: Default::default() };
-        let outcome = state.writer.allocate(command).await?;
+        let outcome = state.writer.submit(command).await?;
         allocation_id = Some(outcome.allocation.allocation_id);
         expires_at = Some(outcome.allocation.expires_at);
     } else if reserve && !allowed {

@@ -6,6 +6,7 @@ use budget_events::domain::policy::{Policy, PolicyInput, SetPolicy};
 use budget_events::ledger::PolicyCommand;
 use budget_events::money::decimal_json;
 use budget_events::store::policies::{self, PolicyRow};
+use budget_events::ErrorCode;
 use budget_events::Money;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -102,7 +103,7 @@ pub async fn set_policy(
     let input: PolicyInput = body::parse(&bytes)?;
     let policy = SetPolicy::validate(&input).map_err(validation_error)?;
     let key = request::keyed(&req, None, "policy", &input)?;
-    let outcome = state.writer.set_policy(PolicyCommand { policy, key, metadata: metadata(&req) }).await?;
+    let outcome = state.writer.submit(PolicyCommand { policy, key, metadata: metadata(&req) }).await?;
     let view = PolicyView::new(&Policy::from_event(&outcome.policy), &outcome.budget_name);
     let response = PolicySetResponse {
         success: true,
@@ -177,7 +178,7 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
 }
 
 pub fn parse_id(what: &str, raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a {what} id (a UUID)")))
+    raw.parse().map_err(|_| ApiError::bad_request(ErrorCode::InvalidId, format!("`{raw}` is not a {what} id (a UUID)")))
 }
 
 /// The fields of a policy that can change in place; its budget, period and scope are its identity.
@@ -261,7 +262,7 @@ async fn apply(state: &AppState, req: &HttpRequest, id: Uuid, patch: PolicyPatch
     };
     let policy = SetPolicy::validate(&input).map_err(validation_error)?;
     let key = request::keyed(req, None, "policy-update", &(id, &patch))?;
-    let outcome = state.writer.set_policy(PolicyCommand { policy, key, metadata: metadata(req) }).await?;
+    let outcome = state.writer.submit(PolicyCommand { policy, key, metadata: metadata(req) }).await?;
     let view = PolicyView::new(&Policy::from_event(&outcome.policy), &outcome.budget_name);
     Ok(HttpResponse::Ok().json(PolicySetResponse {
         success: true,

@@ -6,6 +6,7 @@ use budget_events::domain::price::{self, PriceSource, PriceSpec, PriceVersion};
 use budget_events::ledger::{PricesCommand, PricesOutcome};
 use budget_events::money::{decimal_json, optional_decimal_json};
 use budget_events::store::prices;
+use budget_events::ErrorCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -219,7 +220,7 @@ async fn apply(
         outcome
     } else {
         let command = PricesCommand { prices: specs, effective_from, source, key: None, metadata: metadata(req) };
-        state.writer.set_prices(command).await?
+        state.writer.submit(command).await?
     };
     Ok(PriceChange {
         success: true,
@@ -244,7 +245,7 @@ pub async fn set(
     let input: PriceInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
     let spec = input
         .to_spec(None)
-        .map_err(|e| ApiError::bad_request("validation_failed", format!("{e}; nothing was changed")))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::ValidationFailed, format!("{e}; nothing was changed")))?;
     let at = input.effective_from.unwrap_or_else(Utc::now);
     Ok(HttpResponse::Ok().json(apply(&state, &req, vec![spec], at, PriceSource::Manual, false, 0).await?))
 }
@@ -283,14 +284,14 @@ pub async fn update(
         None => (price_book::bundled().2, PriceSource::Bundled, 0),
         Some(doc) => {
             let imported = price_book::parse_litellm(&doc.to_string()).map_err(|e| {
-                ApiError::bad_request("invalid_price_file", format!("the price file was rejected whole: {e}"))
+                ApiError::bad_request(ErrorCode::InvalidPriceFile, format!("the price file was rejected whole: {e}"))
             })?;
             let source = match request.source.as_deref() {
                 None | Some("file") => PriceSource::File,
                 Some("url") => PriceSource::Url,
                 Some(other) => {
                     return Err(ApiError::bad_request(
-                        "validation_failed",
+                        ErrorCode::ValidationFailed,
                         format!("source `{other}` is not file or url"),
                     ))
                 }
@@ -339,12 +340,12 @@ pub async fn calculate(state: web::Data<AppState>, payload: web::Payload) -> Res
         ("cached_input_tokens", r.cached_input_tokens),
     ] {
         if !(0..=max).contains(&v) {
-            return Err(ApiError::bad_request("validation_failed", format!("{field} is {v}; use 0 to {max}")));
+            return Err(ApiError::bad_request(ErrorCode::ValidationFailed, format!("{field} is {v}; use 0 to {max}")));
         }
     }
     if r.cached_input_tokens > r.input_tokens {
         return Err(ApiError::bad_request(
-            "validation_failed",
+            ErrorCode::ValidationFailed,
             "cached_input_tokens is the cached part of input_tokens; it cannot be larger",
         ));
     }

@@ -5,6 +5,7 @@ use actix_web::{post, web, HttpResponse};
 use budget_events::domain::alternatives::{self, Alternative, CallShape};
 use budget_events::money::decimal_json;
 use budget_events::store::prices;
+use budget_events::ErrorCode;
 use chrono::Utc;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -62,11 +63,14 @@ pub async fn recommendations(state: web::Data<AppState>, payload: web::Payload) 
     let max = budget_events::domain::usage::MAX_TOKENS_PER_RECORD;
     for (field, v) in [("context_size", r.context_size), ("output_size", r.output_size)] {
         if !(0..=max).contains(&v) {
-            return Err(ApiError::bad_request("validation_failed", format!("{field} is {v}; use 0 to {max} tokens")));
+            return Err(ApiError::bad_request(
+                ErrorCode::ValidationFailed,
+                format!("{field} is {v}; use 0 to {max} tokens"),
+            ));
         }
     }
     if r.limit == Some(0) {
-        return Err(ApiError::bad_request("validation_failed", "limit is 0; ask for at least 1 alternative"));
+        return Err(ApiError::bad_request(ErrorCode::ValidationFailed, "limit is 0; ask for at least 1 alternative"));
     }
     let now = Utc::now();
     let (current, resolved_model) = resolve_at(&state, &r.provider, &r.model, now).await?;

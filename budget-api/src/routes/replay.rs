@@ -4,6 +4,7 @@
 
 use actix_web::{post, web, HttpResponse};
 use budget_events::audit;
+use budget_events::ErrorCode;
 use budget_projections::alerts::Alerts;
 use budget_projections::replay::{replay as replay_projection, Progress, ReplayReport};
 use budget_projections::usage_rollups::UsageRollups;
@@ -42,7 +43,7 @@ pub async fn replay(state: web::Data<AppState>, payload: web::Payload) -> Result
             Some(p) => vec![*p],
             None => {
                 return Err(ApiError::bad_request(
-                    "invalid_parameter",
+                    ErrorCode::InvalidParameter,
                     format!("no projection `{name}`; use one of {} or all", PROJECTIONS.join(", ")),
                 ))
             }

@@ -8,6 +8,7 @@ use budget_events::event::UsageRepriced;
 use budget_events::ledger::RepriceCommand;
 use budget_events::money::decimal_json;
 use budget_events::store::repricing::{self, RepriceSelection};
+use budget_events::ErrorCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -57,7 +58,10 @@ pub async fn reprice(
 ) -> Result<HttpResponse, ApiError> {
     let r: RepriceRequest = body::parse(&body::read(payload, 16 * 1024).await?)?;
     if r.until.is_some_and(|until| until <= r.since) {
-        return Err(ApiError::bad_request("validation_failed", "until must be later than since; widen the range"));
+        return Err(ApiError::bad_request(
+            ErrorCode::ValidationFailed,
+            "until must be later than since; widen the range",
+        ));
     }
     let selection = RepriceSelection { provider: r.provider, model: r.model, since: r.since, until: r.until };
     let corrections = if r.dry_run {
@@ -69,7 +73,7 @@ pub async fn reprice(
             .map(|(c, _)| c)
             .collect()
     } else {
-        state.writer.reprice(RepriceCommand { selection, metadata: metadata(&req) }).await?.corrections
+        state.writer.submit(RepriceCommand { selection, metadata: metadata(&req) }).await?.corrections
     };
     Ok(HttpResponse::Ok().json(RepriceResponse {
         dry_run: r.dry_run,

@@ -2,6 +2,7 @@
 //! remaining, state and when it resets — read from the enforcement accounts, which are exact and
 //! current (they are written in the same transaction as the usage).
 
+use budget_events::ErrorCode;
 use std::collections::HashMap;
 
 use actix_web::{get, web, HttpResponse};
@@ -83,7 +84,7 @@ pub struct StatusResponse {
 pub async fn status(state: web::Data<AppState>, query: web::Query<StatusQuery>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     if let Some(p) = &q.period {
-        p.parse::<PolicyPeriod>().map_err(|e| ApiError::bad_request("invalid_period", e))?;
+        p.parse::<PolicyPeriod>().map_err(|e| ApiError::bad_request(ErrorCode::InvalidPeriod, e))?;
     }
     let filter = PolicyFilter {
         budget_id: q.budget_id,
@@ -98,7 +99,7 @@ pub async fn status(state: web::Data<AppState>, query: web::Query<StatusQuery>) 
     let client = state.pool.get().await?;
     if let Some(as_of) = q.as_of {
         if q.at.is_some() {
-            return Err(ApiError::bad_request("validation_failed", "give at or as_of, not both"));
+            return Err(ApiError::bad_request(ErrorCode::ValidationFailed, "give at or as_of, not both"));
         }
         let fold = budget_events::audit::fold_log(&**client, Some(as_of), |_, _| {})
             .await

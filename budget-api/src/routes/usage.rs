@@ -5,6 +5,7 @@ use actix_web::{post, web, HttpRequest, HttpResponse};
 use budget_events::domain::usage::FieldError;
 use budget_events::domain::{RecordUsage, UsageInput};
 use budget_events::ledger::{ItemOutcome, ItemStatus, UsageCommand, UsageItem};
+use budget_events::ErrorCode;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -95,7 +96,7 @@ pub async fn record_one(
     state.fill_tier(&mut input);
     let record = RecordUsage::validate(&input, Utc::now()).map_err(|e| validation_error(e.errors))?;
     let command = UsageCommand { items: vec![UsageItem { record, key }], key: None, metadata: metadata(&req) };
-    let mut outcome = state.writer.record_usage(command).await?;
+    let mut outcome = state.writer.submit(command).await?;
     let item = outcome.items.pop().expect("one outcome per record");
     match item.status {
         ItemStatus::Recorded => Ok(HttpResponse::Created().json(UsageRecordedResponse::from(item))),
@@ -104,10 +105,12 @@ pub async fn record_one(
         }
         ItemStatus::Rejected => {
             let error = item.error.expect("a rejection says why");
-            if error.code == "unknown_allocation" {
-                return Err(ApiError::NotFound(format!("{}; nothing was recorded", error.message)));
+            match error.code {
+                ErrorCode::UnknownAllocation => {
+                    Err(ApiError::NotFound(format!("{}; nothing was recorded", error.message)))
+                }
+                code => Err(ApiError::Conflict { code, message: error.message }),
             }
-            Err(ApiError::Conflict { code: "idempotency_key_reused", message: error.message })
         }
     }
 }
@@ -159,11 +162,11 @@ pub async fn record_batch(
     let bytes = body::read(payload, MAX_BATCH_BODY).await?;
     let batch: BatchRequest = body::parse(&bytes)?;
     if batch.records.is_empty() {
-        return Err(ApiError::bad_request("validation_failed", "records is empty; send 1 to 10,000 records"));
+        return Err(ApiError::bad_request(ErrorCode::ValidationFailed, "records is empty; send 1 to 10,000 records"));
     }
     if batch.records.len() > MAX_BATCH_RECORDS {
         return Err(ApiError::bad_request(
-            "too_many_records",
+            ErrorCode::TooManyRecords,
             format!("the batch has {} records; send at most {MAX_BATCH_RECORDS} per request", batch.records.len()),
         ));
     }
@@ -192,7 +195,7 @@ pub async fn record_batch(
             .collect();
         let (first_index, first) = &problems[0];
         return Err(ApiError::BadRequest {
-            code: "validation_failed",
+            code: ErrorCode::ValidationFailed,
             message: format!(
                 "records[{first_index}].{}: {} ({count} problem(s) in all, listed in details); nothing was recorded",
                 first.field, first.message
@@ -201,7 +204,7 @@ pub async fn record_batch(
         });
     }
     let key = request::keyed(&req, None, "usage-batch", &batch)?;
-    let outcome = state.writer.record_usage(UsageCommand { items, key, metadata: metadata(&req) }).await?;
+    let outcome = state.writer.submit(UsageCommand { items, key, metadata: metadata(&req) }).await?;
     let count = |s: ItemStatus| outcome.items.iter().filter(|i| i.status == s).count();
     let response = BatchResponse {
         success: true,

@@ -1,6 +1,7 @@
 //! Reading usage: `GET /api/usage` (totals, a series per period, groups), `POST /api/usage/summary`
 //! (the shape Tekton clients use) and `GET /api/usage/records` (the records themselves, from the log).
 
+use budget_events::ErrorCode;
 use std::collections::BTreeMap;
 
 use actix_web::{get, post, web, HttpResponse};
@@ -98,7 +99,7 @@ pub async fn usage(state: web::Data<AppState>, query: web::Query<UsageQuery>) ->
     let period = parse_period(q.period.as_deref().unwrap_or("daily"))?;
     let days = q.days.unwrap_or(DEFAULT_DAYS);
     if !(1..=MAX_DAYS).contains(&days) {
-        return Err(ApiError::bad_request("invalid_parameter", format!("days is {days}; use 1 to {MAX_DAYS}")));
+        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, format!("days is {days}; use 1 to {MAX_DAYS}")));
     }
     let group_by = parse_group_by(q.group_by.as_deref())?;
     let (start, end) = period.range_for_days(Utc::now(), days);
@@ -174,7 +175,7 @@ pub async fn summary(state: web::Data<AppState>, payload: web::Payload) -> Resul
     let end = ceil_hour(req.end_time.unwrap_or(now));
     if start >= end {
         return Err(ApiError::bad_request(
-            "invalid_time_range",
+            ErrorCode::InvalidTimeRange,
             format!("start_time {start} is not before end_time {end}; send an earlier start_time"),
         ));
     }
@@ -258,7 +259,7 @@ pub async fn records(state: web::Data<AppState>, query: web::Query<RecordsQuery>
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_parameter", format!("limit is {limit}; use 1 to 1000")));
+        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, format!("limit is {limit}; use 1 to 1000")));
     }
     let filter = UsageRecordFilter {
         provider: non_empty(q.provider),
@@ -301,7 +302,9 @@ pub async fn records(state: web::Data<AppState>, query: web::Query<RecordsQuery>
 }
 
 fn parse_period(s: &str) -> Result<Period, ApiError> {
-    s.parse().map_err(|e: budget_events::period::UnknownPeriod| ApiError::bad_request("invalid_period", e.to_string()))
+    s.parse().map_err(|e: budget_events::period::UnknownPeriod| {
+        ApiError::bad_request(ErrorCode::InvalidPeriod, e.to_string())
+    })
 }
 
 fn parse_group_by(s: Option<&str>) -> Result<Vec<&'static str>, ApiError> {
@@ -312,7 +315,7 @@ fn parse_group_by(s: Option<&str>) -> Result<Vec<&'static str>, ApiError> {
         .map(|d| {
             DIMENSIONS.iter().copied().find(|known| *known == d.trim()).ok_or_else(|| {
                 ApiError::bad_request(
-                    "invalid_parameter",
+                    ErrorCode::InvalidParameter,
                     format!("group_by `{}` is not a dimension; use provider, model, component or task_type", d.trim()),
                 )
             })

@@ -3,6 +3,7 @@
 //! `/ws/budget/prices` (price_updates). `?since=POSITION` replays what was appended after POSITION.
 
 use actix_web::{get, web, HttpRequest, HttpResponse};
+use budget_events::ErrorCode;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -25,11 +26,11 @@ async fn connect(
     topic: &'static str,
 ) -> Result<HttpResponse, ApiError> {
     if query.since.is_some_and(|s| s < 0) {
-        return Err(ApiError::bad_request("invalid_parameter", "since is a log position, 0 or more"));
+        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, "since is a log position, 0 or more"));
     }
     let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
         ApiError::bad_request(
-            "websocket_required",
+            ErrorCode::WebsocketRequired,
             format!("{e}; connect with a WebSocket client (ws://…{})", req.path()),
         )
     })?;

@@ -102,8 +102,8 @@ async fn accounts_equal_the_fold_of_the_log_after_a_random_workload() {
         tasks.push(tokio::spawn(async move {
             for c in commands {
                 match c {
-                    Ok(usage) => drop(writer.record_usage(usage).await.unwrap()),
-                    Err(policy) => drop(writer.set_policy(policy).await.unwrap()),
+                    Ok(usage) => drop(writer.submit(usage).await.unwrap()),
+                    Err(policy) => drop(writer.submit(policy).await.unwrap()),
                 }
             }
         }));

@@ -16,7 +16,13 @@ pub fn usage_input(component: &str, input_tokens: i64) -> UsageInput {
 pub fn usage_event(component: &str) -> NewEvent {
     let record = RecordUsage::validate(&usage_input(component, 100), Utc::now()).unwrap();
     NewEvent::new(
-        decide::record_usage(&record, Uuid::now_v7(), &[], &mut Default::default(), None),
+        budget_events::Event::UsageRecorded(decide::record_usage(
+            &record,
+            Uuid::now_v7(),
+            &[],
+            &mut Default::default(),
+            None,
+        )),
         EventMetadata::default(),
     )
 }

@@ -1,5 +1,5 @@
 use budget_events::db::testing::TestDb;
-use budget_events::ledger::{CommandError, ItemStatus, UsageCommand};
+use budget_events::ledger::{CommandError, ExpireCommand, ItemStatus, UsageCommand};
 use budget_events::store::idempotency::IdempotencyKey;
 use budget_events::writer::{LogSignal, WriteError, Writer};
 
@@ -11,8 +11,8 @@ async fn a_retry_gets_the_stored_outcome_and_writes_nothing() {
     let (writer, _task) = Writer::spawn(db.pool.clone(), LogSignal::default());
     let input = usage_input("codex", 1200);
 
-    let first = writer.record_usage(command(&input, Some("key-1"))).await.unwrap();
-    let retry = writer.record_usage(command(&input, Some("key-1"))).await.unwrap();
+    let first = writer.submit(command(&input, Some("key-1"))).await.unwrap();
+    let retry = writer.submit(command(&input, Some("key-1"))).await.unwrap();
     assert_eq!(first.items[0].status, ItemStatus::Recorded);
     assert_eq!(retry.items[0].status, ItemStatus::Duplicate);
     assert_eq!(retry.items[0].record_id, first.items[0].record_id);
@@ -21,9 +21,9 @@ async fn a_retry_gets_the_stored_outcome_and_writes_nothing() {
 
     // Same key, different request: refused, nothing written.
     let other = usage_input("codex", 999);
-    let refused = writer.record_usage(command(&other, Some("key-1"))).await.unwrap();
+    let refused = writer.submit(command(&other, Some("key-1"))).await.unwrap();
     assert_eq!(refused.items[0].status, ItemStatus::Rejected);
-    assert_eq!(refused.items[0].error.as_ref().unwrap().code, "idempotency_key_reused");
+    assert_eq!(refused.items[0].error.as_ref().unwrap().code, budget_events::ErrorCode::IdempotencyKeyReused);
     assert_eq!(count_events(&**db.pool.get().await.unwrap()).await, 1);
 }
 
@@ -38,12 +38,12 @@ async fn a_keyed_batch_replays_whole_and_a_reused_key_is_refused() {
         cmd.key = Some(IdempotencyKey::new("usage-batch", "batch-1", inputs).unwrap());
         cmd
     };
-    let first = writer.record_usage(batch(&inputs)).await.unwrap();
-    let again = writer.record_usage(batch(&inputs)).await.unwrap();
+    let first = writer.submit(batch(&inputs)).await.unwrap();
+    let again = writer.submit(batch(&inputs)).await.unwrap();
     assert!(again.replayed);
     assert_eq!(first.items, again.items);
     let changed = vec![usage_input("a", 1)];
-    let err = writer.record_usage(batch(&changed)).await.unwrap_err();
+    let err = writer.submit(batch(&changed)).await.unwrap_err();
     assert!(matches!(err, WriteError::Rejected(CommandError::KeyReused(ref k)) if k == "batch-1"), "{err:?}");
     assert_eq!(count_events(&**db.pool.get().await.unwrap()).await, 2);
 }
@@ -56,7 +56,7 @@ async fn concurrent_retries_of_one_key_record_it_once() {
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (writer, input) = (writer.clone(), input.clone());
-        tasks.push(tokio::spawn(async move { writer.record_usage(command(&input, Some("same"))).await.unwrap() }));
+        tasks.push(tokio::spawn(async move { writer.submit(command(&input, Some("same"))).await.unwrap() }));
     }
     let mut record_ids = std::collections::HashSet::new();
     for t in tasks {
@@ -76,7 +76,7 @@ async fn two_writers_sharing_a_key_record_it_once() {
     let mut tasks = Vec::new();
     for i in 0..20 {
         let (writer, input) = (if i % 2 == 0 { w1.clone() } else { w2.clone() }, input.clone());
-        tasks.push(tokio::spawn(async move { writer.record_usage(command(&input, Some("shared"))).await.unwrap() }));
+        tasks.push(tokio::spawn(async move { writer.submit(command(&input, Some("shared"))).await.unwrap() }));
     }
     for t in tasks {
         t.await.unwrap();
@@ -100,14 +100,14 @@ async fn two_sweepers_never_expire_an_allocation_twice() {
         }))
         .unwrap();
         let allocation = CreateAllocation::validate(&input, Tier::derive, &Default::default()).unwrap();
-        w1.allocate(AllocateCommand { allocation, key: None, metadata: Default::default() }).await.unwrap();
+        w1.submit(AllocateCommand { allocation, key: None, metadata: Default::default() }).await.unwrap();
     }
     let later = chrono::Utc::now() + chrono::Duration::seconds(5);
-    let (a, b) = tokio::join!(w1.expire(later), w2.expire(later));
+    let (a, b) = tokio::join!(w1.submit(ExpireCommand { at: later }), w2.submit(ExpireCommand { at: later }));
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.len() + b.len(), 40, "every due allocation expired by one sweeper or the other");
     assert!(a.iter().all(|id| !b.contains(id)), "no allocation expired twice");
-    assert!(w1.expire(later).await.unwrap().is_empty());
+    assert!(w1.submit(ExpireCommand { at: later }).await.unwrap().is_empty());
     let expired: i64 = db
         .pool
         .get()

@@ -131,7 +131,7 @@ async fn projections_pass_over_policy_events() {
     let input: PolicyInput = serde_json::from_value(json!({"period": "daily", "cost_limit": 1})).unwrap();
     let policy =
         PolicyCommand { policy: SetPolicy::validate(&input).unwrap(), key: None, metadata: Default::default() };
-    writer.set_policy(policy).await.unwrap();
+    writer.submit(policy).await.unwrap();
     record(&db, &[usage("a", 10)]).await;
     apply_all(&runner(&db), 3).await; // BudgetCreated, PolicySet, UsageRecorded
     assert_eq!(rollup_rows(&db).await.len(), 1);

@@ -1,0 +1,151 @@
+//! Allocations, two-phase: a reservation is decided against the locked accounts (refused when a hard
+//! limit would be passed, counting what is already reserved); a release or an expiry voids what is left.
+//! Every allocation resolves at most once: its row is locked while the batch decides.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::{Batch, CommandError, Handle, LedgerCommand, LedgerError, Step};
+use crate::decide;
+use crate::domain::allocation::{Allocation, AllocationState, CreateAllocation};
+use crate::domain::policy::{Policy, Window};
+use crate::event::{Event, EventMetadata, NewEvent};
+use crate::store::allocations;
+use crate::store::idempotency::IdempotencyKey;
+
+/// Reserve tokens for a task.
+#[derive(Debug, Clone)]
+pub struct AllocateCommand {
+    pub allocation: CreateAllocation,
+    pub key: Option<IdempotencyKey>,
+    pub metadata: EventMetadata,
+}
+
+/// Void what an allocation still reserves.
+#[derive(Debug, Clone)]
+pub struct ReleaseCommand {
+    pub allocation_id: Uuid,
+    pub key: Option<IdempotencyKey>,
+    pub metadata: EventMetadata,
+}
+
+/// Expire the active allocations whose time is up at this instant (the sweeper), up to 1000 a batch.
+#[derive(Debug, Clone)]
+pub struct ExpireCommand {
+    pub at: DateTime<Utc>,
+}
+
+/// An allocation as a command left it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocationOutcome {
+    pub allocation: Allocation,
+    #[serde(default, skip_serializing)]
+    pub replayed: bool,
+}
+
+/// Allocations a sweep expires in one batch.
+const EXPIRE_PER_SWEEP: i64 = 1000;
+
+impl Handle for AllocateCommand {
+    fn key(&self) -> Option<&IdempotencyKey> {
+        self.key.as_ref()
+    }
+
+    async fn plan<'a>(&'a self, _tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+        let windows: Vec<(Policy, Window)> = decide::reservation_windows(&batch.policies, &self.allocation, batch.now)
+            .into_iter()
+            .map(|(p, w)| (p.clone(), w))
+            .collect();
+        for (p, w) in &windows {
+            batch.need(p.id, w);
+        }
+        let id = Uuid::now_v7();
+        Ok(Step::post(move |books| {
+            let windows: Vec<(&Policy, Window)> = windows.iter().map(|(p, w)| (p, w.clone())).collect();
+            match decide::reserve(&self.allocation, id, &windows, &mut books.accounts, books.now) {
+                Ok((event, allocation)) => {
+                    let new = NewEvent::new(Event::AllocationCreated(event), self.metadata.clone());
+                    books.events.push((decide::allocation_stream(id), 1, new));
+                    books.allocations.insert(id, allocation.clone());
+                    books.touched.insert(id);
+                    Ok(Self::wrap(AllocationOutcome { allocation, replayed: false }))
+                }
+                Err(refusals) => {
+                    // Kept in the log (nothing was reserved) so that refusals can be counted and explained.
+                    let refused = decide::allocation_refused(&self.allocation, refusals.clone());
+                    let new = NewEvent::new(Event::BudgetRefused(refused), self.metadata.clone());
+                    books.events.push((format!("refusal-{id}"), 1, new));
+                    Err(CommandError::BudgetExceeded(refusals))
+                }
+            }
+        }))
+    }
+
+    fn mark_replayed(outcome: &mut AllocationOutcome) {
+        outcome.replayed = true;
+    }
+}
+
+impl Handle for ReleaseCommand {
+    fn key(&self) -> Option<&IdempotencyKey> {
+        self.key.as_ref()
+    }
+
+    fn allocations(&self) -> Vec<Uuid> {
+        vec![self.allocation_id]
+    }
+
+    async fn plan<'a>(&'a self, _tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+        if let Some(a) = batch.allocations.get(&self.allocation_id).cloned() {
+            batch.need_reserved(&a);
+        }
+        Ok(Step::post(move |books| {
+            let a = books
+                .allocations
+                .get_mut(&self.allocation_id)
+                .ok_or(CommandError::UnknownAllocation(self.allocation_id))?;
+            if a.state != AllocationState::Active {
+                return Err(CommandError::AlreadyResolved { id: a.allocation_id, state: a.state });
+            }
+            let event = decide::void(a, AllocationState::Released, &mut books.accounts, books.now);
+            books.touched.insert(a.allocation_id);
+            // Created is version 1; an allocation resolves once, so this is version 2.
+            let new = NewEvent::new(Event::AllocationReleased(event), self.metadata.clone());
+            books.events.push((decide::allocation_stream(a.allocation_id), 2, new));
+            Ok(Self::wrap(AllocationOutcome { allocation: a.clone(), replayed: false }))
+        }))
+    }
+
+    fn mark_replayed(outcome: &mut AllocationOutcome) {
+        outcome.replayed = true;
+    }
+}
+
+impl Handle for ExpireCommand {
+    /// Locks the due allocations (`SKIP LOCKED`: two sweepers never take the same one).
+    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+        let due = allocations::lock_due(tx, self.at, EXPIRE_PER_SWEEP).await?;
+        let ids: Vec<Uuid> = due.iter().map(|a| a.allocation_id).collect();
+        for a in due {
+            batch.need_reserved(&a);
+            batch.allocations.entry(a.allocation_id).or_insert(a);
+        }
+        Ok(Step::post(move |books| {
+            let mut expired = Vec::new();
+            for id in ids {
+                let a = books.allocations.get_mut(&id).expect("due allocations were locked in pass 1");
+                if a.state != AllocationState::Active {
+                    continue; // released or used up earlier in this batch
+                }
+                let event = decide::void(a, AllocationState::Expired, &mut books.accounts, books.now);
+                books.touched.insert(id);
+                let new = NewEvent::new(Event::AllocationExpired(event), EventMetadata::default());
+                books.events.push((decide::allocation_stream(id), 2, new));
+                expired.push(id);
+            }
+            Ok(Self::wrap(expired))
+        }))
+    }
+}

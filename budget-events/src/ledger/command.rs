@@ -1,0 +1,192 @@
+//! The commands the write path takes, their outcomes, and why a command can be refused.
+//!
+//! [`commands!`] lists each command once with its outcome type; it generates the [`Command`] and
+//! [`Outcome`] enums the batch carries and the dispatch from them to each command's [`Handle`] impl,
+//! so adding a command is one line here plus its module.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::{Batch, Handle, LedgerError, Step};
+use crate::decide;
+use crate::domain::allocation::AllocationState;
+use crate::error_code::ErrorCode;
+use crate::store::idempotency::IdempotencyKey;
+
+/// A command of the write path, with the outcome it is answered with. The writer's
+/// [`submit`](crate::writer::Writer::submit) takes any of them and returns its own outcome type.
+pub trait LedgerCommand: Sized + Send + 'static {
+    type Outcome: Clone + Serialize + serde::de::DeserializeOwned + Send + 'static;
+    fn into_command(self) -> Command;
+    fn wrap(outcome: Self::Outcome) -> Outcome;
+    /// The outcome of this command, if `outcome` is one (the write path answers each command with its own).
+    fn unwrap(outcome: Outcome) -> Option<Self::Outcome>;
+}
+
+macro_rules! commands {
+    ($($(#[$doc:meta])* $variant:ident($command:ty) -> $outcome:ty;)*) => {
+        /// Everything the write path takes.
+        #[derive(Debug, Clone)]
+        pub enum Command {
+            $($(#[$doc])* $variant($command),)*
+        }
+
+        /// What a command did, one variant per command.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Outcome {
+            $($variant(Box<$outcome>),)*
+        }
+
+        $(
+            impl LedgerCommand for $command {
+                type Outcome = $outcome;
+                fn into_command(self) -> Command {
+                    Command::$variant(self)
+                }
+                fn wrap(outcome: $outcome) -> Outcome {
+                    Outcome::$variant(Box::new(outcome))
+                }
+                fn unwrap(outcome: Outcome) -> Option<$outcome> {
+                    match outcome {
+                        Outcome::$variant(o) => Some(*o),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    }
+                }
+            }
+        )*
+
+        impl Command {
+            pub(crate) fn key(&self) -> Option<&IdempotencyKey> {
+                match self { $(Command::$variant(c) => c.key(),)* }
+            }
+            pub(crate) fn keys(&self) -> Vec<&IdempotencyKey> {
+                match self { $(Command::$variant(c) => c.keys(),)* }
+            }
+            /// Records this command writes, for sizing batches.
+            pub fn weight(&self) -> usize {
+                match self { $(Command::$variant(c) => c.weight(),)* }
+            }
+            pub(crate) fn allocations(&self) -> Vec<Uuid> {
+                match self { $(Command::$variant(c) => c.allocations(),)* }
+            }
+            pub(crate) fn priced_models(&self) -> Vec<(&str, &str)> {
+                match self { $(Command::$variant(c) => c.priced_models(),)* }
+            }
+            pub(crate) async fn plan<'a>(
+                &'a self,
+                tx: &Transaction<'_>,
+                batch: &mut Batch<'a>,
+            ) -> Result<Step<'a>, LedgerError> {
+                match self { $(Command::$variant(c) => c.plan(tx, batch).await,)* }
+            }
+            /// The outcome stored under this command's key by an earlier request.
+            pub(crate) fn replay(
+                &self,
+                key: &IdempotencyKey,
+                hash: &str,
+                stored: &serde_json::Value,
+            ) -> Result<Outcome, CommandError> {
+                match self { $(Command::$variant(_) => super::idempotency::replay::<$command>(key, hash, stored),)* }
+            }
+            pub(crate) fn part_outcomes<'c>(
+                &'c self,
+                outcome: &Outcome,
+                batch: &Batch<'_>,
+            ) -> Vec<(&'c IdempotencyKey, serde_json::Value)> {
+                match (self, outcome) {
+                    $((Command::$variant(c), Outcome::$variant(o)) => c.part_outcomes(o, batch),)*
+                    #[allow(unreachable_patterns)]
+                    _ => Vec::new(),
+                }
+            }
+        }
+
+        impl Outcome {
+            /// The same outcome, returned again to a retry.
+            pub(crate) fn replayed(self) -> Outcome {
+                match self { $(Outcome::$variant(mut o) => { <$command as Handle>::mark_replayed(&mut o); Outcome::$variant(o) })* }
+            }
+            pub(crate) fn assign_positions(&mut self, positions: &HashMap<Uuid, i64>) {
+                match self { $(Outcome::$variant(o) => <$command as Handle>::assign_positions(o, positions),)* }
+            }
+            pub(crate) fn to_json(&self) -> serde_json::Value {
+                match self { $(Outcome::$variant(o) => serde_json::to_value(o).expect("outcomes serialize"),)* }
+            }
+        }
+    };
+}
+
+commands! {
+    Usage(super::UsageCommand) -> super::UsageOutcome;
+    SetPolicy(super::PolicyCommand) -> super::PolicyOutcome;
+    Budget(super::BudgetCommand) -> super::BudgetOutcome;
+    Allocate(super::AllocateCommand) -> super::AllocationOutcome;
+    Release(super::ReleaseCommand) -> super::AllocationOutcome;
+    /// Expire the active allocations whose time is up (the sweeper); the outcome is their ids.
+    Expire(super::ExpireCommand) -> Vec<Uuid>;
+    SetPrices(super::PricesCommand) -> super::PricesOutcome;
+    Reprice(super::RepriceCommand) -> super::RepriceOutcome;
+    Refused(super::RefusalCommand) -> ();
+    Acknowledge(super::AcknowledgeCommand) -> super::AcknowledgeOutcome;
+}
+
+/// Why a command as a whole was refused. Stored under the command's key like an acceptance, so a
+/// retry gets the same refusal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandError {
+    #[error("the idempotency key `{0}` was already used for a different request; use a new key for a new request")]
+    KeyReused(String),
+    #[error("no budget has id {0}; list budgets with GET /api/budgets, or name one with `budget`")]
+    UnknownBudget(Uuid),
+    #[error("a budget named `{0}` already exists; choose another name or change that budget")]
+    BudgetExists(String),
+    #[error("budget `{0}` is archived; its policies no longer count, so it takes no new limits")]
+    BudgetArchived(String),
+    #[error("{}", refusal_message(.0))]
+    BudgetExceeded(Vec<decide::Refusal>),
+    #[error("no allocation has id {0}; list them with GET /api/allocations")]
+    UnknownAllocation(Uuid),
+    #[error("allocation {id} is already {}; an allocation resolves at most once", .state.as_str())]
+    AlreadyResolved { id: Uuid, state: AllocationState },
+}
+
+impl CommandError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CommandError::KeyReused(_) => ErrorCode::IdempotencyKeyReused,
+            CommandError::UnknownBudget(_) => ErrorCode::NotFound,
+            CommandError::BudgetExists(_) => ErrorCode::BudgetExists,
+            CommandError::BudgetArchived(_) => ErrorCode::BudgetArchived,
+            CommandError::BudgetExceeded(_) => ErrorCode::BudgetExceeded,
+            CommandError::UnknownAllocation(_) => ErrorCode::UnknownAllocation,
+            CommandError::AlreadyResolved { .. } => ErrorCode::AllocationResolved,
+        }
+    }
+}
+
+fn refusal_message(refusals: &[decide::Refusal]) -> String {
+    let r = &refusals[0];
+    let limit = match (r.cost_limit, r.token_limit) {
+        (Some(c), Some(t)) => format!("${c} / {t} tokens"),
+        (Some(c), None) => format!("${c}"),
+        (None, Some(t)) => format!("{t} tokens"),
+        (None, None) => "no limit".into(),
+    };
+    format!(
+        "the {} hard limit on {} ({limit}) would be exceeded: used ${} / {} tokens, reserved ${} / {} tokens, requested ${} / {} tokens{}; release unused allocations, wait for the window to reset, or raise the limit",
+        r.period,
+        r.scope,
+        r.used_cost,
+        r.used_tokens,
+        r.reserved_cost,
+        r.reserved_tokens,
+        r.requested_cost,
+        r.requested_tokens,
+        r.resets_at.map_or(String::new(), |t| format!(" (window resets at {t})")),
+    )
+}

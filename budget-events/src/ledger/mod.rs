@@ -1,0 +1,288 @@
+//! The write path: decide each command of a batch in order against the locked state, append the
+//! events, write back the accounts and store the idempotency outcomes, all in the caller's one
+//! transaction.
+//!
+//! The [`crate::writer`] feeds it batches of concurrent commands so that one commit (one fsync) serves
+//! many callers. Everything a command needs to be decided is read inside the transaction, so the
+//! outcome stored under an idempotency key is exactly what was committed.
+//!
+//! This file is the batch skeleton, the same for every command:
+//! 1. load what the batch needs (stored keys, policies, the allocations and prices it names);
+//! 2. pass 1, in order: replay keyed commands, decide what needs no account (policy, budget and price
+//!    changes), and collect the accounts the rest will post to;
+//! 3. lock those accounts in key order (two writers never deadlock);
+//! 4. pass 2, in order: post each command against the locked accounts;
+//! 5. append every event in one insert, write back accounts and allocations, store the outcomes.
+//!
+//! Each command family lives in its own module ([`usage`], [`allocation`], [`policy`], [`budget`],
+//! [`prices`], [`alerts`], [`check`]) and implements [`Handle`]: its pass 1 and pass 2. A new command
+//! is a type in one of them, a `Handle` impl, and a line in [`commands!`](command).
+
+mod alerts;
+mod allocation;
+mod budget;
+mod check;
+mod command;
+mod idempotency;
+mod policy;
+mod prices;
+mod usage;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use crate::domain::allocation::Allocation;
+use crate::domain::policy::{Account, Policy};
+use crate::event::NewEvent;
+use crate::store::accounts::{self, AccountKey, Bounds};
+use crate::store::idempotency::IdempotencyKey;
+use crate::store::{allocations, insert_events, policies, prices as price_store, AppendError};
+
+pub use alerts::{AcknowledgeCommand, AcknowledgeOutcome};
+pub use allocation::{AllocateCommand, AllocationOutcome, ExpireCommand, ReleaseCommand};
+pub use budget::{BudgetChange, BudgetCommand, BudgetOutcome};
+pub use check::RefusalCommand;
+pub use command::{Command, CommandError, LedgerCommand, Outcome};
+pub use policy::{PolicyCommand, PolicyOutcome};
+pub use prices::{PricesCommand, PricesOutcome, RepriceCommand, RepriceOutcome};
+pub use usage::{ItemOutcome, ItemStatus, OutcomeError, UsageCommand, UsageItem, UsageOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Another process stored one of the batch's keys or appended to one of its streams meanwhile.
+    /// Roll back and run the batch again: the retry sees what the other process committed.
+    #[error("a concurrent writer committed a key or stream of this batch; retry")]
+    Race,
+    #[error(transparent)]
+    Append(AppendError),
+    #[error("database error in the write path: {}", crate::db::error_message(.0))]
+    Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Read(#[from] crate::store::ReadError),
+}
+
+impl From<AppendError> for LedgerError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::ConcurrentAppend(_) => LedgerError::Race,
+            other => LedgerError::Append(other),
+        }
+    }
+}
+
+/// An event with the stream and version it is appended at.
+pub(crate) type VersionedEvent = (String, i64, NewEvent);
+
+/// What one command of a batch does: its pass 1 (`plan`) and pass 2 (the [`Step::Post`] it returns).
+pub(crate) trait Handle: LedgerCommand {
+    /// The command's own idempotency key.
+    fn key(&self) -> Option<&IdempotencyKey> {
+        None
+    }
+    /// Every key the batch must look up for it (the command's, and its items' own).
+    fn keys(&self) -> Vec<&IdempotencyKey> {
+        self.key().into_iter().collect()
+    }
+    /// Records the command writes, for sizing batches.
+    fn weight(&self) -> usize {
+        1
+    }
+    /// Allocations it names, locked before anything is decided.
+    fn allocations(&self) -> Vec<Uuid> {
+        Vec::new()
+    }
+    /// (provider, model) of the records it prices.
+    fn priced_models(&self) -> Vec<(&str, &str)> {
+        Vec::new()
+    }
+    /// Pass 1: decide what needs no account, and ask for the accounts pass 2 posts to.
+    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError>;
+    /// An outcome returned again (a retry with the same key).
+    fn mark_replayed(_outcome: &mut Self::Outcome) {}
+    /// Fills in the log positions of the events the outcome names, once they are appended.
+    fn assign_positions(_outcome: &mut Self::Outcome, _positions: &HashMap<Uuid, i64>) {}
+    /// Keys of parts of the command (a batch's records) to store besides the command's own.
+    fn part_outcomes<'a>(
+        &'a self,
+        _outcome: &Self::Outcome,
+        _batch: &Batch<'_>,
+    ) -> Vec<(&'a IdempotencyKey, serde_json::Value)> {
+        Vec::new()
+    }
+}
+
+/// A command's decision, or its posting, deferred until the accounts are locked.
+pub(crate) enum Step<'a> {
+    /// Decided in pass 1, with its events.
+    Done(Result<Outcome, CommandError>, Vec<VersionedEvent>),
+    /// Decided in pass 2 against the locked accounts.
+    Post(PostFn<'a>),
+}
+
+/// Pass 2 of one command: posts it to the locked books and returns its outcome.
+pub(crate) type PostFn<'a> = Box<dyn FnOnce(&mut Books) -> Result<Outcome, CommandError> + Send + 'a>;
+
+impl<'a> Step<'a> {
+    pub(crate) fn post(f: impl FnOnce(&mut Books) -> Result<Outcome, CommandError> + Send + 'a) -> Self {
+        Step::Post(Box::new(f))
+    }
+}
+
+/// What pass 1 reads and shares between the commands of a batch.
+pub(crate) struct Batch<'a> {
+    pub now: DateTime<Utc>,
+    /// Keys stored by earlier transactions: key → (request hash, outcome).
+    pub known: HashMap<String, (String, serde_json::Value)>,
+    /// Every policy, as the commands before this one left it.
+    pub policies: Vec<Policy>,
+    /// The allocations the batch names, locked.
+    pub allocations: HashMap<Uuid, Allocation>,
+    /// Every price version the batch's records could resolve to.
+    pub price_versions: Vec<crate::domain::price::PriceVersion>,
+    pub price_keys: Vec<(String, String)>,
+    /// Streams appended to by earlier commands of the batch, at their last version.
+    pub stream_versions: HashMap<String, i64>,
+    /// Item keys taken by earlier records of the batch: key → (request hash, record id).
+    pub item_keys: HashMap<&'a str, (&'a str, Uuid)>,
+    /// Records corrected by an earlier re-price of the batch (the log does not show them yet).
+    pub repriced: HashSet<Uuid>,
+    /// The accounts pass 2 posts to, with their windows' bounds.
+    pub needed: BTreeMap<AccountKey, Bounds>,
+}
+
+impl Batch<'_> {
+    pub fn need(&mut self, policy_id: Uuid, window: &crate::domain::policy::Window) {
+        self.needed.insert((policy_id, window.key.clone()), (window.start, window.end));
+    }
+
+    /// Asks for the accounts an allocation is pending in.
+    pub fn need_reserved(&mut self, a: &Allocation) {
+        for r in &a.reservations {
+            self.needed.entry((r.policy_id, r.window.clone())).or_insert((None, None));
+        }
+    }
+
+    /// The version a new event of `stream` is appended at.
+    pub async fn next_version(&mut self, tx: &Transaction<'_>, stream: &str) -> Result<i64, LedgerError> {
+        let version = match self.stream_versions.get(stream) {
+            Some(v) => v + 1,
+            None => crate::store::current_versions(tx, &[stream]).await?.get(stream).copied().unwrap_or(0) + 1,
+        };
+        self.stream_versions.insert(stream.to_string(), version);
+        Ok(version)
+    }
+}
+
+/// What pass 2 posts to: the locked accounts and allocations, and the events to append.
+pub(crate) struct Books {
+    pub now: DateTime<Utc>,
+    pub accounts: BTreeMap<AccountKey, Account>,
+    pub allocations: HashMap<Uuid, Allocation>,
+    /// Allocations changed by the batch, written back after the append.
+    pub touched: BTreeSet<Uuid>,
+    pub events: Vec<VersionedEvent>,
+}
+
+/// Decides and writes `commands` in order in `tx`. The caller commits.
+pub async fn process(
+    tx: &Transaction<'_>,
+    commands: &[Command],
+) -> Result<Vec<Result<Outcome, CommandError>>, LedgerError> {
+    let keys: Vec<&str> = commands.iter().flat_map(Command::keys).map(|k| k.key.as_str()).collect();
+    let known = crate::store::idempotency::lookup(tx, &keys)
+        .await?
+        .into_iter()
+        .map(|(k, v)| (k, (v.request_hash, v.outcome)))
+        .collect();
+    let policies = policies::load_all(tx).await?;
+    // Every allocation the batch names, locked up front (one query, in id order).
+    let named: Vec<Uuid> = commands.iter().flat_map(Command::allocations).collect();
+    let allocations = allocations::lock(tx, &named).await?;
+    // The price versions every record of the batch could resolve to (one query).
+    let price_keys = crate::domain::price::candidate_keys(commands.iter().flat_map(Command::priced_models));
+    let price_versions = price_store::versions_for(tx, &price_keys).await?;
+    let mut batch = Batch {
+        now: Utc::now(),
+        known,
+        policies,
+        allocations,
+        price_versions,
+        price_keys,
+        stream_versions: HashMap::new(),
+        item_keys: HashMap::new(),
+        repriced: HashSet::new(),
+        needed: BTreeMap::new(),
+    };
+
+    // Pass 1, in order. A keyed command seen before (in an earlier transaction or earlier in this
+    // batch) is not decided again.
+    let mut first_use: HashMap<&str, (&str, usize)> = HashMap::new();
+    let mut steps: Vec<Result<Step<'_>, usize>> = Vec::with_capacity(commands.len());
+    let mut fresh = vec![false; commands.len()];
+    for (index, command) in commands.iter().enumerate() {
+        if let Some(key) = command.key() {
+            if let Some((hash, stored)) = batch.known.get(&key.key) {
+                steps.push(Ok(Step::Done(command.replay(key, hash, stored), Vec::new())));
+                continue;
+            }
+            if let Some((hash, original)) = first_use.get(key.key.as_str()) {
+                steps.push(if *hash == key.request_hash {
+                    Err(*original)
+                } else {
+                    Ok(Step::Done(Err(CommandError::KeyReused(idempotency::client_key(key))), Vec::new()))
+                });
+                continue;
+            }
+            first_use.insert(&key.key, (&key.request_hash, index));
+        }
+        fresh[index] = true;
+        steps.push(Ok(command.plan(tx, &mut batch).await?));
+    }
+
+    // Pass 2: lock every account the batch posts to (in key order), then post each command in order.
+    let mut books = Books {
+        now: batch.now,
+        accounts: accounts::lock(tx, &batch.needed).await?,
+        allocations: std::mem::take(&mut batch.allocations),
+        touched: BTreeSet::new(),
+        events: Vec::new(),
+    };
+    let mut results: Vec<Result<Outcome, CommandError>> = Vec::with_capacity(commands.len());
+    let mut copies: Vec<(usize, usize)> = Vec::new();
+    for (index, step) in steps.into_iter().enumerate() {
+        results.push(match step {
+            Ok(Step::Done(result, mut events)) => {
+                books.events.append(&mut events);
+                result
+            }
+            Ok(Step::Post(post)) => post(&mut books),
+            Err(original) => {
+                copies.push((index, original));
+                Err(CommandError::KeyReused(String::new())) // replaced below, once the original is known
+            }
+        });
+    }
+
+    let Books { accounts, allocations, touched, events, .. } = books;
+    let rows: Vec<(&str, i64, &NewEvent)> = events.iter().map(|(s, v, e)| (s.as_str(), *v, e)).collect();
+    let appended = insert_events(tx, &rows).await?;
+    assert_eq!(appended.len(), events.len(), "every event of the batch is appended exactly once");
+    let positions: HashMap<Uuid, i64> = appended.iter().map(|a| (a.event_id, a.position)).collect();
+    accounts::save(tx, &accounts).await?;
+    let changed: Vec<&Allocation> = touched.iter().map(|id| &allocations[id]).collect();
+    allocations::save(tx, &changed).await?;
+
+    for (result, is_fresh) in results.iter_mut().zip(&fresh) {
+        if let (Ok(outcome), true) = (result, is_fresh) {
+            outcome.assign_positions(&positions);
+        }
+    }
+    for (copy, original) in copies {
+        results[copy] = results[original].clone().map(Outcome::replayed);
+    }
+    idempotency::store_outcomes(tx, commands, &results, &fresh, &batch).await?;
+    Ok(results)
+}

@@ -1,0 +1,281 @@
+//! Recording usage: each record is posted to every matching window, priced from the book when it
+//! carries no cost, and settled against its allocation. A record is a fact and is never refused for
+//! a limit; it is flagged `exceeded` when it takes a hard-limited window past its limit.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::{idempotency, Batch, Books, CommandError, Handle, LedgerCommand, LedgerError, Step};
+use crate::decide;
+use crate::domain::policy::{Policy, Window};
+use crate::domain::usage::CostSource;
+use crate::domain::RecordUsage;
+use crate::error_code::ErrorCode;
+use crate::event::{Event, EventMetadata, NewEvent};
+use crate::money::Money;
+use crate::store::idempotency::IdempotencyKey;
+
+/// Record one or more usage records, atomically.
+#[derive(Debug, Clone)]
+pub struct UsageCommand {
+    pub items: Vec<UsageItem>,
+    /// A key for the whole command (the `Idempotency-Key` of a batch request).
+    pub key: Option<IdempotencyKey>,
+    pub metadata: EventMetadata,
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageItem {
+    pub record: RecordUsage,
+    /// A key for this record alone (its `request_id`, or the header of a single-record request).
+    pub key: Option<IdempotencyKey>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    /// Written by this request.
+    Recorded,
+    /// Written by an earlier request with the same key; nothing new was written.
+    Duplicate,
+    /// Refused; `error` says why.
+    Rejected,
+}
+
+/// What happened to one usage record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemOutcome {
+    pub status: ItemStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Uuid>,
+    /// Position of the event in the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_source: Option<CostSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<DateTime<Utc>>,
+    /// Hard-limited policies whose window this record took past its limit (the record is kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceeded: Vec<Uuid>,
+    /// How the record settled against its allocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<crate::event::Settlement>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<OutcomeError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The outcome of a [`UsageCommand`]: one entry per item, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageOutcome {
+    pub items: Vec<ItemOutcome>,
+    /// True when the whole outcome was stored by an earlier request with the same key.
+    #[serde(default, skip_serializing)]
+    pub replayed: bool,
+}
+
+/// A usage item's plan between deciding its windows and posting it.
+struct PlannedItem {
+    outcome: ItemOutcome,
+    /// For a record to write: what pass 1 decided about it.
+    write: Option<RecordPlan>,
+}
+
+/// A new record's id, the windows it posts to, and its price.
+struct RecordPlan {
+    record_id: Uuid,
+    windows: Vec<(Policy, Window)>,
+    quote: Option<decide::PriceQuote>,
+}
+
+impl Handle for UsageCommand {
+    fn key(&self) -> Option<&IdempotencyKey> {
+        self.key.as_ref()
+    }
+
+    fn keys(&self) -> Vec<&IdempotencyKey> {
+        self.key.iter().chain(self.items.iter().filter_map(|i| i.key.as_ref())).collect()
+    }
+
+    fn weight(&self) -> usize {
+        self.items.len()
+    }
+
+    fn allocations(&self) -> Vec<Uuid> {
+        self.items.iter().filter_map(|i| i.record.allocation_id).collect()
+    }
+
+    fn priced_models(&self) -> Vec<(&str, &str)> {
+        self.items.iter().map(|i| (i.record.provider.as_str(), i.record.model.as_str())).collect()
+    }
+
+    /// Replays items seen before, rejects items naming an unknown allocation, and works out the windows
+    /// and price of each new record.
+    async fn plan<'a>(&'a self, _tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+        let mut items = Vec::with_capacity(self.items.len());
+        for item in &self.items {
+            if let Some(key) = &item.key {
+                if let Some((hash, stored)) = batch.known.get(&key.key) {
+                    items.push(PlannedItem { outcome: replay_item(key, hash, stored), write: None });
+                    continue;
+                }
+                if let Some((hash, record_id)) = batch.item_keys.get(key.key.as_str()) {
+                    let first = serde_json::to_value(ItemOutcome::recorded(*record_id)).expect("outcomes serialize");
+                    items.push(PlannedItem { outcome: replay_item(key, hash, &first), write: None });
+                    continue;
+                }
+            }
+            if let Some(id) = item.record.allocation_id {
+                match batch.allocations.get(&id).cloned() {
+                    Some(a) => batch.need_reserved(&a),
+                    None => {
+                        let error = CommandError::UnknownAllocation(id);
+                        items.push(PlannedItem { outcome: ItemOutcome::rejected(&error), write: None });
+                        continue;
+                    }
+                }
+            }
+            let record_id = Uuid::now_v7();
+            let windows: Vec<(Policy, Window)> =
+                decide::matching_windows(&batch.policies, &decide::call_facts(&item.record))
+                    .into_iter()
+                    .map(|(p, w)| (p.clone(), w))
+                    .collect();
+            for (p, w) in &windows {
+                batch.need(p.id, w);
+            }
+            if let Some(key) = &item.key {
+                batch.item_keys.insert(&key.key, (&key.request_hash, record_id));
+            }
+            let quote = decide::quote(&item.record, &batch.price_versions);
+            items.push(PlannedItem {
+                outcome: ItemOutcome::recorded(record_id),
+                write: Some(RecordPlan { record_id, windows, quote }),
+            });
+        }
+        Ok(Step::post(move |books| Ok(Self::wrap(self.post(items, books)))))
+    }
+
+    fn mark_replayed(outcome: &mut UsageOutcome) {
+        outcome.replayed = true;
+    }
+
+    fn assign_positions(outcome: &mut UsageOutcome, positions: &HashMap<Uuid, i64>) {
+        // Items written now; replayed ones already carry their positions.
+        for item in outcome.items.iter_mut().filter(|i| i.status == ItemStatus::Recorded && i.position.is_none()) {
+            item.position = item.event_id.map(|id| positions[&id]);
+        }
+    }
+
+    /// Recorded items, and items refused for a reason that will not change on retry, under their own
+    /// keys (unless an earlier transaction stored them).
+    fn part_outcomes<'a>(
+        &'a self,
+        outcome: &UsageOutcome,
+        batch: &Batch<'_>,
+    ) -> Vec<(&'a IdempotencyKey, serde_json::Value)> {
+        self.items
+            .iter()
+            .zip(&outcome.items)
+            .filter(|(_, o)| match o.status {
+                ItemStatus::Recorded => true,
+                ItemStatus::Rejected => o.error.as_ref().is_some_and(|e| e.code != ErrorCode::IdempotencyKeyReused),
+                ItemStatus::Duplicate => false,
+            })
+            .filter_map(|(item, o)| item.key.as_ref().map(|k| (k, o)))
+            .filter(|(k, _)| !batch.known.contains_key(&k.key))
+            .map(|(k, o)| (k, serde_json::to_value(o).expect("outcomes serialize")))
+            .collect()
+    }
+}
+
+impl UsageCommand {
+    /// Pass 2: settles each new record against its allocation and posts it to its windows, in order.
+    fn post(&self, items: Vec<PlannedItem>, books: &mut Books) -> UsageOutcome {
+        let mut outcome = UsageOutcome { items: Vec::with_capacity(items.len()), replayed: false };
+        for (planned, item) in items.into_iter().zip(&self.items) {
+            let mut item_outcome = planned.outcome;
+            if let Some(RecordPlan { record_id, windows, quote }) = planned.write {
+                let record = &item.record;
+                let settlement = record.allocation_id.map(|id| {
+                    let a = books.allocations.get_mut(&id).expect("named allocations were locked in pass 1");
+                    books.touched.insert(id);
+                    let cost = decide::record_cost_with(record, quote.as_ref()).0.amount();
+                    let (i, o) = (record.input_tokens.get(), record.output_tokens.get());
+                    decide::settle(a, i, o, cost, &mut books.accounts, books.now)
+                });
+                let windows: Vec<(&Policy, Window)> = windows.iter().map(|(p, w)| (p, w.clone())).collect();
+                let mut recorded =
+                    decide::record_usage(record, record_id, &windows, &mut books.accounts, quote.as_ref());
+                recorded.settlement = settlement;
+                item_outcome.settlement = recorded.settlement.clone();
+                item_outcome.cost = Some(recorded.cost);
+                item_outcome.cost_source = Some(recorded.cost_source);
+                item_outcome.timestamp = Some(recorded.occurred_at);
+                item_outcome.exceeded = recorded.exceeded.clone();
+                let mut metadata = self.metadata.clone();
+                metadata.idempotency_key = item.key.as_ref().or(self.key.as_ref()).map(|k| k.key.clone());
+                let new = NewEvent::new(Event::UsageRecorded(recorded), metadata);
+                item_outcome.event_id = Some(new.event_id);
+                books.events.push((decide::usage_stream(record_id), 1, new));
+            }
+            outcome.items.push(item_outcome);
+        }
+        outcome
+    }
+}
+
+/// The outcome stored for an item's key, returned to a retry as a duplicate.
+fn replay_item(key: &IdempotencyKey, hash: &str, stored: &serde_json::Value) -> ItemOutcome {
+    if hash != key.request_hash {
+        return ItemOutcome::rejected(&CommandError::KeyReused(idempotency::client_key(key)));
+    }
+    let mut original: ItemOutcome = serde_json::from_value(stored.clone()).expect("stored outcomes decode");
+    if original.status == ItemStatus::Recorded {
+        original.status = ItemStatus::Duplicate;
+    }
+    original
+}
+
+impl ItemOutcome {
+    fn empty() -> Self {
+        ItemOutcome {
+            status: ItemStatus::Recorded,
+            record_id: None,
+            event_id: None,
+            position: None,
+            cost: None,
+            cost_source: None,
+            timestamp: None,
+            exceeded: Vec::new(),
+            settlement: None,
+            error: None,
+        }
+    }
+
+    fn recorded(record_id: Uuid) -> Self {
+        ItemOutcome { record_id: Some(record_id), ..Self::empty() }
+    }
+
+    fn rejected(error: &CommandError) -> Self {
+        ItemOutcome {
+            status: ItemStatus::Rejected,
+            error: Some(OutcomeError { code: error.code(), message: error.to_string() }),
+            ..Self::empty()
+        }
+    }
+}
