@@ -1,4 +1,8 @@
-//! What the service needs to start: where to listen and which database to use.
+//! Configuration in one place: every `BUDGET_*` variable the service reads, its default, and its
+//! validation. `budget start` calls [`Settings::from_env`]; tests build [`Settings::new`] and change
+//! fields. The README's configuration table lists exactly [`VARIABLES`] (a test checks).
+
+use std::path::PathBuf;
 
 use budget_events::db::DbConfig;
 use budget_events::domain::allocation::AllocationDefaults;
@@ -40,6 +44,84 @@ pub struct Settings {
     pub ws: crate::ws::session::WsSettings,
     /// The assistant's LLM for narratives (`BUDGET_ASSISTANT_LLM_URL`, `_MODEL`, `_API_KEY`).
     pub assistant_llm: Option<crate::assistant::narrative::LlmSettings>,
+    /// Tests only (`BUDGET_FAULT`): the background task that panics right after start, to prove that a
+    /// dead task stops the process.
+    pub fault: Option<String>,
+}
+
+/// Every variable the service and the CLI read, as the README's configuration table lists them.
+pub const VARIABLES: &[&str] = &[
+    "BUDGET_HOST",
+    "BUDGET_PORT",
+    "BUDGET_DATABASE_URL",
+    "BUDGET_DATA_DIR",
+    "BUDGET_URL",
+    "BUDGET_LOG",
+    "BUDGET_ALLOCATION_DEFAULTS",
+    "BUDGET_TIER_MAP",
+    "BUDGET_UNPRICED",
+    "BUDGET_PRICE_SOURCES",
+    "BUDGET_PRICE_REFRESH",
+    "BUDGET_ALERT_WEBHOOKS",
+    "BUDGET_SPIKE_MULTIPLE",
+    "BUDGET_ASSISTANT_LLM_URL",
+    "BUDGET_ASSISTANT_MODEL",
+    "BUDGET_ASSISTANT_API_KEY",
+    "BUDGET_FAULT",
+    "BUDGET_TEST_DATABASE_URL",
+];
+
+/// The background tasks `BUDGET_FAULT` may name.
+pub const TASKS: &[&str] = &["usage_rollups", "alerts", "sweeper", "webhooks", "price_sources", "ws_hub"];
+
+/// A variable whose value cannot be used, with what to set instead.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable} is `{value}`; {fix}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub fix: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, value: &str, fix: impl Into<String>) -> Self {
+        ConfigError { variable, value: value.to_string(), fix: fix.into() }
+    }
+}
+
+/// Where the service keeps its data: a PostgreSQL it is given, or a private cluster it runs itself.
+#[derive(Debug, Clone)]
+pub enum DatabaseLocation {
+    /// `BUDGET_DATABASE_URL`.
+    Url(Box<DbConfig>),
+    /// `BUDGET_DATA_DIR`, or the default data directory when unset.
+    Private(Option<PathBuf>),
+}
+
+impl DatabaseLocation {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        match var("BUDGET_DATABASE_URL").filter(|v| !v.trim().is_empty()) {
+            Some(url) => {
+                budget_events::db::parse_config(&url).map(|c| DatabaseLocation::Url(Box::new(c))).map_err(|e| {
+                    ConfigError::new(
+                        "BUDGET_DATABASE_URL",
+                        "(hidden)",
+                        format!("{e}; use postgres://user:pass@host:5432/budget, or unset it for a private cluster"),
+                    )
+                })
+            }
+            None => Ok(DatabaseLocation::Private(var("BUDGET_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))),
+        }
+    }
+}
+
+/// `BUDGET_LOG`: the log filter (`tracing` syntax), `info` by default.
+pub fn log_filter() -> String {
+    std::env::var("BUDGET_LOG").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "info".into())
 }
 
 /// `BUDGET_UNPRICED`: `record` (default) lets calls to an unpriced model count tokens only; `reject`
@@ -82,6 +164,157 @@ impl Settings {
             spike_multiple: rust_decimal::Decimal::from(3),
             ws: Default::default(),
             assistant_llm: None,
+            fault: None,
         }
+    }
+
+    /// The defaults of [`Settings::new`] with every `BUDGET_*` variable that is set applied and checked,
+    /// for the database the caller found (see [`DatabaseLocation`]).
+    pub fn from_env(database: DbConfig) -> Result<Self, ConfigError> {
+        Self::from_lookup(database, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Settings::from_env`] over any source of variables (tests pass a map).
+    pub fn from_lookup(database: DbConfig, var: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let mut s = Settings::new(DEFAULT_HOST, DEFAULT_PORT, database);
+        if let Some(host) = var("BUDGET_HOST") {
+            s.host = host.trim().to_string();
+        }
+        if let Some(port) = var("BUDGET_PORT") {
+            s.port = port.trim().parse().map_err(|_| {
+                ConfigError::new("BUDGET_PORT", &port, "use a port number, 0 to 65535 (0 picks a free one)")
+            })?;
+        }
+        if let Some(map) = var("BUDGET_TIER_MAP") {
+            s.tiers = TierMap::parse(&map).map_err(|e| ConfigError::new("BUDGET_TIER_MAP", &map, e))?;
+        }
+        if let Some(sizes) = var("BUDGET_ALLOCATION_DEFAULTS") {
+            s.allocation_defaults = AllocationDefaults::parse(&sizes)
+                .map_err(|e| ConfigError::new("BUDGET_ALLOCATION_DEFAULTS", &sizes, e))?;
+        }
+        if let Some(unpriced) = var("BUDGET_UNPRICED") {
+            s.unpriced =
+                UnpricedPolicy::parse(&unpriced).map_err(|e| ConfigError::new("BUDGET_UNPRICED", &unpriced, e))?;
+        }
+        if let Some(sources) = var("BUDGET_PRICE_SOURCES") {
+            s.price_sources = crate::price_sources::parse_sources(&sources);
+        }
+        if let Some(every) = var("BUDGET_PRICE_REFRESH") {
+            let seconds =
+                budget_events::period::parse_duration_seconds(&every).filter(|s| *s >= 60).ok_or_else(|| {
+                    ConfigError::new("BUDGET_PRICE_REFRESH", &every, "use a duration of at least 1m, e.g. 6h or 1d")
+                })?;
+            s.price_refresh = std::time::Duration::from_secs(seconds as u64);
+        }
+        if let Some(hooks) = var("BUDGET_ALERT_WEBHOOKS") {
+            s.webhooks = budget_projections::alerts::Webhook::parse_list(&hooks)
+                .map_err(|e| ConfigError::new("BUDGET_ALERT_WEBHOOKS", &hooks, e))?;
+        }
+        if let Some(multiple) = var("BUDGET_SPIKE_MULTIPLE") {
+            s.spike_multiple = multiple
+                .trim()
+                .parse::<rust_decimal::Decimal>()
+                .ok()
+                .filter(|m| *m > rust_decimal::Decimal::ONE)
+                .ok_or_else(|| ConfigError::new("BUDGET_SPIKE_MULTIPLE", &multiple, "use a number above 1, e.g. 3"))?;
+        }
+        if let Some(url) = var("BUDGET_ASSISTANT_LLM_URL") {
+            let model = var("BUDGET_ASSISTANT_MODEL").ok_or_else(|| {
+                ConfigError::new(
+                    "BUDGET_ASSISTANT_MODEL",
+                    "",
+                    "BUDGET_ASSISTANT_LLM_URL is set, so name the model to ask",
+                )
+            })?;
+            s.assistant_llm = Some(crate::assistant::narrative::LlmSettings {
+                url,
+                model,
+                api_key: var("BUDGET_ASSISTANT_API_KEY"),
+                timeout: std::time::Duration::from_secs(30),
+            });
+        }
+        if let Some(task) = var("BUDGET_FAULT") {
+            if !TASKS.contains(&task.trim()) {
+                return Err(ConfigError::new(
+                    "BUDGET_FAULT",
+                    &task,
+                    format!("tests only: name one of {}", TASKS.join(", ")),
+                ));
+            }
+            s.fault = Some(task.trim().to_string());
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let database = budget_events::db::parse_config("postgres://postgres@127.0.0.1/budget").unwrap();
+        Settings::from_lookup(database, &|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = settings(&[]).unwrap();
+        assert_eq!((s.host.as_str(), s.port, s.unpriced), (DEFAULT_HOST, DEFAULT_PORT, UnpricedPolicy::Record));
+        assert_eq!(s.price_refresh, std::time::Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn each_bad_value_is_refused_naming_its_variable_and_the_fix() {
+        for (name, value) in [
+            ("BUDGET_PORT", "80a"),
+            ("BUDGET_UNPRICED", "maybe"),
+            ("BUDGET_PRICE_REFRESH", "10s"),
+            ("BUDGET_SPIKE_MULTIPLE", "0.5"),
+            ("BUDGET_TIER_MAP", "{not json"),
+            ("BUDGET_ALLOCATION_DEFAULTS", "[]"),
+            ("BUDGET_FAULT", "nothing"),
+        ] {
+            let e = settings(&[(name, value)]).expect_err(name);
+            assert_eq!(e.variable, name);
+            assert!(e.to_string().starts_with(&format!("{name} is `{value}`; ")), "{e}");
+        }
+        let e = settings(&[("BUDGET_ASSISTANT_LLM_URL", "http://127.0.0.1:11434/v1")]).unwrap_err();
+        assert_eq!(e.variable, "BUDGET_ASSISTANT_MODEL");
+    }
+
+    #[test]
+    fn set_values_are_used() {
+        let s = settings(&[("BUDGET_PORT", "9000"), ("BUDGET_UNPRICED", "reject"), ("BUDGET_PRICE_REFRESH", "6h")])
+            .unwrap();
+        assert_eq!((s.port, s.unpriced), (9000, UnpricedPolicy::Reject));
+        assert_eq!(s.price_refresh, std::time::Duration::from_secs(6 * 3600));
+    }
+
+    /// The README's configuration table and [`VARIABLES`] name the same variables, in both directions.
+    #[test]
+    fn the_readme_table_lists_every_variable() {
+        let readme = include_str!("../../README.md");
+        let table = readme.split("### Configuration").nth(1).expect("README has a Configuration section");
+        let table = table.split("\n## ").next().unwrap();
+        let mut documented: Vec<String> = table
+            .lines()
+            .filter(|l| l.starts_with("| `BUDGET_"))
+            .flat_map(|l| {
+                l.split('|')
+                    .nth(1)
+                    .unwrap()
+                    .split('`')
+                    .filter(|w| w.starts_with("BUDGET_"))
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        documented.sort();
+        let mut known: Vec<String> = VARIABLES.iter().map(|v| v.to_string()).collect();
+        known.sort();
+        assert_eq!(documented, known, "README's configuration table and configuration::VARIABLES differ");
     }
 }

@@ -1,4 +1,8 @@
 //! Assembles the service: migrate, start the batching writer and the projection workers, serve HTTP.
+//!
+//! Every background task is supervised: if one panics or returns while the server runs, the process
+//! logs which one and why, stops serving and exits non-zero, so that an orchestrator restarts it rather
+//! than a "healthy" process answering 503s (or serving stale projections) for ever.
 
 use budget_events::ErrorCode;
 use std::net::TcpListener;
@@ -25,8 +29,34 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
-    workers: Vec<JoinHandle<()>>,
+    workers: Vec<(&'static str, JoinHandle<()>)>,
     stop_workers: watch::Sender<bool>,
+}
+
+/// Why the service stopped other than by being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("the HTTP server failed: {0}")]
+    Http(#[from] std::io::Error),
+    #[error("the background task `{task}` {reason}; the service stopped so that it can be restarted whole")]
+    TaskStopped { task: &'static str, reason: String },
+}
+
+/// Spawns a background task under `name`. `fault` (tests only, `BUDGET_FAULT`) makes it panic instead.
+fn spawn_task(
+    name: &'static str,
+    fault: Option<&str>,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (&'static str, JoinHandle<()>) {
+    let faulty = fault == Some(name);
+    let handle = tokio::spawn(async move {
+        if faulty {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            panic!("BUDGET_FAULT={name}: this task panics on purpose (tests only)");
+        }
+        task.await
+    });
+    (name, handle)
 }
 
 impl Application {
@@ -48,21 +78,23 @@ impl Application {
         }
 
         let signal = LogSignal::default();
-        let (writer, _writer_task) = Writer::spawn(pool.clone(), signal.clone());
+        let (writer, writer_task) = Writer::spawn(pool.clone(), signal.clone());
         let status = RunnerStatus::default();
         let (stop_workers, stopped) = watch::channel(false);
         let runner = Runner::new(UsageRollups, pool.clone(), status.clone());
         let alerts = Alerts { spike_multiple: settings.spike_multiple, webhooks: settings.webhooks.clone() };
         let alert_runner = Runner::new(alerts, pool.clone(), status.clone());
         let sweeper = sweep(writer.clone(), settings.sweep_interval, stopped.clone());
+        let fault = settings.fault.as_deref();
         let mut workers = vec![
-            tokio::spawn(runner.run(signal.clone(), stopped.clone())),
-            tokio::spawn(alert_runner.run(signal.clone(), stopped.clone())),
-            tokio::spawn(sweeper),
+            ("writer", writer_task),
+            spawn_task("usage_rollups", fault, runner.run(signal.clone(), stopped.clone())),
+            spawn_task("alerts", fault, alert_runner.run(signal.clone(), stopped.clone())),
+            spawn_task("sweeper", fault, sweeper),
         ];
         if !settings.webhooks.is_empty() {
             let delivery = budget_projections::webhooks::run(pool.clone(), settings.webhook_delivery, stopped.clone());
-            workers.push(tokio::spawn(delivery));
+            workers.push(spawn_task("webhooks", fault, delivery));
         }
 
         if settings.bundled_prices {
@@ -77,12 +109,12 @@ impl Application {
                 price_sources.clone(),
                 stopped.clone(),
             );
-            workers.push(tokio::spawn(refresher));
+            workers.push(spawn_task("price_sources", fault, refresher));
         }
 
         let (hub, hub_task) =
             crate::ws::hub::Hub::start(pool.clone(), signal.clone(), settings.ws.queue, stopped.clone()).await?;
-        workers.push(hub_task);
+        workers.push(spawn_task("ws_hub", fault, hub_task));
         let state = web::Data::new(AppState {
             pool,
             writer,
@@ -136,15 +168,57 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped. In-flight requests finish first; every acknowledged write was committed
-    /// before it was acknowledged, so nothing acknowledged is lost. Then the projection workers stop.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        let _ = self.stop_workers.send(true);
-        for worker in self.workers {
-            let _ = worker.await;
+    /// Serves until stopped, or until a background task dies (then the server stops too and this
+    /// returns [`ServiceError::TaskStopped`]). In-flight requests finish first; every acknowledged write
+    /// was committed before it was acknowledged, so nothing acknowledged is lost. Then the workers stop.
+    pub async fn run_until_stopped(self) -> Result<(), ServiceError> {
+        let Application { server, workers, stop_workers, .. } = self;
+        let handle = server.handle();
+        let mut watched = tokio::task::JoinSet::new();
+        let mut writer = None;
+        for (name, worker) in workers {
+            let watcher = watched.spawn(async move { (name, worker.await) });
+            if name == "writer" {
+                writer = Some(watcher);
+            }
         }
-        result
+        // The writer ends only when the last handle to it is dropped, which a stop does not wait for:
+        // everything it acknowledged is committed already.
+        let stop_watching_writer = move || {
+            if let Some(w) = writer {
+                w.abort();
+            }
+        };
+        let mut server = server;
+        let stopped_task = tokio::select! {
+            result = &mut server => {
+                let _ = stop_workers.send(true);
+                stop_watching_writer();
+                while watched.join_next().await.is_some() {}
+                return result.map_err(ServiceError::from);
+            }
+            Some(Ok((task, ended))) = watched.join_next() => (task, ended),
+        };
+        let (task, ended) = stopped_task;
+        let reason = match ended {
+            Ok(()) => "returned while the service was running".to_string(),
+            Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e.into_panic())),
+            Err(e) => format!("was cancelled: {e}"),
+        };
+        tracing::error!(task, %reason, "a background task stopped; stopping the service");
+        // The server future must run for the stop to be processed.
+        let _ = tokio::join!(handle.stop(true), server);
+        let _ = stop_workers.send(true);
+        stop_watching_writer();
+        while watched.join_next().await.is_some() {}
+        Err(ServiceError::TaskStopped { task, reason })
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => payload.downcast::<&str>().map_or_else(|_| "(no message)".into(), |s| s.to_string()),
     }
 }
 

@@ -153,17 +153,18 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct StartArgs {
-    /// Address to listen on.
-    #[arg(long, env = "BUDGET_HOST", default_value = budget_api::configuration::DEFAULT_HOST)]
-    pub host: String,
-    /// Port to listen on.
-    #[arg(long, env = "BUDGET_PORT", default_value_t = budget_api::configuration::DEFAULT_PORT)]
-    pub port: u16,
-    /// PostgreSQL to use. Without it, a private cluster is started in --data-dir.
-    #[arg(long, env = "BUDGET_DATABASE_URL", hide_env_values = true)]
+    /// Address to listen on [env: BUDGET_HOST; default: 127.0.0.1].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to listen on [env: BUDGET_PORT; default: 8013].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// PostgreSQL to use [env: BUDGET_DATABASE_URL]. Without it, a private cluster is started in --data-dir.
+    #[arg(long)]
     pub database_url: Option<String>,
-    /// Where the private cluster keeps its data (default: ~/.local/share/budget; /var/lib/budget as root).
-    #[arg(long, env = "BUDGET_DATA_DIR")]
+    /// Where the private cluster keeps its data [env: BUDGET_DATA_DIR; default: ~/.local/share/budget,
+    /// /var/lib/budget as root].
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }
 

@@ -663,3 +663,61 @@ async fn the_guides_cli_examples_work_as_written() {
         }
     }
 }
+
+/// The test database as a connection string `budget start` accepts (key=value form, so a Unix
+/// socket directory needs no escaping).
+fn connection_string(db: &TestDb) -> String {
+    let c = &db.config;
+    let host = match &c.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    format!(
+        "host={host} port={} user={} dbname={}",
+        c.get_ports().first().copied().unwrap_or(5432),
+        c.get_user().unwrap_or("postgres"),
+        c.get_dbname().unwrap()
+    )
+}
+
+/// A background task that dies takes the process down with a non-zero exit and says which one, so an
+/// orchestrator restarts it; without the fault the same process keeps serving.
+#[tokio::test]
+async fn a_dead_background_task_stops_the_process_with_a_failure_exit() {
+    let db = TestDb::new().await;
+    let start = |fault: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["start", "--port", "0"])
+            .env("BUDGET_DATABASE_URL", connection_string(&db))
+            .env("BUDGET_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        match fault {
+            Some(task) => command.env("BUDGET_FAULT", task),
+            None => command.env_remove("BUDGET_FAULT"),
+        };
+        command.spawn().unwrap()
+    };
+
+    // Control: no fault, still running after 3 s (far longer than the fault's 200 ms).
+    let mut healthy = KillOnDrop(Some(start(None)));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let child = healthy.0.as_mut().unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "budget start without a fault exited on its own");
+    drop(healthy);
+
+    let mut faulty = KillOnDrop(Some(start(Some("sweeper"))));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = faulty.0.as_mut().unwrap().try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "budget start kept running after its sweeper died");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "budget start exited with {status} after its sweeper died");
+    let mut err = String::new();
+    std::io::Read::read_to_string(faulty.0.take().unwrap().stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("background task `sweeper` panicked"), "{err}");
+}

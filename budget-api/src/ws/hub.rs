@@ -46,20 +46,21 @@ impl Hub {
         (self.senders[topic].subscribe(), *mark)
     }
 
-    /// Starts the hub at the current end of the log. `queue` bounds each connection's backlog.
+    /// Starts the hub at the current end of the log. `queue` bounds each connection's backlog. The
+    /// returned future tails the log until `stop`; the caller spawns (and supervises) it.
     pub async fn start(
         pool: DbPool,
         signal: LogSignal,
         queue: usize,
         stop: watch::Receiver<bool>,
-    ) -> anyhow::Result<(Hub, tokio::task::JoinHandle<()>)> {
+    ) -> anyhow::Result<(Hub, impl std::future::Future<Output = ()> + Send + 'static)> {
         let client = pool.get().await?;
         let start =
             Mark { cursor: store::settled_end(&**client).await?, alert_seq: alerts::last_seq(&**client).await? };
         drop(client);
         let senders: Senders = Arc::new(TOPICS.iter().map(|t| (*t, broadcast::channel(queue).0)).collect());
         let mark: SharedMark = Arc::new(Mutex::new(start));
-        let task = tokio::spawn(tail(pool, signal, senders.clone(), mark.clone(), stop));
+        let task = tail(pool, signal, senders.clone(), mark.clone(), stop);
         Ok((Hub { senders, mark }, task))
     }
 }
