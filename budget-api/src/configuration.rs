@@ -124,25 +124,7 @@ pub fn log_filter() -> String {
     std::env::var("BUDGET_LOG").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "info".into())
 }
 
-/// `BUDGET_UNPRICED`: `record` (default) lets calls to an unpriced model count tokens only; `reject`
-/// fails closed: a check or allocation for such a model is refused wherever a cost-limited hard policy
-/// applies, since that limit could not see what the call spends. Usage itself is always recorded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum UnpricedPolicy {
-    #[default]
-    Record,
-    Reject,
-}
-
-impl UnpricedPolicy {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "" | "record" => Ok(UnpricedPolicy::Record),
-            "reject" => Ok(UnpricedPolicy::Reject),
-            other => Err(format!("BUDGET_UNPRICED is `{other}`; use record or reject")),
-        }
-    }
-}
+pub use budget_events::decide::UnpricedPolicy;
 
 impl Settings {
     pub fn new(host: impl Into<String>, port: u16, database: DbConfig) -> Self {

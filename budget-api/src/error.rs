@@ -120,6 +120,9 @@ impl From<budget_events::writer::WriteError> for ApiError {
                 message: CommandError::BudgetExceeded(refusals.clone()).to_string(),
                 details: serde_json::to_value(&refusals).expect("refusals serialize"),
             },
+            WriteError::Rejected(rejection @ CommandError::Unpriced { .. }) => {
+                ApiError::Unpriced(rejection.to_string())
+            }
             WriteError::Rejected(rejection @ (CommandError::UnknownBudget(_) | CommandError::UnknownAllocation(_))) => {
                 ApiError::NotFound(rejection.to_string())
             }

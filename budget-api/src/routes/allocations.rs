@@ -14,7 +14,6 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::body;
-use crate::configuration::UnpricedPolicy;
 use crate::error::ApiError;
 use crate::request::{self, metadata};
 use crate::routes::policies::parse_id;
@@ -91,40 +90,6 @@ impl From<&Allocation> for AllocationView {
     }
 }
 
-/// The estimate from the model's price, when the allocation names a priced model: every token at the
-/// higher of its input and output rates, since how the tokens will split is not known yet.
-async fn priced_estimate(state: &AppState, a: &CreateAllocation) -> Result<Option<budget_events::Money>, ApiError> {
-    let (Some(provider), Some(model)) = (&a.provider, &a.model) else { return Ok(None) };
-    let (provider, model) = (provider.to_string(), model.to_string());
-    let client = state.pool.get().await?;
-    let versions = budget_events::store::prices::versions_for_model(&**client, &provider, &model).await?;
-    Ok(budget_events::domain::price::resolve(&versions, &provider, &model, Utc::now()).and_then(|(v, _)| {
-        let rate = v.spec.input_per_token.max(v.spec.output_per_token);
-        budget_events::Money::new((rate * Decimal::from(a.tokens)).round_dp(budget_events::money::MONEY_SCALE)).ok()
-    }))
-}
-
-/// `BUDGET_UNPRICED=reject`: refuses an allocation for an unpriced model (without an estimate of its
-/// own) when a cost-limited hard policy applies to it.
-async fn refuse_unpriced(state: &AppState, a: &CreateAllocation) -> Result<(), ApiError> {
-    let client = state.pool.get().await?;
-    let policies = budget_events::store::policies::load_all(&**client).await?;
-    let windows = budget_events::decide::reservation_windows(&policies, a, Utc::now());
-    let cost_limited = windows
-        .iter()
-        .find(|(p, _)| p.policy_type == budget_events::domain::policy::PolicyType::HardLimit && p.cost_limit.is_some());
-    match cost_limited {
-        Some((p, _)) => Err(ApiError::Unpriced(format!(
-            "{}/{} has no price, so the {} hard limit on {} cannot check its cost and BUDGET_UNPRICED=reject refuses it; nothing was reserved; set its price with `budget prices set` or send estimated_cost",
-            a.provider.as_ref().map_or("?".to_string(), |p| p.to_string()),
-            a.model.as_ref().map_or("?".to_string(), |m| m.to_string()),
-            p.period,
-            p.scope.describe(),
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// Validates an allocation request, with the tier map filling a missing tier.
 pub fn validate(state: &AppState, input: &AllocationInput) -> Result<CreateAllocation, ApiError> {
     CreateAllocation::validate(input, |p, m| state.tiers.resolve(p, m), &state.allocation_defaults)
@@ -150,18 +115,10 @@ pub async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let input: AllocationInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
-    let mut allocation = validate(&state, &input)?;
-    if input.estimated_cost.is_none() {
-        match priced_estimate(&state, &allocation).await? {
-            Some(cost) => allocation.estimated_cost = cost,
-            None if allocation.model.is_some() && state.unpriced == UnpricedPolicy::Reject => {
-                refuse_unpriced(&state, &allocation).await?
-            }
-            None => {}
-        }
-    }
+    let allocation = validate(&state, &input)?;
     let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;
-    let outcome = state.writer.submit(AllocateCommand { allocation, key, metadata: metadata(&req) }).await?;
+    let command = AllocateCommand { allocation, unpriced: state.unpriced, key, metadata: metadata(&req) };
+    let outcome = state.writer.submit(command).await?;
     let view = AllocationView::from(&outcome.allocation);
     Ok(if outcome.replayed { HttpResponse::Ok().json(view) } else { HttpResponse::Created().json(view) })
 }

@@ -1,11 +1,12 @@
 //! `POST /api/usage/check`: may this call go ahead? A pre-flight that reserves nothing: every matching
 //! policy's window is evaluated against the call's estimated tokens and cost.
 
-use actix_web::{post, web, HttpResponse};
-use budget_events::decide::{self, Verdict};
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use budget_events::decide::Verdict;
 use budget_events::domain::{RecordUsage, UsageInput};
+use budget_events::ledger::{CheckCommand, CheckOutcome};
 use budget_events::money::decimal_json;
-use budget_events::store::policies::{self, WindowAccount};
+use budget_events::store::policies;
 use budget_events::ErrorCode;
 use budget_events::Money;
 use chrono::{DateTime, Utc};
@@ -14,12 +15,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::body;
-use crate::configuration::UnpricedPolicy;
 use crate::error::ApiError;
+use crate::request::metadata;
 use crate::routes::policies::PolicyView;
 use crate::state::AppState;
-use budget_events::domain::policy::PolicyType;
-use budget_events::domain::usage::CostSource;
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -98,7 +97,11 @@ pub struct CheckResponse {
 /// Pre-flight check of an intended call against every matching policy. Reserves nothing.
 #[utoipa::path(tag = "usage", request_body = CheckRequest, responses((status = 200, body = CheckResponse), (status = 400, body = crate::error::ErrorBody)))]
 #[post("/api/usage/check")]
-pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn check(
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, 64 * 1024).await?;
     let req: CheckRequest = body::parse(&bytes)?;
     let reserve = req.reserve.unwrap_or(false);
@@ -136,42 +139,18 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
             details: Some(serde_json::Value::Array(details)),
         }
     })?;
+    // Decided by the writer against the locked accounts, like a reservation; a refusal is logged there.
+    let command = CheckCommand { call: record.clone(), unpriced: state.unpriced, metadata: metadata(&http) };
+    let CheckOutcome { cost, cost_source, tokens, preflight, .. } = state.writer.submit(command).await?;
     let client = state.pool.get().await?;
-    let versions =
-        budget_events::store::prices::versions_for_model(&**client, record.provider.as_str(), record.model.as_str())
-            .await?;
-    let quote = decide::quote(&record, &versions);
-    let (cost, cost_source) = decide::record_cost_with(&record, quote.as_ref());
-    let tokens = record.input_tokens.get() + record.output_tokens.get();
-
     let rows = policies::list(&**client).await?;
-    let active: Vec<_> = rows.iter().map(|r| r.policy.clone()).collect();
-    let matched = decide::matching_windows(&active, &decide::call_facts(&record));
-    let keys: Vec<_> = matched.iter().map(|(p, w)| (p.id, w.key.clone())).collect();
-    let accounts: std::collections::HashMap<_, WindowAccount> = policies::accounts(&**client, &keys)
-        .await?
-        .into_iter()
-        .map(|a| ((a.policy_id, a.window_key.clone()), a))
-        .collect();
-
     let mut checks = Vec::new();
     let mut messages = Vec::new();
-    for (policy, window) in &matched {
-        let account = accounts.get(&(policy.id, window.key.clone())).map(|a| a.account).unwrap_or_default();
-        let mut decision = decide::evaluate(policy, &account, cost.amount(), tokens);
-        let fail_closed = cost_source == CostSource::Unpriced
-            && state.unpriced == UnpricedPolicy::Reject
-            && policy.policy_type == PolicyType::HardLimit
-            && policy.cost_limit.is_some();
-        if fail_closed {
-            decision = Verdict::Refuse;
-        }
-        let name = rows.iter().find(|r| r.policy.id == policy.id).map_or("", |r| r.budget_name.as_str());
-        let remaining_cost_after =
-            policy.cost_limit.map(|l| l.amount() - account.posted_cost - account.pending_cost - cost.amount());
-        let remaining_tokens_after =
-            policy.token_limit.map(|l| l - account.posted_tokens - account.pending_tokens - tokens);
-        if fail_closed {
+    for window in &preflight.windows {
+        let Some(row) = rows.iter().find(|r| r.policy.id == window.policy_id) else { continue };
+        let (policy, name) = (&row.policy, row.budget_name.as_str());
+        let decision = window.verdict;
+        if window.unpriced {
             messages.push(format!(
                 "{} hard limit on {} (budget {name}): {}/{} has no price, so its cost cannot be checked against the limit and BUDGET_UNPRICED=reject refuses it; set its price with `budget prices set` or send the call's cost",
                 policy.period,
@@ -186,54 +165,35 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
                 policy.policy_type,
                 policy.scope.describe(),
                 if decision == Verdict::Refuse { "this call would exceed the limit" } else { "near or over the limit" },
-                window.key,
-                remaining_cost_after.map_or("n/a".into(), |d| d.to_string()),
-                remaining_tokens_after.map_or("n/a".into(), |d| d.to_string()),
+                window.window,
+                window.remaining_cost_after.map_or("n/a".into(), |d| d.to_string()),
+                window.remaining_tokens_after.map_or("n/a".into(), |d| d.to_string()),
             ));
         }
         checks.push(PolicyCheck {
             policy: PolicyView::new(policy, name),
-            window: window.key.clone(),
-            window_start: window.start,
-            window_end: window.end,
-            used_cost: account.posted_cost,
-            used_tokens: account.posted_tokens,
-            reserved_cost: account.pending_cost,
-            reserved_tokens: account.pending_tokens,
-            remaining_cost_after,
-            remaining_tokens_after,
+            window: window.window.clone(),
+            window_start: window.window_start,
+            window_end: window.window_end,
+            used_cost: window.account.posted_cost,
+            used_tokens: window.account.posted_tokens,
+            reserved_cost: window.account.pending_cost,
+            reserved_tokens: window.account.pending_tokens,
+            remaining_cost_after: window.remaining_cost_after,
+            remaining_tokens_after: window.remaining_tokens_after,
             decision,
         });
     }
-    let allowed = checks.iter().all(|c| c.decision != Verdict::Refuse);
-    if !allowed {
-        // Kept in the log, so that refusals are counted per window (the `budget_refused` alert).
-        let refusals = matched
-            .iter()
-            .zip(&checks)
-            .filter(|(_, c)| c.decision == Verdict::Refuse)
-            .map(|((p, w), _)| {
-                let account = accounts.get(&(p.id, w.key.clone())).map(|a| a.account).unwrap_or_default();
-                decide::Refusal::new(p, w, &account, cost, tokens)
-            })
-            .collect();
-        let refusal = budget_events::event::BudgetRefused {
-            source: "check".into(),
-            component: record.component.to_string(),
-            context_id: context_id.clone(),
-            provider: Some(record.provider.to_string()),
-            model: Some(record.model.to_string()),
-            refusals,
-        };
-        state.writer.submit(budget_events::ledger::RefusalCommand { refusal, metadata: Default::default() }).await?;
-    }
+    let allowed = preflight.allowed;
     // A soft limit recommends cheaper models rather than refusing.
-    let soft_pressed = matched
-        .iter()
-        .zip(&checks)
-        .any(|((p, _), c)| p.policy_type == PolicyType::SoftLimit && c.decision == Verdict::Warn);
     let mut alternatives = Vec::new();
-    if soft_pressed {
+    if preflight.soft_pressed {
+        let versions = budget_events::store::prices::versions_for_model(
+            &**client,
+            record.provider.as_str(),
+            record.model.as_str(),
+        )
+        .await?;
         let priced = budget_events::domain::price::resolve(
             &versions,
             record.provider.as_str(),
@@ -276,7 +236,12 @@ pub async fn check(state: web::Data<AppState>, payload: web::Payload) -> Result<
             request_id: None,
         };
         let allocation = crate::routes::allocations::validate(&state, &input)?;
-        let command = budget_events::ledger::AllocateCommand { allocation, key: None, metadata: Default::default() };
+        let command = budget_events::ledger::AllocateCommand {
+            allocation,
+            unpriced: state.unpriced,
+            key: None,
+            metadata: metadata(&http),
+        };
         let outcome = state.writer.submit(command).await?;
         allocation_id = Some(outcome.allocation.allocation_id);
         expires_at = Some(outcome.allocation.expires_at);

@@ -6,7 +6,7 @@ use budget_events::ErrorCode;
 use std::collections::HashMap;
 
 use actix_web::{get, web, HttpResponse};
-use budget_events::decide::usage_fraction;
+use budget_events::decide::{usage_fraction, window_state, WindowState};
 use budget_events::domain::policy::{Account, PolicyPeriod};
 use budget_events::money::{decimal_json, optional_decimal_json};
 use budget_events::store::policies::{self, PolicyRow, WindowAccount};
@@ -64,8 +64,10 @@ pub struct WindowStatus {
     #[schema(value_type = Option<f64>)]
     pub remaining_cost: Option<Decimal>,
     pub remaining_tokens: Option<i64>,
-    /// ok, warning (≥ warning_threshold), critical (≥ action_threshold) or exceeded.
-    pub state: &'static str,
+    /// ok, warning (≥ warning_threshold), critical (≥ action_threshold) or exceeded (used + reserved
+    /// beyond the limit).
+    #[schema(value_type = String)]
+    pub state: WindowState,
     /// Cost at the window's end if spending goes on at the rate so far (current calendar windows).
     #[serde(serialize_with = "optional_decimal_json::serialize")]
     #[schema(value_type = Option<f64>)]
@@ -212,17 +214,9 @@ fn windows_as_of(rows: &[PolicyRow], fold: &budget_events::audit::LogFold, at: D
 pub fn window_status(row: &PolicyRow, w: &WindowAccount, now: Option<DateTime<Utc>>) -> WindowStatus {
     let p = &row.policy;
     let a = &w.account;
-    let used_cost = a.posted_cost + a.pending_cost;
-    let used_tokens = a.posted_tokens + a.pending_tokens;
-    let exceeded =
-        p.cost_limit.is_some_and(|l| used_cost > l.amount()) || p.token_limit.is_some_and(|l| used_tokens > l);
+    let (used_cost, used_tokens) = a.held();
     let fraction = usage_fraction(p, a);
-    let state = match fraction {
-        _ if exceeded => "exceeded",
-        Some(f) if f >= p.action_threshold => "critical",
-        Some(f) if f >= p.warning_threshold => "warning",
-        _ => "ok",
-    };
+    let state = window_state(p, a);
     let forecast_cost = match (now, w.window_start, w.window_end) {
         (Some(now), Some(start), Some(end)) if now > start => {
             let elapsed = Decimal::from((now - start).num_seconds().max(60));

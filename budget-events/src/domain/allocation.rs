@@ -98,6 +98,9 @@ pub struct CreateAllocation {
     pub priority: i16,
     pub tokens: i64,
     pub estimated_cost: Money,
+    /// True when the client gave `estimated_cost`; otherwise the write path prices the tokens from the
+    /// book (`decide::allocation_estimate`) and keeps the tier reference estimate only for unpriced models.
+    pub estimated_by_client: bool,
     pub ttl: Duration,
 }
 
@@ -252,6 +255,7 @@ impl CreateAllocation {
                     priority,
                     tokens,
                     estimated_cost,
+                    estimated_by_client: input.estimated_cost.is_some(),
                     ttl,
                 })
             }

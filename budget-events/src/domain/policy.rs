@@ -417,7 +417,7 @@ impl Scope {
 }
 
 /// What a (policy, window) has taken: posted usage and pending reservations.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub posted_cost: Decimal,
     pub posted_tokens: i64,
@@ -427,10 +427,9 @@ pub struct Account {
 }
 
 impl Account {
-    /// Whether posted usage is beyond the policy's cost or token limit.
-    pub fn over(&self, policy: &Policy) -> bool {
-        policy.cost_limit.is_some_and(|l| self.posted_cost > l.amount())
-            || policy.token_limit.is_some_and(|l| self.posted_tokens > l)
+    /// What the window holds against its limits: posted usage plus pending reservations.
+    pub fn held(&self) -> (Decimal, i64) {
+        (self.posted_cost + self.pending_cost, self.posted_tokens + self.pending_tokens)
     }
 }
 

@@ -8,7 +8,7 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{Batch, CommandError, Handle, LedgerCommand, LedgerError, Step};
-use crate::decide;
+use crate::decide::{self, UnpricedPolicy};
 use crate::domain::allocation::{Allocation, AllocationState, CreateAllocation};
 use crate::domain::policy::{Policy, Window};
 use crate::event::{Event, EventMetadata, NewEvent};
@@ -19,6 +19,8 @@ use crate::store::idempotency::IdempotencyKey;
 #[derive(Debug, Clone)]
 pub struct AllocateCommand {
     pub allocation: CreateAllocation,
+    /// What to do when the model has no price and the client gave no estimate (`BUDGET_UNPRICED`).
+    pub unpriced: UnpricedPolicy,
     pub key: Option<IdempotencyKey>,
     pub metadata: EventMetadata,
 }
@@ -53,18 +55,43 @@ impl Handle for AllocateCommand {
         self.key.as_ref()
     }
 
+    fn priced_models(&self) -> Vec<(&str, &str)> {
+        match (&self.allocation.provider, &self.allocation.model) {
+            (Some(p), Some(m)) => vec![(p.as_str(), m.as_str())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Prices the reservation from the book (unless the client estimated it), refuses an unpriced model
+    /// where `BUDGET_UNPRICED=reject` says so, and asks for the windows it reserves in.
     async fn plan<'a>(&'a self, _tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
-        let windows: Vec<(Policy, Window)> = decide::reservation_windows(&batch.policies, &self.allocation, batch.now)
-            .into_iter()
-            .map(|(p, w)| (p.clone(), w))
-            .collect();
+        let matched = decide::reservation_windows(&batch.policies, &self.allocation, batch.now);
+        let mut allocation = self.allocation.clone();
+        if !allocation.estimated_by_client {
+            match decide::allocation_estimate(&allocation, &batch.price_versions, batch.now) {
+                Some(cost) => allocation.estimated_cost = cost,
+                None if allocation.model.is_some() => {
+                    if let Some(p) = decide::unpriced_refusal(&matched, self.unpriced) {
+                        let refusal = CommandError::Unpriced {
+                            provider: allocation.provider.as_ref().map_or("?".into(), |p| p.to_string()),
+                            model: allocation.model.as_ref().map_or("?".into(), |m| m.to_string()),
+                            period: p.period.to_string(),
+                            scope: p.scope.describe(),
+                        };
+                        return Ok(Step::Done(Err(refusal), Vec::new()));
+                    }
+                }
+                None => {}
+            }
+        }
+        let windows: Vec<(Policy, Window)> = matched.into_iter().map(|(p, w)| (p.clone(), w)).collect();
         for (p, w) in &windows {
             batch.need(p.id, w);
         }
         let id = Uuid::now_v7();
         Ok(Step::post(move |books| {
             let windows: Vec<(&Policy, Window)> = windows.iter().map(|(p, w)| (p, w.clone())).collect();
-            match decide::reserve(&self.allocation, id, &windows, &mut books.accounts, books.now) {
+            match decide::reserve(&allocation, id, &windows, &mut books.accounts, books.now) {
                 Ok((event, allocation)) => {
                     let new = NewEvent::new(Event::AllocationCreated(event), self.metadata.clone());
                     books.events.push((decide::allocation_stream(id), 1, new));
@@ -74,7 +101,7 @@ impl Handle for AllocateCommand {
                 }
                 Err(refusals) => {
                     // Kept in the log (nothing was reserved) so that refusals can be counted and explained.
-                    let refused = decide::allocation_refused(&self.allocation, refusals.clone());
+                    let refused = decide::allocation_refused(&allocation, refusals.clone());
                     let new = NewEvent::new(Event::BudgetRefused(refused), self.metadata.clone());
                     books.events.push((format!("refusal-{id}"), 1, new));
                     Err(CommandError::BudgetExceeded(refusals))

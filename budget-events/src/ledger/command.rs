@@ -130,7 +130,7 @@ commands! {
     Expire(super::ExpireCommand) -> Vec<Uuid>;
     SetPrices(super::PricesCommand) -> super::PricesOutcome;
     Reprice(super::RepriceCommand) -> super::RepriceOutcome;
-    Refused(super::RefusalCommand) -> ();
+    Check(super::CheckCommand) -> super::CheckOutcome;
     Acknowledge(super::AcknowledgeCommand) -> super::AcknowledgeOutcome;
 }
 
@@ -149,6 +149,8 @@ pub enum CommandError {
     BudgetArchived(String),
     #[error("{}", refusal_message(.0))]
     BudgetExceeded(Vec<decide::Refusal>),
+    #[error("{provider}/{model} has no price, so the {period} hard limit on {scope} cannot check its cost and BUDGET_UNPRICED=reject refuses it; nothing was reserved; set its price with `budget prices set` or send estimated_cost")]
+    Unpriced { provider: String, model: String, period: String, scope: String },
     #[error("no allocation has id {0}; list them with GET /api/allocations")]
     UnknownAllocation(Uuid),
     #[error("allocation {id} is already {}; an allocation resolves at most once", .state.as_str())]
@@ -163,6 +165,7 @@ impl CommandError {
             CommandError::BudgetExists(_) => ErrorCode::BudgetExists,
             CommandError::BudgetArchived(_) => ErrorCode::BudgetArchived,
             CommandError::BudgetExceeded(_) => ErrorCode::BudgetExceeded,
+            CommandError::Unpriced { .. } => ErrorCode::UnpricedModel,
             CommandError::UnknownAllocation(_) => ErrorCode::UnknownAllocation,
             CommandError::AlreadyResolved { .. } => ErrorCode::AllocationResolved,
         }

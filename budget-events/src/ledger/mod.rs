@@ -44,7 +44,7 @@ use crate::store::{allocations, insert_events, policies, prices as price_store, 
 pub use alerts::{AcknowledgeCommand, AcknowledgeOutcome};
 pub use allocation::{AllocateCommand, AllocationOutcome, ExpireCommand, ReleaseCommand};
 pub use budget::{BudgetChange, BudgetCommand, BudgetOutcome};
-pub use check::RefusalCommand;
+pub use check::{CheckCommand, CheckOutcome};
 pub use command::{Command, CommandError, LedgerCommand, Outcome};
 pub use policy::{PolicyCommand, PolicyOutcome};
 pub use prices::{PricesCommand, PricesOutcome, RepriceCommand, RepriceOutcome};

@@ -100,7 +100,14 @@ async fn two_sweepers_never_expire_an_allocation_twice() {
         }))
         .unwrap();
         let allocation = CreateAllocation::validate(&input, Tier::derive, &Default::default()).unwrap();
-        w1.submit(AllocateCommand { allocation, key: None, metadata: Default::default() }).await.unwrap();
+        w1.submit(AllocateCommand {
+            allocation,
+            unpriced: Default::default(),
+            key: None,
+            metadata: Default::default(),
+        })
+        .await
+        .unwrap();
     }
     let later = chrono::Utc::now() + chrono::Duration::seconds(5);
     let (a, b) = tokio::join!(w1.submit(ExpireCommand { at: later }), w2.submit(ExpireCommand { at: later }));
