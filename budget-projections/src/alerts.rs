@@ -312,11 +312,11 @@ impl State {
     async fn load(tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<State, ProjectionError> {
         let mut s = State::default();
         for row in tx.query("SELECT definition FROM alert_policies", &[]).await? {
-            let p: PolicySet = serde_json::from_value(row.get(0)).expect("stored policies decode");
+            let p: PolicySet = serde_json::from_value(row.get("definition")).expect("stored policies decode");
             s.policies.insert(p.policy_id, p);
         }
         for row in tx.query("SELECT budget_id, name, active FROM alert_budgets", &[]).await? {
-            s.budgets.insert(row.get(0), (row.get(1), row.get(2)));
+            s.budgets.insert(row.get("budget_id"), (row.get("name"), row.get("active")));
         }
         let mut keys: BTreeSet<(Uuid, String)> = BTreeSet::new();
         let mut hours: BTreeSet<DateTime<Utc>> = BTreeSet::new();
@@ -340,7 +340,7 @@ impl State {
                 )
                 .await?;
             for row in rows {
-                s.windows.insert((row.get(0), row.get(1)), (row.get(2), row.get(3)));
+                s.windows.insert((row.get("policy_id"), row.get("window_key")), (row.get("cost"), row.get("tokens")));
             }
         }
         if let (Some(first), Some(last)) = (hours.first(), hours.last()) {
@@ -351,7 +351,7 @@ impl State {
                 )
                 .await?;
             for row in rows {
-                s.hours.insert(row.get(0), row.get(1));
+                s.hours.insert(row.get("hour"), row.get("cost"));
             }
         }
         Ok(s)
@@ -616,20 +616,20 @@ const ALERT_COLUMNS: &str = "alert_id, budget_id, policy_id, severity, alert_typ
 
 fn alert_row(r: &tokio_postgres::Row) -> AlertRow {
     AlertRow {
-        id: r.get(0),
-        budget_id: r.get(1),
-        policy_id: r.get(2),
-        severity: r.get(3),
-        alert_type: r.get(4),
-        message: r.get(5),
-        details: r.get(6),
-        timestamp: r.get(7),
-        occurrences: r.get(8),
-        acknowledged: r.get(9),
-        acknowledged_by: r.get(10),
-        acknowledged_at: r.get(11),
-        position: r.get(12),
-        seq: r.get(13),
+        id: r.get("alert_id"),
+        budget_id: r.get("budget_id"),
+        policy_id: r.get("policy_id"),
+        severity: r.get("severity"),
+        alert_type: r.get("alert_type"),
+        message: r.get("message"),
+        details: r.get("details"),
+        timestamp: r.get("raised_at"),
+        occurrences: r.get("occurrences"),
+        acknowledged: r.get("acknowledged"),
+        acknowledged_by: r.get("acknowledged_by"),
+        acknowledged_at: r.get("acknowledged_at"),
+        position: r.get("position"),
+        seq: r.get("seq"),
     }
 }
 

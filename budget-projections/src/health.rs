@@ -20,8 +20,8 @@ pub struct ProjectionLag {
 pub async fn lag(client: &impl GenericClient) -> Result<Vec<ProjectionLag>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT c.name, c.position, c.events_applied, c.updated_at, l.n,
-                    COALESCE(EXTRACT(EPOCH FROM now() - l.oldest)::float8, 0)
+            "SELECT c.name, c.position, c.events_applied, c.updated_at, l.n AS lag_events,
+                    COALESCE(EXTRACT(EPOCH FROM now() - l.oldest)::float8, 0) AS lag_seconds
              FROM projection_checkpoints c
              CROSS JOIN LATERAL (
                  SELECT count(*) AS n, min(e.recorded_at) AS oldest FROM events e
@@ -34,12 +34,12 @@ pub async fn lag(client: &impl GenericClient) -> Result<Vec<ProjectionLag>, toki
     Ok(rows
         .into_iter()
         .map(|r| ProjectionLag {
-            name: r.get(0),
-            position: r.get(1),
-            events_applied: r.get(2),
-            updated_at: r.get(3),
-            lag_events: r.get(4),
-            lag_seconds: r.get::<_, f64>(5).max(0.0),
+            name: r.get("name"),
+            position: r.get("position"),
+            events_applied: r.get("events_applied"),
+            updated_at: r.get("updated_at"),
+            lag_events: r.get("lag_events"),
+            lag_seconds: r.get::<_, f64>("lag_seconds").max(0.0),
         })
         .collect())
 }

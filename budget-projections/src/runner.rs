@@ -182,8 +182,8 @@ pub(crate) async fn lock_checkpoint(
         }
     }
     Ok(row.map(|r| Cursor {
-        tx_id: r.get::<_, String>(0).parse().expect("xid8 is an unsigned 64-bit integer"),
-        position: r.get(1),
+        tx_id: r.get::<_, String>("tx_id").parse().expect("xid8 is an unsigned 64-bit integer"),
+        position: r.get("position"),
     }))
 }
 

@@ -123,12 +123,13 @@ impl Totals {
         self.input_tokens + self.output_tokens
     }
 
-    fn from_row(row: &tokio_postgres::Row, first: usize) -> Totals {
+    /// The sums a query selected with [`SUMS`].
+    fn from_row(row: &tokio_postgres::Row) -> Totals {
         Totals {
-            input_tokens: row.get(first),
-            output_tokens: row.get(first + 1),
-            cost: row.get(first + 2),
-            count: row.get(first + 3),
+            input_tokens: row.get("input_tokens"),
+            output_tokens: row.get("output_tokens"),
+            cost: row.get("cost"),
+            count: row.get("count"),
         }
     }
 }
@@ -162,7 +163,8 @@ pub struct UsageReport {
     pub groups: BTreeMap<String, BTreeMap<String, Totals>>,
 }
 
-const SUMS: &str = "sum(input_tokens)::bigint, sum(output_tokens)::bigint, sum(cost), sum(count)::bigint";
+const SUMS: &str = "sum(input_tokens)::bigint AS input_tokens, sum(output_tokens)::bigint AS output_tokens, \
+                    sum(cost) AS cost, sum(count)::bigint AS count";
 
 fn where_clause(filter: &UsageFilter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut conditions = Vec::new();
@@ -205,16 +207,16 @@ pub async fn report(
     let series = client
         .query(
             &format!(
-                "SELECT date_trunc('{}', hour, 'UTC'), {SUMS} FROM usage_rollups {clause} GROUP BY 1 ORDER BY 1",
+                "SELECT date_trunc('{}', hour, 'UTC') AS start, {SUMS} FROM usage_rollups {clause} GROUP BY 1 ORDER BY 1",
                 period.sql_unit()
             ),
             &params,
         )
         .await?;
     for row in &series {
-        let totals = Totals::from_row(row, 1);
+        let totals = Totals::from_row(row);
         report.totals.add(totals.input_tokens, totals.output_tokens, totals.cost, totals.count);
-        report.series.push(Bucket { start: row.get(0), totals });
+        report.series.push(Bucket { start: row.get("start"), totals });
     }
 
     let dims: Vec<&str> = group_by.iter().copied().filter(|d| DIMENSIONS.contains(d)).collect();
@@ -226,7 +228,7 @@ pub async fn report(
         let rows = client
             .query(
                 &format!(
-                    "SELECT CASE {which} END, {name}, {SUMS} FROM usage_rollups {clause} GROUP BY GROUPING SETS ({sets})"
+                    "SELECT CASE {which} END AS dimension, {name} AS name, {SUMS} FROM usage_rollups {clause} GROUP BY GROUPING SETS ({sets})"
                 ),
                 &params,
             )
@@ -235,9 +237,9 @@ pub async fn report(
             report.groups.insert(d.to_string(), BTreeMap::new());
         }
         for row in rows {
-            let dim: String = row.get(0);
-            let name: String = row.get(1);
-            report.groups.entry(dim).or_default().insert(name, Totals::from_row(&row, 2));
+            let dim: String = row.get("dimension");
+            let name: String = row.get("name");
+            report.groups.entry(dim).or_default().insert(name, Totals::from_row(&row));
         }
     }
     Ok(report)
@@ -267,5 +269,8 @@ pub async fn mix(
             &params,
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), Totals::from_row(r, 4))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get("provider"), r.get("model"), r.get("component"), r.get("task_type"), Totals::from_row(r)))
+        .collect())
 }

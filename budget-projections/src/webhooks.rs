@@ -57,7 +57,7 @@ pub async fn deliver_due(
         .await?;
     for row in &due {
         let (alert_id, url, payload, attempts): (Uuid, String, serde_json::Value, i32) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
+            (row.get("alert_id"), row.get("url"), row.get("payload"), row.get("attempts"));
         let sent = http
             .post(&url)
             .timeout(policy.timeout)

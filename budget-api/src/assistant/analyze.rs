@@ -149,7 +149,7 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         )
         .await?
         .iter()
-        .map(|r| json!({"details": r.get::<_, Value>(0), "message": r.get::<_, String>(1)}))
+        .map(|r| json!({"details": r.get::<_, Value>("details"), "message": r.get::<_, String>("message")}))
         .collect();
     if !spikes.is_empty() {
         findings.push(format!("{} hours spent far above the trailing average (spend_spike alerts).", spikes.len()));

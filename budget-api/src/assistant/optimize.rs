@@ -160,7 +160,7 @@ pub async fn optimize(
         if history.len() < 2 {
             continue;
         }
-        let used: Vec<Decimal> = history.iter().map(|r| r.get(0)).collect();
+        let used: Vec<Decimal> = history.iter().map(|r| r.get("posted_cost")).collect();
         let exhausted = used.iter().filter(|u| **u >= limit).count();
         let scope = row.policy.scope.describe();
         if exhausted == used.len() {

@@ -90,7 +90,8 @@ async fn apply_pending(client: &mut Client) -> Result<Vec<&'static str>, Migrati
     let rows = client.query("SELECT version, name, checksum FROM schema_migrations ORDER BY version", &[]).await?;
     let mut applied = std::collections::HashSet::new();
     for row in rows {
-        let (version, name, checksum): (i32, String, String) = (row.get(0), row.get(1), row.get(2));
+        let (version, name, checksum): (i32, String, String) =
+            (row.get("version"), row.get("name"), row.get("checksum"));
         match MIGRATIONS.iter().find(|m| m.version == version) {
             None => return Err(MigrationError::Unknown { version, name }),
             Some(m) if m.checksum() != checksum => {

@@ -50,13 +50,13 @@ pub async fn lock(
         .into_iter()
         .map(|r| {
             (
-                (r.get(0), r.get(1)),
+                (r.get("policy_id"), r.get("window_key")),
                 Account {
-                    posted_cost: r.get(2),
-                    posted_tokens: r.get(3),
-                    pending_cost: r.get(4),
-                    pending_tokens: r.get(5),
-                    records: r.get(6),
+                    posted_cost: r.get("posted_cost"),
+                    posted_tokens: r.get("posted_tokens"),
+                    pending_cost: r.get("pending_cost"),
+                    pending_tokens: r.get("pending_tokens"),
+                    records: r.get("records"),
                 },
             )
         })

@@ -91,11 +91,11 @@ pub async fn current_versions(tx: &Transaction<'_>, stream_ids: &[&str]) -> Resu
     }
     let rows = tx
         .query(
-            "SELECT stream_id, max(stream_version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
+            "SELECT stream_id, max(stream_version) AS version FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
             &[&stream_ids],
         )
         .await?;
-    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows.into_iter().map(|r| (r.get("stream_id"), r.get("version"))).collect())
 }
 
 /// Inserts pre-versioned events in one statement; positions follow the order of `rows`.
@@ -143,10 +143,10 @@ pub async fn insert_events(
     let mut appended: Vec<AppendedEvent> = inserted
         .into_iter()
         .map(|r| AppendedEvent {
-            event_id: r.get(0),
-            stream_id: r.get(1),
-            stream_version: r.get(2),
-            position: r.get(3),
+            event_id: r.get("event_id"),
+            stream_id: r.get("stream_id"),
+            stream_version: r.get("stream_version"),
+            position: r.get("position"),
         })
         .collect();
     appended.sort_by_key(|a| a.position);

@@ -64,7 +64,10 @@ pub async fn lookup(
     }
     let rows =
         tx.query("SELECT key, request_hash, outcome FROM idempotency_keys WHERE key = ANY($1)", &[&keys]).await?;
-    Ok(rows.into_iter().map(|r| (r.get(0), StoredOutcome { request_hash: r.get(1), outcome: r.get(2) })).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.get("key"), StoredOutcome { request_hash: r.get("request_hash"), outcome: r.get("outcome") }))
+        .collect())
 }
 
 /// Stores outcomes. Returns how many were new: fewer than given means another process stored one of

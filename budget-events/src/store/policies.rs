@@ -14,7 +14,7 @@ pub async fn load_all(client: &impl GenericClient) -> Result<Vec<Policy>, tokio_
     let rows = client
         .query(
             "SELECT p.policy_id, p.budget_id, p.policy_type, p.period, p.scope, p.cost_limit, p.token_limit,
-                    p.warning_threshold, p.action_threshold, p.enabled AND b.active, p.timezone
+                    p.warning_threshold, p.action_threshold, p.enabled AND b.active AS enabled, p.timezone
              FROM policies p JOIN budgets b USING (budget_id) ORDER BY p.policy_id",
             &[],
         )
@@ -24,17 +24,17 @@ pub async fn load_all(client: &impl GenericClient) -> Result<Vec<Policy>, tokio_
 
 fn policy_from_row(r: &Row) -> Policy {
     let event = PolicySet {
-        policy_id: r.get(0),
-        budget_id: r.get(1),
-        policy_type: r.get::<_, String>(2).parse::<PolicyType>().expect("checked by the table"),
-        period: r.get::<_, String>(3).parse::<PolicyPeriod>().expect("checked by the table"),
-        scope: serde_json::from_value::<Scope>(r.get(4)).expect("scopes are written by us"),
+        policy_id: r.get("policy_id"),
+        budget_id: r.get("budget_id"),
+        policy_type: r.get::<_, String>("policy_type").parse::<PolicyType>().expect("checked by the table"),
+        period: r.get::<_, String>("period").parse::<PolicyPeriod>().expect("checked by the table"),
+        scope: serde_json::from_value::<Scope>(r.get("scope")).expect("scopes are written by us"),
         cost_limit: r.get::<_, Option<Decimal>>(5).map(|d| Money::new(d).expect("checked by the table")),
-        token_limit: r.get(6),
-        warning_threshold: r.get(7),
-        action_threshold: r.get(8),
-        enabled: r.get(9),
-        timezone: r.get(10),
+        token_limit: r.get("token_limit"),
+        warning_threshold: r.get("warning_threshold"),
+        action_threshold: r.get("action_threshold"),
+        enabled: r.get("enabled"),
+        timezone: r.get("timezone"),
     };
     Policy::from_event(&event)
 }
@@ -101,13 +101,13 @@ const BUDGET_COLUMNS: &str = "budget_id, name, description, owner, active, creat
 
 fn budget_from_row(r: &Row) -> BudgetRow {
     BudgetRow {
-        budget_id: r.get(0),
-        name: r.get(1),
-        description: r.get(2),
-        owner: r.get(3),
-        active: r.get(4),
-        created_at: r.get(5),
-        updated_at: r.get(6),
+        budget_id: r.get("budget_id"),
+        name: r.get("name"),
+        description: r.get("description"),
+        owner: r.get("owner"),
+        active: r.get("active"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
     }
 }
 
@@ -152,7 +152,7 @@ pub async fn list(client: &impl GenericClient) -> Result<Vec<PolicyRow>, tokio_p
     let rows = client
         .query(
             "SELECT p.policy_id, p.budget_id, p.policy_type, p.period, p.scope, p.cost_limit, p.token_limit,
-                    p.warning_threshold, p.action_threshold, p.enabled, p.timezone, b.name, p.created_at, p.updated_at
+                    p.warning_threshold, p.action_threshold, p.enabled, p.timezone, b.name AS budget_name, p.created_at, p.updated_at
              FROM policies p JOIN budgets b USING (budget_id)
              ORDER BY p.created_at, p.policy_id",
             &[],
@@ -162,9 +162,9 @@ pub async fn list(client: &impl GenericClient) -> Result<Vec<PolicyRow>, tokio_p
         .iter()
         .map(|r| PolicyRow {
             policy: policy_from_row(r),
-            budget_name: r.get(11),
-            created_at: r.get(12),
-            updated_at: r.get(13),
+            budget_name: r.get("budget_name"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
         })
         .collect())
 }
@@ -229,16 +229,16 @@ pub async fn all_accounts(client: &impl GenericClient) -> Result<Vec<WindowAccou
 
 fn window_account(r: &Row) -> WindowAccount {
     WindowAccount {
-        policy_id: r.get(0),
-        window_key: r.get(1),
-        window_start: r.get(2),
-        window_end: r.get(3),
+        policy_id: r.get("policy_id"),
+        window_key: r.get("window_key"),
+        window_start: r.get("window_start"),
+        window_end: r.get("window_end"),
         account: crate::domain::policy::Account {
-            posted_cost: r.get(4),
-            posted_tokens: r.get(5),
-            pending_cost: r.get(6),
-            pending_tokens: r.get(7),
-            records: r.get(8),
+            posted_cost: r.get("posted_cost"),
+            posted_tokens: r.get("posted_tokens"),
+            pending_cost: r.get("pending_cost"),
+            pending_tokens: r.get("pending_tokens"),
+            records: r.get("records"),
         },
     }
 }

@@ -14,20 +14,20 @@ const COLUMNS: &str =
 
 fn from_row(r: &Row) -> PriceVersion {
     PriceVersion {
-        version_id: r.get(0),
+        version_id: r.get("version_id"),
         spec: PriceSpec {
-            provider: r.get(1),
-            model: r.get(2),
-            input_per_token: r.get::<_, Decimal>(3).normalize(),
-            output_per_token: r.get::<_, Decimal>(4).normalize(),
+            provider: r.get("provider"),
+            model: r.get("model"),
+            input_per_token: r.get::<_, Decimal>("input_per_token").normalize(),
+            output_per_token: r.get::<_, Decimal>("output_per_token").normalize(),
             cached_input_per_token: r.get::<_, Option<Decimal>>(5).map(|d| d.normalize()),
             per_request: r.get::<_, Option<Decimal>>(6).map(|d| Money::new(d).expect("checked by the table")),
-            context_window: r.get(10),
-            capabilities: serde_json::from_value(r.get(11)).unwrap_or_default(),
+            context_window: r.get("context_window"),
+            capabilities: serde_json::from_value(r.get("capabilities")).unwrap_or_default(),
         },
-        effective_from: r.get(7),
-        effective_to: r.get(8),
-        source: PriceSource::parse(r.get(9)).expect("checked by the table"),
+        effective_from: r.get("effective_from"),
+        effective_to: r.get("effective_to"),
+        source: PriceSource::parse(r.get("source")).expect("checked by the table"),
     }
 }
 

@@ -91,8 +91,8 @@ pub async fn settled_end(client: &impl GenericClient) -> Result<Cursor, ReadErro
         )
         .await?;
     Ok(row.map_or(Cursor::START, |r| Cursor {
-        tx_id: r.get::<_, String>(0).parse().expect("xid8 is an unsigned 64-bit integer"),
-        position: r.get(1),
+        tx_id: r.get::<_, String>("tx_text").parse().expect("xid8 is an unsigned 64-bit integer"),
+        position: r.get("position"),
     }))
 }
 
@@ -202,12 +202,12 @@ pub async fn read_stream(client: &impl GenericClient, stream_id: &str) -> Result
 }
 
 pub(crate) fn decode_row(row: &tokio_postgres::Row) -> Result<RecordedEvent, ReadError> {
-    let position: i64 = row.get(0);
-    let tx_text: String = row.get(1);
-    let event_type: String = row.get(5);
-    let schema_version: i32 = row.get(6);
-    let payload: serde_json::Value = row.get(7);
-    let metadata: serde_json::Value = row.get(8);
+    let position: i64 = row.get("position");
+    let tx_text: String = row.get("tx_text");
+    let event_type: String = row.get("event_type");
+    let schema_version: i32 = row.get("schema_version");
+    let payload: serde_json::Value = row.get("payload");
+    let metadata: serde_json::Value = row.get("metadata");
     let event = Event::decode(position, &event_type, schema_version, payload)?;
     let metadata: EventMetadata = serde_json::from_value(metadata).map_err(|source| DecodeError::BadPayload {
         position,
@@ -217,12 +217,12 @@ pub(crate) fn decode_row(row: &tokio_postgres::Row) -> Result<RecordedEvent, Rea
     Ok(RecordedEvent {
         position,
         tx_id: tx_text.parse().expect("xid8 is an unsigned 64-bit integer"),
-        stream_id: row.get(2),
-        stream_version: row.get(3),
-        event_id: row.get::<_, Uuid>(4),
+        stream_id: row.get("stream_id"),
+        stream_version: row.get("stream_version"),
+        event_id: row.get::<_, Uuid>("event_id"),
         event,
         metadata,
-        recorded_at: row.get::<_, DateTime<Utc>>(9),
+        recorded_at: row.get::<_, DateTime<Utc>>("recorded_at"),
     })
 }
 
