@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 
 /// How each configured source fared, for `/api/health`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct SourceState {
     pub source: String,
     pub last_attempt: Option<DateTime<Utc>>,

@@ -19,6 +19,11 @@ pub fn print_json(value: &serde_json::Value) {
 /// `1234567` → `1,234,567`.
 pub use budget_events::display::thousands;
 
+/// A time as the API writes it (RFC 3339, UTC, `Z`).
+pub fn utc(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 /// A JSON money value printed as dollars with its exact digits.
 pub fn usd(value: &serde_json::Value) -> String {
     format!("${}", value.as_number().map(|n| n.to_string()).unwrap_or_else(|| value.to_string()))

@@ -589,7 +589,7 @@ fn thousands_dec(d: Decimal) -> String {
 }
 
 /// One alert as the API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AlertRow {
     pub id: Uuid,
     pub budget_id: Option<Uuid>,

@@ -43,7 +43,7 @@ pub struct AlertQuery {
     pub offset: Option<i64>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AlertList {
     #[schema(value_type = Vec<Object>)]
     pub alerts: Vec<AlertRow>,
@@ -110,7 +110,7 @@ pub struct AcknowledgeRequest {
     pub by: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Acknowledged {
     #[serde(flatten)]
     #[schema(value_type = Object)]

@@ -19,7 +19,7 @@ use crate::request::{self, metadata};
 use crate::routes::policies::parse_id;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AllocationView {
     pub allocation_id: Uuid,
     pub context_id: String,
@@ -40,16 +40,16 @@ pub struct AllocationView {
     /// Tokens still reserved (0 once resolved).
     pub remaining_tokens: i64,
     /// tokens_used / tokens_allocated, in percent (above 100 with overage).
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub usage_percentage: Decimal,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub estimated_cost: Decimal,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub actual_cost: Decimal,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub remaining_cost: Decimal,
     pub expires_at: DateTime<Utc>,
@@ -152,7 +152,7 @@ pub struct AllocationQuery {
     pub offset: Option<i64>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AllocationList {
     pub allocations: Vec<AllocationView>,
     pub next_offset: Option<i64>,

@@ -63,7 +63,7 @@ pub struct EventView {
     /// Tokens of a usage record.
     pub tokens: Option<i64>,
     /// What the event adds to spend: a record's cost, a correction's delta.
-    #[serde(serialize_with = "budget_events::money::optional_decimal_json::serialize")]
+    #[serde(with = "budget_events::money::optional_decimal_json")]
     #[schema(value_type = Option<f64>)]
     pub cost: Option<Decimal>,
     pub price_version: Option<Uuid>,
@@ -166,12 +166,12 @@ pub struct ExplainQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Figures {
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub posted_cost: Decimal,
     pub posted_tokens: i64,
     pub records: i64,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub pending_cost: Decimal,
     pub pending_tokens: i64,

@@ -18,7 +18,7 @@ use crate::routes::policies::{parse_id, PolicyView};
 use crate::routes::status::{windows, WindowStatus};
 use crate::state::AppState;
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BudgetView {
     pub budget_id: Uuid,
     pub name: String,
@@ -30,7 +30,7 @@ pub struct BudgetView {
     pub policies: usize,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BudgetList {
     pub budgets: Vec<BudgetView>,
     /// Budgets in all (for paging).
@@ -49,7 +49,7 @@ pub struct Page {
     pub all: Option<bool>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BudgetDetail {
     #[serde(flatten)]
     pub budget: BudgetView,

@@ -50,16 +50,16 @@ pub struct PolicyCheck {
     pub window: String,
     pub window_start: Option<DateTime<Utc>>,
     pub window_end: Option<DateTime<Utc>>,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub used_cost: Decimal,
     pub used_tokens: i64,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub reserved_cost: Decimal,
     pub reserved_tokens: i64,
     /// What is left after this call, if it goes ahead (negative: by how much it would exceed).
-    #[serde(serialize_with = "budget_events::money::optional_decimal_json::serialize")]
+    #[serde(with = "budget_events::money::optional_decimal_json")]
     #[schema(value_type = Option<f64>)]
     pub remaining_cost_after: Option<Decimal>,
     pub remaining_tokens_after: Option<i64>,

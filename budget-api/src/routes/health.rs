@@ -3,25 +3,25 @@
 use actix_web::{get, web, HttpResponse};
 use budget_projections::health::lag;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::state::AppState;
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// `healthy`, `degraded` (a projection is failing) or `unhealthy` (no database).
-    pub status: &'static str,
-    pub version: &'static str,
+    pub status: String,
+    pub version: String,
     /// `ok`, or why the database cannot be reached.
     pub database: String,
     pub projections: Vec<ProjectionHealth>,
     /// Configured price sources and their last refresh (a failure keeps the current prices).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub price_sources: Vec<crate::price_sources::SourceState>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProjectionHealth {
     pub name: String,
     /// Log position of the last applied event.
@@ -33,7 +33,7 @@ pub struct ProjectionHealth {
     pub lag_seconds: f64,
     pub updated_at: DateTime<Utc>,
     /// The runner's last error, if its last step failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -68,11 +68,17 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 .collect();
             let status = if projections.iter().any(|p| p.error.is_some()) { "degraded" } else { "healthy" };
             let price_sources = state.price_sources.snapshot();
-            HttpResponse::Ok().json(Health { status, version, database: "ok".into(), projections, price_sources })
+            HttpResponse::Ok().json(Health {
+                status: status.into(),
+                version: version.into(),
+                database: "ok".into(),
+                projections,
+                price_sources,
+            })
         }
         Err(e) => HttpResponse::ServiceUnavailable().json(Health {
-            status: "unhealthy",
-            version,
+            status: "unhealthy".into(),
+            version: version.into(),
             database: format!("unreachable: {e}"),
             projections: Vec::new(),
             price_sources: state.price_sources.snapshot(),

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::request::{self, metadata};
 use crate::state::AppState;
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PolicyView {
     pub policy_id: Uuid,
     pub budget_id: Uuid,
@@ -37,10 +37,10 @@ pub struct PolicyView {
     #[schema(value_type = Option<f64>)]
     pub cost_limit: Option<Money>,
     pub token_limit: Option<i64>,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub warning_threshold: Decimal,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub action_threshold: Decimal,
     pub enabled: bool,
@@ -71,7 +71,7 @@ impl PolicyView {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PolicySetResponse {
     pub success: bool,
     /// True for a new policy; false when it replaced the policy with the same budget, period and scope.

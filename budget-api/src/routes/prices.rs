@@ -23,25 +23,25 @@ pub struct PriceView {
     pub provider: String,
     pub model: String,
     pub version_id: uuid::Uuid,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub input_per_1m: Decimal,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub output_per_1m: Decimal,
-    #[serde(serialize_with = "optional_decimal_json::serialize")]
+    #[serde(with = "optional_decimal_json")]
     #[schema(value_type = Option<f64>)]
     pub cached_input_per_1m: Option<Decimal>,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub input_per_1k: Decimal,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub output_per_1k: Decimal,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub input_per_token: Decimal,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub output_per_token: Decimal,
     #[schema(value_type = Option<f64>)]

@@ -45,7 +45,7 @@ pub struct RecommendationResponse {
     pub provider: String,
     pub model: String,
     pub resolved_model: String,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub current_cost: Decimal,
     /// The capability the task type needs, if any.

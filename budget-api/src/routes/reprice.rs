@@ -40,7 +40,7 @@ pub struct RepriceResponse {
     /// Records corrected (or, for a dry run, that would be).
     pub records: usize,
     /// The sum of the corrections: what the selection's spend moves by.
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub total_delta: Decimal,
     #[schema(value_type = Vec<Object>)]

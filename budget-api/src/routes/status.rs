@@ -37,7 +37,7 @@ pub struct StatusQuery {
     pub as_of: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WindowStatus {
     #[serde(flatten)]
     pub policy: PolicyView,
@@ -47,20 +47,20 @@ pub struct WindowStatus {
     pub window_end: Option<DateTime<Utc>>,
     /// When the window resets (its end); none for per-session and per-task windows.
     pub resets_at: Option<DateTime<Utc>>,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub used_cost: Decimal,
     pub used_tokens: i64,
-    #[serde(serialize_with = "decimal_json::serialize")]
+    #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub reserved_cost: Decimal,
     pub reserved_tokens: i64,
     pub records: i64,
     /// (used + reserved) / limit in percent, the larger of cost and tokens.
-    #[serde(serialize_with = "optional_decimal_json::serialize")]
+    #[serde(with = "optional_decimal_json")]
     #[schema(value_type = Option<f64>)]
     pub percent: Option<Decimal>,
-    #[serde(serialize_with = "optional_decimal_json::serialize")]
+    #[serde(with = "optional_decimal_json")]
     #[schema(value_type = Option<f64>)]
     pub remaining_cost: Option<Decimal>,
     pub remaining_tokens: Option<i64>,
@@ -69,12 +69,12 @@ pub struct WindowStatus {
     #[schema(value_type = String)]
     pub state: WindowState,
     /// Cost at the window's end if spending goes on at the rate so far (current calendar windows).
-    #[serde(serialize_with = "optional_decimal_json::serialize")]
+    #[serde(with = "optional_decimal_json")]
     #[schema(value_type = Option<f64>)]
     pub forecast_cost: Option<Decimal>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StatusResponse {
     pub at: DateTime<Utc>,
     pub windows: Vec<WindowStatus>,

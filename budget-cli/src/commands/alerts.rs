@@ -1,11 +1,12 @@
 //! `budget alerts list|acknowledge`.
 
+use budget_api::routes::alerts::{Acknowledged, AlertList};
 use comfy_table::Cell;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::cli::AlertsCommand;
 use crate::client::Client;
-use crate::output::{print_json, table};
+use crate::output::{print_json, table, utc};
 
 pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> {
     match command {
@@ -19,31 +20,31 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
             if all {
                 query.push(("all", "true".into()));
             }
-            let list: Value = client.get("/api/alerts", &query).await?;
+            let list: AlertList = client.get("/api/alerts", &query).await?;
             if json {
-                print_json(&list);
+                print_json(&serde_json::to_value(&list)?);
                 return Ok(());
             }
-            let rows = list["alerts"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            let rows = &list.alerts;
             if rows.is_empty() {
                 crate::say!("No {}alerts.", if all { "" } else { "open " });
                 return Ok(());
             }
             let mut t = table(&["Alert", "Time (UTC)", "Severity", "Type", "Count", "Acknowledged", "Message"]);
             for a in rows {
-                let acknowledged = match (a["acknowledged"].as_bool(), a["acknowledged_by"].as_str()) {
-                    (Some(true), Some(by)) => format!("yes ({by})"),
-                    (Some(true), None) => "yes".into(),
-                    _ => "no".into(),
+                let acknowledged = match (a.acknowledged, &a.acknowledged_by) {
+                    (true, Some(by)) => format!("yes ({by})"),
+                    (true, None) => "yes".into(),
+                    (false, _) => "no".into(),
                 };
                 t.add_row(vec![
-                    Cell::new(a["id"].as_str().unwrap_or("?")),
-                    Cell::new(a["timestamp"].as_str().unwrap_or("?")),
-                    Cell::new(a["severity"].as_str().unwrap_or("?")),
-                    Cell::new(a["type"].as_str().unwrap_or("?")),
-                    Cell::new(a["occurrences"].to_string()),
+                    Cell::new(a.id),
+                    Cell::new(utc(a.timestamp)),
+                    Cell::new(&a.severity),
+                    Cell::new(&a.alert_type),
+                    Cell::new(a.occurrences),
                     Cell::new(acknowledged),
-                    Cell::new(a["message"].as_str().unwrap_or("")),
+                    Cell::new(&a.message),
                 ]);
             }
             crate::say!("{t}");
@@ -53,19 +54,17 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
                 Some(by) => json!({ "by": by }),
                 None => json!({}),
             };
-            let a: Value = client.post(&format!("/api/alerts/{alert_id}/acknowledge"), &body).await?;
+            let answer: Acknowledged = client.post(&format!("/api/alerts/{alert_id}/acknowledge"), &body).await?;
             if json {
-                print_json(&a);
+                print_json(&serde_json::to_value(&answer)?);
             } else {
-                let who = a["acknowledged_by"].as_str().map_or(String::new(), |b| format!(" by {b}"));
-                let when = a["acknowledged_at"].as_str().unwrap_or("?");
-                if a["already_acknowledged"] == true {
+                let a = &answer.alert;
+                let who = a.acknowledged_by.as_ref().map_or(String::new(), |b| format!(" by {b}"));
+                let when = a.acknowledged_at.map_or("?".into(), utc);
+                if answer.already_acknowledged {
                     crate::say!("Alert {alert_id} was already acknowledged{who} at {when}");
                 } else {
-                    crate::say!(
-                        "Acknowledged alert {alert_id}{who} at {when}: {}",
-                        a["message"].as_str().unwrap_or("")
-                    );
+                    crate::say!("Acknowledged alert {alert_id}{who} at {when}: {}", a.message);
                 }
             }
         }

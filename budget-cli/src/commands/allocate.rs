@@ -1,11 +1,12 @@
 //! `budget allocate create|list|release`.
 
+use budget_api::routes::allocations::{AllocationList, AllocationView};
 use comfy_table::Cell;
 use serde_json::{json, Value};
 
 use crate::cli::AllocateCommand;
 use crate::client::Client;
-use crate::output::{print_json, right, table, thousands};
+use crate::output::{print_json, right, table, thousands, utc};
 
 pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()> {
     match command {
@@ -29,18 +30,18 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
             if let Some(p) = args.priority {
                 body["priority"] = json!(p);
             }
-            let a: Value = client.post("/api/allocations", &body).await?;
+            let a: AllocationView = client.post("/api/allocations", &body).await?;
             if args.json {
-                print_json(&a);
+                print_json(&serde_json::to_value(&a)?);
             } else {
                 crate::say!(
                     "Allocated {} tokens (${}) to {} for {}: allocation {}, expires {}",
-                    thousands(a["tokens_allocated"].as_i64().unwrap_or(0)),
-                    a["estimated_cost"],
-                    a["component"].as_str().unwrap_or("?"),
-                    a["context_id"].as_str().unwrap_or("?"),
-                    a["allocation_id"].as_str().unwrap_or("?"),
-                    a["expires_at"].as_str().unwrap_or("?"),
+                    thousands(a.tokens_allocated),
+                    a.estimated_cost,
+                    a.component,
+                    a.context_id,
+                    a.allocation_id,
+                    utc(a.expires_at),
                 );
             }
         }
@@ -55,12 +56,12 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
             if args.all {
                 query.push(("state", "all".to_string()));
             }
-            let list: Value = client.get("/api/allocations", &query).await?;
+            let list: AllocationList = client.get("/api/allocations", &query).await?;
             if args.json {
-                print_json(&list);
+                print_json(&serde_json::to_value(&list)?);
                 return Ok(());
             }
-            let rows = list["allocations"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            let rows = &list.allocations;
             if rows.is_empty() {
                 crate::say!("No {}allocations.", if args.all { "" } else { "active " });
                 return Ok(());
@@ -79,30 +80,31 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
             ]);
             for a in rows {
                 t.add_row(vec![
-                    Cell::new(a["allocation_id"].as_str().unwrap_or("?")),
-                    Cell::new(a["context_id"].as_str().unwrap_or("?")),
-                    Cell::new(a["component"].as_str().unwrap_or("?")),
-                    Cell::new(a["tier"].as_str().unwrap_or("?")),
-                    Cell::new(a["state"].as_str().unwrap_or("?")),
-                    right(thousands(a["tokens_allocated"].as_i64().unwrap_or(0))),
-                    right(thousands(a["tokens_used"].as_i64().unwrap_or(0))),
-                    right(thousands(a["remaining_tokens"].as_i64().unwrap_or(0))),
-                    right(format!("{}%", a["usage_percentage"])),
-                    Cell::new(a["expires_at"].as_str().unwrap_or("?")),
+                    Cell::new(a.allocation_id),
+                    Cell::new(&a.context_id),
+                    Cell::new(&a.component),
+                    Cell::new(&a.tier),
+                    Cell::new(&a.state),
+                    right(thousands(a.tokens_allocated)),
+                    right(thousands(a.tokens_used)),
+                    right(thousands(a.remaining_tokens)),
+                    right(format!("{}%", a.usage_percentage)),
+                    Cell::new(utc(a.expires_at)),
                 ]);
             }
             crate::say!("{t}");
         }
         AllocateCommand::Release { allocation_id, json } => {
-            let a: Value = client.post(&format!("/api/allocations/{allocation_id}/release"), &json!({})).await?;
+            let a: AllocationView =
+                client.post(&format!("/api/allocations/{allocation_id}/release"), &json!({})).await?;
             if json {
-                print_json(&a);
+                print_json(&serde_json::to_value(&a)?);
             } else {
                 crate::say!(
                     "Released allocation {} ({} of {} tokens used; the rest is no longer reserved)",
-                    a["allocation_id"].as_str().unwrap_or("?"),
-                    thousands(a["tokens_used"].as_i64().unwrap_or(0)),
-                    thousands(a["tokens_allocated"].as_i64().unwrap_or(0)),
+                    a.allocation_id,
+                    thousands(a.tokens_used),
+                    thousands(a.tokens_allocated),
                 );
             }
         }

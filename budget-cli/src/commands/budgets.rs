@@ -1,7 +1,7 @@
 //! `budget budgets list|show`.
 
+use budget_api::routes::budgets::{BudgetDetail, BudgetList};
 use comfy_table::Cell;
-use serde_json::Value;
 
 use crate::cli::BudgetsCommand;
 use crate::client::Client;
@@ -11,36 +11,32 @@ use crate::output::{print_json, right, table};
 pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()> {
     match command {
         BudgetsCommand::List { json } => {
-            let list: Value = client.get("/api/budgets", &[]).await?;
+            let list: BudgetList = client.get("/api/budgets", &[]).await?;
             if json {
-                print_json(&list);
+                print_json(&serde_json::to_value(&list)?);
                 return Ok(());
             }
             let mut t = table(&["Budget", "Id", "Policies", "Active", "Created (UTC)"]);
-            for b in list["budgets"].as_array().into_iter().flatten() {
+            for b in &list.budgets {
                 t.add_row(vec![
-                    Cell::new(b["name"].as_str().unwrap_or("?")),
-                    Cell::new(b["budget_id"].as_str().unwrap_or("?")),
-                    right(b["policies"].as_i64().unwrap_or(0)),
-                    Cell::new(b["active"].to_string()),
-                    Cell::new(b["created_at"].as_str().unwrap_or("?")),
+                    Cell::new(&b.name),
+                    Cell::new(b.budget_id),
+                    right(b.policies),
+                    Cell::new(b.active),
+                    Cell::new(b.created_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
                 ]);
             }
             crate::say!("{t}");
         }
         BudgetsCommand::Show { budget_id, json } => {
-            let budget: Value = client.get(&format!("/api/budgets/{budget_id}"), &[]).await?;
+            let detail: BudgetDetail = client.get(&format!("/api/budgets/{budget_id}"), &[]).await?;
             if json {
-                print_json(&budget);
+                print_json(&serde_json::to_value(&detail)?);
                 return Ok(());
             }
-            crate::say!(
-                "Budget {} ({}), {} policies",
-                budget["name"].as_str().unwrap_or("?"),
-                budget["budget_id"].as_str().unwrap_or("?"),
-                budget["policies"]
-            );
-            print_windows(budget["status"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            let b = &detail.budget;
+            crate::say!("Budget {} ({}), {} policies", b.name, b.budget_id, b.policies);
+            print_windows(&detail.status);
         }
     }
     Ok(())

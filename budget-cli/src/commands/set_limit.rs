@@ -1,5 +1,6 @@
 //! `budget set_limit PERIOD LIMIT [scope…]`: create or replace a policy.
 
+use budget_api::routes::policies::PolicySetResponse;
 use serde_json::{json, Value};
 
 use crate::cli::SetLimitArgs;
@@ -31,29 +32,29 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
     if let Some(t) = args.tokens {
         body["token_limit"] = json!(t);
     }
-    let response: Value = client.post("/api/policies", &body).await?;
+    let response: PolicySetResponse = client.post("/api/policies", &body).await?;
     if args.json {
-        print_json(&response);
+        print_json(&serde_json::to_value(&response)?);
         return Ok(());
     }
-    let p = &response["policy"];
+    let p = &response.policy;
     let mut limits = Vec::new();
-    if let Some(c) = p["cost_limit"].as_number() {
+    if let Some(c) = p.cost_limit {
         limits.push(format!("${c}"));
     }
-    if let Some(t) = p["token_limit"].as_i64() {
+    if let Some(t) = p.token_limit {
         limits.push(format!("{} tokens", crate::output::thousands(t)));
     }
     crate::say!(
         "{} {} {} limit of {} for {} in budget {} (policy {}{})",
-        if response["created"] == true { "Set" } else { "Replaced with" },
-        p["period"].as_str().unwrap_or("?"),
-        p["type"].as_str().unwrap_or("?"),
+        if response.created { "Set" } else { "Replaced with" },
+        p.period,
+        p.policy_type,
         limits.join(" and "),
-        p["scope"].as_str().unwrap_or("?"),
-        p["budget_name"].as_str().unwrap_or("?"),
-        p["policy_id"].as_str().unwrap_or("?"),
-        if response["budget_created"] == true { "; budget created" } else { "" },
+        p.scope,
+        p.budget_name,
+        p.policy_id,
+        if response.budget_created { "; budget created" } else { "" },
     );
     Ok(())
 }

@@ -1,14 +1,16 @@
 //! `budget status`: every active policy's window, then server health and projection lag.
 
+use budget_api::routes::health::Health;
+use budget_api::routes::status::{StatusResponse, WindowStatus};
 use comfy_table::Cell;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::cli::StatusArgs;
 use crate::client::Client;
 use crate::output::{print_json, right, table, thousands};
 
 pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result<()> {
-    let health: Value = client.get("/api/health", &[]).await?;
+    let health: Health = client.get("/api/health", &[]).await?;
     let mut query = Vec::new();
     for (name, value) in [
         ("period", &args.period),
@@ -22,12 +24,12 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
             query.push((name, v.clone()));
         }
     }
-    let status: Value =
-        if health["database"] == "ok" { client.get("/api/status", &query).await? } else { json!({"windows": []}) };
+    let status: Option<StatusResponse> =
+        if health.database == "ok" { Some(client.get("/api/status", &query).await?) } else { None };
+    let windows = status.as_ref().map_or(&[][..], |s| s.windows.as_slice());
     if args.json {
-        print_json(&json!({ "health": health, "windows": status["windows"], "at": status["at"] }));
+        print_json(&json!({ "health": health, "windows": windows, "at": status.as_ref().map(|s| s.at) }));
     } else {
-        let windows = status["windows"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         if windows.is_empty() {
             crate::say!(
                 "No active policies{}; set one with `budget set_limit daily 10.0`.",
@@ -36,32 +38,27 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
         } else {
             print_windows(windows);
         }
-        crate::say!(
-            "\nBudget {} at {url}: {} (database {})",
-            health["version"].as_str().unwrap_or("?"),
-            health["status"].as_str().unwrap_or("?"),
-            health["database"].as_str().unwrap_or("?")
-        );
+        crate::say!("\nBudget {} at {url}: {} (database {})", health.version, health.status, health.database);
         let mut t = table(&["Projection", "Applied", "Lag (events)", "Lag (s)", "Error"]);
-        for p in health["projections"].as_array().into_iter().flatten() {
+        for p in &health.projections {
             t.add_row(vec![
-                Cell::new(p["name"].as_str().unwrap_or("?")),
-                right(thousands(p["events_applied"].as_i64().unwrap_or(0))),
-                right(thousands(p["lag_events"].as_i64().unwrap_or(0))),
-                right(format!("{:.1}", p["lag_seconds"].as_f64().unwrap_or(0.0))),
-                Cell::new(p["error"].as_str().unwrap_or("")),
+                Cell::new(&p.name),
+                right(thousands(p.events_applied)),
+                right(thousands(p.lag_events)),
+                right(format!("{:.1}", p.lag_seconds)),
+                Cell::new(p.error.as_deref().unwrap_or("")),
             ]);
         }
         crate::say!("{t}");
     }
-    if health["status"] != "healthy" {
-        anyhow::bail!("Budget at {url} is {}", health["status"].as_str().unwrap_or("unhealthy"));
+    if health.status != "healthy" {
+        anyhow::bail!("Budget at {url} is {}", health.status);
     }
     Ok(())
 }
 
 /// One row per policy window: what it limits, how much is used, and when it resets.
-pub fn print_windows(windows: &[Value]) {
+pub fn print_windows(windows: &[WindowStatus]) {
     let mut t = table(&[
         "Budget",
         "Period",
@@ -77,30 +74,24 @@ pub fn print_windows(windows: &[Value]) {
         "Resets (UTC)",
     ]);
     for w in windows {
-        let money = |k: &str| w[k].as_number().map(|n| format!("${n}"));
-        let tokens = |k: &str| w[k].as_i64().map(|n| format!("{} tok", thousands(n)));
+        let p = &w.policy;
+        let money = |d: Option<rust_decimal::Decimal>| d.map(|n| format!("${n}"));
+        let tokens = |n: Option<i64>| n.map(|n| format!("{} tok", thousands(n)));
         let both = |a: Option<String>, b: Option<String>| [a, b].into_iter().flatten().collect::<Vec<_>>().join(" / ");
-        let has_cost = !w["cost_limit"].is_null();
-        let has_tokens = !w["token_limit"].is_null();
+        let (has_cost, has_tokens) = (p.cost_limit.is_some(), p.token_limit.is_some());
         t.add_row(vec![
-            Cell::new(w["budget_name"].as_str().unwrap_or("?")),
-            Cell::new(w["period"].as_str().unwrap_or("?")),
-            Cell::new(w["type"].as_str().unwrap_or("?")),
-            Cell::new(w["scope"].as_str().unwrap_or("?")),
-            Cell::new(w["window"].as_str().unwrap_or("?")),
-            right(both(
-                has_cost.then(|| money("used_cost")).flatten(),
-                has_tokens.then(|| tokens("used_tokens")).flatten(),
-            )),
-            right(both(
-                has_cost.then(|| money("reserved_cost")).flatten(),
-                has_tokens.then(|| tokens("reserved_tokens")).flatten(),
-            )),
-            right(both(money("cost_limit"), tokens("token_limit"))),
-            right(w["percent"].as_number().map_or("-".into(), |n| format!("{n}%"))),
-            right(both(money("remaining_cost"), tokens("remaining_tokens"))),
-            Cell::new(w["state"].as_str().unwrap_or("?")),
-            Cell::new(w["resets_at"].as_str().unwrap_or("-")),
+            Cell::new(&p.budget_name),
+            Cell::new(&p.period),
+            Cell::new(&p.policy_type),
+            Cell::new(&p.scope),
+            Cell::new(&w.window),
+            right(both(money(has_cost.then_some(w.used_cost)), tokens(has_tokens.then_some(w.used_tokens)))),
+            right(both(money(has_cost.then_some(w.reserved_cost)), tokens(has_tokens.then_some(w.reserved_tokens)))),
+            right(both(money(p.cost_limit.map(|l| l.amount())), tokens(p.token_limit))),
+            right(w.percent.map_or("-".into(), |n| format!("{n}%"))),
+            right(both(money(w.remaining_cost), tokens(w.remaining_tokens))),
+            Cell::new(w.state.as_str()),
+            Cell::new(w.resets_at.map_or("-".into(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
         ]);
     }
     crate::say!("{t}");

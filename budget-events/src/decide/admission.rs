@@ -56,6 +56,17 @@ pub enum WindowState {
     Exceeded,
 }
 
+impl WindowState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowState::Ok => "ok",
+            WindowState::Warning => "warning",
+            WindowState::Critical => "critical",
+            WindowState::Exceeded => "exceeded",
+        }
+    }
+}
+
 pub fn window_state(policy: &Policy, account: &Account) -> WindowState {
     match usage_fraction(policy, account) {
         _ if beyond_limit(policy, account, Decimal::ZERO, 0) => WindowState::Exceeded,
