@@ -24,11 +24,6 @@ pub fn utc(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
-/// A JSON money value printed as dollars with its exact digits.
-pub fn usd(value: &serde_json::Value) -> String {
-    format!("${}", value.as_number().map(|n| n.to_string()).unwrap_or_else(|| value.to_string()))
-}
-
 /// Prints a line to stdout. A reader that went away (`budget status | head`) ends the command quietly
 /// instead of a panic.
 pub fn emit(line: &str) {

@@ -18,7 +18,7 @@ use crate::price_book::{self, PriceInput};
 use crate::request::metadata;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PriceView {
     pub provider: String,
     pub model: String,
@@ -89,7 +89,7 @@ pub struct PriceQuery {
     pub at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PriceList {
     pub at: DateTime<Utc>,
     pub prices: Vec<PriceView>,
@@ -155,7 +155,7 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(ResolvedPrice { resolved_model, price: PriceView::from(&v) }))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PriceHistory {
     pub provider: String,
     pub model: String,
@@ -176,7 +176,7 @@ pub async fn history(state: web::Data<AppState>, path: web::Path<(String, String
     Ok(HttpResponse::Ok().json(PriceHistory { provider, model, versions }))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PriceChange {
     pub success: bool,
     pub dry_run: bool,
@@ -317,7 +317,7 @@ pub struct CalculateRequest {
     pub at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CalculateResponse {
     #[serde(flatten)]
     #[schema(value_type = Object)]

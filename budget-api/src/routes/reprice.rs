@@ -34,7 +34,7 @@ pub struct RepriceRequest {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct RepriceResponse {
     pub dry_run: bool,
     /// Records corrected (or, for a dry run, that would be).

@@ -22,7 +22,7 @@ use crate::state::AppState;
 const MAX_DAYS: u32 = 3660;
 const DEFAULT_DAYS: u32 = 7;
 
-#[derive(Debug, Serialize, ToSchema, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct UsageTotals {
     pub input_tokens: i64,
     pub output_tokens: i64,
@@ -44,7 +44,7 @@ impl From<Totals> for UsageTotals {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UsageBucket {
     /// Start of the period (UTC).
     pub start: DateTime<Utc>,
@@ -69,7 +69,7 @@ pub struct UsageQuery {
     pub group_by: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UsageResponse {
     #[schema(value_type = String)]
     pub period: Period,

@@ -1,10 +1,11 @@
 //! `budget get_usage PERIOD`: usage per period with totals, and the top models and components.
 
+use budget_api::routes::usage_query::{UsageResponse, UsageTotals};
 use comfy_table::Cell;
 
 use crate::cli::GetUsageArgs;
 use crate::client::Client;
-use crate::output::{print_json, right, table, thousands, usd};
+use crate::output::{print_json, right, table, thousands, utc};
 
 pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
     let mut query = vec![("period", args.period.clone()), ("days", args.days.to_string())];
@@ -18,29 +19,29 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
             query.push((name, v.clone()));
         }
     }
-    let usage: serde_json::Value = client.get("/api/usage", &query).await?;
+    let usage: UsageResponse = client.get("/api/usage", &query).await?;
     if args.json {
-        print_json(&usage);
+        print_json(&serde_json::to_value(&usage)?);
         return Ok(());
     }
 
     let filters: Vec<String> = query[2..].iter().map(|(k, v)| format!("{k}={v}")).collect();
     crate::say!(
         "Usage {} from {} to {}{}",
-        usage["period"].as_str().unwrap_or(&args.period),
-        usage["start_time"].as_str().unwrap_or("?"),
-        usage["end_time"].as_str().unwrap_or("?"),
+        serde_json::to_value(usage.period)?.as_str().unwrap_or(&args.period),
+        utc(usage.start_time),
+        utc(usage.end_time),
         if filters.is_empty() { String::new() } else { format!(" ({})", filters.join(", ")) }
     );
     let mut t = table(&["Period start (UTC)", "Input tokens", "Output tokens", "Total tokens", "Cost (USD)", "Calls"]);
-    for bucket in usage["series"].as_array().into_iter().flatten() {
-        t.add_row(row(bucket["start"].as_str().unwrap_or("?"), bucket));
+    for bucket in &usage.series {
+        t.add_row(row(&utc(bucket.start), &bucket.totals));
     }
-    t.add_row(row("Total", &usage["totals"]));
+    t.add_row(row("Total", &usage.totals));
     crate::say!("{t}");
 
     for dimension in ["model", "component"] {
-        let Some(groups) = usage["groups"][dimension].as_object().filter(|g| !g.is_empty()) else {
+        let Some(groups) = usage.groups.get(dimension).filter(|g| !g.is_empty()) else {
             continue;
         };
         let mut g = table(&[dimension, "Input tokens", "Output tokens", "Total tokens", "Cost (USD)", "Calls"]);
@@ -52,14 +53,13 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn row(label: &str, totals: &serde_json::Value) -> Vec<Cell> {
-    let n = |k: &str| thousands(totals[k].as_i64().unwrap_or(0));
+fn row(label: &str, totals: &UsageTotals) -> Vec<Cell> {
     vec![
         Cell::new(label),
-        right(n("input_tokens")),
-        right(n("output_tokens")),
-        right(n("total_tokens")),
-        right(usd(&totals["cost"])),
-        right(n("count")),
+        right(thousands(totals.input_tokens)),
+        right(thousands(totals.output_tokens)),
+        right(thousands(totals.total_tokens)),
+        right(format!("${}", totals.cost)),
+        right(thousands(totals.count)),
     ]
 }

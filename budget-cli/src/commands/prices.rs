@@ -1,11 +1,13 @@
 //! `budget prices list|update|set|history` and `budget calc_cost`.
 
+use budget_api::routes::prices::{CalculateResponse, PriceChange, PriceHistory, PriceList, PriceView};
+use budget_api::routes::reprice::RepriceResponse;
 use comfy_table::Cell;
 use serde_json::{json, Value};
 
 use crate::cli::{CalcCostArgs, PricesCommand};
 use crate::client::Client;
-use crate::output::{print_json, right, table, thousands};
+use crate::output::{print_json, right, table, thousands, utc};
 
 pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> {
     match command {
@@ -17,11 +19,11 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
             if let Some(m) = model {
                 query.push(("model", m));
             }
-            let list: Value = client.get("/api/prices", &query).await?;
+            let list: PriceList = client.get("/api/prices", &query).await?;
             if json {
-                print_json(&list);
+                print_json(&serde_json::to_value(&list)?);
             } else {
-                print_versions(list["prices"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+                print_versions(&list.prices);
             }
         }
         PricesCommand::Update { from, dry_run, json } => {
@@ -33,28 +35,22 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                 body["litellm"] = doc;
                 body["source"] = json!(source);
             }
-            let r: Value = client.post("/api/prices/update", &body).await?;
+            let r: PriceChange = client.post("/api/prices/update", &body).await?;
             if json {
-                print_json(&r);
+                print_json(&serde_json::to_value(&r)?);
             } else {
-                let names = |k: &str| {
-                    r[k].as_array()
-                        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-                        .unwrap_or_default()
-                };
                 crate::say!(
                     "{}{} added, {} changed, {} unchanged, {} skipped (source {})",
                     if dry_run { "Dry run, nothing written: " } else { "" },
-                    r["added"].as_array().map_or(0, Vec::len),
-                    r["changed"].as_array().map_or(0, Vec::len),
-                    r["unchanged"],
-                    r["skipped"],
-                    r["source"].as_str().unwrap_or("?"),
+                    r.added.len(),
+                    r.changed.len(),
+                    r.unchanged,
+                    r.skipped,
+                    r.source,
                 );
-                for (label, key) in [("added", "added"), ("changed", "changed")] {
-                    let list = names(key);
-                    if !list.is_empty() {
-                        crate::say!("  {label}: {list}");
+                for (label, names) in [("added", &r.added), ("changed", &r.changed)] {
+                    if !names.is_empty() {
+                        crate::say!("  {label}: {}", names.join(", "));
                     }
                 }
             }
@@ -67,12 +63,12 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
             if let Some(t) = effective_from {
                 body["effective_from"] = json!(t);
             }
-            let r: Value = client.post("/api/prices", &body).await?;
+            let r: PriceChange = client.post("/api/prices", &body).await?;
             if json {
-                print_json(&r);
+                print_json(&serde_json::to_value(&r)?);
             } else {
-                let what = if r["unchanged"] == 1 { "unchanged (same price already in effect)" } else { "set" };
-                crate::say!("{provider}/{model}: {what}, effective {}", r["effective_from"].as_str().unwrap_or("?"));
+                let what = if r.unchanged == 1 { "unchanged (same price already in effect)" } else { "set" };
+                crate::say!("{provider}/{model}: {what}, effective {}", utc(r.effective_from));
             }
         }
         PricesCommand::Reprice { provider, model, since, until, dry_run, json } => {
@@ -81,21 +77,20 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
             if let Some(until) = until {
                 body["until"] = json!(crate::cli::instant(&until));
             }
-            let r: Value = client.post("/api/prices/reprice", &body).await?;
+            let r: RepriceResponse = client.post("/api/prices/reprice", &body).await?;
             if json {
-                print_json(&r);
+                print_json(&serde_json::to_value(&r)?);
                 return Ok(());
             }
-            let corrections = r["corrections"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-            if !corrections.is_empty() {
+            if !r.corrections.is_empty() {
                 let mut t = table(&["Record", "Occurred (UTC)", "Was $", "Now $", "Change $"]);
-                for c in corrections {
+                for c in &r.corrections {
                     t.add_row(vec![
-                        Cell::new(c["record_id"].as_str().unwrap_or("?")),
-                        Cell::new(c["occurred_at"].as_str().unwrap_or("?")),
-                        right(c["previous_cost"].to_string()),
-                        right(c["cost"].to_string()),
-                        right(c["delta"].to_string()),
+                        Cell::new(c.record_id),
+                        Cell::new(utc(c.occurred_at)),
+                        right(c.previous_cost),
+                        right(c.cost),
+                        right(c.delta),
                     ]);
                 }
                 crate::say!("{t}");
@@ -103,17 +98,17 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
             crate::say!(
                 "{}{} record(s) of {provider}/{model} {}re-priced, total change ${}",
                 if dry_run { "Dry run, nothing written: " } else { "" },
-                r["records"],
+                r.records,
                 if dry_run { "would be " } else { "" },
-                r["total_delta"],
+                r.total_delta,
             );
         }
         PricesCommand::History { provider, model, json } => {
-            let h: Value = client.get(&format!("/api/prices/history/{provider}/{model}"), &[]).await?;
+            let h: PriceHistory = client.get(&format!("/api/prices/history/{provider}/{model}"), &[]).await?;
             if json {
-                print_json(&h);
+                print_json(&serde_json::to_value(&h)?);
             } else {
-                print_versions(h["versions"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+                print_versions(&h.versions);
             }
         }
     }
@@ -126,7 +121,7 @@ async fn read_source(from: &str) -> anyhow::Result<(String, &'static str)> {
     Ok((text, source.as_str()))
 }
 
-fn print_versions(versions: &[Value]) {
+fn print_versions(versions: &[PriceView]) {
     let mut t = table(&[
         "Provider",
         "Model",
@@ -140,18 +135,17 @@ fn print_versions(versions: &[Value]) {
         "Source",
     ]);
     for v in versions {
-        let n = |k: &str| v[k].as_number().map_or("-".to_string(), |n| n.to_string());
         t.add_row(vec![
-            Cell::new(v["provider"].as_str().unwrap_or("?")),
-            Cell::new(v["model"].as_str().unwrap_or("?")),
-            right(n("input_per_1m")),
-            right(n("output_per_1m")),
-            right(n("cached_input_per_1m")),
-            right(n("input_per_1k")),
-            right(n("output_per_1k")),
-            Cell::new(v["effective_from"].as_str().unwrap_or("?")),
-            Cell::new(v["effective_to"].as_str().unwrap_or("")),
-            Cell::new(v["source"].as_str().unwrap_or("?")),
+            Cell::new(&v.provider),
+            Cell::new(&v.model),
+            right(v.input_per_1m),
+            right(v.output_per_1m),
+            right(v.cached_input_per_1m.map_or("-".to_string(), |n| n.to_string())),
+            right(v.input_per_1k),
+            right(v.output_per_1k),
+            Cell::new(utc(v.effective_from)),
+            Cell::new(v.effective_to.map_or(String::new(), utc)),
+            Cell::new(&v.source),
         ]);
     }
     crate::say!("{t}");
@@ -160,22 +154,22 @@ fn print_versions(versions: &[Value]) {
 pub async fn calc_cost(client: &Client, args: CalcCostArgs) -> anyhow::Result<()> {
     let body = json!({"provider": args.provider, "model": args.model, "input_tokens": args.input_tokens,
                       "output_tokens": args.output_tokens, "cached_input_tokens": args.cached_input_tokens});
-    let r: Value = client.post("/api/prices/calculate", &body).await?;
+    let r: CalculateResponse = client.post("/api/prices/calculate", &body).await?;
     if args.json {
-        print_json(&r);
+        print_json(&serde_json::to_value(&r)?);
         return Ok(());
     }
     crate::say!(
         "{}/{} (priced as {}): {} input + {} output tokens = ${} (input ${}, cached input ${}, output ${})",
         args.provider,
         args.model,
-        r["resolved_model"].as_str().unwrap_or("?"),
+        r.resolved_model,
         thousands(args.input_tokens),
         thousands(args.output_tokens),
-        r["total_cost"],
-        r["input_cost"],
-        r["cached_input_cost"],
-        r["output_cost"],
+        r.cost.total_cost,
+        r.cost.input_cost,
+        r.cost.cached_input_cost,
+        r.cost.output_cost,
     );
     Ok(())
 }

@@ -83,7 +83,7 @@ impl PriceVersion {
 }
 
 /// A call's cost under a price, split by part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cost {
     #[serde(with = "crate::money::decimal_json")]
     pub input_cost: Decimal,
