@@ -18,11 +18,11 @@ use crate::store::accounts::AccountKey;
 use crate::store::{read_after, Cursor, ReadError};
 
 /// What one event did to one account.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Contribution {
     pub position: i64,
     pub recorded_at: DateTime<Utc>,
-    pub event_type: &'static str,
+    pub event_type: std::borrow::Cow<'static, str>,
     /// The usage record or allocation the event is about.
     pub subject: Option<Uuid>,
     #[serde(with = "crate::money::decimal_json")]
@@ -54,7 +54,7 @@ impl LogFold {
         let base = |subject: Option<Uuid>| Contribution {
             position: e.position,
             recorded_at: e.recorded_at,
-            event_type: e.event.event_type(),
+            event_type: e.event.event_type().into(),
             subject,
             posted_cost: Decimal::ZERO,
             posted_tokens: 0,

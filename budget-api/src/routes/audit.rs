@@ -48,12 +48,13 @@ pub struct EventQuery {
 }
 
 /// One event as the audit shows it: the event whole, and the figures a person looks for.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventView {
     pub position: i64,
     pub recorded_at: DateTime<Utc>,
     #[serde(rename = "type")]
-    pub event_type: &'static str,
+    #[schema(value_type = String)]
+    pub event_type: std::borrow::Cow<'static, str>,
     pub stream_id: String,
     pub stream_version: i64,
     pub event_id: Uuid,
@@ -81,7 +82,7 @@ impl From<&RecordedEvent> for EventView {
         EventView {
             position: e.position,
             recorded_at: e.recorded_at,
-            event_type: e.event.event_type(),
+            event_type: e.event.event_type().into(),
             stream_id: e.stream_id.clone(),
             stream_version: e.stream_version,
             event_id: e.event_id,
@@ -96,7 +97,7 @@ impl From<&RecordedEvent> for EventView {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventPage {
     pub events: Vec<EventView>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -164,7 +165,7 @@ pub struct ExplainQuery {
     pub window: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Figures {
     #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
@@ -189,7 +190,7 @@ impl From<Account> for Figures {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Explanation {
     pub policy_id: Uuid,
     pub window: String,

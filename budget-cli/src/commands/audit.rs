@@ -1,13 +1,15 @@
 //! `budget audit` (the events behind a selection, with the running total) and `budget explain` (how a
 //! policy window's figures were reached).
 
+use budget_api::routes::audit::{EventPage, EventView, Explanation, Figures};
 use comfy_table::Cell;
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 
 use crate::cli::{instant, AuditArgs};
 use crate::client::Client;
-use crate::output::{print_json, right, table, thousands};
+use crate::output::{print_json, right, table, thousands, utc};
 
 pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
     if args.limit < 1 {
@@ -30,36 +32,35 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
         }
     }
     // Page through the selection, oldest first, up to --limit events.
-    let mut events: Vec<Value> = Vec::new();
+    let mut events: Vec<EventView> = Vec::new();
     let mut after = 0i64;
     loop {
         let page_size = (args.limit - events.len() as i64).min(5000);
         let mut query = base.clone();
         query.push(("after", after.to_string()));
         query.push(("limit", page_size.to_string()));
-        let page: Value = client.get("/api/events", &query).await?;
-        let found = page["events"].as_array().cloned().unwrap_or_default();
-        events.extend(found);
-        match page["next_after"].as_i64() {
+        let page: EventPage = client.get("/api/events", &query).await?;
+        events.extend(page.events);
+        match page.next_after {
             Some(next) if (events.len() as i64) < args.limit => after = next,
             _ => break,
         }
     }
     let (mut cost, mut tokens) = (Decimal::ZERO, 0i64);
-    for e in events.iter_mut() {
-        if let Some(c) = e["cost"].as_number() {
-            cost += c.to_string().parse::<Decimal>().unwrap_or_default();
-        }
-        tokens += e["tokens"].as_i64().unwrap_or(0);
-        e["running_cost"] = serde_json::from_str(&cost.normalize().to_string())?;
-        e["running_tokens"] = json!(tokens);
-    }
+    let lines: Vec<AuditLine> = events
+        .into_iter()
+        .map(|event| {
+            cost += event.cost.unwrap_or_default();
+            tokens += event.tokens.unwrap_or(0);
+            AuditLine { event, running_cost: cost.normalize(), running_tokens: tokens }
+        })
+        .collect();
     if args.json {
-        let totals = json!({"events": events.len(), "cost": serde_json::from_str::<Value>(&cost.normalize().to_string())?, "tokens": tokens});
-        print_json(&json!({ "events": events, "totals": totals }));
+        let totals = Totals { events: lines.len(), cost: cost.normalize(), tokens };
+        print_json(&json!({ "events": lines, "totals": totals }));
         return Ok(());
     }
-    if events.is_empty() {
+    if lines.is_empty() {
         crate::say!("No events match.");
         return Ok(());
     }
@@ -74,39 +75,58 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
         "Running $",
         "Running tokens",
     ]);
-    for e in &events {
-        let who = match (e["actor"].as_str(), e["request_id"].as_str()) {
+    for line in &lines {
+        let e = &line.event;
+        let who = match (e.actor.as_deref(), e.request_id.as_deref()) {
             (Some(a), Some(r)) => format!("{a} / {r}"),
             (Some(a), None) => a.to_string(),
             (None, Some(r)) => r.to_string(),
             (None, None) => String::new(),
         };
         t.add_row(vec![
-            right(e["position"].to_string()),
-            Cell::new(e["recorded_at"].as_str().unwrap_or("?")),
-            Cell::new(e["type"].as_str().unwrap_or("?")),
+            right(e.position),
+            Cell::new(utc(e.recorded_at)),
+            Cell::new(&e.event_type),
             Cell::new(who),
-            right(e["tokens"].as_i64().map(thousands).unwrap_or_default()),
-            right(e["cost"].as_number().map(|n| n.to_string()).unwrap_or_default()),
-            Cell::new(e["price_version"].as_str().unwrap_or("")),
-            right(e["running_cost"].to_string()),
-            right(thousands(e["running_tokens"].as_i64().unwrap_or(0))),
+            right(e.tokens.map(thousands).unwrap_or_default()),
+            right(e.cost.map(|n| n.to_string()).unwrap_or_default()),
+            Cell::new(e.price_version.map(|v| v.to_string()).unwrap_or_default()),
+            right(line.running_cost),
+            right(thousands(line.running_tokens)),
         ]);
     }
     crate::say!("{t}");
-    crate::say!("{} events; total ${} and {} tokens", events.len(), cost.normalize(), thousands(tokens));
+    crate::say!("{} events; total ${} and {} tokens", lines.len(), cost.normalize(), thousands(tokens));
     Ok(())
+}
+
+/// An event with the running total up to it (a correction's delta counts, so the total equals the rollups).
+#[derive(Serialize)]
+struct AuditLine {
+    #[serde(flatten)]
+    event: EventView,
+    #[serde(with = "budget_events::money::decimal_json")]
+    running_cost: Decimal,
+    running_tokens: i64,
+}
+
+#[derive(Serialize)]
+struct Totals {
+    events: usize,
+    #[serde(with = "budget_events::money::decimal_json")]
+    cost: Decimal,
+    tokens: i64,
 }
 
 pub async fn explain(client: &Client, policy_id: String, window: Option<String>, json: bool) -> anyhow::Result<()> {
     let query: Vec<(&str, String)> = window.map(|w| ("window", w)).into_iter().collect();
-    let x: Value = client.get(&format!("/api/policies/{policy_id}/explain"), &query).await?;
+    let x: Explanation = client.get(&format!("/api/policies/{policy_id}/explain"), &query).await?;
     if json {
-        print_json(&x);
+        print_json(&serde_json::to_value(&x)?);
         return Ok(());
     }
-    let contributions = x["contributions"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    crate::say!("Policy {} window {}: {} events", policy_id, x["window"].as_str().unwrap_or("?"), contributions.len());
+    let contributions = &x.contributions;
+    crate::say!("Policy {} window {}: {} events", policy_id, x.window, contributions.len());
     if !contributions.is_empty() {
         let mut t = table(&[
             "Position",
@@ -120,31 +140,31 @@ pub async fn explain(client: &Client, policy_id: String, window: Option<String>,
         ]);
         for c in contributions {
             t.add_row(vec![
-                right(c["position"].to_string()),
-                Cell::new(c["recorded_at"].as_str().unwrap_or("?")),
-                Cell::new(c["event_type"].as_str().unwrap_or("?")),
-                Cell::new(c["subject"].as_str().unwrap_or("")),
-                right(c["posted_cost"].to_string()),
-                right(thousands(c["posted_tokens"].as_i64().unwrap_or(0))),
-                right(c["pending_cost"].to_string()),
-                right(thousands(c["pending_tokens"].as_i64().unwrap_or(0))),
+                right(c.position),
+                Cell::new(utc(c.recorded_at)),
+                Cell::new(&c.event_type),
+                Cell::new(c.subject.map(|s| s.to_string()).unwrap_or_default()),
+                right(c.posted_cost),
+                right(thousands(c.posted_tokens)),
+                right(c.pending_cost),
+                right(thousands(c.pending_tokens)),
             ]);
         }
         crate::say!("{t}");
     }
-    let line = |f: &Value| {
+    let line = |f: &Figures| {
         format!(
             "used ${} / {} tokens in {} records, reserved ${} / {} tokens",
-            f["posted_cost"],
-            thousands(f["posted_tokens"].as_i64().unwrap_or(0)),
-            f["records"],
-            f["pending_cost"],
-            thousands(f["pending_tokens"].as_i64().unwrap_or(0))
+            f.posted_cost,
+            thousands(f.posted_tokens),
+            f.records,
+            f.pending_cost,
+            thousands(f.pending_tokens)
         )
     };
-    crate::say!("Sum of the events: {}", line(&x["folded"]));
-    crate::say!("The account:       {}", line(&x["account"]));
-    if x["matches"] == true {
+    crate::say!("Sum of the events: {}", line(&x.folded));
+    crate::say!("The account:       {}", line(&x.account));
+    if x.matches {
         crate::say!("They agree.");
         Ok(())
     } else {
