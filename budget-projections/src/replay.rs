@@ -21,16 +21,16 @@ use crate::runner::{lock_checkpoint, pool_error};
 /// Rows listed per table and side (the count is always complete).
 const LISTED: i64 = 50;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Progress {
-    pub projection: &'static str,
+    pub projection: std::borrow::Cow<'static, str>,
     pub events: usize,
     pub total: i64,
     pub events_per_second: f64,
     pub eta_seconds: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TableDifference {
     pub table: String,
     /// Rows the fold of the log has and the live table lacks (or holds differently).
@@ -42,9 +42,9 @@ pub struct TableDifference {
     pub unexpected_rows: Vec<Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ReplayReport {
-    pub projection: &'static str,
+    pub projection: std::borrow::Cow<'static, str>,
     pub events: usize,
     pub differences: Vec<TableDifference>,
     pub swapped: bool,
@@ -89,7 +89,7 @@ pub async fn replay<P: Projection>(
         events += upto.len();
         let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-6);
         progress(Progress {
-            projection: P::NAME,
+            projection: P::NAME.into(),
             events,
             total,
             events_per_second: rate,
@@ -115,7 +115,7 @@ pub async fn replay<P: Projection>(
     }
     tx.commit().await?;
     Ok(ReplayReport {
-        projection: P::NAME,
+        projection: P::NAME.into(),
         events,
         differences,
         swapped: swap,

@@ -3,7 +3,9 @@
 
 use std::io::Write;
 
-use serde_json::{json, Value};
+use budget_api::routes::audit::Figures;
+use budget_api::routes::replay::ReplayLine;
+use serde_json::json;
 
 use crate::client::Client;
 use crate::output::{print_json, thousands};
@@ -23,20 +25,16 @@ pub async fn run(
         pending.extend_from_slice(&chunk);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            let message: Value = serde_json::from_slice(&line)?;
+            let message = ReplayLine::parse(&line)?;
             if json {
-                print_json(&message);
+                print_json(&serde_json::to_value(&message)?);
             } else {
                 show(&message, swap)?;
             }
-            match message["type"].as_str() {
-                Some("done") => differences = message["differences"].as_i64(),
-                Some("error") => {
-                    anyhow::bail!(
-                        "replay of {} failed: {}",
-                        message["projection"],
-                        message["message"].as_str().unwrap_or("?")
-                    )
+            match message {
+                ReplayLine::Done { differences: d } => differences = Some(d),
+                ReplayLine::Error { projection, message } => {
+                    anyhow::bail!("replay of {projection} failed: {message}")
                 }
                 _ => {}
             }
@@ -51,80 +49,82 @@ pub async fn run(
     Ok(())
 }
 
-fn show(m: &Value, swap: bool) -> anyhow::Result<()> {
-    match m["type"].as_str() {
-        Some("progress") => {
-            let p = &m["progress"];
+fn show(m: &ReplayLine, swap: bool) -> anyhow::Result<()> {
+    match m {
+        ReplayLine::Progress { progress: p } => {
             let mut err = std::io::stderr().lock();
             write!(
                 err,
                 "\r[{}] {} / {} events  {:.0} events/s  ETA {:.1}s   ",
-                p["projection"].as_str().unwrap_or("?"),
-                thousands(p["events"].as_i64().unwrap_or(0)),
-                thousands(p["total"].as_i64().unwrap_or(0)),
-                p["events_per_second"].as_f64().unwrap_or(0.0),
-                p["eta_seconds"].as_f64().unwrap_or(0.0),
+                p.projection,
+                thousands(p.events as i64),
+                thousands(p.total),
+                p.events_per_second,
+                p.eta_seconds,
             )?;
             err.flush()?;
         }
-        Some("projection") => {
+        ReplayLine::Projection { report: r, differing_rows } => {
             eprintln!();
-            let r = &m["report"];
-            let name = r["projection"].as_str().unwrap_or("?");
-            let diffs = r["differences"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-            if diffs.is_empty() {
+            let name = &r.projection;
+            if r.differences.is_empty() {
                 crate::say!(
                     "{name}: {} events replayed in {:.2}s; the live tables equal the replay",
-                    thousands(r["events"].as_i64().unwrap_or(0)),
-                    r["seconds"].as_f64().unwrap_or(0.0)
+                    thousands(r.events as i64),
+                    r.seconds
                 );
             } else {
-                crate::say!(
-                    "{name}: {} events replayed; {} rows differ",
-                    thousands(r["events"].as_i64().unwrap_or(0)),
-                    m["differing_rows"]
-                );
-                for d in diffs {
-                    let table = d["table"].as_str().unwrap_or("?");
+                crate::say!("{name}: {} events replayed; {differing_rows} rows differ", thousands(r.events as i64));
+                for d in &r.differences {
                     crate::say!(
-                        "  {table}: {} rows missing from the live table, {} rows there that the log does not give",
-                        d["missing_in_live"],
-                        d["unexpected_in_live"]
+                        "  {}: {} rows missing from the live table, {} rows there that the log does not give",
+                        d.table,
+                        d.missing_in_live,
+                        d.unexpected_in_live
                     );
-                    for row in d["missing_rows"].as_array().into_iter().flatten() {
+                    for row in &d.missing_rows {
                         crate::say!("    - log says:  {row}");
                     }
-                    for row in d["unexpected_rows"].as_array().into_iter().flatten() {
+                    for row in &d.unexpected_rows {
                         crate::say!("    + live has:  {row}");
                     }
                 }
             }
-            if swap && r["swapped"] == true {
+            if swap && r.swapped {
                 crate::say!("{name}: the live tables now hold the replay");
             }
         }
-        Some("accounts") => {
-            let diffs = m["differences"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-            if diffs.is_empty() {
+        ReplayLine::Accounts { accounts, events, differences } => {
+            if differences.is_empty() {
                 crate::say!(
-                    "accounts: all {} enforcement accounts equal the fold of {} events",
-                    m["accounts"],
-                    thousands(m["events"].as_i64().unwrap_or(0))
+                    "accounts: all {accounts} enforcement accounts equal the fold of {} events",
+                    thousands(*events as i64)
                 );
             } else {
-                crate::say!("accounts: {} differ from the fold of the log", diffs.len());
-                for d in diffs {
+                crate::say!("accounts: {} differ from the fold of the log", differences.len());
+                for d in differences {
                     crate::say!(
                         "  policy {} window {}: stored {} / folded {}",
-                        d["policy_id"].as_str().unwrap_or("?"),
-                        d["window"].as_str().unwrap_or("?"),
-                        d["stored"],
-                        d["folded"]
+                        d.policy_id,
+                        d.window,
+                        figures(&d.stored),
+                        figures(&d.folded)
                     );
                 }
             }
         }
-        _ => {}
+        ReplayLine::Error { .. } | ReplayLine::Done { .. } => {}
     }
     Ok(())
+}
+
+fn figures(f: &Figures) -> String {
+    format!(
+        "used ${} / {} tokens in {} records, reserved ${} / {} tokens",
+        f.posted_cost,
+        thousands(f.posted_tokens),
+        f.records,
+        f.pending_cost,
+        thousands(f.pending_tokens)
+    )
 }
