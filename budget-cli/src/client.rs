@@ -1,5 +1,6 @@
 //! The HTTP client every command but `start` uses, and the one-line errors it turns failures into.
 
+use budget_api::error::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -75,13 +76,14 @@ impl Client {
     }
 }
 
-/// The API's JSON error as a one-line refusal.
+/// The API's JSON error as a one-line refusal (a body that is not one, from a proxy say, as it came).
 fn refused(status: u16, bytes: &[u8]) -> ClientError {
-    let error: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-    let field = |k: &str| error["error"][k].as_str().map(str::to_string);
-    ClientError::Refused {
-        status,
-        code: field("code").unwrap_or_else(|| "unknown".into()),
-        message: field("message").unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned()),
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(ErrorBody { error }) => ClientError::Refused { status, code: error.code, message: error.message },
+        Err(_) => ClientError::Refused {
+            status,
+            code: "unknown".into(),
+            message: String::from_utf8_lossy(bytes).into_owned(),
+        },
     }
 }

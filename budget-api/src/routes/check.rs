@@ -2,11 +2,11 @@
 //! policy's window is evaluated against the call's estimated tokens and cost.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
-use budget_events::decide::Verdict;
+use budget_events::decide::{Preflight, Verdict};
 use budget_events::domain::{RecordUsage, UsageInput};
 use budget_events::ledger::{CheckCommand, CheckOutcome};
 use budget_events::money::decimal_json;
-use budget_events::store::policies;
+use budget_events::store::policies::{self, PolicyRow};
 use budget_events::ErrorCode;
 use budget_events::Money;
 use chrono::{DateTime, Utc};
@@ -94,7 +94,8 @@ pub struct CheckResponse {
     pub alternatives: Vec<budget_events::domain::alternatives::Alternative>,
 }
 
-/// Pre-flight check of an intended call against every matching policy. Reserves nothing.
+/// Pre-flight check of an intended call against every matching policy. Reserves nothing, unless
+/// `reserve` asks for exactly this call to be held.
 #[utoipa::path(tag = "usage", request_body = CheckRequest, responses((status = 200, body = CheckResponse), (status = 400, body = crate::error::ErrorBody)))]
 #[post("/api/usage/check")]
 pub async fn check(
@@ -102,18 +103,60 @@ pub async fn check(
     http: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read(payload, 64 * 1024).await?;
-    let req: CheckRequest = body::parse(&bytes)?;
+    let req: CheckRequest = body::parse(&body::read(payload, 64 * 1024).await?)?;
     let reserve = req.reserve.unwrap_or(false);
-    let context_id = req.context_id.clone();
+    let record = validate(&state, req)?;
+    // Decided by the writer against the locked accounts, like a reservation; a refusal is logged there.
+    let command = CheckCommand { call: record.clone(), unpriced: state.unpriced, metadata: metadata(&http) };
+    let CheckOutcome { cost, cost_source, tokens, preflight, .. } = state.writer.submit(command).await?;
+    let client = state.pool.get().await?;
+    let rows = policies::list(&**client).await?;
+    let (checks, mut messages) = describe(&record, &preflight, &rows);
+    // A soft limit recommends cheaper models rather than refusing.
+    let mut alternatives = Vec::new();
+    if preflight.soft_pressed {
+        alternatives = cheaper(&**client, &record).await?;
+        if let Some(best) = alternatives.first() {
+            messages.push(format!(
+                "soft limit: {}/{} would cost ${} instead of ${} for this call (saves ${}); see alternatives",
+                best.provider, best.model, best.cost, cost, best.savings,
+            ));
+        }
+    }
+    let (mut allocation_id, mut expires_at) = (None, None);
+    if reserve && preflight.allowed && tokens > 0 {
+        let allocation = hold(&state, &http, &record, tokens, cost).await?;
+        allocation_id = Some(allocation.allocation_id);
+        expires_at = Some(allocation.expires_at);
+    } else if reserve && !preflight.allowed {
+        let refusing: Vec<&PolicyCheck> = checks.iter().filter(|c| c.decision == Verdict::Refuse).collect();
+        return Err(ApiError::BudgetExceeded {
+            message: format!("{}; nothing was reserved", messages.join("; ")),
+            details: serde_json::json!(refusing),
+        });
+    }
+    Ok(HttpResponse::Ok().json(CheckResponse {
+        allowed: preflight.allowed,
+        estimated_tokens: tokens,
+        estimated_cost: cost,
+        cost_source,
+        policies: checks,
+        messages,
+        allocation_id,
+        expires_at,
+        alternatives,
+    }))
+}
+
+/// The intended call, validated exactly like the record it would become.
+fn validate(state: &AppState, req: CheckRequest) -> Result<RecordUsage, ApiError> {
     if req.max_output_tokens.is_some() && req.estimated_output_tokens.is_some() {
         return Err(ApiError::bad_request(
             ErrorCode::ValidationFailed,
             "give max_output_tokens or estimated_output_tokens, not both",
         ));
     }
-    // The intended call is validated exactly like the record it would become.
-    let as_record = UsageInput {
+    let mut as_record = UsageInput {
         provider: req.provider,
         model: req.model,
         component: req.component,
@@ -129,21 +172,19 @@ pub async fn check(
         request_id: None,
         allocation_id: None,
     };
-    let mut as_record = as_record;
     state.fill_tier(&mut as_record);
-    let record = RecordUsage::validate(&as_record, Utc::now()).map_err(|e| {
+    RecordUsage::validate(&as_record, Utc::now()).map_err(|e| {
         let details = e.errors.iter().map(|f| serde_json::json!({"field": f.field, "message": f.message})).collect();
         ApiError::BadRequest {
             code: ErrorCode::ValidationFailed,
             message: e.to_string().replace("output_tokens", "max_output_tokens"),
             details: Some(serde_json::Value::Array(details)),
         }
-    })?;
-    // Decided by the writer against the locked accounts, like a reservation; a refusal is logged there.
-    let command = CheckCommand { call: record.clone(), unpriced: state.unpriced, metadata: metadata(&http) };
-    let CheckOutcome { cost, cost_source, tokens, preflight, .. } = state.writer.submit(command).await?;
-    let client = state.pool.get().await?;
-    let rows = policies::list(&**client).await?;
+    })
+}
+
+/// Each decided window as the API shows it, and a sentence for each that warns or refuses.
+fn describe(record: &RecordUsage, preflight: &Preflight, rows: &[PolicyRow]) -> (Vec<PolicyCheck>, Vec<String>) {
     let mut checks = Vec::new();
     let mut messages = Vec::new();
     for window in &preflight.windows {
@@ -184,83 +225,61 @@ pub async fn check(
             decision,
         });
     }
-    let allowed = preflight.allowed;
-    // A soft limit recommends cheaper models rather than refusing.
-    let mut alternatives = Vec::new();
-    if preflight.soft_pressed {
-        let versions = budget_events::store::prices::versions_for_model(
-            &**client,
-            record.provider.as_str(),
-            record.model.as_str(),
-        )
-        .await?;
-        let priced = budget_events::domain::price::resolve(
-            &versions,
-            record.provider.as_str(),
-            record.model.as_str(),
-            record.occurred_at,
-        );
-        if let Some((current, _)) = priced {
-            let in_effect = budget_events::store::prices::in_effect(&**client, record.occurred_at).await?;
-            let call = budget_events::domain::alternatives::CallShape {
-                task_type: record.task_type.as_str(),
-                input_tokens: record.input_tokens.get(),
-                output_tokens: record.output_tokens.get(),
-                include_local: false,
-            };
-            alternatives = budget_events::domain::alternatives::cheaper_alternatives(&in_effect, current, &call);
-            alternatives.truncate(3);
-            if let Some(best) = alternatives.first() {
-                messages.push(format!(
-                    "soft limit: {}/{} would cost ${} instead of ${} for this call (saves ${}); see alternatives",
-                    best.provider, best.model, best.cost, cost, best.savings,
-                ));
-            }
-        }
-    }
-    let (mut allocation_id, mut expires_at) = (None, None);
-    if reserve && allowed && tokens > 0 {
-        // Decided again by the writer against the locked accounts: a concurrent call may have taken the
-        // room since we read it, and then this is a 402 like any refused reservation.
-        let input = budget_events::domain::allocation::AllocationInput {
-            context_id: context_id.unwrap_or_else(|| "pre-flight".into()),
-            component: record.component.to_string(),
-            tier: Some(record.tier.to_string()),
-            provider: Some(record.provider.to_string()),
-            model: Some(record.model.to_string()),
-            task_type: Some(record.task_type.to_string()),
-            priority: None,
-            tokens: Some(tokens),
-            estimated_cost: Some(cost),
-            ttl: Some(serde_json::json!(budget_events::domain::allocation::CHECK_TTL.num_seconds())),
-            request_id: None,
-        };
-        let allocation = crate::routes::allocations::validate(&state, &input)?;
-        let command = budget_events::ledger::AllocateCommand {
-            allocation,
-            unpriced: state.unpriced,
-            key: None,
-            metadata: metadata(&http),
-        };
-        let outcome = state.writer.submit(command).await?;
-        allocation_id = Some(outcome.allocation.allocation_id);
-        expires_at = Some(outcome.allocation.expires_at);
-    } else if reserve && !allowed {
-        let refusing: Vec<&PolicyCheck> = checks.iter().filter(|c| c.decision == Verdict::Refuse).collect();
-        return Err(ApiError::BudgetExceeded {
-            message: format!("{}; nothing was reserved", messages.join("; ")),
-            details: serde_json::json!(refusing),
-        });
-    }
-    Ok(HttpResponse::Ok().json(CheckResponse {
-        allowed,
-        estimated_tokens: tokens,
-        estimated_cost: cost,
-        cost_source,
-        policies: checks,
-        messages,
-        allocation_id,
-        expires_at,
-        alternatives,
-    }))
+    (checks, messages)
+}
+
+/// Up to three cheaper models able to do the call's task, largest saving first.
+async fn cheaper(
+    client: &impl tokio_postgres::GenericClient,
+    record: &RecordUsage,
+) -> Result<Vec<budget_events::domain::alternatives::Alternative>, ApiError> {
+    let (provider, model) = (record.provider.as_str(), record.model.as_str());
+    let versions = budget_events::store::prices::versions_for_model(client, provider, model).await?;
+    let Some((current, _)) = budget_events::domain::price::resolve(&versions, provider, model, record.occurred_at)
+    else {
+        return Ok(Vec::new());
+    };
+    let in_effect = budget_events::store::prices::in_effect(client, record.occurred_at).await?;
+    let call = budget_events::domain::alternatives::CallShape {
+        task_type: record.task_type.as_str(),
+        input_tokens: record.input_tokens.get(),
+        output_tokens: record.output_tokens.get(),
+        include_local: false,
+    };
+    let mut alternatives = budget_events::domain::alternatives::cheaper_alternatives(&in_effect, current, &call);
+    alternatives.truncate(3);
+    Ok(alternatives)
+}
+
+/// Reserves exactly the checked call for a few minutes. Decided again by the writer against the locked
+/// accounts: a concurrent call may have taken the room since the check, and then this is a 402 like any
+/// refused reservation.
+async fn hold(
+    state: &AppState,
+    http: &HttpRequest,
+    record: &RecordUsage,
+    tokens: i64,
+    cost: Money,
+) -> Result<budget_events::domain::allocation::Allocation, ApiError> {
+    let input = budget_events::domain::allocation::AllocationInput {
+        context_id: record.context_id.as_ref().map_or_else(|| "pre-flight".into(), |c| c.to_string()),
+        component: record.component.to_string(),
+        tier: Some(record.tier.to_string()),
+        provider: Some(record.provider.to_string()),
+        model: Some(record.model.to_string()),
+        task_type: Some(record.task_type.to_string()),
+        priority: None,
+        tokens: Some(tokens),
+        estimated_cost: Some(cost),
+        ttl: Some(serde_json::json!(budget_events::domain::allocation::CHECK_TTL.num_seconds())),
+        request_id: None,
+    };
+    let allocation = crate::routes::allocations::validate(state, &input)?;
+    let command = budget_events::ledger::AllocateCommand {
+        allocation,
+        unpriced: state.unpriced,
+        key: None,
+        metadata: metadata(http),
+    };
+    Ok(state.writer.submit(command).await?.allocation)
 }

@@ -154,6 +154,36 @@ pub(crate) struct Batch<'a> {
 }
 
 impl Batch<'_> {
+    /// Reads what the batch's commands need to be decided: their stored keys, every policy, the
+    /// allocations they name (locked, in id order) and the price versions their records could resolve to.
+    async fn load(tx: &Transaction<'_>, commands: &[Command]) -> Result<Self, LedgerError> {
+        let keys: Vec<&str> = commands.iter().flat_map(Command::keys).map(|k| k.key.as_str()).collect();
+        let known = crate::store::idempotency::lookup(tx, &keys)
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, (v.request_hash, v.outcome)))
+            .collect();
+        let policies = policies::load_all(tx).await?;
+        // Every allocation the batch names, locked up front (one query, in id order).
+        let named: Vec<Uuid> = commands.iter().flat_map(Command::allocations).collect();
+        let allocations = allocations::lock(tx, &named).await?;
+        // The price versions every record of the batch could resolve to (one query).
+        let price_keys = crate::domain::price::candidate_keys(commands.iter().flat_map(Command::priced_models));
+        let price_versions = price_store::versions_for(tx, &price_keys).await?;
+        Ok(Batch {
+            now: Utc::now(),
+            known,
+            policies,
+            allocations,
+            price_versions,
+            price_keys,
+            stream_versions: HashMap::new(),
+            item_keys: HashMap::new(),
+            repriced: HashSet::new(),
+            needed: BTreeMap::new(),
+        })
+    }
+
     pub fn need(&mut self, policy_id: Uuid, window: &crate::domain::policy::Window) {
         self.needed.insert((policy_id, window.key.clone()), (window.start, window.end));
     }
@@ -186,36 +216,28 @@ pub(crate) struct Books {
     pub events: Vec<VersionedEvent>,
 }
 
+impl Books {
+    /// Appends the events with one insert and writes back the accounts and the changed allocations;
+    /// returns each event's log position.
+    async fn write_back(self, tx: &Transaction<'_>) -> Result<HashMap<Uuid, i64>, LedgerError> {
+        let Books { accounts, allocations, touched, events, .. } = self;
+        let rows: Vec<(&str, i64, &NewEvent)> = events.iter().map(|(s, v, e)| (s.as_str(), *v, e)).collect();
+        let appended = insert_events(tx, &rows).await?;
+        assert_eq!(appended.len(), events.len(), "every event of the batch is appended exactly once");
+        let positions: HashMap<Uuid, i64> = appended.iter().map(|a| (a.event_id, a.position)).collect();
+        accounts::save(tx, &accounts).await?;
+        let changed: Vec<&Allocation> = touched.iter().map(|id| &allocations[id]).collect();
+        allocations::save(tx, &changed).await?;
+        Ok(positions)
+    }
+}
+
 /// Decides and writes `commands` in order in `tx`. The caller commits.
 pub async fn process(
     tx: &Transaction<'_>,
     commands: &[Command],
 ) -> Result<Vec<Result<Outcome, CommandError>>, LedgerError> {
-    let keys: Vec<&str> = commands.iter().flat_map(Command::keys).map(|k| k.key.as_str()).collect();
-    let known = crate::store::idempotency::lookup(tx, &keys)
-        .await?
-        .into_iter()
-        .map(|(k, v)| (k, (v.request_hash, v.outcome)))
-        .collect();
-    let policies = policies::load_all(tx).await?;
-    // Every allocation the batch names, locked up front (one query, in id order).
-    let named: Vec<Uuid> = commands.iter().flat_map(Command::allocations).collect();
-    let allocations = allocations::lock(tx, &named).await?;
-    // The price versions every record of the batch could resolve to (one query).
-    let price_keys = crate::domain::price::candidate_keys(commands.iter().flat_map(Command::priced_models));
-    let price_versions = price_store::versions_for(tx, &price_keys).await?;
-    let mut batch = Batch {
-        now: Utc::now(),
-        known,
-        policies,
-        allocations,
-        price_versions,
-        price_keys,
-        stream_versions: HashMap::new(),
-        item_keys: HashMap::new(),
-        repriced: HashSet::new(),
-        needed: BTreeMap::new(),
-    };
+    let mut batch = Batch::load(tx, commands).await?;
 
     // Pass 1, in order. A keyed command seen before (in an earlier transaction or earlier in this
     // batch) is not decided again.
@@ -266,14 +288,7 @@ pub async fn process(
         });
     }
 
-    let Books { accounts, allocations, touched, events, .. } = books;
-    let rows: Vec<(&str, i64, &NewEvent)> = events.iter().map(|(s, v, e)| (s.as_str(), *v, e)).collect();
-    let appended = insert_events(tx, &rows).await?;
-    assert_eq!(appended.len(), events.len(), "every event of the batch is appended exactly once");
-    let positions: HashMap<Uuid, i64> = appended.iter().map(|a| (a.event_id, a.position)).collect();
-    accounts::save(tx, &accounts).await?;
-    let changed: Vec<&Allocation> = touched.iter().map(|id| &allocations[id]).collect();
-    allocations::save(tx, &changed).await?;
+    let positions = books.write_back(tx).await?;
 
     for (result, is_fresh) in results.iter_mut().zip(&fresh) {
         if let (Ok(outcome), true) = (result, is_fresh) {
