@@ -10,8 +10,27 @@ use serde_json::{json, Value};
 use crate::assistant::{number, usd, Range};
 use crate::error::ApiError;
 
+/// An analysis: its range, each section's figures (documents whose shape is the section's), and the
+/// findings, a sentence each.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Analysis {
+    pub period: String,
+    pub days: i64,
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+    pub totals: Value,
+    pub breakdown: Value,
+    pub series: Value,
+    pub trend: Value,
+    pub windows: Value,
+    pub spikes: Value,
+    pub top_drivers: Value,
+    pub allocation_efficiency: Value,
+    pub findings: Vec<String>,
+}
+
 /// The analysis of `range`, and the figures behind it.
-pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) -> Result<(Value, Value), ApiError> {
+pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) -> Result<(Analysis, Value), ApiError> {
     let now = range.end;
     let filter = UsageFilter { start: Some(range.start), ..Default::default() };
     let report = usage_rollups::report(client, &filter, range.period, &usage_rollups::DIMENSIONS).await?;
@@ -198,21 +217,21 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         })
         .collect();
 
-    let analysis = json!({
-        "period": range.period.to_string(),
-        "days": range.days,
-        "start": range.start,
-        "end": range.end,
-        "totals": {"cost": number(total.cost), "tokens": total.total_tokens(), "input_tokens": total.input_tokens, "output_tokens": total.output_tokens, "calls": total.count},
-        "breakdown": by,
-        "series": report.series.iter().map(|b| json!({"start": b.start, "cost": number(b.totals.cost), "tokens": b.totals.total_tokens(), "calls": b.totals.count})).collect::<Vec<_>>(),
-        "trend": {"previous_cost": number(before), "change": number(change), "change_fraction": change_fraction.map(number)},
-        "windows": windows,
-        "spikes": spikes,
-        "top_drivers": drivers,
-        "allocation_efficiency": efficiency,
-        "findings": findings,
-    });
+    let analysis = Analysis {
+        period: range.period.to_string(),
+        days: range.days,
+        start: range.start,
+        end: range.end,
+        totals: json!({"cost": number(total.cost), "tokens": total.total_tokens(), "input_tokens": total.input_tokens, "output_tokens": total.output_tokens, "calls": total.count}),
+        breakdown: json!(by),
+        series: report.series.iter().map(|b| json!({"start": b.start, "cost": number(b.totals.cost), "tokens": b.totals.total_tokens(), "calls": b.totals.count})).collect(),
+        trend: json!({"previous_cost": number(before), "change": number(change), "change_fraction": change_fraction.map(number)}),
+        windows: json!(windows),
+        spikes: json!(spikes),
+        top_drivers: json!(drivers),
+        allocation_efficiency: json!(efficiency),
+        findings,
+    };
     let raw = json!({"mix": mix.iter().map(|(p, m, c, t, totals)| json!({"provider": p, "model": m, "component": c, "task_type": t, "input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens, "cost": number(totals.cost), "calls": totals.count})).collect::<Vec<_>>()});
     Ok((analysis, raw))
 }

@@ -18,6 +18,33 @@ use crate::error::ApiError;
 /// Capability tags that say what a model can do (the rest say where it runs).
 const SKILLS: [&str; 4] = ["code", "reasoning", "vision", "tool_use"];
 
+/// One recommendation, ranked by its savings.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RankedRecommendation {
+    pub rank: usize,
+    /// model_substitution, allocation_sizing, prompt_caching or policy_adjustment.
+    pub kind: String,
+    pub recommendation: String,
+    #[serde(with = "budget_events::money::decimal_json")]
+    pub estimated_savings_per_period: Decimal,
+    pub period: String,
+    /// high, medium or low.
+    pub confidence: String,
+    /// The figures behind it; their shape depends on the kind.
+    pub evidence: Value,
+}
+
+/// The recommendations for a range, largest saving first.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Savings {
+    pub period: String,
+    pub days: i64,
+    pub summary: String,
+    #[serde(with = "budget_events::money::decimal_json")]
+    pub total_savings_per_period: Decimal,
+    pub recommendations: Vec<RankedRecommendation>,
+}
+
 struct Recommendation {
     kind: &'static str,
     what: String,
@@ -30,7 +57,7 @@ pub async fn optimize(
     client: &impl tokio_postgres::GenericClient,
     range: Range,
     defaults: &budget_events::domain::allocation::AllocationDefaults,
-) -> Result<(Value, Value), ApiError> {
+) -> Result<(Savings, Value), ApiError> {
     let filter = UsageFilter { start: Some(range.start), ..Default::default() };
     let mix = usage_rollups::mix(client, &filter).await?;
     let in_effect = prices::in_effect(client, range.end).await?;
@@ -194,19 +221,17 @@ pub async fn optimize(
 
     found.sort_by(|a, b| b.savings.cmp(&a.savings).then_with(|| a.kind.cmp(b.kind)));
     let total: Decimal = found.iter().map(|r| r.savings).sum();
-    let list: Vec<Value> = found
-        .iter()
+    let list: Vec<RankedRecommendation> = found
+        .into_iter()
         .enumerate()
-        .map(|(i, r)| {
-            json!({
-                "rank": i + 1,
-                "kind": r.kind,
-                "recommendation": r.what,
-                "estimated_savings_per_period": number(r.savings.round_dp(10)),
-                "period": range.period.to_string(),
-                "confidence": r.confidence,
-                "evidence": r.evidence,
-            })
+        .map(|(i, r)| RankedRecommendation {
+            rank: i + 1,
+            kind: r.kind.to_string(),
+            recommendation: r.what,
+            estimated_savings_per_period: r.savings.round_dp(10).normalize(),
+            period: range.period.to_string(),
+            confidence: r.confidence.to_string(),
+            evidence: r.evidence,
         })
         .collect();
     let summary = format!(
@@ -220,7 +245,13 @@ pub async fn optimize(
     let raw =
         json!({"mix_rows": mix.len(), "priced_models": in_effect.len(), "periods_in_range": range.periods().to_f64()});
     Ok((
-        json!({"period": range.period.to_string(), "days": range.days, "summary": summary, "total_savings_per_period": number(total.round_dp(10)), "recommendations": list}),
+        Savings {
+            period: range.period.to_string(),
+            days: range.days,
+            summary,
+            total_savings_per_period: total.round_dp(10).normalize(),
+            recommendations: list,
+        },
         raw,
     ))
 }

@@ -4,10 +4,10 @@
 
 use budget_events::domain::price::{self, PriceVersion};
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::assistant::{number, usd};
+use crate::assistant::usd;
 use crate::error::ApiError;
 
 #[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
@@ -36,6 +36,40 @@ pub struct RecommendRequest {
     pub include_raw_data: bool,
     /// At most this many models (default 10).
     pub limit: Option<usize>,
+}
+
+/// One model's fit for the task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelFit {
+    pub provider: String,
+    pub model: String,
+    #[serde(with = "budget_events::money::decimal_json")]
+    pub cost_per_call: Decimal,
+    #[serde(with = "budget_events::money::decimal_json")]
+    pub cost_per_day: Decimal,
+    /// None when no budget was given.
+    pub fits_budget: Option<bool>,
+    /// None when the model's context window is not known.
+    pub fits_context: Option<bool>,
+    pub context_window: Option<i64>,
+    /// Share of the needed capabilities the model has, 0 to 1.
+    #[serde(with = "budget_events::money::decimal_json")]
+    pub capability_fit: Decimal,
+    pub capabilities: Vec<String>,
+    #[serde(with = "budget_events::money::decimal_json")]
+    pub score: Decimal,
+    pub rationale: String,
+    pub price_version: uuid::Uuid,
+}
+
+/// Every priced model ranked for the task, best first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelRanking {
+    pub needed_capabilities: Vec<String>,
+    pub best: Option<ModelFit>,
+    pub alternatives: Vec<ModelFit>,
+    pub models: Vec<ModelFit>,
+    pub findings: Vec<String>,
 }
 
 /// The capabilities the words ask for.
@@ -94,12 +128,12 @@ impl RecommendRequest {
 /// since a model that does not fit cannot be used; then the share of the needed capabilities it has
 /// (up to 4), a reasoning model where accuracy is a priority (1), the preferred provider (0.5); ties
 /// go to the cheaper model.
-pub fn rank(r: &RecommendRequest, in_effect: &[PriceVersion]) -> (Value, Value) {
+pub fn rank(r: &RecommendRequest, in_effect: &[PriceVersion]) -> (ModelRanking, Value) {
     let words = format!("{} {}", r.task_description, r.priority_areas.as_deref().unwrap_or(""));
     let needed = needed_capabilities(&words);
     let accuracy = words.to_ascii_lowercase().contains("accura") || words.to_ascii_lowercase().contains("quality");
     let frequency = Decimal::from(r.usage_frequency.unwrap_or(1));
-    let mut ranked: Vec<(Decimal, Decimal, Value)> = in_effect
+    let mut ranked: Vec<ModelFit> = in_effect
         .iter()
         .filter(|v| r.include_local || !v.spec.capabilities.iter().any(|c| c.starts_with("local_")))
         .map(|v| {
@@ -146,29 +180,28 @@ pub fn rank(r: &RecommendRequest, in_effect: &[PriceVersion]) -> (Value, Value) 
             if accuracy && strong {
                 reasons.push("a reasoning model, for accuracy".into());
             }
-            let entry = json!({
-                "provider": v.spec.provider,
-                "model": v.spec.model,
-                "cost_per_call": number(per_call),
-                "cost_per_day": number(per_day),
-                "fits_budget": fits_budget,
-                "fits_context": fits_context,
-                "context_window": v.spec.context_window,
-                "capability_fit": number(fit.round_dp(4)),
-                "capabilities": v.spec.capabilities,
-                "score": number(score),
-                "rationale": reasons.join("; "),
-                "price_version": v.version_id,
-            });
-            (score, per_call, entry)
+            ModelFit {
+                provider: v.spec.provider.clone(),
+                model: v.spec.model.clone(),
+                cost_per_call: per_call.normalize(),
+                cost_per_day: per_day.normalize(),
+                fits_budget,
+                fits_context,
+                context_window: v.spec.context_window,
+                capability_fit: fit.round_dp(4).normalize(),
+                capabilities: v.spec.capabilities.clone(),
+                score: score.normalize(),
+                rationale: reasons.join("; "),
+                price_version: v.version_id,
+            }
         })
         .collect();
     ranked.sort_by(|a, b| {
-        b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then_with(|| a.2["model"].as_str().cmp(&b.2["model"].as_str()))
+        b.score.cmp(&a.score).then(a.cost_per_call.cmp(&b.cost_per_call)).then_with(|| a.model.cmp(&b.model))
     });
     let total = ranked.len();
     ranked.truncate(r.limit.unwrap_or(10));
-    let models: Vec<Value> = ranked.into_iter().map(|(_, _, v)| v).collect();
+    let models = ranked;
     let best = models.first().cloned();
     let findings: Vec<String> = match &best {
         Some(b) => vec![format!(
@@ -177,14 +210,20 @@ pub fn rank(r: &RecommendRequest, in_effect: &[PriceVersion]) -> (Value, Value) 
             r.input_length,
             r.output_length,
             frequency,
-            b["provider"].as_str().unwrap_or("?"),
-            b["model"].as_str().unwrap_or("?"),
-            b["rationale"].as_str().unwrap_or("")
+            b.provider,
+            b.model,
+            b.rationale
         )],
         None => vec!["The price book has no models to rank; run `budget prices update`.".into()],
     };
     (
-        json!({"needed_capabilities": needed, "best": best, "alternatives": models.iter().skip(1).cloned().collect::<Vec<_>>(), "models": models, "findings": findings}),
+        ModelRanking {
+            needed_capabilities: needed.iter().map(|n| n.to_string()).collect(),
+            best,
+            alternatives: models.iter().skip(1).cloned().collect(),
+            models,
+            findings,
+        },
         json!({"models_considered": total}),
     )
 }

@@ -4,7 +4,7 @@
 use actix_web::{post, web, HttpResponse};
 use budget_events::store::prices;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::assistant::recommend::{self, RecommendRequest};
@@ -37,25 +37,63 @@ fn thirty() -> i64 {
     30
 }
 
-async fn answer(
+macro_rules! answer_type {
+    ($(#[$doc:meta])* $name:ident { $key:ident: $body:ty }) => {
+        $(#[$doc])*
+        #[derive(Debug, Serialize, Deserialize, ToSchema)]
+        pub struct $name {
+            pub success: bool,
+            #[schema(value_type = Object)]
+            pub $key: $body,
+            /// With `include_raw_data`: the figures behind the answer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            #[schema(value_type = Option<Object>)]
+            pub raw_data: Option<Value>,
+            /// The configured LLM's narrative of the answer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub narrative: Option<String>,
+            /// Why the narrative could not be had (the answer stands without it).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub narrative_error: Option<String>,
+        }
+
+        impl $name {
+            async fn new(state: &AppState, body: $body, raw: Value, include_raw: bool, narrate: Option<bool>) -> Self {
+                let (narrative, narrative_error) = narration(state, stringify!($key), &body, narrate).await;
+                $name { success: true, $key: body, raw_data: include_raw.then_some(raw), narrative, narrative_error }
+            }
+        }
+    };
+}
+
+answer_type!(
+    /// `POST /api/assistant/analyze`.
+    AnalyzeResponse { analysis: analyze::Analysis }
+);
+answer_type!(
+    /// `POST /api/assistant/optimize`.
+    OptimizeResponse { recommendations: optimize::Savings }
+);
+answer_type!(
+    /// `POST /api/assistant/recommend-model`.
+    RecommendResponse { recommendations: recommend::ModelRanking }
+);
+
+/// The LLM's narrative of an answer, when one is configured (or asked for), or why there is none.
+async fn narration(
     state: &AppState,
     key: &str,
-    body: Value,
-    raw: Value,
-    include_raw: bool,
+    body: &impl Serialize,
     narrate: Option<bool>,
-) -> HttpResponse {
-    let mut out = json!({ "success": true, key: body });
-    if include_raw {
-        out["raw_data"] = raw;
+) -> (Option<String>, Option<String>) {
+    if !narrate.unwrap_or(state.assistant_llm.is_some()) {
+        return (None, None);
     }
-    if narrate.unwrap_or(state.assistant_llm.is_some()) {
-        match narrative::narrate(state, key, &out[key]).await {
-            Ok(text) => out["narrative"] = json!(text),
-            Err(e) => out["narrative_error"] = json!(e),
-        }
+    let body = serde_json::to_value(body).expect("answers serialize");
+    match narrative::narrate(state, key, &body).await {
+        Ok(text) => (Some(text), None),
+        Err(e) => (None, Some(e)),
     }
-    HttpResponse::Ok().json(out)
 }
 
 async fn range(payload: web::Payload) -> Result<(RangeRequest, Range), ApiError> {
@@ -71,30 +109,31 @@ async fn range(payload: web::Payload) -> Result<(RangeRequest, Range), ApiError>
 
 /// Totals and breakdowns, series, trend, burn rate and exhaustion of every window, spikes, top cost
 /// drivers and allocation efficiency, each finding a sentence with its numbers.
-#[utoipa::path(tag = "assistant", request_body = RangeRequest, responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "assistant", request_body = RangeRequest, responses((status = 200, body = AnalyzeResponse), (status = 400, body = crate::error::ErrorBody)))]
 #[post("/api/assistant/analyze")]
 pub async fn analyze_route(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let (r, range) = range(payload).await?;
     let client = state.pool.get().await?;
     let (analysis, raw) = analyze::analyze(&**client, range).await?;
     drop(client);
-    Ok(answer(&state, "analysis", analysis, raw, r.include_raw_data, r.narrative).await)
+    Ok(HttpResponse::Ok().json(AnalyzeResponse::new(&state, analysis, raw, r.include_raw_data, r.narrative).await))
 }
 
 /// Ranked recommendations (model substitution, allocation sizing, prompt caching, policy adjustment)
 /// with savings per period computed from the token mix in the log.
-#[utoipa::path(tag = "assistant", request_body = RangeRequest, responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "assistant", request_body = RangeRequest, responses((status = 200, body = OptimizeResponse), (status = 400, body = crate::error::ErrorBody)))]
 #[post("/api/assistant/optimize")]
 pub async fn optimize_route(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let (r, range) = range(payload).await?;
     let client = state.pool.get().await?;
     let (recommendations, raw) = optimize::optimize(&**client, range, &state.allocation_defaults).await?;
     drop(client);
-    Ok(answer(&state, "recommendations", recommendations, raw, r.include_raw_data, r.narrative).await)
+    let answer = OptimizeResponse::new(&state, recommendations, raw, r.include_raw_data, r.narrative).await;
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// Every priced model ranked for a described task.
-#[utoipa::path(tag = "assistant", request_body = RecommendRequest, responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "assistant", request_body = RecommendRequest, responses((status = 200, body = RecommendResponse), (status = 400, body = crate::error::ErrorBody)))]
 #[post("/api/assistant/recommend-model")]
 pub async fn recommend_route(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let r: RecommendRequest = body::parse(&body::read(payload, 16 * 1024).await?)?;
@@ -103,5 +142,5 @@ pub async fn recommend_route(state: web::Data<AppState>, payload: web::Payload) 
     let in_effect = prices::in_effect(&**client, chrono::Utc::now()).await?;
     drop(client);
     let (recommendations, raw) = recommend::rank(&r, &in_effect);
-    Ok(answer(&state, "recommendations", recommendations, raw, r.include_raw_data, None).await)
+    Ok(HttpResponse::Ok().json(RecommendResponse::new(&state, recommendations, raw, r.include_raw_data, None).await))
 }

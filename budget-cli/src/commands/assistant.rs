@@ -1,7 +1,8 @@
 //! `budget recommend`, `budget analyze`, `budget optimize`: the assistant's answers for people.
 
+use budget_api::routes::assistant::{AnalyzeResponse, OptimizeResponse, RecommendResponse};
 use comfy_table::Cell;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::cli::AssistantArgs;
 use crate::client::Client;
@@ -32,81 +33,82 @@ pub async fn recommend(client: &Client, ask: Ask, as_json: bool) -> anyhow::Resu
     if let Some(p) = ask.prefer_provider {
         body["prefer_provider"] = json!(p);
     }
-    let r: Value = client.post("/api/assistant/recommend-model", &body).await?;
+    let r: RecommendResponse = client.post("/api/assistant/recommend-model", &body).await?;
     if as_json {
-        print_json(&r);
+        print_json(&serde_json::to_value(&r)?);
         return Ok(());
     }
-    let rec = &r["recommendations"];
-    let models = rec["models"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let rec = &r.recommendations;
     let mut t = table(&["#", "Model", "$/call", "$/day", "Budget", "Context", "Capability fit", "Why"]);
-    let yes_no = |v: &Value| match v.as_bool() {
+    let yes_no = |v: Option<bool>| match v {
         Some(true) => "fits",
         Some(false) => "no",
         None => "?",
     };
-    for (i, m) in models.iter().enumerate() {
+    for (i, m) in rec.models.iter().enumerate() {
         t.add_row(vec![
-            right((i + 1).to_string()),
-            Cell::new(format!("{}/{}", m["provider"].as_str().unwrap_or("?"), m["model"].as_str().unwrap_or("?"))),
-            right(m["cost_per_call"].to_string()),
-            right(m["cost_per_day"].to_string()),
-            Cell::new(yes_no(&m["fits_budget"])),
-            Cell::new(yes_no(&m["fits_context"])),
-            right(m["capability_fit"].to_string()),
-            Cell::new(m["rationale"].as_str().unwrap_or("")),
+            right(i + 1),
+            Cell::new(format!("{}/{}", m.provider, m.model)),
+            right(m.cost_per_call),
+            right(m.cost_per_day),
+            Cell::new(yes_no(m.fits_budget)),
+            Cell::new(yes_no(m.fits_context)),
+            right(m.capability_fit),
+            Cell::new(&m.rationale),
         ]);
     }
     crate::say!("{t}");
-    for f in rec["findings"].as_array().into_iter().flatten() {
-        crate::say!("{}", f.as_str().unwrap_or(""));
+    for f in &rec.findings {
+        crate::say!("{f}");
     }
     Ok(())
 }
 
 pub async fn analyze(client: &Client, args: AssistantArgs) -> anyhow::Result<()> {
-    let r: Value = client.post("/api/assistant/analyze", &json!({"period": args.period, "days": args.days})).await?;
+    let r: AnalyzeResponse =
+        client.post("/api/assistant/analyze", &json!({"period": args.period, "days": args.days})).await?;
     if args.json {
-        print_json(&r);
+        print_json(&serde_json::to_value(&r)?);
         return Ok(());
     }
-    for f in r["analysis"]["findings"].as_array().into_iter().flatten() {
-        crate::say!("- {}", f.as_str().unwrap_or(""));
+    for f in &r.analysis.findings {
+        crate::say!("- {f}");
     }
-    narrative(&r);
+    narrative(r.narrative.as_deref());
     Ok(())
 }
 
 pub async fn optimize(client: &Client, args: AssistantArgs) -> anyhow::Result<()> {
-    let r: Value = client.post("/api/assistant/optimize", &json!({"period": args.period, "days": args.days})).await?;
+    let r: OptimizeResponse =
+        client.post("/api/assistant/optimize", &json!({"period": args.period, "days": args.days})).await?;
     if args.json {
-        print_json(&r);
+        print_json(&serde_json::to_value(&r)?);
         return Ok(());
     }
-    let recs = &r["recommendations"];
-    let list = recs["recommendations"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let recs = &r.recommendations;
+    let list = &recs.recommendations;
     if list.is_empty() {
         crate::say!("Nothing to recommend for the last {} days.", args.days);
     } else {
         let mut t = table(&["#", "Kind", "Saves / period", "Confidence", "Recommendation"]);
         for x in list {
             t.add_row(vec![
-                right(x["rank"].to_string()),
-                Cell::new(x["kind"].as_str().unwrap_or("?")),
-                right(format!("${}", x["estimated_savings_per_period"])),
-                Cell::new(x["confidence"].as_str().unwrap_or("?")),
-                Cell::new(x["recommendation"].as_str().unwrap_or("")),
+                right(x.rank),
+                Cell::new(&x.kind),
+                right(format!("${}", x.estimated_savings_per_period)),
+                Cell::new(&x.confidence),
+                Cell::new(&x.recommendation),
             ]);
         }
         crate::say!("{t}");
     }
-    crate::say!("{}", recs["summary"].as_str().unwrap_or(""));
-    narrative(&r);
+    crate::say!("{}", recs.summary);
+    narrative(r.narrative.as_deref());
     Ok(())
 }
 
-fn narrative(r: &Value) {
-    if let Some(text) = r["narrative"].as_str() {
+fn narrative(text: Option<&str>) {
+    if let Some(text) = text {
         crate::say!("\n{text}");
     }
 }
