@@ -178,6 +178,22 @@ pub struct Figures {
     pub pending_tokens: i64,
 }
 
+/// `used $X / N tokens in R records, reserved $Y / M tokens`, as `explain` and `replay` print them.
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use budget_events::display::thousands;
+        write!(
+            f,
+            "used ${} / {} tokens in {} records, reserved ${} / {} tokens",
+            self.posted_cost,
+            thousands(self.posted_tokens),
+            self.records,
+            self.pending_cost,
+            thousands(self.pending_tokens)
+        )
+    }
+}
+
 impl From<Account> for Figures {
     fn from(a: Account) -> Self {
         Figures {

@@ -1,7 +1,7 @@
 //! `budget audit` (the events behind a selection, with the running total) and `budget explain` (how a
 //! policy window's figures were reached).
 
-use budget_api::routes::audit::{EventPage, EventView, Explanation, Figures};
+use budget_api::routes::audit::{EventPage, EventView, Explanation};
 use comfy_table::Cell;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -152,18 +152,8 @@ pub async fn explain(client: &Client, policy_id: String, window: Option<String>,
         }
         crate::say!("{t}");
     }
-    let line = |f: &Figures| {
-        format!(
-            "used ${} / {} tokens in {} records, reserved ${} / {} tokens",
-            f.posted_cost,
-            thousands(f.posted_tokens),
-            f.records,
-            f.pending_cost,
-            thousands(f.pending_tokens)
-        )
-    };
-    crate::say!("Sum of the events: {}", line(&x.folded));
-    crate::say!("The account:       {}", line(&x.account));
+    crate::say!("Sum of the events: {}", x.folded);
+    crate::say!("The account:       {}", x.account);
     if x.matches {
         crate::say!("They agree.");
         Ok(())

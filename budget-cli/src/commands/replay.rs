@@ -3,7 +3,6 @@
 
 use std::io::Write;
 
-use budget_api::routes::audit::Figures;
 use budget_api::routes::replay::ReplayLine;
 use serde_json::json;
 
@@ -107,8 +106,8 @@ fn show(m: &ReplayLine, swap: bool) -> anyhow::Result<()> {
                         "  policy {} window {}: stored {} / folded {}",
                         d.policy_id,
                         d.window,
-                        figures(&d.stored),
-                        figures(&d.folded)
+                        d.stored,
+                        d.folded
                     );
                 }
             }
@@ -116,15 +115,4 @@ fn show(m: &ReplayLine, swap: bool) -> anyhow::Result<()> {
         ReplayLine::Error { .. } | ReplayLine::Done { .. } => {}
     }
     Ok(())
-}
-
-fn figures(f: &Figures) -> String {
-    format!(
-        "used ${} / {} tokens in {} records, reserved ${} / {} tokens",
-        f.posted_cost,
-        thousands(f.posted_tokens),
-        f.records,
-        f.pending_cost,
-        thousands(f.pending_tokens)
-    )
 }
