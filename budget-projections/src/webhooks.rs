@@ -1,10 +1,14 @@
 //! Delivers alerts to webhooks from the outbox the alerts projection writes (`alert_outbox`).
 //!
-//! At least once: a row is marked delivered only after the receiver answered 2xx, so a crash between
-//! the two delivers it again; receivers dedupe on the alert id (`Idempotency-Key` header, `alert_id`
-//! in the body). Failures retry with exponential backoff. This runs beside the projection, never in
-//! it, so a dead receiver delays only its own deliveries. Rows are claimed `FOR UPDATE SKIP LOCKED`,
-//! so replicas share the work without sending a row twice at once.
+//! No transaction is ever held across a delivery: the log's readers only read below the oldest open
+//! transaction, so one held across a receiver that hangs would freeze every projection and the
+//! WebSocket hub. Instead a worker *claims* due rows with a lease (`claimed_until`) in one short
+//! statement, delivers them concurrently outside any transaction, and records each outcome in another.
+//!
+//! At least once: a row is marked delivered only after the receiver answered 2xx; a worker that dies
+//! in between leaves a lease that runs out, and the row is claimed and delivered again. Receivers
+//! dedupe on the alert id (`Idempotency-Key` header, `alert_id` in the body). Failures retry with
+//! exponential backoff. Replicas share the work: a claimed row is not claimable until its lease ends.
 
 use std::time::Duration;
 
@@ -38,64 +42,112 @@ impl Default for DeliveryPolicy {
     }
 }
 
-/// Tries every due delivery once (at most `limit`); returns how many were attempted.
+/// Claims up to `limit` due deliveries and tries each once, concurrently; returns how many were tried.
 pub async fn deliver_due(
     pool: &Pool,
     http: &reqwest::Client,
     policy: &DeliveryPolicy,
     limit: i64,
 ) -> Result<usize, ProjectionError> {
-    let mut client = pool.get().await.map_err(|e| ProjectionError::Pool(e.to_string()))?;
-    let tx = client.transaction().await?;
-    let due = tx
+    let due = claim(pool, policy, limit).await?;
+    let attempts = due.iter().map(|d| async move { (d, send(http, policy, d).await) });
+    let outcomes = futures_util::future::join_all(attempts).await;
+    let client = pool.get().await.map_err(|e| ProjectionError::Pool(e.to_string()))?;
+    for (d, failure) in &outcomes {
+        record(&**client, policy, d, failure.as_deref()).await?;
+    }
+    Ok(due.len())
+}
+
+/// One claimed delivery.
+struct Due {
+    alert_id: Uuid,
+    url: String,
+    payload: serde_json::Value,
+    attempts: i32,
+}
+
+/// Takes due rows whose lease (if any) has run out, and leases them for the delivery timeout and a
+/// margin: one autocommitted statement, so no lock outlives it.
+async fn claim(pool: &Pool, policy: &DeliveryPolicy, limit: i64) -> Result<Vec<Due>, ProjectionError> {
+    let client = pool.get().await.map_err(|e| ProjectionError::Pool(e.to_string()))?;
+    let lease = policy.timeout.as_secs_f64() + LEASE_MARGIN.as_secs_f64();
+    let rows = client
         .query(
-            "SELECT alert_id, url, payload, attempts FROM alert_outbox
-             WHERE delivered_at IS NULL AND next_attempt_at <= now()
-             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-            &[&limit],
+            "UPDATE alert_outbox o SET claimed_until = now() + make_interval(secs => $2)
+             FROM (SELECT alert_id, url FROM alert_outbox
+                   WHERE delivered_at IS NULL AND next_attempt_at <= now()
+                     AND (claimed_until IS NULL OR claimed_until < now())
+                   ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
+             WHERE o.alert_id = due.alert_id AND o.url = due.url
+             RETURNING o.alert_id, o.url, o.payload, o.attempts",
+            &[&limit, &lease],
         )
         .await?;
-    for row in &due {
-        let (alert_id, url, payload, attempts): (Uuid, String, serde_json::Value, i32) =
-            (row.get("alert_id"), row.get("url"), row.get("payload"), row.get("attempts"));
-        let sent = http
-            .post(&url)
-            .timeout(policy.timeout)
-            .header("Idempotency-Key", alert_id.to_string())
-            .header("X-Budget-Alert-Id", alert_id.to_string())
-            .json(&payload)
-            .send()
-            .await;
-        let failure = match sent {
-            Ok(response) if response.status().is_success() => None,
-            Ok(response) => Some(format!("HTTP {}", response.status())),
-            Err(e) => Some(e.to_string()),
-        };
-        match failure {
-            None => {
-                tx.execute(
-                    "UPDATE alert_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
+    Ok(rows
+        .iter()
+        .map(|r| Due {
+            alert_id: r.get("alert_id"),
+            url: r.get("url"),
+            payload: r.get("payload"),
+            attempts: r.get("attempts"),
+        })
+        .collect())
+}
+
+/// Extra lease time beyond the delivery timeout, for recording the outcome.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// POSTs one delivery; the failure, if it failed.
+async fn send(http: &reqwest::Client, policy: &DeliveryPolicy, d: &Due) -> Option<String> {
+    let sent = http
+        .post(&d.url)
+        .timeout(policy.timeout)
+        .header("Idempotency-Key", d.alert_id.to_string())
+        .header("X-Budget-Alert-Id", d.alert_id.to_string())
+        .json(&d.payload)
+        .send()
+        .await;
+    match sent {
+        Ok(response) if response.status().is_success() => None,
+        Ok(response) => Some(format!("HTTP {}", response.status())),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// Records a delivery's outcome and ends its lease.
+async fn record(
+    client: &impl tokio_postgres::GenericClient,
+    policy: &DeliveryPolicy,
+    d: &Due,
+    failure: Option<&str>,
+) -> Result<(), ProjectionError> {
+    match failure {
+        None => {
+            client
+                .execute(
+                    "UPDATE alert_outbox
+                     SET delivered_at = now(), attempts = attempts + 1, last_error = NULL, claimed_until = NULL
                      WHERE alert_id = $1 AND url = $2",
-                    &[&alert_id, &url],
+                    &[&d.alert_id, &d.url],
                 )
                 .await?;
-            }
-            Some(error) => {
-                let wait = backoff(policy, attempts);
-                tracing::warn!(%alert_id, url, attempts = attempts + 1, error, retry_in = ?wait, "webhook delivery failed");
-                let next =
-                    chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::minutes(10));
-                tx.execute(
-                    "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4
+        }
+        Some(error) => {
+            let wait = backoff(policy, d.attempts);
+            tracing::warn!(alert_id = %d.alert_id, url = d.url, attempts = d.attempts + 1, error, retry_in = ?wait, "webhook delivery failed");
+            let next = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::minutes(10));
+            client
+                .execute(
+                    "UPDATE alert_outbox
+                     SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4, claimed_until = NULL
                      WHERE alert_id = $1 AND url = $2",
-                    &[&alert_id, &url, &error, &next],
+                    &[&d.alert_id, &d.url, &error, &next],
                 )
                 .await?;
-            }
         }
     }
-    tx.commit().await?;
-    Ok(due.len())
+    Ok(())
 }
 
 /// The wait after the `attempts`-th failure: base × 2^attempts, capped.

@@ -200,3 +200,52 @@ async fn a_flapping_webhook_receiver_gets_every_alert_at_least_once() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(receiver.bodies().len(), delivered);
 }
+
+/// A delivery is claimed with a lease: while another worker's lease runs, the row is left alone; once
+/// it has run out (that worker died mid-delivery), the row is claimed and delivered again.
+#[tokio::test]
+async fn a_delivery_whose_lease_ran_out_is_delivered_again() {
+    let receiver = Stub::start(|_, _| (200, "{}".into())).await;
+    let hooks = receiver.url.clone();
+    let app = spawn_app_with(|s| {
+        s.webhooks = budget_projections::alerts::Webhook::parse_list(&hooks).unwrap();
+        s.webhook_delivery.poll = Duration::from_millis(20);
+    })
+    .await;
+    let policy = json!({"period": "daily", "type": "hard_limit", "cost_limit": "10", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    assert_eq!(app.post("/api/usage", &usage("10")).await.status().as_u16(), 201);
+    let wait_for = |n: usize| {
+        let receiver = &receiver;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while receiver.bodies().len() < n {
+                assert!(Instant::now() < deadline, "{} of {n} deliveries", receiver.bodies().len());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for(3).await;
+    let db = app.db.pool.get().await.unwrap();
+    let one = "(SELECT alert_id FROM alert_outbox ORDER BY alert_id LIMIT 1)";
+    // Another worker holds the lease and has not answered yet: nothing is sent.
+    db.execute(
+        &format!("UPDATE alert_outbox SET delivered_at = NULL, claimed_until = now() + interval '1 hour' WHERE alert_id = {one}"),
+        &[],
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.bodies().len(), 3, "a leased delivery was sent again");
+    // That worker died: its lease runs out and the delivery is made again.
+    db.execute(
+        &format!("UPDATE alert_outbox SET claimed_until = now() - interval '1 second' WHERE alert_id = {one}"),
+        &[],
+    )
+    .await
+    .unwrap();
+    wait_for(4).await;
+    let pending: i64 =
+        db.query_one("SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL", &[]).await.unwrap().get(0);
+    assert_eq!(pending, 0);
+}

@@ -340,3 +340,63 @@ async fn a_connection_that_answers_no_pings_is_dropped() {
     }
     assert!(pings >= 2, "the server pinged ({pings})");
 }
+
+/// A webhook receiver that accepts connections and never answers holds up only its own deliveries:
+/// with 150 alerts waiting for it, a new record still reaches the rollups and the WebSocket within a
+/// second (before the outbox was delivered outside any transaction, each attempt held back every
+/// reader of the log for the delivery timeout, 10 s).
+#[tokio::test]
+async fn a_hanging_webhook_receiver_stalls_neither_projections_nor_the_hub() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket); // read nothing, answer nothing
+        }
+    });
+    let app = spawn_app_with(|s| {
+        s.webhooks = budget_projections::alerts::Webhook::parse_list(&hook).unwrap();
+        s.webhook_delivery.poll = Duration::from_millis(20);
+    })
+    .await;
+    // Fifty budgets with a $1 daily hard limit each: one $1 record crosses three thresholds in each.
+    for i in 0..50 {
+        let policy = json!({"period": "daily", "type": "hard_limit", "cost_limit": "1", "budget": format!("team-{i}")});
+        assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    }
+    assert_eq!(app.post("/api/usage", &usage("1")).await.status().as_u16(), 201);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let db = app.db.pool.get().await.unwrap();
+        let pending: i64 =
+            db.query_one("SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL", &[]).await.unwrap().get(0);
+        if pending >= 150 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {pending} deliveries pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // the worker is now waiting on the receiver
+
+    let mut ws = connect(&app.address, "/ws/budget/updates").await;
+    welcome(&mut ws, "budget_events").await;
+    let started = Instant::now();
+    let r: Value = app.post("/api/usage", &usage("0.01")).await.json().await.unwrap();
+    update_at(&mut ws, &r["position"]).await;
+    let on_websocket = started.elapsed();
+    loop {
+        let (_, body) = app.get_json("/api/usage?period=daily&days=1").await;
+        if body["totals"]["count"] == 2 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let in_rollups = started.elapsed();
+    eprintln!("with a hanging receiver: on the WebSocket after {on_websocket:?}, in the rollups after {in_rollups:?}");
+    assert!(
+        on_websocket < Duration::from_secs(1) && in_rollups < Duration::from_secs(1),
+        "a record took {on_websocket:?} to reach the WebSocket and {in_rollups:?} the rollups"
+    );
+}

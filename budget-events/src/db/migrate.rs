@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(4, "0004_allocations", include_str!("../../../schema/0004_allocations.sql")),
     Migration::new(5, "0005_prices", include_str!("../../../schema/0005_prices.sql")),
     Migration::new(6, "0006_alerts", include_str!("../../../schema/0006_alerts.sql")),
+    Migration::new(7, "0007_webhook_leases", include_str!("../../../schema/0007_webhook_leases.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.
