@@ -18,6 +18,9 @@ pub struct Health {
     pub projections: Vec<ProjectionHealth>,
     /// Configured price sources and their last refresh (a failure keeps the current prices).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub log_held_by: Vec<budget_events::store::HorizonHolder>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub price_sources: Vec<crate::price_sources::SourceState>,
 }
 
@@ -37,6 +40,10 @@ pub struct ProjectionHealth {
     pub error: Option<String>,
 }
 
+/// A write transaction of this database open longer than this holds every reader of the log back, and
+/// health names it (`log_held_by`) and says `degraded`.
+const HELD_FOR: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[utoipa::path(
     tag = "health",
     responses(
@@ -47,12 +54,18 @@ pub struct ProjectionHealth {
 #[get("/api/health")]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let version = env!("CARGO_PKG_VERSION");
-    let lags = match state.pool.get().await {
-        Ok(client) => lag(&**client).await.map_err(|e| e.to_string()),
+    let read = match state.pool.get().await {
+        Ok(client) => match lag(&**client).await {
+            Ok(lags) => budget_events::store::horizon_holders(&**client, HELD_FOR.as_secs_f64())
+                .await
+                .map(|held| (lags, held))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
         Err(e) => Err(e.to_string()),
     };
-    match lags {
-        Ok(lags) => {
+    match read {
+        Ok((lags, log_held_by)) => {
             let errors = state.projections.errors();
             let projections: Vec<ProjectionHealth> = lags
                 .into_iter()
@@ -66,13 +79,15 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                     updated_at: l.updated_at,
                 })
                 .collect();
-            let status = if projections.iter().any(|p| p.error.is_some()) { "degraded" } else { "healthy" };
+            let degraded = projections.iter().any(|p| p.error.is_some()) || !log_held_by.is_empty();
+            let status = if degraded { "degraded" } else { "healthy" };
             let price_sources = state.price_sources.snapshot();
             HttpResponse::Ok().json(Health {
                 status: status.into(),
                 version: version.into(),
                 database: "ok".into(),
                 projections,
+                log_held_by,
                 price_sources,
             })
         }
@@ -81,6 +96,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             version: version.into(),
             database: format!("unreachable: {e}"),
             projections: Vec::new(),
+            log_held_by: Vec::new(),
             price_sources: state.price_sources.snapshot(),
         }),
     }

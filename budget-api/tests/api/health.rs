@@ -37,3 +37,26 @@ async fn an_internal_error_gives_a_request_id_never_its_cause() {
     assert!(message.contains(request_id), "{message}");
     assert!(!message.contains("usage_rollups") && !message.contains("does not exist"), "the cause leaked: {message}");
 }
+
+/// A write transaction of this database held open for seconds holds back every projection; health
+/// names it (pid, age, application name) and says `degraded` until it ends.
+#[tokio::test]
+async fn health_names_a_transaction_that_holds_the_log_back() {
+    let app = spawn_app().await;
+    let mut client = app.db.pool.get().await.unwrap();
+    client.batch_execute("SET application_name = 'nightly-job'").await.unwrap();
+    let held = client.transaction().await.unwrap();
+    let pid: i32 = held.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    held.batch_execute("CREATE TEMPORARY TABLE scratch (n int); INSERT INTO scratch VALUES (1)").await.unwrap();
+    let (_, body) = app.get_json("/api/health").await;
+    assert_eq!(body["status"], "healthy", "a fresh transaction is not named yet: {body}");
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let (status, body) = app.get_json("/api/health").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("degraded")), "{body}");
+    let holder = &body["log_held_by"][0];
+    assert_eq!((holder["pid"].as_i64(), holder["application_name"].as_str()), (Some(pid as i64), Some("nightly-job")));
+    assert!(holder["age_seconds"].as_f64().unwrap() >= 3.0, "{holder}");
+    held.rollback().await.unwrap();
+    let (_, body) = app.get_json("/api/health").await;
+    assert_eq!(body["status"], "healthy", "{body}");
+}

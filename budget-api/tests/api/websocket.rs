@@ -400,3 +400,39 @@ async fn a_hanging_webhook_receiver_stalls_neither_projections_nor_the_hub() {
         "a record took {on_websocket:?} to reach the WebSocket and {in_rollups:?} the rollups"
     );
 }
+
+/// A write transaction held open in another database of the same server (a migration, a batch job)
+/// does not hold back this database's readers: records written meanwhile reach the rollups and the
+/// WebSocket within a second (with the cluster-wide `pg_snapshot_xmin` they waited for it to end).
+#[tokio::test]
+async fn a_transaction_open_in_another_database_stalls_neither_projections_nor_the_hub() {
+    let app = spawn_app().await;
+    let policy = json!({"period": "daily", "type": "warn", "cost_limit": "10", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let other = budget_events::db::testing::TestDb::new().await;
+    let mut neighbour = other.pool.get().await.unwrap();
+    let held = neighbour.transaction().await.unwrap();
+    held.batch_execute("CREATE TABLE batch_job (n int); INSERT INTO batch_job VALUES (1)").await.unwrap();
+
+    let mut ws = connect(&app.address, "/ws/budget/updates").await;
+    welcome(&mut ws, "budget_events").await;
+    let started = Instant::now();
+    let r: Value = app.post("/api/usage", &usage("0.5")).await.json().await.unwrap();
+    update_at(&mut ws, &r["position"]).await;
+    let on_websocket = started.elapsed();
+    loop {
+        let (_, body) = app.get_json("/api/usage?period=daily&days=1").await;
+        if body["totals"]["count"] == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let in_rollups = started.elapsed();
+    eprintln!("with another database's transaction open: on the WebSocket after {on_websocket:?}, in the rollups after {in_rollups:?}");
+    held.rollback().await.unwrap();
+    assert!(
+        on_websocket < Duration::from_secs(1) && in_rollups < Duration::from_secs(1),
+        "a record took {on_websocket:?} to reach the WebSocket and {in_rollups:?} the rollups"
+    );
+}

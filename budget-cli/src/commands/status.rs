@@ -50,6 +50,15 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
             ]);
         }
         crate::say!("{t}");
+        for h in &health.log_held_by {
+            crate::say!(
+                "Projections wait for transaction pid {} ({}, {}) open {:.0}s in this database; end it to let them catch up",
+                h.pid,
+                if h.application_name.is_empty() { "no application name" } else { &h.application_name },
+                h.state.as_deref().unwrap_or("?"),
+                h.age_seconds
+            );
+        }
     }
     if health.status != "healthy" {
         anyhow::bail!("Budget at {url} is {}", health.status);

@@ -2,8 +2,25 @@
 //!
 //! Positions are taken at INSERT but rows appear at COMMIT, so `position > cursor` would skip an event
 //! whose transaction commits after a later one. We order by `(tx_id, position)` and read only events of
-//! transactions older than the oldest one still running (`pg_snapshot_xmin`): everything below that line
-//! has committed or aborted for good, so nothing can appear behind the cursor afterwards.
+//! transactions older than the *horizon* ([`HORIZON`]): the oldest transaction still running that could
+//! append to this database's log. Everything below it has committed or aborted for good, so nothing can
+//! appear behind the cursor afterwards.
+//!
+//! The horizon is not `pg_snapshot_xmin`, which is cluster-wide: a write transaction held open in
+//! another database of the same server (a migration, a batch job) would freeze every projection and the
+//! WebSocket hub until it ended. It is the smallest transaction id running at the statement's snapshot
+//! that is not positively known to belong to another database, or the snapshot's `xmax` if there is none.
+//! Why that is safe, with S the statement's snapshot (the CTE and the scan share it):
+//! - an id below `xmin(S)` has ended, and its rows are visible to S or never will be;
+//! - an id in `[xmin(S), xmax(S))` that S does not list as running had ended when S was taken: visible;
+//! - an id S lists as running is excluded only when `pg_stat_activity` or `pg_prepared_xacts` shows it
+//!   held by a session or prepared transaction of another database. An id stays with its transaction
+//!   until that ends, and a transaction of another database cannot write our `events`, so it has no rows
+//!   here to skip. An id that cannot be placed (its session ended meanwhile, its database is unknown, a
+//!   subtransaction) is kept, which can only hold the horizon back, never skip an event.
+//!
+//! `backend_xid` is 32 bits and snapshot ids are 64; they are compared modulo 2^32, which is exact for
+//! ids running at the same time (they are less than 2^31 apart).
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
@@ -34,6 +51,20 @@ pub enum ReadError {
     Db(#[from] tokio_postgres::Error),
 }
 
+/// A CTE (`horizon`, one row, column `h`) giving the log's horizon for the statement that includes it.
+pub(crate) const HORIZON: &str = "horizon AS (
+    SELECT LEAST(
+        pg_snapshot_xmax(snap.s),
+        (SELECT min(x) FROM pg_snapshot_xip(snap.s) AS x
+         WHERE (x::text::numeric % 4294967296)::text NOT IN (
+             SELECT a.backend_xid::text FROM pg_stat_activity a
+             WHERE a.backend_xid IS NOT NULL AND a.datid IS NOT NULL AND a.datname <> current_database()
+             UNION ALL
+             SELECT p.transaction::text FROM pg_prepared_xacts p WHERE p.database <> current_database()))
+    ) AS h
+    FROM (SELECT pg_current_snapshot() AS s) AS snap
+)";
+
 // `tx_text`, not `tx_id`: an output column named like the table's would be what `ORDER BY tx_id` sorts
 // by, and as text "10002" sorts before "9977".
 pub(crate) const COLUMNS: &str =
@@ -59,9 +90,10 @@ async fn read_from(
     let rows = client
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM events
+                "WITH {HORIZON}
+                 SELECT {COLUMNS} FROM events, horizon
                  WHERE (tx_id, position) > ($1::text::xid8, $2)
-                   AND (NOT $4 OR tx_id < pg_snapshot_xmin(pg_current_snapshot()))
+                   AND (NOT $4 OR tx_id < horizon.h)
                  ORDER BY tx_id, position
                  LIMIT $3"
             ),
@@ -84,9 +116,12 @@ async fn read_from(
 pub async fn settled_end(client: &impl GenericClient) -> Result<Cursor, ReadError> {
     let row = client
         .query_opt(
-            "SELECT tx_id::text AS tx_text, position FROM events
-             WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY tx_id DESC, position DESC LIMIT 1",
+            &format!(
+                "WITH {HORIZON}
+                 SELECT tx_id::text AS tx_text, position FROM events, horizon
+                 WHERE tx_id < horizon.h
+                 ORDER BY tx_id DESC, position DESC LIMIT 1"
+            ),
             &[],
         )
         .await?;
@@ -94,6 +129,40 @@ pub async fn settled_end(client: &impl GenericClient) -> Result<Cursor, ReadErro
         tx_id: r.get::<_, String>("tx_text").parse().expect("xid8 is an unsigned 64-bit integer"),
         position: r.get("position"),
     }))
+}
+
+/// A transaction of this database that has held the log's horizon back for a while: every projection
+/// and the WebSocket hub wait for it, so `/api/health` names it for an operator to act on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HorizonHolder {
+    pub pid: i32,
+    pub age_seconds: f64,
+    pub application_name: String,
+    /// `active`, `idle in transaction`…
+    pub state: Option<String>,
+}
+
+/// The write transactions of this database open for longer than `seconds`, oldest first (at most 5).
+pub async fn horizon_holders(client: &impl GenericClient, seconds: f64) -> Result<Vec<HorizonHolder>, ReadError> {
+    let rows = client
+        .query(
+            "SELECT pid, EXTRACT(EPOCH FROM now() - xact_start)::float8 AS age_seconds, application_name, state
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+               AND xact_start < now() - make_interval(secs => $1)
+             ORDER BY xact_start LIMIT 5",
+            &[&seconds],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| HorizonHolder {
+            pid: r.get("pid"),
+            age_seconds: r.get("age_seconds"),
+            application_name: r.get("application_name"),
+            state: r.get("state"),
+        })
+        .collect())
 }
 
 /// Events after `position` up to `until` (in reading order), oldest first: what a reconnecting
