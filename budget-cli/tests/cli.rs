@@ -664,22 +664,6 @@ async fn the_guides_cli_examples_work_as_written() {
     }
 }
 
-/// The test database as a connection string `budget start` accepts (key=value form, so a Unix
-/// socket directory needs no escaping).
-fn connection_string(db: &TestDb) -> String {
-    let c = &db.config;
-    let host = match &c.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(h) => h.clone(),
-        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-    };
-    format!(
-        "host={host} port={} user={} dbname={}",
-        c.get_ports().first().copied().unwrap_or(5432),
-        c.get_user().unwrap_or("postgres"),
-        c.get_dbname().unwrap()
-    )
-}
-
 /// A background task that dies takes the process down with a non-zero exit and says which one, so an
 /// orchestrator restarts it; without the fault the same process keeps serving.
 #[tokio::test]
@@ -689,7 +673,7 @@ async fn a_dead_background_task_stops_the_process_with_a_failure_exit() {
         let mut command = Command::new(BIN);
         command
             .args(["start", "--port", "0"])
-            .env("BUDGET_DATABASE_URL", connection_string(&db))
+            .env("BUDGET_DATABASE_URL", db.connection_string())
             .env("BUDGET_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
