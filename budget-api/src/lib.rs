@@ -15,6 +15,7 @@ pub mod request;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod supervision;
 pub mod ws;
 
 pub use configuration::Settings;

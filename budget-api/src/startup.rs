@@ -16,7 +16,6 @@ use budget_projections::alerts::Alerts;
 use budget_projections::usage_rollups::UsageRollups;
 use budget_projections::{Runner, RunnerStatus};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -25,11 +24,12 @@ use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::routes;
 use crate::state::AppState;
+use crate::supervision::Tasks;
 
 pub struct Application {
     port: u16,
     server: Server,
-    workers: Vec<(&'static str, JoinHandle<()>)>,
+    tasks: Tasks,
     stop_workers: watch::Sender<bool>,
 }
 
@@ -40,23 +40,6 @@ pub enum ServiceError {
     Http(#[from] std::io::Error),
     #[error("the background task `{task}` {reason}; the service stopped so that it can be restarted whole")]
     TaskStopped { task: &'static str, reason: String },
-}
-
-/// Spawns a background task under `name`. `fault` (tests only, `BUDGET_FAULT`) makes it panic instead.
-fn spawn_task(
-    name: &'static str,
-    fault: Option<&str>,
-    task: impl std::future::Future<Output = ()> + Send + 'static,
-) -> (&'static str, JoinHandle<()>) {
-    let faulty = fault == Some(name);
-    let handle = tokio::spawn(async move {
-        if faulty {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            panic!("BUDGET_FAULT={name}: this task panics on purpose (tests only)");
-        }
-        task.await
-    });
-    (name, handle)
 }
 
 impl Application {
@@ -84,17 +67,14 @@ impl Application {
         let runner = Runner::new(UsageRollups, pool.clone(), status.clone());
         let alerts = Alerts { spike_multiple: settings.spike_multiple, webhooks: settings.webhooks.clone() };
         let alert_runner = Runner::new(alerts, pool.clone(), status.clone());
-        let sweeper = sweep(writer.clone(), settings.sweep_interval, stopped.clone());
-        let fault = settings.fault.as_deref();
-        let mut workers = vec![
-            ("writer", writer_task),
-            spawn_task("usage_rollups", fault, runner.run(signal.clone(), stopped.clone())),
-            spawn_task("alerts", fault, alert_runner.run(signal.clone(), stopped.clone())),
-            spawn_task("sweeper", fault, sweeper),
-        ];
+        let mut tasks = Tasks::new(settings.fault.clone());
+        tasks.adopt_detached("writer", writer_task);
+        tasks.spawn("usage_rollups", runner.run(signal.clone(), stopped.clone()));
+        tasks.spawn("alerts", alert_runner.run(signal.clone(), stopped.clone()));
+        tasks.spawn("sweeper", sweep(writer.clone(), settings.sweep_interval, stopped.clone()));
         if !settings.webhooks.is_empty() {
             let delivery = budget_projections::webhooks::run(pool.clone(), settings.webhook_delivery, stopped.clone());
-            workers.push(spawn_task("webhooks", fault, delivery));
+            tasks.spawn("webhooks", delivery);
         }
 
         if settings.bundled_prices {
@@ -109,12 +89,12 @@ impl Application {
                 price_sources.clone(),
                 stopped.clone(),
             );
-            workers.push(spawn_task("price_sources", fault, refresher));
+            tasks.spawn("price_sources", refresher);
         }
 
         let (hub, hub_task) =
             crate::ws::hub::Hub::start(pool.clone(), signal.clone(), settings.ws.queue, stopped.clone()).await?;
-        workers.push(spawn_task("ws_hub", fault, hub_task));
+        tasks.spawn("ws_hub", hub_task);
         let state = web::Data::new(AppState {
             pool,
             writer,
@@ -123,6 +103,7 @@ impl Application {
             allocation_defaults: settings.allocation_defaults.clone(),
             unpriced: settings.unpriced,
             price_sources,
+            tasks: tasks.states(),
             hub,
             ws: settings.ws,
             assistant_llm: settings.assistant_llm.clone(),
@@ -155,8 +136,12 @@ impl Application {
         })
         .listen(listener)?
         .shutdown_timeout(settings.shutdown_timeout)
+        // After a response ends (a WebSocket closed by its client, a `Connection: close`), actix waits
+        // this long for the client to close the socket before dropping it; RFC 6455 clients wait for
+        // the server instead, so the default 1 s made every client-started WebSocket close take 1 s.
+        .client_disconnect_timeout(std::time::Duration::from_millis(50))
         .run();
-        Ok(Application { port, server, workers, stop_workers })
+        Ok(Application { port, server, tasks, stop_workers })
     }
 
     pub fn port(&self) -> u16 {
@@ -172,53 +157,22 @@ impl Application {
     /// returns [`ServiceError::TaskStopped`]). In-flight requests finish first; every acknowledged write
     /// was committed before it was acknowledged, so nothing acknowledged is lost. Then the workers stop.
     pub async fn run_until_stopped(self) -> Result<(), ServiceError> {
-        let Application { server, workers, stop_workers, .. } = self;
+        let Application { mut server, mut tasks, stop_workers, .. } = self;
         let handle = server.handle();
-        let mut watched = tokio::task::JoinSet::new();
-        let mut writer = None;
-        for (name, worker) in workers {
-            let watcher = watched.spawn(async move { (name, worker.await) });
-            if name == "writer" {
-                writer = Some(watcher);
-            }
-        }
-        // The writer ends only when the last handle to it is dropped, which a stop does not wait for:
-        // everything it acknowledged is committed already.
-        let stop_watching_writer = move || {
-            if let Some(w) = writer {
-                w.abort();
-            }
-        };
-        let mut server = server;
-        let stopped_task = tokio::select! {
+        let (task, reason) = tokio::select! {
             result = &mut server => {
                 let _ = stop_workers.send(true);
-                stop_watching_writer();
-                while watched.join_next().await.is_some() {}
+                tasks.stopped().await;
                 return result.map_err(ServiceError::from);
             }
-            Some(Ok((task, ended))) = watched.join_next() => (task, ended),
-        };
-        let (task, ended) = stopped_task;
-        let reason = match ended {
-            Ok(()) => "returned while the service was running".to_string(),
-            Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e.into_panic())),
-            Err(e) => format!("was cancelled: {e}"),
+            ended = tasks.first_to_end() => ended,
         };
         tracing::error!(task, %reason, "a background task stopped; stopping the service");
         // The server future must run for the stop to be processed.
         let _ = tokio::join!(handle.stop(true), server);
         let _ = stop_workers.send(true);
-        stop_watching_writer();
-        while watched.join_next().await.is_some() {}
+        tasks.stopped().await;
         Err(ServiceError::TaskStopped { task, reason })
-    }
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(s) => *s,
-        Err(payload) => payload.downcast::<&str>().map_or_else(|_| "(no message)".into(), |s| s.to_string()),
     }
 }
 

@@ -14,6 +14,8 @@ pub struct AppState {
     pub allocation_defaults: budget_events::domain::allocation::AllocationDefaults,
     pub unpriced: crate::configuration::UnpricedPolicy,
     pub price_sources: crate::price_sources::SourceStatus,
+    /// The background tasks' states, for health.
+    pub tasks: crate::supervision::TaskStates,
     pub hub: crate::ws::hub::Hub,
     /// The alerts projection's settings (a replay folds with the same ones).
     pub alerts: AlertSettings,

@@ -17,6 +17,9 @@ pub struct Health {
     pub database: String,
     pub projections: Vec<ProjectionHealth>,
     /// Configured price sources and their last refresh (a failure keeps the current prices).
+    /// Each background task: running, stopped or failed (a failure stops the process).
+    #[serde(default)]
+    pub tasks: Vec<crate::supervision::TaskHealth>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub log_held_by: Vec<budget_events::store::HorizonHolder>,
@@ -87,6 +90,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 version: version.into(),
                 database: "ok".into(),
                 projections,
+                tasks: state.tasks.snapshot(),
                 log_held_by,
                 price_sources,
             })
@@ -96,6 +100,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             version: version.into(),
             database: format!("unreachable: {e}"),
             projections: Vec::new(),
+            tasks: state.tasks.snapshot(),
             log_held_by: Vec::new(),
             price_sources: state.price_sources.snapshot(),
         }),

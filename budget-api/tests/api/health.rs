@@ -11,6 +11,22 @@ async fn health_reports_the_database_and_each_projection() {
     let names: Vec<&str> = projections.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["alerts", "usage_rollups"]);
     assert!(projections.iter().all(|p| p["lag_events"] == 0));
+    let tasks: Vec<(&str, &str)> = body["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            ("alerts", "running"),
+            ("sweeper", "running"),
+            ("usage_rollups", "running"),
+            ("writer", "running"),
+            ("ws_hub", "running")
+        ]
+    );
 }
 
 #[tokio::test]

@@ -436,3 +436,23 @@ async fn a_transaction_open_in_another_database_stalls_neither_projections_nor_t
         "a record took {on_websocket:?} to reach the WebSocket and {in_rollups:?} the rollups"
     );
 }
+
+/// A close the client starts completes at once: the server answers the close frame and ends the
+/// connection, rather than leaving the client to wait for a timeout.
+#[tokio::test]
+async fn a_close_started_by_the_client_completes_at_once() {
+    let app = spawn_app().await;
+    let mut ws = connect(&app.address, "/ws/budget/updates").await;
+    welcome(&mut ws, "budget_events").await;
+    let started = Instant::now();
+    ws.close(None).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("the connection ended") {
+            None | Some(Err(_)) => break,
+            Some(Ok(_)) => {} // the server's close frame
+        }
+    }
+    let closed_in = started.elapsed();
+    eprintln!("a client-started close completed in {closed_in:?}");
+    assert!(closed_in < Duration::from_millis(500), "the close took {closed_in:?}");
+}
