@@ -27,6 +27,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     Unavailable(String),
+    /// A read's `min_position` was not applied in time.
+    #[error("{0}")]
+    ProjectionLag(String),
     /// Something that should not happen. The cause is logged, never sent: the client gets
     /// `internal_error` with the request id the log line carries.
     #[error("internal error: {0}")]
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::Unpriced(_) => ErrorCode::UnpricedModel,
             ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::ProjectionLag(_) => ErrorCode::ProjectionLag,
             ApiError::Internal(_) => ErrorCode::InternalError,
         }
     }
@@ -87,7 +91,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BudgetExceeded { .. } | ApiError::Unpriced(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::ProjectionLag(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -7,6 +7,7 @@
 pub mod assistant;
 pub mod body;
 pub mod configuration;
+pub mod consistency;
 pub mod error;
 pub mod openapi;
 pub mod price_book;

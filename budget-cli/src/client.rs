@@ -33,6 +33,20 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
+    /// Remembers the log position a write answered with, for [`Client::last_write`].
+    pub fn remember_write(&self, position: Option<i64>) {
+        if let Some(position) = position {
+            LastWrite::save(&self.base, position);
+        }
+    }
+
+    /// The log position of this user's last write to this server, if it was made in the last minute: a
+    /// read of a projection (alerts, usage) passes it as `min_position`, so a command run right after
+    /// another sees that one's write (`budget alerts acknowledge` then `budget alerts list`).
+    pub fn last_write(&self) -> Option<i64> {
+        LastWrite::load(&self.base)
+    }
+
     /// A GET whose body the caller reads as it arrives (exports, replays); errors as for [`Client::get`].
     pub async fn get_stream(&self, path: &str, query: &[(&str, String)]) -> Result<reqwest::Response, ClientError> {
         self.open(self.http.get(format!("{}{path}", self.base)).query(query)).await
@@ -71,8 +85,49 @@ impl Client {
         if !status.is_success() && status.as_u16() != 503 {
             return Err(refused(status.as_u16(), &bytes));
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() })
+        match serde_json::from_slice(&bytes) {
+            Ok(answer) => Ok(answer),
+            // A 503 is an answer where the route says so (health: the database is down), else an error.
+            Err(_) if status.as_u16() == 503 => Err(refused(503, &bytes)),
+            Err(e) => Err(ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() }),
+        }
+    }
+}
+
+/// The last write's position per server, one small file each under the user's state directory
+/// (`$XDG_STATE_HOME/budget`, or `~/.local/state/budget`). Best effort: without a writable directory
+/// reads simply do not wait.
+struct LastWrite;
+
+impl LastWrite {
+    /// How long a write is worth waiting for: reads that come later see it anyway.
+    const FRESH_SECONDS: u64 = 60;
+
+    fn path(base: &str) -> Option<std::path::PathBuf> {
+        let dir = std::env::var_os("XDG_STATE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state")))?;
+        let name: String = base.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        Some(dir.join("budget").join(format!("last-write-{name}")))
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+
+    fn save(base: &str, position: i64) {
+        if let Some(path) = Self::path(base) {
+            let _ = path.parent().map(std::fs::create_dir_all);
+            let _ = std::fs::write(path, format!("{position} {}", Self::now()));
+        }
+    }
+
+    fn load(base: &str) -> Option<i64> {
+        let text = std::fs::read_to_string(Self::path(base)?).ok()?;
+        let (position, at) = text.trim().split_once(' ')?;
+        let at: u64 = at.parse().ok()?;
+        (Self::now().saturating_sub(at) <= Self::FRESH_SECONDS).then(|| position.parse().ok()).flatten()
     }
 }
 

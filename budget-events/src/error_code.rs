@@ -36,11 +36,13 @@ pub enum ErrorCode {
     // 413, 503, 500
     PayloadTooLarge,
     Unavailable,
+    /// 503: a projection has not applied the position a read asked for (`min_position`) in time.
+    ProjectionLag,
     InternalError,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::ValidationFailed,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidBody,
@@ -63,6 +65,7 @@ impl ErrorCode {
         ErrorCode::AllocationResolved,
         ErrorCode::PayloadTooLarge,
         ErrorCode::Unavailable,
+        ErrorCode::ProjectionLag,
         ErrorCode::InternalError,
     ];
 
@@ -91,6 +94,7 @@ impl ErrorCode {
             ErrorCode::AllocationResolved => "allocation_resolved",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::ProjectionLag => "projection_lag",
             ErrorCode::InternalError => "internal_error",
         }
     }

@@ -12,7 +12,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::ledger::{self, Command, CommandError, LedgerCommand, LedgerError, Outcome};
+use crate::ledger::{self, Command, CommandError, LedgerCommand, LedgerError, Written};
 
 /// Most usage records decided in one transaction (a batch request's records are never split).
 pub const MAX_ITEMS_PER_TRANSACTION: usize = 20_000;
@@ -31,7 +31,7 @@ pub enum WriteError {
     ShutDown,
 }
 
-type Reply = oneshot::Sender<Result<Outcome, WriteError>>;
+type Reply = oneshot::Sender<Result<Written, WriteError>>;
 
 /// A handle to the writer task. Cloning is cheap; the task ends when the last handle is dropped, after
 /// it has answered everything already sent.
@@ -75,10 +75,17 @@ impl Writer {
 
     /// Decides `command` with whatever else is queued, commits, and answers with its outcome.
     pub async fn submit<C: LedgerCommand>(&self, command: C) -> Result<C::Outcome, WriteError> {
+        Ok(self.submit_at(command).await?.0)
+    }
+
+    /// Like [`Writer::submit`], with the log position of the command's last event (none when it was a
+    /// replay or appended nothing), for an answer that lets its client read its own write.
+    pub async fn submit_at<C: LedgerCommand>(&self, command: C) -> Result<(C::Outcome, Option<i64>), WriteError> {
         let (reply, answer) = oneshot::channel();
         self.sender.send((command.into_command(), reply)).await.map_err(|_| WriteError::ShutDown)?;
-        let outcome = answer.await.map_err(|_| WriteError::ShutDown)??;
-        Ok(C::unwrap(outcome).expect("the write path answers each command with its own kind of outcome"))
+        let (outcome, position) = answer.await.map_err(|_| WriteError::ShutDown)??;
+        let outcome = C::unwrap(outcome).expect("the write path answers each command with its own kind of outcome");
+        Ok((outcome, position))
     }
 }
 
@@ -108,7 +115,7 @@ async fn run(pool: Pool, signal: LogSignal, mut receiver: mpsc::Receiver<(Comman
 
 /// Writes a batch; if it fails for a reason other than a race, each command is tried on its own so that
 /// one bad command cannot fail the others.
-async fn write_batch(pool: &Pool, commands: &[Command]) -> Vec<Result<Outcome, WriteError>> {
+async fn write_batch(pool: &Pool, commands: &[Command]) -> Vec<Result<Written, WriteError>> {
     match write_once(pool, commands).await {
         Ok(results) => results.into_iter().map(|r| r.map_err(WriteError::from)).collect(),
         Err(e) if commands.len() == 1 => vec![Err(e)],
@@ -126,7 +133,7 @@ async fn write_batch(pool: &Pool, commands: &[Command]) -> Vec<Result<Outcome, W
     }
 }
 
-async fn write_once(pool: &Pool, commands: &[Command]) -> Result<Vec<Result<Outcome, CommandError>>, WriteError> {
+async fn write_once(pool: &Pool, commands: &[Command]) -> Result<Vec<Result<Written, CommandError>>, WriteError> {
     let mut client = pool.get().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
     let mut attempt = 0;
     loop {

@@ -41,6 +41,8 @@ pub struct AlertQuery {
     /// Page size, 1 to 500 (default 100).
     pub limit: Option<i64>,
     pub offset: Option<i64>,
+    /// Answer once the alerts projection has applied this log position (a write's answer), up to 2 s.
+    pub min_position: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -81,6 +83,7 @@ pub async fn list(state: web::Data<AppState>, q: web::Query<AlertQuery>) -> Resu
         limit,
         offset,
     };
+    crate::consistency::wait_for(&state, &["alerts"], q.min_position).await?;
     let client = state.pool.get().await?;
     let found = alerts::list(&**client, &filter).await?;
     let next_offset = (found.len() as i64 == limit).then_some(offset + limit);
@@ -117,6 +120,10 @@ pub struct Acknowledged {
     pub alert: AlertRow,
     /// True when it had been acknowledged before; the first acknowledgement stands.
     pub already_acknowledged: bool,
+    /// The acknowledgement's log position (`position` is the alert's own): pass it as `min_position`
+    /// to read the alerts with it applied. Absent when it had been acknowledged before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledgement_position: Option<i64>,
 }
 
 /// Acknowledge an alert (once: a second acknowledgement returns the first).
@@ -140,10 +147,14 @@ pub async fn acknowledge(
     let mut alert = require(&state, &path).await?;
     let by = request.by.or_else(|| req.headers().get("X-Budget-Actor").and_then(|v| v.to_str().ok()).map(String::from));
     let command = AcknowledgeCommand { alert_id: alert.id, by, metadata: metadata(&req) };
-    let outcome = state.writer.submit(command).await?;
+    let (outcome, position) = state.writer.submit_at(command).await?;
     // The projection applies the event shortly; the answer shows it now.
     alert.acknowledged = true;
     alert.acknowledged_by = outcome.acknowledgement.acknowledged_by;
     alert.acknowledged_at = Some(outcome.acknowledgement.acknowledged_at);
-    Ok(HttpResponse::Ok().json(Acknowledged { alert, already_acknowledged: outcome.already }))
+    Ok(HttpResponse::Ok().json(Acknowledged {
+        alert,
+        already_acknowledged: outcome.already,
+        acknowledgement_position: position,
+    }))
 }

@@ -80,6 +80,9 @@ pub struct PolicySetResponse {
     /// The policy's version (1 for a new policy).
     pub version: i64,
     pub policy: PolicyView,
+    /// The change's log position: pass it as `min_position` to read projections with it applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
 }
 
 /// Set a limit: create a policy, or replace the one with the same budget, period and scope.
@@ -103,7 +106,7 @@ pub async fn set_policy(
     let input: PolicyInput = body::parse(&bytes)?;
     let policy = SetPolicy::validate(&input).map_err(validation_error)?;
     let key = request::keyed(&req, None, "policy", &input)?;
-    let outcome = state.writer.submit(PolicyCommand { policy, key, metadata: metadata(&req) }).await?;
+    let (outcome, position) = state.writer.submit_at(PolicyCommand { policy, key, metadata: metadata(&req) }).await?;
     let view = PolicyView::new(&Policy::from_event(&outcome.policy), &outcome.budget_name);
     let response = PolicySetResponse {
         success: true,
@@ -111,6 +114,7 @@ pub async fn set_policy(
         budget_created: outcome.budget_created,
         version: outcome.version,
         policy: view,
+        position,
     };
     Ok(if outcome.created && !outcome.replayed {
         HttpResponse::Created().json(response)
@@ -262,7 +266,7 @@ async fn apply(state: &AppState, req: &HttpRequest, id: Uuid, patch: PolicyPatch
     };
     let policy = SetPolicy::validate(&input).map_err(validation_error)?;
     let key = request::keyed(req, None, "policy-update", &(id, &patch))?;
-    let outcome = state.writer.submit(PolicyCommand { policy, key, metadata: metadata(req) }).await?;
+    let (outcome, position) = state.writer.submit_at(PolicyCommand { policy, key, metadata: metadata(req) }).await?;
     let view = PolicyView::new(&Policy::from_event(&outcome.policy), &outcome.budget_name);
     Ok(HttpResponse::Ok().json(PolicySetResponse {
         success: true,
@@ -270,6 +274,7 @@ async fn apply(state: &AppState, req: &HttpRequest, id: Uuid, patch: PolicyPatch
         budget_created: outcome.budget_created,
         version: outcome.version,
         policy: view,
+        position,
     }))
 }
 

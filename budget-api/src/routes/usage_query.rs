@@ -67,6 +67,8 @@ pub struct UsageQuery {
     pub task_type: Option<String>,
     /// Comma-separated dimensions to group by: provider, model, component, task_type (default all).
     pub group_by: Option<String>,
+    /// Answer once the usage rollups have applied this log position (a write's answer), up to 2 s.
+    pub min_position: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -102,6 +104,7 @@ pub async fn usage(state: web::Data<AppState>, query: web::Query<UsageQuery>) ->
         return Err(ApiError::bad_request(ErrorCode::InvalidParameter, format!("days is {days}; use 1 to {MAX_DAYS}")));
     }
     let group_by = parse_group_by(q.group_by.as_deref())?;
+    crate::consistency::wait_for(&state, &["usage_rollups"], q.min_position).await?;
     let (start, end) = period.range_for_days(Utc::now(), days);
     let filter = UsageFilter {
         start: Some(start),

@@ -249,3 +249,36 @@ async fn a_delivery_whose_lease_ran_out_is_delivered_again() {
         db.query_one("SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL", &[]).await.unwrap().get(0);
     assert_eq!(pending, 0);
 }
+
+/// Read your own writes: an acknowledgement answers with its log position, and a list read with
+/// `min_position` shows it applied at once; a position the projection cannot reach in 2 s is a 503
+/// `projection_lag`, one beyond the log a 400.
+#[tokio::test]
+async fn a_read_with_min_position_sees_the_write_it_names() {
+    let app = spawn_app().await;
+    let policy = json!({"period": "daily", "type": "hard_limit", "cost_limit": "10", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    assert_eq!(app.post("/api/usage", &usage("10")).await.status().as_u16(), 201);
+    let id = alerts(&app).await[0]["id"].as_str().unwrap().to_string();
+    let ack: Value =
+        app.post(&format!("/api/alerts/{id}/acknowledge"), &json!({"by": "alice"})).await.json().await.unwrap();
+    let position = ack["acknowledgement_position"].as_i64().expect("the acknowledgement's position");
+    let (status, body) = app.get_json(&format!("/api/alerts?acknowledged=true&min_position={position}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["alerts"].as_array().unwrap().iter().any(|a| a["id"] == id.as_str()), "{body}");
+
+    let (status, body) = app.get_json(&format!("/api/alerts?min_position={}", position + 1000)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_parameter")), "{body}");
+
+    // A transaction of this database held open keeps the projections from passing a new record.
+    let mut client = app.db.pool.get().await.unwrap();
+    let held = client.transaction().await.unwrap();
+    held.batch_execute("CREATE TEMPORARY TABLE scratch (n int); INSERT INTO scratch VALUES (1)").await.unwrap();
+    let recorded: Value = app.post("/api/usage", &usage("1")).await.json().await.unwrap();
+    let position = recorded["position"].as_i64().unwrap();
+    let (status, body) = app.get_json(&format!("/api/usage?period=daily&days=1&min_position={position}")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("projection_lag")), "{body}");
+    held.rollback().await.unwrap();
+    let (status, body) = app.get_json(&format!("/api/usage?period=daily&days=1&min_position={position}")).await;
+    assert_eq!((status, body["totals"]["count"].as_i64()), (200, Some(2)), "{body}");
+}

@@ -20,6 +20,9 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
             if all {
                 query.push(("all", "true".into()));
             }
+            if let Some(position) = client.last_write() {
+                query.push(("min_position", position.to_string()));
+            }
             let list: AlertList = client.get("/api/alerts", &query).await?;
             if json {
                 print_json(&serde_json::to_value(&list)?);
@@ -55,6 +58,7 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
                 None => json!({}),
             };
             let answer: Acknowledged = client.post(&format!("/api/alerts/{alert_id}/acknowledge"), &body).await?;
+            client.remember_write(answer.acknowledgement_position);
             if json {
                 print_json(&serde_json::to_value(&answer)?);
             } else {

@@ -19,6 +19,9 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
             query.push((name, v.clone()));
         }
     }
+    if let Some(position) = client.last_write() {
+        query.push(("min_position", position.to_string()));
+    }
     let usage: UsageResponse = client.get("/api/usage", &query).await?;
     if args.json {
         print_json(&serde_json::to_value(&usage)?);

@@ -33,6 +33,7 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
         body["token_limit"] = json!(t);
     }
     let response: PolicySetResponse = client.post("/api/policies", &body).await?;
+    client.remember_write(response.position);
     if args.json {
         print_json(&serde_json::to_value(&response)?);
         return Ok(());

@@ -232,11 +232,15 @@ impl Books {
     }
 }
 
+/// What a command did, and the log position of the last event it appended (none for a replay, or a
+/// command that appended nothing): a client that reads a projection right after may wait for it.
+pub type Written = (Outcome, Option<i64>);
+
 /// Decides and writes `commands` in order in `tx`. The caller commits.
 pub async fn process(
     tx: &Transaction<'_>,
     commands: &[Command],
-) -> Result<Vec<Result<Outcome, CommandError>>, LedgerError> {
+) -> Result<Vec<Result<Written, CommandError>>, LedgerError> {
     let mut batch = Batch::load(tx, commands).await?;
 
     // Pass 1, in order. A keyed command seen before (in an earlier transaction or earlier in this
@@ -274,7 +278,10 @@ pub async fn process(
     };
     let mut results: Vec<Result<Outcome, CommandError>> = Vec::with_capacity(commands.len());
     let mut copies: Vec<(usize, usize)> = Vec::new();
+    // Which of the batch's events each command appended, for the position its answer carries.
+    let mut spans: Vec<std::ops::Range<usize>> = Vec::with_capacity(commands.len());
     for (index, step) in steps.into_iter().enumerate() {
+        let first = books.events.len();
         results.push(match step {
             Ok(Step::Done(result, mut events)) => {
                 books.events.append(&mut events);
@@ -286,9 +293,13 @@ pub async fn process(
                 Err(CommandError::KeyReused(String::new())) // replaced below, once the original is known
             }
         });
+        spans.push(first..books.events.len());
     }
 
+    let event_ids: Vec<Uuid> = books.events.iter().map(|(_, _, e)| e.event_id).collect();
     let positions = books.write_back(tx).await?;
+    let mut last_positions: Vec<Option<i64>> =
+        spans.into_iter().map(|span| event_ids[span].iter().map(|id| positions[id]).max()).collect();
 
     for (result, is_fresh) in results.iter_mut().zip(&fresh) {
         if let (Ok(outcome), true) = (result, is_fresh) {
@@ -297,7 +308,8 @@ pub async fn process(
     }
     for (copy, original) in copies {
         results[copy] = results[original].clone().map(Outcome::replayed);
+        last_positions[copy] = last_positions[original];
     }
     idempotency::store_outcomes(tx, commands, &results, &fresh, &batch).await?;
-    Ok(results)
+    Ok(results.into_iter().zip(last_positions).map(|(r, position)| r.map(|outcome| (outcome, position))).collect())
 }
