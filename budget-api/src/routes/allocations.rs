@@ -58,6 +58,9 @@ pub struct AllocationView {
     /// The policy windows the reservation is pending in.
     #[schema(value_type = Vec<Object>)]
     pub reservations: Vec<budget_events::event::Posting>,
+    /// In a write's answer: its log position, for `min_position` on reads of projections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
 }
 
 impl From<&Allocation> for AllocationView {
@@ -86,6 +89,7 @@ impl From<&Allocation> for AllocationView {
             created_at: a.created_at,
             resolved_at: a.resolved_at,
             reservations: a.reservations.clone(),
+            position: None,
         }
     }
 }
@@ -118,8 +122,8 @@ pub async fn create(
     let allocation = validate(&state, &input)?;
     let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;
     let command = AllocateCommand { allocation, unpriced: state.unpriced, key, metadata: metadata(&req) };
-    let outcome = state.writer.submit(command).await?;
-    let view = AllocationView::from(&outcome.allocation);
+    let (outcome, position) = state.writer.submit_at(command).await?;
+    let view = AllocationView { position, ..AllocationView::from(&outcome.allocation) };
     Ok(if outcome.replayed { HttpResponse::Ok().json(view) } else { HttpResponse::Created().json(view) })
 }
 
@@ -133,8 +137,9 @@ pub async fn release(
 ) -> Result<HttpResponse, ApiError> {
     let allocation_id = parse_id("allocation", &path)?;
     let key = request::keyed(&req, None, "release", &allocation_id)?;
-    let outcome = state.writer.submit(ReleaseCommand { allocation_id, key, metadata: metadata(&req) }).await?;
-    Ok(HttpResponse::Ok().json(AllocationView::from(&outcome.allocation)))
+    let (outcome, position) =
+        state.writer.submit_at(ReleaseCommand { allocation_id, key, metadata: metadata(&req) }).await?;
+    Ok(HttpResponse::Ok().json(AllocationView { position, ..AllocationView::from(&outcome.allocation) }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -142,10 +142,14 @@ pub struct BudgetChanged {
     pub owner: Option<String>,
     pub active: bool,
     pub version: i64,
+    /// The write's log position, for `min_position` on reads of projections (absent on a replay or a
+    /// change that wrote nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
 }
 
-impl From<BudgetOutcome> for BudgetChanged {
-    fn from(b: BudgetOutcome) -> Self {
+impl From<(BudgetOutcome, Option<i64>)> for BudgetChanged {
+    fn from((b, position): (BudgetOutcome, Option<i64>)) -> Self {
         BudgetChanged {
             success: true,
             budget_id: b.budget_id,
@@ -154,6 +158,7 @@ impl From<BudgetOutcome> for BudgetChanged {
             owner: b.owner,
             active: b.active,
             version: b.version,
+            position,
         }
     }
 }
@@ -177,9 +182,9 @@ async fn change(
     change: BudgetChange,
     scope: &str,
     body: &impl Serialize,
-) -> Result<BudgetOutcome, ApiError> {
+) -> Result<(BudgetOutcome, Option<i64>), ApiError> {
     let key = request::keyed(req, None, scope, body)?;
-    Ok(state.writer.submit(BudgetCommand { change, key, metadata: metadata(req) }).await?)
+    Ok(state.writer.submit_at(BudgetCommand { change, key, metadata: metadata(req) }).await?)
 }
 
 /// Create a budget (a container of policies).

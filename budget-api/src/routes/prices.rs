@@ -189,6 +189,10 @@ pub struct PriceChange {
     pub skipped: usize,
     pub effective_from: DateTime<Utc>,
     pub source: String,
+    /// The write's log position, for `min_position` on reads of projections (absent on a replay or a
+    /// change that wrote nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
 }
 
 async fn apply(
@@ -200,7 +204,7 @@ async fn apply(
     dry_run: bool,
     skipped: usize,
 ) -> Result<PriceChange, ApiError> {
-    let outcome = if dry_run {
+    let (outcome, position) = if dry_run {
         // The same comparison the write path makes, without writing.
         let keys: Vec<(String, String)> = specs.iter().map(|s| (s.provider.clone(), s.model.clone())).collect();
         let client = state.pool.get().await?;
@@ -217,10 +221,10 @@ async fn apply(
                 None => outcome.added.push(name),
             }
         }
-        outcome
+        (outcome, None)
     } else {
         let command = PricesCommand { prices: specs, effective_from, source, key: None, metadata: metadata(req) };
-        state.writer.submit(command).await?
+        state.writer.submit_at(command).await?
     };
     Ok(PriceChange {
         success: true,
@@ -231,6 +235,7 @@ async fn apply(
         skipped,
         effective_from,
         source: source.as_str().to_string(),
+        position,
     })
 }
 

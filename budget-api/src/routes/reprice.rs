@@ -45,6 +45,10 @@ pub struct RepriceResponse {
     pub total_delta: Decimal,
     #[schema(value_type = Vec<Object>)]
     pub corrections: Vec<UsageRepriced>,
+    /// The write's log position, for `min_position` on reads of projections (absent on a replay or a
+    /// change that wrote nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
 }
 
 /// Re-price records priced with an older version: appends one correction per record; rollups and
@@ -64,21 +68,25 @@ pub async fn reprice(
         ));
     }
     let selection = RepriceSelection { provider: r.provider, model: r.model, since: r.since, until: r.until };
-    let corrections = if r.dry_run {
+    let (corrections, position) = if r.dry_run {
         let client = state.pool.get().await?;
-        repricing::plan(&**client, &selection)
+        let corrections = repricing::plan(&**client, &selection)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .into_iter()
             .map(|(c, _)| c)
-            .collect()
+            .collect();
+        (corrections, None)
     } else {
-        state.writer.submit(RepriceCommand { selection, metadata: metadata(&req) }).await?.corrections
+        let (outcome, position) =
+            state.writer.submit_at(RepriceCommand { selection, metadata: metadata(&req) }).await?;
+        (outcome.corrections, position)
     };
     Ok(HttpResponse::Ok().json(RepriceResponse {
         dry_run: r.dry_run,
         records: corrections.len(),
         total_delta: corrections.iter().map(|c| c.delta).sum(),
         corrections,
+        position,
     }))
 }

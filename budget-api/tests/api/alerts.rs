@@ -257,7 +257,13 @@ async fn a_delivery_whose_lease_ran_out_is_delivered_again() {
 async fn a_read_with_min_position_sees_the_write_it_names() {
     let app = spawn_app().await;
     let policy = json!({"period": "daily", "type": "hard_limit", "cost_limit": "10", "provider": "openai"});
-    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let set: Value = app.post("/api/policies", &policy).await.json().await.unwrap();
+    assert!(set["position"].is_i64(), "a write answers with its position: {set}");
+    let allocation = json!({"context_id": "t-1", "component": "codex", "tokens": 100, "estimated_cost": "0.01"});
+    let reserved: Value = app.post("/api/allocations", &allocation).await.json().await.unwrap();
+    assert!(reserved["position"].as_i64() > set["position"].as_i64(), "{reserved}");
+    let (_, read) = app.get_json(&format!("/api/allocations/{}", reserved["allocation_id"].as_str().unwrap())).await;
+    assert!(read.get("position").is_none(), "a read carries no write position: {read}");
     assert_eq!(app.post("/api/usage", &usage("10")).await.status().as_u16(), 201);
     let id = alerts(&app).await[0]["id"].as_str().unwrap().to_string();
     let ack: Value =

@@ -31,6 +31,7 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                 body["priority"] = json!(p);
             }
             let a: AllocationView = client.post("/api/allocations", &body).await?;
+            client.remember_write(a.position);
             if args.json {
                 print_json(&serde_json::to_value(&a)?);
             } else {

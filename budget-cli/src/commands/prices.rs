@@ -36,6 +36,7 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                 body["source"] = json!(source);
             }
             let r: PriceChange = client.post("/api/prices/update", &body).await?;
+            client.remember_write(r.position);
             if json {
                 print_json(&serde_json::to_value(&r)?);
             } else {
@@ -64,6 +65,7 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                 body["effective_from"] = json!(t);
             }
             let r: PriceChange = client.post("/api/prices", &body).await?;
+            client.remember_write(r.position);
             if json {
                 print_json(&serde_json::to_value(&r)?);
             } else {
@@ -78,6 +80,7 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                 body["until"] = json!(crate::cli::instant(&until));
             }
             let r: RepriceResponse = client.post("/api/prices/reprice", &body).await?;
+            client.remember_write(r.position);
             if json {
                 print_json(&serde_json::to_value(&r)?);
                 return Ok(());
