@@ -31,7 +31,7 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         return Err(ApiError::bad_request(ErrorCode::InvalidJson, "the request body is empty; send a JSON object"));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let code = if inner.is_data() { ErrorCode::ValidationFailed } else { ErrorCode::InvalidJson };
@@ -41,5 +41,13 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             format!("{path}: {inner}")
         };
         ApiError::BadRequest { code, message, details: Some(serde_json::json!({ "path": path })) }
-    })
+    })?;
+    // `{…}{…}` must not parse as its first value with the rest silently dropped.
+    de.end().map_err(|e| {
+        ApiError::bad_request(
+            ErrorCode::InvalidJson,
+            format!("unexpected data after the JSON value ({e}); send one JSON value per request, or use POST /api/usage/batch for many records"),
+        )
+    })?;
+    Ok(value)
 }

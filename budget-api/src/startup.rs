@@ -124,6 +124,13 @@ impl Application {
                     .into()
                 }))
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("budget::http"))
+                // HEAD works wherever GET does (`curl -I`): routed as GET; HTTP/1 sends no body for it.
+                .wrap_fn(|mut req, srv| {
+                    if req.method() == actix_web::http::Method::HEAD {
+                        req.head_mut().method = actix_web::http::Method::GET;
+                    }
+                    actix_web::dev::Service::call(srv, req)
+                })
                 .configure(routes::configure)
                 .route(
                     "/api/docs",

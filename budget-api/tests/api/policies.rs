@@ -300,3 +300,37 @@ async fn records_count_in_tier_scoped_policies_by_given_or_derived_tier() {
     let bad = json!({"provider": "openai", "model": "gpt-4o", "component": "c", "tier": "huge", "input_tokens": 1, "output_tokens": 0});
     assert_error(app.post("/api/usage", &bad).await, 400, "validation_failed").await;
 }
+
+/// A change that changes nothing appends nothing: the same policy again, disabling a disabled policy,
+/// renaming a budget to its name, archiving an archived budget each answer with the current state.
+#[tokio::test]
+async fn no_op_changes_append_no_event() {
+    let app = spawn_app().await;
+    let policy =
+        json!({"period": "daily", "type": "hard_limit", "cost_limit": "10", "provider": "openai", "budget": "team"});
+    let first: Value = app.post("/api/policies", &policy).await.json().await.unwrap();
+    let events = app.events().await;
+    let again = app.post("/api/policies", &policy).await;
+    assert_eq!(again.status().as_u16(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!((again["version"].clone(), again["created"].clone()), (first["version"].clone(), json!(false)));
+    assert_eq!(app.events().await, events, "the same policy again appended an event");
+
+    let id = first["policy"]["policy_id"].as_str().unwrap();
+    let disable = |app: &crate::helpers::TestApp| app.http.post(app.url(&format!("/api/policies/{id}/disable"))).send();
+    assert_eq!(disable(&app).await.unwrap().status().as_u16(), 200);
+    let events = app.events().await;
+    assert_eq!(disable(&app).await.unwrap().status().as_u16(), 200);
+    assert_eq!(app.events().await, events, "disabling a disabled policy appended an event");
+
+    let budget = first["policy"]["budget_id"].as_str().unwrap();
+    let rename = app.http.patch(app.url(&format!("/api/budgets/{budget}"))).json(&json!({"name": "team"})).send().await;
+    assert_eq!(rename.unwrap().status().as_u16(), 200);
+    assert_eq!(app.events().await, events, "renaming a budget to its name appended an event");
+    let archive = || app.http.post(app.url(&format!("/api/budgets/{budget}/archive"))).send();
+    assert_eq!(archive().await.unwrap().status().as_u16(), 200);
+    let events = app.events().await;
+    let twice: Value = archive().await.unwrap().json().await.unwrap();
+    assert_eq!(twice["active"], false);
+    assert_eq!(app.events().await, events, "archiving an archived budget appended an event");
+}

@@ -75,3 +75,39 @@ async fn bad_query_parameters_are_refused() {
     let r = app.post("/api/usage/summary", &json!({"period": "daily", "colour": "red"})).await;
     assert_error(r, 400, "validation_failed").await;
 }
+
+/// `{…}{…}` is not one record with the second silently lost: it is refused whole, and nothing is stored.
+#[tokio::test]
+async fn data_after_the_json_value_is_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let record =
+        r#"{"provider":"openai","model":"gpt-4o","component":"codex","input_tokens":1,"output_tokens":1,"cost":0.001}"#;
+    for path in ["/api/usage", "/api/usage/batch", "/api/policies"] {
+        let body = if path.ends_with("batch") {
+            format!(r#"{{"records":[{record}]}}{{"records":[{record}]}}"#)
+        } else if path.ends_with("policies") {
+            r#"{"period":"daily","cost_limit":1}{"period":"daily","cost_limit":2}"#.to_string()
+        } else {
+            format!("{record}{record}")
+        };
+        let message = assert_error(app.post_raw(path, body).await, 400, "invalid_json").await;
+        assert!(message.contains("unexpected data after the JSON value"), "{path}: {message}");
+    }
+    assert_eq!(app.events().await, 0, "nothing was stored");
+    // Trailing whitespace is still one value.
+    let r = app.post_raw("/api/usage", format!("{record}\n  \n")).await;
+    assert_eq!(r.status().as_u16(), 201);
+}
+
+/// `HEAD` answers wherever `GET` does, with the same status and no body (`curl -I /api/health`).
+#[tokio::test]
+async fn head_works_wherever_get_does() {
+    let app = spawn_app().await;
+    for (path, status) in
+        [("/api/health", 200), ("/api/policies", 200), ("/api/usage?period=daily", 200), ("/api/nothing", 404)]
+    {
+        let r = app.http.head(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "HEAD {path}");
+        assert!(r.bytes().await.unwrap().is_empty(), "HEAD {path} has no body");
+    }
+}

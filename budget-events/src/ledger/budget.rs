@@ -59,7 +59,7 @@ impl Handle for BudgetCommand {
                     owner: owner.clone(),
                 };
                 policies::insert_budget(tx, &created).await?;
-                (created.budget_id, Event::BudgetCreated(created))
+                (created.budget_id, Some(Event::BudgetCreated(created)))
             }
             BudgetChange::Update(update) => {
                 let Some(current) = policies::budget_by_id(tx, update.budget_id).await? else {
@@ -70,23 +70,37 @@ impl Handle for BudgetCommand {
                         return refused(CommandError::BudgetExists(name.clone()));
                     }
                 }
-                policies::update_budget(tx, update).await?;
-                (update.budget_id, Event::BudgetUpdated(update.clone()))
+                // A change that changes nothing appends nothing.
+                let changes = update.name.as_ref().is_some_and(|n| *n != current.name)
+                    || update.description.is_some() && update.description != current.description
+                    || update.owner.is_some() && update.owner != current.owner;
+                if changes {
+                    policies::update_budget(tx, update).await?;
+                }
+                (update.budget_id, changes.then(|| Event::BudgetUpdated(update.clone())))
             }
             BudgetChange::Archive(id) => {
-                if policies::budget_by_id(tx, *id).await?.is_none() {
+                let Some(current) = policies::budget_by_id(tx, *id).await? else {
                     return refused(CommandError::UnknownBudget(*id));
+                };
+                if !current.active {
+                    // Archived already: nothing to append.
+                    (*id, None)
+                } else {
+                    policies::archive_budget(tx, *id).await?;
+                    // Later usage in this batch no longer counts against its policies.
+                    for p in batch.policies.iter_mut().filter(|p| p.budget_id == *id) {
+                        p.enabled = false;
+                    }
+                    (*id, Some(Event::BudgetArchived(BudgetArchived { budget_id: *id })))
                 }
-                policies::archive_budget(tx, *id).await?;
-                // Later usage in this batch no longer counts against its policies.
-                for p in batch.policies.iter_mut().filter(|p| p.budget_id == *id) {
-                    p.enabled = false;
-                }
-                (*id, Event::BudgetArchived(BudgetArchived { budget_id: *id }))
             }
         };
         let stream = decide::budget_stream(budget_id);
-        let version = batch.next_version(tx, &stream).await?;
+        let version = match event {
+            Some(_) => batch.next_version(tx, &stream).await?,
+            None => batch.current_version(tx, &stream).await?,
+        };
         let row = policies::budget_by_id(tx, budget_id).await?.expect("the budget was written above");
         let outcome = BudgetOutcome {
             budget_id,
@@ -97,7 +111,8 @@ impl Handle for BudgetCommand {
             version,
             replayed: false,
         };
-        Ok(Step::Done(Ok(Self::wrap(outcome)), vec![(stream, version, NewEvent::new(event, self.metadata.clone()))]))
+        let events = event.map(|e| (stream, version, NewEvent::new(e, self.metadata.clone()))).into_iter().collect();
+        Ok(Step::Done(Ok(Self::wrap(outcome)), events))
     }
 
     fn mark_replayed(outcome: &mut BudgetOutcome) {

@@ -197,12 +197,17 @@ impl Batch<'_> {
 
     /// The version a new event of `stream` is appended at.
     pub async fn next_version(&mut self, tx: &Transaction<'_>, stream: &str) -> Result<i64, LedgerError> {
-        let version = match self.stream_versions.get(stream) {
-            Some(v) => v + 1,
-            None => crate::store::current_versions(tx, &[stream]).await?.get(stream).copied().unwrap_or(0) + 1,
-        };
+        let version = self.current_version(tx, stream).await? + 1;
         self.stream_versions.insert(stream.to_string(), version);
         Ok(version)
+    }
+
+    /// The version of `stream`'s last event, counting those of earlier commands of the batch (0: none).
+    pub async fn current_version(&self, tx: &Transaction<'_>, stream: &str) -> Result<i64, LedgerError> {
+        Ok(match self.stream_versions.get(stream) {
+            Some(v) => *v,
+            None => crate::store::current_versions(tx, &[stream]).await?.get(stream).copied().unwrap_or(0),
+        })
     }
 }
 

@@ -73,15 +73,22 @@ impl Handle for PolicyCommand {
             .iter()
             .position(|p| p.budget_id == budget_id && p.period == self.policy.period && p.scope.key() == slot);
         let event = decide::set_policy(&self.policy, budget_id, existing.map(|i| &batch.policies[i]));
-        policies::save(tx, &event).await?;
         let policy = Policy::from_event(&event);
-        match existing {
-            Some(i) => batch.policies[i] = policy,
-            None => batch.policies.push(policy),
-        }
         let stream = decide::policy_stream(event.policy_id);
-        let version = batch.next_version(tx, &stream).await?;
-        events.push((stream, version, NewEvent::new(Event::PolicySet(event.clone()), self.metadata.clone())));
+        let unchanged = existing.is_some_and(|i| batch.policies[i] == policy);
+        let version = if unchanged {
+            // Setting a policy to what it is (disabling a disabled one too) appends nothing.
+            batch.current_version(tx, &stream).await?
+        } else {
+            policies::save(tx, &event).await?;
+            match existing {
+                Some(i) => batch.policies[i] = policy,
+                None => batch.policies.push(policy),
+            }
+            let version = batch.next_version(tx, &stream).await?;
+            events.push((stream, version, NewEvent::new(Event::PolicySet(event.clone()), self.metadata.clone())));
+            version
+        };
         let outcome = PolicyOutcome {
             policy: event,
             budget_name,
