@@ -49,6 +49,10 @@ pub struct UsageRecordedResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub settlement: Option<budget_events::event::Settlement>,
+    /// Why a record that named its context but no allocation settled against none
+    /// (`ambiguous_context`: several active allocations share its context and component).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement_skipped: Option<String>,
 }
 
 impl From<ItemOutcome> for UsageRecordedResponse {
@@ -65,6 +69,7 @@ impl From<ItemOutcome> for UsageRecordedResponse {
             over_limit: !o.exceeded.is_empty(),
             exceeded: o.exceeded,
             settlement: o.settlement,
+            settlement_skipped: o.settlement_skipped,
         }
     }
 }

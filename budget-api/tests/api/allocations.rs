@@ -402,3 +402,37 @@ async fn a_refused_reservation_retried_with_its_key_gets_the_same_refusal() {
     assert_error(app.post("/api/usage", &record).await, 404, "not_found").await;
     assert_error(app.post("/api/usage", &record).await, 404, "not_found").await;
 }
+
+/// Usage that names its context but no allocation settles against the context's one active
+/// reservation, as the original Budget's adapters expect: reserve 8,000 of a 10,000-token hard limit,
+/// report 8,000 by context only, and a 2,000-token reservation still fits (counted twice before, it was
+/// refused). With two reservations on the context it settles against neither and says why.
+#[tokio::test]
+async fn usage_by_context_settles_that_contexts_reservation() {
+    let app = spawn_app().await;
+    hard_limit(&app, 10_000).await;
+    let body = json!({"context_id": "task-7", "component": "codex", "tokens": 8000, "estimated_cost": "0"});
+    let reserved: Value = allocate(&app, body).await.json().await.unwrap();
+    let usage = json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "context_id": "task-7",
+                       "input_tokens": 6000, "output_tokens": 2000, "cost": "0"});
+    let r: Value = app.post("/api/usage", &usage).await.json().await.unwrap();
+    assert_eq!(r["settlement"]["allocation_id"], reserved["allocation_id"], "{r}");
+    assert_eq!((r["settlement"]["settled_tokens"].as_i64(), r["over_limit"].as_bool()), (Some(8000), Some(false)));
+    assert_eq!(pending(&app).await.1, 0, "the reservation was settled, not left pending");
+    let more = json!({"context_id": "task-8", "component": "codex", "tokens": 2000, "estimated_cost": "0"});
+    let more = allocate(&app, more).await;
+    assert_eq!(more.status().as_u16(), 201, "8,000 used + 2,000 reserved fits 10,000");
+    let more: Value = more.json().await.unwrap();
+    let release = format!("/api/allocations/{}/release", more["allocation_id"].as_str().unwrap());
+    assert_eq!(app.post(&release, &json!({})).await.status().as_u16(), 200);
+
+    // Two active reservations on one context: which one the usage is for is not known.
+    for _ in 0..2 {
+        let body = json!({"context_id": "task-9", "component": "rhetor", "tokens": 10, "estimated_cost": "0"});
+        assert_eq!(allocate(&app, body).await.status().as_u16(), 201);
+    }
+    let usage = json!({"provider": "openai", "model": "gpt-4o", "component": "rhetor", "context_id": "task-9",
+                       "input_tokens": 1, "output_tokens": 0, "cost": "0"});
+    let r: Value = app.post("/api/usage", &usage).await.json().await.unwrap();
+    assert_eq!((r["settlement"].is_null(), r["settlement_skipped"].as_str()), (true, Some("ambiguous_context")), "{r}");
+}

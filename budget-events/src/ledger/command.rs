@@ -73,6 +73,9 @@ macro_rules! commands {
             pub(crate) fn allocations(&self) -> Vec<Uuid> {
                 match self { $(Command::$variant(c) => c.allocations(),)* }
             }
+            pub(crate) fn contexts(&self) -> Vec<(&str, &str)> {
+                match self { $(Command::$variant(c) => c.contexts(),)* }
+            }
             pub(crate) fn priced_models(&self) -> Vec<(&str, &str)> {
                 match self { $(Command::$variant(c) => c.priced_models(),)* }
             }

@@ -94,6 +94,10 @@ pub(crate) trait Handle: LedgerCommand {
     fn allocations(&self) -> Vec<Uuid> {
         Vec::new()
     }
+    /// (context, component) pairs whose active allocations it may settle against, locked with the named.
+    fn contexts(&self) -> Vec<(&str, &str)> {
+        Vec::new()
+    }
     /// (provider, model) of the records it prices.
     fn priced_models(&self) -> Vec<(&str, &str)> {
         Vec::new()
@@ -140,6 +144,8 @@ pub(crate) struct Batch<'a> {
     pub policies: Vec<Policy>,
     /// The allocations the batch names, locked.
     pub allocations: HashMap<Uuid, Allocation>,
+    /// The active allocations of each (context, component) the batch's usage names (also locked).
+    pub by_context: HashMap<(String, String), Vec<Uuid>>,
     /// Every price version the batch's records could resolve to.
     pub price_versions: Vec<crate::domain::price::PriceVersion>,
     pub price_keys: Vec<(String, String)>,
@@ -164,8 +170,14 @@ impl Batch<'_> {
             .map(|(k, v)| (k, (v.request_hash, v.outcome)))
             .collect();
         let policies = policies::load_all(tx).await?;
-        // Every allocation the batch names, locked up front (one query, in id order).
-        let named: Vec<Uuid> = commands.iter().flat_map(Command::allocations).collect();
+        // Every allocation the batch names or may settle by context, locked up front (one query, in id
+        // order, so two writers never deadlock).
+        let contexts: Vec<(&str, &str)> = commands.iter().flat_map(Command::contexts).collect();
+        let by_context = allocations::active_by_context(tx, &contexts).await?;
+        let mut named: Vec<Uuid> = commands.iter().flat_map(Command::allocations).collect();
+        named.extend(by_context.values().flatten());
+        named.sort();
+        named.dedup();
         let allocations = allocations::lock(tx, &named).await?;
         // The price versions every record of the batch could resolve to (one query).
         let price_keys = crate::domain::price::candidate_keys(commands.iter().flat_map(Command::priced_models));
@@ -175,6 +187,7 @@ impl Batch<'_> {
             known,
             policies,
             allocations,
+            by_context,
             price_versions,
             price_keys,
             stream_versions: HashMap::new(),

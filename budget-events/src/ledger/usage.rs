@@ -69,6 +69,10 @@ pub struct ItemOutcome {
     /// How the record settled against its allocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settlement: Option<crate::event::Settlement>,
+    /// Why a record that names its context but no allocation settled against none:
+    /// `ambiguous_context` when several active allocations share its context and component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement_skipped: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<OutcomeError>,
 }
@@ -95,9 +99,10 @@ struct PlannedItem {
     write: Option<RecordPlan>,
 }
 
-/// A new record's id, the windows it posts to, and its price.
+/// A new record's id, the allocation it settles against, the windows it posts to, and its price.
 struct RecordPlan {
     record_id: Uuid,
+    allocation: Option<Uuid>,
     windows: Vec<(Policy, Window)>,
     quote: Option<decide::PriceQuote>,
 }
@@ -117,6 +122,14 @@ impl Handle for UsageCommand {
 
     fn allocations(&self) -> Vec<Uuid> {
         self.items.iter().filter_map(|i| i.record.allocation_id).collect()
+    }
+
+    fn contexts(&self) -> Vec<(&str, &str)> {
+        self.items
+            .iter()
+            .filter(|i| i.record.allocation_id.is_none())
+            .filter_map(|i| i.record.context_id.as_ref().map(|c| (c.as_str(), i.record.component.as_str())))
+            .collect()
     }
 
     fn priced_models(&self) -> Vec<(&str, &str)> {
@@ -139,7 +152,11 @@ impl Handle for UsageCommand {
                     continue;
                 }
             }
-            if let Some(id) = item.record.allocation_id {
+            let (allocation, skipped) = match item.record.allocation_id {
+                Some(id) => (Some(id), None),
+                None => settles_by_context(&item.record, batch),
+            };
+            if let Some(id) = allocation {
                 match batch.allocations.get(&id).cloned() {
                     Some(a) => batch.need_reserved(&a),
                     None => {
@@ -162,10 +179,8 @@ impl Handle for UsageCommand {
                 batch.item_keys.insert(&key.key, (&key.request_hash, record_id));
             }
             let quote = decide::quote(&item.record, &batch.price_versions);
-            items.push(PlannedItem {
-                outcome: ItemOutcome::recorded(record_id),
-                write: Some(RecordPlan { record_id, windows, quote }),
-            });
+            let outcome = ItemOutcome { settlement_skipped: skipped, ..ItemOutcome::recorded(record_id) };
+            items.push(PlannedItem { outcome, write: Some(RecordPlan { record_id, allocation, windows, quote }) });
         }
         Ok(Step::post(move |books| Ok(Self::wrap(self.post(items, books)))))
     }
@@ -209,9 +224,9 @@ impl UsageCommand {
         let mut outcome = UsageOutcome { items: Vec::with_capacity(items.len()), replayed: false };
         for (planned, item) in items.into_iter().zip(&self.items) {
             let mut item_outcome = planned.outcome;
-            if let Some(RecordPlan { record_id, windows, quote }) = planned.write {
+            if let Some(RecordPlan { record_id, allocation, windows, quote }) = planned.write {
                 let record = &item.record;
-                let settlement = record.allocation_id.map(|id| {
+                let settlement = allocation.map(|id| {
                     let a = books.allocations.get_mut(&id).expect("named allocations were locked in pass 1");
                     books.touched.insert(id);
                     let cost = decide::record_cost_with(record, quote.as_ref()).0.amount();
@@ -239,6 +254,29 @@ impl UsageCommand {
     }
 }
 
+/// The allocation a record that names its context but no allocation settles against: the one active
+/// allocation of its context and component, as if its id had been sent. Several: none, and the answer
+/// says why (settling against an arbitrary one would move another task's reservation).
+fn settles_by_context(record: &RecordUsage, batch: &Batch<'_>) -> (Option<Uuid>, Option<String>) {
+    let Some(context) = &record.context_id else { return (None, None) };
+    let key = (context.to_string(), record.component.to_string());
+    let active: Vec<Uuid> = batch
+        .by_context
+        .get(&key)
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(|id| {
+            batch.allocations.get(id).is_some_and(|a| a.state == crate::domain::allocation::AllocationState::Active)
+        })
+        .collect();
+    match active.as_slice() {
+        [] => (None, None),
+        [one] => (Some(*one), None),
+        _ => (None, Some("ambiguous_context".into())),
+    }
+}
+
 /// The outcome stored for an item's key, returned to a retry as a duplicate.
 fn replay_item(key: &IdempotencyKey, hash: &str, stored: &serde_json::Value) -> ItemOutcome {
     if hash != key.request_hash {
@@ -263,6 +301,7 @@ impl ItemOutcome {
             timestamp: None,
             exceeded: Vec::new(),
             settlement: None,
+            settlement_skipped: None,
             error: None,
         }
     }

@@ -54,6 +54,32 @@ pub async fn lock(tx: &Transaction<'_>, ids: &[Uuid]) -> Result<HashMap<Uuid, Al
     Ok(rows.iter().map(from_row).map(|a| (a.allocation_id, a)).collect())
 }
 
+/// The active allocations of each (context, component), by id: the candidates for usage that names its
+/// context but no allocation. Not locked here: the caller locks them with the named ones, in id order.
+pub async fn active_by_context(
+    tx: &Transaction<'_>,
+    contexts: &[(&str, &str)],
+) -> Result<HashMap<(String, String), Vec<Uuid>>, tokio_postgres::Error> {
+    if contexts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<&str> = contexts.iter().map(|c| c.0).collect();
+    let components: Vec<&str> = contexts.iter().map(|c| c.1).collect();
+    let rows = tx
+        .query(
+            "SELECT DISTINCT a.context_id, a.component, a.allocation_id FROM allocations a
+             JOIN unnest($1::text[], $2::text[]) AS k(c, m) ON a.context_id = k.c AND a.component = k.m
+             WHERE a.state = 'active'",
+            &[&ids, &components],
+        )
+        .await?;
+    let mut found: HashMap<(String, String), Vec<Uuid>> = HashMap::new();
+    for r in &rows {
+        found.entry((r.get("context_id"), r.get("component"))).or_default().push(r.get("allocation_id"));
+    }
+    Ok(found)
+}
+
 /// Active allocations past their expiry, locked; ones another writer holds are skipped (it, or the next
 /// sweep, deals with them), so two sweepers never expire one allocation twice.
 pub async fn lock_due(
