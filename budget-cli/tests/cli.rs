@@ -282,6 +282,7 @@ async fn allocate_create_list_release() {
     )
     .await;
     assert!(stdout(&out).contains("Allocated 4,000 tokens"), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("reserved in window "), "which windows it reserved in: {}", stdout(&out));
 
     // 10,000 + 4,000 reserved of 20,000: 8,000 more is refused in one line.
     let out =

@@ -436,3 +436,45 @@ async fn usage_by_context_settles_that_contexts_reservation() {
     let r: Value = app.post("/api/usage", &usage).await.json().await.unwrap();
     assert_eq!((r["settlement"].is_null(), r["settlement_skipped"].as_str()), (true, Some("ambiguous_context")), "{r}");
 }
+
+/// An allocation that names a model but no provider reserves where the call will be counted: under the
+/// one provider the price book has the model for, not in every provider's windows. A model the book
+/// has under several providers (or none) still reserves everywhere it could be counted.
+#[tokio::test]
+async fn a_model_without_a_provider_reserves_under_its_one_provider() {
+    let app = spawn_app().await;
+    for (provider, model) in [("openai", "gpt-4o"), ("azure", "shared-model"), ("openai", "shared-model")] {
+        let price = json!({"provider": provider, "model": model, "input": "2.5", "output": "10", "per": "1M"});
+        assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    }
+    let mut policy_of = HashMap::new();
+    for provider in ["openai", "anthropic"] {
+        let p = json!({"period": "monthly", "type": "hard_limit", "cost_limit": "100", "provider": provider});
+        let set: Value = app.post("/api/policies", &p).await.json().await.unwrap();
+        policy_of.insert(set["policy"]["policy_id"].as_str().unwrap().to_string(), provider);
+    }
+    let reserved_under = |a: &Value| -> Vec<&str> {
+        let mut providers: Vec<&str> = a["reservations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| *policy_of.get(r["policy_id"].as_str().unwrap()).unwrap())
+            .collect();
+        providers.sort();
+        providers
+    };
+    let one: Value = allocate(&app, json!({"context_id": "t", "component": "c", "model": "gpt-4o", "tokens": 1000}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reserved_under(&one), ["openai"], "{one}");
+    assert_eq!((one["provider"].as_str(), one["estimated_cost"].as_f64()), (Some("openai"), Some(0.01)), "priced too");
+    let several: Value =
+        allocate(&app, json!({"context_id": "t", "component": "c", "model": "shared-model", "tokens": 1000}))
+            .await
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(reserved_under(&several), ["anthropic", "openai"], "{several}");
+}

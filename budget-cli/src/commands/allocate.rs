@@ -44,6 +44,12 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                     a.allocation_id,
                     utc(a.expires_at),
                 );
+                if a.reservations.is_empty() {
+                    crate::say!("No policy window counts this call, so nothing limits it.");
+                }
+                for r in &a.reservations {
+                    crate::say!("  reserved in window {} of policy {}", r.window, r.policy_id);
+                }
             }
         }
         AllocateCommand::List(args) => {

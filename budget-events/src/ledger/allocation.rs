@@ -12,8 +12,8 @@ use crate::decide::{self, UnpricedPolicy};
 use crate::domain::allocation::{Allocation, AllocationState, CreateAllocation};
 use crate::domain::policy::{Policy, Window};
 use crate::event::{Event, EventMetadata, NewEvent};
-use crate::store::allocations;
 use crate::store::idempotency::IdempotencyKey;
+use crate::store::{allocations, prices};
 
 /// Reserve tokens for a task.
 #[derive(Debug, Clone)]
@@ -64,11 +64,21 @@ impl Handle for AllocateCommand {
 
     /// Prices the reservation from the book (unless the client estimated it), refuses an unpriced model
     /// where `BUDGET_UNPRICED=reject` says so, and asks for the windows it reserves in.
-    async fn plan<'a>(&'a self, _tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
-        let matched = decide::reservation_windows(&batch.policies, &self.allocation, batch.now);
+    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         let mut allocation = self.allocation.clone();
+        // A model without a provider reserves where the call will be counted: under the one provider
+        // the price book has it for (several or none: every provider's policies, the safe side).
+        let mut resolved_versions = None;
+        if let (None, Some(model)) = (&allocation.provider, &allocation.model) {
+            if let [only] = prices::providers_of(tx, model.as_str(), batch.now).await?.as_slice() {
+                allocation.provider = crate::domain::names::Provider::parse(only).ok();
+                resolved_versions = Some(prices::versions_for_model(tx, only, model.as_str()).await?);
+            }
+        }
+        let versions = resolved_versions.as_deref().unwrap_or(&batch.price_versions);
+        let matched = decide::reservation_windows(&batch.policies, &allocation, batch.now);
         if !allocation.estimated_by_client {
-            match decide::allocation_estimate(&allocation, &batch.price_versions, batch.now) {
+            match decide::allocation_estimate(&allocation, versions, batch.now) {
                 Some(cost) => allocation.estimated_cost = cost,
                 None if allocation.model.is_some() => {
                     if let Some(p) = decide::unpriced_refusal(&matched, self.unpriced) {

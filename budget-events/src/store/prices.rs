@@ -63,6 +63,23 @@ pub async fn versions_for_model(
     versions_for(client, &crate::domain::price::candidate_keys([(provider, model)])).await
 }
 
+/// The providers whose price book has `model` in effect at `at` (exact name), in name order.
+pub async fn providers_of(
+    client: &impl GenericClient,
+    model: &str,
+    at: DateTime<Utc>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT provider FROM prices
+             WHERE model = $1 AND effective_from <= $2 AND (effective_to IS NULL OR $2 < effective_to)
+             ORDER BY provider",
+            &[&model, &at],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get("provider")).collect())
+}
+
 /// The versions in effect at `at`, by provider and model.
 pub async fn in_effect(
     client: &impl GenericClient,
