@@ -111,3 +111,29 @@ async fn head_works_wherever_get_does() {
         assert!(r.bytes().await.unwrap().is_empty(), "HEAD {path} has no body");
     }
 }
+
+/// One record's cost is bounded ($1,000,000: a larger figure is a unit mistake), so no number of valid
+/// records can overflow a sum: the largest records still move the rollups, the accounts and status.
+#[tokio::test]
+async fn the_largest_records_still_move_every_sum() {
+    let app = spawn_app().await;
+    let policy = json!({"period": "daily", "type": "warn", "cost_limit": "10000000", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let mut huge = record("codex", 1);
+    huge["cost"] = json!(90_000_000_000_000u64);
+    let message = assert_error(app.post("/api/usage", &huge).await, 400, "validation_failed").await;
+    assert!(message.contains("$1000000"), "{message}");
+    let mut largest = record("codex", 1);
+    largest["cost"] = json!(1_000_000);
+    for _ in 0..3 {
+        assert_eq!(app.post("/api/usage", &largest).await.status().as_u16(), 201);
+    }
+    let mut small = record("codex", 1);
+    small["cost"] = json!(1);
+    let r: Value = app.post("/api/usage", &small).await.json().await.unwrap();
+    let position = r["position"].as_i64().unwrap();
+    let (status, usage) = app.get_json(&format!("/api/usage?period=daily&days=1&min_position={position}")).await;
+    assert_eq!((status, usage["totals"]["cost"].as_f64()), (200, Some(3_000_001.0)), "{usage}");
+    let (_, status) = app.get_json("/api/status").await;
+    assert_eq!(status["windows"][0]["used_cost"].as_f64(), Some(3_000_001.0), "{status}");
+}

@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(5, "0005_prices", include_str!("../../../schema/0005_prices.sql")),
     Migration::new(6, "0006_alerts", include_str!("../../../schema/0006_alerts.sql")),
     Migration::new(7, "0007_webhook_leases", include_str!("../../../schema/0007_webhook_leases.sql")),
+    Migration::new(8, "0008_wide_sums", include_str!("../../../schema/0008_wide_sums.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.

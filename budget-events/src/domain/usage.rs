@@ -9,6 +9,11 @@ use crate::money::Money;
 
 /// The most tokens one record may carry on each side; far above any real call, far below overflow.
 pub const MAX_TOKENS_PER_RECORD: i64 = 1_000_000_000;
+
+/// The most one record may cost, in USD. No single LLM call costs more; a larger figure is a unit
+/// mistake (micro-dollars, cents). With it, and sum columns of 18 integer digits, no number of valid
+/// records can overflow a rollup or an account.
+pub const MAX_RECORD_COST: i64 = 1_000_000;
 /// How far in the future a client clock may be before a timestamp is refused.
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
@@ -160,6 +165,14 @@ impl RecordUsage {
             None => Some(Tier::derive(&input.provider, &input.model)),
         };
 
+        if let Some(cost) = input.cost.filter(|c| c.amount() > rust_decimal::Decimal::from(MAX_RECORD_COST)) {
+            errors.push(FieldError {
+                field: "cost".into(),
+                message: format!(
+                    "cost is {cost}, above the ${MAX_RECORD_COST} one call may cost; send the call's cost in USD (not micro-dollars or cents)"
+                ),
+            });
+        }
         let occurred_at = input.timestamp.unwrap_or(now);
         if occurred_at > now + MAX_CLOCK_SKEW {
             errors.push(FieldError {
