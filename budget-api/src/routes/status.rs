@@ -6,7 +6,7 @@ use budget_events::ErrorCode;
 use std::collections::HashMap;
 
 use actix_web::{get, web, HttpResponse};
-use budget_events::decide::{usage_fraction, window_state, WindowState};
+use budget_events::decide::{window_state, Fill, WindowState};
 use budget_events::domain::policy::{Account, PolicyPeriod};
 use budget_events::money::{decimal_json, optional_decimal_json};
 use budget_events::store::policies::{self, PolicyRow, WindowAccount};
@@ -56,10 +56,14 @@ pub struct WindowStatus {
     pub reserved_cost: Decimal,
     pub reserved_tokens: i64,
     pub records: i64,
-    /// (used + reserved) / limit in percent, the larger of cost and tokens.
+    /// used / limit in percent (what was spent), the larger of cost and tokens.
     #[serde(with = "optional_decimal_json")]
     #[schema(value_type = Option<f64>)]
     pub percent: Option<Decimal>,
+    /// (used + reserved) / limit in percent: what the state and admission look at.
+    #[serde(with = "optional_decimal_json")]
+    #[schema(value_type = Option<f64>)]
+    pub committed_percent: Option<Decimal>,
     #[serde(with = "optional_decimal_json")]
     #[schema(value_type = Option<f64>)]
     pub remaining_cost: Option<Decimal>,
@@ -215,7 +219,7 @@ pub fn window_status(row: &PolicyRow, w: &WindowAccount, now: Option<DateTime<Ut
     let p = &row.policy;
     let a = &w.account;
     let (used_cost, used_tokens) = a.held();
-    let fraction = usage_fraction(p, a);
+    let fill = Fill::of(p, a);
     let state = window_state(p, a);
     let forecast_cost = match (now, w.window_start, w.window_end) {
         (Some(now), Some(start), Some(end)) if now > start => {
@@ -236,7 +240,8 @@ pub fn window_status(row: &PolicyRow, w: &WindowAccount, now: Option<DateTime<Ut
         reserved_cost: a.pending_cost,
         reserved_tokens: a.pending_tokens,
         records: a.records,
-        percent: fraction.map(|f| (f * Decimal::ONE_HUNDRED).round_dp(2)),
+        percent: fill.used().map(|f| (f * Decimal::ONE_HUNDRED).round_dp(2)),
+        committed_percent: fill.committed().map(|f| (f * Decimal::ONE_HUNDRED).round_dp(2)),
         remaining_cost: p.cost_limit.map(|l| (l.amount() - used_cost).max(Decimal::ZERO)),
         remaining_tokens: p.token_limit.map(|l| (l - used_tokens).max(0)),
         state,

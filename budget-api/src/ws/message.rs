@@ -217,11 +217,9 @@ fn budget_update(row: &PolicyRow, w: &WindowAccount, position: i64) -> Value {
     let a = &w.account;
     // The same state and remaining figures as /api/status.
     let status = crate::routes::status::window_status(row, w, None);
-    let cost_used = a.posted_cost + a.pending_cost;
-    let tokens_used = a.posted_tokens + a.pending_tokens;
-    let fraction = |used: Decimal, limit: Option<Decimal>| {
-        limit.filter(|l| *l > Decimal::ZERO).map(|l| number((used / l).round_dp(6)))
-    };
+    // Fractions of the limit: spent (`*_usage_percentage`), and spent plus reserved (`*_committed_*`).
+    let fill = budget_events::decide::Fill::of(p, a);
+    let fraction = |f: Option<Decimal>| f.map(|f| number(f.round_dp(6)));
     json!({
         "budget_id": p.budget_id,
         "budget_name": row.budget_name,
@@ -235,11 +233,13 @@ fn budget_update(row: &PolicyRow, w: &WindowAccount, position: i64) -> Value {
             "total_cost": number(a.posted_cost),
             "reserved_cost": number(a.pending_cost),
             "cost_limit": p.cost_limit.map(Money::amount).map(number),
-            "cost_usage_percentage": fraction(cost_used, p.cost_limit.map(Money::amount)),
+            "cost_usage_percentage": fraction(fill.cost_used),
+            "cost_committed_percentage": fraction(fill.cost_committed),
             "total_tokens_used": a.posted_tokens,
             "reserved_tokens": a.pending_tokens,
             "token_limit": p.token_limit,
-            "token_usage_percentage": fraction(Decimal::from(tokens_used), p.token_limit.map(Decimal::from)),
+            "token_usage_percentage": fraction(fill.tokens_used),
+            "token_committed_percentage": fraction(fill.tokens_committed),
             "remaining_cost": status.remaining_cost.map(number),
             "remaining_tokens": status.remaining_tokens,
             "window_start": w.window_start,

@@ -456,3 +456,30 @@ async fn a_close_started_by_the_client_completes_at_once() {
     eprintln!("a client-started close completed in {closed_in:?}");
     assert!(closed_in < Duration::from_millis(500), "the close took {closed_in:?}");
 }
+
+/// One meaning of a percentage everywhere: `*_usage_percentage` and status `percent` count what was
+/// spent; reservations are reported beside them (`*_committed_percentage`, `committed_percent`), which
+/// is what the state and admission look at. (Before, the WebSocket's usage percentage included
+/// reservations while alerts did not.)
+#[tokio::test]
+async fn usage_percentages_count_spend_and_committed_ones_add_reservations() {
+    let app = spawn_app().await;
+    let policy = json!({"period": "daily", "type": "hard_limit", "token_limit": 1000, "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let reserve =
+        json!({"context_id": "t", "component": "codex", "provider": "openai", "tokens": 600, "estimated_cost": "0"});
+    assert_eq!(app.post("/api/allocations", &reserve).await.status().as_u16(), 201);
+    let mut ws = connect(&app.address, "/ws/budget/updates").await;
+    welcome(&mut ws, "budget_events").await;
+    let r: Value = app.post("/api/usage", &usage("0")).await.json().await.unwrap(); // 150 tokens
+    let m = update_at(&mut ws, &r["position"]).await;
+    let s = &m["payload"]["summary"];
+    assert_eq!(
+        (s["token_usage_percentage"].to_string(), s["token_committed_percentage"].to_string()),
+        ("0.15".into(), "0.75".into()),
+        "{s}"
+    );
+    let (_, status) = app.get_json("/api/status").await;
+    let w = &status["windows"][0];
+    assert_eq!((w["percent"].to_string(), w["committed_percent"].to_string()), ("15".into(), "75".into()), "{w}");
+}

@@ -170,17 +170,49 @@ pub fn preflight(
 /// The larger of cost used / cost limit and tokens used / token limit (posted + pending), if any limit
 /// is non-zero.
 pub fn usage_fraction(policy: &Policy, account: &Account) -> Option<Decimal> {
-    let cost = policy
-        .cost_limit
-        .filter(|l| !l.amount().is_zero())
-        .map(|l| (account.posted_cost + account.pending_cost) / l.amount());
-    let tokens = policy
-        .token_limit
-        .filter(|l| *l > 0)
-        .map(|l| Decimal::from(account.posted_tokens + account.pending_tokens) / Decimal::from(l));
-    match (cost, tokens) {
-        (Some(c), Some(t)) => Some(c.max(t)),
-        (c, t) => c.or(t),
+    Fill::of(policy, account).committed()
+}
+
+/// How full a window is, each figure a fraction of its limit (none when the limit is absent or zero).
+/// `used` counts posted usage only: what was spent. `committed` adds what is reserved: what the window
+/// state and admission look at. Every reader (status, WebSocket, dashboard) shows these two, so a
+/// percentage means the same wherever it appears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fill {
+    pub cost_used: Option<Decimal>,
+    pub tokens_used: Option<Decimal>,
+    pub cost_committed: Option<Decimal>,
+    pub tokens_committed: Option<Decimal>,
+}
+
+impl Fill {
+    pub fn of(policy: &Policy, account: &Account) -> Fill {
+        let cost = |amount: Decimal| policy.cost_limit.filter(|l| !l.amount().is_zero()).map(|l| amount / l.amount());
+        let tokens = |n: i64| policy.token_limit.filter(|l| *l > 0).map(|l| Decimal::from(n) / Decimal::from(l));
+        let (held_cost, held_tokens) = account.held();
+        Fill {
+            cost_used: cost(account.posted_cost),
+            tokens_used: tokens(account.posted_tokens),
+            cost_committed: cost(held_cost),
+            tokens_committed: tokens(held_tokens),
+        }
+    }
+
+    /// The larger of the cost and token fractions spent.
+    pub fn used(&self) -> Option<Decimal> {
+        larger(self.cost_used, self.tokens_used)
+    }
+
+    /// The larger of the cost and token fractions spent or reserved ([`usage_fraction`]).
+    pub fn committed(&self) -> Option<Decimal> {
+        larger(self.cost_committed, self.tokens_committed)
+    }
+}
+
+fn larger(a: Option<Decimal>, b: Option<Decimal>) -> Option<Decimal> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
 }
 
