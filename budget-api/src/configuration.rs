@@ -44,6 +44,8 @@ pub struct Settings {
     pub ws: crate::ws::session::WsSettings,
     /// The assistant's LLM for narratives (`BUDGET_ASSISTANT_LLM_URL`, `_MODEL`, `_API_KEY`).
     pub assistant_llm: Option<crate::assistant::narrative::LlmSettings>,
+    /// The most one usage record may cost, in USD (`BUDGET_MAX_RECORD_COST`).
+    pub max_record_cost: rust_decimal::Decimal,
     /// Tests only (`BUDGET_FAULT`): the background task that panics right after start, to prove that a
     /// dead task stops the process.
     pub fault: Option<String>,
@@ -64,6 +66,7 @@ pub const VARIABLES: &[&str] = &[
     "BUDGET_PRICE_REFRESH",
     "BUDGET_ALERT_WEBHOOKS",
     "BUDGET_SPIKE_MULTIPLE",
+    "BUDGET_MAX_RECORD_COST",
     "BUDGET_ASSISTANT_LLM_URL",
     "BUDGET_ASSISTANT_MODEL",
     "BUDGET_ASSISTANT_API_KEY",
@@ -146,6 +149,7 @@ impl Settings {
             spike_multiple: rust_decimal::Decimal::from(3),
             ws: Default::default(),
             assistant_llm: None,
+            max_record_cost: rust_decimal::Decimal::from(budget_events::domain::usage::MAX_RECORD_COST),
             fault: None,
         }
     }
@@ -216,6 +220,17 @@ impl Settings {
                 timeout: std::time::Duration::from_secs(30),
             });
         }
+        if let Some(max) = var("BUDGET_MAX_RECORD_COST") {
+            let ceiling = budget_events::domain::usage::MAX_RECORD_COST_CEILING;
+            s.max_record_cost = max
+                .trim()
+                .parse::<rust_decimal::Decimal>()
+                .ok()
+                .filter(|m| *m > rust_decimal::Decimal::ZERO && *m <= rust_decimal::Decimal::from(ceiling))
+                .ok_or_else(|| {
+                    ConfigError::new("BUDGET_MAX_RECORD_COST", &max, format!("use USD above 0 and at most {ceiling}"))
+                })?;
+        }
         if let Some(task) = var("BUDGET_FAULT") {
             if !TASKS.contains(&task.trim()) {
                 return Err(ConfigError::new(
@@ -258,6 +273,8 @@ mod tests {
             ("BUDGET_TIER_MAP", "{not json"),
             ("BUDGET_ALLOCATION_DEFAULTS", "[]"),
             ("BUDGET_FAULT", "nothing"),
+            ("BUDGET_MAX_RECORD_COST", "0"),
+            ("BUDGET_MAX_RECORD_COST", "1000000000"),
         ] {
             let e = settings(&[(name, value)]).expect_err(name);
             assert_eq!(e.variable, name);

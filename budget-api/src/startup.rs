@@ -102,6 +102,7 @@ impl Application {
             tiers: settings.tiers.clone(),
             allocation_defaults: settings.allocation_defaults.clone(),
             unpriced: settings.unpriced,
+            max_record_cost: settings.max_record_cost,
             price_sources,
             tasks: tasks.states(),
             hub,

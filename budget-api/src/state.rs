@@ -13,6 +13,8 @@ pub struct AppState {
     pub tiers: TierMap,
     pub allocation_defaults: budget_events::domain::allocation::AllocationDefaults,
     pub unpriced: crate::configuration::UnpricedPolicy,
+    /// The most one usage record may cost (`BUDGET_MAX_RECORD_COST`).
+    pub max_record_cost: rust_decimal::Decimal,
     pub price_sources: crate::price_sources::SourceStatus,
     /// The background tasks' states, for health.
     pub tasks: crate::supervision::TaskStates,

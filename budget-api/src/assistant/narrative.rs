@@ -90,7 +90,7 @@ async fn record_own_usage(state: &AppState, llm: &LlmSettings, reply: &Value) {
     };
     let mut input = input;
     state.fill_tier(&mut input);
-    match RecordUsage::validate(&input, chrono::Utc::now()) {
+    match RecordUsage::validate_with(&input, chrono::Utc::now(), state.max_record_cost) {
         Ok(record) => {
             let command =
                 UsageCommand { items: vec![UsageItem { record, key: None }], key: None, metadata: Default::default() };

@@ -173,7 +173,7 @@ fn validate(state: &AppState, req: CheckRequest) -> Result<RecordUsage, ApiError
         allocation_id: None,
     };
     state.fill_tier(&mut as_record);
-    RecordUsage::validate(&as_record, Utc::now()).map_err(|e| {
+    RecordUsage::validate_with(&as_record, Utc::now(), state.max_record_cost).map_err(|e| {
         let details = e.errors.iter().map(|f| serde_json::json!({"field": f.field, "message": f.message})).collect();
         ApiError::BadRequest {
             code: ErrorCode::ValidationFailed,

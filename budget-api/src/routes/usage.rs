@@ -99,7 +99,8 @@ pub async fn record_one(
     let key = request::keyed(&req, input.request_id.as_deref(), "usage", &input)?;
     let mut input = input;
     state.fill_tier(&mut input);
-    let record = RecordUsage::validate(&input, Utc::now()).map_err(|e| validation_error(e.errors))?;
+    let record = RecordUsage::validate_with(&input, Utc::now(), state.max_record_cost)
+        .map_err(|e| validation_error(e.errors))?;
     let command = UsageCommand { items: vec![UsageItem { record, key }], key: None, metadata: metadata(&req) };
     let mut outcome = state.writer.submit(command).await?;
     let item = outcome.items.pop().expect("one outcome per record");
@@ -181,7 +182,7 @@ pub async fn record_batch(
     for (index, input) in batch.records.iter().enumerate() {
         let mut filled = input.clone();
         state.fill_tier(&mut filled);
-        match RecordUsage::validate(&filled, now) {
+        match RecordUsage::validate_with(&filled, now, state.max_record_cost) {
             Ok(record) => {
                 let key = match &input.request_id {
                     Some(k) => Some(request::key("usage", k, input)?),

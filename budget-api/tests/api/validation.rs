@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, record, spawn_app};
+use crate::helpers::{assert_error, record, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn bad_records_are_refused_with_a_clear_error_and_write_nothing() {
@@ -136,4 +136,16 @@ async fn the_largest_records_still_move_every_sum() {
     assert_eq!((status, usage["totals"]["cost"].as_f64()), (200, Some(3_000_001.0)), "{usage}");
     let (_, status) = app.get_json("/api/status").await;
     assert_eq!(status["windows"][0]["used_cost"].as_f64(), Some(3_000_001.0), "{status}");
+}
+
+/// The bound is configurable (`BUDGET_MAX_RECORD_COST`), for deployments whose calls cost more or less.
+#[tokio::test]
+async fn the_record_cost_bound_is_configurable() {
+    let app = spawn_app_with(|s| s.max_record_cost = rust_decimal::Decimal::from(10)).await;
+    let mut over = record("codex", 1);
+    over["cost"] = json!(10.01);
+    let message = assert_error(app.post("/api/usage", &over).await, 400, "validation_failed").await;
+    assert!(message.contains("$10 one call may cost"), "{message}");
+    over["cost"] = json!(10);
+    assert_eq!(app.post("/api/usage", &over).await.status().as_u16(), 201);
 }

@@ -10,10 +10,12 @@ use crate::money::Money;
 /// The most tokens one record may carry on each side; far above any real call, far below overflow.
 pub const MAX_TOKENS_PER_RECORD: i64 = 1_000_000_000;
 
-/// The most one record may cost, in USD. No single LLM call costs more; a larger figure is a unit
-/// mistake (micro-dollars, cents). With it, and sum columns of 18 integer digits, no number of valid
-/// records can overflow a rollup or an account.
+/// The most one record may cost, in USD, unless `BUDGET_MAX_RECORD_COST` says otherwise. No single LLM
+/// call costs more; a larger figure is a unit mistake (micro-dollars, cents). With it, and sum columns
+/// of 18 integer digits, no number of valid records can overflow a rollup or an account.
 pub const MAX_RECORD_COST: i64 = 1_000_000;
+/// The highest `BUDGET_MAX_RECORD_COST` may be set to (10^10 records of it still fit a sum column).
+pub const MAX_RECORD_COST_CEILING: i64 = 100_000_000;
 /// How far in the future a client clock may be before a timestamp is refused.
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
@@ -116,6 +118,15 @@ pub struct UsageValidationError {
 impl RecordUsage {
     /// Validates every field and reports every problem at once, not only the first.
     pub fn validate(input: &UsageInput, now: DateTime<Utc>) -> Result<Self, UsageValidationError> {
+        Self::validate_with(input, now, rust_decimal::Decimal::from(MAX_RECORD_COST))
+    }
+
+    /// [`RecordUsage::validate`] with a bound on the record's cost other than the default.
+    pub fn validate_with(
+        input: &UsageInput,
+        now: DateTime<Utc>,
+        max_cost: rust_decimal::Decimal,
+    ) -> Result<Self, UsageValidationError> {
         let mut errors = Vec::new();
         let mut name_err = |e: NameError| {
             let field = match &e {
@@ -165,11 +176,11 @@ impl RecordUsage {
             None => Some(Tier::derive(&input.provider, &input.model)),
         };
 
-        if let Some(cost) = input.cost.filter(|c| c.amount() > rust_decimal::Decimal::from(MAX_RECORD_COST)) {
+        if let Some(cost) = input.cost.filter(|c| c.amount() > max_cost) {
             errors.push(FieldError {
                 field: "cost".into(),
                 message: format!(
-                    "cost is {cost}, above the ${MAX_RECORD_COST} one call may cost; send the call's cost in USD (not micro-dollars or cents)"
+                    "cost is {cost}, above the ${max_cost} one call may cost (BUDGET_MAX_RECORD_COST); send the call's cost in USD, not micro-dollars or cents"
                 ),
             });
         }
