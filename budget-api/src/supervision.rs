@@ -87,15 +87,14 @@ impl Tasks {
     }
 
     /// Watches a task spawned elsewhere.
-    pub fn adopt(&mut self, name: &'static str, handle: JoinHandle<()>) {
+    pub fn adopt(&mut self, name: &'static str, handle: JoinHandle<()>) -> AbortHandle {
         self.states.set(name, TaskState::Running, None);
-        self.watched.spawn(async move { (name, handle.await) });
+        self.watched.spawn(async move { (name, handle.await) })
     }
 
     /// Like [`Tasks::adopt`], for a task that runs until its last handle is dropped.
     pub fn adopt_detached(&mut self, name: &'static str, handle: JoinHandle<()>) {
-        self.states.set(name, TaskState::Running, None);
-        let watcher = self.watched.spawn(async move { (name, handle.await) });
+        let watcher = self.adopt(name, handle);
         self.detached.push(watcher);
     }
 

@@ -394,19 +394,24 @@ async fn wait_caught_up(url: &str) {
     }
 }
 
+/// A $1 daily hard limit on openai and a $1 record that reaches it (three alerts).
+async fn spend_a_dollar_limit(url: &str) {
+    let limit = ["set_limit", "daily", "1.0", "--provider", "openai", "--policy-type", "hard_limit"];
+    assert!(budget(url, &limit).await.status.success());
+    post_usage(
+        url,
+        serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 10,
+                           "output_tokens": 0, "cost": 1.0}),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn alerts_list_and_acknowledge() {
     let s = server().await;
     let out = budget(&s.url, &["alerts", "list"]).await;
     assert!(out.status.success() && stdout(&out).contains("No open alerts."), "{}{}", stdout(&out), stderr(&out));
-    let limit = ["set_limit", "daily", "1.0", "--provider", "openai", "--policy-type", "hard_limit"];
-    assert!(budget(&s.url, &limit).await.status.success());
-    post_usage(
-        &s.url,
-        serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 10,
-                           "output_tokens": 0, "cost": 1.0}),
-    )
-    .await;
+    spend_a_dollar_limit(&s.url).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     wait_caught_up(&s.url).await;
     let out = budget(&s.url, &["alerts", "list"]).await;
@@ -718,14 +723,7 @@ async fn a_dead_background_task_stops_the_process_with_a_failure_exit() {
 #[tokio::test]
 async fn a_list_after_an_acknowledgement_reads_that_acknowledgement() {
     let s = server().await;
-    let limit = ["set_limit", "daily", "1.0", "--provider", "openai", "--policy-type", "hard_limit"];
-    assert!(budget(&s.url, &limit).await.status.success());
-    post_usage(
-        &s.url,
-        serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 10,
-                           "output_tokens": 0, "cost": 1.0}),
-    )
-    .await;
+    spend_a_dollar_limit(&s.url).await;
     wait_caught_up(&s.url).await;
     let out = budget(&s.url, &["alerts", "list", "--severity", "error", "--json"]).await;
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -341,6 +341,26 @@ async fn a_connection_that_answers_no_pings_is_dropped() {
     assert!(pings >= 2, "the server pinged ({pings})");
 }
 
+/// Records one usage and measures how long it takes to reach the WebSocket and the rollups (which then
+/// count `records` in all).
+async fn time_to_visible(app: &crate::helpers::TestApp, records: i64) -> (Duration, Duration) {
+    let mut ws = connect(&app.address, "/ws/budget/updates").await;
+    welcome(&mut ws, "budget_events").await;
+    let started = Instant::now();
+    let r: Value = app.post("/api/usage", &usage("0.01")).await.json().await.unwrap();
+    update_at(&mut ws, &r["position"]).await;
+    let on_websocket = started.elapsed();
+    loop {
+        let (_, body) = app.get_json("/api/usage?period=daily&days=1").await;
+        if body["totals"]["count"] == records {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (on_websocket, started.elapsed())
+}
+
 /// A webhook receiver that accepts connections and never answers holds up only its own deliveries:
 /// with 150 alerts waiting for it, a new record still reaches the rollups and the WebSocket within a
 /// second (before the outbox was delivered outside any transaction, each attempt held back every
@@ -379,21 +399,7 @@ async fn a_hanging_webhook_receiver_stalls_neither_projections_nor_the_hub() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await; // the worker is now waiting on the receiver
 
-    let mut ws = connect(&app.address, "/ws/budget/updates").await;
-    welcome(&mut ws, "budget_events").await;
-    let started = Instant::now();
-    let r: Value = app.post("/api/usage", &usage("0.01")).await.json().await.unwrap();
-    update_at(&mut ws, &r["position"]).await;
-    let on_websocket = started.elapsed();
-    loop {
-        let (_, body) = app.get_json("/api/usage?period=daily&days=1").await;
-        if body["totals"]["count"] == 2 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "{body}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let in_rollups = started.elapsed();
+    let (on_websocket, in_rollups) = time_to_visible(&app, 2).await;
     eprintln!("with a hanging receiver: on the WebSocket after {on_websocket:?}, in the rollups after {in_rollups:?}");
     assert!(
         on_websocket < Duration::from_secs(1) && in_rollups < Duration::from_secs(1),
@@ -414,21 +420,7 @@ async fn a_transaction_open_in_another_database_stalls_neither_projections_nor_t
     let held = neighbour.transaction().await.unwrap();
     held.batch_execute("CREATE TABLE batch_job (n int); INSERT INTO batch_job VALUES (1)").await.unwrap();
 
-    let mut ws = connect(&app.address, "/ws/budget/updates").await;
-    welcome(&mut ws, "budget_events").await;
-    let started = Instant::now();
-    let r: Value = app.post("/api/usage", &usage("0.5")).await.json().await.unwrap();
-    update_at(&mut ws, &r["position"]).await;
-    let on_websocket = started.elapsed();
-    loop {
-        let (_, body) = app.get_json("/api/usage?period=daily&days=1").await;
-        if body["totals"]["count"] == 1 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "{body}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let in_rollups = started.elapsed();
+    let (on_websocket, in_rollups) = time_to_visible(&app, 1).await;
     eprintln!("with another database's transaction open: on the WebSocket after {on_websocket:?}, in the rollups after {in_rollups:?}");
     held.rollback().await.unwrap();
     assert!(

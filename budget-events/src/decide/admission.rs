@@ -173,6 +173,34 @@ pub fn usage_fraction(policy: &Policy, account: &Account) -> Option<Decimal> {
     Fill::of(policy, account).committed()
 }
 
+/// The log's record of a pre-flight check the hard limits refused (none when it was allowed): one
+/// refusal per refusing window, with the account as the check saw it.
+pub fn check_refused(
+    call: &crate::domain::RecordUsage,
+    windows: &[(&Policy, Window, Account)],
+    preflight: &Preflight,
+    cost: Money,
+    tokens: i64,
+) -> Option<crate::event::BudgetRefused> {
+    if preflight.allowed {
+        return None;
+    }
+    let refusals = windows
+        .iter()
+        .zip(&preflight.windows)
+        .filter(|(_, c)| c.verdict == Verdict::Refuse)
+        .map(|((p, w, a), _)| Refusal::new(p, w, a, cost, tokens))
+        .collect();
+    Some(crate::event::BudgetRefused {
+        source: "check".into(),
+        component: call.component.to_string(),
+        context_id: call.context_id.as_ref().map(|c| c.to_string()),
+        provider: Some(call.provider.to_string()),
+        model: Some(call.model.to_string()),
+        refusals,
+    })
+}
+
 /// How full a window is, each figure a fraction of its limit (none when the limit is absent or zero).
 /// `used` counts posted usage only: what was spent. `committed` adds what is reserved: what the window
 /// state and admission look at. Every reader (status, WebSocket, dashboard) shows these two, so a
@@ -315,6 +343,9 @@ mod verdict_tests {
         let warned = Account { posted_cost: dec!(8), ..Default::default() };
         assert_eq!(window_state(&p, &warned), WindowState::Warning);
         assert_eq!(window_state(&p, &Account::default()), WindowState::Ok);
+        for state in [WindowState::Ok, WindowState::Warning, WindowState::Critical, WindowState::Exceeded] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str(), "as_str is the wire form");
+        }
     }
 
     #[test]

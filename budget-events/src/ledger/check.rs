@@ -8,11 +8,11 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{Batch, Handle, LedgerCommand, LedgerError, Step};
-use crate::decide::{self, Preflight, UnpricedPolicy, Verdict};
+use crate::decide::{self, Preflight, UnpricedPolicy};
 use crate::domain::policy::{Policy, Window};
 use crate::domain::usage::CostSource;
 use crate::domain::RecordUsage;
-use crate::event::{BudgetRefused, Event, EventMetadata, NewEvent};
+use crate::event::{Event, EventMetadata, NewEvent};
 use crate::money::Money;
 
 /// Check an intended call, validated as the record it would become.
@@ -60,21 +60,7 @@ impl Handle for CheckCommand {
                 cost_source != CostSource::Unpriced,
                 self.unpriced,
             );
-            if !preflight.allowed {
-                let refusals = with_accounts
-                    .iter()
-                    .zip(&preflight.windows)
-                    .filter(|(_, c)| c.verdict == Verdict::Refuse)
-                    .map(|((p, w, a), _)| decide::Refusal::new(p, w, a, cost, tokens))
-                    .collect();
-                let refused = BudgetRefused {
-                    source: "check".into(),
-                    component: self.call.component.to_string(),
-                    context_id: self.call.context_id.as_ref().map(|c| c.to_string()),
-                    provider: Some(self.call.provider.to_string()),
-                    model: Some(self.call.model.to_string()),
-                    refusals,
-                };
+            if let Some(refused) = decide::check_refused(&self.call, &with_accounts, &preflight, cost, tokens) {
                 let new = NewEvent::new(Event::BudgetRefused(refused), self.metadata.clone());
                 books.events.push((format!("refusal-{}", Uuid::now_v7()), 1, new));
             }
