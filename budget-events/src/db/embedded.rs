@@ -123,9 +123,14 @@ impl EmbeddedPostgres {
 
     /// Fast shutdown: open sessions are ended, committed data is kept.
     pub fn stop(&self) -> Result<(), EmbeddedError> {
+        run("pg_ctl stop", &mut self.stop_command()).map(|_| ())
+    }
+
+    /// The command [`EmbeddedPostgres::stop`] runs, for a process that stops the cluster later.
+    pub fn stop_command(&self) -> Command {
         let mut stop = self.command("pg_ctl");
         stop.arg("-D").arg(&self.pgdata).args(["-m", "fast", "-w", "stop"]);
-        run("pg_ctl stop", &mut stop).map(|_| ())
+        stop
     }
 
     fn command(&self, program: &str) -> Command {

@@ -2,18 +2,21 @@
 //!
 //! The server is `BUDGET_TEST_DATABASE_URL` when set (CI points it at the machine's PostgreSQL),
 //! otherwise a private throwaway cluster under the temp directory, started once and shared by every
-//! test process (nextest runs each test in its own process). The template is named after a fingerprint
+//! test process (nextest runs each test in its own process), and stopped by a small reaper once no
+//! test process that used it has been alive for a few seconds. The template is named after a fingerprint
 //! of the migrations, so changing a migration builds a new one. Each test's database is dropped when
 //! its `TestDb` is dropped.
 
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio_postgres::{Config, NoTls};
 use uuid::Uuid;
 
-use super::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use super::embedded::{EmbeddedError, EmbeddedOptions, EmbeddedPostgres};
 use super::{migrate, pool};
 
 /// One test's private database.
@@ -94,18 +97,84 @@ fn server_config() -> Config {
     shared_cluster().config()
 }
 
-/// The private cluster shared by all test processes, started under a file lock.
+/// The private cluster shared by all test processes.
 fn shared_cluster() -> EmbeddedPostgres {
     let dir = std::env::temp_dir().join(format!("budget-test-pg-{}", uid()));
-    std::fs::create_dir_all(&dir).expect("cannot create the test cluster directory");
-    let lock = std::fs::File::create(dir.with_extension("lock")).expect("cannot create the test cluster lock");
-    lock.lock().expect("cannot lock the test cluster lock");
-    let pg = EmbeddedPostgres::start(&dir, &EmbeddedOptions { unsafe_fast: true }).unwrap_or_else(|e| {
+    join_cluster(&dir, std::process::id(), REAPER_IDLE_SECONDS).unwrap_or_else(|e| {
         panic!("cannot start a private PostgreSQL for tests ({e}); or set BUDGET_TEST_DATABASE_URL")
-    });
-    drop(lock);
-    pg
+    })
 }
+
+/// How long the private cluster outlives the last test process that used it: long enough for cargo
+/// to start the next test binary, short enough that nothing is left running after `cargo test`.
+const REAPER_IDLE_SECONDS: u32 = 10;
+
+/// Starts (or joins) the cluster under `dir` on behalf of process `user`, and makes sure a reaper
+/// stops it once no registered user has been alive for `idle_seconds`.
+///
+/// Registration, start and the reaper's check-and-stop all happen under one file lock, so the reaper
+/// never stops a cluster that a process has just joined.
+pub fn join_cluster(dir: &Path, user: u32, idle_seconds: u32) -> Result<EmbeddedPostgres, EmbeddedError> {
+    std::fs::create_dir_all(dir)?;
+    let lock_path = dir.with_extension("lock");
+    let lock = std::fs::File::create(&lock_path)?;
+    lock.lock()?;
+    let users = dir.with_extension("users");
+    std::fs::create_dir_all(&users)?;
+    std::fs::write(users.join(user.to_string()), b"")?;
+    let pg = EmbeddedPostgres::start(dir, &EmbeddedOptions { unsafe_fast: true })?;
+    let reaper_pid = dir.with_extension("reaper");
+    let reaper_alive = std::fs::read_to_string(&reaper_pid)
+        .ok()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok())
+        .is_some_and(|stat| !stat.contains(") Z "));
+    if !reaper_alive {
+        let stop = pg.stop_command();
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(REAPER)
+            .arg("budget-test-reaper")
+            .arg(&lock_path)
+            .arg(&users)
+            .arg(idle_seconds.to_string())
+            .arg(&reaper_pid)
+            .arg(stop.get_program())
+            .args(stop.get_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        std::fs::write(&reaper_pid, child.id().to_string())?;
+    }
+    drop(lock);
+    Ok(pg)
+}
+
+/// Once a second, under the lock: forget registered processes that have exited; after
+/// `idle_seconds` with none alive, stop the cluster and exit. Arguments: lock file, users directory,
+/// idle seconds, own pid file, then the stop command.
+const REAPER: &str = r#"
+lock=$1 users=$2 idle_limit=$3 pidfile=$4
+shift 4
+exec 9>>"$lock"
+idle=0
+while sleep 1; do
+  flock 9
+  alive=0
+  for f in "$users"/*; do
+    [ -e "$f" ] || continue
+    if kill -0 "${f##*/}" 2>/dev/null; then alive=1; else rm -f "$f"; fi
+  done
+  if [ "$alive" = 1 ]; then idle=0; else idle=$((idle + 1)); fi
+  if [ "$idle" -ge "$idle_limit" ]; then
+    "$@"
+    rm -f "$pidfile"
+    exit 0
+  fi
+  flock -u 9
+done
+"#;
 
 fn uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
