@@ -1,5 +1,5 @@
-//! Faults, in the repository: the promises under `kill -9`, lost database connections and SIGTERM,
-//! tried on the real `budget start` binary with 32 concurrent writers that retry with their
+//! Faults and races, in the repository: the promises under `kill -9`, lost database connections,
+//! SIGTERM and two processes writing at once, tried on the real `budget start` binary with 32 concurrent writers that retry with their
 //! idempotency keys as real clients do. Afterwards every acknowledged record is in the log exactly once
 //! and `budget replay --verify` finds the accounts equal to the fold of the log.
 
@@ -187,4 +187,86 @@ async fn acknowledged_records_survive_kill_9_lost_connections_and_sigterm_exactl
     let out = Command::new(BIN).args(["replay", "--verify"]).env("BUDGET_URL", service.url()).output().unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(service.signal("-TERM").code(), Some(0));
+}
+
+/// A limit set (and disabled and enabled again, five times) by one process while another streams
+/// matching usage: the window's account ends equal to every matching record in it, exactly. The ledger
+/// lock serializes the opening balance against the other process's batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_set_while_another_process_streams_usage_counts_every_record_once() {
+    let db = TestDb::new().await;
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let admin_side = Service::start(&db.connection_string(), free_port()).await;
+    let usage_side = Service::start(&db.connection_string(), free_port()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let unavailable = Arc::new(Mutex::new(0u64));
+    let writers: Vec<_> =
+        (0..16).map(|id| tokio::spawn(writer(usage_side.url(), id, stop.clone(), unavailable.clone()))).collect();
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let http = reqwest::Client::new();
+    let policy = json!({"period": "daily", "type": "hard_limit", "cost_limit": "1000000", "provider": "openai"});
+    let set: serde_json::Value = http
+        .post(format!("{}/api/policies", admin_side.url()))
+        .json(&policy)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = set["policy"]["policy_id"].as_str().unwrap().to_string();
+    assert!(set["opening"]["records"].as_i64().unwrap() > 0, "the policy was set while usage streamed: {set}");
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = http.post(format!("{}/api/policies/{id}/disable", admin_side.url())).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = http
+            .patch(format!("{}/api/policies/{id}", admin_side.url()))
+            .json(&json!({"enabled": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = 0;
+    for w in writers {
+        acknowledged += tokio::time::timeout(Duration::from_secs(60), w).await.expect("writers finish").unwrap().len();
+    }
+
+    let client = db.pool.get().await.unwrap();
+    let account = client
+        .query_one(
+            "SELECT window_start, posted_cost, records FROM policy_accounts WHERE policy_id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let start: chrono::DateTime<chrono::Utc> = account.get("window_start");
+    let logged = client
+        .query_one(
+            "SELECT count(*), COALESCE(sum((payload->>'cost')::numeric), 0) FROM events
+             WHERE event_type = 'UsageRecorded' AND payload->>'provider' = 'openai'
+               AND (payload->>'occurred_at')::timestamptz >= $1",
+            &[&start],
+        )
+        .await
+        .unwrap();
+    let (records, cost): (i64, rust_decimal::Decimal) = (logged.get(0), logged.get(1));
+    eprintln!(
+        "race: {acknowledged} acknowledged, {records} in the window's log, account {} records / ${}",
+        account.get::<_, i64>("records"),
+        account.get::<_, rust_decimal::Decimal>("posted_cost")
+    );
+    assert_eq!(records as usize, acknowledged, "every acknowledged record is logged once");
+    assert_eq!(
+        (account.get::<_, i64>("records"), account.get::<_, rust_decimal::Decimal>("posted_cost")),
+        (records, cost)
+    );
+
+    let out = Command::new(BIN).args(["replay", "--verify"]).env("BUDGET_URL", admin_side.url()).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }

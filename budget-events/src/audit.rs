@@ -38,6 +38,8 @@ pub struct Contribution {
 #[derive(Debug, Default)]
 pub struct LogFold {
     pub policies: BTreeMap<Uuid, PolicySet>,
+    /// When each policy was first set.
+    pub created: BTreeMap<Uuid, DateTime<Utc>>,
     /// Budget name and whether it is still active.
     pub budgets: BTreeMap<Uuid, (String, bool)>,
     pub accounts: BTreeMap<AccountKey, Account>,
@@ -74,7 +76,28 @@ impl LogFold {
                     entry.1 = false;
                 }
             }
-            Event::PolicySet(p) => drop(self.policies.insert(p.policy_id, p.clone())),
+            Event::PolicySet(p) => {
+                self.policies.insert(p.policy_id, p.clone());
+                self.created.entry(p.policy_id).or_insert(e.recorded_at);
+                if let Some(o) = &p.opening {
+                    // The account is set to the opening balance: its contribution is the difference.
+                    let key = (p.policy_id, o.window.clone());
+                    let was = self.accounts.get(&key).copied().unwrap_or_default();
+                    let c = Contribution {
+                        posted_cost: o.posted_cost - was.posted_cost,
+                        posted_tokens: o.posted_tokens - was.posted_tokens,
+                        records: o.records - was.records,
+                        pending_cost: o.pending_cost - was.pending_cost,
+                        pending_tokens: o.pending_tokens - was.pending_tokens,
+                        ..base(Some(p.policy_id))
+                    };
+                    out.push((key, c));
+                    let posting = Posting { policy_id: p.policy_id, window: o.window.clone() };
+                    for id in &o.allocations {
+                        self.reservations.entry(*id).or_default().push(posting.clone());
+                    }
+                }
+            }
             Event::UsageRecorded(u) => {
                 for p in &u.postings {
                     let c = Contribution {

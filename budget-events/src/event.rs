@@ -180,6 +180,32 @@ pub struct PolicySet {
     pub action_threshold: rust_decimal::Decimal,
     pub enabled: bool,
     pub timezone: String,
+    /// Set when the policy starts counting (created, or re-enabled): what its current window already
+    /// held, so the window's account is still a fold of the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opening: Option<OpeningBalance>,
+}
+
+/// What a policy's current window already held when the policy started counting: every matching usage
+/// record whose time falls in the window (with its corrections), and every matching active reservation
+/// made in it. The window's account is set to these figures; the reservations named in `allocations`
+/// now also pend in this window and are released from it like from their other windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpeningBalance {
+    pub window: String,
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    #[serde(with = "crate::money::decimal_json")]
+    pub posted_cost: rust_decimal::Decimal,
+    pub posted_tokens: i64,
+    pub records: i64,
+    #[serde(with = "crate::money::decimal_json")]
+    pub pending_cost: rust_decimal::Decimal,
+    pub pending_tokens: i64,
+    /// Active allocations whose reservation now also pends in this window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allocations: Vec<Uuid>,
 }
 
 /// A budget's name, description or owner changed; absent fields did not change.

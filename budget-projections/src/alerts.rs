@@ -151,6 +151,11 @@ impl Alerts {
                 s.parsed.remove(&p.policy_id);
                 s.policies.insert(p.policy_id, p.clone());
                 s.dirty_policies.insert(p.policy_id);
+                if let Some(o) = &p.opening {
+                    // The window opens with what it already held; past a threshold, that raises its alert.
+                    let (cost, tokens) = s.windows.get(&(p.policy_id, o.window.clone())).copied().unwrap_or_default();
+                    s.post(r, p.policy_id, &o.window, o.posted_cost - cost, o.posted_tokens - tokens);
+                }
             }
             Event::UsageRecorded(u) => {
                 for posting in &u.postings {
@@ -324,6 +329,10 @@ impl State {
             let (postings, at) = match &e.event {
                 Event::UsageRecorded(u) => (&u.postings, u.occurred_at),
                 Event::UsageRepriced(c) => (&c.postings, c.occurred_at),
+                Event::PolicySet(PolicySet { policy_id, opening: Some(o), .. }) => {
+                    keys.insert((*policy_id, o.window.clone()));
+                    continue;
+                }
                 _ => continue,
             };
             keys.extend(postings.iter().map(|p| (p.policy_id, p.window.clone())));

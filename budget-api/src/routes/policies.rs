@@ -3,7 +3,7 @@
 
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use budget_events::domain::policy::{Policy, PolicyInput, SetPolicy};
-use budget_events::ledger::PolicyCommand;
+use budget_events::ledger::{PolicyCommand, PolicyOutcome};
 use budget_events::money::decimal_json;
 use budget_events::store::policies::{self, PolicyRow};
 use budget_events::ErrorCode;
@@ -80,9 +80,29 @@ pub struct PolicySetResponse {
     /// The policy's version (1 for a new policy).
     pub version: i64,
     pub policy: PolicyView,
+    /// When the policy starts counting (created, or enabled again): what its current window already
+    /// held — the matching usage recorded in it (`posted_cost`, `posted_tokens`, `records`) and the
+    /// matching active reservations made in it (`pending_cost`, `pending_tokens`, `allocations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub opening: Option<budget_events::event::OpeningBalance>,
     /// The change's log position: pass it as `min_position` to read projections with it applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
+}
+
+impl PolicySetResponse {
+    fn new(outcome: PolicyOutcome, position: Option<i64>) -> Self {
+        PolicySetResponse {
+            success: true,
+            created: outcome.created,
+            budget_created: outcome.budget_created,
+            version: outcome.version,
+            policy: PolicyView::new(&Policy::from_event(&outcome.policy), &outcome.budget_name),
+            opening: outcome.policy.opening,
+            position,
+        }
+    }
 }
 
 /// Set a limit: create a policy, or replace the one with the same budget, period and scope.
@@ -107,20 +127,9 @@ pub async fn set_policy(
     let policy = SetPolicy::validate(&input).map_err(validation_error)?;
     let key = request::keyed(&req, None, "policy", &input)?;
     let (outcome, position) = state.writer.submit_at(PolicyCommand { policy, key, metadata: metadata(&req) }).await?;
-    let view = PolicyView::new(&Policy::from_event(&outcome.policy), &outcome.budget_name);
-    let response = PolicySetResponse {
-        success: true,
-        created: outcome.created,
-        budget_created: outcome.budget_created,
-        version: outcome.version,
-        policy: view,
-        position,
-    };
-    Ok(if outcome.created && !outcome.replayed {
-        HttpResponse::Created().json(response)
-    } else {
-        HttpResponse::Ok().json(response)
-    })
+    let created = outcome.created && !outcome.replayed;
+    let response = PolicySetResponse::new(outcome, position);
+    Ok(if created { HttpResponse::Created().json(response) } else { HttpResponse::Ok().json(response) })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -267,15 +276,7 @@ async fn apply(state: &AppState, req: &HttpRequest, id: Uuid, patch: PolicyPatch
     let policy = SetPolicy::validate(&input).map_err(validation_error)?;
     let key = request::keyed(req, None, "policy-update", &(id, &patch))?;
     let (outcome, position) = state.writer.submit_at(PolicyCommand { policy, key, metadata: metadata(req) }).await?;
-    let view = PolicyView::new(&Policy::from_event(&outcome.policy), &outcome.budget_name);
-    Ok(HttpResponse::Ok().json(PolicySetResponse {
-        success: true,
-        created: outcome.created,
-        budget_created: outcome.budget_created,
-        version: outcome.version,
-        policy: view,
-        position,
-    }))
+    Ok(HttpResponse::Ok().json(PolicySetResponse::new(outcome, position)))
 }
 
 fn validation_error(errors: Vec<(String, String)>) -> ApiError {

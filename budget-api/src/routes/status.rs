@@ -76,6 +76,14 @@ pub struct WindowStatus {
     #[serde(with = "optional_decimal_json")]
     #[schema(value_type = Option<f64>)]
     pub forecast_cost: Option<Decimal>,
+    /// Calendar periods: the start of the window the policy was created in. Its opening balance
+    /// counted that window whole, so it and every later window are exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracked_since: Option<DateTime<Utc>>,
+    /// Set when the window ended before `tracked_since`: the policy did not exist then, so its figures
+    /// are not a measurement (`GET /api/usage` has the spend of any period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -169,12 +177,8 @@ fn rows_as_of(fold: &budget_events::audit::LogFold) -> Vec<PolicyRow> {
             let mut policy = budget_events::domain::policy::Policy::from_event(set);
             let (name, active) = fold.budgets.get(&set.budget_id).cloned().unwrap_or_else(|| ("?".into(), true));
             policy.enabled &= active;
-            PolicyRow {
-                policy,
-                budget_name: name,
-                created_at: DateTime::<Utc>::MIN_UTC,
-                updated_at: DateTime::<Utc>::MIN_UTC,
-            }
+            let created_at = fold.created.get(&set.policy_id).copied().unwrap_or(DateTime::<Utc>::MIN_UTC);
+            PolicyRow { policy, budget_name: name, created_at, updated_at: created_at }
         })
         .collect()
 }
@@ -229,6 +233,14 @@ pub fn window_status(row: &PolicyRow, w: &WindowAccount, now: Option<DateTime<Ut
         }
         _ => None,
     };
+    let tracked_since = p.calendar_window_at(row.created_at).and_then(|w| w.start);
+    let note = match (tracked_since, w.window_end) {
+        (Some(since), Some(end)) if end <= since => Some(format!(
+            "not tracked before {}: the policy did not exist yet",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+        _ => None,
+    };
     WindowStatus {
         policy: PolicyView::new(p, &row.budget_name),
         window: w.window_key.clone(),
@@ -246,5 +258,7 @@ pub fn window_status(row: &PolicyRow, w: &WindowAccount, now: Option<DateTime<Ut
         remaining_tokens: p.token_limit.map(|l| (l - used_tokens).max(0)),
         state,
         forecast_cost,
+        tracked_since,
+        note,
     }
 }

@@ -119,6 +119,9 @@ pub async fn updates_for(
                 allocations.insert(a.allocation_id, e.clone());
             }
             Event::PolicySet(p) => {
+                if let Some(o) = &p.opening {
+                    windows.insert((p.policy_id, o.window.clone()), e.clone());
+                }
                 policies_changed.insert(p.policy_id, e.clone());
             }
             Event::PriceSet(p) if wanted(PRICE_UPDATES) => out.push(Update::new(

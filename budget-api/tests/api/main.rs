@@ -7,6 +7,7 @@ mod docs;
 mod enforcement;
 mod health;
 mod helpers;
+mod opening;
 mod policies;
 mod prices;
 mod stub;

@@ -142,7 +142,7 @@ pub async fn explain(client: &Client, policy_id: String, window: Option<String>,
             t.add_row(vec![
                 right(c.position),
                 Cell::new(utc(c.recorded_at)),
-                Cell::new(&c.event_type),
+                Cell::new(if c.event_type == "PolicySet" { "PolicySet (opening balance)" } else { &c.event_type }),
                 Cell::new(c.subject.map(|s| s.to_string()).unwrap_or_default()),
                 right(c.posted_cost),
                 right(thousands(c.posted_tokens)),

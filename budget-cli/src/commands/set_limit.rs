@@ -57,5 +57,16 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
         p.policy_id,
         if response.budget_created { "; budget created" } else { "" },
     );
+    if let Some(o) = &response.opening {
+        crate::say!(
+            "Its window from {} counts what is already in it: ${} used in {} record{}, ${} reserved ({} tokens)",
+            o.window,
+            o.posted_cost,
+            crate::output::thousands(o.records),
+            if o.records == 1 { "" } else { "s" },
+            o.pending_cost,
+            crate::output::thousands(o.pending_tokens),
+        );
+    }
     Ok(())
 }

@@ -106,4 +106,9 @@ pub fn print_windows(windows: &[WindowStatus]) {
         ]);
     }
     crate::say!("{t}");
+    for w in windows {
+        if let Some(note) = &w.note {
+            crate::say!("{} {} window {}: {note}", w.policy.period, w.policy.scope, w.window);
+        }
+    }
 }

@@ -30,16 +30,20 @@ pub fn reservation_windows<'p>(
     policies
         .iter()
         .filter(|p| p.enabled)
-        .filter(|p| {
-            let s = &p.scope;
-            (a.provider.is_none() || s.provider.as_ref().is_none_or(|f| Some(f) == a.provider.as_ref()))
-                && (a.model.is_none() || s.model.as_ref().is_none_or(|f| Some(f) == a.model.as_ref()))
-                && s.component.as_ref().is_none_or(|f| *f == a.component)
-                && s.tier.is_none_or(|t| t == a.tier)
-                && s.task_type.as_ref().is_none_or(|f| *f == a.task_type)
-        })
+        .filter(|p| reserves_under(p, &call, a.provider.is_some(), a.model.is_some()))
         .filter_map(|p| p.period.window(p.timezone, &call).map(|w| (p, w)))
         .collect()
+}
+
+/// Whether a reservation with these facts counts against `policy`'s scope. An open provider or model
+/// (`has_provider`/`has_model` false) could be any, so a policy scoped to one counts it.
+pub fn reserves_under(policy: &Policy, call: &CallFacts<'_>, has_provider: bool, has_model: bool) -> bool {
+    let s = &policy.scope;
+    (!has_provider || s.provider.as_ref().is_none_or(|f| f.as_str() == call.provider))
+        && (!has_model || s.model.as_ref().is_none_or(|f| f.as_str() == call.model))
+        && s.component.as_ref().is_none_or(|f| f.as_str() == call.component)
+        && s.tier.is_none_or(|t| t == call.tier)
+        && s.task_type.as_ref().is_none_or(|f| f.as_str() == call.task_type)
 }
 
 /// The estimate from the model's price, when the allocation names a priced model: every token at the

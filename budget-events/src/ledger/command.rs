@@ -73,6 +73,9 @@ macro_rules! commands {
             pub(crate) fn allocations(&self) -> Vec<Uuid> {
                 match self { $(Command::$variant(c) => c.allocations(),)* }
             }
+            pub(crate) fn excludes_other_batches(&self) -> bool {
+                match self { $(Command::$variant(c) => c.excludes_other_batches(),)* }
+            }
             pub(crate) fn contexts(&self) -> Vec<(&str, &str)> {
                 match self { $(Command::$variant(c) => c.contexts(),)* }
             }

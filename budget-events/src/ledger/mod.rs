@@ -94,6 +94,11 @@ pub(crate) trait Handle: LedgerCommand {
     fn allocations(&self) -> Vec<Uuid> {
         Vec::new()
     }
+    /// Whether it reads the log to be decided (a policy opening its window with the usage already in
+    /// it): its batch then runs alone, with no other batch between its read and its commit.
+    fn excludes_other_batches(&self) -> bool {
+        false
+    }
     /// (context, component) pairs whose active allocations it may settle against, locked with the named.
     fn contexts(&self) -> Vec<(&str, &str)> {
         Vec::new()
@@ -250,6 +255,9 @@ impl Books {
     }
 }
 
+/// The advisory lock key every write batch holds (see [`process`]).
+const LEDGER_LOCK: i64 = 0x6275_6467_6574; // "budget"
+
 /// What a command did, and the log position of the last event it appended (none for a replay, or a
 /// command that appended nothing): a client that reads a projection right after may wait for it.
 pub type Written = (Outcome, Option<i64>);
@@ -259,6 +267,12 @@ pub async fn process(
     tx: &Transaction<'_>,
     commands: &[Command],
 ) -> Result<Vec<Result<Written, CommandError>>, LedgerError> {
+    // Every batch holds the ledger lock until it commits: shared, or exclusive when a command reads the
+    // log to decide (a policy's opening balance). So no usage commits between that read and the policy
+    // becoming visible to the next batch, across every process writing to this database.
+    let exclusive = commands.iter().any(Command::excludes_other_batches);
+    let lock = if exclusive { "SELECT pg_advisory_xact_lock($1)" } else { "SELECT pg_advisory_xact_lock_shared($1)" };
+    tx.execute(lock, &[&LEDGER_LOCK]).await?;
     let mut batch = Batch::load(tx, commands).await?;
 
     // Pass 1, in order. A keyed command seen before (in an earlier transaction or earlier in this

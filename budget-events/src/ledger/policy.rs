@@ -1,5 +1,7 @@
 //! Setting a policy: create, or replace the policy with the same budget, period and scope (it keeps its
-//! id and accounts). Decided in pass 1, so later usage of the batch already counts against it.
+//! id and accounts). Decided in pass 1, so later usage of the batch already counts against it. A policy
+//! that starts counting (new, or enabled again) opens its current calendar window with the usage and
+//! reservations already in it, in pass 2, after the batch's earlier commands have posted.
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
@@ -8,9 +10,9 @@ use uuid::Uuid;
 use super::{Batch, CommandError, Handle, LedgerCommand, LedgerError, Step};
 use crate::decide;
 use crate::domain::policy::{BudgetRef, Policy, SetPolicy};
-use crate::event::{BudgetCreated, Event, EventMetadata, NewEvent, PolicySet};
+use crate::event::{BudgetCreated, Event, EventMetadata, NewEvent, PolicySet, Posting};
 use crate::store::idempotency::IdempotencyKey;
-use crate::store::policies;
+use crate::store::{allocations, opening, policies};
 
 /// Set (create or replace) a policy.
 #[derive(Debug, Clone)]
@@ -72,32 +74,77 @@ impl Handle for PolicyCommand {
             .policies
             .iter()
             .position(|p| p.budget_id == budget_id && p.period == self.policy.period && p.scope.key() == slot);
-        let event = decide::set_policy(&self.policy, budget_id, existing.map(|i| &batch.policies[i]));
+        let before = existing.map(|i| batch.policies[i].clone());
+        let mut event = decide::set_policy(&self.policy, budget_id, before.as_ref());
         let policy = Policy::from_event(&event);
         let stream = decide::policy_stream(event.policy_id);
-        let unchanged = existing.is_some_and(|i| batch.policies[i] == policy);
-        let version = if unchanged {
+        let created = before.is_none();
+        let outcome = move |event: PolicySet, version| {
+            Self::wrap(PolicyOutcome {
+                policy: event,
+                budget_name: budget_name.clone(),
+                created,
+                budget_created,
+                version,
+                replayed: false,
+            })
+        };
+        if before.as_ref() == Some(&policy) {
             // Setting a policy to what it is (disabling a disabled one too) appends nothing.
-            batch.current_version(tx, &stream).await?
-        } else {
-            policies::save(tx, &event).await?;
-            match existing {
-                Some(i) => batch.policies[i] = policy,
-                None => batch.policies.push(policy),
-            }
-            let version = batch.next_version(tx, &stream).await?;
+            let version = batch.current_version(tx, &stream).await?;
+            return Ok(Step::Done(Ok(outcome(event, version)), events));
+        }
+        policies::save(tx, &event).await?;
+        match existing {
+            Some(i) => batch.policies[i] = policy.clone(),
+            None => batch.policies.push(policy.clone()),
+        }
+        let version = batch.next_version(tx, &stream).await?;
+        let opening_window =
+            policy.calendar_window_at(batch.now).filter(|_| decide::starts_counting(&event, before.as_ref()));
+        let (Some(window), Some(start), Some(end)) =
+            (opening_window.clone(), opening_window.as_ref().and_then(|w| w.start), opening_window.and_then(|w| w.end))
+        else {
             events.push((stream, version, NewEvent::new(Event::PolicySet(event.clone()), self.metadata.clone())));
-            version
+            return Ok(Step::Done(Ok(outcome(event, version)), events));
         };
-        let outcome = PolicyOutcome {
-            policy: event,
-            budget_name,
-            created: existing.is_none(),
-            budget_created,
-            version,
-            replayed: false,
-        };
-        Ok(Step::Done(Ok(Self::wrap(outcome)), events))
+
+        // The policy starts counting: its current window opens with what it already holds. Read under
+        // the exclusive ledger lock, so no other batch commits usage in between.
+        batch.need(policy.id, &window);
+        let logged = opening::usage_between(tx, start, end, &policy.scope).await?;
+        for a in allocations::lock_active_since(tx, start).await? {
+            batch.allocations.entry(a.allocation_id).or_insert(a);
+        }
+        Ok(Step::post(move |books| {
+            // Earlier commands of this batch posted already; their events are not in the log yet.
+            let batched = books.events.iter().map(|(_, _, e)| &e.event);
+            let opening =
+                decide::opening_balance(&policy, &window, logged.iter().chain(batched), books.allocations.values());
+            let account = books
+                .accounts
+                .get_mut(&(policy.id, window.key.clone()))
+                .expect("the write path locks the account a policy opens");
+            account.posted_cost = opening.posted_cost;
+            account.posted_tokens = opening.posted_tokens;
+            account.records = opening.records;
+            account.pending_cost = opening.pending_cost;
+            account.pending_tokens = opening.pending_tokens;
+            let posting = Posting { policy_id: policy.id, window: window.key.clone() };
+            for id in &opening.allocations {
+                let a = books.allocations.get_mut(id).expect("the opening names only allocations the batch holds");
+                a.reservations.push(posting.clone());
+                books.touched.insert(*id);
+            }
+            event.opening = Some(opening);
+            books.events.append(&mut events);
+            books.events.push((stream, version, NewEvent::new(Event::PolicySet(event.clone()), self.metadata.clone())));
+            Ok(outcome(event, version))
+        }))
+    }
+
+    fn excludes_other_batches(&self) -> bool {
+        true
     }
 
     fn mark_replayed(outcome: &mut PolicyOutcome) {

@@ -82,6 +82,23 @@ pub async fn active_by_context(
 
 /// Active allocations past their expiry, locked; ones another writer holds are skipped (it, or the next
 /// sweep, deals with them), so two sweepers never expire one allocation twice.
+/// The active allocations created at or after `since`, locked (in id order).
+pub async fn lock_active_since(
+    tx: &Transaction<'_>,
+    since: DateTime<Utc>,
+) -> Result<Vec<Allocation>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM allocations WHERE state = 'active' AND created_at >= $1
+                 ORDER BY allocation_id FOR UPDATE"
+            ),
+            &[&since],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
 pub async fn lock_due(
     tx: &Transaction<'_>,
     now: DateTime<Utc>,
@@ -111,7 +128,8 @@ pub async fn save(tx: &Transaction<'_>, allocations: &[&Allocation]) -> Result<(
              ON CONFLICT (allocation_id) DO UPDATE SET state = EXCLUDED.state,
                  input_tokens_used = EXCLUDED.input_tokens_used, output_tokens_used = EXCLUDED.output_tokens_used,
                  actual_cost = EXCLUDED.actual_cost, remaining_tokens = EXCLUDED.remaining_tokens,
-                 remaining_cost = EXCLUDED.remaining_cost, resolved_at = EXCLUDED.resolved_at",
+                 remaining_cost = EXCLUDED.remaining_cost, reservations = EXCLUDED.reservations,
+                 resolved_at = EXCLUDED.resolved_at",
             &[
                 &a.allocation_id,
                 &a.context_id,

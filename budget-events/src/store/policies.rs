@@ -35,6 +35,7 @@ fn policy_from_row(r: &Row) -> Policy {
         action_threshold: r.get("action_threshold"),
         enabled: r.get("enabled"),
         timezone: r.get("timezone"),
+        opening: None,
     };
     Policy::from_event(&event)
 }

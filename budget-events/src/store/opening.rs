@@ -1,0 +1,45 @@
+//! What a policy's window already holds when the policy starts counting, read inside the write path's
+//! transaction: the usage events whose time falls in the window (usage records live only in the log).
+//! The allocations made in it come from [`super::allocations::lock_active_since`].
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Transaction;
+
+use crate::domain::policy::Scope;
+use crate::event::Event;
+use crate::store::read::{decode_row, ReadError, COLUMNS};
+
+/// Usage records (and their corrections) whose `occurred_at` is in `[start, end)`, in log order. Only
+/// the scope's provider, model, component and task type are filtered here; the caller applies the
+/// whole scope, as posting does.
+pub async fn usage_between(
+    tx: &Transaction<'_>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    scope: &Scope,
+) -> Result<Vec<Event>, ReadError> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM events
+                 WHERE event_type IN ('UsageRecorded', 'UsageRepriced')
+                   AND (payload->>'occurred_at')::timestamptz >= $1
+                   AND (payload->>'occurred_at')::timestamptz < $2
+                   AND ($3::text IS NULL OR payload->>'provider' = $3)
+                   AND ($4::text IS NULL OR payload->>'model' = $4)
+                   AND ($5::text IS NULL OR payload->>'component' = $5)
+                   AND ($6::text IS NULL OR payload->>'task_type' = $6)
+                 ORDER BY position"
+            ),
+            &[
+                &start,
+                &end,
+                &scope.provider.as_ref().map(|v| v.as_str()),
+                &scope.model.as_ref().map(|v| v.as_str()),
+                &scope.component.as_ref().map(|v| v.as_str()),
+                &scope.task_type.as_ref().map(|v| v.as_str()),
+            ],
+        )
+        .await?;
+    rows.iter().map(|r| decode_row(r).map(|e| e.event)).collect()
+}
