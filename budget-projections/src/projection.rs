@@ -15,6 +15,19 @@ pub enum ProjectionError {
     Pool(String),
     #[error("the checkpoint of {0} moved under us; another runner applied this batch, so ours was rolled back")]
     CheckpointMoved(&'static str),
+    /// The one event of the log the projection cannot apply (found by [`crate::runner::apply_or_locate`]).
+    #[error("cannot apply event {position} ({event_type}): {source}")]
+    Event { position: i64, event_type: String, source: Box<ProjectionError> },
+}
+
+impl ProjectionError {
+    /// The log position and type of the event that cannot be applied, when it is known.
+    pub fn failing_event(&self) -> Option<(i64, &str)> {
+        match self {
+            ProjectionError::Event { position, event_type, .. } => Some((*position, event_type)),
+            _ => None,
+        }
+    }
 }
 
 pub trait Projection: Send + Sync + 'static {

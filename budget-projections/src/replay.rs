@@ -3,8 +3,9 @@
 //!
 //! The fresh tables are temporary tables named like the live ones: a session's temporary schema comes
 //! first in PostgreSQL's search path, so the projection's own `apply`, unchanged, writes into them. The
-//! fold stops exactly at the live checkpoint (held locked meanwhile, so the live runner waits and the
-//! comparison is like for like); readers of the live tables are never blocked, and a swap replaces their
+//! live projection is first brought to the head of the log (its checkpoint held locked meanwhile, so the
+//! live runner waits; an event it cannot apply fails the replay), and the fold stops exactly there, so
+//! the comparison is like for like and a stuck projection cannot pass; readers of the live tables are never blocked, and a swap replaces their
 //! rows in the same transaction, so readers see the old rows or the new ones, never a mix.
 
 use std::time::Instant;
@@ -16,7 +17,7 @@ use serde_json::Value;
 use tokio_postgres::Transaction;
 
 use crate::projection::{Projection, ProjectionError};
-use crate::runner::{lock_checkpoint, pool_error};
+use crate::runner::{apply_or_locate, lock_checkpoint, move_checkpoint, pool_error};
 
 /// Rows listed per table and side (the count is always complete).
 const LISTED: i64 = 50;
@@ -67,7 +68,17 @@ pub async fn replay<P: Projection>(
     let started = Instant::now();
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await?;
-    let live = lock_checkpoint(&tx, P::NAME, false).await?.expect("a waiting lock always gets the row");
+    let mut live = lock_checkpoint(&tx, P::NAME, false).await?.expect("a waiting lock always gets the row");
+    // Compare at the head of the log, not wherever the live projection stands: bring it there first, in
+    // this transaction, as its runner would. An event it cannot apply fails the replay, named.
+    loop {
+        let page = read_after(&*tx, live, 2000).await?;
+        let Some(last) = page.last() else { break };
+        apply_or_locate(projection, &tx, &page).await?;
+        let next = Cursor::after(last);
+        move_checkpoint(&tx, P::NAME, live, next, page.len()).await?;
+        live = next;
+    }
     let total: i64 =
         tx.query_one("SELECT events_applied FROM projection_checkpoints WHERE name = $1", &[&P::NAME]).await?.get(0);
     for table in P::TABLES.iter().chain(P::SIDE_TABLES) {

@@ -41,6 +41,17 @@ pub struct ProjectionHealth {
     /// The runner's last error, if its last step failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The event the projection cannot apply, when that is why it is stuck: nothing after it is
+    /// applied until it can be (fix the cause, then the runner goes on by itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_event: Option<FailingEvent>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FailingEvent {
+    /// Its log position (`GET /api/events?after=P-1&limit=1` shows it).
+    pub position: i64,
+    pub event_type: String,
 }
 
 /// A write transaction of this database open longer than this holds every reader of the log back, and
@@ -73,7 +84,11 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             let projections: Vec<ProjectionHealth> = lags
                 .into_iter()
                 .map(|l| ProjectionHealth {
-                    error: errors.get(l.name.as_str()).cloned(),
+                    error: errors.get(l.name.as_str()).map(|e| e.message.clone()),
+                    failing_event: errors
+                        .get(l.name.as_str())
+                        .and_then(|e| e.failing_event.clone())
+                        .map(|(position, event_type)| FailingEvent { position, event_type }),
                     name: l.name,
                     position: l.position,
                     events_applied: l.events_applied,

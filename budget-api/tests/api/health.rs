@@ -76,3 +76,50 @@ async fn health_names_a_transaction_that_holds_the_log_back() {
     let (_, body) = app.get_json("/api/health").await;
     assert_eq!(body["status"], "healthy", "{body}");
 }
+
+/// An event a projection cannot apply (here a record with negative tokens, written straight into the
+/// log as a bug or a hand edit could): health names it, and a replay fails on it instead of comparing
+/// at the stuck checkpoint and passing.
+#[tokio::test]
+async fn health_names_the_event_a_projection_cannot_apply_and_replay_fails_on_it() {
+    let app = spawn_app().await;
+    let record = serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 10,
+                                    "output_tokens": 1, "cost": "0.01"});
+    assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    app.wait_for_projections(1).await;
+    let client = app.db.pool.get().await.unwrap();
+    let bad: i64 = client
+        .query_one(
+            "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload)
+             SELECT 'usage-' || id, 1, id, event_type, schema_version,
+                    jsonb_set(jsonb_set(payload, '{input_tokens}', '-1000'), '{record_id}', to_jsonb(id::text))
+             FROM events, (SELECT gen_random_uuid() AS id) n WHERE event_type = 'UsageRecorded'
+             RETURNING position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let health = loop {
+        let (_, health) = app.get_json("/api/health").await;
+        let rollups = health["projections"].as_array().unwrap().iter().find(|p| p["name"] == "usage_rollups").cloned();
+        if rollups.is_some_and(|p| p["failing_event"]["position"] == bad) {
+            break health;
+        }
+        assert!(std::time::Instant::now() < deadline, "health does not name event {bad}: {health}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(health["status"], "degraded");
+    let rollups = health["projections"].as_array().unwrap().iter().find(|p| p["name"] == "usage_rollups").unwrap();
+    assert_eq!(rollups["failing_event"]["event_type"], "UsageRecorded", "{rollups}");
+    assert_eq!(rollups["position"], bad - 1, "stuck just before it: {rollups}");
+
+    let replay = app.post("/api/replay", &serde_json::json!({})).await.text().await.unwrap();
+    let last: serde_json::Value = serde_json::from_str(replay.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "error", "{replay}");
+    let message = last["message"].as_str().unwrap();
+    assert!(message.contains(&format!("cannot apply event {bad} (UsageRecorded)")), "{message}");
+}
