@@ -17,6 +17,9 @@ pub enum ApiError {
     Conflict { code: ErrorCode, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// The path exists with other methods, listed in `allow` (sent as the `Allow` header).
+    #[error("{message}")]
+    MethodNotAllowed { message: String, allow: String },
     /// A reservation a hard limit refuses: 402 with the windows that refused it.
     #[error("{message}")]
     BudgetExceeded { message: String, details: serde_json::Value },
@@ -47,9 +50,20 @@ pub struct ErrorDetail {
     pub code: String,
     /// What went wrong and how to fix it.
     pub message: String,
+    /// A list of `{field, message}` (and `index` in a batch) for `validation_failed`, one entry per
+    /// refusing window for `budget_exceeded`; an object (such as `{path}` for `invalid_json`) elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = details_schema)]
     pub details: Option<serde_json::Value>,
+}
+
+fn details_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::Object)))
+        .item(ObjectBuilder::new().schema_type(Type::Object))
+        .build()
+        .into()
 }
 
 impl ApiError {
@@ -73,6 +87,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => *code,
             ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             ApiError::BudgetExceeded { .. } => ErrorCode::BudgetExceeded,
             ApiError::Unpriced(_) => ErrorCode::UnpricedModel,
             ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
@@ -89,6 +104,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BudgetExceeded { .. } | ApiError::Unpriced(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) | ApiError::ProjectionLag(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -110,8 +126,11 @@ impl ResponseError for ApiError {
             ApiError::BudgetExceeded { details, .. } => (self.to_string(), Some(details.clone())),
             _ => (self.to_string(), None),
         };
-        HttpResponse::build(self.status_code())
-            .json(ErrorBody { error: ErrorDetail { code: self.code().to_string(), message, details } })
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((actix_web::http::header::ALLOW, allow.as_str()));
+        }
+        response.json(ErrorBody { error: ErrorDetail { code: self.code().to_string(), message, details } })
     }
 }
 
@@ -133,6 +152,7 @@ impl From<budget_events::writer::WriteError> for ApiError {
             WriteError::Rejected(
                 rejection @ (CommandError::KeyReused(_)
                 | CommandError::BudgetExists(_)
+                | CommandError::PriceVersionExists { .. }
                 | CommandError::BudgetArchived(_)
                 | CommandError::AlreadyResolved { .. }),
             ) => ApiError::Conflict { code: rejection.code(), message: rejection.to_string() },
@@ -147,6 +167,15 @@ impl From<budget_events::writer::WriteError> for ApiError {
 impl From<tokio_postgres::Error> for ApiError {
     /// Logged with the server's own message (`db error` alone says nothing).
     fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        // A NUL character cannot be stored in or compared with PostgreSQL text: the request's fault.
+        if matches!(e.code(), Some(c) if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *c == SqlState::UNTRANSLATABLE_CHARACTER)
+        {
+            return ApiError::bad_request(
+                ErrorCode::InvalidParameter,
+                "a parameter contains a NUL character (\\0 or %00), which text cannot hold; remove it",
+            );
+        }
         ApiError::Internal(format!("database: {}", budget_events::db::error_message(&e)))
     }
 }

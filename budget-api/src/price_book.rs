@@ -17,7 +17,9 @@ pub const BUNDLED: &str = include_str!("../prices/bundled.json");
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceInput {
+    #[schema(schema_with = budget_events::openapi::provider)]
     pub provider: String,
+    #[schema(schema_with = budget_events::openapi::model)]
     pub model: String,
     /// USD per `per` input tokens.
     #[serde(with = "optional_decimal_json", default)]
@@ -31,6 +33,7 @@ pub struct PriceInput {
     pub cached_input: Option<Decimal>,
     /// `1M` (default), `1K` or `token`.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::schemas::price_unit)]
     pub per: Option<String>,
     /// A fixed fee per request, USD.
     #[serde(default)]

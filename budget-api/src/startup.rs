@@ -114,9 +114,11 @@ impl Application {
             },
         });
         let openapi = ApiDoc::openapi();
+        let route_table = web::Data::new(routes::RouteTable::from_openapi(&openapi));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(route_table.clone())
                 .app_data(web::QueryConfig::default().error_handler(|err, _| {
                     ApiError::bad_request(
                         ErrorCode::InvalidParameter,
@@ -140,7 +142,7 @@ impl Application {
                     }),
                 )
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", openapi.clone()))
-                .default_service(web::to(routes::not_found))
+                .default_service(web::to(routes::no_route))
         })
         .listen(listener)?
         .shutdown_timeout(settings.shutdown_timeout)

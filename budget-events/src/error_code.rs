@@ -28,11 +28,14 @@ pub enum ErrorCode {
     // 404
     NotFound,
     UnknownAllocation,
+    // 405: the path exists, the method does not.
+    MethodNotAllowed,
     // 409: the request conflicts with what is already there.
     IdempotencyKeyReused,
     BudgetExists,
     BudgetArchived,
     AllocationResolved,
+    PriceVersionExists,
     // 413, 503, 500
     PayloadTooLarge,
     Unavailable,
@@ -42,7 +45,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::ValidationFailed,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidBody,
@@ -59,10 +62,12 @@ impl ErrorCode {
         ErrorCode::UnpricedModel,
         ErrorCode::NotFound,
         ErrorCode::UnknownAllocation,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::BudgetExists,
         ErrorCode::BudgetArchived,
         ErrorCode::AllocationResolved,
+        ErrorCode::PriceVersionExists,
         ErrorCode::PayloadTooLarge,
         ErrorCode::Unavailable,
         ErrorCode::ProjectionLag,
@@ -88,10 +93,12 @@ impl ErrorCode {
             ErrorCode::UnpricedModel => "unpriced_model",
             ErrorCode::NotFound => "not_found",
             ErrorCode::UnknownAllocation => "unknown_allocation",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::BudgetExists => "budget_exists",
             ErrorCode::BudgetArchived => "budget_archived",
             ErrorCode::AllocationResolved => "allocation_resolved",
+            ErrorCode::PriceVersionExists => "price_version_exists",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::ProjectionLag => "projection_lag",

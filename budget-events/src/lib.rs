@@ -13,6 +13,8 @@ pub mod error_code;
 pub mod event;
 pub mod ledger;
 pub mod money;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod period;
 pub mod store;
 pub mod writer;

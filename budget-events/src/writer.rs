@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -138,7 +139,20 @@ async fn write_once(pool: &Pool, commands: &[Command]) -> Result<Vec<Result<Writ
     let mut attempt = 0;
     loop {
         let tx = client.transaction().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
-        match ledger::process(&tx, commands).await {
+        // A panic while deciding is a bug one of these commands met: the transaction is dropped (so
+        // nothing of the batch is written), the batch is retried command by command so that only the
+        // one that meets the bug fails, and the writer lives on for everyone else.
+        let decided = std::panic::AssertUnwindSafe(ledger::process(&tx, commands)).catch_unwind().await;
+        let decided = decided.unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic without a message");
+            tracing::error!(%message, commands = commands.len(), "the write path panicked; the batch was rolled back");
+            Err(LedgerError::Panicked(message.to_string()))
+        });
+        match decided {
             Ok(results) => {
                 // If the commit's answer is lost, the outcome is unknown to the caller, who retries with
                 // the same idempotency key and gets the stored answer.

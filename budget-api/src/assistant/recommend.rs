@@ -14,15 +14,19 @@ use crate::error::ApiError;
 #[serde(deny_unknown_fields)]
 pub struct RecommendRequest {
     /// What the calls are for, in words ("Generate Python code for data processing").
+    #[schema(schema_with = crate::openapi::schemas::non_blank)]
     pub task_description: String,
     /// Input tokens per call.
+    #[schema(schema_with = crate::openapi::schemas::some_tokens)]
     pub input_length: i64,
     /// Output tokens per call.
+    #[schema(schema_with = crate::openapi::schemas::some_tokens)]
     pub output_length: i64,
     /// Calls per day (default 1).
+    #[schema(schema_with = crate::openapi::schemas::calls_per_day)]
     pub usage_frequency: Option<i64>,
     /// USD per day the calls may cost.
-    #[schema(value_type = Option<f64>)]
+    #[schema(schema_with = crate::openapi::schemas::positive_money)]
     pub budget_limit: Option<budget_events::Money>,
     /// What matters most, in words ("Code accuracy, error handling").
     pub priority_areas: Option<String>,
@@ -35,6 +39,7 @@ pub struct RecommendRequest {
     #[serde(default)]
     pub include_raw_data: bool,
     /// At most this many models (default 10).
+    #[schema(schema_with = crate::openapi::schemas::count)]
     pub limit: Option<usize>,
 }
 
@@ -92,6 +97,9 @@ pub fn needed_capabilities(words: &str) -> Vec<&'static str> {
     needed
 }
 
+/// The most calls per day a recommendation prices (keeps the daily cost within exact arithmetic).
+pub const MAX_CALLS_PER_DAY: i64 = 1_000_000_000;
+
 impl RecommendRequest {
     pub fn validate(&self) -> Result<(), ApiError> {
         let mut problems = Vec::new();
@@ -106,15 +114,18 @@ impl RecommendRequest {
                 problems.push((field.to_string(), format!("{field} is {v}; give at least 1 token")));
             }
         }
-        if let Some(f) = self.usage_frequency.filter(|f| *f < 1) {
-            problems
-                .push(("usage_frequency".into(), format!("usage_frequency is {f}; give calls per day, at least 1")));
+        if let Some(f) = self.usage_frequency.filter(|f| !(1..=MAX_CALLS_PER_DAY).contains(f)) {
+            problems.push((
+                "usage_frequency".into(),
+                format!("usage_frequency is {f}; give calls per day, 1 to {MAX_CALLS_PER_DAY}"),
+            ));
         }
         if self.budget_limit.is_some_and(|b| b.amount() <= Decimal::ZERO) {
             problems.push(("budget_limit".into(), "budget_limit must be more than 0 (USD per day)".into()));
         }
-        if self.limit == Some(0) {
-            problems.push(("limit".into(), "limit is 0; ask for at least 1 model".into()));
+        if let Some(n) = self.limit.filter(|n| !(1..=crate::openapi::schemas::MAX_COUNT).contains(n)) {
+            let max = crate::openapi::schemas::MAX_COUNT;
+            problems.push(("limit".into(), format!("limit is {n}; ask for 1 to {max} models")));
         }
         if problems.is_empty() {
             Ok(())

@@ -29,9 +29,11 @@ pub const ALERT_TYPES: [&str; 8] = [
 #[serde(deny_unknown_fields)]
 pub struct AlertQuery {
     /// info, warning or error.
+    #[param(schema_with = crate::openapi::schemas::severity)]
     pub severity: Option<String>,
     /// One of the alert types (cost_limit_exceeded, budget_refused, …).
     #[serde(rename = "type")]
+    #[param(schema_with = crate::openapi::schemas::alert_type)]
     pub alert_type: Option<String>,
     pub budget_id: Option<uuid::Uuid>,
     /// false (default): open alerts; true: acknowledged ones.
@@ -39,7 +41,9 @@ pub struct AlertQuery {
     /// true: acknowledged and open alike.
     pub all: Option<bool>,
     /// Page size, 1 to 500 (default 100).
+    #[param(schema_with = crate::openapi::schemas::limit_500)]
     pub limit: Option<i64>,
+    #[param(schema_with = crate::openapi::schemas::offset)]
     pub offset: Option<i64>,
     /// Answer once the alerts projection has applied this log position (a write's answer), up to 2 s.
     pub min_position: Option<i64>,
@@ -57,10 +61,7 @@ pub struct AlertList {
 #[get("/api/alerts")]
 pub async fn list(state: web::Data<AppState>, q: web::Query<AlertQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, format!("limit is {limit}; use 1 to 500")));
-    }
+    let (limit, offset) = super::paging::page(q.limit, q.offset, 100, 500)?;
     if let Some(s) = q.severity.as_deref().filter(|s| !["info", "warning", "error"].contains(s)) {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidParameter,
@@ -73,7 +74,6 @@ pub async fn list(state: web::Data<AppState>, q: web::Query<AlertQuery>) -> Resu
             format!("type `{t}` is not an alert type; use one of {}", ALERT_TYPES.join(", ")),
         ));
     }
-    let offset = q.offset.unwrap_or(0).max(0);
     let acknowledged = if q.all == Some(true) { None } else { Some(q.acknowledged.unwrap_or(false)) };
     let filter = AlertFilter {
         severity: q.severity,
@@ -110,6 +110,7 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
 pub struct AcknowledgeRequest {
     /// Who acknowledges (shown with the alert).
     #[serde(alias = "acknowledged_by")]
+    #[schema(schema_with = crate::openapi::schemas::acknowledger)]
     pub by: Option<String>,
 }
 
@@ -138,10 +139,11 @@ pub async fn acknowledge(
     let bytes = body::read(payload, 4096).await?;
     let request: AcknowledgeRequest =
         if bytes.iter().all(u8::is_ascii_whitespace) { AcknowledgeRequest::default() } else { body::parse(&bytes)? };
-    if let Some(by) = request.by.as_deref().filter(|b| b.trim().is_empty() || b.len() > 200) {
+    let bad = |b: &str| b.trim().is_empty() || b.chars().count() > 200 || b.chars().any(char::is_control);
+    if let Some(by) = request.by.as_deref().filter(|b| bad(b)) {
         return Err(ApiError::bad_request(
             ErrorCode::ValidationFailed,
-            format!("by `{by}` must be 1 to 200 characters"),
+            format!("by `{by}` must be 1 to 200 printable characters"),
         ));
     }
     let mut alert = require(&state, &path).await?;

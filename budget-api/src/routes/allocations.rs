@@ -102,7 +102,7 @@ pub fn validate(state: &AppState, input: &AllocationInput) -> Result<CreateAlloc
 
 /// Reserve tokens (and their estimated cost) for a task. Refused with 402 when a hard limit would be
 /// exceeded; priority never bypasses a hard limit.
-#[utoipa::path(
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), 
     tag = "allocations",
     request_body = AllocationInput,
     responses(
@@ -128,7 +128,7 @@ pub async fn create(
 }
 
 /// Release what an allocation still reserves. 409 when it is already released, expired or exhausted.
-#[utoipa::path(tag = "allocations", responses((status = 200, body = AllocationView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "allocations", responses((status = 200, body = AllocationView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 #[post("/api/allocations/{allocation_id}/release")]
 pub async fn release(
     state: web::Data<AppState>,
@@ -151,9 +151,12 @@ pub struct AllocationQuery {
     pub provider: Option<String>,
     pub model: Option<String>,
     /// active (default), released, expired, exhausted, or `all`.
+    #[param(schema_with = crate::openapi::schemas::allocation_state)]
     pub state: Option<String>,
     /// Page size, 1 to 500 (default 100).
+    #[param(schema_with = crate::openapi::schemas::limit_500)]
     pub limit: Option<i64>,
+    #[param(schema_with = crate::openapi::schemas::offset)]
     pub offset: Option<i64>,
 }
 
@@ -164,11 +167,7 @@ pub struct AllocationList {
 }
 
 async fn list_with(state: &AppState, q: AllocationQuery, context_id: Option<String>) -> Result<HttpResponse, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, format!("limit is {limit}; use 1 to 500")));
-    }
-    let offset = q.offset.unwrap_or(0).max(0);
+    let (limit, offset) = super::paging::page(q.limit, q.offset, 100, 500)?;
     let states = match q.state.as_deref() {
         None => None,
         Some("all") => Some(["active", "released", "expired", "exhausted"].map(String::from).to_vec()),

@@ -18,9 +18,11 @@ use crate::state::AppState;
 pub struct RangeRequest {
     /// hourly, daily (default), weekly or monthly.
     #[serde(default = "daily")]
+    #[schema(schema_with = budget_events::openapi::usage_period)]
     pub period: String,
     /// The last this many days, 1 to 365 (default 30).
     #[serde(default = "thirty")]
+    #[schema(schema_with = crate::openapi::schemas::assistant_days)]
     pub days: i64,
     /// Add the figures behind the answer.
     #[serde(default)]
@@ -109,7 +111,7 @@ async fn range(payload: web::Payload) -> Result<(RangeRequest, Range), ApiError>
 
 /// Totals and breakdowns, series, trend, burn rate and exhaustion of every window, spikes, top cost
 /// drivers and allocation efficiency, each finding a sentence with its numbers.
-#[utoipa::path(tag = "assistant", request_body = RangeRequest, responses((status = 200, body = AnalyzeResponse), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "assistant", request_body = Option<RangeRequest>, responses((status = 200, body = AnalyzeResponse), (status = 400, body = crate::error::ErrorBody)))]
 #[post("/api/assistant/analyze")]
 pub async fn analyze_route(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let (r, range) = range(payload).await?;
@@ -121,7 +123,7 @@ pub async fn analyze_route(state: web::Data<AppState>, payload: web::Payload) ->
 
 /// Ranked recommendations (model substitution, allocation sizing, prompt caching, policy adjustment)
 /// with savings per period computed from the token mix in the log.
-#[utoipa::path(tag = "assistant", request_body = RangeRequest, responses((status = 200, body = OptimizeResponse), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "assistant", request_body = Option<RangeRequest>, responses((status = 200, body = OptimizeResponse), (status = 400, body = crate::error::ErrorBody)))]
 #[post("/api/assistant/optimize")]
 pub async fn optimize_route(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let (r, range) = range(payload).await?;

@@ -31,6 +31,7 @@ pub struct EventQuery {
     pub after: Option<i64>,
     /// Event types, comma-separated (UsageRecorded, PolicySet, AllocationCreated…).
     #[serde(rename = "type")]
+    #[param(schema_with = crate::openapi::schemas::event_types)]
     pub event_type: Option<String>,
     pub provider: Option<String>,
     pub model: Option<String>,
@@ -44,6 +45,7 @@ pub struct EventQuery {
     /// …to, exclusive.
     pub until: Option<DateTime<Utc>>,
     /// Page size, 1 to 5000 (default 500).
+    #[param(schema_with = crate::openapi::schemas::limit_5000)]
     pub limit: Option<i64>,
 }
 
@@ -279,6 +281,7 @@ pub struct ExportQuery {
     /// …to this one, exclusive.
     pub until: Option<DateTime<Utc>>,
     /// `csv` (default) or `jsonl`.
+    #[param(schema_with = crate::openapi::schemas::export_format)]
     pub format: Option<String>,
 }
 
@@ -287,7 +290,7 @@ const CSV_HEADER: &str = "position,occurred_at,recorded_at,kind,record_id,provid
 /// Usage records for finance, oldest first: one row per record, and one per cost correction (its
 /// `cost` is the change), so the `cost` column sums to the spend. Streamed page by page: a year of
 /// records never sits in memory.
-#[utoipa::path(tag = "audit", params(ExportQuery), responses((status = 200, description = "CSV or JSON lines", content_type = "text/csv"), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "audit", params(ExportQuery), responses((status = 200, description = "CSV (`format=csv`, the default) or JSON lines (`format=jsonl`)", content((String = "text/csv"), (String = "application/x-ndjson"))), (status = 400, body = crate::error::ErrorBody)))]
 #[get("/api/export")]
 pub async fn export(state: web::Data<AppState>, q: web::Query<ExportQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();

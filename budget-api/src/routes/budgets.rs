@@ -43,8 +43,10 @@ pub struct BudgetList {
 #[serde(deny_unknown_fields)]
 pub struct Page {
     /// Page size, 1 to 500 (default 100).
-    pub limit: Option<usize>,
-    pub offset: Option<usize>,
+    #[param(schema_with = crate::openapi::schemas::limit_500)]
+    pub limit: Option<i64>,
+    #[param(schema_with = crate::openapi::schemas::offset)]
+    pub offset: Option<i64>,
     /// Include archived budgets (default: only active ones).
     pub all: Option<bool>,
 }
@@ -74,11 +76,8 @@ fn view(b: BudgetRow, policies: usize) -> BudgetView {
 #[utoipa::path(tag = "policies", params(Page), responses((status = 200, body = BudgetList), (status = 400, body = crate::error::ErrorBody)))]
 #[get("/api/budgets")]
 pub async fn list(state: web::Data<AppState>, page: web::Query<Page>) -> Result<HttpResponse, ApiError> {
-    let limit = page.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, format!("limit is {limit}; use 1 to 500")));
-    }
-    let offset = page.offset.unwrap_or(0);
+    let (limit, offset) = super::paging::page(page.limit, page.offset, 100, 500)?;
+    let (limit, offset) = (limit as usize, offset as usize);
     let client = state.pool.get().await?;
     let all = policies::list(&**client).await?;
     let budgets: Vec<BudgetRow> = policies::list_budgets(&**client)
@@ -125,11 +124,30 @@ async fn budget_rows(client: &impl tokio_postgres::GenericClient, id: Uuid) -> R
     Ok(policies::list(client).await?.into_iter().filter(|r| r.policy.budget_id == id).collect())
 }
 
+/// A budget's new name, description or owner: at least one of them.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetInput {
+    #[schema(schema_with = crate::openapi::schemas::budget_name)]
     pub name: Option<String>,
+    #[schema(schema_with = crate::openapi::schemas::budget_description)]
     pub description: Option<String>,
+    #[schema(schema_with = crate::openapi::schemas::budget_owner)]
+    pub owner: Option<String>,
+}
+
+/// A new budget.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBudget {
+    /// Unique: 1 to 128 printable characters.
+    #[schema(schema_with = crate::openapi::schemas::required_budget_name)]
+    pub name: String,
+    #[serde(default)]
+    #[schema(schema_with = crate::openapi::schemas::budget_description)]
+    pub description: Option<String>,
+    #[serde(default)]
+    #[schema(schema_with = crate::openapi::schemas::budget_owner)]
     pub owner: Option<String>,
 }
 
@@ -188,17 +206,15 @@ async fn change(
 }
 
 /// Create a budget (a container of policies).
-#[utoipa::path(tag = "policies", request_body = BudgetInput, responses((status = 201, body = BudgetChanged), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "Name taken", body = crate::error::ErrorBody)))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", request_body = NewBudget, responses((status = 201, body = BudgetChanged), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "Name taken", body = crate::error::ErrorBody)))]
 #[post("/api/budgets")]
 pub async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let input: BudgetInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
-    let name = text("name", &input.name, 128)?.ok_or_else(|| {
-        ApiError::bad_request(ErrorCode::ValidationFailed, "name is required: the budget's unique name")
-    })?;
+    let input: NewBudget = body::parse(&body::read(payload, 16 * 1024).await?)?;
+    let name = text("name", &Some(input.name.clone()), 128)?.expect("a given name is checked or refused");
     let change_ = BudgetChange::Create {
         name,
         description: text("description", &input.description, 1000)?,
@@ -209,7 +225,7 @@ pub async fn create(
 }
 
 /// Rename a budget or change its description or owner.
-#[utoipa::path(tag = "policies", request_body = BudgetInput, responses((status = 200, body = BudgetChanged), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", request_body = BudgetInput, responses((status = 200, body = BudgetChanged), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 #[patch("/api/budgets/{budget_id}")]
 pub async fn update(
     state: web::Data<AppState>,
@@ -236,7 +252,7 @@ pub async fn update(
 }
 
 /// Archive a budget: its policies stop counting new usage. The log keeps everything.
-#[utoipa::path(tag = "policies", responses((status = 200, body = BudgetChanged), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", responses((status = 200, body = BudgetChanged), (status = 404, body = crate::error::ErrorBody)))]
 #[post("/api/budgets/{budget_id}/archive")]
 pub async fn archive(
     state: web::Data<AppState>,

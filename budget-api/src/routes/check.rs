@@ -23,20 +23,30 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
+    #[schema(schema_with = budget_events::openapi::provider)]
     pub provider: String,
+    #[schema(schema_with = budget_events::openapi::model)]
     pub model: String,
+    #[schema(schema_with = budget_events::openapi::component)]
     pub component: String,
+    #[schema(schema_with = budget_events::openapi::optional_tier)]
     pub tier: Option<String>,
+    #[schema(schema_with = budget_events::openapi::optional_task_type)]
     pub task_type: Option<String>,
+    #[schema(schema_with = budget_events::openapi::optional_context_id)]
     pub context_id: Option<String>,
+    #[schema(schema_with = budget_events::openapi::optional_session_id)]
     pub session_id: Option<String>,
+    #[schema(schema_with = crate::openapi::schemas::tokens)]
     pub input_tokens: i64,
     /// The most output the call may produce (counts fully against limits).
+    #[schema(schema_with = budget_events::openapi::optional_tokens)]
     pub max_output_tokens: Option<i64>,
     /// The output expected, when there is no maximum.
+    #[schema(schema_with = budget_events::openapi::optional_tokens)]
     pub estimated_output_tokens: Option<i64>,
     /// The call's estimated cost in USD; until the price book lands, calls without it count tokens only.
-    #[schema(value_type = Option<f64>)]
+    #[schema(schema_with = budget_events::openapi::optional_record_cost)]
     pub cost: Option<Money>,
     /// Reserve exactly this call (an allocation that lives 5 minutes) when it is allowed; record the
     /// usage with the returned `allocation_id`. Refused with 402 when a hard limit would be exceeded.

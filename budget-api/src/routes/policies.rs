@@ -106,7 +106,7 @@ impl PolicySetResponse {
 }
 
 /// Set a limit: create a policy, or replace the one with the same budget, period and scope.
-#[utoipa::path(
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), 
     tag = "policies",
     request_body = PolicyInput,
     responses(
@@ -199,22 +199,25 @@ pub fn parse_id(what: &str, raw: &str) -> Result<Uuid, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct PolicyPatch {
     #[serde(default, rename = "type", alias = "policy_type")]
+    #[schema(schema_with = budget_events::openapi::optional_policy_type)]
     pub policy_type: Option<String>,
-    #[schema(value_type = Option<f64>)]
+    #[schema(schema_with = budget_events::openapi::optional_limit)]
     pub cost_limit: Option<Money>,
+    #[schema(schema_with = budget_events::openapi::optional_token_limit)]
     pub token_limit: Option<i64>,
     #[serde(default, with = "budget_events::money::optional_decimal_json")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(schema_with = budget_events::openapi::optional_threshold)]
     pub warning_threshold: Option<Decimal>,
     #[serde(default, with = "budget_events::money::optional_decimal_json")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(schema_with = budget_events::openapi::optional_threshold)]
     pub action_threshold: Option<Decimal>,
     pub enabled: Option<bool>,
+    #[schema(schema_with = budget_events::openapi::optional_timezone)]
     pub timezone: Option<String>,
 }
 
 /// Change a policy's type, limits, thresholds, timezone or enabled flag (a new `PolicySet` event).
-#[utoipa::path(tag = "policies", request_body = PolicyPatch, responses((status = 200, body = PolicySetResponse), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", request_body = PolicyPatch, responses((status = 200, body = PolicySetResponse), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 #[patch("/api/policies/{policy_id}")]
 pub async fn update(
     state: web::Data<AppState>,
@@ -228,7 +231,7 @@ pub async fn update(
 }
 
 /// Disable a policy: it stops counting new usage and checks (a `PolicySet` with `enabled: false`).
-#[utoipa::path(tag = "policies", responses((status = 200, body = PolicySetResponse), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", responses((status = 200, body = PolicySetResponse), (status = 404, body = crate::error::ErrorBody)))]
 #[post("/api/policies/{policy_id}/disable")]
 pub async fn disable(
     state: web::Data<AppState>,

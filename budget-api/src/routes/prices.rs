@@ -240,7 +240,7 @@ async fn apply(
 }
 
 /// Set one model's price (a new version; the previous one ends where it starts).
-#[utoipa::path(tag = "prices", request_body = PriceInput, responses((status = 200, body = PriceChange), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "prices", request_body = PriceInput, responses((status = 200, body = PriceChange), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "price_version_exists: another price of the model takes effect at that time", body = crate::error::ErrorBody)))]
 #[post("/api/prices")]
 pub async fn set(
     state: web::Data<AppState>,
@@ -271,7 +271,7 @@ pub struct UpdateRequest {
 }
 
 /// Apply the bundled table, or import a LiteLLM-format document; `dry_run` shows the diff only.
-#[utoipa::path(tag = "prices", request_body = UpdateRequest, responses((status = 200, body = PriceChange), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "prices", request_body = Option<UpdateRequest>, responses((status = 200, body = PriceChange), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "price_version_exists: another price of a model takes effect at that time", body = crate::error::ErrorBody)))]
 #[post("/api/prices/update")]
 pub async fn update(
     state: web::Data<AppState>,
@@ -312,11 +312,14 @@ pub async fn update(
 pub struct CalculateRequest {
     pub provider: String,
     pub model: String,
+    #[schema(schema_with = crate::openapi::schemas::tokens)]
     pub input_tokens: i64,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::schemas::tokens)]
     pub output_tokens: i64,
     /// The part of input_tokens served from cache.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::schemas::tokens)]
     pub cached_input_tokens: i64,
     /// Price at this time (default now).
     pub at: Option<DateTime<Utc>>,

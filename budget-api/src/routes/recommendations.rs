@@ -25,14 +25,17 @@ pub struct RecommendationRequest {
     #[serde(default = "default_task")]
     pub task_type: String,
     /// Input tokens of the call.
+    #[schema(schema_with = crate::openapi::schemas::tokens)]
     pub context_size: i64,
     /// Output tokens expected.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::schemas::tokens)]
     pub output_size: i64,
     /// Offer local models (price 0) too.
     #[serde(default)]
     pub include_local: bool,
     /// At most this many (default 10).
+    #[schema(schema_with = crate::openapi::schemas::count)]
     pub limit: Option<usize>,
 }
 
@@ -69,8 +72,12 @@ pub async fn recommendations(state: web::Data<AppState>, payload: web::Payload) 
             ));
         }
     }
-    if r.limit == Some(0) {
-        return Err(ApiError::bad_request(ErrorCode::ValidationFailed, "limit is 0; ask for at least 1 alternative"));
+    if let Some(n) = r.limit.filter(|n| !(1..=crate::openapi::schemas::MAX_COUNT).contains(n)) {
+        let max = crate::openapi::schemas::MAX_COUNT;
+        return Err(ApiError::bad_request(
+            ErrorCode::ValidationFailed,
+            format!("limit is {n}; ask for 1 to {max} alternatives"),
+        ));
     }
     let now = Utc::now();
     let (current, resolved_model) = resolve_at(&state, &r.provider, &r.model, now).await?;

@@ -80,6 +80,7 @@ pub struct AccountDifference {
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     /// One projection's name, or `all` (the default).
+    #[schema(schema_with = crate::openapi::schemas::projection)]
     pub projection: Option<String>,
     /// Replace the live tables with the replayed ones (atomically).
     #[serde(default)]
@@ -87,7 +88,7 @@ pub struct ReplayRequest {
 }
 
 /// Replays projections and verifies the accounts; the answer is a stream of JSON lines.
-#[utoipa::path(tag = "audit", request_body = ReplayRequest, responses((status = 200, description = "JSON lines: progress, projection, accounts, done", content_type = "application/x-ndjson"), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "audit", request_body = Option<ReplayRequest>, responses((status = 200, description = "JSON lines: progress, projection, accounts, done", content_type = "application/x-ndjson"), (status = 400, body = crate::error::ErrorBody)))]
 #[post("/api/replay")]
 pub async fn replay(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, 4096).await?;

@@ -25,6 +25,7 @@ const RECENT_WINDOWS: i64 = 10;
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct StatusQuery {
+    #[param(schema_with = budget_events::openapi::optional_policy_period)]
     pub period: Option<String>,
     pub provider: Option<String>,
     pub component: Option<String>,

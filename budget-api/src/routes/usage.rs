@@ -83,6 +83,7 @@ impl From<ItemOutcome> for UsageRecordedResponse {
         (status = 201, description = "Recorded", body = UsageRecordedResponse),
         (status = 200, description = "Already recorded under this idempotency key; nothing new written", body = UsageRecordedResponse),
         (status = 400, description = "Invalid record; nothing written", body = crate::error::ErrorBody),
+        (status = 404, description = "No allocation has the record's allocation_id; nothing written", body = crate::error::ErrorBody),
         (status = 409, description = "Idempotency key used for a different request", body = crate::error::ErrorBody),
         (status = 413, description = "Body too large", body = crate::error::ErrorBody),
     )
@@ -125,6 +126,7 @@ pub async fn record_one(
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// 1 to 10,000 usage records; each may carry its own `request_id`.
+    #[schema(min_items = 1, max_items = 10000)]
     pub records: Vec<UsageInput>,
 }
 

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Longest range a usage query may cover.
-const MAX_DAYS: u32 = 3660;
+pub const MAX_DAYS: u32 = 3660;
 const DEFAULT_DAYS: u32 = 7;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -58,14 +58,17 @@ type Groups = BTreeMap<String, BTreeMap<String, UsageTotals>>;
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// hourly, daily (default), weekly or monthly: the size of each bucket of `series`.
+    #[param(schema_with = budget_events::openapi::optional_usage_period)]
     pub period: Option<String>,
     /// How many days back, counting today (default 7).
+    #[param(schema_with = crate::openapi::schemas::days)]
     pub days: Option<u32>,
     pub provider: Option<String>,
     pub model: Option<String>,
     pub component: Option<String>,
     pub task_type: Option<String>,
     /// Comma-separated dimensions to group by: provider, model, component, task_type (default all).
+    #[param(schema_with = crate::openapi::schemas::dimensions)]
     pub group_by: Option<String>,
     /// Answer once the usage rollups have applied this log position (a write's answer), up to 2 s.
     pub min_position: Option<i64>,
@@ -131,6 +134,7 @@ pub async fn usage(state: web::Data<AppState>, query: web::Query<UsageQuery>) ->
 #[serde(deny_unknown_fields)]
 pub struct SummaryRequest {
     /// hourly, daily, weekly or monthly. Without start_time, the summary covers the current period.
+    #[schema(schema_with = budget_events::openapi::usage_period)]
     pub period: String,
     pub provider: Option<String>,
     pub component: Option<String>,
@@ -216,6 +220,7 @@ pub struct RecordsQuery {
     /// Only records older than this log position (`next_before` of the previous page).
     pub before: Option<i64>,
     /// Page size, 1 to 1000 (default 50).
+    #[param(schema_with = crate::openapi::schemas::limit_1000)]
     pub limit: Option<i64>,
 }
 

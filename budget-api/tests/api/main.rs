@@ -3,6 +3,7 @@
 mod alerts;
 mod allocations;
 mod assistant;
+mod contract;
 mod docs;
 mod enforcement;
 mod health;

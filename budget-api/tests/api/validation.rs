@@ -149,3 +149,36 @@ async fn the_record_cost_bound_is_configurable() {
     over["cost"] = json!(10);
     assert_eq!(app.post("/api/usage", &over).await.status().as_u16(), 201);
 }
+
+/// A documented path with a method it does not take answers 405 with `Allow`, not 404.
+#[tokio::test]
+async fn an_unsupported_method_on_a_route_is_405_with_allow() {
+    let app = spawn_app().await;
+    let r = app.http.delete(app.url("/api/usage/batch")).send().await.unwrap();
+    assert_eq!(r.headers()["allow"], "POST");
+    assert_error(r, 405, "method_not_allowed").await;
+    let r = app.http.put(app.url("/api/policies/01a22cf3-ca45-71fb-85c3-2fa3d23dea45")).send().await.unwrap();
+    assert_eq!(r.headers()["allow"], "GET, HEAD, PATCH");
+    assert_error(app.http.delete(app.url("/api/nothing-here")).send().await.unwrap(), 404, "not_found").await;
+}
+
+/// Text PostgreSQL cannot hold (a NUL) is the request's fault: 400, not 500.
+#[tokio::test]
+async fn a_nul_character_in_a_parameter_is_a_400() {
+    let app = spawn_app().await;
+    let r = app.http.get(app.url("/api/allocations/context/t?component=a%00b")).send().await.unwrap();
+    assert_error(r, 400, "invalid_parameter").await;
+}
+
+/// JSON Schema calls 348.0 an integer; a token count sent that way is accepted as 348.
+#[tokio::test]
+async fn whole_numbers_written_as_floats_are_integers() {
+    let app = spawn_app().await;
+    let body = serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 348.0,
+                                  "output_tokens": 1e1, "cost": "0.01"});
+    let r = app.post("/api/usage", &body).await;
+    assert_eq!(r.status().as_u16(), 201);
+    let half = serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 348.5,
+                                  "output_tokens": 1, "cost": "0.01"});
+    assert_error(app.post("/api/usage", &half).await, 400, "validation_failed").await;
+}

@@ -55,34 +55,43 @@ impl AllocationState {
 #[serde(deny_unknown_fields)]
 pub struct AllocationInput {
     /// The task (or session) the tokens are for.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::context_id))]
     pub context_id: String,
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::component))]
     pub component: String,
     /// local_lightweight, local_midweight or remote_heavyweight (default: from provider/model, else remote).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_tier))]
     pub tier: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_provider))]
     pub provider: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_model))]
     pub model: Option<String>,
     /// chat, coding, analysis, embedding… (default `default`).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_task_type))]
     pub task_type: Option<String>,
     /// 1 (low) to 10 (critical); default 5. Priority never bypasses a hard limit.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_priority))]
     pub priority: Option<i64>,
     /// Tokens to reserve; default by task type and priority.
     #[serde(default, alias = "tokens_allocated")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_reserved_tokens))]
     pub tokens: Option<i64>,
     /// USD to reserve with the tokens; default: tokens at the tier's reference price.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_limit))]
     pub estimated_cost: Option<Money>,
     /// Lifetime: `90s`, `15m`, `2h`, `1d`, or seconds; default 24h.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "15m"))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_ttl))]
     pub ttl: Option<serde_json::Value>,
     /// Idempotency key (the `Idempotency-Key` header does the same).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_request_id))]
     pub request_id: Option<String>,
 }
 

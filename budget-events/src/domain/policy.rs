@@ -454,42 +454,52 @@ pub struct PolicyInput {
     pub budget_id: Option<uuid::Uuid>,
     /// The budget's name, created on first use; default `default`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_budget_name))]
     pub budget: Option<String>,
     /// ignore, warn (default), soft_limit or hard_limit.
     #[serde(default, rename = "type", alias = "policy_type")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_policy_type))]
     pub policy_type: Option<String>,
     /// hourly, daily, weekly, monthly, per_session or per_task.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::policy_period))]
     pub period: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_provider))]
     pub provider: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_model))]
     pub model: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_component))]
     pub component: Option<String>,
     /// local_lightweight, local_midweight or remote_heavyweight.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_tier))]
     pub tier: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_task_type))]
     pub task_type: Option<String>,
     /// USD per window (exact decimal).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, example = 10.0))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_limit))]
     pub cost_limit: Option<crate::Money>,
     /// Tokens (input + output) per window.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_token_limit))]
     pub token_limit: Option<i64>,
     /// Fraction of the limit that raises a warning (default 0.8).
     #[serde(default, with = "crate::money::optional_decimal_json")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, example = 0.8))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_threshold))]
     pub warning_threshold: Option<Decimal>,
     /// Fraction of the limit that is critical (default 0.95).
     #[serde(default, with = "crate::money::optional_decimal_json")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, example = 0.95))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_threshold))]
     pub action_threshold: Option<Decimal>,
     #[serde(default)]
     pub enabled: Option<bool>,
     /// IANA timezone of the calendar windows (default UTC).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_timezone))]
     pub timezone: Option<String>,
 }
 

@@ -137,19 +137,25 @@ pub fn candidates(provider: &str, model: &str) -> Vec<String> {
 fn undated(model: &str) -> Option<String> {
     let bytes = model.as_bytes();
     let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    // A date suffix is ASCII: a split inside a multi-byte character cannot start one.
+    let splits_at = |len: usize| bytes.len() > len && model.is_char_boundary(bytes.len() - len);
     // -YYYY-MM-DD
-    if bytes.len() > 11 {
+    if splits_at(11) {
         let (base, tail) = model.split_at(model.len() - 11);
-        let parts: Vec<&str> = tail[1..].split('-').collect();
-        if tail.starts_with('-') && parts.len() == 3 && parts.iter().all(|p| digits(p)) && parts[0].len() == 4 {
-            return Some(base.to_string());
+        if let Some(date) = tail.strip_prefix('-') {
+            let parts: Vec<&str> = date.split('-').collect();
+            if parts.len() == 3 && parts.iter().all(|p| digits(p)) && parts[0].len() == 4 {
+                return Some(base.to_string());
+            }
         }
     }
     // -YYYYMMDD
-    if bytes.len() > 9 {
+    if splits_at(9) {
         let (base, tail) = model.split_at(model.len() - 9);
-        if tail.starts_with('-') && tail[1..].len() == 8 && digits(&tail[1..]) && tail[1..].starts_with("20") {
-            return Some(base.to_string());
+        if let Some(date) = tail.strip_prefix('-') {
+            if date.len() == 8 && digits(date) && date.starts_with("20") {
+                return Some(base.to_string());
+            }
         }
     }
     None
@@ -224,6 +230,10 @@ mod tests {
             ["claude-3-5-sonnet-20241022", "claude-3-5-sonnet"]
         );
         assert_eq!(candidates("openai", "gpt-4o"), ["gpt-4o"]);
+        // Found by the schema fuzzer: a split inside a multi-byte character panicked the writer.
+        assert_eq!(candidates("x", "½ĄĆෘ¨+_þ0vÛ"), ["½ĄĆෘ¨+_þ0vÛ"]);
+        assert_eq!(candidates("x", "ෘෘෘෘ"), ["ෘෘෘෘ"]);
+        assert_eq!(candidates("x", "𘸆čàÂSabcdefg"), ["𘸆čàÂSabcdefg"]);
         let t: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
         let v = PriceVersion {
             version_id: Uuid::nil(),

@@ -25,37 +25,51 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 #[serde(deny_unknown_fields)]
 pub struct UsageInput {
     /// `openai`, `anthropic`, `ollama`…
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::provider))]
     pub provider: String,
     /// `gpt-4o`, `claude-sonnet-4-5`…
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::model))]
     pub model: String,
     /// The calling component: `codex`, `rhetor`…
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::component))]
     pub component: String,
     /// What the call was for; `default` when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_task_type))]
     pub task_type: Option<String>,
     /// The task the spending belongs to.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_context_id))]
     pub context_id: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_session_id))]
     pub session_id: Option<String>,
     /// local_lightweight, local_midweight or remote_heavyweight; derived from provider and model when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_tier))]
     pub tier: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::tokens))]
     pub input_tokens: i64,
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::tokens))]
     pub output_tokens: i64,
-    /// The part of input_tokens served from a prompt cache (priced at the cached rate).
+    /// The part of input_tokens served from a prompt cache (priced at the cached rate): at most
+    /// `input_tokens`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_tokens))]
     pub cached_input_tokens: Option<i64>,
-    /// USD, exact decimal (number or string). Absent: priced from the price book at the record's time,
-    /// or kept as unpriced when the model has no price.
+    /// USD, exact decimal (number or string), at most 10 decimal places and at most
+    /// `BUDGET_MAX_RECORD_COST` ($1,000,000 by default). Absent: priced from the price book at the
+    /// record's time, or kept as unpriced when the model has no price.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, example = 0.0064))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_record_cost))]
     pub cost: Option<Money>,
-    /// When the call happened (RFC 3339, converted to UTC); defaults to the time it is recorded.
+    /// When the call happened (RFC 3339, converted to UTC), at most 5 minutes ahead of the server's
+    /// clock; defaults to the time it is recorded.
     #[serde(default)]
     pub timestamp: Option<DateTime<Utc>>,
     /// Idempotency key for this record (the `Idempotency-Key` header does the same).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_request_id))]
     pub request_id: Option<String>,
     /// The allocation this call used: the record settles against its reservation.
     #[serde(default)]

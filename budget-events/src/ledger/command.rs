@@ -161,6 +161,8 @@ pub enum CommandError {
     UnknownAllocation(Uuid),
     #[error("allocation {id} is already {}; an allocation resolves at most once", .state.as_str())]
     AlreadyResolved { id: Uuid, state: AllocationState },
+    #[error("a different price of {name} already takes effect at {at}; give another effective_from (a later one replaces it from then on)")]
+    PriceVersionExists { name: String, at: chrono::DateTime<chrono::Utc> },
 }
 
 impl CommandError {
@@ -174,6 +176,7 @@ impl CommandError {
             CommandError::Unpriced { .. } => ErrorCode::UnpricedModel,
             CommandError::UnknownAllocation(_) => ErrorCode::UnknownAllocation,
             CommandError::AlreadyResolved { .. } => ErrorCode::AllocationResolved,
+            CommandError::PriceVersionExists { .. } => ErrorCode::PriceVersionExists,
         }
     }
 }

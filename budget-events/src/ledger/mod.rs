@@ -62,6 +62,9 @@ pub enum LedgerError {
     Db(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Read(#[from] crate::store::ReadError),
+    /// A bug: deciding the batch panicked (see `writer::write_once`).
+    #[error("the write path failed on a bug (its log line has the details): {0}")]
+    Panicked(String),
 }
 
 impl From<AppendError> for LedgerError {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
-use super::{Batch, Handle, LedgerCommand, LedgerError, Step};
+use super::{Batch, CommandError, Handle, LedgerCommand, LedgerError, Step};
 use crate::decide;
 use crate::domain::price::{PriceSource, PriceSpec};
 use crate::event::{Event, EventMetadata, NewEvent, PriceSet, UsageRepriced};
@@ -72,6 +72,10 @@ impl Handle for PricesCommand {
                 Some(v) if v.spec.same_price(spec) => {
                     outcome.unchanged += 1;
                     continue;
+                }
+                Some(v) if v.effective_from == self.effective_from => {
+                    let refusal = CommandError::PriceVersionExists { name, at: v.effective_from };
+                    return Ok(Step::Done(Err(refusal), Vec::new()));
                 }
                 Some(_) => outcome.changed.push(name),
                 None => outcome.added.push(name),

@@ -26,6 +26,8 @@ pub enum KeyError {
     Empty,
     #[error("the idempotency key is {0} characters long; the limit is {MAX_KEY_LEN}")]
     TooLong(usize),
+    #[error("the idempotency key contains a control character; use printable text such as a UUID")]
+    ControlCharacter,
 }
 
 impl IdempotencyKey {
@@ -37,6 +39,9 @@ impl IdempotencyKey {
         }
         if key.chars().count() > MAX_KEY_LEN {
             return Err(KeyError::TooLong(key.chars().count()));
+        }
+        if key.chars().any(char::is_control) {
+            return Err(KeyError::ControlCharacter);
         }
         Ok(IdempotencyKey { key: format!("{scope}:{key}"), request_hash: request_hash(request) })
     }

@@ -1,6 +1,11 @@
 //! The OpenAPI document of every route, served at `/api/openapi.json` and shown by Swagger UI at
 //! `/api/docs` (embedded, so it works offline).
 
+mod conventions;
+pub mod schemas;
+
+use conventions::Conventions;
+
 use utoipa::OpenApi;
 
 use crate::routes::{
@@ -57,6 +62,7 @@ use crate::routes::{
         recommendations::recommendations,
     ),
     components(schemas(crate::error::ErrorBody, budget_events::domain::UsageInput)),
+    modifiers(&Conventions),
     tags(
         (name = "usage", description = "Record and query LLM usage"),
         (name = "prices", description = "The versioned price book and cost calculation"),
