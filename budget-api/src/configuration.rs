@@ -46,6 +46,9 @@ pub struct Settings {
     pub assistant_llm: Option<crate::assistant::narrative::LlmSettings>,
     /// The most one usage record may cost, in USD (`BUDGET_MAX_RECORD_COST`).
     pub max_record_cost: rust_decimal::Decimal,
+    /// Who may call the API, and from where (`BUDGET_ADMIN_KEY`, `BUDGET_ALLOW_UNAUTHENTICATED`,
+    /// `BUDGET_ALLOWED_HOSTS`, `BUDGET_CORS_ORIGINS`, `BUDGET_RATE_LIMIT`).
+    pub security: crate::auth::SecuritySettings,
     /// Tests only (`BUDGET_FAULT`): the background task that panics right after start, to prove that a
     /// dead task stops the process.
     pub fault: Option<String>,
@@ -70,6 +73,12 @@ pub const VARIABLES: &[&str] = &[
     "BUDGET_ASSISTANT_LLM_URL",
     "BUDGET_ASSISTANT_MODEL",
     "BUDGET_ASSISTANT_API_KEY",
+    "BUDGET_ADMIN_KEY",
+    "BUDGET_API_KEY",
+    "BUDGET_ALLOW_UNAUTHENTICATED",
+    "BUDGET_ALLOWED_HOSTS",
+    "BUDGET_CORS_ORIGINS",
+    "BUDGET_RATE_LIMIT",
     "BUDGET_FAULT",
     "BUDGET_TEST_DATABASE_URL",
 ];
@@ -150,6 +159,7 @@ impl Settings {
             ws: Default::default(),
             assistant_llm: None,
             max_record_cost: rust_decimal::Decimal::from(budget_events::domain::usage::MAX_RECORD_COST),
+            security: Default::default(),
             fault: None,
         }
     }
@@ -230,6 +240,47 @@ impl Settings {
                 .ok_or_else(|| {
                     ConfigError::new("BUDGET_MAX_RECORD_COST", &max, format!("use USD above 0 and at most {ceiling}"))
                 })?;
+        }
+        if let Some(key) = var("BUDGET_ADMIN_KEY") {
+            if key.trim().chars().count() < 32 {
+                return Err(ConfigError::new(
+                    "BUDGET_ADMIN_KEY",
+                    "(hidden)",
+                    "use at least 32 random characters, e.g. the output of `openssl rand -hex 32`",
+                ));
+            }
+            s.security.admin_key = Some(key.trim().to_string());
+        }
+        if let Some(allow) = var("BUDGET_ALLOW_UNAUTHENTICATED") {
+            s.security.allow_unauthenticated = match allow.trim() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => return Err(ConfigError::new("BUDGET_ALLOW_UNAUTHENTICATED", &allow, "use true or false")),
+            };
+        }
+        if let Some(hosts) = var("BUDGET_ALLOWED_HOSTS") {
+            s.security.allowed_hosts =
+                Some(hosts.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect());
+        }
+        if let Some(origins) = var("BUDGET_CORS_ORIGINS") {
+            s.security.cors_origins = origins
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect();
+            if let Some(bad) =
+                s.security.cors_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://")))
+            {
+                return Err(ConfigError::new(
+                    "BUDGET_CORS_ORIGINS",
+                    bad,
+                    "list origins such as https://ops.example.com, comma-separated",
+                ));
+            }
+        }
+        if let Some(rate) = var("BUDGET_RATE_LIMIT") {
+            s.security.rate_limit =
+                crate::auth::RateLimit::parse(&rate).map_err(|e| ConfigError::new("BUDGET_RATE_LIMIT", &rate, e))?;
         }
         if let Some(task) = var("BUDGET_FAULT") {
             if !TASKS.contains(&task.trim()) {

@@ -17,6 +17,19 @@ pub enum ApiError {
     Conflict { code: ErrorCode, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// No key, or one that is unknown, revoked or expired: 401 with `WWW-Authenticate`.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A key without the scope, a component-bound key acting for another component, a foreign origin.
+    #[error("{message}")]
+    Forbidden { code: ErrorCode, message: String },
+    /// A `Host` that is not one of the service's names (DNS rebinding).
+    #[error("{0}")]
+    Misdirected(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("too many requests for this key; retry after {retry_after} s (BUDGET_RATE_LIMIT)")]
+    RateLimited { retry_after: u64 },
     /// The path exists with other methods, listed in `allow` (sent as the `Allow` header).
     #[error("{message}")]
     MethodNotAllowed { message: String, allow: String },
@@ -87,6 +100,11 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => *code,
             ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            ApiError::Forbidden { code, .. } => *code,
+            ApiError::Misdirected(_) => ErrorCode::MisdirectedRequest,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             ApiError::BudgetExceeded { .. } => ErrorCode::BudgetExceeded,
             ApiError::Unpriced(_) => ErrorCode::UnpricedModel,
@@ -104,6 +122,11 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BudgetExceeded { .. } | ApiError::Unpriced(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -127,8 +150,17 @@ impl ResponseError for ApiError {
             _ => (self.to_string(), None),
         };
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::MethodNotAllowed { allow, .. } = self {
-            response.insert_header((actix_web::http::header::ALLOW, allow.as_str()));
+        match self {
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header((actix_web::http::header::ALLOW, allow.as_str()));
+            }
+            ApiError::Unauthenticated(_) => {
+                response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer realm=\"budget\""));
+            }
+            ApiError::RateLimited { retry_after } => {
+                response.insert_header((actix_web::http::header::RETRY_AFTER, retry_after.to_string()));
+            }
+            _ => {}
         }
         response.json(ErrorBody { error: ErrorDetail { code: self.code().to_string(), message, details } })
     }
@@ -146,9 +178,11 @@ impl From<budget_events::writer::WriteError> for ApiError {
             WriteError::Rejected(rejection @ CommandError::Unpriced { .. }) => {
                 ApiError::Unpriced(rejection.to_string())
             }
-            WriteError::Rejected(rejection @ (CommandError::UnknownBudget(_) | CommandError::UnknownAllocation(_))) => {
-                ApiError::NotFound(rejection.to_string())
-            }
+            WriteError::Rejected(
+                rejection @ (CommandError::UnknownBudget(_)
+                | CommandError::UnknownAllocation(_)
+                | CommandError::UnknownKey(_)),
+            ) => ApiError::NotFound(rejection.to_string()),
             WriteError::Rejected(
                 rejection @ (CommandError::KeyReused(_)
                 | CommandError::BudgetExists(_)

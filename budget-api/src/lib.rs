@@ -5,6 +5,7 @@
 //! projection workers and the HTTP server.
 
 pub mod assistant;
+pub mod auth;
 pub mod body;
 pub mod configuration;
 pub mod consistency;

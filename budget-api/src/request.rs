@@ -46,9 +46,22 @@ pub fn key(scope: &str, key: &str, body: &impl Serialize) -> Result<IdempotencyK
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidIdempotencyKey, e.to_string()))
 }
 
-/// Who asked (`X-Budget-Actor`) and the request's id (`X-Request-Id`), kept with the events.
+/// Who asked and the request's id (`X-Request-Id`), kept with the events. With a key, the actor is
+/// the key (its name, and its id); `X-Budget-Actor` then only says on whose behalf. Without keys
+/// (the service runs open), `X-Budget-Actor` is all there is.
 pub fn metadata(req: &HttpRequest) -> EventMetadata {
     let header =
         |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect());
-    EventMetadata { actor: header("X-Budget-Actor"), request_id: header("X-Request-Id"), ..Default::default() }
+    let caller = crate::auth::caller(req);
+    let (actor, on_behalf_of) = match caller.actor() {
+        Some(key) => (Some(key), header("X-Budget-Actor")),
+        None => (header("X-Budget-Actor"), None),
+    };
+    EventMetadata {
+        actor,
+        key_id: caller.key_id(),
+        on_behalf_of,
+        request_id: header("X-Request-Id"),
+        ..Default::default()
+    }
 }

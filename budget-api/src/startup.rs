@@ -60,6 +60,34 @@ impl Application {
             }
         }
 
+        let openapi = ApiDoc::openapi();
+        let gate = crate::auth::guard::Gate::new(
+            settings.security.clone(),
+            crate::auth::access::AccessTable::from_openapi(&openapi),
+            &settings.host,
+        );
+        let has_keys = {
+            let client = pool.get().await?;
+            settings.security.admin_key.is_some()
+                || budget_events::store::keys::any_active(&**client, chrono::Utc::now()).await?
+        };
+        if !gate.loopback && !has_keys && !settings.security.allow_unauthenticated {
+            anyhow::bail!(
+                "budget would listen on {} without API keys, so anyone who can reach it could change every limit; \
+                 set BUDGET_ADMIN_KEY (32+ random characters; then create keys with `budget keys create`), or listen \
+                 on 127.0.0.1, or set BUDGET_ALLOW_UNAUTHENTICATED=true to run open on purpose",
+                settings.host
+            );
+        }
+        if !has_keys {
+            tracing::warn!(
+                host = %settings.host,
+                "no API keys are configured: anyone who can reach this address may call every route; \
+                 create an admin key with `budget keys create --scope admin` to require keys"
+            );
+        }
+        let gate = web::Data::new(gate);
+
         let signal = LogSignal::default();
         let (writer, writer_task) = Writer::spawn(pool.clone(), signal.clone());
         let status = RunnerStatus::default();
@@ -113,12 +141,12 @@ impl Application {
                 webhooks: settings.webhooks.clone(),
             },
         });
-        let openapi = ApiDoc::openapi();
         let route_table = web::Data::new(routes::RouteTable::from_openapi(&openapi));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(route_table.clone())
+                .app_data(gate.clone())
                 .app_data(web::QueryConfig::default().error_handler(|err, _| {
                     ApiError::bad_request(
                         ErrorCode::InvalidParameter,
@@ -126,6 +154,7 @@ impl Application {
                     )
                     .into()
                 }))
+                .wrap(actix_web::middleware::from_fn(crate::auth::guard::guard))
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("budget::http"))
                 // HEAD works wherever GET does (`curl -I`): routed as GET; HTTP/1 sends no body for it.
                 .wrap_fn(|mut req, srv| {

@@ -10,6 +10,9 @@ pub struct Cli {
     /// Where the Budget API is.
     #[arg(long, global = true, env = "BUDGET_URL", default_value = "http://127.0.0.1:8013")]
     pub url: String,
+    /// The API key to send (needed once keys are configured); create one with `budget keys create`.
+    #[arg(long, global = true, env = "BUDGET_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -33,6 +36,10 @@ pub enum Command {
         after_help = "Examples:\n  budget set_limit daily 20.0 --policy-type warn\n  budget set_limit daily 10.0 --provider openai --policy-type hard_limit\n  budget set_limit daily 5.0 --component codex --policy-type warn\n  budget set_limit monthly 100.0 --provider anthropic\n  budget set_limit hourly 0 --tokens 200000 --tier remote_heavyweight --policy-type hard_limit\n\nLIMIT 0 together with --tokens sets a token limit only."
     )]
     SetLimit(SetLimitArgs),
+    /// API keys: create (the secret is printed once), list, revoke. Needs an admin key (or a service
+    /// running without keys, for the first one).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Budgets: containers of policies (`default` unless --budget names another).
     #[command(subcommand)]
     Budgets(BudgetsCommand),
@@ -236,6 +243,43 @@ pub struct SetLimitArgs {
     /// Print JSON instead of a sentence.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print its secret (once: only a hash is kept).
+    #[command(
+        after_help = "Examples:\n  budget keys create --scope admin --name ops\n  budget keys create --scope write --component codex --name \"codex on build-3\" --expires 90d\n  budget keys create --scope read --name dashboard"
+    )]
+    Create {
+        /// read (every GET, WebSockets), write (usage, checks, allocations) or admin (everything).
+        #[arg(long)]
+        scope: String,
+        /// Bind a write key to one component: it records usage and reserves for that component only.
+        #[arg(long)]
+        component: Option<String>,
+        /// What the key is for.
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime: 90d, 12h… (default: none).
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (id, name, scope, component, created, last used, expires), never their secrets.
+    #[command(after_help = "Example:\n  budget keys list")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: every process refuses it from now on.
+    #[command(after_help = "Example:\n  budget keys revoke 01a2…")]
+    Revoke {
+        key_id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

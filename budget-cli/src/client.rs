@@ -20,8 +20,17 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(base: &str) -> Self {
-        Client { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+    /// A client of the API at `base`, sending `api_key` (if any) with every request.
+    pub fn new(base: &str, api_key: Option<&str>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = api_key.map(str::trim).filter(|k| !k.is_empty()) {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder().default_headers(headers).build().expect("a plain HTTP client builds");
+        Client { base: base.trim_end_matches('/').to_string(), http }
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {

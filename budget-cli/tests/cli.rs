@@ -527,6 +527,11 @@ async fn audit_explain_as_of_export_and_replay_explain_every_number() {
     let alerts = get_json(url, "/api/alerts?all=true").await;
     let alert_id = alerts["alerts"][0]["id"].as_str().expect("the refusal raised an alert").to_string();
     ok(&budget(url, &["alerts", "acknowledge", &alert_id, "--by", "alice"]).await);
+    // A key created and revoked: the service is open again after (no active key).
+    let key = json_of(&budget(url, &["keys", "create", "--scope", "admin", "--json"]).await);
+    let (secret, id) = (key["secret"].as_str().unwrap(), key["key_id"].as_str().unwrap());
+    let out = budget(url, &["--api-key", secret, "keys", "revoke", id]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
     wait_caught_up(url).await;
     let types: Vec<String> = {
         let db = s.db.pool.get().await.unwrap();
@@ -738,4 +743,88 @@ async fn a_list_after_an_acknowledgement_reads_that_acknowledgement() {
     held.rollback().await.unwrap();
     let out = budget(&s.url, &["alerts", "list", "--severity", "error"]).await;
     assert!(out.status.success() && stdout(&out).contains("No open alerts."), "{}{}", stdout(&out), stderr(&out));
+}
+
+/// Keys from the CLI against `budget start`: the first admin key, then a scoped one used with
+/// `--api-key`; the secrets appear in no log line of the server (at debug level) and in no event.
+#[tokio::test]
+async fn keys_from_the_cli_and_no_secret_in_logs_or_events() {
+    let db = TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let log = std::env::temp_dir().join(format!("budget-keys-{port}.log"));
+    let child = Command::new(BIN)
+        .args(["start", "--port", &port.to_string()])
+        .env("BUDGET_DATABASE_URL", db.connection_string())
+        .env("BUDGET_LOG", "debug")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(Some(child));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{url}/api/health")).await.is_err() {
+        assert!(Instant::now() < deadline, "budget start did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Open on loopback: the first key is created without one; from then on keys are required.
+    let out = budget(&url, &["keys", "create", "--scope", "admin", "--name", "ops", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let admin =
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["secret"].as_str().unwrap().to_string();
+    assert!(admin.starts_with("bgt_"));
+    let out = budget(&url, &["status"]).await;
+    assert!(!out.status.success() && stderr(&out).contains("API key"), "{}", stderr(&out));
+
+    let out =
+        budget(&url, &["--api-key", &admin, "keys", "create", "--scope", "read", "--name", "dashboard", "--json"])
+            .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read =
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["secret"].as_str().unwrap().to_string();
+    let out = budget(&url, &["--api-key", &read, "budgets", "list"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = budget(&url, &["--api-key", &read, "set_limit", "daily", "10"]).await;
+    assert!(!out.status.success() && stderr(&out).contains("admin"), "a read key cannot set limits: {}", stderr(&out));
+    let out = budget(&url, &["--api-key", &admin, "keys", "list"]).await;
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(listed.contains("dashboard") && listed.contains("ops") && !listed.contains(&read[8..]), "{listed}");
+
+    drop(child);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("budget::http"), "the log was captured at debug level");
+    for secret in [&admin, &read] {
+        assert!(!logged.contains(&secret[4..]), "a secret is in the server's log");
+    }
+    let client = db.pool.get().await.unwrap();
+    let found: i64 = client
+        .query_one(
+            "SELECT count(*) FROM events WHERE payload::text LIKE $1 OR metadata::text LIKE $1",
+            &[&format!("%{}%", &admin[4..])],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 0, "a secret is in the log of events");
+    let _ = std::fs::remove_file(&log);
+}
+
+/// Off loopback without keys, `budget start` refuses to run and says what to set.
+#[tokio::test]
+async fn start_on_all_interfaces_without_keys_refuses() {
+    let db = TestDb::new().await;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["start", "--host", "0.0.0.0", "--port", "0"])
+            .env("BUDGET_DATABASE_URL", db.connection_string())
+            .env_remove("BUDGET_ADMIN_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(message.contains("BUDGET_ADMIN_KEY") && message.contains("BUDGET_ALLOW_UNAUTHENTICATED"), "{message}");
 }

@@ -22,6 +22,11 @@ pub enum ErrorCode {
     ConflictingIdempotencyKeys,
     TooManyRecords,
     WebsocketRequired,
+    // 401, 403, 421: who may call, and from where.
+    Unauthenticated,
+    Forbidden,
+    OriginRefused,
+    MisdirectedRequest,
     // 402: a limit refuses.
     BudgetExceeded,
     UnpricedModel,
@@ -36,8 +41,10 @@ pub enum ErrorCode {
     BudgetArchived,
     AllocationResolved,
     PriceVersionExists,
-    // 413, 503, 500
+    // 413, 415, 429, 503, 500
     PayloadTooLarge,
+    UnsupportedMediaType,
+    RateLimited,
     Unavailable,
     /// 503: a projection has not applied the position a read asked for (`min_position`) in time.
     ProjectionLag,
@@ -45,7 +52,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::ValidationFailed,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidBody,
@@ -58,6 +65,10 @@ impl ErrorCode {
         ErrorCode::ConflictingIdempotencyKeys,
         ErrorCode::TooManyRecords,
         ErrorCode::WebsocketRequired,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::OriginRefused,
+        ErrorCode::MisdirectedRequest,
         ErrorCode::BudgetExceeded,
         ErrorCode::UnpricedModel,
         ErrorCode::NotFound,
@@ -69,6 +80,8 @@ impl ErrorCode {
         ErrorCode::AllocationResolved,
         ErrorCode::PriceVersionExists,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::RateLimited,
         ErrorCode::Unavailable,
         ErrorCode::ProjectionLag,
         ErrorCode::InternalError,
@@ -89,6 +102,10 @@ impl ErrorCode {
             ErrorCode::ConflictingIdempotencyKeys => "conflicting_idempotency_keys",
             ErrorCode::TooManyRecords => "too_many_records",
             ErrorCode::WebsocketRequired => "websocket_required",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::OriginRefused => "origin_refused",
+            ErrorCode::MisdirectedRequest => "misdirected_request",
             ErrorCode::BudgetExceeded => "budget_exceeded",
             ErrorCode::UnpricedModel => "unpriced_model",
             ErrorCode::NotFound => "not_found",
@@ -100,6 +117,8 @@ impl ErrorCode {
             ErrorCode::AllocationResolved => "allocation_resolved",
             ErrorCode::PriceVersionExists => "price_version_exists",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::ProjectionLag => "projection_lag",
             ErrorCode::InternalError => "internal_error",

@@ -14,7 +14,9 @@ use crate::domain::{Component, ContextId, Model, Provider, SessionId, TaskType};
 use crate::money::Money;
 
 /// Every event type this build reads; any other is an error, never a skip.
-pub const EVENT_TYPES: [&str; 12] = [
+pub const EVENT_TYPES: [&str; 14] = [
+    "ApiKeyCreated",
+    "ApiKeyRevoked",
     "BudgetRefused",
     "AlertAcknowledged",
     "PriceSet",
@@ -43,6 +45,33 @@ pub enum Event {
     UsageRepriced(UsageRepriced),
     BudgetRefused(BudgetRefused),
     AlertAcknowledged(AlertAcknowledged),
+    ApiKeyCreated(ApiKeyCreated),
+    ApiKeyRevoked(ApiKeyRevoked),
+}
+
+/// An API key was created: who may do what from now on. Only the secret's SHA-256 is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyCreated {
+    pub key_id: Uuid,
+    pub secret_hash: String,
+    /// The secret's first characters, to recognise it in a list.
+    pub prefix: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub scope: crate::domain::keys::KeyScope,
+    /// A key bound to a component records usage and reserves for that component only.
+    #[serde(default)]
+    pub component: Option<Component>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An API key was revoked: refused from now on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyRevoked {
+    pub key_id: Uuid,
 }
 
 /// A reservation or pre-flight check that a hard limit refused. Nothing was reserved or spent; the
@@ -290,8 +319,16 @@ impl UsageRecorded {
 /// Who and what caused an event; stored beside the payload, never part of the decision.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMetadata {
+    /// Who wrote the event: the API key's name (or id), or `X-Budget-Actor` when the service runs
+    /// without keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The API key that wrote the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<Uuid>,
+    /// `X-Budget-Actor` sent with a key: on whose behalf the key's holder acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -325,6 +362,8 @@ impl Event {
             Event::UsageRepriced(_) => "UsageRepriced",
             Event::BudgetRefused(_) => "BudgetRefused",
             Event::AlertAcknowledged(_) => "AlertAcknowledged",
+            Event::ApiKeyCreated(_) => "ApiKeyCreated",
+            Event::ApiKeyRevoked(_) => "ApiKeyRevoked",
         }
     }
 
@@ -345,6 +384,8 @@ impl Event {
             Event::UsageRepriced(e) => serde_json::to_value(e),
             Event::BudgetRefused(e) => serde_json::to_value(e),
             Event::AlertAcknowledged(e) => serde_json::to_value(e),
+            Event::ApiKeyCreated(e) => serde_json::to_value(e),
+            Event::ApiKeyRevoked(e) => serde_json::to_value(e),
         };
         value.expect("event payloads are plain data and always serialize")
     }
@@ -380,6 +421,8 @@ impl Event {
             "UsageRepriced" => serde_json::from_value(payload).map(Event::UsageRepriced),
             "BudgetRefused" => serde_json::from_value(payload).map(Event::BudgetRefused),
             "AlertAcknowledged" => serde_json::from_value(payload).map(Event::AlertAcknowledged),
+            "ApiKeyCreated" => serde_json::from_value(payload).map(Event::ApiKeyCreated),
+            "ApiKeyRevoked" => serde_json::from_value(payload).map(Event::ApiKeyRevoked),
             _ => serde_json::from_value(payload).map(Event::PolicySet),
         }
         .map_err(bad)

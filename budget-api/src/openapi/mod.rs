@@ -9,8 +9,8 @@ use conventions::Conventions;
 use utoipa::OpenApi;
 
 use crate::routes::{
-    alerts, allocations, assistant, audit, budgets, check, health, policies, prices, recommendations, replay, reprice,
-    status, usage, usage_query,
+    alerts, allocations, assistant, audit, budgets, check, health, keys, policies, prices, recommendations, replay,
+    reprice, status, usage, usage_query,
 };
 
 #[derive(OpenApi)]
@@ -60,6 +60,9 @@ use crate::routes::{
         prices::calculate,
         reprice::reprice,
         recommendations::recommendations,
+        keys::create,
+        keys::list,
+        keys::revoke,
     ),
     components(schemas(crate::error::ErrorBody, budget_events::domain::UsageInput)),
     modifiers(&Conventions),
@@ -72,6 +75,7 @@ use crate::routes::{
         (name = "audit", description = "The events behind every number: the log, explanations, exports, replays"),
         (name = "assistant", description = "Analysis, optimization and model recommendations from the log and the price book"),
         (name = "health", description = "Liveness, database and projection lag"),
+        (name = "keys", description = "API keys and their scopes (admin)"),
     )
 )]
 pub struct ApiDoc;

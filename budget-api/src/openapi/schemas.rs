@@ -145,3 +145,16 @@ pub fn budget_owner() -> Schema {
 pub fn price_unit() -> Schema {
     one_of(&["1M", "1m", "M", "m", "million", "1K", "1k", "K", "k", "thousand", "token", "1"], true)
 }
+
+/// A key's name: 1 to 128 printable characters.
+pub fn key_name() -> Schema {
+    budget_events::openapi::name(128, true)
+}
+
+/// A key's lifetime: `90d`, `12h`, `30m` (at most 3660 days).
+pub fn key_lifetime() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(r"^([1-9][0-9]{0,2}d|[1-9][0-9]{0,3}h|[1-9][0-9]{0,4}m)$"))
+        .into()
+}

@@ -57,7 +57,7 @@ pub struct AlertList {
 }
 
 /// Alerts, newest first; unacknowledged ones unless `acknowledged` or `all` say otherwise.
-#[utoipa::path(tag = "alerts", params(AlertQuery), responses((status = 200, body = AlertList), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "alerts", params(AlertQuery), responses((status = 200, body = AlertList), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/alerts")]
 pub async fn list(state: web::Data<AppState>, q: web::Query<AlertQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
@@ -99,7 +99,7 @@ async fn require(state: &AppState, raw: &str) -> Result<AlertRow, ApiError> {
 }
 
 /// One alert.
-#[utoipa::path(tag = "alerts", responses((status = 200, body = Object), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "alerts", responses((status = 200, body = Object), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/alerts/{alert_id}")]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(require(&state, &path).await?))
@@ -128,7 +128,7 @@ pub struct Acknowledged {
 }
 
 /// Acknowledge an alert (once: a second acknowledgement returns the first).
-#[utoipa::path(tag = "alerts", request_body = AcknowledgeRequest, responses((status = 200, body = Acknowledged), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "alerts", request_body = AcknowledgeRequest, responses((status = 200, body = Acknowledged), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["admin"])))]
 #[post("/api/alerts/{alert_id}/acknowledge")]
 pub async fn acknowledge(
     state: web::Data<AppState>,

@@ -110,8 +110,7 @@ pub fn validate(state: &AppState, input: &AllocationInput) -> Result<CreateAlloc
         (status = 200, description = "Idempotent retry", body = AllocationView),
         (status = 400, body = crate::error::ErrorBody),
         (status = 402, description = "budget_exceeded: details list each refusing window", body = crate::error::ErrorBody),
-    )
-)]
+    ), security(("api_key" = ["write"])))]
 #[post("/api/allocations")]
 pub async fn create(
     state: web::Data<AppState>,
@@ -119,6 +118,7 @@ pub async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let input: AllocationInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
+    crate::auth::caller(&req).may_act_for(&input.component)?;
     let allocation = validate(&state, &input)?;
     let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;
     let command = AllocateCommand { allocation, unpriced: state.unpriced, key, metadata: metadata(&req) };
@@ -128,7 +128,7 @@ pub async fn create(
 }
 
 /// Release what an allocation still reserves. 409 when it is already released, expired or exhausted.
-#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "allocations", responses((status = 200, body = AllocationView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "allocations", responses((status = 200, body = AllocationView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)), security(("api_key" = ["write"])))]
 #[post("/api/allocations/{allocation_id}/release")]
 pub async fn release(
     state: web::Data<AppState>,
@@ -194,14 +194,14 @@ async fn list_with(state: &AppState, q: AllocationQuery, context_id: Option<Stri
 }
 
 /// Allocations, newest first (active only unless `state` says otherwise).
-#[utoipa::path(tag = "allocations", params(AllocationQuery), responses((status = 200, body = AllocationList), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "allocations", params(AllocationQuery), responses((status = 200, body = AllocationList), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/allocations")]
 pub async fn list(state: web::Data<AppState>, query: web::Query<AllocationQuery>) -> Result<HttpResponse, ApiError> {
     list_with(&state, query.into_inner(), None).await
 }
 
 /// A task's allocations, newest first.
-#[utoipa::path(tag = "allocations", params(AllocationQuery), responses((status = 200, body = AllocationList)))]
+#[utoipa::path(tag = "allocations", params(AllocationQuery), responses((status = 200, body = AllocationList)), security(("api_key" = ["read"])))]
 #[get("/api/allocations/context/{context_id}")]
 pub async fn by_context(
     state: web::Data<AppState>,
@@ -214,7 +214,7 @@ pub async fn by_context(
 }
 
 /// One allocation.
-#[utoipa::path(tag = "allocations", responses((status = 200, body = AllocationView), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "allocations", responses((status = 200, body = AllocationView), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/allocations/{allocation_id}")]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id("allocation", &path)?;

@@ -111,7 +111,7 @@ async fn range(payload: web::Payload) -> Result<(RangeRequest, Range), ApiError>
 
 /// Totals and breakdowns, series, trend, burn rate and exhaustion of every window, spikes, top cost
 /// drivers and allocation efficiency, each finding a sentence with its numbers.
-#[utoipa::path(tag = "assistant", request_body = Option<RangeRequest>, responses((status = 200, body = AnalyzeResponse), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "assistant", request_body = Option<RangeRequest>, responses((status = 200, body = AnalyzeResponse), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[post("/api/assistant/analyze")]
 pub async fn analyze_route(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let (r, range) = range(payload).await?;
@@ -123,7 +123,7 @@ pub async fn analyze_route(state: web::Data<AppState>, payload: web::Payload) ->
 
 /// Ranked recommendations (model substitution, allocation sizing, prompt caching, policy adjustment)
 /// with savings per period computed from the token mix in the log.
-#[utoipa::path(tag = "assistant", request_body = Option<RangeRequest>, responses((status = 200, body = OptimizeResponse), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "assistant", request_body = Option<RangeRequest>, responses((status = 200, body = OptimizeResponse), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[post("/api/assistant/optimize")]
 pub async fn optimize_route(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let (r, range) = range(payload).await?;
@@ -135,7 +135,7 @@ pub async fn optimize_route(state: web::Data<AppState>, payload: web::Payload) -
 }
 
 /// Every priced model ranked for a described task.
-#[utoipa::path(tag = "assistant", request_body = RecommendRequest, responses((status = 200, body = RecommendResponse), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "assistant", request_body = RecommendRequest, responses((status = 200, body = RecommendResponse), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[post("/api/assistant/recommend-model")]
 pub async fn recommend_route(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let r: RecommendRequest = body::parse(&body::read(payload, 16 * 1024).await?)?;

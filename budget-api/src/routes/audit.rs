@@ -60,7 +60,11 @@ pub struct EventView {
     pub stream_id: String,
     pub stream_version: i64,
     pub event_id: Uuid,
+    /// The API key that wrote it (its name), or `X-Budget-Actor` when the service ran without keys.
     pub actor: Option<String>,
+    pub key_id: Option<Uuid>,
+    /// `X-Budget-Actor` sent with a key.
+    pub on_behalf_of: Option<String>,
     pub request_id: Option<String>,
     pub idempotency_key: Option<String>,
     /// Tokens of a usage record.
@@ -89,6 +93,8 @@ impl From<&RecordedEvent> for EventView {
             stream_version: e.stream_version,
             event_id: e.event_id,
             actor: e.metadata.actor.clone(),
+            key_id: e.metadata.key_id,
+            on_behalf_of: e.metadata.on_behalf_of.clone(),
             request_id: e.metadata.request_id.clone(),
             idempotency_key: e.metadata.idempotency_key.clone(),
             tokens,
@@ -107,7 +113,7 @@ pub struct EventPage {
 }
 
 /// The log, oldest first, filtered and paged by position.
-#[utoipa::path(tag = "audit", params(EventQuery), responses((status = 200, body = EventPage), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "audit", params(EventQuery), responses((status = 200, body = EventPage), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/events")]
 pub async fn events(state: web::Data<AppState>, q: web::Query<EventQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
@@ -225,7 +231,7 @@ pub struct Explanation {
 
 /// How a policy window's used and reserved figures were reached: the events that sum to them, and the
 /// check that the sum equals the account.
-#[utoipa::path(tag = "audit", params(ExplainQuery), responses((status = 200, body = Explanation), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "audit", params(ExplainQuery), responses((status = 200, body = Explanation), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/policies/{policy_id}/explain")]
 pub async fn explain(
     state: web::Data<AppState>,
@@ -290,7 +296,7 @@ const CSV_HEADER: &str = "position,occurred_at,recorded_at,kind,record_id,provid
 /// Usage records for finance, oldest first: one row per record, and one per cost correction (its
 /// `cost` is the change), so the `cost` column sums to the spend. Streamed page by page: a year of
 /// records never sits in memory.
-#[utoipa::path(tag = "audit", params(ExportQuery), responses((status = 200, description = "CSV (`format=csv`, the default) or JSON lines (`format=jsonl`)", content((String = "text/csv"), (String = "application/x-ndjson"))), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "audit", params(ExportQuery), responses((status = 200, description = "CSV (`format=csv`, the default) or JSON lines (`format=jsonl`)", content((String = "text/csv"), (String = "application/x-ndjson"))), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/export")]
 pub async fn export(state: web::Data<AppState>, q: web::Query<ExportQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();

@@ -73,7 +73,7 @@ fn view(b: BudgetRow, policies: usize) -> BudgetView {
 }
 
 /// Budgets by name, paged.
-#[utoipa::path(tag = "policies", params(Page), responses((status = 200, body = BudgetList), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "policies", params(Page), responses((status = 200, body = BudgetList), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/budgets")]
 pub async fn list(state: web::Data<AppState>, page: web::Query<Page>) -> Result<HttpResponse, ApiError> {
     let (limit, offset) = super::paging::page(page.limit, page.offset, 100, 500)?;
@@ -100,7 +100,7 @@ pub async fn list(state: web::Data<AppState>, page: web::Query<Page>) -> Result<
 }
 
 /// One budget, with its policies' current windows.
-#[utoipa::path(tag = "policies", responses((status = 200, body = BudgetDetail), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "policies", responses((status = 200, body = BudgetDetail), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/budgets/{budget_id}")]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id("budget", &path)?;
@@ -206,7 +206,7 @@ async fn change(
 }
 
 /// Create a budget (a container of policies).
-#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", request_body = NewBudget, responses((status = 201, body = BudgetChanged), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "Name taken", body = crate::error::ErrorBody)))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", request_body = NewBudget, responses((status = 201, body = BudgetChanged), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "Name taken", body = crate::error::ErrorBody)), security(("api_key" = ["admin"])))]
 #[post("/api/budgets")]
 pub async fn create(
     state: web::Data<AppState>,
@@ -225,7 +225,7 @@ pub async fn create(
 }
 
 /// Rename a budget or change its description or owner.
-#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", request_body = BudgetInput, responses((status = 200, body = BudgetChanged), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", request_body = BudgetInput, responses((status = 200, body = BudgetChanged), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)), security(("api_key" = ["admin"])))]
 #[patch("/api/budgets/{budget_id}")]
 pub async fn update(
     state: web::Data<AppState>,
@@ -252,7 +252,7 @@ pub async fn update(
 }
 
 /// Archive a budget: its policies stop counting new usage. The log keeps everything.
-#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", responses((status = 200, body = BudgetChanged), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", responses((status = 200, body = BudgetChanged), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["admin"])))]
 #[post("/api/budgets/{budget_id}/archive")]
 pub async fn archive(
     state: web::Data<AppState>,
@@ -265,7 +265,7 @@ pub async fn archive(
 }
 
 /// A budget's policies.
-#[utoipa::path(tag = "policies", responses((status = 200, body = crate::routes::policies::PolicyList), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "policies", responses((status = 200, body = crate::routes::policies::PolicyList), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/budgets/{budget_id}/policies")]
 pub async fn budget_policies(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id("budget", &path)?;
@@ -276,7 +276,7 @@ pub async fn budget_policies(state: web::Data<AppState>, path: web::Path<String>
 }
 
 /// A budget's policies' current windows.
-#[utoipa::path(tag = "policies", responses((status = 200, body = crate::routes::status::StatusResponse), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "policies", responses((status = 200, body = crate::routes::status::StatusResponse), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/budgets/{budget_id}/status")]
 pub async fn budget_status(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id("budget", &path)?;

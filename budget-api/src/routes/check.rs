@@ -106,7 +106,7 @@ pub struct CheckResponse {
 
 /// Pre-flight check of an intended call against every matching policy. Reserves nothing, unless
 /// `reserve` asks for exactly this call to be held.
-#[utoipa::path(tag = "usage", request_body = CheckRequest, responses((status = 200, body = CheckResponse), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "usage", request_body = CheckRequest, responses((status = 200, body = CheckResponse), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["write"])))]
 #[post("/api/usage/check")]
 pub async fn check(
     state: web::Data<AppState>,
@@ -114,6 +114,7 @@ pub async fn check(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let req: CheckRequest = body::parse(&body::read(payload, 64 * 1024).await?)?;
+    crate::auth::caller(&http).may_act_for(&req.component)?;
     let reserve = req.reserve.unwrap_or(false);
     let record = validate(&state, req)?;
     // Decided by the writer against the locked accounts, like a reservation; a refusal is logged there.

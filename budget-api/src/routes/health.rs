@@ -63,8 +63,7 @@ const HELD_FOR: std::time::Duration = std::time::Duration::from_secs(3);
     responses(
         (status = 200, description = "Database reachable", body = Health),
         (status = 503, description = "Database unreachable", body = Health),
-    )
-)]
+    ), security(()))]
 #[get("/api/health")]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let version = env!("CARGO_PKG_VERSION");

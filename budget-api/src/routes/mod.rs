@@ -7,6 +7,7 @@ pub mod audit;
 pub mod budgets;
 pub mod check;
 pub mod health;
+pub mod keys;
 pub mod paging;
 pub mod policies;
 pub mod prices;
@@ -69,7 +70,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(prices::set)
         .service(prices::list)
         .service(prices::history)
-        .service(prices::get);
+        .service(prices::get)
+        .service(keys::create)
+        .service(keys::list)
+        .service(keys::revoke);
 }
 
 /// What no route matched: 405 with `Allow` when the path is one of the documented routes (matched

@@ -114,8 +114,7 @@ impl PolicySetResponse {
         (status = 200, description = "Replaced the existing policy, or an idempotent retry", body = PolicySetResponse),
         (status = 400, description = "Invalid policy; nothing written", body = crate::error::ErrorBody),
         (status = 404, description = "Unknown budget_id", body = crate::error::ErrorBody),
-    )
-)]
+    ), security(("api_key" = ["admin"])))]
 #[post("/api/policies")]
 pub async fn set_policy(
     state: web::Data<AppState>,
@@ -167,7 +166,7 @@ pub struct PolicyList {
 }
 
 /// Policies, filtered.
-#[utoipa::path(tag = "policies", params(PolicyFilter), responses((status = 200, body = PolicyList)))]
+#[utoipa::path(tag = "policies", params(PolicyFilter), responses((status = 200, body = PolicyList)), security(("api_key" = ["read"])))]
 #[get("/api/policies")]
 pub async fn list(state: web::Data<AppState>, filter: web::Query<PolicyFilter>) -> Result<HttpResponse, ApiError> {
     let client = state.pool.get().await?;
@@ -178,7 +177,7 @@ pub async fn list(state: web::Data<AppState>, filter: web::Query<PolicyFilter>) 
 }
 
 /// One policy.
-#[utoipa::path(tag = "policies", responses((status = 200, body = PolicyView), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "policies", responses((status = 200, body = PolicyView), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/policies/{policy_id}")]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_id("policy", &path)?;
@@ -217,7 +216,7 @@ pub struct PolicyPatch {
 }
 
 /// Change a policy's type, limits, thresholds, timezone or enabled flag (a new `PolicySet` event).
-#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", request_body = PolicyPatch, responses((status = 200, body = PolicySetResponse), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", request_body = PolicyPatch, responses((status = 200, body = PolicySetResponse), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["admin"])))]
 #[patch("/api/policies/{policy_id}")]
 pub async fn update(
     state: web::Data<AppState>,
@@ -231,7 +230,7 @@ pub async fn update(
 }
 
 /// Disable a policy: it stops counting new usage and checks (a `PolicySet` with `enabled: false`).
-#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", responses((status = 200, body = PolicySetResponse), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", responses((status = 200, body = PolicySetResponse), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["admin"])))]
 #[post("/api/policies/{policy_id}/disable")]
 pub async fn disable(
     state: web::Data<AppState>,

@@ -96,7 +96,7 @@ pub struct PriceList {
 }
 
 /// The prices in effect now (or at `at`).
-#[utoipa::path(tag = "prices", params(PriceQuery), responses((status = 200, body = PriceList)))]
+#[utoipa::path(tag = "prices", params(PriceQuery), responses((status = 200, body = PriceList)), security(("api_key" = ["read"])))]
 #[get("/api/prices")]
 pub async fn list(state: web::Data<AppState>, q: web::Query<PriceQuery>) -> Result<HttpResponse, ApiError> {
     let at = q.at.unwrap_or_else(Utc::now);
@@ -143,7 +143,7 @@ pub(crate) async fn resolve_at(
 }
 
 /// The price of one model in effect now (or at `at`), with the name it resolved to.
-#[utoipa::path(tag = "prices", params(AtQuery), responses((status = 200, body = ResolvedPrice), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "prices", params(AtQuery), responses((status = 200, body = ResolvedPrice), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/prices/{provider}/{model}")]
 pub async fn get(
     state: web::Data<AppState>,
@@ -163,7 +163,7 @@ pub struct PriceHistory {
 }
 
 /// Every version of a model's price, oldest first.
-#[utoipa::path(tag = "prices", responses((status = 200, body = PriceHistory), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "prices", responses((status = 200, body = PriceHistory), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/prices/history/{provider}/{model}")]
 pub async fn history(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
     let (provider, model) = path.into_inner();
@@ -240,7 +240,7 @@ async fn apply(
 }
 
 /// Set one model's price (a new version; the previous one ends where it starts).
-#[utoipa::path(tag = "prices", request_body = PriceInput, responses((status = 200, body = PriceChange), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "price_version_exists: another price of the model takes effect at that time", body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "prices", request_body = PriceInput, responses((status = 200, body = PriceChange), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "price_version_exists: another price of the model takes effect at that time", body = crate::error::ErrorBody)), security(("api_key" = ["admin"])))]
 #[post("/api/prices")]
 pub async fn set(
     state: web::Data<AppState>,
@@ -271,7 +271,7 @@ pub struct UpdateRequest {
 }
 
 /// Apply the bundled table, or import a LiteLLM-format document; `dry_run` shows the diff only.
-#[utoipa::path(tag = "prices", request_body = Option<UpdateRequest>, responses((status = 200, body = PriceChange), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "price_version_exists: another price of a model takes effect at that time", body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "prices", request_body = Option<UpdateRequest>, responses((status = 200, body = PriceChange), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "price_version_exists: another price of a model takes effect at that time", body = crate::error::ErrorBody)), security(("api_key" = ["admin"])))]
 #[post("/api/prices/update")]
 pub async fn update(
     state: web::Data<AppState>,
@@ -337,7 +337,7 @@ pub struct CalculateResponse {
 }
 
 /// The cost of a call under the price in effect (exact decimals).
-#[utoipa::path(tag = "prices", request_body = CalculateRequest, responses((status = 200, body = CalculateResponse), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "prices", request_body = CalculateRequest, responses((status = 200, body = CalculateResponse), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[post("/api/prices/calculate")]
 pub async fn calculate(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let r: CalculateRequest = body::parse(&body::read(payload, 16 * 1024).await?)?;

@@ -59,7 +59,7 @@ pub struct RecommendationResponse {
 }
 
 /// Cheaper alternatives for a call, sorted by savings, each with its cost.
-#[utoipa::path(tag = "prices", request_body = RecommendationRequest, responses((status = 200, body = RecommendationResponse), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "prices", request_body = RecommendationRequest, responses((status = 200, body = RecommendationResponse), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[post("/api/prices/recommendations")]
 pub async fn recommendations(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let r: RecommendationRequest = body::parse(&body::read(payload, 16 * 1024).await?)?;

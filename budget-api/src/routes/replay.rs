@@ -88,7 +88,7 @@ pub struct ReplayRequest {
 }
 
 /// Replays projections and verifies the accounts; the answer is a stream of JSON lines.
-#[utoipa::path(tag = "audit", request_body = Option<ReplayRequest>, responses((status = 200, description = "JSON lines: progress, projection, accounts, done", content_type = "application/x-ndjson"), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "audit", request_body = Option<ReplayRequest>, responses((status = 200, description = "JSON lines: progress, projection, accounts, done", content_type = "application/x-ndjson"), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["admin"])))]
 #[post("/api/replay")]
 pub async fn replay(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, 4096).await?;

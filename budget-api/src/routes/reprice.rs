@@ -53,7 +53,7 @@ pub struct RepriceResponse {
 
 /// Re-price records priced with an older version: appends one correction per record; rollups and
 /// budget accounts follow. Records that carry the client's own cost are left as they are.
-#[utoipa::path(tag = "prices", request_body = RepriceRequest, responses((status = 200, body = RepriceResponse), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "prices", request_body = RepriceRequest, responses((status = 200, body = RepriceResponse), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["admin"])))]
 #[post("/api/prices/reprice")]
 pub async fn reprice(
     state: web::Data<AppState>,

@@ -94,7 +94,7 @@ pub struct StatusResponse {
 }
 
 /// Every active policy's window now (or at `at`).
-#[utoipa::path(tag = "policies", params(StatusQuery), responses((status = 200, body = StatusResponse), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(tag = "policies", params(StatusQuery), responses((status = 200, body = StatusResponse), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/status")]
 pub async fn status(state: web::Data<AppState>, query: web::Query<StatusQuery>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();

@@ -86,8 +86,7 @@ impl From<ItemOutcome> for UsageRecordedResponse {
         (status = 404, description = "No allocation has the record's allocation_id; nothing written", body = crate::error::ErrorBody),
         (status = 409, description = "Idempotency key used for a different request", body = crate::error::ErrorBody),
         (status = 413, description = "Body too large", body = crate::error::ErrorBody),
-    )
-)]
+    ), security(("api_key" = ["write"])))]
 #[post("/api/usage")]
 pub async fn record_one(
     state: web::Data<AppState>,
@@ -96,6 +95,7 @@ pub async fn record_one(
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, MAX_RECORD_BODY).await?;
     let input: UsageInput = body::parse(&bytes)?;
+    crate::auth::caller(&req).may_act_for(&input.component)?;
     // The key's request hash is of the request as sent; the tier the server fills in is not part of it.
     let key = request::keyed(&req, input.request_id.as_deref(), "usage", &input)?;
     let mut input = input;
@@ -159,8 +159,7 @@ pub struct BatchResponse {
         (status = 400, description = "A record is invalid; nothing written. `details` lists every problem by index", body = crate::error::ErrorBody),
         (status = 409, description = "Idempotency key used for a different batch", body = crate::error::ErrorBody),
         (status = 413, description = "Body too large", body = crate::error::ErrorBody),
-    )
-)]
+    ), security(("api_key" = ["write"])))]
 #[post("/api/usage/batch")]
 pub async fn record_batch(
     state: web::Data<AppState>,
@@ -169,6 +168,10 @@ pub async fn record_batch(
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, MAX_BATCH_BODY).await?;
     let batch: BatchRequest = body::parse(&bytes)?;
+    let caller = crate::auth::caller(&req);
+    for record in &batch.records {
+        caller.may_act_for(&record.component)?;
+    }
     if batch.records.is_empty() {
         return Err(ApiError::bad_request(ErrorCode::ValidationFailed, "records is empty; send 1 to 10,000 records"));
     }

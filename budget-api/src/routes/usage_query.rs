@@ -96,8 +96,7 @@ pub struct UsageResponse {
     responses(
         (status = 200, body = UsageResponse),
         (status = 400, description = "Bad parameter", body = crate::error::ErrorBody),
-    )
-)]
+    ), security(("api_key" = ["read"])))]
 #[get("/api/usage")]
 pub async fn usage(state: web::Data<AppState>, query: web::Query<UsageQuery>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
@@ -170,8 +169,7 @@ pub struct SummaryResponse {
     responses(
         (status = 200, body = SummaryResponse),
         (status = 400, description = "Bad request", body = crate::error::ErrorBody),
-    )
-)]
+    ), security(("api_key" = ["read"])))]
 #[post("/api/usage/summary")]
 pub async fn summary(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, 16 * 1024).await?;
@@ -260,8 +258,7 @@ pub struct RecordsResponse {
 #[utoipa::path(
     tag = "usage",
     params(RecordsQuery),
-    responses((status = 200, body = RecordsResponse), (status = 400, body = crate::error::ErrorBody))
-)]
+    responses((status = 200, body = RecordsResponse), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/usage/records")]
 pub async fn records(state: web::Data<AppState>, query: web::Query<RecordsQuery>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();

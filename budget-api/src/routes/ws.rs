@@ -16,6 +16,8 @@ use crate::ws::session::Connection;
 pub struct WsQuery {
     /// Replay what was appended after this log position, then go live.
     pub since: Option<i64>,
+    /// An API key, for clients that cannot send headers (the guard reads it).
+    pub api_key: Option<String>,
 }
 
 async fn connect(
@@ -42,6 +44,7 @@ async fn connect(
         settings: state.ws,
         topic,
         since: query.since,
+        gate: req.app_data::<web::Data<crate::auth::guard::Gate>>().expect("the gate is app data").clone(),
     };
     actix_web::rt::spawn(connection.run());
     Ok(response)

@@ -49,6 +49,8 @@ pub struct Connection {
     pub settings: WsSettings,
     pub topic: &'static str,
     pub since: Option<i64>,
+    /// Checks a key sent in an `authentication` message.
+    pub gate: actix_web::web::Data<crate::auth::guard::Gate>,
 }
 
 enum Flow {
@@ -217,7 +219,16 @@ impl Connection {
             },
             "authentication" => {
                 let client_id = envelope.payload.get("client_id").cloned().unwrap_or(serde_json::Value::Null);
-                // No API keys are configured: every client is accepted and its id kept for the logs.
+                // The upgrade passed the guard (with a key when keys are required); a key sent here is
+                // checked too, and a bad one ends the connection.
+                if let Some(secret) = envelope.payload.get("api_key").and_then(|k| k.as_str()) {
+                    if let Err(e) = self.gate.identify(&self.pool, secret).await {
+                        let answer = json!({"success": false, "client_id": client_id, "error": e.to_string()});
+                        let _ = self.send(&Envelope::new("authentication", None, answer, None).text()).await;
+                        let reason = CloseReason { code: CloseCode::Policy, description: Some("bad API key".into()) };
+                        return Flow::Close(Some(reason));
+                    }
+                }
                 tracing::debug!(%client_id, "WebSocket client authenticated");
                 Envelope::new("authentication", None, json!({"success": true, "client_id": client_id}), None)
             }

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::helpers::spawn_app;
+use crate::helpers::spawn_app_with;
 
 /// Test cases per operation and phase; with a fixed seed the run is reproducible. One worker: with
 /// several, hypothesis describes strategies from several threads at once, and CPython 3.11's `ast`
@@ -15,7 +15,9 @@ const SEED: &str = "20261130";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_answers_only_what_its_openapi_document_describes() {
-    let app = spawn_app().await;
+    // With keys required, so that the auth checks run too (requests without the key must be refused).
+    const ADMIN_KEY: &str = "contract-test-admin-key-0123456789abcdef";
+    let app = spawn_app_with(|s| s.security.admin_key = Some(ADMIN_KEY.into())).await;
     let schema = app.url("/api/openapi.json");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
@@ -27,6 +29,7 @@ async fn the_server_answers_only_what_its_openapi_document_describes() {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml"),
             ])
             .args(["run", &schema, "--checks", "all", "--max-examples", EXAMPLES, "--seed", SEED])
+            .args(["--header", &format!("Authorization: Bearer {ADMIN_KEY}")])
             .args(["--generation-database", "none", "--workers", "1", "--request-timeout", "20"])
             .output()
     })

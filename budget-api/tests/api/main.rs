@@ -8,6 +8,7 @@ mod docs;
 mod enforcement;
 mod health;
 mod helpers;
+mod keys;
 mod opening;
 mod policies;
 mod prices;

@@ -155,7 +155,7 @@ async fn client_messages_get_replies_and_malformed_ones_an_error_frame() {
         (r["payload"]["success"].as_bool(), r["payload"]["topic"].as_str()),
         (Some(true), Some("price_updates"))
     );
-    send(&mut ws, json!({"type": "authentication", "payload": {"api_key": "k", "client_id": "tester"}})).await;
+    send(&mut ws, json!({"type": "authentication", "payload": {"client_id": "tester"}})).await;
     let r = next_of(&mut ws, "authentication").await;
     assert_eq!((r["payload"]["success"].as_bool(), r["payload"]["client_id"].as_str()), (Some(true), Some("tester")));
     send(&mut ws, json!({"type": "heartbeat", "payload": {}})).await;

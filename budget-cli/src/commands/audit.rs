@@ -77,7 +77,11 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
     ]);
     for line in &lines {
         let e = &line.event;
-        let who = match (e.actor.as_deref(), e.request_id.as_deref()) {
+        let actor = match (e.actor.as_deref(), e.on_behalf_of.as_deref()) {
+            (Some(a), Some(b)) => Some(format!("{a} for {b}")),
+            (a, _) => a.map(str::to_string),
+        };
+        let who = match (actor.as_deref(), e.request_id.as_deref()) {
             (Some(a), Some(r)) => format!("{a} / {r}"),
             (Some(a), None) => a.to_string(),
             (None, Some(r)) => r.to_string(),

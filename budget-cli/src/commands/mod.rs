@@ -7,6 +7,7 @@ mod audit;
 mod budgets;
 mod export;
 mod get_usage;
+mod keys;
 mod prices;
 mod replay;
 mod set_limit;
@@ -17,12 +18,13 @@ use crate::cli::{Cli, Command};
 use crate::client::Client;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(&cli.url);
+    let client = Client::new(&cli.url, cli.api_key.as_deref());
     match cli.command {
         Command::Start(args) => start::run(args).await,
         Command::Status(args) => status::run(&client, &cli.url, args).await,
         Command::GetUsage(args) => get_usage::run(&client, args).await,
         Command::SetLimit(args) => set_limit::run(&client, args).await,
+        Command::Keys(command) => keys::run(&client, command).await,
         Command::Budgets(command) => budgets::run(&client, command).await,
         Command::Allocate(command) => allocate::run(&client, command).await,
         Command::Alerts(command) => alerts::run(&client, command).await,

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(6, "0006_alerts", include_str!("../../../schema/0006_alerts.sql")),
     Migration::new(7, "0007_webhook_leases", include_str!("../../../schema/0007_webhook_leases.sql")),
     Migration::new(8, "0008_wide_sums", include_str!("../../../schema/0008_wide_sums.sql")),
+    Migration::new(9, "0009_api_keys", include_str!("../../../schema/0009_api_keys.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.

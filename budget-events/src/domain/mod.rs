@@ -2,6 +2,7 @@
 
 pub mod allocation;
 pub mod alternatives;
+pub mod keys;
 pub mod names;
 pub mod policy;
 pub mod price;

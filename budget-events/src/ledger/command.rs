@@ -138,6 +138,8 @@ commands! {
     Reprice(super::RepriceCommand) -> super::RepriceOutcome;
     Check(super::CheckCommand) -> super::CheckOutcome;
     Acknowledge(super::AcknowledgeCommand) -> super::AcknowledgeOutcome;
+    CreateKey(super::CreateKeyCommand) -> super::KeyOutcome;
+    RevokeKey(super::RevokeKeyCommand) -> super::KeyOutcome;
 }
 
 /// Why a command as a whole was refused. Stored under the command's key like an acceptance, so a
@@ -161,6 +163,8 @@ pub enum CommandError {
     UnknownAllocation(Uuid),
     #[error("allocation {id} is already {}; an allocation resolves at most once", .state.as_str())]
     AlreadyResolved { id: Uuid, state: AllocationState },
+    #[error("no API key has id {0}; list them with `budget keys list`")]
+    UnknownKey(Uuid),
     #[error("a different price of {name} already takes effect at {at}; give another effective_from (a later one replaces it from then on)")]
     PriceVersionExists { name: String, at: chrono::DateTime<chrono::Utc> },
 }
@@ -177,6 +181,7 @@ impl CommandError {
             CommandError::UnknownAllocation(_) => ErrorCode::UnknownAllocation,
             CommandError::AlreadyResolved { .. } => ErrorCode::AllocationResolved,
             CommandError::PriceVersionExists { .. } => ErrorCode::PriceVersionExists,
+            CommandError::UnknownKey(_) => ErrorCode::NotFound,
         }
     }
 }

@@ -15,7 +15,7 @@
 //! 5. append every event in one insert, write back accounts and allocations, store the outcomes.
 //!
 //! Each command family lives in its own module ([`usage`], [`allocation`], [`policy`], [`budget`],
-//! [`prices`], [`alerts`], [`check`]) and implements [`Handle`]: its pass 1 and pass 2. A new command
+//! [`prices`], [`alerts`], [`check`], [`keys`]) and implements [`Handle`]: its pass 1 and pass 2. A new command
 //! is a type in one of them, a `Handle` impl, and a line in [`commands!`](command).
 
 mod alerts;
@@ -24,6 +24,7 @@ mod budget;
 mod check;
 mod command;
 mod idempotency;
+mod keys;
 mod policy;
 mod prices;
 mod usage;
@@ -46,6 +47,7 @@ pub use allocation::{AllocateCommand, AllocationOutcome, ExpireCommand, ReleaseC
 pub use budget::{BudgetChange, BudgetCommand, BudgetOutcome};
 pub use check::{CheckCommand, CheckOutcome};
 pub use command::{Command, CommandError, LedgerCommand, Outcome};
+pub use keys::{CreateKeyCommand, KeyOutcome, RevokeKeyCommand};
 pub use policy::{PolicyCommand, PolicyOutcome};
 pub use prices::{PricesCommand, PricesOutcome, RepriceCommand, RepriceOutcome};
 pub use usage::{ItemOutcome, ItemStatus, OutcomeError, UsageCommand, UsageItem, UsageOutcome};

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod allocations;
 pub mod append;
 pub mod idempotency;
+pub mod keys;
 pub mod opening;
 pub mod policies;
 pub mod prices;

@@ -1,0 +1,80 @@
+//! What each route needs: the scope declared next to the route (`security(("api_key" = ["write"]))`
+//! in its `#[utoipa::path]`), read back from the OpenAPI document, so the document and the guard
+//! cannot disagree and a route without a declared scope is refused to everyone but admins (and fails
+//! the access-matrix test).
+
+use budget_events::domain::keys::KeyScope;
+use serde_json::Value;
+
+/// The security scheme name routes declare their scope under.
+pub const SCHEME: &str = "api_key";
+
+/// What a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needed {
+    /// Nothing: the API documentation, and paths no route serves (they get 404/405).
+    Nothing,
+    Scope(KeyScope),
+}
+
+/// What an operation declares: a scope, or that it is public (`security(())`, the health check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declared {
+    Public,
+    Scope(KeyScope),
+}
+
+/// (method, path segments, declaration) of every documented operation.
+#[derive(Debug, Clone)]
+pub struct AccessTable(Vec<(String, Vec<String>, Option<Declared>)>);
+
+impl AccessTable {
+    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
+        let doc = serde_json::to_value(doc).expect("the OpenAPI document serializes");
+        let mut routes = Vec::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                routes.push((method.to_ascii_uppercase(), path.split('/').map(str::to_string).collect(), declared(op)));
+            }
+        }
+        AccessTable(routes)
+    }
+
+    /// What `method path` needs. HEAD is GET; the WebSockets need `read`; an undocumented route
+    /// that a handler serves anyway (none should) needs `admin`.
+    pub fn needed(&self, method: &str, path: &str) -> Needed {
+        let method = if method == "HEAD" { "GET" } else { method };
+        if path.starts_with("/ws/") {
+            return Needed::Scope(KeyScope::Read);
+        }
+        if path == "/api/openapi.json" || path == "/api/docs" || path.starts_with("/api/docs/") {
+            return Needed::Nothing;
+        }
+        let segments: Vec<&str> = path.split('/').collect();
+        // The most specific template wins (`/api/prices/history/…` over `/api/prices/{provider}/…`).
+        let found = self
+            .0
+            .iter()
+            .filter(|(m, template, _)| {
+                m == method
+                    && template.len() == segments.len()
+                    && template.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
+            })
+            .max_by_key(|(_, template, _)| template.iter().filter(|t| !t.starts_with('{')).count());
+        match found {
+            Some((_, _, Some(Declared::Scope(scope)))) => Needed::Scope(*scope),
+            Some((_, _, Some(Declared::Public))) => Needed::Nothing,
+            Some((_, _, None)) => Needed::Scope(KeyScope::Admin),
+            None => Needed::Nothing,
+        }
+    }
+}
+
+/// What an operation object of the document declares (tests use it on the served document).
+pub fn declared(op: &Value) -> Option<Declared> {
+    let requirements = op["security"].as_array()?;
+    if requirements.iter().any(|r| r.as_object().is_some_and(|o| o.is_empty())) {
+        return Some(Declared::Public);
+    }
+    requirements.iter().find_map(|r| r[SCHEME].as_array()?.first()?.as_str()?.parse().ok()).map(Declared::Scope)
+}

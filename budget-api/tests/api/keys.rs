@@ -1,0 +1,250 @@
+//! API keys and scopes, and browsers kept out: the access matrix over every documented route, keys
+//! revoked or expired refused at once by every process, WebSockets, content types, Host, CORS.
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{assert_error, spawn_app_with, spawn_replica, TestApp};
+
+const ADMIN: &str = "test-bootstrap-admin-key-0123456789abcdef";
+
+async fn keyed_app() -> TestApp {
+    spawn_app_with(|s| s.security.admin_key = Some(ADMIN.into())).await
+}
+
+/// Creates a key with the bootstrap key; returns (secret, key_id).
+async fn create_key(app: &TestApp, body: Value) -> (String, String) {
+    let r = app.http.post(app.url("/api/keys")).bearer_auth(ADMIN).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let created: Value = r.json().await.unwrap();
+    (created["secret"].as_str().unwrap().to_string(), created["key_id"].as_str().unwrap().to_string())
+}
+
+/// Every route of the served OpenAPI document declares a scope, and answers by it: 401 without a key,
+/// 403 with a key below the scope, neither with one at or above it. A new route without a declared
+/// scope fails here.
+#[tokio::test]
+async fn every_route_answers_by_the_scope_it_declares() {
+    let app = keyed_app().await;
+    let (read, _) = create_key(&app, json!({"scope": "read"})).await;
+    let (write, _) = create_key(&app, json!({"scope": "write"})).await;
+    let (admin, _) = create_key(&app, json!({"scope": "admin"})).await;
+    let (_, doc) = app.get_json("/api/openapi.json").await;
+    let rank = |s: &str| ["read", "write", "admin"].iter().position(|x| *x == s).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let security = op["security"].as_array().unwrap_or_else(|| panic!("{method} {path} declares no scope"));
+            if security.iter().any(|r| r.as_object().is_some_and(|o| o.is_empty())) {
+                continue; // public: the health check
+            }
+            let needed = security[0]["api_key"][0].as_str().unwrap_or_else(|| panic!("{method} {path}: no scope"));
+            let url = app.url(
+                &path
+                    .split('/')
+                    .map(|s| if s.starts_with('{') { "00000000-0000-0000-0000-000000000000" } else { s })
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            );
+            let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+            for (key, scope) in [(None, ""), (Some(&read), "read"), (Some(&write), "write"), (Some(&admin), "admin")] {
+                let mut request = app.http.request(method.clone(), &url);
+                if method != Method::GET {
+                    request = request.json(&json!({}));
+                }
+                if let Some(k) = key {
+                    request = request.bearer_auth(k);
+                }
+                let status = request.send().await.unwrap().status().as_u16();
+                let expected = match key {
+                    None => Some(401),
+                    Some(_) if rank(scope) < rank(needed) => Some(403),
+                    Some(_) => None,
+                };
+                match expected {
+                    Some(e) => assert_eq!(status, e, "{method} {path} with {scope:?} key (needs {needed})"),
+                    None => assert!(status != 401 && status != 403, "{method} {path} with a {scope} key: {status}"),
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 150, "the matrix covered {checked} cases");
+}
+
+/// A key bound to a component records usage and reserves for that component only.
+#[tokio::test]
+async fn a_component_key_acts_for_its_component_only() {
+    let app = keyed_app().await;
+    let (codex, _) =
+        create_key(&app, json!({"scope": "write", "component": "codex", "name": "codex on build-3"})).await;
+    let record = |component: &str| {
+        json!({"provider": "openai", "model": "gpt-4o", "component": component,
+                                          "input_tokens": 10, "output_tokens": 1, "cost": "0.01"})
+    };
+    let send = |body: Value, path: &'static str| app.http.post(app.url(path)).bearer_auth(&codex).json(&body).send();
+    assert_eq!(send(record("codex"), "/api/usage").await.unwrap().status().as_u16(), 201);
+    assert_error(send(record("rhetor"), "/api/usage").await.unwrap(), 403, "forbidden").await;
+    assert_error(
+        send(json!({"records": [record("codex"), record("rhetor")]}), "/api/usage/batch").await.unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_error(
+        send(json!({"context_id": "t", "component": "rhetor", "tokens": 10}), "/api/allocations").await.unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(app.events().await, 2, "the key and the one record: refused requests write nothing");
+
+    // The log says which key wrote the record, and X-Budget-Actor only on whose behalf.
+    let r = app
+        .http
+        .post(app.url("/api/usage"))
+        .bearer_auth(&codex)
+        .header("X-Budget-Actor", "alice")
+        .json(&record("codex"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let db = app.db.pool.get().await.unwrap();
+    let meta: Value = db
+        .query_one("SELECT metadata FROM events WHERE event_type = 'UsageRecorded' ORDER BY position DESC LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        (meta["actor"].as_str(), meta["on_behalf_of"].as_str()),
+        (Some("codex on build-3"), Some("alice")),
+        "{meta}"
+    );
+    assert!(meta["key_id"].is_string());
+}
+
+/// Revoked and expired keys are refused at once, by this process and by another one on the database.
+#[tokio::test]
+async fn revoked_or_expired_keys_are_refused_at_once_by_every_process() {
+    let app = keyed_app().await;
+    let replica = spawn_replica(&app, |s| s.security.admin_key = Some(ADMIN.into())).await;
+    let (secret, key_id) = create_key(&app, json!({"scope": "read"})).await;
+    let status = |base: String, key: String| {
+        let http = app.http.clone();
+        async move { http.get(format!("{base}/api/status")).bearer_auth(key).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(replica.clone(), secret.clone()).await, 200);
+    let r = app.http.post(app.url(&format!("/api/keys/{key_id}/revoke"))).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(status(replica.clone(), secret.clone()).await, 401);
+    assert_eq!(status(app.address.clone(), secret).await, 401);
+
+    let (secret, key_id) = create_key(&app, json!({"scope": "read", "expires": "1d"})).await;
+    assert_eq!(status(replica.clone(), secret.clone()).await, 200);
+    // A day passes.
+    let db = app.db.pool.get().await.unwrap();
+    db.execute(
+        "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE key_id = $1::text::uuid",
+        &[&key_id],
+    )
+    .await
+    .unwrap();
+    let r = app.http.get(format!("{replica}/api/status")).bearer_auth(&secret).send().await.unwrap();
+    let message = assert_error(r, 401, "unauthenticated").await;
+    assert!(message.contains("expired"), "{message}");
+}
+
+/// WebSockets: no key refused once keys exist, a key in the query accepted, a bad key in the
+/// `authentication` message closes the connection, a foreign Origin is refused.
+#[tokio::test]
+async fn websockets_need_a_key_and_a_known_origin() {
+    let app = keyed_app().await;
+    let (read, _) = create_key(&app, json!({"scope": "read"})).await;
+    let ws = app.address.replace("http://", "ws://");
+    assert!(tokio_tungstenite::connect_async(format!("{ws}/ws/budget/updates")).await.is_err(), "no key, no upgrade");
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("{ws}/ws/budget/updates?api_key={read}")).await.unwrap();
+    socket
+        .send(Message::Text(json!({"type": "authentication", "payload": {"api_key": "bgt_wrong"}}).to_string().into()))
+        .await
+        .unwrap();
+    let mut refused = false;
+    let mut closed = false;
+    while let Ok(Some(frame)) = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next()).await {
+        match frame {
+            Ok(Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "authentication" {
+                    refused = v["payload"]["success"] == false;
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(refused && closed, "a bad key answers success false ({refused}) and closes ({closed})");
+
+    let mut request = format!("{ws}/ws/budget/updates?api_key={read}").into_client_request().unwrap();
+    request.headers_mut().insert("Origin", "http://evil.example".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(request).await.is_err(), "a foreign Origin is refused");
+}
+
+/// What a web page could send: text/plain is 415 and stores nothing; a foreign Host is 421; CORS is
+/// answered for listed origins only.
+#[tokio::test]
+async fn browsers_are_kept_out_unless_listed() {
+    let app = spawn_app_with(|s| s.security.cors_origins = vec!["https://ops.example.com".into()]).await;
+    let policy = r#"{"period": "daily", "cost_limit": "0.000001", "type": "hard_limit"}"#;
+    let r =
+        app.http.post(app.url("/api/policies")).header("Content-Type", "text/plain").body(policy).send().await.unwrap();
+    assert_error(r, 415, "unsupported_media_type").await;
+    assert_eq!(app.events().await, 0, "nothing stored");
+
+    let r = app.http.get(app.url("/api/status")).header("Host", "rebound.example:8013").send().await.unwrap();
+    assert_error(r, 421, "misdirected_request").await;
+
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(Method::OPTIONS, app.url("/api/policies"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type")
+            .send()
+    };
+    let ok = preflight("https://ops.example.com").await.unwrap();
+    assert_eq!(ok.status().as_u16(), 204);
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://ops.example.com");
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(refused.status().as_u16(), 403);
+    let r = app
+        .http
+        .post(app.url("/api/policies"))
+        .header("Origin", "https://evil.example")
+        .json(&serde_json::from_str::<Value>(policy).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 403, "origin_refused").await;
+    assert_eq!(app.events().await, 0, "nothing stored");
+}
+
+/// Past the rate, 429 with Retry-After.
+#[tokio::test]
+async fn a_key_past_its_rate_gets_429() {
+    let app =
+        spawn_app_with(|s| s.security.rate_limit = budget_api::auth::RateLimit { per_second: 1.0, burst: 3.0 }).await;
+    for _ in 0..3 {
+        assert_eq!(app.get_json("/api/status").await.0, 200);
+    }
+    let r = app.http.get(app.url("/api/status")).send().await.unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    assert_error(r, 429, "rate_limited").await;
+}
