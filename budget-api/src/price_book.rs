@@ -105,21 +105,40 @@ pub fn bundled() -> (String, DateTime<Utc>, Vec<PriceSpec>) {
 }
 
 /// What an import found.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct Imported {
     #[serde(skip)]
     pub specs: Vec<PriceSpec>,
-    /// Entries without token prices (images, audio, …), skipped.
-    pub skipped: usize,
+    /// Entries skipped, by reason (`no token prices (image_generation)`, …).
+    pub skipped: std::collections::BTreeMap<String, usize>,
+    /// Entries that name the same provider/model as another with the same price (`deepseek-chat` and
+    /// `deepseek/deepseek-chat`): kept once.
+    pub merged: usize,
+    /// Entries that name the same provider/model as another with a different price: the more specific
+    /// key (`provider/model` over the bare name, then the longer, then the first in order) is kept.
+    pub conflicts: Vec<Conflict>,
 }
 
-/// Parses LiteLLM's `model_prices_and_context_window.json`. A malformed file is rejected whole, naming
-/// the line or the key at fault.
+/// Two entries of a file for one provider/model with different prices, and the one kept.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+pub struct Conflict {
+    pub price: String,
+    pub kept: String,
+    pub dropped: String,
+}
+
+impl Imported {
+    pub fn skipped_total(&self) -> usize {
+        self.skipped.values().sum()
+    }
+}
+
 pub fn parse_litellm(text: &str) -> Result<Imported, String> {
     let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
     let entries = doc.as_object().ok_or("the file must be a JSON object of model name → entry")?;
-    let mut specs = Vec::new();
-    let mut skipped = 0;
+    let mut imported = Imported::default();
+    // (provider, model) → (the key it came from, its price), in the file's order.
+    let mut by_name: std::collections::BTreeMap<(String, String), (String, PriceSpec)> = Default::default();
     for (key, entry) in entries {
         if key == "sample_spec" {
             continue;
@@ -145,7 +164,8 @@ pub fn parse_litellm(text: &str) -> Result<Imported, String> {
             }
         };
         let (Some(input), Some(output)) = (number("input_cost_per_token")?, number("output_cost_per_token")?) else {
-            skipped += 1;
+            let mode = entry.get("mode").and_then(|m| m.as_str()).unwrap_or("no mode");
+            *imported.skipped.entry(format!("no per-token input and output price ({mode})")).or_default() += 1;
             continue;
         };
         let provider = entry
@@ -162,9 +182,10 @@ pub fn parse_litellm(text: &str) -> Result<Imported, String> {
             })
             .collect();
         let (Ok(provider), Ok(model)) = (Provider::parse(provider), Model::parse(model)) else {
-            return Err(format!("`{key}`: the provider or model name is not usable"));
+            *imported.skipped.entry("provider or model name not usable".into()).or_default() += 1;
+            continue;
         };
-        specs.push(PriceSpec {
+        let spec = PriceSpec {
             provider: provider.to_string(),
             model: model.to_string(),
             input_per_token: input,
@@ -173,9 +194,27 @@ pub fn parse_litellm(text: &str) -> Result<Imported, String> {
             per_request: None,
             context_window: entry.get("max_input_tokens").and_then(|v| v.as_i64()),
             capabilities,
-        });
+        };
+        let name = (spec.provider.clone(), spec.model.clone());
+        match by_name.get(&name) {
+            None => drop(by_name.insert(name, (key.clone(), spec))),
+            Some((_, kept)) if kept.same_price(&spec) => imported.merged += 1,
+            Some((kept_key, _)) => {
+                let price = format!("{}/{}", name.0, name.1);
+                let specific = |k: &str| (k.starts_with(&format!("{}/", name.0)), k.len());
+                let conflict = if specific(key) > specific(kept_key) {
+                    let dropped = kept_key.clone();
+                    by_name.insert(name, (key.clone(), spec));
+                    Conflict { price, kept: key.clone(), dropped }
+                } else {
+                    Conflict { price, kept: kept_key.clone(), dropped: key.clone() }
+                };
+                imported.conflicts.push(conflict);
+            }
+        }
     }
-    Ok(Imported { specs, skipped })
+    imported.specs = by_name.into_values().map(|(_, spec)| spec).collect();
+    Ok(imported)
 }
 
 #[cfg(test)]
@@ -199,7 +238,7 @@ mod tests {
                        "supports_function_calling": true},
             "dall-e-3": {"litellm_provider": "openai", "output_cost_per_image": 0.04}}"#;
         let imported = parse_litellm(ok).unwrap();
-        assert_eq!((imported.specs.len(), imported.skipped), (1, 1));
+        assert_eq!((imported.specs.len(), imported.skipped_total()), (1, 1));
         let s = &imported.specs[0];
         assert_eq!(
             (s.input_per_token.to_string(), s.output_per_token.to_string()),
@@ -212,5 +251,27 @@ mod tests {
         .unwrap_err()
         .contains("`m`.input_cost_per_token"));
         assert!(parse_litellm("{\n  \"m\": {,\n}").unwrap_err().contains("line 2"));
+    }
+
+    /// Two keys for one provider/model: merged when the price is the same, else the `provider/model`
+    /// key wins over the bare one, whichever comes first, and the conflict is reported.
+    #[test]
+    fn entries_for_one_model_are_merged_or_the_more_specific_wins() {
+        let file = |first: &str, second: &str| {
+            format!(r#"{{"{first}": {{"litellm_provider": "deepseek", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}},
+                 "{second}": {{"litellm_provider": "deepseek", "input_cost_per_token": 3e-06, "output_cost_per_token": 2e-06}}}}"#)
+        };
+        for (a, b) in [("deepseek-chat", "deepseek/deepseek-chat"), ("deepseek/deepseek-chat", "deepseek-chat")] {
+            let imported = parse_litellm(&file(a, b)).unwrap();
+            assert_eq!(imported.specs.len(), 1);
+            let kept = imported.specs[0].input_per_token.to_string();
+            let expected = if a.contains('/') { "0.000001" } else { "0.000003" };
+            assert_eq!(kept, expected, "the provider/model key wins ({a} then {b})");
+            assert_eq!(imported.conflicts[0].kept, "deepseek/deepseek-chat");
+        }
+        let same = r#"{"deepseek-chat": {"litellm_provider": "deepseek", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},
+                       "deepseek/deepseek-chat": {"litellm_provider": "deepseek", "input_cost_per_token": 0.000001, "output_cost_per_token": 2e-06}}"#;
+        let imported = parse_litellm(same).unwrap();
+        assert_eq!((imported.specs.len(), imported.merged, imported.conflicts.len()), (1, 1, 0));
     }
 }

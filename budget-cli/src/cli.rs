@@ -403,9 +403,12 @@ pub enum PricesCommand {
         /// A LiteLLM-format JSON file (a path, or an http:// or https:// URL).
         #[arg(long)]
         from: Option<String>,
-        /// Show what would change; write nothing.
+        /// Show what would change; write nothing (the same import, rolled back).
         #[arg(long = "dry-run")]
         dry_run: bool,
+        /// List every added and changed model, merged entry and conflict, not only the counts.
+        #[arg(long, short)]
+        verbose: bool,
         #[arg(long)]
         json: bool,
     },

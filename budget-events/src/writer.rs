@@ -90,6 +90,19 @@ impl Writer {
     }
 }
 
+/// Decides `command` exactly as [`Writer::submit`] would, in a transaction that is then rolled back:
+/// what it would do, with nothing written. (A dry run cannot disagree with the real thing: it is the
+/// real thing, undone.)
+pub async fn dry_run<C: LedgerCommand>(pool: &Pool, command: C) -> Result<C::Outcome, WriteError> {
+    let mut client = pool.get().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
+    let tx = client.transaction().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
+    let mut results =
+        ledger::process(&tx, &[command.into_command()]).await.map_err(|e| WriteError::Failed(e.to_string()))?;
+    tx.rollback().await.map_err(|e| WriteError::Failed(e.to_string()))?;
+    let (outcome, _) = results.pop().expect("one result per command")?;
+    Ok(C::unwrap(outcome).expect("the write path answers each command with its own kind of outcome"))
+}
+
 async fn run(pool: Pool, signal: LogSignal, mut receiver: mpsc::Receiver<(Command, Reply)>, max_items: usize) {
     while let Some(first) = receiver.recv().await {
         let mut items = first.0.weight();

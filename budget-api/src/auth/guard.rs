@@ -73,7 +73,7 @@ impl Gate {
             return Ok(true);
         }
         let client = pool.get().await?;
-        Ok(keys::any_active(&**client, Utc::now()).await?)
+        keys::any_active(&**client, Utc::now()).await.map_err(unavailable)
     }
 
     /// The caller a secret identifies, or 401.
@@ -87,10 +87,13 @@ impl Gate {
         }
         let client = pool.get().await?;
         let now = Utc::now();
-        match keys::by_hash(&**client, &secret_hash(secret)).await? {
+        match keys::by_hash(&**client, &secret_hash(secret)).await.map_err(unavailable)? {
             Some(key) if key.is_active(now) => {
                 if self.should_touch(key.key_id) {
-                    keys::touch(&**client, key.key_id, now).await?;
+                    // Bookkeeping only: a failure here must not refuse a valid key.
+                    if let Err(e) = keys::touch(&**client, key.key_id, now).await {
+                        tracing::warn!(error = %e, "could not record when a key was last used");
+                    }
                 }
                 Ok(Caller::Key(Box::new(key)))
             }
@@ -233,6 +236,15 @@ pub async fn guard(
         headers.insert(header::VARY, header::HeaderValue::from_static("Origin"));
     }
     Ok(response.map_into_left_body())
+}
+
+/// A key cannot be checked without the database: the request may be retried (503), like any other
+/// made while the database is away.
+fn unavailable(e: tokio_postgres::Error) -> ApiError {
+    ApiError::Unavailable(format!(
+        "cannot check API keys, the database is unavailable ({}); retry",
+        budget_events::db::error_message(&e)
+    ))
 }
 
 fn unauthenticated(message: &str) -> ApiError {

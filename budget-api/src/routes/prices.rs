@@ -2,8 +2,8 @@
 //! with `dry_run`), and cost calculation.
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use budget_events::domain::price::{self, PriceSource, PriceSpec, PriceVersion};
-use budget_events::ledger::{PricesCommand, PricesOutcome};
+use budget_events::domain::price::{self, PriceSource, PriceVersion};
+use budget_events::ledger::PricesCommand;
 use budget_events::money::{decimal_json, optional_decimal_json};
 use budget_events::store::prices;
 use budget_events::ErrorCode;
@@ -185,8 +185,16 @@ pub struct PriceChange {
     /// `provider/model` of prices that differ from the version in effect.
     pub changed: Vec<String>,
     pub unchanged: usize,
-    /// Entries of the source without token prices, skipped (imports).
+    /// Entries of the source skipped (imports): in all, and by reason.
     pub skipped: usize,
+    #[serde(default)]
+    pub skipped_by_reason: std::collections::BTreeMap<String, usize>,
+    /// Entries of the source for a provider/model already given with the same price (imports).
+    #[serde(default)]
+    pub merged: usize,
+    /// Entries for one provider/model with different prices, and which one was kept (imports).
+    #[serde(default)]
+    pub conflicts: Vec<price_book::Conflict>,
     pub effective_from: DateTime<Utc>,
     pub source: String,
     /// The write's log position, for `min_position` on reads of projections (absent on a replay or a
@@ -198,32 +206,17 @@ pub struct PriceChange {
 async fn apply(
     state: &AppState,
     req: &HttpRequest,
-    specs: Vec<PriceSpec>,
+    imported: price_book::Imported,
     effective_from: DateTime<Utc>,
     source: PriceSource,
     dry_run: bool,
-    skipped: usize,
 ) -> Result<PriceChange, ApiError> {
+    let skipped = imported.skipped_total();
+    let price_book::Imported { specs, skipped: skipped_by_reason, merged, conflicts } = imported;
+    let command = PricesCommand { prices: specs, effective_from, source, key: None, metadata: metadata(req) };
     let (outcome, position) = if dry_run {
-        // The same comparison the write path makes, without writing.
-        let keys: Vec<(String, String)> = specs.iter().map(|s| (s.provider.clone(), s.model.clone())).collect();
-        let client = state.pool.get().await?;
-        let current = prices::versions_for(&**client, &keys).await?;
-        let mut outcome = PricesOutcome { added: vec![], changed: vec![], unchanged: 0, replayed: false };
-        for s in &specs {
-            let name = format!("{}/{}", s.provider, s.model);
-            match current
-                .iter()
-                .find(|v| v.spec.provider == s.provider && v.spec.model == s.model && v.in_effect_at(effective_from))
-            {
-                Some(v) if v.spec.same_price(s) => outcome.unchanged += 1,
-                Some(_) => outcome.changed.push(name),
-                None => outcome.added.push(name),
-            }
-        }
-        (outcome, None)
+        (budget_events::writer::dry_run(&state.pool, command).await?, None)
     } else {
-        let command = PricesCommand { prices: specs, effective_from, source, key: None, metadata: metadata(req) };
         state.writer.submit_at(command).await?
     };
     Ok(PriceChange {
@@ -233,6 +226,9 @@ async fn apply(
         changed: outcome.changed,
         unchanged: outcome.unchanged,
         skipped,
+        skipped_by_reason,
+        merged,
+        conflicts,
         effective_from,
         source: source.as_str().to_string(),
         position,
@@ -252,7 +248,8 @@ pub async fn set(
         .to_spec(None)
         .map_err(|e| ApiError::bad_request(ErrorCode::ValidationFailed, format!("{e}; nothing was changed")))?;
     let at = input.effective_from.unwrap_or_else(Utc::now);
-    Ok(HttpResponse::Ok().json(apply(&state, &req, vec![spec], at, PriceSource::Manual, false, 0).await?))
+    let one = price_book::Imported { specs: vec![spec], ..Default::default() };
+    Ok(HttpResponse::Ok().json(apply(&state, &req, one, at, PriceSource::Manual, false).await?))
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -285,8 +282,8 @@ pub async fn update(
         body::parse(&bytes)?
     };
     let at = request.effective_from.unwrap_or_else(Utc::now);
-    let (specs, source, skipped) = match &request.litellm {
-        None => (price_book::bundled().2, PriceSource::Bundled, 0),
+    let (imported, source) = match &request.litellm {
+        None => (price_book::Imported { specs: price_book::bundled().2, ..Default::default() }, PriceSource::Bundled),
         Some(doc) => {
             let imported = price_book::parse_litellm(&doc.to_string()).map_err(|e| {
                 ApiError::bad_request(ErrorCode::InvalidPriceFile, format!("the price file was rejected whole: {e}"))
@@ -301,10 +298,10 @@ pub async fn update(
                     ))
                 }
             };
-            (imported.specs, source, imported.skipped)
+            (imported, source)
         }
     };
-    Ok(HttpResponse::Ok().json(apply(&state, &req, specs, at, source, request.dry_run, skipped).await?))
+    Ok(HttpResponse::Ok().json(apply(&state, &req, imported, at, source, request.dry_run).await?))
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]

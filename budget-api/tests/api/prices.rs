@@ -366,3 +366,65 @@ async fn configured_price_sources_refresh_and_a_failure_keeps_the_current_prices
     assert_eq!(versions[1]["input_per_1m"].to_string(), "3");
     let _ = std::fs::remove_file(file);
 }
+
+/// LiteLLM's price file as shipped (the `litellm` wheel on PyPI carries it), fetched once into
+/// `target/test-data` with pip; the version is pinned so the figures stay put.
+fn litellm_file() -> serde_json::Value {
+    const VERSION: &str = "1.110.2";
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data");
+    let file = dir.join(format!("litellm-{VERSION}-model_prices.json"));
+    if !file.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = format!(
+            "import glob, subprocess, sys, zipfile\n\
+             subprocess.run([sys.executable, '-m', 'pip', 'download', '-q', '--no-deps', 'litellm=={VERSION}', '-d', '{d}'], check=True)\n\
+             wheel = glob.glob('{d}/litellm-{VERSION}-*.whl')[0]\n\
+             open('{f}', 'wb').write(zipfile.ZipFile(wheel).read('litellm/model_prices_and_context_window_backup.json'))\n",
+            d = dir.display(),
+            f = file.display()
+        );
+        let status = std::process::Command::new("python3").arg("-c").arg(script).status().unwrap();
+        assert!(
+            status.success(),
+            "could not fetch litellm {VERSION} from PyPI (python3 -m pip download litellm=={VERSION})"
+        );
+    }
+    serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+}
+
+/// The whole file imports (entries that collapse to one provider/model included), the dry run says
+/// exactly what the import then does, and importing it again appends nothing.
+#[tokio::test]
+async fn the_whole_litellm_file_imports_and_again_appends_nothing() {
+    let app = spawn_app().await;
+    let doc = litellm_file();
+    let update = |dry_run: bool| {
+        let body = serde_json::json!({"litellm": doc.clone(), "dry_run": dry_run});
+        let http = app.http.clone();
+        let url = app.url("/api/prices/update");
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(status, 200, "{}", body.to_string().chars().take(2000).collect::<String>());
+            body
+        }
+    };
+    let dry = update(true).await;
+    assert_eq!(app.events().await, 0, "a dry run writes nothing");
+    let real = update(false).await;
+    for field in ["added", "changed", "unchanged", "skipped", "merged"] {
+        assert_eq!(dry[field], real[field], "the dry run and the import agree on {field}");
+    }
+    let added = real["added"].as_array().unwrap().len();
+    assert!(added > 3000, "{added} prices added");
+    let events = app.events().await;
+    let again = update(false).await;
+    assert_eq!(
+        (again["added"].as_array().unwrap().len(), again["changed"].as_array().unwrap().len()),
+        (0, 0),
+        "{}",
+        again.to_string().chars().take(2000).collect::<String>()
+    );
+    assert_eq!(app.events().await, events, "importing the same file again appends nothing");
+}

@@ -26,7 +26,7 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                 print_versions(&list.prices);
             }
         }
-        PricesCommand::Update { from, dry_run, json } => {
+        PricesCommand::Update { from, dry_run, verbose, json } => {
             let mut body = json!({ "dry_run": dry_run });
             if let Some(from) = from {
                 let (text, source) = read_source(&from).await?;
@@ -40,20 +40,7 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
             if json {
                 print_json(&serde_json::to_value(&r)?);
             } else {
-                crate::say!(
-                    "{}{} added, {} changed, {} unchanged, {} skipped (source {})",
-                    if dry_run { "Dry run, nothing written: " } else { "" },
-                    r.added.len(),
-                    r.changed.len(),
-                    r.unchanged,
-                    r.skipped,
-                    r.source,
-                );
-                for (label, names) in [("added", &r.added), ("changed", &r.changed)] {
-                    if !names.is_empty() {
-                        crate::say!("  {label}: {}", names.join(", "));
-                    }
-                }
+                print_update(&r, dry_run, verbose);
             }
         }
         PricesCommand::Set { provider, model, input, output, cached_input, per, effective_from, json } => {
@@ -175,4 +162,43 @@ pub async fn calc_cost(client: &Client, args: CalcCostArgs) -> anyhow::Result<()
         r.cost.output_cost,
     );
     Ok(())
+}
+
+/// A few lines of counts; every name with `--verbose`.
+fn print_update(r: &PriceChange, dry_run: bool, verbose: bool) {
+    crate::say!(
+        "{}{} added, {} changed, {} unchanged, {} merged duplicates, {} conflicts, {} skipped (source {})",
+        if dry_run { "Dry run, nothing written: " } else { "" },
+        r.added.len(),
+        r.changed.len(),
+        r.unchanged,
+        r.merged,
+        r.conflicts.len(),
+        r.skipped,
+        r.source,
+    );
+    for (reason, n) in &r.skipped_by_reason {
+        crate::say!("  skipped {n}: {reason}");
+    }
+    const SHOWN: usize = 5;
+    for (label, names) in [("added", &r.added), ("changed", &r.changed)] {
+        if names.is_empty() {
+            continue;
+        }
+        if verbose || names.len() <= SHOWN {
+            crate::say!("  {label}: {}", names.join(", "));
+        } else {
+            crate::say!(
+                "  {label}: {}, … ({} more; --verbose lists them)",
+                names[..SHOWN].join(", "),
+                names.len() - SHOWN
+            );
+        }
+    }
+    for c in r.conflicts.iter().take(if verbose { usize::MAX } else { SHOWN }) {
+        crate::say!("  conflict {}: kept `{}` over `{}`", c.price, c.kept, c.dropped);
+    }
+    if !verbose && r.conflicts.len() > SHOWN {
+        crate::say!("  … {} more conflicts; --verbose lists them", r.conflicts.len() - SHOWN);
+    }
 }
