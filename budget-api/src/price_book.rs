@@ -258,8 +258,10 @@ mod tests {
     #[test]
     fn entries_for_one_model_are_merged_or_the_more_specific_wins() {
         let file = |first: &str, second: &str| {
-            format!(r#"{{"{first}": {{"litellm_provider": "deepseek", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}},
-                 "{second}": {{"litellm_provider": "deepseek", "input_cost_per_token": 3e-06, "output_cost_per_token": 2e-06}}}}"#)
+            format!(
+                r#"{{"{first}": {{"litellm_provider": "deepseek", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}},
+                 "{second}": {{"litellm_provider": "deepseek", "input_cost_per_token": 3e-06, "output_cost_per_token": 2e-06}}}}"#
+            )
         };
         for (a, b) in [("deepseek-chat", "deepseek/deepseek-chat"), ("deepseek/deepseek-chat", "deepseek-chat")] {
             let imported = parse_litellm(&file(a, b)).unwrap();

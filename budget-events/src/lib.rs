@@ -17,6 +17,7 @@ pub mod money;
 pub mod openapi;
 pub mod period;
 pub mod store;
+pub mod timestamp;
 pub mod writer;
 
 pub use error_code::ErrorCode;

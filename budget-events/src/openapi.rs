@@ -191,3 +191,22 @@ pub fn optional_reserved_tokens() -> Schema {
 pub fn optional_request_id() -> Schema {
     name(crate::store::idempotency::MAX_KEY_LEN, true)
 }
+
+/// RFC 3339, or a date and time without a zone (read as UTC).
+pub fn optional_timestamp() -> Schema {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?$"))
+                .description(Some("without a zone: read as UTC")),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}

@@ -66,6 +66,23 @@ const HELD_FOR: std::time::Duration = std::time::Duration::from_secs(3);
     ), security(()))]
 #[get("/api/health")]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    answer(state).await
+}
+
+/// The same as `/api/health`, where orchestrators and the original UI probe.
+#[utoipa::path(
+    tag = "health",
+    path = "/health",
+    responses(
+        (status = 200, description = "Database reachable", body = Health),
+        (status = 503, description = "Database unreachable", body = Health),
+    ), security(()))]
+#[get("/health")]
+pub async fn health_at_root(state: web::Data<AppState>) -> HttpResponse {
+    answer(state).await
+}
+
+async fn answer(state: web::Data<AppState>) -> HttpResponse {
     let version = env!("CARGO_PKG_VERSION");
     let read = match state.pool.get().await {
         Ok(client) => match lag(&**client).await {

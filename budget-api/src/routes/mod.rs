@@ -25,6 +25,7 @@ use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::health)
+        .service(health::health_at_root)
         .service(assistant::analyze_route)
         .service(assistant::optimize_route)
         .service(assistant::recommend_route)
@@ -42,7 +43,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(check::check)
         .service(usage::record_batch)
         .service(usage::record_one)
+        .service(usage::record_one_as_component)
         .service(usage_query::summary)
+        .service(usage_query::summary_query)
         .service(usage_query::records)
         .service(usage_query::usage)
         .service(policies::set_policy)

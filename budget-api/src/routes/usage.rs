@@ -93,6 +93,33 @@ pub async fn record_one(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    record(state, req, payload).await
+}
+
+/// The original Budget's component route: the same as `POST /api/usage`.
+#[utoipa::path(
+    tag = "usage",
+    path = "/api/usage/record",
+    request_body = UsageInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry returns the first outcome")),
+    responses(
+        (status = 201, description = "Recorded", body = UsageRecordedResponse),
+        (status = 200, description = "Already recorded under this idempotency key; nothing new written", body = UsageRecordedResponse),
+        (status = 400, description = "Invalid record; nothing written", body = crate::error::ErrorBody),
+        (status = 404, description = "No allocation has the record's allocation_id; nothing written", body = crate::error::ErrorBody),
+        (status = 409, description = "Idempotency key used for a different request", body = crate::error::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::error::ErrorBody),
+    ), security(("api_key" = ["write"])))]
+#[post("/api/usage/record")]
+pub async fn record_one_as_component(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    record(state, req, payload).await
+}
+
+async fn record(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, MAX_RECORD_BODY).await?;
     let input: UsageInput = body::parse(&bytes)?;
     crate::auth::caller(&req).may_act_for(&input.component)?;

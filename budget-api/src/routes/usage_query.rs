@@ -129,11 +129,12 @@ pub async fn usage(state: web::Data<AppState>, query: web::Query<UsageQuery>) ->
     }))
 }
 
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SummaryRequest {
     /// hourly, daily, weekly or monthly. Without start_time, the summary covers the current period.
     #[schema(schema_with = budget_events::openapi::usage_period)]
+    #[param(schema_with = budget_events::openapi::usage_period)]
     pub period: String,
     pub provider: Option<String>,
     pub component: Option<String>,
@@ -173,7 +174,26 @@ pub struct SummaryResponse {
 #[post("/api/usage/summary")]
 pub async fn summary(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, 16 * 1024).await?;
-    let req: SummaryRequest = body::parse(&bytes)?;
+    summarize(&state, body::parse(&bytes)?).await
+}
+
+/// The same as `POST /api/usage/summary`, with the fields as query parameters.
+#[utoipa::path(
+    tag = "usage",
+    params(SummaryRequest),
+    responses(
+        (status = 200, body = SummaryResponse),
+        (status = 400, description = "Bad request", body = crate::error::ErrorBody),
+    ), security(("api_key" = ["read"])))]
+#[get("/api/usage/summary")]
+pub async fn summary_query(
+    state: web::Data<AppState>,
+    query: web::Query<SummaryRequest>,
+) -> Result<HttpResponse, ApiError> {
+    summarize(&state, query.into_inner()).await
+}
+
+async fn summarize(state: &AppState, req: SummaryRequest) -> Result<HttpResponse, ApiError> {
     let period = parse_period(&req.period)?;
     let now = Utc::now();
     let start = Period::Hourly.start_of(req.start_time.unwrap_or_else(|| period.start_of(now)));

@@ -82,3 +82,29 @@ async fn concurrent_records_are_all_kept_exactly_once() {
     assert_eq!(usage["totals"]["count"], 50);
     assert_eq!(usage["totals"]["cost"].to_string(), "0.32");
 }
+
+/// The original Budget's clients: `POST /api/usage/record` with the component body, a timestamp
+/// without a zone (Python's `isoformat()`), read as UTC; `GET /health`; the summary as a GET.
+#[tokio::test]
+async fn the_original_routes_and_naive_timestamps_work() {
+    let app = spawn_app().await;
+    let mut body = record("codex", 1200);
+    body["timestamp"] = serde_json::json!("2026-11-29T10:00:00.123456");
+    let r = app.post("/api/usage/record", &body).await;
+    assert_eq!(r.status().as_u16(), 201);
+    let db = app.db.pool.get().await.unwrap();
+    let at: String = db.query_one("SELECT payload->>'occurred_at' FROM events", &[]).await.unwrap().get(0);
+    assert!(at.starts_with("2026-11-29T10:00:00.123456") && at.ends_with('Z'), "{at}");
+    body["timestamp"] = serde_json::json!("last tuesday");
+    let message = assert_error(app.post("/api/usage", &body).await, 400, "validation_failed").await;
+    assert!(message.contains("not a timestamp"), "{message}");
+
+    let (status, health) = app.get_json("/health").await;
+    assert_eq!((status, health["database"].as_str()), (200, Some("ok")));
+    app.wait_for_projections(1).await;
+    let (status, summary) = app
+        .get_json("/api/usage/summary?period=daily&start_time=2026-11-29T00:00:00Z&end_time=2026-11-30T00:00:00Z")
+        .await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!((summary["count"].as_i64(), summary["total_input_tokens"].as_i64()), (Some(1), Some(1200)), "{summary}");
+}

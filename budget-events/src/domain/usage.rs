@@ -63,9 +63,10 @@ pub struct UsageInput {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_record_cost))]
     pub cost: Option<Money>,
-    /// When the call happened (RFC 3339, converted to UTC), at most 5 minutes ahead of the server's
-    /// clock; defaults to the time it is recorded.
-    #[serde(default)]
+    /// When the call happened (RFC 3339, converted to UTC; a time without a zone is read as UTC), at
+    /// most 5 minutes ahead of the server's clock; defaults to the time it is recorded.
+    #[serde(default, deserialize_with = "crate::timestamp::optional")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_timestamp))]
     pub timestamp: Option<DateTime<Utc>>,
     /// Idempotency key for this record (the `Idempotency-Key` header does the same).
     #[serde(default)]
