@@ -63,6 +63,10 @@ pub struct ErrorDetail {
     pub code: String,
     /// What went wrong and how to fix it.
     pub message: String,
+    /// The request's id (`X-Request-Id`): name it when asking about this answer; the server's log lines
+    /// of the request carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// A list of `{field, message}` (and `index` in a batch) for `validation_failed`, one entry per
     /// refusing window for `budget_exceeded`; an object (such as `{path}` for `invalid_json`) elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,7 +142,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let (message, details) = match self {
             ApiError::Internal(cause) => {
-                let request_id = uuid::Uuid::now_v7();
+                let request_id = crate::request_id::current().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
                 tracing::error!(%request_id, cause = %cause, "internal error");
                 let message = format!(
                     "the server failed to handle this request (request id {request_id}); nothing is known to be wrong with the request: retry it, and if it fails again report the request id"
@@ -162,7 +166,8 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(ErrorBody { error: ErrorDetail { code: self.code().to_string(), message, details } })
+        let request_id = crate::request_id::current();
+        response.json(ErrorBody { error: ErrorDetail { code: self.code().to_string(), message, request_id, details } })
     }
 }
 

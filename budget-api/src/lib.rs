@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod price_book;
 pub mod price_sources;
 pub mod request;
+pub mod request_id;
 pub mod routes;
 pub mod startup;
 pub mod state;

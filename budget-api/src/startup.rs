@@ -155,7 +155,8 @@ impl Application {
                     .into()
                 }))
                 .wrap(actix_web::middleware::from_fn(crate::auth::guard::guard))
-                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("budget::http"))
+                .wrap(actix_web::middleware::Logger::new("%r %s %Dms %{X-Request-Id}i").log_target("budget::http"))
+                .wrap(actix_web::middleware::from_fn(crate::request_id::tag))
                 // HEAD works wherever GET does (`curl -I`): routed as GET; HTTP/1 sends no body for it.
                 .wrap_fn(|mut req, srv| {
                     if req.method() == actix_web::http::Method::HEAD {

@@ -131,11 +131,47 @@ impl Gate {
     }
 }
 
-/// The middleware: see the module's doc.
+/// The middleware: see the module's doc. A request that fails a check is answered here, with the
+/// error envelope, and never reaches a handler.
 pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let admitted = match admit(&req).await {
+        Ok(a) => a,
+        Err(e) => {
+            use actix_web::ResponseError;
+            return Ok(req.into_response(e.error_response()).map_into_right_body());
+        }
+    };
+    if let Some(preflight) = admitted.preflight {
+        return Ok(req.into_response(preflight).map_into_right_body());
+    }
+    if let Some(caller) = admitted.caller {
+        req.extensions_mut().insert(caller);
+    }
+    let mut response = next.call(req).await?;
+    if let Some(o) = admitted.cors {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::HeaderValue::from_str(&o).expect("an origin is a header value"),
+        );
+        headers.insert(header::VARY, header::HeaderValue::from_static("Origin"));
+    }
+    Ok(response.map_into_left_body())
+}
+
+/// What the checks decided for a request that may go on.
+struct Admitted {
+    /// A listed origin, to answer with CORS headers.
+    cors: Option<String>,
+    /// A CORS preflight, answered here.
+    preflight: Option<HttpResponse>,
+    caller: Option<Caller>,
+}
+
+async fn admit(req: &ServiceRequest) -> Result<Admitted, ApiError> {
     let gate = req.app_data::<web::Data<Gate>>().expect("the gate is app data").clone();
     let pool = req.app_data::<web::Data<crate::state::AppState>>().expect("the state is app data").pool.clone();
 
@@ -143,8 +179,7 @@ pub async fn guard(
     if !gate.host_allowed(&host) {
         return Err(ApiError::Misdirected(format!(
             "Host `{host}` is not one of this service's names; call it by one of them or add the name to BUDGET_ALLOWED_HOSTS"
-        ))
-        .into());
+        )));
     }
 
     // A browser's Origin: ours (same host), listed, or refused where it could change something.
@@ -153,15 +188,14 @@ pub async fn guard(
         Some(o) if same_origin(o, &host) => None,
         Some(o) if gate.origin_listed(o) => Some(o.clone()),
         Some(o) => {
-            let changes = !matches!(*req.method(), Method::GET | Method::HEAD) || is_upgrade(&req);
+            let changes = !matches!(*req.method(), Method::GET | Method::HEAD) || is_upgrade(req);
             if changes {
                 return Err(ApiError::Forbidden {
                     code: ErrorCode::OriginRefused,
                     message: format!(
                         "requests from the web origin `{o}` are refused; list it in BUDGET_CORS_ORIGINS to allow it"
                     ),
-                }
-                .into());
+                });
             }
             None
         }
@@ -176,7 +210,7 @@ pub async fn guard(
                 .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
                 .insert_header((header::VARY, "Origin"))
                 .finish();
-            return Ok(req.into_response(preflight).map_into_right_body());
+            return Ok(Admitted { cors: None, preflight: Some(preflight), caller: None });
         }
     }
 
@@ -187,55 +221,41 @@ pub async fn guard(
             if !(media == "application/json" || media.ends_with("+json")) {
                 return Err(ApiError::UnsupportedMediaType(format!(
                     "Content-Type `{media}` is not accepted; send JSON with Content-Type: application/json"
-                ))
-                .into());
+                )));
             }
         }
     }
 
-    let needed = gate.access.needed(req.method().as_str(), req.path());
-    if let Needed::Scope(scope) = needed {
-        let caller = match presented_key(&req) {
-            Some(secret) => gate.identify(&pool, &secret).await?,
-            None if gate.keys_required(&pool).await? => {
-                return Err(unauthenticated(&format!(
-                    "this route needs an API key of scope `{scope}` or above; send Authorization: Bearer KEY or X-API-Key: KEY (the CLI: --api-key or BUDGET_API_KEY)"
-                ))
-                .into())
-            }
-            None => Caller::Open,
-        };
-        if !caller.scope().allows(scope) {
-            return Err(ApiError::Forbidden {
-                code: ErrorCode::Forbidden,
-                message: format!(
-                    "this route needs scope `{scope}`; this key has `{}`; use a key with `{scope}` (`budget keys create --scope {scope}`)",
-                    caller.scope()
-                ),
-            }
-            .into());
+    let Needed::Scope(scope) = gate.access.needed(req.method().as_str(), req.path()) else {
+        return Ok(Admitted { cors, preflight: None, caller: None });
+    };
+    let caller = match presented_key(req) {
+        Some(secret) => gate.identify(&pool, &secret).await?,
+        None if gate.keys_required(&pool).await? => {
+            return Err(unauthenticated(&format!(
+                "this route needs an API key of scope `{scope}` or above; send Authorization: Bearer KEY or X-API-Key: KEY (the CLI: --api-key or BUDGET_API_KEY)"
+            )))
         }
-        let who = match &caller {
-            Caller::Key(k) => k.key_id.to_string(),
-            Caller::Bootstrap => "bootstrap".to_string(),
-            Caller::Open => req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
-        };
-        if let Err(wait) = gate.buckets.take(&who) {
-            return Err(ApiError::RateLimited { retry_after: wait.as_secs().max(1) }.into());
-        }
-        req.extensions_mut().insert(caller);
+        None => Caller::Open,
+    };
+    if !caller.scope().allows(scope) {
+        return Err(ApiError::Forbidden {
+            code: ErrorCode::Forbidden,
+            message: format!(
+                "this route needs scope `{scope}`; this key has `{}`; use a key with `{scope}` (`budget keys create --scope {scope}`)",
+                caller.scope()
+            ),
+        });
     }
-
-    let mut response = next.call(req).await?;
-    if let Some(o) = cors {
-        let headers = response.headers_mut();
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            header::HeaderValue::from_str(&o).expect("an origin is a header value"),
-        );
-        headers.insert(header::VARY, header::HeaderValue::from_static("Origin"));
+    let who = match &caller {
+        Caller::Key(k) => k.key_id.to_string(),
+        Caller::Bootstrap => "bootstrap".to_string(),
+        Caller::Open => req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+    };
+    if let Err(wait) = gate.buckets.take(&who) {
+        return Err(ApiError::RateLimited { retry_after: wait.as_secs().max(1) });
     }
-    Ok(response.map_into_left_body())
+    Ok(Admitted { cors, preflight: None, caller: Some(caller) })
 }
 
 /// A key cannot be checked without the database: the request may be retried (503), like any other

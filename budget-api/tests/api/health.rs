@@ -123,3 +123,28 @@ async fn health_names_the_event_a_projection_cannot_apply_and_replay_fails_on_it
     let message = last["message"].as_str().unwrap();
     assert!(message.contains(&format!("cannot apply event {bad} (UsageRecorded)")), "{message}");
 }
+
+/// The request id round trip: the client's `X-Request-Id` comes back, names the error, and is kept
+/// with the events; without one, the server makes one.
+#[tokio::test]
+async fn a_request_id_comes_back_in_the_answer_the_error_and_the_event() {
+    let app = spawn_app().await;
+    let r = app.http.get(app.url("/api/status")).send().await.unwrap();
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(generated.parse::<uuid::Uuid>().is_ok(), "{generated}");
+
+    let bad =
+        serde_json::json!({"provider": "", "model": "m", "component": "c", "input_tokens": 1, "output_tokens": 1});
+    let r = app.http.post(app.url("/api/usage")).header("X-Request-Id", "req-42").json(&bad).send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-42");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["request_id"], "req-42", "{body}");
+
+    let good =
+        serde_json::json!({"provider": "p", "model": "m", "component": "c", "input_tokens": 1, "output_tokens": 1});
+    let r = app.http.post(app.url("/api/usage")).header("X-Request-Id", "req-43").json(&good).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let db = app.db.pool.get().await.unwrap();
+    let id: String = db.query_one("SELECT metadata->>'request_id' FROM events", &[]).await.unwrap().get(0);
+    assert_eq!(id, "req-43");
+}
