@@ -1,7 +1,7 @@
 //! Prices as people write them (per 1M or 1K tokens) and as files bring them (the bundled table,
 //! LiteLLM's `model_prices_and_context_window.json`), turned into exact per-token specs.
 
-use budget_events::domain::price::PriceSpec;
+use budget_events::domain::price::{PriceSpec, PriceTier};
 use budget_events::domain::{Model, Provider};
 use budget_events::money::optional_decimal_json;
 use budget_events::Money;
@@ -81,6 +81,8 @@ impl PriceInput {
             input_per_token: input,
             output_per_token: output,
             cached_input_per_token: rate("cached_input", self.cached_input)?,
+            cache_creation_per_token: None,
+            tiers: Vec::new(),
             per_request: self.per_request,
             context_window: self.context_window,
             capabilities: self.capabilities.clone().unwrap_or_default(),
@@ -117,6 +119,33 @@ pub struct Imported {
     /// Entries that name the same provider/model as another with a different price: the more specific
     /// key (`provider/model` over the bare name, then the longer, then the first in order) is kept.
     pub conflicts: Vec<Conflict>,
+}
+
+/// The tiers of an entry: `input_cost_per_token_above_200k_tokens` and its output, cache-read and
+/// cache-write twins (the `_priority`, `_batches` and `_flex` service classes are not imported).
+fn tiers(
+    entry: &serde_json::Map<String, serde_json::Value>,
+    number: &dyn Fn(&str) -> Result<Option<Decimal>, String>,
+) -> Result<Vec<PriceTier>, String> {
+    let mut tiers = Vec::new();
+    for key in entry.keys() {
+        let Some(size) = key.strip_prefix("input_cost_per_token_above_").and_then(|k| k.strip_suffix("k_tokens"))
+        else {
+            continue;
+        };
+        let Ok(thousands) = size.parse::<i64>() else { continue };
+        let field = |part: &str| number(&format!("{part}_above_{size}k_tokens"));
+        let Some(input) = field("input_cost_per_token")? else { continue };
+        tiers.push(PriceTier {
+            above_input_tokens: thousands * 1000,
+            input_per_token: input,
+            output_per_token: field("output_cost_per_token")?,
+            cached_input_per_token: field("cache_read_input_token_cost")?,
+            cache_creation_per_token: field("cache_creation_input_token_cost")?,
+        });
+    }
+    tiers.sort_by_key(|t| t.above_input_tokens);
+    Ok(tiers)
 }
 
 /// Two entries of a file for one provider/model with different prices, and the one kept.
@@ -191,7 +220,10 @@ pub fn parse_litellm(text: &str) -> Result<Imported, String> {
             input_per_token: input,
             output_per_token: output,
             cached_input_per_token: number("cache_read_input_token_cost")?,
-            per_request: None,
+            cache_creation_per_token: number("cache_creation_input_token_cost")?,
+            tiers: tiers(entry, &number)?,
+            per_request: number("input_cost_per_request")?
+                .map(|d| Money::new(d.round_dp(budget_events::money::MONEY_SCALE)).expect("non-negative and small")),
             context_window: entry.get("max_input_tokens").and_then(|v| v.as_i64()),
             capabilities,
         };

@@ -237,6 +237,10 @@ pub struct OpeningBalance {
     pub allocations: Vec<Uuid>,
 }
 
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
 /// A budget's name, description or owner changed; absent fields did not change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -296,6 +300,9 @@ pub struct UsageRecorded {
     /// The part of `input_tokens` served from a prompt cache.
     #[serde(default)]
     pub cached_input_tokens: i64,
+    /// The part of `input_tokens` written to a prompt cache.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_creation_input_tokens: i64,
     /// The price-book version the record was priced with, the model name it resolved to, and the cost it
     /// computed (also kept when the client sent its own cost, so differences can be reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]

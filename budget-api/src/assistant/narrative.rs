@@ -83,6 +83,7 @@ async fn record_own_usage(state: &AppState, llm: &LlmSettings, reply: &Value) {
         input_tokens: usage["prompt_tokens"].as_i64().unwrap_or(0),
         output_tokens: usage["completion_tokens"].as_i64().unwrap_or(0),
         cached_input_tokens: None,
+        cache_creation_input_tokens: None,
         cost: None,
         timestamp: None,
         request_id: None,

@@ -178,6 +178,7 @@ fn validate(state: &AppState, req: CheckRequest) -> Result<RecordUsage, ApiError
         input_tokens: req.input_tokens,
         output_tokens: req.max_output_tokens.or(req.estimated_output_tokens).unwrap_or(0),
         cached_input_tokens: None,
+        cache_creation_input_tokens: None,
         cost: req.cost,
         timestamp: None,
         request_id: None,

@@ -318,6 +318,10 @@ pub struct CalculateRequest {
     #[serde(default)]
     #[schema(schema_with = crate::openapi::schemas::tokens)]
     pub cached_input_tokens: i64,
+    /// The part of input_tokens written to the cache.
+    #[serde(default)]
+    #[schema(schema_with = crate::openapi::schemas::tokens)]
+    pub cache_creation_input_tokens: i64,
     /// Price at this time (default now).
     pub at: Option<DateTime<Utc>>,
 }
@@ -343,19 +347,26 @@ pub async fn calculate(state: web::Data<AppState>, payload: web::Payload) -> Res
         ("input_tokens", r.input_tokens),
         ("output_tokens", r.output_tokens),
         ("cached_input_tokens", r.cached_input_tokens),
+        ("cache_creation_input_tokens", r.cache_creation_input_tokens),
     ] {
         if !(0..=max).contains(&v) {
             return Err(ApiError::bad_request(ErrorCode::ValidationFailed, format!("{field} is {v}; use 0 to {max}")));
         }
     }
-    if r.cached_input_tokens > r.input_tokens {
+    if r.cached_input_tokens + r.cache_creation_input_tokens > r.input_tokens {
         return Err(ApiError::bad_request(
             ErrorCode::ValidationFailed,
-            "cached_input_tokens is the cached part of input_tokens; it cannot be larger",
+            "cached_input_tokens and cache_creation_input_tokens are parts of input_tokens; together they cannot be larger",
         ));
     }
     let (v, resolved_model) = resolve_at(&state, &r.provider, &r.model, r.at.unwrap_or_else(Utc::now)).await?;
-    let cost = price::cost(&v.spec, r.input_tokens, r.cached_input_tokens, r.output_tokens);
+    let tokens = price::Tokens {
+        input: r.input_tokens,
+        cached_input: r.cached_input_tokens,
+        cache_creation_input: r.cache_creation_input_tokens,
+        output: r.output_tokens,
+    };
+    let cost = price::cost_of(&v.spec, tokens);
     Ok(HttpResponse::Ok().json(CalculateResponse {
         cost,
         price_version: v.version_id,

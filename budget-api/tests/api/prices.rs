@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp};
 use crate::stub::Stub;
 
 #[tokio::test]
@@ -427,4 +427,107 @@ async fn the_whole_litellm_file_imports_and_again_appends_nothing() {
         again.to_string().chars().take(2000).collect::<String>()
     );
     assert_eq!(app.events().await, events, "importing the same file again appends nothing");
+
+    // Every chat model's price, for a call with every part, is what the file's fields say.
+    let checked = calculated_costs_match_the_file(&app, &doc).await;
+    eprintln!("calculated: {} mixes, {} tiered calls, as the file says", checked.0, checked.1);
+    assert!(checked.0 > 2500 && checked.1 > 200, "checked {} mixes and {} tiered calls", checked.0, checked.1);
+}
+
+/// A number of the file as an exact decimal.
+fn file_decimal(v: &Value) -> Option<rust_decimal::Decimal> {
+    let text = v.as_number()?.to_string();
+    if text.contains(['e', 'E']) {
+        rust_decimal::Decimal::from_scientific(&text).ok()
+    } else {
+        rust_decimal::Decimal::from_str_exact(&text).ok()
+    }
+}
+
+/// For each chat entry (the `provider/model` key where two name one price): the cost of 1,234 input
+/// tokens of which 1,000 cached and 200 written to the cache, and 567 output; and, for tiered models,
+/// of 300,000 input and 567 output, computed here from the entry's fields and by the server.
+async fn calculated_costs_match_the_file(app: &TestApp, doc: &Value) -> (usize, usize) {
+    use rust_decimal::Decimal;
+    let mut chosen: std::collections::BTreeMap<(String, String), (String, Value)> = Default::default();
+    for (key, entry) in doc.as_object().unwrap() {
+        let provider = entry["litellm_provider"].as_str().unwrap_or_default().to_string();
+        if entry["mode"] != "chat"
+            || file_decimal(&entry["input_cost_per_token"]).is_none()
+            || file_decimal(&entry["output_cost_per_token"]).is_none()
+        {
+            continue;
+        }
+        let model = key.strip_prefix(&format!("{provider}/")).unwrap_or(key).to_string();
+        let prefixed = key.starts_with(&format!("{provider}/"));
+        let slot = chosen.entry((provider.clone(), model)).or_insert_with(|| (key.clone(), entry.clone()));
+        if prefixed && !slot.0.starts_with(&format!("{provider}/")) {
+            *slot = (key.clone(), entry.clone());
+        }
+    }
+    let (mut mixes, mut tiered) = (0, 0);
+    for ((provider, model), (key, e)) in &chosen {
+        let f = |field: &str| file_decimal(&e[field]);
+        let (input, output) = (f("input_cost_per_token").unwrap(), f("output_cost_per_token").unwrap());
+        let request = f("input_cost_per_request").map_or(Decimal::ZERO, |d| d.round_dp(10));
+        let expected = (Decimal::from(34) * input
+            + Decimal::from(1000) * f("cache_read_input_token_cost").unwrap_or(input)
+            + Decimal::from(200) * f("cache_creation_input_token_cost").unwrap_or(input)
+            + Decimal::from(567) * output
+            + request)
+            .round_dp(10);
+        let body = json!({"provider": provider, "model": model, "input_tokens": 1234, "cached_input_tokens": 1000,
+                          "cache_creation_input_tokens": 200, "output_tokens": 567});
+        let got: Value = app.post("/api/prices/calculate", &body).await.json().await.unwrap();
+        assert_eq!(file_decimal(&got["total_cost"]), Some(expected), "{key}: {got}");
+        mixes += 1;
+
+        let tier = e
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter_map(|k| {
+                let n: i64 = k.strip_prefix("input_cost_per_token_above_")?.strip_suffix("k_tokens")?.parse().ok()?;
+                (300_000 > n * 1000).then_some(n)
+            })
+            .max();
+        if let Some(n) = tier {
+            let rate = |part: &str, base: Decimal| f(&format!("{part}_above_{n}k_tokens")).unwrap_or(base);
+            let expected = (Decimal::from(300_000) * rate("input_cost_per_token", input)
+                + Decimal::from(567) * rate("output_cost_per_token", output)
+                + request)
+                .round_dp(10);
+            let body = json!({"provider": provider, "model": model, "input_tokens": 300000, "output_tokens": 567});
+            let got: Value = app.post("/api/prices/calculate", &body).await.json().await.unwrap();
+            assert_eq!(file_decimal(&got["total_cost"]), Some(expected), "{key} above {n}k: {got}");
+            tiered += 1;
+        }
+    }
+    (mixes, tiered)
+}
+
+/// A record is priced with every part of its price: cache reads and writes, and the tier its input
+/// size falls in.
+#[tokio::test]
+async fn records_are_priced_with_cache_writes_and_tiers() {
+    let app = spawn_app().await;
+    let file = json!({"tiered-model": {"litellm_provider": "acme", "mode": "chat",
+        "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06,
+        "cache_read_input_token_cost": 1e-07, "cache_creation_input_token_cost": 1.25e-06,
+        "input_cost_per_token_above_200k_tokens": 2e-06, "output_cost_per_token_above_200k_tokens": 4e-06}});
+    let r = app.post("/api/prices/update", &json!({"litellm": file})).await;
+    assert_eq!(r.status().as_u16(), 200);
+    let record = |input: i64, cached: i64, written: i64| {
+        json!({"provider": "acme", "model": "tiered-model", "component": "c", "input_tokens": input,
+               "cached_input_tokens": cached, "cache_creation_input_tokens": written, "output_tokens": 100})
+    };
+    let cost = |v: Value| file_decimal(&v["cost"]).unwrap().normalize().to_string();
+    // 1,000 input: 600 plain, 300 read, 100 written; 100 output.
+    let small: Value = app.post("/api/usage", &record(1000, 300, 100)).await.json().await.unwrap();
+    assert_eq!(cost(small), "0.000955", "600×1e-6 + 300×1e-7 + 100×1.25e-6 + 100×2e-6");
+    // 300,000 input: above 200k, every token at the tier's rates.
+    let big: Value = app.post("/api/usage", &record(300_000, 0, 0)).await.json().await.unwrap();
+    assert_eq!(cost(big), "0.6004", "300,000×2e-6 + 100×4e-6");
+    let bad: Value = app.post("/api/usage", &record(100, 80, 30)).await.json().await.unwrap();
+    assert_eq!(bad["error"]["code"], "validation_failed", "reads and writes are parts of the input: {bad}");
 }

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(8, "0008_wide_sums", include_str!("../../../schema/0008_wide_sums.sql")),
     Migration::new(9, "0009_api_keys", include_str!("../../../schema/0009_api_keys.sql")),
     Migration::new(10, "0010_exact_prices", include_str!("../../../schema/0010_exact_prices.sql")),
+    Migration::new(11, "0011_price_parts", include_str!("../../../schema/0011_price_parts.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.

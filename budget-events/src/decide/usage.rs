@@ -35,7 +35,7 @@ pub fn reprice(
     if priced.price_version == Some(version.version_id) {
         return None;
     }
-    let c = crate::domain::price::cost(&version.spec, r.input_tokens, r.cached_input_tokens, r.output_tokens);
+    let c = crate::domain::price::cost_of(&version.spec, recorded_tokens(r));
     let cost = Money::new(c.total_cost).ok()?;
     Some(crate::event::UsageRepriced {
         record_id: r.record_id,
@@ -54,6 +54,16 @@ pub fn reprice(
     })
 }
 
+/// The token mix a recorded call is priced by.
+fn recorded_tokens(r: &UsageRecorded) -> crate::domain::price::Tokens {
+    crate::domain::price::Tokens {
+        input: r.input_tokens,
+        cached_input: r.cached_input_tokens,
+        cache_creation_input: r.cache_creation_input_tokens,
+        output: r.output_tokens,
+    }
+}
+
 /// Moves every account a corrected record was posted to by the correction's delta.
 pub fn post_correction(correction: &crate::event::UsageRepriced, accounts: &mut BTreeMap<AccountKey, Account>) {
     for posting in &correction.postings {
@@ -69,11 +79,14 @@ pub fn post_correction(correction: &crate::event::UsageRepriced, accounts: &mut 
 pub fn quote(record: &RecordUsage, versions: &[crate::domain::price::PriceVersion]) -> Option<PriceQuote> {
     let (version, resolved_model) =
         crate::domain::price::resolve(versions, record.provider.as_str(), record.model.as_str(), record.occurred_at)?;
-    let c = crate::domain::price::cost(
+    let c = crate::domain::price::cost_of(
         &version.spec,
-        record.input_tokens.get(),
-        record.cached_input_tokens,
-        record.output_tokens.get(),
+        crate::domain::price::Tokens {
+            input: record.input_tokens.get(),
+            cached_input: record.cached_input_tokens,
+            cache_creation_input: record.cache_creation_input_tokens,
+            output: record.output_tokens.get(),
+        },
     );
     Some(PriceQuote { version_id: version.version_id, resolved_model, cost: Money::new(c.total_cost).ok()? })
 }
@@ -136,6 +149,7 @@ pub fn record_usage(
         exceeded,
         settlement: None,
         cached_input_tokens: record.cached_input_tokens,
+        cache_creation_input_tokens: record.cache_creation_input_tokens,
         price_version: quote.map(|q| q.version_id),
         resolved_model: quote.map(|q| q.resolved_model.clone()),
         computed_cost: quote.map(|q| q.cost),

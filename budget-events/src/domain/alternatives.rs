@@ -107,6 +107,8 @@ mod tests {
                 input_per_token: input_1m / dec!(1000000),
                 output_per_token: output_1m / dec!(1000000),
                 cached_input_per_token: None,
+                cache_creation_per_token: None,
+                tiers: vec![],
                 per_request: None,
                 context_window: window,
                 capabilities: caps.iter().map(|c| c.to_string()).collect(),

@@ -45,6 +45,13 @@ pub struct PriceSpec {
     pub output_per_token: Decimal,
     #[serde(default, with = "crate::money::optional_decimal_json")]
     pub cached_input_per_token: Option<Decimal>,
+    /// Writing input to a prompt cache (LiteLLM's `cache_creation_input_token_cost`); the input rate
+    /// when absent.
+    #[serde(default, with = "crate::money::optional_decimal_json", skip_serializing_if = "Option::is_none")]
+    pub cache_creation_per_token: Option<Decimal>,
+    /// Higher rates for calls whose input is above a size (`…_above_200k_tokens`), lowest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<PriceTier>,
     /// A fixed fee per request, if the provider charges one.
     #[serde(default)]
     pub per_request: Option<Money>,
@@ -61,8 +68,64 @@ impl PriceSpec {
         self.input_per_token == other.input_per_token
             && self.output_per_token == other.output_per_token
             && self.cached_input_per_token == other.cached_input_per_token
+            && self.cache_creation_per_token == other.cache_creation_per_token
+            && self.tiers == other.tiers
             && self.per_request == other.per_request
     }
+
+    /// The rates a call with `input_tokens` of input pays: the highest tier it is above, else the base.
+    /// A tier's rate it does not give is the base one.
+    pub fn rates_for(&self, input_tokens: i64) -> Rates {
+        let base = Rates {
+            input: self.input_per_token,
+            output: self.output_per_token,
+            cached_input: self.cached_input_per_token.unwrap_or(self.input_per_token),
+            cache_creation: self.cache_creation_per_token.unwrap_or(self.input_per_token),
+        };
+        match self.tiers.iter().rev().find(|t| input_tokens > t.above_input_tokens) {
+            None => base,
+            Some(t) => Rates {
+                input: t.input_per_token,
+                output: t.output_per_token.unwrap_or(base.output),
+                cached_input: t.cached_input_per_token.unwrap_or(t.input_per_token),
+                cache_creation: t.cache_creation_per_token.unwrap_or(t.input_per_token),
+            },
+        }
+    }
+}
+
+/// Rates above an input size: a call whose input is above `above_input_tokens` pays these for all its
+/// tokens (as the providers that publish such tiers bill).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriceTier {
+    pub above_input_tokens: i64,
+    #[serde(with = "crate::money::decimal_json")]
+    pub input_per_token: Decimal,
+    #[serde(default, with = "crate::money::optional_decimal_json", skip_serializing_if = "Option::is_none")]
+    pub output_per_token: Option<Decimal>,
+    #[serde(default, with = "crate::money::optional_decimal_json", skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_token: Option<Decimal>,
+    #[serde(default, with = "crate::money::optional_decimal_json", skip_serializing_if = "Option::is_none")]
+    pub cache_creation_per_token: Option<Decimal>,
+}
+
+/// Per-token rates of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rates {
+    pub input: Decimal,
+    pub output: Decimal,
+    pub cached_input: Decimal,
+    pub cache_creation: Decimal,
+}
+
+/// A call's tokens: `cached_input` (read from a prompt cache) and `cache_creation_input` (written to
+/// it) are parts of `input`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub input: i64,
+    pub cached_input: i64,
+    pub cache_creation_input: i64,
+    pub output: i64,
 }
 
 /// A version of a price, in effect over `[effective_from, effective_to)`.
@@ -89,6 +152,8 @@ pub struct Cost {
     pub input_cost: Decimal,
     #[serde(with = "crate::money::decimal_json")]
     pub cached_input_cost: Decimal,
+    #[serde(default, with = "crate::money::decimal_json")]
+    pub cache_creation_cost: Decimal,
     #[serde(with = "crate::money::decimal_json")]
     pub output_cost: Decimal,
     #[serde(with = "crate::money::decimal_json")]
@@ -101,16 +166,34 @@ pub struct Cost {
 /// the cached rate (the input rate when the model has none). Exact; the total is rounded to the money
 /// columns' 10 decimal places only if it has more.
 pub fn cost(spec: &PriceSpec, input_tokens: i64, cached_input_tokens: i64, output_tokens: i64) -> Cost {
-    let cached = cached_input_tokens.clamp(0, input_tokens);
-    let input_cost = spec.input_per_token * Decimal::from(input_tokens - cached);
-    let cached_input_cost = spec.cached_input_per_token.unwrap_or(spec.input_per_token) * Decimal::from(cached);
-    let output_cost = spec.output_per_token * Decimal::from(output_tokens);
+    cost_of(
+        spec,
+        Tokens {
+            input: input_tokens,
+            cached_input: cached_input_tokens,
+            cache_creation_input: 0,
+            output: output_tokens,
+        },
+    )
+}
+
+/// [`cost`] with every part: tier by input size, cache reads and writes.
+pub fn cost_of(spec: &PriceSpec, t: Tokens) -> Cost {
+    let rates = spec.rates_for(t.input);
+    let cached = t.cached_input.clamp(0, t.input);
+    let creation = t.cache_creation_input.clamp(0, t.input - cached);
+    let input_cost = rates.input * Decimal::from(t.input - cached - creation);
+    let cached_input_cost = rates.cached_input * Decimal::from(cached);
+    let cache_creation_cost = rates.cache_creation * Decimal::from(creation);
+    let output_cost = rates.output * Decimal::from(t.output);
     let request_cost = spec.per_request.map_or(Decimal::ZERO, Money::amount);
-    let total_cost =
-        (input_cost + cached_input_cost + output_cost + request_cost).round_dp(crate::money::MONEY_SCALE).normalize();
+    let total_cost = (input_cost + cached_input_cost + cache_creation_cost + output_cost + request_cost)
+        .round_dp(crate::money::MONEY_SCALE)
+        .normalize();
     Cost {
         input_cost: input_cost.normalize(),
         cached_input_cost: cached_input_cost.normalize(),
+        cache_creation_cost: cache_creation_cost.normalize(),
         output_cost: output_cost.normalize(),
         request_cost,
         total_cost,
@@ -199,6 +282,8 @@ mod tests {
             input_per_token: input_per_1m / dec!(1000000),
             output_per_token: output_per_1m / dec!(1000000),
             cached_input_per_token: None,
+            cache_creation_per_token: None,
+            tiers: vec![],
             per_request: None,
             context_window: None,
             capabilities: vec![],

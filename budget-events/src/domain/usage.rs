@@ -57,6 +57,11 @@ pub struct UsageInput {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_tokens))]
     pub cached_input_tokens: Option<i64>,
+    /// The part of input_tokens written to a prompt cache (priced at the cache-write rate); with
+    /// `cached_input_tokens`, at most `input_tokens`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_tokens))]
+    pub cache_creation_input_tokens: Option<i64>,
     /// USD, exact decimal (number or string), at most 10 decimal places and at most
     /// `BUDGET_MAX_RECORD_COST` ($1,000,000 by default). Absent: priced from the price book at the
     /// record's time, or kept as unpriced when the model has no price.
@@ -112,6 +117,7 @@ pub struct RecordUsage {
     pub input_tokens: TokenCount,
     pub output_tokens: TokenCount,
     pub cached_input_tokens: i64,
+    pub cache_creation_input_tokens: i64,
     pub cost: Option<Money>,
     pub occurred_at: DateTime<Utc>,
     pub allocation_id: Option<uuid::Uuid>,
@@ -184,6 +190,16 @@ impl RecordUsage {
                 ),
             });
         }
+        let creation = input.cache_creation_input_tokens.unwrap_or(0);
+        if !(0..=(input.input_tokens - cached).max(0)).contains(&creation) {
+            errors.push(FieldError {
+                field: "cache_creation_input_tokens".into(),
+                message: format!(
+                    "cache_creation_input_tokens is {creation}; it is the part of input_tokens written to the cache, from 0 to input_tokens - cached_input_tokens ({})",
+                    (input.input_tokens - cached).max(0)
+                ),
+            });
+        }
         let tier = match &input.tier {
             Some(t) => {
                 t.parse::<Tier>().map_err(|message| errors.push(FieldError { field: "tier".into(), message })).ok()
@@ -224,6 +240,7 @@ impl RecordUsage {
                     input_tokens: i,
                     output_tokens: o,
                     cached_input_tokens: cached,
+                    cache_creation_input_tokens: creation,
                     cost: input.cost,
                     occurred_at,
                     allocation_id: input.allocation_id,
