@@ -22,6 +22,9 @@ pub struct Settings {
     pub shutdown_timeout: u64,
     /// Tiers of calls whose clients do not give one (`BUDGET_TIER_MAP`).
     pub tiers: TierMap,
+    /// Provider names a deployment uses for the price book's (`BUDGET_PROVIDER_ALIASES`, e.g.
+    /// `{"google": "gemini"}`): applied to every name as it comes in.
+    pub provider_aliases: std::collections::BTreeMap<String, String>,
     /// How often expired allocations are swept.
     pub sweep_interval: std::time::Duration,
     /// Tokens an allocation reserves when it names none (`BUDGET_ALLOCATION_DEFAULTS`).
@@ -64,6 +67,7 @@ pub const VARIABLES: &[&str] = &[
     "BUDGET_LOG",
     "BUDGET_ALLOCATION_DEFAULTS",
     "BUDGET_TIER_MAP",
+    "BUDGET_PROVIDER_ALIASES",
     "BUDGET_UNPRICED",
     "BUDGET_PRICE_SOURCES",
     "BUDGET_PRICE_REFRESH",
@@ -147,6 +151,7 @@ impl Settings {
             pool_size: 16,
             shutdown_timeout: 30,
             tiers: TierMap::default(),
+            provider_aliases: Default::default(),
             sweep_interval: std::time::Duration::from_secs(5),
             allocation_defaults: AllocationDefaults::default(),
             bundled_prices: true,
@@ -184,6 +189,17 @@ impl Settings {
         }
         if let Some(map) = var("BUDGET_TIER_MAP") {
             s.tiers = TierMap::parse(&map).map_err(|e| ConfigError::new("BUDGET_TIER_MAP", &map, e))?;
+        }
+        if let Some(aliases) = var("BUDGET_PROVIDER_ALIASES") {
+            let parsed: std::collections::BTreeMap<String, String> = serde_json::from_str(&aliases).map_err(|e| {
+                ConfigError::new(
+                    "BUDGET_PROVIDER_ALIASES",
+                    &aliases,
+                    format!("{e}; use a JSON object such as {{\"google\": \"gemini\"}}"),
+                )
+            })?;
+            s.provider_aliases =
+                parsed.into_iter().map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
         }
         if let Some(sizes) = var("BUDGET_ALLOCATION_DEFAULTS") {
             s.allocation_defaults = AllocationDefaults::parse(&sizes)

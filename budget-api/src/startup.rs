@@ -128,6 +128,7 @@ impl Application {
             writer,
             projections: status,
             tiers: settings.tiers.clone(),
+            provider_aliases: settings.provider_aliases.clone(),
             allocation_defaults: settings.allocation_defaults.clone(),
             unpriced: settings.unpriced,
             max_record_cost: settings.max_record_cost,

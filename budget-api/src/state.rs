@@ -24,11 +24,21 @@ pub struct AppState {
     /// The assistant's optional LLM (`BUDGET_ASSISTANT_LLM_URL`).
     pub assistant_llm: Option<crate::assistant::narrative::LlmSettings>,
     pub ws: crate::ws::session::WsSettings,
+    /// `BUDGET_PROVIDER_ALIASES`.
+    pub provider_aliases: std::collections::BTreeMap<String, String>,
 }
 
 impl AppState {
-    /// Gives a record without a tier the one the tier map says, so that the event stores it.
+    /// The price book's name for a provider a deployment calls `name` (`BUDGET_PROVIDER_ALIASES`);
+    /// every provider name is passed through it as it comes in, so records, limits and prices agree.
+    pub fn provider(&self, name: &str) -> String {
+        self.provider_aliases.get(name.trim()).cloned().unwrap_or_else(|| name.to_string())
+    }
+
+    /// Gives a record its provider's price-book name, and without a tier the one the tier map says,
+    /// so that the event stores them.
     pub fn fill_tier(&self, input: &mut UsageInput) {
+        input.provider = self.provider(&input.provider);
         if input.tier.is_none() {
             input.tier = Some(self.tiers.resolve(&input.provider, &input.model).to_string());
         }

@@ -96,7 +96,9 @@ impl From<&Allocation> for AllocationView {
 
 /// Validates an allocation request, with the tier map filling a missing tier.
 pub fn validate(state: &AppState, input: &AllocationInput) -> Result<CreateAllocation, ApiError> {
-    CreateAllocation::validate(input, |p, m| state.tiers.resolve(p, m), &state.allocation_defaults)
+    let mut input = input.clone();
+    input.provider = input.provider.map(|p| state.provider(&p));
+    CreateAllocation::validate(&input, |p, m| state.tiers.resolve(p, m), &state.allocation_defaults)
         .map_err(|errors| ApiError::validation(errors, "nothing was reserved"))
 }
 

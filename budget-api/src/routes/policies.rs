@@ -123,7 +123,9 @@ pub async fn set_policy(
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, 64 * 1024).await?;
     let input: PolicyInput = body::parse(&bytes)?;
-    let policy = SetPolicy::validate(&input).map_err(validation_error)?;
+    let mut named = input.clone();
+    named.provider = named.provider.map(|p| state.provider(&p));
+    let policy = SetPolicy::validate(&named).map_err(validation_error)?;
     let key = request::keyed(&req, None, "policy", &input)?;
     let (outcome, position) = state.writer.submit_at(PolicyCommand { policy, key, metadata: metadata(&req) }).await?;
     let created = outcome.created && !outcome.replayed;

@@ -131,6 +131,7 @@ pub(crate) async fn resolve_at(
     model: &str,
     at: DateTime<Utc>,
 ) -> Result<(PriceVersion, String), ApiError> {
+    let provider = &state.provider(provider);
     let client = state.pool.get().await?;
     let versions = prices::versions_for_model(&**client, provider, model).await?;
     match price::resolve(&versions, provider, model, at) {
@@ -167,6 +168,7 @@ pub struct PriceHistory {
 #[get("/api/prices/history/{provider}/{model}")]
 pub async fn history(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
     let (provider, model) = path.into_inner();
+    let provider = state.provider(&provider);
     let client = state.pool.get().await?;
     let versions: Vec<PriceView> =
         prices::history(&**client, &provider, &model).await?.iter().map(PriceView::from).collect();
@@ -243,7 +245,8 @@ pub async fn set(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let input: PriceInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
+    let mut input: PriceInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
+    input.provider = state.provider(&input.provider);
     let spec = input
         .to_spec(None)
         .map_err(|e| ApiError::bad_request(ErrorCode::ValidationFailed, format!("{e}; nothing was changed")))?;

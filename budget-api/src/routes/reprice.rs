@@ -67,7 +67,8 @@ pub async fn reprice(
             "until must be later than since; widen the range",
         ));
     }
-    let selection = RepriceSelection { provider: r.provider, model: r.model, since: r.since, until: r.until };
+    let selection =
+        RepriceSelection { provider: state.provider(&r.provider), model: r.model, since: r.since, until: r.until };
     let (corrections, position) = if r.dry_run {
         let client = state.pool.get().await?;
         let corrections = repricing::plan(&**client, &selection)

@@ -531,3 +531,36 @@ async fn records_are_priced_with_cache_writes_and_tiers() {
     let bad: Value = app.post("/api/usage", &record(100, 80, 30)).await.json().await.unwrap();
     assert_eq!(bad["error"]["code"], "validation_failed", "reads and writes are parts of the input: {bad}");
 }
+
+/// `BUDGET_PROVIDER_ALIASES`: a deployment that says `google` where the price book says `gemini` gets
+/// the book's prices, and its records and limits agree on the one name.
+#[tokio::test]
+async fn provider_aliases_map_a_deployments_names_to_the_books() {
+    let app = spawn_app_with(|s| s.provider_aliases = [("google".to_string(), "gemini".to_string())].into()).await;
+    let file = json!({"gemini/gemini-1.5-pro": {"litellm_provider": "gemini", "mode": "chat",
+                      "input_cost_per_token": 1.25e-06, "output_cost_per_token": 5e-06}});
+    assert_eq!(app.post("/api/prices/update", &json!({"litellm": file})).await.status().as_u16(), 200);
+    let (status, price) = app.get_json("/api/prices/google/gemini-1.5-pro").await;
+    assert_eq!(status, 200, "{price}");
+
+    let policy: Value = app
+        .post("/api/policies", &json!({"period": "daily", "provider": "google", "cost_limit": "1"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(policy["policy"]["provider"], "gemini", "{policy}");
+    let r: Value = app
+        .post(
+            "/api/usage",
+            &json!({"provider": "google", "model": "gemini-1.5-pro", "component": "c",
+                                     "input_tokens": 1000, "output_tokens": 100}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(file_decimal(&r["cost"]).unwrap().normalize().to_string(), "0.00175", "{r}");
+    let (_, status) = app.get_json("/api/status").await;
+    assert_eq!(file_decimal(&status["windows"][0]["used_cost"]).unwrap().normalize().to_string(), "0.00175");
+}
