@@ -13,6 +13,9 @@ pub struct Cli {
     /// The API key to send (needed once keys are configured); create one with `budget keys create`.
     #[arg(long, global = true, env = "BUDGET_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Print tables as wide as their content instead of fitting them to the terminal.
+    #[arg(long, global = true)]
+    pub wide: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -1,10 +1,27 @@
 //! Tables for people; `--json` prints the API's JSON as is, for machines.
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
+
+/// `--wide`: tables as wide as their content, whatever the terminal.
+static WIDE: AtomicBool = AtomicBool::new(false);
+
+pub fn set_wide(wide: bool) {
+    WIDE.store(wide, Ordering::Relaxed);
+}
+
+/// A table that fits the terminal: its width (or `COLUMNS`), wrapping cells that do not fit; with
+/// `--wide`, or when printing to a pipe with no `COLUMNS`, as wide as its content.
 pub fn table(headers: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED).set_header(headers.iter().map(Cell::new));
+    if !WIDE.load(Ordering::Relaxed) {
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+        if let Some(width) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<u16>().ok()) {
+            t.set_width(width);
+        }
+    }
     t
 }
 

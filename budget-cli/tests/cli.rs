@@ -31,7 +31,14 @@ async fn budget(url: &str, args: &[&str]) -> Output {
     // The CLI remembers its last write per server under the state directory; keep it out of $HOME.
     let state = std::env::temp_dir().join("budget-cli-tests-state");
     tokio::task::spawn_blocking(move || {
-        Command::new(BIN).args(&args).env("BUDGET_URL", url).env("XDG_STATE_HOME", state).output().unwrap()
+        // Tables as wide as their content, whatever terminal runs the tests.
+        Command::new(BIN)
+            .args(&args)
+            .env("BUDGET_URL", url)
+            .env("XDG_STATE_HOME", state)
+            .env_remove("COLUMNS")
+            .output()
+            .unwrap()
     })
     .await
     .unwrap()
@@ -827,4 +834,33 @@ async fn start_on_all_interfaces_without_keys_refuses() {
     assert!(!out.status.success());
     let message = String::from_utf8_lossy(&out.stderr);
     assert!(message.contains("BUDGET_ADMIN_KEY") && message.contains("BUDGET_ALLOW_UNAUTHENTICATED"), "{message}");
+}
+
+/// Tables fit a 100-column terminal (`COLUMNS`), and `--wide` prints them whole.
+#[tokio::test]
+async fn tables_fit_the_terminal_unless_wide() {
+    let s = server().await;
+    for args in [
+        vec!["set_limit", "daily", "10.0", "--provider", "openai", "--policy-type", "hard_limit"],
+        vec!["set_limit", "monthly", "100.0", "--component", "a-rather-long-component-name", "--policy-type", "warn"],
+    ] {
+        assert!(budget(&s.url, &args).await.status.success());
+    }
+    let run = |wide: bool| {
+        let url = s.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = Command::new(BIN);
+            c.arg("status").env("BUDGET_URL", url).env("COLUMNS", "100");
+            if wide {
+                c.arg("--wide");
+            }
+            c.output().unwrap()
+        })
+    };
+    let fitted = stdout(&run(false).await.unwrap());
+    let widest = fitted.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(widest <= 100, "a line of {widest} columns:\n{fitted}");
+    let wide = stdout(&run(true).await.unwrap());
+    assert!(wide.lines().any(|l| l.chars().count() > 100), "--wide keeps the table whole:\n{wide}");
+    assert!(wide.contains("provider=openai") && wide.contains("component=a-rather-long-component-name"), "{wide}");
 }

@@ -18,6 +18,7 @@ use crate::cli::{Cli, Command};
 use crate::client::Client;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    crate::output::set_wide(cli.wide);
     let client = Client::new(&cli.url, cli.api_key.as_deref());
     match cli.command {
         Command::Start(args) => start::run(args).await,
