@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Watch Budget live: connect to a WebSocket endpoint, subscribe to topics, print every update.
 
-    pip install websockets
+    python3 -m pip install websockets     (Debian's own Python: apt-get install python3-websockets)
     python examples/websocket_client.py --port 8013
+    BUDGET_API_KEY=bgt_… python examples/websocket_client.py   (once the service requires keys)
     python examples/websocket_client.py --endpoint alerts --topic price_updates --since 120
 
 Endpoints (each with its default topic): updates (budget_events), alerts (budget_alerts),
@@ -14,7 +15,9 @@ that log position before going live. Ctrl-C stops it.
 import argparse
 import asyncio
 import json
+import os
 import sys
+from urllib.parse import urlencode
 from datetime import datetime, timezone
 
 try:
@@ -64,12 +67,21 @@ def describe(message):
 
 async def watch(args):
     url = f"ws://{args.host}:{args.port}/ws/budget/{args.endpoint}"
+    query = {}
     if args.since is not None:
-        url += f"?since={args.since}"
+        query["since"] = args.since
+    if args.api_key:
+        query["api_key"] = args.api_key  # a browser's WebSocket cannot send headers; the query can
+    shown = url + (f"?since={args.since}" if args.since is not None else "")
+    if query:
+        url += "?" + urlencode(query)
     async with websockets.connect(url) as ws:
-        print(f"connected to {url}", flush=True)
+        print(f"connected to {shown}", flush=True)
         if args.client_id:
-            await ws.send(envelope("authentication", {"api_key": args.api_key, "client_id": args.client_id}))
+            hello = {"client_id": args.client_id}
+            if args.api_key:
+                hello["api_key"] = args.api_key
+            await ws.send(envelope("authentication", hello))
         for topic in args.topic:
             await ws.send(envelope("subscription", {"topic": topic}, topic))
         received = 0
@@ -91,7 +103,8 @@ def main():
                         help="also subscribe to this topic (repeatable)")
     parser.add_argument("--since", type=int, help="replay from after this log position")
     parser.add_argument("--client-id", help="send an authentication message with this client id")
-    parser.add_argument("--api-key", default="", help="api key for the authentication message")
+    parser.add_argument("--api-key", default=os.environ.get("BUDGET_API_KEY", ""),
+                        help="API key (default: $BUDGET_API_KEY); needed once the service requires keys")
     parser.add_argument("--count", type=int, default=0, help="stop after this many messages (0: run until Ctrl-C)")
     parser.add_argument("--raw", action="store_true", help="print the JSON messages as received")
     args = parser.parse_args()
@@ -99,6 +112,8 @@ def main():
         asyncio.run(watch(args))
     except KeyboardInterrupt:
         pass
+    except websockets.exceptions.InvalidStatus as e:
+        sys.exit(f"Budget refused the connection ({e}); once keys are required, pass --api-key or set BUDGET_API_KEY")
     except OSError as e:
         sys.exit(f"cannot reach Budget at {args.host}:{args.port} ({e}); is `budget start` running?")
 

@@ -221,7 +221,9 @@ impl Connection {
                 let client_id = envelope.payload.get("client_id").cloned().unwrap_or(serde_json::Value::Null);
                 // The upgrade passed the guard (with a key when keys are required); a key sent here is
                 // checked too, and a bad one ends the connection.
-                if let Some(secret) = envelope.payload.get("api_key").and_then(|k| k.as_str()) {
+                if let Some(secret) =
+                    envelope.payload.get("api_key").and_then(|k| k.as_str()).filter(|k| !k.trim().is_empty())
+                {
                     if let Err(e) = self.gate.identify(&self.pool, secret).await {
                         let answer = json!({"success": false, "client_id": client_id, "error": e.to_string()});
                         let _ = self.send(&Envelope::new("authentication", None, answer, None).text()).await;
