@@ -142,11 +142,9 @@ impl Application {
                 webhooks: settings.webhooks.clone(),
             },
         });
-        let route_table = web::Data::new(routes::RouteTable::from_openapi(&openapi));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(route_table.clone())
                 .app_data(gate.clone())
                 .app_data(web::QueryConfig::default().error_handler(|err, _| {
                     ApiError::bad_request(

@@ -50,16 +50,10 @@ impl AccessTable {
         if path == "/api/openapi.json" || path == "/api/docs" || path.starts_with("/api/docs/") {
             return Needed::Nothing;
         }
-        let segments: Vec<&str> = path.split('/').collect();
         // The most specific template wins (`/api/prices/history/…` over `/api/prices/{provider}/…`).
         let found = self
-            .0
-            .iter()
-            .filter(|(m, template, _)| {
-                m == method
-                    && template.len() == segments.len()
-                    && template.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
-            })
+            .matching(path)
+            .filter(|(m, _, _)| m == method)
             .max_by_key(|(_, template, _)| template.iter().filter(|t| !t.starts_with('{')).count());
         match found {
             Some((_, _, Some(Declared::Scope(scope)))) => Needed::Scope(*scope),
@@ -67,6 +61,29 @@ impl AccessTable {
             Some((_, _, None)) => Needed::Scope(KeyScope::Admin),
             None => Needed::Nothing,
         }
+    }
+}
+
+impl AccessTable {
+    /// The documented operations whose path template `path` matches, whatever their method.
+    fn matching<'a>(&'a self, path: &str) -> impl Iterator<Item = &'a (String, Vec<String>, Option<Declared>)> + 'a {
+        let segments: Vec<String> = path.split('/').map(str::to_string).collect();
+        self.0.iter().filter(move |(_, template, _)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
+        })
+    }
+
+    /// The methods a documented path takes (`GET, HEAD, PATCH`), for a 405's `Allow`; none when no
+    /// documented template matches.
+    pub fn methods_of(&self, path: &str) -> Option<String> {
+        let mut methods: Vec<&str> = self
+            .matching(path)
+            .flat_map(|(m, _, _)| if m == "GET" { vec!["GET", "HEAD"] } else { vec![m.as_str()] })
+            .collect();
+        methods.sort();
+        methods.dedup();
+        (!methods.is_empty()).then(|| methods.join(", "))
     }
 }
 

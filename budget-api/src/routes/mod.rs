@@ -80,10 +80,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// What no route matched: 405 with `Allow` when the path is one of the documented routes (matched
-/// against the OpenAPI document's path templates), else a JSON 404.
-pub async fn no_route(req: actix_web::HttpRequest, routes: web::Data<RouteTable>) -> actix_web::HttpResponse {
+/// against the OpenAPI document's path templates, the table the guard uses), else a JSON 404.
+pub async fn no_route(
+    req: actix_web::HttpRequest,
+    gate: web::Data<crate::auth::guard::Gate>,
+) -> actix_web::HttpResponse {
     use actix_web::ResponseError;
-    let error = match routes.methods_of(req.path()) {
+    let error = match gate.access.methods_of(req.path()) {
         Some(methods) => ApiError::MethodNotAllowed {
             message: format!("{} {} is not a route; this path takes {methods}", req.method(), req.path()),
             allow: methods,
@@ -93,54 +96,4 @@ pub async fn no_route(req: actix_web::HttpRequest, routes: web::Data<RouteTable>
         }
     };
     error.error_response()
-}
-
-/// The documented paths (templates such as `/api/policies/{policy_id}`) with their methods.
-pub struct RouteTable(Vec<(Vec<String>, Vec<String>)>);
-
-impl RouteTable {
-    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
-        let routes = doc
-            .paths
-            .paths
-            .iter()
-            .map(|(path, item)| {
-                let segments = path.split('/').map(str::to_string).collect();
-                let mut methods = Vec::new();
-                for (name, op) in [
-                    ("GET", &item.get),
-                    ("POST", &item.post),
-                    ("PUT", &item.put),
-                    ("PATCH", &item.patch),
-                    ("DELETE", &item.delete),
-                ] {
-                    if op.is_some() {
-                        methods.push(name.to_string());
-                        if name == "GET" {
-                            methods.push("HEAD".to_string());
-                        }
-                    }
-                }
-                (segments, methods)
-            })
-            .collect();
-        RouteTable(routes)
-    }
-
-    /// The methods the path takes (`GET, HEAD`), if it matches a documented template.
-    fn methods_of(&self, path: &str) -> Option<String> {
-        let segments: Vec<&str> = path.split('/').collect();
-        let mut methods: Vec<&str> = self
-            .0
-            .iter()
-            .filter(|(template, _)| {
-                template.len() == segments.len()
-                    && template.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
-            })
-            .flat_map(|(_, m)| m.iter().map(String::as_str))
-            .collect();
-        methods.sort();
-        methods.dedup();
-        (!methods.is_empty()).then(|| methods.join(", "))
-    }
 }
