@@ -1,14 +1,15 @@
 //! `budget-api`: the REST API (actix-web) and its OpenAPI document.
 //!
 //! Routes read projection tables and the log, and write only through `budget-events`' batching
-//! writer. [`startup::Application`] assembles the whole service: migrations, the writer, the
-//! projection workers and the HTTP server.
+//! writer; [`dashboard`] serves the page at `/` that reads them. [`startup::Application`] assembles
+//! the whole service: migrations, the writer, the projection workers and the HTTP server.
 
 pub mod assistant;
 pub mod auth;
 pub mod body;
 pub mod configuration;
 pub mod consistency;
+pub mod dashboard;
 pub mod error;
 pub mod openapi;
 pub mod price_book;

@@ -164,6 +164,7 @@ impl Application {
                     actix_web::dev::Service::call(srv, req)
                 })
                 .configure(routes::configure)
+                .configure(crate::dashboard::configure)
                 .route(
                     "/api/docs",
                     web::get().to(|| async {

@@ -245,6 +245,30 @@ pub async fn report(
     Ok(report)
 }
 
+/// Each period's usage split by one dimension (`split_by`, a name from [`DIMENSIONS`]; callers
+/// validate it): (period start, name, totals), oldest first. The dashboard stacks its chart with it.
+pub async fn split_series(
+    client: &impl GenericClient,
+    filter: &UsageFilter,
+    period: Period,
+    split_by: &str,
+) -> Result<Vec<(DateTime<Utc>, String, Totals)>, tokio_postgres::Error> {
+    assert!(DIMENSIONS.contains(&split_by), "split_by is validated by the caller");
+    let (clause, params) = where_clause(filter);
+    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT date_trunc('{}', hour, 'UTC') AS start, {split_by} AS name, {SUMS} FROM usage_rollups {clause}
+                 GROUP BY 1, 2 ORDER BY 1, 2",
+                period.sql_unit()
+            ),
+            &params,
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get("start"), r.get("name"), Totals::from_row(r))).collect())
+}
+
 impl Totals {
     /// The cost as money (sums of money columns always fit one).
     pub fn cost_money(&self) -> Money {

@@ -64,6 +64,7 @@ use crate::routes::{
         reprice::reprice,
         recommendations::recommendations,
         keys::create,
+        keys::current,
         keys::list,
         keys::revoke,
     ),
@@ -78,7 +79,7 @@ use crate::routes::{
         (name = "audit", description = "The events behind every number: the log, explanations, exports, replays"),
         (name = "assistant", description = "Analysis, optimization and model recommendations from the log and the price book"),
         (name = "health", description = "Liveness, database and projection lag"),
-        (name = "keys", description = "API keys and their scopes (admin)"),
+        (name = "keys", description = "API keys and their scopes (admin); the caller's own key"),
     )
 )]
 pub struct ApiDoc;

@@ -58,6 +58,11 @@ fn comma_list(items: &[&str]) -> Schema {
         .into()
 }
 
+/// One dimension usage can be split by.
+pub fn dimension() -> Schema {
+    one_of(&budget_projections::usage_rollups::DIMENSIONS, true)
+}
+
 pub fn event_types() -> Schema {
     comma_list(&budget_events::event::EVENT_TYPES)
 }

@@ -1,5 +1,6 @@
-//! `POST /api/keys`, `GET /api/keys`, `POST /api/keys/{key_id}/revoke`: API keys, admin only. The
-//! secret is in the creation answer and nowhere else, ever.
+//! `POST /api/keys`, `GET /api/keys`, `POST /api/keys/{key_id}/revoke`: API keys, admin only; and
+//! `GET /api/keys/current`, the caller's own key (read). The secret is in the creation answer and
+//! nowhere else, ever.
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use budget_events::domain::keys::{display_prefix, new_secret, secret_hash, KeyScope};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::body;
 use crate::error::ApiError;
 use crate::request::metadata;
@@ -141,6 +143,38 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
     let client = state.pool.get().await?;
     let keys = keys::list(&**client).await?;
     Ok(HttpResponse::Ok().json(KeyList { keys: keys.iter().map(KeyView::from).collect() }))
+}
+
+/// Who the caller is, as the guard saw it: what a page shows after sign-in and which actions it offers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CurrentCaller {
+    /// True when the service runs without keys (anyone who reaches it may do everything).
+    pub open: bool,
+    /// What this caller may do: read, write or admin.
+    #[schema(value_type = String)]
+    pub scope: KeyScope,
+    /// The name events record as the actor (none when open).
+    pub actor: Option<String>,
+    /// The key (none when open or for BUDGET_ADMIN_KEY).
+    pub key_id: Option<Uuid>,
+    /// The component a bound key acts for.
+    pub component: Option<String>,
+}
+
+/// The key this request carries: its scope, name and component (never its secret).
+#[utoipa::path(tag = "keys", responses((status = 200, body = CurrentCaller)), security(("api_key" = ["read"])))]
+#[get("/api/keys/current")]
+pub async fn current(caller: Caller) -> HttpResponse {
+    HttpResponse::Ok().json(CurrentCaller {
+        open: matches!(caller, Caller::Open),
+        scope: caller.scope(),
+        actor: caller.actor(),
+        key_id: caller.key_id(),
+        component: match &caller {
+            Caller::Key(k) => k.component.clone(),
+            _ => None,
+        },
+    })
 }
 
 /// Revoke a key: refused at once, by every process.

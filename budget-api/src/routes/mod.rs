@@ -75,6 +75,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(prices::history)
         .service(prices::get)
         .service(keys::create)
+        .service(keys::current)
         .service(keys::list)
         .service(keys::revoke);
 }

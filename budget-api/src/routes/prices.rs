@@ -85,6 +85,8 @@ impl From<&PriceVersion> for PriceView {
 pub struct PriceQuery {
     pub provider: Option<String>,
     pub model: Option<String>,
+    /// Only prices whose `provider/model` contains this text (any case).
+    pub search: Option<String>,
     /// The prices in effect at this time (default now).
     pub at: Option<DateTime<Utc>>,
 }
@@ -100,12 +102,16 @@ pub struct PriceList {
 #[get("/api/prices")]
 pub async fn list(state: web::Data<AppState>, q: web::Query<PriceQuery>) -> Result<HttpResponse, ApiError> {
     let at = q.at.unwrap_or_else(Utc::now);
+    let search = q.search.as_deref().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
     let client = state.pool.get().await?;
     let prices = prices::in_effect(&**client, at)
         .await?
         .iter()
         .filter(|v| q.provider.as_deref().is_none_or(|p| p == v.spec.provider))
         .filter(|v| q.model.as_deref().is_none_or(|m| m == v.spec.model))
+        .filter(|v| {
+            search.as_deref().is_none_or(|s| format!("{}/{}", v.spec.provider, v.spec.model).to_lowercase().contains(s))
+        })
         .map(PriceView::from)
         .collect();
     Ok(HttpResponse::Ok().json(PriceList { at, prices }))

@@ -9,7 +9,7 @@ use budget_events::event::Event;
 use budget_events::period::Period;
 use budget_events::store::{usage_records, UsageRecordFilter};
 use budget_events::Money;
-use budget_projections::usage_rollups::{report, Totals, UsageFilter, DIMENSIONS};
+use budget_projections::usage_rollups::{report, split_series, Totals, UsageFilter, DIMENSIONS};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -50,6 +50,10 @@ pub struct UsageBucket {
     pub start: DateTime<Utc>,
     #[serde(flatten)]
     pub totals: UsageTotals,
+    /// With `split_by`: name -> this bucket's totals for that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub parts: Option<BTreeMap<String, UsageTotals>>,
 }
 
 type Groups = BTreeMap<String, BTreeMap<String, UsageTotals>>;
@@ -70,6 +74,15 @@ pub struct UsageQuery {
     /// Comma-separated dimensions to group by: provider, model, component, task_type (default all).
     #[param(schema_with = crate::openapi::schemas::dimensions)]
     pub group_by: Option<String>,
+    /// One dimension (provider, model, component or task_type) to split each bucket of `series` by:
+    /// every bucket then has `parts`, name -> totals.
+    #[param(schema_with = crate::openapi::schemas::dimension)]
+    pub split_by: Option<String>,
+    /// Inclusive, rounded down to the hour: with it, the range is `start_time` to `end_time` (or now)
+    /// instead of the last `days`.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Exclusive, rounded up to the hour (default now); only with `start_time`.
+    pub end_time: Option<DateTime<Utc>>,
     /// Answer once the usage rollups have applied this log position (a write's answer), up to 2 s.
     pub min_position: Option<i64>,
 }
@@ -101,16 +114,62 @@ pub struct UsageResponse {
 pub async fn usage(state: web::Data<AppState>, query: web::Query<UsageQuery>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let period = parse_period(q.period.as_deref().unwrap_or("daily"))?;
-    let days = q.days.unwrap_or(DEFAULT_DAYS);
-    if !(1..=MAX_DAYS).contains(&days) {
-        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, format!("days is {days}; use 1 to {MAX_DAYS}")));
-    }
     let group_by = parse_group_by(q.group_by.as_deref())?;
+    let split_by =
+        q.split_by.as_deref().filter(|d| !d.trim().is_empty()).map(|d| parse_group_by(Some(d))).transpose()?;
+    let split_by = match split_by.as_deref() {
+        None => None,
+        Some([one]) => Some(*one),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidParameter,
+                "split_by takes one dimension: provider, model, component or task_type",
+            ))
+        }
+    };
+    let (start, end, days) = match q.start_time {
+        Some(start_time) => {
+            if q.days.is_some() {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidParameter,
+                    "give either days or start_time (with end_time), not both",
+                ));
+            }
+            let start = Period::Hourly.start_of(start_time);
+            let end = ceil_hour(q.end_time.unwrap_or_else(Utc::now));
+            let days = ((end - start).num_hours() + 23) / 24;
+            if end <= start || days > i64::from(MAX_DAYS) {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidParameter,
+                    format!(
+                        "start_time {start_time} to end_time {end} is not a range of 1 hour to {MAX_DAYS} days; put start_time before end_time"
+                    ),
+                ));
+            }
+            (start, end, days as u32)
+        }
+        None => {
+            if q.end_time.is_some() {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidParameter,
+                    "end_time needs start_time; give both, or days",
+                ));
+            }
+            let days = q.days.unwrap_or(DEFAULT_DAYS);
+            if !(1..=MAX_DAYS).contains(&days) {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidParameter,
+                    format!("days is {days}; use 1 to {MAX_DAYS}"),
+                ));
+            }
+            let (start, end) = period.range_for_days(Utc::now(), days);
+            (start, end, days)
+        }
+    };
     crate::consistency::wait_for(&state, &["usage_rollups"], q.min_position).await?;
-    let (start, end) = period.range_for_days(Utc::now(), days);
     let filter = UsageFilter {
         start: Some(start),
-        end: None,
+        end: q.start_time.is_some().then_some(end),
         provider: non_empty(q.provider),
         model: non_empty(q.model),
         component: non_empty(q.component),
@@ -118,13 +177,28 @@ pub async fn usage(state: web::Data<AppState>, query: web::Query<UsageQuery>) ->
     };
     let client = state.pool.get().await?;
     let r = report(&**client, &filter, period, &group_by).await?;
+    let mut parts: BTreeMap<DateTime<Utc>, BTreeMap<String, UsageTotals>> = BTreeMap::new();
+    if let Some(dimension) = split_by {
+        for (start, name, totals) in split_series(&**client, &filter, period, dimension).await? {
+            parts.entry(start).or_default().insert(name, totals.into());
+        }
+    }
+    let series = r
+        .series
+        .into_iter()
+        .map(|b| UsageBucket {
+            parts: split_by.map(|_| parts.remove(&b.start).unwrap_or_default()),
+            start: b.start,
+            totals: b.totals.into(),
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(UsageResponse {
         period,
         days,
         start_time: start,
         end_time: end,
         totals: r.totals.into(),
-        series: r.series.into_iter().map(|b| UsageBucket { start: b.start, totals: b.totals.into() }).collect(),
+        series,
         groups: groups(r.groups),
     }))
 }

@@ -22,7 +22,10 @@ pub const BUDGET_EVENTS: &str = "budget_events";
 pub const BUDGET_ALERTS: &str = "budget_alerts";
 pub const ALLOCATION_UPDATES: &str = "allocation_updates";
 pub const PRICE_UPDATES: &str = "price_updates";
-pub const TOPICS: [&str; 4] = [BUDGET_EVENTS, BUDGET_ALERTS, ALLOCATION_UPDATES, PRICE_UPDATES];
+/// One `usage_update` per batch of the log that records or re-prices usage, whatever policy it falls
+/// under: what a view of spend over time (the dashboard's chart) refreshes on.
+pub const USAGE_UPDATES: &str = "usage_updates";
+pub const TOPICS: [&str; 5] = [BUDGET_EVENTS, BUDGET_ALERTS, ALLOCATION_UPDATES, PRICE_UPDATES, USAGE_UPDATES];
 
 /// The envelope, both ways.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,7 +97,13 @@ pub async fn updates_for(
     let mut allocations: BTreeMap<Uuid, RecordedEvent> = BTreeMap::new();
     let mut policies_changed: BTreeMap<Uuid, RecordedEvent> = BTreeMap::new();
     let mut out = Vec::new();
+    let (mut recorded, mut repriced, mut last_usage) = (0usize, 0usize, None);
     for e in events {
+        match &e.event {
+            Event::UsageRecorded(_) => (recorded, last_usage) = (recorded + 1, Some(e)),
+            Event::UsageRepriced(_) => (repriced, last_usage) = (repriced + 1, Some(e)),
+            _ => {}
+        }
         match &e.event {
             Event::UsageRecorded(u) => {
                 for p in &u.postings {
@@ -145,6 +154,15 @@ pub async fn updates_for(
             )),
             _ => {}
         }
+    }
+    if let (Some(last), true) = (last_usage, wanted(USAGE_UPDATES)) {
+        out.push(Update::new(
+            USAGE_UPDATES,
+            "usage_update",
+            json!({ "records": recorded, "repriced": repriced, "position": last.position }),
+            Origin::Log(Cursor::after(last)),
+            last.position,
+        ));
     }
     if !wanted(BUDGET_EVENTS) {
         windows.clear();
