@@ -16,7 +16,6 @@ const state = {
   retry: 0,
   alertsView: 'open',
   recordPages: [null], // `before` cursors: [newest page, …]; the last one is shown
-  started: performance.now(),
 };
 
 // ---- Numbers -------------------------------------------------------------------------------------
@@ -431,7 +430,9 @@ async function acknowledge(alert, button) {
   button.disabled = true;
   $('#alerts-error').textContent = '';
   try {
-    const done = await api(`/api/alerts/${alert.id}/acknowledge`, { method: 'POST', body: {} });
+    // As the signed-in key (the event records the key too).
+    const by = state.me && state.me.actor ? { by: state.me.actor } : {};
+    const done = await api(`/api/alerts/${alert.id}/acknowledge`, { method: 'POST', body: by });
     seen(done.acknowledgement_position);
     await loadAlerts();
   } catch (e) {
@@ -619,6 +620,7 @@ function signIn(message) {
 }
 
 async function start() {
+  const began = performance.now();
   try {
     state.me = await api('/api/keys/current');
   } catch (e) {
@@ -640,7 +642,9 @@ async function start() {
   $('#whoami').textContent = state.me.open ? 'open service (no keys)' : `${state.me.actor} · ${state.me.scope}`;
   $('#sign-out').hidden = state.me.open;
   await Promise.all(Object.values(LOADERS).map(run));
-  document.body.dataset.ready = String(Math.round(performance.now() - state.started));
+  // How long the panels took to load, and since navigation (the page's first paint with data).
+  document.body.dataset.ready = String(Math.round(performance.now() - began));
+  document.body.dataset.sinceNavigation = String(Math.round(performance.now()));
   connect();
 }
 

@@ -3,7 +3,9 @@
 mod alerts;
 mod allocations;
 mod assistant;
+mod browser;
 mod contract;
+mod dashboard;
 mod docs;
 mod enforcement;
 mod health;

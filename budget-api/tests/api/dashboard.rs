@@ -1,0 +1,281 @@
+//! The dashboard in a real headless Chromium, against a server with keys and data: sign-in (a wrong
+//! key is refused clearly), gauges equal to `GET /api/status`, a record posted over REST moving its
+//! gauge and the spend total without a reload, an alert acknowledged from the page, and the page
+//! fitting 390 px. Screenshots (1280 px light and dark, 390 px) go to `target/dashboard/`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::browser::Browser;
+use crate::helpers::{spawn_app_with, TestApp};
+
+const ADMIN: &str = "dashboard-test-bootstrap-admin-key-0123456789";
+
+async fn create_key(app: &TestApp, scope: &str, name: &str) -> String {
+    let r = app
+        .http
+        .post(app.url("/api/keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"scope": scope, "name": name}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_string()
+}
+
+async fn get(app: &TestApp, key: &str, path: &str) -> Value {
+    let r = app.http.get(app.url(path)).bearer_auth(key).send().await.unwrap();
+    assert_eq!(r.status(), 200, "GET {path}");
+    r.json().await.unwrap()
+}
+
+async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> Value {
+    let r = app.http.post(app.url(path)).bearer_auth(key).json(&body).send().await.unwrap();
+    assert!(r.status().is_success(), "POST {path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard")
+}
+
+/// What the page shows of every gauge: policy, window and each `data-field`'s text.
+const GAUGES: &str = "return [...document.querySelectorAll('.gauge')].map(g => ({
+    policy: g.dataset.policy, window: g.dataset.window,
+    fields: Object.fromEntries([...g.querySelectorAll('[data-field]')].map(f => [f.dataset.field, f.textContent]))}))";
+
+/// A figure as the page prints it, back to the API's digits: `$1,234.5 left` → `1234.5`.
+fn plain(text: &str) -> String {
+    text.replace(['$', ',', '%'], "").replace(" left", "")
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Every gauge on the page shows its window's figures exactly as `GET /api/status` gives them.
+fn assert_gauges_match(page: &Value, status: &Value) {
+    let gauges = page.as_array().unwrap();
+    let windows = status["windows"].as_array().unwrap();
+    assert_eq!(gauges.len(), windows.len(), "one gauge per window: {page}");
+    for w in windows {
+        let gauge = gauges
+            .iter()
+            .find(|g| g["policy"] == w["policy_id"] && g["window"] == w["window"])
+            .unwrap_or_else(|| panic!("no gauge for {}", w["policy_id"]));
+        let shown = |field: &str| plain(gauge["fields"][field].as_str().unwrap_or_else(|| panic!("{field} not shown")));
+        assert_eq!(shown("state"), text(&w["state"]));
+        assert_eq!(shown("percent"), text(&w["percent"]));
+        assert_eq!(shown("committed_percent"), text(&w["committed_percent"]));
+        if !w["cost_limit"].is_null() {
+            for field in ["used_cost", "reserved_cost", "cost_limit", "remaining_cost"] {
+                assert_eq!(shown(field), text(&w[field]), "{field} of {}", w["scope"]);
+            }
+        }
+        if !w["token_limit"].is_null() {
+            for field in ["used_tokens", "reserved_tokens", "token_limit", "remaining_tokens"] {
+                assert_eq!(shown(field), text(&w[field]), "{field} of {}", w["scope"]);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_signed_in_key() {
+    let app = spawn_app_with(|s| s.security.admin_key = Some(ADMIN.into())).await;
+    let read = create_key(&app, "read", "wallboard").await;
+    let admin = create_key(&app, "admin", "ops").await;
+
+    // Data: a cost limit, a token limit the records take past its warning threshold (an alert), a
+    // reservation, and records of two providers.
+    post(
+        &app,
+        ADMIN,
+        "/api/policies",
+        json!({"period": "daily", "cost_limit": 1.0, "provider": "openai", "policy_type": "hard_limit"}),
+    )
+    .await;
+    post(
+        &app,
+        ADMIN,
+        "/api/policies",
+        json!({"period": "hourly", "token_limit": 5000, "component": "codex", "policy_type": "hard_limit"}),
+    )
+    .await;
+    for _ in 0..3 {
+        post(&app, ADMIN, "/api/usage", crate::helpers::record("codex", 1200)).await;
+    }
+    let last = post(
+        &app,
+        ADMIN,
+        "/api/usage",
+        json!({"provider": "anthropic", "model": "claude-3-5-sonnet",
+        "component": "rhetor", "input_tokens": 900, "output_tokens": 100, "cost": 0.0042}),
+    )
+    .await;
+    post(
+        &app,
+        ADMIN,
+        "/api/allocations",
+        json!({"context_id": "task-9", "component": "rhetor", "tokens": 1000,
+        "tier": "remote_heavyweight"}),
+    )
+    .await;
+    let alerts = get(&app, ADMIN, &format!("/api/alerts?min_position={}", last["position"])).await;
+    let alert_id = alerts["alerts"][0]["id"].as_str().expect("the token limit raised an alert").to_string();
+
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&app.url("/")).await;
+    browser
+        .wait_for("the sign-in form", "return !document.querySelector('#sign-in').hidden", Duration::from_secs(10))
+        .await;
+
+    // A wrong key: a clear error, still signed out.
+    browser.type_into("#api-key", &format!("bgt_{}", "0".repeat(64))).await;
+    browser.click("#sign-in-form button[type=submit]").await;
+    let error = browser
+        .wait_for(
+            "a sign-in error",
+            "return document.querySelector('#sign-in-error').textContent",
+            Duration::from_secs(10),
+        )
+        .await;
+    let error = error.as_str().unwrap();
+    assert!(error.starts_with("This key was refused:") && error.contains("key"), "{error}");
+    assert_eq!(browser.eval("return document.querySelector('#main').hidden").await, true);
+
+    // A read key sees everything, as the API says it, and is offered no acknowledgement.
+    browser.type_into("#api-key", &read).await;
+    browser.click("#sign-in-form button[type=submit]").await;
+    let ready =
+        browser.wait_for("the loaded page", "return document.body.dataset.ready", Duration::from_secs(15)).await;
+    println!("dashboard ready {} ms after the page's script started", ready.as_str().unwrap());
+    assert_eq!(browser.eval("return document.querySelector('#banner').hidden").await, true);
+    assert_eq!(browser.eval("return document.querySelector('#whoami').textContent").await, "wallboard · read");
+    let status = get(&app, &read, "/api/status").await;
+    assert_gauges_match(&browser.eval(GAUGES).await, &status);
+    let shown_alerts = browser
+        .eval("return [...document.querySelectorAll('#alert-list [data-alert]')].map(a => a.dataset.alert)")
+        .await;
+    assert!(shown_alerts.as_array().unwrap().iter().any(|a| a == alert_id.as_str()), "{shown_alerts}");
+    assert_eq!(browser.eval("return document.querySelectorAll('#alert-list button').length").await, 0);
+    assert_eq!(browser.eval("return document.querySelectorAll('#allocation-table [data-allocation]').length").await, 1);
+    assert_eq!(browser.eval("return document.querySelectorAll('#record-table [data-record]').length").await, 4);
+    let usage = get(&app, &read, "/api/usage?days=7").await;
+    assert_eq!(
+        plain(
+            browser
+                .eval("return document.querySelector('[data-field=total_cost]').textContent")
+                .await
+                .as_str()
+                .unwrap()
+        ),
+        text(&usage["totals"]["cost"])
+    );
+    browser
+        .wait_for(
+            "the live connection",
+            "return document.querySelector('#live').dataset.state === 'live'",
+            Duration::from_secs(10),
+        )
+        .await;
+
+    std::fs::create_dir_all(screenshots()).unwrap();
+    browser.screenshot(&screenshots().join("dashboard-1280.png")).await;
+    browser.color_scheme("dark").await;
+    browser.screenshot(&screenshots().join("dashboard-1280-dark.png")).await;
+    browser.color_scheme("light").await;
+
+    // A record over REST moves its gauge and the spend total, without a reload.
+    browser.eval("window.notReloaded = true").await;
+    let policy =
+        status["windows"].as_array().unwrap().iter().find(|w| w["scope"] == "provider=openai").unwrap().clone();
+    let gauge_cost = format!(
+        "return document.querySelector('.gauge[data-policy=\"{}\"] [data-field=used_cost]').textContent",
+        text(&policy["policy_id"])
+    );
+    let before = browser.eval(&gauge_cost).await;
+    let posted = Instant::now();
+    post(
+        &app,
+        ADMIN,
+        "/api/usage",
+        json!({"provider": "openai", "model": "gpt-4o", "component": "codex",
+        "input_tokens": 10, "output_tokens": 10, "cost": 0.25}),
+    )
+    .await;
+    let after = get(&app, &read, "/api/status").await;
+    let expected = after["windows"].as_array().unwrap().iter().find(|w| w["policy_id"] == policy["policy_id"]).unwrap()
+        ["used_cost"]
+        .clone();
+    assert_ne!(plain(before.as_str().unwrap()), text(&expected));
+    browser
+        .wait_for(
+            "the gauge's new figure",
+            &format!("{gauge_cost}.replace(/[$,]/g, '') === '{}'", text(&expected)),
+            Duration::from_secs(5),
+        )
+        .await;
+    println!("gauge moved {} ms after the REST answer", posted.elapsed().as_millis());
+    let usage = get(&app, &read, "/api/usage?days=7").await;
+    browser
+        .wait_for(
+            "the new spend total",
+            &format!(
+                "return document.querySelector('[data-field=total_cost]').textContent.replace(/[$,]/g, '') === '{}'",
+                text(&usage["totals"]["cost"])
+            ),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(browser.eval("return window.notReloaded === true").await, true, "the page reloaded");
+    assert_gauges_match(&browser.eval(GAUGES).await, &get(&app, &read, "/api/status").await);
+
+    // 390 px: nothing wider than the screen.
+    browser.resize(390, 844).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let overflow = browser.eval("return document.documentElement.scrollWidth").await;
+    assert!(overflow.as_u64().unwrap() <= 390, "the page is {overflow} px wide at 390 px");
+    browser.screenshot(&screenshots().join("dashboard-390.png")).await;
+    browser.resize(1280, 900).await;
+
+    // An admin key acknowledges from the page; the API has it, by that key.
+    browser.click("#sign-out").await;
+    browser
+        .wait_for("the sign-in form again", "return !document.querySelector('#sign-in').hidden", Duration::from_secs(5))
+        .await;
+    browser.type_into("#api-key", &admin).await;
+    browser.click("#sign-in-form button[type=submit]").await;
+    let button = format!("#alert-list [data-alert=\"{alert_id}\"] button");
+    browser
+        .wait_for(
+            "an Acknowledge button",
+            &format!("return document.querySelector('{button}') !== null"),
+            Duration::from_secs(15),
+        )
+        .await;
+    browser.click(&button).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alert = get(&app, &read, &format!("/api/alerts/{alert_id}")).await;
+        if alert["acknowledged"] == true {
+            assert_eq!(alert["acknowledged_by"], "ops");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the alert was not acknowledged: {alert}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser
+        .wait_for(
+            "the alert gone from the open list",
+            &format!("return document.querySelector('#alert-list [data-alert=\"{alert_id}\"]') === null"),
+            Duration::from_secs(5),
+        )
+        .await;
+}
