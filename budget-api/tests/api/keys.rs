@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{assert_error, spawn_app_with, spawn_replica, TestApp};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, spawn_replica, TestApp};
 
 const ADMIN: &str = "test-bootstrap-admin-key-0123456789abcdef";
 
@@ -76,6 +76,29 @@ async fn every_route_answers_by_the_scope_it_declares() {
 }
 
 /// A key bound to a component records usage and reserves for that component only.
+#[tokio::test]
+async fn a_caller_can_ask_which_key_it_holds() {
+    let app = keyed_app().await;
+    let (codex, key_id) =
+        create_key(&app, json!({"scope": "write", "component": "codex", "name": "codex on build-3"})).await;
+    let me: Value =
+        app.http.get(app.url("/api/keys/current")).bearer_auth(&codex).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        me,
+        json!({"open": false, "scope": "write", "actor": "codex on build-3", "key_id": key_id, "component": "codex"})
+    );
+    let me: Value =
+        app.http.get(app.url("/api/keys/current")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    assert_eq!((me["scope"].as_str(), me["actor"].as_str()), (Some("admin"), Some("BUDGET_ADMIN_KEY")));
+    let r = app.http.get(app.url("/api/keys/current")).send().await.unwrap();
+    assert_error(r, 401, "unauthenticated").await;
+
+    // An open service: anyone is everything.
+    let open = spawn_app().await;
+    let (_, me) = open.get_json("/api/keys/current").await;
+    assert_eq!(me, json!({"open": true, "scope": "admin", "actor": null, "key_id": null, "component": null}));
+}
+
 #[tokio::test]
 async fn a_component_key_acts_for_its_component_only() {
     let app = keyed_app().await;

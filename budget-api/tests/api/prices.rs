@@ -36,6 +36,21 @@ async fn calc_cost_is_exact_and_the_bundled_table_is_applied_on_first_start() {
         .unwrap()
         .iter()
         .all(|p| p["source"] == "bundled" && p["provider"] == "anthropic"));
+    // Search: any case, anywhere in provider/model.
+    let (_, found) = app.get_json("/api/prices?search=OpenAI/GPT-4O").await;
+    let names: Vec<String> = found["prices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{}/{}", p["provider"].as_str().unwrap(), p["model"].as_str().unwrap()))
+        .collect();
+    assert!(
+        names.contains(&"openai/gpt-4o".to_string()) && names.contains(&"openai/gpt-4o-mini".to_string()),
+        "{names:?}"
+    );
+    assert!(names.iter().all(|n| n.starts_with("openai/gpt-4o")), "{names:?}");
+    let (_, none) = app.get_json("/api/prices?search=no-such-model").await;
+    assert_eq!(none["prices"].as_array().unwrap().len(), 0);
     let (_, one) = app.get_json("/api/prices/openai/gpt-4o").await;
     assert_eq!((one["input_per_1m"].to_string(), one["input_per_1k"].to_string()), ("2.5".into(), "0.0025".into()));
     let r = app

@@ -37,6 +37,44 @@ async fn get_usage_returns_totals_series_and_groups() {
 }
 
 #[tokio::test]
+async fn usage_splits_each_bucket_by_a_dimension_over_a_chosen_range() {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let now = chrono::Utc::now();
+    let start = (now - chrono::Duration::hours(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (status, body) = app.get_json(&format!("/api/usage?period=hourly&split_by=provider&start_time={start}")).await;
+    assert_eq!(status, 200, "{body}");
+    let series = body["series"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{body}");
+    let parts = &series[0]["parts"];
+    assert_eq!(parts.as_object().unwrap().len(), 2, "{body}");
+    assert_eq!(parts["openai"]["cost"].to_string(), "0.011");
+    assert_eq!(parts["openai"]["count"], 2);
+    assert_eq!(parts["anthropic"]["cost"].to_string(), "0.02");
+    assert_eq!(series[0]["cost"].to_string(), "0.031");
+    // The range is what was asked, on hour boundaries.
+    assert_eq!(body["start_time"].as_str().unwrap(), format!("{}:00:00Z", &start[..13]));
+
+    // A range that ended before the usage has none; without split_by there are no parts.
+    let (_, old) = app.get_json("/api/usage?start_time=2020-01-01T00:00:00Z&end_time=2020-01-02T00:00:00Z").await;
+    assert_eq!((old["totals"]["count"].as_i64(), old["days"].as_i64()), (Some(0), Some(1)));
+    let (_, plain) = app.get_json("/api/usage?days=1").await;
+    assert!(plain["series"][0].get("parts").is_none(), "{plain}");
+
+    for (query, says) in [
+        ("split_by=provider,model", "split_by takes one dimension"),
+        ("split_by=region", "`region` is not a dimension"),
+        ("days=3&start_time=2026-01-01T00:00:00Z", "either days or start_time"),
+        ("end_time=2026-01-01T00:00:00Z", "end_time needs start_time"),
+        ("start_time=2026-01-02T00:00:00Z&end_time=2026-01-01T00:00:00Z", "put start_time before end_time"),
+    ] {
+        let r = app.http.get(app.url(&format!("/api/usage?{query}"))).send().await.unwrap();
+        let message = assert_error(r, 400, "invalid_parameter").await;
+        assert!(message.contains(says), "{query}: {message}");
+    }
+}
+
+#[tokio::test]
 async fn summary_keeps_the_tekton_shape() {
     let app = spawn_app().await;
     seed(&app).await;

@@ -92,6 +92,27 @@ async fn budget_updates_follow_usage_recorded_over_rest() {
 }
 
 #[tokio::test]
+async fn usage_updates_announce_every_batch_of_records_whatever_its_policies() {
+    let app = spawn_app().await;
+    let mut ws = connect(&app.address, "/ws/budget/updates").await;
+    welcome(&mut ws, "budget_events").await;
+    send(&mut ws, json!({"type": "subscription", "payload": {"topic": "usage_updates"}})).await;
+    // No policy matches this record: no budget_update, but a usage_update at its position.
+    let r: Value = app.post("/api/usage", &usage("0.01")).await.json().await.unwrap();
+    let m = next_of(&mut ws, "usage_update").await;
+    assert_eq!(m["topic"], "usage_updates");
+    assert_eq!(m["position"], r["position"], "{m}");
+    assert_eq!((m["payload"]["records"].as_i64(), m["payload"]["repriced"].as_i64()), (Some(1), Some(0)));
+
+    // One message for a batch of records, at the last one's position.
+    let batch = json!({"records": [usage("0.01"), usage("0.02"), usage("0.03")]});
+    let b: Value = app.post("/api/usage/batch", &batch).await.json().await.unwrap();
+    let m = next_of(&mut ws, "usage_update").await;
+    assert_eq!(m["payload"]["records"], 3, "{m}");
+    assert_eq!(m["position"], b["results"][2]["position"], "{b}");
+}
+
+#[tokio::test]
 async fn alerts_allocations_and_prices_each_reach_their_endpoint() {
     let app = spawn_app().await;
     let mut alerts = connect(&app.address, "/ws/budget/alerts").await;
