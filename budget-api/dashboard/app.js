@@ -240,13 +240,18 @@ function projection(w, now) {
 
 // ---- Explain -------------------------------------------------------------------------------------
 
-async function explain(w) {
+// The events behind a window's figures: this window by default, or any other of the policy's
+// (its start for calendar periods, `task:ID` / `session:ID`).
+async function explain(w, windowKey = w.window) {
   const dialog = $('#explain');
-  $('#explain-h').textContent = `Explain: ${w.period} ${w.type.replace('_', ' ')} · ${w.scope} · window ${w.window}`;
-  $('#explain-body').replaceChildren(el('p', { text: 'Loading…' }));
+  $('#explain-h').textContent = `Explain: ${w.period} ${w.type.replace('_', ' ')} · ${w.scope}`;
+  const input = el('input', { id: 'explain-window', value: windowKey, 'aria-label': 'Window', spellcheck: 'false' });
+  const pick = el('form', { class: 'controls', on: { submit: (e) => { e.preventDefault(); explain(w, input.value.trim()); } } },
+    el('label', { for: 'explain-window', text: 'Window' }), input, el('button', { type: 'submit' }, 'Show'));
+  $('#explain-body').replaceChildren(pick, el('p', { text: 'Loading…' }));
   if (!dialog.open) dialog.showModal();
   try {
-    const x = await api(`/api/policies/${w.policy_id}/explain${query({ window: w.window })}`);
+    const x = await api(`/api/policies/${w.policy_id}/explain${query({ window: windowKey })}`);
     const figures = (f) => `${money(f.posted_cost)} / ${tokens(f.posted_tokens)} tokens in ${plural(f.records, 'record')}, reserved ${money(f.pending_cost)} / ${tokens(f.pending_tokens)} tokens`;
     const shown = x.contributions.slice(-200).reverse();
     const body = el('tbody', {}, ...shown.map((c) => el('tr', {},
@@ -261,15 +266,16 @@ async function explain(w) {
     const head = el('thead', {}, el('tr', {}, ...['Position', 'Recorded', 'Event', 'Subject', 'Cost', 'Tokens', 'Reserved $', 'Reserved tokens']
       .map((h) => el('th', { scope: 'col', text: h }))));
     $('#explain-body').replaceChildren(
+      pick,
       el('p', {}, el('strong', { text: 'From the log: ' }), figures(x.folded)),
       el('p', {}, el('strong', { text: 'The account: ' }), figures(x.account)),
       el('p', { class: x.matches ? 'ok' : 'error', text: x.matches ? 'They agree.' : 'They differ: run `budget replay --verify`.' }),
       el('p', { class: 'hint', text: x.contributions.length > shown.length
-        ? `The ${shown.length} latest of ${plural(x.contributions.length, 'event')}, newest first (all of them: budget explain ${w.policy_id} --window ${w.window}).`
+        ? `The ${shown.length} latest of ${plural(x.contributions.length, 'event')}, newest first (all of them: budget explain ${w.policy_id} --window ${windowKey}).`
         : `${plural(x.contributions.length, 'event')}, newest first.` }),
       el('div', { class: 'scroll' }, el('table', {}, head, body)));
   } catch (e) {
-    $('#explain-body').replaceChildren(el('p', { class: 'error', text: e.message }));
+    $('#explain-body').replaceChildren(pick, el('p', { class: 'error', text: e.message }));
   }
 }
 

@@ -155,7 +155,7 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
     browser.click("#sign-in-form button[type=submit]").await;
     let ready =
         browser.wait_for("the loaded page", "return document.body.dataset.ready", Duration::from_secs(15)).await;
-    println!("dashboard ready {} ms after the page's script started", ready.as_str().unwrap());
+    println!("dashboard panels loaded in {} ms after sign-in", ready.as_str().unwrap());
     assert_eq!(browser.eval("return document.querySelector('#banner').hidden").await, true);
     assert_eq!(browser.eval("return document.querySelector('#whoami').textContent").await, "wallboard · read");
     let status = get(&app, &read, "/api/status").await;
@@ -236,6 +236,45 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         .await;
     assert_eq!(browser.eval("return window.notReloaded === true").await, true, "the page reloaded");
     assert_gauges_match(&browser.eval(GAUGES).await, &get(&app, &read, "/api/status").await);
+
+    // A dropped connection comes back by itself, and what happened meanwhile shows.
+    browser.eval("state.socket.close()").await;
+    post(
+        &app,
+        ADMIN,
+        "/api/usage",
+        json!({"provider": "openai", "model": "gpt-4o", "component": "codex",
+        "input_tokens": 10, "output_tokens": 10, "cost": 0.125}),
+    )
+    .await;
+    let status = get(&app, &read, "/api/status").await;
+    let expected =
+        status["windows"].as_array().unwrap().iter().find(|w| w["policy_id"] == policy["policy_id"]).unwrap()
+            ["used_cost"]
+            .clone();
+    browser
+        .wait_for(
+            "the figure written while disconnected",
+            &format!("{gauge_cost}.replace(/[$,]/g, '') === '{}'", text(&expected)),
+            Duration::from_secs(10),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the live connection again",
+            "return document.querySelector('#live').dataset.state === 'live'",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(browser.eval("return window.notReloaded === true").await, true, "the page reloaded");
+
+    // Explain: the window's events, and that they agree with its account.
+    browser.click(&format!(".gauge[data-policy=\"{}\"] button", text(&policy["policy_id"]))).await;
+    let explained = browser
+        .wait_for("the explanation", "return document.querySelector('#explain-body').textContent.includes('They agree.') && document.querySelector('#explain-body').textContent", Duration::from_secs(10))
+        .await;
+    assert!(explained.as_str().unwrap().contains("UsageRecorded"), "{explained}");
+    browser.click("#explain-close").await;
 
     // 390 px: nothing wider than the screen.
     browser.resize(390, 844).await;
