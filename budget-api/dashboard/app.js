@@ -15,6 +15,7 @@ const state = {
   socket: null,
   retry: 0,
   alertsView: 'open',
+  alertsExpanded: false, // the first few alerts, or all of the page
   recordPages: [null], // `before` cursors: [newest page, …]; the last one is shown
 };
 
@@ -419,7 +420,8 @@ function hideTip() {
 async function loadAlerts() {
   const acked = state.alertsView === 'acknowledged';
   const list = await api(`/api/alerts${query({ acknowledged: acked, limit: 100, min_position: state.position || undefined })}`);
-  const items = list.alerts.map((a) => el('li', { class: `alert sev-${a.severity}`, dataset: { alert: a.id } },
+  const shown = state.alertsExpanded ? list.alerts : list.alerts.slice(0, 8);
+  const items = shown.map((a) => el('li', { class: `alert sev-${a.severity}`, dataset: { alert: a.id } },
     el('span', { class: 'badge', text: a.severity }),
     el('div', { class: 'body' },
       el('p', { class: 'message', text: a.message }),
@@ -427,6 +429,10 @@ async function loadAlerts() {
     !a.acknowledged && may('admin')
       ? el('button', { type: 'button', on: { click: (e) => acknowledge(a, e.target) } }, 'Acknowledge')
       : null));
+  if (shown.length < list.alerts.length) {
+    items.push(el('li', {}, el('button', { type: 'button', class: 'link', on: { click: () => { state.alertsExpanded = true; run(loadAlerts); } } },
+      `Show all ${list.alerts.length}${list.next_offset ? '+' : ''}`)));
+  }
   $('#alert-list').replaceChildren(...(items.length ? items
     : [el('li', { class: 'hint', text: acked ? 'No acknowledged alerts.' : 'No open alerts.' })]));
   $('#alerts-h').textContent = acked ? 'Alerts' : `Alerts (${list.alerts.length}${list.next_offset ? '+' : ''} open)`;
@@ -449,6 +455,7 @@ async function acknowledge(alert, button) {
 
 function showAlerts(view) {
   state.alertsView = view;
+  state.alertsExpanded = false;
   $('#alerts-open').setAttribute('aria-pressed', String(view === 'open'));
   $('#alerts-acked').setAttribute('aria-pressed', String(view === 'acknowledged'));
   run(loadAlerts);
