@@ -65,6 +65,7 @@ pub const VARIABLES: &[&str] = &[
     "BUDGET_DATA_DIR",
     "BUDGET_URL",
     "BUDGET_LOG",
+    "BUDGET_LOG_FORMAT",
     "BUDGET_ALLOCATION_DEFAULTS",
     "BUDGET_TIER_MAP",
     "BUDGET_PROVIDER_ALIASES",
@@ -138,6 +139,25 @@ impl DatabaseLocation {
 /// `BUDGET_LOG`: the log filter (`tracing` syntax), `info` by default.
 pub fn log_filter() -> String {
     std::env::var("BUDGET_LOG").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "info".into())
+}
+
+/// `BUDGET_LOG_FORMAT`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: one readable line per event (the default).
+    Text,
+    /// For log pipelines: one JSON object per line, with the request's span (its `request_id`).
+    Json,
+}
+
+/// Reads `BUDGET_LOG_FORMAT` (`text`, the default, or `json`).
+pub fn log_format() -> Result<LogFormat, ConfigError> {
+    let value = std::env::var("BUDGET_LOG_FORMAT").unwrap_or_default();
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(ConfigError::new("BUDGET_LOG_FORMAT", &value, "use text or json")),
+    }
 }
 
 pub use budget_events::decide::UnpricedPolicy;

@@ -36,7 +36,36 @@ pub async fn tag(
     let value = HeaderValue::from_str(&id).expect("checked or generated as printable ASCII");
     req.headers_mut().insert(HeaderName::from_static("x-request-id"), value.clone());
     let span = tracing::info_span!("request", request_id = %id);
-    let mut response = CURRENT.scope(id, next.call(req).instrument(span)).await?;
+    let (method, target) = (req.method().to_string(), logged_target(&req));
+    let started = std::time::Instant::now();
+    // The access line is written inside the request's span, so it carries the id as a field too.
+    let handled = async move {
+        let response = next.call(req).await;
+        let status = response.as_ref().map(|r| r.status().as_u16()).unwrap_or(500);
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(target: "budget::http", %method, path = %target, status, elapsed_ms, "{method} {target} {status} {elapsed_ms:.3}ms");
+        response
+    };
+    let mut response = CURRENT.scope(id, handled.instrument(span)).await?;
     response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
     Ok(response)
+}
+
+/// The path and query as logged: an `api_key` in the query (how browsers authenticate WebSockets)
+/// is replaced, so no secret reaches a log.
+fn logged_target(req: &ServiceRequest) -> String {
+    let path = req.path();
+    match req.query_string() {
+        "" => path.to_string(),
+        query => {
+            let redacted: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("api_key") => format!("{k}=REDACTED"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", redacted.join("&"))
+        }
+    }
 }

@@ -89,7 +89,13 @@ impl Application {
         let gate = web::Data::new(gate);
 
         let signal = LogSignal::default();
-        let (writer, writer_task) = Writer::spawn(pool.clone(), signal.clone());
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+        let (writer, writer_task) = Writer::spawn_observed(
+            pool.clone(),
+            signal.clone(),
+            budget_events::writer::MAX_ITEMS_PER_TRANSACTION,
+            Some(metrics.clone()),
+        );
         let status = RunnerStatus::default();
         let (stop_workers, stopped) = watch::channel(false);
         let runner = Runner::new(UsageRollups, pool.clone(), status.clone());
@@ -135,6 +141,7 @@ impl Application {
             price_sources,
             tasks: tasks.states(),
             hub,
+            metrics,
             ws: settings.ws,
             assistant_llm: settings.assistant_llm.clone(),
             alerts: crate::state::AlertSettings {
@@ -154,7 +161,7 @@ impl Application {
                     .into()
                 }))
                 .wrap(actix_web::middleware::from_fn(crate::auth::guard::guard))
-                .wrap(actix_web::middleware::Logger::new("%r %s %Dms %{X-Request-Id}i").log_target("budget::http"))
+                .wrap(actix_web::middleware::from_fn(crate::metrics::count_requests))
                 .wrap(actix_web::middleware::from_fn(crate::request_id::tag))
                 // HEAD works wherever GET does (`curl -I`): routed as GET; HTTP/1 sends no body for it.
                 .wrap_fn(|mut req, srv| {

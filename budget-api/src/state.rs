@@ -19,6 +19,8 @@ pub struct AppState {
     /// The background tasks' states, for health.
     pub tasks: crate::supervision::TaskStates,
     pub hub: crate::ws::hub::Hub,
+    /// What `/metrics` serves; the writer and the request middleware count into it.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// The alerts projection's settings (a replay folds with the same ones).
     pub alerts: AlertSettings,
     /// The assistant's optional LLM (`BUDGET_ASSISTANT_LLM_URL`).

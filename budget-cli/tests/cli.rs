@@ -817,6 +817,68 @@ async fn keys_from_the_cli_and_no_secret_in_logs_or_events() {
     let _ = std::fs::remove_file(&log);
 }
 
+/// `BUDGET_LOG_FORMAT=json`: every line the server writes is one JSON object, and a request's lines
+/// carry its request id in their span.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_request_id() {
+    let db = TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let log = std::env::temp_dir().join(format!("budget-json-{port}.log"));
+    let child = Command::new(BIN)
+        .args(["start", "--port", &port.to_string()])
+        .env("BUDGET_DATABASE_URL", db.connection_string())
+        .env("BUDGET_LOG", "info")
+        .env("BUDGET_LOG_FORMAT", "json")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(Some(child));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{url}/api/health")).await.is_err() {
+        assert!(Instant::now() < deadline, "budget start did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = reqwest::Client::new()
+        .get(format!("{url}/api/alerts/not-an-id"))
+        .header("X-Request-Id", "json-log-test-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(child);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = logged
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().all(|l| l["timestamp"].is_string() && l["level"].is_string() && l["fields"].is_object()));
+    assert!(
+        lines.iter().any(|l| l["span"]["request_id"] == "json-log-test-1"
+            && l["fields"]["message"].as_str().is_some_and(|m| m.contains("/api/alerts/not-an-id"))),
+        "no line of the request carries its id: {logged}"
+    );
+
+    // A bad value stops the start with a message naming the variable.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["start", "--port", "0"])
+            .env("BUDGET_DATABASE_URL", db.connection_string())
+            .env("BUDGET_LOG_FORMAT", "yaml")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("BUDGET_LOG_FORMAT") && said.contains("text or json"), "{said}");
+    let _ = std::fs::remove_file(&log);
+}
+
 /// Off loopback without keys, `budget start` refuses to run and says what to set.
 #[tokio::test]
 async fn start_on_all_interfaces_without_keys_refuses() {

@@ -7,11 +7,13 @@
 //! durable (`synchronous_commit` stays on).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::ledger::{self, Command, CommandError, LedgerCommand, LedgerError, Written};
 
@@ -33,12 +35,33 @@ pub enum WriteError {
 }
 
 type Reply = oneshot::Sender<Result<Written, WriteError>>;
+/// A command, where its answer goes, and when it was queued.
+type Job = (Command, Reply, Instant);
+
+/// What one batch was, for metrics: how many commands and items (each usage record is one, and so is
+/// each other command), how long the oldest waited in the queue, how long deciding and committing
+/// took, and whether it committed.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchReport {
+    pub commands: usize,
+    pub items: usize,
+    pub queue_wait: Duration,
+    pub write: Duration,
+    pub committed: bool,
+}
+
+/// Sees every batch and every command's result as the writer answers them (the API's metrics). It is
+/// called on the writer's task, after the commit: it must not block.
+pub trait WriteObserver: Send + Sync + 'static {
+    fn batch(&self, report: &BatchReport);
+    fn command(&self, command: &Command, result: &Result<Written, WriteError>);
+}
 
 /// A handle to the writer task. Cloning is cheap; the task ends when the last handle is dropped, after
 /// it has answered everything already sent.
 #[derive(Clone)]
 pub struct Writer {
-    sender: mpsc::Sender<(Command, Reply)>,
+    sender: mpsc::Sender<Job>,
 }
 
 /// Tells in-process readers (the projection runners) that the log has grown, so they need not poll.
@@ -69,8 +92,18 @@ impl Writer {
     /// A writer that puts at most `max_items` records in one transaction (a command is never split).
     /// `1` gives one transaction per request: the baseline the ingest benchmark compares against.
     pub fn spawn_with_batch_limit(pool: Pool, signal: LogSignal, max_items: usize) -> (Writer, JoinHandle<()>) {
+        Self::spawn_observed(pool, signal, max_items, None)
+    }
+
+    /// A writer whose batches and results `observer` sees.
+    pub fn spawn_observed(
+        pool: Pool,
+        signal: LogSignal,
+        max_items: usize,
+        observer: Option<Arc<dyn WriteObserver>>,
+    ) -> (Writer, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(4096);
-        let handle = tokio::spawn(run(pool, signal, receiver, max_items));
+        let handle = tokio::spawn(run(pool, signal, receiver, max_items, observer));
         (Writer { sender }, handle)
     }
 
@@ -83,7 +116,7 @@ impl Writer {
     /// replay or appended nothing), for an answer that lets its client read its own write.
     pub async fn submit_at<C: LedgerCommand>(&self, command: C) -> Result<(C::Outcome, Option<i64>), WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.sender.send((command.into_command(), reply)).await.map_err(|_| WriteError::ShutDown)?;
+        self.sender.send((command.into_command(), reply, Instant::now())).await.map_err(|_| WriteError::ShutDown)?;
         let (outcome, position) = answer.await.map_err(|_| WriteError::ShutDown)??;
         let outcome = C::unwrap(outcome).expect("the write path answers each command with its own kind of outcome");
         Ok((outcome, position))
@@ -103,8 +136,15 @@ pub async fn dry_run<C: LedgerCommand>(pool: &Pool, command: C) -> Result<C::Out
     Ok(C::unwrap(outcome).expect("the write path answers each command with its own kind of outcome"))
 }
 
-async fn run(pool: Pool, signal: LogSignal, mut receiver: mpsc::Receiver<(Command, Reply)>, max_items: usize) {
+async fn run(
+    pool: Pool,
+    signal: LogSignal,
+    mut receiver: mpsc::Receiver<Job>,
+    max_items: usize,
+    observer: Option<Arc<dyn WriteObserver>>,
+) {
     while let Some(first) = receiver.recv().await {
+        let oldest = first.2;
         let mut items = first.0.weight();
         let mut jobs = vec![first];
         while items < max_items {
@@ -116,10 +156,26 @@ async fn run(pool: Pool, signal: LogSignal, mut receiver: mpsc::Receiver<(Comman
                 Err(_) => break,
             }
         }
-        let (commands, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-        let results = write_batch(&pool, &commands).await;
-        if results.iter().any(|r| r.is_ok()) {
+        let queue_wait = oldest.elapsed();
+        let (commands, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|(c, r, _)| (c, r)).unzip();
+        let started = Instant::now();
+        let span = tracing::debug_span!(
+            "write_batch",
+            commands = commands.len(),
+            items,
+            queue_wait_us = queue_wait.as_micros() as u64
+        );
+        let results = write_batch(&pool, &commands).instrument(span).await;
+        let committed = results.iter().any(|r| r.is_ok());
+        if committed {
             signal.notify();
+        }
+        if let Some(observer) = &observer {
+            let write = started.elapsed();
+            observer.batch(&BatchReport { commands: commands.len(), items, queue_wait, write, committed });
+            for (command, result) in commands.iter().zip(&results) {
+                observer.command(command, result);
+            }
         }
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
@@ -155,7 +211,10 @@ async fn write_once(pool: &Pool, commands: &[Command]) -> Result<Vec<Result<Writ
         // A panic while deciding is a bug one of these commands met: the transaction is dropped (so
         // nothing of the batch is written), the batch is retried command by command so that only the
         // one that meets the bug fails, and the writer lives on for everyone else.
-        let decided = std::panic::AssertUnwindSafe(ledger::process(&tx, commands)).catch_unwind().await;
+        let decided =
+            std::panic::AssertUnwindSafe(ledger::process(&tx, commands).instrument(tracing::debug_span!("decide")))
+                .catch_unwind()
+                .await;
         let decided = decided.unwrap_or_else(|panic| {
             let message = panic
                 .downcast_ref::<String>()
@@ -169,7 +228,10 @@ async fn write_once(pool: &Pool, commands: &[Command]) -> Result<Vec<Result<Writ
             Ok(results) => {
                 // If the commit's answer is lost, the outcome is unknown to the caller, who retries with
                 // the same idempotency key and gets the stored answer.
-                tx.commit().await.map_err(|e| WriteError::Failed(e.to_string()))?;
+                tx.commit()
+                    .instrument(tracing::debug_span!("commit"))
+                    .await
+                    .map_err(|e| WriteError::Failed(e.to_string()))?;
                 return Ok(results);
             }
             Err(LedgerError::Race) if attempt < RACE_RETRIES => {

@@ -19,6 +19,7 @@ use crate::routes::{
     paths(
         health::health,
         health::health_at_root,
+        crate::metrics::scrape,
         assistant::analyze_route,
         assistant::optimize_route,
         assistant::recommend_route,

@@ -25,6 +25,7 @@ use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::health)
+        .service(crate::metrics::scrape)
         .service(health::health_at_root)
         .service(assistant::analyze_route)
         .service(assistant::optimize_route)

@@ -46,7 +46,12 @@ async fn connect(
         since: query.since,
         gate: req.app_data::<web::Data<crate::auth::guard::Gate>>().expect("the gate is app data").clone(),
     };
-    actix_web::rt::spawn(connection.run());
+    let metrics = state.metrics.clone();
+    metrics.websocket_opened();
+    actix_web::rt::spawn(async move {
+        let ended = connection.run().await;
+        metrics.websocket_closed(ended);
+    });
     Ok(response)
 }
 

@@ -59,7 +59,9 @@ enum Flow {
 }
 
 impl Connection {
-    pub async fn run(mut self) {
+    /// Serves the connection until it ends; says why it ended (`client`: the client closed or went
+    /// away; `slow_consumer`, `no_pong`, `send_failed`, `replay_failed`, `shutdown`: the server dropped it).
+    pub async fn run(mut self) -> &'static str {
         let (first, mark) = self.hub.subscribe(self.topic);
         let mut feeds: Feeds = BTreeMap::from([(self.topic, first)]);
         let mut topics: BTreeSet<String> = BTreeSet::from([self.topic.to_string()]);
@@ -75,28 +77,28 @@ impl Connection {
             Some(mark.cursor.position),
         );
         if self.send(&welcome.text()).await.is_err() {
-            return;
+            return "send_failed";
         }
         if let Some(since) = self.since {
             if let Err(reason) = self.replay(since, mark, &topics).await {
                 let _ = self.send(&Envelope::error(reason).text()).await;
                 let _ = self.session.close(None).await;
-                return;
+                return "replay_failed";
             }
         }
         let mut ping = tokio::time::interval(self.settings.ping_interval);
         ping.tick().await;
         let mut last_heard = Instant::now();
-        let flow = loop {
+        let (flow, ended) = loop {
             tokio::select! {
                 incoming = self.stream.next() => {
                     last_heard = Instant::now();
                     match incoming {
-                        None => break Flow::Close(None),
-                        Some(Err(e)) => break Flow::Close(Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) })),
+                        None => break (Flow::Close(None), "client"),
+                        Some(Err(e)) => break (Flow::Close(Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) })), "client"),
                         Some(Ok(message)) => match self.on_client(message, &mut topics, &mut feeds).await {
                             Flow::Continue => {}
-                            close => break close,
+                            close => break (close, "client"),
                         },
                     }
                 }
@@ -106,7 +108,7 @@ impl Connection {
                             continue;
                         }
                         if self.send(&update.text).await.is_err() {
-                            break Flow::Close(None);
+                            break (Flow::Close(None), "send_failed");
                         }
                     }
                     Err(RecvError::Lagged(missed)) => {
@@ -114,16 +116,16 @@ impl Connection {
                             "this connection fell {missed} messages behind (a client must read as fast as updates arrive); reconnect with ?since=POSITION to replay what was missed"
                         );
                         let _ = self.send(&Envelope::error(reason).text()).await;
-                        break Flow::Close(Some(CloseReason { code: CloseCode::Policy, description: Some("slow consumer".into()) }));
+                        break (Flow::Close(Some(CloseReason { code: CloseCode::Policy, description: Some("slow consumer".into()) })), "slow_consumer");
                     }
-                    Err(RecvError::Closed) => break Flow::Close(Some(CloseCode::Away.into())),
+                    Err(RecvError::Closed) => break (Flow::Close(Some(CloseCode::Away.into())), "shutdown"),
                 },
                 _ = ping.tick() => {
                     if last_heard.elapsed() > self.settings.ping_interval * 3 {
-                        break Flow::Close(Some(CloseReason { code: CloseCode::Away, description: Some("no pong".into()) }));
+                        break (Flow::Close(Some(CloseReason { code: CloseCode::Away, description: Some("no pong".into()) })), "no_pong");
                     }
                     if self.session.ping(b"budget").await.is_err() {
-                        break Flow::Close(None);
+                        break (Flow::Close(None), "send_failed");
                     }
                 }
             }
@@ -131,6 +133,7 @@ impl Connection {
         if let Flow::Close(reason) = flow {
             let _ = tokio::time::timeout(self.settings.send_timeout, self.session.close(reason)).await;
         }
+        ended
     }
 
     /// Sends one text frame, or fails when the client has gone or does not take it in time.

@@ -11,6 +11,7 @@ mod enforcement;
 mod health;
 mod helpers;
 mod keys;
+mod metrics;
 mod opening;
 mod policies;
 mod prices;

@@ -17,11 +17,17 @@ use crate::cli::StartArgs;
 const EMBEDDED_DATABASE: &str = "budget";
 
 pub async fn run(args: StartArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_new(configuration::log_filter()).context("BUDGET_LOG is not a valid log filter")?,
-        )
-        .init();
+    let filter = EnvFilter::try_new(configuration::log_filter()).context("BUDGET_LOG is not a valid log filter")?;
+    match configuration::log_format()? {
+        configuration::LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // One object per line; the request's span (with its request_id) in each.
+        configuration::LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .init(),
+    }
 
     // Every variable is checked before anything starts; the database is filled in once it is known (a
     // private cluster's socket exists only after it has started).
@@ -81,7 +87,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight requests");
         handle.stop(true).await;
     });
-    println!("Budget is serving http://{host}:{} (database {described}); API docs at /api/docs", app.port());
+    let serving = format!(
+        "Budget is serving http://{host}:{} (database {described}); the dashboard at /, API docs at /api/docs",
+        app.port()
+    );
+    // With JSON logs every line is an object, this one too.
+    match configuration::log_format()? {
+        configuration::LogFormat::Text => println!("{serving}"),
+        configuration::LogFormat::Json => tracing::info!("{serving}"),
+    }
     app.run_until_stopped().await?;
     tracing::info!("stopped");
     Ok(())
