@@ -225,6 +225,9 @@ pub struct SetLimitArgs {
     /// Count only this task type (e.g. coding).
     #[arg(long = "task-type")]
     pub task_type: Option<String>,
+    /// A per-user limit: count only records and allocations with this user_id (e.g. alice).
+    #[arg(long)]
+    pub user: Option<String>,
     /// ignore (track only), warn, soft_limit (suggest cheaper) or hard_limit (refuse new spending).
     #[arg(long = "policy-type", default_value = "warn")]
     pub policy_type: String,
@@ -360,6 +363,9 @@ pub struct AllocateCreateArgs {
     pub model: Option<String>,
     #[arg(long = "task-type")]
     pub task_type: Option<String>,
+    /// The end user the task runs for: the reservation counts against that user's limits.
+    #[arg(long)]
+    pub user: Option<String>,
     /// 1 (low) to 10 (critical); default 5. Never bypasses a hard limit.
     #[arg(long)]
     pub priority: Option<i64>,

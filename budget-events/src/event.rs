@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::domain::policy::{PolicyPeriod, PolicyType, Scope, Tier};
 use crate::domain::usage::CostSource;
-use crate::domain::{Component, ContextId, Model, Provider, SessionId, TaskType};
+use crate::domain::{Component, ContextId, Model, OperationId, Provider, SessionId, TaskType, UserId};
 use crate::money::Money;
 
 /// Every event type this build reads; any other is an error, never a skip.
@@ -152,6 +152,9 @@ pub struct AllocationCreated {
     pub estimated_cost: Money,
     pub expires_at: DateTime<Utc>,
     pub reservations: Vec<Posting>,
+    /// The end user it was reserved for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 /// An allocation's remaining reservation was voided: released by a client, or expired.
@@ -311,6 +314,15 @@ pub struct UsageRecorded {
     pub resolved_model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub computed_cost: Option<Money>,
+    /// The end user the call was made for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    /// The caller's operation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_id: Option<OperationId>,
+    /// The caller's small JSON object, kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 fn default_tier() -> Tier {

@@ -6,7 +6,7 @@
 
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
 
-use crate::domain::names::{Component, ContextId, Model, Provider, SessionId, TaskType};
+use crate::domain::names::{Component, ContextId, Model, OperationId, Provider, SessionId, TaskType, UserId};
 
 /// Printable text with at least one non-space character (names are trimmed, and control characters
 /// are refused).
@@ -48,6 +48,16 @@ name_schemas! {
     task_type, optional_task_type, TaskType;
     context_id, optional_context_id, ContextId;
     session_id, optional_session_id, SessionId;
+    user_id, optional_user_id, UserId;
+    operation_id, optional_operation_id, OperationId;
+}
+
+/// A record's `metadata`: a JSON object (at most 4 KiB as JSON; the size is checked by the server).
+pub fn optional_record_metadata() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(types(Type::Object, true))
+        .description(Some("A small JSON object kept on the record (at most 4 KiB as compact JSON)"))
+        .into()
 }
 
 /// One of `values`, or null when `nullable`.

@@ -88,6 +88,9 @@ async fn record_own_usage(state: &AppState, llm: &LlmSettings, reply: &Value) {
         timestamp: None,
         request_id: None,
         allocation_id: None,
+        user_id: None,
+        operation_id: None,
+        metadata: None,
     };
     let mut input = input;
     state.fill_tier(&mut input);

@@ -28,6 +28,8 @@ pub struct AllocationView {
     pub provider: Option<String>,
     pub model: Option<String>,
     pub task_type: String,
+    /// The end user it was reserved for.
+    pub user_id: Option<String>,
     pub priority: i16,
     /// active, released, expired or exhausted.
     pub state: String,
@@ -73,6 +75,7 @@ impl From<&Allocation> for AllocationView {
             provider: a.provider.clone(),
             model: a.model.clone(),
             task_type: a.task_type.clone(),
+            user_id: a.user_id.clone(),
             priority: a.priority,
             state: a.state.as_str().to_string(),
             is_active: a.state == AllocationState::Active,

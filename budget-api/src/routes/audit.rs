@@ -291,7 +291,7 @@ pub struct ExportQuery {
     pub format: Option<String>,
 }
 
-const CSV_HEADER: &str = "position,occurred_at,recorded_at,kind,record_id,provider,model,resolved_model,component,task_type,context_id,input_tokens,cached_input_tokens,output_tokens,cost,cost_source,price_version\n";
+const CSV_HEADER: &str = "position,occurred_at,recorded_at,kind,record_id,provider,model,resolved_model,component,task_type,context_id,input_tokens,cached_input_tokens,output_tokens,cost,cost_source,price_version,user_id,operation_id,metadata\n";
 
 /// Usage records for finance, oldest first: one row per record, and one per cost correction (its
 /// `cost` is the change), so the `cost` column sums to the spend. Streamed page by page: a year of
@@ -377,6 +377,9 @@ fn export_line(out: &mut String, e: &RecordedEvent, csv: bool) {
             ("cost", number(u.cost.amount())),
             ("cost_source", serde_json::to_value(u.cost_source).expect("enums serialize")),
             ("price_version", u.price_version.map(|v| v.to_string()).into()),
+            ("user_id", u.user_id.as_ref().map(|v| v.to_string()).into()),
+            ("operation_id", u.operation_id.as_ref().map(|v| v.to_string()).into()),
+            ("metadata", u.metadata.clone().map(Value::Object).unwrap_or(Value::Null)),
         ],
         Event::UsageRepriced(c) => vec![
             ("position", e.position.into()),
@@ -396,6 +399,9 @@ fn export_line(out: &mut String, e: &RecordedEvent, csv: bool) {
             ("cost", number(c.delta)),
             ("cost_source", "price_book".into()),
             ("price_version", c.price_version.to_string().into()),
+            ("user_id", Value::Null),
+            ("operation_id", Value::Null),
+            ("metadata", Value::Null),
         ],
         _ => return,
     };

@@ -37,6 +37,10 @@ pub struct CheckRequest {
     pub context_id: Option<String>,
     #[schema(schema_with = budget_events::openapi::optional_session_id)]
     pub session_id: Option<String>,
+    /// The end user the call is for: that user's limits decide too.
+    #[serde(default)]
+    #[schema(schema_with = budget_events::openapi::optional_user_id)]
+    pub user_id: Option<String>,
     #[schema(schema_with = crate::openapi::schemas::tokens)]
     pub input_tokens: i64,
     /// The most output the call may produce (counts fully against limits).
@@ -183,6 +187,9 @@ fn validate(state: &AppState, req: CheckRequest) -> Result<RecordUsage, ApiError
         timestamp: None,
         request_id: None,
         allocation_id: None,
+        user_id: req.user_id,
+        operation_id: None,
+        metadata: None,
     };
     state.fill_tier(&mut as_record);
     RecordUsage::validate_with(&as_record, Utc::now(), state.max_record_cost).map_err(|e| {
@@ -285,6 +292,7 @@ async fn hold(
         estimated_cost: Some(cost),
         ttl: Some(serde_json::json!(budget_events::domain::allocation::CHECK_TTL.num_seconds())),
         request_id: None,
+        user_id: record.user_id.as_ref().map(ToString::to_string),
     };
     let allocation = crate::routes::allocations::validate(state, &input)?;
     let command = budget_events::ledger::AllocateCommand {

@@ -34,6 +34,8 @@ pub struct PolicyView {
     pub component: Option<String>,
     pub tier: Option<String>,
     pub task_type: Option<String>,
+    /// The end user of a per-user limit.
+    pub user: Option<String>,
     #[schema(value_type = Option<f64>)]
     pub cost_limit: Option<Money>,
     pub token_limit: Option<i64>,
@@ -61,6 +63,7 @@ impl PolicyView {
             component: p.scope.component.as_ref().map(ToString::to_string),
             tier: p.scope.tier.map(|t| t.to_string()),
             task_type: p.scope.task_type.as_ref().map(ToString::to_string),
+            user: p.scope.user.as_ref().map(ToString::to_string),
             cost_limit: p.cost_limit,
             token_limit: p.token_limit,
             warning_threshold: p.warning_threshold,
@@ -270,6 +273,7 @@ async fn apply(state: &AppState, req: &HttpRequest, id: Uuid, patch: PolicyPatch
         component: p.scope.component.as_ref().map(ToString::to_string),
         tier: p.scope.tier.map(|t| t.to_string()),
         task_type: p.scope.task_type.as_ref().map(ToString::to_string),
+        user: p.scope.user.as_ref().map(ToString::to_string),
         cost_limit: patch.cost_limit.or(p.cost_limit),
         token_limit: patch.token_limit.or(p.token_limit),
         warning_threshold: Some(patch.warning_threshold.unwrap_or(p.warning_threshold)),

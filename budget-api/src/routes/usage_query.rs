@@ -339,6 +339,12 @@ pub struct UsageRecordView {
     /// When the record was written to the log.
     pub recorded_at: DateTime<Utc>,
     pub idempotency_key: Option<String>,
+    /// The end user the call was made for.
+    pub user_id: Option<String>,
+    pub operation_id: Option<String>,
+    /// The caller's JSON object, as given.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -394,6 +400,9 @@ pub async fn records(state: web::Data<AppState>, query: web::Query<RecordsQuery>
                 timestamp: u.occurred_at,
                 recorded_at: e.recorded_at,
                 idempotency_key: e.metadata.idempotency_key,
+                user_id: u.user_id.map(Into::into),
+                operation_id: u.operation_id.map(Into::into),
+                metadata: u.metadata,
             })
         })
         .collect();

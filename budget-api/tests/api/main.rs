@@ -19,5 +19,6 @@ mod stub;
 mod usage_batch;
 mod usage_query;
 mod usage_record;
+mod users;
 mod validation;
 mod websocket;

@@ -17,6 +17,7 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                 ("provider", args.provider),
                 ("model", args.model),
                 ("task_type", args.task_type),
+                ("user_id", args.user),
                 ("estimated_cost", args.estimated_cost),
                 ("ttl", args.ttl),
             ] {

@@ -20,6 +20,7 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
         ("component", args.component),
         ("tier", args.tier),
         ("task_type", args.task_type),
+        ("user", args.user),
         ("budget", args.budget),
         ("timezone", args.timezone),
         ("warning_threshold", args.warning_threshold),

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(9, "0009_api_keys", include_str!("../../../schema/0009_api_keys.sql")),
     Migration::new(10, "0010_exact_prices", include_str!("../../../schema/0010_exact_prices.sql")),
     Migration::new(11, "0011_price_parts", include_str!("../../../schema/0011_price_parts.sql")),
+    Migration::new(12, "0012_user_scope", include_str!("../../../schema/0012_user_scope.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.

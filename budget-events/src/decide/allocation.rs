@@ -25,6 +25,7 @@ pub fn reservation_windows<'p>(
         task_type: a.task_type.as_str(),
         session_id: None,
         context_id: Some(a.context_id.as_str()),
+        user: a.user_id.as_ref().map(|u| u.as_str()),
         at: now,
     };
     policies
@@ -44,6 +45,9 @@ pub fn reserves_under(policy: &Policy, call: &CallFacts<'_>, has_provider: bool,
         && s.component.as_ref().is_none_or(|f| f.as_str() == call.component)
         && s.tier.is_none_or(|t| t == call.tier)
         && s.task_type.as_ref().is_none_or(|f| f.as_str() == call.task_type)
+        // An allocation for no user in particular reserves under no user's limit (it would otherwise
+        // hold back every user's window at once).
+        && s.user.as_ref().is_none_or(|f| call.user == Some(f.as_str()))
 }
 
 /// The estimate from the model's price, when the allocation names a priced model: every token at the
@@ -106,6 +110,7 @@ pub fn reserve(
         estimated_cost: a.estimated_cost,
         expires_at: now + a.ttl,
         reservations,
+        user_id: a.user_id.as_ref().map(ToString::to_string),
     };
     let allocation = allocation_from_event(&event, now);
     Ok((event, allocation))
@@ -150,6 +155,7 @@ pub fn allocation_from_event(
         remaining_tokens: e.tokens_allocated,
         remaining_cost: e.estimated_cost.amount(),
         reservations: e.reservations.clone(),
+        user_id: e.user_id.clone(),
         created_at,
         resolved_at: None,
     }

@@ -49,6 +49,7 @@ pub fn call_facts(record: &RecordUsage) -> CallFacts<'_> {
         task_type: record.task_type.as_str(),
         session_id: record.session_id.as_ref().map(|s| s.as_str()),
         context_id: record.context_id.as_ref().map(|s| s.as_str()),
+        user: record.user_id.as_ref().map(|s| s.as_str()),
         at: record.occurred_at,
     }
 }

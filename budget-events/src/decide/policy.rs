@@ -44,6 +44,7 @@ pub fn recorded_facts(u: &UsageRecorded) -> CallFacts<'_> {
         task_type: u.task_type.as_str(),
         session_id: u.session_id.as_ref().map(|s| s.as_str()),
         context_id: u.context_id.as_ref().map(|s| s.as_str()),
+        user: u.user_id.as_ref().map(|s| s.as_str()),
         at: u.occurred_at,
     }
 }
@@ -100,6 +101,7 @@ pub fn opening_balance<'e>(
             task_type: &a.task_type,
             session_id: None,
             context_id: Some(&a.context_id),
+            user: a.user_id.as_deref(),
             at: a.created_at,
         };
         if super::reserves_under(policy, &call, a.provider.is_some(), a.model.is_some()) && in_window(&call) {

@@ -153,6 +153,9 @@ pub fn record_usage(
         price_version: quote.map(|q| q.version_id),
         resolved_model: quote.map(|q| q.resolved_model.clone()),
         computed_cost: quote.map(|q| q.cost),
+        user_id: record.user_id.clone(),
+        operation_id: record.operation_id.clone(),
+        metadata: record.metadata.clone(),
     }
 }
 

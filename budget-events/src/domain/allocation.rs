@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::names::{Component, ContextId, Model, Provider, TaskType};
+use super::names::{Component, ContextId, Model, Provider, TaskType, UserId};
 use super::policy::Tier;
 use crate::event::Posting;
 use crate::Money;
@@ -93,6 +93,11 @@ pub struct AllocationInput {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_request_id))]
     pub request_id: Option<String>,
+    /// The end user the task runs for: the reservation counts against that user's limits (and, without
+    /// it, against no user's).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_user_id))]
+    pub user_id: Option<String>,
 }
 
 /// A validated allocation request.
@@ -111,6 +116,7 @@ pub struct CreateAllocation {
     /// book (`decide::allocation_estimate`) and keeps the tier reference estimate only for unpriced models.
     pub estimated_by_client: bool,
     pub ttl: Duration,
+    pub user_id: Option<UserId>,
 }
 
 /// Reference price per token of each tier, used when the request gives no estimate and the price book
@@ -237,6 +243,10 @@ impl CreateAllocation {
             Some(v) => parse_ttl(v).map_err(|e| fail("ttl", e)).ok(),
             None => Some(DEFAULT_TTL),
         };
+        let user_id = match &input.user_id {
+            Some(u) => UserId::parse(u).map(Some).map_err(|e| fail("user_id", e.to_string())).ok().flatten(),
+            None => None,
+        };
         match (context_id, component, provider, model, task_type, tier, ttl) {
             (
                 Some(context_id),
@@ -266,6 +276,7 @@ impl CreateAllocation {
                     estimated_cost,
                     estimated_by_client: input.estimated_cost.is_some(),
                     ttl,
+                    user_id,
                 })
             }
             _ => Err(errors),
@@ -295,6 +306,8 @@ pub struct Allocation {
     pub remaining_tokens: i64,
     pub remaining_cost: Decimal,
     pub reservations: Vec<Posting>,
+    /// The end user it was reserved for.
+    pub user_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
 }

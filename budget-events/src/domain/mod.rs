@@ -8,5 +8,5 @@ pub mod policy;
 pub mod price;
 pub mod usage;
 
-pub use names::{Component, ContextId, Model, NameError, Provider, SessionId, TaskType};
+pub use names::{Component, ContextId, Model, NameError, OperationId, Provider, SessionId, TaskType, UserId};
 pub use usage::{RecordUsage, TokenCount, UsageInput, UsageValidationError};

@@ -1,4 +1,4 @@
-//! Validated names: provider, model, component, task type, context and session ids.
+//! Validated names: provider, model, component, task type, context, session, user and operation ids.
 //!
 //! A raw string from a request never reaches an event: it becomes one of these first, so that every
 //! name in the log is trimmed, non-empty, bounded and free of control characters.
@@ -96,6 +96,14 @@ name_type!(
 name_type!(
     /// The session the spending belongs to.
     SessionId, "session_id", 256
+);
+name_type!(
+    /// The end user a call was made for (`alice`): a scope limits can be set on.
+    UserId, "user_id", 256
+);
+name_type!(
+    /// The caller's own id for the operation a call was part of.
+    OperationId, "operation_id", 256
 );
 
 impl TaskType {

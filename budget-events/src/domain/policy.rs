@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::names::{Component, Model, Provider, TaskType};
+use super::names::{Component, Model, Provider, TaskType, UserId};
 
 /// Declares a string enum with its wire names and a parse error that lists them.
 macro_rules! wire_enum {
@@ -110,6 +110,9 @@ pub struct Scope {
     pub tier: Option<Tier>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_type: Option<TaskType>,
+    /// The end user (`user_id` of records and allocations): a per-user limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
 }
 
 /// The fields of a call that scopes and windows look at.
@@ -122,6 +125,8 @@ pub struct CallFacts<'a> {
     pub task_type: &'a str,
     pub session_id: Option<&'a str>,
     pub context_id: Option<&'a str>,
+    /// The end user; a call without one is outside every user-scoped policy.
+    pub user: Option<&'a str>,
     pub at: DateTime<Utc>,
 }
 
@@ -135,6 +140,7 @@ impl Scope {
             && eq(&self.component.as_ref().map(Component::as_str), call.component)
             && self.tier.is_none_or(|t| t == call.tier)
             && eq(&self.task_type.as_ref().map(TaskType::as_str), call.task_type)
+            && self.user.as_ref().is_none_or(|u| call.user == Some(u.as_str()))
     }
 
     /// `provider=openai, component=codex`, or `all usage`.
@@ -154,6 +160,9 @@ impl Scope {
         }
         if let Some(v) = &self.task_type {
             parts.push(format!("task_type={v}"));
+        }
+        if let Some(v) = &self.user {
+            parts.push(format!("user={v}"));
         }
         if parts.is_empty() {
             "all usage".into()
@@ -277,6 +286,7 @@ mod tests {
             task_type: "coding",
             session_id: Some("s-1"),
             context_id: None,
+            user: None,
             at: t(at),
         }
     }
@@ -405,14 +415,19 @@ impl Policy {
 impl Scope {
     /// A canonical text of the scope: two scopes are the same policy slot exactly when their keys are.
     pub fn key(&self) -> String {
-        format!(
+        let key = format!(
             "provider={}|model={}|component={}|tier={}|task_type={}",
             self.provider.as_ref().map_or("", |v| v.as_str()),
             self.model.as_ref().map_or("", |v| v.as_str()),
             self.component.as_ref().map_or("", |v| v.as_str()),
             self.tier.map_or("", Tier::as_str),
             self.task_type.as_ref().map_or("", |v| v.as_str()),
-        )
+        );
+        // Appended only when set, so the keys of scopes from before users existed stay the same.
+        match &self.user {
+            Some(user) => format!("{key}|user={user}"),
+            None => key,
+        }
     }
 }
 
@@ -479,6 +494,10 @@ pub struct PolicyInput {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_task_type))]
     pub task_type: Option<String>,
+    /// A per-user limit: only records and allocations with this `user_id` count.
+    #[serde(default, alias = "user_id")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_user_id))]
+    pub user: Option<String>,
     /// USD per window (exact decimal).
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_limit))]
@@ -544,6 +563,9 @@ impl SetPolicy {
         }
         if let Some(v) = &input.task_type {
             scope.task_type = TaskType::parse(v).map_err(|e| fail("task_type", e.to_string())).ok();
+        }
+        if let Some(v) = &input.user {
+            scope.user = UserId::parse(v).map_err(|e| fail("user", e.to_string())).ok();
         }
         if input.cost_limit.is_none() && input.token_limit.is_none() {
             fail("cost_limit", "give cost_limit (USD) or token_limit (tokens), or both".into());

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::names::{Component, ContextId, Model, NameError, Provider, SessionId, TaskType};
+use super::names::{Component, ContextId, Model, NameError, OperationId, Provider, SessionId, TaskType, UserId};
 use super::policy::Tier;
 use crate::money::Money;
 
@@ -80,7 +80,22 @@ pub struct UsageInput {
     /// The allocation this call used: the record settles against its reservation.
     #[serde(default)]
     pub allocation_id: Option<uuid::Uuid>,
+    /// The end user the call was made for: limits scoped to a user (`--user alice`) count it.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_user_id))]
+    pub user_id: Option<String>,
+    /// The caller's id for the operation the call was part of (kept on the record, not a scope).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_operation_id))]
+    pub operation_id: Option<String>,
+    /// A small JSON object kept on the record and returned by audit and export (at most 4 KiB).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_record_metadata))]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
+
+/// The most a record's `metadata` may take, as compact JSON.
+pub const MAX_METADATA_BYTES: usize = 4096;
 
 /// Where a record's cost came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +136,9 @@ pub struct RecordUsage {
     pub cost: Option<Money>,
     pub occurred_at: DateTime<Utc>,
     pub allocation_id: Option<uuid::Uuid>,
+    pub user_id: Option<UserId>,
+    pub operation_id: Option<OperationId>,
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One problem with one field of a record.
@@ -166,6 +184,18 @@ impl RecordUsage {
         };
         let context_id = optional(&input.context_id, ContextId::parse, &mut name_err);
         let session_id = optional(&input.session_id, SessionId::parse, &mut name_err);
+        let user_id = optional(&input.user_id, UserId::parse, &mut name_err);
+        let operation_id = optional(&input.operation_id, OperationId::parse, &mut name_err);
+        if let Some(size) = input.metadata.as_ref().map(|m| serde_json::to_vec(m).map_or(usize::MAX, |v| v.len())) {
+            if size > MAX_METADATA_BYTES {
+                errors.push(FieldError {
+                    field: "metadata".into(),
+                    message: format!(
+                        "metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}: keep ids and labels there, not payloads"
+                    ),
+                });
+            }
+        }
 
         let mut tokens = |field: &str, value: i64| {
             if !(0..=MAX_TOKENS_PER_RECORD).contains(&value) {
@@ -244,6 +274,9 @@ impl RecordUsage {
                     cost: input.cost,
                     occurred_at,
                     allocation_id: input.allocation_id,
+                    user_id: user_id.flatten(),
+                    operation_id: operation_id.flatten(),
+                    metadata: input.metadata.clone(),
                 })
             }
             _ => Err(UsageValidationError { errors }),

@@ -11,7 +11,7 @@ use crate::domain::allocation::{Allocation, AllocationState};
 const COLUMNS: &str =
     "allocation_id, context_id, component, tier, provider, model, task_type, priority, tokens_allocated,
     estimated_cost, expires_at, state, input_tokens_used, output_tokens_used, actual_cost, remaining_tokens,
-    remaining_cost, reservations, created_at, resolved_at";
+    remaining_cost, reservations, created_at, resolved_at, user_id";
 
 fn from_row(r: &Row) -> Allocation {
     Allocation {
@@ -33,6 +33,7 @@ fn from_row(r: &Row) -> Allocation {
         remaining_tokens: r.get("remaining_tokens"),
         remaining_cost: r.get("remaining_cost"),
         reservations: serde_json::from_value(r.get("reservations")).expect("reservations are written by us"),
+        user_id: r.get("user_id"),
         created_at: r.get("created_at"),
         resolved_at: r.get("resolved_at"),
     }
@@ -123,8 +124,8 @@ pub async fn save(tx: &Transaction<'_>, allocations: &[&Allocation]) -> Result<(
         tx.execute(
             "INSERT INTO allocations (allocation_id, context_id, component, tier, provider, model, task_type, priority,
                  tokens_allocated, estimated_cost, expires_at, state, input_tokens_used, output_tokens_used, actual_cost,
-                 remaining_tokens, remaining_cost, reservations, created_at, resolved_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+                 remaining_tokens, remaining_cost, reservations, created_at, resolved_at, user_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
              ON CONFLICT (allocation_id) DO UPDATE SET state = EXCLUDED.state,
                  input_tokens_used = EXCLUDED.input_tokens_used, output_tokens_used = EXCLUDED.output_tokens_used,
                  actual_cost = EXCLUDED.actual_cost, remaining_tokens = EXCLUDED.remaining_tokens,
@@ -151,6 +152,7 @@ pub async fn save(tx: &Transaction<'_>, allocations: &[&Allocation]) -> Result<(
                 &serde_json::to_value(&a.reservations).expect("postings serialize"),
                 &a.created_at,
                 &a.resolved_at,
+                &a.user_id,
             ],
         )
         .await?;
