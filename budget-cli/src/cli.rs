@@ -320,6 +320,9 @@ pub struct GetUsageArgs {
     pub component: Option<String>,
     #[arg(long = "task-type")]
     pub task_type: Option<String>,
+    /// Only this end user's usage.
+    #[arg(long)]
+    pub user: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,

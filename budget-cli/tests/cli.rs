@@ -752,6 +752,60 @@ async fn a_list_after_an_acknowledgement_reads_that_acknowledgement() {
     assert!(out.status.success() && stdout(&out).contains("No open alerts."), "{}{}", stdout(&out), stderr(&out));
 }
 
+/// A per-user limit from the CLI: alice's allocation is refused once her limit is taken, bob's is not;
+/// `get_usage --user` shows one user's usage and a table by user.
+#[tokio::test]
+async fn a_user_limit_from_the_cli_refuses_alice_not_bob() {
+    let s = server().await;
+    let out = budget(
+        &s.url,
+        &["set_limit", "daily", "0", "--tokens", "1000", "--user", "alice", "--policy-type", "hard_limit"],
+    )
+    .await;
+    assert!(out.status.success() && stdout(&out).contains("user=alice"), "{}{}", stdout(&out), stderr(&out));
+    let reserve = |user: &'static str, tokens: &'static str| {
+        let url = s.url.clone();
+        async move {
+            budget(
+                &url,
+                &[
+                    "allocate",
+                    "create",
+                    "--context-id",
+                    "t-1",
+                    "--component",
+                    "chat",
+                    "--tokens",
+                    tokens,
+                    "--user",
+                    user,
+                ],
+            )
+            .await
+        }
+    };
+    assert!(reserve("alice", "800").await.status.success());
+    let refused = reserve("alice", "300").await;
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    assert!(stderr(&refused).contains("user=alice"), "{}", stderr(&refused));
+    let bob = reserve("bob", "5000").await;
+    assert!(bob.status.success(), "{}", stderr(&bob));
+
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "chat", "input_tokens": 100,
+                           "output_tokens": 0, "cost": "0.01", "user_id": "bob"}),
+    )
+    .await;
+    wait_applied(&s.url, 1).await;
+    let out = budget(&s.url, &["get_usage", "daily", "--user", "bob"]).await;
+    let text = stdout(&out);
+    assert!(
+        out.status.success() && text.contains("user=bob") && text.contains("By user") && text.contains("bob"),
+        "{text}"
+    );
+}
+
 /// Keys from the CLI against `budget start`: the first admin key, then a scoped one used with
 /// `--api-key`; the secrets appear in no log line of the server (at debug level) and in no event.
 #[tokio::test]

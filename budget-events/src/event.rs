@@ -124,6 +124,9 @@ pub struct UsageRepriced {
     pub resolved_model: String,
     /// The record's postings: the accounts the delta moved.
     pub postings: Vec<Posting>,
+    /// The record's end user (the usage rollups find the record's row by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
 }
 
 /// A new version of a model's price, in effect from `effective_from` until the next version's.

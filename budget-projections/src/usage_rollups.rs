@@ -1,4 +1,5 @@
-//! `usage_rollups`: usage per UTC hour x provider x model x component x task_type, and its queries.
+//! `usage_rollups`: usage per UTC hour x provider x model x component x task_type x user, and its
+//! queries.
 //!
 //! Hourly rows are small enough to fold any calendar period from (day, ISO week, month) with
 //! `date_trunc`, and fine enough that windows need not be re-read from the log.
@@ -18,7 +19,7 @@ use crate::projection::{Projection, ProjectionError};
 
 pub struct UsageRollups;
 
-type Key = (DateTime<Utc>, String, String, String, String);
+type Key = (DateTime<Utc>, String, String, String, String, String);
 
 impl Projection for UsageRollups {
     const NAME: &'static str = "usage_rollups";
@@ -30,14 +31,14 @@ impl Projection for UsageRollups {
         for recorded in events {
             match &recorded.event {
                 Event::UsageRecorded(u) => {
-                    rows.entry(key(u.occurred_at, [&u.provider, &u.model, &u.component, &u.task_type]))
+                    rows.entry(key(u.occurred_at, [&u.provider, &u.model, &u.component, &u.task_type], &u.user_id))
                         .or_default()
                         .add(u.input_tokens, u.output_tokens, u.cost.amount(), 1);
                 }
                 // A correction moves the cost of the row its record was counted in; the record itself
                 // was applied earlier in the log, so the row exists.
                 Event::UsageRepriced(c) => {
-                    let k = key(c.occurred_at, [&c.provider, &c.model, &c.component, &c.task_type]);
+                    let k = key(c.occurred_at, [&c.provider, &c.model, &c.component, &c.task_type], &c.user_id);
                     rows.entry(k).or_default().add(0, 0, c.delta, 0);
                 }
                 _ => {}
@@ -49,30 +50,32 @@ impl Projection for UsageRollups {
         let n = rows.len();
         let (mut hours, mut providers, mut models) =
             (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut components, mut task_types) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut components, mut task_types, mut users) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut input, mut output) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut cost, mut count) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for ((hour, provider, model, component, task_type), t) in rows {
+        for ((hour, provider, model, component, task_type, user), t) in rows {
             hours.push(hour);
             providers.push(provider);
             models.push(model);
             components.push(component);
             task_types.push(task_type);
+            users.push(user);
             input.push(t.input_tokens);
             output.push(t.output_tokens);
             cost.push(t.cost);
             count.push(t.count);
         }
-        let params: [&(dyn ToSql + Sync); 9] =
-            [&hours, &providers, &models, &components, &task_types, &input, &output, &cost, &count];
+        let params: [&(dyn ToSql + Sync); 10] =
+            [&hours, &providers, &models, &components, &task_types, &input, &output, &cost, &count, &users];
         // Rows with new records are upserted; rows touched only by corrections (their records were
         // applied in an earlier batch) are updated, since a row of zero records would break its checks.
         tx.execute(
-            "INSERT INTO usage_rollups AS r (hour, provider, model, component, task_type, input_tokens, output_tokens, cost, count)
+            "INSERT INTO usage_rollups AS r (hour, provider, model, component, task_type, input_tokens, output_tokens, cost, count, user_id)
              SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                  $6::bigint[], $7::bigint[], $8::numeric[], $9::bigint[]) AS k(h, p, m, c, t, i, o, x, n)
+                                  $6::bigint[], $7::bigint[], $8::numeric[], $9::bigint[], $10::text[]) AS k(h, p, m, c, t, i, o, x, n, u)
              WHERE k.n > 0
-             ON CONFLICT (hour, provider, model, component, task_type) DO UPDATE SET
+             ON CONFLICT (hour, provider, model, component, task_type, user_id) DO UPDATE SET
                  input_tokens = r.input_tokens + EXCLUDED.input_tokens,
                  output_tokens = r.output_tokens + EXCLUDED.output_tokens,
                  cost = r.cost + EXCLUDED.cost,
@@ -84,9 +87,9 @@ impl Projection for UsageRollups {
             .execute(
                 "UPDATE usage_rollups r SET cost = r.cost + k.x
                  FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
-                             $6::bigint[], $7::bigint[], $8::numeric[], $9::bigint[]) AS k(h, p, m, c, t, i, o, x, n)
+                             $6::bigint[], $7::bigint[], $8::numeric[], $9::bigint[], $10::text[]) AS k(h, p, m, c, t, i, o, x, n, u)
                  WHERE k.n = 0 AND r.hour = k.h AND r.provider = k.p AND r.model = k.m AND r.component = k.c
-                   AND r.task_type = k.t",
+                   AND r.task_type = k.t AND r.user_id = k.u",
                 &params,
             )
             .await?;
@@ -96,9 +99,21 @@ impl Projection for UsageRollups {
     }
 }
 
-/// The row a record counts in: its UTC hour and its provider, model, component and task type.
-fn key(at: DateTime<Utc>, [provider, model, component, task_type]: [&dyn std::fmt::Display; 4]) -> Key {
-    (Period::Hourly.start_of(at), provider.to_string(), model.to_string(), component.to_string(), task_type.to_string())
+/// The row a record counts in: its UTC hour, its provider, model, component and task type, and its
+/// user (`''` for none).
+fn key(
+    at: DateTime<Utc>,
+    [provider, model, component, task_type]: [&dyn std::fmt::Display; 4],
+    user: &Option<budget_events::domain::UserId>,
+) -> Key {
+    (
+        Period::Hourly.start_of(at),
+        provider.to_string(),
+        model.to_string(),
+        component.to_string(),
+        task_type.to_string(),
+        user.as_ref().map(ToString::to_string).unwrap_or_default(),
+    )
 }
 
 /// Token, cost and record sums.
@@ -134,8 +149,20 @@ impl Totals {
     }
 }
 
-/// The dimensions usage can be grouped by.
-pub const DIMENSIONS: [&str; 4] = ["provider", "model", "component", "task_type"];
+/// The dimensions usage can be grouped by (`user`: records without one are grouped under `""`).
+pub const DIMENSIONS: [&str; 5] = ["provider", "model", "component", "task_type", "user"];
+
+/// The rollup column a dimension is stored in (`user` is a reserved word in SQL).
+fn column(dimension: &str) -> &'static str {
+    match dimension {
+        "provider" => "provider",
+        "model" => "model",
+        "component" => "component",
+        "task_type" => "task_type",
+        "user" => "user_id",
+        other => panic!("`{other}` is not a dimension; callers validate them against DIMENSIONS"),
+    }
+}
 
 /// Which usage to sum: `[start, end)` on hour boundaries, and optional equality filters.
 #[derive(Debug, Clone, Default)]
@@ -146,6 +173,7 @@ pub struct UsageFilter {
     pub model: Option<String>,
     pub component: Option<String>,
     pub task_type: Option<String>,
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -182,6 +210,7 @@ fn where_clause(filter: &UsageFilter) -> (String, Vec<Box<dyn ToSql + Sync + Sen
         ("model", &filter.model),
         ("component", &filter.component),
         ("task_type", &filter.task_type),
+        ("user_id", &filter.user),
     ] {
         if let Some(v) = value {
             params.push(Box::new(v.clone()));
@@ -222,9 +251,10 @@ pub async fn report(
     let dims: Vec<&str> = group_by.iter().copied().filter(|d| DIMENSIONS.contains(d)).collect();
     if !dims.is_empty() {
         // One pass over the rows for every dimension: GROUPING SETS, one set per dimension.
-        let sets = dims.iter().map(|d| format!("({d})")).collect::<Vec<_>>().join(", ");
-        let name = format!("COALESCE({})", dims.join(", "));
-        let which = dims.iter().map(|d| format!("WHEN GROUPING({d}) = 0 THEN '{d}'")).collect::<Vec<_>>().join(" ");
+        let sets = dims.iter().map(|d| format!("({})", column(d))).collect::<Vec<_>>().join(", ");
+        let name = format!("COALESCE({})", dims.iter().map(|d| column(d)).collect::<Vec<_>>().join(", "));
+        let which =
+            dims.iter().map(|d| format!("WHEN GROUPING({}) = 0 THEN '{d}'", column(d))).collect::<Vec<_>>().join(" ");
         let rows = client
             .query(
                 &format!(
@@ -259,9 +289,10 @@ pub async fn split_series(
     let rows = client
         .query(
             &format!(
-                "SELECT date_trunc('{}', hour, 'UTC') AS start, {split_by} AS name, {SUMS} FROM usage_rollups {clause}
+                "SELECT date_trunc('{}', hour, 'UTC') AS start, {} AS name, {SUMS} FROM usage_rollups {clause}
                  GROUP BY 1, 2 ORDER BY 1, 2",
-                period.sql_unit()
+                period.sql_unit(),
+                column(split_by)
             ),
             &params,
         )

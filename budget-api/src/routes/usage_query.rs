@@ -71,10 +71,12 @@ pub struct UsageQuery {
     pub model: Option<String>,
     pub component: Option<String>,
     pub task_type: Option<String>,
-    /// Comma-separated dimensions to group by: provider, model, component, task_type (default all).
+    /// Only this end user's usage.
+    pub user: Option<String>,
+    /// Comma-separated dimensions to group by: provider, model, component, task_type, user (default all).
     #[param(schema_with = crate::openapi::schemas::dimensions)]
     pub group_by: Option<String>,
-    /// One dimension (provider, model, component or task_type) to split each bucket of `series` by:
+    /// One dimension (provider, model, component, task_type or user) to split each bucket of `series` by:
     /// every bucket then has `parts`, name -> totals.
     #[param(schema_with = crate::openapi::schemas::dimension)]
     pub split_by: Option<String>,
@@ -174,6 +176,7 @@ pub async fn usage(state: web::Data<AppState>, query: web::Query<UsageQuery>) ->
         model: non_empty(q.model),
         component: non_empty(q.component),
         task_type: non_empty(q.task_type),
+        user: non_empty(q.user),
     };
     let client = state.pool.get().await?;
     let r = report(&**client, &filter, period, &group_by).await?;
@@ -214,6 +217,9 @@ pub struct SummaryRequest {
     pub component: Option<String>,
     pub model: Option<String>,
     pub task_type: Option<String>,
+    /// Only this end user's usage.
+    #[serde(default)]
+    pub user: Option<String>,
     /// Inclusive; rounded down to the hour.
     pub start_time: Option<DateTime<Utc>>,
     /// Exclusive; rounded up to the hour. Default: now.
@@ -285,6 +291,7 @@ async fn summarize(state: &AppState, req: SummaryRequest) -> Result<HttpResponse
         model: non_empty(req.model),
         component: non_empty(req.component),
         task_type: non_empty(req.task_type),
+        user: non_empty(req.user),
     };
     let client = state.pool.get().await?;
     let r = report(&**client, &filter, period, &DIMENSIONS).await?;

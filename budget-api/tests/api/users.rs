@@ -52,6 +52,22 @@ async fn a_per_user_limit_refuses_alice_but_not_bob() {
     let (_, status) = app.get_json("/api/status").await;
     let alice = status["windows"].as_array().unwrap().iter().find(|w| w["scope"] == "user=alice").unwrap().clone();
     assert_eq!((alice["used_tokens"].as_i64(), alice["reserved_tokens"].as_i64()), (Some(1100), Some(600)));
+    // Usage by user: grouped, split and filtered (a record without a user is grouped under "").
+    assert_eq!(app.post("/api/usage", &call(None, 7)).await.status(), 201);
+    app.wait_for_projections(app.events().await).await;
+    let (_, usage) = app.get_json("/api/usage?days=1&group_by=user&split_by=user&period=daily").await;
+    let by_user = &usage["groups"]["user"];
+    assert_eq!(
+        (by_user["alice"]["total_tokens"].as_i64(), by_user["bob"]["total_tokens"].as_i64()),
+        (Some(1100), Some(5000))
+    );
+    assert_eq!(by_user[""]["total_tokens"], 7, "{usage}");
+    assert_eq!(usage["series"][0]["parts"]["alice"]["count"], 2);
+    let (_, alice_only) = app.get_json("/api/usage?days=1&user=alice").await;
+    assert_eq!(alice_only["totals"]["count"], 2);
+    let (_, summary) = app.get_json("/api/usage/summary?period=daily&user=bob").await;
+    assert_eq!((summary["count"].as_i64(), summary["groups"]["user"]["bob"]["count"].as_i64()), (Some(1), Some(1)));
+
     // The pre-flight check names the user too.
     let check = json!({"provider": "openai", "model": "gpt-4o", "component": "chat", "input_tokens": 10,
                        "cost": "0.001", "user_id": "alice"});
@@ -105,4 +121,22 @@ async fn records_keep_their_user_operation_and_metadata() {
     not_object["metadata"] = json!([1, 2]);
     assert_eq!(app.post("/api/usage", &not_object).await.status(), 400);
     assert_eq!(app.events().await, before);
+}
+
+#[tokio::test]
+async fn a_user_s_records_are_repriced_in_the_user_s_row() {
+    let app = spawn_app().await;
+    let price = |input: &str, at: &str| json!({"provider": "acme", "model": "m1", "input": input, "output": "0", "effective_from": at});
+    assert_eq!(app.post("/api/prices", &price("1", "2026-01-01T00:00:00Z")).await.status(), 200);
+    let record = json!({"provider": "acme", "model": "m1", "component": "c", "input_tokens": 1_000_000,
+                        "output_tokens": 0, "timestamp": "2026-11-27T10:00:00Z", "user_id": "alice"});
+    assert_eq!(app.post("/api/usage", &record).await.status(), 201);
+    assert_eq!(app.post("/api/prices", &price("3", "2026-11-27T00:00:00Z")).await.status(), 200);
+    let reprice = json!({"provider": "acme", "model": "m1", "since": "2026-11-01T00:00:00Z"});
+    let done: Value = app.post("/api/prices/reprice", &reprice).await.json().await.unwrap();
+    assert_eq!(done["total_delta"].to_string(), "2", "{done}");
+    app.wait_for_projections(app.events().await).await;
+    let (_, usage) =
+        app.get_json("/api/usage?start_time=2026-11-27T00:00:00Z&end_time=2026-11-28T00:00:00Z&group_by=user").await;
+    assert_eq!(usage["groups"]["user"]["alice"]["cost"].to_string(), "3", "{usage}");
 }

@@ -14,6 +14,7 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
         ("model", &args.model),
         ("component", &args.component),
         ("task_type", &args.task_type),
+        ("user", &args.user),
     ] {
         if let Some(v) = value {
             query.push((name, v.clone()));
@@ -43,13 +44,14 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
     t.add_row(row("Total", &usage.totals));
     crate::say!("{t}");
 
-    for dimension in ["model", "component"] {
-        let Some(groups) = usage.groups.get(dimension).filter(|g| !g.is_empty()) else {
+    for dimension in ["model", "component", "user"] {
+        // Users only once some record names one (records without a user are "").
+        let Some(groups) = usage.groups.get(dimension).filter(|g| g.keys().any(|name| !name.is_empty())) else {
             continue;
         };
         let mut g = table(&[dimension, "Input tokens", "Output tokens", "Total tokens", "Cost (USD)", "Calls"]);
         for (name, totals) in groups {
-            g.add_row(row(name, totals));
+            g.add_row(row(if name.is_empty() { "(none)" } else { name }, totals));
         }
         crate::say!("\nBy {dimension}\n{g}");
     }

@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(10, "0010_exact_prices", include_str!("../../../schema/0010_exact_prices.sql")),
     Migration::new(11, "0011_price_parts", include_str!("../../../schema/0011_price_parts.sql")),
     Migration::new(12, "0012_user_scope", include_str!("../../../schema/0012_user_scope.sql")),
+    Migration::new(13, "0013_rollups_by_user", include_str!("../../../schema/0013_rollups_by_user.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.

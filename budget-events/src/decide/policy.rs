@@ -162,6 +162,7 @@ mod tests {
             price_version: Uuid::nil(),
             resolved_model: "m".into(),
             postings: Vec::new(),
+            user_id: None,
         }
     }
 

@@ -51,6 +51,7 @@ pub fn reprice(
         price_version: version.version_id,
         resolved_model,
         postings: r.postings.clone(),
+        user_id: r.user_id.clone(),
     })
 }
 
