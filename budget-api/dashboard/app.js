@@ -151,7 +151,7 @@ function table(node, head, rows) {
 }
 
 function short(id) {
-  return String(id).slice(0, 8);
+  return String(id).slice(-8); // the random end of a UUIDv7, as the CLI shows it
 }
 
 function may(scope) {

@@ -16,6 +16,9 @@ pub struct Cli {
     /// Print tables as wide as their content instead of fitting them to the terminal.
     #[arg(long, global = true)]
     pub wide: bool,
+    /// Print times with every digit (RFC 3339) and ids whole, instead of to the second and short.
+    #[arg(long, global = true)]
+    pub precise: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -105,8 +108,9 @@ pub enum Command {
     #[command(after_help = "Examples:\n  budget explain 01a2…\n  budget explain 01a2… --window 2026-11-28T00:00:00Z")]
     Explain {
         policy_id: String,
-        /// The window (its start, or task:ID / session:ID); default: the one containing now.
-        #[arg(long)]
+        /// The window: its start (RFC 3339, a date, yesterday…) or task:ID / session:ID; default: the
+        /// one containing now.
+        #[arg(long, value_parser = crate::times::window)]
         window: Option<String>,
         #[arg(long)]
         json: bool,
@@ -116,11 +120,11 @@ pub enum Command {
         after_help = "Examples:\n  budget export --since 2026-11-01 --until 2026-12-01 --output november.csv\n  budget export --format jsonl"
     )]
     Export {
-        /// Calls from this time (RFC 3339, or a date meaning its UTC midnight).
-        #[arg(long)]
+        /// Calls from this time: RFC 3339, a date (its UTC midnight), yesterday, today, or an age (7d, 2h).
+        #[arg(long, value_parser = crate::times::instant)]
         since: Option<String>,
-        /// …to this one, exclusive.
-        #[arg(long)]
+        /// …to this one, exclusive (the same forms).
+        #[arg(long, value_parser = crate::times::instant)]
         until: Option<String>,
         /// csv or jsonl.
         #[arg(long, default_value = "csv")]
@@ -192,11 +196,12 @@ pub struct StatusArgs {
     /// Only policies scoped to this tier.
     #[arg(long)]
     pub tier: Option<String>,
-    /// Show the windows that contained this time (RFC 3339, e.g. 2026-11-01T12:00:00Z) instead of now.
-    #[arg(long, conflicts_with = "as_of")]
+    /// Show the windows that contained this time instead of now: RFC 3339, a date, yesterday, or an age (2h).
+    #[arg(long, conflicts_with = "as_of", value_parser = crate::times::instant)]
     pub at: Option<String>,
-    /// Recompute from the log as it stood at this time: the limits then and the usage recorded by then.
-    #[arg(long = "as-of")]
+    /// Recompute from the log as it stood at this time (the same forms): the limits then and the usage
+    /// recorded by then.
+    #[arg(long = "as-of", value_parser = crate::times::instant)]
     pub as_of: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long)]
@@ -455,11 +460,11 @@ pub enum PricesCommand {
         provider: String,
         #[arg(long)]
         model: String,
-        /// Records from this time (RFC 3339, or a date meaning its UTC midnight).
-        #[arg(long)]
+        /// Records from this time: RFC 3339, a date (its UTC midnight), yesterday, or an age (7d).
+        #[arg(long, value_parser = crate::times::instant)]
         since: String,
-        /// …and before this one.
-        #[arg(long)]
+        /// …and before this one (the same forms).
+        #[arg(long, value_parser = crate::times::instant)]
         until: Option<String>,
         /// Show the corrections; write nothing.
         #[arg(long = "dry-run")]
@@ -544,11 +549,11 @@ pub struct AuditArgs {
     /// Event types, comma-separated (UsageRecorded, UsageRepriced, PolicySet, AllocationCreated…).
     #[arg(long = "type")]
     pub event_type: Option<String>,
-    /// From this time (RFC 3339, or a date meaning its UTC midnight).
-    #[arg(long)]
+    /// From this time: RFC 3339, a date (its UTC midnight), yesterday, today, or an age (7d, 2h).
+    #[arg(long, value_parser = crate::times::instant)]
     pub since: Option<String>,
-    /// To this time, exclusive.
-    #[arg(long)]
+    /// To this time, exclusive (the same forms).
+    #[arg(long, value_parser = crate::times::instant)]
     pub until: Option<String>,
     /// At most this many events.
     #[arg(long, default_value_t = 1000)]
@@ -571,13 +576,4 @@ pub struct CalcCostArgs {
     pub cached_input_tokens: i64,
     #[arg(long)]
     pub json: bool,
-}
-
-/// A time as the API takes it: RFC 3339 as given, a bare date as its UTC midnight.
-pub fn instant(s: &str) -> String {
-    if s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-' {
-        format!("{s}T00:00:00Z")
-    } else {
-        s.to_string()
-    }
 }

@@ -4,7 +4,9 @@
 mod cli;
 mod client;
 mod commands;
+mod ids;
 mod output;
+mod times;
 
 use std::process::ExitCode;
 

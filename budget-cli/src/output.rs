@@ -11,6 +11,28 @@ pub fn set_wide(wide: bool) {
     WIDE.store(wide, Ordering::Relaxed);
 }
 
+pub fn is_wide() -> bool {
+    WIDE.load(Ordering::Relaxed)
+}
+
+/// `--precise`: times with every digit and full ids, instead of to the second and short ids.
+static PRECISE: AtomicBool = AtomicBool::new(false);
+
+pub fn set_precise(precise: bool) {
+    PRECISE.store(precise, Ordering::Relaxed);
+}
+
+/// An id as tables show it: its last 8 characters (every command takes them, see `crate::ids`), or
+/// whole with `--wide` or `--precise`.
+pub fn short_id(id: impl std::fmt::Display) -> String {
+    let id = id.to_string();
+    if WIDE.load(Ordering::Relaxed) || PRECISE.load(Ordering::Relaxed) {
+        id
+    } else {
+        id[id.len().saturating_sub(crate::ids::SHORT)..].to_string()
+    }
+}
+
 /// A table that fits the terminal: its width (or `COLUMNS`), wrapping cells that do not fit; with
 /// `--wide`, or when printing to a pipe with no `COLUMNS`, as wide as its content.
 pub fn table(headers: &[&str]) -> Table {
@@ -36,9 +58,34 @@ pub fn print_json(value: &serde_json::Value) {
 /// `1234567` → `1,234,567`.
 pub use budget_events::display::thousands;
 
-/// A time as the API writes it (RFC 3339, UTC, `Z`).
+/// A time in UTC to the second (`2026-11-30 17:14:54`); with `--precise`, as the API writes it
+/// (RFC 3339 with every digit).
 pub fn utc(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    if PRECISE.load(Ordering::Relaxed) {
+        t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S").to_string()
+    }
+}
+
+/// A time to come or past, relative to now (`in 6h 27m`, `3d ago`); with `--precise`, the time itself.
+pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    if PRECISE.load(Ordering::Relaxed) {
+        return utc(t);
+    }
+    let delta = t - chrono::Utc::now();
+    let minutes = delta.num_minutes().abs();
+    let span = match minutes {
+        0 => "under a minute".to_string(),
+        1..=59 => format!("{minutes}m"),
+        60..=2879 => format!("{}h {}m", minutes / 60, minutes % 60),
+        _ => format!("{}d", minutes / 1440),
+    };
+    if delta.num_seconds() >= 0 {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
 }
 
 /// Prints a line to stdout. A reader that went away (`budget status | head`) ends the command quietly

@@ -806,6 +806,48 @@ async fn a_user_limit_from_the_cli_refuses_alice_not_bob() {
     );
 }
 
+/// Ids are shown short (their random last 8 characters) and every command takes them, or their start;
+/// a fragment that names several, or none, says so; `--precise` shows them whole.
+#[tokio::test]
+async fn short_ids_from_status_work_in_explain_and_release() {
+    let s = server().await;
+    for args in
+        [["set_limit", "daily", "10", "--provider", "openai"], ["set_limit", "daily", "20", "--provider", "anthropic"]]
+    {
+        assert!(budget(&s.url, &args).await.status.success());
+    }
+    let status = json_of(&budget(&s.url, &["status", "--json"]).await);
+    let ids: Vec<String> =
+        status["windows"].as_array().unwrap().iter().map(|w| w["policy_id"].as_str().unwrap().to_string()).collect();
+    let table = stdout(&budget(&s.url, &["status"]).await);
+    let short = &ids[0][ids[0].len() - 8..];
+    assert!(table.contains(short) && !table.contains(&ids[0]), "{table}");
+    let precise = stdout(&budget(&s.url, &["status", "--precise"]).await);
+    assert!(precise.contains(&ids[0]), "{precise}");
+
+    let out = budget(&s.url, &["explain", short]).await;
+    assert!(out.status.success() && stdout(&out).contains(&ids[0]), "{}{}", stdout(&out), stderr(&out));
+    // The two policies were made in the same millisecond or so: their ids start alike.
+    let out = budget(&s.url, &["explain", &ids[0][..4]]).await;
+    assert!(!out.status.success() && stderr(&out).contains("matches 2 policy ids"), "{}", stderr(&out));
+    let out = budget(&s.url, &["explain", "ffffffff"]).await;
+    assert!(!out.status.success() && stderr(&out).contains("no policy id starts or ends with"), "{}", stderr(&out));
+
+    let out =
+        budget(&s.url, &["allocate", "create", "--context-id", "t-1", "--component", "c", "--tokens", "10"]).await;
+    assert!(out.status.success());
+    let list = stdout(&budget(&s.url, &["allocate", "list", "--wide"]).await);
+    let id = list.split_whitespace().find(|w| w.len() == 36 && w.matches('-').count() == 4).unwrap().to_string();
+    let out = budget(&s.url, &["allocate", "release", &id[id.len() - 8..]]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Time options: relative forms are accepted; a bad one names the option and the forms.
+    assert!(budget(&s.url, &["audit", "--since", "yesterday", "--until", "now"]).await.status.success());
+    let out = budget(&s.url, &["export", "--since", "last tuesday"]).await;
+    let said = stderr(&out);
+    assert!(!out.status.success() && said.contains("--since") && said.contains("7d"), "{said}");
+}
+
 /// Keys from the CLI against `budget start`: the first admin key, then a scoped one used with
 /// `--api-key`; the secrets appear in no log line of the server (at debug level) and in no event.
 #[tokio::test]

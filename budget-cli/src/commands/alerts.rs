@@ -41,7 +41,7 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
                     (false, _) => "no".into(),
                 };
                 t.add_row(vec![
-                    Cell::new(a.id),
+                    Cell::new(crate::output::short_id(a.id)),
                     Cell::new(utc(a.timestamp)),
                     Cell::new(&a.severity),
                     Cell::new(&a.alert_type),
@@ -53,6 +53,7 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
             crate::say!("{t}");
         }
         AlertsCommand::Acknowledge { alert_id, by, json } => {
+            let alert_id = crate::ids::resolve(client, crate::ids::Kind::Alert, &alert_id).await?;
             let body = match by {
                 Some(by) => json!({ "by": by }),
                 None => json!({}),

@@ -88,7 +88,7 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
             ]);
             for a in rows {
                 t.add_row(vec![
-                    Cell::new(a.allocation_id),
+                    Cell::new(crate::output::short_id(a.allocation_id)),
                     Cell::new(&a.context_id),
                     Cell::new(&a.component),
                     Cell::new(&a.tier),
@@ -103,6 +103,7 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
             crate::say!("{t}");
         }
         AllocateCommand::Release { allocation_id, json } => {
+            let allocation_id = crate::ids::resolve(client, crate::ids::Kind::Allocation, &allocation_id).await?;
             let a: AllocationView =
                 client.post(&format!("/api/allocations/{allocation_id}/release"), &json!({})).await?;
             if json {

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::{instant, AuditArgs};
+use crate::cli::AuditArgs;
 use crate::client::Client;
 use crate::output::{print_json, right, table, thousands, utc};
 
@@ -24,8 +24,8 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
         ("budget", args.budget),
         ("policy_id", args.policy),
         ("type", args.event_type),
-        ("since", args.since.as_deref().map(instant)),
-        ("until", args.until.as_deref().map(instant)),
+        ("since", args.since.clone()),
+        ("until", args.until.clone()),
     ] {
         if let Some(v) = value {
             base.push((name, v));
@@ -123,6 +123,7 @@ struct Totals {
 }
 
 pub async fn explain(client: &Client, policy_id: String, window: Option<String>, json: bool) -> anyhow::Result<()> {
+    let policy_id = crate::ids::resolve(client, crate::ids::Kind::Policy, &policy_id).await?;
     let query: Vec<(&str, String)> = window.map(|w| ("window", w)).into_iter().collect();
     let x: Explanation = client.get(&format!("/api/policies/{policy_id}/explain"), &query).await?;
     if json {

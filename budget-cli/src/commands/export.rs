@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::cli::instant;
 use crate::client::Client;
 
 pub async fn run(
@@ -15,10 +14,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut query: Vec<(&str, String)> = vec![("format", format)];
     if let Some(s) = since {
-        query.push(("since", instant(&s)));
+        query.push(("since", s));
     }
     if let Some(u) = until {
-        query.push(("until", instant(&u)));
+        query.push(("until", u));
     }
     let mut response = client.get_stream("/api/export", &query).await?;
     let mut sink: Box<dyn Write> = match &output {

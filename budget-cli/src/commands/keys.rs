@@ -50,7 +50,7 @@ pub async fn run(client: &Client, command: KeysCommand) -> anyhow::Result<()> {
             ]);
             for k in &list.keys {
                 t.add_row(vec![
-                    Cell::new(k.key_id),
+                    Cell::new(crate::output::short_id(k.key_id)),
                     Cell::new(&k.prefix),
                     Cell::new(k.name.as_deref().unwrap_or("")),
                     Cell::new(k.scope),
@@ -64,6 +64,7 @@ pub async fn run(client: &Client, command: KeysCommand) -> anyhow::Result<()> {
             crate::say!("{t}");
         }
         KeysCommand::Revoke { key_id, json } => {
+            let key_id = crate::ids::resolve(client, crate::ids::Kind::Key, &key_id).await?;
             let key: KeyView = client.post(&format!("/api/keys/{key_id}/revoke"), &json!({})).await?;
             if json {
                 print_json(&serde_json::to_value(&key)?);

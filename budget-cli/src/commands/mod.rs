@@ -19,6 +19,7 @@ use crate::client::Client;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::output::set_wide(cli.wide);
+    crate::output::set_precise(cli.precise);
     let client = Client::new(&cli.url, cli.api_key.as_deref());
     match cli.command {
         Command::Start(args) => start::run(args).await,

@@ -61,10 +61,9 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
             }
         }
         PricesCommand::Reprice { provider, model, since, until, dry_run, json } => {
-            let mut body =
-                json!({"provider": provider, "model": model, "since": crate::cli::instant(&since), "dry_run": dry_run});
+            let mut body = json!({"provider": provider, "model": model, "since": since, "dry_run": dry_run});
             if let Some(until) = until {
-                body["until"] = json!(crate::cli::instant(&until));
+                body["until"] = json!(until);
             }
             let r: RepriceResponse = client.post("/api/prices/reprice", &body).await?;
             client.remember_write(r.position);

@@ -18,7 +18,7 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
         ("component", &args.component),
         ("tier", &args.tier),
         ("at", &args.at),
-        ("as_of", &args.as_of.as_deref().map(crate::cli::instant)),
+        ("as_of", &args.as_of),
     ] {
         if let Some(v) = value {
             query.push((name, v.clone()));
@@ -66,44 +66,47 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
     Ok(())
 }
 
-/// One row per policy window: what it limits, how much is used, and when it resets.
+/// One row per policy window: what it limits, how much is used, and when it resets. Fits a terminal:
+/// the budget only when there are several, the window's key only with `--wide`.
 pub fn print_windows(windows: &[WindowStatus]) {
-    let mut t = table(&[
-        "Budget",
-        "Period",
-        "Type",
-        "Scope",
-        "Window",
-        "Used",
-        "Reserved",
-        "Limit",
-        "%",
-        "Committed %",
-        "Remaining",
-        "State",
-        "Resets (UTC)",
-    ]);
+    let wide = crate::output::is_wide();
+    let budgets: std::collections::BTreeSet<&str> = windows.iter().map(|w| w.policy.budget_name.as_str()).collect();
+    let with_budget = wide || budgets.len() > 1;
+    let mut headers = vec!["Policy"];
+    if with_budget {
+        headers.push("Budget");
+    }
+    headers.extend(["Limit", "Scope"]);
+    if wide {
+        headers.push("Window");
+    }
+    headers.extend(["Used", "Reserved", "Of", "% (committed)", "Left", "State", "Resets"]);
+    let mut t = table(&headers);
     for w in windows {
         let p = &w.policy;
-        let money = |d: Option<rust_decimal::Decimal>| d.map(|n| format!("${n}"));
+        let money = |d: Option<rust_decimal::Decimal>| d.map(|n| format!("${}", n.normalize()));
         let tokens = |n: Option<i64>| n.map(|n| format!("{} tok", thousands(n)));
         let both = |a: Option<String>, b: Option<String>| [a, b].into_iter().flatten().collect::<Vec<_>>().join(" / ");
         let (has_cost, has_tokens) = (p.cost_limit.is_some(), p.token_limit.is_some());
-        t.add_row(vec![
-            Cell::new(&p.budget_name),
-            Cell::new(&p.period),
-            Cell::new(&p.policy_type),
-            Cell::new(&p.scope),
-            Cell::new(&w.window),
+        let mut row = vec![Cell::new(crate::output::short_id(p.policy_id))];
+        if with_budget {
+            row.push(Cell::new(&p.budget_name));
+        }
+        row.extend([Cell::new(format!("{} {}", p.period, p.policy_type)), Cell::new(&p.scope)]);
+        if wide {
+            row.push(Cell::new(&w.window));
+        }
+        let percent = |n: Option<rust_decimal::Decimal>| n.map_or("-".into(), |n| format!("{}%", n.normalize()));
+        row.extend([
             right(both(money(has_cost.then_some(w.used_cost)), tokens(has_tokens.then_some(w.used_tokens)))),
             right(both(money(has_cost.then_some(w.reserved_cost)), tokens(has_tokens.then_some(w.reserved_tokens)))),
             right(both(money(p.cost_limit.map(|l| l.amount())), tokens(p.token_limit))),
-            right(w.percent.map_or("-".into(), |n| format!("{n}%"))),
-            right(w.committed_percent.map_or("-".into(), |n| format!("{n}%"))),
+            right(format!("{} ({})", percent(w.percent), percent(w.committed_percent))),
             right(both(money(w.remaining_cost), tokens(w.remaining_tokens))),
             Cell::new(w.state.as_str()),
-            Cell::new(w.resets_at.map_or("-".into(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
+            Cell::new(w.resets_at.map_or("-".into(), crate::output::when)),
         ]);
+        t.add_row(row);
     }
     crate::say!("{t}");
     for w in windows {

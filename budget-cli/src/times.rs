@@ -1,0 +1,90 @@
+//! The time options (`--since`, `--until`, `--at`, `--as-of`, `--window`) as people type them: RFC 3339,
+//! a date, `now` / `today` / `yesterday`, or an age (`7d`, `2h`, `30m`, `2w`: that long ago), all UTC.
+//! Each becomes the RFC 3339 instant the API takes; a bad value is refused by clap naming the option.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+
+const FORMS: &str = "use RFC 3339 (2026-11-30T10:00:00Z), a date (2026-11-30, midnight UTC), now, today, yesterday, or an age such as 7d, 2h, 30m, 2w";
+
+/// Reads a time option relative to `now`.
+pub fn parse_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let s = raw.trim();
+    let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+    match s.to_ascii_lowercase().as_str() {
+        "now" => return Ok(now),
+        "today" => return Ok(midnight(now.date_naive())),
+        "yesterday" => return Ok(midnight(now.date_naive() - Duration::days(1))),
+        _ => {}
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Ok(t.and_utc());
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(midnight(d));
+    }
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = digits.parse().map_err(|_| format!("`{raw}` is not a time; {FORMS}"))?;
+    let age = match unit.trim().to_ascii_lowercase().as_str() {
+        "m" | "min" | "mins" | "minutes" => Duration::minutes(n),
+        "h" | "hours" => Duration::hours(n),
+        "d" | "days" => Duration::days(n),
+        "w" | "weeks" => Duration::weeks(n),
+        _ => return Err(format!("`{raw}` is not a time; {FORMS}")),
+    };
+    Ok(now - age)
+}
+
+/// clap's parser for a time option: the RFC 3339 text the API takes.
+pub fn instant(raw: &str) -> Result<String, String> {
+    parse_at(raw, Utc::now()).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
+/// clap's parser for `--window`: a per-task or per-session key as given, else a time.
+pub fn window(raw: &str) -> Result<String, String> {
+    if raw.starts_with("task:") || raw.starts_with("session:") {
+        return Ok(raw.to_string());
+    }
+    instant(raw).map_err(|e| format!("{e}; or task:ID / session:ID"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn every_documented_form_reads_as_utc() {
+        let now = t("2026-11-30T15:45:10Z");
+        for (given, expected) in [
+            ("2026-11-28T10:00:00Z", "2026-11-28T10:00:00Z"),
+            ("2026-11-28T11:00:00+01:00", "2026-11-28T10:00:00Z"),
+            ("2026-11-28T10:00:00", "2026-11-28T10:00:00Z"),
+            ("2026-11-28", "2026-11-28T00:00:00Z"),
+            ("now", "2026-11-30T15:45:10Z"),
+            ("today", "2026-11-30T00:00:00Z"),
+            ("Yesterday", "2026-11-29T00:00:00Z"),
+            ("7d", "2026-11-23T15:45:10Z"),
+            ("2h", "2026-11-30T13:45:10Z"),
+            ("30m", "2026-11-30T15:15:10Z"),
+            ("2w", "2026-11-16T15:45:10Z"),
+        ] {
+            assert_eq!(parse_at(given, now), Ok(t(expected)), "{given}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_lists_the_forms() {
+        for bad in ["last tuesday", "7y", "2026-13-01", ""] {
+            let e = parse_at(bad, Utc::now()).unwrap_err();
+            assert!(e.contains("is not a time") && e.contains("yesterday") && e.contains("7d"), "{e}");
+        }
+        assert_eq!(window("task:t-9").unwrap(), "task:t-9");
+        assert!(window("soon").unwrap_err().contains("task:ID"));
+    }
+}
