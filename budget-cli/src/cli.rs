@@ -445,8 +445,8 @@ pub enum PricesCommand {
         /// 1M (default), 1K or token.
         #[arg(long, default_value = "1M")]
         per: String,
-        /// When it takes effect (RFC 3339; default now).
-        #[arg(long = "effective-from")]
+        /// When it takes effect: RFC 3339, a date (its UTC midnight), now, or an age (default now).
+        #[arg(long = "effective-from", value_parser = crate::times::instant)]
         effective_from: Option<String>,
         #[arg(long)]
         json: bool,

@@ -43,8 +43,21 @@ pub fn table(headers: &[&str]) -> Table {
         if let Some(width) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<u16>().ok()) {
             t.set_width(width);
         }
+        // Ids and times are never broken across lines (one is copied, the other read at a glance);
+        // the other columns wrap around them.
+        for (i, header) in headers.iter().enumerate() {
+            if keeps_whole(header) {
+                if let Some(column) = t.column_mut(i) {
+                    column.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+                }
+            }
+        }
     }
     t
+}
+
+fn keeps_whole(header: &str) -> bool {
+    matches!(header, "Policy" | "Alert" | "Allocation" | "Key" | "Id" | "Record" | "Resets") || header.contains("(UTC)")
 }
 
 pub fn right(value: impl ToString) -> Cell {

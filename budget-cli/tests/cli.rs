@@ -1022,3 +1022,88 @@ async fn tables_fit_the_terminal_unless_wide() {
     assert!(wide.lines().any(|l| l.chars().count() > 100), "--wide keeps the table whole:\n{wide}");
     assert!(wide.contains("provider=openai") && wide.contains("component=a-rather-long-component-name"), "{wide}");
 }
+
+/// What people see in a 100-column terminal, as snapshots (`tests/snapshots/`; review a change with
+/// `cargo insta review`, or accept it with `INSTA_UPDATE=always`). Ids and times are masked with
+/// text of the same width, so the tables keep their shape; per-task limits have no reset time.
+#[tokio::test]
+async fn tables_at_100_columns_look_like_their_snapshots() {
+    let s = server().await;
+    for args in [
+        vec!["set_limit", "per_task", "5", "--provider", "openai", "--policy-type", "hard_limit"],
+        vec!["set_limit", "per_task", "0", "--tokens", "20000", "--component", "codex", "--policy-type", "warn"],
+        vec!["prices", "set", "acme", "m-1", "--input", "2.50", "--output", "10", "--effective-from", "2026-01-01"],
+        vec![
+            "prices",
+            "set",
+            "acme",
+            "m-2",
+            "--input",
+            "0.15",
+            "--output",
+            "0.6",
+            "--cached-input",
+            "0.075",
+            "--effective-from",
+            "2026-01-01",
+        ],
+        vec![
+            "allocate",
+            "create",
+            "--context-id",
+            "task-2",
+            "--component",
+            "rhetor",
+            "--tokens",
+            "10000",
+            "--estimated-cost",
+            "0.5",
+        ],
+    ] {
+        let out = budget(&s.url, &args).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "context_id": "task-1",
+                           "input_tokens": 17000, "output_tokens": 500, "cost": "4.25"}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while json_of(&budget(&s.url, &["alerts", "list", "--json"]).await)["alerts"].as_array().map_or(0, Vec::len) < 2 {
+        assert!(Instant::now() < deadline, "the alerts were not raised");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let show = |args: &'static [&'static str]| {
+        let url = s.url.clone();
+        let state = std::env::temp_dir().join("budget-cli-tests-state");
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(args)
+                .env("BUDGET_URL", url)
+                .env("XDG_STATE_HOME", state)
+                .env("COLUMNS", "100")
+                .output()
+                .unwrap()
+        })
+    };
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"\b[0-9a-f]{8}\b", "[  id  ]");
+    settings.add_filter(r"\d{4}-\d{2}-\d{2}", "YYYY-MM-DD");
+    settings.add_filter(r"\d{2}:\d{2}:\d{2}", "hh:mm:ss");
+    settings.add_filter(r"in \d+h \d+m", "in Xh Ym");
+    let _guard = settings.bind_to_scope();
+    for (name, args) in [
+        ("status", &["status"][..]),
+        ("alerts_list", &["alerts", "list"][..]),
+        ("prices_list", &["prices", "list", "--provider", "acme"][..]),
+        ("allocate_list", &["allocate", "list"][..]),
+    ] {
+        let out = show(args).await.unwrap();
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        // The health table of `status` shows event counts that depend on timing: only the windows.
+        let text = stdout(&out);
+        let text = text.split("\nBudget ").next().unwrap().to_string();
+        insta::assert_snapshot!(name, text);
+    }
+}
