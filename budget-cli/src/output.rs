@@ -68,6 +68,11 @@ pub fn print_json(value: &serde_json::Value) {
     emit(&serde_json::to_string_pretty(value).expect("JSON values print"));
 }
 
+/// `1 event`, `1,234 events`, `2 policies` (from any integer the API gives).
+pub fn count(n: impl TryInto<i64>, noun: &str) -> String {
+    budget_events::display::count(n.try_into().unwrap_or(i64::MAX), noun)
+}
+
 /// `1234567` → `1,234,567`.
 pub use budget_events::display::thousands;
 

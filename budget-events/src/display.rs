@@ -17,8 +17,26 @@ pub fn thousands(n: i64) -> String {
     }
 }
 
+/// `1 call`, `1,234 calls`, `2 policies`: a count with its noun, pluralised.
+pub fn count(n: i64, noun: &str) -> String {
+    let word = match (n, noun) {
+        (1, _) => noun.to_string(),
+        (_, "policy") => "policies".into(),
+        (_, "entry") => "entries".into(),
+        _ => format!("{noun}s"),
+    };
+    format!("{} {word}", thousands(n))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counts_are_pluralised() {
+        assert_eq!(super::count(1, "call"), "1 call");
+        assert_eq!(super::count(0, "call"), "0 calls");
+        assert_eq!(super::count(1234, "policy"), "1,234 policies");
+    }
+
     #[test]
     fn groups_of_three() {
         assert_eq!(super::thousands(0), "0");

@@ -1,6 +1,7 @@
 //! `analyze`: where the money went over a range, where it is heading in every active window, and what
 //! stands out, each finding a sentence with its numbers.
 
+use budget_events::display::{count, thousands};
 use budget_events::store::{allocations, policies};
 use budget_projections::usage_rollups::{self, Totals, UsageFilter};
 use chrono::{DateTime, Duration, Utc};
@@ -48,13 +49,13 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
     let total = report.totals;
     let mut findings: Vec<String> = Vec::new();
     findings.push(format!(
-        "In the last {} days {} calls spent {} on {} tokens ({} input, {} output).",
-        range.days,
-        total.count,
+        "In the last {} {} spent {} on {} ({} input, {} output).",
+        count(range.days, "day"),
+        count(total.count, "call"),
         usd(total.cost),
-        total.total_tokens(),
-        total.input_tokens,
-        total.output_tokens
+        count(total.total_tokens(), "token"),
+        thousands(total.input_tokens),
+        thousands(total.output_tokens)
     ));
 
     let breakdown = |dimension: &str| -> Vec<Value> {
@@ -182,7 +183,7 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         .map(|(p, m, c, t, totals)| json!({"provider": p, "model": m, "component": c, "task_type": t, "cost": number(totals.cost), "calls": totals.count}))
         .collect();
     if let Some((p, m, c, _, t)) = mix.first() {
-        findings.push(format!("The top cost driver is {c} on {p}/{m}: {} in {} calls.", usd(t.cost), t.count));
+        findings.push(format!("The top cost driver is {c} on {p}/{m}: {} in {}.", usd(t.cost), count(t.count, "call")));
     }
 
     // Allocation efficiency: reserved against used, per component.
@@ -208,9 +209,10 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
             let f = if *reserved > 0 { Decimal::from(*used) / Decimal::from(*reserved) } else { Decimal::ZERO };
             if *reserved > 0 && f < Decimal::new(5, 1) {
                 findings.push(format!(
-                    "{component} used {}% of the {} tokens it reserved in {n} allocations; smaller allocations would free the rest for others.",
+                    "{component} used {}% of the {} it reserved in {}; smaller allocations would free the rest for others.",
                     (f * Decimal::from(100)).round_dp(1).normalize(),
-                    reserved
+                    count(*reserved, "token"),
+                    count(*n, "allocation")
                 ));
             }
             json!({"component": component, "allocations": n, "reserved_tokens": reserved, "used_tokens": used, "efficiency": number(f.round_dp(4))})

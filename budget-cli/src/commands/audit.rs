@@ -100,7 +100,12 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
         ]);
     }
     crate::say!("{t}");
-    crate::say!("{} events; total ${} and {} tokens", lines.len(), cost.normalize(), thousands(tokens));
+    crate::say!(
+        "{}; total ${} and {}",
+        crate::output::count(lines.len(), "event"),
+        cost.normalize(),
+        crate::output::count(tokens, "token")
+    );
     Ok(())
 }
 
@@ -131,7 +136,7 @@ pub async fn explain(client: &Client, policy_id: String, window: Option<String>,
         return Ok(());
     }
     let contributions = &x.contributions;
-    crate::say!("Policy {} window {}: {} events", policy_id, x.window, contributions.len());
+    crate::say!("Policy {} window {}: {}", policy_id, x.window, crate::output::count(contributions.len(), "event"));
     if !contributions.is_empty() {
         let mut t = table(&[
             "Position",

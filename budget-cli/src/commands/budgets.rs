@@ -35,7 +35,7 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
                 return Ok(());
             }
             let b = &detail.budget;
-            crate::say!("Budget {} ({}), {} policies", b.name, b.budget_id, b.policies);
+            crate::say!("Budget {} ({}), {}", b.name, b.budget_id, crate::output::count(b.policies, "policy"));
             print_windows(&detail.status);
         }
     }

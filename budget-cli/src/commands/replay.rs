@@ -73,7 +73,11 @@ fn show(m: &ReplayLine, swap: bool) -> anyhow::Result<()> {
                     r.seconds
                 );
             } else {
-                crate::say!("{name}: {} events replayed; {differing_rows} rows differ", thousands(r.events as i64));
+                crate::say!(
+                    "{name}: {} replayed; {} differ",
+                    crate::output::count(r.events as i64, "event"),
+                    crate::output::count(*differing_rows, "row")
+                );
                 for d in &r.differences {
                     crate::say!(
                         "  {}: {} rows missing from the live table, {} rows there that the log does not give",
