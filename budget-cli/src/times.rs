@@ -25,15 +25,14 @@ pub fn parse_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> 
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(midnight(d));
     }
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = digits.parse().map_err(|_| format!("`{raw}` is not a time; {FORMS}"))?;
-    let age = match unit.trim().to_ascii_lowercase().as_str() {
-        "m" | "min" | "mins" | "minutes" => Duration::minutes(n),
-        "h" | "hours" => Duration::hours(n),
-        "d" | "days" => Duration::days(n),
-        "w" | "weeks" => Duration::weeks(n),
-        _ => return Err(format!("`{raw}` is not a time; {FORMS}")),
+    // An age: the service's own durations (`30m`, `2h`, `7d`), and weeks; a bare number is refused
+    // (seconds or days? say which).
+    let seconds = match s.strip_suffix('w') {
+        Some(weeks) => weeks.parse::<i64>().ok().and_then(|w| w.checked_mul(7 * 86_400)),
+        None if s.ends_with(|c: char| c.is_ascii_alphabetic()) => budget_events::period::parse_duration_seconds(s),
+        None => None,
     };
+    let age = seconds.and_then(Duration::try_seconds).ok_or_else(|| format!("`{raw}` is not a time; {FORMS}"))?;
     Ok(now - age)
 }
 

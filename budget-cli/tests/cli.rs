@@ -848,18 +848,16 @@ async fn short_ids_from_status_work_in_explain_and_release() {
     assert!(!out.status.success() && said.contains("--since") && said.contains("7d"), "{said}");
 }
 
-/// Keys from the CLI against `budget start`: the first admin key, then a scoped one used with
-/// `--api-key`; the secrets appear in no log line of the server (at debug level) and in no event.
-#[tokio::test]
-async fn keys_from_the_cli_and_no_secret_in_logs_or_events() {
-    let db = TestDb::new().await;
+/// `budget start` on `db` with `env`, its stdout and stderr in one log file; returns its URL once it
+/// answers, the log's path, and the process (stopped when dropped).
+async fn start_logged(db: &TestDb, env: &[(&str, &str)]) -> (String, std::path::PathBuf, KillOnDrop) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}");
-    let log = std::env::temp_dir().join(format!("budget-keys-{port}.log"));
+    let log = std::env::temp_dir().join(format!("budget-start-{port}.log"));
     let child = Command::new(BIN)
         .args(["start", "--port", &port.to_string()])
         .env("BUDGET_DATABASE_URL", db.connection_string())
-        .env("BUDGET_LOG", "debug")
+        .envs(env.iter().copied())
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::options().append(true).open(&log).unwrap())
         .spawn()
@@ -870,6 +868,15 @@ async fn keys_from_the_cli_and_no_secret_in_logs_or_events() {
         assert!(Instant::now() < deadline, "budget start did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (url, log, child)
+}
+
+/// Keys from the CLI against `budget start`: the first admin key, then a scoped one used with
+/// `--api-key`; the secrets appear in no log line of the server (at debug level) and in no event.
+#[tokio::test]
+async fn keys_from_the_cli_and_no_secret_in_logs_or_events() {
+    let db = TestDb::new().await;
+    let (url, log, child) = start_logged(&db, &[("BUDGET_LOG", "debug")]).await;
 
     // Open on loopback: the first key is created without one; from then on keys are required.
     let out = budget(&url, &["keys", "create", "--scope", "admin", "--name", "ops", "--json"]).await;
@@ -918,24 +925,7 @@ async fn keys_from_the_cli_and_no_secret_in_logs_or_events() {
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_the_request_id() {
     let db = TestDb::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = format!("http://127.0.0.1:{port}");
-    let log = std::env::temp_dir().join(format!("budget-json-{port}.log"));
-    let child = Command::new(BIN)
-        .args(["start", "--port", &port.to_string()])
-        .env("BUDGET_DATABASE_URL", db.connection_string())
-        .env("BUDGET_LOG", "info")
-        .env("BUDGET_LOG_FORMAT", "json")
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let child = KillOnDrop(Some(child));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{url}/api/health")).await.is_err() {
-        assert!(Instant::now() < deadline, "budget start did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (url, log, child) = start_logged(&db, &[("BUDGET_LOG", "info"), ("BUDGET_LOG_FORMAT", "json")]).await;
     let answer = reqwest::Client::new()
         .get(format!("{url}/api/alerts/not-an-id"))
         .header("X-Request-Id", "json-log-test-1")
