@@ -186,6 +186,14 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         )
         .await;
 
+    // Keyboard: a bar of the chart takes the focus and then shows its exact figures.
+    let tip = browser
+        .eval("const b = document.querySelector('.bucket[tabindex=\"0\"]'); b.focus(); const t = document.querySelector('#tip'); return t.hidden ? null : t.textContent")
+        .await;
+    let tip = tip.as_str().expect("a focused bar shows its figures");
+    assert!(tip.contains(&format!("${}", text(&usage["totals"]["cost"]))) && tip.contains("openai"), "{tip}");
+    browser.eval("document.activeElement.blur()").await;
+
     std::fs::create_dir_all(screenshots()).unwrap();
     browser.screenshot(&screenshots().join("dashboard-1280.png")).await;
     browser.color_scheme("dark").await;
