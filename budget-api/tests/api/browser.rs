@@ -79,16 +79,21 @@ impl Browser {
     }
 
     async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_command(method, path, body).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A WebDriver command; its error (`stale element reference: …`) as text.
+    async fn try_command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut request = self.http.request(method, url);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let answer: Value = request.send().await.unwrap().json().await.unwrap();
-        if let Some(error) = answer["value"]["error"].as_str() {
-            panic!("WebDriver {path}: {error}: {}", answer["value"]["message"]);
+        match answer["value"]["error"].as_str() {
+            Some(error) => Err(format!("WebDriver {path}: {error}: {}", answer["value"]["message"])),
+            None => Ok(answer["value"].clone()),
         }
-        answer["value"].clone()
     }
 
     pub async fn goto(&self, url: &str) {
@@ -133,10 +138,19 @@ impl Browser {
         found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element for `{css}`: {found}")).to_string()
     }
 
-    /// Clicks the element `css` selects, as a user would (WebDriver scrolls it into view first).
+    /// Clicks the element `css` selects, as a user would (WebDriver scrolls it into view first). A
+    /// live panel may re-render between finding the element and the click: then it is found again.
     pub async fn click(&self, css: &str) {
-        let id = self.element(css).await;
-        self.command(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+        for attempt in 0.. {
+            let id = self.element(css).await;
+            match self.try_command(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") && attempt < 10 => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 
     /// Types `text` into the element `css` selects.

@@ -208,20 +208,21 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         "return document.querySelector('.gauge[data-policy=\"{}\"] [data-field=used_cost]').textContent",
         text(&policy["policy_id"])
     );
+    // Records an OpenAI call of `cost` over REST; the openai window's used cost as the API says it then.
+    let spend = |cost: &'static str| {
+        let (app, read, policy_id) = (&app, &read, policy["policy_id"].clone());
+        async move {
+            let call = json!({"provider": "openai", "model": "gpt-4o", "component": "codex",
+                              "input_tokens": 10, "output_tokens": 10, "cost": cost});
+            post(app, ADMIN, "/api/usage", call).await;
+            let status = get(app, read, "/api/status").await;
+            let window = status["windows"].as_array().unwrap().iter().find(|w| w["policy_id"] == policy_id).cloned();
+            window.expect("the openai window")["used_cost"].clone()
+        }
+    };
     let before = browser.eval(&gauge_cost).await;
     let posted = Instant::now();
-    post(
-        &app,
-        ADMIN,
-        "/api/usage",
-        json!({"provider": "openai", "model": "gpt-4o", "component": "codex",
-        "input_tokens": 10, "output_tokens": 10, "cost": 0.25}),
-    )
-    .await;
-    let after = get(&app, &read, "/api/status").await;
-    let expected = after["windows"].as_array().unwrap().iter().find(|w| w["policy_id"] == policy["policy_id"]).unwrap()
-        ["used_cost"]
-        .clone();
+    let expected = spend("0.25").await;
     assert_ne!(plain(before.as_str().unwrap()), text(&expected));
     browser
         .wait_for(
@@ -247,19 +248,7 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
 
     // A dropped connection comes back by itself, and what happened meanwhile shows.
     browser.eval("state.socket.close()").await;
-    post(
-        &app,
-        ADMIN,
-        "/api/usage",
-        json!({"provider": "openai", "model": "gpt-4o", "component": "codex",
-        "input_tokens": 10, "output_tokens": 10, "cost": 0.125}),
-    )
-    .await;
-    let status = get(&app, &read, "/api/status").await;
-    let expected =
-        status["windows"].as_array().unwrap().iter().find(|w| w["policy_id"] == policy["policy_id"]).unwrap()
-            ["used_cost"]
-            .clone();
+    let expected = spend("0.125").await;
     browser
         .wait_for(
             "the figure written while disconnected",
