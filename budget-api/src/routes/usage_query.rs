@@ -125,49 +125,11 @@ pub async fn usage(state: web::Data<AppState>, query: web::Query<UsageQuery>) ->
         Some(_) => {
             return Err(ApiError::bad_request(
                 ErrorCode::InvalidParameter,
-                "split_by takes one dimension: provider, model, component or task_type",
+                format!("split_by takes one dimension: one of {}", DIMENSIONS.join(", ")),
             ))
         }
     };
-    let (start, end, days) = match q.start_time {
-        Some(start_time) => {
-            if q.days.is_some() {
-                return Err(ApiError::bad_request(
-                    ErrorCode::InvalidParameter,
-                    "give either days or start_time (with end_time), not both",
-                ));
-            }
-            let start = Period::Hourly.start_of(start_time);
-            let end = ceil_hour(q.end_time.unwrap_or_else(Utc::now));
-            let days = ((end - start).num_hours() + 23) / 24;
-            if end <= start || days > i64::from(MAX_DAYS) {
-                return Err(ApiError::bad_request(
-                    ErrorCode::InvalidParameter,
-                    format!(
-                        "start_time {start_time} to end_time {end} is not a range of 1 hour to {MAX_DAYS} days; put start_time before end_time"
-                    ),
-                ));
-            }
-            (start, end, days as u32)
-        }
-        None => {
-            if q.end_time.is_some() {
-                return Err(ApiError::bad_request(
-                    ErrorCode::InvalidParameter,
-                    "end_time needs start_time; give both, or days",
-                ));
-            }
-            let days = q.days.unwrap_or(DEFAULT_DAYS);
-            if !(1..=MAX_DAYS).contains(&days) {
-                return Err(ApiError::bad_request(
-                    ErrorCode::InvalidParameter,
-                    format!("days is {days}; use 1 to {MAX_DAYS}"),
-                ));
-            }
-            let (start, end) = period.range_for_days(Utc::now(), days);
-            (start, end, days)
-        }
-    };
+    let (start, end, days) = range(&q, period)?;
     crate::consistency::wait_for(&state, &["usage_rollups"], q.min_position).await?;
     let filter = UsageFilter {
         start: Some(start),
@@ -416,6 +378,50 @@ pub async fn records(state: web::Data<AppState>, query: web::Query<RecordsQuery>
     Ok(HttpResponse::Ok().json(RecordsResponse { records, next_before }))
 }
 
+/// The range a usage query covers: `start_time` to `end_time` (hour-aligned), or the last `days`
+/// (the default 7), with its length in days.
+fn range(q: &UsageQuery, period: Period) -> Result<(DateTime<Utc>, DateTime<Utc>, u32), ApiError> {
+    match q.start_time {
+        Some(start_time) => {
+            if q.days.is_some() {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidParameter,
+                    "give either days or start_time (with end_time), not both",
+                ));
+            }
+            let start = Period::Hourly.start_of(start_time);
+            let end = ceil_hour(q.end_time.unwrap_or_else(Utc::now));
+            let days = ((end - start).num_hours() + 23) / 24;
+            if end <= start || days > i64::from(MAX_DAYS) {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidParameter,
+                    format!(
+                        "start_time {start_time} to end_time {end} is not a range of 1 hour to {MAX_DAYS} days; put start_time before end_time"
+                    ),
+                ));
+            }
+            Ok((start, end, days as u32))
+        }
+        None => {
+            if q.end_time.is_some() {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidParameter,
+                    "end_time needs start_time; give both, or days",
+                ));
+            }
+            let days = q.days.unwrap_or(DEFAULT_DAYS);
+            if !(1..=MAX_DAYS).contains(&days) {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidParameter,
+                    format!("days is {days}; use 1 to {MAX_DAYS}"),
+                ));
+            }
+            let (start, end) = period.range_for_days(Utc::now(), days);
+            Ok((start, end, days))
+        }
+    }
+}
+
 fn parse_period(s: &str) -> Result<Period, ApiError> {
     s.parse().map_err(|e: budget_events::period::UnknownPeriod| {
         ApiError::bad_request(ErrorCode::InvalidPeriod, e.to_string())
@@ -431,7 +437,7 @@ fn parse_group_by(s: Option<&str>) -> Result<Vec<&'static str>, ApiError> {
             DIMENSIONS.iter().copied().find(|known| *known == d.trim()).ok_or_else(|| {
                 ApiError::bad_request(
                     ErrorCode::InvalidParameter,
-                    format!("group_by `{}` is not a dimension; use provider, model, component or task_type", d.trim()),
+                    format!("group_by `{}` is not a dimension; use {}", d.trim(), DIMENSIONS.join(", ")),
                 )
             })
         })

@@ -63,7 +63,7 @@ async fn usage_splits_each_bucket_by_a_dimension_over_a_chosen_range() {
 
     for (query, says) in [
         ("split_by=provider,model", "split_by takes one dimension"),
-        ("split_by=region", "`region` is not a dimension"),
+        ("split_by=region", "`region` is not a dimension; use provider, model, component, task_type, user"),
         ("days=3&start_time=2026-01-01T00:00:00Z", "either days or start_time"),
         ("end_time=2026-01-01T00:00:00Z", "end_time needs start_time"),
         ("start_time=2026-01-02T00:00:00Z&end_time=2026-01-01T00:00:00Z", "put start_time before end_time"),
