@@ -82,6 +82,7 @@ impl PriceInput {
             output_per_token: output,
             cached_input_per_token: rate("cached_input", self.cached_input)?,
             cache_creation_per_token: None,
+            reasoning_per_token: None,
             tiers: Vec::new(),
             per_request: self.per_request,
             context_window: self.context_window,
@@ -221,9 +222,12 @@ pub fn parse_litellm(text: &str) -> Result<Imported, String> {
             output_per_token: output,
             cached_input_per_token: number("cache_read_input_token_cost")?,
             cache_creation_per_token: number("cache_creation_input_token_cost")?,
+            reasoning_per_token: number("output_cost_per_reasoning_token")?,
             tiers: tiers(entry, &number)?,
             per_request: number("input_cost_per_request")?
-                .map(|d| Money::new(d.round_dp(budget_events::money::MONEY_SCALE)).expect("non-negative and small")),
+                .map(|d| Money::new(d.round_dp(budget_events::money::MONEY_SCALE)))
+                .transpose()
+                .map_err(|e| format!("`{key}`.input_cost_per_request: {e}"))?,
             context_window: entry.get("max_input_tokens").and_then(|v| v.as_i64()),
             capabilities,
         };

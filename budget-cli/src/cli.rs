@@ -572,8 +572,15 @@ pub struct CalcCostArgs {
     pub input_tokens: i64,
     #[arg(long = "output-tokens", default_value_t = 0)]
     pub output_tokens: i64,
+    /// The part of the input read from a prompt cache.
     #[arg(long = "cached-input-tokens", default_value_t = 0)]
     pub cached_input_tokens: i64,
+    /// The part of the input written to a prompt cache.
+    #[arg(long = "cache-creation-tokens", default_value_t = 0)]
+    pub cache_creation_tokens: i64,
+    /// The part of the output spent reasoning.
+    #[arg(long = "reasoning-tokens", default_value_t = 0)]
+    pub reasoning_tokens: i64,
     #[arg(long)]
     pub json: bool,
 }

@@ -309,6 +309,9 @@ pub struct UsageRecorded {
     /// The part of `input_tokens` written to a prompt cache.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cache_creation_input_tokens: i64,
+    /// The part of `output_tokens` spent reasoning.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: i64,
     /// The price-book version the record was priced with, the model name it resolved to, and the cost it
     /// computed (also kept when the client sent its own cost, so differences can be reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,8 +1,14 @@
-//! Money: an exact USD amount that fits the ledger's `NUMERIC(24,10)` columns.
+//! Money: an exact USD amount with up to 18 decimal places, below 10^10 USD.
 //!
 //! It exists so that no float ever touches a cost. JSON carries it as a number written with its exact
 //! decimal digits (`0.0064`, never `0.006400000000000001`); input is accepted as a number or a string,
-//! and anything that would not fit the column is refused instead of rounded.
+//! and anything outside those bounds is refused instead of rounded.
+//!
+//! Why 18 and 10: rust_decimal holds 28 significant digits, and a record's cost must keep 18 decimals
+//! (a token at 2.5e-11 USD is still money: 100,000 of them are 2.5e-6). The columns are unconstrained
+//! `NUMERIC` (schema/0014), so the bound is this type's. Sums of amounts (accounts, rollups, windows)
+//! are exact while below 2^96 / 10^18 ≈ 7.9 × 10^10 USD; beyond it rust_decimal keeps 28 significant
+//! digits, dropping the last decimals rather than failing (see `sums_beyond_28_digits_round` below).
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,10 +16,10 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Digits after the point that a money column keeps (`NUMERIC(24,10)`).
-pub const MONEY_SCALE: u32 = 10;
-/// Digits before the point that a money column keeps (24 - 10).
-pub const MONEY_INTEGER_DIGITS: u32 = 14;
+/// Digits after the point an amount keeps.
+pub const MONEY_SCALE: u32 = 18;
+/// Digits before the point an amount may have (28 - 18: rust_decimal's 28 digits in all).
+pub const MONEY_INTEGER_DIGITS: u32 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Money(Decimal);
@@ -176,11 +182,24 @@ mod tests {
     #[test]
     fn refuses_what_does_not_fit_instead_of_rounding() {
         assert!(matches!("-1".parse::<Money>(), Err(MoneyError::Negative(_))));
-        assert!(matches!("0.00000000001".parse::<Money>(), Err(MoneyError::TooPrecise(_))));
-        assert!(matches!("100000000000000".parse::<Money>(), Err(MoneyError::TooLarge(_))));
+        assert!(matches!("0.0000000000000000001".parse::<Money>(), Err(MoneyError::TooPrecise(_))));
+        assert_eq!("0.000000000000000001".parse::<Money>().unwrap().amount(), dec!(0.000000000000000001));
+        assert!(matches!("10000000000".parse::<Money>(), Err(MoneyError::TooLarge(_))));
+        assert!("9999999999.999999999999999999".parse::<Money>().is_ok());
         assert!(matches!("abc".parse::<Money>(), Err(MoneyError::NotANumber(_))));
         assert!(serde_json::from_str::<Money>("true").is_err());
         // Trailing zeros beyond the scale are not extra precision.
         assert_eq!("1.50000000000000".parse::<Money>().unwrap().amount(), dec!(1.5));
+    }
+
+    #[test]
+    fn sums_beyond_28_digits_round() {
+        // Exact while the sum has at most 28 digits…
+        let big = Money::new(dec!(9999999999.999999999999999999)).unwrap().amount();
+        let tiny = dec!(0.000000000000000001);
+        assert_eq!(big * dec!(7) + tiny, dec!(69999999999.999999999999999994));
+        // …and beyond it the last decimals go, rather than a panic that would stop a projection.
+        let sum = big * dec!(8) + tiny;
+        assert_eq!(sum.round_dp(10), dec!(80000000000.0000000000));
     }
 }

@@ -88,7 +88,7 @@ pub fn optional_tokens() -> Schema {
     integer(0, crate::domain::usage::MAX_TOKENS_PER_RECORD, true)
 }
 
-/// A non-negative USD amount, at most `max` (a power of ten), with at most 10 decimal places: a JSON
+/// A non-negative USD amount, at most `max` (a power of ten), with at most 18 decimal places: a JSON
 /// number, or the same as a decimal string.
 pub fn money(max: i64, nullable: bool) -> Schema {
     let digits = max.ilog10();
@@ -96,10 +96,10 @@ pub fn money(max: i64, nullable: bool) -> Schema {
         .schema_type(Type::Number)
         .minimum(Some(0))
         .maximum(Some(max))
-        .description(Some("at most 10 decimal places"));
+        .description(Some(format!("at most {} decimal places", crate::money::MONEY_SCALE)));
     let text = ObjectBuilder::new()
         .schema_type(Type::String)
-        .pattern(Some(format!(r"^[0-9]{{1,{digits}}}(\.[0-9]{{1,10}})?$")));
+        .pattern(Some(format!(r"^[0-9]{{1,{digits}}}(\.[0-9]{{1,{}}})?$", crate::money::MONEY_SCALE)));
     let mut one = OneOfBuilder::new().item(number).item(text);
     if nullable {
         one = one.item(ObjectBuilder::new().schema_type(Type::Null));

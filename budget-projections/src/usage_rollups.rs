@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use budget_events::event::Event;
 use budget_events::period::Period;
-use budget_events::{Money, RecordedEvent};
+use budget_events::RecordedEvent;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -298,13 +298,6 @@ pub async fn split_series(
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get("start"), r.get("name"), Totals::from_row(r))).collect())
-}
-
-impl Totals {
-    /// The cost as money (sums of money columns always fit one).
-    pub fn cost_money(&self) -> Money {
-        Money::new(self.cost).expect("sums of ledger amounts fit a ledger column")
-    }
 }
 
 /// Usage per provider × model × component × task type for `filter`: the real token mix of each, for

@@ -84,6 +84,7 @@ async fn record_own_usage(state: &AppState, llm: &LlmSettings, reply: &Value) {
         output_tokens: usage["completion_tokens"].as_i64().unwrap_or(0),
         cached_input_tokens: None,
         cache_creation_input_tokens: None,
+        reasoning_tokens: None,
         cost: None,
         timestamp: None,
         request_id: None,

@@ -114,12 +114,16 @@ pub fn positive_money() -> Schema {
     use utoipa::openapi::schema::OneOfBuilder;
     let digits = budget_events::money::MONEY_INTEGER_DIGITS;
     OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::Number).exclusive_minimum(Some(0)).maximum(Some(1e14)))
         .item(
             ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(format!(r"^(?=.*[1-9])[0-9]{{1,{digits}}}(\.[0-9]{{1,10}})?$"))),
+                .schema_type(Type::Number)
+                .exclusive_minimum(Some(0))
+                .exclusive_maximum(Some(10f64.powi(digits as i32))),
         )
+        .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(format!(
+            r"^(?=.*[1-9])[0-9]{{1,{digits}}}(\.[0-9]{{1,{}}})?$",
+            budget_events::money::MONEY_SCALE
+        ))))
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .build()
         .into()

@@ -183,6 +183,7 @@ fn validate(state: &AppState, req: CheckRequest) -> Result<RecordUsage, ApiError
         output_tokens: req.max_output_tokens.or(req.estimated_output_tokens).unwrap_or(0),
         cached_input_tokens: None,
         cache_creation_input_tokens: None,
+        reasoning_tokens: None,
         cost: req.cost,
         timestamp: None,
         request_id: None,

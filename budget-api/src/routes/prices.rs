@@ -32,6 +32,14 @@ pub struct PriceView {
     #[serde(with = "optional_decimal_json")]
     #[schema(value_type = Option<f64>)]
     pub cached_input_per_1m: Option<Decimal>,
+    /// Writing input to a prompt cache; the input rate when null.
+    #[serde(default, with = "optional_decimal_json")]
+    #[schema(value_type = Option<f64>)]
+    pub cache_creation_per_1m: Option<Decimal>,
+    /// Reasoning output, where billed apart; the output rate when null.
+    #[serde(default, with = "optional_decimal_json")]
+    #[schema(value_type = Option<f64>)]
+    pub reasoning_per_1m: Option<Decimal>,
     #[serde(with = "decimal_json")]
     #[schema(value_type = f64)]
     pub input_per_1k: Decimal,
@@ -66,6 +74,8 @@ impl From<&PriceVersion> for PriceView {
             input_per_1m: (s.input_per_token * m).normalize(),
             output_per_1m: (s.output_per_token * m).normalize(),
             cached_input_per_1m: s.cached_input_per_token.map(|c| (c * m).normalize()),
+            cache_creation_per_1m: s.cache_creation_per_token.map(|c| (c * m).normalize()),
+            reasoning_per_1m: s.reasoning_per_token.map(|c| (c * m).normalize()),
             input_per_1k: (s.input_per_token * k).normalize(),
             output_per_1k: (s.output_per_token * k).normalize(),
             input_per_token: s.input_per_token,
@@ -331,6 +341,10 @@ pub struct CalculateRequest {
     #[serde(default)]
     #[schema(schema_with = crate::openapi::schemas::tokens)]
     pub cache_creation_input_tokens: i64,
+    /// The part of output_tokens spent reasoning.
+    #[serde(default)]
+    #[schema(schema_with = crate::openapi::schemas::tokens)]
+    pub reasoning_tokens: i64,
     /// Price at this time (default now).
     pub at: Option<DateTime<Utc>>,
 }
@@ -357,6 +371,7 @@ pub async fn calculate(state: web::Data<AppState>, payload: web::Payload) -> Res
         ("output_tokens", r.output_tokens),
         ("cached_input_tokens", r.cached_input_tokens),
         ("cache_creation_input_tokens", r.cache_creation_input_tokens),
+        ("reasoning_tokens", r.reasoning_tokens),
     ] {
         if !(0..=max).contains(&v) {
             return Err(ApiError::bad_request(ErrorCode::ValidationFailed, format!("{field} is {v}; use 0 to {max}")));
@@ -368,12 +383,19 @@ pub async fn calculate(state: web::Data<AppState>, payload: web::Payload) -> Res
             "cached_input_tokens and cache_creation_input_tokens are parts of input_tokens; together they cannot be larger",
         ));
     }
+    if r.reasoning_tokens > r.output_tokens {
+        return Err(ApiError::bad_request(
+            ErrorCode::ValidationFailed,
+            "reasoning_tokens is the part of output_tokens spent reasoning; it cannot be larger",
+        ));
+    }
     let (v, resolved_model) = resolve_at(&state, &r.provider, &r.model, r.at.unwrap_or_else(Utc::now)).await?;
     let tokens = price::Tokens {
         input: r.input_tokens,
         cached_input: r.cached_input_tokens,
         cache_creation_input: r.cache_creation_input_tokens,
         output: r.output_tokens,
+        reasoning: r.reasoning_tokens,
     };
     let cost = price::cost_of(&v.spec, tokens);
     Ok(HttpResponse::Ok().json(CalculateResponse {

@@ -11,6 +11,7 @@ use budget_events::store::{usage_records, UsageRecordFilter};
 use budget_events::Money;
 use budget_projections::usage_rollups::{report, split_series, Totals, UsageFilter, DIMENSIONS};
 use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -27,8 +28,10 @@ pub struct UsageTotals {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub total_tokens: i64,
+    /// A sum of records' costs: exact, and not bound like one amount.
     #[schema(value_type = f64)]
-    pub cost: Money,
+    #[serde(with = "budget_events::money::decimal_json")]
+    pub cost: Decimal,
     pub count: i64,
 }
 
@@ -38,7 +41,7 @@ impl From<Totals> for UsageTotals {
             input_tokens: t.input_tokens,
             output_tokens: t.output_tokens,
             total_tokens: t.total_tokens(),
-            cost: t.cost_money(),
+            cost: t.cost,
             count: t.count,
         }
     }
@@ -195,7 +198,8 @@ pub struct SummaryResponse {
     pub total_output_tokens: i64,
     pub total_tokens: i64,
     #[schema(value_type = f64)]
-    pub total_cost: Money,
+    #[serde(with = "budget_events::money::decimal_json")]
+    pub total_cost: Decimal,
     pub count: i64,
     /// The hour-aligned range the figures cover.
     pub start_time: DateTime<Utc>,
@@ -262,7 +266,7 @@ async fn summarize(state: &AppState, req: SummaryRequest) -> Result<HttpResponse
         total_input_tokens: r.totals.input_tokens,
         total_output_tokens: r.totals.output_tokens,
         total_tokens: r.totals.total_tokens(),
-        total_cost: r.totals.cost_money(),
+        total_cost: r.totals.cost,
         count: r.totals.count,
         start_time: start,
         end_time: end,

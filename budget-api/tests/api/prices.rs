@@ -445,8 +445,11 @@ async fn the_whole_litellm_file_imports_and_again_appends_nothing() {
 
     // Every chat model's price, for a call with every part, is what the file's fields say.
     let checked = calculated_costs_match_the_file(&app, &doc).await;
-    eprintln!("calculated: {} mixes, {} tiered calls, as the file says", checked.0, checked.1);
-    assert!(checked.0 > 2500 && checked.1 > 200, "checked {} mixes and {} tiered calls", checked.0, checked.1);
+    eprintln!(
+        "calculated: {} mixes ({} with a reasoning rate of their own), {} tiered calls, as the file says",
+        checked.0, checked.2, checked.1
+    );
+    assert!(checked.0 > 2500 && checked.1 > 200 && checked.2 > 10, "checked {checked:?} mixes, tiered, reasoning");
 }
 
 /// A number of the file as an exact decimal.
@@ -460,9 +463,10 @@ fn file_decimal(v: &Value) -> Option<rust_decimal::Decimal> {
 }
 
 /// For each chat entry (the `provider/model` key where two name one price): the cost of 1,234 input
-/// tokens of which 1,000 cached and 200 written to the cache, and 567 output; and, for tiered models,
+/// tokens of which 1,000 cached and 200 written to the cache, and 567 output of which 100 reasoning;
+/// and, for tiered models,
 /// of 300,000 input and 567 output, computed here from the entry's fields and by the server.
-async fn calculated_costs_match_the_file(app: &TestApp, doc: &Value) -> (usize, usize) {
+async fn calculated_costs_match_the_file(app: &TestApp, doc: &Value) -> (usize, usize, usize) {
     use rust_decimal::Decimal;
     let mut chosen: std::collections::BTreeMap<(String, String), (String, Value)> = Default::default();
     for (key, entry) in doc.as_object().unwrap() {
@@ -480,22 +484,24 @@ async fn calculated_costs_match_the_file(app: &TestApp, doc: &Value) -> (usize, 
             *slot = (key.clone(), entry.clone());
         }
     }
-    let (mut mixes, mut tiered) = (0, 0);
+    let (mut mixes, mut tiered, mut reasoning) = (0, 0, 0);
     for ((provider, model), (key, e)) in &chosen {
         let f = |field: &str| file_decimal(&e[field]);
         let (input, output) = (f("input_cost_per_token").unwrap(), f("output_cost_per_token").unwrap());
-        let request = f("input_cost_per_request").map_or(Decimal::ZERO, |d| d.round_dp(10));
+        let request = f("input_cost_per_request").map_or(Decimal::ZERO, |d| d.round_dp(18));
         let expected = (Decimal::from(34) * input
             + Decimal::from(1000) * f("cache_read_input_token_cost").unwrap_or(input)
             + Decimal::from(200) * f("cache_creation_input_token_cost").unwrap_or(input)
-            + Decimal::from(567) * output
+            + Decimal::from(467) * output
+            + Decimal::from(100) * f("output_cost_per_reasoning_token").unwrap_or(output)
             + request)
-            .round_dp(10);
+            .round_dp(18);
         let body = json!({"provider": provider, "model": model, "input_tokens": 1234, "cached_input_tokens": 1000,
-                          "cache_creation_input_tokens": 200, "output_tokens": 567});
+                          "cache_creation_input_tokens": 200, "output_tokens": 567, "reasoning_tokens": 100});
         let got: Value = app.post("/api/prices/calculate", &body).await.json().await.unwrap();
         assert_eq!(file_decimal(&got["total_cost"]), Some(expected), "{key}: {got}");
         mixes += 1;
+        reasoning += usize::from(f("output_cost_per_reasoning_token").is_some_and(|r| r != output));
 
         let tier = e
             .as_object()
@@ -511,25 +517,27 @@ async fn calculated_costs_match_the_file(app: &TestApp, doc: &Value) -> (usize, 
             let expected = (Decimal::from(300_000) * rate("input_cost_per_token", input)
                 + Decimal::from(567) * rate("output_cost_per_token", output)
                 + request)
-                .round_dp(10);
+                .round_dp(18);
             let body = json!({"provider": provider, "model": model, "input_tokens": 300000, "output_tokens": 567});
             let got: Value = app.post("/api/prices/calculate", &body).await.json().await.unwrap();
             assert_eq!(file_decimal(&got["total_cost"]), Some(expected), "{key} above {n}k: {got}");
             tiered += 1;
         }
     }
-    (mixes, tiered)
+    (mixes, tiered, reasoning)
 }
 
-/// A record is priced with every part of its price: cache reads and writes, and the tier its input
-/// size falls in.
+/// A record is priced with every part of its price: cache reads and writes, the tier its input size
+/// falls in, and reasoning.
 #[tokio::test]
 async fn records_are_priced_with_cache_writes_and_tiers() {
     let app = spawn_app().await;
     let file = json!({"tiered-model": {"litellm_provider": "acme", "mode": "chat",
         "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06,
         "cache_read_input_token_cost": 1e-07, "cache_creation_input_token_cost": 1.25e-06,
-        "input_cost_per_token_above_200k_tokens": 2e-06, "output_cost_per_token_above_200k_tokens": 4e-06}});
+        "input_cost_per_token_above_200k_tokens": 2e-06, "output_cost_per_token_above_200k_tokens": 4e-06},
+        "thinking-model": {"litellm_provider": "acme", "mode": "chat", "input_cost_per_token": 1e-06,
+        "output_cost_per_token": 2e-06, "output_cost_per_reasoning_token": 4e-06}});
     let r = app.post("/api/prices/update", &json!({"litellm": file})).await;
     assert_eq!(r.status().as_u16(), 200);
     let record = |input: i64, cached: i64, written: i64| {
@@ -543,6 +551,15 @@ async fn records_are_priced_with_cache_writes_and_tiers() {
     // 300,000 input: above 200k, every token at the tier's rates.
     let big: Value = app.post("/api/usage", &record(300_000, 0, 0)).await.json().await.unwrap();
     assert_eq!(cost(big), "0.6004", "300,000×2e-6 + 100×4e-6");
+    let mut thinking = record(1000, 0, 0);
+    thinking["model"] = json!("thinking-model");
+    thinking["reasoning_tokens"] = json!(60);
+    let thought: Value = app.post("/api/usage", &thinking).await.json().await.unwrap();
+    assert_eq!(cost(thought), "0.00132", "1,000×1e-6 + 40×2e-6 + 60×4e-6 (reasoning)");
+    let mut too_much = thinking.clone();
+    too_much["reasoning_tokens"] = json!(101);
+    let refused: Value = app.post("/api/usage", &too_much).await.json().await.unwrap();
+    assert_eq!(refused["error"]["details"][0]["field"], "reasoning_tokens", "{refused}");
     let bad: Value = app.post("/api/usage", &record(100, 80, 30)).await.json().await.unwrap();
     assert_eq!(bad["error"]["code"], "validation_failed", "reads and writes are parts of the input: {bad}");
 }
@@ -578,4 +595,39 @@ async fn provider_aliases_map_a_deployments_names_to_the_books() {
     assert_eq!(file_decimal(&r["cost"]).unwrap().normalize().to_string(), "0.00175", "{r}");
     let (_, status) = app.get_json("/api/status").await;
     assert_eq!(file_decimal(&status["windows"][0]["used_cost"]).unwrap().normalize().to_string(), "0.00175");
+}
+
+/// A price far below a cent per million tokens still adds up: 100,000 one-token records at 2.5e-11 USD
+/// per token cost 2.5e-6 in all, in the records, the rollups, the limit's account and a replay (a
+/// per-record rounding to 10 decimals made every record $0).
+#[tokio::test]
+async fn tiny_prices_sum_exactly_over_100000_records() {
+    let app = spawn_app().await;
+    let file = json!({"tiny": {"litellm_provider": "acme", "mode": "chat",
+                      "input_cost_per_token": 2.5e-11, "output_cost_per_token": 0}});
+    assert_eq!(app.post("/api/prices/update", &json!({"litellm": file})).await.status().as_u16(), 200);
+    let policy = json!({"period": "daily", "type": "hard_limit", "cost_limit": "0.00001", "provider": "acme"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let one = json!({"provider": "acme", "model": "tiny", "component": "c", "input_tokens": 1, "output_tokens": 0});
+    for _ in 0..10 {
+        let r = app.post("/api/usage/batch", &json!({"records": vec![one.clone(); 10_000]})).await;
+        assert_eq!(r.status().as_u16(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["recorded"], 10_000);
+        assert_eq!(body["results"][0]["cost"].to_string(), "0.000000000025", "{}", body["results"][0]);
+    }
+    app.wait_for_projections(app.events().await).await;
+    let (_, usage) = app.get_json("/api/usage?days=1&period=daily").await;
+    assert_eq!(usage["totals"]["cost"].to_string(), "0.0000025", "{}", usage["totals"]);
+    assert_eq!(usage["totals"]["count"], 100_000);
+    let (_, status) = app.get_json("/api/status?provider=acme").await;
+    let window = &status["windows"][0];
+    assert_eq!(window["used_cost"].to_string(), "0.0000025", "{window}");
+    assert_eq!(window["percent"].to_string(), "25", "{window}");
+    let (_, explained) =
+        app.get_json(&format!("/api/policies/{}/explain", window["policy_id"].as_str().unwrap())).await;
+    assert_eq!(explained["matches"], true, "{}", explained.to_string().chars().take(2000).collect::<String>());
+    let replay = app.post("/api/replay", &json!({})).await.text().await.unwrap();
+    let done: Value = serde_json::from_str(replay.lines().last().unwrap()).unwrap();
+    assert_eq!(done["differences"], 0, "{replay}");
 }

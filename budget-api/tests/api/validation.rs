@@ -26,7 +26,7 @@ async fn bad_records_are_refused_with_a_clear_error_and_write_nothing() {
         (with("model", json!("m".repeat(129))), "validation_failed", "model"),
         (with("component", json!("a\u{7}b")), "validation_failed", "component"),
         (with("cost", json!(-0.5)), "validation_failed", "negative"),
-        (with("cost", json!("0.00000000001")), "validation_failed", "decimal places"),
+        (with("cost", json!("0.0000000000000000001")), "validation_failed", "decimal places"),
         (with("cost", json!("cheap")), "validation_failed", "not a decimal"),
         (with("cost", json!(1e20)), "validation_failed", "too large"),
         (with("timestamp", json!("2999-01-01T00:00:00Z")), "validation_failed", "future"),
@@ -120,7 +120,7 @@ async fn the_largest_records_still_move_every_sum() {
     let policy = json!({"period": "daily", "type": "warn", "cost_limit": "10000000", "provider": "openai"});
     assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
     let mut huge = record("codex", 1);
-    huge["cost"] = json!(90_000_000_000_000u64);
+    huge["cost"] = json!(90_000_000u64);
     let message = assert_error(app.post("/api/usage", &huge).await, 400, "validation_failed").await;
     assert!(message.contains("$1000000"), "{message}");
     let mut largest = record("codex", 1);
@@ -136,6 +136,29 @@ async fn the_largest_records_still_move_every_sum() {
     assert_eq!((status, usage["totals"]["cost"].as_f64()), (200, Some(3_000_001.0)), "{usage}");
     let (_, status) = app.get_json("/api/status").await;
     assert_eq!(status["windows"][0]["used_cost"].as_f64(), Some(3_000_001.0), "{status}");
+}
+
+/// A sum is not bound like one amount (below 10^10 USD): at the highest `BUDGET_MAX_RECORD_COST`,
+/// 101 records take the rollups and an account past 10^10, and every view still answers exactly.
+#[tokio::test]
+async fn sums_beyond_one_amounts_bound_still_answer() {
+    let ceiling = budget_events::domain::usage::MAX_RECORD_COST_CEILING;
+    let app = spawn_app_with(|s| s.max_record_cost = rust_decimal::Decimal::from(ceiling)).await;
+    let policy = json!({"period": "daily", "type": "warn", "cost_limit": "9999999999", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let mut largest = record("codex", 1);
+    largest["cost"] = json!(ceiling);
+    let r = app.post("/api/usage/batch", &json!({"records": vec![largest; 101]})).await;
+    assert_eq!(r.status().as_u16(), 200);
+    app.wait_for_projections(app.events().await).await;
+    let total = (ceiling * 101).to_string();
+    let (status, usage) = app.get_json("/api/usage?period=daily&days=1").await;
+    assert_eq!((status, usage["totals"]["cost"].to_string()), (200, total.clone()), "{usage}");
+    let (_, summary) = app.get_json("/api/usage/summary?period=daily").await;
+    assert_eq!(summary["total_cost"].to_string(), total, "{summary}");
+    let (_, status) = app.get_json("/api/status").await;
+    assert_eq!(status["windows"][0]["used_cost"].to_string(), total, "{status}");
+    assert_eq!(status["windows"][0]["state"], "exceeded", "{status}");
 }
 
 /// The bound is configurable (`BUDGET_MAX_RECORD_COST`), for deployments whose calls cost more or less.

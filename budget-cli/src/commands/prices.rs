@@ -142,23 +142,37 @@ fn print_versions(versions: &[PriceView]) {
 
 pub async fn calc_cost(client: &Client, args: CalcCostArgs) -> anyhow::Result<()> {
     let body = json!({"provider": args.provider, "model": args.model, "input_tokens": args.input_tokens,
-                      "output_tokens": args.output_tokens, "cached_input_tokens": args.cached_input_tokens});
+                      "output_tokens": args.output_tokens, "cached_input_tokens": args.cached_input_tokens,
+                      "cache_creation_input_tokens": args.cache_creation_tokens,
+                      "reasoning_tokens": args.reasoning_tokens});
     let r: CalculateResponse = client.post("/api/prices/calculate", &body).await?;
     if args.json {
         print_json(&serde_json::to_value(&r)?);
         return Ok(());
     }
+    // Input and output always; the other parts when the call has them.
+    let c = &r.cost;
+    let parts: Vec<String> = [
+        ("input", c.input_cost, true),
+        ("cached input", c.cached_input_cost, args.cached_input_tokens > 0),
+        ("cache writes", c.cache_creation_cost, args.cache_creation_tokens > 0),
+        ("output", c.output_cost, true),
+        ("reasoning", c.reasoning_cost, args.reasoning_tokens > 0),
+        ("per request", c.request_cost, !c.request_cost.is_zero()),
+    ]
+    .into_iter()
+    .filter(|(_, _, shown)| *shown)
+    .map(|(name, amount, _)| format!("{name} ${amount}"))
+    .collect();
     crate::say!(
-        "{}/{} (priced as {}): {} input + {} output tokens = ${} (input ${}, cached input ${}, output ${})",
+        "{}/{} (priced as {}): {} input + {} output tokens = ${} ({})",
         args.provider,
         args.model,
         r.resolved_model,
         thousands(args.input_tokens),
         thousands(args.output_tokens),
-        r.cost.total_cost,
-        r.cost.input_cost,
-        r.cost.cached_input_cost,
-        r.cost.output_cost,
+        c.total_cost,
+        parts.join(", "),
     );
     Ok(())
 }

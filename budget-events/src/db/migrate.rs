@@ -23,6 +23,8 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(11, "0011_price_parts", include_str!("../../../schema/0011_price_parts.sql")),
     Migration::new(12, "0012_user_scope", include_str!("../../../schema/0012_user_scope.sql")),
     Migration::new(13, "0013_rollups_by_user", include_str!("../../../schema/0013_rollups_by_user.sql")),
+    Migration::new(14, "0014_money_scale", include_str!("../../../schema/0014_money_scale.sql")),
+    Migration::new(15, "0015_reasoning_price", include_str!("../../../schema/0015_reasoning_price.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.

@@ -62,6 +62,7 @@ fn recorded_tokens(r: &UsageRecorded) -> crate::domain::price::Tokens {
         cached_input: r.cached_input_tokens,
         cache_creation_input: r.cache_creation_input_tokens,
         output: r.output_tokens,
+        reasoning: r.reasoning_tokens,
     }
 }
 
@@ -87,6 +88,7 @@ pub fn quote(record: &RecordUsage, versions: &[crate::domain::price::PriceVersio
             cached_input: record.cached_input_tokens,
             cache_creation_input: record.cache_creation_input_tokens,
             output: record.output_tokens.get(),
+            reasoning: record.reasoning_tokens,
         },
     );
     Some(PriceQuote { version_id: version.version_id, resolved_model, cost: Money::new(c.total_cost).ok()? })
@@ -151,6 +153,7 @@ pub fn record_usage(
         settlement: None,
         cached_input_tokens: record.cached_input_tokens,
         cache_creation_input_tokens: record.cache_creation_input_tokens,
+        reasoning_tokens: record.reasoning_tokens,
         price_version: quote.map(|q| q.version_id),
         resolved_model: quote.map(|q| q.resolved_model.clone()),
         computed_cost: quote.map(|q| q.cost),

@@ -261,8 +261,10 @@ impl CreateAllocation {
                 let tokens = input.tokens.unwrap_or_else(|| defaults.tokens(task_type.as_str(), priority));
                 let estimated_cost = match input.estimated_cost {
                     Some(c) => c,
-                    None => Money::new((tier_reference_price(tier) * Decimal::from(tokens)).round_dp(10))
-                        .expect("a reference estimate fits a money column"),
+                    None => Money::new(
+                        (tier_reference_price(tier) * Decimal::from(tokens)).round_dp(crate::money::MONEY_SCALE),
+                    )
+                    .expect("a reference estimate fits a money column"),
                 };
                 Ok(CreateAllocation {
                     context_id,

@@ -108,6 +108,7 @@ mod tests {
                 output_per_token: output_1m / dec!(1000000),
                 cached_input_per_token: None,
                 cache_creation_per_token: None,
+                reasoning_per_token: None,
                 tiers: vec![],
                 per_request: None,
                 context_window: window,

@@ -49,6 +49,10 @@ pub struct PriceSpec {
     /// when absent.
     #[serde(default, with = "crate::money::optional_decimal_json", skip_serializing_if = "Option::is_none")]
     pub cache_creation_per_token: Option<Decimal>,
+    /// Reasoning (thinking) output, where a provider bills it apart from the answer (LiteLLM's
+    /// `output_cost_per_reasoning_token`); the output rate when absent.
+    #[serde(default, with = "crate::money::optional_decimal_json", skip_serializing_if = "Option::is_none")]
+    pub reasoning_per_token: Option<Decimal>,
     /// Higher rates for calls whose input is above a size (`…_above_200k_tokens`), lowest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tiers: Vec<PriceTier>,
@@ -69,27 +73,34 @@ impl PriceSpec {
             && self.output_per_token == other.output_per_token
             && self.cached_input_per_token == other.cached_input_per_token
             && self.cache_creation_per_token == other.cache_creation_per_token
+            && self.reasoning_per_token == other.reasoning_per_token
             && self.tiers == other.tiers
             && self.per_request == other.per_request
     }
 
     /// The rates a call with `input_tokens` of input pays: the highest tier it is above, else the base.
-    /// A tier's rate it does not give is the base one.
+    /// A tier's rate it does not give is the base one; reasoning, which tiers do not price, is the
+    /// price's reasoning rate, else the tier's output rate.
     pub fn rates_for(&self, input_tokens: i64) -> Rates {
         let base = Rates {
             input: self.input_per_token,
             output: self.output_per_token,
             cached_input: self.cached_input_per_token.unwrap_or(self.input_per_token),
             cache_creation: self.cache_creation_per_token.unwrap_or(self.input_per_token),
+            reasoning: self.reasoning_per_token.unwrap_or(self.output_per_token),
         };
         match self.tiers.iter().rev().find(|t| input_tokens > t.above_input_tokens) {
             None => base,
-            Some(t) => Rates {
-                input: t.input_per_token,
-                output: t.output_per_token.unwrap_or(base.output),
-                cached_input: t.cached_input_per_token.unwrap_or(t.input_per_token),
-                cache_creation: t.cache_creation_per_token.unwrap_or(t.input_per_token),
-            },
+            Some(t) => {
+                let output = t.output_per_token.unwrap_or(base.output);
+                Rates {
+                    input: t.input_per_token,
+                    output,
+                    cached_input: t.cached_input_per_token.unwrap_or(t.input_per_token),
+                    cache_creation: t.cache_creation_per_token.unwrap_or(t.input_per_token),
+                    reasoning: self.reasoning_per_token.unwrap_or(output),
+                }
+            }
         }
     }
 }
@@ -116,16 +127,19 @@ pub struct Rates {
     pub output: Decimal,
     pub cached_input: Decimal,
     pub cache_creation: Decimal,
+    pub reasoning: Decimal,
 }
 
 /// A call's tokens: `cached_input` (read from a prompt cache) and `cache_creation_input` (written to
-/// it) are parts of `input`.
+/// it) are parts of `input`; `reasoning` is the part of `output` the model spent thinking (OpenAI's
+/// `completion_tokens_details.reasoning_tokens`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tokens {
     pub input: i64,
     pub cached_input: i64,
     pub cache_creation_input: i64,
     pub output: i64,
+    pub reasoning: i64,
 }
 
 /// A version of a price, in effect over `[effective_from, effective_to)`.
@@ -156,6 +170,8 @@ pub struct Cost {
     pub cache_creation_cost: Decimal,
     #[serde(with = "crate::money::decimal_json")]
     pub output_cost: Decimal,
+    #[serde(default, with = "crate::money::decimal_json")]
+    pub reasoning_cost: Decimal,
     #[serde(with = "crate::money::decimal_json")]
     pub request_cost: Decimal,
     #[serde(with = "crate::money::decimal_json")]
@@ -163,8 +179,8 @@ pub struct Cost {
 }
 
 /// The cost of a call: `cached_input_tokens` are the part of `input_tokens` served from cache, priced at
-/// the cached rate (the input rate when the model has none). Exact; the total is rounded to the money
-/// columns' 10 decimal places only if it has more.
+/// the cached rate (the input rate when the model has none). Exact; the total is rounded to money's 18
+/// decimal places only if it has more.
 pub fn cost(spec: &PriceSpec, input_tokens: i64, cached_input_tokens: i64, output_tokens: i64) -> Cost {
     cost_of(
         spec,
@@ -173,11 +189,12 @@ pub fn cost(spec: &PriceSpec, input_tokens: i64, cached_input_tokens: i64, outpu
             cached_input: cached_input_tokens,
             cache_creation_input: 0,
             output: output_tokens,
+            reasoning: 0,
         },
     )
 }
 
-/// [`cost`] with every part: tier by input size, cache reads and writes.
+/// [`cost`] with every part: tier by input size, cache reads and writes, reasoning.
 pub fn cost_of(spec: &PriceSpec, t: Tokens) -> Cost {
     let rates = spec.rates_for(t.input);
     let cached = t.cached_input.clamp(0, t.input);
@@ -185,16 +202,20 @@ pub fn cost_of(spec: &PriceSpec, t: Tokens) -> Cost {
     let input_cost = rates.input * Decimal::from(t.input - cached - creation);
     let cached_input_cost = rates.cached_input * Decimal::from(cached);
     let cache_creation_cost = rates.cache_creation * Decimal::from(creation);
-    let output_cost = rates.output * Decimal::from(t.output);
+    let reasoning = t.reasoning.clamp(0, t.output);
+    let output_cost = rates.output * Decimal::from(t.output - reasoning);
+    let reasoning_cost = rates.reasoning * Decimal::from(reasoning);
     let request_cost = spec.per_request.map_or(Decimal::ZERO, Money::amount);
-    let total_cost = (input_cost + cached_input_cost + cache_creation_cost + output_cost + request_cost)
-        .round_dp(crate::money::MONEY_SCALE)
-        .normalize();
+    let total_cost =
+        (input_cost + cached_input_cost + cache_creation_cost + output_cost + reasoning_cost + request_cost)
+            .round_dp(crate::money::MONEY_SCALE)
+            .normalize();
     Cost {
         input_cost: input_cost.normalize(),
         cached_input_cost: cached_input_cost.normalize(),
         cache_creation_cost: cache_creation_cost.normalize(),
         output_cost: output_cost.normalize(),
+        reasoning_cost: reasoning_cost.normalize(),
         request_cost,
         total_cost,
     }
@@ -283,11 +304,43 @@ mod tests {
             output_per_token: output_per_1m / dec!(1000000),
             cached_input_per_token: None,
             cache_creation_per_token: None,
+            reasoning_per_token: None,
             tiers: vec![],
             per_request: None,
             context_window: None,
             capabilities: vec![],
         }
+    }
+
+    #[test]
+    fn reasoning_is_a_part_of_the_output_at_its_own_rate() {
+        // 500 output of which 200 reasoning: 300 at $10 and 200 at $40 per 1M.
+        let mut s = spec(dec!(1), dec!(10));
+        let t = Tokens { output: 500, reasoning: 200, ..Tokens::default() };
+        assert_eq!(cost_of(&s, t).total_cost, dec!(0.005), "without a reasoning rate, all output at the output rate");
+        s.reasoning_per_token = Some(dec!(40) / dec!(1000000));
+        let c = cost_of(&s, t);
+        assert_eq!((c.output_cost, c.reasoning_cost, c.total_cost), (dec!(0.003), dec!(0.008), dec!(0.011)));
+        // A tier prices the answer; reasoning keeps the price's reasoning rate.
+        s.tiers = vec![PriceTier {
+            above_input_tokens: 1000,
+            input_per_token: dec!(2) / dec!(1000000),
+            output_per_token: Some(dec!(20) / dec!(1000000)),
+            cached_input_per_token: None,
+            cache_creation_per_token: None,
+        }];
+        let c = cost_of(&s, Tokens { input: 2000, ..t });
+        assert_eq!((c.output_cost, c.reasoning_cost), (dec!(0.006), dec!(0.008)));
+    }
+
+    #[test]
+    fn a_cost_keeps_18_decimals() {
+        let s = spec(dec!(0.000025), dec!(0));
+        assert_eq!(cost(&s, 1, 0, 0).total_cost, dec!(0.000000000025));
+        let s = PriceSpec { input_per_token: dec!(0.0000000000000000001), ..s };
+        assert_eq!(cost(&s, 4, 0, 0).total_cost, dec!(0), "beyond 18 decimals rounds");
+        assert_eq!(cost(&s, 5, 0, 0).total_cost, dec!(0), "half to even");
+        assert_eq!(cost(&s, 6, 0, 0).total_cost, dec!(0.000000000000000001));
     }
 
     #[test]

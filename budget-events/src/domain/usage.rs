@@ -11,10 +11,10 @@ use crate::money::Money;
 pub const MAX_TOKENS_PER_RECORD: i64 = 1_000_000_000;
 
 /// The most one record may cost, in USD, unless `BUDGET_MAX_RECORD_COST` says otherwise. No single LLM
-/// call costs more; a larger figure is a unit mistake (micro-dollars, cents). With it, and sum columns
-/// of 18 integer digits, no number of valid records can overflow a rollup or an account.
+/// call costs more; a larger figure is a unit mistake (micro-dollars, cents). Sums are unconstrained
+/// `NUMERIC` columns and `Decimal`s, so no number of valid records can overflow a rollup or an account.
 pub const MAX_RECORD_COST: i64 = 1_000_000;
-/// The highest `BUDGET_MAX_RECORD_COST` may be set to (10^10 records of it still fit a sum column).
+/// The highest `BUDGET_MAX_RECORD_COST` may be set to (below one amount's bound of 10^10 USD).
 pub const MAX_RECORD_COST_CEILING: i64 = 100_000_000;
 /// How far in the future a client clock may be before a timestamp is refused.
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
@@ -62,7 +62,13 @@ pub struct UsageInput {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_tokens))]
     pub cache_creation_input_tokens: Option<i64>,
-    /// USD, exact decimal (number or string), at most 10 decimal places and at most
+    /// The part of output_tokens the model spent reasoning (OpenAI's
+    /// `completion_tokens_details.reasoning_tokens`), priced at the reasoning rate where the model has
+    /// one: at most `output_tokens`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_tokens))]
+    pub reasoning_tokens: Option<i64>,
+    /// USD, exact decimal (number or string), at most 18 decimal places and at most
     /// `BUDGET_MAX_RECORD_COST` ($1,000,000 by default). Absent: priced from the price book at the
     /// record's time, or kept as unpriced when the model has no price.
     #[serde(default)]
@@ -133,6 +139,7 @@ pub struct RecordUsage {
     pub output_tokens: TokenCount,
     pub cached_input_tokens: i64,
     pub cache_creation_input_tokens: i64,
+    pub reasoning_tokens: i64,
     pub cost: Option<Money>,
     pub occurred_at: DateTime<Utc>,
     pub allocation_id: Option<uuid::Uuid>,
@@ -230,6 +237,16 @@ impl RecordUsage {
                 ),
             });
         }
+        let reasoning = input.reasoning_tokens.unwrap_or(0);
+        if !(0..=input.output_tokens.max(0)).contains(&reasoning) {
+            errors.push(FieldError {
+                field: "reasoning_tokens".into(),
+                message: format!(
+                    "reasoning_tokens is {reasoning}; it is the part of output_tokens spent reasoning, from 0 to {}",
+                    input.output_tokens.max(0)
+                ),
+            });
+        }
         let tier = match &input.tier {
             Some(t) => {
                 t.parse::<Tier>().map_err(|message| errors.push(FieldError { field: "tier".into(), message })).ok()
@@ -271,6 +288,7 @@ impl RecordUsage {
                     output_tokens: o,
                     cached_input_tokens: cached,
                     cache_creation_input_tokens: creation,
+                    reasoning_tokens: reasoning,
                     cost: input.cost,
                     occurred_at,
                     allocation_id: input.allocation_id,

@@ -10,7 +10,8 @@ use crate::Money;
 
 const COLUMNS: &str =
     "version_id, provider, model, input_per_token, output_per_token, cached_input_per_token, per_request,
-    effective_from, effective_to, source, context_window, capabilities, cache_creation_per_token, tiers";
+    effective_from, effective_to, source, context_window, capabilities, cache_creation_per_token, tiers,
+    reasoning_per_token";
 
 fn from_row(r: &Row) -> PriceVersion {
     PriceVersion {
@@ -22,6 +23,7 @@ fn from_row(r: &Row) -> PriceVersion {
             output_per_token: r.get::<_, Decimal>("output_per_token").normalize(),
             cached_input_per_token: r.get::<_, Option<Decimal>>(5).map(|d| d.normalize()),
             cache_creation_per_token: r.get::<_, Option<Decimal>>("cache_creation_per_token").map(|d| d.normalize()),
+            reasoning_per_token: r.get::<_, Option<Decimal>>("reasoning_per_token").map(|d| d.normalize()),
             tiers: serde_json::from_value(r.get("tiers")).expect("tiers are written by us"),
             per_request: r.get::<_, Option<Decimal>>(6).map(|d| Money::new(d).expect("checked by the table")),
             context_window: r.get("context_window"),
@@ -132,7 +134,9 @@ pub async fn insert(tx: &Transaction<'_>, p: &PriceSet) -> Result<(), tokio_post
     )
     .await?;
     tx.execute(
-        &format!("INSERT INTO prices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"),
+        &format!(
+            "INSERT INTO prices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ),
         &[
             &p.version_id,
             provider,
@@ -148,6 +152,7 @@ pub async fn insert(tx: &Transaction<'_>, p: &PriceSet) -> Result<(), tokio_post
             &serde_json::to_value(&p.spec.capabilities).expect("strings serialize"),
             &p.spec.cache_creation_per_token,
             &serde_json::to_value(&p.spec.tiers).expect("tiers serialize"),
+            &p.spec.reasoning_per_token,
         ],
     )
     .await?;
