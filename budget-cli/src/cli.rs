@@ -30,6 +30,17 @@ pub enum Command {
         after_help = "Example:\n  budget start\n  BUDGET_DATABASE_URL=postgres://postgres@127.0.0.1/budget budget start --port 8013"
     )]
     Start(StartArgs),
+    /// Measure this deployment: PostgreSQL's ceilings and the service's figures in one run, each with
+    /// p50/p95/p99 latency and its ratio to a ceiling, then the exactly-once and zero-overspend checks.
+    #[command(after_help = "Examples:
+  budget bench
+  budget bench --quick
+  budget bench --database-url postgres://postgres@127.0.0.1:5432/postgres --json
+
+It creates a fresh database on the server (dropped afterwards unless --keep) and runs the
+service as `budget start` child processes on free ports. The full run takes a few minutes and
+writes about 1.3 million events. Exits 1 if a check fails; a missed target is only reported.")]
+    Bench(BenchArgs),
     /// Show every active policy's window (used, reserved, limit, %, remaining, state, reset), and the
     /// server's health and projection lag.
     #[command(after_help = "Examples:\n  budget status\n  budget status --period daily --provider openai --json")]
@@ -163,6 +174,29 @@ pub enum Command {
         after_help = "Examples:\n  budget get_usage daily --days 7\n  budget get_usage daily --provider openai --component codex\n  budget get_usage weekly --provider openai --json"
     )]
     GetUsage(GetUsageArgs),
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// The PostgreSQL server to measure on (a fresh database is created there) [env:
+    /// BUDGET_DATABASE_URL]. Without it, the private cluster of `budget start`.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// A small run (seconds): every phase and check, figures too small to size anything by.
+    #[arg(long)]
+    pub quick: bool,
+    /// Concurrent clients of the single-record and reservation phases [default: 64].
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Events in the log when `budget status`, the replay and memory are measured [default: 1000000].
+    #[arg(long)]
+    pub log_events: Option<usize>,
+    /// Keep the bench's database afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// The report as JSON (no progress lines).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

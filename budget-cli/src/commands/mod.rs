@@ -4,6 +4,7 @@ mod alerts;
 mod allocate;
 mod assistant;
 mod audit;
+mod bench;
 mod budgets;
 mod export;
 mod get_usage;
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::new(&cli.url, cli.api_key.as_deref());
     match cli.command {
         Command::Start(args) => start::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::Status(args) => status::run(&client, &cli.url, args).await,
         Command::GetUsage(args) => get_usage::run(&client, args).await,
         Command::SetLimit(args) => set_limit::run(&client, args).await,

@@ -1,0 +1,374 @@
+//! `budget bench`: sizes a deployment. In one run, on a fresh database of the given server, it measures
+//! what PostgreSQL does alone (the ceilings) and what the service does over HTTP and WebSocket, with an
+//! in-process load generator, and reports each figure with its latency percentiles and its ratio to a
+//! ceiling of the same run (ratios hold across machines; absolute figures do not). It ends with the
+//! checks that make the figures worth having: every acknowledged record is in the log once and posted
+//! once, and the hard-limited window was never overspent.
+//!
+//! The service runs as `budget start` child processes (`server.rs`), so their memory is measured apart
+//! from the load generator's.
+
+pub mod ceilings;
+pub mod checks;
+pub mod load;
+pub mod server;
+pub mod stats;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use budget_events::db::{self, DbConfig};
+use checks::Check;
+use server::Server;
+use stats::{Figure, Latencies};
+
+/// How big a run is. `quick()` is for tests and a first look; `default()` is the sizing run.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    pub clients: usize,
+    pub ceiling_rows: usize,
+    pub ceiling_clients: usize,
+    pub bulk_rows: i64,
+    pub single_records: usize,
+    pub batch_records: usize,
+    pub batch_size: usize,
+    pub reservations: usize,
+    pub ws_rate: usize,
+    pub ws_seconds: f64,
+    /// Events in the log when `budget status` and the replay are timed.
+    pub log_events: usize,
+}
+
+impl Default for Sizes {
+    fn default() -> Sizes {
+        Sizes {
+            clients: 64,
+            ceiling_rows: 20_000,
+            ceiling_clients: 16,
+            bulk_rows: 200_000,
+            single_records: 20_000,
+            batch_records: 200_000,
+            batch_size: 1000,
+            reservations: 20_000,
+            ws_rate: 2000,
+            ws_seconds: 10.0,
+            log_events: 1_000_000,
+        }
+    }
+}
+
+impl Sizes {
+    pub fn quick() -> Sizes {
+        Sizes {
+            clients: 8,
+            ceiling_rows: 1000,
+            ceiling_clients: 4,
+            bulk_rows: 10_000,
+            single_records: 400,
+            batch_records: 4000,
+            batch_size: 500,
+            reservations: 400,
+            ws_rate: 100,
+            ws_seconds: 2.0,
+            log_events: 10_000,
+        }
+    }
+}
+
+pub struct Options {
+    /// The `budget` executable, run as `budget start` for the service under test.
+    pub exe: PathBuf,
+    /// The server to create the bench's database on.
+    pub server: DbConfig,
+    pub sizes: Sizes,
+    /// Keep the bench database afterwards (it is dropped by default).
+    pub keep: bool,
+    /// Progress lines go here (stderr for people; nothing for `--json`).
+    pub progress: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub date: String,
+    pub machine: String,
+    pub database: String,
+    pub synchronous_commit: String,
+    pub figures: Vec<Figure>,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+}
+
+/// A `host=… port=… user=… dbname=…` string for a config (the child takes it as `--database-url`).
+fn conninfo(c: &DbConfig) -> String {
+    let host = match c.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let mut s = format!("host={host} port={}", c.get_ports().first().copied().unwrap_or(5432));
+    if let Some(user) = c.get_user() {
+        s += &format!(" user={user}");
+    }
+    if let Some(password) = c.get_password() {
+        s += &format!(" password='{}'", String::from_utf8_lossy(password).replace('\'', "\\'"));
+    }
+    s + &format!(" dbname={}", c.get_dbname().unwrap_or("postgres"))
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")).map(|v| v.trim().to_string()))
+        .and_then(|v| v.trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(String::new(), |kb| format!(", {:.0} GiB", kb / 1024.0 / 1024.0));
+    format!("{} cores{memory}, {}", cpus, std::env::consts::ARCH)
+}
+
+/// The admin key of the servers under test and a write key made with it, as clients would hold.
+async fn keys(http: &reqwest::Client, url: &str, admin: &str) -> anyhow::Result<String> {
+    let r = http
+        .post(format!("{url}/api/keys"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "bench", "scope": "write"}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().as_u16() == 201, "creating the bench's key answered {}", r.status());
+    let v: Value = r.json().await?;
+    v["secret"].as_str().map(str::to_string).ok_or_else(|| anyhow::anyhow!("no secret in {v}"))
+}
+
+async fn policy(http: &reqwest::Client, url: &str, key: &str, body: Value) -> anyhow::Result<Uuid> {
+    let r = http.post(format!("{url}/api/policies")).bearer_auth(key).json(&body).send().await?;
+    anyhow::ensure!(r.status().as_u16() == 201, "setting a policy answered {}", r.status());
+    let v: Value = r.json().await?;
+    v["policy"]["policy_id"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| anyhow::anyhow!("no policy_id in {v}"))
+}
+
+/// Runs every phase and the checks on a fresh database; drops it afterwards unless `keep`.
+pub async fn run(options: Options) -> anyhow::Result<Report> {
+    let say = &options.progress;
+    let name = format!("budget_bench_{}", Uuid::now_v7().simple());
+    let config = db::ensure_database(options.server.clone(), &name).await?;
+    let result = measure(&options, &config).await;
+    if !options.keep {
+        let (client, connection) = options.server.connect(NoTls).await?;
+        tokio::spawn(connection);
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+    } else {
+        say(&format!("kept the database {name}"));
+    }
+    result
+}
+
+async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report> {
+    let (say, s) = (&options.progress, &options.sizes);
+    let admin = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    let database = conninfo(config);
+    say("starting the service (budget start)…");
+    let primary = Server::start(&options.exe, &database, &admin).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(s.clients * 2).build()?;
+    let key = keys(&http, &primary.url, &admin).await?;
+    let pool = db::pool(config, s.ceiling_clients + 2);
+    let synchronous_commit: String = pool.get().await?.query_one("SHOW synchronous_commit", &[]).await?.get(0);
+    let mut figures = Vec::new();
+
+    say("PostgreSQL ceilings…");
+    let (rows_per_s, row_latency) = ceilings::one_row_inserts(&pool, s.ceiling_clients, s.ceiling_rows).await?;
+    let one_row = Figure::new(
+        "ceiling_one_row_insert",
+        format!("PostgreSQL: one-row INSERT per transaction, {} clients", s.ceiling_clients),
+        rows_per_s,
+        "rows/s",
+    )
+    .latency(&row_latency);
+    let bulk = Figure::new(
+        "ceiling_insert_select",
+        format!("PostgreSQL: one INSERT … SELECT of {} event rows", s.bulk_rows),
+        ceilings::insert_select(&pool, s.bulk_rows).await?,
+        "rows/s",
+    );
+    ceilings::clean(&pool).await?;
+
+    // Enforcement on: every usage record is priced (no client cost) and posted to a hard-limited
+    // window; the reservations share one hot window with room for half of them.
+    let usage_policy = policy(
+        &http,
+        &primary.url,
+        &admin,
+        json!({"period": "daily", "type": "hard_limit", "cost_limit": "9999999999", "component": "bench"}),
+    )
+    .await?;
+    let tokens_each = 100i64;
+    let token_limit = tokens_each * (s.reservations as i64 / 2);
+    let hot_policy = policy(
+        &http,
+        &primary.url,
+        &admin,
+        json!({"period": "daily", "type": "hard_limit", "token_limit": token_limit, "component": "hot"}),
+    )
+    .await?;
+
+    say(&format!("POST /api/usage, {} records, {} clients…", s.single_records, s.clients));
+    let single = load::usage_single(&http, &primary.url, &key, s.clients, s.single_records).await?;
+    let single_figure = Figure::new(
+        "usage_single",
+        format!("POST /api/usage, 1 record per request, {} clients (keys, priced, enforced)", s.clients),
+        single.per_second,
+        "records/s",
+    )
+    .latency(&single.latencies)
+    .against(&one_row);
+    let met = single_figure.ratio.unwrap_or(0.0) >= 1.0 && single_figure.latency.is_some_and(|l| l.p99_ms <= 20.0);
+    figures.push(single_figure.clone().target("≥ 1.0× the one-row-insert ceiling, p99 ≤ 20 ms", met));
+
+    say(&format!("POST /api/usage/batch, {} records…", s.batch_records));
+    let batch_clients = 4.min(s.clients);
+    let batch = load::usage_batch(&http, &primary.url, &key, batch_clients, s.batch_records, s.batch_size).await?;
+    let batch_figure = Figure::new(
+        "usage_batch",
+        format!("POST /api/usage/batch, {} records per request, {batch_clients} clients", s.batch_size),
+        batch.per_second,
+        "records/s",
+    )
+    .latency(&batch.latencies)
+    .against(&bulk);
+    let met = batch_figure.ratio.unwrap_or(0.0) >= 0.5;
+    figures.push(batch_figure.target("≥ 0.5× the INSERT … SELECT ceiling", met));
+
+    say(&format!("POST /api/allocations, {} requests on one hot window…", s.reservations));
+    let reserved = load::reservations(&http, &primary.url, &key, s.clients, s.reservations, tokens_each, "hot").await?;
+    let reserve_figure = Figure::new(
+        "reservations",
+        format!(
+            "POST /api/allocations on one hard-limited window, {} clients ({} admitted, {} refused)",
+            s.clients, reserved.admitted, reserved.refused
+        ),
+        reserved.per_second,
+        "requests/s",
+    )
+    .latency(&reserved.latencies)
+    .against(&single_figure);
+    let met = reserve_figure.ratio.unwrap_or(0.0) >= 0.8;
+    figures.push(reserve_figure.target("≥ 0.8× the single-record usage rate, zero overspend", met));
+
+    say(&format!("WebSocket delivery at {} records/s, on this server and a second one…", s.ws_rate));
+    let second = Server::start(&options.exe, &database, &admin).await?;
+    let ws = |u: &str| format!("{}/ws/budget/updates?api_key={key}", u.replacen("http", "ws", 1));
+    let (delivered, ws_acknowledged) =
+        load::ws_delivery(&http, &primary.url, &key, &[ws(&primary.url), ws(&second.url)], s.ws_rate, s.ws_seconds)
+            .await?;
+    second.stop().await;
+    for (latencies, (name, label)) in delivered.iter().zip([
+        ("ws_delivery", "commit → WebSocket delivery, same server process"),
+        ("ws_delivery_second_process", "commit → WebSocket delivery, a second server process"),
+    ]) {
+        let p99 = latencies.percentiles().map_or(f64::MAX, |p| p.p99_ms);
+        figures.push(
+            Figure::new(name, format!("{label}, at {}/s", s.ws_rate), p99, "ms p99")
+                .latency(latencies)
+                .target("p99 ≤ 50 ms", p99 <= 50.0),
+        );
+    }
+
+    // Fill the log up to `log_events`, untimed, then time what depends on its size.
+    let logged: i64 = pool.get().await?.query_one("SELECT count(*) FROM events", &[]).await?.get(0);
+    let mut fill = load::Written::default();
+    if (logged as usize) < s.log_events {
+        let missing = s.log_events - logged as usize;
+        say(&format!("filling the log with {missing} more records…"));
+        fill = load::usage_batch(&http, &primary.url, &key, 2, missing, 1000.min(missing)).await?;
+    }
+    let events: i64 = pool.get().await?.query_one("SELECT count(*) FROM events", &[]).await?.get(0);
+    say(&format!("replay and status with {events} events in the log…"));
+    figures.push(replay(&http, &primary.url, &admin).await?);
+    figures.push(status(&options.exe, &primary.url, &admin, events).await?);
+    if let Some(rss) = primary.rss_mb() {
+        figures.push(
+            Figure::new("server_rss", format!("server RSS with {events} events in the log"), rss, "MB")
+                .target("≤ 150 MB", rss <= 150.0),
+        );
+    }
+
+    say("checks…");
+    let client = pool.get().await?;
+    let acknowledged: Vec<Uuid> = [&single.acknowledged, &batch.acknowledged, &ws_acknowledged, &fill.acknowledged]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    let mut found = vec![checks::exactly_once(&**client, &acknowledged, usage_policy).await?];
+    found.push(Check {
+        name: "retries_replayed",
+        passed: single.retries_replayed == single.retries,
+        detail: format!(
+            "{} of {} retried requests got their first answer back",
+            single.retries_replayed, single.retries
+        ),
+    });
+    let admitted_tokens = reserved.admitted as i64 * tokens_each;
+    found.push(checks::zero_overspend(&**client, hot_policy, token_limit, admitted_tokens).await?);
+    primary.stop().await;
+    Ok(Report {
+        date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        machine: machine(),
+        database: db::describe(config),
+        synchronous_commit,
+        figures: [vec![one_row, bulk], figures].concat(),
+        checks: found,
+    })
+}
+
+/// Replays one projection (`usage_rollups`) from the whole log: events per second.
+async fn replay(http: &reqwest::Client, url: &str, admin: &str) -> anyhow::Result<Figure> {
+    let text = http
+        .post(format!("{url}/api/replay"))
+        .bearer_auth(admin)
+        .json(&json!({"projection": "usage_rollups"}))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let report = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["type"] == "projection")
+        .ok_or_else(|| {
+            anyhow::anyhow!("the replay reported no projection: {}", text.chars().take(500).collect::<String>())
+        })?;
+    let (events, seconds) =
+        (report["report"]["events"].as_f64().unwrap_or(0.0), report["report"]["seconds"].as_f64().unwrap_or(0.0));
+    let rate = if seconds > 0.0 { events / seconds } else { 0.0 };
+    Ok(Figure::new("replay", format!("replay of one projection (usage_rollups), {events} events"), rate, "events/s")
+        .target("≥ 150,000 events/s", rate >= 150_000.0))
+}
+
+/// `budget status` run as a command, as an operator would: the median wall time of five.
+async fn status(exe: &std::path::Path, url: &str, key: &str, events: i64) -> anyhow::Result<Figure> {
+    let mut walls = Latencies::default();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let out = tokio::process::Command::new(exe)
+            .args(["status", "--json"])
+            .env("BUDGET_URL", url)
+            .env("BUDGET_API_KEY", key)
+            .output()
+            .await?;
+        anyhow::ensure!(out.status.success(), "budget status failed: {}", String::from_utf8_lossy(&out.stderr));
+        walls.push(t.elapsed());
+    }
+    let p50 = walls.percentiles().map_or(0.0, |p| p.p50_ms);
+    Ok(Figure::new("status_wall", format!("`budget status` wall time, {events} events in the log"), p50, "ms")
+        .latency(&walls)
+        .target("≤ 50 ms", p50 <= 50.0))
+}

@@ -1,0 +1,96 @@
+//! `budget bench`: runs `budget_bench` against a fresh database and prints its report.
+
+use anyhow::Context;
+use budget_api::configuration::DatabaseLocation;
+use budget_bench::{Options, Report, Sizes};
+use budget_events::db;
+use budget_events::db::embedded::{default_data_dir, EmbeddedOptions, EmbeddedPostgres};
+
+use crate::cli::BenchArgs;
+use crate::output::{print_json, right, table};
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let location = match &args.database_url {
+        Some(url) => DatabaseLocation::Url(Box::new(
+            db::parse_config(url).context("--database-url is not a valid PostgreSQL URL")?,
+        )),
+        None => DatabaseLocation::from_env()?,
+    };
+    let (server, embedded) = match location {
+        DatabaseLocation::Url(config) => (*config, None),
+        DatabaseLocation::Private(dir) => {
+            let dir = dir.unwrap_or_else(default_data_dir);
+            let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir, &EmbeddedOptions::default()))
+                .await?
+                .context("cannot start the private PostgreSQL (give --database-url to use another server)")?;
+            (pg.config(), Some(pg))
+        }
+    };
+    let mut sizes = if args.quick { Sizes::quick() } else { Sizes::default() };
+    if let Some(c) = args.clients {
+        anyhow::ensure!((1..=1024).contains(&c), "--clients is {c}; use 1 to 1024");
+        sizes.clients = c;
+    }
+    if let Some(n) = args.log_events {
+        sizes.log_events = n;
+    }
+    let json = args.json;
+    let options = Options {
+        exe: std::env::current_exe().context("cannot find the budget executable to run `budget start`")?,
+        server,
+        sizes,
+        keep: args.keep,
+        progress: Box::new(move |line| {
+            if !json {
+                eprintln!("{line}");
+            }
+        }),
+    };
+    let report = budget_bench::run(options).await;
+    if let Some(pg) = embedded.filter(EmbeddedPostgres::started_here) {
+        let _ = tokio::task::spawn_blocking(move || pg.stop()).await?;
+    }
+    let report = report?;
+    if json {
+        print_json(&serde_json::to_value(&report)?);
+    } else {
+        print_report(&report);
+    }
+    anyhow::ensure!(report.passed(), "a correctness check failed (see above)");
+    Ok(())
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "budget bench, {} on {} (PostgreSQL {}, synchronous_commit={})",
+        r.date, r.machine, r.database, r.synchronous_commit
+    );
+    let mut t = table(&["Figure", "Value", "p50 ms", "p95 ms", "p99 ms", "Ratio", "Target"]);
+    let ms = |v: f64| format!("{v:.1}");
+    for f in &r.figures {
+        let (p50, p95, p99) = f
+            .latency
+            .map_or((String::new(), String::new(), String::new()), |l| (ms(l.p50_ms), ms(l.p95_ms), ms(l.p99_ms)));
+        let ratio = f.ratio.map_or(String::new(), |x| format!("{x:.2}× {}", f.baseline.unwrap_or_default()));
+        let target = match (f.target, f.met) {
+            (Some(t), Some(true)) => format!("met: {t}"),
+            (Some(t), _) => format!("MISSED: {t}"),
+            _ => String::new(),
+        };
+        let value =
+            if f.value >= 100.0 { format!("{:.0} {}", f.value, f.unit) } else { format!("{:.1} {}", f.value, f.unit) };
+        t.add_row(vec![
+            comfy_table::Cell::new(&f.label),
+            right(value),
+            right(p50),
+            right(p95),
+            right(p99),
+            comfy_table::Cell::new(ratio),
+            comfy_table::Cell::new(target),
+        ]);
+    }
+    println!("{t}");
+    for c in &r.checks {
+        println!("{} {}: {}", if c.passed { "ok" } else { "FAILED" }, c.name, c.detail);
+    }
+}
