@@ -97,6 +97,8 @@ pub struct Report {
     pub date: String,
     pub machine: String,
     pub database: String,
+    /// The bench's own database (dropped after the run unless kept).
+    pub database_name: String,
     pub synchronous_commit: String,
     pub figures: Vec<Figure>,
     pub checks: Vec<Check>,
@@ -323,6 +325,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
         date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         machine: machine(),
         database: db::describe(config),
+        database_name: config.get_dbname().unwrap_or_default().to_string(),
         synchronous_commit,
         figures: [vec![one_row, bulk], figures].concat(),
         checks: found,

@@ -1,0 +1,114 @@
+//! `budget bench`: a quick run reports every figure and passes its checks, and the checks catch what
+//! they exist for (a record logged twice or missing, a window holding more than its limit).
+
+use std::process::Command;
+
+use budget_bench::checks;
+use budget_events::db::testing::TestDb;
+use serde_json::Value;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn a_quick_bench_reports_every_figure_and_its_checks_catch_loss_duplicates_and_overspend() {
+    let db = TestDb::new().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_budget"))
+        .args(["bench", "--quick", "--json", "--keep", "--database-url", &db.connection_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let names: Vec<&str> = report["figures"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "ceiling_one_row_insert",
+            "ceiling_insert_select",
+            "usage_single",
+            "usage_batch",
+            "reservations",
+            "ws_delivery",
+            "ws_delivery_second_process",
+            "replay",
+            "status_wall",
+            "server_rss"
+        ]
+    );
+    for f in report["figures"].as_array().unwrap() {
+        assert!(f["value"].as_f64().unwrap() > 0.0, "{f}");
+    }
+    let usage = &report["figures"][2];
+    assert_eq!(usage["baseline"], "ceiling_one_row_insert");
+    assert!(usage["ratio"].as_f64().is_some() && usage["latency"]["p99_ms"].as_f64().is_some(), "{usage}");
+    for c in report["checks"].as_array().unwrap() {
+        assert_eq!(c["passed"], true, "{c}");
+    }
+
+    // The checks against the kept database: as it is they pass; tampered with, they fail.
+    let mut config = db.config.clone();
+    config.dbname(report["database_name"].as_str().unwrap());
+    let pool = budget_events::db::pool(&config, 2);
+    let client = pool.get().await.unwrap();
+    let policy = |component: &str| {
+        let client = &client;
+        let component = component.to_string();
+        async move {
+            let row = client
+                .query_one("SELECT policy_id FROM policies WHERE scope->>'component' = $1", &[&component])
+                .await
+                .unwrap();
+            row.get::<_, Uuid>(0)
+        }
+    };
+    let (usage_policy, hot_policy) = (policy("bench").await, policy("hot").await);
+    let ids: Vec<Uuid> = client
+        .query("SELECT (payload->>'record_id')::uuid FROM events WHERE event_type = 'UsageRecorded'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(checks::exactly_once(&**client, &ids, usage_policy).await.unwrap().passed);
+    let missing = checks::exactly_once(&**client, &ids[1..], usage_policy).await.unwrap();
+    assert!(!missing.passed, "an acknowledged record the check was not told of: {missing:?}");
+    let unknown = [ids.clone(), vec![Uuid::now_v7()]].concat();
+    assert!(!checks::exactly_once(&**client, &unknown, usage_policy).await.unwrap().passed, "a lost record");
+    // A second event for a record already logged: counted twice.
+    client
+        .execute(
+            "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload)
+             SELECT stream_id || '-again', 1, gen_random_uuid(), event_type, schema_version, payload
+             FROM events WHERE event_type = 'UsageRecorded' LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let twice = checks::exactly_once(&**client, &ids, usage_policy).await.unwrap();
+    assert!(!twice.passed, "{twice:?}");
+
+    let (limit, admitted): (i64, i64) = {
+        let r = client
+            .query_one(
+                "SELECT token_limit, (SELECT sum(pending_tokens)::bigint FROM policy_accounts WHERE policy_id = $1)
+                 FROM policies WHERE policy_id = $1",
+                &[&hot_policy],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(checks::zero_overspend(&**client, hot_policy, limit, admitted).await.unwrap().passed);
+    let over = checks::zero_overspend(&**client, hot_policy, admitted - 1, admitted).await.unwrap();
+    assert!(!over.passed, "held more than the limit: {over:?}");
+    let told = checks::zero_overspend(&**client, hot_policy, limit, admitted + 100).await.unwrap();
+    assert!(!told.passed, "clients told of more than the log holds: {told:?}");
+    drop(client);
+    drop(pool);
+    let mut admin = db.config.clone();
+    admin.dbname("postgres");
+    let (c, connection) = admin.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    c.batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", report["database_name"].as_str().unwrap()))
+        .await
+        .unwrap();
+}
