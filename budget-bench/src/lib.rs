@@ -11,6 +11,7 @@
 pub mod ceilings;
 pub mod checks;
 pub mod load;
+pub mod scrape;
 pub mod server;
 pub mod stats;
 
@@ -101,6 +102,8 @@ pub struct Report {
     pub database_name: String,
     pub synchronous_commit: String,
     pub figures: Vec<Figure>,
+    /// Where each write phase's time went (the service's `/metrics`).
+    pub breakdown: Vec<String>,
     pub checks: Vec<Check>,
 }
 
@@ -221,8 +224,12 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     )
     .await?;
 
+    let mut breakdown = Vec::new();
+    let scrape = || scrape::Scrape::take(&http, &primary.url, &admin);
     say(&format!("POST /api/usage, {} records, {} clients…", s.single_records, s.clients));
+    let before = scrape().await?;
     let single = load::usage_single(&http, &primary.url, &key, s.clients, s.single_records).await?;
+    breakdown.push(scrape().await?.since(&before, "POST /api/usage"));
     let single_figure = Figure::new(
         "usage_single",
         format!("POST /api/usage, 1 record per request, {} clients (keys, priced, enforced)", s.clients),
@@ -236,7 +243,9 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
 
     say(&format!("POST /api/usage/batch, {} records…", s.batch_records));
     let batch_clients = 4.min(s.clients);
+    let before = scrape().await?;
     let batch = load::usage_batch(&http, &primary.url, &key, batch_clients, s.batch_records, s.batch_size).await?;
+    breakdown.push(scrape().await?.since(&before, "POST /api/usage/batch"));
     let batch_figure = Figure::new(
         "usage_batch",
         format!("POST /api/usage/batch, {} records per request, {batch_clients} clients", s.batch_size),
@@ -328,6 +337,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
         database_name: config.get_dbname().unwrap_or_default().to_string(),
         synchronous_commit,
         figures: [vec![one_row, bulk], figures].concat(),
+        breakdown,
         checks: found,
     })
 }

@@ -87,7 +87,7 @@ impl Gate {
         }
         let client = pool.get().await?;
         let now = Utc::now();
-        match keys::by_hash(&**client, &secret_hash(secret)).await.map_err(unavailable)? {
+        match keys::by_hash(&client, &secret_hash(secret)).await.map_err(unavailable)? {
             Some(key) if key.is_active(now) => {
                 if self.should_touch(key.key_id) {
                     // Bookkeeping only: a failure here must not refuse a valid key.

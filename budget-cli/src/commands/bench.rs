@@ -90,6 +90,9 @@ fn print_report(r: &Report) {
         ]);
     }
     println!("{t}");
+    for line in &r.breakdown {
+        println!("{line}");
+    }
     for c in &r.checks {
         println!("{} {}: {}", if c.passed { "ok" } else { "FAILED" }, c.name, c.detail);
     }
