@@ -422,6 +422,25 @@ impl Event {
         schema_version: i32,
         payload: serde_json::Value,
     ) -> Result<Event, DecodeError> {
+        Self::decode_from(position, event_type, schema_version, Payload::Value(payload))
+    }
+
+    /// [`Event::decode`] from the payload's JSON text, without building a `serde_json::Value` first.
+    pub fn decode_text(
+        position: i64,
+        event_type: &str,
+        schema_version: i32,
+        payload: &str,
+    ) -> Result<Event, DecodeError> {
+        Self::decode_from(position, event_type, schema_version, Payload::Text(payload))
+    }
+
+    fn decode_from(
+        position: i64,
+        event_type: &str,
+        schema_version: i32,
+        payload: Payload<'_>,
+    ) -> Result<Event, DecodeError> {
         let bad = |source| DecodeError::BadPayload { position, event_type: event_type.to_string(), source };
 
         if !EVENT_TYPES.contains(&event_type) {
@@ -435,22 +454,37 @@ impl Event {
             });
         }
         match event_type {
-            "UsageRecorded" => serde_json::from_value(payload).map(Event::UsageRecorded),
-            "BudgetCreated" => serde_json::from_value(payload).map(Event::BudgetCreated),
-            "BudgetUpdated" => serde_json::from_value(payload).map(Event::BudgetUpdated),
-            "BudgetArchived" => serde_json::from_value(payload).map(Event::BudgetArchived),
-            "AllocationCreated" => serde_json::from_value(payload).map(Event::AllocationCreated),
-            "AllocationReleased" => serde_json::from_value(payload).map(Event::AllocationReleased),
-            "AllocationExpired" => serde_json::from_value(payload).map(Event::AllocationExpired),
-            "PriceSet" => serde_json::from_value(payload).map(Event::PriceSet),
-            "UsageRepriced" => serde_json::from_value(payload).map(Event::UsageRepriced),
-            "BudgetRefused" => serde_json::from_value(payload).map(Event::BudgetRefused),
-            "AlertAcknowledged" => serde_json::from_value(payload).map(Event::AlertAcknowledged),
-            "ApiKeyCreated" => serde_json::from_value(payload).map(Event::ApiKeyCreated),
-            "ApiKeyRevoked" => serde_json::from_value(payload).map(Event::ApiKeyRevoked),
-            _ => serde_json::from_value(payload).map(Event::PolicySet),
+            "UsageRecorded" => payload.parse().map(Event::UsageRecorded),
+            "BudgetCreated" => payload.parse().map(Event::BudgetCreated),
+            "BudgetUpdated" => payload.parse().map(Event::BudgetUpdated),
+            "BudgetArchived" => payload.parse().map(Event::BudgetArchived),
+            "AllocationCreated" => payload.parse().map(Event::AllocationCreated),
+            "AllocationReleased" => payload.parse().map(Event::AllocationReleased),
+            "AllocationExpired" => payload.parse().map(Event::AllocationExpired),
+            "PriceSet" => payload.parse().map(Event::PriceSet),
+            "UsageRepriced" => payload.parse().map(Event::UsageRepriced),
+            "BudgetRefused" => payload.parse().map(Event::BudgetRefused),
+            "AlertAcknowledged" => payload.parse().map(Event::AlertAcknowledged),
+            "ApiKeyCreated" => payload.parse().map(Event::ApiKeyCreated),
+            "ApiKeyRevoked" => payload.parse().map(Event::ApiKeyRevoked),
+            _ => payload.parse().map(Event::PolicySet),
         }
         .map_err(bad)
+    }
+}
+
+/// A stored payload, as a JSON tree or as its text.
+enum Payload<'a> {
+    Value(serde_json::Value),
+    Text(&'a str),
+}
+
+impl Payload<'_> {
+    fn parse<T: serde::de::DeserializeOwned>(self) -> serde_json::Result<T> {
+        match self {
+            Payload::Value(v) => serde_json::from_value(v),
+            Payload::Text(t) => serde_json::from_str(t),
+        }
     }
 }
 
