@@ -258,7 +258,9 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     figures.push(batch_figure.target("≥ 0.5× the INSERT … SELECT ceiling", met));
 
     say(&format!("POST /api/allocations, {} requests on one hot window…", s.reservations));
+    let before = scrape().await?;
     let reserved = load::reservations(&http, &primary.url, &key, s.clients, s.reservations, tokens_each, "hot").await?;
+    breakdown.push(scrape().await?.since(&before, "POST /api/allocations"));
     let reserve_figure = Figure::new(
         "reservations",
         format!(
