@@ -33,6 +33,66 @@ fn record_id(v: &Value) -> anyhow::Result<Uuid> {
     v["record_id"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| anyhow::anyhow!("no record_id in {v}"))
 }
 
+/// Closed-loop load: `clients` tasks take the next of `n` request numbers until none is left and run
+/// `work` on it; returns every result and the seconds it all took.
+async fn fan_out<T, F, Fut>(clients: usize, n: usize, work: F) -> anyhow::Result<(Vec<T>, f64)>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+{
+    let (next, work) = (Arc::new(AtomicUsize::new(0)), Arc::new(work));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (next, work) = (next.clone(), work.clone());
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return anyhow::Ok(done);
+                    }
+                    done.push(work(i).await?);
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((all, start.elapsed().as_secs_f64()))
+}
+
+/// A client of the service: its address and key, and this run's prefix for idempotency keys.
+#[derive(Clone)]
+struct Caller {
+    http: reqwest::Client,
+    url: String,
+    key: String,
+    run: String,
+}
+
+impl Caller {
+    fn new(http: &reqwest::Client, url: &str, key: &str) -> Caller {
+        Caller {
+            http: http.clone(),
+            url: url.to_string(),
+            key: key.to_string(),
+            run: Uuid::now_v7().simple().to_string(),
+        }
+    }
+
+    fn post(&self, path: &str, idempotency: String, body: &Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.key)
+            .header("Idempotency-Key", format!("bench-{}-{idempotency}", self.run))
+            .json(body)
+    }
+}
+
 /// `clients` clients send `records` single-record `POST /api/usage`s between them; every 100th is
 /// sent again with its key (a client retrying after a lost answer), untimed.
 pub async fn usage_single(
@@ -42,55 +102,35 @@ pub async fn usage_single(
     clients: usize,
     records: usize,
 ) -> anyhow::Result<Written> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let run = Uuid::now_v7().simple().to_string();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (http, url, key, next, run) = (http.clone(), url.to_string(), key.to_string(), next.clone(), run.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut w = Written::default();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= records {
-                    break;
-                }
-                let idempotency = format!("bench-{run}-{i}");
-                let send = || {
-                    http.post(format!("{url}/api/usage"))
-                        .bearer_auth(&key)
-                        .header("Idempotency-Key", &idempotency)
-                        .json(&call("bench"))
-                        .send()
-                };
-                let t = Instant::now();
-                let r = send().await?;
-                anyhow::ensure!(r.status().as_u16() == 201, "POST /api/usage answered {}", r.status());
-                let body: Value = r.json().await?;
-                w.latencies.push(t.elapsed());
-                let id = record_id(&body)?;
-                w.acknowledged.push(id);
-                if i % 100 == 0 {
-                    let again = send().await?;
-                    let replayed = again.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
-                    let same = record_id(&again.json::<Value>().await?)? == id;
-                    w.retries += 1;
-                    w.retries_replayed += usize::from(replayed && same);
-                }
+    let caller = Caller::new(http, url, key);
+    let (results, seconds) = fan_out(clients, records, move |i| {
+        let caller = caller.clone();
+        async move {
+            let t = Instant::now();
+            let r = caller.post("/api/usage", format!("single-{i}"), &call("bench")).send().await?;
+            anyhow::ensure!(r.status().as_u16() == 201, "POST /api/usage answered {}", r.status());
+            let id = record_id(&r.json::<Value>().await?)?;
+            let took = t.elapsed();
+            let mut replayed = None;
+            if i % 100 == 0 {
+                let again = caller.post("/api/usage", format!("single-{i}"), &call("bench")).send().await?;
+                let header = again.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+                replayed = Some(header && record_id(&again.json::<Value>().await?)? == id);
             }
-            anyhow::Ok(w)
-        }));
+            anyhow::Ok((took, id, replayed))
+        }
+    })
+    .await?;
+    let mut w = Written { per_second: records as f64 / seconds, ..Written::default() };
+    for (took, id, replayed) in results {
+        w.latencies.push(took);
+        w.acknowledged.push(id);
+        if let Some(same) = replayed {
+            w.retries += 1;
+            w.retries_replayed += usize::from(same);
+        }
     }
-    let mut all = Written::default();
-    for t in tasks {
-        let w = t.await??;
-        all.latencies.extend(w.latencies);
-        all.acknowledged.extend(w.acknowledged);
-        all.retries += w.retries;
-        all.retries_replayed += w.retries_replayed;
-    }
-    all.per_second = records as f64 / start.elapsed().as_secs_f64();
-    Ok(all)
+    Ok(w)
 }
 
 /// `clients` clients send `records` records in `POST /api/usage/batch`es of `per_request`, each with
@@ -103,47 +143,28 @@ pub async fn usage_batch(
     records: usize,
     per_request: usize,
 ) -> anyhow::Result<Written> {
-    let requests = records.div_ceil(per_request);
-    let next = Arc::new(AtomicUsize::new(0));
-    let run = Uuid::now_v7().simple().to_string();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (http, url, key, next, run) = (http.clone(), url.to_string(), key.to_string(), next.clone(), run.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut w = Written::default();
-            let body = json!({"records": vec![call("bench"); per_request]});
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= requests {
-                    break;
-                }
-                let t = Instant::now();
-                let r = http
-                    .post(format!("{url}/api/usage/batch"))
-                    .bearer_auth(&key)
-                    .header("Idempotency-Key", format!("bench-batch-{run}-{i}"))
-                    .json(&body)
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status().is_success(), "POST /api/usage/batch answered {}", r.status());
-                let body: Value = r.json().await?;
-                w.latencies.push(t.elapsed());
-                for result in body["results"].as_array().into_iter().flatten() {
-                    w.acknowledged.push(record_id(result)?);
-                }
-            }
-            anyhow::Ok(w)
-        }));
+    let caller = Caller::new(http, url, key);
+    let body = Arc::new(json!({"records": vec![call("bench"); per_request]}));
+    let (results, seconds) = fan_out(clients, records.div_ceil(per_request), move |i| {
+        let (caller, body) = (caller.clone(), body.clone());
+        async move {
+            let t = Instant::now();
+            let r = caller.post("/api/usage/batch", format!("batch-{i}"), &body).send().await?;
+            anyhow::ensure!(r.status().is_success(), "POST /api/usage/batch answered {}", r.status());
+            let answer: Value = r.json().await?;
+            let ids: Vec<Uuid> =
+                answer["results"].as_array().into_iter().flatten().map(record_id).collect::<anyhow::Result<_>>()?;
+            anyhow::Ok((t.elapsed(), ids))
+        }
+    })
+    .await?;
+    let mut w = Written::default();
+    for (took, ids) in results {
+        w.latencies.push(took);
+        w.acknowledged.extend(ids);
     }
-    let mut all = Written::default();
-    for t in tasks {
-        let w = t.await??;
-        all.latencies.extend(w.latencies);
-        all.acknowledged.extend(w.acknowledged);
-    }
-    all.per_second = all.acknowledged.len() as f64 / start.elapsed().as_secs_f64();
-    Ok(all)
+    w.per_second = w.acknowledged.len() as f64 / seconds;
+    Ok(w)
 }
 
 /// What the reservation phase saw.
@@ -166,47 +187,33 @@ pub async fn reservations(
     tokens: i64,
     component: &str,
 ) -> anyhow::Result<Reserved> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let run = Uuid::now_v7().simple().to_string();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (http, url, key, next, run) = (http.clone(), url.to_string(), key.to_string(), next.clone(), run.clone());
-        let component = component.to_string();
-        tasks.push(tokio::spawn(async move {
-            let mut r = Reserved::default();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= requests {
-                    break;
-                }
-                let t = Instant::now();
-                let answer = http
-                    .post(format!("{url}/api/allocations"))
-                    .bearer_auth(&key)
-                    .header("Idempotency-Key", format!("bench-reserve-{run}-{i}"))
-                    .json(&json!({"context_id": format!("task-{i}"), "component": component, "tokens": tokens}))
-                    .send()
-                    .await?;
-                match answer.status().as_u16() {
-                    201 => r.admitted += 1,
-                    402 => r.refused += 1,
-                    other => anyhow::bail!("POST /api/allocations answered {other}: {}", answer.text().await?),
-                }
-                r.latencies.push(t.elapsed());
-            }
-            anyhow::Ok(r)
-        }));
+    let caller = Caller::new(http, url, key);
+    let component = component.to_string();
+    let (results, seconds) = fan_out(clients, requests, move |i| {
+        let caller = caller.clone();
+        let body = json!({"context_id": format!("task-{i}"), "component": component, "tokens": tokens});
+        async move {
+            let t = Instant::now();
+            let answer = caller.post("/api/allocations", format!("reserve-{i}"), &body).send().await?;
+            let admitted = match answer.status().as_u16() {
+                201 => true,
+                402 => false,
+                other => anyhow::bail!("POST /api/allocations answered {other}: {}", answer.text().await?),
+            };
+            anyhow::Ok((t.elapsed(), admitted))
+        }
+    })
+    .await?;
+    let mut r = Reserved { per_second: requests as f64 / seconds, ..Reserved::default() };
+    for (took, admitted) in results {
+        r.latencies.push(took);
+        if admitted {
+            r.admitted += 1;
+        } else {
+            r.refused += 1;
+        }
     }
-    let mut all = Reserved::default();
-    for t in tasks {
-        let r = t.await??;
-        all.latencies.extend(r.latencies);
-        all.admitted += r.admitted;
-        all.refused += r.refused;
-    }
-    all.per_second = requests as f64 / start.elapsed().as_secs_f64();
-    Ok(all)
+    Ok(r)
 }
 
 /// A WebSocket client subscribed to `usage_updates`: when each message (by log position) arrived.
@@ -264,23 +271,17 @@ pub async fn ws_delivery(
     let senders = 16.min(rate.max(1));
     let total = (rate as f64 * seconds) as usize;
     let every = Duration::from_secs_f64(senders as f64 / rate as f64);
-    let run = Uuid::now_v7().simple().to_string();
+    let caller = Caller::new(http, url, key);
     let mut tasks = Vec::new();
     for s in 0..senders {
-        let (http, url, key, run) = (http.clone(), url.to_string(), key.to_string(), run.clone());
+        let caller = caller.clone();
         tasks.push(tokio::spawn(async move {
             let mut acks = Vec::new();
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             for i in (s..total).step_by(senders) {
                 tick.tick().await;
-                let r = http
-                    .post(format!("{url}/api/usage"))
-                    .bearer_auth(&key)
-                    .header("Idempotency-Key", format!("bench-ws-{run}-{i}"))
-                    .json(&call("bench"))
-                    .send()
-                    .await?;
+                let r = caller.post("/api/usage", format!("ws-{i}"), &call("bench")).send().await?;
                 anyhow::ensure!(r.status().as_u16() == 201, "POST /api/usage answered {}", r.status());
                 let body: Value = r.json().await?;
                 let at = Instant::now();

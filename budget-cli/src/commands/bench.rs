@@ -4,7 +4,7 @@ use anyhow::Context;
 use budget_api::configuration::DatabaseLocation;
 use budget_bench::{Options, Report, Sizes};
 use budget_events::db;
-use budget_events::db::embedded::{default_data_dir, EmbeddedOptions, EmbeddedPostgres};
+use budget_events::db::embedded::EmbeddedPostgres;
 
 use crate::cli::BenchArgs;
 use crate::output::{print_json, right, table};
@@ -19,9 +19,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (server, embedded) = match location {
         DatabaseLocation::Url(config) => (*config, None),
         DatabaseLocation::Private(dir) => {
-            let dir = dir.unwrap_or_else(default_data_dir);
-            let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir, &EmbeddedOptions::default()))
-                .await?
+            let pg = super::start::private_cluster(dir)
+                .await
                 .context("cannot start the private PostgreSQL (give --database-url to use another server)")?;
             (pg.config(), Some(pg))
         }

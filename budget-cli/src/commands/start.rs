@@ -50,9 +50,8 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let (database, embedded) = match location {
         DatabaseLocation::Url(config) => (*config, None),
         DatabaseLocation::Private(dir) => {
-            let dir = dir.unwrap_or_else(default_data_dir);
-            let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir, &EmbeddedOptions::default()))
-                .await?
+            let pg = private_cluster(dir)
+                .await
                 .context("cannot start the private PostgreSQL (set BUDGET_DATABASE_URL to use an existing one)")?;
             let config = db::ensure_database(pg.config(), EMBEDDED_DATABASE)
                 .await
@@ -70,6 +69,12 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         }
     }
     result
+}
+
+/// Starts (or joins) the private cluster in `dir` (default: the data directory of `budget start`).
+pub(crate) async fn private_cluster(dir: Option<std::path::PathBuf>) -> anyhow::Result<EmbeddedPostgres> {
+    let dir = dir.unwrap_or_else(default_data_dir);
+    Ok(tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir, &EmbeddedOptions::default())).await??)
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
