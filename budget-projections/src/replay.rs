@@ -85,17 +85,13 @@ pub async fn replay<P: Projection>(
         tx.batch_execute(&format!("CREATE TEMPORARY TABLE {table} (LIKE public.{table} INCLUDING ALL) ON COMMIT DROP"))
             .await?;
     }
-    let mut cursor = Cursor::START;
+    // The log up to `live` is read on a second connection while this one applies: the events there
+    // are settled (the live projection has applied them), so any connection reads the same ones, and
+    // reading and decoding the next page no longer waits for the last one's apply.
+    let mut pages = read_ahead(pool.clone(), live);
     let mut events = 0usize;
-    'fold: loop {
-        let page = read_after(&*tx, cursor, 2000).await?;
-        if page.is_empty() {
-            break;
-        }
-        // Exactly up to the live checkpoint.
-        let upto: Vec<_> = page.into_iter().take_while(|e| Cursor::after(e) <= live).collect();
-        let Some(last) = upto.last() else { break };
-        cursor = Cursor::after(last);
+    while let Some(page) = pages.recv().await {
+        let upto = page?;
         projection.apply(&tx, &upto).await?;
         events += upto.len();
         let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-6);
@@ -106,9 +102,6 @@ pub async fn replay<P: Projection>(
             events_per_second: rate,
             eta_seconds: ((total - events as i64).max(0) as f64) / rate,
         });
-        if cursor == live || upto.len() < 2000 {
-            break 'fold;
-        }
     }
     let mut differences = Vec::new();
     for table in P::TABLES {
@@ -132,6 +125,40 @@ pub async fn replay<P: Projection>(
         swapped: swap,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Events per page of the replay's reader.
+const PAGE: i64 = 2000;
+
+/// Pages of the log from the start up to `live` (inclusive), read on a connection of their own, at most
+/// two pages ahead of the consumer. An error ends the pages after being sent.
+fn read_ahead(
+    pool: Pool,
+    live: Cursor,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<budget_events::RecordedEvent>, ProjectionError>> {
+    let (pages, received) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let client = match pool.get().await {
+            Ok(c) => c,
+            Err(e) => return drop(pages.send(Err(pool_error(e))).await),
+        };
+        let mut cursor = Cursor::START;
+        while cursor < live {
+            let page = match read_after(&**client, cursor, PAGE).await {
+                Ok(page) => page,
+                Err(e) => return drop(pages.send(Err(e.into())).await),
+            };
+            let full = page.len() as i64 == PAGE;
+            // Exactly up to the live checkpoint.
+            let upto: Vec<_> = page.into_iter().take_while(|e| Cursor::after(e) <= live).collect();
+            let Some(last) = upto.last() else { return };
+            cursor = Cursor::after(last);
+            if pages.send(Ok(upto)).await.is_err() || !full {
+                return;
+            }
+        }
+    });
+    received
 }
 
 /// The rows on one side only (as multisets), over every column but the uncompared ones.
