@@ -113,23 +113,6 @@ impl Report {
     }
 }
 
-/// A `host=… port=… user=… dbname=…` string for a config (the child takes it as `--database-url`).
-fn conninfo(c: &DbConfig) -> String {
-    let host = match c.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let mut s = format!("host={host} port={}", c.get_ports().first().copied().unwrap_or(5432));
-    if let Some(user) = c.get_user() {
-        s += &format!(" user={user}");
-    }
-    if let Some(password) = c.get_password() {
-        s += &format!(" password='{}'", String::from_utf8_lossy(password).replace('\'', "\\'"));
-    }
-    s + &format!(" dbname={}", c.get_dbname().unwrap_or("postgres"))
-}
-
 fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let memory = std::fs::read_to_string("/proc/meminfo")
@@ -179,7 +162,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
 async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report> {
     let (say, s) = (&options.progress, &options.sizes);
     let admin = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
-    let database = conninfo(config);
+    let database = db::conninfo(config);
     say("starting the service (budget start)…");
     let primary = Server::start(&options.exe, &database, &admin).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(s.clients * 2).build()?;

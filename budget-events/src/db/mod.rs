@@ -43,6 +43,27 @@ pub fn describe(config: &DbConfig) -> String {
     format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
 }
 
+/// A config as a `host=… port=… user=… dbname=…` string, which `budget start --database-url` accepts
+/// (the key=value form, so a Unix socket directory needs no escaping; the user is `postgres` if unset,
+/// as for the private cluster).
+pub fn conninfo(config: &DbConfig) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let mut s = format!(
+        "host={host} port={} user={}",
+        config.get_ports().first().copied().unwrap_or(5432),
+        config.get_user().unwrap_or("postgres")
+    );
+    if let Some(password) = config.get_password() {
+        let password = String::from_utf8_lossy(password).replace('\\', "\\\\").replace('\'', "\\'");
+        s += &format!(" password='{password}'");
+    }
+    s + &format!(" dbname={}", config.get_dbname().unwrap_or("postgres"))
+}
+
 /// A database error with the server's own message (`tokio_postgres::Error` displays only "db error").
 pub fn error_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {

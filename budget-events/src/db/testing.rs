@@ -55,20 +55,9 @@ impl TestDb {
         &self.name
     }
 
-    /// The database as a connection string `budget start` accepts (key=value form, so a Unix socket
-    /// directory needs no escaping).
+    /// The database as a connection string `budget start` accepts.
     pub fn connection_string(&self) -> String {
-        let c = &self.config;
-        let host = match &c.get_hosts()[0] {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        };
-        format!(
-            "host={host} port={} user={} dbname={}",
-            c.get_ports().first().copied().unwrap_or(5432),
-            c.get_user().unwrap_or("postgres"),
-            self.name
-        )
+        super::conninfo(&self.config)
     }
 }
 
