@@ -147,7 +147,12 @@ async fn policy(http: &reqwest::Client, url: &str, key: &str, body: Value) -> an
 pub async fn run(options: Options) -> anyhow::Result<Report> {
     let say = &options.progress;
     let name = format!("budget_bench_{}", Uuid::now_v7().simple());
-    let config = db::ensure_database(options.server.clone(), &name).await?;
+    let config = db::ensure_database(options.server.clone(), &name).await.map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "cannot create the bench's database on {} (check --database-url or BUDGET_DATABASE_URL, and that the server runs)",
+            db::describe(&options.server)
+        ))
+    })?;
     let result = measure(&options, &config).await;
     if !options.keep {
         let (client, connection) = options.server.connect(NoTls).await?;
