@@ -52,6 +52,8 @@ pub struct Settings {
     /// Who may call the API, and from where (`BUDGET_ADMIN_KEY`, `BUDGET_ALLOW_UNAUTHENTICATED`,
     /// `BUDGET_ALLOWED_HOSTS`, `BUDGET_CORS_ORIGINS`, `BUDGET_RATE_LIMIT`).
     pub security: crate::auth::SecuritySettings,
+    /// Gateway mode (`BUDGET_UPSTREAMS`, `BUDGET_GATEWAY_MAX_TOKENS`).
+    pub gateway: crate::gateway::GatewaySettings,
     /// Tests only (`BUDGET_FAULT`): the background task that panics right after start, to prove that a
     /// dead task stops the process.
     pub fault: Option<String>,
@@ -84,6 +86,8 @@ pub const VARIABLES: &[&str] = &[
     "BUDGET_ALLOWED_HOSTS",
     "BUDGET_CORS_ORIGINS",
     "BUDGET_RATE_LIMIT",
+    "BUDGET_UPSTREAMS",
+    "BUDGET_GATEWAY_MAX_TOKENS",
     "BUDGET_FAULT",
     "BUDGET_TEST_DATABASE_URL",
 ];
@@ -185,6 +189,7 @@ impl Settings {
             assistant_llm: None,
             max_record_cost: rust_decimal::Decimal::from(budget_events::domain::usage::MAX_RECORD_COST),
             security: Default::default(),
+            gateway: Default::default(),
             fault: None,
         }
     }
@@ -318,6 +323,21 @@ impl Settings {
             s.security.rate_limit =
                 crate::auth::RateLimit::parse(&rate).map_err(|e| ConfigError::new("BUDGET_RATE_LIMIT", &rate, e))?;
         }
+        if let Some(upstreams) = var("BUDGET_UPSTREAMS") {
+            // Secrets are read from the variables it names, through the same lookup.
+            s.gateway.upstreams = crate::gateway::upstreams::Upstreams::parse(&upstreams, &var)
+                .map_err(|e| ConfigError::new("BUDGET_UPSTREAMS", "(hidden)", e))?;
+        }
+        if let Some(cap) = var("BUDGET_GATEWAY_MAX_TOKENS") {
+            s.gateway.default_max_tokens =
+                cap.trim().parse::<i64>().ok().filter(|c| (1..=1_000_000).contains(c)).ok_or_else(|| {
+                    ConfigError::new(
+                        "BUDGET_GATEWAY_MAX_TOKENS",
+                        &cap,
+                        "use a number of tokens from 1 to 1,000,000, e.g. 4096",
+                    )
+                })?;
+        }
         if let Some(task) = var("BUDGET_FAULT") {
             if !TASKS.contains(&task.trim()) {
                 return Err(ConfigError::new(
@@ -362,6 +382,7 @@ mod tests {
             ("BUDGET_FAULT", "nothing"),
             ("BUDGET_MAX_RECORD_COST", "0"),
             ("BUDGET_MAX_RECORD_COST", "1000000000"),
+            ("BUDGET_GATEWAY_MAX_TOKENS", "0"),
         ] {
             let e = settings(&[(name, value)]).expect_err(name);
             assert_eq!(e.variable, name);
@@ -369,6 +390,12 @@ mod tests {
         }
         let e = settings(&[("BUDGET_ASSISTANT_LLM_URL", "http://127.0.0.1:11434/v1")]).unwrap_err();
         assert_eq!(e.variable, "BUDGET_ASSISTANT_MODEL");
+        // An upstream whose key variable is unset; the value is not echoed (it may hold a URL's token).
+        let upstreams = r#"{"openai": {"base_url": "https://api.openai.com/v1", "api_key_env": "NO_SUCH_KEY"}}"#;
+        let e = settings(&[("BUDGET_UPSTREAMS", upstreams)]).unwrap_err();
+        assert_eq!(e.to_string(), "BUDGET_UPSTREAMS is `(hidden)`; `openai` takes its key from NO_SUCH_KEY, which is not set; export NO_SUCH_KEY, or remove api_key_env for an upstream without a key");
+        let s = settings(&[("BUDGET_UPSTREAMS", upstreams), ("NO_SUCH_KEY", "sk-1")]).unwrap();
+        assert_eq!(s.gateway.upstreams.providers().collect::<Vec<_>>(), ["openai"]);
     }
 
     #[test]

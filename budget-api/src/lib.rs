@@ -11,6 +11,7 @@ pub mod configuration;
 pub mod consistency;
 pub mod dashboard;
 pub mod error;
+pub mod gateway;
 pub mod metrics;
 pub mod openapi;
 pub mod price_book;

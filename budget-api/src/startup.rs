@@ -144,6 +144,7 @@ impl Application {
             metrics,
             ws: settings.ws,
             assistant_llm: settings.assistant_llm.clone(),
+            gateway: settings.gateway.clone(),
             alerts: crate::state::AlertSettings {
                 spike_multiple: settings.spike_multiple,
                 webhooks: settings.webhooks.clone(),
@@ -171,6 +172,7 @@ impl Application {
                     actix_web::dev::Service::call(srv, req)
                 })
                 .configure(routes::configure)
+                .configure(crate::gateway::configure)
                 .configure(crate::dashboard::configure)
                 .route(
                     "/api/docs",

@@ -26,6 +26,8 @@ pub struct AppState {
     /// The assistant's optional LLM (`BUDGET_ASSISTANT_LLM_URL`).
     pub assistant_llm: Option<crate::assistant::narrative::LlmSettings>,
     pub ws: crate::ws::session::WsSettings,
+    /// Gateway mode's upstreams and default cap.
+    pub gateway: crate::gateway::GatewaySettings,
     /// `BUDGET_PROVIDER_ALIASES`.
     pub provider_aliases: std::collections::BTreeMap<String, String>,
 }

@@ -47,6 +47,11 @@ impl AccessTable {
         if path.starts_with("/ws/") {
             return Needed::Scope(KeyScope::Read);
         }
+        // Gateway mode follows OpenAI's and Anthropic's contracts, not ours: its calls spend, so they
+        // need `write`; the model list needs `read`.
+        if path.starts_with("/v1/") {
+            return Needed::Scope(if method == "GET" { KeyScope::Read } else { KeyScope::Write });
+        }
         if path == "/api/openapi.json" || path == "/api/docs" || path.starts_with("/api/docs/") {
             return Needed::Nothing;
         }

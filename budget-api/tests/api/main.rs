@@ -8,6 +8,8 @@ mod contract;
 mod dashboard;
 mod docs;
 mod enforcement;
+mod fake_upstream;
+mod gateway;
 mod health;
 mod helpers;
 mod keys;

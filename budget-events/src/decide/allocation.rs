@@ -50,17 +50,36 @@ pub fn reserves_under(policy: &Policy, call: &CallFacts<'_>, has_provider: bool,
         && s.user.as_ref().is_none_or(|f| call.user == Some(f.as_str()))
 }
 
-/// The estimate from the model's price, when the allocation names a priced model: every token at the
-/// higher of its input and output rates, since how the tokens will split is not known yet.
+/// The estimate from the model's price, when the allocation names a priced model. Without a known
+/// split every token is priced at the higher of its input and output rates; with one
+/// ([`CreateAllocation::input_tokens`]) each part is priced at the highest rate it could be billed at
+/// (input: plain, cached or cache-write; output: plain or reasoning; the tier its input reaches) plus
+/// the per-request fee, so a call that stays within its tokens never costs more than its estimate.
+///
+/// [`CreateAllocation::input_tokens`]: crate::domain::allocation::CreateAllocation::input_tokens
 pub fn allocation_estimate(
     a: &crate::domain::allocation::CreateAllocation,
     versions: &[crate::domain::price::PriceVersion],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<Money> {
+    use rust_decimal::Decimal;
     let (provider, model) = (a.provider.as_ref()?, a.model.as_ref()?);
     let (version, _) = crate::domain::price::resolve(versions, provider.as_str(), model.as_str(), now)?;
-    let rate = version.spec.input_per_token.max(version.spec.output_per_token);
-    Money::new((rate * rust_decimal::Decimal::from(a.tokens)).round_dp(crate::money::MONEY_SCALE)).ok()
+    let spec = &version.spec;
+    let cost = match a.input_tokens {
+        None => spec.input_per_token.max(spec.output_per_token) * Decimal::from(a.tokens),
+        Some(input) => {
+            let input = input.clamp(0, a.tokens);
+            let rates = spec.rates_for(input);
+            let input_rate = rates.input.max(rates.cached_input).max(rates.cache_creation);
+            let output_rate = rates.output.max(rates.reasoning);
+            input_rate * Decimal::from(input)
+                + output_rate * Decimal::from(a.tokens - input)
+                + spec.per_request.map_or(Decimal::ZERO, Money::amount)
+        }
+    };
+    Money::new(cost.round_dp_with_strategy(crate::money::MONEY_SCALE, rust_decimal::RoundingStrategy::AwayFromZero))
+        .ok()
 }
 
 /// `BUDGET_UNPRICED=reject`: the first cost-limited hard policy among an allocation's windows, which
@@ -322,8 +341,28 @@ mod allocation_tests {
             effective_to: None,
             source: crate::domain::price::PriceSource::Manual,
         };
-        assert_eq!(allocation_estimate(&a, &[version], now).unwrap().amount(), dec!(0.01), "1000 × $0.00001");
+        assert_eq!(
+            allocation_estimate(&a, std::slice::from_ref(&version), now).unwrap().amount(),
+            dec!(0.01),
+            "1000 × $0.00001"
+        );
         assert_eq!(allocation_estimate(&a, &[], now), None);
+
+        // A known split (the gateway's): 600 input at the highest input rate (a cache write here), 400
+        // output at the reasoning rate, plus the per-request fee; the tier the input reaches sets them.
+        let mut priced = version.clone();
+        priced.spec.cache_creation_per_token = Some(dec!(0.000003));
+        priced.spec.reasoning_per_token = Some(dec!(0.00002));
+        priced.spec.per_request = Some(crate::Money::new(dec!(0.001)).unwrap());
+        let split = CreateAllocation { input_tokens: Some(600), ..a.clone() };
+        let expected = dec!(600) * dec!(0.000003) + dec!(400) * dec!(0.00002) + dec!(0.001);
+        assert_eq!(allocation_estimate(&split, &[priced.clone()], now).unwrap().amount(), expected);
+        priced.spec.tiers = serde_json::from_value(serde_json::json!([
+            {"above_input_tokens": 500, "input_per_token": "0.00001", "output_per_token": "0.00004"}
+        ]))
+        .unwrap();
+        let tiered = dec!(600) * dec!(0.00001) + dec!(400) * dec!(0.00004) + dec!(0.001);
+        assert_eq!(allocation_estimate(&split, &[priced], now).unwrap().amount(), tiered, "the tier prices both parts");
 
         let input: PolicyInput = serde_json::from_value(
             serde_json::json!({"period": "daily", "type": "hard_limit", "provider": "openai", "cost_limit": 5}),

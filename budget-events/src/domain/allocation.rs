@@ -117,6 +117,10 @@ pub struct CreateAllocation {
     pub estimated_by_client: bool,
     pub ttl: Duration,
     pub user_id: Option<UserId>,
+    /// Of `tokens`, how many are the call's input, when the caller knows (the gateway counts the prompt
+    /// and takes the rest from `max_tokens`): the estimate then prices each part at its own worst rate.
+    /// None over REST, where how the tokens will split is not known.
+    pub input_tokens: Option<i64>,
 }
 
 /// Reference price per token of each tier, used when the request gives no estimate and the price book
@@ -279,6 +283,7 @@ impl CreateAllocation {
                     estimated_by_client: input.estimated_cost.is_some(),
                     ttl,
                     user_id,
+                    input_tokens: None,
                 })
             }
             _ => Err(errors),
