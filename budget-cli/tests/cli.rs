@@ -1097,3 +1097,117 @@ async fn tables_at_100_columns_look_like_their_snapshots() {
         insta::assert_snapshot!(name, text);
     }
 }
+
+/// A provider that answers one OpenAI chat completion per connection and reports the `Authorization`
+/// it was sent; `fail` makes it answer 500 with the request's headers echoed (a careless provider).
+async fn tiny_provider(fail: bool) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (seen, received) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if body.len() >= length || n == 0 {
+                            break;
+                        }
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).to_string();
+                let auth = text.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")).unwrap_or("");
+                let _ = seen.send(auth.to_string());
+                let (status, body) = if fail {
+                    (
+                        "500 Internal Server Error",
+                        serde_json::json!({"error": {"message": "broken", "type": "server_error"}}),
+                    )
+                } else {
+                    (
+                        "200 OK",
+                        serde_json::json!({"id": "x", "object": "chat.completion", "model": "gpt-4o",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}),
+                    )
+                };
+                let body = body.to_string();
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (url, received)
+}
+
+/// Gateway mode under `budget start` with everything logged (trace level, the HTTP client's own lines
+/// included): the provider gets its secret, and the secret is in no answer, log line or event, for a
+/// call that succeeds, one the provider fails and one to a provider that is down.
+#[tokio::test]
+async fn gateway_secrets_reach_only_their_provider() {
+    const SECRET: &str = "sk-provider-secret-never-shown-4711";
+    let db = TestDb::new().await;
+    let (good, mut good_seen) = tiny_provider(false).await;
+    let (bad, _) = tiny_provider(true).await;
+    let upstreams = serde_json::json!({
+        "openai": {"base_url": good, "api_key_env": "TEST_PROVIDER_KEY"},
+        "failing": {"base_url": bad, "api_key_env": "TEST_PROVIDER_KEY"},
+        "down": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "TEST_PROVIDER_KEY"},
+    })
+    .to_string();
+    let (url, log, child) =
+        start_logged(&db, &[("BUDGET_LOG", "trace"), ("BUDGET_UPSTREAMS", &upstreams), ("TEST_PROVIDER_KEY", SECRET)])
+            .await;
+    let http = reqwest::Client::new();
+    let mut answers = String::new();
+    for (model, status) in [("gpt-4o", 200), ("failing/gpt-4o", 500), ("down/gpt-4o", 502)] {
+        let body =
+            serde_json::json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+        let r = http.post(format!("{url}/v1/chat/completions")).json(&body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{model}");
+        answers.push_str(&format!("{:?}", r.headers()));
+        answers.push_str(&r.text().await.unwrap());
+    }
+    assert_eq!(good_seen.recv().await.unwrap().trim(), format!("authorization: Bearer {SECRET}"));
+    assert!(answers.contains("x-budget-cost"), "{answers}");
+    assert!(!answers.contains(SECRET), "a provider secret is in an answer: {answers}");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(child);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("TRACE"), "the log was captured at trace level");
+    assert!(!logged.contains(SECRET), "a provider secret is in the server's log");
+    let client = db.pool.get().await.unwrap();
+    let found: i64 = client
+        .query_one(
+            "SELECT count(*) FROM events WHERE payload::text LIKE $1 OR metadata::text LIKE $1",
+            &[&format!("%{SECRET}%")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 0, "a provider secret is in the log of events");
+    let records: i64 =
+        client.query_one("SELECT count(*) FROM events WHERE event_type = 'UsageRecorded'", &[]).await.unwrap().get(0);
+    assert_eq!(records, 1, "only the answered call is a usage record");
+    let _ = std::fs::remove_file(&log);
+}

@@ -1,7 +1,8 @@
 //! A fake LLM provider speaking OpenAI's and Anthropic's APIs, streaming included, for the gateway's
 //! tests. It bills every answer at its cap (`max_tokens`, × `n`), the most a real one could, and its
 //! prompt tokens are the words of the messages plus 3 per message. Models choose misbehaviour:
-//! `slow-…` answers after 3 s, `broken-…` answers 500 in the API's error shape.
+//! `slow-…` answers after 3 s, `broken-…` answers 500 in the API's error shape, `long-…` streams its
+//! events 300 ms apart.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,10 +80,11 @@ fn words(body: &Value) -> i64 {
     text + system + 3 * messages.len() as i64
 }
 
-fn sse(events: Vec<String>) -> HttpResponse {
-    let stream = futures_util::stream::unfold(events.into_iter(), |mut it| async move {
+fn sse(model: &str, events: Vec<String>) -> HttpResponse {
+    let pause = Duration::from_millis(if model.starts_with("long-") { 300 } else { 5 });
+    let stream = futures_util::stream::unfold(events.into_iter(), move |mut it| async move {
         let next = it.next()?;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(pause).await;
         Some((Ok::<_, actix_web::Error>(web::Bytes::from(next)), it))
     });
     HttpResponse::Ok().content_type("text/event-stream").streaming(stream)
@@ -131,7 +133,7 @@ async fn chat(req: HttpRequest, seen: web::Data<Seen>, body: web::Json<Value>) -
             ));
         }
         events.push("data: [DONE]\n\n".to_string());
-        return sse(events);
+        return sse(&model, events);
     }
     HttpResponse::Ok().json(json!({
         "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
@@ -199,7 +201,7 @@ async fn messages(req: HttpRequest, seen: web::Data<Seen>, body: web::Json<Value
             "usage": {"output_tokens": cap}}),
         ));
         events.push(event("message_stop", json!({"type": "message_stop"})));
-        return sse(events);
+        return sse(&model, events);
     }
     HttpResponse::Ok().json(json!({
         "id": "msg_fake", "type": "message", "role": "assistant", "model": model,

@@ -299,3 +299,32 @@ async fn an_upstream_down_failing_or_slow_gets_its_error_shape_and_the_reservati
     let requests = fake.seen.requests.lock().unwrap().clone();
     assert!(requests.iter().all(|(_, c, _)| c.contains(OPENAI_SECRET) || c.contains(ANTHROPIC_SECRET) || c.is_empty()));
 }
+
+/// A client that hangs up mid-stream: the gateway reads the upstream to its end and settles what it
+/// billed, and nothing stays reserved.
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_stream_is_settled_at_what_the_upstream_billed() {
+    let (app, fake) = gateway_app().await;
+    let key = key_for(&app, "sdk-app").await;
+    let body = json!({"model": "openai/long-model", "max_tokens": 700, "stream": true,
+                      "messages": [{"role": "user", "content": "a long answer please"}]});
+    let mut r = app.http.post(app.url("/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().contains_key("x-budget-reserved"));
+    let first = r.chunk().await.unwrap().expect("a first event");
+    assert!(String::from_utf8_lossy(&first).contains("chat.completion.chunk"));
+    drop(r); // hang up: the upstream still has about 1.5 s of events to send
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        if let Some(r) = records(&app).await.pop() {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "the call was never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((record["input_tokens"].as_i64(), record["output_tokens"].as_i64()), (Some(7), Some(700)), "{record}");
+    assert_eq!(record["metadata"]["usage_source"], "upstream");
+    assert_eq!(pending(&app).await, (0, Decimal::ZERO));
+    assert_eq!(fake.seen.requests.lock().unwrap().len(), 1);
+}
