@@ -10,6 +10,7 @@
 
 pub mod ceilings;
 pub mod checks;
+pub mod gateway;
 pub mod load;
 pub mod scrape;
 pub mod server;
@@ -43,6 +44,9 @@ pub struct Sizes {
     pub ws_seconds: f64,
     /// Events in the log when `budget status` and the replay are timed.
     pub log_events: usize,
+    /// `--gateway`: the rate of each phase and how long it runs.
+    pub gateway_rate: usize,
+    pub gateway_seconds: f64,
 }
 
 impl Default for Sizes {
@@ -59,6 +63,8 @@ impl Default for Sizes {
             ws_rate: 2000,
             ws_seconds: 10.0,
             log_events: 1_000_000,
+            gateway_rate: 500,
+            gateway_seconds: 10.0,
         }
     }
 }
@@ -77,6 +83,8 @@ impl Sizes {
             ws_rate: 100,
             ws_seconds: 2.0,
             log_events: 10_000,
+            gateway_rate: 100,
+            gateway_seconds: 2.0,
         }
     }
 }
@@ -89,6 +97,8 @@ pub struct Options {
     pub sizes: Sizes,
     /// Keep the bench database afterwards (it is dropped by default).
     pub keep: bool,
+    /// Measure the gateway's overhead instead of the ledger's figures.
+    pub gateway: bool,
     /// Progress lines go here (stderr for people; nothing for `--json`).
     pub progress: Box<dyn Fn(&str) + Send + Sync>,
 }
@@ -153,7 +163,8 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
             db::describe(&options.server)
         ))
     })?;
-    let result = measure(&options, &config).await;
+    let result =
+        if options.gateway { measure_gateway(&options, &config).await } else { measure(&options, &config).await };
     if !options.keep {
         let (client, connection) = options.server.connect(NoTls).await?;
         tokio::spawn(connection);
@@ -329,6 +340,107 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
         figures: [vec![one_row, bulk], figures].concat(),
         breakdown,
         checks: found,
+    })
+}
+
+/// `--gateway`: the same chat completion sent to a fake provider directly and through the gateway,
+/// open-loop at `gateway_rate` per second each; the overhead is the difference of their percentiles.
+/// Checks that every answered call is one settled usage record and nothing stays reserved.
+async fn measure_gateway(options: &Options, config: &DbConfig) -> anyhow::Result<Report> {
+    let (say, s) = (&options.progress, &options.sizes);
+    let admin = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    let provider = gateway::fake_provider()?;
+    let upstreams = json!({"openai": {"base_url": provider, "api_key_env": "BENCH_PROVIDER_KEY"}}).to_string();
+    say("starting the service (budget start) with the fake provider as its upstream…");
+    let env = [("BUDGET_UPSTREAMS", upstreams.as_str()), ("BENCH_PROVIDER_KEY", gateway::FAKE_SECRET)];
+    let server = Server::start_with(&options.exe, &db::conninfo(config), &admin, &env).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
+    let key = keys(&http, &server.url, &admin).await?;
+    // Enforced as a real deployment would be: every call reserves in one hard-limited window.
+    let limit =
+        json!({"period": "daily", "type": "hard_limit", "cost_limit": "9999999999", "component": "bench-gateway"});
+    policy(&http, &server.url, &admin, limit).await?;
+    let pool = db::pool(config, 2);
+    let synchronous_commit: String = pool.get().await?.query_one("SHOW synchronous_commit", &[]).await?.get(0);
+
+    let (rate, seconds) = (s.gateway_rate, s.gateway_seconds);
+    // A short warm-up of both paths (connections, the first price lookups), not timed.
+    gateway::open_loop(&http, &format!("{provider}/chat/completions"), gateway::FAKE_SECRET, rate, 0.5).await?;
+    gateway::open_loop(&http, &format!("{}/v1/chat/completions", server.url), &key, rate, 0.5).await?;
+    let settled_before: i64 = pool
+        .get()
+        .await?
+        .query_one("SELECT count(*) FROM events WHERE event_type = 'UsageRecorded'", &[])
+        .await?
+        .get(0);
+
+    say(&format!("the fake provider directly, {rate} requests/s for {seconds} s…"));
+    let direct =
+        gateway::open_loop(&http, &format!("{provider}/chat/completions"), gateway::FAKE_SECRET, rate, seconds).await?;
+    say(&format!("through the gateway, {rate} requests/s for {seconds} s…"));
+    let before = scrape::Scrape::take(&http, &server.url, &admin).await?;
+    let through =
+        gateway::open_loop(&http, &format!("{}/v1/chat/completions", server.url), &key, rate, seconds).await?;
+    let breakdown =
+        vec![scrape::Scrape::take(&http, &server.url, &admin).await?.since(&before, "POST /v1/chat/completions")];
+
+    let pct = |l: &Latencies| l.percentiles().unwrap_or(stats::Percentiles { p50_ms: 0.0, p95_ms: 0.0, p99_ms: 0.0 });
+    let (d, g) = (pct(&direct.latencies), pct(&through.latencies));
+    let direct_figure = Figure::new(
+        "gateway_direct",
+        format!("the fake provider called directly, {rate} requests/s ({} failed)", direct.failed),
+        d.p50_ms,
+        "ms p50",
+    )
+    .latency(&direct.latencies);
+    let through_figure = Figure::new(
+        "gateway_through",
+        format!(
+            "the same call through the gateway (reserve, forward, settle), {rate} requests/s ({} failed)",
+            through.failed
+        ),
+        g.p50_ms,
+        "ms p50",
+    )
+    .latency(&through.latencies);
+    let overhead_p50 = Figure::new("gateway_overhead_p50", "gateway overhead, p50", g.p50_ms - d.p50_ms, "ms");
+    let overhead_p99 = Figure::new("gateway_overhead_p99", "gateway overhead, p99", g.p99_ms - d.p99_ms, "ms")
+        .target("≤ 5 ms (LiteLLM publishes 43 ms)", g.p99_ms - d.p99_ms <= 5.0);
+
+    say("checks…");
+    let client = pool.get().await?;
+    let settled: i64 =
+        client.query_one("SELECT count(*) FROM events WHERE event_type = 'UsageRecorded'", &[]).await?.get(0);
+    let active: i64 = client.query_one("SELECT count(*) FROM allocations WHERE state = 'active'", &[]).await?.get(0);
+    let answered = through.ok as i64;
+    let checks = vec![
+        Check {
+            name: "gateway_calls_answered",
+            passed: through.failed == 0 && direct.failed == 0,
+            detail: match through.first_failure.as_ref().or(direct.first_failure.as_ref()) {
+                None => format!("{} of {} calls answered", through.ok, through.ok + through.failed),
+                Some(why) => format!("{} calls failed, the first: {why}", through.failed + direct.failed),
+            },
+        },
+        Check {
+            name: "gateway_settled_once",
+            passed: settled - settled_before == answered && active == 0,
+            detail: format!(
+                "{answered} answered calls, {} usage records, {active} reservations still active",
+                settled - settled_before
+            ),
+        },
+    ];
+    server.stop().await;
+    Ok(Report {
+        date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        machine: machine(),
+        database: db::describe(config),
+        database_name: config.get_dbname().unwrap_or_default().to_string(),
+        synchronous_commit,
+        figures: vec![direct_figure, through_figure, overhead_p50, overhead_p99],
+        breakdown,
+        checks,
     })
 }
 

@@ -17,8 +17,19 @@ impl Server {
     /// Starts `exe start` on a free port of 127.0.0.1 against `database` (a `host=… dbname=…` string)
     /// with the bootstrap admin key `admin_key`; waits until `/health` answers.
     pub async fn start(exe: &Path, database: &str, admin_key: &str) -> anyhow::Result<Server> {
+        Self::start_with(exe, database, admin_key, &[]).await
+    }
+
+    /// [`Server::start`] with more environment variables (the gateway's upstreams).
+    pub async fn start_with(
+        exe: &Path,
+        database: &str,
+        admin_key: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(exe)
+            .envs(env.iter().copied())
             .args(["start", "--host", "127.0.0.1", "--port", &port.to_string(), "--database-url", database])
             .env("BUDGET_ADMIN_KEY", admin_key)
             .env("BUDGET_RATE_LIMIT", "off")

@@ -194,6 +194,10 @@ pub struct BenchArgs {
     /// Keep the bench's database afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// Measure gateway mode instead: a chat completion sent to a fake provider directly and through
+    /// the gateway at 500 requests/s each, and the overhead between them.
+    #[arg(long)]
+    pub gateway: bool,
     /// The report as JSON (no progress lines).
     #[arg(long)]
     pub json: bool,

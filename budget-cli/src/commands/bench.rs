@@ -39,6 +39,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         server,
         sizes,
         keep: args.keep,
+        gateway: args.gateway,
         progress: Box::new(move |line| {
             if !json {
                 eprintln!("{line}");
