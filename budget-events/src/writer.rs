@@ -123,6 +123,33 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Submits `first`, then `second` right behind it, before `first` is decided: the second is decided
+    /// after the first (in the same batch when they arrive together, as they usually do), so a caller
+    /// that needs both waits for one commit instead of two. Each gets its own answer.
+    pub async fn submit_then<A: LedgerCommand, B: LedgerCommand>(
+        &self,
+        first: A,
+        second: B,
+    ) -> (Result<A::Outcome, WriteError>, Result<B::Outcome, WriteError>) {
+        let (reply_a, answer_a) = oneshot::channel();
+        let (reply_b, answer_b) = oneshot::channel();
+        // One task sends both, in order: the channel keeps that order for the writer.
+        if self.sender.send((first.into_command(), reply_a, Instant::now())).await.is_err()
+            || self.sender.send((second.into_command(), reply_b, Instant::now())).await.is_err()
+        {
+            return (Err(WriteError::ShutDown), Err(WriteError::ShutDown));
+        }
+        let a = answer_a.await.map_err(|_| WriteError::ShutDown).and_then(|r| r).map(|(outcome, _)| {
+            A::unwrap(outcome).expect("the write path answers each command with its own kind of outcome")
+        });
+        let b = answer_b.await.map_err(|_| WriteError::ShutDown).and_then(|r| r).map(|(outcome, _)| {
+            B::unwrap(outcome).expect("the write path answers each command with its own kind of outcome")
+        });
+        (a, b)
+    }
+}
+
 /// Decides `command` exactly as [`Writer::submit`] would, in a transaction that is then rolled back:
 /// what it would do, with nothing written. (A dry run cannot disagree with the real thing: it is the
 /// real thing, undone.)

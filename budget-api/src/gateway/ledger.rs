@@ -5,7 +5,6 @@
 
 use budget_events::domain::allocation::{Allocation, CreateAllocation};
 use budget_events::domain::names::{Component, ContextId, Model, Provider, TaskType, UserId};
-use budget_events::domain::policy::PolicyType;
 use budget_events::domain::usage::RecordUsage;
 use budget_events::domain::UsageInput;
 use budget_events::ledger::{AllocateCommand, CommandError, ReleaseCommand, UsageCommand, UsageItem};
@@ -153,22 +152,30 @@ pub async fn settle(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let command =
         UsageCommand { items: vec![UsageItem { record, key: Some(key) }], key: None, metadata: facts.metadata.clone() };
-    let mut outcome = state.writer.submit(command).await?;
-    let item = outcome.items.pop().expect("one outcome per record");
+    // The release goes right behind the record: one commit for both, and always after it.
+    let release =
+        ReleaseCommand { allocation_id: allocation.allocation_id, key: None, metadata: facts.metadata.clone() };
+    let (recorded, released) = state.writer.submit_then(command, release).await;
+    let item = recorded?.items.pop().expect("one outcome per record");
     if let Some(error) = item.error {
         return Err(ApiError::Internal(format!("the gateway's usage record was refused: {}", error.message)));
     }
-    release(state, allocation, &facts.metadata).await?;
+    released_or_resolved(released)?;
     Ok(Settled { cost: item.cost, remaining: remaining(state, allocation).await? })
+}
+
+/// A release that found the allocation already resolved (used up by its record) did its job.
+fn released_or_resolved<T>(released: Result<T, WriteError>) -> Result<(), ApiError> {
+    match released {
+        Ok(_) | Err(WriteError::Rejected(CommandError::AlreadyResolved { .. })) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Voids what the reservation still holds; a reservation already used up (exhausted) is left as it is.
 pub async fn release(state: &AppState, allocation: &Allocation, metadata: &EventMetadata) -> Result<(), ApiError> {
     let command = ReleaseCommand { allocation_id: allocation.allocation_id, key: None, metadata: metadata.clone() };
-    match state.writer.submit(command).await {
-        Ok(_) | Err(WriteError::Rejected(CommandError::AlreadyResolved { .. })) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    released_or_resolved(state.writer.submit(command).await)
 }
 
 /// The room left under the tightest hard cost limit among the windows the call reserved in.
@@ -177,17 +184,8 @@ pub async fn remaining(state: &AppState, allocation: &Allocation) -> Result<Rema
         return Ok(Remaining::Unlimited);
     }
     let client = state.pool.get().await?;
-    let policies = budget_events::store::policies::load_all(&**client).await?;
     let keys: Vec<(uuid::Uuid, String)> =
         allocation.reservations.iter().map(|p| (p.policy_id, p.window.clone())).collect();
-    let accounts = budget_events::store::policies::accounts(&**client, &keys).await?;
-    let tightest = accounts
-        .iter()
-        .filter_map(|a| {
-            let policy = policies.iter().find(|p| p.id == a.policy_id)?;
-            let limit = policy.cost_limit.filter(|_| policy.policy_type == PolicyType::HardLimit)?;
-            Some((limit.amount() - a.account.posted_cost - a.account.pending_cost).max(Decimal::ZERO))
-        })
-        .min();
-    Ok(tightest.map_or(Remaining::Unlimited, Remaining::Usd))
+    let tightest = budget_events::store::policies::tightest_hard_cost_room(&**client, &keys).await?;
+    Ok(tightest.map_or(Remaining::Unlimited, |room| Remaining::Usd(room.max(Decimal::ZERO))))
 }

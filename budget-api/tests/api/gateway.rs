@@ -198,13 +198,19 @@ async fn a_storm_of_concurrent_calls_never_overspends_a_hard_limit() {
                               "messages": [{"role": "user", "content": format!("call number {i}")}]});
             let r = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
             let status = r.status().as_u16();
-            let retry = r.headers().get("x-should-retry").map(|v| v.to_str().unwrap().to_string());
-            (status, stream, retry, r.text().await.unwrap())
+            let header = |name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+            let (retry, remaining) = (header("x-should-retry"), header("x-budget-remaining"));
+            (status, stream, retry, remaining, r.text().await.unwrap())
         })
     });
     let (mut admitted, mut refused) = (0, 0);
     for call in futures_util::future::join_all(calls).await {
-        let (status, stream, retry, body) = call.unwrap();
+        let (status, stream, retry, remaining, body) = call.unwrap();
+        if status == 200 {
+            // Stream or not, the room left under the $1 limit.
+            let room: Decimal = remaining.unwrap().parse().unwrap();
+            assert!(room >= Decimal::ZERO && room <= dec!(1), "{room}");
+        }
         match status {
             200 if stream => {
                 assert!(body.contains("Hello") && body.trim_end().ends_with("data: [DONE]"), "{body}");
@@ -230,6 +236,11 @@ async fn a_storm_of_concurrent_calls_never_overspends_a_hard_limit() {
     assert!(total <= dec!(1), "settled {total} under a $1 hard limit");
     assert!(records.iter().all(|r| r["output_tokens"] == 2000), "the upstream billed every cap");
     assert_eq!(pending(&app).await, (0, Decimal::ZERO), "nothing is left pending");
+    // Every account is still the fold of the log (reservations, settlements and releases).
+    let replay = app.http.post(app.url("/api/replay")).bearer_auth(ADMIN).json(&json!({})).send().await.unwrap();
+    let replay = replay.text().await.unwrap();
+    let done: Value = serde_json::from_str(replay.lines().last().unwrap()).unwrap();
+    assert_eq!(done["differences"], 0, "{replay}");
     eprintln!("storm: {admitted} admitted, {refused} refused, settled ${total} of $1");
 }
 

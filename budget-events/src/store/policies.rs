@@ -198,6 +198,26 @@ pub async fn accounts(
     Ok(rows.iter().map(window_account).collect())
 }
 
+/// The least room (cost limit − posted − pending) among the given windows of enabled hard-limited
+/// policies with a cost limit; none when no such window has an account.
+pub async fn tightest_hard_cost_room(
+    client: &impl GenericClient,
+    keys: &[(Uuid, String)],
+) -> Result<Option<rust_decimal::Decimal>, tokio_postgres::Error> {
+    let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    let windows: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let row = client
+        .query_one(
+            "SELECT min(p.cost_limit - a.posted_cost - a.pending_cost)
+             FROM policy_accounts a JOIN unnest($1::uuid[], $2::text[]) AS k(p, w) ON a.policy_id = k.p AND a.window_key = k.w
+             JOIN policies p ON p.policy_id = a.policy_id
+             WHERE p.enabled AND p.policy_type = 'hard_limit' AND p.cost_limit IS NOT NULL",
+            &[&ids, &windows],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// The most recently used windows of a per-session or per-task policy.
 pub async fn recent_accounts(
     client: &impl GenericClient,
