@@ -152,10 +152,7 @@ async fn prepare(state: &AppState, req: &HttpRequest, mut body: Value, api: Api)
         },
         Api::Embeddings => 0,
     };
-    let input_tokens = match api {
-        Api::Embeddings => super::estimate::embedding_tokens(&body["input"]),
-        _ => super::estimate::input_tokens(&body),
-    };
+    let input_tokens = input_bound(&body, api, &upstream.provider, &model).await?;
 
     let caller = crate::auth::caller(req);
     let header = |name: &str| {
@@ -186,6 +183,22 @@ async fn prepare(state: &AppState, req: &HttpRequest, mut body: Value, api: Api)
         .filter_map(|name| header(name).map(|v| (name.to_string(), v)))
         .collect();
     Ok(Prepared { api, upstream, body, stream, client_asked_usage, anthropic_headers, facts })
+}
+
+/// The input bound ([`super::estimate`]), off the async threads when a tokenizer reads it (loading one
+/// and encoding a long prompt take milliseconds).
+async fn input_bound(body: &Value, api: Api, provider: &str, model: &str) -> Result<i64, GatewayError> {
+    use super::estimate::{embedding_tokens, input_tokens, Counter};
+    let count = move |body: &Value, counter: Counter| match api {
+        Api::Embeddings => embedding_tokens(&body["input"], counter),
+        _ => input_tokens(body, counter),
+    };
+    let counter = Counter::for_model(provider, model);
+    if !counter.is_tokenizer() {
+        return Ok(count(body, counter));
+    }
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || count(&body, counter)).await.map_err(|_| internal())
 }
 
 /// The upstream and the model name it knows: `provider/model` names both; a bare model goes to the

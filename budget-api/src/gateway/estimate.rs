@@ -1,13 +1,15 @@
-//! How many input tokens a request can cost at most, before the model's tokenizer has seen it.
+//! How many input tokens a request can cost at most, before the provider has counted them.
 //!
-//! The bound: the byte-level BPE tokenizers of OpenAI, Anthropic, Llama 3 and Mistral's later models
-//! (and SentencePiece with byte fallback) make every token of at least one byte, so a prompt has no
-//! more tokens than bytes. What the model reads (each message's text, tool definitions, the schema of
-//! a structured answer) is all inside the request's JSON, and the JSON around it (quotes, keys, braces)
-//! is longer than the few special tokens a chat template adds per message; so the request's size in
-//! bytes bounds its input tokens. Images and audio are the exception, billed by size, not bytes: each
-//! such part counts [`MEDIA_TOKENS`] instead of its bytes. The bound is loose (English prose is about
-//! four bytes a token), which only reserves more than is spent: the rest is released at settlement.
+//! Two counters, one walk. With OpenAI's own tokenizer (`tiktoken-rs`, for the models it knows, called
+//! through the `openai` upstream): every string of the request is counted in tokens, and every key,
+//! string, item and object adds a few more for the JSON around it, which is more than the special
+//! tokens a chat template adds per message (3, and 3 to prime the answer) and more than the compact
+//! form tool definitions are rendered in. Without one (other providers and models), bytes: the
+//! byte-level BPE tokenizers of OpenAI, Anthropic, Llama 3 and Mistral's later models (and SentencePiece
+//! with byte fallback) make every token of at least one byte, so counting bytes where the walk counts
+//! tokens bounds the prompt too, about four times too high for English prose. Either way images and
+//! audio are billed by size, not bytes: each such part counts [`MEDIA_TOKENS`]. A bound too high only
+//! reserves more than is spent; the rest is released at settlement.
 
 use serde_json::Value;
 
@@ -15,18 +17,58 @@ use serde_json::Value;
 /// 2048×768 high-detail image) and Anthropic (about 1,600 for the largest image it takes) bill for one.
 pub const MEDIA_TOKENS: i64 = 2_000;
 
+/// What strings are counted in.
+#[derive(Clone, Copy)]
+pub enum Counter {
+    /// UTF-8 bytes: a bound for any byte-level tokenizer.
+    Bytes,
+    /// The model's own tokenizer.
+    Tokenizer(&'static tiktoken_rs::CoreBPE),
+}
+
+impl Counter {
+    /// OpenAI's tokenizer for a model OpenAI serves and `tiktoken-rs` knows; bytes otherwise.
+    pub fn for_model(provider: &str, model: &str) -> Counter {
+        if provider != "openai" {
+            return Counter::Bytes;
+        }
+        tiktoken_rs::tokenizer::get_tokenizer(model)
+            .and_then(|t| tiktoken_rs::bpe_for_tokenizer(t).ok())
+            .map_or(Counter::Bytes, Counter::Tokenizer)
+    }
+
+    pub fn is_tokenizer(&self) -> bool {
+        matches!(self, Counter::Tokenizer(_))
+    }
+
+    fn count(&self, s: &str) -> i64 {
+        match self {
+            Counter::Bytes => s.len() as i64,
+            Counter::Tokenizer(bpe) => bpe.encode_ordinary(s).len() as i64,
+        }
+    }
+}
+
 /// The input-token bound of a request body (see the module's doc).
-pub fn input_tokens(body: &Value) -> i64 {
+pub fn input_tokens(body: &Value, counter: Counter) -> i64 {
     match body {
         Value::Object(map) => {
             map.iter()
-                .map(|(k, v)| if is_media(k, v) { MEDIA_TOKENS } else { k.len() as i64 + 4 + input_tokens(v) })
+                .map(
+                    |(k, v)| {
+                        if is_media(k, v) {
+                            MEDIA_TOKENS
+                        } else {
+                            counter.count(k) + 4 + input_tokens(v, counter)
+                        }
+                    },
+                )
                 .sum::<i64>()
                 + 2
         }
-        Value::Array(items) => items.iter().map(|v| input_tokens(v) + 1).sum::<i64>() + 2,
-        Value::String(s) => s.len() as i64 + 2,
-        other => other.to_string().len() as i64,
+        Value::Array(items) => items.iter().map(|v| input_tokens(v, counter) + 1).sum::<i64>() + 2,
+        Value::String(s) => counter.count(s) + 2,
+        other => counter.count(&other.to_string()),
     }
 }
 
@@ -37,12 +79,12 @@ fn is_media(key: &str, value: &Value) -> bool {
         || (key == "source" && value.get("type").and_then(Value::as_str).is_some_and(|t| t == "base64" || t == "url"))
 }
 
-/// Embedding inputs: token-id arrays are counted exactly, text by the bytes bound.
-pub fn embedding_tokens(input: &Value) -> i64 {
+/// Embedding inputs: token-id arrays are counted exactly, text with the counter.
+pub fn embedding_tokens(input: &Value, counter: Counter) -> i64 {
     match input {
-        Value::String(s) => s.len() as i64 + 1,
+        Value::String(s) => counter.count(s) + 1,
         Value::Number(_) => 1,
-        Value::Array(items) => items.iter().map(embedding_tokens).sum(),
+        Value::Array(items) => items.iter().map(|i| embedding_tokens(i, counter)).sum(),
         _ => 0,
     }
 }
@@ -56,17 +98,41 @@ mod tests {
     fn the_bound_is_above_the_bytes_of_the_text_and_counts_media_by_allowance() {
         let text = "Ünïcödé prose, about four bytes a token.";
         let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]});
-        let bound = input_tokens(&body);
+        let bound = input_tokens(&body, Counter::Bytes);
         assert!(bound >= text.len() as i64 + 4, "at least the text's bytes and a template's tokens");
         assert!(bound <= serde_json::to_string(&body).unwrap().len() as i64 * 2);
 
         let image = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{}", "A".repeat(100_000))}}
         ]}]});
-        let b = input_tokens(&image);
+        let b = input_tokens(&image, Counter::Bytes);
         assert!((MEDIA_TOKENS..MEDIA_TOKENS + 200).contains(&b), "an image costs its allowance, not its bytes: {b}");
 
-        assert_eq!(embedding_tokens(&json!([[1, 2, 3], [4]])), 4, "token ids are exact");
-        assert_eq!(embedding_tokens(&json!(["ab", "c"])), 5);
+        assert_eq!(embedding_tokens(&json!([[1, 2, 3], [4]]), Counter::Bytes), 4, "token ids are exact");
+        assert_eq!(embedding_tokens(&json!(["ab", "c"]), Counter::Bytes), 5);
+    }
+
+    /// With OpenAI's tokenizer the bound is the text's own tokens plus a little per message: above what
+    /// OpenAI's documented count gives (3 per message, 1 per name, 3 to prime the answer), far below bytes.
+    #[test]
+    fn openais_tokenizer_bounds_a_chat_closely_and_from_above() {
+        let counter = Counter::for_model("openai", "gpt-4o");
+        assert!(counter.is_tokenizer());
+        assert!(!Counter::for_model("anthropic", "claude-sonnet-4").is_tokenizer(), "not OpenAI's tokenizer");
+        assert!(!Counter::for_model("openai", "some-future-model").is_tokenizer(), "unknown: bytes");
+        let Counter::Tokenizer(bpe) = counter else { unreachable!() };
+        let prose = "The quick brown fox jumps over the lazy dog. ".repeat(50);
+        let messages =
+            [("system", "You are terse."), ("user", prose.as_str()), ("assistant", "Yes."), ("user", "Again?")];
+        let body = json!({"model": "gpt-4o", "messages": messages.iter().map(|(r, c)| json!({"role": r, "content": c})).collect::<Vec<_>>()});
+        let documented: i64 = messages
+            .iter()
+            .map(|(r, c)| 3 + (bpe.encode_ordinary(r).len() + bpe.encode_ordinary(c).len()) as i64)
+            .sum::<i64>()
+            + 3;
+        let bound = input_tokens(&body, counter);
+        assert!(bound >= documented, "{bound} < {documented}");
+        assert!(bound <= documented + 100, "close: {bound} against {documented}");
+        assert!(input_tokens(&body, Counter::Bytes) > 3 * bound, "bytes are the loose bound");
     }
 }

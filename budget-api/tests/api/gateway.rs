@@ -137,6 +137,15 @@ async fn the_official_sdks_call_through_the_gateway_and_each_call_is_a_usage_rec
     assert_eq!(seen, expected);
     assert_eq!(records[0]["cost"].to_string(), "0.0005225");
     assert_eq!(pending(&app).await, (0, Decimal::ZERO), "every reservation was settled and released");
+    // The first call's reservation: its 50-token cap and its prompt counted with gpt-4o's tokenizer
+    // (9 tokens as billed; the bound adds the JSON around them), well below the bytes bound (~150).
+    let client = app.db.pool.get().await.unwrap();
+    let reserved: i64 = client
+        .query_one("SELECT tokens_allocated FROM allocations ORDER BY created_at LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!((50 + 9..50 + 80).contains(&reserved), "reserved {reserved}");
 
     // The fake got the provider secrets, never the Budget key; no answer or event carries a secret.
     let requests = fake.seen.requests.lock().unwrap().clone();
