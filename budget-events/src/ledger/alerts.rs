@@ -2,8 +2,8 @@
 //! gets the first back and writes nothing.
 
 use chrono::Utc;
+use deadpool_postgres::Transaction;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{Batch, Handle, LedgerCommand, LedgerError, Step};

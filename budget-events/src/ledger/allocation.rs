@@ -3,8 +3,8 @@
 //! Every allocation resolves at most once: its row is locked while the batch decides.
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{Batch, CommandError, Handle, LedgerCommand, LedgerError, Step};
@@ -70,9 +70,9 @@ impl Handle for AllocateCommand {
         // the price book has it for (several or none: every provider's policies, the safe side).
         let mut resolved_versions = None;
         if let (None, Some(model)) = (&allocation.provider, &allocation.model) {
-            if let [only] = prices::providers_of(tx, model.as_str(), batch.now).await?.as_slice() {
+            if let [only] = prices::providers_of(&**tx, model.as_str(), batch.now).await?.as_slice() {
                 allocation.provider = crate::domain::names::Provider::parse(only).ok();
-                resolved_versions = Some(prices::versions_for_model(tx, only, model.as_str()).await?);
+                resolved_versions = Some(prices::versions_for_model(&**tx, only, model.as_str()).await?);
             }
         }
         let versions = resolved_versions.as_deref().unwrap_or(&batch.price_versions);

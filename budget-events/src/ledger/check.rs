@@ -3,8 +3,8 @@
 //! usage see. It reserves nothing; a refusal is kept in the log (nothing was spent, but the refusal is a
 //! fact the alerts count and `explain` shows).
 
+use deadpool_postgres::Transaction;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{Batch, Handle, LedgerCommand, LedgerError, Step};

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
+use deadpool_postgres::Transaction;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{Batch, Handle, LedgerError, Step};

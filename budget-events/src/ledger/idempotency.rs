@@ -3,7 +3,7 @@
 //! An outcome is stored in the transaction that wrote its effects, so a key never exists without them.
 //! Rejections are stored like acceptances, so a retried refusal stays refused.
 
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 use super::{Batch, Command, CommandError, Handle, LedgerError, Outcome};
 use crate::store::idempotency::{self, IdempotencyKey};

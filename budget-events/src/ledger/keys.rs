@@ -1,8 +1,8 @@
 //! Creating and revoking API keys: events like every other change, so the log says who could do
 //! what and when. The secret never reaches the write path; it gets the hash.
 
+use deadpool_postgres::Transaction;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{Batch, CommandError, Handle, LedgerCommand, LedgerError, Step};

@@ -32,7 +32,7 @@ mod usage;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::domain::allocation::Allocation;
@@ -191,7 +191,7 @@ impl Batch<'_> {
         let allocations = allocations::lock(tx, &named).await?;
         // The price versions every record of the batch could resolve to (one query).
         let price_keys = crate::domain::price::candidate_keys(commands.iter().flat_map(Command::priced_models));
-        let price_versions = price_store::versions_for(tx, &price_keys).await?;
+        let price_versions = price_store::versions_for_in(tx, &price_keys).await?;
         Ok(Batch {
             now: Utc::now(),
             known,
@@ -277,7 +277,7 @@ pub async fn process(
     // becoming visible to the next batch, across every process writing to this database.
     let exclusive = commands.iter().any(Command::excludes_other_batches);
     let lock = if exclusive { "SELECT pg_advisory_xact_lock($1)" } else { "SELECT pg_advisory_xact_lock_shared($1)" };
-    tx.execute(lock, &[&LEDGER_LOCK]).await?;
+    tx.execute(&tx.prepare_cached(lock).await?, &[&LEDGER_LOCK]).await?;
     let mut batch = Batch::load(tx, commands).await?;
 
     // Pass 1, in order. A keyed command seen before (in an earlier transaction or earlier in this

@@ -3,8 +3,8 @@
 //! over the same old one, and no record is corrected twice.
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{Batch, CommandError, Handle, LedgerCommand, LedgerError, Step};
@@ -60,7 +60,7 @@ impl Handle for PricesCommand {
     async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         tx.execute(PRICE_BOOK_LOCK, &[]).await?;
         let keys: Vec<(String, String)> = self.prices.iter().map(|p| (p.provider.clone(), p.model.clone())).collect();
-        let current = prices::versions_for(tx, &keys).await?;
+        let current = prices::versions_for_in(tx, &keys).await?;
         let mut outcome = PricesOutcome { added: Vec::new(), changed: Vec::new(), unchanged: 0, replayed: false };
         let mut events = Vec::new();
         for spec in &self.prices {
@@ -91,7 +91,7 @@ impl Handle for PricesCommand {
             events.push((stream, 1, NewEvent::new(Event::PriceSet(event), self.metadata.clone())));
         }
         // Later records of the batch are priced with the new versions.
-        batch.price_versions = prices::versions_for(tx, &batch.price_keys).await?;
+        batch.price_versions = prices::versions_for_in(tx, &batch.price_keys).await?;
         Ok(Step::Done(Ok(Self::wrap(outcome)), events))
     }
 
@@ -105,7 +105,7 @@ impl Handle for RepriceCommand {
     async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         // One lock for price changes and re-prices, so two batches cannot take them in opposite orders.
         tx.execute(PRICE_BOOK_LOCK, &[]).await?;
-        let mut corrections = repricing::plan(tx, &self.selection).await?;
+        let mut corrections = repricing::plan(&**tx, &self.selection).await?;
         corrections.retain(|(c, _)| batch.repriced.insert(c.record_id));
         for (c, _) in &corrections {
             for p in &c.postings {

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{idempotency, Batch, Books, CommandError, Handle, LedgerCommand, LedgerError, Step};

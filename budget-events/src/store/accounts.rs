@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::domain::policy::Account;
@@ -29,20 +29,23 @@ pub async fn lock(
     let starts: Vec<Option<DateTime<Utc>>> = keys.values().map(|b| b.0).collect();
     let ends: Vec<Option<DateTime<Utc>>> = keys.values().map(|b| b.1).collect();
     tx.execute(
-        "INSERT INTO policy_accounts (policy_id, window_key, window_start, window_end)
+        &tx.prepare_cached(
+            "INSERT INTO policy_accounts (policy_id, window_key, window_start, window_end)
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS k(p, w, s, e)
          ORDER BY p, w
          ON CONFLICT (policy_id, window_key) DO NOTHING",
+        )
+        .await?,
         &[&policy_ids, &windows, &starts, &ends],
     )
     .await?;
     let rows = tx
         .query(
-            "SELECT a.policy_id, a.window_key, a.posted_cost, a.posted_tokens, a.pending_cost, a.pending_tokens, a.records
+            &tx.prepare_cached("SELECT a.policy_id, a.window_key, a.posted_cost, a.posted_tokens, a.pending_cost, a.pending_tokens, a.records
              FROM policy_accounts a
              JOIN unnest($1::uuid[], $2::text[]) AS k(p, w) ON a.policy_id = k.p AND a.window_key = k.w
              ORDER BY a.policy_id, a.window_key
-             FOR UPDATE OF a",
+             FOR UPDATE OF a").await?,
             &[&policy_ids, &windows],
         )
         .await?;
@@ -78,11 +81,14 @@ pub async fn save(tx: &Transaction<'_>, accounts: &BTreeMap<AccountKey, Account>
     let pending_tokens: Vec<i64> = accounts.values().map(|a| a.pending_tokens).collect();
     let records: Vec<i64> = accounts.values().map(|a| a.records).collect();
     tx.execute(
-        "UPDATE policy_accounts a SET posted_cost = k.pc, posted_tokens = k.pt, pending_cost = k.qc,
+        &tx.prepare_cached(
+            "UPDATE policy_accounts a SET posted_cost = k.pc, posted_tokens = k.pt, pending_cost = k.qc,
                 pending_tokens = k.qt, records = k.r, updated_at = now()
          FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::bigint[], $5::numeric[], $6::bigint[], $7::bigint[])
               AS k(p, w, pc, pt, qc, qt, r)
          WHERE a.policy_id = k.p AND a.window_key = k.w",
+        )
+        .await?,
         &[&ids, &windows, &posted_cost, &posted_tokens, &pending_cost, &pending_tokens, &records],
     )
     .await?;

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row, Transaction};
+use deadpool_postgres::Transaction;
+use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::domain::allocation::{Allocation, AllocationState};
@@ -46,9 +47,10 @@ pub async fn lock(tx: &Transaction<'_>, ids: &[Uuid]) -> Result<HashMap<Uuid, Al
     }
     let rows = tx
         .query(
-            &format!(
+            &tx.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM allocations WHERE allocation_id = ANY($1) ORDER BY allocation_id FOR UPDATE"
-            ),
+            ))
+            .await?,
             &[&ids],
         )
         .await?;
@@ -68,9 +70,12 @@ pub async fn active_by_context(
     let components: Vec<&str> = contexts.iter().map(|c| c.1).collect();
     let rows = tx
         .query(
-            "SELECT DISTINCT a.context_id, a.component, a.allocation_id FROM allocations a
+            &tx.prepare_cached(
+                "SELECT DISTINCT a.context_id, a.component, a.allocation_id FROM allocations a
              JOIN unnest($1::text[], $2::text[]) AS k(c, m) ON a.context_id = k.c AND a.component = k.m
              WHERE a.state = 'active'",
+            )
+            .await?,
             &[&ids, &components],
         )
         .await?;
@@ -90,10 +95,11 @@ pub async fn lock_active_since(
 ) -> Result<Vec<Allocation>, tokio_postgres::Error> {
     let rows = tx
         .query(
-            &format!(
+            &tx.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM allocations WHERE state = 'active' AND created_at >= $1
                  ORDER BY allocation_id FOR UPDATE"
-            ),
+            ))
+            .await?,
             &[&since],
         )
         .await?;
@@ -107,10 +113,11 @@ pub async fn lock_due(
 ) -> Result<Vec<Allocation>, tokio_postgres::Error> {
     let rows = tx
         .query(
-            &format!(
+            &tx.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM allocations WHERE state = 'active' AND expires_at <= $1
                  ORDER BY allocation_id LIMIT $2 FOR UPDATE SKIP LOCKED"
-            ),
+            ))
+            .await?,
             &[&now, &limit],
         )
         .await?;
@@ -122,7 +129,7 @@ pub async fn save(tx: &Transaction<'_>, allocations: &[&Allocation]) -> Result<(
     for a in allocations {
         a.check_invariants();
         tx.execute(
-            "INSERT INTO allocations (allocation_id, context_id, component, tier, provider, model, task_type, priority,
+            &tx.prepare_cached("INSERT INTO allocations (allocation_id, context_id, component, tier, provider, model, task_type, priority,
                  tokens_allocated, estimated_cost, expires_at, state, input_tokens_used, output_tokens_used, actual_cost,
                  remaining_tokens, remaining_cost, reservations, created_at, resolved_at, user_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
@@ -130,7 +137,7 @@ pub async fn save(tx: &Transaction<'_>, allocations: &[&Allocation]) -> Result<(
                  input_tokens_used = EXCLUDED.input_tokens_used, output_tokens_used = EXCLUDED.output_tokens_used,
                  actual_cost = EXCLUDED.actual_cost, remaining_tokens = EXCLUDED.remaining_tokens,
                  remaining_cost = EXCLUDED.remaining_cost, reservations = EXCLUDED.reservations,
-                 resolved_at = EXCLUDED.resolved_at",
+                 resolved_at = EXCLUDED.resolved_at").await?,
             &[
                 &a.allocation_id,
                 &a.context_id,

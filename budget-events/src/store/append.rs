@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
+use deadpool_postgres::Transaction;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::event::NewEvent;
@@ -91,7 +91,7 @@ pub async fn current_versions(tx: &Transaction<'_>, stream_ids: &[&str]) -> Resu
     }
     let rows = tx
         .query(
-            "SELECT stream_id, max(stream_version) AS version FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
+            &tx.prepare_cached("SELECT stream_id, max(stream_version) AS version FROM events WHERE stream_id = ANY($1) GROUP BY stream_id").await?,
             &[&stream_ids],
         )
         .await?;
@@ -125,11 +125,11 @@ pub async fn insert_events(
     }
     let inserted = tx
         .query(
-            "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata)
+            &tx.prepare_cached("INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata)
              SELECT s, v, e, ty, sv, p, m FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[])
                  WITH ORDINALITY AS t(s, v, e, ty, sv, p, m, ord)
              ORDER BY ord
-             RETURNING event_id, stream_id, stream_version, position",
+             RETURNING event_id, stream_id, stream_version, position").await?,
             &[&stream_ids, &versions, &event_ids, &types, &schema_versions, &payloads, &metadata],
         )
         .await

@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 
+use deadpool_postgres::Transaction;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio_postgres::Transaction;
 
 /// The longest key a client may send.
 pub const MAX_KEY_LEN: usize = 200;
@@ -67,8 +67,12 @@ pub async fn lookup(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows =
-        tx.query("SELECT key, request_hash, outcome FROM idempotency_keys WHERE key = ANY($1)", &[&keys]).await?;
+    let rows = tx
+        .query(
+            &tx.prepare_cached("SELECT key, request_hash, outcome FROM idempotency_keys WHERE key = ANY($1)").await?,
+            &[&keys],
+        )
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| (r.get("key"), StoredOutcome { request_hash: r.get("request_hash"), outcome: r.get("outcome") }))
@@ -89,9 +93,12 @@ pub async fn store(
     let outcomes: Vec<&serde_json::Value> = entries.iter().map(|(_, o)| o).collect();
     let n = tx
         .execute(
-            "INSERT INTO idempotency_keys (key, request_hash, outcome)
+            &tx.prepare_cached(
+                "INSERT INTO idempotency_keys (key, request_hash, outcome)
              SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])
              ON CONFLICT (key) DO NOTHING",
+            )
+            .await?,
             &[&keys, &hashes, &outcomes],
         )
         .await?;

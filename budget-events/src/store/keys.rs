@@ -2,7 +2,8 @@
 //! the lookup every authenticated request makes (by the secret's hash, one indexed row).
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row, Transaction};
+use deadpool_postgres::Transaction;
+use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::domain::keys::KeyScope;

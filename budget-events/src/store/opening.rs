@@ -3,7 +3,7 @@
 //! The allocations made in it come from [`super::allocations::lock_active_since`].
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 use crate::domain::policy::Scope;
 use crate::event::Event;

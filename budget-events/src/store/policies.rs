@@ -1,21 +1,26 @@
 //! The write-side rows of budgets and policies, kept in step with their events by the write path.
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
-use tokio_postgres::{GenericClient, Row, Transaction};
+use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::domain::policy::{Policy, PolicyPeriod, PolicyType, Scope};
 use crate::event::{BudgetCreated, PolicySet};
 use crate::Money;
 
-/// Every policy, enabled or not, for the write path to decide against.
-pub async fn load_all(client: &impl GenericClient) -> Result<Vec<Policy>, tokio_postgres::Error> {
-    let rows = client
+/// Every policy, enabled or not, for the write path to decide against (a statement prepared once per
+/// connection: every batch runs it).
+pub async fn load_all(tx: &Transaction<'_>) -> Result<Vec<Policy>, tokio_postgres::Error> {
+    let rows = tx
         .query(
-            "SELECT p.policy_id, p.budget_id, p.policy_type, p.period, p.scope, p.cost_limit, p.token_limit,
+            &tx.prepare_cached(
+                "SELECT p.policy_id, p.budget_id, p.policy_type, p.period, p.scope, p.cost_limit, p.token_limit,
                     p.warning_threshold, p.action_threshold, p.enabled AND b.active AS enabled, p.timezone
              FROM policies p JOIN budgets b USING (budget_id) ORDER BY p.policy_id",
+            )
+            .await?,
             &[],
         )
         .await?;
@@ -43,14 +48,14 @@ fn policy_from_row(r: &Row) -> Policy {
 /// Writes a policy's row as its latest `PolicySet` says.
 pub async fn save(tx: &Transaction<'_>, p: &PolicySet) -> Result<(), tokio_postgres::Error> {
     tx.execute(
-        "INSERT INTO policies (policy_id, budget_id, policy_type, period, scope, scope_key, cost_limit, token_limit,
+        &tx.prepare_cached("INSERT INTO policies (policy_id, budget_id, policy_type, period, scope, scope_key, cost_limit, token_limit,
                                warning_threshold, action_threshold, enabled, timezone)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          ON CONFLICT (policy_id) DO UPDATE SET
              policy_type = EXCLUDED.policy_type, cost_limit = EXCLUDED.cost_limit,
              token_limit = EXCLUDED.token_limit, warning_threshold = EXCLUDED.warning_threshold,
              action_threshold = EXCLUDED.action_threshold, enabled = EXCLUDED.enabled,
-             timezone = EXCLUDED.timezone, updated_at = now()",
+             timezone = EXCLUDED.timezone, updated_at = now()").await?,
         &[
             &p.policy_id,
             &p.budget_id,
@@ -73,9 +78,12 @@ pub async fn save(tx: &Transaction<'_>, p: &PolicySet) -> Result<(), tokio_postg
 /// Applies a budget change to its row.
 pub async fn update_budget(tx: &Transaction<'_>, b: &crate::event::BudgetUpdated) -> Result<(), tokio_postgres::Error> {
     tx.execute(
-        "UPDATE budgets SET name = COALESCE($2, name), description = COALESCE($3, description),
+        &tx.prepare_cached(
+            "UPDATE budgets SET name = COALESCE($2, name), description = COALESCE($3, description),
                             owner = COALESCE($4, owner), updated_at = now()
          WHERE budget_id = $1",
+        )
+        .await?,
         &[&b.budget_id, &b.name, &b.description, &b.owner],
     )
     .await?;
@@ -83,7 +91,11 @@ pub async fn update_budget(tx: &Transaction<'_>, b: &crate::event::BudgetUpdated
 }
 
 pub async fn archive_budget(tx: &Transaction<'_>, budget_id: Uuid) -> Result<(), tokio_postgres::Error> {
-    tx.execute("UPDATE budgets SET active = false, updated_at = now() WHERE budget_id = $1", &[&budget_id]).await?;
+    tx.execute(
+        &tx.prepare_cached("UPDATE budgets SET active = false, updated_at = now() WHERE budget_id = $1").await?,
+        &[&budget_id],
+    )
+    .await?;
     Ok(())
 }
 
@@ -132,7 +144,7 @@ pub async fn list_budgets(client: &impl GenericClient) -> Result<Vec<BudgetRow>,
 
 pub async fn insert_budget(tx: &Transaction<'_>, b: &BudgetCreated) -> Result<(), tokio_postgres::Error> {
     tx.execute(
-        "INSERT INTO budgets (budget_id, name, description, owner) VALUES ($1, $2, $3, $4)",
+        &tx.prepare_cached("INSERT INTO budgets (budget_id, name, description, owner) VALUES ($1, $2, $3, $4)").await?,
         &[&b.budget_id, &b.name, &b.description, &b.owner],
     )
     .await?;

@@ -1,8 +1,9 @@
 //! Price-book rows: each version with the span it is in effect for, kept in step with `PriceSet` events.
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
-use tokio_postgres::{GenericClient, Row, Transaction};
+use tokio_postgres::{GenericClient, Row};
 
 use crate::domain::price::{PriceSource, PriceSpec, PriceVersion};
 use crate::event::PriceSet;
@@ -35,6 +36,13 @@ fn from_row(r: &Row) -> PriceVersion {
     }
 }
 
+fn versions_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM prices p JOIN unnest($1::text[], $2::text[]) AS k(pr, mo)
+         ON p.provider = k.pr AND p.model = k.mo ORDER BY effective_from"
+    )
+}
+
 /// Every version of the given (provider, model) pairs.
 pub async fn versions_for(
     client: &impl GenericClient,
@@ -45,15 +53,21 @@ pub async fn versions_for(
     }
     let providers: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
     let models: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {COLUMNS} FROM prices p JOIN unnest($1::text[], $2::text[]) AS k(pr, mo)
-                 ON p.provider = k.pr AND p.model = k.mo ORDER BY effective_from"
-            ),
-            &[&providers, &models],
-        )
-        .await?;
+    let rows = client.query(&versions_sql(), &[&providers, &models]).await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// [`versions_for`] in the write path's transaction, as a statement prepared once per connection.
+pub async fn versions_for_in(
+    tx: &Transaction<'_>,
+    keys: &[(String, String)],
+) -> Result<Vec<PriceVersion>, tokio_postgres::Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let providers: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+    let models: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let rows = tx.query(&tx.prepare_cached(&versions_sql()).await?, &[&providers, &models]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
@@ -122,21 +136,28 @@ pub async fn insert(tx: &Transaction<'_>, p: &PriceSet) -> Result<(), tokio_post
     let (provider, model) = (&p.spec.provider, &p.spec.model);
     let next: Option<DateTime<Utc>> = tx
         .query_opt(
-            "SELECT min(effective_from) FROM prices WHERE provider = $1 AND model = $2 AND effective_from > $3",
+            &tx.prepare_cached(
+                "SELECT min(effective_from) FROM prices WHERE provider = $1 AND model = $2 AND effective_from > $3",
+            )
+            .await?,
             &[provider, model, &p.effective_from],
         )
         .await?
         .and_then(|r| r.get(0));
     tx.execute(
-        "UPDATE prices SET effective_to = $3 WHERE provider = $1 AND model = $2 AND effective_from < $3
+        &tx.prepare_cached(
+            "UPDATE prices SET effective_to = $3 WHERE provider = $1 AND model = $2 AND effective_from < $3
            AND (effective_to IS NULL OR effective_to > $3)",
+        )
+        .await?,
         &[provider, model, &p.effective_from],
     )
     .await?;
     tx.execute(
-        &format!(
+        &tx.prepare_cached(&format!(
             "INSERT INTO prices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        ),
+        ))
+        .await?,
         &[
             &p.version_id,
             provider,
