@@ -83,3 +83,31 @@ pub async fn zero_overspend(
         ),
     })
 }
+
+/// Gateway calls settled once: the log holds one usage record per answered gateway call (`answered`,
+/// counting from `records_before`, the records logged before the timed phase), each settled against
+/// its reservation, and no reservation is left active.
+pub async fn gateway_settled_once(
+    client: &impl GenericClient,
+    records_before: i64,
+    answered: i64,
+) -> Result<Check, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM events WHERE event_type = 'UsageRecorded') AS records,
+                    (SELECT count(*) FROM events WHERE event_type = 'UsageRecorded'
+                       AND payload->'settlement'->>'allocation_id' IS NULL) AS unsettled,
+                    (SELECT count(*) FROM allocations WHERE state = 'active') AS active",
+            &[],
+        )
+        .await?;
+    let (records, unsettled, active): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    Ok(Check {
+        name: "gateway_settled_once",
+        passed: records - records_before == answered && unsettled == 0 && active == 0,
+        detail: format!(
+            "{answered} answered calls, {} usage records ({unsettled} not settled against a reservation), {active} reservations still active",
+            records - records_before
+        ),
+    })
+}

@@ -409,10 +409,6 @@ async fn measure_gateway(options: &Options, config: &DbConfig) -> anyhow::Result
 
     say("checks…");
     let client = pool.get().await?;
-    let settled: i64 =
-        client.query_one("SELECT count(*) FROM events WHERE event_type = 'UsageRecorded'", &[]).await?.get(0);
-    let active: i64 = client.query_one("SELECT count(*) FROM allocations WHERE state = 'active'", &[]).await?.get(0);
-    let answered = through.ok as i64;
     let checks = vec![
         Check {
             name: "gateway_calls_answered",
@@ -422,14 +418,7 @@ async fn measure_gateway(options: &Options, config: &DbConfig) -> anyhow::Result
                 Some(why) => format!("{} calls failed, the first: {why}", through.failed + direct.failed),
             },
         },
-        Check {
-            name: "gateway_settled_once",
-            passed: settled - settled_before == answered && active == 0,
-            detail: format!(
-                "{answered} answered calls, {} usage records, {active} reservations still active",
-                settled - settled_before
-            ),
-        },
+        checks::gateway_settled_once(&**client, settled_before, through.ok as i64).await?,
     ];
     server.stop().await;
     Ok(Report {

@@ -112,3 +112,47 @@ async fn a_quick_bench_reports_every_figure_and_its_checks_catch_loss_duplicates
         .await
         .unwrap();
 }
+
+/// `budget bench --gateway --quick`: the direct and gateway figures and the overheads, its checks
+/// passing; the settled-once check fails on a log missing a call or holding a reservation still active.
+#[tokio::test]
+async fn a_quick_gateway_bench_reports_the_overhead_and_its_check_catches_unsettled_calls() {
+    let db = TestDb::new().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_budget"))
+        .args(["bench", "--gateway", "--quick", "--json", "--keep", "--database-url", &db.connection_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let names: Vec<&str> = report["figures"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["gateway_direct", "gateway_through", "gateway_overhead_p50", "gateway_overhead_p99"]);
+    for f in &report["figures"].as_array().unwrap()[..2] {
+        assert!(f["latency"]["p99_ms"].as_f64().unwrap() > 0.0, "{f}");
+    }
+    for c in report["checks"].as_array().unwrap() {
+        assert_eq!(c["passed"], true, "{c}");
+    }
+
+    let mut config = db.config.clone();
+    config.dbname(report["database_name"].as_str().unwrap());
+    let pool = budget_events::db::pool(&config, 2);
+    let client = pool.get().await.unwrap();
+    let records: i64 =
+        client.query_one("SELECT count(*) FROM events WHERE event_type = 'UsageRecorded'", &[]).await.unwrap().get(0);
+    assert!(checks::gateway_settled_once(&**client, 0, records).await.unwrap().passed);
+    let lost = checks::gateway_settled_once(&**client, 0, records + 1).await.unwrap();
+    assert!(!lost.passed, "an answered call with no record: {lost:?}");
+    client.execute("UPDATE allocations SET state = 'active' WHERE allocation_id = (SELECT allocation_id FROM allocations LIMIT 1)", &[]).await.unwrap();
+    let held = checks::gateway_settled_once(&**client, 0, records).await.unwrap();
+    assert!(!held.passed, "a reservation left active: {held:?}");
+    drop(client);
+    drop(pool);
+    let mut admin = db.config.clone();
+    admin.dbname("postgres");
+    let (c, connection) = admin.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    c.batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", report["database_name"].as_str().unwrap()))
+        .await
+        .unwrap();
+}
