@@ -187,6 +187,14 @@ pub async fn fold_log(
 /// Folds every event the caller's snapshot sees (use a REPEATABLE READ transaction, and read the
 /// stored accounts in it too, for a like-for-like check).
 pub async fn fold_snapshot(client: &impl GenericClient) -> Result<LogFold, ReadError> {
+    fold_snapshot_each(client, |_, _| {}).await
+}
+
+/// [`fold_snapshot`], calling `each` with every event and what it did to the accounts.
+pub async fn fold_snapshot_each(
+    client: &impl GenericClient,
+    mut each: impl FnMut(&RecordedEvent, &[(AccountKey, Contribution)]),
+) -> Result<LogFold, ReadError> {
     let mut fold = LogFold::default();
     let mut cursor = Cursor::START;
     loop {
@@ -194,7 +202,8 @@ pub async fn fold_snapshot(client: &impl GenericClient) -> Result<LogFold, ReadE
         let Some(last) = events.last() else { break };
         cursor = Cursor::after(last);
         for e in &events {
-            fold.apply(e);
+            let contributions = fold.apply(e);
+            each(e, &contributions);
         }
     }
     Ok(fold)

@@ -239,12 +239,20 @@ pub async fn explain(
     q: web::Query<ExplainQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let policy_id = parse_id("policy", &path)?;
-    let client = state.pool.get().await?;
-    let row = budget_events::store::policies::list(&**client)
-        .await?
-        .into_iter()
-        .find(|r| r.policy.id == policy_id)
-        .ok_or_else(|| ApiError::NotFound(format!("no policy has id {policy_id}; list them with GET /api/policies")))?;
+    // The log and the account are read in one snapshot: a fold that stops at the log's horizon could
+    // miss an event whose effect on the account it then compares against (a false "does not match"
+    // while another database's transaction held the horizon back).
+    let mut client = state.pool.get().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let row =
+        budget_events::store::policies::list(&*tx).await?.into_iter().find(|r| r.policy.id == policy_id).ok_or_else(
+            || ApiError::NotFound(format!("no policy has id {policy_id}; list them with GET /api/policies")),
+        )?;
     let window = match q.into_inner().window {
         Some(w) => w,
         None => match row.policy.calendar_window_at(Utc::now()) {
@@ -258,13 +266,13 @@ pub async fn explain(
     };
     let key = (policy_id, window.clone());
     let mut contributions = Vec::new();
-    let fold = audit::fold_log(&**client, None, |_, touched| {
+    let fold = audit::fold_snapshot_each(&*tx, |_, touched| {
         contributions.extend(touched.iter().filter(|(k, _)| *k == key).map(|(_, c)| c.clone()));
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     let folded = fold.accounts.get(&key).copied().unwrap_or_default();
-    let stored = budget_events::store::policies::accounts(&**client, std::slice::from_ref(&key))
+    let stored = budget_events::store::policies::accounts(&*tx, std::slice::from_ref(&key))
         .await?
         .first()
         .map(|a| a.account)
