@@ -174,24 +174,25 @@ impl Batch<'_> {
     /// allocations they name (locked, in id order) and the price versions their records could resolve to.
     async fn load(tx: &Transaction<'_>, commands: &[Command]) -> Result<Self, LedgerError> {
         let keys: Vec<&str> = commands.iter().flat_map(Command::keys).map(|k| k.key.as_str()).collect();
-        let known = crate::store::idempotency::lookup(tx, &keys)
-            .await?
-            .into_iter()
-            .map(|(k, v)| (k, (v.request_hash, v.outcome)))
-            .collect();
-        let policies = policies::load_all(tx).await?;
+        let contexts: Vec<(&str, &str)> = commands.iter().flat_map(Command::contexts).collect();
+        // The price versions every record of the batch could resolve to (one query).
+        let price_keys = crate::domain::price::candidate_keys(commands.iter().flat_map(Command::priced_models));
+        // Independent reads, sent together: tokio-postgres pipelines them on the connection, so they
+        // cost one round trip instead of four (the server runs them in order, after the ledger lock).
+        let (known, policies, by_context, price_versions) = tokio::try_join!(
+            crate::store::idempotency::lookup(tx, &keys),
+            policies::load_all(tx),
+            allocations::active_by_context(tx, &contexts),
+            price_store::versions_for_in(tx, &price_keys),
+        )?;
+        let known = known.into_iter().map(|(k, v)| (k, (v.request_hash, v.outcome))).collect();
         // Every allocation the batch names or may settle by context, locked up front (one query, in id
         // order, so two writers never deadlock).
-        let contexts: Vec<(&str, &str)> = commands.iter().flat_map(Command::contexts).collect();
-        let by_context = allocations::active_by_context(tx, &contexts).await?;
         let mut named: Vec<Uuid> = commands.iter().flat_map(Command::allocations).collect();
         named.extend(by_context.values().flatten());
         named.sort();
         named.dedup();
         let allocations = allocations::lock(tx, &named).await?;
-        // The price versions every record of the batch could resolve to (one query).
-        let price_keys = crate::domain::price::candidate_keys(commands.iter().flat_map(Command::priced_models));
-        let price_versions = price_store::versions_for_in(tx, &price_keys).await?;
         Ok(Batch {
             now: Utc::now(),
             known,
@@ -250,12 +251,16 @@ impl Books {
     async fn write_back(self, tx: &Transaction<'_>) -> Result<HashMap<Uuid, i64>, LedgerError> {
         let Books { accounts, allocations, touched, events, .. } = self;
         let rows: Vec<(&str, i64, &NewEvent)> = events.iter().map(|(s, v, e)| (s.as_str(), *v, e)).collect();
-        let appended = insert_events(tx, &rows).await?;
+        let changed: Vec<&Allocation> = touched.iter().map(|id| &allocations[id]).collect();
+        // Sent together (pipelined). If the append fails (a concurrent writer took a stream version),
+        // its error comes first, since the server answers in order: the batch is then retried.
+        let (appended, (), ()) = tokio::try_join!(
+            async { insert_events(tx, &rows).await.map_err(LedgerError::from) },
+            async { accounts::save(tx, &accounts).await.map_err(LedgerError::from) },
+            async { allocations::save(tx, &changed).await.map_err(LedgerError::from) },
+        )?;
         assert_eq!(appended.len(), events.len(), "every event of the batch is appended exactly once");
         let positions: HashMap<Uuid, i64> = appended.iter().map(|a| (a.event_id, a.position)).collect();
-        accounts::save(tx, &accounts).await?;
-        let changed: Vec<&Allocation> = touched.iter().map(|id| &allocations[id]).collect();
-        allocations::save(tx, &changed).await?;
         Ok(positions)
     }
 }

@@ -124,12 +124,13 @@ pub async fn lock_due(
     Ok(rows.iter().map(from_row).collect())
 }
 
-/// Inserts or updates allocations as the write path left them.
+/// Inserts or updates allocations as the write path left them: one statement per allocation, sent
+/// together (tokio-postgres pipelines them), so a batch that touches many waits for one round trip.
 pub async fn save(tx: &Transaction<'_>, allocations: &[&Allocation]) -> Result<(), tokio_postgres::Error> {
-    for a in allocations {
-        a.check_invariants();
-        tx.execute(
-            &tx.prepare_cached("INSERT INTO allocations (allocation_id, context_id, component, tier, provider, model, task_type, priority,
+    if allocations.is_empty() {
+        return Ok(());
+    }
+    let statement = tx.prepare_cached("INSERT INTO allocations (allocation_id, context_id, component, tier, provider, model, task_type, priority,
                  tokens_allocated, estimated_cost, expires_at, state, input_tokens_used, output_tokens_used, actual_cost,
                  remaining_tokens, remaining_cost, reservations, created_at, resolved_at, user_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
@@ -137,7 +138,14 @@ pub async fn save(tx: &Transaction<'_>, allocations: &[&Allocation]) -> Result<(
                  input_tokens_used = EXCLUDED.input_tokens_used, output_tokens_used = EXCLUDED.output_tokens_used,
                  actual_cost = EXCLUDED.actual_cost, remaining_tokens = EXCLUDED.remaining_tokens,
                  remaining_cost = EXCLUDED.remaining_cost, reservations = EXCLUDED.reservations,
-                 resolved_at = EXCLUDED.resolved_at").await?,
+                 resolved_at = EXCLUDED.resolved_at").await?;
+    let reservations: Vec<serde_json::Value> =
+        allocations.iter().map(|a| serde_json::to_value(&a.reservations).expect("postings serialize")).collect();
+    let statement = &statement;
+    let writes = allocations.iter().zip(&reservations).map(|(a, reservations)| async move {
+        a.check_invariants();
+        tx.execute(
+            statement,
             &[
                 &a.allocation_id,
                 &a.context_id,
@@ -156,14 +164,15 @@ pub async fn save(tx: &Transaction<'_>, allocations: &[&Allocation]) -> Result<(
                 &a.actual_cost,
                 &a.remaining_tokens,
                 &a.remaining_cost,
-                &serde_json::to_value(&a.reservations).expect("postings serialize"),
+                reservations,
                 &a.created_at,
                 &a.resolved_at,
                 &a.user_id,
             ],
         )
-        .await?;
-    }
+        .await
+    });
+    futures_util::future::try_join_all(writes).await?;
     Ok(())
 }
 
