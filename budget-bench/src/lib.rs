@@ -118,6 +118,26 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of this run on `config`'s database, dated now.
+    fn new(
+        config: &DbConfig,
+        synchronous_commit: String,
+        figures: Vec<Figure>,
+        breakdown: Vec<String>,
+        checks: Vec<Check>,
+    ) -> Report {
+        Report {
+            date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            machine: machine(),
+            database: db::describe(config),
+            database_name: config.get_dbname().unwrap_or_default().to_string(),
+            synchronous_commit,
+            figures,
+            breakdown,
+            checks,
+        }
+    }
+
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.passed)
     }
@@ -331,16 +351,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let admitted_tokens = reserved.admitted as i64 * tokens_each;
     found.push(checks::zero_overspend(&**client, hot_policy, token_limit, admitted_tokens).await?);
     primary.stop().await;
-    Ok(Report {
-        date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        machine: machine(),
-        database: db::describe(config),
-        database_name: config.get_dbname().unwrap_or_default().to_string(),
-        synchronous_commit,
-        figures: [vec![one_row, bulk], figures].concat(),
-        breakdown,
-        checks: found,
-    })
+    Ok(Report::new(config, synchronous_commit, [vec![one_row, bulk], figures].concat(), breakdown, found))
 }
 
 /// `--gateway`: the same chat completion sent to a fake provider directly and through the gateway,
@@ -421,16 +432,13 @@ async fn measure_gateway(options: &Options, config: &DbConfig) -> anyhow::Result
         checks::gateway_settled_once(&**client, settled_before, through.ok as i64).await?,
     ];
     server.stop().await;
-    Ok(Report {
-        date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        machine: machine(),
-        database: db::describe(config),
-        database_name: config.get_dbname().unwrap_or_default().to_string(),
+    Ok(Report::new(
+        config,
         synchronous_commit,
-        figures: vec![direct_figure, through_figure, overhead_p50, overhead_p99],
+        vec![direct_figure, through_figure, overhead_p50, overhead_p99],
         breakdown,
         checks,
-    })
+    ))
 }
 
 /// Replays one projection (`usage_rollups`) from the whole log: events per second.

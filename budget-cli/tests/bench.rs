@@ -8,16 +8,31 @@ use budget_events::db::testing::TestDb;
 use serde_json::Value;
 use uuid::Uuid;
 
+/// `budget bench --quick --json --keep` (with `extra`) on `db`'s server; its report.
+fn quick_bench(db: &TestDb, extra: &[&str]) -> Value {
+    let url = db.connection_string();
+    let args = [&["bench", "--quick", "--json", "--keep", "--database-url", url.as_str()][..], extra].concat();
+    let out = Command::new(env!("CARGO_BIN_EXE_budget")).args(&args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// Drops the database a `--keep` run left.
+async fn drop_kept(db: &TestDb, report: &Value) {
+    let mut admin = db.config.clone();
+    admin.dbname("postgres");
+    let (c, connection) = admin.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    c.batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", report["database_name"].as_str().unwrap()))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_quick_bench_reports_every_figure_and_its_checks_catch_loss_duplicates_and_overspend() {
     let db = TestDb::new().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_budget"))
-        .args(["bench", "--quick", "--json", "--keep", "--database-url", &db.connection_string()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let report = quick_bench(&db, &[]);
     let names: Vec<&str> = report["figures"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
@@ -104,13 +119,7 @@ async fn a_quick_bench_reports_every_figure_and_its_checks_catch_loss_duplicates
     assert!(!told.passed, "clients told of more than the log holds: {told:?}");
     drop(client);
     drop(pool);
-    let mut admin = db.config.clone();
-    admin.dbname("postgres");
-    let (c, connection) = admin.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    c.batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", report["database_name"].as_str().unwrap()))
-        .await
-        .unwrap();
+    drop_kept(&db, &report).await;
 }
 
 /// `budget bench --gateway --quick`: the direct and gateway figures and the overheads, its checks
@@ -118,13 +127,7 @@ async fn a_quick_bench_reports_every_figure_and_its_checks_catch_loss_duplicates
 #[tokio::test]
 async fn a_quick_gateway_bench_reports_the_overhead_and_its_check_catches_unsettled_calls() {
     let db = TestDb::new().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_budget"))
-        .args(["bench", "--gateway", "--quick", "--json", "--keep", "--database-url", &db.connection_string()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let report = quick_bench(&db, &["--gateway"]);
     let names: Vec<&str> = report["figures"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["gateway_direct", "gateway_through", "gateway_overhead_p50", "gateway_overhead_p99"]);
     for f in &report["figures"].as_array().unwrap()[..2] {
@@ -148,11 +151,5 @@ async fn a_quick_gateway_bench_reports_the_overhead_and_its_check_catches_unsett
     assert!(!held.passed, "a reservation left active: {held:?}");
     drop(client);
     drop(pool);
-    let mut admin = db.config.clone();
-    admin.dbname("postgres");
-    let (c, connection) = admin.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    c.batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", report["database_name"].as_str().unwrap()))
-        .await
-        .unwrap();
+    drop_kept(&db, &report).await;
 }

@@ -36,6 +36,11 @@ fn from_row(r: &Row) -> PriceVersion {
     }
 }
 
+/// (provider, model) pairs as the two arrays the query unnests.
+fn key_columns(keys: &[(String, String)]) -> (Vec<&str>, Vec<&str>) {
+    keys.iter().map(|(p, m)| (p.as_str(), m.as_str())).unzip()
+}
+
 fn versions_sql() -> String {
     format!(
         "SELECT {COLUMNS} FROM prices p JOIN unnest($1::text[], $2::text[]) AS k(pr, mo)
@@ -51,8 +56,7 @@ pub async fn versions_for(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let providers: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-    let models: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let (providers, models) = key_columns(keys);
     let rows = client.query(&versions_sql(), &[&providers, &models]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
@@ -65,8 +69,7 @@ pub async fn versions_for_in(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let providers: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-    let models: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let (providers, models) = key_columns(keys);
     let rows = tx.query(&tx.prepare_cached(&versions_sql()).await?, &[&providers, &models]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
