@@ -188,10 +188,11 @@ async fn prepare(state: &AppState, req: &HttpRequest, mut body: Value, api: Api)
 /// The input bound ([`super::estimate`]), off the async threads when a tokenizer reads it (loading one
 /// and encoding a long prompt take milliseconds).
 async fn input_bound(body: &Value, api: Api, provider: &str, model: &str) -> Result<i64, GatewayError> {
-    use super::estimate::{embedding_tokens, input_tokens, Counter};
+    use super::estimate::{embedding_tokens, input_tokens, media_tokens, Counter};
+    let media = media_tokens(model);
     let count = move |body: &Value, counter: Counter| match api {
         Api::Embeddings => embedding_tokens(&body["input"], counter),
-        _ => input_tokens(body, counter),
+        _ => input_tokens(body, counter, media),
     };
     let counter = Counter::for_model(provider, model);
     if !counter.is_tokenizer() {

@@ -8,14 +8,26 @@
 //! byte-level BPE tokenizers of OpenAI, Anthropic, Llama 3 and Mistral's later models (and SentencePiece
 //! with byte fallback) make every token of at least one byte, so counting bytes where the walk counts
 //! tokens bounds the prompt too, about four times too high for English prose. Either way images and
-//! audio are billed by size, not bytes: each such part counts [`MEDIA_TOKENS`]. A bound too high only
+//! audio are billed by size, not bytes: each such part counts [`media_tokens`]. A bound too high only
 //! reserves more than is spent; the rest is released at settlement.
 
 use serde_json::Value;
 
-/// What one image or audio part reserves: above what OpenAI's GPT-4o family (1,445 for a
-/// 2048×768 high-detail image) and Anthropic (about 1,600 for the largest image it takes) bill for one.
-pub const MEDIA_TOKENS: i64 = 2_000;
+/// What one image or audio part reserves: above what OpenAI bills for the largest image (GPT-4o 1,445
+/// for 2048×768 at high detail, GPT-4.1-nano's patches ×2.46 about 3,780) and Anthropic (about 1,600).
+pub const MEDIA_TOKENS: i64 = 4_000;
+
+/// GPT-4o-mini bills images at 2,833 + 5,667 per 512-px tile, up to 8 tiles.
+pub const MINI_MEDIA_TOKENS: i64 = 2_833 + 5_667 * 8;
+
+/// What one image or audio part of a call to `model` reserves.
+pub fn media_tokens(model: &str) -> i64 {
+    if model.starts_with("gpt-4o-mini") {
+        MINI_MEDIA_TOKENS
+    } else {
+        MEDIA_TOKENS
+    }
+}
 
 /// What strings are counted in.
 #[derive(Clone, Copy)]
@@ -50,23 +62,24 @@ impl Counter {
 }
 
 /// The input-token bound of a request body (see the module's doc).
-pub fn input_tokens(body: &Value, counter: Counter) -> i64 {
+/// `media` is what each image or audio part counts ([`media_tokens`]).
+pub fn input_tokens(body: &Value, counter: Counter, media: i64) -> i64 {
     match body {
         Value::Object(map) => {
             map.iter()
                 .map(
                     |(k, v)| {
                         if is_media(k, v) {
-                            MEDIA_TOKENS
+                            media
                         } else {
-                            counter.count(k) + 4 + input_tokens(v, counter)
+                            counter.count(k) + 4 + input_tokens(v, counter, media)
                         }
                     },
                 )
                 .sum::<i64>()
                 + 2
         }
-        Value::Array(items) => items.iter().map(|v| input_tokens(v, counter) + 1).sum::<i64>() + 2,
+        Value::Array(items) => items.iter().map(|v| input_tokens(v, counter, media) + 1).sum::<i64>() + 2,
         Value::String(s) => counter.count(s) + 2,
         other => counter.count(&other.to_string()),
     }
@@ -98,15 +111,17 @@ mod tests {
     fn the_bound_is_above_the_bytes_of_the_text_and_counts_media_by_allowance() {
         let text = "Ünïcödé prose, about four bytes a token.";
         let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]});
-        let bound = input_tokens(&body, Counter::Bytes);
+        let bound = input_tokens(&body, Counter::Bytes, MEDIA_TOKENS);
         assert!(bound >= text.len() as i64 + 4, "at least the text's bytes and a template's tokens");
         assert!(bound <= serde_json::to_string(&body).unwrap().len() as i64 * 2);
 
         let image = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{}", "A".repeat(100_000))}}
         ]}]});
-        let b = input_tokens(&image, Counter::Bytes);
+        let b = input_tokens(&image, Counter::Bytes, media_tokens("gpt-4o"));
         assert!((MEDIA_TOKENS..MEDIA_TOKENS + 200).contains(&b), "an image costs its allowance, not its bytes: {b}");
+        let mini = input_tokens(&image, Counter::Bytes, media_tokens("gpt-4o-mini"));
+        assert!(mini > 48_000, "gpt-4o-mini's images are billed at up to 48,169 tokens: {mini}");
 
         assert_eq!(embedding_tokens(&json!([[1, 2, 3], [4]]), Counter::Bytes), 4, "token ids are exact");
         assert_eq!(embedding_tokens(&json!(["ab", "c"]), Counter::Bytes), 5);
@@ -130,9 +145,9 @@ mod tests {
             .map(|(r, c)| 3 + (bpe.encode_ordinary(r).len() + bpe.encode_ordinary(c).len()) as i64)
             .sum::<i64>()
             + 3;
-        let bound = input_tokens(&body, counter);
+        let bound = input_tokens(&body, counter, MEDIA_TOKENS);
         assert!(bound >= documented, "{bound} < {documented}");
         assert!(bound <= documented + 100, "close: {bound} against {documented}");
-        assert!(input_tokens(&body, Counter::Bytes) > 3 * bound, "bytes are the loose bound");
+        assert!(input_tokens(&body, Counter::Bytes, MEDIA_TOKENS) > 3 * bound, "bytes are the loose bound");
     }
 }
