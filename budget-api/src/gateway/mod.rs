@@ -12,6 +12,7 @@
 pub mod anthropic;
 pub mod call;
 pub mod estimate;
+pub mod forward;
 pub mod ledger;
 pub mod models;
 pub mod openai;
