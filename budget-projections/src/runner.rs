@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use budget_events::store::{read_after, Cursor};
+use budget_events::store::{read_after, read_after_cached, Cursor};
 use budget_events::writer::LogSignal;
 use deadpool_postgres::Pool;
 use tokio::sync::watch;
@@ -129,11 +129,14 @@ impl<P: Projection> Runner<P> {
 
 /// Locks the checkpoint, applies the next batch and moves the checkpoint, in `tx`. Public so that tests
 /// can abandon the transaction half-way, as a crash would.
-pub async fn apply_batch<P: Projection>(projection: &P, tx: &Transaction<'_>) -> Result<Step, ProjectionError> {
+pub async fn apply_batch<P: Projection>(
+    projection: &P,
+    tx: &deadpool_postgres::Transaction<'_>,
+) -> Result<Step, ProjectionError> {
     let Some(cursor) = lock_checkpoint(tx, P::NAME, true).await? else {
         return Ok(Step::Busy);
     };
-    let events = read_after(tx, cursor, BATCH_SIZE).await?;
+    let events = read_after_cached(tx, cursor, BATCH_SIZE).await?;
     let Some(last) = events.last() else {
         return Ok(Step::CaughtUp);
     };

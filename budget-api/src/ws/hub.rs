@@ -136,7 +136,7 @@ async fn step(
             return Ok(false);
         }
     }
-    let events = store::read_after(&**client, mark.cursor, 500).await?;
+    let events = store::read_after_cached(&client, mark.cursor, 500).await?;
     let raised = alerts::after_seq(&**client, mark.alert_seq, 500).await?;
     if events.is_empty() && raised.is_empty() {
         return Ok(false);

@@ -13,6 +13,6 @@ pub mod repricing;
 
 pub use append::{append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion, StreamAppend};
 pub use read::{
-    events, horizon_holders, read_after, read_since, read_visible_after, settled_end, usage_records, Cursor,
-    EventFilter, HorizonHolder, ReadError, UsageRecordFilter,
+    events, horizon_holders, read_after, read_after_cached, read_since, read_visible_after, settled_end, usage_records,
+    Cursor, EventFilter, HorizonHolder, ReadError, UsageRecordFilter,
 };
