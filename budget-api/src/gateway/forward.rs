@@ -52,7 +52,7 @@ fn unreachable(p: &Prepared, e: &reqwest::Error) -> GatewayError {
             StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Unavailable,
             format!(
-                "the upstream `{provider}` did not answer within {:?}; nothing was charged, retry later",
+                "the upstream `{provider}` did not answer within {:?}; the call was given up and its reservation released, retry later",
                 p.upstream.timeout
             ),
         )
@@ -61,11 +61,25 @@ fn unreachable(p: &Prepared, e: &reqwest::Error) -> GatewayError {
             StatusCode::BAD_GATEWAY,
             ErrorCode::Unavailable,
             format!(
-                "the upstream `{provider}` cannot be reached ({}); nothing was charged, retry later",
+                "the upstream `{provider}` cannot be reached ({}); its reservation was released, retry later",
                 without_url(e)
             ),
         )
     }
+}
+
+/// The upstream's answer broke off after it began: the provider may bill the call, so it was recorded
+/// at its reservation (the most it could cost); 502 in the client's API's shape.
+fn cut_off(p: &Prepared, e: &reqwest::Error) -> GatewayError {
+    GatewayError::new(
+        StatusCode::BAD_GATEWAY,
+        ErrorCode::Unavailable,
+        format!(
+            "the answer of the upstream `{}` broke off ({}); the call was recorded at its reservation, the most it could cost",
+            p.upstream.provider,
+            without_url(e)
+        ),
+    )
 }
 
 /// reqwest's message without the URL (a base URL can carry a token in its query).
@@ -179,7 +193,7 @@ pub(super) async fn whole_call(
         Err(e) => {
             // Cut off mid-answer: the upstream may bill it, so the worst case is settled.
             let _ = settle_surely(&state, &p, &allocation, None).await;
-            return Err(unreachable(&p, &e));
+            return Err(cut_off(&p, &e));
         }
     };
     if !status.is_success() {
@@ -241,7 +255,7 @@ pub(super) async fn stream_call(
             }
             Err(e) => {
                 let _ = settle_surely(&state, &p, &allocation, None).await;
-                Answered::Failed(unreachable(&p, &e))
+                Answered::Failed(cut_off(&p, &e))
             }
         };
         let _ = answer.send(response);

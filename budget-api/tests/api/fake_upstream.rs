@@ -2,12 +2,13 @@
 //! tests. It bills every answer at its cap (`max_tokens`, × `n`), the most a real one could, and its
 //! prompt tokens are the words of the messages plus 3 per message. Models choose misbehaviour:
 //! `slow-…` answers after 3 s, `broken-…` answers 500 in the API's error shape, `long-…` streams its
-//! events 300 ms apart.
+//! events 300 ms apart, `cut-…` breaks its answer off after its first part (no usage reported).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 /// The secrets the fake expects: the gateway must send these, never the client's key.
@@ -108,6 +109,24 @@ async fn chat(req: HttpRequest, seen: web::Data<Seen>, body: web::Json<Value>) -
     if credential(&req) != format!("authorization=Bearer {OPENAI_SECRET};x-api-key=") {
         return HttpResponse::Unauthorized()
             .json(json!({"error": {"message": "bad key", "type": "invalid_request_error"}}));
+    }
+    if model.starts_with("cut-") {
+        let first = if body["stream"].as_bool() == Some(true) {
+            format!(
+                "data: {}\n\n",
+                json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
+                "model": model, "choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": null}]})
+            )
+        } else {
+            "{\"id\": \"chatcmpl-fake\", \"choices\": [".to_string()
+        };
+        let parts = vec![Ok(web::Bytes::from(first)), Err(actix_web::error::ErrorInternalServerError("cut"))];
+        let stream = futures_util::stream::iter(parts).then(|part| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            part
+        });
+        let kind = if body["stream"].as_bool() == Some(true) { "text/event-stream" } else { "application/json" };
+        return HttpResponse::Ok().content_type(kind).streaming(stream);
     }
     let cap = body["max_completion_tokens"].as_i64().or(body["max_tokens"].as_i64()).unwrap_or(16);
     let n = body["n"].as_i64().unwrap_or(1);

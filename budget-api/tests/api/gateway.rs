@@ -351,3 +351,38 @@ async fn a_client_that_hangs_up_mid_stream_is_settled_at_what_the_upstream_bille
     assert_eq!(record["metadata"]["usage_source"], "upstream");
     assert_eq!(fake.seen.requests.lock().unwrap().len(), 1);
 }
+
+/// An upstream whose answer breaks off after it began may bill the call, and reported no usage: the
+/// call is recorded at its reservation (the most it could cost), whole or streamed, and nothing stays
+/// reserved.
+#[tokio::test]
+async fn an_answer_that_breaks_off_is_recorded_at_its_reservation() {
+    let (app, _fake) = gateway_app().await;
+    let key = key_for(&app, "sdk-app").await;
+    let body = |stream: bool| {
+        json!({"model": "openai/cut-model", "max_tokens": 10, "stream": stream,
+                                     "messages": [{"role": "user", "content": "hi"}]})
+    };
+    let r = app.http.post(app.url("/v1/chat/completions")).bearer_auth(&key).json(&body(false)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 502);
+    let answer: Value = r.json().await.unwrap();
+    assert!(answer["error"]["message"].as_str().unwrap().contains("recorded at its reservation"), "{answer}");
+
+    let r = app.http.post(app.url("/v1/chat/completions")).bearer_auth(&key).json(&body(true)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let streamed = r.text().await.unwrap();
+    assert!(streamed.contains("Hel") && streamed.contains(": x-budget-cost: "), "{streamed}");
+
+    let records = records(&app).await;
+    assert_eq!(records.len(), 2);
+    let allocations = app.db.pool.get().await.unwrap();
+    for (record, reserved) in records
+        .iter()
+        .zip(allocations.query("SELECT tokens_allocated FROM allocations ORDER BY created_at", &[]).await.unwrap())
+    {
+        assert_eq!(record["metadata"]["usage_source"], "reservation", "{record}");
+        let tokens = record["input_tokens"].as_i64().unwrap() + record["output_tokens"].as_i64().unwrap();
+        assert_eq!((record["output_tokens"].as_i64(), tokens), (Some(10), reserved.get::<_, i64>(0)), "{record}");
+    }
+    assert_eq!(pending(&app).await, (0, Decimal::ZERO));
+}
