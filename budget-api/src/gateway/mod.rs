@@ -5,9 +5,9 @@
 //! the SDKs send); [`call`] picks the upstream through the price book, bounds the call's cost
 //! ([`estimate`] for the input, the request's cap for the answer, which the gateway sets when the client
 //! did not), reserves it ([`ledger::reserve`], 402 in the provider's error shape when a hard limit
-//! refuses), forwards, and settles the usage the upstream reports ([`ledger::settle`]), releasing the
-//! rest. The forwarding runs in its own task, so a client that goes away mid-stream does not stop the
-//! settlement: the gateway reads the upstream to its end and settles what it bills.
+//! refuses); [`forward`] forwards it and settles the usage the upstream reports ([`ledger::settle`]),
+//! releasing the rest. The forwarding runs in its own task, so a client that goes away mid-stream does
+//! not stop the settlement: the gateway reads the upstream to its end and settles what it bills.
 
 pub mod anthropic;
 pub mod call;
