@@ -397,22 +397,27 @@ impl Event {
     }
 
     pub fn payload(&self) -> serde_json::Value {
-        let value = match self {
-            Event::UsageRecorded(e) => serde_json::to_value(e),
-            Event::BudgetCreated(e) => serde_json::to_value(e),
-            Event::BudgetUpdated(e) => serde_json::to_value(e),
-            Event::BudgetArchived(e) => serde_json::to_value(e),
-            Event::PolicySet(e) => serde_json::to_value(e),
-            Event::AllocationCreated(e) => serde_json::to_value(e),
-            Event::AllocationReleased(e) | Event::AllocationExpired(e) => serde_json::to_value(e),
-            Event::PriceSet(e) => serde_json::to_value(e),
-            Event::UsageRepriced(e) => serde_json::to_value(e),
-            Event::BudgetRefused(e) => serde_json::to_value(e),
-            Event::AlertAcknowledged(e) => serde_json::to_value(e),
-            Event::ApiKeyCreated(e) => serde_json::to_value(e),
-            Event::ApiKeyRevoked(e) => serde_json::to_value(e),
+        serde_json::from_str(&self.payload_text()).expect("a payload is JSON")
+    }
+
+    /// The payload as JSON text, written straight from the event's type.
+    pub fn payload_text(&self) -> String {
+        let text = match self {
+            Event::UsageRecorded(e) => serde_json::to_string(e),
+            Event::BudgetCreated(e) => serde_json::to_string(e),
+            Event::BudgetUpdated(e) => serde_json::to_string(e),
+            Event::BudgetArchived(e) => serde_json::to_string(e),
+            Event::PolicySet(e) => serde_json::to_string(e),
+            Event::AllocationCreated(e) => serde_json::to_string(e),
+            Event::AllocationReleased(e) | Event::AllocationExpired(e) => serde_json::to_string(e),
+            Event::PriceSet(e) => serde_json::to_string(e),
+            Event::UsageRepriced(e) => serde_json::to_string(e),
+            Event::BudgetRefused(e) => serde_json::to_string(e),
+            Event::AlertAcknowledged(e) => serde_json::to_string(e),
+            Event::ApiKeyCreated(e) => serde_json::to_string(e),
+            Event::ApiKeyRevoked(e) => serde_json::to_string(e),
         };
-        value.expect("event payloads are plain data and always serialize")
+        text.expect("event payloads are plain data and always serialize")
     }
 
     /// Decodes a stored event; `position` is only for the error message.
