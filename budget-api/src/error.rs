@@ -180,6 +180,9 @@ impl From<budget_events::writer::WriteError> for ApiError {
                 message: CommandError::BudgetExceeded(refusals.clone()).to_string(),
                 details: serde_json::to_value(&refusals).expect("refusals serialize"),
             },
+            WriteError::Rejected(rejection @ CommandError::KeyInactive(_)) => {
+                ApiError::Unauthenticated(rejection.to_string())
+            }
             WriteError::Rejected(rejection @ CommandError::Unpriced { .. }) => {
                 ApiError::Unpriced(rejection.to_string())
             }

@@ -13,7 +13,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse};
 use budget_events::db::DbPool;
 use budget_events::domain::keys::secret_hash;
-use budget_events::store::keys;
+use budget_events::store::keys::{self, KeyRow};
 use budget_events::ErrorCode;
 use chrono::Utc;
 
@@ -26,6 +26,8 @@ use crate::error::ApiError;
 const CORS_HEADERS: &str = "Authorization, X-API-Key, Content-Type, Idempotency-Key, X-Budget-Actor, X-Request-Id";
 /// How often a key's `last_used_at` is written, at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// Keys remembered for the write routes, at most (the map is emptied when it is full).
+const REMEMBERED_KEYS: usize = 10_000;
 
 /// What the guard knows: the settings, the access table, the buckets.
 #[derive(Debug)]
@@ -37,6 +39,8 @@ pub struct Gate {
     allowed_hosts: Option<Vec<String>>,
     buckets: Buckets,
     touched: Mutex<HashMap<uuid::Uuid, Instant>>,
+    /// Active keys by secret hash, as last read from `api_keys`, for [`rechecked_by_the_write_path`].
+    remembered: Mutex<HashMap<String, KeyRow>>,
 }
 
 impl Gate {
@@ -60,6 +64,7 @@ impl Gate {
             loopback,
             allowed_hosts,
             touched: Mutex::new(HashMap::new()),
+            remembered: Mutex::new(HashMap::new()),
         }
     }
 
@@ -76,25 +81,32 @@ impl Gate {
         keys::any_active(&**client, Utc::now()).await.map_err(unavailable)
     }
 
-    /// The caller a secret identifies, or 401.
-    pub async fn identify(&self, pool: &DbPool, secret: &str) -> Result<Caller, ApiError> {
+    /// The caller a secret identifies, or 401. `rechecked`: the request is one the write path checks
+    /// its key again for, in its transaction, so a key seen active before is taken without a lookup.
+    pub async fn identify(&self, pool: &DbPool, secret: &str, rechecked: bool) -> Result<Caller, ApiError> {
         let secret = secret.trim();
+        let hash = secret_hash(secret);
         if let Some(admin) = &self.settings.admin_key {
             // Compared as hashes, so the comparison's time says nothing about the secret.
-            if secret_hash(admin) == secret_hash(secret) {
+            if secret_hash(admin) == hash {
                 return Ok(Caller::Bootstrap);
             }
         }
-        let client = pool.get().await?;
         let now = Utc::now();
-        match keys::by_hash(&client, &secret_hash(secret)).await.map_err(unavailable)? {
+        if rechecked {
+            let known = self.remembered.lock().expect("remembered keys").get(&hash).cloned();
+            if let Some(key) = known.filter(|k| k.is_active(now)) {
+                self.touch(pool, key.key_id, now).await;
+                return Ok(Caller::Key(Box::new(key)));
+            }
+        }
+        let client = pool.get().await?;
+        let found = keys::by_hash(&client, &hash).await.map_err(unavailable)?;
+        drop(client);
+        self.remember(&hash, found.as_ref().filter(|k| k.is_active(now)));
+        match found {
             Some(key) if key.is_active(now) => {
-                if self.should_touch(key.key_id) {
-                    // Bookkeeping only: a failure here must not refuse a valid key.
-                    if let Err(e) = keys::touch(&**client, key.key_id, now).await {
-                        tracing::warn!(error = %e, "could not record when a key was last used");
-                    }
-                }
+                self.touch(pool, key.key_id, now).await;
                 Ok(Caller::Key(Box::new(key)))
             }
             Some(key) => Err(unauthenticated(if key.revoked_at.is_some() {
@@ -105,6 +117,37 @@ impl Gate {
             None => Err(unauthenticated(
                 "this API key is not known here; check for a typo, or create one with `budget keys create`",
             )),
+        }
+    }
+
+    /// Keeps an active key for the write routes, or forgets one that is no longer active.
+    fn remember(&self, hash: &str, active: Option<&KeyRow>) {
+        let mut remembered = self.remembered.lock().expect("remembered keys");
+        match active {
+            Some(key) => {
+                if remembered.len() >= REMEMBERED_KEYS && !remembered.contains_key(hash) {
+                    remembered.clear();
+                }
+                remembered.insert(hash.to_string(), key.clone());
+            }
+            None => {
+                remembered.remove(hash);
+            }
+        }
+    }
+
+    /// Records that the key was used, at most once a minute per key. Bookkeeping only: a failure here
+    /// must not refuse a valid key.
+    async fn touch(&self, pool: &DbPool, key_id: uuid::Uuid, now: chrono::DateTime<Utc>) {
+        if !self.should_touch(key_id) {
+            return;
+        }
+        let touched = match pool.get().await {
+            Ok(client) => keys::touch(&**client, key_id, now).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = touched {
+            tracing::warn!(error = %e, "could not record when a key was last used");
         }
     }
 
@@ -230,7 +273,7 @@ async fn admit(req: &ServiceRequest) -> Result<Admitted, ApiError> {
         return Ok(Admitted { cors, preflight: None, caller: None });
     };
     let caller = match presented_key(req) {
-        Some(secret) => gate.identify(&pool, &secret).await?,
+        Some(secret) => gate.identify(&pool, &secret, rechecked_by_the_write_path(req)).await?,
         None if gate.keys_required(&pool).await? => {
             return Err(unauthenticated(&format!(
                 "this route needs an API key of scope `{scope}` or above; send Authorization: Bearer KEY or X-API-Key: KEY (the CLI: --api-key or BUDGET_API_KEY)"
@@ -256,6 +299,16 @@ async fn admit(req: &ServiceRequest) -> Result<Admitted, ApiError> {
         return Err(ApiError::RateLimited { retry_after: wait.as_secs().max(1) });
     }
     Ok(Admitted { cors, preflight: None, caller: Some(caller) })
+}
+
+/// The routes whose commands the write path checks the sender's key for again, in its transaction
+/// (`ledger::Handle::signer`): usage records and reservations, the hot paths. The guard takes a key it
+/// has seen active for them without a lookup (a query and a round trip saved per request), and a key
+/// revoked meanwhile by any process still writes nothing. Every other route looks its key up, so a
+/// revoked key reads nothing either.
+fn rechecked_by_the_write_path(req: &ServiceRequest) -> bool {
+    req.method() == Method::POST
+        && matches!(req.path(), "/api/usage" | "/api/usage/record" | "/api/usage/batch" | "/api/allocations")
 }
 
 /// A key cannot be checked without the database: the request may be retried (503), like any other

@@ -227,7 +227,7 @@ impl Connection {
                 if let Some(secret) =
                     envelope.payload.get("api_key").and_then(|k| k.as_str()).filter(|k| !k.trim().is_empty())
                 {
-                    if let Err(e) = self.gate.identify(&self.pool, secret).await {
+                    if let Err(e) = self.gate.identify(&self.pool, secret, false).await {
                         let answer = json!({"success": false, "client_id": client_id, "error": e.to_string()});
                         let _ = self.send(&Envelope::new("authentication", None, answer, None).text()).await;
                         let reason = CloseReason { code: CloseCode::Policy, description: Some("bad API key".into()) };

@@ -181,6 +181,53 @@ async fn revoked_or_expired_keys_are_refused_at_once_by_every_process() {
     assert!(message.contains("expired"), "{message}");
 }
 
+/// The write routes take a key they have seen active without looking it up again; the write path
+/// checks it in its transaction instead. So a key revoked through one process writes nothing through
+/// another that remembers it, and nothing half-written is left: no event, no idempotency outcome.
+#[tokio::test]
+async fn a_revoked_key_writes_nothing_through_a_process_that_remembers_it() {
+    let app = keyed_app().await;
+    let replica = spawn_replica(&app, |s| s.security.admin_key = Some(ADMIN.into())).await;
+    let (secret, key_id) = create_key(&app, json!({"scope": "write"})).await;
+    let usage =
+        json!({"provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 10, "output_tokens": 5});
+    let allocation = json!({"context_id": "t-1", "component": "c", "tokens": 100});
+    let post = |base: &str, path: &str, key: &str, body: &Value| {
+        let request = app.http.post(format!("{base}{path}")).bearer_auth(&secret).header("Idempotency-Key", key);
+        request.json(body).send()
+    };
+    for base in [replica.clone(), app.address.clone()] {
+        assert_eq!(post(&base, "/api/usage", &format!("u-{base}"), &usage).await.unwrap().status().as_u16(), 201);
+        let r = post(&base, "/api/allocations", &format!("a-{base}"), &allocation).await.unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    let db = app.db.pool.get().await.unwrap();
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move { db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let (events, outcomes) =
+        (count("SELECT count(*) FROM events").await, count("SELECT count(*) FROM idempotency_keys").await);
+
+    let r = app.http.post(app.url(&format!("/api/keys/{key_id}/revoke"))).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let events = events + 1; // the revocation
+    for base in [replica.clone(), app.address.clone()] {
+        for (path, body) in [
+            ("/api/usage", usage.clone()),
+            ("/api/usage/record", usage.clone()),
+            ("/api/usage/batch", json!({"records": [usage.clone()]})),
+            ("/api/allocations", allocation.clone()),
+        ] {
+            let r = post(&base, path, &format!("after-{path}"), &body).await.unwrap();
+            let message = assert_error(r, 401, "unauthenticated").await;
+            assert!(message.contains("revoked") && message.contains("nothing was written"), "{path}: {message}");
+        }
+    }
+    assert_eq!(count("SELECT count(*) FROM events").await, events, "a revoked key appended events");
+    assert_eq!(count("SELECT count(*) FROM idempotency_keys").await, outcomes, "a refused request stored an outcome");
+}
+
 /// WebSockets: no key refused once keys exist, a key in the query accepted, a bad key in the
 /// `authentication` message closes the connection, a foreign Origin is refused.
 #[tokio::test]

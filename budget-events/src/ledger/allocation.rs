@@ -54,6 +54,9 @@ impl Handle for AllocateCommand {
     fn key(&self) -> Option<&IdempotencyKey> {
         self.key.as_ref()
     }
+    fn signer(&self) -> Option<Uuid> {
+        self.metadata.key_id
+    }
 
     fn priced_models(&self) -> Vec<(&str, &str)> {
         match (&self.allocation.provider, &self.allocation.model) {

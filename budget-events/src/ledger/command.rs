@@ -66,6 +66,9 @@ macro_rules! commands {
             pub(crate) fn keys(&self) -> Vec<&IdempotencyKey> {
                 match self { $(Command::$variant(c) => c.keys(),)* }
             }
+            pub(crate) fn signer(&self) -> Option<Uuid> {
+                match self { $(Command::$variant(c) => c.signer(),)* }
+            }
             /// Records this command writes, for sizing batches.
             pub fn weight(&self) -> usize {
                 match self { $(Command::$variant(c) => c.weight(),)* }
@@ -165,6 +168,9 @@ pub enum CommandError {
     AlreadyResolved { id: Uuid, state: AllocationState },
     #[error("no API key has id {0}; list them with `budget keys list`")]
     UnknownKey(Uuid),
+    /// The API key that sent the command was revoked or expired before the command was decided.
+    #[error("the API key {0} was revoked or has expired, so nothing was written; ask an admin for a new one (`budget keys create`)")]
+    KeyInactive(Uuid),
     #[error("a different price of {name} already takes effect at {at}; give another effective_from (a later one replaces it from then on)")]
     PriceVersionExists { name: String, at: chrono::DateTime<chrono::Utc> },
 }
@@ -182,6 +188,7 @@ impl CommandError {
             CommandError::AlreadyResolved { .. } => ErrorCode::AllocationResolved,
             CommandError::PriceVersionExists { .. } => ErrorCode::PriceVersionExists,
             CommandError::UnknownKey(_) => ErrorCode::NotFound,
+            CommandError::KeyInactive(_) => ErrorCode::Unauthenticated,
         }
     }
 }

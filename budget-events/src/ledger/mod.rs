@@ -91,6 +91,12 @@ pub(crate) trait Handle: LedgerCommand {
     fn keys(&self) -> Vec<&IdempotencyKey> {
         self.key().into_iter().collect()
     }
+    /// The API key that sent it, checked again in the transaction (revoked or expired: refused, nothing
+    /// written). The API admits these commands on a key it remembers instead of looking the key up for
+    /// every request (`auth::guard`); this check keeps a revocation immediate in every process.
+    fn signer(&self) -> Option<Uuid> {
+        None
+    }
     /// Records the command writes, for sizing batches.
     fn weight(&self) -> usize {
         1
@@ -167,6 +173,8 @@ pub(crate) struct Batch<'a> {
     pub repriced: HashSet<Uuid>,
     /// The accounts pass 2 posts to, with their windows' bounds.
     pub needed: BTreeMap<AccountKey, Bounds>,
+    /// Keys that sent commands of the batch and can no longer be used (revoked or expired).
+    pub inactive_keys: HashSet<Uuid>,
 }
 
 impl Batch<'_> {
@@ -177,13 +185,17 @@ impl Batch<'_> {
         let contexts: Vec<(&str, &str)> = commands.iter().flat_map(Command::contexts).collect();
         // The price versions every record of the batch could resolve to (one query).
         let price_keys = crate::domain::price::candidate_keys(commands.iter().flat_map(Command::priced_models));
+        let mut signers: Vec<Uuid> = commands.iter().filter_map(Command::signer).collect();
+        signers.sort();
+        signers.dedup();
         // Independent reads, sent together: tokio-postgres pipelines them on the connection, so they
-        // cost one round trip instead of four (the server runs them in order, after the ledger lock).
-        let (known, policies, by_context, price_versions) = tokio::try_join!(
+        // cost one round trip instead of five (the server runs them in order, after the ledger lock).
+        let (known, policies, by_context, price_versions, inactive_keys) = tokio::try_join!(
             crate::store::idempotency::lookup(tx, &keys),
             policies::load_all(tx),
             allocations::active_by_context(tx, &contexts),
             price_store::versions_for_in(tx, &price_keys),
+            crate::store::keys::inactive_among(tx, &signers),
         )?;
         let known = known.into_iter().map(|(k, v)| (k, (v.request_hash, v.outcome))).collect();
         // Every allocation the batch names or may settle by context, locked up front (one query, in id
@@ -205,6 +217,7 @@ impl Batch<'_> {
             item_keys: HashMap::new(),
             repriced: HashSet::new(),
             needed: BTreeMap::new(),
+            inactive_keys,
         })
     }
 
@@ -291,6 +304,10 @@ pub async fn process(
     let mut steps: Vec<Result<Step<'_>, usize>> = Vec::with_capacity(commands.len());
     let mut fresh = vec![false; commands.len()];
     for (index, command) in commands.iter().enumerate() {
+        if let Some(key_id) = command.signer().filter(|id| batch.inactive_keys.contains(id)) {
+            steps.push(Ok(Step::Done(Err(CommandError::KeyInactive(key_id)), Vec::new())));
+            continue;
+        }
         if let Some(key) = command.key() {
             if let Some((hash, stored)) = batch.known.get(&key.key) {
                 steps.push(Ok(Step::Done(command.replay(key, hash, stored), Vec::new())));

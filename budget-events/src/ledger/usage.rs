@@ -111,6 +111,9 @@ impl Handle for UsageCommand {
     fn key(&self) -> Option<&IdempotencyKey> {
         self.key.as_ref()
     }
+    fn signer(&self) -> Option<Uuid> {
+        self.metadata.key_id
+    }
 
     fn keys(&self) -> Vec<&IdempotencyKey> {
         self.key.iter().chain(self.items.iter().filter_map(|i| i.key.as_ref())).collect()

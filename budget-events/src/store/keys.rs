@@ -85,6 +85,23 @@ pub async fn by_hash(client: &deadpool_postgres::Client, hash: &str) -> Result<O
     Ok(row.as_ref().map(from_row))
 }
 
+/// Which of `key_ids` can no longer be used (revoked, or expired by the transaction's clock): the
+/// write path's second look at the keys that sent its commands (see `ledger::Handle::signer`).
+pub async fn inactive_among(
+    tx: &Transaction<'_>,
+    key_ids: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>, tokio_postgres::Error> {
+    if key_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let statement = tx
+        .prepare_cached(
+            "SELECT key_id FROM api_keys WHERE key_id = ANY($1) AND (revoked_at IS NOT NULL OR expires_at <= now())",
+        )
+        .await?;
+    Ok(tx.query(&statement, &[&key_ids]).await?.iter().map(|r| r.get(0)).collect())
+}
+
 /// Every key, newest first.
 pub async fn list(client: &impl GenericClient) -> Result<Vec<KeyRow>, tokio_postgres::Error> {
     let rows = client.query(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at DESC, key_id"), &[]).await?;
