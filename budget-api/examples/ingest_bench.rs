@@ -41,7 +41,7 @@ fn command(first: usize, n: usize) -> UsageCommand {
     let items = (first..first + n)
         .map(|i| UsageItem { record: RecordUsage::validate(&input(i), now).unwrap(), key: None })
         .collect();
-    UsageCommand { items, key: None, metadata: EventMetadata::default() }
+    UsageCommand { items, key: None, metadata: EventMetadata::default(), signer: None }
 }
 
 /// `tasks` concurrent callers send `records` records in commands of `per_command`; returns seconds.

@@ -97,8 +97,12 @@ async fn record_own_usage(state: &AppState, llm: &LlmSettings, reply: &Value) {
     state.fill_tier(&mut input);
     match RecordUsage::validate_with(&input, chrono::Utc::now(), state.max_record_cost) {
         Ok(record) => {
-            let command =
-                UsageCommand { items: vec![UsageItem { record, key: None }], key: None, metadata: Default::default() };
+            let command = UsageCommand {
+                items: vec![UsageItem { record, key: None }],
+                key: None,
+                metadata: Default::default(),
+                signer: None,
+            };
             if let Err(e) = state.writer.submit(command).await {
                 tracing::warn!(error = %e, "could not record the assistant's own LLM usage");
             }

@@ -108,7 +108,13 @@ pub async fn reserve(state: &AppState, facts: &CallFacts) -> Result<Allocation, 
         },
         input_tokens: Some(facts.input_tokens),
     };
-    let command = AllocateCommand { allocation, unpriced: state.unpriced, key: None, metadata: facts.metadata.clone() };
+    let command = AllocateCommand {
+        allocation,
+        unpriced: state.unpriced,
+        key: None,
+        metadata: facts.metadata.clone(),
+        signer: facts.metadata.key_id,
+    };
     Ok(state.writer.submit(command).await?.allocation)
 }
 
@@ -150,8 +156,13 @@ pub async fn settle(
     // One settlement per allocation, even if this ran twice.
     let key = IdempotencyKey::new("gateway-settle", &allocation.allocation_id.to_string(), &input)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let command =
-        UsageCommand { items: vec![UsageItem { record, key: Some(key) }], key: None, metadata: facts.metadata.clone() };
+    let command = UsageCommand {
+        items: vec![UsageItem { record, key: Some(key) }],
+        key: None,
+        metadata: facts.metadata.clone(),
+        // Settles a call admitted on its reservation: kept even if the key is revoked meanwhile.
+        signer: None,
+    };
     // The release goes right behind the record: one commit for both, and always after it.
     let release =
         ReleaseCommand { allocation_id: allocation.allocation_id, key: None, metadata: facts.metadata.clone() };

@@ -126,7 +126,8 @@ pub async fn create(
     crate::auth::caller(&req).may_act_for(&input.component)?;
     let allocation = validate(&state, &input)?;
     let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;
-    let command = AllocateCommand { allocation, unpriced: state.unpriced, key, metadata: metadata(&req) };
+    let metadata = metadata(&req);
+    let command = AllocateCommand { allocation, unpriced: state.unpriced, key, signer: metadata.key_id, metadata };
     let (outcome, position) = state.writer.submit_at(command).await?;
     let view = AllocationView { position, ..AllocationView::from(&outcome.allocation) };
     Ok(if outcome.replayed { HttpResponse::Ok().json(view) } else { HttpResponse::Created().json(view) })

@@ -300,6 +300,7 @@ async fn hold(
         allocation,
         unpriced: state.unpriced,
         key: None,
+        signer: crate::auth::caller(http).key_id(),
         metadata: metadata(http),
     };
     Ok(state.writer.submit(command).await?.allocation)

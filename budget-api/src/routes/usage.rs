@@ -129,7 +129,8 @@ async fn record(state: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     state.fill_tier(&mut input);
     let record = RecordUsage::validate_with(&input, Utc::now(), state.max_record_cost)
         .map_err(|e| validation_error(e.errors))?;
-    let command = UsageCommand { items: vec![UsageItem { record, key }], key: None, metadata: metadata(&req) };
+    let metadata = metadata(&req);
+    let command = UsageCommand { items: vec![UsageItem { record, key }], key: None, signer: metadata.key_id, metadata };
     let mut outcome = state.writer.submit(command).await?;
     let item = outcome.items.pop().expect("one outcome per record");
     match item.status {
@@ -242,7 +243,8 @@ pub async fn record_batch(
         });
     }
     let key = request::keyed(&req, None, "usage-batch", &batch)?;
-    let outcome = state.writer.submit(UsageCommand { items, key, metadata: metadata(&req) }).await?;
+    let metadata = metadata(&req);
+    let outcome = state.writer.submit(UsageCommand { items, key, signer: metadata.key_id, metadata }).await?;
     let count = |s: ItemStatus| outcome.items.iter().filter(|i| i.status == s).count();
     let response = BatchResponse {
         success: true,

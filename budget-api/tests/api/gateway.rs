@@ -352,6 +352,41 @@ async fn a_client_that_hangs_up_mid_stream_is_settled_at_what_the_upstream_bille
     assert_eq!(fake.seen.requests.lock().unwrap().len(), 1);
 }
 
+/// A key revoked while its call streams: the upstream bills the call, so it is settled and recorded
+/// all the same (the write path refuses new work from a revoked key, not the record of admitted work);
+/// the key's next call is refused.
+#[tokio::test]
+async fn a_call_whose_key_is_revoked_mid_stream_is_still_settled() {
+    let (app, _fake) = gateway_app().await;
+    let body = json!({"scope": "write", "component": "sdk-app"});
+    let created: Value =
+        app.http.post(app.url("/api/keys")).bearer_auth(ADMIN).json(&body).send().await.unwrap().json().await.unwrap();
+    let (key, key_id) = (created["secret"].as_str().unwrap(), created["key_id"].as_str().unwrap());
+    let call = json!({"model": "openai/long-model", "max_tokens": 700, "stream": true,
+                      "messages": [{"role": "user", "content": "a long answer please"}]});
+    let mut r = app.http.post(app.url("/v1/chat/completions")).bearer_auth(key).json(&call).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.chunk().await.unwrap().expect("a first event");
+    let revoked =
+        app.http.post(app.url(&format!("/api/keys/{key_id}/revoke"))).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(revoked.status().as_u16(), 200);
+    while r.chunk().await.unwrap().is_some() {}
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        if let (Some(r), (0, pending)) = (records(&app).await.pop(), pending(&app).await) {
+            if pending.is_zero() {
+                break r;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the call was never settled: {:?}", pending(&app).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((record["input_tokens"].as_i64(), record["output_tokens"].as_i64()), (Some(7), Some(700)), "{record}");
+    let again = app.http.post(app.url("/v1/chat/completions")).bearer_auth(key).json(&call).send().await.unwrap();
+    assert_eq!(again.status().as_u16(), 401);
+}
+
 /// An upstream whose answer breaks off after it began may bill the call, and reported no usage: the
 /// call is recorded at its reservation (the most it could cost), whole or streamed, and nothing stays
 /// reserved.

@@ -23,6 +23,11 @@ pub struct AllocateCommand {
     pub unpriced: UnpricedPolicy,
     pub key: Option<IdempotencyKey>,
     pub metadata: EventMetadata,
+    /// The API key whose holder sends this now: checked again in the transaction, and refused if it
+    /// was revoked or expired meanwhile (see `Handle::signer`). `None` for what needs no key, or for
+    /// a record of a call already admitted on a reservation (the gateway's settlement must be kept
+    /// even if its key is revoked while the call runs).
+    pub signer: Option<Uuid>,
 }
 
 /// Void what an allocation still reserves.
@@ -55,7 +60,7 @@ impl Handle for AllocateCommand {
         self.key.as_ref()
     }
     fn signer(&self) -> Option<Uuid> {
-        self.metadata.key_id
+        self.signer
     }
 
     fn priced_models(&self) -> Vec<(&str, &str)> {

@@ -26,6 +26,11 @@ pub struct UsageCommand {
     /// A key for the whole command (the `Idempotency-Key` of a batch request).
     pub key: Option<IdempotencyKey>,
     pub metadata: EventMetadata,
+    /// The API key whose holder sends this now: checked again in the transaction, and refused if it
+    /// was revoked or expired meanwhile (see `Handle::signer`). `None` for what needs no key, or for
+    /// a record of a call already admitted on a reservation (the gateway's settlement must be kept
+    /// even if its key is revoked while the call runs).
+    pub signer: Option<Uuid>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,7 +117,7 @@ impl Handle for UsageCommand {
         self.key.as_ref()
     }
     fn signer(&self) -> Option<Uuid> {
-        self.metadata.key_id
+        self.signer
     }
 
     fn keys(&self) -> Vec<&IdempotencyKey> {

@@ -70,7 +70,7 @@ fn random_usage(rng: &mut Rng) -> UsageCommand {
             UsageItem { record: RecordUsage::validate(&input, Utc::now()).unwrap(), key: None }
         })
         .collect();
-    UsageCommand { items, key: None, metadata: EventMetadata::default() }
+    UsageCommand { items, key: None, metadata: EventMetadata::default(), signer: None }
 }
 
 #[derive(Default, Debug, PartialEq)]

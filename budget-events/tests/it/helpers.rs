@@ -30,7 +30,7 @@ pub fn usage_event(component: &str) -> NewEvent {
 pub fn command(input: &UsageInput, key: Option<&str>) -> UsageCommand {
     let record = RecordUsage::validate(input, Utc::now()).unwrap();
     let key = key.map(|k| IdempotencyKey::new("usage", k, input).unwrap());
-    UsageCommand { items: vec![UsageItem { record, key }], key: None, metadata: EventMetadata::default() }
+    UsageCommand { items: vec![UsageItem { record, key }], key: None, metadata: EventMetadata::default(), signer: None }
 }
 
 pub async fn count_events(client: &impl tokio_postgres::GenericClient) -> i64 {

@@ -105,6 +105,7 @@ async fn two_sweepers_never_expire_an_allocation_twice() {
             unpriced: Default::default(),
             key: None,
             metadata: Default::default(),
+            signer: None,
         })
         .await
         .unwrap();

@@ -21,7 +21,7 @@ pub async fn record(db: &TestDb, inputs: &[UsageInput]) {
     let (writer, _task) = Writer::spawn(db.pool.clone(), LogSignal::default());
     let items =
         inputs.iter().map(|i| UsageItem { record: RecordUsage::validate(i, Utc::now()).unwrap(), key: None }).collect();
-    writer.submit(UsageCommand { items, key: None, metadata: EventMetadata::default() }).await.unwrap();
+    writer.submit(UsageCommand { items, key: None, metadata: EventMetadata::default(), signer: None }).await.unwrap();
 }
 
 pub fn runner(db: &TestDb) -> Runner<UsageRollups> {
