@@ -16,30 +16,93 @@ pub enum ClientError {
 
 pub struct Client {
     base: String,
-    http: reqwest::Client,
+    /// `Authorization: Bearer …`, when a key was given (marked sensitive: never in a debug log).
+    authorization: Option<hyper::header::HeaderValue>,
+    transport: Transport,
+}
+
+/// How requests travel. A plain `http://` URL (the usual, local case) goes over hyper alone: building
+/// reqwest's client makes OpenSSL load the system's CA certificates, which took ~55 ms of a 70 ms
+/// `budget status` (perf; 10 ms without them) and is never used without TLS.
+enum Transport {
+    Plain(PlainClient),
+    Tls(reqwest::Client),
+}
+
+type PlainClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// An answer whose body is read as it arrives.
+pub struct Response {
+    status: u16,
+    url: String,
+    body: Body,
+}
+
+enum Body {
+    Plain(hyper::body::Incoming),
+    Tls(reqwest::Response),
+}
+
+impl Response {
+    /// The next piece of the body, or `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, ClientError> {
+        let unexpected = |detail: String| ClientError::Unexpected { url: self.url.clone(), detail };
+        match &mut self.body {
+            Body::Tls(r) => r.chunk().await.map_err(|e| unexpected(e.to_string())),
+            Body::Plain(incoming) => {
+                use http_body_util::BodyExt;
+                loop {
+                    match incoming.frame().await {
+                        None => return Ok(None),
+                        Some(Err(e)) => return Err(unexpected(e.to_string())),
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                return Ok(Some(data));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn bytes(mut self) -> Result<Vec<u8>, ClientError> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.chunk().await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all)
+    }
 }
 
 impl Client {
     /// A client of the API at `base`, sending `api_key` (if any) with every request.
     pub fn new(base: &str, api_key: Option<&str>) -> Self {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(key) = api_key.map(str::trim).filter(|k| !k.is_empty()) {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
-                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+        let authorization = api_key.map(str::trim).filter(|k| !k.is_empty()).map(|key| {
+            let mut value = hyper::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .unwrap_or_else(|_| hyper::header::HeaderValue::from_static(""));
             value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let http = reqwest::Client::builder().default_headers(headers).build().expect("a plain HTTP client builds");
-        Client { base: base.trim_end_matches('/').to_string(), http }
+            value
+        });
+        let base = base.trim_end_matches('/').to_string();
+        let transport = if base.to_ascii_lowercase().starts_with("https://") {
+            Transport::Tls(reqwest::Client::builder().build().expect("an HTTPS client builds"))
+        } else {
+            let executor = hyper_util::rt::TokioExecutor::new();
+            Transport::Plain(hyper_util::client::legacy::Client::builder(executor).build_http())
+        };
+        Client { base, authorization, transport }
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
-        let request = self.http.get(format!("{}{path}", self.base)).query(query);
-        self.send(request).await
+        self.send(self.request("GET", path, query, None).await?).await
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+        self.send(self.request("POST", path, &[], Some(self.json(body)?)).await?).await
     }
 
     /// Remembers the log position a write answered with, for [`Client::last_write`].
@@ -57,26 +120,78 @@ impl Client {
     }
 
     /// A GET whose body the caller reads as it arrives (exports, replays); errors as for [`Client::get`].
-    pub async fn get_stream(&self, path: &str, query: &[(&str, String)]) -> Result<reqwest::Response, ClientError> {
-        self.open(self.http.get(format!("{}{path}", self.base)).query(query)).await
+    pub async fn get_stream(&self, path: &str, query: &[(&str, String)]) -> Result<Response, ClientError> {
+        self.open(self.request("GET", path, query, None).await?).await
     }
 
     /// A POST whose body the caller reads as it arrives.
-    pub async fn post_stream<B: Serialize>(&self, path: &str, body: &B) -> Result<reqwest::Response, ClientError> {
-        self.open(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    pub async fn post_stream<B: Serialize>(&self, path: &str, body: &B) -> Result<Response, ClientError> {
+        self.open(self.request("POST", path, &[], Some(self.json(body)?)).await?).await
     }
 
-    async fn open(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let response = request.send().await.map_err(|e| self.failed(e))?;
-        if response.status().is_success() {
+    fn json<B: Serialize>(&self, body: &B) -> Result<Vec<u8>, ClientError> {
+        serde_json::to_vec(body).map_err(|e| ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() })
+    }
+
+    /// Sends a request; the answer's body is left to read.
+    async fn request(
+        &self,
+        method: &'static str,
+        path: &str,
+        query: &[(&str, String)],
+        json: Option<Vec<u8>>,
+    ) -> Result<Response, ClientError> {
+        let mut url = format!("{}{path}", self.base);
+        if !query.is_empty() {
+            let encoded = serde_urlencoded::to_string(query)
+                .map_err(|e| ClientError::Unexpected { url: url.clone(), detail: e.to_string() })?;
+            url = format!("{url}?{encoded}");
+        }
+        match &self.transport {
+            Transport::Tls(http) => {
+                let mut request = http.request(method.parse().expect("a method"), &url);
+                if let Some(auth) = &self.authorization {
+                    request = request.header(reqwest::header::AUTHORIZATION, auth.clone());
+                }
+                if let Some(body) = json {
+                    request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+                }
+                let response = request.send().await.map_err(|e| self.failed_tls(e))?;
+                Ok(Response { status: response.status().as_u16(), url, body: Body::Tls(response) })
+            }
+            Transport::Plain(http) => {
+                let mut request = hyper::Request::builder().method(method).uri(&url);
+                if let Some(auth) = &self.authorization {
+                    request = request.header(hyper::header::AUTHORIZATION, auth.clone());
+                }
+                if json.is_some() {
+                    request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+                }
+                let request = request
+                    .body(http_body_util::Full::new(bytes::Bytes::from(json.unwrap_or_default())))
+                    .map_err(|e| ClientError::Unexpected { url: url.clone(), detail: e.to_string() })?;
+                let response = http.request(request).await.map_err(|e| {
+                    if e.is_connect() {
+                        ClientError::Unreachable { url: self.base.clone() }
+                    } else {
+                        ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() }
+                    }
+                })?;
+                let status = response.status().as_u16();
+                Ok(Response { status, url, body: Body::Plain(response.into_body()) })
+            }
+        }
+    }
+
+    async fn open(&self, response: Response) -> Result<Response, ClientError> {
+        if (200..300).contains(&response.status) {
             return Ok(response);
         }
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| self.failed(e))?;
-        Err(refused(status, &bytes))
+        let status = response.status;
+        Err(refused(status, &response.bytes().await?))
     }
 
-    fn failed(&self, e: reqwest::Error) -> ClientError {
+    fn failed_tls(&self, e: reqwest::Error) -> ClientError {
         if e.is_connect() || e.is_timeout() {
             ClientError::Unreachable { url: self.base.clone() }
         } else {
@@ -84,20 +199,16 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, ClientError> {
-        let response = request.send().await.map_err(|e| self.failed(e))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() })?;
-        if !status.is_success() && status.as_u16() != 503 {
-            return Err(refused(status.as_u16(), &bytes));
+    async fn send<T: DeserializeOwned>(&self, response: Response) -> Result<T, ClientError> {
+        let status = response.status;
+        let bytes = response.bytes().await?;
+        if !(200..300).contains(&status) && status != 503 {
+            return Err(refused(status, &bytes));
         }
         match serde_json::from_slice(&bytes) {
             Ok(answer) => Ok(answer),
             // A 503 is an answer where the route says so (health: the database is down), else an error.
-            Err(_) if status.as_u16() == 503 => Err(refused(503, &bytes)),
+            Err(_) if status == 503 => Err(refused(503, &bytes)),
             Err(e) => Err(ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() }),
         }
     }
