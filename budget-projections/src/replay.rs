@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use budget_events::store::read::read_raw_after;
 use budget_events::store::{read_after, Cursor};
 use deadpool_postgres::Pool;
 use serde::Serialize;
@@ -91,7 +92,8 @@ pub async fn replay<P: Projection>(
     let mut pages = read_ahead(pool.clone(), live);
     let mut events = 0usize;
     while let Some(page) = pages.recv().await {
-        let upto = page?;
+        // Decoding returns its errors; a panic there is a bug, passed on as it was.
+        let upto = page.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
         projection.apply(&tx, &upto).await?;
         events += upto.len();
         let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-6);
@@ -130,30 +132,35 @@ pub async fn replay<P: Projection>(
 /// Events per page of the replay's reader.
 const PAGE: i64 = 2000;
 
+/// A page being decoded on the blocking pool.
+type Decoding = tokio::task::JoinHandle<Result<Vec<budget_events::RecordedEvent>, ProjectionError>>;
+
 /// Pages of the log from the start up to `live` (inclusive), read on a connection of their own, at most
-/// two pages ahead of the consumer. An error ends the pages after being sent.
-fn read_ahead(
-    pool: Pool,
-    live: Cursor,
-) -> tokio::sync::mpsc::Receiver<Result<Vec<budget_events::RecordedEvent>, ProjectionError>> {
-    let (pages, received) = tokio::sync::mpsc::channel(2);
+/// two pages ahead of the consumer. Each page is decoded on the blocking pool while the next is read:
+/// the replay runs on an actix worker's single thread, where reading, decoding and applying took turns
+/// and left a quarter of the machine idle (perf, 700,042 events: 71,500 events/s). An error ends the
+/// pages after being sent.
+fn read_ahead(pool: Pool, live: Cursor) -> tokio::sync::mpsc::Receiver<Decoding> {
+    let (pages, received) = tokio::sync::mpsc::channel::<Decoding>(2);
+    let failed = |e: ProjectionError| tokio::spawn(async move { Err(e) });
     tokio::spawn(async move {
         let client = match pool.get().await {
             Ok(c) => c,
-            Err(e) => return drop(pages.send(Err(pool_error(e))).await),
+            Err(e) => return drop(pages.send(failed(pool_error(e))).await),
         };
         let mut cursor = Cursor::START;
         while cursor < live {
-            let page = match read_after(&**client, cursor, PAGE).await {
+            let mut page = match read_raw_after(&**client, cursor, PAGE).await {
                 Ok(page) => page,
-                Err(e) => return drop(pages.send(Err(e.into())).await),
+                Err(e) => return drop(pages.send(failed(e.into())).await),
             };
             let full = page.len() as i64 == PAGE;
             // Exactly up to the live checkpoint.
-            let upto: Vec<_> = page.into_iter().take_while(|e| Cursor::after(e) <= live).collect();
-            let Some(last) = upto.last() else { return };
-            cursor = Cursor::after(last);
-            if pages.send(Ok(upto)).await.is_err() || !full {
+            page.truncate_after(live);
+            let Some(next) = page.next() else { return };
+            cursor = next;
+            let decoding = tokio::task::spawn_blocking(move || page.decode().map_err(ProjectionError::from));
+            if pages.send(decoding).await.is_err() || !full {
                 return;
             }
         }

@@ -126,6 +126,50 @@ async fn read_from(
     checked(cursor, rows)
 }
 
+/// A page of the log as the server sent it, not yet decoded. A reader can ask for the next page (from
+/// [`RawPage::next`]) while this one is decoded on another thread: the replay's reader does, so that
+/// PostgreSQL producing one page, decoding the one before and applying the one before that overlap.
+pub struct RawPage {
+    after: Cursor,
+    rows: Vec<tokio_postgres::Row>,
+}
+
+impl RawPage {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The cursor after the page's last event (`None` for an empty page).
+    pub fn next(&self) -> Option<Cursor> {
+        self.rows.last().map(raw_cursor)
+    }
+
+    /// Drops the events past `end`.
+    pub fn truncate_after(&mut self, end: Cursor) {
+        let keep = self.rows.iter().take_while(|r| raw_cursor(r) <= end).count();
+        self.rows.truncate(keep);
+    }
+
+    pub fn decode(self) -> Result<Vec<RecordedEvent>, ReadError> {
+        checked(self.after, self.rows)
+    }
+}
+
+fn raw_cursor(row: &tokio_postgres::Row) -> Cursor {
+    let tx_text: &str = row.get("tx_text");
+    Cursor { tx_id: tx_text.parse().expect("xid8 is an unsigned 64-bit integer"), position: row.get("position") }
+}
+
+/// [`read_after`], undecoded.
+pub async fn read_raw_after(client: &impl GenericClient, cursor: Cursor, limit: i64) -> Result<RawPage, ReadError> {
+    let rows = client.query(&read_sql(), &[&cursor.tx_id.to_string(), &cursor.position, &limit, &true]).await?;
+    Ok(RawPage { after: cursor, rows })
+}
+
 /// Decodes the rows of a read after `cursor`, asserting they come in reading order.
 fn checked(cursor: Cursor, rows: Vec<tokio_postgres::Row>) -> Result<Vec<RecordedEvent>, ReadError> {
     let events: Vec<RecordedEvent> = rows.iter().map(decode_row).collect::<Result<_, _>>()?;
