@@ -68,6 +68,20 @@ async fn pending(app: &TestApp) -> (i64, Decimal) {
     (active, pending)
 }
 
+/// The last usage record, once its call is settled: nothing active, nothing pending (waits up to 10 s).
+async fn settled(app: &TestApp) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let (Some(r), (0, pending)) = (records(app).await.pop(), pending(app).await) {
+            if pending.is_zero() {
+                return r;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the call was never settled: {:?}", pending(app).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn run_sdks(app: &TestApp, key: &str, mode: &str) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/gateway_sdks.py");
     let output =
@@ -337,16 +351,7 @@ async fn a_client_that_hangs_up_mid_stream_is_settled_at_what_the_upstream_bille
 
     // Settled: the record is in the log and the release that follows it (the same writer batch, or the
     // next one) has left nothing reserved.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let record = loop {
-        if let (Some(r), (0, pending)) = (records(&app).await.pop(), pending(&app).await) {
-            if pending.is_zero() {
-                break r;
-            }
-        }
-        assert!(std::time::Instant::now() < deadline, "the call was never settled: {:?}", pending(&app).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let record = settled(&app).await;
     assert_eq!((record["input_tokens"].as_i64(), record["output_tokens"].as_i64()), (Some(7), Some(700)), "{record}");
     assert_eq!(record["metadata"]["usage_source"], "upstream");
     assert_eq!(fake.seen.requests.lock().unwrap().len(), 1);
@@ -372,16 +377,7 @@ async fn a_call_whose_key_is_revoked_mid_stream_is_still_settled() {
     assert_eq!(revoked.status().as_u16(), 200);
     while r.chunk().await.unwrap().is_some() {}
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let record = loop {
-        if let (Some(r), (0, pending)) = (records(&app).await.pop(), pending(&app).await) {
-            if pending.is_zero() {
-                break r;
-            }
-        }
-        assert!(std::time::Instant::now() < deadline, "the call was never settled: {:?}", pending(&app).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let record = settled(&app).await;
     assert_eq!((record["input_tokens"].as_i64(), record["output_tokens"].as_i64()), (Some(7), Some(700)), "{record}");
     let again = app.http.post(app.url("/v1/chat/completions")).bearer_auth(key).json(&call).send().await.unwrap();
     assert_eq!(again.status().as_u16(), 401);
