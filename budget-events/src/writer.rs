@@ -231,41 +231,83 @@ async fn write_batch(pool: &Pool, commands: &[Command]) -> Vec<Result<Written, W
 }
 
 async fn write_once(pool: &Pool, commands: &[Command]) -> Result<Vec<Result<Written, CommandError>>, WriteError> {
-    let mut client = pool.get().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
+    let connect = || async { pool.get().await.map_err(|e| WriteError::Unavailable(e.to_string())) };
+    let mut client = connect().await?;
     let mut attempt = 0;
     loop {
-        let tx = client.transaction().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
-        // A panic while deciding is a bug one of these commands met: the transaction is dropped (so
-        // nothing of the batch is written), the batch is retried command by command so that only the
-        // one that meets the bug fails, and the writer lives on for everyone else.
-        let decided =
-            std::panic::AssertUnwindSafe(ledger::process(&tx, commands).instrument(tracing::debug_span!("decide")))
-                .catch_unwind()
-                .await;
-        let decided = decided.unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("a panic without a message");
-            tracing::error!(%message, commands = commands.len(), "the write path panicked; the batch was rolled back");
-            Err(LedgerError::Panicked(message.to_string()))
-        });
-        match decided {
-            Ok(results) => {
-                // If the commit's answer is lost, the outcome is unknown to the caller, who retries with
-                // the same idempotency key and gets the stored answer.
-                tx.commit()
-                    .instrument(tracing::debug_span!("commit"))
-                    .await
-                    .map_err(|e| WriteError::Failed(e.to_string()))?;
-                return Ok(results);
-            }
-            Err(LedgerError::Race) if attempt < RACE_RETRIES => {
-                attempt += 1;
-                drop(tx);
-            }
-            Err(e) => return Err(WriteError::Failed(e.to_string())),
+        let retry = match decide_and_commit(&mut client, commands).await {
+            Ok(results) => return Ok(results),
+            Err(Retry::No(e)) => return Err(e),
+            Err(retry) => retry,
+        };
+        if attempt >= RACE_RETRIES {
+            return Err(match retry {
+                Retry::ConnectionLost(e) => WriteError::Unavailable(e),
+                Retry::Race | Retry::No(_) => WriteError::Failed(LedgerError::Race.to_string()),
+            });
         }
+        attempt += 1;
+        if let Retry::ConnectionLost(e) = retry {
+            // The server rolled the batch back with the connection: decide it again on another.
+            tracing::warn!(error = %e, "the write path lost its database connection; retrying the batch on another");
+            client = connect().await?;
+        }
+    }
+}
+
+/// Why a batch is decided again.
+#[derive(Debug)]
+enum Retry {
+    /// Another process stored one of the batch's keys or appended to one of its streams meanwhile.
+    Race,
+    /// The connection went away before the commit (a restart, a terminated backend; a pooled
+    /// connection is only found dead on use).
+    ConnectionLost(String),
+    /// Not to be retried.
+    No(WriteError),
+}
+
+/// One try at a batch, in one transaction on `client`.
+async fn decide_and_commit(
+    client: &mut deadpool_postgres::Client,
+    commands: &[Command],
+) -> Result<Vec<Result<Written, CommandError>>, Retry> {
+    let tx = client.transaction().await.map_err(|e| {
+        let message = crate::db::error_message(&e);
+        if crate::db::connection_lost(&e) {
+            Retry::ConnectionLost(message)
+        } else {
+            Retry::No(WriteError::Unavailable(message))
+        }
+    })?;
+    // A panic while deciding is a bug one of these commands met: the transaction is dropped (so
+    // nothing of the batch is written), the batch is retried command by command so that only the
+    // one that meets the bug fails, and the writer lives on for everyone else.
+    let decided =
+        std::panic::AssertUnwindSafe(ledger::process(&tx, commands).instrument(tracing::debug_span!("decide")))
+            .catch_unwind()
+            .await;
+    let decided = decided.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic without a message");
+        tracing::error!(%message, commands = commands.len(), "the write path panicked; the batch was rolled back");
+        Err(LedgerError::Panicked(message.to_string()))
+    });
+    match decided {
+        Ok(results) => {
+            // If the commit's answer is lost, the outcome is unknown to the caller, who retries with
+            // the same idempotency key and gets the stored answer.
+            tx.commit()
+                .instrument(tracing::debug_span!("commit"))
+                .await
+                .map_err(|e| Retry::No(WriteError::Failed(e.to_string())))?;
+            Ok(results)
+        }
+        Err(LedgerError::Race) => Err(Retry::Race),
+        Err(e) if crate::db::connection_lost(&e) => Err(Retry::ConnectionLost(e.to_string())),
+        Err(e) => Err(Retry::No(WriteError::Failed(e.to_string()))),
     }
 }

@@ -79,6 +79,26 @@ pub fn conninfo(config: &DbConfig) -> String {
     s + &format!(" dbname={}", config.get_dbname().unwrap_or("postgres"))
 }
 
+/// Whether `e`, or an error it was caused by, says the connection is gone (closed, terminated by the
+/// server, shut down): the work can be tried again on another connection, since whatever its
+/// transaction did was rolled back with it.
+pub fn connection_lost(e: &(dyn std::error::Error + 'static)) -> bool {
+    use tokio_postgres::error::SqlState;
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
+            return pg.is_closed()
+                || pg.code().is_some_and(|c| {
+                    c.code().starts_with("08")
+                        || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
+                            .contains(c)
+                });
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// A database error with the server's own message (`tokio_postgres::Error` displays only "db error").
 pub fn error_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {

@@ -127,3 +127,43 @@ async fn two_sweepers_never_expire_an_allocation_twice() {
         .get(0);
     assert_eq!(expired, 40);
 }
+
+/// A batch whose database connection is cut before its commit (a restarted server, a terminated
+/// backend) was rolled back by the server: the writer decides it again on another connection and
+/// answers as usual, instead of failing the callers. Deterministic: the batch is held on the ledger
+/// lock while its backend is terminated.
+#[tokio::test]
+async fn a_batch_whose_connection_is_cut_before_its_commit_is_decided_again_on_another() {
+    let db = TestDb::new().await;
+    let (writer, _task) = Writer::spawn(db.pool.clone(), LogSignal::default());
+    writer.submit(command(&usage_input("warm", 1), Some("warm"))).await.unwrap();
+
+    let (blocker, connection) = db.config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    blocker.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(108256335193460)").await.unwrap(); // ledger lock
+    let submitted = {
+        let writer = writer.clone();
+        tokio::spawn(async move { writer.submit(command(&usage_input("cut", 1), Some("cut"))).await })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let waiting = loop {
+        assert!(std::time::Instant::now() < deadline, "the batch never waited on the ledger lock");
+        let row = blocker
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            break row.get::<_, i32>(0);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    blocker.execute("SELECT pg_terminate_backend($1)", &[&waiting]).await.unwrap();
+    blocker.batch_execute("COMMIT").await.unwrap();
+
+    let outcome = submitted.await.unwrap().expect("decided again on another connection");
+    assert_eq!(outcome.items[0].status, ItemStatus::Recorded);
+    assert_eq!(count_events(&**db.pool.get().await.unwrap()).await, 2, "the cut batch is in the log once");
+}
