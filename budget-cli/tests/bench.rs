@@ -18,6 +18,13 @@ fn quick_bench(db: &TestDb, extra: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap()
 }
 
+/// A pool on the database a `--keep` run left.
+fn kept(db: &TestDb, report: &Value) -> budget_events::db::DbPool {
+    let mut config = db.config.clone();
+    config.dbname(report["database_name"].as_str().unwrap());
+    budget_events::db::pool(&config, 2)
+}
+
 /// Drops the database a `--keep` run left.
 async fn drop_kept(db: &TestDb, report: &Value) {
     let mut admin = db.config.clone();
@@ -60,9 +67,7 @@ async fn a_quick_bench_reports_every_figure_and_its_checks_catch_loss_duplicates
     }
 
     // The checks against the kept database: as it is they pass; tampered with, they fail.
-    let mut config = db.config.clone();
-    config.dbname(report["database_name"].as_str().unwrap());
-    let pool = budget_events::db::pool(&config, 2);
+    let pool = kept(&db, &report);
     let client = pool.get().await.unwrap();
     let policy = |component: &str| {
         let client = &client;
@@ -137,9 +142,7 @@ async fn a_quick_gateway_bench_reports_the_overhead_and_its_check_catches_unsett
         assert_eq!(c["passed"], true, "{c}");
     }
 
-    let mut config = db.config.clone();
-    config.dbname(report["database_name"].as_str().unwrap());
-    let pool = budget_events::db::pool(&config, 2);
+    let pool = kept(&db, &report);
     let client = pool.get().await.unwrap();
     let records: i64 =
         client.query_one("SELECT count(*) FROM events WHERE event_type = 'UsageRecorded'", &[]).await.unwrap().get(0);
