@@ -121,9 +121,18 @@ async fn read_from(
     limit: i64,
     settled_only: bool,
 ) -> Result<Vec<RecordedEvent>, ReadError> {
+    read_raw(client, cursor, limit, settled_only).await?.decode()
+}
+
+async fn read_raw(
+    client: &impl GenericClient,
+    cursor: Cursor,
+    limit: i64,
+    settled_only: bool,
+) -> Result<RawPage, ReadError> {
     let tx_text = cursor.tx_id.to_string();
     let rows = client.query(&read_sql(), &[&tx_text, &cursor.position, &limit, &settled_only]).await?;
-    checked(cursor, rows)
+    Ok(RawPage { after: cursor, rows })
 }
 
 /// A page of the log as the server sent it, not yet decoded. A reader can ask for the next page (from
@@ -166,8 +175,7 @@ fn raw_cursor(row: &tokio_postgres::Row) -> Cursor {
 
 /// [`read_after`], undecoded.
 pub async fn read_raw_after(client: &impl GenericClient, cursor: Cursor, limit: i64) -> Result<RawPage, ReadError> {
-    let rows = client.query(&read_sql(), &[&cursor.tx_id.to_string(), &cursor.position, &limit, &true]).await?;
-    Ok(RawPage { after: cursor, rows })
+    read_raw(client, cursor, limit, true).await
 }
 
 /// Decodes the rows of a read after `cursor`, asserting they come in reading order.
