@@ -235,28 +235,23 @@ async fn write_once(pool: &Pool, commands: &[Command]) -> Result<Vec<Result<Writ
     let mut client = connect().await?;
     let mut attempt = 0;
     loop {
-        let retry = match decide_and_commit(&mut client, commands).await {
+        match decide_and_commit(&mut client, commands).await {
             Ok(results) => return Ok(results),
             Err(Retry::No(e)) => return Err(e),
-            Err(retry) => retry,
-        };
-        if attempt >= RACE_RETRIES {
-            return Err(match retry {
-                Retry::ConnectionLost(e) => WriteError::Unavailable(e),
-                Retry::Race | Retry::No(_) => WriteError::Failed(LedgerError::Race.to_string()),
-            });
+            Err(Retry::Race) if attempt < RACE_RETRIES => {}
+            Err(Retry::ConnectionLost(e)) if attempt < RACE_RETRIES => {
+                // The server rolled the batch back with the connection: decide it again on another.
+                tracing::warn!(error = %e, "the write path lost its database connection; retrying the batch on another");
+                client = connect().await?;
+            }
+            Err(Retry::Race) => return Err(WriteError::Failed(LedgerError::Race.to_string())),
+            Err(Retry::ConnectionLost(e)) => return Err(WriteError::Unavailable(e)),
         }
         attempt += 1;
-        if let Retry::ConnectionLost(e) = retry {
-            // The server rolled the batch back with the connection: decide it again on another.
-            tracing::warn!(error = %e, "the write path lost its database connection; retrying the batch on another");
-            client = connect().await?;
-        }
     }
 }
 
-/// Why a batch is decided again.
-#[derive(Debug)]
+/// Why a try at a batch failed: whether it is decided again.
 enum Retry {
     /// Another process stored one of the batch's keys or appended to one of its streams meanwhile.
     Race,

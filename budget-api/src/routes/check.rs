@@ -296,12 +296,13 @@ async fn hold(
         user_id: record.user_id.as_ref().map(ToString::to_string),
     };
     let allocation = crate::routes::allocations::validate(state, &input)?;
+    let metadata = metadata(http);
     let command = budget_events::ledger::AllocateCommand {
         allocation,
         unpriced: state.unpriced,
         key: None,
-        signer: crate::auth::caller(http).key_id(),
-        metadata: metadata(http),
+        signer: metadata.key_id,
+        metadata,
     };
     Ok(state.writer.submit(command).await?.allocation)
 }
