@@ -1,6 +1,6 @@
 //! What PostgreSQL does alone on the same server, measured in the same run: the ceilings the
 //! service's figures are divided by. Both write rows shaped like the event log's (`LIKE events`, its
-//! indexes included, with a payload of a usage record's size), with the server's own durability
+//! indexes included, with a payload of a usage record's size as the column's type), with the server's own durability
 //! settings.
 
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub async fn one_row_inserts(pool: &Pool, clients: usize, rows: usize) -> anyhow
             let insert = client
                 .prepare(
                     "INSERT INTO bench_ceiling_rows (stream_id, stream_version, event_id, event_type, schema_version, payload)
-                     VALUES ($1, 1, $2, 'UsageRecorded', 1, $3::text::jsonb)",
+                     VALUES ($1, 1, $2, 'UsageRecorded', 1, $3::text::json)",
                 )
                 .await?;
             let mut latencies = Latencies::default();
@@ -63,7 +63,7 @@ pub async fn insert_select(pool: &Pool, rows: i64) -> anyhow::Result<f64> {
     client
         .execute(
             "INSERT INTO bench_ceiling_bulk (stream_id, stream_version, event_id, event_type, schema_version, payload)
-             SELECT 'usage-' || g, 1, gen_random_uuid(), 'UsageRecorded', 1, $2::text::jsonb
+             SELECT 'usage-' || g, 1, gen_random_uuid(), 'UsageRecorded', 1, $2::text::json
              FROM generate_series(1, $1::bigint) g",
             &[&rows, &PAYLOAD],
         )

@@ -62,7 +62,7 @@ pub async fn zero_overspend(
         .query_one(
             "SELECT coalesce(sum((payload->>'tokens_allocated')::bigint), 0)::bigint FROM events
              WHERE event_type = 'AllocationCreated'
-               AND payload->'reservations' @> jsonb_build_array(jsonb_build_object('policy_id', $1::uuid))",
+               AND (payload->'reservations')::jsonb @> jsonb_build_array(jsonb_build_object('policy_id', $1::uuid))",
             &[&policy_id],
         )
         .await?

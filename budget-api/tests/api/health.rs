@@ -92,7 +92,7 @@ async fn health_names_the_event_a_projection_cannot_apply_and_replay_fails_on_it
         .query_one(
             "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload)
              SELECT 'usage-' || id, 1, id, event_type, schema_version,
-                    jsonb_set(jsonb_set(payload, '{input_tokens}', '-1000'), '{record_id}', to_jsonb(id::text))
+                    jsonb_set(jsonb_set(payload::jsonb, '{input_tokens}', '-1000'), '{record_id}', to_jsonb(id::text))
              FROM events, (SELECT gen_random_uuid() AS id) n WHERE event_type = 'UsageRecorded'
              RETURNING position",
             &[],

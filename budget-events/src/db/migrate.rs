@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(13, "0013_rollups_by_user", include_str!("../../../schema/0013_rollups_by_user.sql")),
     Migration::new(14, "0014_money_scale", include_str!("../../../schema/0014_money_scale.sql")),
     Migration::new(15, "0015_reasoning_price", include_str!("../../../schema/0015_reasoning_price.sql")),
+    Migration::new(16, "0016_event_text", include_str!("../../../schema/0016_event_text.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.

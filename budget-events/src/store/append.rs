@@ -120,15 +120,15 @@ pub async fn insert_events(
         event_ids.push(event.event_id);
         types.push(event.event.event_type());
         schema_versions.push(event.event.schema_version());
-        // As JSON text, cast to jsonb by PostgreSQL (which parses jsonb from text either way): building
-        // a `serde_json::Value` tree first cost an allocation per field, per event (perf, batch ingest).
+        // As JSON text, stored as is (`json`, see schema/0016_event_text.sql): building a
+        // `serde_json::Value` tree first cost an allocation per field, per event (perf, batch ingest).
         payloads.push(event.event.payload_text());
         metadata.push(serde_json::to_string(&event.metadata).expect("metadata always serializes"));
     }
     let inserted = tx
         .query(
             &tx.prepare_cached("INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata)
-             SELECT s, v, e, ty, sv, p::jsonb, m::jsonb FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
+             SELECT s, v, e, ty, sv, p::json, m::json FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
                  WITH ORDINALITY AS t(s, v, e, ty, sv, p, m, ord)
              ORDER BY ord
              RETURNING event_id, stream_id, stream_version, position").await?,

@@ -95,7 +95,7 @@ pub async fn store(
         .execute(
             &tx.prepare_cached(
                 "INSERT INTO idempotency_keys (key, request_hash, outcome)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])
+             SELECT * FROM unnest($1::text[], $2::text[], $3::json[])
              ON CONFLICT (key) DO NOTHING",
             )
             .await?,

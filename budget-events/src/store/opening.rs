@@ -21,14 +21,16 @@ pub async fn usage_between(
     let rows = tx
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM events
+                // One parse of each payload for every field (`json` is text: each `->>` would parse it again).
+                "SELECT {COLUMNS} FROM events,
+                     json_to_record(payload) AS f(occurred_at text, provider text, model text, component text, task_type text)
                  WHERE event_type IN ('UsageRecorded', 'UsageRepriced')
-                   AND (payload->>'occurred_at')::timestamptz >= $1
-                   AND (payload->>'occurred_at')::timestamptz < $2
-                   AND ($3::text IS NULL OR payload->>'provider' = $3)
-                   AND ($4::text IS NULL OR payload->>'model' = $4)
-                   AND ($5::text IS NULL OR payload->>'component' = $5)
-                   AND ($6::text IS NULL OR payload->>'task_type' = $6)
+                   AND f.occurred_at::timestamptz >= $1
+                   AND f.occurred_at::timestamptz < $2
+                   AND ($3::text IS NULL OR f.provider = $3)
+                   AND ($4::text IS NULL OR f.model = $4)
+                   AND ($5::text IS NULL OR f.component = $5)
+                   AND ($6::text IS NULL OR f.task_type = $6)
                  ORDER BY position"
             ),
             &[

@@ -295,20 +295,24 @@ pub async fn events(client: &impl GenericClient, f: &EventFilter) -> Result<Vec<
     let rows = client
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM events
+                // One parse of each payload for every field (`json` is text: each `->>` would parse it again).
+                "SELECT {COLUMNS} FROM events,
+                     json_to_record(payload) AS f(provider text, model text, spec json, component text, context_id text,
+                                                  policy_id text, budget_id text, postings json, reservations json,
+                                                  occurred_at text)
                  WHERE position > $1
                    AND ($2::text[] IS NULL OR event_type = ANY($2))
-                   AND ($3::text IS NULL OR payload->>'provider' = $3 OR payload->'spec'->>'provider' = $3)
-                   AND ($4::text IS NULL OR payload->>'model' = $4 OR payload->'spec'->>'model' = $4)
-                   AND ($5::text IS NULL OR payload->>'component' = $5)
-                   AND ($6::text IS NULL OR payload->>'context_id' = $6)
+                   AND ($3::text IS NULL OR f.provider = $3 OR f.spec->>'provider' = $3)
+                   AND ($4::text IS NULL OR f.model = $4 OR f.spec->>'model' = $4)
+                   AND ($5::text IS NULL OR f.component = $5)
+                   AND ($6::text IS NULL OR f.context_id = $6)
                    AND (($7::uuid[] IS NULL AND $8::uuid IS NULL)
-                        OR (payload->>'policy_id')::uuid = ANY($7)
-                        OR (payload->>'budget_id')::uuid = $8
-                        OR EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(payload->'postings', payload->'reservations', '[]'))
+                        OR f.policy_id::uuid = ANY($7)
+                        OR f.budget_id::uuid = $8
+                        OR EXISTS (SELECT 1 FROM json_array_elements(coalesce(f.postings, f.reservations, '[]'))
                                    AS p WHERE (p->>'policy_id')::uuid = ANY($7)))
-                   AND ($9::timestamptz IS NULL OR coalesce((payload->>'occurred_at')::timestamptz, recorded_at) >= $9)
-                   AND ($10::timestamptz IS NULL OR coalesce((payload->>'occurred_at')::timestamptz, recorded_at) < $10)
+                   AND ($9::timestamptz IS NULL OR coalesce(f.occurred_at::timestamptz, recorded_at) >= $9)
+                   AND ($10::timestamptz IS NULL OR coalesce(f.occurred_at::timestamptz, recorded_at) < $10)
                  ORDER BY position
                  LIMIT $11"
             ),

@@ -44,11 +44,11 @@ pub async fn priced_records(
     let rows = client
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM events
+                "SELECT {COLUMNS} FROM events, json_to_record(payload) AS f(provider text, occurred_at text)
                  WHERE event_type IN ('UsageRecorded', 'UsageRepriced')
-                   AND payload->>'provider' = $1
-                   AND (payload->>'occurred_at')::timestamptz >= $2
-                   AND ($3::timestamptz IS NULL OR (payload->>'occurred_at')::timestamptz < $3)
+                   AND f.provider = $1
+                   AND f.occurred_at::timestamptz >= $2
+                   AND ($3::timestamptz IS NULL OR f.occurred_at::timestamptz < $3)
                  ORDER BY position"
             ),
             &[&selection.provider, &selection.since, &selection.until],
