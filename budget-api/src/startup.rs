@@ -11,6 +11,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use budget_events::db::{self, migrate};
+use budget_events::store::LogTail;
 use budget_events::writer::{LogSignal, Writer};
 use budget_projections::alerts::Alerts;
 use budget_projections::usage_rollups::UsageRollups;
@@ -98,9 +99,11 @@ impl Application {
         );
         let status = RunnerStatus::default();
         let (stop_workers, stopped) = watch::channel(false);
-        let runner = Runner::new(UsageRollups, pool.clone(), status.clone());
+        // The projections and the WebSocket hub read each commit once, through one tail.
+        let log = LogTail::new(db::pool(&settings.database, 1));
+        let runner = Runner::new(UsageRollups, pool.clone(), status.clone()).sharing(log.clone());
         let alerts = Alerts { spike_multiple: settings.spike_multiple, webhooks: settings.webhooks.clone() };
-        let alert_runner = Runner::new(alerts, pool.clone(), status.clone());
+        let alert_runner = Runner::new(alerts, pool.clone(), status.clone()).sharing(log.clone());
         let mut tasks = Tasks::new(settings.fault.clone());
         tasks.adopt_detached("writer", writer_task);
         tasks.spawn("usage_rollups", runner.run(signal.clone(), stopped.clone()));
@@ -127,7 +130,7 @@ impl Application {
         }
 
         let (hub, hub_task) =
-            crate::ws::hub::Hub::start(pool.clone(), signal.clone(), settings.ws.queue, stopped.clone()).await?;
+            crate::ws::hub::Hub::start(pool.clone(), log, signal.clone(), settings.ws.queue, stopped.clone()).await?;
         tasks.spawn("ws_hub", hub_task);
         let state = web::Data::new(AppState {
             pool,

@@ -3,11 +3,13 @@
 //! All three happen in one transaction that also holds the checkpoint row lock, so a batch is applied
 //! exactly once: a crash before the commit rolls back the apply with the checkpoint. `SKIP LOCKED` means
 //! a second runner (another replica) finds the row taken and stands by instead of applying twice.
+//! The events come from the process's [`LogTail`], which the runners and the WebSocket hub share, so
+//! each commit is read from the log and decoded once, not once per reader.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use budget_events::store::{read_after, read_after_cached, Cursor};
+use budget_events::store::{read_after, Cursor, LogTail};
 use budget_events::writer::LogSignal;
 use deadpool_postgres::Pool;
 use tokio::sync::watch;
@@ -65,18 +67,27 @@ pub struct Runner<P> {
     projection: P,
     pool: Pool,
     status: RunnerStatus,
+    tail: Arc<LogTail>,
 }
 
 impl<P: Projection> Runner<P> {
+    /// A runner reading the log through a tail of its own; [`Runner::sharing`] gives it the process's.
     pub fn new(projection: P, pool: Pool, status: RunnerStatus) -> Self {
-        Runner { projection, pool, status }
+        let tail = LogTail::new(pool.clone());
+        Runner { projection, pool, status, tail }
+    }
+
+    /// Reads through `tail`, shared with the other readers of the process.
+    pub fn sharing(mut self, tail: Arc<LogTail>) -> Self {
+        self.tail = tail;
+        self
     }
 
     /// One batch in one transaction.
     pub async fn step(&self) -> Result<Step, ProjectionError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await?;
-        let step = apply_batch(&self.projection, &tx).await?;
+        let step = apply_batch(&self.projection, &tx, &self.tail).await?;
         tx.commit().await?;
         Ok(step)
     }
@@ -127,16 +138,17 @@ impl<P: Projection> Runner<P> {
     }
 }
 
-/// Locks the checkpoint, applies the next batch and moves the checkpoint, in `tx`. Public so that tests
-/// can abandon the transaction half-way, as a crash would.
+/// Locks the checkpoint, applies the next batch (read through `tail`) and moves the checkpoint, in `tx`.
+/// Public so that tests can abandon the transaction half-way, as a crash would.
 pub async fn apply_batch<P: Projection>(
     projection: &P,
     tx: &deadpool_postgres::Transaction<'_>,
+    tail: &LogTail,
 ) -> Result<Step, ProjectionError> {
     let Some(cursor) = lock_checkpoint(tx, P::NAME, true).await? else {
         return Ok(Step::Busy);
     };
-    let events = read_after_cached(tx, cursor, BATCH_SIZE).await?;
+    let events = tail.read_after(cursor, BATCH_SIZE).await?;
     let Some(last) = events.last() else {
         return Ok(Step::CaughtUp);
     };

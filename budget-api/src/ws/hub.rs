@@ -1,7 +1,7 @@
 //! The hub: one task per process that tails the log and the alerts table and broadcasts updates.
 //!
-//! It reads the log with the same gap-safe reader as the projections, so a client connected to any
-//! replica sees events appended through every replica, in commit order. Broadcasting never blocks: each
+//! It reads the log through the process's [`LogTail`], the gap-safe reader the projections share, so a
+//! client connected to any replica sees events appended through every replica, in commit order. Broadcasting never blocks: each
 //! connection has a bounded queue (a `broadcast` receiver), and one that falls behind is told so and
 //! disconnected ([`crate::ws::session`]).
 
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use budget_events::db::DbPool;
-use budget_events::store::{self, Cursor};
+use budget_events::store::{self, Cursor, LogTail};
 use budget_events::writer::LogSignal;
 use budget_projections::alerts;
 use tokio::sync::{broadcast, watch};
@@ -50,6 +50,7 @@ impl Hub {
     /// returned future tails the log until `stop`; the caller spawns (and supervises) it.
     pub async fn start(
         pool: DbPool,
+        log: Arc<LogTail>,
         signal: LogSignal,
         queue: usize,
         stop: watch::Receiver<bool>,
@@ -60,7 +61,7 @@ impl Hub {
         drop(client);
         let senders: Senders = Arc::new(TOPICS.iter().map(|t| (*t, broadcast::channel(queue).0)).collect());
         let mark: SharedMark = Arc::new(Mutex::new(start));
-        let task = tail(pool, signal, senders.clone(), mark.clone(), stop);
+        let task = tail(pool, log, signal, senders.clone(), mark.clone(), stop);
         Ok((Hub { senders, mark }, task))
     }
 }
@@ -89,13 +90,20 @@ impl Seen {
     }
 }
 
-async fn tail(pool: DbPool, signal: LogSignal, senders: Senders, shared: SharedMark, mut stop: watch::Receiver<bool>) {
+async fn tail(
+    pool: DbPool,
+    log: Arc<LogTail>,
+    signal: LogSignal,
+    senders: Senders,
+    shared: SharedMark,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut appended = signal.subscribe();
     let mut mark = *shared.lock().expect("the mark lock is never poisoned");
     let mut seen = Seen { ids: HashSet::new(), order: VecDeque::new() };
     let mut wait = Duration::from_millis(10);
     while !*stop.borrow() {
-        match step(&pool, &senders, &shared, &mut mark, &mut seen).await {
+        match step(&pool, &log, &senders, &shared, &mut mark, &mut seen).await {
             Ok(true) => {
                 wait = Duration::from_millis(10);
                 continue;
@@ -117,6 +125,7 @@ async fn tail(pool: DbPool, signal: LogSignal, senders: Senders, shared: SharedM
 /// Broadcasts what was appended or raised since `mark`; true when there was something.
 async fn step(
     pool: &DbPool,
+    log: &LogTail,
     senders: &Senders,
     shared: &SharedMark,
     mark: &mut Mark,
@@ -136,7 +145,7 @@ async fn step(
             return Ok(false);
         }
     }
-    let events = store::read_after_cached(&client, mark.cursor, 500).await?;
+    let events = log.read_after(mark.cursor, 500).await?;
     let raised = alerts::after_seq(&**client, mark.alert_seq, 500).await?;
     if events.is_empty() && raised.is_empty() {
         return Ok(false);

@@ -10,9 +10,11 @@ pub mod policies;
 pub mod prices;
 pub mod read;
 pub mod repricing;
+pub mod tail;
 
 pub use append::{append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion, StreamAppend};
 pub use read::{
     events, horizon_holders, read_after, read_after_cached, read_since, read_visible_after, settled_end, usage_records,
     Cursor, EventFilter, HorizonHolder, ReadError, UsageRecordFilter,
 };
+pub use tail::{Events, LogTail};

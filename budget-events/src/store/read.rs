@@ -49,6 +49,8 @@ pub enum ReadError {
     Decode(#[from] DecodeError),
     #[error("database error while reading the log: {}", crate::db::error_message(.0))]
     Db(#[from] tokio_postgres::Error),
+    #[error("no database connection to read the log with: {0}")]
+    Unavailable(String),
 }
 
 /// A CTE (`horizon`, one row, column `h`) giving the log's horizon for the statement that includes it.

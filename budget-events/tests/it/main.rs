@@ -7,3 +7,4 @@ mod idempotency;
 mod migrations;
 mod reader;
 mod store;
+mod tail;

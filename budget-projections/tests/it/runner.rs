@@ -1,4 +1,5 @@
 use budget_events::db::testing::TestDb;
+use budget_events::store::LogTail;
 use budget_projections::health::lag;
 use budget_projections::runner::apply_batch;
 use budget_projections::usage_rollups::UsageRollups;
@@ -22,7 +23,7 @@ async fn a_batch_abandoned_before_commit_is_applied_once_later() {
     loop {
         let mut client = db.pool.get().await.unwrap();
         let tx = client.transaction().await.unwrap();
-        let step = apply_batch(&UsageRollups, &tx).await.unwrap();
+        let step = apply_batch(&UsageRollups, &tx, &LogTail::new(db.pool.clone())).await.unwrap();
         drop(tx);
         if step == Step::Applied(2) || std::time::Instant::now() > deadline {
             assert_eq!(step, Step::Applied(2));
@@ -48,7 +49,7 @@ async fn two_runners_never_apply_the_same_projection_at_once() {
     let tx = client.transaction().await.unwrap();
     // Hold the projection with an open step (waiting for the event to become visible if need be).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while apply_batch(&UsageRollups, &tx).await.unwrap() != Step::Applied(1) {
+    while apply_batch(&UsageRollups, &tx, &LogTail::new(db.pool.clone())).await.unwrap() != Step::Applied(1) {
         assert!(std::time::Instant::now() < deadline);
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
