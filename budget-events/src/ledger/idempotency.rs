@@ -39,18 +39,19 @@ pub(super) async fn store_outcomes(
     fresh: &[bool],
     batch: &Batch<'_>,
 ) -> Result<(), LedgerError> {
-    let mut to_store: Vec<(&IdempotencyKey, serde_json::Value)> = Vec::new();
+    let mut to_store: Vec<(&IdempotencyKey, String)> = Vec::new();
     for ((command, result), _) in commands.iter().zip(results).zip(fresh).filter(|(_, fresh)| **fresh) {
         match result {
             Ok(outcome) => {
                 to_store.extend(command.part_outcomes(outcome, batch));
                 if let Some(key) = command.key() {
-                    to_store.push((key, outcome.to_json()));
+                    to_store.push((key, outcome.to_json_text()));
                 }
             }
             Err(rejection) => {
                 if let Some(key) = command.key() {
-                    to_store.push((key, serde_json::json!({ "rejection": rejection })));
+                    let stored = serde_json::json!({ "rejection": rejection });
+                    to_store.push((key, stored.to_string()));
                 }
             }
         }

@@ -125,11 +125,7 @@ pub(crate) trait Handle: LedgerCommand {
     /// Fills in the log positions of the events the outcome names, once they are appended.
     fn assign_positions(_outcome: &mut Self::Outcome, _positions: &HashMap<Uuid, i64>) {}
     /// Keys of parts of the command (a batch's records) to store besides the command's own.
-    fn part_outcomes<'a>(
-        &'a self,
-        _outcome: &Self::Outcome,
-        _batch: &Batch<'_>,
-    ) -> Vec<(&'a IdempotencyKey, serde_json::Value)> {
+    fn part_outcomes<'a>(&'a self, _outcome: &Self::Outcome, _batch: &Batch<'_>) -> Vec<(&'a IdempotencyKey, String)> {
         Vec::new()
     }
 }

@@ -206,11 +206,7 @@ impl Handle for UsageCommand {
 
     /// Recorded items, and items refused for a reason that will not change on retry, under their own
     /// keys (unless an earlier transaction stored them).
-    fn part_outcomes<'a>(
-        &'a self,
-        outcome: &UsageOutcome,
-        batch: &Batch<'_>,
-    ) -> Vec<(&'a IdempotencyKey, serde_json::Value)> {
+    fn part_outcomes<'a>(&'a self, outcome: &UsageOutcome, batch: &Batch<'_>) -> Vec<(&'a IdempotencyKey, String)> {
         self.items
             .iter()
             .zip(&outcome.items)
@@ -221,7 +217,7 @@ impl Handle for UsageCommand {
             })
             .filter_map(|(item, o)| item.key.as_ref().map(|k| (k, o)))
             .filter(|(k, _)| !batch.known.contains_key(&k.key))
-            .map(|(k, o)| (k, serde_json::to_value(o).expect("outcomes serialize")))
+            .map(|(k, o)| (k, serde_json::to_string(o).expect("outcomes serialize")))
             .collect()
     }
 }

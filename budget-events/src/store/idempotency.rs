@@ -83,19 +83,20 @@ pub async fn lookup(
 /// these keys since [`lookup`], and the caller must roll back and retry (the retry will replay it).
 pub async fn store(
     tx: &Transaction<'_>,
-    entries: &[(&IdempotencyKey, serde_json::Value)],
+    entries: &[(&IdempotencyKey, String)],
 ) -> Result<usize, tokio_postgres::Error> {
     if entries.is_empty() {
         return Ok(0);
     }
     let keys: Vec<&str> = entries.iter().map(|(k, _)| k.key.as_str()).collect();
     let hashes: Vec<&str> = entries.iter().map(|(k, _)| k.request_hash.as_str()).collect();
-    let outcomes: Vec<&serde_json::Value> = entries.iter().map(|(_, o)| o).collect();
+    // JSON text, cast by PostgreSQL: stored as is (`json`).
+    let outcomes: Vec<&str> = entries.iter().map(|(_, o)| o.as_str()).collect();
     let n = tx
         .execute(
             &tx.prepare_cached(
                 "INSERT INTO idempotency_keys (key, request_hash, outcome)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::json[])
+             SELECT k, h, o::json FROM unnest($1::text[], $2::text[], $3::text[]) AS t(k, h, o)
              ON CONFLICT (key) DO NOTHING",
             )
             .await?,
