@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
+use rust_decimal::Decimal;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
@@ -130,49 +131,78 @@ pub async fn save(tx: &Transaction<'_>, allocations: &[&Allocation]) -> Result<(
     if allocations.is_empty() {
         return Ok(());
     }
+    // One statement for the batch's allocations, not one each: under 64 clients reserving, 7,892
+    // single-row upserts in one `budget bench` phase, each parsed, bound and run on its own, made a
+    // reservation batch a third slower than a usage batch of the same size.
     let statement = tx.prepare_cached("INSERT INTO allocations (allocation_id, context_id, component, tier, provider, model, task_type, priority,
                  tokens_allocated, estimated_cost, expires_at, state, input_tokens_used, output_tokens_used, actual_cost,
                  remaining_tokens, remaining_cost, reservations, created_at, resolved_at, user_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+             SELECT a, ctx, comp, tier, prov, model, task, prio, tok, est, exp, st, inp, outp, act, rt, rc, res::jsonb, cr, rs, usr
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::smallint[],
+                         $9::bigint[], $10::numeric[], $11::timestamptz[], $12::text[], $13::bigint[], $14::bigint[],
+                         $15::numeric[], $16::bigint[], $17::numeric[], $18::text[], $19::timestamptz[], $20::timestamptz[],
+                         $21::text[])
+                 AS t(a, ctx, comp, tier, prov, model, task, prio, tok, est, exp, st, inp, outp, act, rt, rc, res, cr, rs, usr)
              ON CONFLICT (allocation_id) DO UPDATE SET state = EXCLUDED.state,
                  input_tokens_used = EXCLUDED.input_tokens_used, output_tokens_used = EXCLUDED.output_tokens_used,
                  actual_cost = EXCLUDED.actual_cost, remaining_tokens = EXCLUDED.remaining_tokens,
                  remaining_cost = EXCLUDED.remaining_cost, reservations = EXCLUDED.reservations,
                  resolved_at = EXCLUDED.resolved_at").await?;
-    let reservations: Vec<serde_json::Value> =
-        allocations.iter().map(|a| serde_json::to_value(&a.reservations).expect("postings serialize")).collect();
-    let statement = &statement;
-    let writes = allocations.iter().zip(&reservations).map(|(a, reservations)| async move {
+    for a in allocations {
         a.check_invariants();
-        tx.execute(
-            statement,
-            &[
-                &a.allocation_id,
-                &a.context_id,
-                &a.component,
-                &a.tier.as_str(),
-                &a.provider,
-                &a.model,
-                &a.task_type,
-                &a.priority,
-                &a.tokens_allocated,
-                &a.estimated_cost,
-                &a.expires_at,
-                &a.state.as_str(),
-                &a.input_tokens_used,
-                &a.output_tokens_used,
-                &a.actual_cost,
-                &a.remaining_tokens,
-                &a.remaining_cost,
-                reservations,
-                &a.created_at,
-                &a.resolved_at,
-                &a.user_id,
-            ],
-        )
-        .await
-    });
-    futures_util::future::try_join_all(writes).await?;
+    }
+    fn column<'a, T>(all: &[&'a Allocation], f: impl Fn(&'a Allocation) -> T) -> Vec<T> {
+        all.iter().map(|a| f(a)).collect()
+    }
+    let ids: Vec<Uuid> = column(allocations, |a| a.allocation_id);
+    let contexts: Vec<&str> = column(allocations, |a| a.context_id.as_str());
+    let components: Vec<&str> = column(allocations, |a| a.component.as_str());
+    let tiers: Vec<&str> = column(allocations, |a| a.tier.as_str());
+    let providers: Vec<Option<&str>> = column(allocations, |a| a.provider.as_deref());
+    let models: Vec<Option<&str>> = column(allocations, |a| a.model.as_deref());
+    let task_types: Vec<&str> = column(allocations, |a| a.task_type.as_str());
+    let priorities: Vec<i16> = column(allocations, |a| a.priority);
+    let allocated: Vec<i64> = column(allocations, |a| a.tokens_allocated);
+    let estimated: Vec<Decimal> = column(allocations, |a| a.estimated_cost);
+    let expires: Vec<DateTime<Utc>> = column(allocations, |a| a.expires_at);
+    let states: Vec<&str> = column(allocations, |a| a.state.as_str());
+    let input_used: Vec<i64> = column(allocations, |a| a.input_tokens_used);
+    let output_used: Vec<i64> = column(allocations, |a| a.output_tokens_used);
+    let actual: Vec<Decimal> = column(allocations, |a| a.actual_cost);
+    let remaining_tokens: Vec<i64> = column(allocations, |a| a.remaining_tokens);
+    let remaining_cost: Vec<Decimal> = column(allocations, |a| a.remaining_cost);
+    let reservations: Vec<String> =
+        column(allocations, |a| serde_json::to_string(&a.reservations).expect("postings serialize"));
+    let created: Vec<DateTime<Utc>> = column(allocations, |a| a.created_at);
+    let resolved: Vec<Option<DateTime<Utc>>> = column(allocations, |a| a.resolved_at);
+    let users: Vec<Option<&str>> = column(allocations, |a| a.user_id.as_deref());
+    tx.execute(
+        &statement,
+        &[
+            &ids,
+            &contexts,
+            &components,
+            &tiers,
+            &providers,
+            &models,
+            &task_types,
+            &priorities,
+            &allocated,
+            &estimated,
+            &expires,
+            &states,
+            &input_used,
+            &output_used,
+            &actual,
+            &remaining_tokens,
+            &remaining_cost,
+            &reservations,
+            &created,
+            &resolved,
+            &users,
+        ],
+    )
+    .await?;
     Ok(())
 }
 
