@@ -83,6 +83,7 @@ impl LogTail {
 
     /// A tail that holds about `held` events, read in pages of at most that many.
     pub fn holding(pool: Pool, held: usize) -> Arc<LogTail> {
+        let held = held.max(1);
         Arc::new(LogTail { pool, pages: Mutex::new(Pages::default()), held, queries: AtomicU64::new(0) })
     }
 
@@ -99,7 +100,9 @@ impl LogTail {
         let mut pages = self.pages.lock().await;
         let start = *pages.start.get_or_insert(cursor);
         if cursor < start {
-            // Behind the stretch: read alone, without disturbing what the others share.
+            // Behind the stretch: read alone, without disturbing what the others share or holding
+            // them up meanwhile.
+            drop(pages);
             let page = Arc::new(self.fetch(cursor, limit as i64).await?);
             let to = page.events.len();
             return Ok(Events { page, from: 0, to });
