@@ -1,9 +1,9 @@
 //! The hub: one task per process that tails the log and the alerts table and broadcasts updates.
 //!
-//! It reads the log through the process's [`LogTail`], the gap-safe reader the projections share, so a
-//! client connected to any replica sees events appended through every replica, in commit order. Broadcasting never blocks: each
-//! connection has a bounded queue (a `broadcast` receiver), and one that falls behind is told so and
-//! disconnected ([`crate::ws::session`]).
+//! It reads the log through the process's [`LogTail`], the gap-safe reader the projections share, so
+//! a client connected to any replica sees events appended through every replica, in commit order.
+//! Broadcasting never blocks: each connection has a bounded queue (a `broadcast` receiver), and one
+//! that falls behind is told so and disconnected ([`crate::ws::session`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};

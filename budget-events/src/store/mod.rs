@@ -17,4 +17,4 @@ pub use read::{
     events, horizon_holders, read_after, read_after_cached, read_since, read_visible_after, settled_end, usage_records,
     Cursor, EventFilter, HorizonHolder, ReadError, UsageRecordFilter,
 };
-pub use tail::{Events, LogTail};
+pub use tail::{LogTail, TailEvents};

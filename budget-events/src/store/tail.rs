@@ -61,13 +61,13 @@ impl Page {
 }
 
 /// Events a reader got from [`LogTail::read_after`]: a slice of a shared page, or a page of its own.
-pub struct Events {
+pub struct TailEvents {
     page: Arc<Page>,
     from: usize,
     to: usize,
 }
 
-impl Deref for Events {
+impl Deref for TailEvents {
     type Target = [RecordedEvent];
 
     fn deref(&self) -> &[RecordedEvent] {
@@ -95,7 +95,7 @@ impl LogTail {
     /// Up to `limit` events after `cursor` whose transactions can no longer change, oldest first: what
     /// [`super::read_after`] returns, read from the log only by the first reader to ask past the end.
     /// Readers ask one at a time, so the ones that come right after that reader find its page here.
-    pub async fn read_after(&self, cursor: Cursor, limit: i64) -> Result<Events, ReadError> {
+    pub async fn read_after(&self, cursor: Cursor, limit: i64) -> Result<TailEvents, ReadError> {
         let limit = usize::try_from(limit).unwrap_or(0);
         let mut pages = self.pages.lock().await;
         let start = *pages.start.get_or_insert(cursor);
@@ -105,7 +105,7 @@ impl LogTail {
             drop(pages);
             let page = Arc::new(self.fetch(cursor, limit as i64).await?);
             let to = page.events.len();
-            return Ok(Events { page, from: 0, to });
+            return Ok(TailEvents { page, from: 0, to });
         }
         if cursor > pages.end() {
             // Ahead of it (a checkpoint moved by another process): start a new stretch here.
@@ -114,14 +114,14 @@ impl LogTail {
         if cursor == pages.end() {
             let page = Arc::new(self.fetch(cursor, PAGE.min(self.held as i64)).await?);
             if page.events.is_empty() {
-                return Ok(Events { page, from: 0, to: 0 });
+                return Ok(TailEvents { page, from: 0, to: 0 });
             }
             pages.push(page, self.held);
         }
         let page = pages.containing(cursor).expect("a cursor inside the stretch lies on one of its pages");
         let from = page.events.partition_point(|e| Cursor::after(e) <= cursor);
         let to = page.events.len().min(from + limit);
-        Ok(Events { page, from, to })
+        Ok(TailEvents { page, from, to })
     }
 
     async fn fetch(&self, cursor: Cursor, limit: i64) -> Result<Page, ReadError> {
