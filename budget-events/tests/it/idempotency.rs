@@ -167,3 +167,34 @@ async fn a_batch_whose_connection_is_cut_before_its_commit_is_decided_again_on_a
     assert_eq!(outcome.items[0].status, ItemStatus::Recorded);
     assert_eq!(count_events(&**db.pool.get().await.unwrap()).await, 2, "the cut batch is in the log once");
 }
+
+#[tokio::test]
+async fn a_large_outcome_is_stored_with_lz4_and_replays_whole() {
+    let db = TestDb::new().await;
+    let (writer, _task) = Writer::spawn(db.pool.clone(), LogSignal::default());
+    let inputs: Vec<_> = (0..1000).map(|i| usage_input("codex", 100 + i)).collect();
+    let batch = || {
+        let mut cmd = UsageCommand { key: None, ..command(&inputs[0], None) };
+        cmd.items = inputs.iter().flat_map(|i| command(i, None).items).collect();
+        cmd.key = Some(IdempotencyKey::new("usage-batch", "big", &inputs).unwrap());
+        cmd
+    };
+    let first = writer.submit(batch()).await.unwrap();
+    let client = db.pool.get().await.unwrap();
+    // schema/0017: the outcome (about 80 KB here) is compressed with lz4, not pglz.
+    let row = client
+        .query_one(
+            "SELECT pg_column_compression(outcome), pg_column_size(outcome), length(outcome::text)
+             FROM idempotency_keys WHERE key = 'usage-batch:big'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (method, stored, text): (Option<String>, i32, i32) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(method.as_deref(), Some("lz4"), "stored {stored} bytes of {text}");
+    assert!(stored < text / 2, "lz4 kept {stored} of {text} bytes");
+    let again = writer.submit(batch()).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(first.items, again.items);
+    assert_eq!(count_events(&**client).await, 1000);
+}
