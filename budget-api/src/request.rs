@@ -2,7 +2,7 @@
 //! `Idempotency-Key` header, or a `request_id` in the body) and the metadata stored with its events.
 
 use actix_web::HttpRequest;
-use budget_events::store::idempotency::IdempotencyKey;
+use budget_events::store::idempotency::{Canonical, IdempotencyKey, KeyError};
 use budget_events::ErrorCode;
 use budget_events::EventMetadata;
 use serde::Serialize;
@@ -19,6 +19,22 @@ pub fn keyed(
     scope: &str,
     body: &impl Serialize,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
+    chosen(req, request_id)?.map(|k| key(scope, k, body)).transpose()
+}
+
+/// [`keyed`], for a body that serializes canonically already (a usage record or batch): the same
+/// key, hashed without building a JSON tree of the body first.
+pub fn keyed_canonical(
+    req: &HttpRequest,
+    request_id: Option<&str>,
+    scope: &str,
+    body: &impl Canonical,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    chosen(req, request_id)?.map(|k| key_canonical(scope, k, body)).transpose()
+}
+
+/// The key the client sent, in the header or as the body's `request_id`.
+fn chosen<'a>(req: &'a HttpRequest, request_id: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
     let header = match req.headers().get(IDEMPOTENCY_HEADER) {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| {
@@ -28,22 +44,27 @@ pub fn keyed(
             )
         })?),
     };
-    let chosen = match (header, request_id) {
-        (Some(h), Some(r)) if h.trim() != r.trim() => {
-            return Err(ApiError::bad_request(
-                ErrorCode::ConflictingIdempotencyKeys,
-                "the Idempotency-Key header and request_id differ; send one of them, or the same value in both",
-            ))
-        }
-        (h, r) => h.or(r),
-    };
-    chosen.map(|k| key(scope, k, body)).transpose()
+    match (header, request_id) {
+        (Some(h), Some(r)) if h.trim() != r.trim() => Err(ApiError::bad_request(
+            ErrorCode::ConflictingIdempotencyKeys,
+            "the Idempotency-Key header and request_id differ; send one of them, or the same value in both",
+        )),
+        (h, r) => Ok(h.or(r)),
+    }
 }
 
 /// An idempotency key a client gave, checked.
 pub fn key(scope: &str, key: &str, body: &impl Serialize) -> Result<IdempotencyKey, ApiError> {
-    IdempotencyKey::new(scope, key, body)
-        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidIdempotencyKey, e.to_string()))
+    IdempotencyKey::new(scope, key, body).map_err(invalid)
+}
+
+/// [`key`], for a body that serializes canonically already.
+pub fn key_canonical(scope: &str, key: &str, body: &impl Canonical) -> Result<IdempotencyKey, ApiError> {
+    IdempotencyKey::new_canonical(scope, key, body).map_err(invalid)
+}
+
+fn invalid(e: KeyError) -> ApiError {
+    ApiError::bad_request(ErrorCode::InvalidIdempotencyKey, e.to_string())
 }
 
 /// Who asked and the request's id (`X-Request-Id`), kept with the events. With a key, the actor is

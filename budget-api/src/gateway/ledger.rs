@@ -154,8 +154,9 @@ pub async fn settle(
     let record = RecordUsage::validate_with(&input, chrono::Utc::now(), state.max_record_cost)
         .map_err(|e| ApiError::Internal(format!("the gateway's usage record is invalid: {:?}", e.errors)))?;
     // One settlement per allocation, even if this ran twice.
-    let key = IdempotencyKey::new("gateway-settle", &allocation.allocation_id.to_string(), &input)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let key =
+        IdempotencyKey::new_canonical("gateway-settle", &allocation.allocation_id.to_string(), &input.canonical())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
     let command = UsageCommand {
         items: vec![UsageItem { record, key: Some(key) }],
         key: None,

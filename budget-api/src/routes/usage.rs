@@ -2,9 +2,11 @@
 //! transaction). Both validate everything before writing anything, and both are idempotent.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
+use budget_events::domain::usage::CanonicalUsageInput;
 use budget_events::domain::usage::FieldError;
 use budget_events::domain::{RecordUsage, UsageInput};
 use budget_events::ledger::{ItemOutcome, ItemStatus, UsageCommand, UsageItem};
+use budget_events::store::idempotency::Canonical;
 use budget_events::ErrorCode;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -124,7 +126,7 @@ async fn record(state: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     let input: UsageInput = body::parse(&bytes)?;
     crate::auth::caller(&req).may_act_for(&input.component)?;
     // The key's request hash is of the request as sent; the tier the server fills in is not part of it.
-    let key = request::keyed(&req, input.request_id.as_deref(), "usage", &input)?;
+    let key = request::keyed_canonical(&req, input.request_id.as_deref(), "usage", &input.canonical())?;
     let mut input = input;
     state.fill_tier(&mut input);
     let record = RecordUsage::validate_with(&input, Utc::now(), state.max_record_cost)
@@ -156,6 +158,21 @@ pub struct BatchRequest {
     /// 1 to 10,000 usage records; each may carry its own `request_id`.
     #[schema(min_items = 1, max_items = 10000)]
     pub records: Vec<UsageInput>,
+}
+
+/// [`BatchRequest`] as its idempotency key hashes it: one key, `records`, each record canonical.
+#[derive(Serialize)]
+pub struct CanonicalBatch<'a> {
+    records: Vec<CanonicalUsageInput<'a>>,
+}
+
+impl Canonical for CanonicalBatch<'_> {}
+
+impl BatchRequest {
+    pub fn canonical(&self) -> CanonicalBatch<'_> {
+        let BatchRequest { records } = self;
+        CanonicalBatch { records: records.iter().map(UsageInput::canonical).collect() }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -218,7 +235,7 @@ pub async fn record_batch(
         match RecordUsage::validate_with(&filled, now, state.max_record_cost) {
             Ok(record) => {
                 let key = match &input.request_id {
-                    Some(k) => Some(request::key("usage", k, input)?),
+                    Some(k) => Some(request::key_canonical("usage", k, &input.canonical())?),
                     None => None,
                 };
                 items.push(UsageItem { record, key });
@@ -242,7 +259,7 @@ pub async fn record_batch(
             details: Some(serde_json::Value::Array(details)),
         });
     }
-    let key = request::keyed(&req, None, "usage-batch", &batch)?;
+    let key = request::keyed_canonical(&req, None, "usage-batch", &batch.canonical())?;
     let metadata = metadata(&req);
     let outcome = state.writer.submit(UsageCommand { items, key, signer: metadata.key_id, metadata }).await?;
     let count = |s: ItemStatus| outcome.items.iter().filter(|i| i.status == s).count();
@@ -268,4 +285,24 @@ pub async fn record_batch(
 
 fn validation_error(errors: Vec<FieldError>) -> ApiError {
     ApiError::validation(errors.into_iter().map(|e| (e.field, e.message)), "nothing was recorded")
+}
+
+#[cfg(test)]
+mod tests {
+    use budget_events::store::idempotency::{canonical_hash, request_hash};
+
+    use super::BatchRequest;
+
+    #[test]
+    fn a_batch_hashes_canonically_like_the_generic_path() {
+        let batch: BatchRequest = serde_json::from_str(
+            r#"{"records": [
+                {"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 1, "output_tokens": 2},
+                {"provider": "anthropic", "model": "claude-sonnet-4-5", "component": "rhetor", "input_tokens": 3,
+                 "output_tokens": 4, "cost": 0.25, "request_id": "r-2", "metadata": {"b": 1, "a": [true]}}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(canonical_hash(&batch.canonical()), request_hash(&batch));
+    }
 }

@@ -100,6 +100,81 @@ pub struct UsageInput {
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// [`UsageInput`] as its idempotency key hashes it: the same fields, declared in sorted order, so that
+/// `serde_json` writes the canonical JSON of [`crate::store::idempotency::request_hash`] directly.
+/// Built by destructuring the input, so a field added to `UsageInput` without one here does not compile.
+#[derive(Serialize)]
+pub struct CanonicalUsageInput<'a> {
+    allocation_id: &'a Option<uuid::Uuid>,
+    cache_creation_input_tokens: &'a Option<i64>,
+    cached_input_tokens: &'a Option<i64>,
+    component: &'a str,
+    context_id: &'a Option<String>,
+    cost: &'a Option<Money>,
+    input_tokens: i64,
+    metadata: &'a Option<serde_json::Map<String, serde_json::Value>>,
+    model: &'a str,
+    operation_id: &'a Option<String>,
+    output_tokens: i64,
+    provider: &'a str,
+    reasoning_tokens: &'a Option<i64>,
+    request_id: &'a Option<String>,
+    session_id: &'a Option<String>,
+    task_type: &'a Option<String>,
+    tier: &'a Option<String>,
+    timestamp: &'a Option<DateTime<Utc>>,
+    user_id: &'a Option<String>,
+}
+
+impl crate::store::idempotency::Canonical for CanonicalUsageInput<'_> {}
+
+impl UsageInput {
+    pub fn canonical(&self) -> CanonicalUsageInput<'_> {
+        let UsageInput {
+            provider,
+            model,
+            component,
+            task_type,
+            context_id,
+            session_id,
+            tier,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            cache_creation_input_tokens,
+            reasoning_tokens,
+            cost,
+            timestamp,
+            request_id,
+            allocation_id,
+            user_id,
+            operation_id,
+            metadata,
+        } = self;
+        CanonicalUsageInput {
+            allocation_id,
+            cache_creation_input_tokens,
+            cached_input_tokens,
+            component,
+            context_id,
+            cost,
+            input_tokens: *input_tokens,
+            metadata,
+            model,
+            operation_id,
+            output_tokens: *output_tokens,
+            provider,
+            reasoning_tokens,
+            request_id,
+            session_id,
+            task_type,
+            tier,
+            timestamp,
+            user_id,
+        }
+    }
+}
+
 /// The most a record's `metadata` may take, as compact JSON.
 pub const MAX_METADATA_BYTES: usize = 4096;
 
@@ -323,6 +398,36 @@ mod tests {
                 "task_type":"coding","input_tokens":1200,"output_tokens":340,"cost":0.0064}"#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_request_hash_is_the_sha256_of_the_sorted_json_and_stays_so() {
+        use crate::store::idempotency::{canonical_hash, request_hash};
+        // Computed outside Rust (Python's json.dumps with sort_keys and compact separators): a hash
+        // stored with a key must not change, or a retry after an upgrade is refused as a new request.
+        let pinned = "642d1ac7b5ad787f2337f8e751f475ab773c425287588f8080f70b23088e6b5d";
+        assert_eq!(request_hash(&input()), pinned);
+        assert_eq!(canonical_hash(&input().canonical()), pinned);
+    }
+
+    #[test]
+    fn the_canonical_view_hashes_like_the_generic_path_with_every_field_set() {
+        use crate::store::idempotency::{canonical_hash, request_hash};
+        let full: UsageInput = serde_json::from_str(
+            r#"{"provider":"anthropic","model":"claude-sonnet-4-5","component":"r\u00e9sum\"e\n",
+                "task_type":"chat","context_id":"ctx-1","session_id":"s-1","tier":"remote_heavyweight",
+                "input_tokens":1234,"output_tokens":567,"cached_input_tokens":1000,
+                "cache_creation_input_tokens":200,"reasoning_tokens":100,"cost":"0.000000000000000001",
+                "timestamp":"2026-11-30T12:00:00+01:00","request_id":"req-1",
+                "allocation_id":"0192f3c4-0000-7000-8000-000000000001","user_id":"alice",
+                "operation_id":"op-9","metadata":{"z":1,"a":{"y":[1,2.50,{"b":null,"a":true}],"x":"é"}}}"#,
+        )
+        .unwrap();
+        let mut sparse = input();
+        sparse.cost = None;
+        for input in [full, input(), sparse] {
+            assert_eq!(canonical_hash(&input.canonical()), request_hash(&input), "{input:?}");
+        }
     }
 
     #[test]
