@@ -290,9 +290,16 @@ pub async fn process(
     // log to decide (a policy's opening balance). So no usage commits between that read and the policy
     // becoming visible to the next batch, across every process writing to this database.
     let exclusive = commands.iter().any(Command::excludes_other_batches);
-    let lock = if exclusive { "SELECT pg_advisory_xact_lock($1)" } else { "SELECT pg_advisory_xact_lock_shared($1)" };
-    tx.execute(&tx.prepare_cached(lock).await?, &[&LEDGER_LOCK]).await?;
-    let mut batch = Batch::load(tx, commands).await?;
+    let lock = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
+    // The lock goes first on the connection, as a simple query (no statement to prepare, so nothing can
+    // be sent before it), and the loads are pipelined behind it: the server runs them only once it
+    // holds the lock, and the batch waits for one round trip instead of two.
+    let lock = format!("SELECT {lock}({LEDGER_LOCK})");
+    let ((), mut batch) = tokio::try_join!(
+        biased;
+        async { tx.batch_execute(&lock).await.map_err(LedgerError::from) },
+        Batch::load(tx, commands),
+    )?;
 
     // Pass 1, in order. A keyed command seen before (in an earlier transaction or earlier in this
     // batch) is not decided again.

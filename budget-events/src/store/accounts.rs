@@ -28,27 +28,28 @@ pub async fn lock(
     let windows: Vec<&str> = keys.keys().map(|k| k.1.as_str()).collect();
     let starts: Vec<Option<DateTime<Utc>>> = keys.values().map(|b| b.0).collect();
     let ends: Vec<Option<DateTime<Utc>>> = keys.values().map(|b| b.1).collect();
-    tx.execute(
-        &tx.prepare_cached(
+    // Both statements are prepared first, then sent together: the server runs the insert before the
+    // select (one round trip for the two), and the select sees the accounts the insert created.
+    let (create, select) = tokio::try_join!(
+        tx.prepare_cached(
             "INSERT INTO policy_accounts (policy_id, window_key, window_start, window_end)
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS k(p, w, s, e)
          ORDER BY p, w
          ON CONFLICT (policy_id, window_key) DO NOTHING",
-        )
-        .await?,
-        &[&policy_ids, &windows, &starts, &ends],
-    )
-    .await?;
-    let rows = tx
-        .query(
-            &tx.prepare_cached("SELECT a.policy_id, a.window_key, a.posted_cost, a.posted_tokens, a.pending_cost, a.pending_tokens, a.records
+        ),
+        tx.prepare_cached(
+            "SELECT a.policy_id, a.window_key, a.posted_cost, a.posted_tokens, a.pending_cost, a.pending_tokens, a.records
              FROM policy_accounts a
              JOIN unnest($1::uuid[], $2::text[]) AS k(p, w) ON a.policy_id = k.p AND a.window_key = k.w
              ORDER BY a.policy_id, a.window_key
-             FOR UPDATE OF a").await?,
-            &[&policy_ids, &windows],
-        )
-        .await?;
+             FOR UPDATE OF a"
+        ),
+    )?;
+    let (_, rows) = tokio::try_join!(
+        biased;
+        async { tx.execute(&create, &[&policy_ids, &windows, &starts, &ends]).await },
+        async { tx.query(&select, &[&policy_ids, &windows]).await },
+    )?;
     let accounts: BTreeMap<AccountKey, Account> = rows
         .into_iter()
         .map(|r| {
