@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod commands;
 mod ids;
+mod memory;
 mod output;
 mod times;
 
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    memory::limit_arenas();
     let cli = cli::Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     match runtime.block_on(commands::run(cli)) {
