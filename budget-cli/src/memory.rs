@@ -3,7 +3,7 @@
 //! glibc gives a thread that meets a locked arena a new one, up to eight per core, and an arena keeps
 //! the memory freed into it. The service's many threads (tokio's workers and blocking pool, actix's
 //! workers) each churn through large buffers (a 1,000-record batch, a 2,000-event page of the log), so
-//! the freed memory sat in up to 16 arenas: `budget bench` measured the server at 138–155 MB with
+//! the freed memory sat in up to 16 arenas: `budget bench` measured the server at 130–155 MB with
 //! 1,000,046 events in the log, and 110–124 MB with two arenas (`MALLOC_ARENA_MAX=2`), at the same
 //! throughput. An operator's own `MALLOC_ARENA_MAX` is left to glibc.
 
