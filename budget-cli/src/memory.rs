@@ -1,4 +1,4 @@
-//! Caps glibc's malloc arenas at one per core before any thread starts.
+//! Caps glibc's malloc arenas at one per core (at least two) before any thread starts.
 //!
 //! glibc gives a thread that meets a locked arena a new one, up to eight per core, and an arena keeps
 //! the memory freed into it. The service's many threads (tokio's workers and blocking pool, actix's
