@@ -83,9 +83,22 @@ impl<P: Projection> Runner<P> {
         self
     }
 
-    /// One batch in one transaction.
+    /// One batch in one transaction. When the batch fails, it is rolled back and tried again in a
+    /// second transaction that finds the event it fails on ([`apply_or_locate`]): the savepoints that
+    /// search needs cost two round trips per step, so the common step goes without them.
     pub async fn step(&self) -> Result<Step, ProjectionError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await?;
+        match apply_batch_unlocated(&self.projection, &tx, &self.tail).await {
+            Ok(step) => {
+                tx.commit().await?;
+                return Ok(step);
+            }
+            Err(e) => {
+                tracing::debug!(projection = P::NAME, error = %e, "batch failed; locating the failing event");
+                tx.rollback().await?;
+            }
+        }
         let tx = client.transaction().await?;
         let step = apply_batch(&self.projection, &tx, &self.tail).await?;
         tx.commit().await?;
@@ -138,12 +151,31 @@ impl<P: Projection> Runner<P> {
     }
 }
 
-/// Locks the checkpoint, applies the next batch (read through `tail`) and moves the checkpoint, in `tx`.
-/// Public so that tests can abandon the transaction half-way, as a crash would.
+/// Locks the checkpoint, applies the next batch (read through `tail`) and moves the checkpoint, in `tx`;
+/// an error names the event the projection cannot apply. Public so that tests can abandon the
+/// transaction half-way, as a crash would.
 pub async fn apply_batch<P: Projection>(
     projection: &P,
     tx: &deadpool_postgres::Transaction<'_>,
     tail: &LogTail,
+) -> Result<Step, ProjectionError> {
+    next_batch(projection, tx, tail, true).await
+}
+
+/// [`apply_batch`] without locating the failing event: a failed batch leaves `tx` aborted.
+async fn apply_batch_unlocated<P: Projection>(
+    projection: &P,
+    tx: &deadpool_postgres::Transaction<'_>,
+    tail: &LogTail,
+) -> Result<Step, ProjectionError> {
+    next_batch(projection, tx, tail, false).await
+}
+
+async fn next_batch<P: Projection>(
+    projection: &P,
+    tx: &deadpool_postgres::Transaction<'_>,
+    tail: &LogTail,
+    locate: bool,
 ) -> Result<Step, ProjectionError> {
     let Some(cursor) = lock_checkpoint(tx, P::NAME, true).await? else {
         return Ok(Step::Busy);
@@ -152,7 +184,11 @@ pub async fn apply_batch<P: Projection>(
     let Some(last) = events.last() else {
         return Ok(Step::CaughtUp);
     };
-    apply_or_locate(projection, tx, &events).await?;
+    if locate {
+        apply_or_locate(projection, tx, &events).await?;
+    } else {
+        projection.apply(tx, &events).await?;
+    }
     move_checkpoint(tx, P::NAME, cursor, Cursor::after(last), events.len()).await?;
     Ok(Step::Applied(events.len()))
 }
