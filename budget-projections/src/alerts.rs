@@ -20,12 +20,13 @@ use budget_events::event::{Event, PolicySet};
 use budget_events::period::Period;
 use budget_events::RecordedEvent;
 use chrono::{DateTime, Duration, Utc};
+use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use tokio_postgres::{GenericClient, Transaction};
+use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{execute, query, query_opt, Projection, ProjectionError};
 
 /// Namespace of alert ids (a fixed random UUID).
 const ALERT_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_54a4_2c0e_4d8e_9f3a_51d2_7c86_e0b1);
@@ -313,16 +314,10 @@ impl Alerts {
 
 impl State {
     /// Loads what the batch's events touch: every policy and budget (few), the posted windows and
-    /// the hours the spend lands in with the day before them.
+    /// the hours the spend lands in with the day before them. The four reads are independent, so they
+    /// go to PostgreSQL together (pipelined) instead of one round trip after another.
     async fn load(tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<State, ProjectionError> {
         let mut s = State::default();
-        for row in tx.query("SELECT definition FROM alert_policies", &[]).await? {
-            let p: PolicySet = serde_json::from_value(row.get("definition")).expect("stored policies decode");
-            s.policies.insert(p.policy_id, p);
-        }
-        for row in tx.query("SELECT budget_id, name, active FROM alert_budgets", &[]).await? {
-            s.budgets.insert(row.get("budget_id"), (row.get("name"), row.get("active")));
-        }
         let mut keys: BTreeSet<(Uuid, String)> = BTreeSet::new();
         let mut hours: BTreeSet<DateTime<Utc>> = BTreeSet::new();
         for e in events {
@@ -338,30 +333,42 @@ impl State {
             keys.extend(postings.iter().map(|p| (p.policy_id, p.window.clone())));
             hours.insert(Period::Hourly.start_of(at));
         }
-        if !keys.is_empty() {
-            let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-            let windows: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-            let rows = tx
-                .query(
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let windows: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+        let span = hours.first().zip(hours.last()).map(|(first, last)| (*first - Duration::hours(24), *last));
+        let (policies, budgets, posted, spend) = futures_util::try_join!(
+            query(tx, "SELECT definition FROM alert_policies", &[]),
+            query(tx, "SELECT budget_id, name, active FROM alert_budgets", &[]),
+            async {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                query(
+                    tx,
                     "SELECT w.policy_id, w.window_key, w.cost, w.tokens FROM alert_windows w
                      JOIN unnest($1::uuid[], $2::text[]) AS k(p, k) ON w.policy_id = k.p AND w.window_key = k.k",
                     &[&ids, &windows],
                 )
-                .await?;
-            for row in rows {
-                s.windows.insert((row.get("policy_id"), row.get("window_key")), (row.get("cost"), row.get("tokens")));
-            }
+                .await
+            },
+            async {
+                let Some((from, to)) = &span else { return Ok(Vec::new()) };
+                query(tx, "SELECT hour, cost FROM alert_hourly_spend WHERE hour >= $1 AND hour <= $2", &[from, to])
+                    .await
+            },
+        )?;
+        for row in policies {
+            let p: PolicySet = serde_json::from_value(row.get("definition")).expect("stored policies decode");
+            s.policies.insert(p.policy_id, p);
         }
-        if let (Some(first), Some(last)) = (hours.first(), hours.last()) {
-            let rows = tx
-                .query(
-                    "SELECT hour, cost FROM alert_hourly_spend WHERE hour >= $1 AND hour <= $2",
-                    &[&(*first - Duration::hours(24)), last],
-                )
-                .await?;
-            for row in rows {
-                s.hours.insert(row.get("hour"), row.get("cost"));
-            }
+        for row in budgets {
+            s.budgets.insert(row.get("budget_id"), (row.get("name"), row.get("active")));
+        }
+        for row in posted {
+            s.windows.insert((row.get("policy_id"), row.get("window_key")), (row.get("cost"), row.get("tokens")));
+        }
+        for row in spend {
+            s.hours.insert(row.get("hour"), row.get("cost"));
         }
         Ok(s)
     }
@@ -462,7 +469,8 @@ impl State {
     async fn save(mut self, tx: &Transaction<'_>, webhooks: &[Webhook]) -> Result<(), ProjectionError> {
         for id in &self.dirty_policies {
             let p = &self.policies[id];
-            tx.execute(
+            execute(
+                tx,
                 "INSERT INTO alert_policies (policy_id, definition) VALUES ($1, $2)
                  ON CONFLICT (policy_id) DO UPDATE SET definition = EXCLUDED.definition",
                 &[id, &serde_json::to_value(p).expect("policies serialize")],
@@ -471,7 +479,8 @@ impl State {
         }
         for id in &self.dirty_budgets {
             let (name, active) = &self.budgets[id];
-            tx.execute(
+            execute(
+                tx,
                 "INSERT INTO alert_budgets (budget_id, name, active) VALUES ($1, $2, $3)
                  ON CONFLICT (budget_id) DO UPDATE SET name = EXCLUDED.name, active = EXCLUDED.active",
                 &[id, name, active],
@@ -483,7 +492,8 @@ impl State {
             let keys: Vec<&str> = self.dirty_windows.iter().map(|k| k.1.as_str()).collect();
             let costs: Vec<Decimal> = self.dirty_windows.iter().map(|k| self.windows[k].0).collect();
             let tokens: Vec<i64> = self.dirty_windows.iter().map(|k| self.windows[k].1).collect();
-            tx.execute(
+            execute(
+                tx,
                 "INSERT INTO alert_windows (policy_id, window_key, cost, tokens)
                  SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::bigint[])
                  ON CONFLICT (policy_id, window_key) DO UPDATE SET cost = EXCLUDED.cost, tokens = EXCLUDED.tokens",
@@ -494,7 +504,8 @@ impl State {
         if !self.dirty_hours.is_empty() {
             let hours: Vec<DateTime<Utc>> = self.dirty_hours.iter().copied().collect();
             let costs: Vec<Decimal> = hours.iter().map(|h| self.hours[h]).collect();
-            tx.execute(
+            execute(
+                tx,
                 "INSERT INTO alert_hourly_spend (hour, cost) SELECT * FROM unnest($1::timestamptz[], $2::numeric[])
                  ON CONFLICT (hour) DO UPDATE SET cost = EXCLUDED.cost",
                 &[&hours, &costs],
@@ -520,36 +531,37 @@ impl State {
         let mut new = Vec::new();
         for a in &merged {
             // No row back: an existing alert that does not count occurrences was left as it was.
-            let inserted: bool = tx
-                .query_opt(
-                    "INSERT INTO alerts (alert_id, position, budget_id, policy_id, severity, alert_type, message, details,
+            let inserted: bool = query_opt(
+                tx,
+                "INSERT INTO alerts (alert_id, position, budget_id, policy_id, severity, alert_type, message, details,
                                          raised_at, occurrences)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                      ON CONFLICT (alert_id) DO UPDATE SET occurrences = alerts.occurrences + EXCLUDED.occurrences
                          WHERE $11
                      RETURNING xmax = 0",
-                    &[
-                        &a.alert_id,
-                        &a.position,
-                        &a.budget_id,
-                        &a.policy_id,
-                        &a.severity,
-                        &a.alert_type,
-                        &a.message,
-                        &a.details,
-                        &a.raised_at,
-                        &a.occurrences,
-                        &a.counting,
-                    ],
-                )
-                .await?
-                .is_some_and(|row| row.get(0));
+                &[
+                    &a.alert_id,
+                    &a.position,
+                    &a.budget_id,
+                    &a.policy_id,
+                    &a.severity,
+                    &a.alert_type,
+                    &a.message,
+                    &a.details,
+                    &a.raised_at,
+                    &a.occurrences,
+                    &a.counting,
+                ],
+            )
+            .await?
+            .is_some_and(|row| row.get(0));
             if inserted {
                 new.push(a);
             }
         }
         for (id, by, at) in &self.acks {
-            tx.execute(
+            execute(
+                tx,
                 "UPDATE alerts SET acknowledged = true, acknowledged_by = $2, acknowledged_at = $3
                  WHERE alert_id = $1 AND NOT acknowledged",
                 &[id, by, at],
@@ -558,7 +570,8 @@ impl State {
         }
         for a in new {
             for hook in webhooks {
-                tx.execute(
+                execute(
+                    tx,
                     "INSERT INTO alert_outbox (alert_id, url, format, payload) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (alert_id, url) DO NOTHING",
                     &[&a.alert_id, &hook.url, &hook.format, &webhook_payload(a, hook.format)],

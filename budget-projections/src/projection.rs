@@ -3,7 +3,9 @@
 use std::future::Future;
 
 use budget_events::RecordedEvent;
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -43,9 +45,41 @@ pub trait Projection: Send + Sync + 'static {
 
     /// Folds `events` (in log order) into the tables, inside the runner's transaction. Events of types
     /// the projection does not use are ignored here; unknown types never reach it (the reader fails).
+    /// Statements go through `tx.prepare_cached`: the runners apply after every commit, and an
+    /// unprepared statement costs PostgreSQL a parse and a round trip more each time.
     fn apply(
         &self,
         tx: &Transaction<'_>,
         events: &[RecordedEvent],
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+}
+
+/// `tx.query`, with `sql` prepared once per connection (see [`Projection::apply`]).
+pub(crate) async fn query(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let statement = tx.prepare_cached(sql).await?;
+    tx.query(&statement, params).await
+}
+
+/// `tx.query_opt`, with `sql` prepared once per connection.
+pub(crate) async fn query_opt(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    let statement = tx.prepare_cached(sql).await?;
+    tx.query_opt(&statement, params).await
+}
+
+/// `tx.execute`, with `sql` prepared once per connection.
+pub(crate) async fn execute(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let statement = tx.prepare_cached(sql).await?;
+    tx.execute(&statement, params).await
 }

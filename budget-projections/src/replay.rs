@@ -86,6 +86,12 @@ pub async fn replay<P: Projection>(
         tx.batch_execute(&format!("CREATE TEMPORARY TABLE {table} (LIKE public.{table} INCLUDING ALL) ON COMMIT DROP"))
             .await?;
     }
+    // The projection's statements are prepared once per connection, and PostgreSQL keeps the tables
+    // they named when they were prepared: a temporary table created since does not redirect them (it
+    // only does the first time a session gets a temporary schema). Forget them, so the fold's
+    // statements are prepared now and name the temporary tables; and again after the commit, so that no
+    // statement naming those tables goes back to the pool.
+    tx.statement_cache.clear();
     // The log up to `live` is read on a second connection while this one applies: the events there
     // are settled (the live projection has applied them), so any connection reads the same ones, and
     // reading and decoding the next page no longer waits for the last one's apply.
@@ -119,7 +125,9 @@ pub async fn replay<P: Projection>(
             .await?;
         }
     }
+    let statements = tx.statement_cache.clone();
     tx.commit().await?;
+    statements.clear();
     Ok(ReplayReport {
         projection: P::NAME.into(),
         events,

@@ -12,10 +12,10 @@ use std::time::Duration;
 use budget_events::store::{read_after, Cursor, LogTail};
 use budget_events::writer::LogSignal;
 use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
 use tokio::sync::watch;
-use tokio_postgres::Transaction;
 
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{execute, query_opt, Projection, ProjectionError};
 
 /// Events applied per transaction.
 pub const BATCH_SIZE: i64 = 5_000;
@@ -156,7 +156,7 @@ impl<P: Projection> Runner<P> {
 /// transaction half-way, as a crash would.
 pub async fn apply_batch<P: Projection>(
     projection: &P,
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     tail: &LogTail,
 ) -> Result<Step, ProjectionError> {
     next_batch(projection, tx, tail, true).await
@@ -165,7 +165,7 @@ pub async fn apply_batch<P: Projection>(
 /// [`apply_batch`] without locating the failing event: a failed batch leaves `tx` aborted.
 async fn apply_batch_unlocated<P: Projection>(
     projection: &P,
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     tail: &LogTail,
 ) -> Result<Step, ProjectionError> {
     next_batch(projection, tx, tail, false).await
@@ -173,7 +173,7 @@ async fn apply_batch_unlocated<P: Projection>(
 
 async fn next_batch<P: Projection>(
     projection: &P,
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     tail: &LogTail,
     locate: bool,
 ) -> Result<Step, ProjectionError> {
@@ -265,7 +265,7 @@ pub(crate) async fn lock_checkpoint(
     } else {
         "SELECT tx_id::text, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
     };
-    let mut row = tx.query_opt(sql, &[&name]).await?;
+    let mut row = query_opt(tx, sql, &[&name]).await?;
     if row.is_none() {
         // Locked by another runner, or missing (a projection whose migration did not add its row).
         // Only a missing row is created; inserting over a locked one would wait for its holder.
@@ -273,7 +273,7 @@ pub(crate) async fn lock_checkpoint(
         if !exists {
             tx.execute("INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING", &[&name])
                 .await?;
-            row = tx.query_opt(sql, &[&name]).await?;
+            row = query_opt(tx, sql, &[&name]).await?;
         }
     }
     Ok(row.map(|r| Cursor {
@@ -291,14 +291,14 @@ pub(crate) async fn move_checkpoint(
     applied: usize,
 ) -> Result<(), ProjectionError> {
     assert!(to > from, "a checkpoint only moves forward");
-    let moved = tx
-        .execute(
-            "UPDATE projection_checkpoints
+    let moved = execute(
+        tx,
+        "UPDATE projection_checkpoints
              SET tx_id = $2::text::xid8, position = $3, events_applied = events_applied + $4, updated_at = now()
              WHERE name = $1 AND tx_id = $5::text::xid8 AND position = $6",
-            &[&name, &to.tx_id.to_string(), &to.position, &(applied as i64), &from.tx_id.to_string(), &from.position],
-        )
-        .await?;
+        &[&name, &to.tx_id.to_string(), &to.position, &(applied as i64), &from.tx_id.to_string(), &from.position],
+    )
+    .await?;
     if moved != 1 {
         return Err(ProjectionError::CheckpointMoved(name));
     }

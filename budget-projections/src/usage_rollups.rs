@@ -10,12 +10,13 @@ use budget_events::event::Event;
 use budget_events::period::Period;
 use budget_events::RecordedEvent;
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{GenericClient, Transaction};
+use tokio_postgres::GenericClient;
 
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{execute, Projection, ProjectionError};
 
 pub struct UsageRollups;
 
@@ -70,7 +71,8 @@ impl Projection for UsageRollups {
             [&hours, &providers, &models, &components, &task_types, &input, &output, &cost, &count, &users];
         // Rows with new records are upserted; rows touched only by corrections (their records were
         // applied in an earlier batch) are updated, since a row of zero records would break its checks.
-        tx.execute(
+        execute(
+            tx,
             "INSERT INTO usage_rollups AS r (hour, provider, model, component, task_type, input_tokens, output_tokens, cost, count, user_id)
              SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
                                   $6::bigint[], $7::bigint[], $8::numeric[], $9::bigint[], $10::text[]) AS k(h, p, m, c, t, i, o, x, n, u)
@@ -83,8 +85,8 @@ impl Projection for UsageRollups {
             &params,
         )
         .await?;
-        let corrected = tx
-            .execute(
+        let corrected = execute(
+                tx,
                 "UPDATE usage_rollups r SET cost = r.cost + k.x
                  FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
                              $6::bigint[], $7::bigint[], $8::numeric[], $9::bigint[], $10::text[]) AS k(h, p, m, c, t, i, o, x, n, u)

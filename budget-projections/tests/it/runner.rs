@@ -1,9 +1,10 @@
 use budget_events::db::testing::TestDb;
 use budget_events::store::LogTail;
 use budget_projections::health::lag;
+use budget_projections::replay::replay;
 use budget_projections::runner::apply_batch;
 use budget_projections::usage_rollups::UsageRollups;
-use budget_projections::{rebuild, Step};
+use budget_projections::{rebuild, Runner, RunnerStatus, Step};
 use serde_json::json;
 
 use crate::{apply_all, input, record, rollup_rows, runner};
@@ -154,4 +155,30 @@ async fn projections_pass_over_policy_events() {
     record(&db, &[usage("a", 10)]).await;
     apply_all(&runner(&db), 3).await; // BudgetCreated, PolicySet, UsageRecorded
     assert_eq!(rollup_rows(&db).await.len(), 1);
+}
+
+/// A replay folds into temporary tables named like the live ones. The runners keep their statements
+/// prepared per connection, resolved to the live tables when first prepared; a replay on such a
+/// connection (one that ran runner steps, and an earlier replay so that its temporary schema already
+/// exists) must still write only its own tables, and leave the live rows as they were.
+#[tokio::test]
+async fn a_replay_never_writes_the_live_tables_through_a_prepared_statement() {
+    let db = TestDb::new().await;
+    // Two connections: the replay needs both (one folds, one reads ahead), so every round reuses them.
+    let pool = budget_events::db::pool(&db.config, 2);
+    let live = Runner::new(UsageRollups, pool.clone(), RunnerStatus::default());
+    record(&db, &[usage("a", 10)]).await;
+    apply_all(&live, 1).await;
+    for round in 1..=3 {
+        let report = replay(&UsageRollups, &pool, false, |_| {}).await.unwrap();
+        assert_eq!(report.differing_rows(), 0, "round {round}: {report:?}");
+        assert_eq!(report.events, round);
+        let rows = rollup_rows(&db).await;
+        assert!(
+            rows[0].ends_with(&format!("|a|default|{}|{round}|{:.1}|{round}", 10 * round, 0.5 * round as f64)),
+            "round {round}: {rows:?}"
+        );
+        record(&db, &[usage("a", 10)]).await;
+        apply_all(&live, 1).await;
+    }
 }
