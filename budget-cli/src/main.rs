@@ -7,6 +7,7 @@ mod commands;
 mod ids;
 mod memory;
 mod output;
+mod runtime;
 mod times;
 
 use std::process::ExitCode;
@@ -16,7 +17,13 @@ use clap::Parser;
 fn main() -> ExitCode {
     memory::limit_arenas();
     let cli = cli::Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let runtime = match runtime::build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -181,6 +181,11 @@ async fn errors_are_one_clear_line_and_a_failure_exit() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("cannot reach Budget at http://127.0.0.1:9") && err.contains("BUDGET_URL"), "{err}");
+
+    let out = Command::new(BIN).args(["status"]).env("BUDGET_RUNTIME_THREADS", "0").output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("BUDGET_RUNTIME_THREADS=\"0\"") && err.contains("whole number above 0"), "{err}");
 }
 
 #[tokio::test]
