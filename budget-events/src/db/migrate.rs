@@ -45,7 +45,7 @@ impl Migration {
     }
 
     pub fn checksum(&self) -> String {
-        hex(&Sha256::digest(self.sql.as_bytes()))
+        crate::display::hex(&Sha256::digest(self.sql.as_bytes()))
     }
 }
 
@@ -76,7 +76,7 @@ pub fn fingerprint() -> String {
         hasher.update(m.name.as_bytes());
         hasher.update(m.sql.as_bytes());
     }
-    hex(&hasher.finalize())[..16].to_string()
+    crate::display::hex(&hasher.finalize())[..16].to_string()
 }
 
 /// Brings the database up to date. Returns the names of the migrations it applied.
@@ -130,10 +130,6 @@ async fn apply_pending(client: &mut Client) -> Result<Vec<&'static str>, Migrati
         done.push(m.name);
     }
     Ok(done)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

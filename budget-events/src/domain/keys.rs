@@ -68,7 +68,7 @@ pub fn new_secret() -> String {
 
 /// The stored form of a secret.
 pub fn secret_hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::display::hex(&Sha256::digest(secret.as_bytes()))
 }
 
 /// The part of a secret shown in lists: the prefix and four characters.

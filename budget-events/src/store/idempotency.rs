@@ -76,16 +76,8 @@ impl Canonical for serde_json::Value {}
 pub fn canonical_hash(request: &impl Canonical) -> String {
     let mut hasher = HashWriter(Sha256::new());
     serde_json::to_writer(&mut hasher, request).expect("requests serialize");
-    let digest = hasher.0.finalize();
-    let mut hex = String::with_capacity(2 * digest.len());
-    for byte in digest {
-        hex.push(char::from(HEX[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
-    hex
+    crate::display::hex(&hasher.0.finalize())
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Feeds what `serde_json` writes straight into the hash.
 struct HashWriter(Sha256);
