@@ -95,7 +95,7 @@ impl<P: Projection> Runner<P> {
     pub async fn step(&self) -> Result<Step, ProjectionError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await?;
-        match apply_batch_unlocated(&self.projection, &tx, &self.tail).await {
+        match next_batch(&self.projection, &tx, &self.tail, false).await {
             Ok(step) => {
                 tx.commit().await?;
                 return Ok(step);
@@ -174,15 +174,8 @@ pub async fn apply_batch<P: Projection>(
     next_batch(projection, tx, tail, true).await
 }
 
-/// [`apply_batch`] without locating the failing event: a failed batch leaves `tx` aborted.
-async fn apply_batch_unlocated<P: Projection>(
-    projection: &P,
-    tx: &Transaction<'_>,
-    tail: &LogTail,
-) -> Result<Step, ProjectionError> {
-    next_batch(projection, tx, tail, false).await
-}
-
+/// [`apply_batch`]; with `locate` false, a batch that fails leaves `tx` aborted and the error does not
+/// name the event.
 async fn next_batch<P: Projection>(
     projection: &P,
     tx: &Transaction<'_>,
