@@ -89,9 +89,10 @@ pub async fn replay<P: Projection>(
     // The projection's statements are prepared once per connection, and PostgreSQL keeps the tables
     // they named when they were prepared: a temporary table created since does not redirect them (it
     // only does the first time a session gets a temporary schema). Forget them, so the fold's
-    // statements are prepared now and name the temporary tables; and again after the commit, so that no
-    // statement naming those tables goes back to the pool.
+    // statements are prepared now and name the temporary tables; and again when the replay ends, however
+    // it ends, so that no statement naming those tables goes back to the pool.
     tx.statement_cache.clear();
+    let _forget = ForgetStatements(tx.statement_cache.clone());
     // The log up to `live` is read on a second connection while this one applies: the events there
     // are settled (the live projection has applied them), so any connection reads the same ones, and
     // reading and decoding the next page no longer waits for the last one's apply.
@@ -125,9 +126,7 @@ pub async fn replay<P: Projection>(
             .await?;
         }
     }
-    let statements = tx.statement_cache.clone();
     tx.commit().await?;
-    statements.clear();
     Ok(ReplayReport {
         projection: P::NAME.into(),
         events,
@@ -135,6 +134,15 @@ pub async fn replay<P: Projection>(
         swapped: swap,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Empties a connection's statement cache when dropped (see [`replay`]).
+struct ForgetStatements(std::sync::Arc<deadpool_postgres::StatementCache>);
+
+impl Drop for ForgetStatements {
+    fn drop(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// Events per page of the replay's reader.
