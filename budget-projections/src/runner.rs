@@ -20,12 +20,6 @@ use crate::projection::{execute, query_opt, Projection, ProjectionError};
 /// Events applied per transaction.
 pub const BATCH_SIZE: i64 = 5_000;
 const MAX_IDLE_WAIT: Duration = Duration::from_secs(1);
-/// How long a runner waits after applying a batch before it looks again. A step costs the same five
-/// statements and a commit whether it folds one writer commit or ten: stepping right away, the runners
-/// followed every commit one by one and their steps were a third of PostgreSQL's statements under
-/// single-record load (`budget bench`). Waiting a little lets the next step fold what came meanwhile; a
-/// projection is at most this much later than the log.
-const LINGER: Duration = Duration::from_millis(10);
 const BUSY_WAIT: Duration = Duration::from_secs(1);
 
 /// What one step did.
@@ -129,15 +123,9 @@ impl<P: Projection> Runner<P> {
         let mut wait = Duration::from_millis(10);
         while !*shutdown.borrow() {
             let pause = match self.step().await {
-                Ok(Step::Applied(n)) => {
+                Ok(Step::Applied(_)) => {
                     self.status.set(P::NAME, None);
                     wait = Duration::from_millis(10);
-                    if n < BATCH_SIZE as usize {
-                        tokio::select! {
-                            _ = tokio::time::sleep(LINGER) => {}
-                            _ = shutdown.changed() => {}
-                        }
-                    }
                     continue;
                 }
                 Ok(Step::CaughtUp) => {
