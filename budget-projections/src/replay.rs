@@ -69,7 +69,7 @@ pub async fn replay<P: Projection>(
     let started = Instant::now();
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await?;
-    let mut live = lock_checkpoint(&tx, P::NAME, false).await?.expect("a waiting lock always gets the row");
+    let mut live = lock_checkpoint(&tx, P::NAME, false, None).await?.expect("a waiting lock always gets the row");
     // Compare at the head of the log, not wherever the live projection stands: bring it there first, in
     // this transaction, as its runner would. An event it cannot apply fails the replay, named.
     loop {
@@ -77,7 +77,7 @@ pub async fn replay<P: Projection>(
         let Some(last) = page.last() else { break };
         apply_or_locate(projection, &tx, &page).await?;
         let next = Cursor::after(last);
-        move_checkpoint(&tx, P::NAME, live, next, page.len()).await?;
+        move_checkpoint(&tx, P::NAME, live, next, page.len(), None).await?;
         live = next;
     }
     let total: i64 =

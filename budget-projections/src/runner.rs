@@ -5,6 +5,11 @@
 //! a second runner (another replica) finds the row taken and stands by instead of applying twice.
 //! The events come from the process's [`LogTail`], which the runners and the WebSocket hub share, so
 //! each commit is read from the log and decoded once, not once per reader.
+//!
+//! A step costs the same statements and commit whether it folds one writer commit or ten, so after
+//! applying a batch a runner waits [`LINGER`] before it looks again. Over that pause its process keeps
+//! the projection with a short lease on the checkpoint row ([`LEASE`]): without it, a runner of a second
+//! process found the row free in the pause, took it, and the first then stood by for [`BUSY_WAIT`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +19,7 @@ use budget_events::writer::LogSignal;
 use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::projection::{execute, query_opt, Projection, ProjectionError};
 
@@ -21,6 +27,24 @@ use crate::projection::{execute, query_opt, Projection, ProjectionError};
 pub const BATCH_SIZE: i64 = 5_000;
 const MAX_IDLE_WAIT: Duration = Duration::from_secs(1);
 const BUSY_WAIT: Duration = Duration::from_secs(1);
+/// How long a runner waits after applying a batch smaller than [`BATCH_SIZE`] before it steps again,
+/// so that its next step folds the commits that came meanwhile. Stepping right away, the runners
+/// followed every writer commit one by one, and their steps were a third of PostgreSQL's statements
+/// under single-record load (`budget bench`). A projection is at most this much later for it.
+pub const LINGER: Duration = Duration::from_millis(10);
+/// How long the process whose runner applied a batch keeps the projection: runners of other processes
+/// stand by until then. Renewed by every batch applied, so it covers the [`LINGER`] between steps of a
+/// runner that follows a stream of commits, and lapses as soon as that runner stops. (A lease of a
+/// second kept a second process's runner, woken only by polling, in charge while the writing process's
+/// runner stood by: the projections fell 10,000 events behind in `budget bench`'s WebSocket phase.)
+pub const LEASE: Duration = Duration::from_millis(50);
+
+/// This process, as the holder of projection leases. Every runner of a process shares it: they take
+/// turns through the checkpoint's row lock, and the lease keeps out only other processes.
+pub fn process_id() -> Uuid {
+    static ID: std::sync::OnceLock<Uuid> = std::sync::OnceLock::new();
+    *ID.get_or_init(Uuid::new_v4)
+}
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,13 +92,28 @@ pub struct Runner<P> {
     pool: Pool,
     status: RunnerStatus,
     tail: Arc<LogTail>,
+    /// The process it holds leases for: [`process_id`], unless a test stands in for another process.
+    leader: Uuid,
+    lease: Duration,
 }
 
 impl<P: Projection> Runner<P> {
     /// A runner reading the log through a tail of its own; [`Runner::sharing`] gives it the process's.
     pub fn new(projection: P, pool: Pool, status: RunnerStatus) -> Self {
         let tail = LogTail::new(pool.clone());
-        Runner { projection, pool, status, tail }
+        Runner { projection, pool, status, tail, leader: process_id(), lease: LEASE }
+    }
+
+    /// A runner that holds leases as process `id` would: for tests, which run every "process" in one.
+    pub fn as_process(mut self, id: Uuid) -> Self {
+        self.leader = id;
+        self
+    }
+
+    /// A runner whose leases last `lease` instead of [`LEASE`] (tests, which must not depend on timing).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// Reads through `tail`, shared with the other readers of the process.
@@ -89,7 +128,8 @@ impl<P: Projection> Runner<P> {
     pub async fn step(&self) -> Result<Step, ProjectionError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await?;
-        match next_batch(&self.projection, &tx, &self.tail, false).await {
+        let leader = Some((self.leader, self.lease));
+        match next_batch(&self.projection, &tx, &self.tail, false, leader).await {
             Ok(step) => {
                 tx.commit().await?;
                 return Ok(step);
@@ -100,7 +140,7 @@ impl<P: Projection> Runner<P> {
             }
         }
         let tx = client.transaction().await?;
-        let step = apply_batch(&self.projection, &tx, &self.tail).await?;
+        let step = next_batch(&self.projection, &tx, &self.tail, true, leader).await?;
         tx.commit().await?;
         Ok(step)
     }
@@ -123,9 +163,15 @@ impl<P: Projection> Runner<P> {
         let mut wait = Duration::from_millis(10);
         while !*shutdown.borrow() {
             let pause = match self.step().await {
-                Ok(Step::Applied(_)) => {
+                Ok(Step::Applied(n)) => {
                     self.status.set(P::NAME, None);
                     wait = Duration::from_millis(10);
+                    if n < BATCH_SIZE as usize {
+                        tokio::select! {
+                            _ = tokio::time::sleep(LINGER) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
                     continue;
                 }
                 Ok(Step::CaughtUp) => {
@@ -153,37 +199,49 @@ impl<P: Projection> Runner<P> {
 
 /// Locks the checkpoint, applies the next batch (read through `tail`) and moves the checkpoint, in `tx`;
 /// an error names the event the projection cannot apply. Public so that tests can abandon the
-/// transaction half-way, as a crash would.
+/// transaction half-way, as a crash would. It neither heeds nor takes a lease.
 pub async fn apply_batch<P: Projection>(
     projection: &P,
     tx: &Transaction<'_>,
     tail: &LogTail,
 ) -> Result<Step, ProjectionError> {
-    next_batch(projection, tx, tail, true).await
+    next_batch(projection, tx, tail, true, None).await
 }
 
 /// [`apply_batch`]; with `locate` false, a batch that fails leaves `tx` aborted and the error does not
-/// name the event.
+/// name the event. With a `leader`, a projection another process holds the lease of is [`Step::Busy`],
+/// and applying a batch takes (or renews) the lease for `leader`.
 async fn next_batch<P: Projection>(
     projection: &P,
     tx: &Transaction<'_>,
     tail: &LogTail,
     locate: bool,
+    leader: Option<(Uuid, Duration)>,
 ) -> Result<Step, ProjectionError> {
-    let Some(cursor) = lock_checkpoint(tx, P::NAME, true).await? else {
+    let Some(cursor) = lock_checkpoint(tx, P::NAME, true, leader.map(|(id, _)| id)).await? else {
         return Ok(Step::Busy);
     };
-    let events = tail.read_after(cursor, BATCH_SIZE).await?;
-    let Some(last) = events.last() else {
-        return Ok(Step::CaughtUp);
-    };
-    if locate {
-        apply_or_locate(projection, tx, &events).await?;
-    } else {
-        projection.apply(tx, &events).await?;
+    // The tail hands out one of its pages at a time, and a page can be as small as one writer commit
+    // (the hub reads after every commit). A step takes every page there is, up to BATCH_SIZE events:
+    // one page per step, a runner that lingers between steps fell behind a stream of small commits.
+    let mut end = cursor;
+    let mut applied = 0;
+    while applied < BATCH_SIZE as usize {
+        let events = tail.read_after(end, BATCH_SIZE - applied as i64).await?;
+        let Some(last) = events.last() else { break };
+        if locate {
+            apply_or_locate(projection, tx, &events).await?;
+        } else {
+            projection.apply(tx, &events).await?;
+        }
+        end = Cursor::after(last);
+        applied += events.len();
     }
-    move_checkpoint(tx, P::NAME, cursor, Cursor::after(last), events.len()).await?;
-    Ok(Step::Applied(events.len()))
+    if applied == 0 {
+        return Ok(Step::CaughtUp);
+    }
+    move_checkpoint(tx, P::NAME, cursor, end, applied, leader).await?;
+    Ok(Step::Applied(applied))
 }
 
 /// Applies `events`; when that fails, finds the first event that cannot be applied and names it in the
@@ -222,7 +280,7 @@ pub async fn apply_or_locate<P: Projection>(
 pub async fn rebuild<P: Projection>(projection: &P, pool: &Pool) -> Result<usize, ProjectionError> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await?;
-    let old = lock_checkpoint(&tx, P::NAME, false).await?.expect("a waiting lock always gets the row");
+    let old = lock_checkpoint(&tx, P::NAME, false, None).await?.expect("a waiting lock always gets the row");
     for table in P::TABLES {
         tx.batch_execute(&format!("DELETE FROM {table}")).await?;
     }
@@ -239,7 +297,7 @@ pub async fn rebuild<P: Projection>(projection: &P, pool: &Pool) -> Result<usize
         let Some(last) = events.last() else { break };
         projection.apply(&tx, &events).await?;
         let next = Cursor::after(last);
-        move_checkpoint(&tx, P::NAME, cursor, next, events.len()).await?;
+        move_checkpoint(&tx, P::NAME, cursor, next, events.len(), None).await?;
         cursor = next;
         total += events.len();
     }
@@ -248,25 +306,33 @@ pub async fn rebuild<P: Projection>(projection: &P, pool: &Pool) -> Result<usize
     Ok(total)
 }
 
+/// Locks the projection's checkpoint and returns where it stands; `None` when another runner holds the
+/// row (with `skip_locked`) or, for a `leader`, when another process holds the lease. A row leased
+/// elsewhere is not even locked, so that a standby's look never makes the leader's next step wait.
 pub(crate) async fn lock_checkpoint(
     tx: &Transaction<'_>,
     name: &str,
     skip_locked: bool,
+    leader: Option<Uuid>,
 ) -> Result<Option<Cursor>, ProjectionError> {
     let sql = if skip_locked {
-        "SELECT tx_id::text, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE SKIP LOCKED"
+        "SELECT tx_id::text, position FROM projection_checkpoints
+         WHERE name = $1 AND ($2::uuid IS NULL OR leader IS NULL OR leader = $2 OR leader_until <= clock_timestamp())
+         FOR UPDATE SKIP LOCKED"
     } else {
-        "SELECT tx_id::text, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
+        "SELECT tx_id::text, position FROM projection_checkpoints
+         WHERE name = $1 AND ($2::uuid IS NULL OR leader IS NULL OR leader = $2 OR leader_until <= clock_timestamp())
+         FOR UPDATE"
     };
-    let mut row = query_opt(tx, sql, &[&name]).await?;
+    let mut row = query_opt(tx, sql, &[&name, &leader]).await?;
     if row.is_none() {
-        // Locked by another runner, or missing (a projection whose migration did not add its row).
-        // Only a missing row is created; inserting over a locked one would wait for its holder.
+        // Locked or leased by another runner, or missing (a projection whose migration did not add its
+        // row). Only a missing row is created; inserting over a locked one would wait for its holder.
         let exists = tx.query_opt("SELECT 1 FROM projection_checkpoints WHERE name = $1", &[&name]).await?.is_some();
         if !exists {
             tx.execute("INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING", &[&name])
                 .await?;
-            row = query_opt(tx, sql, &[&name]).await?;
+            row = query_opt(tx, sql, &[&name, &leader]).await?;
         }
     }
     Ok(row.map(|r| Cursor {
@@ -275,21 +341,36 @@ pub(crate) async fn lock_checkpoint(
     }))
 }
 
-/// Compare-and-set: moves the checkpoint only from where this batch started.
+/// Compare-and-set: moves the checkpoint only from where this batch started. With a `leader`, that
+/// process takes (or renews) the projection's lease for that long.
 pub(crate) async fn move_checkpoint(
     tx: &Transaction<'_>,
     name: &'static str,
     from: Cursor,
     to: Cursor,
     applied: usize,
+    leader: Option<(Uuid, Duration)>,
 ) -> Result<(), ProjectionError> {
     assert!(to > from, "a checkpoint only moves forward");
+    let (leader, lease) = (leader.map(|(id, _)| id), leader.map_or(0.0, |(_, lease)| lease.as_secs_f64()));
     let moved = execute(
         tx,
         "UPDATE projection_checkpoints
-             SET tx_id = $2::text::xid8, position = $3, events_applied = events_applied + $4, updated_at = now()
+             SET tx_id = $2::text::xid8, position = $3, events_applied = events_applied + $4, updated_at = now(),
+                 leader = coalesce($7, leader),
+                 leader_until = CASE WHEN $7::uuid IS NULL THEN leader_until
+                                     ELSE clock_timestamp() + make_interval(secs => $8) END
              WHERE name = $1 AND tx_id = $5::text::xid8 AND position = $6",
-        &[&name, &to.tx_id.to_string(), &to.position, &(applied as i64), &from.tx_id.to_string(), &from.position],
+        &[
+            &name,
+            &to.tx_id.to_string(),
+            &to.position,
+            &(applied as i64),
+            &from.tx_id.to_string(),
+            &from.position,
+            &leader,
+            &lease,
+        ],
     )
     .await?;
     if moved != 1 {

@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(15, "0015_reasoning_price", include_str!("../../../schema/0015_reasoning_price.sql")),
     Migration::new(16, "0016_event_text", include_str!("../../../schema/0016_event_text.sql")),
     Migration::new(17, "0017_outcome_lz4", include_str!("../../../schema/0017_outcome_lz4.sql")),
+    Migration::new(18, "0018_projection_leases", include_str!("../../../schema/0018_projection_leases.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.

@@ -64,6 +64,71 @@ async fn two_runners_never_apply_the_same_projection_at_once() {
     assert!(rows[0].ends_with("|10|1|0.5|1"), "{}", rows[0]);
 }
 
+/// Steps `runner` until it applies something (a committed event can take a moment to become visible).
+async fn step_until_applied(runner: &budget_projections::Runner<UsageRollups>) -> Step {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match runner.step().await.unwrap() {
+            Step::CaughtUp if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await
+            }
+            other => return other,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_process_that_applied_keeps_the_projection_until_its_lease_lapses() {
+    let db = TestDb::new().await;
+    // Leases far longer than the steps below take, so that the test does not depend on timing.
+    let lease = std::time::Duration::from_secs(2);
+    let here = runner(&db).with_lease(lease);
+    let elsewhere = runner(&db).as_process(uuid::Uuid::new_v4()).with_lease(lease);
+    record(&db, &[usage("a", 10)]).await;
+    assert_eq!(step_until_applied(&here).await, Step::Applied(1));
+
+    // Between two of this process's steps (its linger), the other process stands by, though the
+    // checkpoint row is free.
+    record(&db, &[usage("a", 20)]).await;
+    assert_eq!(elsewhere.step().await.unwrap(), Step::Busy, "the lease must keep the other process out");
+    assert_eq!(step_until_applied(&here).await, Step::Applied(1));
+    assert_eq!(elsewhere.step().await.unwrap(), Step::Busy, "applying renews the lease");
+
+    // Once this process stops applying, the lease lapses and the other process takes over; then this
+    // one stands by.
+    tokio::time::sleep(lease + std::time::Duration::from_millis(200)).await;
+    record(&db, &[usage("a", 30)]).await;
+    assert_eq!(step_until_applied(&elsewhere).await, Step::Applied(1));
+    assert_eq!(here.step().await.unwrap(), Step::Busy);
+    let rows = rollup_rows(&db).await;
+    assert!(rows[0].ends_with("|a|default|60|3|1.5|3"), "{}", rows[0]);
+}
+
+#[tokio::test]
+async fn a_step_folds_every_page_the_shared_tail_holds() {
+    let db = TestDb::new().await;
+    let tail = LogTail::new(db.pool.clone());
+    // Another reader of the tail (the hub) reads after every commit, so each commit is a page of its own.
+    let mut cursor = budget_events::store::Cursor::START;
+    for tokens in [10, 20, 30] {
+        record(&db, &[usage("a", tokens)]).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let page = tail.read_after(cursor, 5_000).await.unwrap();
+            if let Some(last) = page.last() {
+                cursor = budget_events::store::Cursor::after(last);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the commit never became visible");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    let live = runner(&db).sharing(tail);
+    assert_eq!(live.step().await.unwrap(), Step::Applied(3), "one step takes all three pages");
+    let rows = rollup_rows(&db).await;
+    assert!(rows[0].ends_with("|a|default|60|3|1.5|3"), "{}", rows[0]);
+}
+
 #[tokio::test]
 async fn rebuild_from_zero_equals_the_live_result() {
     let db = TestDb::new().await;
