@@ -122,6 +122,10 @@ macro_rules! commands {
             pub(crate) fn assign_positions(&mut self, positions: &HashMap<Uuid, i64>) {
                 match self { $(Outcome::$variant(o) => <$command as Handle>::assign_positions(o, positions),)* }
             }
+            /// Events the outcome names without their log position (see [`Handle::unpositioned`]).
+            pub(crate) fn unpositioned(&self) -> Vec<Uuid> {
+                match self { $(Outcome::$variant(o) => <$command as Handle>::unpositioned(o),)* }
+            }
             /// The outcome as stored under its key: JSON text, written straight from the outcome (through a
             /// `serde_json::Value`, a batch's outcomes cost the writer a tenth of its time; perf, `budget bench`).
             pub(crate) fn to_json_text(&self) -> String {

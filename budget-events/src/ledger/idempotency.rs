@@ -30,15 +30,14 @@ pub(super) fn client_key(key: &IdempotencyKey) -> String {
     key.key.split_once(':').map_or(key.key.as_str(), |(_, k)| k).to_string()
 }
 
-/// Stores the outcome of every command decided in this batch (`fresh`) under its key, and its parts'
-/// outcomes under theirs. If another process stored one of the keys meanwhile, the batch lost a race.
-pub(super) async fn store_outcomes(
-    tx: &Transaction<'_>,
-    commands: &[Command],
+/// The outcome of every command decided in this batch (`fresh`) under its key, and its parts' outcomes
+/// under theirs, as stored.
+pub(super) fn outcomes_to_store<'c>(
+    commands: &'c [Command],
     results: &[Result<Outcome, CommandError>],
     fresh: &[bool],
     batch: &Batch<'_>,
-) -> Result<(), LedgerError> {
+) -> Vec<(&'c IdempotencyKey, String)> {
     let mut to_store: Vec<(&IdempotencyKey, String)> = Vec::new();
     for ((command, result), _) in commands.iter().zip(results).zip(fresh).filter(|(_, fresh)| **fresh) {
         match result {
@@ -56,8 +55,13 @@ pub(super) async fn store_outcomes(
             }
         }
     }
-    let stored = idempotency::store(tx, &to_store).await?;
-    if stored != to_store.len() {
+    to_store
+}
+
+/// Stores `outcomes`. If another process stored one of the keys meanwhile, the batch lost a race.
+pub(super) async fn store_all(tx: &Transaction<'_>, outcomes: &[(&IdempotencyKey, String)]) -> Result<(), LedgerError> {
+    let stored = idempotency::store(tx, outcomes).await?;
+    if stored != outcomes.len() {
         return Err(LedgerError::Race);
     }
     Ok(())

@@ -122,8 +122,15 @@ pub(crate) trait Handle: LedgerCommand {
     async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError>;
     /// An outcome returned again (a retry with the same key).
     fn mark_replayed(_outcome: &mut Self::Outcome) {}
-    /// Fills in the log positions of the events the outcome names, once they are appended.
+    /// Fills in the log positions of the events the outcome names, once they are appended (or, for an
+    /// outcome replayed to a retry, looked up).
     fn assign_positions(_outcome: &mut Self::Outcome, _positions: &HashMap<Uuid, i64>) {}
+    /// The events an outcome names without their position. An outcome is stored before its events'
+    /// positions are known (in the same round trip as the events' insert), so a replayed one looks
+    /// them up in the log.
+    fn unpositioned(_outcome: &Self::Outcome) -> Vec<Uuid> {
+        Vec::new()
+    }
     /// Keys of parts of the command (a batch's records) to store besides the command's own.
     fn part_outcomes<'a>(&'a self, _outcome: &Self::Outcome, _batch: &Batch<'_>) -> Vec<(&'a IdempotencyKey, String)> {
         Vec::new()
@@ -255,21 +262,30 @@ pub(crate) struct Books {
 }
 
 impl Books {
-    /// Appends the events with one insert and writes back the accounts and the changed allocations;
-    /// returns each event's log position.
-    async fn write_back(self, tx: &Transaction<'_>) -> Result<HashMap<Uuid, i64>, LedgerError> {
+    /// Appends the events with one insert, writes back the accounts and the changed allocations, and
+    /// stores the batch's `outcomes`; returns the log position of each event appended, and of each of
+    /// `earlier` (events of earlier batches that replayed outcomes name).
+    async fn write_back(
+        self,
+        tx: &Transaction<'_>,
+        outcomes: &[(&IdempotencyKey, String)],
+        earlier: &[Uuid],
+    ) -> Result<HashMap<Uuid, i64>, LedgerError> {
         let Books { accounts, allocations, touched, events, .. } = self;
         let rows: Vec<(&str, i64, &NewEvent)> = events.iter().map(|(s, v, e)| (s.as_str(), *v, e)).collect();
         let changed: Vec<&Allocation> = touched.iter().map(|id| &allocations[id]).collect();
-        // Sent together (pipelined). If the append fails (a concurrent writer took a stream version),
-        // its error comes first, since the server answers in order: the batch is then retried.
-        let (appended, (), ()) = tokio::try_join!(
+        // Sent together (pipelined): one round trip. If the append fails (a concurrent writer took a
+        // stream version), its error comes first, since the server answers in order: the batch is
+        // then retried.
+        let (appended, (), (), (), mut positions) = tokio::try_join!(
             async { insert_events(tx, &rows).await.map_err(LedgerError::from) },
             async { accounts::save(tx, &accounts).await.map_err(LedgerError::from) },
             async { allocations::save(tx, &changed).await.map_err(LedgerError::from) },
+            idempotency::store_all(tx, outcomes),
+            async { crate::store::read::positions_of(tx, earlier).await.map_err(LedgerError::from) },
         )?;
         assert_eq!(appended.len(), events.len(), "every event of the batch is appended exactly once");
-        let positions: HashMap<Uuid, i64> = appended.iter().map(|a| (a.event_id, a.position)).collect();
+        positions.extend(appended.iter().map(|a| (a.event_id, a.position)));
         Ok(positions)
     }
 }
@@ -359,19 +375,22 @@ pub async fn process(
     }
 
     let event_ids: Vec<Uuid> = books.events.iter().map(|(_, _, e)| e.event_id).collect();
-    let positions = books.write_back(tx).await?;
+    // The outcomes are stored as decided, without their events' positions: they go in the same round
+    // trip as the events. A replayed outcome gets its positions from the log instead.
+    let outcomes = idempotency::outcomes_to_store(commands, &results, &fresh, &batch);
+    let appending: HashSet<&Uuid> = event_ids.iter().collect();
+    let earlier: Vec<Uuid> =
+        results.iter().flatten().flat_map(Outcome::unpositioned).filter(|id| !appending.contains(id)).collect();
+    let positions = books.write_back(tx, &outcomes, &earlier).await?;
     let mut last_positions: Vec<Option<i64>> =
         spans.into_iter().map(|span| event_ids[span].iter().map(|id| positions[id]).max()).collect();
 
-    for (result, is_fresh) in results.iter_mut().zip(&fresh) {
-        if let (Ok(outcome), true) = (result, is_fresh) {
-            outcome.assign_positions(&positions);
-        }
+    for outcome in results.iter_mut().flatten() {
+        outcome.assign_positions(&positions);
     }
     for (copy, original) in copies {
         results[copy] = results[original].clone().map(Outcome::replayed);
         last_positions[copy] = last_positions[original];
     }
-    idempotency::store_outcomes(tx, commands, &results, &fresh, &batch).await?;
     Ok(results.into_iter().zip(last_positions).map(|(r, position)| r.map(|outcome| (outcome, position))).collect())
 }

@@ -198,10 +198,15 @@ impl Handle for UsageCommand {
     }
 
     fn assign_positions(outcome: &mut UsageOutcome, positions: &HashMap<Uuid, i64>) {
-        // Items written now; replayed ones already carry their positions.
-        for item in outcome.items.iter_mut().filter(|i| i.status == ItemStatus::Recorded && i.position.is_none()) {
+        // Outcomes stored before 2026-12-01 carry their positions already.
+        for item in outcome.items.iter_mut().filter(|i| i.status != ItemStatus::Rejected && i.position.is_none()) {
             item.position = item.event_id.map(|id| positions[&id]);
         }
+    }
+
+    fn unpositioned(outcome: &UsageOutcome) -> Vec<Uuid> {
+        let items = outcome.items.iter().filter(|i| i.status != ItemStatus::Rejected && i.position.is_none());
+        items.filter_map(|i| i.event_id).collect()
     }
 
     /// Recorded items, and items refused for a reason that will not change on retry, under their own
