@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::db::WriteTx;
 use crate::ledger::{self, Command, CommandError, LedgerCommand, LedgerError, Written};
 
 /// Most usage records decided in one transaction (a batch request's records are never split).
@@ -154,8 +155,8 @@ impl Writer {
 /// what it would do, with nothing written. (A dry run cannot disagree with the real thing: it is the
 /// real thing, undone.)
 pub async fn dry_run<C: LedgerCommand>(pool: &Pool, command: C) -> Result<C::Outcome, WriteError> {
-    let mut client = pool.get().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
-    let tx = client.transaction().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
+    let client = pool.get().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
+    let tx = WriteTx::new(client);
     let mut results =
         ledger::process(&tx, &[command.into_command()]).await.map_err(|e| WriteError::Failed(e.to_string()))?;
     tx.rollback().await.map_err(|e| WriteError::Failed(e.to_string()))?;
@@ -231,18 +232,18 @@ async fn write_batch(pool: &Pool, commands: &[Command]) -> Vec<Result<Written, W
 }
 
 async fn write_once(pool: &Pool, commands: &[Command]) -> Result<Vec<Result<Written, CommandError>>, WriteError> {
-    let connect = || async { pool.get().await.map_err(|e| WriteError::Unavailable(e.to_string())) };
-    let mut client = connect().await?;
     let mut attempt = 0;
     loop {
-        match decide_and_commit(&mut client, commands).await {
+        // A try that fails closes its connection unless it could roll back (`WriteTx`), so a retry
+        // after a lost connection gets another one.
+        let client = pool.get().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        match decide_and_commit(client, commands).await {
             Ok(results) => return Ok(results),
             Err(Retry::No(e)) => return Err(e),
             Err(Retry::Race) if attempt < RACE_RETRIES => {}
             Err(Retry::ConnectionLost(e)) if attempt < RACE_RETRIES => {
                 // The server rolled the batch back with the connection: decide it again on another.
                 tracing::warn!(error = %e, "the write path lost its database connection; retrying the batch on another");
-                client = connect().await?;
             }
             Err(Retry::Race) => return Err(WriteError::Failed(LedgerError::Race.to_string())),
             Err(Retry::ConnectionLost(e)) => return Err(WriteError::Unavailable(e)),
@@ -262,19 +263,12 @@ enum Retry {
     No(WriteError),
 }
 
-/// One try at a batch, in one transaction on `client`.
+/// One try at a batch, in one transaction on `client` (begun with the batch's first statement).
 async fn decide_and_commit(
-    client: &mut deadpool_postgres::Client,
+    client: deadpool_postgres::Client,
     commands: &[Command],
 ) -> Result<Vec<Result<Written, CommandError>>, Retry> {
-    let tx = client.transaction().await.map_err(|e| {
-        let message = crate::db::error_message(&e);
-        if crate::db::connection_lost(&e) {
-            Retry::ConnectionLost(message)
-        } else {
-            Retry::No(WriteError::Unavailable(message))
-        }
-    })?;
+    let tx = WriteTx::new(client);
     // A panic while deciding is a bug one of these commands met: the transaction is dropped (so
     // nothing of the batch is written), the batch is retried command by command so that only the
     // one that meets the bug fails, and the writer lives on for everyone else.
@@ -301,7 +295,11 @@ async fn decide_and_commit(
                 .map_err(|e| Retry::No(WriteError::Failed(e.to_string())))?;
             Ok(results)
         }
-        Err(LedgerError::Race) => Err(Retry::Race),
+        Err(LedgerError::Race) => {
+            // Keep the connection for the retry if it can roll back; if not, dropping it closes it.
+            let _ = tx.rollback().await;
+            Err(Retry::Race)
+        }
         Err(e) if crate::db::connection_lost(&e) => Err(Retry::ConnectionLost(e.to_string())),
         Err(e) => Err(Retry::No(WriteError::Failed(e.to_string()))),
     }

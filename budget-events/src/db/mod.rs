@@ -5,12 +5,14 @@ pub mod embedded;
 pub mod migrate;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod write_tx;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 pub use deadpool_postgres::{Client, Pool as DbPool};
 pub use tokio_postgres::Config as DbConfig;
+pub use write_tx::WriteTx;
 
 /// A pool of connections to one database. Every connection runs in UTC, so SQL date arithmetic
 /// (`date_trunc`, `now()`) agrees with the Rust side.

@@ -1,8 +1,8 @@
 //! Acknowledging an alert: the first acknowledgement is an event on the alert's stream; a later one
 //! gets the first back and writes nothing.
 
+use crate::db::WriteTx;
 use chrono::Utc;
-use deadpool_postgres::Transaction;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -25,7 +25,7 @@ pub struct AcknowledgeOutcome {
 }
 
 impl Handle for AcknowledgeCommand {
-    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+    async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         let stream = format!("alert-{}", self.alert_id);
         let acknowledgement = AlertAcknowledged {
             alert_id: self.alert_id,

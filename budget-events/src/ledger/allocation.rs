@@ -2,8 +2,8 @@
 //! limit would be passed, counting what is already reserved); a release or an expiry voids what is left.
 //! Every allocation resolves at most once: its row is locked while the batch decides.
 
+use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -72,15 +72,15 @@ impl Handle for AllocateCommand {
 
     /// Prices the reservation from the book (unless the client estimated it), refuses an unpriced model
     /// where `BUDGET_UNPRICED=reject` says so, and asks for the windows it reserves in.
-    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+    async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         let mut allocation = self.allocation.clone();
         // A model without a provider reserves where the call will be counted: under the one provider
         // the price book has it for (several or none: every provider's policies, the safe side).
         let mut resolved_versions = None;
         if let (None, Some(model)) = (&allocation.provider, &allocation.model) {
-            if let [only] = prices::providers_of(&**tx, model.as_str(), batch.now).await?.as_slice() {
+            if let [only] = prices::providers_of(tx.client(), model.as_str(), batch.now).await?.as_slice() {
                 allocation.provider = crate::domain::names::Provider::parse(only).ok();
-                resolved_versions = Some(prices::versions_for_model(&**tx, only, model.as_str()).await?);
+                resolved_versions = Some(prices::versions_for_model(tx.client(), only, model.as_str()).await?);
             }
         }
         let versions = resolved_versions.as_deref().unwrap_or(&batch.price_versions);
@@ -142,7 +142,7 @@ impl Handle for ReleaseCommand {
         vec![self.allocation_id]
     }
 
-    async fn plan<'a>(&'a self, _tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+    async fn plan<'a>(&'a self, _tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         if let Some(a) = batch.allocations.get(&self.allocation_id).cloned() {
             batch.need_reserved(&a);
         }
@@ -170,7 +170,7 @@ impl Handle for ReleaseCommand {
 
 impl Handle for ExpireCommand {
     /// Locks the due allocations (`SKIP LOCKED`: two sweepers never take the same one).
-    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+    async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         let due = allocations::lock_due(tx, self.at, EXPIRE_PER_SWEEP).await?;
         let ids: Vec<Uuid> = due.iter().map(|a| a.allocation_id).collect();
         for a in due {

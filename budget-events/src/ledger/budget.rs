@@ -1,7 +1,7 @@
 //! Budgets: create, rename or describe, archive (which turns off all of its policies, for later usage
 //! of the same batch too).
 
-use deadpool_postgres::Transaction;
+use crate::db::WriteTx;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -45,11 +45,11 @@ impl Handle for BudgetCommand {
         self.key.as_ref()
     }
 
-    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+    async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         let refused = |e: CommandError| Ok(Step::Done(Err(e), Vec::new()));
         let (budget_id, event) = match &self.change {
             BudgetChange::Create { name, description, owner } => {
-                if policies::budget_by_name(&**tx, name).await?.is_some() {
+                if policies::budget_by_name(tx.client(), name).await?.is_some() {
                     return refused(CommandError::BudgetExists(name.clone()));
                 }
                 let created = BudgetCreated {
@@ -62,11 +62,11 @@ impl Handle for BudgetCommand {
                 (created.budget_id, Some(Event::BudgetCreated(created)))
             }
             BudgetChange::Update(update) => {
-                let Some(current) = policies::budget_by_id(&**tx, update.budget_id).await? else {
+                let Some(current) = policies::budget_by_id(tx.client(), update.budget_id).await? else {
                     return refused(CommandError::UnknownBudget(update.budget_id));
                 };
                 if let Some(name) = update.name.as_ref().filter(|n| **n != current.name) {
-                    if policies::budget_by_name(&**tx, name).await?.is_some() {
+                    if policies::budget_by_name(tx.client(), name).await?.is_some() {
                         return refused(CommandError::BudgetExists(name.clone()));
                     }
                 }
@@ -80,7 +80,7 @@ impl Handle for BudgetCommand {
                 (update.budget_id, changes.then(|| Event::BudgetUpdated(update.clone())))
             }
             BudgetChange::Archive(id) => {
-                let Some(current) = policies::budget_by_id(&**tx, *id).await? else {
+                let Some(current) = policies::budget_by_id(tx.client(), *id).await? else {
                     return refused(CommandError::UnknownBudget(*id));
                 };
                 if !current.active {
@@ -101,7 +101,7 @@ impl Handle for BudgetCommand {
             Some(_) => batch.next_version(tx, &stream).await?,
             None => batch.current_version(tx, &stream).await?,
         };
-        let row = policies::budget_by_id(&**tx, budget_id).await?.expect("the budget was written above");
+        let row = policies::budget_by_id(tx.client(), budget_id).await?.expect("the budget was written above");
         let outcome = BudgetOutcome {
             budget_id,
             name: row.name,

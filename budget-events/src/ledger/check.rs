@@ -3,7 +3,7 @@
 //! usage see. It reserves nothing; a refusal is kept in the log (nothing was spent, but the refusal is a
 //! fact the alerts count and `explain` shows).
 
-use deadpool_postgres::Transaction;
+use crate::db::WriteTx;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -39,7 +39,7 @@ impl Handle for CheckCommand {
         vec![(self.call.provider.as_str(), self.call.model.as_str())]
     }
 
-    async fn plan<'a>(&'a self, _tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+    async fn plan<'a>(&'a self, _tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         let windows: Vec<(Policy, Window)> = decide::matching_windows(&batch.policies, &decide::call_facts(&self.call))
             .into_iter()
             .map(|(p, w)| (p.clone(), w))

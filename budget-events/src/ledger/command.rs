@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use deadpool_postgres::Transaction;
+use crate::db::WriteTx;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -87,7 +87,7 @@ macro_rules! commands {
             }
             pub(crate) async fn plan<'a>(
                 &'a self,
-                tx: &Transaction<'_>,
+                tx: &WriteTx,
                 batch: &mut Batch<'a>,
             ) -> Result<Step<'a>, LedgerError> {
                 match self { $(Command::$variant(c) => c.plan(tx, batch).await,)* }

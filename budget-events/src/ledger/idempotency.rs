@@ -3,7 +3,7 @@
 //! An outcome is stored in the transaction that wrote its effects, so a key never exists without them.
 //! Rejections are stored like acceptances, so a retried refusal stays refused.
 
-use deadpool_postgres::Transaction;
+use crate::db::WriteTx;
 
 use super::{Batch, Command, CommandError, Handle, LedgerError, Outcome};
 use crate::store::idempotency::{self, IdempotencyKey};
@@ -59,7 +59,7 @@ pub(super) fn outcomes_to_store<'c>(
 }
 
 /// Stores `outcomes`. If another process stored one of the keys meanwhile, the batch lost a race.
-pub(super) async fn store_all(tx: &Transaction<'_>, outcomes: &[(&IdempotencyKey, String)]) -> Result<(), LedgerError> {
+pub(super) async fn store_all(tx: &WriteTx, outcomes: &[(&IdempotencyKey, String)]) -> Result<(), LedgerError> {
     let stored = idempotency::store(tx, outcomes).await?;
     if stored != outcomes.len() {
         return Err(LedgerError::Race);

@@ -1,7 +1,7 @@
 //! Creating and revoking API keys: events like every other change, so the log says who could do
 //! what and when. The secret never reaches the write path; it gets the hash.
 
-use deadpool_postgres::Transaction;
+use crate::db::WriteTx;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -32,7 +32,7 @@ pub struct KeyOutcome {
 }
 
 impl Handle for CreateKeyCommand {
-    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+    async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         keys::insert(tx, &self.key, batch.now).await?;
         let row = keys::lock(tx, self.key.key_id).await?.expect("the key was just inserted");
         let stream = format!("apikey-{}", self.key.key_id);
@@ -43,7 +43,7 @@ impl Handle for CreateKeyCommand {
 }
 
 impl Handle for RevokeKeyCommand {
-    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+    async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         let Some(mut row) = keys::lock(tx, self.key_id).await? else {
             return Ok(Step::Done(Err(CommandError::UnknownKey(self.key_id)), Vec::new()));
         };

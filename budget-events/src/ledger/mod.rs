@@ -31,8 +31,8 @@ mod usage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::domain::allocation::Allocation;
@@ -119,7 +119,7 @@ pub(crate) trait Handle: LedgerCommand {
         Vec::new()
     }
     /// Pass 1: decide what needs no account, and ask for the accounts pass 2 posts to.
-    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError>;
+    async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError>;
     /// An outcome returned again (a retry with the same key).
     fn mark_replayed(_outcome: &mut Self::Outcome) {}
     /// Fills in the log positions of the events the outcome names, once they are appended (or, for an
@@ -183,7 +183,7 @@ pub(crate) struct Batch<'a> {
 impl Batch<'_> {
     /// Reads what the batch's commands need to be decided: their stored keys, every policy, the
     /// allocations they name (locked, in id order) and the price versions their records could resolve to.
-    async fn load(tx: &Transaction<'_>, commands: &[Command]) -> Result<Self, LedgerError> {
+    async fn load(tx: &WriteTx, commands: &[Command]) -> Result<Self, LedgerError> {
         let keys: Vec<&str> = commands.iter().flat_map(Command::keys).map(|k| k.key.as_str()).collect();
         let contexts: Vec<(&str, &str)> = commands.iter().flat_map(Command::contexts).collect();
         // The price versions every record of the batch could resolve to (one query).
@@ -236,14 +236,14 @@ impl Batch<'_> {
     }
 
     /// The version a new event of `stream` is appended at.
-    pub async fn next_version(&mut self, tx: &Transaction<'_>, stream: &str) -> Result<i64, LedgerError> {
+    pub async fn next_version(&mut self, tx: &WriteTx, stream: &str) -> Result<i64, LedgerError> {
         let version = self.current_version(tx, stream).await? + 1;
         self.stream_versions.insert(stream.to_string(), version);
         Ok(version)
     }
 
     /// The version of `stream`'s last event, counting those of earlier commands of the batch (0: none).
-    pub async fn current_version(&self, tx: &Transaction<'_>, stream: &str) -> Result<i64, LedgerError> {
+    pub async fn current_version(&self, tx: &WriteTx, stream: &str) -> Result<i64, LedgerError> {
         Ok(match self.stream_versions.get(stream) {
             Some(v) => *v,
             None => crate::store::current_versions(tx, &[stream]).await?.get(stream).copied().unwrap_or(0),
@@ -267,7 +267,7 @@ impl Books {
     /// `earlier` (events of earlier batches that replayed outcomes name).
     async fn write_back(
         self,
-        tx: &Transaction<'_>,
+        tx: &WriteTx,
         outcomes: &[(&IdempotencyKey, String)],
         earlier: &[Uuid],
     ) -> Result<HashMap<Uuid, i64>, LedgerError> {
@@ -297,23 +297,21 @@ const LEDGER_LOCK: i64 = 0x6275_6467_6574; // "budget"
 /// command that appended nothing): a client that reads a projection right after may wait for it.
 pub type Written = (Outcome, Option<i64>);
 
-/// Decides and writes `commands` in order in `tx`. The caller commits.
-pub async fn process(
-    tx: &Transaction<'_>,
-    commands: &[Command],
-) -> Result<Vec<Result<Written, CommandError>>, LedgerError> {
+/// Decides and writes `commands` in order in `tx`, which it begins if need be. The caller commits.
+pub async fn process(tx: &WriteTx, commands: &[Command]) -> Result<Vec<Result<Written, CommandError>>, LedgerError> {
     // Every batch holds the ledger lock until it commits: shared, or exclusive when a command reads the
     // log to decide (a policy's opening balance). So no usage commits between that read and the policy
     // becoming visible to the next batch, across every process writing to this database.
     let exclusive = commands.iter().any(Command::excludes_other_batches);
     let lock = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
-    // The lock goes first on the connection, as a simple query (no statement to prepare, so nothing can
-    // be sent before it), and the loads are pipelined behind it: the server runs them only once it
-    // holds the lock, and the batch waits for one round trip instead of two.
+    // The lock goes first on the connection, as a simple query with the transaction's `BEGIN` in front
+    // of it (no statement to prepare, so nothing can be sent before it), and the loads are pipelined
+    // behind it: the server runs them only once it holds the lock, and the batch waits for one round
+    // trip instead of three.
     let lock = format!("SELECT {lock}({LEDGER_LOCK})");
     let ((), mut batch) = tokio::try_join!(
         biased;
-        async { tx.batch_execute(&lock).await.map_err(LedgerError::from) },
+        async { tx.open_with(&lock).await.map_err(LedgerError::from) },
         Batch::load(tx, commands),
     )?;
 

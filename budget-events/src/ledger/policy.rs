@@ -3,7 +3,7 @@
 //! that starts counting (new, or enabled again) opens its current calendar window with the usage and
 //! reservations already in it, in pass 2, after the batch's earlier commands have posted.
 
-use deadpool_postgres::Transaction;
+use crate::db::WriteTx;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -41,14 +41,14 @@ impl Handle for PolicyCommand {
         self.key.as_ref()
     }
 
-    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+    async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         let mut events = Vec::new();
         let found = match &self.policy.budget {
-            BudgetRef::Id(id) => policies::budget_by_id(&**tx, *id)
+            BudgetRef::Id(id) => policies::budget_by_id(tx.client(), *id)
                 .await?
                 .map(|b| (b.budget_id, b.name, b.active))
                 .ok_or(CommandError::UnknownBudget(*id)),
-            BudgetRef::Name(name) => Ok(match policies::budget_by_name(&**tx, name).await? {
+            BudgetRef::Name(name) => Ok(match policies::budget_by_name(tx.client(), name).await? {
                 Some(b) => (b.budget_id, b.name, b.active),
                 None => {
                     // A budget named for the first time is created with its first policy.

@@ -2,8 +2,8 @@
 //! records as corrections. Both take one advisory lock, so two replicas never both append a version
 //! over the same old one, and no record is corrected twice.
 
+use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -57,7 +57,7 @@ impl Handle for PricesCommand {
     }
 
     /// Sets each price that differs from the version in effect at the new one's time.
-    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+    async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         tx.execute(PRICE_BOOK_LOCK, &[]).await?;
         let keys: Vec<(String, String)> = self.prices.iter().map(|p| (p.provider.clone(), p.model.clone())).collect();
         let current = prices::versions_for_in(tx, &keys).await?;
@@ -102,10 +102,10 @@ impl Handle for PricesCommand {
 
 impl Handle for RepriceCommand {
     /// Plans the corrections from the log; pass 2 moves each posted account by the correction's delta.
-    async fn plan<'a>(&'a self, tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+    async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         // One lock for price changes and re-prices, so two batches cannot take them in opposite orders.
         tx.execute(PRICE_BOOK_LOCK, &[]).await?;
-        let mut corrections = repricing::plan(&**tx, &self.selection).await?;
+        let mut corrections = repricing::plan(tx.client(), &self.selection).await?;
         corrections.retain(|(c, _)| batch.repriced.insert(c.record_id));
         for (c, _) in &corrections {
             for p in &c.postings {

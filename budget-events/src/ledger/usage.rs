@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -146,7 +146,7 @@ impl Handle for UsageCommand {
 
     /// Replays items seen before, rejects items naming an unknown allocation, and works out the windows
     /// and price of each new record.
-    async fn plan<'a>(&'a self, _tx: &Transaction<'_>, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+    async fn plan<'a>(&'a self, _tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         let mut items = Vec::with_capacity(self.items.len());
         for item in &self.items {
             if let Some(key) = &item.key {

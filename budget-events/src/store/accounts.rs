@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -18,7 +18,7 @@ pub type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 /// Creates the missing accounts and locks all of `keys` (in key order, so that two writers locking
 /// overlapping sets never deadlock). Returns their current figures.
 pub async fn lock(
-    tx: &Transaction<'_>,
+    tx: &WriteTx,
     keys: &BTreeMap<AccountKey, Bounds>,
 ) -> Result<BTreeMap<AccountKey, Account>, tokio_postgres::Error> {
     if keys.is_empty() {
@@ -70,7 +70,7 @@ pub async fn lock(
 }
 
 /// Writes back the accounts' figures (all of them were locked by [`lock`] in this transaction).
-pub async fn save(tx: &Transaction<'_>, accounts: &BTreeMap<AccountKey, Account>) -> Result<(), tokio_postgres::Error> {
+pub async fn save(tx: &WriteTx, accounts: &BTreeMap<AccountKey, Account>) -> Result<(), tokio_postgres::Error> {
     if accounts.is_empty() {
         return Ok(());
     }

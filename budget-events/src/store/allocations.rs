@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
@@ -42,7 +42,7 @@ fn from_row(r: &Row) -> Allocation {
 }
 
 /// Locks the named allocations (in id order) and returns those that exist.
-pub async fn lock(tx: &Transaction<'_>, ids: &[Uuid]) -> Result<HashMap<Uuid, Allocation>, tokio_postgres::Error> {
+pub async fn lock(tx: &WriteTx, ids: &[Uuid]) -> Result<HashMap<Uuid, Allocation>, tokio_postgres::Error> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -61,7 +61,7 @@ pub async fn lock(tx: &Transaction<'_>, ids: &[Uuid]) -> Result<HashMap<Uuid, Al
 /// The active allocations of each (context, component), by id: the candidates for usage that names its
 /// context but no allocation. Not locked here: the caller locks them with the named ones, in id order.
 pub async fn active_by_context(
-    tx: &Transaction<'_>,
+    tx: &WriteTx,
     contexts: &[(&str, &str)],
 ) -> Result<HashMap<(String, String), Vec<Uuid>>, tokio_postgres::Error> {
     if contexts.is_empty() {
@@ -90,10 +90,7 @@ pub async fn active_by_context(
 /// Active allocations past their expiry, locked; ones another writer holds are skipped (it, or the next
 /// sweep, deals with them), so two sweepers never expire one allocation twice.
 /// The active allocations created at or after `since`, locked (in id order).
-pub async fn lock_active_since(
-    tx: &Transaction<'_>,
-    since: DateTime<Utc>,
-) -> Result<Vec<Allocation>, tokio_postgres::Error> {
+pub async fn lock_active_since(tx: &WriteTx, since: DateTime<Utc>) -> Result<Vec<Allocation>, tokio_postgres::Error> {
     let rows = tx
         .query(
             &tx.prepare_cached(&format!(
@@ -107,11 +104,7 @@ pub async fn lock_active_since(
     Ok(rows.iter().map(from_row).collect())
 }
 
-pub async fn lock_due(
-    tx: &Transaction<'_>,
-    now: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<Allocation>, tokio_postgres::Error> {
+pub async fn lock_due(tx: &WriteTx, now: DateTime<Utc>, limit: i64) -> Result<Vec<Allocation>, tokio_postgres::Error> {
     let rows = tx
         .query(
             &tx.prepare_cached(&format!(
@@ -127,7 +120,7 @@ pub async fn lock_due(
 
 /// Inserts or updates allocations as the write path left them: one statement per allocation, sent
 /// together (tokio-postgres pipelines them), so a batch that touches many waits for one round trip.
-pub async fn save(tx: &Transaction<'_>, allocations: &[&Allocation]) -> Result<(), tokio_postgres::Error> {
+pub async fn save(tx: &WriteTx, allocations: &[&Allocation]) -> Result<(), tokio_postgres::Error> {
     if allocations.is_empty() {
         return Ok(());
     }

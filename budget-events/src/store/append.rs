@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use deadpool_postgres::Transaction;
+use crate::db::WriteTx;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
@@ -61,7 +61,7 @@ pub enum AppendError {
 
 /// Checks every stream's expected version, then appends all events, in order, in `tx`.
 /// Nothing is written when any expectation fails.
-pub async fn append(tx: &Transaction<'_>, streams: &[StreamAppend]) -> Result<Vec<AppendedEvent>, AppendError> {
+pub async fn append(tx: &WriteTx, streams: &[StreamAppend]) -> Result<Vec<AppendedEvent>, AppendError> {
     let ids: Vec<&str> = streams.iter().map(|s| s.stream_id.as_str()).collect();
     let mut versions = current_versions(tx, &ids).await?;
     let mut rows = Vec::new();
@@ -85,7 +85,7 @@ pub async fn append(tx: &Transaction<'_>, streams: &[StreamAppend]) -> Result<Ve
 }
 
 /// The last version of each of `stream_ids` that exists (absent streams are left out).
-pub async fn current_versions(tx: &Transaction<'_>, stream_ids: &[&str]) -> Result<HashMap<String, i64>, AppendError> {
+pub async fn current_versions(tx: &WriteTx, stream_ids: &[&str]) -> Result<HashMap<String, i64>, AppendError> {
     if stream_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -100,10 +100,7 @@ pub async fn current_versions(tx: &Transaction<'_>, stream_ids: &[&str]) -> Resu
 
 /// Inserts pre-versioned events in one statement; positions follow the order of `rows`.
 /// Callers must have checked the versions ([`append`] does).
-pub async fn insert_events(
-    tx: &Transaction<'_>,
-    rows: &[(&str, i64, &NewEvent)],
-) -> Result<Vec<AppendedEvent>, AppendError> {
+pub async fn insert_events(tx: &WriteTx, rows: &[(&str, i64, &NewEvent)]) -> Result<Vec<AppendedEvent>, AppendError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }

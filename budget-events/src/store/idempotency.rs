@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use deadpool_postgres::Transaction;
+use crate::db::WriteTx;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -100,10 +100,7 @@ pub struct StoredOutcome {
 }
 
 /// The stored outcomes of those of `keys` that were used before.
-pub async fn lookup(
-    tx: &Transaction<'_>,
-    keys: &[&str],
-) -> Result<HashMap<String, StoredOutcome>, tokio_postgres::Error> {
+pub async fn lookup(tx: &WriteTx, keys: &[&str]) -> Result<HashMap<String, StoredOutcome>, tokio_postgres::Error> {
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
@@ -121,10 +118,7 @@ pub async fn lookup(
 
 /// Stores outcomes. Returns how many were new: fewer than given means another process stored one of
 /// these keys since [`lookup`], and the caller must roll back and retry (the retry will replay it).
-pub async fn store(
-    tx: &Transaction<'_>,
-    entries: &[(&IdempotencyKey, String)],
-) -> Result<usize, tokio_postgres::Error> {
+pub async fn store(tx: &WriteTx, entries: &[(&IdempotencyKey, String)]) -> Result<usize, tokio_postgres::Error> {
     if entries.is_empty() {
         return Ok(0);
     }

@@ -1,8 +1,8 @@
 //! The `api_keys` rows, kept by the write path in step with `ApiKeyCreated` / `ApiKeyRevoked`, and
 //! the lookup every authenticated request makes (by the secret's hash, one indexed row).
 
+use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
@@ -46,7 +46,7 @@ fn from_row(r: &Row) -> KeyRow {
     }
 }
 
-pub async fn insert(tx: &Transaction<'_>, k: &ApiKeyCreated, at: DateTime<Utc>) -> Result<(), tokio_postgres::Error> {
+pub async fn insert(tx: &WriteTx, k: &ApiKeyCreated, at: DateTime<Utc>) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         "INSERT INTO api_keys (key_id, secret_hash, prefix, name, scope, component, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -66,12 +66,12 @@ pub async fn insert(tx: &Transaction<'_>, k: &ApiKeyCreated, at: DateTime<Utc>) 
 }
 
 /// The key, locked, for a revocation to decide on.
-pub async fn lock(tx: &Transaction<'_>, key_id: Uuid) -> Result<Option<KeyRow>, tokio_postgres::Error> {
+pub async fn lock(tx: &WriteTx, key_id: Uuid) -> Result<Option<KeyRow>, tokio_postgres::Error> {
     let row = tx.query_opt(&format!("SELECT {COLUMNS} FROM api_keys WHERE key_id = $1 FOR UPDATE"), &[&key_id]).await?;
     Ok(row.as_ref().map(from_row))
 }
 
-pub async fn revoke(tx: &Transaction<'_>, key_id: Uuid, at: DateTime<Utc>) -> Result<(), tokio_postgres::Error> {
+pub async fn revoke(tx: &WriteTx, key_id: Uuid, at: DateTime<Utc>) -> Result<(), tokio_postgres::Error> {
     tx.execute("UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1", &[&key_id, &at]).await?;
     Ok(())
 }
@@ -88,7 +88,7 @@ pub async fn by_hash(client: &deadpool_postgres::Client, hash: &str) -> Result<O
 /// Which of `key_ids` can no longer be used (revoked, or expired by the transaction's clock): the
 /// write path's second look at the keys that sent its commands (see `ledger::Handle::signer`).
 pub async fn inactive_among(
-    tx: &Transaction<'_>,
+    tx: &WriteTx,
     key_ids: &[Uuid],
 ) -> Result<std::collections::HashSet<Uuid>, tokio_postgres::Error> {
     if key_ids.is_empty() {

@@ -2,8 +2,8 @@
 //! transaction: the usage events whose time falls in the window (usage records live only in the log).
 //! The allocations made in it come from [`super::allocations::lock_active_since`].
 
+use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
 
 use crate::domain::policy::Scope;
 use crate::event::Event;
@@ -13,7 +13,7 @@ use crate::store::read::{decode_row, ReadError, COLUMNS};
 /// the scope's provider, model, component and task type are filtered here; the caller applies the
 /// whole scope, as posting does.
 pub async fn usage_between(
-    tx: &Transaction<'_>,
+    tx: &WriteTx,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     scope: &Scope,

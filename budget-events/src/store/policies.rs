@@ -1,7 +1,7 @@
 //! The write-side rows of budgets and policies, kept in step with their events by the write path.
 
+use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
@@ -12,7 +12,7 @@ use crate::Money;
 
 /// Every policy, enabled or not, for the write path to decide against (a statement prepared once per
 /// connection: every batch runs it).
-pub async fn load_all(tx: &Transaction<'_>) -> Result<Vec<Policy>, tokio_postgres::Error> {
+pub async fn load_all(tx: &WriteTx) -> Result<Vec<Policy>, tokio_postgres::Error> {
     let rows = tx
         .query(
             &tx.prepare_cached(
@@ -46,7 +46,7 @@ fn policy_from_row(r: &Row) -> Policy {
 }
 
 /// Writes a policy's row as its latest `PolicySet` says.
-pub async fn save(tx: &Transaction<'_>, p: &PolicySet) -> Result<(), tokio_postgres::Error> {
+pub async fn save(tx: &WriteTx, p: &PolicySet) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         &tx.prepare_cached("INSERT INTO policies (policy_id, budget_id, policy_type, period, scope, scope_key, cost_limit, token_limit,
                                warning_threshold, action_threshold, enabled, timezone)
@@ -76,7 +76,7 @@ pub async fn save(tx: &Transaction<'_>, p: &PolicySet) -> Result<(), tokio_postg
 }
 
 /// Applies a budget change to its row.
-pub async fn update_budget(tx: &Transaction<'_>, b: &crate::event::BudgetUpdated) -> Result<(), tokio_postgres::Error> {
+pub async fn update_budget(tx: &WriteTx, b: &crate::event::BudgetUpdated) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         &tx.prepare_cached(
             "UPDATE budgets SET name = COALESCE($2, name), description = COALESCE($3, description),
@@ -90,7 +90,7 @@ pub async fn update_budget(tx: &Transaction<'_>, b: &crate::event::BudgetUpdated
     Ok(())
 }
 
-pub async fn archive_budget(tx: &Transaction<'_>, budget_id: Uuid) -> Result<(), tokio_postgres::Error> {
+pub async fn archive_budget(tx: &WriteTx, budget_id: Uuid) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         &tx.prepare_cached("UPDATE budgets SET active = false, updated_at = now() WHERE budget_id = $1").await?,
         &[&budget_id],
@@ -142,7 +142,7 @@ pub async fn list_budgets(client: &impl GenericClient) -> Result<Vec<BudgetRow>,
     Ok(rows.iter().map(budget_from_row).collect())
 }
 
-pub async fn insert_budget(tx: &Transaction<'_>, b: &BudgetCreated) -> Result<(), tokio_postgres::Error> {
+pub async fn insert_budget(tx: &WriteTx, b: &BudgetCreated) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         &tx.prepare_cached("INSERT INTO budgets (budget_id, name, description, owner) VALUES ($1, $2, $3, $4)").await?,
         &[&b.budget_id, &b.name, &b.description, &b.owner],

@@ -1,7 +1,7 @@
 //! Price-book rows: each version with the span it is in effect for, kept in step with `PriceSet` events.
 
+use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
 use tokio_postgres::{GenericClient, Row};
 
@@ -63,7 +63,7 @@ pub async fn versions_for(
 
 /// [`versions_for`] in the write path's transaction, as a statement prepared once per connection.
 pub async fn versions_for_in(
-    tx: &Transaction<'_>,
+    tx: &WriteTx,
     keys: &[(String, String)],
 ) -> Result<Vec<PriceVersion>, tokio_postgres::Error> {
     if keys.is_empty() {
@@ -135,7 +135,7 @@ pub async fn history(
 
 /// Inserts a version into its model's chain: the version before it now ends where it starts, and it
 /// ends where the next one (if any) starts. Nothing else changes.
-pub async fn insert(tx: &Transaction<'_>, p: &PriceSet) -> Result<(), tokio_postgres::Error> {
+pub async fn insert(tx: &WriteTx, p: &PriceSet) -> Result<(), tokio_postgres::Error> {
     let (provider, model) = (&p.spec.provider, &p.spec.model);
     let next: Option<DateTime<Utc>> = tx
         .query_opt(

@@ -178,7 +178,7 @@ fn raw_cursor(row: &tokio_postgres::Row) -> Cursor {
 /// [`read_after`], undecoded.
 /// The log positions of `event_ids` (those that are in the log).
 pub async fn positions_of(
-    client: &deadpool_postgres::Transaction<'_>,
+    client: &crate::db::WriteTx,
     event_ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, i64>, tokio_postgres::Error> {
     if event_ids.is_empty() {

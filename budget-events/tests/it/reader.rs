@@ -1,4 +1,5 @@
 use budget_events::db::testing::TestDb;
+use budget_events::db::WriteTx;
 use budget_events::store::{append, read_after, Cursor, ExpectedVersion, StreamAppend};
 
 use crate::helpers::{read_settled, usage_event};
@@ -16,13 +17,11 @@ fn one(stream_id: &str) -> Vec<StreamAppend> {
 #[tokio::test]
 async fn an_event_that_commits_late_is_not_skipped() {
     let db = TestDb::new().await;
-    let mut a = db.pool.get().await.unwrap();
-    let mut b = db.pool.get().await.unwrap();
     let reader = db.pool.get().await.unwrap();
 
-    let ta = a.transaction().await.unwrap();
+    let ta = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
     let first = append(&ta, &one("early-position-late-commit")).await.unwrap();
-    let tb = b.transaction().await.unwrap();
+    let tb = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
     let second = append(&tb, &one("late-position-early-commit")).await.unwrap();
     assert!(first[0].position < second[0].position);
     tb.commit().await.unwrap();
@@ -47,9 +46,9 @@ async fn an_event_that_commits_late_is_not_skipped() {
 #[tokio::test]
 async fn reading_in_pages_visits_every_event_once() {
     let db = TestDb::new().await;
-    let mut client = db.pool.get().await.unwrap();
+    let client = db.pool.get().await.unwrap();
     for i in 0..25 {
-        let tx = client.transaction().await.unwrap();
+        let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
         append(&tx, &one(&format!("s-{i}"))).await.unwrap();
         tx.commit().await.unwrap();
     }

@@ -1,4 +1,5 @@
 use budget_events::db::testing::TestDb;
+use budget_events::db::WriteTx;
 use budget_events::store::{append, read::read_stream, AppendError, ExpectedVersion, StreamAppend};
 
 use crate::helpers::{count_events, usage_event};
@@ -10,9 +11,9 @@ fn stream(expected: ExpectedVersion, n: usize) -> StreamAppend {
 #[tokio::test]
 async fn append_assigns_versions_and_detects_conflicts() {
     let db = TestDb::new().await;
-    let mut client = db.pool.get().await.unwrap();
+    let client = db.pool.get().await.unwrap();
 
-    let tx = client.transaction().await.unwrap();
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
     let appended = append(&tx, &[stream(ExpectedVersion::NoStream, 2)]).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(appended.iter().map(|a| a.stream_version).collect::<Vec<_>>(), [1, 2]);
@@ -20,7 +21,7 @@ async fn append_assigns_versions_and_detects_conflicts() {
 
     // A writer that believes the stream is new, or at version 1, is refused and writes nothing.
     for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(1)] {
-        let tx = client.transaction().await.unwrap();
+        let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
         let err = append(&tx, &[stream(expected, 1)]).await.unwrap_err();
         assert!(
             matches!(&err, AppendError::Conflict { actual: 2, stream_id, .. } if stream_id == "test-stream"),
@@ -30,11 +31,11 @@ async fn append_assigns_versions_and_detects_conflicts() {
     }
     assert_eq!(count_events(&**client).await, 2);
 
-    let tx = client.transaction().await.unwrap();
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
     let appended = append(&tx, &[stream(ExpectedVersion::Exact(2), 1)]).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(appended[0].stream_version, 3);
-    let tx = client.transaction().await.unwrap();
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
     append(&tx, &[stream(ExpectedVersion::Any, 1)]).await.unwrap();
     tx.commit().await.unwrap();
 
@@ -45,12 +46,11 @@ async fn append_assigns_versions_and_detects_conflicts() {
 #[tokio::test]
 async fn two_transactions_racing_on_one_version_cannot_both_commit() {
     let db = TestDb::new().await;
-    let mut a = db.pool.get().await.unwrap();
-    let mut b = db.pool.get().await.unwrap();
-    let ta = a.transaction().await.unwrap();
+    let ta = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
     append(&ta, &[stream(ExpectedVersion::NoStream, 1)]).await.unwrap();
+    let pool = db.pool.clone();
     let second = tokio::spawn(async move {
-        let tb = b.transaction().await.unwrap();
+        let tb = WriteTx::begin(pool.get().await.unwrap()).await.unwrap();
         let r = append(&tb, &[stream(ExpectedVersion::NoStream, 1)]).await;
         (r.is_ok(), tb.commit().await.is_ok())
     });
@@ -65,8 +65,8 @@ async fn two_transactions_racing_on_one_version_cannot_both_commit() {
 #[tokio::test]
 async fn the_log_refuses_updates_and_deletes() {
     let db = TestDb::new().await;
-    let mut client = db.pool.get().await.unwrap();
-    let tx = client.transaction().await.unwrap();
+    let client = db.pool.get().await.unwrap();
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
     append(&tx, &[stream(ExpectedVersion::NoStream, 1)]).await.unwrap();
     tx.commit().await.unwrap();
     for sql in ["UPDATE events SET event_type = 'x'", "DELETE FROM events", "TRUNCATE events"] {

@@ -1,12 +1,12 @@
 use budget_events::db::testing::TestDb;
+use budget_events::db::WriteTx;
 use budget_events::store::{append, read_after, Cursor, ExpectedVersion, LogTail, StreamAppend};
 use budget_events::RecordedEvent;
 
 use crate::helpers::{read_settled, usage_event};
 
 async fn commit_one(db: &TestDb, stream_id: &str) {
-    let mut client = db.pool.get().await.unwrap();
-    let tx = client.transaction().await.unwrap();
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
     let events = vec![usage_event("c")];
     append(&tx, &[StreamAppend { stream_id: stream_id.into(), expected: ExpectedVersion::NoStream, events }])
         .await
@@ -99,8 +99,7 @@ async fn readers_outside_what_the_tail_holds_read_the_log_themselves() {
 async fn an_event_that_commits_late_is_not_skipped_by_readers_of_a_tail() {
     let db = TestDb::new().await;
     let tail = LogTail::new(db.pool.clone());
-    let mut a = db.pool.get().await.unwrap();
-    let ta = a.transaction().await.unwrap();
+    let ta = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
     let events = vec![usage_event("c")];
     append(&ta, &[StreamAppend { stream_id: "late".into(), expected: ExpectedVersion::NoStream, events }])
         .await
