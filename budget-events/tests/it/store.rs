@@ -89,3 +89,29 @@ async fn an_unknown_event_type_is_an_error_not_a_skip() {
     let err = crate::helpers::read_settled(&**client, budget_events::store::Cursor::START, 1).await.unwrap_err();
     assert!(err.to_string().contains("FromTheFuture"), "{err}");
 }
+
+#[tokio::test]
+async fn a_write_transaction_dropped_before_it_ended_closes_its_connection() {
+    let db = TestDb::new().await;
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
+    let pid: i32 = tx.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    append(&tx, &[stream(ExpectedVersion::NoStream, 1)]).await.unwrap();
+    drop(tx); // as an error or a panic in the write path would
+
+    // The connection is not handed out again inside the transaction: it is closed, and its backend
+    // goes away, taking the uncommitted append with it.
+    let client = db.pool.get().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let alive: i64 =
+            client.query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&pid]).await.unwrap().get(0);
+        if alive == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the dropped transaction's backend is still there");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let other: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert_ne!(other, pid, "the pool handed out the dropped transaction's connection again");
+    assert_eq!(count_events(&**client).await, 0, "the dropped transaction's append is visible");
+}
