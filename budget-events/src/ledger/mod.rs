@@ -282,7 +282,7 @@ impl Books {
             async { accounts::save(tx, &accounts).await.map_err(LedgerError::from) },
             async { allocations::save(tx, &changed).await.map_err(LedgerError::from) },
             idempotency::store_all(tx, outcomes),
-            async { crate::store::read::positions_of(tx, earlier).await.map_err(LedgerError::from) },
+            async { crate::store::append::positions_of(tx, earlier).await.map_err(LedgerError::from) },
         )?;
         assert_eq!(appended.len(), events.len(), "every event of the batch is appended exactly once");
         positions.extend(appended.iter().map(|a| (a.event_id, a.position)));

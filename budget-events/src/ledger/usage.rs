@@ -198,15 +198,13 @@ impl Handle for UsageCommand {
     }
 
     fn assign_positions(outcome: &mut UsageOutcome, positions: &HashMap<Uuid, i64>) {
-        // Outcomes stored before 2026-12-01 carry their positions already.
-        for item in outcome.items.iter_mut().filter(|i| i.status != ItemStatus::Rejected && i.position.is_none()) {
+        for item in outcome.items.iter_mut().filter(|i| i.lacks_position()) {
             item.position = item.event_id.map(|id| positions[&id]);
         }
     }
 
     fn unpositioned(outcome: &UsageOutcome) -> Vec<Uuid> {
-        let items = outcome.items.iter().filter(|i| i.status != ItemStatus::Rejected && i.position.is_none());
-        items.filter_map(|i| i.event_id).collect()
+        outcome.items.iter().filter(|i| i.lacks_position()).filter_map(|i| i.event_id).collect()
     }
 
     /// Recorded items, and items refused for a reason that will not change on retry, under their own
@@ -299,6 +297,12 @@ fn replay_item(key: &IdempotencyKey, hash: &str, stored: &serde_json::Value) -> 
 }
 
 impl ItemOutcome {
+    /// A record written (now or by an earlier request) whose answer does not carry its log position
+    /// yet: outcomes are stored without it (those stored before 2026-12-01 carry it).
+    fn lacks_position(&self) -> bool {
+        self.status != ItemStatus::Rejected && self.position.is_none()
+    }
+
     fn empty() -> Self {
         ItemOutcome {
             status: ItemStatus::Recorded,

@@ -98,6 +98,17 @@ pub async fn current_versions(tx: &WriteTx, stream_ids: &[&str]) -> Result<HashM
     Ok(rows.into_iter().map(|r| (r.get("stream_id"), r.get("version"))).collect())
 }
 
+/// The log positions of `event_ids` that are in the log (the write path's answer to a retry names the
+/// events its first answer wrote).
+pub async fn positions_of(tx: &WriteTx, event_ids: &[Uuid]) -> Result<HashMap<Uuid, i64>, tokio_postgres::Error> {
+    if event_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let statement = tx.prepare_cached("SELECT event_id, position FROM events WHERE event_id = ANY($1)").await?;
+    let rows = tx.query(&statement, &[&event_ids]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 /// Inserts pre-versioned events in one statement; positions follow the order of `rows`.
 /// Callers must have checked the versions ([`append`] does).
 pub async fn insert_events(tx: &WriteTx, rows: &[(&str, i64, &NewEvent)]) -> Result<Vec<AppendedEvent>, AppendError> {

@@ -176,19 +176,6 @@ fn raw_cursor(row: &tokio_postgres::Row) -> Cursor {
 }
 
 /// [`read_after`], undecoded.
-/// The log positions of `event_ids` (those that are in the log).
-pub async fn positions_of(
-    client: &crate::db::WriteTx,
-    event_ids: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, i64>, tokio_postgres::Error> {
-    if event_ids.is_empty() {
-        return Ok(Default::default());
-    }
-    let statement = client.prepare_cached("SELECT event_id, position FROM events WHERE event_id = ANY($1)").await?;
-    let rows = client.query(&statement, &[&event_ids]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
 pub async fn read_raw_after(client: &impl GenericClient, cursor: Cursor, limit: i64) -> Result<RawPage, ReadError> {
     read_raw(client, cursor, limit, true).await
 }
