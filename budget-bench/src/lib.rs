@@ -10,6 +10,7 @@
 
 pub mod ceilings;
 pub mod checks;
+pub mod cpu;
 pub mod gateway;
 pub mod load;
 pub mod scrape;
@@ -245,9 +246,15 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
 
     let mut breakdown = Vec::new();
     let scrape = || scrape::Scrape::take(&http, &primary.url, &admin);
+    let cpu = || cpu::CpuSample::take(primary.pid());
+    // The CPU line of a phase, where `/proc` could be read before and after it.
+    let cpu_line = |before: Option<cpu::CpuSample>, phase: &str, records: usize| {
+        before.zip(cpu()).map(|(before, after)| after.since(&before, phase, records))
+    };
     say(&format!("POST /api/usage, {} records, {} clients…", s.single_records, s.clients));
-    let before = scrape().await?;
+    let (before, cpu_before) = (scrape().await?, cpu());
     let single = load::usage_single(&http, &primary.url, &key, s.clients, s.single_records).await?;
+    breakdown.extend(cpu_line(cpu_before, "POST /api/usage", single.acknowledged.len()));
     breakdown.push(scrape().await?.since(&before, "POST /api/usage"));
     let single_figure = Figure::new(
         "usage_single",
@@ -262,8 +269,9 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
 
     say(&format!("POST /api/usage/batch, {} records…", s.batch_records));
     let batch_clients = 4.min(s.clients);
-    let before = scrape().await?;
+    let (before, cpu_before) = (scrape().await?, cpu());
     let batch = load::usage_batch(&http, &primary.url, &key, batch_clients, s.batch_records, s.batch_size).await?;
+    breakdown.extend(cpu_line(cpu_before, "POST /api/usage/batch", batch.acknowledged.len()));
     breakdown.push(scrape().await?.since(&before, "POST /api/usage/batch"));
     let batch_figure = Figure::new(
         "usage_batch",
@@ -277,8 +285,9 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     figures.push(batch_figure.target("≥ 0.5× the INSERT … SELECT ceiling", met));
 
     say(&format!("POST /api/allocations, {} requests on one hot window…", s.reservations));
-    let before = scrape().await?;
+    let (before, cpu_before) = (scrape().await?, cpu());
     let reserved = load::reservations(&http, &primary.url, &key, s.clients, s.reservations, tokens_each, "hot").await?;
+    breakdown.extend(cpu_line(cpu_before, "POST /api/allocations", s.reservations));
     breakdown.push(scrape().await?.since(&before, "POST /api/allocations"));
     let reserve_figure = Figure::new(
         "reservations",

@@ -53,6 +53,11 @@ impl Server {
         }
     }
 
+    /// The process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The process's resident memory, in MB (Linux).
     pub fn rss_mb(&self) -> Option<f64> {
         let pid = self.child.id()?;
