@@ -10,6 +10,7 @@
 
 pub mod ceilings;
 pub mod checks;
+pub mod client;
 pub mod cpu;
 pub mod gateway;
 pub mod load;
@@ -253,7 +254,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     };
     say(&format!("POST /api/usage, {} records, {} clients…", s.single_records, s.clients));
     let (before, cpu_before) = (scrape().await?, cpu());
-    let single = load::usage_single(&http, &primary.url, &key, s.clients, s.single_records).await?;
+    let single = load::usage_single(&primary.url, &key, s.clients, s.single_records).await?;
     breakdown.extend(cpu_line(cpu_before, "POST /api/usage", single.acknowledged.len()));
     breakdown.push(scrape().await?.since(&before, "POST /api/usage"));
     let single_figure = Figure::new(
@@ -270,7 +271,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     say(&format!("POST /api/usage/batch, {} records…", s.batch_records));
     let batch_clients = 4.min(s.clients);
     let (before, cpu_before) = (scrape().await?, cpu());
-    let batch = load::usage_batch(&http, &primary.url, &key, batch_clients, s.batch_records, s.batch_size).await?;
+    let batch = load::usage_batch(&primary.url, &key, batch_clients, s.batch_records, s.batch_size).await?;
     breakdown.extend(cpu_line(cpu_before, "POST /api/usage/batch", batch.acknowledged.len()));
     breakdown.push(scrape().await?.since(&before, "POST /api/usage/batch"));
     let batch_figure = Figure::new(
@@ -286,7 +287,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
 
     say(&format!("POST /api/allocations, {} requests on one hot window…", s.reservations));
     let (before, cpu_before) = (scrape().await?, cpu());
-    let reserved = load::reservations(&http, &primary.url, &key, s.clients, s.reservations, tokens_each, "hot").await?;
+    let reserved = load::reservations(&primary.url, &key, s.clients, s.reservations, tokens_each, "hot").await?;
     breakdown.extend(cpu_line(cpu_before, "POST /api/allocations", s.reservations));
     breakdown.push(scrape().await?.since(&before, "POST /api/allocations"));
     let reserve_figure = Figure::new(
@@ -307,8 +308,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let second = Server::start(&options.exe, &database, &admin).await?;
     let ws = |u: &str| format!("{}/ws/budget/updates?api_key={key}", u.replacen("http", "ws", 1));
     let (delivered, ws_acknowledged) =
-        load::ws_delivery(&http, &primary.url, &key, &[ws(&primary.url), ws(&second.url)], s.ws_rate, s.ws_seconds)
-            .await?;
+        load::ws_delivery(&primary.url, &key, &[ws(&primary.url), ws(&second.url)], s.ws_rate, s.ws_seconds).await?;
     second.stop().await;
     for (latencies, (name, label)) in delivered.iter().zip([
         ("ws_delivery", "commit → WebSocket delivery, same server process"),
@@ -328,7 +328,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     if (logged as usize) < s.log_events {
         let missing = s.log_events - logged as usize;
         say(&format!("filling the log with {missing} more records…"));
-        fill = load::usage_batch(&http, &primary.url, &key, 2, missing, 1000.min(missing)).await?;
+        fill = load::usage_batch(&primary.url, &key, 2, missing, 1000.min(missing)).await?;
     }
     let events: i64 = pool.get().await?.query_one("SELECT count(*) FROM events", &[]).await?.get(0);
     say(&format!("replay and status with {events} events in the log…"));

@@ -5,10 +5,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::client::Connection;
 use crate::stats::Latencies;
 
 /// One call of the component the usage phases write for: no `cost`, so the server prices it.
@@ -29,22 +33,24 @@ pub struct Written {
     pub retries_replayed: usize,
 }
 
-fn record_id(v: &Value) -> anyhow::Result<Uuid> {
-    v["record_id"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| anyhow::anyhow!("no record_id in {v}"))
-}
-
-/// Closed-loop load: `clients` tasks take the next of `n` request numbers until none is left and run
-/// `work` on it; returns every result and the seconds it all took.
-async fn fan_out<T, F, Fut>(clients: usize, n: usize, work: F) -> anyhow::Result<(Vec<T>, f64)>
+/// Closed-loop load: `clients` tasks, each on a connection of its own to `url`, take the next of `n`
+/// request numbers until none is left and run `work` on it; returns every result and the seconds it
+/// all took (the connections are opened before the clock starts).
+async fn fan_out<T, F, Fut>(url: &str, key: &str, clients: usize, n: usize, work: F) -> anyhow::Result<(Vec<T>, f64)>
 where
     T: Send + 'static,
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    F: Fn(Connection, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<(Connection, T)>> + Send + 'static,
 {
+    let mut connections = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connections.push(Connection::open(url, key).await?);
+    }
     let (next, work) = (Arc::new(AtomicUsize::new(0)), Arc::new(work));
     let start = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
+    let tasks: Vec<_> = connections
+        .into_iter()
+        .map(|mut connection| {
             let (next, work) = (next.clone(), work.clone());
             tokio::spawn(async move {
                 let mut done = Vec::new();
@@ -53,7 +59,9 @@ where
                     if i >= n {
                         return anyhow::Ok(done);
                     }
-                    done.push(work(i).await?);
+                    let (back, result) = work(connection, i).await?;
+                    connection = back;
+                    done.push(result);
                 }
             })
         })
@@ -65,59 +73,46 @@ where
     Ok((all, start.elapsed().as_secs_f64()))
 }
 
-/// A client of the service: its address and key, and this run's prefix for idempotency keys.
-#[derive(Clone)]
-struct Caller {
-    http: reqwest::Client,
-    url: String,
-    key: String,
-    run: String,
+/// This run's prefix for idempotency keys, so that a kept database can be benched again.
+fn run_prefix() -> String {
+    format!("bench-{}", Uuid::now_v7().simple())
 }
 
-impl Caller {
-    fn new(http: &reqwest::Client, url: &str, key: &str) -> Caller {
-        Caller {
-            http: http.clone(),
-            url: url.to_string(),
-            key: key.to_string(),
-            run: Uuid::now_v7().simple().to_string(),
-        }
-    }
+/// What `POST /api/usage` answers with that the checks need.
+#[derive(Deserialize)]
+struct Recorded {
+    record_id: Uuid,
+    position: Option<i64>,
+}
 
-    fn post(&self, path: &str, idempotency: String, body: &Value) -> reqwest::RequestBuilder {
-        self.http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.key)
-            .header("Idempotency-Key", format!("bench-{}-{idempotency}", self.run))
-            .json(body)
-    }
+/// `POST /api/usage/batch`'s answer: one result per record.
+#[derive(Deserialize)]
+struct BatchRecorded {
+    results: Vec<Recorded>,
+}
+
+fn body(v: &Value) -> Bytes {
+    Bytes::from(v.to_string())
 }
 
 /// `clients` clients send `records` single-record `POST /api/usage`s between them; every 100th is
 /// sent again with its key (a client retrying after a lost answer), untimed.
-pub async fn usage_single(
-    http: &reqwest::Client,
-    url: &str,
-    key: &str,
-    clients: usize,
-    records: usize,
-) -> anyhow::Result<Written> {
-    let caller = Caller::new(http, url, key);
-    let (results, seconds) = fan_out(clients, records, move |i| {
-        let caller = caller.clone();
+pub async fn usage_single(url: &str, key: &str, clients: usize, records: usize) -> anyhow::Result<Written> {
+    let (run, record) = (run_prefix(), body(&call("bench")));
+    let (results, seconds) = fan_out(url, key, clients, records, move |mut c, i| {
+        let (key, record) = (format!("{run}-single-{i}"), record.clone());
         async move {
             let t = Instant::now();
-            let r = caller.post("/api/usage", format!("single-{i}"), &call("bench")).send().await?;
-            anyhow::ensure!(r.status().as_u16() == 201, "POST /api/usage answered {}", r.status());
-            let id = record_id(&r.json::<Value>().await?)?;
+            let answer = c.post("/api/usage", &key, record.clone()).await?;
+            anyhow::ensure!(answer.status == 201, "POST /api/usage answered {}", answer.status);
+            let id = answer.json::<Recorded>()?.record_id;
             let took = t.elapsed();
             let mut replayed = None;
             if i % 100 == 0 {
-                let again = caller.post("/api/usage", format!("single-{i}"), &call("bench")).send().await?;
-                let header = again.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
-                replayed = Some(header && record_id(&again.json::<Value>().await?)? == id);
+                let again = c.post("/api/usage", &key, record).await?;
+                replayed = Some(again.replayed && again.json::<Recorded>()?.record_id == id);
             }
-            anyhow::Ok((took, id, replayed))
+            anyhow::Ok((c, (took, id, replayed)))
         }
     })
     .await?;
@@ -136,25 +131,22 @@ pub async fn usage_single(
 /// `clients` clients send `records` records in `POST /api/usage/batch`es of `per_request`, each with
 /// its own key.
 pub async fn usage_batch(
-    http: &reqwest::Client,
     url: &str,
     key: &str,
     clients: usize,
     records: usize,
     per_request: usize,
 ) -> anyhow::Result<Written> {
-    let caller = Caller::new(http, url, key);
-    let body = Arc::new(json!({"records": vec![call("bench"); per_request]}));
-    let (results, seconds) = fan_out(clients, records.div_ceil(per_request), move |i| {
-        let (caller, body) = (caller.clone(), body.clone());
+    let run = run_prefix();
+    let batch = body(&json!({"records": vec![call("bench"); per_request]}));
+    let (results, seconds) = fan_out(url, key, clients, records.div_ceil(per_request), move |mut c, i| {
+        let (key, batch) = (format!("{run}-batch-{i}"), batch.clone());
         async move {
             let t = Instant::now();
-            let r = caller.post("/api/usage/batch", format!("batch-{i}"), &body).send().await?;
-            anyhow::ensure!(r.status().is_success(), "POST /api/usage/batch answered {}", r.status());
-            let answer: Value = r.json().await?;
-            let ids: Vec<Uuid> =
-                answer["results"].as_array().into_iter().flatten().map(record_id).collect::<anyhow::Result<_>>()?;
-            anyhow::Ok((t.elapsed(), ids))
+            let answer = c.post("/api/usage/batch", &key, batch).await?;
+            anyhow::ensure!((200..300).contains(&answer.status), "POST /api/usage/batch answered {}", answer.status);
+            let ids: Vec<Uuid> = answer.json::<BatchRecorded>()?.results.into_iter().map(|r| r.record_id).collect();
+            anyhow::Ok((c, (t.elapsed(), ids)))
         }
     })
     .await?;
@@ -179,7 +171,6 @@ pub struct Reserved {
 /// `clients` clients ask for `requests` reservations of `tokens` each on one hot window
 /// (`component`); 201 is admitted, 402 refused, anything else an error.
 pub async fn reservations(
-    http: &reqwest::Client,
     url: &str,
     key: &str,
     clients: usize,
@@ -187,20 +178,21 @@ pub async fn reservations(
     tokens: i64,
     component: &str,
 ) -> anyhow::Result<Reserved> {
-    let caller = Caller::new(http, url, key);
-    let component = component.to_string();
-    let (results, seconds) = fan_out(clients, requests, move |i| {
-        let caller = caller.clone();
-        let body = json!({"context_id": format!("task-{i}"), "component": component, "tokens": tokens});
+    let (run, component) = (run_prefix(), component.to_string());
+    let (results, seconds) = fan_out(url, key, clients, requests, move |mut c, i| {
+        let key = format!("{run}-reserve-{i}");
+        let request = body(&json!({"context_id": format!("task-{i}"), "component": component, "tokens": tokens}));
         async move {
             let t = Instant::now();
-            let answer = caller.post("/api/allocations", format!("reserve-{i}"), &body).send().await?;
-            let admitted = match answer.status().as_u16() {
+            let answer = c.post("/api/allocations", &key, request).await?;
+            let admitted = match answer.status {
                 201 => true,
                 402 => false,
-                other => anyhow::bail!("POST /api/allocations answered {other}: {}", answer.text().await?),
+                other => {
+                    anyhow::bail!("POST /api/allocations answered {other}: {}", String::from_utf8_lossy(&answer.body))
+                }
             };
-            anyhow::Ok((t.elapsed(), admitted))
+            anyhow::Ok((c, (t.elapsed(), admitted)))
         }
     })
     .await?;
@@ -253,7 +245,6 @@ async fn listen(
 /// acknowledged record, the time from its acknowledgement (just after its commit) to the first
 /// `usage_update` at or past its position (0 when the update came before the answer).
 pub async fn ws_delivery(
-    http: &reqwest::Client,
     url: &str,
     key: &str,
     ws_urls: &[String],
@@ -271,22 +262,23 @@ pub async fn ws_delivery(
     let senders = 16.min(rate.max(1));
     let total = (rate as f64 * seconds) as usize;
     let every = Duration::from_secs_f64(senders as f64 / rate as f64);
-    let caller = Caller::new(http, url, key);
+    let (run, record) = (run_prefix(), body(&call("bench")));
     let mut tasks = Vec::new();
     for s in 0..senders {
-        let caller = caller.clone();
+        let mut c = Connection::open(url, key).await?;
+        let (run, record) = (run.clone(), record.clone());
         tasks.push(tokio::spawn(async move {
             let mut acks = Vec::new();
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             for i in (s..total).step_by(senders) {
                 tick.tick().await;
-                let r = caller.post("/api/usage", format!("ws-{i}"), &call("bench")).send().await?;
-                anyhow::ensure!(r.status().as_u16() == 201, "POST /api/usage answered {}", r.status());
-                let body: Value = r.json().await?;
+                let answer = c.post("/api/usage", &format!("{run}-ws-{i}"), record.clone()).await?;
+                anyhow::ensure!(answer.status == 201, "POST /api/usage answered {}", answer.status);
                 let at = Instant::now();
-                let position = body["position"].as_i64().ok_or_else(|| anyhow::anyhow!("no position in {body}"))?;
-                acks.push((position, at, record_id(&body)?));
+                let recorded: Recorded = answer.json()?;
+                let position = recorded.position.context("no position in the answer")?;
+                acks.push((position, at, recorded.record_id));
             }
             anyhow::Ok(acks)
         }));
