@@ -31,9 +31,10 @@ impl CpuSample {
         Some(CpuSample { busy, idle, service, own })
     }
 
-    /// One line on the CPU the machine spent per record between `before` and `self`.
-    pub fn since(&self, before: &CpuSample, phase: &str, records: usize) -> String {
-        let per_record = |ticks: u64| ticks as f64 / TICKS_PER_SECOND * 1e6 / records.max(1) as f64;
+    /// One line on the CPU the machine spent per `unit` (record, request) between `before` and `self`,
+    /// `count` of them.
+    pub fn since(&self, before: &CpuSample, phase: &str, count: usize, unit: &str) -> String {
+        let per_record = |ticks: u64| ticks as f64 / TICKS_PER_SECOND * 1e6 / count.max(1) as f64;
         let busy = self.busy.saturating_sub(before.busy);
         let idle = self.idle.saturating_sub(before.idle);
         let service = self.service.saturating_sub(before.service);
@@ -41,7 +42,7 @@ impl CpuSample {
         let rest = busy.saturating_sub(service + own);
         let idle_share = 100.0 * idle as f64 / (busy + idle).max(1) as f64;
         format!(
-            "{phase}: {:.0} µs of CPU per record in all (service {:.0}, load generator {:.0}, PostgreSQL and the \
+            "{phase}: {:.0} µs of CPU per {unit} in all (service {:.0}, load generator {:.0}, PostgreSQL and the \
              rest of the machine {:.0}); the cores were idle {idle_share:.0} % of the time",
             per_record(busy),
             per_record(service),
@@ -90,7 +91,7 @@ mod tests {
         let before = CpuSample { busy: 1000, idle: 500, service: 200, own: 100 };
         // 100 records: 300 busy ticks (3 s) of which service 1 s, own 0.5 s; 100 idle ticks.
         let after = CpuSample { busy: 1300, idle: 600, service: 300, own: 150 };
-        let line = after.since(&before, "p", 100);
+        let line = after.since(&before, "p", 100, "record");
         assert!(
             line.starts_with("p: 30000 µs of CPU per record in all (service 10000, load generator 5000, PostgreSQL and the rest of the machine 15000); the cores were idle 25 %"),
             "{line}"

@@ -203,7 +203,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let database = db::conninfo(config);
     say("starting the service (budget start)…");
     let primary = Server::start(&options.exe, &database, &admin).await?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(s.clients * 2).build()?;
+    let http = reqwest::Client::new();
     let key = keys(&http, &primary.url, &admin).await?;
     let pool = db::pool(config, s.ceiling_clients + 2);
     let synchronous_commit: String = pool.get().await?.query_one("SHOW synchronous_commit", &[]).await?.get(0);
@@ -249,13 +249,13 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let scrape = || scrape::Scrape::take(&http, &primary.url, &admin);
     let cpu = || cpu::CpuSample::take(primary.pid());
     // The CPU line of a phase, where `/proc` could be read before and after it.
-    let cpu_line = |before: Option<cpu::CpuSample>, phase: &str, records: usize| {
-        before.zip(cpu()).map(|(before, after)| after.since(&before, phase, records))
+    let cpu_line = |before: Option<cpu::CpuSample>, phase: &str, count: usize, unit: &str| {
+        before.zip(cpu()).map(|(before, after)| after.since(&before, phase, count, unit))
     };
     say(&format!("POST /api/usage, {} records, {} clients…", s.single_records, s.clients));
     let (before, cpu_before) = (scrape().await?, cpu());
     let single = load::usage_single(&primary.url, &key, s.clients, s.single_records).await?;
-    breakdown.extend(cpu_line(cpu_before, "POST /api/usage", single.acknowledged.len()));
+    breakdown.extend(cpu_line(cpu_before, "POST /api/usage", single.acknowledged.len(), "record"));
     breakdown.push(scrape().await?.since(&before, "POST /api/usage"));
     let single_figure = Figure::new(
         "usage_single",
@@ -272,7 +272,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let batch_clients = 4.min(s.clients);
     let (before, cpu_before) = (scrape().await?, cpu());
     let batch = load::usage_batch(&primary.url, &key, batch_clients, s.batch_records, s.batch_size).await?;
-    breakdown.extend(cpu_line(cpu_before, "POST /api/usage/batch", batch.acknowledged.len()));
+    breakdown.extend(cpu_line(cpu_before, "POST /api/usage/batch", batch.acknowledged.len(), "record"));
     breakdown.push(scrape().await?.since(&before, "POST /api/usage/batch"));
     let batch_figure = Figure::new(
         "usage_batch",
@@ -288,7 +288,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     say(&format!("POST /api/allocations, {} requests on one hot window…", s.reservations));
     let (before, cpu_before) = (scrape().await?, cpu());
     let reserved = load::reservations(&primary.url, &key, s.clients, s.reservations, tokens_each, "hot").await?;
-    breakdown.extend(cpu_line(cpu_before, "POST /api/allocations", s.reservations));
+    breakdown.extend(cpu_line(cpu_before, "POST /api/allocations", s.reservations, "request"));
     breakdown.push(scrape().await?.since(&before, "POST /api/allocations"));
     let reserve_figure = Figure::new(
         "reservations",
