@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use budget_events::store::{read_after, Cursor, LogTail};
+use budget_events::store::{read_after, Cursor, LogTail, MARK_NON_APPENDER};
 use budget_events::writer::LogSignal;
 use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
@@ -315,15 +315,15 @@ pub(crate) async fn lock_checkpoint(
     skip_locked: bool,
     leader: Option<Uuid>,
 ) -> Result<Option<Cursor>, ProjectionError> {
-    let sql = if skip_locked {
-        "SELECT tx_id::text, position FROM projection_checkpoints
+    // The row lock gives the transaction an id, which would hold every reader of the log back until it
+    // commits; the mark, taken in the same statement, tells them it never appends (store::read).
+    let sql = format!(
+        "SELECT tx_id::text, position, {MARK_NON_APPENDER} FROM projection_checkpoints
          WHERE name = $1 AND ($2::uuid IS NULL OR leader IS NULL OR leader = $2 OR leader_until <= clock_timestamp())
-         FOR UPDATE SKIP LOCKED"
-    } else {
-        "SELECT tx_id::text, position FROM projection_checkpoints
-         WHERE name = $1 AND ($2::uuid IS NULL OR leader IS NULL OR leader = $2 OR leader_until <= clock_timestamp())
-         FOR UPDATE"
-    };
+         FOR UPDATE{}",
+        if skip_locked { " SKIP LOCKED" } else { "" }
+    );
+    let sql = sql.as_str();
     let mut row = query_opt(tx, sql, &[&name, &leader]).await?;
     if row.is_none() {
         // Locked or leased by another runner, or missing (a projection whose migration did not add its

@@ -15,6 +15,6 @@ pub mod tail;
 pub use append::{append, current_versions, insert_events, AppendError, AppendedEvent, ExpectedVersion, StreamAppend};
 pub use read::{
     events, horizon_holders, read_after, read_after_cached, read_since, read_visible_after, settled_end, usage_records,
-    Cursor, EventFilter, HorizonHolder, ReadError, UsageRecordFilter,
+    Cursor, EventFilter, HorizonHolder, ReadError, UsageRecordFilter, MARK_NON_APPENDER, NON_APPENDER_LOCK,
 };
 pub use tail::{LogTail, TailEvents};

@@ -1,6 +1,6 @@
 use budget_events::db::testing::TestDb;
 use budget_events::db::WriteTx;
-use budget_events::store::{append, read_after, Cursor, ExpectedVersion, StreamAppend};
+use budget_events::store::{append, read_after, Cursor, ExpectedVersion, StreamAppend, MARK_NON_APPENDER};
 
 use crate::helpers::{read_settled, usage_event};
 
@@ -88,4 +88,37 @@ async fn transaction_ids_are_ordered_as_numbers() {
     let seen = read_settled(&**client, Cursor::START, 2).await.unwrap();
     let order: Vec<_> = seen.iter().map(|e| (e.tx_id, e.stream_id.as_str())).collect();
     assert_eq!(order, [(99, "earlier-transaction"), (100, "later-transaction")]);
+}
+
+/// A projection step holds a transaction id (its checkpoint's row lock) from its first statement to its
+/// commit; marked as never appending, it does not hold the log's readers back. The mark ends with its
+/// transaction: the same session's next transaction, unmarked, holds them back as any other does.
+#[tokio::test]
+async fn a_transaction_marked_as_never_appending_does_not_hold_readers_back() {
+    let db = TestDb::new().await;
+    let reader = db.pool.get().await.unwrap();
+    let mut session = db.pool.get().await.unwrap();
+
+    let marked = session.transaction().await.unwrap();
+    marked.query(&format!("SELECT {MARK_NON_APPENDER}, pg_current_xact_id()"), &[]).await.unwrap();
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
+    append(&tx, &one("after-a-marked-transaction")).await.unwrap();
+    tx.commit().await.unwrap();
+    let seen = read_after(&**reader, Cursor::START, 100).await.unwrap();
+    assert_eq!(seen.len(), 1, "a transaction marked as never appending held the reader back");
+    marked.commit().await.unwrap();
+
+    let unmarked = session.transaction().await.unwrap();
+    unmarked.query("SELECT pg_current_xact_id()", &[]).await.unwrap();
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
+    append(&tx, &one("after-an-unmarked-transaction")).await.unwrap();
+    tx.commit().await.unwrap();
+    let cursor = Cursor::after(&seen[0]);
+    assert!(
+        read_after(&**reader, cursor, 100).await.unwrap().is_empty(),
+        "read past a running transaction that could still append"
+    );
+    unmarked.commit().await.unwrap();
+    let seen = read_after(&**reader, cursor, 100).await.unwrap();
+    assert_eq!(seen.iter().map(|e| e.stream_id.as_str()).collect::<Vec<_>>(), ["after-an-unmarked-transaction"]);
 }
