@@ -4,7 +4,7 @@
 //! The load generator shares the cores with the service and PostgreSQL, so what it spends per request
 //! is taken from what it measures. Through reqwest it spent 64-68 µs of CPU per single record (a fifth
 //! of the machine's 334-366 µs, by `budget bench`'s CPU line), parsing a URL and checking a connection
-//! out of a pool on every request; on a connection of its own, 34-40 µs. Real clients run elsewhere.
+//! out of a pool on every request; on a connection of its own, 34-42 µs. Real clients run elsewhere.
 
 use anyhow::Context;
 use bytes::Bytes;

@@ -2,8 +2,8 @@
 //! and the rest of the machine (PostgreSQL, when it runs here, and the kernel's threads).
 //!
 //! Throughput on a shared machine drifts by a third within minutes, so two builds compared by their
-//! records per second need many alternating runs. CPU time per record drifts far less, and it says
-//! which of the three to look at: the load generator, the service and PostgreSQL share the cores, so
+//! records per second need many alternating runs. CPU time per record drifts less (it still follows
+//! the machine's speed), and it says which of the three to look at: the load generator, the service and PostgreSQL share the cores, so
 //! the machine's rate is its cores divided by what one record costs them all. Read from Linux's
 //! `/proc` (`/proc/stat` for the machine, `/proc/<pid>/stat` for a process); elsewhere there is no
 //! line.
@@ -34,7 +34,7 @@ impl CpuSample {
     /// One line on the CPU the machine spent per `unit` (record, request) between `before` and `self`,
     /// `count` of them.
     pub fn since(&self, before: &CpuSample, phase: &str, count: usize, unit: &str) -> String {
-        let per_record = |ticks: u64| ticks as f64 / TICKS_PER_SECOND * 1e6 / count.max(1) as f64;
+        let per_unit = |ticks: u64| ticks as f64 / TICKS_PER_SECOND * 1e6 / count.max(1) as f64;
         let busy = self.busy.saturating_sub(before.busy);
         let idle = self.idle.saturating_sub(before.idle);
         let service = self.service.saturating_sub(before.service);
@@ -44,10 +44,10 @@ impl CpuSample {
         format!(
             "{phase}: {:.0} µs of CPU per {unit} in all (service {:.0}, load generator {:.0}, PostgreSQL and the \
              rest of the machine {:.0}); the cores were idle {idle_share:.0} % of the time",
-            per_record(busy),
-            per_record(service),
-            per_record(own),
-            per_record(rest),
+            per_unit(busy),
+            per_unit(service),
+            per_unit(own),
+            per_unit(rest),
         )
     }
 }
@@ -87,7 +87,7 @@ mod tests {
     }
 
     #[test]
-    fn splits_a_phase_per_record() {
+    fn splits_a_phase_per_unit() {
         let before = CpuSample { busy: 1000, idle: 500, service: 200, own: 100 };
         // 100 records: 300 busy ticks (3 s) of which service 1 s, own 0.5 s; 100 idle ticks.
         let after = CpuSample { busy: 1300, idle: 600, service: 300, own: 150 };

@@ -62,6 +62,25 @@ pub enum ReadError {
     Unavailable(String),
 }
 
+/// How `pg_locks` shows [`NON_APPENDER_LOCK`] (a bigint advisory key: its high and low 32 bits, and
+/// `objsubid` 1): one literal for the horizon and for [`horizon_holders`].
+macro_rules! non_appender_mark {
+    ($alias:literal) => {
+        concat!(
+            $alias,
+            ".locktype = 'advisory' AND ",
+            $alias,
+            ".granted AND ",
+            $alias,
+            ".classid = 29285 AND ",
+            $alias,
+            ".objid = 1633969522 AND ",
+            $alias,
+            ".objsubid = 1"
+        )
+    };
+}
+
 /// A CTE (`horizon`, one row, column `h`) giving the log's horizon for the statement that includes it.
 ///
 /// Other databases' transactions are read from `pg_stat_get_activity` and `pg_prepared_xact` rather
@@ -69,7 +88,8 @@ pub enum ReadError {
 /// made every log read cost 2.3 ms of the server's CPU instead of 0.9 ms (300 reads in one session),
 /// and the projections and the WebSocket hub read the log after every commit (`budget bench`: these
 /// reads were half of what PostgreSQL was doing under single-record load).
-pub(crate) const HORIZON: &str = "locks AS MATERIALIZED (
+pub(crate) const HORIZON: &str = concat!(
+    "locks AS MATERIALIZED (
     SELECT l.locktype, l.database, l.transactionid, l.classid, l.objid, l.objsubid, l.virtualtransaction,
            l.mode, l.granted
     FROM pg_lock_status() AS l
@@ -87,12 +107,14 @@ pub(crate) const HORIZON: &str = "locks AS MATERIALIZED (
              SELECT own.transactionid::text FROM locks own JOIN locks mark
                  ON mark.virtualtransaction = own.virtualtransaction
              WHERE own.locktype = 'transactionid' AND own.mode = 'ExclusiveLock' AND own.granted
-               AND mark.locktype = 'advisory' AND mark.granted AND mark.database = here.oid
-               AND mark.classid = 29285 AND mark.objid = 1633969522 AND mark.objsubid = 1))
+               AND mark.database = here.oid AND ",
+    non_appender_mark!("mark"),
+    "))
     ) AS h
     FROM (SELECT pg_current_snapshot() AS s) AS snap,
          (SELECT oid FROM pg_database WHERE datname = current_database()) AS here
-)";
+)"
+);
 
 /// The advisory lock a transaction that never appends to the log takes, so that the log's readers do
 /// not wait for it ([`HORIZON`]). Taken shared: any number of such transactions hold it at once.
@@ -256,13 +278,16 @@ pub struct HorizonHolder {
 pub async fn horizon_holders(client: &impl GenericClient, seconds: f64) -> Result<Vec<HorizonHolder>, ReadError> {
     let rows = client
         .query(
-            "SELECT pid, EXTRACT(EPOCH FROM now() - xact_start)::float8 AS age_seconds, application_name, state
-             FROM pg_stat_activity
-             WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()
-               AND xact_start < now() - make_interval(secs => $1)
-               AND pid NOT IN (SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
-                               AND l.classid = 29285 AND l.objid = 1633969522 AND l.objsubid = 1)
-             ORDER BY xact_start LIMIT 5",
+            concat!(
+                "SELECT pid, EXTRACT(EPOCH FROM now() - xact_start)::float8 AS age_seconds, application_name, state
+                 FROM pg_stat_activity
+                 WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+                   AND xact_start < now() - make_interval(secs => $1)
+                   AND pid NOT IN (SELECT l.pid FROM pg_locks l WHERE ",
+                non_appender_mark!("l"),
+                ")
+                 ORDER BY xact_start LIMIT 5"
+            ),
             &[&seconds],
         )
         .await?;
@@ -466,7 +491,13 @@ mod mark_tests {
     fn the_horizon_looks_for_the_mark_that_non_appenders_take() {
         // pg_locks shows a bigint advisory key as its high and low 32 bits, with objsubid 1.
         let (high, low) = (NON_APPENDER_LOCK >> 32, NON_APPENDER_LOCK & 0xffff_ffff);
-        assert!(HORIZON.contains(&format!("mark.classid = {high} AND mark.objid = {low} AND mark.objsubid = 1")));
+        assert_eq!(
+            non_appender_mark!("m"),
+            format!(
+                "m.locktype = 'advisory' AND m.granted AND m.classid = {high} AND m.objid = {low} AND m.objsubid = 1"
+            )
+        );
+        assert!(HORIZON.contains(non_appender_mark!("mark")));
         assert_eq!(MARK_NON_APPENDER, format!("pg_advisory_xact_lock_shared({NON_APPENDER_LOCK})"));
     }
 }
