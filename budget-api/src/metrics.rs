@@ -1,7 +1,7 @@
 //! `GET /metrics`: what the service is doing, in Prometheus' text format.
 //!
 //! Counted as it happens: HTTP requests (by route template, method and status) and their latency;
-//! the writer's batches (size, queue wait, decide + commit time) and each command's decision (seen
+//! the writer's batches (size, queue wait, decide + commit time and its stages) and each command's decision (seen
 //! through [`WriteObserver`], so the domain crate needs no metrics library); records by cost source;
 //! WebSocket connections and why the server dropped any. Read at scrape time, from where they live:
 //! projection lag, webhook deliveries (the outbox), the connection pool. One registry per
@@ -38,6 +38,7 @@ pub struct Metrics {
     batch_items: Histogram,
     queue_wait: Histogram,
     write_seconds: Histogram,
+    stage_seconds: HistogramVec,
     decisions: IntCounterVec,
     records: IntCounterVec,
     ws_open: IntGauge,
@@ -79,6 +80,17 @@ impl Default for Metrics {
         )
         .expect("a valid metric");
         r.register(Box::new(http_seconds.clone())).expect("registered once");
+        let stage_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "budget_writer_stage_seconds",
+                "One committed batch's time in each stage of the write path: load (BEGIN, the ledger lock and \
+                 the loads), decide, append (events, accounts, outcomes) and commit",
+            )
+            .buckets(LATENCY.to_vec()),
+            &["stage"],
+        )
+        .expect("a valid metric");
+        r.register(Box::new(stage_seconds.clone())).expect("registered once");
         let ws_open = IntGauge::new("budget_websocket_open_connections", "WebSocket connections open now")
             .expect("a valid metric");
         r.register(Box::new(ws_open.clone())).expect("registered once");
@@ -125,6 +137,7 @@ impl Default for Metrics {
                 "Deciding and committing one batch (one fsync)",
                 &LATENCY,
             ),
+            stage_seconds,
             decisions: counter(
                 &r,
                 "budget_decisions_total",
@@ -178,6 +191,12 @@ impl WriteObserver for Metrics {
         self.batch_items.observe(b.items as f64);
         self.queue_wait.observe(b.queue_wait.as_secs_f64());
         self.write_seconds.observe(b.write.as_secs_f64());
+        if b.committed {
+            let s = &b.stages;
+            for (stage, took) in [("load", s.load), ("decide", s.decide), ("append", s.append), ("commit", s.commit)] {
+                self.stage_seconds.with_label_values(&[stage]).observe(took.as_secs_f64());
+            }
+        }
     }
 
     fn command(&self, command: &Command, result: &Result<Written, WriteError>) {

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::db::WriteTx;
-use crate::ledger::{self, Command, CommandError, LedgerCommand, LedgerError, Written};
+use crate::ledger::{self, Command, CommandError, LedgerCommand, LedgerError, Stages, Written};
 
 /// Most usage records decided in one transaction (a batch request's records are never split).
 pub const MAX_ITEMS_PER_TRANSACTION: usize = 20_000;
@@ -41,13 +41,14 @@ type Job = (Command, Reply, Instant);
 
 /// What one batch was, for metrics: how many commands and items (each usage record is one, and so is
 /// each other command), how long the oldest waited in the queue, how long deciding and committing
-/// took, and whether it committed.
+/// took and in which stages (those of the tries that committed), and whether it committed.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchReport {
     pub commands: usize,
     pub items: usize,
     pub queue_wait: Duration,
     pub write: Duration,
+    pub stages: Stages,
     pub committed: bool,
 }
 
@@ -193,14 +194,15 @@ async fn run(
             items,
             queue_wait_us = queue_wait.as_micros() as u64
         );
-        let results = write_batch(&pool, &commands).instrument(span).await;
+        let mut stages = Stages::default();
+        let results = write_batch(&pool, &commands, &mut stages).instrument(span).await;
         let committed = results.iter().any(|r| r.is_ok());
         if committed {
             signal.notify();
         }
         if let Some(observer) = &observer {
             let write = started.elapsed();
-            observer.batch(&BatchReport { commands: commands.len(), items, queue_wait, write, committed });
+            observer.batch(&BatchReport { commands: commands.len(), items, queue_wait, write, stages, committed });
             for (command, result) in commands.iter().zip(&results) {
                 observer.command(command, result);
             }
@@ -213,15 +215,15 @@ async fn run(
 
 /// Writes a batch; if it fails for a reason other than a race, each command is tried on its own so that
 /// one bad command cannot fail the others.
-async fn write_batch(pool: &Pool, commands: &[Command]) -> Vec<Result<Written, WriteError>> {
-    match write_once(pool, commands).await {
+async fn write_batch(pool: &Pool, commands: &[Command], stages: &mut Stages) -> Vec<Result<Written, WriteError>> {
+    match write_once(pool, commands, stages).await {
         Ok(results) => results.into_iter().map(|r| r.map_err(WriteError::from)).collect(),
         Err(e) if commands.len() == 1 => vec![Err(e)],
         Err(e) => {
             tracing::warn!(error = %e, commands = commands.len(), "batch failed; writing its commands one by one");
             let mut results = Vec::with_capacity(commands.len());
             for command in commands {
-                results.push(match write_once(pool, std::slice::from_ref(command)).await {
+                results.push(match write_once(pool, std::slice::from_ref(command), stages).await {
                     Ok(mut r) => r.pop().expect("one result per command").map_err(WriteError::from),
                     Err(e) => Err(e),
                 });
@@ -231,13 +233,17 @@ async fn write_batch(pool: &Pool, commands: &[Command]) -> Vec<Result<Written, W
     }
 }
 
-async fn write_once(pool: &Pool, commands: &[Command]) -> Result<Vec<Result<Written, CommandError>>, WriteError> {
+async fn write_once(
+    pool: &Pool,
+    commands: &[Command],
+    stages: &mut Stages,
+) -> Result<Vec<Result<Written, CommandError>>, WriteError> {
     let mut attempt = 0;
     loop {
         // A try that fails closes its connection unless it could roll back (`WriteTx`), so a retry
         // after a lost connection gets another one.
         let client = pool.get().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
-        match decide_and_commit(client, commands).await {
+        match decide_and_commit(client, commands, stages).await {
             Ok(results) => return Ok(results),
             Err(Retry::No(e)) => return Err(e),
             Err(Retry::Race) if attempt < RACE_RETRIES => {}
@@ -263,19 +269,23 @@ enum Retry {
     No(WriteError),
 }
 
-/// One try at a batch, in one transaction on `client` (begun with the batch's first statement).
+/// One try at a batch, in one transaction on `client` (begun with the batch's first statement). Its
+/// stages are added to `stages` if it commits.
 async fn decide_and_commit(
     client: deadpool_postgres::Client,
     commands: &[Command],
+    stages: &mut Stages,
 ) -> Result<Vec<Result<Written, CommandError>>, Retry> {
+    let mut these = Stages::default();
     let tx = WriteTx::new(client);
     // A panic while deciding is a bug one of these commands met: the transaction is dropped (so
     // nothing of the batch is written), the batch is retried command by command so that only the
     // one that meets the bug fails, and the writer lives on for everyone else.
-    let decided =
-        std::panic::AssertUnwindSafe(ledger::process(&tx, commands).instrument(tracing::debug_span!("decide")))
-            .catch_unwind()
-            .await;
+    let decided = std::panic::AssertUnwindSafe(
+        ledger::process_timed(&tx, commands, &mut these).instrument(tracing::debug_span!("decide")),
+    )
+    .catch_unwind()
+    .await;
     let decided = decided.unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
@@ -289,10 +299,13 @@ async fn decide_and_commit(
         Ok(results) => {
             // If the commit's answer is lost, the outcome is unknown to the caller, who retries with
             // the same idempotency key and gets the stored answer.
+            let committing = Instant::now();
             tx.commit()
                 .instrument(tracing::debug_span!("commit"))
                 .await
                 .map_err(|e| Retry::No(WriteError::Failed(e.to_string())))?;
+            these.commit = committing.elapsed();
+            stages.add(&these);
             Ok(results)
         }
         Err(LedgerError::Race) => {

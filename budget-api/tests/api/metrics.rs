@@ -96,6 +96,14 @@ async fn metrics_count_requests_batches_decisions_and_connections() {
         sample(&s, "budget_writer_commit_seconds_count{}"),
         sample(&s, "budget_writer_queue_wait_seconds_count{}")
     );
+    // Every committed batch is timed in each stage, and its stages fit in its whole time.
+    let mut staged = 0.0;
+    for stage in ["load", "decide", "append", "commit"] {
+        assert_eq!(sample(&s, &format!("budget_writer_stage_seconds_count{{stage=\"{stage}\"}}")), batches, "{stage}");
+        staged += sample(&s, &format!("budget_writer_stage_seconds_sum{{stage=\"{stage}\"}}"));
+    }
+    let whole = sample(&s, "budget_writer_commit_seconds_sum{}");
+    assert!(staged > 0.0 && staged <= whole, "stages {staged} s against {whole} s in all");
     assert_eq!(sample(&s, "budget_websocket_connections_total{}"), 1.0);
     for key in [
         r#"budget_projection_lag_events{projection="usage_rollups"}"#,

@@ -30,6 +30,7 @@ mod prices;
 mod usage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
@@ -297,8 +298,42 @@ const LEDGER_LOCK: i64 = 0x6275_6467_6574; // "budget"
 /// command that appended nothing): a client that reads a projection right after may wait for it.
 pub type Written = (Outcome, Option<i64>);
 
+/// How long one batch spent in each stage of [`process`], for the writer's metrics: where a batch's
+/// time goes decides what is worth making faster (`budget bench` prints it per phase).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stages {
+    /// `BEGIN`, the ledger lock and the loads (one round trip), and the allocations' lock.
+    pub load: Duration,
+    /// Pass 1, the accounts' lock, pass 2 and the outcomes to store: deciding every command.
+    pub decide: Duration,
+    /// Appending the events, writing back accounts and allocations, storing the outcomes (one round trip).
+    pub append: Duration,
+    /// `COMMIT` (the fsync), measured by the writer.
+    pub commit: Duration,
+}
+
+impl Stages {
+    /// Adds `other`'s times to these (a batch written command by command is the sum of its tries).
+    pub fn add(&mut self, other: &Stages) {
+        self.load += other.load;
+        self.decide += other.decide;
+        self.append += other.append;
+        self.commit += other.commit;
+    }
+}
+
 /// Decides and writes `commands` in order in `tx`, which it begins if need be. The caller commits.
 pub async fn process(tx: &WriteTx, commands: &[Command]) -> Result<Vec<Result<Written, CommandError>>, LedgerError> {
+    process_timed(tx, commands, &mut Stages::default()).await
+}
+
+/// [`process`], noting in `stages` how long its load, decide and append stages took.
+pub async fn process_timed(
+    tx: &WriteTx,
+    commands: &[Command],
+    stages: &mut Stages,
+) -> Result<Vec<Result<Written, CommandError>>, LedgerError> {
+    let started = Instant::now();
     // Every batch holds the ledger lock until it commits: shared, or exclusive when a command reads the
     // log to decide (a policy's opening balance). So no usage commits between that read and the policy
     // becoming visible to the next batch, across every process writing to this database.
@@ -314,6 +349,7 @@ pub async fn process(tx: &WriteTx, commands: &[Command]) -> Result<Vec<Result<Wr
         async { tx.open_with(&lock).await.map_err(LedgerError::from) },
         Batch::load(tx, commands),
     )?;
+    stages.load = started.elapsed();
 
     // Pass 1, in order. A keyed command seen before (in an earlier transaction or earlier in this
     // batch) is not decided again.
@@ -379,7 +415,9 @@ pub async fn process(tx: &WriteTx, commands: &[Command]) -> Result<Vec<Result<Wr
     let appending: HashSet<&Uuid> = event_ids.iter().collect();
     let earlier: Vec<Uuid> =
         results.iter().flatten().flat_map(Outcome::unpositioned).filter(|id| !appending.contains(id)).collect();
+    stages.decide = started.elapsed() - stages.load;
     let positions = books.write_back(tx, &outcomes, &earlier).await?;
+    stages.append = started.elapsed() - stages.load - stages.decide;
     let mut last_positions: Vec<Option<i64>> =
         spans.into_iter().map(|span| event_ids[span].iter().map(|id| positions[id]).max()).collect();
 
