@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 /// One bench at a time: each is a load test that takes the machine. Run in parallel on two cores, in
 /// one CI run the gateway bench's writer batches took 97 ms to load and 5 of its 200 calls timed out
-/// (408), failing its check; alone, it passes with batches of a few milliseconds.
+/// (408), failing its check; rerun alone, it passed.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// `budget bench --quick --json --keep` (with `extra`) on `db`'s server; its report.
