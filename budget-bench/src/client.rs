@@ -29,6 +29,11 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// An error for an answer the load did not expect: its status and the server's explanation.
+    pub fn unexpected(&self, what: &str) -> anyhow::Error {
+        anyhow::anyhow!("{what} answered {}: {}", self.status, String::from_utf8_lossy(&self.body))
+    }
+
     /// The body as JSON of type `T`, or an error that quotes it.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> anyhow::Result<T> {
         serde_json::from_slice(&self.body)
@@ -67,5 +72,19 @@ impl Connection {
         let replayed = response.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Answer { status, replayed, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unexpected_answer_says_its_status_and_the_servers_reason() {
+        let answer = Answer { status: 429, replayed: false, body: Bytes::from_static(b"{\"error\":\"rate_limited\"}") };
+        assert_eq!(
+            answer.unexpected("POST /api/usage").to_string(),
+            "POST /api/usage answered 429: {\"error\":\"rate_limited\"}"
+        );
     }
 }

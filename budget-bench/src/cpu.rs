@@ -3,10 +3,10 @@
 //!
 //! Throughput on a shared machine drifts by a third within minutes, so two builds compared by their
 //! records per second need many alternating runs. CPU time per record drifts less (it still follows
-//! the machine's speed), and it says which of the three to look at: the load generator, the service and PostgreSQL share the cores, so
-//! the machine's rate is its cores divided by what one record costs them all. Read from Linux's
-//! `/proc` (`/proc/stat` for the machine, `/proc/<pid>/stat` for a process); elsewhere there is no
-//! line.
+//! the machine's speed), and it says which of the three to look at: the load generator, the service
+//! and PostgreSQL share the cores, so the machine's rate is its cores divided by what one record costs
+//! them all. Read from Linux's `/proc` (`/proc/stat` for the machine, `/proc/<pid>/stat` for a
+//! process); elsewhere there is no line.
 
 /// Linux reports CPU time in `/proc` in units of `USER_HZ`, which is 100 on every architecture it
 /// exposes to user space (`sysconf(_SC_CLK_TCK)`).

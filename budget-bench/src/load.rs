@@ -104,7 +104,9 @@ pub async fn usage_single(url: &str, key: &str, clients: usize, records: usize) 
         async move {
             let t = Instant::now();
             let answer = c.post("/api/usage", &key, record.clone()).await?;
-            anyhow::ensure!(answer.status == 201, "POST /api/usage answered {}", answer.status);
+            if answer.status != 201 {
+                return Err(answer.unexpected("POST /api/usage"));
+            }
             let id = answer.json::<Recorded>()?.record_id;
             let took = t.elapsed();
             let mut replayed = None;
@@ -144,7 +146,9 @@ pub async fn usage_batch(
         async move {
             let t = Instant::now();
             let answer = c.post("/api/usage/batch", &key, batch).await?;
-            anyhow::ensure!((200..300).contains(&answer.status), "POST /api/usage/batch answered {}", answer.status);
+            if !(200..300).contains(&answer.status) {
+                return Err(answer.unexpected("POST /api/usage/batch"));
+            }
             let ids: Vec<Uuid> = answer.json::<BatchRecorded>()?.results.into_iter().map(|r| r.record_id).collect();
             anyhow::Ok((c, (t.elapsed(), ids)))
         }
@@ -188,9 +192,7 @@ pub async fn reservations(
             let admitted = match answer.status {
                 201 => true,
                 402 => false,
-                other => {
-                    anyhow::bail!("POST /api/allocations answered {other}: {}", String::from_utf8_lossy(&answer.body))
-                }
+                _ => return Err(answer.unexpected("POST /api/allocations")),
             };
             anyhow::Ok((c, (t.elapsed(), admitted)))
         }
@@ -274,7 +276,9 @@ pub async fn ws_delivery(
             for i in (s..total).step_by(senders) {
                 tick.tick().await;
                 let answer = c.post("/api/usage", &format!("{run}-ws-{i}"), record.clone()).await?;
-                anyhow::ensure!(answer.status == 201, "POST /api/usage answered {}", answer.status);
+                if answer.status != 201 {
+                    return Err(answer.unexpected("POST /api/usage"));
+                }
                 let at = Instant::now();
                 let recorded: Recorded = answer.json()?;
                 let position = recorded.position.context("no position in the answer")?;
