@@ -122,3 +122,42 @@ async fn a_transaction_marked_as_never_appending_does_not_hold_readers_back() {
     let seen = read_after(&**reader, cursor, 100).await.unwrap();
     assert_eq!(seen.iter().map(|e| e.stream_id.as_str()).collect::<Vec<_>>(), ["after-an-unmarked-transaction"]);
 }
+
+/// `log_horizon()` must work on the snapshot of the statement that calls it, the one its scan of
+/// `events` uses (`schema/0019_log_horizon.sql`). Here a transaction that appended is running when a
+/// read-committed statement takes its snapshot and commits while that statement sleeps, before the
+/// statement calls the function: on the statement's snapshot it is still running, so the horizon is
+/// not past it. A function that took a snapshot of its own would see it committed and return a
+/// horizon past it, and a scan on the older snapshot would then skip its events for good.
+#[tokio::test]
+async fn the_horizon_and_the_scan_share_a_snapshot() {
+    let db = TestDb::new().await;
+    let reader = db.pool.get().await.unwrap();
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
+    append(&tx, &one("commits-during-a-read")).await.unwrap();
+    let running: String = tx.query_one("SELECT pg_current_xact_id()::text", &[]).await.unwrap().get(0);
+    let running: u64 = running.parse().unwrap();
+
+    let statement = async {
+        reader
+            .query_one(
+                "SELECT log_horizon()::text, (SELECT count(*) FROM events) FROM (SELECT pg_sleep(0.5) OFFSET 0) AS s",
+                &[],
+            )
+            .await
+            .unwrap()
+    };
+    let commit_meanwhile = async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        tx.commit().await.unwrap();
+    };
+    let (row, ()) = tokio::join!(statement, commit_meanwhile);
+    let horizon: u64 = row.get::<_, String>(0).parse().unwrap();
+    let seen: i64 = row.get(1);
+    assert_eq!(seen, 0, "the statement's scan ran on a snapshot taken before the commit");
+    assert!(horizon <= running, "the horizon {horizon} is past transaction {running}, which the scan did not see");
+
+    // A statement after the commit sees it committed: the horizon moves past it.
+    let after: String = reader.query_one("SELECT log_horizon()::text", &[]).await.unwrap().get(0);
+    assert!(after.parse::<u64>().unwrap() > running);
+}
