@@ -156,8 +156,11 @@ async fn step(
             return Ok(false);
         }
     }
-    let events = log.read_after(mark.cursor, 500).await?;
-    let raised = alerts::after_seq(&**client, mark.alert_seq, 500).await?;
+    // Both at once (the log through the tail's connection, alerts through this one): after a commit
+    // the hub waits for one round trip here, not two, before it can broadcast.
+    let (events, raised) = tokio::try_join!(async { anyhow::Ok(log.read_after(mark.cursor, 500).await?) }, async {
+        anyhow::Ok(alerts::after_seq(&**client, mark.alert_seq, 500).await?)
+    },)?;
     if events.is_empty() && raised.is_empty() {
         return Ok(false);
     }
