@@ -201,6 +201,9 @@ impl From<budget_events::writer::WriteError> for ApiError {
             WriteError::Unavailable(_) | WriteError::ShutDown => {
                 ApiError::Unavailable(format!("{e}; nothing was written, retry with the same idempotency key"))
             }
+            WriteError::Unknown(_) => ApiError::Unavailable(format!(
+                "{e}; retry with the same idempotency key: you get the stored answer if it was written"
+            )),
             WriteError::Failed(_) => ApiError::Internal(e.to_string()),
         }
     }

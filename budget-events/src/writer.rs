@@ -31,6 +31,11 @@ pub enum WriteError {
     Unavailable(String),
     #[error("the write failed and was rolled back: {0}")]
     Failed(String),
+    /// The connection went away with the `COMMIT` in flight: the batch may or may not be written. Not
+    /// retried here (a command without a key would be counted twice); its caller retries with the same
+    /// idempotency key, which answers with the stored outcome if the commit happened.
+    #[error("the database connection was lost while committing, so whether this was written is unknown: {0}")]
+    Unknown(String),
     #[error("the writer has shut down")]
     ShutDown,
 }
@@ -258,6 +263,17 @@ async fn write_once(
     }
 }
 
+/// What a failed `COMMIT` means for the batch: a lost connection leaves its outcome unknown (seen in
+/// `budget-cli/tests/faults.rs`, whose backends are terminated under load: such a commit was answered
+/// as a failure that rolled back, which it may not have been).
+pub(crate) fn commit_failed(e: tokio_postgres::Error) -> WriteError {
+    if crate::db::connection_lost(&e) {
+        WriteError::Unknown(crate::db::error_message(&e))
+    } else {
+        WriteError::Failed(crate::db::error_message(&e))
+    }
+}
+
 /// Why a try at a batch failed: whether it is decided again.
 enum Retry {
     /// Another process stored one of the batch's keys or appended to one of its streams meanwhile.
@@ -300,10 +316,7 @@ async fn decide_and_commit(
             // If the commit's answer is lost, the outcome is unknown to the caller, who retries with
             // the same idempotency key and gets the stored answer.
             let committing = Instant::now();
-            tx.commit()
-                .instrument(tracing::debug_span!("commit"))
-                .await
-                .map_err(|e| Retry::No(WriteError::Failed(e.to_string())))?;
+            tx.commit().instrument(tracing::debug_span!("commit")).await.map_err(|e| Retry::No(commit_failed(e)))?;
             these.commit = committing.elapsed();
             stages.add(&these);
             Ok(results)
@@ -315,5 +328,31 @@ async fn decide_and_commit(
         }
         Err(e) if crate::db::connection_lost(&e) => Err(Retry::ConnectionLost(e.to_string())),
         Err(e) => Err(Retry::No(WriteError::Failed(e.to_string()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::TestDb;
+
+    #[tokio::test]
+    async fn a_commit_that_loses_its_connection_has_an_unknown_outcome_and_one_that_fails_is_a_failure() {
+        let db = TestDb::new().await;
+        let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
+        let pid: i32 = tx.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+        db.pool.get().await.unwrap().execute("SELECT pg_terminate_backend($1, 5000)", &[&pid]).await.unwrap();
+        let lost = commit_failed(tx.commit().await.unwrap_err());
+        assert!(matches!(lost, WriteError::Unknown(_)), "{lost:?}");
+
+        // A commit the server refuses (a deferred constraint) rolled back for certain.
+        let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
+        tx.batch_execute(
+            "CREATE TEMPORARY TABLE once (v int UNIQUE DEFERRABLE INITIALLY DEFERRED); INSERT INTO once VALUES (1), (1)",
+        )
+        .await
+        .unwrap();
+        let refused = commit_failed(tx.commit().await.unwrap_err());
+        assert!(matches!(&refused, WriteError::Failed(m) if m.contains("duplicate key")), "{refused:?}");
     }
 }
