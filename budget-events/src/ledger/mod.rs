@@ -32,7 +32,7 @@ mod usage;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::db::{WriteTx, PLAN_ONCE};
+use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -350,9 +350,17 @@ pub async fn process_timed(
     // behind it: the server runs them only once it holds the lock, and the batch waits for one round
     // trip instead of three.
     // A batch of the hot commands (usage, reservations) has its statements planned once per connection
-    // (`db::PLAN_ONCE`): planning them for each batch was about 0.9 ms of PostgreSQL's CPU, on the
-    // writer's path, against ~1.7 ms to run them (`pg_stat_statements` with `track_planning`).
-    let planning = if commands.iter().all(Command::reads_by_key) { format!("{PLAN_ONCE}; ") } else { String::new() };
+    // instead of for each batch, as the pool's connections do otherwise (`db::pool`): planning them was
+    // about 0.9 ms of PostgreSQL's CPU per batch, on the writer's path, against ~1.7 ms to run them
+    // (`pg_stat_statements` with `track_planning`, `budget bench`). The generic plans are made with
+    // sequential scans ruled out, so one made while a table was nearly empty still finds rows by index
+    // when it has grown (the risk `db::pool` plans every statement for). `SET LOCAL` ends with the
+    // transaction.
+    let planning = if commands.iter().all(Command::reads_by_key) {
+        "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; "
+    } else {
+        ""
+    };
     let lock = format!("{planning}SELECT {lock}({LEDGER_LOCK})");
     let ((), mut batch) = tokio::try_join!(
         biased;
