@@ -21,10 +21,8 @@ pub use write_tx::WriteTx;
 /// the write path keeps its statements prepared, and after five runs PostgreSQL may switch a prepared
 /// statement to a generic plan chosen when its table was nearly empty. The idempotency lookup
 /// (`key = ANY($1)`) went on scanning the whole table that way: 1.0 ms a batch instead of 0.07, and
-/// `POST /api/usage` 3,054 instead of 3,595 records/s (`budget bench`, same machine and day). Parsing
-/// them is still saved. The writer's batches of usage and reservations plan theirs once per connection
-/// instead, with sequential scans ruled out (`ledger::process_timed`): planning was a sixth of such a
-/// batch's time in PostgreSQL.
+/// `POST /api/usage` 3,054 instead of 3,595 records/s (`budget bench`, same machine and day). Planning
+/// these statements costs less than that risk; parsing them is still saved.
 pub fn pool(config: &DbConfig, size: usize) -> Pool {
     let mut config = config.clone();
     config.options("-c TimeZone=UTC -c plan_cache_mode=force_custom_plan");

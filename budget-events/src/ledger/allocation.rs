@@ -59,9 +59,6 @@ impl Handle for AllocateCommand {
     fn key(&self) -> Option<&IdempotencyKey> {
         self.key.as_ref()
     }
-    fn reads_by_key(&self) -> bool {
-        true
-    }
     fn signer(&self) -> Option<Uuid> {
         self.signer
     }
@@ -139,9 +136,6 @@ impl Handle for AllocateCommand {
 impl Handle for ReleaseCommand {
     fn key(&self) -> Option<&IdempotencyKey> {
         self.key.as_ref()
-    }
-    fn reads_by_key(&self) -> bool {
-        true
     }
 
     fn allocations(&self) -> Vec<Uuid> {

@@ -111,12 +111,6 @@ pub(crate) trait Handle: LedgerCommand {
     fn excludes_other_batches(&self) -> bool {
         false
     }
-    /// Whether every statement it runs finds its rows by key (the batch's loads, locks and writes),
-    /// with no search of the log or of a table whose plan depends on the values searched for: its
-    /// statements may then be planned once per connection (see [`process_timed`]).
-    fn reads_by_key(&self) -> bool {
-        false
-    }
     /// (context, component) pairs whose active allocations it may settle against, locked with the named.
     fn contexts(&self) -> Vec<(&str, &str)> {
         Vec::new()
@@ -349,19 +343,7 @@ pub async fn process_timed(
     // of it (no statement to prepare, so nothing can be sent before it), and the loads are pipelined
     // behind it: the server runs them only once it holds the lock, and the batch waits for one round
     // trip instead of three.
-    // A batch of the hot commands (usage, reservations) has its statements planned once per connection
-    // instead of for each batch, as the pool's connections do otherwise (`db::pool`): planning them was
-    // about 0.9 ms of PostgreSQL's CPU per batch, on the writer's path, against ~1.7 ms to run them
-    // (`pg_stat_statements` with `track_planning`, `budget bench`). The generic plans are made with
-    // sequential scans ruled out, so one made while a table was nearly empty still finds rows by index
-    // when it has grown (the risk `db::pool` plans every statement for). `SET LOCAL` ends with the
-    // transaction.
-    let planning = if commands.iter().all(Command::reads_by_key) {
-        "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; "
-    } else {
-        ""
-    };
-    let lock = format!("{planning}SELECT {lock}({LEDGER_LOCK})");
+    let lock = format!("SELECT {lock}({LEDGER_LOCK})");
     let ((), mut batch) = tokio::try_join!(
         biased;
         async { tx.open_with(&lock).await.map_err(LedgerError::from) },
