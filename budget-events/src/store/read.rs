@@ -10,7 +10,7 @@
 //! another database of the same server (a migration, a batch job) would freeze every projection and the
 //! WebSocket hub until it ended. It is the smallest transaction id running at the statement's snapshot
 //! that is not positively known to belong to another database, or the snapshot's `xmax` if there is none.
-//! Why that is safe, with S the statement's snapshot (the CTE and the scan share it):
+//! Why that is safe, with S the statement's snapshot (the horizon and the scan share it):
 //! - an id below `xmin(S)` has ended, and its rows are visible to S or never will be;
 //! - an id in `[xmin(S), xmax(S))` that S does not list as running had ended when S was taken: visible;
 //! - an id S lists as running is excluded only when `pg_stat_activity` or `pg_prepared_xacts` shows it
@@ -85,7 +85,8 @@ macro_rules! non_appender_mark {
 /// (`schema/0019_log_horizon.sql`), which works it out as described above on the calling statement's
 /// own snapshot (a STABLE function takes none of its own), so the scan of `events` beside it and the
 /// horizon share the snapshot the reasoning needs. `the_horizon_and_the_scan_share_a_snapshot` (in
-/// `budget-events/tests`) checks it against the same query written inline.
+/// `budget-events/tests`) commits a transaction while a reading statement sleeps and checks that the
+/// horizon that statement gets stays below it.
 ///
 /// Other databases' transactions are read from `pg_stat_get_activity` and `pg_prepared_xact` rather
 /// than the `pg_stat_activity` and `pg_prepared_xacts` views: the same rows, but planning the views
