@@ -59,6 +59,9 @@ impl Handle for AllocateCommand {
     fn key(&self) -> Option<&IdempotencyKey> {
         self.key.as_ref()
     }
+    fn reads_by_key(&self) -> bool {
+        true
+    }
     fn signer(&self) -> Option<Uuid> {
         self.signer
     }
@@ -136,6 +139,9 @@ impl Handle for AllocateCommand {
 impl Handle for ReleaseCommand {
     fn key(&self) -> Option<&IdempotencyKey> {
         self.key.as_ref()
+    }
+    fn reads_by_key(&self) -> bool {
+        true
     }
 
     fn allocations(&self) -> Vec<Uuid> {

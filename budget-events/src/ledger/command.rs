@@ -79,6 +79,9 @@ macro_rules! commands {
             pub(crate) fn excludes_other_batches(&self) -> bool {
                 match self { $(Command::$variant(c) => c.excludes_other_batches(),)* }
             }
+            pub(crate) fn reads_by_key(&self) -> bool {
+                match self { $(Command::$variant(c) => c.reads_by_key(),)* }
+            }
             pub(crate) fn contexts(&self) -> Vec<(&str, &str)> {
                 match self { $(Command::$variant(c) => c.contexts(),)* }
             }

@@ -116,6 +116,9 @@ impl Handle for UsageCommand {
     fn key(&self) -> Option<&IdempotencyKey> {
         self.key.as_ref()
     }
+    fn reads_by_key(&self) -> bool {
+        true
+    }
     fn signer(&self) -> Option<Uuid> {
         self.signer
     }
