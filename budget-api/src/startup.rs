@@ -99,7 +99,7 @@ impl Application {
         );
         let status = RunnerStatus::default();
         let (stop_workers, stopped) = watch::channel(false);
-        // The projections and the WebSocket hub read each commit once, through one tail.
+        // The projections read each commit once, through one tail (the hub reads on its own: ws/hub.rs).
         let log = LogTail::new(db::pool(&settings.database, 1));
         let runner = Runner::new(UsageRollups, pool.clone(), status.clone()).sharing(log.clone());
         let alerts = Alerts { spike_multiple: settings.spike_multiple, webhooks: settings.webhooks.clone() };
@@ -130,7 +130,7 @@ impl Application {
         }
 
         let (hub, hub_task) =
-            crate::ws::hub::Hub::start(pool.clone(), log, signal.clone(), settings.ws.queue, stopped.clone()).await?;
+            crate::ws::hub::Hub::start(pool.clone(), signal.clone(), settings.ws.queue, stopped.clone()).await?;
         tasks.spawn("ws_hub", hub_task);
         let state = web::Data::new(AppState {
             pool,
