@@ -14,17 +14,6 @@ pub use deadpool_postgres::{Client, Pool as DbPool};
 pub use tokio_postgres::Config as DbConfig;
 pub use write_tx::WriteTx;
 
-/// A pool of connections to one database. Every connection runs in UTC, so SQL date arithmetic
-/// (`date_trunc`, `now()`) agrees with the Rust side.
-///
-/// Statements are planned with their parameters every time (`plan_cache_mode=force_custom_plan`):
-/// the write path keeps its statements prepared, and after five runs PostgreSQL may switch a prepared
-/// statement to a generic plan chosen when its table was nearly empty. The idempotency lookup
-/// (`key = ANY($1)`) went on scanning the whole table that way: 1.0 ms a batch instead of 0.07, and
-/// `POST /api/usage` 3,054 instead of 3,595 records/s (`budget bench`, same machine and day). Parsing
-/// them is still saved. The writer's batches of usage and reservations plan theirs once per connection
-/// instead, with sequential scans ruled out (`ledger::process_timed`): planning them cost PostgreSQL half as
-/// much as running them.
 /// Sent at the start of a transaction whose every statement finds its rows by key (the writer's
 /// batches of usage and reservations): its statements are then planned once per connection instead of
 /// on every run ([`pool`]). Sequential scans are ruled out so that a plan made while a table was nearly
@@ -35,6 +24,16 @@ pub use write_tx::WriteTx;
 /// worse than planning it every time.
 pub const PLAN_ONCE: &str = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off";
 
+/// A pool of connections to one database. Every connection runs in UTC, so SQL date arithmetic
+/// (`date_trunc`, `now()`) agrees with the Rust side.
+///
+/// Statements are planned with their parameters every time (`plan_cache_mode=force_custom_plan`):
+/// the write path keeps its statements prepared, and after five runs PostgreSQL may switch a prepared
+/// statement to a generic plan chosen when its table was nearly empty. The idempotency lookup
+/// (`key = ANY($1)`) went on scanning the whole table that way: 1.0 ms a batch instead of 0.07, and
+/// `POST /api/usage` 3,054 instead of 3,595 records/s (`budget bench`, same machine and day). Parsing
+/// them is still saved. The writer's batches of usage and reservations plan theirs once per connection
+/// instead ([`PLAN_ONCE`]): planning them cost PostgreSQL half as much as running them.
 pub fn pool(config: &DbConfig, size: usize) -> Pool {
     let mut config = config.clone();
     config.options("-c TimeZone=UTC -c plan_cache_mode=force_custom_plan");
