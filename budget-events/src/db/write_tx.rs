@@ -21,12 +21,15 @@ pub struct WriteTx {
     client: Option<Client>,
     /// Whether `BEGIN` has been sent.
     begun: AtomicBool,
+    /// Whether a `COMMIT` was sent by [`WriteTx::commit_continuing`]: the next [`WriteTx::open_with`]
+    /// begins a new transaction behind it.
+    continuing: AtomicBool,
 }
 
 impl WriteTx {
     /// A transaction on `client` that is begun by its first [`WriteTx::open_with`].
     pub fn new(client: Client) -> WriteTx {
-        WriteTx { client: Some(client), begun: AtomicBool::new(false) }
+        WriteTx { client: Some(client), begun: AtomicBool::new(false), continuing: AtomicBool::new(false) }
     }
 
     /// A transaction on `client`, begun now (tests, and callers without a first statement to send).
@@ -40,6 +43,9 @@ impl WriteTx {
     /// in front of it unless the transaction is already begun. Statements sent after this call (even
     /// before it is answered) run inside the transaction.
     pub async fn open_with(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        if self.continuing.swap(false, Ordering::SeqCst) {
+            return self.batch_execute(&format!("BEGIN; {sql}")).await;
+        }
         if self.begun.swap(true, Ordering::SeqCst) {
             if sql.is_empty() {
                 return Ok(());
@@ -52,6 +58,20 @@ impl WriteTx {
     /// The connection, for the readers that take any client.
     pub fn client(&self) -> &tokio_postgres::Client {
         self
+    }
+
+    /// Sends `COMMIT` and keeps the connection for the next transaction, which the next
+    /// [`WriteTx::open_with`] begins behind it: the writer sends a batch's `COMMIT` and the next batch's
+    /// `BEGIN`, ledger lock and loads in one round trip. PostgreSQL runs them in order, so the next
+    /// batch is decided on everything this one committed; if the `COMMIT` fails, the next transaction
+    /// still begins on its own. The future must be polled (which sends the `COMMIT`) before anything of
+    /// the next transaction is sent. Until that transaction ends, dropping the `WriteTx` closes the
+    /// connection, as for any transaction that may be open.
+    pub fn commit_continuing(&self) -> impl std::future::Future<Output = Result<(), tokio_postgres::Error>> + '_ {
+        assert!(self.begun.load(Ordering::SeqCst), "a transaction is ended only after it was begun");
+        let sent = self.client().batch_execute("COMMIT");
+        self.continuing.store(true, Ordering::SeqCst);
+        sent
     }
 
     pub async fn commit(mut self) -> Result<(), tokio_postgres::Error> {

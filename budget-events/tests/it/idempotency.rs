@@ -204,3 +204,30 @@ async fn a_large_outcome_is_stored_with_lz4_and_replays_whole() {
     assert_eq!(first.items, again.items);
     assert_eq!(count_events(&**client).await, 1000);
 }
+
+#[tokio::test]
+async fn commands_decided_behind_each_others_commits_see_them() {
+    // Many callers at once: the writer decides each batch behind the previous one's COMMIT. A retry
+    // lands in a later batch than its first request, and must find that request's outcome.
+    let db = TestDb::new().await;
+    let (writer, _task) = Writer::spawn(db.pool.clone(), LogSignal::default());
+    let input = usage_input("codex", 10);
+    let mut callers = Vec::new();
+    for i in 0..200 {
+        let writer = writer.clone();
+        let input = input.clone();
+        callers.push(tokio::spawn(async move {
+            let key = format!("key-{i}");
+            let first = writer.submit(command(&input, Some(&key))).await.unwrap();
+            let retry = writer.submit(command(&input, Some(&key))).await.unwrap();
+            (first.items[0].clone(), retry.items[0].clone())
+        }));
+    }
+    for caller in callers {
+        let (first, retry) = caller.await.unwrap();
+        assert_eq!(first.status, ItemStatus::Recorded);
+        assert_eq!(retry.status, ItemStatus::Duplicate);
+        assert_eq!(retry.record_id, first.record_id);
+    }
+    assert_eq!(count_events(&**db.pool.get().await.unwrap()).await, 200);
+}

@@ -115,3 +115,27 @@ async fn a_write_transaction_dropped_before_it_ended_closes_its_connection() {
     assert_ne!(other, pid, "the pool handed out the dropped transaction's connection again");
     assert_eq!(count_events(&**client).await, 0, "the dropped transaction's append is visible");
 }
+
+#[tokio::test]
+async fn a_transaction_begun_behind_a_commit_sees_it_and_ends_on_its_own() {
+    let db = TestDb::new().await;
+    let other = db.pool.get().await.unwrap();
+    other.batch_execute("CREATE TABLE probe (x int)").await.unwrap();
+    let count = || async { other.query_one("SELECT count(*) FROM probe", &[]).await.unwrap().get::<_, i64>(0) };
+
+    let tx = WriteTx::new(db.pool.get().await.unwrap());
+    tx.open_with("INSERT INTO probe VALUES (1)").await.unwrap();
+    let first: String = tx.query_one("SELECT pg_current_xact_id()::text", &[]).await.unwrap().get(0);
+    // The COMMIT and the next transaction's first statements go out together, in that order.
+    let (committed, seen) = tokio::join!(biased; tx.commit_continuing(), async {
+        tx.open_with("INSERT INTO probe VALUES (2)").await.unwrap();
+        let row = tx.query_one("SELECT count(*), pg_current_xact_id()::text FROM probe", &[]).await.unwrap();
+        (row.get::<_, i64>(0), row.get::<_, String>(1))
+    });
+    committed.unwrap();
+    assert_eq!(seen.0, 2, "the next transaction sees what the first committed, and its own row");
+    assert_ne!(seen.1, first, "a new transaction");
+    assert_eq!(count().await, 1, "the first committed; the second is still open");
+    tx.rollback().await.unwrap();
+    assert_eq!(count().await, 1, "the second rolled back alone");
+}
