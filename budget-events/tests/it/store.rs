@@ -139,3 +139,63 @@ async fn a_transaction_begun_behind_a_commit_sees_it_and_ends_on_its_own() {
     tx.rollback().await.unwrap();
     assert_eq!(count().await, 1, "the second rolled back alone");
 }
+
+/// A big batch is inserted in several pipelined statements (`append::insert_events`): the log must
+/// still hold it in the batch's order, each event with its own metadata.
+#[tokio::test]
+async fn a_batch_inserted_in_several_statements_keeps_its_order_and_its_metadata() {
+    let db = TestDb::new().await;
+    let client = db.pool.get().await.unwrap();
+    // Two streams of 300 events (three statements' worth), the metadata changing mid-run.
+    let streams: Vec<StreamAppend> = ["first", "second"]
+        .into_iter()
+        .map(|id| StreamAppend {
+            stream_id: id.into(),
+            expected: ExpectedVersion::NoStream,
+            events: (0..300)
+                .map(|i| {
+                    let mut event = usage_event("codex");
+                    event.metadata.actor = Some(if i < 200 { "alice" } else { "bob" }.into());
+                    event.metadata.request_id = (i % 7 == 0).then(|| format!("request-{i}"));
+                    event
+                })
+                .collect(),
+        })
+        .collect();
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
+    let appended = append(&tx, &streams).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let expected_ids: Vec<_> = streams.iter().flat_map(|s| s.events.iter().map(|e| e.event_id)).collect();
+    assert_eq!(appended.iter().map(|a| a.event_id).collect::<Vec<_>>(), expected_ids, "positions follow the batch");
+    for s in &streams {
+        let logged = read_stream(&**client, &s.stream_id).await.unwrap();
+        assert_eq!(logged.iter().map(|e| e.stream_version).collect::<Vec<_>>(), (1..=300).collect::<Vec<i64>>());
+        assert!(logged.windows(2).all(|w| w[0].position < w[1].position));
+        for (logged, sent) in logged.iter().zip(&s.events) {
+            assert_eq!(logged.event_id, sent.event_id);
+            assert_eq!(logged.metadata, sent.metadata);
+        }
+    }
+}
+
+/// A stream version taken in a middle one of a batch's statements fails the whole append as a race
+/// (not as the "transaction is aborted" of the statements after it), and the statements before it are
+/// rolled back with it.
+#[tokio::test]
+async fn a_version_taken_in_a_middle_statement_fails_the_whole_append_as_a_race() {
+    let db = TestDb::new().await;
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
+    append(&tx, &[StreamAppend { stream_id: "taken".into(), ..stream(ExpectedVersion::NoStream, 1) }]).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let fresh: Vec<_> = (0..600).map(|_| usage_event("codex")).collect();
+    let clash = usage_event("codex");
+    let mut rows: Vec<(&str, i64, &_)> = fresh.iter().enumerate().map(|(i, e)| ("fresh", i as i64 + 1, e)).collect();
+    rows.insert(300, ("taken", 1, &clash));
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
+    let err = budget_events::store::insert_events(&tx, &rows).await.unwrap_err();
+    assert!(matches!(err, AppendError::ConcurrentAppend(_)), "{err:?}");
+    drop(tx);
+    assert_eq!(count_events(&**db.pool.get().await.unwrap()).await, 1);
+}
