@@ -516,7 +516,9 @@ pub struct RecordedEvent {
     pub stream_version: i64,
     pub event_id: Uuid,
     pub event: Event,
-    pub metadata: EventMetadata,
+    /// Who wrote it; `None` from the reads that fold the log (the projections, the replay, the
+    /// WebSocket hub), which never look at it and leave it out ([`crate::store::read`]).
+    pub metadata: Option<EventMetadata>,
     pub recorded_at: DateTime<Utc>,
 }
 

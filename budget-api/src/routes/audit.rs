@@ -85,6 +85,8 @@ impl From<&RecordedEvent> for EventView {
             Event::UsageRepriced(c) => (Some(0), Some(c.delta), Some(c.price_version)),
             _ => (None, None, None),
         };
+        // The audit reads the log with its metadata; only the reads that fold it leave it out.
+        let metadata = e.metadata.clone().unwrap_or_default();
         EventView {
             position: e.position,
             recorded_at: e.recorded_at,
@@ -92,11 +94,11 @@ impl From<&RecordedEvent> for EventView {
             stream_id: e.stream_id.clone(),
             stream_version: e.stream_version,
             event_id: e.event_id,
-            actor: e.metadata.actor.clone(),
-            key_id: e.metadata.key_id,
-            on_behalf_of: e.metadata.on_behalf_of.clone(),
-            request_id: e.metadata.request_id.clone(),
-            idempotency_key: e.metadata.idempotency_key.clone(),
+            actor: metadata.actor.clone(),
+            key_id: metadata.key_id,
+            on_behalf_of: metadata.on_behalf_of.clone(),
+            request_id: metadata.request_id.clone(),
+            idempotency_key: metadata.idempotency_key.clone(),
             tokens,
             cost,
             price_version,

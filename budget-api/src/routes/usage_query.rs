@@ -372,7 +372,7 @@ pub async fn records(state: web::Data<AppState>, query: web::Query<RecordsQuery>
                 cost_source: u.cost_source,
                 timestamp: u.occurred_at,
                 recorded_at: e.recorded_at,
-                idempotency_key: e.metadata.idempotency_key,
+                idempotency_key: e.metadata.and_then(|m| m.idempotency_key),
                 user_id: u.user_id.map(Into::into),
                 operation_id: u.operation_id.map(Into::into),
                 metadata: u.metadata,

@@ -114,6 +114,13 @@ pub(crate) const COLUMNS: &str =
     "position, tx_id::text AS tx_text, stream_id, stream_version, event_id, event_type, schema_version, \
                        payload::text AS payload_text, metadata::text AS metadata_text, recorded_at";
 
+/// [`COLUMNS`] without the metadata, for the reads that fold the log: no projection and no WebSocket
+/// message looks at who wrote an event, and sending and decoding it was about a fifth of each event's
+/// text (a replay is bound by decoding, `budget bench`).
+const FOLD_COLUMNS: &str =
+    "position, tx_id::text AS tx_text, stream_id, stream_version, event_id, event_type, schema_version, \
+                       payload::text AS payload_text, NULL::text AS metadata_text, recorded_at";
+
 /// Up to `limit` events after `cursor` whose transactions can no longer change, oldest first.
 pub async fn read_after(
     client: &impl GenericClient,
@@ -123,8 +130,8 @@ pub async fn read_after(
     read_from(client, cursor, limit, true).await
 }
 
-/// [`read_after`] as a statement prepared once per connection (deadpool's statement cache). The
-/// projections and the WebSocket hub read after every commit; unprepared, each read was parsed and
+/// [`read_after`] without the events' metadata ([`FOLD_COLUMNS`]), as a statement prepared once per
+/// connection (deadpool's statement cache). The projections and the WebSocket hub read after every commit; unprepared, each read was parsed and
 /// planned again: about 0.45 ms of PostgreSQL's CPU, the biggest item after COMMIT in the statement log
 /// of a `budget bench --gateway` run.
 pub async fn read_after_cached(
@@ -132,14 +139,14 @@ pub async fn read_after_cached(
     cursor: Cursor,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, ReadError> {
-    let statement = client.prepare_cached(&read_sql()).await?;
+    let statement = client.prepare_cached(&read_sql(FOLD_COLUMNS)).await?;
     let rows = client.query(&statement, &[&cursor.tx_id.to_string(), &cursor.position, &limit, &true]).await?;
     checked(cursor, rows)
 }
 
-fn read_sql() -> String {
+fn read_sql(columns: &str) -> String {
     format!(
-        "SELECT {COLUMNS} FROM events
+        "SELECT {columns} FROM events
          WHERE (tx_id, position) > ($1::text::xid8, $2)
            AND (NOT $4 OR tx_id < {HORIZON})
          ORDER BY tx_id, position
@@ -153,17 +160,18 @@ async fn read_from(
     limit: i64,
     settled_only: bool,
 ) -> Result<Vec<RecordedEvent>, ReadError> {
-    read_raw(client, cursor, limit, settled_only).await?.decode()
+    read_raw(client, COLUMNS, cursor, limit, settled_only).await?.decode()
 }
 
 async fn read_raw(
     client: &impl GenericClient,
+    columns: &str,
     cursor: Cursor,
     limit: i64,
     settled_only: bool,
 ) -> Result<RawPage, ReadError> {
     let tx_text = cursor.tx_id.to_string();
-    let rows = client.query(&read_sql(), &[&tx_text, &cursor.position, &limit, &settled_only]).await?;
+    let rows = client.query(&read_sql(columns), &[&tx_text, &cursor.position, &limit, &settled_only]).await?;
     Ok(RawPage { after: cursor, rows })
 }
 
@@ -205,9 +213,9 @@ fn raw_cursor(row: &tokio_postgres::Row) -> Cursor {
     Cursor { tx_id: tx_text.parse().expect("xid8 is an unsigned 64-bit integer"), position: row.get("position") }
 }
 
-/// [`read_after`], undecoded.
+/// [`read_after`] without the events' metadata ([`FOLD_COLUMNS`]), undecoded: the replay's reader.
 pub async fn read_raw_after(client: &impl GenericClient, cursor: Cursor, limit: i64) -> Result<RawPage, ReadError> {
-    read_raw(client, cursor, limit, true).await
+    read_raw(client, FOLD_COLUMNS, cursor, limit, true).await
 }
 
 /// Decodes the rows of a read after `cursor`, asserting they come in reading order.
@@ -397,13 +405,12 @@ pub(crate) fn decode_row(row: &tokio_postgres::Row) -> Result<RecordedEvent, Rea
     let event_type: String = row.get("event_type");
     let schema_version: i32 = row.get("schema_version");
     let payload: &str = row.get("payload_text");
-    let metadata: &str = row.get("metadata_text");
+    let metadata: Option<&str> = row.get("metadata_text");
     let event = Event::decode_text(position, &event_type, schema_version, payload)?;
-    let metadata: EventMetadata = serde_json::from_str(metadata).map_err(|source| DecodeError::BadPayload {
-        position,
-        event_type: format!("{event_type} metadata"),
-        source,
-    })?;
+    let metadata: Option<EventMetadata> = metadata
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|source| DecodeError::BadPayload { position, event_type: format!("{event_type} metadata"), source })?;
     Ok(RecordedEvent {
         position,
         tx_id: tx_text.parse().expect("xid8 is an unsigned 64-bit integer"),

@@ -161,3 +161,28 @@ async fn the_horizon_and_the_scan_share_a_snapshot() {
     let after: String = reader.query_one("SELECT log_horizon()::text", &[]).await.unwrap().get(0);
     assert!(after.parse::<u64>().unwrap() > running);
 }
+
+/// The reads that fold the log (the projections' tail, the hub, the replay) leave the metadata out;
+/// the audit's read carries it. Both read the same events in the same order.
+#[tokio::test]
+async fn the_reads_that_fold_the_log_leave_its_metadata_out_and_the_audit_read_keeps_it() {
+    let db = TestDb::new().await;
+    let client = db.pool.get().await.unwrap();
+    let mut event = usage_event("c");
+    event.metadata.actor = Some("alice".into());
+    let tx = WriteTx::begin(db.pool.get().await.unwrap()).await.unwrap();
+    append(&tx, &[StreamAppend { stream_id: "s".into(), expected: ExpectedVersion::NoStream, events: vec![event] }])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let full = read_after(&**client, Cursor::START, 10).await.unwrap();
+    assert_eq!(full[0].metadata.as_ref().and_then(|m| m.actor.as_deref()), Some("alice"));
+    let folded = budget_events::store::read_after_cached(&client, Cursor::START, 10).await.unwrap();
+    let raw = budget_events::store::read::read_raw_after(&**client, Cursor::START, 10).await.unwrap();
+    for events in [folded, raw.decode().unwrap()] {
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event_id, full[0].event_id);
+        assert!(events[0].metadata.is_none(), "{:?}", events[0].metadata);
+    }
+}

@@ -174,7 +174,7 @@ async fn a_batch_inserted_in_several_statements_keeps_its_order_and_its_metadata
         assert!(logged.windows(2).all(|w| w[0].position < w[1].position));
         for (logged, sent) in logged.iter().zip(&s.events) {
             assert_eq!(logged.event_id, sent.event_id);
-            assert_eq!(logged.metadata, sent.metadata);
+            assert_eq!(logged.metadata.as_ref(), Some(&sent.metadata));
         }
     }
 }
