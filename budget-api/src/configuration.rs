@@ -94,7 +94,8 @@ pub const VARIABLES: &[&str] = &[
 ];
 
 /// The background tasks `BUDGET_FAULT` may name.
-pub const TASKS: &[&str] = &["usage_rollups", "alerts", "sweeper", "webhooks", "price_sources", "ws_hub"];
+pub const TASKS: &[&str] =
+    &["usage_rollups", "alerts", "sweeper", "webhooks", "price_sources", "ws_hub", "log_notifier"];
 
 /// A variable whose value cannot be used, with what to set instead.
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use budget_events::db::{self, migrate};
+use budget_events::store::notify;
 use budget_events::store::LogTail;
 use budget_events::writer::{LogSignal, Writer};
 use budget_projections::alerts::Alerts;
@@ -109,6 +110,9 @@ impl Application {
         tasks.spawn("usage_rollups", runner.run(signal.clone(), stopped.clone()));
         tasks.spawn("alerts", alert_runner.run(signal.clone(), stopped.clone()));
         tasks.spawn("sweeper", sweep(writer.clone(), settings.sweep_interval, stopped.clone()));
+        // Other server processes on this database hear of this one's commits, and it of theirs, at once
+        // instead of at their next poll.
+        tasks.spawn("log_notifier", notify::run(settings.database.clone(), signal.clone(), stopped.clone()));
         if !settings.webhooks.is_empty() {
             let delivery = budget_projections::webhooks::run(pool.clone(), settings.webhook_delivery, stopped.clone());
             tasks.spawn("webhooks", delivery);

@@ -71,23 +71,56 @@ pub struct Writer {
     sender: mpsc::Sender<Job>,
 }
 
-/// Tells in-process readers (the projection runners) that the log has grown, so they need not poll.
+/// Tells this process's readers of the log (the projection runners, the WebSocket hub) that it has
+/// grown, so they need not poll: woken by this process's writer after each commit, and by
+/// [`crate::store::notify::listen`] for the commits other processes announce. This process's own
+/// commits also drive [`crate::store::notify::announce`], which tells the other processes.
 #[derive(Clone)]
-pub struct LogSignal(Arc<watch::Sender<u64>>);
+pub struct LogSignal(Arc<Signals>);
+
+struct Signals {
+    grew: watch::Sender<u64>,
+    committed_here: watch::Sender<u64>,
+    /// Names this process in its announcements, so that its listener leaves them out.
+    origin: String,
+}
 
 impl Default for LogSignal {
     fn default() -> Self {
-        LogSignal(Arc::new(watch::channel(0).0))
+        LogSignal(Arc::new(Signals {
+            grew: watch::channel(0).0,
+            committed_here: watch::channel(0).0,
+            origin: uuid::Uuid::new_v4().to_string(),
+        }))
     }
 }
 
 impl LogSignal {
+    /// This process committed to the log: wakes its readers and its announcer.
     pub fn notify(&self) {
-        self.0.send_modify(|n| *n = n.wrapping_add(1));
+        self.0.grew.send_modify(|n| *n = n.wrapping_add(1));
+        self.0.committed_here.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// The log grew through another process: wakes this process's readers only (announcing it again
+    /// would bounce it between processes for ever).
+    pub fn wake(&self) {
+        self.0.grew.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever the log may have grown.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.0.subscribe()
+        self.0.grew.subscribe()
+    }
+
+    /// Changes whenever this process committed.
+    pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
+        self.0.committed_here.subscribe()
+    }
+
+    /// This process, as its announcements name it.
+    pub fn origin(&self) -> &str {
+        &self.0.origin
     }
 }
 

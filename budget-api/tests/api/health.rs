@@ -21,6 +21,7 @@ async fn health_reports_the_database_and_each_projection() {
         tasks,
         [
             ("alerts", "running"),
+            ("log_notifier", "running"),
             ("sweeper", "running"),
             ("usage_rollups", "running"),
             ("writer", "running"),

@@ -5,6 +5,7 @@ pub mod allocations;
 pub mod append;
 pub mod idempotency;
 pub mod keys;
+pub mod notify;
 pub mod opening;
 pub mod policies;
 pub mod prices;

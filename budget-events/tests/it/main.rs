@@ -5,6 +5,7 @@ mod cluster;
 mod helpers;
 mod idempotency;
 mod migrations;
+mod notify;
 mod reader;
 mod store;
 mod tail;
