@@ -38,14 +38,15 @@ const RETRY: Duration = Duration::from_secs(1);
 /// until `stop` turns true. Reconnects after a lost connection.
 pub async fn run(config: DbConfig, signal: LogSignal, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
+        // A `stop` whose sender is gone is a stop too (else `changed` would return at once, for ever).
         let ended = tokio::select! {
             ended = run_once(&config, &signal) => ended,
-            _ = stop.changed() => continue,
+            changed = stop.changed() => if changed.is_err() { return } else { continue },
         };
         tracing::warn!(error = %ended, "lost the connection that tells other server processes about commits; reconnecting (they poll meanwhile)");
         tokio::select! {
             _ = tokio::time::sleep(RETRY) => {}
-            _ = stop.changed() => {}
+            changed = stop.changed() => if changed.is_err() { return },
         }
     }
 }
