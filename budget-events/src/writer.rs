@@ -73,8 +73,8 @@ pub struct Writer {
 
 /// Tells this process's readers of the log (the projection runners, the WebSocket hub) that it has
 /// grown, so they need not poll: woken by this process's writer after each commit, and by
-/// [`crate::store::notify::listen`] for the commits other processes announce. This process's own
-/// commits also drive [`crate::store::notify::announce`], which tells the other processes.
+/// [`crate::store::notify::run`] for the commits other processes announce. This process's own commits
+/// also drive that task's `NOTIFY`, which tells the other processes.
 #[derive(Clone)]
 pub struct LogSignal(Arc<Signals>);
 
