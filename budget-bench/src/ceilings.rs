@@ -1,7 +1,8 @@
 //! What PostgreSQL does alone on the same server, measured in the same run: the ceilings the
 //! service's figures are divided by. Both write rows shaped like the event log's (`LIKE events`, its
 //! indexes included, with a payload of a usage record's size as the column's type), with the server's own durability
-//! settings.
+//! settings. Each is measured in turns with the phase it is the ceiling of (`TURNS` in lib.rs): the
+//! turns add their rows to one table, as one run would.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,10 +22,38 @@ async fn prepare(pool: &Pool, table: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `clients` connections each inserting one row per transaction until `rows` are in: rows per second
-/// and each insert's latency.
-pub async fn one_row_inserts(pool: &Pool, clients: usize, rows: usize) -> anyhow::Result<(f64, Latencies)> {
-    prepare(pool, "bench_ceiling_rows").await?;
+/// Rows a ceiling wrote, how long that took, and each statement's latency (none for the bulk insert).
+/// Turns of one ceiling add up ([`Ceiling::add`]).
+#[derive(Debug, Default)]
+pub struct Ceiling {
+    pub rows: usize,
+    pub seconds: f64,
+    pub latencies: Latencies,
+}
+
+impl Ceiling {
+    pub fn add(&mut self, turn: Ceiling) {
+        self.rows += turn.rows;
+        self.seconds += turn.seconds;
+        self.latencies.extend(turn.latencies);
+    }
+
+    pub fn per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.rows as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// `clients` connections each inserting one row per transaction until `rows` are in; into a fresh table
+/// when `fresh`, else after the rows of the turns before, so that turns meet the indexes the one run
+/// they replace would have met.
+pub async fn one_row_inserts(pool: &Pool, clients: usize, rows: usize, fresh: bool) -> anyhow::Result<Ceiling> {
+    if fresh {
+        prepare(pool, "bench_ceiling_rows").await?;
+    }
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -48,27 +77,30 @@ pub async fn one_row_inserts(pool: &Pool, clients: usize, rows: usize) -> anyhow
             anyhow::Ok(latencies)
         }));
     }
-    let mut all = Latencies::default();
+    let mut latencies = Latencies::default();
     for t in tasks {
-        all.extend(t.await??);
+        latencies.extend(t.await??);
     }
-    Ok((rows as f64 / start.elapsed().as_secs_f64(), all))
+    Ok(Ceiling { rows, seconds: start.elapsed().as_secs_f64(), latencies })
 }
 
-/// One `INSERT … SELECT` of `rows` event-shaped rows in one transaction: rows per second.
-pub async fn insert_select(pool: &Pool, rows: i64) -> anyhow::Result<f64> {
-    prepare(pool, "bench_ceiling_bulk").await?;
+/// One `INSERT … SELECT` of `rows` event-shaped rows in one transaction, after the `earlier` rows of
+/// the turns before (none: into a fresh table).
+pub async fn insert_select(pool: &Pool, rows: usize, earlier: usize) -> anyhow::Result<Ceiling> {
+    if earlier == 0 {
+        prepare(pool, "bench_ceiling_bulk").await?;
+    }
     let client = pool.get().await?;
     let start = Instant::now();
     client
         .execute(
             "INSERT INTO bench_ceiling_bulk (stream_id, stream_version, event_id, event_type, schema_version, payload)
              SELECT 'usage-' || g, 1, gen_random_uuid(), 'UsageRecorded', 1, $2::text::json
-             FROM generate_series(1, $1::bigint) g",
-            &[&rows, &PAYLOAD],
+             FROM generate_series($3::bigint + 1, $3::bigint + $1::bigint) g",
+            &[&(rows as i64), &PAYLOAD, &(earlier as i64)],
         )
         .await?;
-    Ok(rows as f64 / start.elapsed().as_secs_f64())
+    Ok(Ceiling { rows, seconds: start.elapsed().as_secs_f64(), latencies: Latencies::default() })
 }
 
 /// Drops the ceilings' tables.

@@ -31,6 +31,24 @@ impl CpuSample {
         Some(CpuSample { busy, idle, service, own })
     }
 
+    /// What was spent between `before` and `self`, to be added up over the turns of a phase (then
+    /// [`CpuSample::since`] the default sample).
+    pub fn spent_since(&self, before: &CpuSample) -> CpuSample {
+        CpuSample {
+            busy: self.busy.saturating_sub(before.busy),
+            idle: self.idle.saturating_sub(before.idle),
+            service: self.service.saturating_sub(before.service),
+            own: self.own.saturating_sub(before.own),
+        }
+    }
+
+    pub fn add(&mut self, spent: CpuSample) {
+        self.busy += spent.busy;
+        self.idle += spent.idle;
+        self.service += spent.service;
+        self.own += spent.own;
+    }
+
     /// One line on the CPU the machine spent per `unit` (record, request) between `before` and `self`,
     /// `count` of them.
     pub fn since(&self, before: &CpuSample, phase: &str, count: usize, unit: &str) -> String {

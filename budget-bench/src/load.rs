@@ -25,12 +25,26 @@ pub fn call(component: &str) -> Value {
 #[derive(Debug, Default)]
 pub struct Written {
     pub per_second: f64,
+    /// How long the phase took (the sum of its turns, for a phase measured in turns).
+    pub seconds: f64,
     pub latencies: Latencies,
     /// Record ids the service acknowledged.
     pub acknowledged: Vec<Uuid>,
     /// Retries sent with a key already used, and how many came back as the first answer.
     pub retries: usize,
     pub retries_replayed: usize,
+}
+
+impl Written {
+    /// Adds a later turn of the same phase: its rate is then that of both turns together.
+    pub fn add(&mut self, turn: Written) {
+        self.seconds += turn.seconds;
+        self.latencies.extend(turn.latencies);
+        self.acknowledged.extend(turn.acknowledged);
+        self.retries += turn.retries;
+        self.retries_replayed += turn.retries_replayed;
+        self.per_second = if self.seconds > 0.0 { self.acknowledged.len() as f64 / self.seconds } else { 0.0 };
+    }
 }
 
 /// Closed-loop load: `clients` tasks, each on a connection of its own to `url`, take the next of `n`
@@ -118,7 +132,7 @@ pub async fn usage_single(url: &str, key: &str, clients: usize, records: usize) 
         }
     })
     .await?;
-    let mut w = Written { per_second: records as f64 / seconds, ..Written::default() };
+    let mut w = Written { per_second: records as f64 / seconds, seconds, ..Written::default() };
     for (took, id, replayed) in results {
         w.latencies.push(took);
         w.acknowledged.push(id);
@@ -160,6 +174,7 @@ pub async fn usage_batch(
         w.acknowledged.extend(ids);
     }
     w.per_second = w.acknowledged.len() as f64 / seconds;
+    w.seconds = seconds;
     Ok(w)
 }
 
