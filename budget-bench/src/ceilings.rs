@@ -47,11 +47,11 @@ impl Ceiling {
     }
 }
 
-/// `clients` connections each inserting one row per transaction until `rows` are in; into a fresh table
-/// when `fresh`, else after the rows of the turns before, so that turns meet the indexes the one run
-/// they replace would have met.
-pub async fn one_row_inserts(pool: &Pool, clients: usize, rows: usize, fresh: bool) -> anyhow::Result<Ceiling> {
-    if fresh {
+/// `clients` connections each inserting one row per transaction until `rows` are in, after the
+/// `earlier` rows of the turns before (none: into a fresh table), so that turns meet the indexes the
+/// one run they replace would have met.
+pub async fn one_row_inserts(pool: &Pool, clients: usize, rows: usize, earlier: usize) -> anyhow::Result<Ceiling> {
+    if earlier == 0 {
         prepare(pool, "bench_ceiling_rows").await?;
     }
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));

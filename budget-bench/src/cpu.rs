@@ -42,11 +42,13 @@ impl CpuSample {
         }
     }
 
-    pub fn add(&mut self, spent: CpuSample) {
-        self.busy += spent.busy;
-        self.idle += spent.idle;
-        self.service += spent.service;
-        self.own += spent.own;
+    pub fn plus(self, spent: CpuSample) -> CpuSample {
+        CpuSample {
+            busy: self.busy + spent.busy,
+            idle: self.idle + spent.idle,
+            service: self.service + spent.service,
+            own: self.own + spent.own,
+        }
     }
 
     /// One line on the CPU the machine spent per `unit` (record, request) between `before` and `self`,
@@ -113,6 +115,19 @@ mod tests {
         assert!(
             line.starts_with("p: 30000 µs of CPU per record in all (service 10000, load generator 5000, PostgreSQL and the rest of the machine 15000); the cores were idle 25 %"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn turns_add_up_to_what_one_span_would_say() {
+        let at = |busy, idle, service, own| CpuSample { busy, idle, service, own };
+        // Two turns with a pause between them that must not count.
+        let turns = CpuSample::default()
+            .plus(at(1100, 550, 240, 120).spent_since(&at(1000, 500, 200, 100)))
+            .plus(at(1500, 900, 300, 160).spent_since(&at(1300, 850, 240, 130)));
+        assert_eq!(
+            turns.since(&CpuSample::default(), "p", 100, "record"),
+            at(300, 100, 100, 50).since(&CpuSample::default(), "p", 100, "record")
         );
     }
 

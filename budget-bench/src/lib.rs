@@ -231,14 +231,15 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let mut breakdown = Vec::new();
     let scrape = || scrape::Scrape::take(&http, &primary.url, &admin);
     let cpu = || cpu::CpuSample::take(primary.pid());
-    // The CPU line of a phase, where `/proc` could be read before and after it.
-    let cpu_line = |spent: &cpu::CpuSample, phase: &str, count: usize, unit: &str| {
-        cpu().map(|_| spent.since(&cpu::CpuSample::default(), phase, count, unit))
+    // What a phase's turns spent, where `/proc` could be read before and after each of them; and the
+    // CPU line that says so.
+    let spent_in = |spent: &mut Option<cpu::CpuSample>,
+                    before: Option<cpu::CpuSample>,
+                    after: Option<cpu::CpuSample>| {
+        *spent = spent.zip(before.zip(after)).map(|(spent, (before, after))| spent.plus(after.spent_since(&before)));
     };
-    let spent_in = |spent: &mut cpu::CpuSample, before: Option<cpu::CpuSample>, after: Option<cpu::CpuSample>| {
-        if let Some((before, after)) = before.zip(after) {
-            spent.add(after.spent_since(&before));
-        }
+    let cpu_line = |spent: Option<cpu::CpuSample>, phase: &str, count: usize, unit: &str| {
+        spent.map(|spent| spent.since(&cpu::CpuSample::default(), phase, count, unit))
     };
     // Each write phase runs in turns with its PostgreSQL ceiling (see `TURNS`).
     say(&format!(
@@ -247,17 +248,17 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     ));
     let mut one_row_ceiling = ceilings::Ceiling::default();
     let mut single = load::Written::default();
-    let mut spent = cpu::CpuSample::default();
+    let mut spent = Some(cpu::CpuSample::default());
     let before = scrape().await?;
     for turn in 0..TURNS {
         settle(&pool).await?;
         let rows = share(s.ceiling_rows, turn);
-        one_row_ceiling.add(ceilings::one_row_inserts(&pool, s.ceiling_clients, rows, turn == 0).await?);
+        one_row_ceiling.add(ceilings::one_row_inserts(&pool, s.ceiling_clients, rows, one_row_ceiling.rows).await?);
         let cpu_before = cpu();
         single.add(load::usage_single(&primary.url, &key, s.clients, share(s.single_records, turn)).await?);
         spent_in(&mut spent, cpu_before, cpu());
     }
-    breakdown.extend(cpu_line(&spent, "POST /api/usage", single.acknowledged.len(), "record"));
+    breakdown.extend(cpu_line(spent, "POST /api/usage", single.acknowledged.len(), "record"));
     breakdown.push(scrape().await?.since(&before, "POST /api/usage"));
     let one_row = Figure::new(
         "ceiling_one_row_insert",
@@ -281,7 +282,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let batch_clients = 4.min(s.clients);
     let mut bulk_ceiling = ceilings::Ceiling::default();
     let mut batch = load::Written::default();
-    let mut spent = cpu::CpuSample::default();
+    let mut spent = Some(cpu::CpuSample::default());
     let before = scrape().await?;
     for turn in 0..TURNS {
         settle(&pool).await?;
@@ -292,7 +293,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
         spent_in(&mut spent, cpu_before, cpu());
     }
     ceilings::clean(&pool).await?;
-    breakdown.extend(cpu_line(&spent, "POST /api/usage/batch", batch.acknowledged.len(), "record"));
+    breakdown.extend(cpu_line(spent, "POST /api/usage/batch", batch.acknowledged.len(), "record"));
     breakdown.push(scrape().await?.since(&before, "POST /api/usage/batch"));
     let bulk = Figure::new(
         "ceiling_insert_select",
@@ -314,9 +315,9 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     say(&format!("POST /api/allocations, {} requests on one hot window…", s.reservations));
     let (before, cpu_before) = (scrape().await?, cpu());
     let reserved = load::reservations(&primary.url, &key, s.clients, s.reservations, tokens_each, "hot").await?;
-    let mut spent = cpu::CpuSample::default();
+    let mut spent = Some(cpu::CpuSample::default());
     spent_in(&mut spent, cpu_before, cpu());
-    breakdown.extend(cpu_line(&spent, "POST /api/allocations", s.reservations, "request"));
+    breakdown.extend(cpu_line(spent, "POST /api/allocations", s.reservations, "request"));
     breakdown.push(scrape().await?.since(&before, "POST /api/allocations"));
     let reserve_figure = Figure::new(
         "reservations",
