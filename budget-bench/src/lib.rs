@@ -251,7 +251,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let mut spent = Some(cpu::CpuSample::default());
     let before = scrape().await?;
     for turn in 0..TURNS {
-        settle(&pool).await?;
+        settle(&pool, say.as_ref()).await?;
         let rows = share(s.ceiling_rows, turn);
         one_row_ceiling.add(ceilings::one_row_inserts(&pool, s.ceiling_clients, rows, one_row_ceiling.rows).await?);
         let cpu_before = cpu();
@@ -285,7 +285,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let mut spent = Some(cpu::CpuSample::default());
     let before = scrape().await?;
     for turn in 0..TURNS {
-        settle(&pool).await?;
+        settle(&pool, say.as_ref()).await?;
         bulk_ceiling.add(ceilings::insert_select(&pool, share(s.bulk_rows, turn), bulk_ceiling.rows).await?);
         let cpu_before = cpu();
         let records = share(s.batch_records, turn);
@@ -404,10 +404,10 @@ fn share(total: usize, turn: usize) -> usize {
     total * (turn + 1) / TURNS - total * turn / TURNS
 }
 
-/// Waits (at most a minute) until the projections have folded everything in the log, so that a
-/// ceiling's turn finds the service idle, as a ceiling measured before any load did.
-async fn settle(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+/// Waits (at most half a minute, then says so) until the projections have folded everything in the
+/// log, so that a ceiling's turn finds the service idle, as a ceiling measured before any load did.
+async fn settle(pool: &deadpool_postgres::Pool, say: &(dyn Fn(&str) + Send + Sync)) -> anyhow::Result<()> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
     let client = pool.get().await?;
     loop {
         let behind: i64 = client
@@ -418,7 +418,14 @@ async fn settle(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
             )
             .await?
             .get(0);
-        if behind <= 0 || Instant::now() > deadline {
+        if behind <= 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            say(&format!(
+                "the projections are still {behind} events behind after 30 s (see `budget status`); \
+                 measuring the ceiling's turn anyway"
+            ));
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
