@@ -315,8 +315,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     say(&format!("POST /api/allocations, {} requests on one hot window…", s.reservations));
     let (before, cpu_before) = (scrape().await?, cpu());
     let reserved = load::reservations(&primary.url, &key, s.clients, s.reservations, tokens_each, "hot").await?;
-    let mut spent = Some(cpu::CpuSample::default());
-    spent_in(&mut spent, cpu_before, cpu());
+    let spent = cpu_before.zip(cpu()).map(|(before, after)| after.spent_since(&before));
     breakdown.extend(cpu_line(spent, "POST /api/allocations", s.reservations, "request"));
     breakdown.push(scrape().await?.since(&before, "POST /api/allocations"));
     let reserve_figure = Figure::new(

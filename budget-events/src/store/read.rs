@@ -131,9 +131,9 @@ pub async fn read_after(
 }
 
 /// [`read_after`] without the events' metadata ([`FOLD_COLUMNS`]), as a statement prepared once per
-/// connection (deadpool's statement cache). The projections and the WebSocket hub read after every commit; unprepared, each read was parsed and
-/// planned again: about 0.45 ms of PostgreSQL's CPU, the biggest item after COMMIT in the statement log
-/// of a `budget bench --gateway` run.
+/// connection (deadpool's statement cache). The projections and the WebSocket hub read after every
+/// commit; unprepared, each read was parsed and planned again: about 0.45 ms of PostgreSQL's CPU, the
+/// biggest item after COMMIT in the statement log of a `budget bench --gateway` run.
 pub async fn read_after_cached(
     client: &impl deadpool_postgres::GenericClient,
     cursor: Cursor,
