@@ -134,22 +134,37 @@ pub async fn insert_events(tx: &WriteTx, rows: &[(&str, i64, &NewEvent)]) -> Res
              RETURNING event_id, stream_id, stream_version, position",
         )
         .await?;
-    let chunks = rows.chunks(EVENTS_PER_INSERT).enumerate().map(|(index, chunk)| {
-        let statement = &statement;
-        async move {
-            if index > 0 {
-                // Let the connection's task send the chunk before this one (and PostgreSQL start on
-                // it) before this chunk is encoded on this thread.
-                tokio::task::yield_now().await;
-            }
-            insert_chunk(tx, statement, chunk).await
-        }
-    });
+    // Each chunk's `INSERT` is sent in order: a tokio-postgres query is sent when its future is first
+    // polled, so each is polled once here, in turn, before the next chunk is encoded. (Polled by
+    // `join_all` instead, they went out of order past 30 chunks, and a stream's later version could
+    // take an earlier position: `store.rs::a_big_append_keeps_its_events_in_order_in_the_log`.)
+    let mut sent = Vec::new();
+    for chunk in rows.chunks(EVENTS_PER_INSERT) {
+        let mut insert = Box::pin(insert_chunk(tx, &statement, chunk));
+        let first = futures_util::poll!(insert.as_mut());
+        sent.push((insert, first));
+        // Let the connection's task send it (and PostgreSQL start on it) before the next chunk is
+        // encoded on this thread.
+        tokio::task::yield_now().await;
+    }
     // Every chunk is answered (after a failed one, the rest fail as the transaction is aborted); the
     // first failure in order is the one that says why.
     let mut appended = Vec::with_capacity(rows.len());
-    for inserted in futures_util::future::join_all(chunks).await {
-        appended.extend(inserted?);
+    let mut failed = None;
+    for (insert, first) in sent {
+        let inserted = match first {
+            std::task::Poll::Ready(inserted) => inserted,
+            std::task::Poll::Pending => insert.await,
+        };
+        match inserted {
+            Ok(rows) => appended.extend(rows),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     appended.sort_by_key(|a| a.position);
     Ok(appended)
