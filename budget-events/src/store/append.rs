@@ -139,13 +139,16 @@ pub async fn insert_events(tx: &WriteTx, rows: &[(&str, i64, &NewEvent)]) -> Res
     // `join_all` instead, they went out of order past 30 chunks, and a stream's later version could
     // take an earlier position: `store.rs::a_big_append_keeps_its_events_in_order_in_the_log`.)
     let mut sent = Vec::new();
-    for chunk in rows.chunks(EVENTS_PER_INSERT) {
+    for (index, chunk) in rows.chunks(EVENTS_PER_INSERT).enumerate() {
         let mut insert = Box::pin(insert_chunk(tx, &statement, chunk));
         let first = futures_util::poll!(insert.as_mut());
         sent.push((insert, first));
-        // Let the connection's task send it (and PostgreSQL start on it) before the next chunk is
-        // encoded on this thread.
-        tokio::task::yield_now().await;
+        if index == 0 {
+            // Let the connection's task send the first (and PostgreSQL start on it) while the rest
+            // are encoded on this thread. Only once, as `join_all` did: a yield puts the writer
+            // behind every task that is ready, and the writer's batch time bounds ingest.
+            tokio::task::yield_now().await;
+        }
     }
     // Every chunk is answered (after a failed one, the rest fail as the transaction is aborted); the
     // first failure in order is the one that says why.
