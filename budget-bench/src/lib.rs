@@ -230,16 +230,18 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
 
     let mut breakdown = Vec::new();
     let scrape = || scrape::Scrape::take(&http, &primary.url, &admin);
-    let cpu = || cpu::CpuSample::take(primary.pid());
-    // What a phase's turns spent, where `/proc` could be read before and after each of them; and the
-    // CPU line that says so.
+    let database_name = config.get_dbname().unwrap_or_default();
+    let cpu = || cpu::CpuSample::take(primary.pid(), database_name);
+    // What a phase's (or its ceiling's) turns spent, where `/proc` could be read before and after each
+    // of them; and the CPU line that says so.
     let spent_in = |spent: &mut Option<cpu::CpuSample>,
                     before: Option<cpu::CpuSample>,
                     after: Option<cpu::CpuSample>| {
-        *spent = spent.zip(before.zip(after)).map(|(spent, (before, after))| spent.plus(after.spent_since(&before)));
+        *spent =
+            spent.take().zip(before.zip(after)).map(|(spent, (before, after))| spent.plus(after.spent_since(&before)));
     };
-    let cpu_line = |spent: Option<cpu::CpuSample>, phase: &str, count: usize, unit: &str| {
-        spent.map(|spent| spent.since(&cpu::CpuSample::default(), phase, count, unit))
+    let cpu_line = |spent: Option<cpu::CpuSample>, who: &str, count: usize, unit: &str, own: &str| {
+        spent.map(|spent| spent.per_unit(who, count, unit, own))
     };
     // Each write phase runs in turns with its PostgreSQL ceiling (see `TURNS`).
     say(&format!(
@@ -248,17 +250,20 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     ));
     let mut one_row_ceiling = ceilings::Ceiling::default();
     let mut single = load::Written::default();
-    let mut spent = Some(cpu::CpuSample::default());
+    let (mut spent, mut ceiling_spent) = (Some(cpu::CpuSample::default()), Some(cpu::CpuSample::default()));
     let before = scrape().await?;
     for turn in 0..TURNS {
         settle(&pool, say.as_ref()).await?;
         let rows = share(s.ceiling_rows, turn);
+        let cpu_before = cpu();
         one_row_ceiling.add(ceilings::one_row_inserts(&pool, s.ceiling_clients, rows, one_row_ceiling.rows).await?);
+        spent_in(&mut ceiling_spent, cpu_before, cpu());
         let cpu_before = cpu();
         single.add(load::usage_single(&primary.url, &key, s.clients, share(s.single_records, turn)).await?);
         spent_in(&mut spent, cpu_before, cpu());
     }
-    breakdown.extend(cpu_line(spent, "POST /api/usage", single.acknowledged.len(), "record"));
+    breakdown.extend(cpu_line(ceiling_spent, "one-row INSERTs", one_row_ceiling.rows, "row", "their client"));
+    breakdown.extend(cpu_line(spent, "POST /api/usage", single.acknowledged.len(), "record", "load generator"));
     breakdown.push(scrape().await?.since(&before, "POST /api/usage"));
     let one_row = Figure::new(
         "ceiling_one_row_insert",
@@ -282,18 +287,21 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let batch_clients = 4.min(s.clients);
     let mut bulk_ceiling = ceilings::Ceiling::default();
     let mut batch = load::Written::default();
-    let mut spent = Some(cpu::CpuSample::default());
+    let (mut spent, mut ceiling_spent) = (Some(cpu::CpuSample::default()), Some(cpu::CpuSample::default()));
     let before = scrape().await?;
     for turn in 0..TURNS {
         settle(&pool, say.as_ref()).await?;
+        let cpu_before = cpu();
         bulk_ceiling.add(ceilings::insert_select(&pool, share(s.bulk_rows, turn), bulk_ceiling.rows).await?);
+        spent_in(&mut ceiling_spent, cpu_before, cpu());
         let cpu_before = cpu();
         let records = share(s.batch_records, turn);
         batch.add(load::usage_batch(&primary.url, &key, batch_clients, records, s.batch_size).await?);
         spent_in(&mut spent, cpu_before, cpu());
     }
     ceilings::clean(&pool).await?;
-    breakdown.extend(cpu_line(spent, "POST /api/usage/batch", batch.acknowledged.len(), "record"));
+    breakdown.extend(cpu_line(ceiling_spent, "INSERT … SELECT", bulk_ceiling.rows, "row", "its client"));
+    breakdown.extend(cpu_line(spent, "POST /api/usage/batch", batch.acknowledged.len(), "record", "load generator"));
     breakdown.push(scrape().await?.since(&before, "POST /api/usage/batch"));
     let bulk = Figure::new(
         "ceiling_insert_select",
@@ -316,7 +324,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let (before, cpu_before) = (scrape().await?, cpu());
     let reserved = load::reservations(&primary.url, &key, s.clients, s.reservations, tokens_each, "hot").await?;
     let spent = cpu_before.zip(cpu()).map(|(before, after)| after.spent_since(&before));
-    breakdown.extend(cpu_line(spent, "POST /api/allocations", s.reservations, "request"));
+    breakdown.extend(cpu_line(spent, "POST /api/allocations", s.reservations, "request", "load generator"));
     breakdown.push(scrape().await?.since(&before, "POST /api/allocations"));
     let reserve_figure = Figure::new(
         "reservations",
