@@ -51,6 +51,8 @@ pub async fn wait_for(state: &AppState, projections: &[&str], min_position: Opti
                 WAIT.as_secs_f64()
             )));
         }
+        // The runners pause between steps to fold several commits at once; this read ends the pause.
+        state.projections.hurry();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -7,9 +7,10 @@
 //! each commit is read from the log and decoded once, not once per reader.
 //!
 //! A step costs the same statements and commit whether it folds one writer commit or ten, so after
-//! applying a batch a runner waits [`LINGER`] before it looks again. Over that pause its process keeps
-//! the projection with a short lease on the checkpoint row ([`LEASE`]): without it, a runner of a second
-//! process found the row free in the pause, took it, and the first then stood by for [`BUSY_WAIT`].
+//! applying a batch a runner waits [`LINGER`] before it looks again, unless a read waiting for a
+//! position hurries it ([`RunnerStatus::hurry`]). Over that pause its process keeps the projection with
+//! a short lease on the checkpoint row ([`LEASE`]): without it, a runner of a second process found the
+//! row free in the pause, took it, and the first then stood by for [`BUSY_WAIT`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +19,7 @@ use budget_events::store::{read_after, Cursor, LogTail, MARK_NON_APPENDER};
 use budget_events::writer::LogSignal;
 use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::projection::{execute, query_opt, Projection, ProjectionError};
@@ -30,14 +31,18 @@ const BUSY_WAIT: Duration = Duration::from_secs(1);
 /// How long a runner waits after applying a batch smaller than [`BATCH_SIZE`] before it steps again,
 /// so that its next step folds the commits that came meanwhile. Stepping right away, the runners
 /// followed every writer commit one by one, and their steps were a third of PostgreSQL's statements
-/// under single-record load (`budget bench`). A projection is at most this much later for it.
-pub const LINGER: Duration = Duration::from_millis(10);
+/// under single-record load (`budget bench`). At 10 ms the two runners' steps (the log read, the
+/// apply, the checkpoint, a commit) still cost PostgreSQL's backends ~40 µs and the service ~20 µs per
+/// single record; at 40 ms PostgreSQL's share per record fell from 101–117 to 70–90 µs (`budget bench`,
+/// 2026-12-02, alternating runs; 100 ms saved little more). A projection is at most this much later
+/// for it; a read that waits for a position (`min_position`) ends the pause at once.
+pub const LINGER: Duration = Duration::from_millis(40);
 /// How long the process whose runner applied a batch keeps the projection: runners of other processes
 /// stand by until then. Renewed by every batch applied, so it covers the [`LINGER`] between steps of a
-/// runner that follows a stream of commits, and lapses as soon as that runner stops. (A lease of a
+/// runner that follows a stream of commits, and lapses soon after that runner stops. (A lease of a
 /// second kept a second process's runner, woken only by polling, in charge while the writing process's
 /// runner stood by: the projections fell 10,000 events behind in `budget bench`'s WebSocket phase.)
-pub const LEASE: Duration = Duration::from_millis(50);
+pub const LEASE: Duration = Duration::from_millis(150);
 
 /// This process, as the holder of projection leases. Every runner of a process shares it: they take
 /// turns through the checkpoint's row lock, and the lease keeps out only other processes.
@@ -69,17 +74,27 @@ impl From<&ProjectionError> for RunnerError {
     }
 }
 
-/// The last error of each runner, for health. Empty when all is well.
+/// What a process's runners share with its readers: the last error of each runner, for health (empty
+/// when all is well), and the hurry that ends their [`LINGER`].
 #[derive(Clone, Default)]
-pub struct RunnerStatus(Arc<Mutex<std::collections::BTreeMap<&'static str, RunnerError>>>);
+pub struct RunnerStatus {
+    errors: Arc<Mutex<std::collections::BTreeMap<&'static str, RunnerError>>>,
+    hurry: Arc<Notify>,
+}
 
 impl RunnerStatus {
     pub fn errors(&self) -> std::collections::BTreeMap<&'static str, RunnerError> {
-        self.0.lock().expect("status lock").clone()
+        self.errors.lock().expect("status lock").clone()
+    }
+
+    /// Someone waits for the projections to reach a position: runners pausing between steps step now.
+    /// (A runner in the middle of a step is not woken; a waiting reader hurries again as it polls.)
+    pub fn hurry(&self) {
+        self.hurry.notify_waiters();
     }
 
     fn set(&self, name: &'static str, error: Option<RunnerError>) {
-        let mut map = self.0.lock().expect("status lock");
+        let mut map = self.errors.lock().expect("status lock");
         match error {
             Some(e) => map.insert(name, e),
             None => map.remove(name),
@@ -95,13 +110,14 @@ pub struct Runner<P> {
     /// The process it holds leases for: [`process_id`], unless a test stands in for another process.
     leader: Uuid,
     lease: Duration,
+    linger: Duration,
 }
 
 impl<P: Projection> Runner<P> {
     /// A runner reading the log through a tail of its own; [`Runner::sharing`] gives it the process's.
     pub fn new(projection: P, pool: Pool, status: RunnerStatus) -> Self {
         let tail = LogTail::new(pool.clone());
-        Runner { projection, pool, status, tail, leader: process_id(), lease: LEASE }
+        Runner { projection, pool, status, tail, leader: process_id(), lease: LEASE, linger: LINGER }
     }
 
     /// A runner that holds leases as process `id` would: for tests, which run every "process" in one.
@@ -113,6 +129,12 @@ impl<P: Projection> Runner<P> {
     /// A runner whose leases last `lease` instead of [`LEASE`] (tests, which must not depend on timing).
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// A runner that pauses `linger` instead of [`LINGER`] after applying a batch (tests).
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
         self
     }
 
@@ -168,7 +190,8 @@ impl<P: Projection> Runner<P> {
                     wait = Duration::from_millis(10);
                     if n < BATCH_SIZE as usize {
                         tokio::select! {
-                            _ = tokio::time::sleep(LINGER) => {}
+                            _ = tokio::time::sleep(self.linger) => {}
+                            _ = self.status.hurry.notified() => {}
                             _ = shutdown.changed() => {}
                         }
                     }

@@ -6,6 +6,7 @@ use budget_projections::runner::apply_batch;
 use budget_projections::usage_rollups::UsageRollups;
 use budget_projections::{rebuild, Runner, RunnerStatus, Step};
 use serde_json::json;
+use std::time::Duration;
 
 use crate::{apply_all, input, record, rollup_rows, runner};
 
@@ -102,6 +103,39 @@ async fn a_process_that_applied_keeps_the_projection_until_its_lease_lapses() {
     assert_eq!(here.step().await.unwrap(), Step::Busy);
     let rows = rollup_rows(&db).await;
     assert!(rows[0].ends_with("|a|default|60|3|1.5|3"), "{}", rows[0]);
+}
+
+/// Waits until the first rollup row holds `needle`, calling `meanwhile` between looks.
+async fn until_rollup_holds(db: &TestDb, needle: &str, meanwhile: impl Fn()) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = rollup_rows(db).await;
+        if rows.first().is_some_and(|r| r.contains(needle)) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rollup holds {needle}: {rows:?}");
+        meanwhile();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_reader_waiting_for_a_position_ends_the_runners_linger() {
+    let db = TestDb::new().await;
+    let status = RunnerStatus::default();
+    // A linger far longer than the test may take: only the hurry can end it.
+    let live = Runner::new(UsageRollups, db.pool.clone(), status.clone()).with_linger(Duration::from_secs(3600));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(live.run(budget_events::writer::LogSignal::default(), stopped));
+
+    // The runner finds the first record by polling, applies it, then lingers.
+    record(&db, &[usage("a", 10)]).await;
+    until_rollup_holds(&db, "|a|default|10|1|", || {}).await;
+    record(&db, &[usage("a", 20)]).await;
+    // A read with `min_position` hurries the runners while it waits (budget-api/src/consistency.rs).
+    until_rollup_holds(&db, "|a|default|30|2|", || status.hurry()).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
 }
 
 #[tokio::test]
