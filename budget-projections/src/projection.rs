@@ -17,6 +17,11 @@ pub enum ProjectionError {
     Pool(String),
     #[error("the checkpoint of {0} moved under us; another runner applied this batch, so ours was rolled back")]
     CheckpointMoved(&'static str),
+    #[error(
+        "the log up to the live checkpoint did not become readable within {0} s: a long transaction holds the \
+         log's horizon back (GET /api/health names it); retry once it ends"
+    )]
+    LogHeldBack(u64),
     /// The one event of the log the projection cannot apply (found by [`crate::runner::apply_or_locate`]).
     #[error("cannot apply event {position} ({event_type}): {source}")]
     Event { position: i64, event_type: String, source: Box<ProjectionError> },
