@@ -213,11 +213,13 @@ async fn run(
     let answers = Answers { signal, observer };
     // The batch decided and not yet committed, if any: the next batch is decided behind its `COMMIT`.
     let mut decided: Option<Decided> = None;
+    // What the last batch loaded, for the next to foresee its accounts by (retries do without).
+    let last = ledger::LastPolicies::default();
     loop {
         let Some(open) = decided.take() else {
             let Some(first) = receiver.recv().await else { break };
             let batch = Taken::gather(first, &mut receiver, max_items);
-            decided = first_try(&pool, batch, &answers).await;
+            decided = first_try(&pool, batch, &answers, &last).await;
             continue;
         };
         let Some(next) = Taken::queued(&mut receiver, max_items) else {
@@ -251,7 +253,7 @@ async fn run(
                     Err(e) => Some((batch, e)),
                 }
             },
-            decide(&tx, &next.commands, &mut next_stages),
+            decide(&tx, &next.commands, &mut next_stages, Some(&last)),
         );
         match (unsettled, next_results) {
             (None, Ok(results)) => decided = Some(Decided { batch: next, tx, results, stages: next_stages }),
@@ -319,7 +321,7 @@ struct Decided {
 /// Decides a batch on a connection of its own and leaves it open (the next batch may be decided
 /// behind its commit). If that try fails, the batch is written as before: retried, or command by
 /// command, and answered.
-async fn first_try(pool: &Pool, batch: Taken, answers: &Answers) -> Option<Decided> {
+async fn first_try(pool: &Pool, batch: Taken, answers: &Answers, last: &ledger::LastPolicies) -> Option<Decided> {
     let span = tracing::debug_span!(
         "write_batch",
         commands = batch.commands.len(),
@@ -330,7 +332,7 @@ async fn first_try(pool: &Pool, batch: Taken, answers: &Answers) -> Option<Decid
     let tried = async {
         let client = pool.get().await.map_err(|e| Retry::No(WriteError::Unavailable(e.to_string())))?;
         let tx = WriteTx::new(client);
-        match decide(&tx, &batch.commands, &mut stages).await {
+        match decide(&tx, &batch.commands, &mut stages, Some(last)).await {
             Ok(results) => Ok((tx, results)),
             Err(Retry::Race) => {
                 let _ = tx.rollback().await;
@@ -493,7 +495,7 @@ async fn decide_and_commit(
 ) -> Result<Vec<Result<Written, CommandError>>, Retry> {
     let mut these = Stages::default();
     let tx = WriteTx::new(client);
-    match decide(&tx, commands, &mut these).await {
+    match decide(&tx, commands, &mut these, None).await {
         Ok(results) => {
             // If the commit's answer is lost, the outcome is unknown to the caller, who retries with
             // the same idempotency key and gets the stored answer.
@@ -517,12 +519,13 @@ async fn decide(
     tx: &WriteTx,
     commands: &[Command],
     stages: &mut Stages,
+    last: Option<&ledger::LastPolicies>,
 ) -> Result<Vec<Result<Written, CommandError>>, Retry> {
     // A panic while deciding is a bug one of these commands met: the transaction is dropped (so
     // nothing of the batch is written), the batch is retried command by command so that only the
     // one that meets the bug fails, and the writer lives on for everyone else.
     let decided = std::panic::AssertUnwindSafe(
-        ledger::process_timed(tx, commands, stages).instrument(tracing::debug_span!("decide")),
+        ledger::process_timed(tx, commands, stages, last).instrument(tracing::debug_span!("decide")),
     )
     .catch_unwind()
     .await;
@@ -536,7 +539,8 @@ async fn decide(
         Err(LedgerError::Panicked(message.to_string()))
     });
     decided.map_err(|e| match e {
-        LedgerError::Race => Retry::Race,
+        // Decided again from the start; a retry does not foresee, so a missed guess costs one try.
+        LedgerError::Race | LedgerError::Misforeseen => Retry::Race,
         e if crate::db::connection_lost(&e) => Retry::ConnectionLost(e.to_string()),
         e => Retry::No(WriteError::Failed(e.to_string())),
     })

@@ -12,6 +12,7 @@ use crate::decide::{self, UnpricedPolicy};
 use crate::domain::allocation::{Allocation, AllocationState, CreateAllocation};
 use crate::domain::policy::{Policy, Window};
 use crate::event::{Event, EventMetadata, NewEvent};
+use crate::store::accounts::{AccountKey, Bounds};
 use crate::store::idempotency::IdempotencyKey;
 use crate::store::{allocations, prices};
 
@@ -71,6 +72,15 @@ impl Handle for AllocateCommand {
             (Some(p), Some(m)) => vec![(p.as_str(), m.as_str())],
             _ => Vec::new(),
         }
+    }
+
+    /// The windows [`Self::plan`] reserves in; none when the provider is still to be looked up.
+    fn foreseen_accounts(&self, policies: &[Policy], now: DateTime<Utc>) -> Option<Vec<(AccountKey, Bounds)>> {
+        if self.allocation.provider.is_none() && self.allocation.model.is_some() {
+            return None;
+        }
+        let windows = decide::reservation_windows(policies, &self.allocation, now);
+        Some(windows.into_iter().map(|(p, w)| ((p.id, w.key), (w.start, w.end))).collect())
     }
 
     /// Prices the reservation from the book (unless the client estimated it), refuses an unpriced model

@@ -88,6 +88,13 @@ macro_rules! commands {
             pub(crate) fn priced_models(&self) -> Vec<(&str, &str)> {
                 match self { $(Command::$variant(c) => c.priced_models(),)* }
             }
+            pub(crate) fn foreseen_accounts(
+                &self,
+                policies: &[crate::domain::policy::Policy],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Option<Vec<(crate::store::accounts::AccountKey, crate::store::accounts::Bounds)>> {
+                match self { $(Command::$variant(c) => c.foreseen_accounts(policies, now),)* }
+            }
             pub(crate) async fn plan<'a>(
                 &'a self,
                 tx: &WriteTx,

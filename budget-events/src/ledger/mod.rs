@@ -59,6 +59,11 @@ pub enum LedgerError {
     /// Roll back and run the batch again: the retry sees what the other process committed.
     #[error("a concurrent writer committed a key or stream of this batch; retry")]
     Race,
+    /// The accounts locked with the loads, foreseen from the policies of the batch before, were not
+    /// the ones the batch posts to (a policy changed in between). Roll back and run the batch again
+    /// without foreseeing.
+    #[error("the accounts foreseen for this batch were not the ones it posts to; retry without foreseeing")]
+    Misforeseen,
     #[error(transparent)]
     Append(AppendError),
     #[error("database error in the write path: {}", crate::db::error_message(.0))]
@@ -120,6 +125,14 @@ pub(crate) trait Handle: LedgerCommand {
     /// (context, component) pairs whose active allocations it may settle against, locked with the named.
     fn contexts(&self) -> Vec<(&str, &str)> {
         Vec::new()
+    }
+    /// The accounts it will post to, foreseen from `policies` (those the writer's previous batch loaded)
+    /// before anything is loaded, so that its batch can lock them together with its loads; `None` when
+    /// that cannot be told before the loads (an allocation to settle, a provider to look up), and the
+    /// batch then locks its accounts after pass 1. A wrong guess costs a retry, never a wrong answer:
+    /// pass 1 decides on the policies the batch loads itself ([`process_timed`]).
+    fn foreseen_accounts(&self, _policies: &[Policy], _now: DateTime<Utc>) -> Option<Vec<(AccountKey, Bounds)>> {
+        None
     }
     /// (provider, model) of the records it prices.
     fn priced_models(&self) -> Vec<(&str, &str)> {
@@ -330,7 +343,28 @@ impl Stages {
 
 /// Decides and writes `commands` in order in `tx`, which it begins if need be. The caller commits.
 pub async fn process(tx: &WriteTx, commands: &[Command]) -> Result<Vec<Result<Written, CommandError>>, LedgerError> {
-    process_timed(tx, commands, &mut Stages::default()).await
+    process_timed(tx, commands, &mut Stages::default(), None).await
+}
+
+/// The policies the writer's last batch loaded. The next batch foresees from them the accounts it will
+/// post to and locks those together with its loads instead of in a round trip after them
+/// ([`process_timed`]): on single records that was one round trip of four (a batch's `COMMIT` goes
+/// with the next one's loads). Policies change rarely; when they did, the guess misses and the batch
+/// is decided again without it ([`LedgerError::Misforeseen`]).
+#[derive(Default)]
+pub struct LastPolicies(std::sync::Mutex<Option<std::sync::Arc<Vec<Policy>>>>);
+
+impl LastPolicies {
+    fn get(&self) -> Option<std::sync::Arc<Vec<Policy>>> {
+        self.0.lock().expect("the last policies' lock is never poisoned").clone()
+    }
+
+    fn remember(&self, policies: &[Policy]) {
+        let mut last = self.0.lock().expect("the last policies' lock is never poisoned");
+        if last.as_deref().is_none_or(|known| known.as_slice() != policies) {
+            *last = Some(std::sync::Arc::new(policies.to_vec()));
+        }
+    }
 }
 
 /// [`process`], noting in `stages` how long its load, decide and append stages took.
@@ -338,6 +372,7 @@ pub async fn process_timed(
     tx: &WriteTx,
     commands: &[Command],
     stages: &mut Stages,
+    last: Option<&LastPolicies>,
 ) -> Result<Vec<Result<Written, CommandError>>, LedgerError> {
     let started = Instant::now();
     // Every batch holds the ledger lock until it commits: shared, or exclusive when a command reads the
@@ -354,11 +389,30 @@ pub async fn process_timed(
     // writer's path, against ~1.7 ms to run them (`pg_stat_statements` with `track_planning`).
     let planning = if commands.iter().all(Command::reads_by_key) { format!("{PLAN_ONCE}; ") } else { String::new() };
     let lock = format!("{planning}SELECT {lock}({LEDGER_LOCK})");
-    let ((), mut batch) = tokio::try_join!(
+    // The accounts every command foresees from the last batch's policies are locked behind the loads,
+    // in the same round trip (none foreseen, or a command that cannot tell: after pass 1, as ever).
+    let foreseen = last.and_then(LastPolicies::get).and_then(|policies| {
+        let now = Utc::now();
+        let mut keys = BTreeMap::new();
+        for command in commands {
+            keys.extend(command.foreseen_accounts(&policies, now)?);
+        }
+        Some(keys).filter(|keys| !keys.is_empty())
+    });
+    let ((), mut batch, prelocked) = tokio::try_join!(
         biased;
         async { tx.open_with(&lock).await.map_err(LedgerError::from) },
         Batch::load(tx, commands),
+        async {
+            match &foreseen {
+                Some(keys) => Ok(Some(accounts::lock_creating(tx, keys).await?)),
+                None => Ok(None),
+            }
+        },
     )?;
+    if let Some(last) = last {
+        last.remember(&batch.policies);
+    }
     stages.load = started.elapsed();
 
     // Pass 1, in order. A keyed command seen before (in an earlier transaction or earlier in this
@@ -390,10 +444,24 @@ pub async fn process_timed(
         steps.push(Ok(command.plan(tx, &mut batch).await?));
     }
 
-    // Pass 2: lock every account the batch posts to (in key order), then post each command in order.
+    // Pass 2: lock every account the batch posts to (in key order), unless they were foreseen and
+    // locked with the loads, then post each command in order. Foreseen, they must hold every account
+    // pass 1 asked for, and none the batch does not post to may have been created by that lock (it
+    // would stay behind, empty); the others are only locked, and left as they are.
+    let accounts = match prelocked {
+        None => accounts::lock(tx, &batch.needed).await?,
+        Some((mut locked, created)) => {
+            let covered = batch.needed.keys().all(|key| locked.contains_key(key));
+            if !covered || created.iter().any(|key| !batch.needed.contains_key(key)) {
+                return Err(LedgerError::Misforeseen);
+            }
+            locked.retain(|key, _| batch.needed.contains_key(key));
+            locked
+        }
+    };
     let mut books = Books {
         now: batch.now,
-        accounts: accounts::lock(tx, &batch.needed).await?,
+        accounts,
         allocations: std::mem::take(&mut batch.allocations),
         touched: BTreeSet::new(),
         events: Vec::new(),

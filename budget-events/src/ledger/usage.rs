@@ -17,6 +17,7 @@ use crate::domain::RecordUsage;
 use crate::error_code::ErrorCode;
 use crate::event::{Event, EventMetadata, NewEvent};
 use crate::money::Money;
+use crate::store::accounts::{AccountKey, Bounds};
 use crate::store::idempotency::IdempotencyKey;
 
 /// Record one or more usage records, atomically.
@@ -145,6 +146,21 @@ impl Handle for UsageCommand {
 
     fn priced_models(&self) -> Vec<(&str, &str)> {
         self.items.iter().map(|i| (i.record.provider.as_str(), i.record.model.as_str())).collect()
+    }
+
+    /// The windows of the policies each record matches, as [`Self::plan`] asks for them; none for a
+    /// record that may settle against an allocation (its accounts are the allocation's, read in the
+    /// batch).
+    fn foreseen_accounts(&self, policies: &[Policy], _now: DateTime<Utc>) -> Option<Vec<(AccountKey, Bounds)>> {
+        let mut accounts = Vec::new();
+        for item in &self.items {
+            if item.record.allocation_id.is_some() || item.record.context_id.is_some() {
+                return None;
+            }
+            let windows = decide::matching_windows(policies, &decide::call_facts(&item.record));
+            accounts.extend(windows.into_iter().map(|(p, w)| ((p.id, w.key), (w.start, w.end))));
+        }
+        Some(accounts)
     }
 
     /// Replays items seen before, rejects items naming an unknown allocation, and works out the windows

@@ -1,6 +1,6 @@
 //! Policy accounts: locked in a fixed order, decided against in memory, written back in one statement.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
@@ -21,8 +21,17 @@ pub async fn lock(
     tx: &WriteTx,
     keys: &BTreeMap<AccountKey, Bounds>,
 ) -> Result<BTreeMap<AccountKey, Account>, tokio_postgres::Error> {
+    Ok(lock_creating(tx, keys).await?.0)
+}
+
+/// [`lock`], and which of the accounts it created: a batch that locked accounts it then did not post
+/// to must not leave new, empty ones behind (`ledger::process_timed`, foreseen accounts).
+pub async fn lock_creating(
+    tx: &WriteTx,
+    keys: &BTreeMap<AccountKey, Bounds>,
+) -> Result<(BTreeMap<AccountKey, Account>, BTreeSet<AccountKey>), tokio_postgres::Error> {
     if keys.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok((BTreeMap::new(), BTreeSet::new()));
     }
     let policy_ids: Vec<Uuid> = keys.keys().map(|k| k.0).collect();
     let windows: Vec<&str> = keys.keys().map(|k| k.1.as_str()).collect();
@@ -35,7 +44,8 @@ pub async fn lock(
             "INSERT INTO policy_accounts (policy_id, window_key, window_start, window_end)
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS k(p, w, s, e)
          ORDER BY p, w
-         ON CONFLICT (policy_id, window_key) DO NOTHING",
+         ON CONFLICT (policy_id, window_key) DO NOTHING
+         RETURNING policy_id, window_key",
         ),
         tx.prepare_cached(
             "SELECT a.policy_id, a.window_key, a.posted_cost, a.posted_tokens, a.pending_cost, a.pending_tokens, a.records
@@ -45,11 +55,12 @@ pub async fn lock(
              FOR UPDATE OF a"
         ),
     )?;
-    let (_, rows) = tokio::try_join!(
+    let (created, rows) = tokio::try_join!(
         biased;
-        async { tx.execute(&create, &[&policy_ids, &windows, &starts, &ends]).await },
+        async { tx.query(&create, &[&policy_ids, &windows, &starts, &ends]).await },
         async { tx.query(&select, &[&policy_ids, &windows]).await },
     )?;
+    let created = created.iter().map(|r| (r.get("policy_id"), r.get("window_key"))).collect();
     let accounts: BTreeMap<AccountKey, Account> = rows
         .into_iter()
         .map(|r| {
@@ -66,7 +77,7 @@ pub async fn lock(
         })
         .collect();
     assert_eq!(accounts.len(), keys.len(), "every account asked for exists and is locked");
-    Ok(accounts)
+    Ok((accounts, created))
 }
 
 /// Writes back the accounts' figures (all of them were locked by [`lock`] in this transaction).
