@@ -191,6 +191,10 @@ impl Application {
                 .default_service(web::to(routes::no_route))
         })
         .listen(listener)?
+        // Replies and WebSocket frames go out as soon as they are written. With Nagle's algorithm on
+        // (actix's default), a frame written while the one before was unacknowledged waited for the
+        // client's delayed ACK, up to 40 ms: commit → WebSocket delivery had its p95 at ~41 ms.
+        .tcp_nodelay(true)
         .shutdown_timeout(settings.shutdown_timeout)
         // After a response ends (a WebSocket closed by its client, a `Connection: close`), actix waits
         // this long for the client to close the socket before dropping it; RFC 6455 clients wait for
