@@ -31,11 +31,11 @@ const BUSY_WAIT: Duration = Duration::from_secs(1);
 /// How long a runner waits after applying a batch smaller than [`BATCH_SIZE`] before it steps again,
 /// so that its next step folds the commits that came meanwhile. Stepping right away, the runners
 /// followed every writer commit one by one, and their steps were a third of PostgreSQL's statements
-/// under single-record load (`budget bench`). At 10 ms the two runners' steps (the log read, the
-/// apply, the checkpoint, a commit) still cost PostgreSQL's backends ~40 µs and the service ~20 µs per
-/// single record; at 40 ms PostgreSQL's share per record fell from 101–117 to 70–90 µs (`budget bench`,
-/// 2026-12-02, alternating runs; 100 ms saved little more). A projection is at most this much later
-/// for it; a read that waits for a position (`min_position`) ends the pause at once.
+/// under single-record load (`budget bench`). At 10 ms the runners' steps (the log read, the apply,
+/// the checkpoint, a commit) still cost PostgreSQL's backends ~58 µs per single record (one run: log
+/// reads 24, the rest 34); at 40 ms PostgreSQL's share per record fell from 82–117 to 70–90 µs
+/// (`budget bench`, 2026-12-02, five alternating pairs; 100 ms saved little more). A projection is at
+/// most this much later for it; a read that waits for a position (`min_position`) ends the pause.
 pub const LINGER: Duration = Duration::from_millis(40);
 /// How long the process whose runner applied a batch keeps the projection: runners of other processes
 /// stand by until then. Renewed by every batch applied, so it covers the [`LINGER`] between steps of a
