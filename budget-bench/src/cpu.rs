@@ -18,20 +18,26 @@ use std::collections::BTreeMap;
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// CPU time used so far, in ticks: by the whole machine (busy and idle), by the service's process, by
-/// this one and by PostgreSQL's backends of the bench's database; or, made by
-/// [`CpuSample::spent_since`] and [`CpuSample::plus`], what was spent between samples.
+/// this one and by each of PostgreSQL's backends of the bench's database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CpuSample {
     busy: u64,
     idle: u64,
     service: u64,
     own: u64,
-    /// Ticks of the database's backends, by pid (a sample's own; empty in what was spent).
     backends: BTreeMap<u32, u64>,
-    /// What the backends spent (what was spent only), and whether any backend was seen: PostgreSQL on
-    /// another machine has none here, and its share is then part of nothing this machine can split.
-    postgres: u64,
-    saw_postgres: bool,
+}
+
+/// CPU time spent between samples, in ticks, added up over the turns of a phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuSpent {
+    busy: u64,
+    idle: u64,
+    service: u64,
+    own: u64,
+    /// What the backends spent; `None` when none was seen: PostgreSQL on another machine has no
+    /// backends here, and its share is then part of nothing this machine can split.
+    postgres: Option<u64>,
 }
 
 impl CpuSample {
@@ -41,67 +47,60 @@ impl CpuSample {
         let (busy, idle) = machine(&std::fs::read_to_string("/proc/stat").ok()?)?;
         let service = service.and_then(|pid| process(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?))?;
         let own = process(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
-        Some(CpuSample { busy, idle, service, own, backends: backends(database), ..CpuSample::default() })
+        Some(CpuSample { busy, idle, service, own, backends: backends(database) })
     }
 
-    /// What was spent between `before` and `self`, to be added up over the turns of a phase (then
-    /// [`CpuSample::since`] the default sample). A backend that started in between counts whole; one
+    /// What was spent between `before` and `self`. A backend that started in between counts whole; one
     /// that ended in between is not counted (the service's pools and the ceiling's clients outlive a turn).
-    pub fn spent_since(&self, before: &CpuSample) -> CpuSample {
-        let postgres = self
-            .backends
-            .iter()
-            .map(|(pid, ticks)| ticks.saturating_sub(before.backends.get(pid).copied().unwrap_or(0)))
-            .sum();
-        CpuSample {
+    pub fn spent_since(&self, before: &CpuSample) -> CpuSpent {
+        let postgres = (!self.backends.is_empty()).then(|| {
+            self.backends
+                .iter()
+                .map(|(pid, ticks)| ticks.saturating_sub(before.backends.get(pid).copied().unwrap_or(0)))
+                .sum()
+        });
+        CpuSpent {
             busy: self.busy.saturating_sub(before.busy),
             idle: self.idle.saturating_sub(before.idle),
             service: self.service.saturating_sub(before.service),
             own: self.own.saturating_sub(before.own),
-            backends: BTreeMap::new(),
             postgres,
-            saw_postgres: !self.backends.is_empty(),
+        }
+    }
+}
+
+impl CpuSpent {
+    pub fn plus(self, more: CpuSpent) -> CpuSpent {
+        let postgres = match (self.postgres, more.postgres) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        CpuSpent {
+            busy: self.busy + more.busy,
+            idle: self.idle + more.idle,
+            service: self.service + more.service,
+            own: self.own + more.own,
+            postgres,
         }
     }
 
-    pub fn plus(self, spent: CpuSample) -> CpuSample {
-        CpuSample {
-            busy: self.busy + spent.busy,
-            idle: self.idle + spent.idle,
-            service: self.service + spent.service,
-            own: self.own + spent.own,
-            backends: BTreeMap::new(),
-            postgres: self.postgres + spent.postgres,
-            saw_postgres: self.saw_postgres || spent.saw_postgres,
-        }
-    }
-
-    /// One line on the CPU the machine spent per `unit` (record, request) of `who` in what was spent
-    /// (`self`), `count` of them; the bench's own process is named `own` (the load generator, or the
-    /// ceiling's client).
+    /// One line on the CPU the machine spent per `unit` (record, request) of `who`, `count` of them; the
+    /// bench's own process is named `own` (the load generator, or the ceiling's client).
     pub fn per_unit(&self, who: &str, count: usize, unit: &str, own: &str) -> String {
         let per_unit = |ticks: u64| ticks as f64 / TICKS_PER_SECOND * 1e6 / count.max(1) as f64;
-        let rest = self.busy.saturating_sub(self.service + self.own + self.postgres);
+        let rest = self.busy.saturating_sub(self.service + self.own + self.postgres.unwrap_or(0));
         let idle_share = 100.0 * self.idle as f64 / (self.busy + self.idle).max(1) as f64;
-        let parts = if self.saw_postgres {
-            format!(
-                "service {:.0}, {own} {:.0}, PostgreSQL's backends {:.0}, the rest of the machine {:.0}",
-                per_unit(self.service),
-                per_unit(self.own),
-                per_unit(self.postgres),
-                per_unit(rest),
-            )
-        } else {
-            format!(
-                "service {:.0}, {own} {:.0}, PostgreSQL and the rest of the machine {:.0}",
-                per_unit(self.service),
-                per_unit(self.own),
-                per_unit(rest),
-            )
+        let rest_is = match self.postgres {
+            Some(postgres) => format!("PostgreSQL's backends {:.0}, the rest of the machine", per_unit(postgres)),
+            None => "PostgreSQL and the rest of the machine".to_string(),
         };
         format!(
-            "{who}: {:.0} µs of CPU per {unit} in all ({parts}); the cores were idle {idle_share:.0} % of the time",
+            "{who}: {:.0} µs of CPU per {unit} in all (service {:.0}, {own} {:.0}, {rest_is} {:.0}); the cores \
+             were idle {idle_share:.0} % of the time",
             per_unit(self.busy),
+            per_unit(self.service),
+            per_unit(self.own),
+            per_unit(rest),
         )
     }
 }
@@ -155,7 +154,7 @@ mod tests {
     use super::*;
 
     fn at(busy: u64, idle: u64, service: u64, own: u64, backends: &[(u32, u64)]) -> CpuSample {
-        CpuSample { busy, idle, service, own, backends: backends.iter().copied().collect(), ..CpuSample::default() }
+        CpuSample { busy, idle, service, own, backends: backends.iter().copied().collect() }
     }
 
     #[test]
@@ -203,10 +202,11 @@ mod tests {
     #[test]
     fn turns_add_up_to_what_one_span_would_say() {
         // Two turns with a pause between them that must not count.
-        let turns = CpuSample::default()
+        let turns = CpuSpent::default()
             .plus(at(1100, 550, 240, 120, &[(7, 30)]).spent_since(&at(1000, 500, 200, 100, &[(7, 10)])))
             .plus(at(1500, 900, 300, 160, &[(7, 90)]).spent_since(&at(1300, 850, 240, 130, &[(7, 60)])));
         let one_span = at(300, 100, 100, 50, &[(7, 50)]).spent_since(&CpuSample::default());
+        assert_eq!(one_span.postgres, Some(50));
         assert_eq!(turns, one_span);
     }
 

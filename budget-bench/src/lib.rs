@@ -234,13 +234,12 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let cpu = || cpu::CpuSample::take(primary.pid(), database_name);
     // What a phase's (or its ceiling's) turns spent, where `/proc` could be read before and after each
     // of them; and the CPU line that says so.
-    let spent_in = |spent: &mut Option<cpu::CpuSample>,
+    let spent_in = |spent: &mut Option<cpu::CpuSpent>,
                     before: Option<cpu::CpuSample>,
                     after: Option<cpu::CpuSample>| {
-        *spent =
-            spent.take().zip(before.zip(after)).map(|(spent, (before, after))| spent.plus(after.spent_since(&before)));
+        *spent = spent.zip(before.zip(after)).map(|(spent, (before, after))| spent.plus(after.spent_since(&before)));
     };
-    let cpu_line = |spent: Option<cpu::CpuSample>, who: &str, count: usize, unit: &str, own: &str| {
+    let cpu_line = |spent: Option<cpu::CpuSpent>, who: &str, count: usize, unit: &str, own: &str| {
         spent.map(|spent| spent.per_unit(who, count, unit, own))
     };
     // Each write phase runs in turns with its PostgreSQL ceiling (see `TURNS`).
@@ -250,7 +249,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     ));
     let mut one_row_ceiling = ceilings::Ceiling::default();
     let mut single = load::Written::default();
-    let (mut spent, mut ceiling_spent) = (Some(cpu::CpuSample::default()), Some(cpu::CpuSample::default()));
+    let (mut spent, mut ceiling_spent) = (Some(cpu::CpuSpent::default()), Some(cpu::CpuSpent::default()));
     let before = scrape().await?;
     for turn in 0..TURNS {
         settle(&pool, say.as_ref()).await?;
@@ -287,7 +286,7 @@ async fn measure(options: &Options, config: &DbConfig) -> anyhow::Result<Report>
     let batch_clients = 4.min(s.clients);
     let mut bulk_ceiling = ceilings::Ceiling::default();
     let mut batch = load::Written::default();
-    let (mut spent, mut ceiling_spent) = (Some(cpu::CpuSample::default()), Some(cpu::CpuSample::default()));
+    let (mut spent, mut ceiling_spent) = (Some(cpu::CpuSpent::default()), Some(cpu::CpuSpent::default()));
     let before = scrape().await?;
     for turn in 0..TURNS {
         settle(&pool, say.as_ref()).await?;
