@@ -25,8 +25,8 @@ pub async fn exactly_once(
     let row = client
         .query_one(
             "SELECT count(*) AS logged,
-                    count(DISTINCT payload->>'record_id') AS distinct_logged,
-                    count(*) FILTER (WHERE (payload->>'record_id')::uuid = ANY($1)) AS acknowledged_logged
+                    count(DISTINCT payload::json->>'record_id') AS distinct_logged,
+                    count(*) FILTER (WHERE (payload::json->>'record_id')::uuid = ANY($1)) AS acknowledged_logged
              FROM events WHERE event_type = 'UsageRecorded'",
             &[&acknowledged],
         )
@@ -60,9 +60,9 @@ pub async fn zero_overspend(
 ) -> Result<Check, tokio_postgres::Error> {
     let logged: i64 = client
         .query_one(
-            "SELECT coalesce(sum((payload->>'tokens_allocated')::bigint), 0)::bigint FROM events
+            "SELECT coalesce(sum((payload::json->>'tokens_allocated')::bigint), 0)::bigint FROM events
              WHERE event_type = 'AllocationCreated'
-               AND (payload->'reservations')::jsonb @> jsonb_build_array(jsonb_build_object('policy_id', $1::uuid))",
+               AND (payload::json->'reservations')::jsonb @> jsonb_build_array(jsonb_build_object('policy_id', $1::uuid))",
             &[&policy_id],
         )
         .await?
@@ -96,7 +96,7 @@ pub async fn gateway_settled_once(
         .query_one(
             "SELECT (SELECT count(*) FROM events WHERE event_type = 'UsageRecorded') AS records,
                     (SELECT count(*) FROM events WHERE event_type = 'UsageRecorded'
-                       AND payload->'settlement'->>'allocation_id' IS NULL) AS unsettled,
+                       AND payload::json->'settlement'->>'allocation_id' IS NULL) AS unsettled,
                     (SELECT count(*) FROM allocations WHERE state = 'active') AS active",
             &[],
         )

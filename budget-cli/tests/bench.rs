@@ -98,7 +98,7 @@ async fn a_quick_bench_reports_every_figure_and_its_checks_catch_loss_duplicates
     };
     let (usage_policy, hot_policy) = (policy("bench").await, policy("hot").await);
     let ids: Vec<Uuid> = client
-        .query("SELECT (payload->>'record_id')::uuid FROM events WHERE event_type = 'UsageRecorded'", &[])
+        .query("SELECT (payload::json->>'record_id')::uuid FROM events WHERE event_type = 'UsageRecorded'", &[])
         .await
         .unwrap()
         .iter()

@@ -161,8 +161,8 @@ async fn acknowledged_records_survive_kill_9_lost_connections_and_sigterm_exactl
 
     let rows = admin
         .query(
-            "SELECT metadata->>'idempotency_key' AS key, count(*) AS n FROM events
-             WHERE event_type = 'UsageRecorded' AND metadata->>'idempotency_key' LIKE 'usage:w%'
+            "SELECT metadata::json->>'idempotency_key' AS key, count(*) AS n FROM events
+             WHERE event_type = 'UsageRecorded' AND metadata::json->>'idempotency_key' LIKE 'usage:w%'
              GROUP BY 1",
             &[],
         )
@@ -248,9 +248,9 @@ async fn a_policy_set_while_another_process_streams_usage_counts_every_record_on
     let start: chrono::DateTime<chrono::Utc> = account.get("window_start");
     let logged = client
         .query_one(
-            "SELECT count(*), COALESCE(sum((payload->>'cost')::numeric), 0) FROM events
-             WHERE event_type = 'UsageRecorded' AND payload->>'provider' = 'openai'
-               AND (payload->>'occurred_at')::timestamptz >= $1",
+            "SELECT count(*), COALESCE(sum((payload::json->>'cost')::numeric), 0) FROM events
+             WHERE event_type = 'UsageRecorded' AND payload::json->>'provider' = 'openai'
+               AND (payload::json->>'occurred_at')::timestamptz >= $1",
             &[&start],
         )
         .await

@@ -261,7 +261,7 @@ async fn allocation_views_equal_the_fold_of_the_log() {
     let db = app.db.pool.get().await.unwrap();
     // Fold: created → tokens and cost reserved; usage settles; resolution voids the rest.
     let mut folded: HashMap<String, (String, i64, Decimal, i64)> = HashMap::new(); // state, remaining, remaining cost, used
-    for row in db.query("SELECT event_type, payload FROM events ORDER BY position", &[]).await.unwrap() {
+    for row in db.query("SELECT event_type, payload::json FROM events ORDER BY position", &[]).await.unwrap() {
         let (kind, p): (String, Value) = (row.get(0), row.get(1));
         let dec = |v: &Value| v.to_string().parse::<Decimal>().unwrap();
         match kind.as_str() {

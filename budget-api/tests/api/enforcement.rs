@@ -59,8 +59,8 @@ async fn concurrent_usage_against_a_hard_limit_is_counted_exactly() {
         .unwrap();
     let folded = db
         .query_one(
-            "SELECT sum((payload->>'cost')::numeric), sum((payload->>'input_tokens')::bigint + (payload->>'output_tokens')::bigint), count(*)
-             FROM events WHERE event_type = 'UsageRecorded' AND (payload->'postings')::jsonb @> jsonb_build_array(jsonb_build_object('policy_id', $1::text))",
+            "SELECT sum((payload::json->>'cost')::numeric), sum((payload::json->>'input_tokens')::bigint + (payload::json->>'output_tokens')::bigint), count(*)
+             FROM events WHERE event_type = 'UsageRecorded' AND (payload::json->'postings')::jsonb @> jsonb_build_array(jsonb_build_object('policy_id', $1::text))",
             &[&policy_id],
         )
         .await

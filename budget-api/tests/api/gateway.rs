@@ -52,7 +52,7 @@ async fn hard_limit(app: &TestApp, usd: &str) {
 async fn records(app: &TestApp) -> Vec<Value> {
     let client = app.db.pool.get().await.unwrap();
     let rows = client
-        .query("SELECT payload FROM events WHERE event_type = 'UsageRecorded' ORDER BY position", &[])
+        .query("SELECT payload::json FROM events WHERE event_type = 'UsageRecorded' ORDER BY position", &[])
         .await
         .unwrap();
     rows.iter().map(|r| r.get::<_, Value>(0)).collect()

@@ -146,6 +146,6 @@ async fn a_request_id_comes_back_in_the_answer_the_error_and_the_event() {
     let r = app.http.post(app.url("/api/usage")).header("X-Request-Id", "req-43").json(&good).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 201);
     let db = app.db.pool.get().await.unwrap();
-    let id: String = db.query_one("SELECT metadata->>'request_id' FROM events", &[]).await.unwrap().get(0);
+    let id: String = db.query_one("SELECT metadata::json->>'request_id' FROM events", &[]).await.unwrap().get(0);
     assert_eq!(id, "req-43");
 }

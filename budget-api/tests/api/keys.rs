@@ -138,7 +138,10 @@ async fn a_component_key_acts_for_its_component_only() {
     assert_eq!(r.status().as_u16(), 201);
     let db = app.db.pool.get().await.unwrap();
     let meta: Value = db
-        .query_one("SELECT metadata FROM events WHERE event_type = 'UsageRecorded' ORDER BY position DESC LIMIT 1", &[])
+        .query_one(
+            "SELECT metadata::json FROM events WHERE event_type = 'UsageRecorded' ORDER BY position DESC LIMIT 1",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);

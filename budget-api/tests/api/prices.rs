@@ -75,7 +75,10 @@ async fn a_price_change_applies_by_the_records_time_even_for_late_records() {
     // The events keep the price version they were priced with.
     let db = app.db.pool.get().await.unwrap();
     let versions: Vec<Option<String>> = db
-        .query("SELECT payload->>'price_version' FROM events WHERE event_type = 'UsageRecorded' ORDER BY position", &[])
+        .query(
+            "SELECT payload::json->>'price_version' FROM events WHERE event_type = 'UsageRecorded' ORDER BY position",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -91,7 +94,7 @@ async fn a_price_change_applies_by_the_records_time_even_for_late_records() {
     let r: Value = app.post("/api/usage", &explicit).await.json().await.unwrap();
     assert_eq!((r["cost"].to_string(), r["cost_source"].as_str()), ("1.5".into(), Some("client")));
     let computed: Option<String> = db
-        .query_one("SELECT payload->>'computed_cost' FROM events WHERE event_type = 'UsageRecorded' ORDER BY position DESC LIMIT 1", &[])
+        .query_one("SELECT payload::json->>'computed_cost' FROM events WHERE event_type = 'UsageRecorded' ORDER BY position DESC LIMIT 1", &[])
         .await
         .unwrap()
         .get(0);
@@ -183,7 +186,7 @@ async fn repricing_moves_rollups_and_accounts_by_exactly_the_difference() {
     assert_eq!(sums().await, ("9.75".into(), "9.75".into()), "both moved by exactly the difference");
     // The records' own events are unchanged.
     let originals: Vec<String> = db
-        .query("SELECT payload->>'cost' FROM events WHERE event_type = 'UsageRecorded' ORDER BY position", &[])
+        .query("SELECT payload::json->>'cost' FROM events WHERE event_type = 'UsageRecorded' ORDER BY position", &[])
         .await
         .unwrap()
         .iter()

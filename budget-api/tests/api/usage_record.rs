@@ -93,7 +93,7 @@ async fn the_original_routes_and_naive_timestamps_work() {
     let r = app.post("/api/usage/record", &body).await;
     assert_eq!(r.status().as_u16(), 201);
     let db = app.db.pool.get().await.unwrap();
-    let at: String = db.query_one("SELECT payload->>'occurred_at' FROM events", &[]).await.unwrap().get(0);
+    let at: String = db.query_one("SELECT payload::json->>'occurred_at' FROM events", &[]).await.unwrap().get(0);
     assert!(at.starts_with("2026-11-29T10:00:00.123456") && at.ends_with('Z'), "{at}");
     body["timestamp"] = serde_json::json!("last tuesday");
     let message = assert_error(app.post("/api/usage", &body).await, 400, "validation_failed").await;

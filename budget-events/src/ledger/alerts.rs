@@ -36,10 +36,11 @@ impl Handle for AcknowledgeCommand {
             // Acknowledged earlier in this batch: the first one stands.
             return Ok(Step::Done(Ok(Self::wrap(AcknowledgeOutcome { acknowledgement, already: true })), Vec::new()));
         }
-        let first =
-            tx.query_opt("SELECT payload FROM events WHERE stream_id = $1 AND stream_version = 1", &[&stream]).await?;
+        let first = tx
+            .query_opt("SELECT payload::json FROM events WHERE stream_id = $1 AND stream_version = 1", &[&stream])
+            .await?;
         if let Some(row) = first {
-            let acknowledgement = serde_json::from_value(row.get("payload")).expect("stored acknowledgements decode");
+            let acknowledgement = serde_json::from_value(row.get(0)).expect("stored acknowledgements decode");
             return Ok(Step::Done(Ok(Self::wrap(AcknowledgeOutcome { acknowledgement, already: true })), Vec::new()));
         }
         batch.stream_versions.insert(stream.clone(), 1);

@@ -70,6 +70,10 @@ pub enum LedgerError {
     Db(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Read(#[from] crate::store::ReadError),
+    /// A stored idempotency outcome that is not the JSON the write path stores: its row was changed
+    /// outside budget. Nothing is decided on it.
+    #[error("the stored outcome of idempotency key `{key}` is not JSON ({source}); its row in idempotency_keys was changed outside budget: restore it from a backup or delete it")]
+    StoredOutcome { key: String, source: serde_json::Error },
     /// A bug: deciding the batch panicked (see `writer::write_once`).
     #[error("the write path failed on a bug (its log line has the details): {0}")]
     Panicked(String),
@@ -220,7 +224,13 @@ impl Batch<'_> {
             price_store::versions_for_in(tx, &price_keys),
             crate::store::keys::inactive_among(tx, &signers),
         )?;
-        let known = known.into_iter().map(|(k, v)| (k, (v.request_hash, v.outcome))).collect();
+        let known = known
+            .into_iter()
+            .map(|(key, stored)| match serde_json::from_str(&stored.outcome) {
+                Ok(outcome) => Ok((key, (stored.request_hash, outcome))),
+                Err(source) => Err(LedgerError::StoredOutcome { key, source }),
+            })
+            .collect::<Result<_, _>>()?;
         // Every allocation the batch names or may settle by context, locked up front (one query, in id
         // order, so two writers never deadlock).
         let mut named: Vec<Uuid> = commands.iter().flat_map(Command::allocations).collect();

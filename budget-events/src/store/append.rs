@@ -128,7 +128,7 @@ pub async fn insert_events(tx: &WriteTx, rows: &[(&str, i64, &NewEvent)]) -> Res
     let statement = tx
         .prepare_cached(
             "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, payload, metadata)
-             SELECT s, v, e, ty, sv, p::json, m::json FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
+             SELECT s, v, e, ty, sv, p, m FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[])
                  WITH ORDINALITY AS t(s, v, e, ty, sv, p, m, ord)
              ORDER BY ord
              RETURNING event_id, stream_id, stream_version, position",
@@ -201,7 +201,7 @@ async fn insert_chunk(
         event_ids.push(event.event_id);
         types.push(event.event.event_type());
         schema_versions.push(event.event.schema_version());
-        // As JSON text, stored as is (`json`, see schema/0016_event_text.sql): building a
+        // As JSON text, stored as is (`text`, see schema/0020_unvalidated_text.sql): building a
         // `serde_json::Value` tree first cost an allocation per field, per event (perf, batch ingest).
         payloads.push(event.event.payload_text());
         let text = match (previous, metadata.last()) {

@@ -99,7 +99,9 @@ impl std::io::Write for HashWriter {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredOutcome {
     pub request_hash: String,
-    pub outcome: serde_json::Value,
+    /// The outcome as the JSON text the write path stored (parsed by the ledger, which says which key
+    /// holds a row that does not parse).
+    pub outcome: String,
 }
 
 /// The stored outcomes of those of `keys` that were used before.
@@ -127,13 +129,13 @@ pub async fn store(tx: &WriteTx, entries: &[(&IdempotencyKey, String)]) -> Resul
     }
     let keys: Vec<&str> = entries.iter().map(|(k, _)| k.key.as_str()).collect();
     let hashes: Vec<&str> = entries.iter().map(|(k, _)| k.request_hash.as_str()).collect();
-    // JSON text, cast by PostgreSQL: stored as is (`json`).
+    // JSON text, stored as is (`text`: schema/0020_unvalidated_text.sql).
     let outcomes: Vec<&str> = entries.iter().map(|(_, o)| o.as_str()).collect();
     let n = tx
         .execute(
             &tx.prepare_cached(
                 "INSERT INTO idempotency_keys (key, request_hash, outcome)
-             SELECT k, h, o::json FROM unnest($1::text[], $2::text[], $3::text[]) AS t(k, h, o)
+             SELECT k, h, o FROM unnest($1::text[], $2::text[], $3::text[]) AS t(k, h, o)
              ON CONFLICT (key) DO NOTHING",
             )
             .await?,

@@ -23,7 +23,7 @@ pub async fn usage_between(
             &format!(
                 // One parse of each payload for every field (`json` is text: each `->>` would parse it again).
                 "SELECT {COLUMNS} FROM events,
-                     json_to_record(payload) AS f(occurred_at text, provider text, model text, component text, task_type text)
+                     json_to_record(payload::json) AS f(occurred_at text, provider text, model text, component text, task_type text)
                  WHERE event_type IN ('UsageRecorded', 'UsageRepriced')
                    AND f.occurred_at::timestamptz >= $1
                    AND f.occurred_at::timestamptz < $2

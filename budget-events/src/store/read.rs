@@ -342,7 +342,7 @@ pub async fn events(client: &impl GenericClient, f: &EventFilter) -> Result<Vec<
             &format!(
                 // One parse of each payload for every field (`json` is text: each `->>` would parse it again).
                 "SELECT {COLUMNS} FROM events,
-                     json_to_record(payload) AS f(provider text, model text, spec json, component text, context_id text,
+                     json_to_record(payload::json) AS f(provider text, model text, spec json, component text, context_id text,
                                                   policy_id text, budget_id text, postings json, reservations json,
                                                   occurred_at text)
                  WHERE position > $1
@@ -448,11 +448,11 @@ pub async fn usage_records(
                 "SELECT {COLUMNS} FROM events
                  WHERE event_type = 'UsageRecorded'
                    AND ($1::bigint IS NULL OR position < $1)
-                   AND ($2::text IS NULL OR payload->>'provider' = $2)
-                   AND ($3::text IS NULL OR payload->>'model' = $3)
-                   AND ($4::text IS NULL OR payload->>'component' = $4)
-                   AND ($5::text IS NULL OR payload->>'task_type' = $5)
-                   AND ($6::text IS NULL OR payload->>'context_id' = $6)
+                   AND ($2::text IS NULL OR payload::json->>'provider' = $2)
+                   AND ($3::text IS NULL OR payload::json->>'model' = $3)
+                   AND ($4::text IS NULL OR payload::json->>'component' = $4)
+                   AND ($5::text IS NULL OR payload::json->>'task_type' = $5)
+                   AND ($6::text IS NULL OR payload::json->>'context_id' = $6)
                  ORDER BY position DESC
                  LIMIT $7"
             ),

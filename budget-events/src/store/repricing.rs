@@ -44,7 +44,7 @@ pub async fn priced_records(
     let rows = client
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM events, json_to_record(payload) AS f(provider text, occurred_at text)
+                "SELECT {COLUMNS} FROM events, json_to_record(payload::json) AS f(provider text, occurred_at text)
                  WHERE event_type IN ('UsageRecorded', 'UsageRepriced')
                    AND f.provider = $1
                    AND f.occurred_at::timestamptz >= $2

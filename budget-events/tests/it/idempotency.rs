@@ -27,6 +27,27 @@ async fn a_retry_gets_the_stored_outcome_and_writes_nothing() {
     assert_eq!(count_events(&**db.pool.get().await.unwrap()).await, 1);
 }
 
+/// Outcomes are stored as text that PostgreSQL does not check (schema/0020_unvalidated_text.sql): one
+/// that is not JSON (edited by hand) refuses the retry that would replay it, names its key, and writes
+/// nothing, instead of answering from it.
+#[tokio::test]
+async fn a_stored_outcome_that_is_not_json_is_refused_with_its_key_named() {
+    let db = TestDb::new().await;
+    let (writer, _task) = Writer::spawn(db.pool.clone(), LogSignal::default());
+    let input = usage_input("codex", 1200);
+    writer.submit(command(&input, Some("key-1"))).await.unwrap();
+    let client = db.pool.get().await.unwrap();
+    let edited =
+        client.execute("UPDATE idempotency_keys SET outcome = '{\"items\": [' WHERE key LIKE '%key-1'", &[]).await;
+    assert_eq!(edited.unwrap(), 1);
+
+    let err = writer.submit(command(&input, Some("key-1"))).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, WriteError::Failed(_)), "{err:?}");
+    assert!(message.contains("key-1") && message.contains("is not JSON"), "{message}");
+    assert_eq!(count_events(&**client).await, 1, "the retry wrote nothing");
+}
+
 #[tokio::test]
 async fn a_keyed_batch_replays_whole_and_a_reused_key_is_refused() {
     let db = TestDb::new().await;

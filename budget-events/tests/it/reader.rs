@@ -79,7 +79,7 @@ async fn transaction_ids_are_ordered_as_numbers() {
         client
             .execute(
                 "INSERT INTO events (tx_id, stream_id, stream_version, event_id, event_type, schema_version, payload)
-                 VALUES ($1::text::xid8, $2, 1, gen_random_uuid(), 'UsageRecorded', 1, $3)",
+                 VALUES ($1::text::xid8, $2, 1, gen_random_uuid(), 'UsageRecorded', 1, $3::json)",
                 &[&tx, &stream, &payload],
             )
             .await
