@@ -21,7 +21,7 @@ pub async fn usage_between(
     let rows = tx
         .query(
             &format!(
-                // One parse of each payload for every field (`json` is text: each `->>` would parse it again).
+                // One parse of each payload for every field (stored as text: each `->>` would parse it again).
                 "SELECT {COLUMNS} FROM events,
                      json_to_record(payload::json) AS f(occurred_at text, provider text, model text, component text, task_type text)
                  WHERE event_type IN ('UsageRecorded', 'UsageRepriced')

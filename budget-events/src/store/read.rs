@@ -340,7 +340,7 @@ pub async fn events(client: &impl GenericClient, f: &EventFilter) -> Result<Vec<
     let rows = client
         .query(
             &format!(
-                // One parse of each payload for every field (`json` is text: each `->>` would parse it again).
+                // One parse of each payload for every field (stored as text: each `->>` would parse it again).
                 "SELECT {COLUMNS} FROM events,
                      json_to_record(payload::json) AS f(provider text, model text, spec json, component text, context_id text,
                                                   policy_id text, budget_id text, postings json, reservations json,
