@@ -153,9 +153,11 @@ pub async fn read_after_cached(
     Ok(decoded)
 }
 
-/// Events decoded between two yields of the projections' and the hub's reads. A page of a writer batch
-/// of 2,000 records took ~10 ms to decode in one stretch, holding one of the runtime's threads while
-/// the writer waited for one to take its next answer from PostgreSQL.
+/// Events decoded between two yields of the projections' and the hub's reads. Decoded in one stretch,
+/// a page of a writer batch of 2,000 records held one of the runtime's two threads for up to ~10 ms
+/// (an estimate from the replay's 150,000–200,000 events/s, its folding included) while the writer
+/// waited for a thread to take its next answer from PostgreSQL. Measured: single records 0.64–0.74×
+/// → 0.68–0.82× their ceiling in six alternating pairs of `budget bench` (2026-12-02).
 const DECODED_BETWEEN_YIELDS: usize = 64;
 
 fn read_sql(columns: &str) -> String {
