@@ -1,6 +1,7 @@
 //! Integration tests of the event store against a real PostgreSQL (a fresh database per test).
 
 mod accounts;
+mod batches;
 mod cluster;
 mod helpers;
 mod idempotency;
