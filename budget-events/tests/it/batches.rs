@@ -4,13 +4,13 @@
 //! `COMMIT` on the same connection (`writer::run`), so these check across batches that follow each
 //! other.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use budget_events::db::testing::TestDb;
 use budget_events::ledger::ItemStatus;
 use budget_events::writer::{LogSignal, WriteError, Writer};
 
-use crate::helpers::{command, count_events, usage_input};
+use crate::helpers::{command, count_events, lock_waiter, usage_input};
 
 /// The ledger lock every write batch takes (`ledger::LEDGER_LOCK`).
 const LEDGER_LOCK: i64 = 0x6275_6467_6574;
@@ -94,21 +94,7 @@ async fn a_write_the_server_refuses_leaves_nothing_of_its_batch_and_the_rest_is_
         let writer = writer.clone();
         tokio::spawn(async move { writer.submit(command(&usage_input("first", 1), Some("first"))).await })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        assert!(Instant::now() < deadline, "the first batch never waited on the ledger lock");
-        let waiting = blocker
-            .query_opt(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap();
-        if waiting.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    lock_waiter(&blocker).await;
     let keys: Vec<String> = (0..20).map(|i| if i == 10 { "boom".to_string() } else { format!("key-{i}") }).collect();
     let queued: Vec<_> = keys
         .iter()

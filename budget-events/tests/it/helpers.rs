@@ -53,3 +53,23 @@ pub async fn read_settled(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The backend of this database that waits on a lock (a writer batch queued behind a held ledger
+/// lock), once there is one; fails after ten seconds.
+pub async fn lock_waiter(client: &impl tokio_postgres::GenericClient) -> i32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no backend waited on a lock");
+        let row = client
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return row.get(0);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

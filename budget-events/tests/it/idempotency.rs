@@ -3,7 +3,7 @@ use budget_events::ledger::{CommandError, ExpireCommand, ItemStatus, UsageComman
 use budget_events::store::idempotency::IdempotencyKey;
 use budget_events::writer::{LogSignal, WriteError, Writer};
 
-use crate::helpers::{command, count_events, usage_input};
+use crate::helpers::{command, count_events, lock_waiter, usage_input};
 
 #[tokio::test]
 async fn a_retry_gets_the_stored_outcome_and_writes_nothing() {
@@ -166,21 +166,7 @@ async fn a_batch_whose_connection_is_cut_before_its_commit_is_decided_again_on_a
         let writer = writer.clone();
         tokio::spawn(async move { writer.submit(command(&usage_input("cut", 1), Some("cut"))).await })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let waiting = loop {
-        assert!(std::time::Instant::now() < deadline, "the batch never waited on the ledger lock");
-        let row = blocker
-            .query_opt(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap();
-        if let Some(row) = row {
-            break row.get::<_, i32>(0);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
+    let waiting = lock_waiter(&blocker).await;
     blocker.execute("SELECT pg_terminate_backend($1)", &[&waiting]).await.unwrap();
     blocker.batch_execute("COMMIT").await.unwrap();
 
