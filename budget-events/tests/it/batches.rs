@@ -10,10 +10,7 @@ use budget_events::db::testing::TestDb;
 use budget_events::ledger::ItemStatus;
 use budget_events::writer::{LogSignal, WriteError, Writer};
 
-use crate::helpers::{command, count_events, lock_waiter, usage_input};
-
-/// The ledger lock every write batch takes (`ledger::LEDGER_LOCK`).
-const LEDGER_LOCK: i64 = 0x6275_6467_6574;
+use crate::helpers::{command, count_events, hold_ledger_lock, lock_waiter, usage_input};
 
 /// Transactions whose events and stored keys differ in number: each keyed record stores one key in
 /// the transaction that appends its event, so a write that ran in another transaction shows here.
@@ -35,7 +32,6 @@ async fn split_transactions(client: &impl tokio_postgres::GenericClient) -> Vec<
 
 #[tokio::test]
 async fn every_write_of_a_batch_commits_in_the_batch_s_own_transaction() {
-    // A fresh pool: the first batches on each connection prepare their write statements too.
     let db = TestDb::new().await;
     let (writer, _task) = Writer::spawn(db.pool.clone(), LogSignal::default());
     // 30 callers, each sending 10 records one after the other: batches follow each other, each
@@ -87,9 +83,7 @@ async fn a_write_the_server_refuses_leaves_nothing_of_its_batch_and_the_rest_is_
 
     // Hold the ledger lock so that a first batch waits on it and the commands behind it queue up: they
     // become the next batch, decided behind the first one's COMMIT.
-    let (blocker, connection) = db.config.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    blocker.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({LEDGER_LOCK})")).await.unwrap();
+    let blocker = hold_ledger_lock(&db).await;
     let first = {
         let writer = writer.clone();
         tokio::spawn(async move { writer.submit(command(&usage_input("first", 1), Some("first"))).await })

@@ -54,6 +54,16 @@ pub async fn read_settled(
     }
 }
 
+/// A connection of its own that holds the ledger lock every write batch takes (`ledger::LEDGER_LOCK`)
+/// in an open transaction: the writer's batches wait on it until that transaction ends.
+pub async fn hold_ledger_lock(db: &budget_events::db::testing::TestDb) -> tokio_postgres::Client {
+    let (blocker, connection) = db.config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let ledger_lock: i64 = 0x6275_6467_6574; // "budget", as in ledger/mod.rs
+    blocker.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({ledger_lock})")).await.unwrap();
+    blocker
+}
+
 /// The backend of this database that waits on a lock (a writer batch queued behind a held ledger
 /// lock), once there is one; fails after ten seconds.
 pub async fn lock_waiter(client: &impl tokio_postgres::GenericClient) -> i32 {

@@ -3,7 +3,7 @@ use budget_events::ledger::{CommandError, ExpireCommand, ItemStatus, UsageComman
 use budget_events::store::idempotency::IdempotencyKey;
 use budget_events::writer::{LogSignal, WriteError, Writer};
 
-use crate::helpers::{command, count_events, lock_waiter, usage_input};
+use crate::helpers::{command, count_events, hold_ledger_lock, lock_waiter, usage_input};
 
 #[tokio::test]
 async fn a_retry_gets_the_stored_outcome_and_writes_nothing() {
@@ -159,9 +159,7 @@ async fn a_batch_whose_connection_is_cut_before_its_commit_is_decided_again_on_a
     let (writer, _task) = Writer::spawn(db.pool.clone(), LogSignal::default());
     writer.submit(command(&usage_input("warm", 1), Some("warm"))).await.unwrap();
 
-    let (blocker, connection) = db.config.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    blocker.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(108256335193460)").await.unwrap(); // ledger lock
+    let blocker = hold_ledger_lock(&db).await;
     let submitted = {
         let writer = writer.clone();
         tokio::spawn(async move { writer.submit(command(&usage_input("cut", 1), Some("cut"))).await })
