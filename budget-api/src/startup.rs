@@ -28,6 +28,9 @@ use crate::routes;
 use crate::state::AppState;
 use crate::supervision::Tasks;
 
+/// How long a connection may stay open without a request.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(120);
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -195,6 +198,11 @@ impl Application {
         // (actix's default), a frame written while the one before was unacknowledged waited for the
         // client's delayed ACK, up to 40 ms: commit → WebSocket delivery had its p95 at ~41 ms.
         .tcp_nodelay(true)
+        // actix closes a connection after 5 s without a request by default; a client that reuses it
+        // as it closes gets no answer (hyper's `IncompleteMessage`, not retried for a POST). HTTP
+        // clients pool idle connections for longer (reqwest and hyper 90 s, Firefox 115 s), so the
+        // server keeps them longer than that. A stop still closes idle connections at once.
+        .keep_alive(KEEP_ALIVE)
         .shutdown_timeout(settings.shutdown_timeout)
         // After a response ends (a WebSocket closed by its client, a `Connection: close`), actix waits
         // this long for the client to close the socket before dropping it; RFC 6455 clients wait for

@@ -4,6 +4,7 @@ mod alerts;
 mod allocations;
 mod assistant;
 mod browser;
+mod connections;
 mod contract;
 mod dashboard;
 mod docs;
