@@ -9,33 +9,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::spawn_app;
+use crate::stub::read_message;
 
 const REQUEST: &[u8] = b"GET /api/docs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
-/// Sends `REQUEST` on `stream` and reads one whole answer; `None` if the server closed the connection
-/// instead of answering.
+/// Sends `REQUEST` on `stream` and reads the head of its answer; `None` if the server closed the
+/// connection instead of answering.
 async fn exchange(stream: &mut TcpStream) -> Option<String> {
     stream.write_all(REQUEST).await.ok()?;
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let read = stream.read(&mut buffer).await.ok()?;
-        if read == 0 {
-            return None;
-        }
-        answer.extend_from_slice(&buffer[..read]);
-        let text = String::from_utf8_lossy(&answer);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if answer.len() >= end + 4 + length {
-                return Some(text.into_owned());
-            }
-        }
-    }
+    read_message(stream).await.map(|(head, _)| head)
 }
 
 /// actix closes a connection after 5 s without a request by default. A client whose pool takes that

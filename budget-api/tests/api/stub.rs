@@ -27,7 +27,7 @@ impl Stub {
                 let Ok((mut socket, _)) = listener.accept().await else { return };
                 let (respond, seen) = (respond.clone(), seen.clone());
                 tokio::spawn(async move {
-                    let Some(body) = read_request(&mut socket).await else { return };
+                    let Some((_, body)) = read_message(&mut socket).await else { return };
                     let n = {
                         let mut seen = seen.lock().unwrap();
                         seen.push(body.clone());
@@ -50,8 +50,9 @@ impl Stub {
     }
 }
 
-/// Reads one request; returns its body.
-async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<String> {
+/// Reads one HTTP/1.1 message, a request or an answer, whose body has a `Content-Length`: its head
+/// and its body. `None` if the peer closed the connection before the end of the head.
+pub async fn read_message(socket: &mut tokio::net::TcpStream) -> Option<(String, String)> {
     let mut data = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -61,8 +62,9 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<String> {
         }
         data.extend_from_slice(&buf[..n]);
         if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let head = String::from_utf8_lossy(&data[..end]).into_owned();
             let length: usize = head
+                .to_ascii_lowercase()
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
                 .unwrap_or(0);
@@ -73,7 +75,7 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<String> {
                 }
                 data.extend_from_slice(&buf[..n]);
             }
-            return Some(String::from_utf8_lossy(&data[end + 4..]).into_owned());
+            return Some((head, String::from_utf8_lossy(&data[end + 4..]).into_owned()));
         }
     }
 }
