@@ -320,8 +320,9 @@ impl Books {
     }
 }
 
-/// The advisory lock key every write batch holds (see [`process`]).
-const LEDGER_LOCK: i64 = 0x6275_6467_6574; // "budget"
+/// The advisory lock key every write batch holds (see [`process`]). Public so that tests can hold it
+/// and queue batches behind it.
+pub const LEDGER_LOCK: i64 = 0x6275_6467_6574; // "budget"
 
 /// What a command did, and the log position of the last event it appended (none for a replay, or a
 /// command that appended nothing): a client that reads a projection right after may wait for it.

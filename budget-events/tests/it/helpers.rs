@@ -59,8 +59,8 @@ pub async fn read_settled(
 pub async fn hold_ledger_lock(db: &budget_events::db::testing::TestDb) -> tokio_postgres::Client {
     let (blocker, connection) = db.config.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
-    let ledger_lock: i64 = 0x6275_6467_6574; // "budget", as in ledger/mod.rs
-    blocker.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({ledger_lock})")).await.unwrap();
+    let lock = budget_events::ledger::LEDGER_LOCK;
+    blocker.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({lock})")).await.unwrap();
     blocker
 }
 
