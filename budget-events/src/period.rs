@@ -52,8 +52,9 @@ impl Period {
         }
     }
 
-    /// The unit PostgreSQL's `date_trunc` uses for this period (its `week` is ISO, from Monday).
-    pub fn sql_unit(self) -> &'static str {
+    /// The period's unit of time: "day" for daily. It is also the field PostgreSQL's `date_trunc`
+    /// takes (whose `week` is ISO, from Monday), and the noun of a sentence's "per day".
+    pub fn unit(self) -> &'static str {
         match self {
             Period::Hourly => "hour",
             Period::Daily => "day",

@@ -239,7 +239,7 @@ pub async fn report(
         .query(
             &format!(
                 "SELECT date_trunc('{}', hour, 'UTC') AS start, {SUMS} FROM usage_rollups {clause} GROUP BY 1 ORDER BY 1",
-                period.sql_unit()
+                period.unit()
             ),
             &params,
         )
@@ -293,7 +293,7 @@ pub async fn split_series(
             &format!(
                 "SELECT date_trunc('{}', hour, 'UTC') AS start, {} AS name, {SUMS} FROM usage_rollups {clause}
                  GROUP BY 1, 2 ORDER BY 1, 2",
-                period.sql_unit(),
+                period.unit(),
                 column(split_by)
             ),
             &params,

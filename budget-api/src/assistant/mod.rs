@@ -50,7 +50,10 @@ impl Range {
     }
 }
 
-/// Money rounded for a sentence.
+/// Money rounded for a sentence: to a hundredth of a cent, or, for a smaller amount that is not
+/// zero, to its first two significant digits (a saving of $0.000025 is not "$0").
 pub fn usd(d: Decimal) -> String {
-    format!("${}", d.round_dp(4).normalize())
+    let rounded = d.round_dp(4);
+    let shown = if rounded.is_zero() && !d.is_zero() { d.round_sf(2).unwrap_or(d) } else { rounded };
+    format!("${}", shown.normalize())
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use budget_events::display::count;
 use budget_events::domain::alternatives::{self, CallShape};
 use budget_events::domain::price;
 use budget_events::store::{allocations, policies, prices};
@@ -83,31 +84,34 @@ pub async fn optimize(
             |caps: &[String]| caps.iter().filter(|c| SKILLS.contains(&c.as_str())).cloned().collect::<Vec<_>>();
         let needed = skills(&current.spec.capabilities);
         let same = cheaper.iter().find(|a| needed.iter().all(|n| a.capabilities.contains(n)));
-        let (best, confidence) = match (same, cheaper.first()) {
-            (Some(a), _) => (a, "high"),
-            (None, Some(a)) => (a, "medium"),
-            (None, None) => continue,
+        let substitute = match (same, cheaper.first()) {
+            (Some(a), _) => Some((a, "high")),
+            (None, Some(a)) => Some((a, "medium")),
+            // Nothing cheaper: no substitution, but prompt caching is still weighed below.
+            (None, None) => None,
         };
-        found.push(Recommendation {
-            kind: "model_substitution",
-            what: format!(
-                "Move {component}'s {task_type} calls from {provider}/{model} to {}/{}: the same {} input and {} output tokens would cost {} instead of {} over the {} days.",
-                best.provider,
-                best.model,
-                totals.input_tokens,
-                totals.output_tokens,
-                usd(best.cost),
-                usd(now_cost),
-                range.days
-            ),
-            savings: best.savings * per_period,
-            confidence,
-            evidence: json!({
-                "component": component, "task_type": task_type, "provider": provider, "model": model, "priced_as": resolved,
-                "input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens, "calls": totals.count,
-                "current_cost": number(now_cost), "alternative": best, "skills_needed": needed,
-            }),
-        });
+        if let Some((best, confidence)) = substitute {
+            found.push(Recommendation {
+                kind: "model_substitution",
+                what: format!(
+                    "Move {component}'s {task_type} calls from {provider}/{model} to {}/{}: the same {} input and {} output tokens would cost {} instead of {} over the {} days.",
+                    best.provider,
+                    best.model,
+                    totals.input_tokens,
+                    totals.output_tokens,
+                    usd(best.cost),
+                    usd(now_cost),
+                    range.days
+                ),
+                savings: best.savings * per_period,
+                confidence,
+                evidence: json!({
+                    "component": component, "task_type": task_type, "provider": provider, "model": model, "priced_as": resolved,
+                    "input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens, "calls": totals.count,
+                    "current_cost": number(now_cost), "alternative": best, "skills_needed": needed,
+                }),
+            });
+        }
         // Prompt caching: a model with a cached-input rate, used with long inputs.
         if let Some(cached) = current.spec.cached_input_per_token.filter(|c| *c < current.spec.input_per_token) {
             let input_share =
@@ -124,7 +128,7 @@ pub async fn optimize(
                         usd(cached * Decimal::from(1_000_000)),
                         usd(current.spec.input_per_token * Decimal::from(1_000_000)),
                         usd(saved * per_period),
-                        range.period
+                        range.period.unit()
                     ),
                     savings: saved * per_period,
                     confidence: "low",
@@ -234,14 +238,18 @@ pub async fn optimize(
             evidence: r.evidence,
         })
         .collect();
-    let summary = format!(
-        "{} recommendations; together about {} per {} ({} over the {} days analysed).",
-        list.len(),
-        usd(total),
-        range.period,
-        usd(total * range.periods()),
-        range.days
-    );
+    let summary = if list.is_empty() {
+        format!("No recommendations from the usage of the last {}.", count(range.days, "day"))
+    } else {
+        format!(
+            "{}; together about {} per {} ({} over the {} analysed).",
+            count(list.len() as i64, "recommendation"),
+            usd(total),
+            range.period.unit(),
+            usd(total * range.periods()),
+            count(range.days, "day")
+        )
+    };
     let raw =
         json!({"mix_rows": mix.len(), "priced_models": in_effect.len(), "periods_in_range": range.periods().to_f64()});
     Ok((

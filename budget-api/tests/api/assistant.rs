@@ -137,6 +137,39 @@ async fn analyze_and_optimize_give_the_known_answers() {
     }
 }
 
+/// A saving smaller than a hundredth of a cent is still a saving: the sentences give it with its
+/// significant digits (not "$0") and name the period as a unit of time ("per day", not "per daily").
+/// Prompt caching is suggested for a model nothing is cheaper than (here the only one priced).
+#[tokio::test]
+async fn optimize_sentences_keep_small_savings_and_say_per_day() {
+    let app = spawn_app().await;
+    let price = json!({"provider": "acme", "model": "cachy", "input": "1", "output": "1", "cached_input": "0.5",
+                       "effective_from": "2026-01-01T00:00:00Z"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let r: Value =
+        app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 30})).await.json().await.unwrap();
+    assert_eq!(r["recommendations"]["summary"], "No recommendations from the usage of the last 30 days.");
+    let record = json!({"provider": "acme", "model": "cachy", "component": "codex", "task_type": "coding",
+                        "input_tokens": 100, "output_tokens": 10});
+    assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    app.wait_for_projections(app.events().await).await;
+    // Half of 100 input tokens at $0.5/1M less: $0.000025 over 30 days, $0.00000083… a day.
+    let r: Value =
+        app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 30})).await.json().await.unwrap();
+    let savings = &r["recommendations"];
+    let caching = savings["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == "prompt_caching")
+        .cloned()
+        .unwrap_or_else(|| panic!("a prompt_caching recommendation: {r:#}"));
+    let sentence = caching["recommendation"].as_str().unwrap();
+    assert!(sentence.contains("would save about $0.00000083 per day if half"), "{sentence}");
+    let summary = savings["summary"].as_str().unwrap();
+    assert!(summary.contains(" per day (") && !summary.contains("about $0 "), "{summary}");
+}
+
 #[tokio::test]
 async fn recommend_model_ranks_every_priced_model_for_the_task() {
     let app = spawn_app().await;
