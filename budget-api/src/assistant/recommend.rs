@@ -7,6 +7,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use budget_events::display::count;
+
 use crate::assistant::usd;
 use crate::error::ApiError;
 
@@ -216,11 +218,11 @@ pub fn rank(r: &RecommendRequest, in_effect: &[PriceVersion]) -> (ModelRanking, 
     let best = models.first().cloned();
     let findings: Vec<String> = match &best {
         Some(b) => vec![format!(
-            "For \"{}\" ({} in, {} out, {} calls a day) the best match is {}/{}: {}.",
+            "For \"{}\" ({} in, {} out, {} a day) the best match is {}/{}: {}.",
             r.task_description.trim(),
             r.input_length,
             r.output_length,
-            frequency,
+            count(r.usage_frequency.unwrap_or(1), "call"),
             b.provider,
             b.model,
             b.rationale

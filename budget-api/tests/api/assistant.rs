@@ -189,6 +189,12 @@ async fn recommend_model_ranks_every_priced_model_for_the_task() {
         ("0.05".into(), "1.25".into(), Some(true))
     );
     assert!(best["rationale"].as_str().unwrap().contains("has code, reasoning"), "{best}");
+    assert!(rec["findings"][0].as_str().unwrap().contains("(2000 in, 1000 out, 25 calls a day)"), "{rec}");
+    let mut once = ask.clone();
+    once.as_object_mut().unwrap().remove("usage_frequency");
+    let r: Value = app.post("/api/assistant/recommend-model", &once).await.json().await.unwrap();
+    let finding = r["recommendations"]["findings"][0].as_str().unwrap().to_string();
+    assert!(finding.contains("(2000 in, 1000 out, 1 call a day)"), "{finding}");
     // Under a budget big does not fit, small comes first.
     let mut tight = ask.clone();
     tight["budget_limit"] = json!(1.0);
