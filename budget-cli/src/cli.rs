@@ -340,9 +340,10 @@ pub enum BudgetsCommand {
         json: bool,
     },
     /// Show one budget with its policies' current windows.
-    #[command(after_help = "Example:\n  budget budgets show 01a2…")]
+    #[command(after_help = "Examples:\n  budget budgets show default\n  budget budgets show 5c5dc497")]
     Show {
-        budget_id: String,
+        /// The budget's name, or its id (whole, or its last 8 characters as `budget budgets list` shows)
+        budget: String,
         #[arg(long)]
         json: bool,
     },

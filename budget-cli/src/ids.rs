@@ -1,5 +1,5 @@
 //! Short ids, like git's short hashes: tables show an id's last [`SHORT`] characters, and every
-//! command that takes a policy, alert, allocation or key id accepts any unique start or end of it (at
+//! command that takes a budget, policy, alert, allocation or key id accepts any unique start or end of it (at
 //! least 4 characters), resolved against the service's own list. The end, not the start: ids are
 //! UUIDv7, whose first digits are their creation time, so ids made together share them; the last
 //! digits are random.
@@ -17,6 +17,7 @@ const MIN_PREFIX: usize = 4;
 /// What an id names: where its list is, the list's field, the id's field, and how to list them.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
+    Budget,
     Policy,
     Alert,
     Allocation,
@@ -26,6 +27,7 @@ pub enum Kind {
 impl Kind {
     fn noun(self) -> &'static str {
         match self {
+            Kind::Budget => "budget",
             Kind::Policy => "policy",
             Kind::Alert => "alert",
             Kind::Allocation => "allocation",
@@ -36,6 +38,7 @@ impl Kind {
     /// (path, query, list field, id field, the command that lists them).
     fn list(self) -> (&'static str, &'static [(&'static str, &'static str)], &'static str, &'static str, &'static str) {
         match self {
+            Kind::Budget => ("/api/budgets", &[], "budgets", "budget_id", "budget budgets list"),
             Kind::Policy => ("/api/policies", &[("all", "true")], "policies", "policy_id", "budget status"),
             Kind::Alert => {
                 ("/api/alerts", &[("all", "true"), ("limit", "500")], "alerts", "id", "budget alerts list --all")

@@ -853,6 +853,32 @@ async fn short_ids_from_status_work_in_explain_and_release() {
     assert!(!out.status.success() && said.contains("--since") && said.contains("7d"), "{said}");
 }
 
+/// `budgets list` shows ids and times as every other table does, and `budgets show` takes what it
+/// shows: the budget's name, its short id, or the whole id.
+#[tokio::test]
+async fn budgets_list_is_short_and_show_takes_a_name_or_short_id() {
+    let s = server().await;
+    assert!(budget(&s.url, &["set_limit", "daily", "10"]).await.status.success());
+    let list = json_of(&budget(&s.url, &["budgets", "list", "--json"]).await);
+    let id = list["budgets"][0]["budget_id"].as_str().unwrap().to_string();
+    let short = &id[id.len() - 8..];
+    let created: chrono::DateTime<chrono::Utc> = list["budgets"][0]["created_at"].as_str().unwrap().parse().unwrap();
+    let table = stdout(&budget(&s.url, &["budgets", "list"]).await);
+    assert!(table.contains(short) && !table.contains(&id), "{table}");
+    assert!(table.contains(&created.format("%Y-%m-%d %H:%M:%S").to_string()) && !table.contains("."), "{table}");
+    for given in ["default", short, id.as_str()] {
+        let out = budget(&s.url, &["budgets", "show", given]).await;
+        assert!(out.status.success(), "{given}: {}", stderr(&out));
+        assert!(stdout(&out).contains(&format!("Budget default ({id})")), "{given}: {}", stdout(&out));
+    }
+    let out = budget(&s.url, &["budgets", "show", "nosuch"]).await;
+    let said = stderr(&out);
+    assert!(
+        !out.status.success() && said.contains("no budget is named `nosuch`") && said.contains("budget budgets list"),
+        "{said}"
+    );
+}
+
 /// `budget start` on `db` with `env`, its stdout and stderr in one log file; returns its URL once it
 /// answers, the log's path, and the process (stopped when dropped).
 async fn start_logged(db: &TestDb, env: &[(&str, &str)]) -> (String, std::path::PathBuf, KillOnDrop) {

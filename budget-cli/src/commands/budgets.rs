@@ -20,15 +20,16 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
             for b in &list.budgets {
                 t.add_row(vec![
                     Cell::new(&b.name),
-                    Cell::new(b.budget_id),
+                    Cell::new(crate::output::short_id(b.budget_id)),
                     right(b.policies),
                     Cell::new(b.active),
-                    Cell::new(b.created_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+                    Cell::new(crate::output::utc(b.created_at)),
                 ]);
             }
             crate::say!("{t}");
         }
-        BudgetsCommand::Show { budget_id, json } => {
+        BudgetsCommand::Show { budget, json } => {
+            let budget_id = resolve(client, &budget).await?;
             let detail: BudgetDetail = client.get(&format!("/api/budgets/{budget_id}"), &[]).await?;
             if json {
                 print_json(&serde_json::to_value(&detail)?);
@@ -40,4 +41,26 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// The id of the budget `given` names: by its name (budgets' names are unique), else by its id,
+/// whole or short (`crate::ids`).
+async fn resolve(client: &Client, given: &str) -> anyhow::Result<String> {
+    let mut offset = 0;
+    loop {
+        let page: BudgetList =
+            client.get("/api/budgets", &[("limit", "500".to_string()), ("offset", offset.to_string())]).await?;
+        if let Some(b) = page.budgets.iter().find(|b| b.name == given.trim()) {
+            return Ok(b.budget_id.to_string());
+        }
+        match page.next_offset {
+            Some(next) if next > offset => offset = next,
+            _ => break,
+        }
+    }
+    let looks_like_id = given.trim().chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    if !looks_like_id {
+        anyhow::bail!("no budget is named `{}`; `budget budgets list` lists them", given.trim());
+    }
+    crate::ids::resolve(client, crate::ids::Kind::Budget, given).await
 }
