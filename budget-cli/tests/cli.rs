@@ -853,6 +853,24 @@ async fn short_ids_from_status_work_in_explain_and_release() {
     assert!(!out.status.success() && said.contains("--since") && said.contains("7d"), "{said}");
 }
 
+/// A window that ended before its policy existed has no measured figures: the table says "not
+/// tracked" in its row instead of showing $0 and "ok", and the note below says since when.
+#[tokio::test]
+async fn status_at_a_time_before_the_policy_says_not_tracked_in_the_row() {
+    let s = server().await;
+    assert!(budget(&s.url, &["set_limit", "daily", "10", "--provider", "openai"]).await.status.success());
+    let out = budget(&s.url, &["status", "--at", "3d"]).await;
+    let table = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = table.lines().find(|l| l.contains("provider=openai") && l.contains("daily")).expect("the policy's row");
+    assert!(row.contains("not tracked") && !row.contains("$0") && !row.contains(" ok "), "{table}");
+    assert!(table.contains("not tracked before"), "{table}");
+    // Today's window is measured.
+    let now = stdout(&budget(&s.url, &["status"]).await);
+    let row = now.lines().find(|l| l.contains("provider=openai")).expect("the policy's row");
+    assert!(row.contains("$0") && row.contains(" ok "), "{now}");
+}
+
 /// `budgets list` shows ids and times as every other table does, and `budgets show` takes what it
 /// shows: the budget's name, its short id, or the whole id.
 #[tokio::test]

@@ -97,13 +97,16 @@ pub fn print_windows(windows: &[WindowStatus]) {
             row.push(Cell::new(&w.window));
         }
         let percent = |n: Option<rust_decimal::Decimal>| n.map_or("-".into(), |n| format!("{}%", n.normalize()));
+        // A window that ended before the policy existed was not measured: its zeros are not figures.
+        let untracked = matches!((w.tracked_since, w.window_end), (Some(since), Some(end)) if end <= since);
+        let measured = |text: String| right(if untracked { "-".into() } else { text });
         row.extend([
-            right(both(money(has_cost.then_some(w.used_cost)), tokens(has_tokens.then_some(w.used_tokens)))),
-            right(both(money(has_cost.then_some(w.reserved_cost)), tokens(has_tokens.then_some(w.reserved_tokens)))),
+            measured(both(money(has_cost.then_some(w.used_cost)), tokens(has_tokens.then_some(w.used_tokens)))),
+            measured(both(money(has_cost.then_some(w.reserved_cost)), tokens(has_tokens.then_some(w.reserved_tokens)))),
             right(both(money(p.cost_limit.map(|l| l.amount())), tokens(p.token_limit))),
-            right(format!("{} ({})", percent(w.percent), percent(w.committed_percent))),
-            right(both(money(w.remaining_cost), tokens(w.remaining_tokens))),
-            Cell::new(w.state.as_str()),
+            measured(format!("{} ({})", percent(w.percent), percent(w.committed_percent))),
+            measured(both(money(w.remaining_cost), tokens(w.remaining_tokens))),
+            Cell::new(if untracked { "not tracked" } else { w.state.as_str() }),
             Cell::new(w.resets_at.map_or("-".into(), crate::output::when)),
         ]);
         t.add_row(row);
