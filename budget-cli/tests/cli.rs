@@ -843,6 +843,11 @@ async fn short_ids_from_status_work_in_explain_and_release() {
     assert!(out.status.success());
     let list = stdout(&budget(&s.url, &["allocate", "list", "--wide"]).await);
     let id = list.split_whitespace().find(|w| w.len() == 36 && w.matches('-').count() == 4).unwrap().to_string();
+    // The reservation is one of the policy's events: explain names it short, --precise whole.
+    let explained = stdout(&budget(&s.url, &["explain", short]).await);
+    assert!(explained.contains("AllocationCreated") && explained.contains(&id[id.len() - 8..]), "{explained}");
+    assert!(!explained.contains(&id), "{explained}");
+    assert!(stdout(&budget(&s.url, &["explain", short, "--precise"]).await).contains(&id));
     let out = budget(&s.url, &["allocate", "release", &id[id.len() - 8..]]).await;
     assert!(out.status.success(), "{}", stderr(&out));
 

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::cli::AuditArgs;
 use crate::client::Client;
-use crate::output::{print_json, right, table, thousands, utc};
+use crate::output::{print_json, right, short_id, table, thousands, utc};
 
 pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
     if args.limit < 1 {
@@ -81,10 +81,14 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
             (Some(a), Some(b)) => Some(format!("{a} for {b}")),
             (a, _) => a.map(str::to_string),
         };
-        let who = match (actor.as_deref(), e.request_id.as_deref()) {
+        // The service's request ids are UUIDs, shown short like every id (a log search finds them by
+        // their end); one a client chose is shown as it is.
+        let request =
+            e.request_id.as_deref().map(|r| if uuid::Uuid::parse_str(r).is_ok() { short_id(r) } else { r.to_string() });
+        let who = match (actor.as_deref(), request) {
             (Some(a), Some(r)) => format!("{a} / {r}"),
             (Some(a), None) => a.to_string(),
-            (None, Some(r)) => r.to_string(),
+            (None, Some(r)) => r,
             (None, None) => String::new(),
         };
         t.add_row(vec![
@@ -94,7 +98,7 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
             Cell::new(who),
             right(e.tokens.map(thousands).unwrap_or_default()),
             right(e.cost.map(|n| n.to_string()).unwrap_or_default()),
-            Cell::new(e.price_version.map(|v| v.to_string()).unwrap_or_default()),
+            Cell::new(e.price_version.map(short_id).unwrap_or_default()),
             right(line.running_cost),
             right(thousands(line.running_tokens)),
         ]);
@@ -153,7 +157,7 @@ pub async fn explain(client: &Client, policy_id: String, window: Option<String>,
                 right(c.position),
                 Cell::new(utc(c.recorded_at)),
                 Cell::new(if c.event_type == "PolicySet" { "PolicySet (opening balance)" } else { &c.event_type }),
-                Cell::new(c.subject.map(|s| s.to_string()).unwrap_or_default()),
+                Cell::new(c.subject.map(short_id).unwrap_or_default()),
                 right(c.posted_cost),
                 right(thousands(c.posted_tokens)),
                 right(c.pending_cost),
