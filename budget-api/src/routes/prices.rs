@@ -153,7 +153,8 @@ pub(crate) async fn resolve_at(
     match price::resolve(&versions, provider, model, at) {
         Some((v, name)) => Ok((v.clone(), name)),
         None => Err(ApiError::NotFound(format!(
-            "no price for {provider}/{model} at {at} (looked for {}); set one with POST /api/prices or `budget prices set`",
+            "no price for {provider}/{model} at {} (looked for {}); set one with POST /api/prices or `budget prices set`",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             price::candidates(provider, model).join(", ")
         ))),
     }

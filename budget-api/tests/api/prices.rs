@@ -54,9 +54,11 @@ async fn calc_cost_is_exact_and_the_bundled_table_is_applied_on_first_start() {
     let (_, one) = app.get_json("/api/prices/openai/gpt-4o").await;
     assert_eq!((one["input_per_1m"].to_string(), one["input_per_1k"].to_string()), ("2.5".into(), "0.0025".into()));
     let r = app
-        .post("/api/prices/calculate", &json!({"provider": "openai", "model": "no-such-model", "input_tokens": 1}))
+        .post("/api/prices/calculate", &json!({"provider": "openai", "model": "no-such-model", "input_tokens": 1, "at": "2026-11-30T10:00:00.123456Z"}))
         .await;
-    assert_error(r, 404, "not_found").await;
+    let message = assert_error(r, 404, "not_found").await;
+    // The time as every answer writes it, to the second (not Rust's "2026-11-30 10:00:00.123456 UTC").
+    assert!(message.contains("no price for openai/no-such-model at 2026-11-30T10:00:00Z "), "{message}");
 }
 
 #[tokio::test]
