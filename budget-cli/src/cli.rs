@@ -91,7 +91,7 @@ writes about 1.3 million events. Exits 1 if a check fails; a missed target is on
         #[arg(long = "output-size", default_value_t = 500)]
         output_size: i64,
         /// USD per day the calls may cost.
-        #[arg(long = "max-cost")]
+        #[arg(long = "max-cost", value_parser = crate::amounts::decimal)]
         max_cost: Option<String>,
         /// Calls per day.
         #[arg(long, default_value_t = 1)]
@@ -251,7 +251,7 @@ pub struct SetLimitArgs {
     /// hourly, daily, weekly (ISO, from Monday), monthly, per_session or per_task.
     pub period: String,
     /// The cost limit in USD per window (exact decimal, e.g. 10.0). 0 with --tokens: tokens only.
-    #[arg(allow_negative_numbers = true)]
+    #[arg(allow_negative_numbers = true, value_parser = crate::amounts::decimal)]
     pub limit: String,
     /// Count only this provider's usage (e.g. openai).
     #[arg(long)]
@@ -417,7 +417,7 @@ pub struct AllocateCreateArgs {
     #[arg(long)]
     pub priority: Option<i64>,
     /// USD to reserve (default: tokens at the tier's reference price).
-    #[arg(long = "estimated-cost")]
+    #[arg(long = "estimated-cost", value_parser = crate::amounts::decimal)]
     pub estimated_cost: Option<String>,
     /// Lifetime: 90s, 15m, 2h, 1d (default 24h).
     #[arg(long)]
@@ -475,11 +475,11 @@ pub enum PricesCommand {
     Set {
         provider: String,
         model: String,
-        #[arg(long)]
+        #[arg(long, value_parser = crate::amounts::decimal)]
         input: String,
-        #[arg(long)]
+        #[arg(long, value_parser = crate::amounts::decimal)]
         output: String,
-        #[arg(long = "cached-input")]
+        #[arg(long = "cached-input", value_parser = crate::amounts::decimal)]
         cached_input: Option<String>,
         /// 1M (default), 1K or token.
         #[arg(long, default_value = "1M")]

@@ -1,6 +1,7 @@
 //! `budget`: `budget start` runs the whole service in one process; every other command is an HTTP
 //! client of its API.
 
+mod amounts;
 mod cli;
 mod client;
 mod commands;

@@ -186,6 +186,21 @@ async fn errors_are_one_clear_line_and_a_failure_exit() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("BUDGET_RUNTIME_THREADS=\"0\"") && err.contains("whole number above 0"), "{err}");
+
+    // An amount that is not a number is refused by the CLI itself, naming the argument: no JSON
+    // line and column of a body the user never wrote, nothing sent.
+    for args in [
+        &["set_limit", "daily", "abc"][..],
+        &["prices", "set", "openai", "m", "--input", "x", "--output", "1"],
+        &["allocate", "create", "--context-id", "t", "--component", "c", "--estimated-cost", "1x"],
+        &["recommend", "--task-type", "chat", "--max-cost", "five"],
+    ] {
+        let out = budget("http://127.0.0.1:9", args).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("is not a decimal number") && !err.contains("column"), "{args:?}: {err}");
+        assert!(!err.contains("cannot reach"), "{args:?}: nothing is sent: {err}");
+    }
 }
 
 #[tokio::test]

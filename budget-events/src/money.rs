@@ -117,6 +117,13 @@ fn decimal_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
 
 /// `#[serde(with = "budget_events::money::decimal_json")]` for plain `Decimal` fields that must be
 /// exact JSON numbers too (prices per token, percentages).
+/// A decimal written as text, with every digit kept (`1.50`, `2.5e-7`): how the API reads an amount,
+/// and how the CLI checks one before sending it.
+pub fn parse_decimal(text: &str) -> Result<Decimal, MoneyError> {
+    let parsed = if text.contains(['e', 'E']) { Decimal::from_scientific(text) } else { Decimal::from_str_exact(text) };
+    parsed.map_err(|_| MoneyError::NotANumber(text.to_string()))
+}
+
 /// A decimal as a JSON number with its exact digits (normalized: `1.50` → `1.5`), for building JSON
 /// by hand (`json!`), where the serde helpers above do not reach.
 pub fn json_number(d: Decimal) -> serde_json::Value {
@@ -132,9 +139,7 @@ pub mod decimal_json {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
         let text = decimal_text(deserializer)?;
-        let parsed =
-            if text.contains(['e', 'E']) { Decimal::from_scientific(&text) } else { Decimal::from_str_exact(&text) };
-        parsed.map_err(|_| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
+        super::parse_decimal(&text).map_err(|e| serde::de::Error::custom(e.to_string()))
     }
 }
 
