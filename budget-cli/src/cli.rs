@@ -99,8 +99,10 @@ writes about 1.3 million events. Exits 1 if a check fails; a missed target is on
         /// Prefer this provider among equals.
         #[arg(long = "prefer-provider")]
         prefer_provider: Option<String>,
+        /// Models to show (the best first).
         #[arg(long, default_value_t = 10)]
         limit: usize,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -118,11 +120,13 @@ writes about 1.3 million events. Exits 1 if a check fails; a missed target is on
     /// How a policy window's used and reserved figures were reached, checked against its account.
     #[command(after_help = "Examples:\n  budget explain 01a2…\n  budget explain 01a2… --window 2026-11-28T00:00:00Z")]
     Explain {
+        /// The policy: its id, or its last 8 characters as `budget status` shows them.
         policy_id: String,
         /// The window: its start (RFC 3339, a date, yesterday…) or task:ID / session:ID; default: the
         /// one containing now.
         #[arg(long, value_parser = crate::times::window)]
         window: Option<String>,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -166,7 +170,10 @@ writes about 1.3 million events. Exits 1 if a check fails; a missed target is on
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "Example:\n  budget completions bash > /etc/bash_completion.d/budget")]
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Show usage for a period: one row per period, totals, and the biggest spenders.
     #[command(
         name = "get_usage",
@@ -241,7 +248,7 @@ pub struct StatusArgs {
     /// recorded by then.
     #[arg(long = "as-of", value_parser = crate::times::instant)]
     pub as_of: Option<String>,
-    /// Print JSON instead of tables.
+    /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -313,19 +320,23 @@ pub enum KeysCommand {
         /// Lifetime: 90d, 12h… (default: none).
         #[arg(long)]
         expires: Option<String>,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List keys (id, name, scope, component, created, last used, expires), never their secrets.
     #[command(after_help = "Example:\n  budget keys list")]
     List {
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a key: every process refuses it from now on.
     #[command(after_help = "Example:\n  budget keys revoke 01a2…")]
     Revoke {
+        /// The key: its id, or its last 8 characters as `budget keys list` shows them.
         key_id: String,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -336,6 +347,7 @@ pub enum BudgetsCommand {
     /// List budgets.
     #[command(after_help = "Example:\n  budget budgets list")]
     List {
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -344,6 +356,7 @@ pub enum BudgetsCommand {
     Show {
         /// The budget's name, or its id (whole, or its last 8 characters as `budget budgets list` shows)
         budget: String,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -356,18 +369,22 @@ pub struct GetUsageArgs {
     /// How many days back, counting today.
     #[arg(long, default_value_t = 7)]
     pub days: u32,
+    /// Only this provider's usage (e.g. openai).
     #[arg(long)]
     pub provider: Option<String>,
+    /// Only this model's usage (e.g. gpt-4o).
     #[arg(long)]
     pub model: Option<String>,
+    /// Only this component's usage (e.g. codex).
     #[arg(long)]
     pub component: Option<String>,
+    /// Only this task type's usage (e.g. coding).
     #[arg(long = "task-type")]
     pub task_type: Option<String>,
     /// Only this end user's usage.
     #[arg(long)]
     pub user: Option<String>,
-    /// Print JSON instead of tables.
+    /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -385,7 +402,9 @@ pub enum AllocateCommand {
     /// Release what an allocation still reserves.
     #[command(after_help = "Example:\n  budget allocate release 01a2…")]
     Release {
+        /// The allocation: its id, or its last 8 characters as `budget allocate list` shows them.
         allocation_id: String,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -396,6 +415,7 @@ pub struct AllocateCreateArgs {
     /// The task (or session) the tokens are for.
     #[arg(long = "context-id")]
     pub context_id: String,
+    /// The component that will spend the tokens (e.g. codex).
     #[arg(long)]
     pub component: String,
     /// Tokens to reserve (default: by task type and priority).
@@ -404,10 +424,15 @@ pub struct AllocateCreateArgs {
     /// local_lightweight, local_midweight or remote_heavyweight.
     #[arg(long)]
     pub tier: Option<String>,
+    /// The provider the tokens will be spent on (e.g. openai); with neither it nor --model, the
+    /// reservation counts under every provider's limits.
     #[arg(long)]
     pub provider: Option<String>,
+    /// The model the tokens will be spent on (e.g. gpt-4o): it prices the reservation and names the
+    /// provider.
     #[arg(long)]
     pub model: Option<String>,
+    /// The task type (e.g. coding): sets the default tokens.
     #[arg(long = "task-type")]
     pub task_type: Option<String>,
     /// The end user the task runs for: the reservation counts against that user's limits.
@@ -422,19 +447,23 @@ pub struct AllocateCreateArgs {
     /// Lifetime: 90s, 15m, 2h, 1d (default 24h).
     #[arg(long)]
     pub ttl: Option<String>,
+    /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct AllocateListArgs {
+    /// Only this component's allocations.
     #[arg(long)]
     pub component: Option<String>,
+    /// Only this task's (or session's) allocations.
     #[arg(long = "context-id")]
     pub context_id: Option<String>,
     /// Include released, expired and exhausted allocations.
     #[arg(long)]
     pub all: bool,
+    /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -444,10 +473,13 @@ pub enum PricesCommand {
     /// Prices in effect: $/1M and $/1K, input/output/cached, since when.
     #[command(after_help = "Examples:\n  budget prices list\n  budget prices list --provider openai --json")]
     List {
+        /// Only this provider's prices (e.g. openai).
         #[arg(long)]
         provider: Option<String>,
+        /// Only this model's prices (its exact name, e.g. gpt-4o).
         #[arg(long)]
         model: Option<String>,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -465,6 +497,7 @@ pub enum PricesCommand {
         /// List every added and changed model, merged entry and conflict, not only the counts.
         #[arg(long, short)]
         verbose: bool,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -473,12 +506,17 @@ pub enum PricesCommand {
         after_help = "Example:\n  budget prices set openai gpt-4o --input 2.50 --output 10.00 --cached-input 1.25 --per 1M"
     )]
     Set {
+        /// The provider (e.g. openai).
         provider: String,
+        /// The model (e.g. gpt-4o).
         model: String,
+        /// USD per `--per` input tokens (e.g. 2.50).
         #[arg(long, value_parser = crate::amounts::decimal)]
         input: String,
+        /// USD per `--per` output tokens (e.g. 10.00).
         #[arg(long, value_parser = crate::amounts::decimal)]
         output: String,
+        /// USD per `--per` input tokens read from a prompt cache (default: the input price).
         #[arg(long = "cached-input", value_parser = crate::amounts::decimal)]
         cached_input: Option<String>,
         /// 1M (default), 1K or token.
@@ -487,6 +525,7 @@ pub enum PricesCommand {
         /// When it takes effect: RFC 3339, a date (its UTC midnight), now, or an age (default now).
         #[arg(long = "effective-from", value_parser = crate::times::instant)]
         effective_from: Option<String>,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -495,8 +534,10 @@ pub enum PricesCommand {
         after_help = "Examples:\n  budget prices reprice --provider openai --model gpt-4o --since 2026-11-01 --dry-run\n  budget prices reprice --provider openai --model gpt-4o --since 2026-11-01T00:00:00Z"
     )]
     Reprice {
+        /// The provider whose records to re-price (e.g. openai).
         #[arg(long)]
         provider: String,
+        /// The model whose records to re-price (e.g. gpt-4o).
         #[arg(long)]
         model: String,
         /// Records from this time: RFC 3339, a date (its UTC midnight), yesterday, or an age (7d).
@@ -508,14 +549,18 @@ pub enum PricesCommand {
         /// Show the corrections; write nothing.
         #[arg(long = "dry-run")]
         dry_run: bool,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Every version of a model's price.
     #[command(after_help = "Example:\n  budget prices history openai gpt-4o")]
     History {
+        /// The provider (e.g. openai).
         provider: String,
+        /// The model (e.g. gpt-4o).
         model: String,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -535,23 +580,28 @@ pub enum AlertsCommand {
         /// budget_refused, overage, unpriced_model or spend_spike.
         #[arg(long = "type")]
         alert_type: Option<String>,
+        /// Only this budget's alerts (its whole id, as `budget budgets list --precise` shows it).
         #[arg(long = "budget-id")]
         budget_id: Option<String>,
         /// Acknowledged alerts too.
         #[arg(long)]
         all: bool,
+        /// How many alerts to show, newest first.
         #[arg(long, default_value_t = 100)]
         limit: i64,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Acknowledge an alert (once; acknowledging again shows the first acknowledgement).
     #[command(after_help = "Example:\n  budget alerts acknowledge 0b6c… --by alice")]
     Acknowledge {
+        /// The alert: its id, or its last 8 characters as `budget alerts list` shows them.
         alert_id: String,
         /// Who acknowledges it.
         #[arg(long)]
         by: Option<String>,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -565,18 +615,23 @@ pub struct AssistantArgs {
     /// The last this many days (1 to 365).
     #[arg(long, default_value_t = 30)]
     pub days: i64,
+    /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct AuditArgs {
+    /// Only this provider's events (e.g. openai).
     #[arg(long)]
     pub provider: Option<String>,
+    /// Only this model's events (e.g. gpt-4o).
     #[arg(long)]
     pub model: Option<String>,
+    /// Only this component's events (e.g. codex).
     #[arg(long)]
     pub component: Option<String>,
+    /// Only this task's (or session's) events.
     #[arg(long = "context-id")]
     pub context_id: Option<String>,
     /// A budget's name or id.
@@ -597,18 +652,23 @@ pub struct AuditArgs {
     /// At most this many events.
     #[arg(long, default_value_t = 1000)]
     pub limit: i64,
+    /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct CalcCostArgs {
+    /// The provider (e.g. openai).
     #[arg(long)]
     pub provider: String,
+    /// The model (e.g. gpt-4o, or a dated name such as gpt-4o-2024-08-06).
     #[arg(long)]
     pub model: String,
+    /// Input tokens of the call.
     #[arg(long = "input-tokens")]
     pub input_tokens: i64,
+    /// Output tokens of the call.
     #[arg(long = "output-tokens", default_value_t = 0)]
     pub output_tokens: i64,
     /// The part of the input read from a prompt cache.
@@ -620,6 +680,32 @@ pub struct CalcCostArgs {
     /// The part of the output spent reasoning.
     #[arg(long = "reasoning-tokens", default_value_t = 0)]
     pub reasoning_tokens: i64,
+    /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is in `--help` (an option listed with a blank
+    /// beside it leaves its user to guess).
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !matches!(id, "help" | "version") && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "budget", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
 }
