@@ -354,7 +354,7 @@ pub enum BudgetsCommand {
     /// Show one budget with its policies' current windows.
     #[command(after_help = "Examples:\n  budget budgets show default\n  budget budgets show 5c5dc497")]
     Show {
-        /// The budget's name, or its id (whole, or its last 8 characters as `budget budgets list` shows)
+        /// The budget's name, or its id (whole, or its last 8 characters as `budget budgets list` shows).
         budget: String,
         /// Print JSON (for scripts) instead of text.
         #[arg(long)]

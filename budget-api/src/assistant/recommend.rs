@@ -2,12 +2,11 @@
 //! stated frequency, whether it fits the budget and the context, how well its capabilities match the
 //! task's words, and a one-line rationale.
 
+use budget_events::display::count;
 use budget_events::domain::price::{self, PriceVersion};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-use budget_events::display::count;
 
 use crate::assistant::usd;
 use crate::error::ApiError;
