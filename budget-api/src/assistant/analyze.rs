@@ -95,14 +95,14 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
     let change_fraction = (!before.is_zero()).then(|| (change / before).round_dp(4));
     match change_fraction {
         Some(f) => findings.push(format!(
-            "Spend is {} {}% against the previous {} days ({} then).",
+            "Spend is {} {}% against the previous {} ({} then).",
             if change >= Decimal::ZERO { "up" } else { "down" },
             (f.abs() * Decimal::from(100)).round_dp(1).normalize(),
-            range.days,
+            count(range.days, "day"),
             usd(before)
         )),
         None if !total.cost.is_zero() => {
-            findings.push(format!("There was no spend in the previous {} days to compare with.", range.days))
+            findings.push(format!("There was no spend in the previous {} to compare with.", count(range.days, "day")))
         }
         None => {}
     }
@@ -172,7 +172,10 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         .map(|r| json!({"details": r.get::<_, Value>("details"), "message": r.get::<_, String>("message")}))
         .collect();
     if !spikes.is_empty() {
-        findings.push(format!("{} hours spent far above the trailing average (spend_spike alerts).", spikes.len()));
+        findings.push(format!(
+            "{} spent far above the trailing average (spend_spike alerts).",
+            count(spikes.len() as i64, "hour")
+        ));
     }
 
     // Top cost drivers: model × component.

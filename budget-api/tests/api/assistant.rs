@@ -139,9 +139,10 @@ async fn analyze_and_optimize_give_the_known_answers() {
 
 /// A saving smaller than a hundredth of a cent is still a saving: the sentences give it with its
 /// significant digits (not "$0") and name the period as a unit of time ("per day", not "per daily").
-/// Prompt caching is suggested for a model nothing is cheaper than (here the only one priced).
+/// Prompt caching is suggested for a model nothing is cheaper than (here the only one priced). Counts
+/// agree with their nouns ("1 day").
 #[tokio::test]
-async fn optimize_sentences_keep_small_savings_and_say_per_day() {
+async fn assistant_sentences_keep_small_savings_and_name_units_right() {
     let app = spawn_app().await;
     let price = json!({"provider": "acme", "model": "cachy", "input": "1", "output": "1", "cached_input": "0.5",
                        "effective_from": "2026-01-01T00:00:00Z"});
@@ -149,6 +150,15 @@ async fn optimize_sentences_keep_small_savings_and_say_per_day() {
     let r: Value =
         app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 30})).await.json().await.unwrap();
     assert_eq!(r["recommendations"]["summary"], "No recommendations from the usage of the last 30 days.");
+    // One day analysed: "the previous 1 day", not "the previous 1 days".
+    let record =
+        json!({"provider": "acme", "model": "cachy", "component": "codex", "input_tokens": 1, "output_tokens": 1});
+    assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    app.wait_for_projections(app.events().await).await;
+    let r: Value =
+        app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 1})).await.json().await.unwrap();
+    let findings = r["analysis"]["findings"].to_string();
+    assert!(findings.contains("no spend in the previous 1 day to compare with"), "{findings}");
     let record = json!({"provider": "acme", "model": "cachy", "component": "codex", "task_type": "coding",
                         "input_tokens": 100, "output_tokens": 10});
     assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
