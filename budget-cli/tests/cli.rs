@@ -889,6 +889,12 @@ async fn status_at_a_time_before_the_policy_says_not_tracked_in_the_row() {
     let now = stdout(&budget(&s.url, &["status"]).await);
     let row = now.lines().find(|l| l.contains("provider=openai")).expect("the policy's row");
     assert!(row.contains("$0") && row.contains(" ok "), "{now}");
+    // One record in it: explain counts it as one ("1 record", not "1 records").
+    post_usage(&s.url, serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "c", "input_tokens": 10, "output_tokens": 1, "cost": "0.5"})).await;
+    let id =
+        json_of(&budget(&s.url, &["status", "--json"]).await)["windows"][0]["policy_id"].as_str().unwrap().to_string();
+    let explained = stdout(&budget(&s.url, &["explain", &id]).await);
+    assert!(explained.contains("used $0.5 / 11 tokens in 1 record, reserved"), "{explained}");
 }
 
 /// `budgets list` shows ids and times as every other table does, and `budgets show` takes what it

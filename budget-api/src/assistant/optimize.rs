@@ -94,14 +94,14 @@ pub async fn optimize(
             found.push(Recommendation {
                 kind: "model_substitution",
                 what: format!(
-                    "Move {component}'s {task_type} calls from {provider}/{model} to {}/{}: the same {} input and {} output tokens would cost {} instead of {} over the {} days.",
+                    "Move {component}'s {task_type} calls from {provider}/{model} to {}/{}: the same {} input and {} output tokens would cost {} instead of {} over the {}.",
                     best.provider,
                     best.model,
                     totals.input_tokens,
                     totals.output_tokens,
                     usd(best.cost),
                     usd(now_cost),
-                    range.days
+                    count(range.days, "day")
                 ),
                 savings: best.savings * per_period,
                 confidence,

@@ -188,16 +188,16 @@ pub struct Figures {
     pub pending_tokens: i64,
 }
 
-/// `used $X / N tokens in R records, reserved $Y / M tokens`, as `explain` and `replay` print them.
+/// `used $X / N tokens in R records (1 record), reserved $Y / M tokens`, as `explain` and `replay` print them.
 impl std::fmt::Display for Figures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use budget_events::display::thousands;
+        use budget_events::display::{count, thousands};
         write!(
             f,
-            "used ${} / {} tokens in {} records, reserved ${} / {} tokens",
+            "used ${} / {} tokens in {}, reserved ${} / {} tokens",
             self.posted_cost,
             thousands(self.posted_tokens),
-            self.records,
+            count(self.records, "record"),
             self.pending_cost,
             thousands(self.pending_tokens)
         )

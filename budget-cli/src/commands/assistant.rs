@@ -88,7 +88,7 @@ pub async fn optimize(client: &Client, args: AssistantArgs) -> anyhow::Result<()
     let recs = &r.recommendations;
     let list = &recs.recommendations;
     if list.is_empty() {
-        crate::say!("Nothing to recommend for the last {} days.", args.days);
+        crate::say!("Nothing to recommend for the last {}.", crate::output::count(args.days, "day"));
     } else {
         let mut t = table(&["#", "Kind", "Saves / period", "Confidence", "Recommendation"]);
         for x in list {
