@@ -309,7 +309,7 @@ pub enum KeysCommand {
     )]
     Create {
         /// read (every GET, WebSockets), write (usage, checks, allocations) or admin (everything).
-        #[arg(long)]
+        #[arg(long, value_parser = ["read", "write", "admin"])]
         scope: String,
         /// Bind a write key to one component: it records usage and reserves for that component only.
         #[arg(long)]

@@ -201,6 +201,10 @@ async fn errors_are_one_clear_line_and_a_failure_exit() {
         assert!(err.contains("is not a decimal number") && !err.contains("column"), "{args:?}: {err}");
         assert!(!err.contains("cannot reach"), "{args:?}: nothing is sent: {err}");
     }
+    let out = budget("http://127.0.0.1:9", &["keys", "create", "--scope", "god"]).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("[possible values: read, write, admin]") && !err.contains("column"), "{err}");
 }
 
 #[tokio::test]

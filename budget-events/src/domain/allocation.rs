@@ -193,7 +193,9 @@ fn scale(base: i64, priority: i16) -> i64 {
 
 /// `90s`, `15m`, `2h`, `1d` or a number of seconds.
 pub fn parse_ttl(value: &serde_json::Value) -> Result<Duration, String> {
-    let bad = || format!("ttl `{value}` is not a duration; use e.g. 90s, 15m, 2h, 1d, or a number of seconds");
+    // A string is shown as given (`5y`), not as JSON (`"5y"`).
+    let shown = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+    let bad = || format!("ttl `{shown}` is not a duration; use e.g. 90s, 15m, 2h, 1d, or a number of seconds");
     let seconds = match value {
         serde_json::Value::Number(n) => n.as_i64().ok_or_else(bad)?,
         serde_json::Value::String(s) => crate::period::parse_duration_seconds(s).ok_or_else(bad)?,
@@ -344,7 +346,11 @@ mod tests {
         assert_eq!(parse_ttl(&serde_json::json!("15m")).unwrap(), Duration::minutes(15));
         assert_eq!(parse_ttl(&serde_json::json!(90)).unwrap(), Duration::seconds(90));
         assert_eq!(parse_ttl(&serde_json::json!("1d")).unwrap(), Duration::days(1));
-        assert!(parse_ttl(&serde_json::json!("soon")).is_err());
+        assert_eq!(
+            parse_ttl(&serde_json::json!("soon")).unwrap_err(),
+            "ttl `soon` is not a duration; use e.g. 90s, 15m, 2h, 1d, or a number of seconds"
+        );
+        assert!(parse_ttl(&serde_json::json!(true)).unwrap_err().starts_with("ttl `true` is not"));
         assert!(parse_ttl(&serde_json::json!("0s")).is_err());
         assert!(parse_ttl(&serde_json::json!("40d")).is_err());
         assert_eq!(default_tokens("coding", 5), 8_000);
