@@ -87,10 +87,14 @@ async fn get_usage_prints_a_table_and_json() {
     .await;
     wait_applied(&s.url, 2).await;
 
+    // A write through the CLI first: the read after it waits for it (min_position), which is no filter.
+    assert!(budget(&s.url, &["set_limit", "daily", "20"]).await.status.success());
     let out = budget(&s.url, &["get_usage", "daily", "--days", "7", "--provider", "openai"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("1,200") && text.contains("$0.0064") && text.contains("gpt-4o"), "{text}");
+    let header = text.lines().find(|l| l.starts_with("Usage daily from")).unwrap_or_default();
+    assert!(header.ends_with(" (provider=openai)"), "the header names the filters given, and only them: {text}");
     assert!(!text.contains("claude"), "the provider filter applies: {text}");
 
     let out = budget(&s.url, &["get-usage", "daily", "--json"]).await;

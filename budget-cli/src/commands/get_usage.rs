@@ -20,6 +20,8 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
             query.push((name, v.clone()));
         }
     }
+    // The header names the user's filters: those after period and days, before min_position.
+    let filters: Vec<String> = query[2..].iter().map(|(k, v)| format!("{k}={v}")).collect();
     if let Some(position) = client.last_write() {
         query.push(("min_position", position.to_string()));
     }
@@ -29,7 +31,6 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let filters: Vec<String> = query[2..].iter().map(|(k, v)| format!("{k}={v}")).collect();
     crate::say!(
         "Usage {} from {} to {}{}",
         serde_json::to_value(usage.period)?.as_str().unwrap_or(&args.period),
