@@ -10,7 +10,7 @@ pub mod recommend;
 use budget_events::period::Period;
 use budget_events::ErrorCode;
 use chrono::{DateTime, Duration, Utc};
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::error::ApiError;
 
@@ -50,10 +50,39 @@ impl Range {
     }
 }
 
-/// Money rounded for a sentence: to a hundredth of a cent, or, for a smaller amount that is not
-/// zero, to its first two significant digits (a saving of $0.000025 is not "$0").
+/// Money rounded for a sentence: from a cent up to a hundredth of a cent, and under a cent to its first
+/// two significant digits (a saving of $0.000025 is not "$0", and $0.00045 a call is not "$0.0004"
+/// beside a table that says 0.00045). Halves round up, as people round.
 pub fn usd(d: Decimal) -> String {
-    let rounded = d.round_dp(4);
-    let shown = if rounded.is_zero() && !d.is_zero() { d.round_sf(2).unwrap_or(d) } else { rounded };
+    let half_up = RoundingStrategy::MidpointAwayFromZero;
+    let shown = if d.abs() < Decimal::new(1, 2) {
+        d.round_sf_with_strategy(2, half_up).unwrap_or(d)
+    } else {
+        d.round_dp_with_strategy(4, half_up)
+    };
     format!("${}", shown.normalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usd;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn money_in_sentences_keeps_what_a_table_beside_it_shows() {
+        // Under a cent, two significant digits: the table beside the sentence says 0.00045, not 0.0004.
+        assert_eq!(usd(dec!(0.00045)), "$0.00045");
+        assert_eq!(usd(dec!(0.00054)), "$0.00054");
+        assert_eq!(usd(dec!(0.0006208)), "$0.00062");
+        assert_eq!(usd(dec!(0.00164)), "$0.0016");
+        assert_eq!(usd(dec!(0.000000833)), "$0.00000083");
+        // A half rounds up, as people round.
+        assert_eq!(usd(dec!(0.000125)), "$0.00013");
+        assert_eq!(usd(dec!(0.01235)), "$0.0124");
+        // From a cent up, to a hundredth of a cent.
+        assert_eq!(usd(dec!(0.0192)), "$0.0192");
+        assert_eq!(usd(dec!(19.84083)), "$19.8408");
+        assert_eq!(usd(dec!(20)), "$20");
+        assert_eq!(usd(dec!(0)), "$0");
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use budget_events::display::count;
+use budget_events::display::{count, thousands};
 use budget_events::domain::alternatives::{self, CallShape};
 use budget_events::domain::price;
 use budget_events::store::{allocations, policies, prices};
@@ -97,8 +97,8 @@ pub async fn optimize(
                     "Move {component}'s {task_type} calls from {provider}/{model} to {}/{}: the same {} input and {} output tokens would cost {} instead of {} over the {}.",
                     best.provider,
                     best.model,
-                    totals.input_tokens,
-                    totals.output_tokens,
+                    thousands(totals.input_tokens),
+                    thousands(totals.output_tokens),
                     usd(best.cost),
                     usd(now_cost),
                     count(range.days, "day")

@@ -2,7 +2,7 @@
 //! stated frequency, whether it fits the budget and the context, how well its capabilities match the
 //! task's words, and a one-line rationale.
 
-use budget_events::display::count;
+use budget_events::display::{count, thousands};
 use budget_events::domain::price::{self, PriceVersion};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -219,8 +219,8 @@ pub fn rank(r: &RecommendRequest, in_effect: &[PriceVersion]) -> (ModelRanking, 
         Some(b) => vec![format!(
             "For \"{}\" ({} in, {} out, {} a day) the best match is {}/{}: {}.",
             r.task_description.trim(),
-            r.input_length,
-            r.output_length,
+            thousands(r.input_length),
+            thousands(r.output_length),
             count(r.usage_frequency.unwrap_or(1), "call"),
             b.provider,
             b.model,

@@ -91,7 +91,13 @@ async fn analyze_and_optimize_give_the_known_answers() {
     assert_eq!(first["estimated_savings_per_period"].to_string(), "0.048");
     assert_eq!(first["evidence"]["alternative"]["model"], "small");
     assert_eq!(first["evidence"]["current_cost"].to_string(), "1.6");
-    assert!(first["recommendation"].as_str().unwrap().contains("would cost $0.16 instead of $1.6"), "{first}");
+    assert!(
+        first["recommendation"]
+            .as_str()
+            .unwrap()
+            .contains("the same 100,000 input and 20,000 output tokens would cost $0.16 instead of $1.6"),
+        "{first}"
+    );
     assert!(
         recs.iter().all(|x| x["evidence"]["component"] != "vision-bot" || x["kind"] != "model_substitution"),
         "nothing cheaper can see images"
@@ -199,12 +205,12 @@ async fn recommend_model_ranks_every_priced_model_for_the_task() {
         ("0.05".into(), "1.25".into(), Some(true))
     );
     assert!(best["rationale"].as_str().unwrap().contains("has code, reasoning"), "{best}");
-    assert!(rec["findings"][0].as_str().unwrap().contains("(2000 in, 1000 out, 25 calls a day)"), "{rec}");
+    assert!(rec["findings"][0].as_str().unwrap().contains("(2,000 in, 1,000 out, 25 calls a day)"), "{rec}");
     let mut once = ask.clone();
     once.as_object_mut().unwrap().remove("usage_frequency");
     let r: Value = app.post("/api/assistant/recommend-model", &once).await.json().await.unwrap();
     let finding = r["recommendations"]["findings"][0].as_str().unwrap().to_string();
-    assert!(finding.contains("(2000 in, 1000 out, 1 call a day)"), "{finding}");
+    assert!(finding.contains("(2,000 in, 1,000 out, 1 call a day)"), "{finding}");
     // Under a budget big does not fit, small comes first.
     let mut tight = ask.clone();
     tight["budget_limit"] = json!(1.0);
