@@ -1294,3 +1294,29 @@ async fn gateway_secrets_reach_only_their_provider() {
     assert_eq!(records, 1, "only the answered call is a usage record");
     let _ = std::fs::remove_file(&log);
 }
+
+/// `budget optimize` names the period its savings are per: "Saves / day" for daily, "/ week" for weekly.
+#[tokio::test]
+async fn optimize_says_what_its_savings_are_per() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    for (model, rate) in [("big", "10"), ("small", "1")] {
+        let price = serde_json::json!({"provider": "acme", "model": model, "input": rate, "output": rate,
+                                       "capabilities": ["code"], "effective_from": "2026-01-01T00:00:00Z"});
+        let r = http.post(format!("{}/api/prices", s.url)).json(&price).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider": "acme", "model": "big", "component": "codex", "task_type": "coding",
+                           "input_tokens": 10000, "output_tokens": 2000}),
+    )
+    .await;
+    wait_applied(&s.url, 1).await;
+    for (period, header) in [("daily", "Saves / day"), ("weekly", "Saves / week")] {
+        let out = budget(&s.url, &["optimize", "--period", period]).await;
+        let text = stdout(&out);
+        assert!(out.status.success() && text.contains("model_substitution"), "{text}{}", stderr(&out));
+        assert!(text.contains(header) && !text.contains("/ period"), "{period}: {text}");
+    }
+}

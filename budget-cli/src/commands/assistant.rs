@@ -1,6 +1,7 @@
 //! `budget recommend`, `budget analyze`, `budget optimize`: the assistant's answers for people.
 
 use budget_api::routes::assistant::{AnalyzeResponse, OptimizeResponse, RecommendResponse};
+use budget_events::period::Period;
 use comfy_table::Cell;
 use serde_json::json;
 
@@ -90,7 +91,9 @@ pub async fn optimize(client: &Client, args: AssistantArgs) -> anyhow::Result<()
     if list.is_empty() {
         crate::say!("Nothing to recommend for the last {}.", crate::output::count(args.days, "day"));
     } else {
-        let mut t = table(&["#", "Kind", "Saves / period", "Confidence", "Recommendation"]);
+        // The server took the period, so it parses; savings are per one of it ("Saves / day").
+        let unit = args.period.parse::<Period>().map_or("period", Period::unit);
+        let mut t = table(&["#", "Kind", &format!("Saves / {unit}"), "Confidence", "Recommendation"]);
         for x in list {
             t.add_row(vec![
                 right(x.rank),
