@@ -72,9 +72,10 @@ pub async fn optimize(
             task_type,
             input_tokens: totals.input_tokens,
             output_tokens: totals.output_tokens,
+            calls: totals.count,
             include_local: false,
         };
-        let now_cost = price::cost(&current.spec, totals.input_tokens, 0, totals.output_tokens).total_cost;
+        let now_cost = call.cost(&current.spec);
         if now_cost.is_zero() {
             continue;
         }
@@ -168,8 +169,12 @@ pub async fn optimize(
             found.push(Recommendation {
                 kind: "allocation_sizing",
                 what: format!(
-                    "{component}'s {task_type} tasks reserve {typical} tokens each (the {task_type} default is {default}) but 95% of them use at most {p95}; reserve about {suggested} (BUDGET_ALLOCATION_DEFAULTS='{{\"{task_type}\": {suggested}}}', or --tokens {suggested}) so the unused {} tokens per task stay available to others.",
-                    typical - suggested
+                    "{component}'s {task_type} tasks reserve {} tokens each (the {task_type} default is {}) but 95% of them use at most {}; reserve about {} (BUDGET_ALLOCATION_DEFAULTS='{{\"{task_type}\": {suggested}}}', or --tokens {suggested}) so the unused {} tokens per task stay available to others.",
+                    thousands(typical),
+                    thousands(default),
+                    thousands(p95),
+                    thousands(suggested),
+                    thousands(typical - suggested)
                 ),
                 savings: Decimal::ZERO,
                 confidence: if used.len() >= 20 { "high" } else { "medium" },

@@ -264,6 +264,7 @@ async fn cheaper(
         task_type: record.task_type.as_str(),
         input_tokens: record.input_tokens.get(),
         output_tokens: record.output_tokens.get(),
+        calls: 1,
         include_local: false,
     };
     let mut alternatives = budget_events::domain::alternatives::cheaper_alternatives(&in_effect, current, &call);

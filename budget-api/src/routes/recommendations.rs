@@ -87,6 +87,7 @@ pub async fn recommendations(state: web::Data<AppState>, payload: web::Payload) 
         task_type: &r.task_type,
         input_tokens: r.context_size,
         output_tokens: r.output_size,
+        calls: 1,
         include_local: r.include_local,
     };
     let mut found = alternatives::cheaper_alternatives(&in_effect, &current, &call);

@@ -133,9 +133,13 @@ async fn analyze_and_optimize_give_the_known_answers() {
         ),
         (Some(4000), Some(4000), Some(1000), Some(1100))
     );
+    let sentence = sizing["recommendation"].as_str().unwrap();
+    assert!(sentence.contains(r#"BUDGET_ALLOCATION_DEFAULTS='{"chat": 1100}'"#), "{sizing}");
+    // Counts in the prose read as counts; the settings to copy stay as they are typed.
     assert!(
-        sizing["recommendation"].as_str().unwrap().contains(r#"BUDGET_ALLOCATION_DEFAULTS='{"chat": 1100}'"#),
-        "{sizing}"
+        sentence.starts_with("rhetor's chat tasks reserve 4,000 tokens each (the chat default is 4,000) but 95% of them use at most 1,000; reserve about 1,100 (")
+            && sentence.contains("--tokens 1100)") && sentence.contains("the unused 2,900 tokens"),
+        "{sentence}"
     );
 
     for bad in [json!({"days": 0}), json!({"days": 366}), json!({"period": "yearly"}), json!({"days": "ten"})] {
@@ -285,4 +289,35 @@ async fn the_narrative_comes_from_an_openai_compatible_server_and_its_failure_ne
     assert!(r["analysis"]["findings"].is_array() && r["narrative_error"].is_string(), "{r}");
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(silent);
+}
+
+/// A substitution is judged per call, not as if a month of calls were one: twenty calls of 10,000
+/// input tokens each fit a 100,000-token context window although their 200,000 together do not, and
+/// a per-request price is paid by each call.
+#[tokio::test]
+async fn optimize_judges_a_substitution_by_the_calls_it_replaces() {
+    let app = spawn_app().await;
+    for (model, input, per_request) in [("big", "10", "0"), ("small", "1", "0.01")] {
+        let price = json!({"provider": "acme", "model": model, "input": input, "output": input,
+                           "per_request": per_request, "context_window": 100000, "capabilities": ["code"],
+                           "effective_from": "2026-01-01T00:00:00Z"});
+        assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200, "{price}");
+    }
+    let record = json!({"provider": "acme", "model": "big", "component": "codex", "task_type": "coding",
+                        "input_tokens": 10000, "output_tokens": 0});
+    let records: Vec<Value> = (0..20).map(|_| record.clone()).collect();
+    assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
+    app.wait_for_projections(app.events().await).await;
+
+    let r: Value =
+        app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 10})).await.json().await.unwrap();
+    let recs = r["recommendations"]["recommendations"].as_array().unwrap();
+    let substitution = recs
+        .iter()
+        .find(|x| x["kind"] == "model_substitution")
+        .unwrap_or_else(|| panic!("each call fits small's window: {r:#}"));
+    // big: 200,000 × $10/1M = $2; small: 200,000 × $1/1M + 20 × $0.01 = $0.40; $1.60 saved over 10 days.
+    let sentence = substitution["recommendation"].as_str().unwrap();
+    assert!(sentence.contains("would cost $0.4 instead of $2 over the 10 days"), "{sentence}");
+    assert_eq!(substitution["estimated_savings_per_period"].to_string(), "0.16");
 }

@@ -10,15 +10,31 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::domain::price::{cost, PriceVersion};
+use crate::domain::price::{cost_of_calls, PriceSpec, PriceVersion, Tokens};
 
-/// The call to find alternatives for.
+/// The calls to find alternatives for: `calls` calls that used the tokens between them (1 for one
+/// call). The context window must fit the average call, not the sum.
 #[derive(Debug, Clone)]
 pub struct CallShape<'a> {
     pub task_type: &'a str,
     pub input_tokens: i64,
     pub output_tokens: i64,
+    pub calls: i64,
     pub include_local: bool,
+}
+
+impl CallShape<'_> {
+    /// What the calls cost under `spec`.
+    pub fn cost(&self, spec: &PriceSpec) -> Decimal {
+        let tokens = Tokens { input: self.input_tokens, output: self.output_tokens, ..Tokens::default() };
+        cost_of_calls(spec, tokens, self.calls).total_cost
+    }
+
+    /// The tokens of the average call, rounded up: what a context window must hold.
+    fn tokens_per_call(&self) -> i64 {
+        let calls = self.calls.max(1);
+        (self.input_tokens + self.output_tokens + calls - 1) / calls
+    }
 }
 
 /// A cheaper model for the call, with what it would cost.
@@ -65,9 +81,9 @@ pub fn cheaper_alternatives(
     current: &PriceVersion,
     call: &CallShape<'_>,
 ) -> Vec<Alternative> {
-    let now = cost(&current.spec, call.input_tokens, 0, call.output_tokens).total_cost;
+    let now = call.cost(&current.spec);
     let needed = required_capability(call.task_type);
-    let fits = call.input_tokens + call.output_tokens;
+    let fits = call.tokens_per_call();
     let mut found: Vec<Alternative> = in_effect
         .iter()
         .filter(|v| !(v.spec.provider == current.spec.provider && v.spec.model == current.spec.model))
@@ -75,7 +91,7 @@ pub fn cheaper_alternatives(
         .filter(|v| needed.is_none_or(|c| v.spec.capabilities.iter().any(|have| have == c)))
         .filter(|v| v.spec.context_window.is_none_or(|w| w >= fits))
         .filter_map(|v| {
-            let c = cost(&v.spec, call.input_tokens, 0, call.output_tokens).total_cost;
+            let c = call.cost(&v.spec);
             (c < now).then(|| Alternative {
                 provider: v.spec.provider.clone(),
                 model: v.spec.model.clone(),
@@ -132,7 +148,8 @@ mod tests {
             version("pricier", dec!(20), dec!(60), None, &["code"]),
             version("local", dec!(0), dec!(0), None, &["code", "local_midweight"]),
         ];
-        let call = CallShape { task_type: "coding", input_tokens: 2000, output_tokens: 1000, include_local: false };
+        let call =
+            CallShape { task_type: "coding", input_tokens: 2000, output_tokens: 1000, calls: 1, include_local: false };
         let found = cheaper_alternatives(&book, &current, &call);
         let names: Vec<&str> = found.iter().map(|a| a.model.as_str()).collect();
         assert_eq!(names, ["small", "mid"]);

@@ -196,7 +196,15 @@ pub fn cost(spec: &PriceSpec, input_tokens: i64, cached_input_tokens: i64, outpu
 
 /// [`cost`] with every part: tier by input size, cache reads and writes, reasoning.
 pub fn cost_of(spec: &PriceSpec, t: Tokens) -> Cost {
-    let rates = spec.rates_for(t.input);
+    cost_of_calls(spec, t, 1)
+}
+
+/// The cost of `calls` calls that used the tokens `t` between them, each of their average size: the
+/// tier is the average call's and a per-request price is paid by every call. (The assistant knows a
+/// month of calls only by its sums; a month of 10,000-token calls is not one 300,000-token call.)
+pub fn cost_of_calls(spec: &PriceSpec, t: Tokens, calls: i64) -> Cost {
+    let calls = calls.max(1);
+    let rates = spec.rates_for(t.input / calls);
     let cached = t.cached_input.clamp(0, t.input);
     let creation = t.cache_creation_input.clamp(0, t.input - cached);
     let input_cost = rates.input * Decimal::from(t.input - cached - creation);
@@ -205,7 +213,7 @@ pub fn cost_of(spec: &PriceSpec, t: Tokens) -> Cost {
     let reasoning = t.reasoning.clamp(0, t.output);
     let output_cost = rates.output * Decimal::from(t.output - reasoning);
     let reasoning_cost = rates.reasoning * Decimal::from(reasoning);
-    let request_cost = spec.per_request.map_or(Decimal::ZERO, Money::amount);
+    let request_cost = spec.per_request.map_or(Decimal::ZERO, |p| p.amount() * Decimal::from(calls)).normalize();
     let total_cost =
         (input_cost + cached_input_cost + cache_creation_cost + output_cost + reasoning_cost + request_cost)
             .round_dp(crate::money::MONEY_SCALE)
@@ -355,6 +363,27 @@ mod tests {
         assert_eq!(c.total_cost, dec!(0.0005) + dec!(0.00125) + dec!(0.0034));
         s.per_request = Some(Money::new(dec!(0.01)).unwrap());
         assert_eq!(cost(&s, 0, 0, 0).total_cost, dec!(0.01));
+    }
+
+    #[test]
+    fn many_calls_pay_their_own_tier_and_request_price() {
+        // $1/1M, $2/1M above 100,000 input tokens a call, and $0.01 a request.
+        let mut s = spec(dec!(1), dec!(1));
+        s.tiers = vec![PriceTier {
+            above_input_tokens: 100_000,
+            input_per_token: dec!(2) / dec!(1000000),
+            output_per_token: None,
+            cached_input_per_token: None,
+            cache_creation_per_token: None,
+        }];
+        s.per_request = Some(Money::new(dec!(0.01)).unwrap());
+        let month = Tokens { input: 300_000, ..Tokens::default() };
+        // Thirty calls of 10,000: the base rate, thirty requests.
+        let c = cost_of_calls(&s, month, 30);
+        assert_eq!((c.input_cost, c.request_cost, c.total_cost), (dec!(0.3), dec!(0.3), dec!(0.6)));
+        // One call of 300,000: the tier's rate, one request.
+        assert_eq!(cost_of(&s, month).total_cost, dec!(0.61));
+        assert_eq!(cost_of_calls(&s, month, 0), cost_of(&s, month), "no calls counts as one");
     }
 
     #[test]
