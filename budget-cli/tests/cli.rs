@@ -400,20 +400,20 @@ async fn prices_and_calc_cost() {
     let reprice = ["prices", "reprice", "--provider", "acme", "--model", "m-2", "--since", "2026-11-01"];
     let out = budget(&s.url, &[&reprice[..], &["--dry-run"]].concat()).await;
     assert!(
-        stdout(&out).contains("1 record(s) of acme/m-2 would be re-priced, total change $0.001"),
+        stdout(&out).contains("1 record of acme/m-2 would be re-priced, total change $0.001"),
         "{}{}",
         stdout(&out),
         stderr(&out)
     );
     let out = budget(&s.url, &reprice).await;
     assert!(
-        stdout(&out).contains("1 record(s) of acme/m-2 re-priced, total change $0.001"),
+        stdout(&out).contains("1 record of acme/m-2 re-priced, total change $0.001"),
         "{}{}",
         stdout(&out),
         stderr(&out)
     );
     let out = budget(&s.url, &reprice).await;
-    assert!(stdout(&out).contains("0 record(s)"), "nothing left to correct: {}", stdout(&out));
+    assert!(stdout(&out).contains("0 records of acme/m-2 re-priced"), "nothing left to correct: {}", stdout(&out));
 }
 
 /// Waits until every projection has applied the whole log.

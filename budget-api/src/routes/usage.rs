@@ -253,8 +253,10 @@ pub async fn record_batch(
         return Err(ApiError::BadRequest {
             code: ErrorCode::ValidationFailed,
             message: format!(
-                "records[{first_index}].{}: {} ({count} problem(s) in all, listed in details); nothing was recorded",
-                first.field, first.message
+                "records[{first_index}].{}: {} ({} in all, listed in details); nothing was recorded",
+                first.field,
+                first.message,
+                budget_events::display::count(count as i64, "problem")
             ),
             details: Some(serde_json::Value::Array(details)),
         });

@@ -51,8 +51,12 @@ async fn one_bad_record_rejects_the_whole_batch_and_names_it() {
     assert_eq!(r.status().as_u16(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "validation_failed");
-    assert!(body["error"]["message"].as_str().unwrap().starts_with("records[1].input_tokens"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("records[1].input_tokens") && message.contains("(1 problem in all,"), "{body}");
     assert_eq!(body["error"]["details"][0]["index"], 1);
+    let r = app.post("/api/usage/batch", &json!({"records": [bad.clone(), bad]})).await;
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("(2 problems in all,"), "{body}");
     assert_eq!(app.events().await, 0);
 }
 

@@ -85,9 +85,9 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                 crate::say!("{t}");
             }
             crate::say!(
-                "{}{} record(s) of {provider}/{model} {}re-priced, total change ${}",
+                "{}{} of {provider}/{model} {}re-priced, total change ${}",
                 if dry_run { "Dry run, nothing written: " } else { "" },
-                r.records,
+                crate::output::count(r.records, "record"),
                 if dry_run { "would be " } else { "" },
                 r.total_delta,
             );
