@@ -216,6 +216,7 @@ function meter(metric, used, reserved, limit, remaining, format) {
       el('span', { dataset: { field: `used_${field}` }, text: format(used) }), ' used + ',
       el('span', { dataset: { field: `reserved_${field}` }, text: format(reserved) }), ' reserved of ',
       el('span', { dataset: { field: `${field === 'cost' ? 'cost' : 'token'}_limit` }, text: format(limit) }),
+      metric === 'tokens' ? ' tokens' : null,
       remaining === null || remaining === undefined ? null : ' · ',
       remaining === null || remaining === undefined ? null
         : el('span', { dataset: { field: `remaining_${field}` }, text: `${format(remaining)} left` })));

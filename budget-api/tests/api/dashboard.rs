@@ -160,6 +160,15 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
     assert_eq!(browser.eval("return document.querySelector('#whoami').textContent").await, "wallboard · read");
     let status = get(&app, &read, "/api/status").await;
     assert_gauges_match(&browser.eval(GAUGES).await, &status);
+    // A token limit's figures name their unit (a card can show dollars and tokens one above the other).
+    let token_figures = browser
+        .eval("return [...document.querySelectorAll('.meter[data-metric=tokens] .figures')].map(f => f.textContent)")
+        .await;
+    assert_eq!(
+        token_figures,
+        json!(["4,620 used + 0 reserved of 5,000 tokens · 380 left"]),
+        "the codex token limit's figures"
+    );
     let shown_alerts = browser
         .eval("return [...document.querySelectorAll('#alert-list [data-alert]')].map(a => a.dataset.alert)")
         .await;
