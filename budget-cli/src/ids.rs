@@ -64,7 +64,8 @@ pub async fn resolve(client: &Client, kind: Kind, given: &str) -> anyhow::Result
     let (path, query, field, id_field, lister) = kind.list();
     let noun = kind.noun();
     if given.chars().count() < MIN_PREFIX || !given.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-        bail!("`{given}` is not a {noun} id; give the id, or at least {MIN_PREFIX} of its characters as `{lister}` shows them");
+        let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        bail!("`{given}` is not {article} {noun} id; give the id, or at least {MIN_PREFIX} of its characters as `{lister}` shows them");
     }
     let prefix = given.to_ascii_lowercase();
     let mut matches = Vec::new();

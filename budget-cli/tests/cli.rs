@@ -181,6 +181,16 @@ async fn errors_are_one_clear_line_and_a_failure_exit() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("yearly") && err.contains("invalid_period"), "{err}");
 
+    // An id that cannot be one, named with its article ("an allocation id").
+    for (args, noun) in [
+        (&["allocate", "release", "nope"][..], "an allocation id"),
+        (&["alerts", "acknowledge", "zzz"], "an alert id"),
+        (&["keys", "revoke", "zz"], "a key id"),
+    ] {
+        let err = stderr(&budget(&s.url, args).await);
+        assert!(err.contains(&format!("is not {noun};")), "{args:?}: {err}");
+    }
+
     let out = budget("http://127.0.0.1:9", &["status"]).await;
     assert!(!out.status.success());
     let err = stderr(&out);

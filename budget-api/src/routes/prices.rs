@@ -190,7 +190,9 @@ pub async fn history(state: web::Data<AppState>, path: web::Path<(String, String
     let versions: Vec<PriceView> =
         prices::history(&**client, &provider, &model).await?.iter().map(PriceView::from).collect();
     if versions.is_empty() {
-        return Err(ApiError::NotFound(format!("{provider}/{model} has no prices; list them with GET /api/prices")));
+        return Err(ApiError::NotFound(format!(
+            "{provider}/{model} has no prices; see what is priced with `budget prices list` or GET /api/prices"
+        )));
     }
     Ok(HttpResponse::Ok().json(PriceHistory { provider, model, versions }))
 }

@@ -90,6 +90,9 @@ async fn a_price_change_applies_by_the_records_time_even_for_late_records() {
     let (_, history) = app.get_json("/api/prices/history/acme/m1").await;
     let v = history["versions"].as_array().unwrap();
     assert_eq!((v.len(), v[0]["effective_to"].as_str()), (2, Some(t)));
+    let unknown = reqwest::get(format!("{}/api/prices/history/acme/nosuch", app.address)).await.unwrap();
+    let message = assert_error(unknown, 404, "not_found").await;
+    assert!(message.contains("`budget prices list`"), "the CLI's way to the list too: {message}");
     // An explicit cost is kept, and the computed one stored beside it.
     let mut explicit = record("2026-11-02T00:00:00Z");
     explicit["cost"] = json!("1.5");
