@@ -45,6 +45,7 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let code = if inner.is_data() { ErrorCode::ValidationFailed } else { ErrorCode::InvalidJson };
+        let inner = in_words(&inner.to_string());
         let message = if path == "." || path.is_empty() {
             format!("the body is not valid: {inner}")
         } else {
@@ -88,4 +89,71 @@ fn with_whole_floats_as_integers<T: DeserializeOwned>(body: &[u8]) -> Option<T> 
     let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
     rewrite(&mut value);
     serde_json::from_value(value).ok()
+}
+
+/// serde's Rust type names in words a client understands: `expected i64` is "expected a whole number".
+fn in_words(message: &str) -> String {
+    const TYPES: [(&str, &str); 12] = [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65,535"),
+        ("expected u32", "expected a whole number from 0 to 4,294,967,295"),
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected usize", "expected a whole number of 0 or more"),
+        ("expected i8", "expected a whole number from -128 to 127"),
+        ("expected i16", "expected a whole number from -32,768 to 32,767"),
+        ("expected i32", "expected a whole number from -2,147,483,648 to 2,147,483,647"),
+        ("expected i64", "expected a whole number"),
+        ("expected isize", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+    ];
+    let mut out = message.to_string();
+    for (rust, words) in TYPES {
+        // Whole words only: `expected i16` is not `expected i1…` of something else.
+        let mut from = 0;
+        while let Some(at) = out[from..].find(rust).map(|i| i + from) {
+            let end = at + rust.len();
+            if out[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                from = end;
+                continue;
+            }
+            out.replace_range(at..end, words);
+            from = at + words.len();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        tokens: Option<i64>,
+        days: Option<u32>,
+        priority: Option<i16>,
+        share: Option<f64>,
+    }
+
+    fn message(body: &str) -> String {
+        match parse::<Body>(body.as_bytes()) {
+            Err(crate::error::ApiError::BadRequest { message, .. }) => message,
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_in_words_not_rust_types() {
+        assert!(
+            message(r#"{"tokens": "12"}"#)
+                .starts_with(r#"tokens: invalid type: string "12", expected a whole number at"#),
+            "{}",
+            message(r#"{"tokens": "12"}"#)
+        );
+        assert!(message(r#"{"days": -1}"#).contains("expected a whole number from 0 to 4,294,967,295"));
+        assert!(message(r#"{"priority": 40000}"#).contains("expected a whole number from -32,768 to 32,767"));
+        assert!(message(r#"{"share": "x"}"#).contains("expected a number"));
+    }
 }
