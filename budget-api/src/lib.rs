@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod price_book;
 pub mod price_sources;
+pub mod query;
 pub mod request;
 pub mod request_id;
 pub mod routes;

@@ -4,7 +4,6 @@
 //! logs which one and why, stops serving and exits non-zero, so that an orchestrator restarts it rather
 //! than a "healthy" process answering 503s (or serving stale projections) for ever.
 
-use budget_events::ErrorCode;
 use std::net::TcpListener;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -22,7 +21,6 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::configuration::Settings;
-use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::routes;
 use crate::state::AppState;
@@ -164,13 +162,6 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(gate.clone())
-                .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                    ApiError::bad_request(
-                        ErrorCode::InvalidParameter,
-                        format!("{err}; see /api/docs for the parameters"),
-                    )
-                    .into()
-                }))
                 .wrap(actix_web::middleware::from_fn(crate::auth::guard::guard))
                 .wrap(actix_web::middleware::from_fn(crate::metrics::count_requests))
                 .wrap(actix_web::middleware::from_fn(crate::request_id::tag))

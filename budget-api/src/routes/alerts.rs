@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::body;
 use crate::error::ApiError;
+use crate::query::Query;
 use crate::request::metadata;
 use crate::routes::policies::parse_id;
 use crate::state::AppState;
@@ -59,7 +60,7 @@ pub struct AlertList {
 /// Alerts, newest first; unacknowledged ones unless `acknowledged` or `all` say otherwise.
 #[utoipa::path(tag = "alerts", params(AlertQuery), responses((status = 200, body = AlertList), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/alerts")]
-pub async fn list(state: web::Data<AppState>, q: web::Query<AlertQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, q: Query<AlertQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let (limit, offset) = super::paging::page(q.limit, q.offset, 100, 500)?;
     if let Some(s) = q.severity.as_deref().filter(|s| !["info", "warning", "error"].contains(s)) {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::body;
 use crate::error::ApiError;
+use crate::query::Query;
 use crate::request::{self, metadata};
 use crate::routes::policies::parse_id;
 use crate::state::AppState;
@@ -202,7 +203,7 @@ async fn list_with(state: &AppState, q: AllocationQuery, context_id: Option<Stri
 /// Allocations, newest first (active only unless `state` says otherwise).
 #[utoipa::path(tag = "allocations", params(AllocationQuery), responses((status = 200, body = AllocationList), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/allocations")]
-pub async fn list(state: web::Data<AppState>, query: web::Query<AllocationQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, query: Query<AllocationQuery>) -> Result<HttpResponse, ApiError> {
     list_with(&state, query.into_inner(), None).await
 }
 
@@ -212,7 +213,7 @@ pub async fn list(state: web::Data<AppState>, query: web::Query<AllocationQuery>
 pub async fn by_context(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<AllocationQuery>,
+    query: Query<AllocationQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let mut q = query.into_inner();
     q.state = q.state.or(Some("all".into()));

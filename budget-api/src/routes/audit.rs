@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::query::Query;
 use crate::routes::policies::parse_id;
 use crate::state::AppState;
 
@@ -117,7 +118,7 @@ pub struct EventPage {
 /// The log, oldest first, filtered and paged by position.
 #[utoipa::path(tag = "audit", params(EventQuery), responses((status = 200, body = EventPage), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/events")]
-pub async fn events(state: web::Data<AppState>, q: web::Query<EventQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn events(state: web::Data<AppState>, q: Query<EventQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = q.limit.unwrap_or(500);
     if !(1..=5000).contains(&limit) {
@@ -238,7 +239,7 @@ pub struct Explanation {
 pub async fn explain(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    q: web::Query<ExplainQuery>,
+    q: Query<ExplainQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let policy_id = parse_id("policy", &path)?;
     // The log and the account are read in one snapshot: a fold that stops at the log's horizon could
@@ -308,7 +309,7 @@ const CSV_HEADER: &str = "position,occurred_at,recorded_at,kind,record_id,provid
 /// records never sits in memory.
 #[utoipa::path(tag = "audit", params(ExportQuery), responses((status = 200, description = "CSV (`format=csv`, the default) or JSON lines (`format=jsonl`)", content((String = "text/csv"), (String = "application/x-ndjson"))), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/export")]
-pub async fn export(state: web::Data<AppState>, q: web::Query<ExportQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn export(state: web::Data<AppState>, q: Query<ExportQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let csv = match q.format.as_deref().unwrap_or("csv") {
         "csv" => true,

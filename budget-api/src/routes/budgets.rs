@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::body;
 use crate::error::ApiError;
+use crate::query::Query;
 use crate::request::{self, metadata};
 use crate::routes::policies::{parse_id, PolicyView};
 use crate::routes::status::{windows, WindowStatus};
@@ -75,7 +76,7 @@ fn view(b: BudgetRow, policies: usize) -> BudgetView {
 /// Budgets by name, paged.
 #[utoipa::path(tag = "policies", params(Page), responses((status = 200, body = BudgetList), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/budgets")]
-pub async fn list(state: web::Data<AppState>, page: web::Query<Page>) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, page: Query<Page>) -> Result<HttpResponse, ApiError> {
     let (limit, offset) = super::paging::page(page.limit, page.offset, 100, 500)?;
     let (limit, offset) = (limit as usize, offset as usize);
     let client = state.pool.get().await?;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::body;
 use crate::error::ApiError;
+use crate::query::Query;
 use crate::request::{self, metadata};
 use crate::state::AppState;
 
@@ -173,7 +174,7 @@ pub struct PolicyList {
 /// Policies, filtered.
 #[utoipa::path(tag = "policies", params(PolicyFilter), responses((status = 200, body = PolicyList)), security(("api_key" = ["read"])))]
 #[get("/api/policies")]
-pub async fn list(state: web::Data<AppState>, filter: web::Query<PolicyFilter>) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, filter: Query<PolicyFilter>) -> Result<HttpResponse, ApiError> {
     let client = state.pool.get().await?;
     let rows = policies::list(&**client).await?;
     let policies =

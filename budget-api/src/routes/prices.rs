@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::body;
 use crate::error::ApiError;
 use crate::price_book::{self, PriceInput};
+use crate::query::Query;
 use crate::request::metadata;
 use crate::state::AppState;
 
@@ -110,7 +111,7 @@ pub struct PriceList {
 /// The prices in effect now (or at `at`).
 #[utoipa::path(tag = "prices", params(PriceQuery), responses((status = 200, body = PriceList)), security(("api_key" = ["read"])))]
 #[get("/api/prices")]
-pub async fn list(state: web::Data<AppState>, q: web::Query<PriceQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, q: Query<PriceQuery>) -> Result<HttpResponse, ApiError> {
     let at = q.at.unwrap_or_else(Utc::now);
     let search = q.search.as_deref().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
     let client = state.pool.get().await?;
@@ -166,7 +167,7 @@ pub(crate) async fn resolve_at(
 pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    q: web::Query<AtQuery>,
+    q: Query<AtQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (provider, model) = path.into_inner();
     let (v, resolved_model) = resolve_at(&state, &provider, &model, q.at.unwrap_or_else(Utc::now)).await?;

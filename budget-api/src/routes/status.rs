@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
+use crate::query::Query;
 use crate::routes::policies::{PolicyFilter, PolicyView};
 use crate::state::AppState;
 
@@ -96,7 +97,7 @@ pub struct StatusResponse {
 /// Every active policy's window now (or at `at`).
 #[utoipa::path(tag = "policies", params(StatusQuery), responses((status = 200, body = StatusResponse), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/status")]
-pub async fn status(state: web::Data<AppState>, query: web::Query<StatusQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn status(state: web::Data<AppState>, query: Query<StatusQuery>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     if let Some(p) = &q.period {
         p.parse::<PolicyPeriod>().map_err(|e| ApiError::bad_request(ErrorCode::InvalidPeriod, e))?;

@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::body;
 use crate::error::ApiError;
+use crate::query::Query;
 use crate::state::AppState;
 
 /// Longest range a usage query may cover.
@@ -116,7 +117,7 @@ pub struct UsageResponse {
         (status = 400, description = "Bad parameter", body = crate::error::ErrorBody),
     ), security(("api_key" = ["read"])))]
 #[get("/api/usage")]
-pub async fn usage(state: web::Data<AppState>, query: web::Query<UsageQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn usage(state: web::Data<AppState>, query: Query<UsageQuery>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let period = parse_period(q.period.as_deref().unwrap_or("daily"))?;
     let group_by = parse_group_by(q.group_by.as_deref())?;
@@ -232,10 +233,7 @@ pub async fn summary(state: web::Data<AppState>, payload: web::Payload) -> Resul
         (status = 400, description = "Bad request", body = crate::error::ErrorBody),
     ), security(("api_key" = ["read"])))]
 #[get("/api/usage/summary")]
-pub async fn summary_query(
-    state: web::Data<AppState>,
-    query: web::Query<SummaryRequest>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn summary_query(state: web::Data<AppState>, query: Query<SummaryRequest>) -> Result<HttpResponse, ApiError> {
     summarize(&state, query.into_inner()).await
 }
 
@@ -333,7 +331,7 @@ pub struct RecordsResponse {
     params(RecordsQuery),
     responses((status = 200, body = RecordsResponse), (status = 400, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/usage/records")]
-pub async fn records(state: web::Data<AppState>, query: web::Query<RecordsQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn records(state: web::Data<AppState>, query: Query<RecordsQuery>) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {

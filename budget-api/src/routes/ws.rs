@@ -7,6 +7,7 @@ use budget_events::ErrorCode;
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::query::Query;
 use crate::state::AppState;
 use crate::ws::message::{ALLOCATION_UPDATES, BUDGET_ALERTS, BUDGET_EVENTS, PRICE_UPDATES};
 use crate::ws::session::Connection;
@@ -60,7 +61,7 @@ pub async fn updates(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
-    q: web::Query<WsQuery>,
+    q: Query<WsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     connect(state, req, body, q.into_inner(), BUDGET_EVENTS).await
 }
@@ -70,7 +71,7 @@ pub async fn alerts(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
-    q: web::Query<WsQuery>,
+    q: Query<WsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     connect(state, req, body, q.into_inner(), BUDGET_ALERTS).await
 }
@@ -80,7 +81,7 @@ pub async fn allocations(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
-    q: web::Query<WsQuery>,
+    q: Query<WsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     connect(state, req, body, q.into_inner(), ALLOCATION_UPDATES).await
 }
@@ -90,7 +91,7 @@ pub async fn prices(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
-    q: web::Query<WsQuery>,
+    q: Query<WsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     connect(state, req, body, q.into_inner(), PRICE_UPDATES).await
 }

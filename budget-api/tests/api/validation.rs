@@ -58,17 +58,21 @@ async fn bad_records_are_refused_with_a_clear_error_and_write_nothing() {
 #[tokio::test]
 async fn bad_query_parameters_are_refused() {
     let app = spawn_app().await;
-    for (path, code) in [
-        ("/api/usage?period=yearly", "invalid_period"),
-        ("/api/usage?days=0", "invalid_parameter"),
-        ("/api/usage?days=-3", "invalid_parameter"),
-        ("/api/usage?group_by=colour", "invalid_parameter"),
-        ("/api/usage?colour=red", "invalid_parameter"),
-        ("/api/usage/records?limit=0", "invalid_parameter"),
-        ("/api/usage/records?before=abc", "invalid_parameter"),
+    // Each message names the parameter at fault (and what was sent, when it is not of its type).
+    for (path, code, needle) in [
+        ("/api/usage?period=yearly", "invalid_period", "yearly"),
+        ("/api/usage?days=0", "invalid_parameter", "days"),
+        ("/api/usage?days=-3", "invalid_parameter", "days is `-3`: expected a whole number of 0 or more"),
+        ("/api/usage?days=abc", "invalid_parameter", "days is `abc`: expected a whole number"),
+        ("/api/usage?group_by=colour", "invalid_parameter", "colour"),
+        ("/api/usage?colour=red", "invalid_parameter", "unknown field `colour`"),
+        ("/api/usage/records?limit=0", "invalid_parameter", "limit"),
+        ("/api/usage/records?before=abc", "invalid_parameter", "before is `abc`: expected a whole number"),
+        ("/api/status?at=noon", "invalid_parameter", "at is `noon`: expected a time in RFC 3339"),
     ] {
         let r = app.http.get(app.url(path)).send().await.unwrap();
-        assert_error(r, 400, code).await;
+        let message = assert_error(r, 400, code).await;
+        assert!(message.contains(needle), "{path}: `{message}` should say `{needle}`");
     }
     let r = app.post("/api/usage/summary", &json!({"period": "fortnightly"})).await;
     assert_error(r, 400, "invalid_period").await;
