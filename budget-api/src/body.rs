@@ -1,7 +1,9 @@
 //! Request bodies: read with a size cap, parsed with the path of the field at fault.
 //!
-//! We read raw bytes instead of using `web::Json`, so that a missing `Content-Type` (plain `curl -d`)
-//! is accepted, and so that every failure becomes our JSON error with a message that names the field.
+//! We read raw bytes instead of using `web::Json`, so that a missing `Content-Type` is accepted, and so
+//! that every failure becomes our JSON error with a message that names the field. (`curl -d` without
+//! `-H 'Content-Type: application/json'` sends a form type, which the guard refuses with a 415 that
+//! says so: a page on another site can post forms and text without asking, JSON it cannot.)
 
 use actix_web::web;
 use budget_events::ErrorCode;
