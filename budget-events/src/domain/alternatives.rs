@@ -32,8 +32,8 @@ impl CallShape<'_> {
 
     /// The tokens of the average call, rounded up: what a context window must hold.
     fn tokens_per_call(&self) -> i64 {
-        let calls = self.calls.max(1);
-        (self.input_tokens + self.output_tokens + calls - 1) / calls
+        let (calls, total) = (self.calls.max(1), self.input_tokens.saturating_add(self.output_tokens));
+        total / calls + i64::from(total % calls != 0)
     }
 }
 
