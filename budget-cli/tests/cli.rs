@@ -1330,3 +1330,24 @@ async fn optimize_says_what_its_savings_are_per() {
         assert!(text.contains(header) && !text.contains("/ period"), "{period}: {text}");
     }
 }
+
+/// A per-task limit has a window per task: `budget status` names each (`task:…`), or its rows could
+/// not be told apart; calendar windows keep the narrow table.
+#[tokio::test]
+async fn status_names_each_task_s_window() {
+    let s = server().await;
+    assert!(budget(&s.url, &["set_limit", "per_task", "0.05", "--policy-type", "hard_limit"]).await.status.success());
+    for task in ["task-1", "task-2"] {
+        post_usage(
+            &s.url,
+            serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "context_id": task,
+                               "input_tokens": 100, "output_tokens": 10, "cost": "0.01"}),
+        )
+        .await;
+    }
+    let text = stdout(&budget(&s.url, &["status"]).await);
+    assert!(text.contains("task:task-1") && text.contains("task:task-2"), "{text}");
+    assert!(budget(&s.url, &["set_limit", "daily", "5", "--policy-type", "warn"]).await.status.success());
+    let text = stdout(&budget(&s.url, &["status", "--period", "daily"]).await);
+    assert!(!text.contains("Window"), "a daily window is told by its reset time: {text}");
+}

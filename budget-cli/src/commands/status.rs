@@ -67,9 +67,13 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
 }
 
 /// One row per policy window: what it limits, how much is used, and when it resets. Fits a terminal:
-/// the budget only when there are several, the window's key only with `--wide`.
+/// the budget only when there are several, the window's key only with `--wide` or when some window
+/// never resets (per task or session: its key, `task:…`, is what tells its rows apart), and the
+/// reset time only when some window has one.
 pub fn print_windows(windows: &[WindowStatus]) {
     let wide = crate::output::is_wide();
+    let with_window = wide || windows.iter().any(|w| w.resets_at.is_none());
+    let with_resets = wide || windows.iter().any(|w| w.resets_at.is_some());
     let budgets: std::collections::BTreeSet<&str> = windows.iter().map(|w| w.policy.budget_name.as_str()).collect();
     let with_budget = wide || budgets.len() > 1;
     let mut headers = vec!["Policy"];
@@ -77,10 +81,13 @@ pub fn print_windows(windows: &[WindowStatus]) {
         headers.push("Budget");
     }
     headers.extend(["Limit", "Scope"]);
-    if wide {
+    if with_window {
         headers.push("Window");
     }
-    headers.extend(["Used", "Reserved", "Of", "% (committed)", "Left", "State", "Resets"]);
+    headers.extend(["Used", "Reserved", "Of", "% (committed)", "Left", "State"]);
+    if with_resets {
+        headers.push("Resets");
+    }
     let mut t = table(&headers);
     for w in windows {
         let p = &w.policy;
@@ -93,7 +100,7 @@ pub fn print_windows(windows: &[WindowStatus]) {
             row.push(Cell::new(&p.budget_name));
         }
         row.extend([Cell::new(format!("{} {}", p.period, p.policy_type)), Cell::new(&p.scope)]);
-        if wide {
+        if with_window {
             row.push(Cell::new(&w.window));
         }
         let percent = |n: Option<rust_decimal::Decimal>| n.map_or("-".into(), |n| format!("{}%", n.normalize()));
@@ -107,8 +114,10 @@ pub fn print_windows(windows: &[WindowStatus]) {
             measured(format!("{} ({})", percent(w.percent), percent(w.committed_percent))),
             measured(both(money(w.remaining_cost), tokens(w.remaining_tokens))),
             Cell::new(if untracked { "not tracked" } else { w.state.as_str() }),
-            Cell::new(w.resets_at.map_or("-".into(), crate::output::when)),
         ]);
+        if with_resets {
+            row.push(Cell::new(w.resets_at.map_or("-".into(), crate::output::when)));
+        }
         t.add_row(row);
     }
     crate::say!("{t}");
