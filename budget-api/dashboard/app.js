@@ -187,7 +187,7 @@ function gauge(w, now) {
   }
   const card = el('article', { class: `gauge state-${w.state}`, dataset: { policy: w.policy_id, window: w.window } },
     el('header', {},
-      el('h4', { text: `${w.period} ${w.type.replace('_', ' ')}` }),
+      el('h4', { text: `${w.period.replace('_', ' ')} ${w.type.replace('_', ' ')}` }),
       el('span', { class: 'badge', dataset: { field: 'state' }, text: w.state })),
     el('p', { class: 'scope', text: w.scope }),
     ...meters,
@@ -195,7 +195,8 @@ function gauge(w, now) {
       el('span', { dataset: { field: 'percent' }, text: percent(w.percent) }), ' spent, ',
       el('span', { dataset: { field: 'committed_percent' }, text: percent(w.committed_percent) }),
       ' with reservations'),
-    el('p', { class: 'when' }, `${plural(w.records, 'record')} · resets ${w.resets_at ? fromNow(w.resets_at) : 'never'}`),
+    // A window that never resets is one task's or session's: its name ("task task-9") tells it apart.
+    el('p', { class: 'when' }, `${plural(w.records, 'record')} · ${w.resets_at ? `resets ${fromNow(w.resets_at)}` : w.window.replace(':', ' ')}`),
     el('p', { class: 'when', dataset: { field: 'projection' }, text: projection(w, now) }),
     w.note ? el('p', { class: 'hint', text: w.note }) : null,
     el('button', { type: 'button', class: 'link', on: { click: () => explain(w) } }, 'Explain'));

@@ -108,6 +108,14 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         json!({"period": "hourly", "token_limit": 5000, "component": "codex", "policy_type": "hard_limit"}),
     )
     .await;
+    // A per-task limit: a window per task, which its gauge must name (the reservation below opens it).
+    post(
+        &app,
+        ADMIN,
+        "/api/policies",
+        json!({"period": "per_task", "cost_limit": 1.0, "component": "rhetor", "policy_type": "hard_limit"}),
+    )
+    .await;
     for _ in 0..3 {
         post(&app, ADMIN, "/api/usage", crate::helpers::record("codex", 1200)).await;
     }
@@ -160,6 +168,10 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
     assert_eq!(browser.eval("return document.querySelector('#whoami').textContent").await, "wallboard · read");
     let status = get(&app, &read, "/api/status").await;
     assert_gauges_match(&browser.eval(GAUGES).await, &status);
+    let task = browser
+        .eval("const g = document.querySelector('.gauge[data-window=\"task:task-9\"]'); return g && [g.querySelector('h4').textContent, g.querySelector('.when').textContent]")
+        .await;
+    assert_eq!(task, json!(["per task hard limit", "0 records · task task-9"]), "the per-task gauge names its task");
     // A token limit's figures name their unit (a card can show dollars and tokens one above the other).
     let token_figures = browser
         .eval("return [...document.querySelectorAll('.meter[data-metric=tokens] .figures')].map(f => f.textContent)")
