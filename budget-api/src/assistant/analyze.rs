@@ -189,11 +189,12 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         findings.push(format!("The top cost driver is {c} on {p}/{m}: {} in {}.", usd(t.cost), count(t.count, "call")));
     }
 
-    // Allocation efficiency: reserved against used, per component.
+    // Allocation efficiency: reserved against used, per component, over reservations that are over (a
+    // task still running has not used its tokens yet).
     let allocated = allocations::list(
         client,
         &allocations::AllocationFilter {
-            states: Some(["active", "released", "expired", "exhausted"].map(String::from).to_vec()),
+            states: Some(["released", "expired", "exhausted"].map(String::from).to_vec()),
             limit: 10_000,
             ..Default::default()
         },

@@ -321,3 +321,29 @@ async fn optimize_judges_a_substitution_by_the_calls_it_replaces() {
     assert!(sentence.contains("would cost $0.4 instead of $2 over the 10 days"), "{sentence}");
     assert_eq!(substitution["estimated_savings_per_period"].to_string(), "0.16");
 }
+
+/// Allocation efficiency judges reservations that are over (released, expired, exhausted): a task
+/// still running has not used its tokens yet, which says nothing about its size.
+#[tokio::test]
+async fn allocation_efficiency_waits_for_the_task_to_end() {
+    let app = spawn_app().await;
+    let a: Value = app
+        .post("/api/allocations", &json!({"context_id": "t-1", "component": "rhetor", "tokens": 4000}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let findings = |r: &Value| r["analysis"]["findings"].to_string();
+    let r: Value =
+        app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 7})).await.json().await.unwrap();
+    assert!(!findings(&r).contains("rhetor used"), "an active allocation is not judged: {}", findings(&r));
+    let id = a["allocation_id"].as_str().unwrap();
+    assert_eq!(app.post(&format!("/api/allocations/{id}/release"), &json!({})).await.status().as_u16(), 200);
+    let r: Value =
+        app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 7})).await.json().await.unwrap();
+    assert!(
+        findings(&r).contains("rhetor used 0% of the 4,000 tokens it reserved in 1 allocation"),
+        "{}",
+        findings(&r)
+    );
+}
