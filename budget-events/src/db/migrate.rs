@@ -84,18 +84,26 @@ pub fn fingerprint() -> String {
 
 /// Brings the database up to date. Returns the names of the migrations it applied.
 pub async fn migrate(client: &mut Client) -> Result<Vec<&'static str>, MigrationError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version    integer PRIMARY KEY,
-                name       text NOT NULL,
-                checksum   text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )",
-        )
-        .await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
-    let result = apply_pending(client).await;
+    let result = async {
+        // Created under the lock when missing (not `IF NOT EXISTS`, whose notice every later start
+        // would log).
+        let missing: bool = client.query_one("SELECT to_regclass('schema_migrations') IS NULL", &[]).await?.get(0);
+        if missing {
+            client
+                .batch_execute(
+                    "CREATE TABLE schema_migrations (
+                        version    integer PRIMARY KEY,
+                        name       text NOT NULL,
+                        checksum   text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now()
+                    )",
+                )
+                .await?;
+        }
+        apply_pending(client).await
+    }
+    .await;
     client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
     result
 }
