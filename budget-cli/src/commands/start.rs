@@ -19,7 +19,11 @@ const EMBEDDED_DATABASE: &str = "budget";
 pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(configuration::log_filter()).context("BUDGET_LOG is not a valid log filter")?;
     match configuration::log_format()? {
-        configuration::LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // Colours only on a terminal: a log file or a journal gets the text alone.
+        configuration::LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter)
+            .init(),
         // One object per line; the request's span (with its request_id) in each.
         configuration::LogFormat::Json => tracing_subscriber::fmt()
             .json()
