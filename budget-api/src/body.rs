@@ -109,21 +109,8 @@ fn in_words(message: &str) -> String {
         ("expected f32", "expected a number"),
         ("expected f64", "expected a number"),
     ];
-    let mut out = message.to_string();
-    for (rust, words) in TYPES {
-        // Whole words only: `expected i16` is not `expected i1…` of something else.
-        let mut from = 0;
-        while let Some(at) = out[from..].find(rust).map(|i| i + from) {
-            let end = at + rust.len();
-            if out[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
-                from = end;
-                continue;
-            }
-            out.replace_range(at..end, words);
-            from = at + words.len();
-        }
-    }
-    out
+    // No name is the start of another (`expected i16`, `expected i128`), so plain replacing is exact.
+    TYPES.iter().fold(message.to_string(), |out, (rust, words)| out.replace(rust, words))
 }
 
 #[cfg(test)]
