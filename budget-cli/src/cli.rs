@@ -4,20 +4,23 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The heading of the options every command takes, listed after a command's own.
+const GLOBAL: &str = "Global options";
+
 #[derive(Parser)]
 #[command(name = "budget", version, about = "Keep LLM spending under control", long_about = None)]
 pub struct Cli {
     /// Where the Budget API is.
-    #[arg(long, global = true, env = "BUDGET_URL", default_value = "http://127.0.0.1:8013")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "BUDGET_URL", default_value = "http://127.0.0.1:8013")]
     pub url: String,
     /// The API key to send (needed once keys are configured); create one with `budget keys create`.
-    #[arg(long, global = true, env = "BUDGET_API_KEY", hide_env_values = true)]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "BUDGET_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Print tables as wide as their content instead of fitting them to the terminal.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub wide: bool,
     /// Print times with every digit (RFC 3339) and ids whole, instead of to the second and short.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub precise: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -707,5 +710,21 @@ mod tests {
         let mut missing = Vec::new();
         walk(&super::Cli::command(), "budget", &mut missing);
         assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
+    /// A command's help lists its own options first and the options every command takes (`--url`,
+    /// `--api-key`, `--wide`, `--precise`) under a heading of their own after them: mixed in, `--url`
+    /// stood between `set_limit`'s `--provider` and `--model`.
+    #[test]
+    fn global_options_come_after_a_command_s_own() {
+        let mut cli = super::Cli::command();
+        cli.build(); // propagates the global options to the subcommands, as parsing does
+        let help = cli.find_subcommand_mut("set_limit").expect("set_limit exists").render_help().to_string();
+        let at = |needle: &str| help.find(needle).unwrap_or_else(|| panic!("`{needle}` is in:\n{help}"));
+        assert!(at("--provider") < at("--model") && at("--model") < at("--json"), "{help}");
+        assert!(at("--json") < at("Global options:"), "{help}");
+        for global in ["--url", "--api-key", "--wide", "--precise"] {
+            assert!(at("Global options:") < at(global), "{global} after the heading:\n{help}");
+        }
     }
 }
