@@ -7,7 +7,8 @@
     python examples/websocket_client.py --endpoint alerts --topic price_updates --since 120
 
 Endpoints (each with its default topic): updates (budget_events), alerts (budget_alerts),
-allocations (allocation_updates), prices (price_updates). Messages are JSON envelopes
+allocations (allocation_updates), prices (price_updates); --topic usage_updates adds a line per batch
+of usage records, whatever policy they fall under. Messages are JSON envelopes
 {"type", "topic", "payload", "timestamp", "position"}; --since POSITION replays what was appended after
 that log position before going live. Ctrl-C stops it.
 """
@@ -31,6 +32,9 @@ ENDPOINTS = {
     "allocations": "allocation_updates",
     "prices": "price_updates",
 }
+# Every topic the server offers: each endpoint's default, and usage_updates (a usage_update per batch
+# of records, whatever policy they fall under), which is sent only to those who subscribe.
+TOPICS = sorted([*ENDPOINTS.values(), "usage_updates"])
 
 
 def envelope(kind, payload=None, topic=None):
@@ -60,6 +64,14 @@ def describe(message):
     if kind == "price_update":
         u = payload.get("update", {})
         return f"[{at}] price {payload.get('provider')}/{payload.get('model')}: in {u.get('input_cost_per_token')}/token, out {u.get('output_cost_per_token')}/token ({u.get('source')})"
+    if kind == "usage_update":
+        records, repriced = payload.get("records", 0), payload.get("repriced", 0)
+        line = f"[{at}] usage: {records} record{'' if records == 1 else 's'}"
+        return line + (f", {repriced} re-priced" if repriced else "")
+    if kind in ("subscription", "unsubscription") and payload.get("success"):
+        return f"{'subscribed to' if kind == 'subscription' else 'unsubscribed from'} {payload.get('topic')}"
+    if kind == "budget_update" and "available_topics" in payload:
+        return f"{payload.get('message')}; following {', '.join(payload.get('topics', []))} from position {at}"
     if kind == "error":
         return f"error from server: {payload.get('reason')}"
     return f"{kind}: {json.dumps(payload)}"
@@ -99,7 +111,7 @@ def main():
     parser.add_argument("--port", type=int, default=8013)
     parser.add_argument("--endpoint", choices=sorted(ENDPOINTS), default="updates",
                         help="which endpoint (and so which default topic)")
-    parser.add_argument("--topic", action="append", default=[], choices=sorted(ENDPOINTS.values()),
+    parser.add_argument("--topic", action="append", default=[], choices=TOPICS,
                         help="also subscribe to this topic (repeatable)")
     parser.add_argument("--since", type=int, help="replay from after this log position")
     parser.add_argument("--client-id", help="send an authentication message with this client id")

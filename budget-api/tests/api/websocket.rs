@@ -342,6 +342,36 @@ async fn the_python_example_client_prints_updates() {
     assert!(stdout.contains(r#""type":"price_update""#) && stdout.contains(r#""model":"m1""#), "{stdout}");
 }
 
+/// The example client subscribes to every topic the server offers (`usage_updates` too, which no
+/// endpoint sends by default) and prints each kind of update as a line a person reads.
+#[tokio::test]
+async fn the_python_example_client_follows_usage_updates() {
+    let app = spawn_app().await;
+    let port = app.address.rsplit(':').next().unwrap().to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/websocket_client.py");
+    let child = tokio::process::Command::new("python3")
+        .args([script, "--port", &port, "--topic", "usage_updates", "--count", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs (CI installs it with the websockets library)");
+    let (address, http) = (app.address.clone(), app.http.clone());
+    let records = tokio::spawn(async move {
+        loop {
+            let _ = http.post(format!("{address}/api/usage")).json(&usage("0.01")).send().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let output =
+        tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.expect("it finishes").unwrap();
+    records.abort();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("subscribed to usage_updates"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with('[') && l.ends_with("] usage: 1 record")), "{stdout}");
+}
+
 #[tokio::test]
 async fn a_connection_that_answers_no_pings_is_dropped() {
     let app = spawn_app_with(|s| s.ws.ping_interval = Duration::from_millis(200)).await;
