@@ -88,22 +88,22 @@ writes about 1.3 million events. Exits 1 if a check fails; a missed target is on
         #[arg(long = "task-type")]
         task_type: String,
         /// Input tokens per call.
-        #[arg(long = "context-size", default_value_t = 1000)]
+        #[arg(long = "context-size", default_value_t = 1000, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
         context_size: i64,
         /// Output tokens per call.
-        #[arg(long = "output-size", default_value_t = 500)]
+        #[arg(long = "output-size", default_value_t = 500, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
         output_size: i64,
         /// USD per day the calls may cost.
-        #[arg(long = "max-cost", value_parser = crate::amounts::decimal)]
+        #[arg(long = "max-cost", allow_negative_numbers = true, value_parser = crate::amounts::decimal)]
         max_cost: Option<String>,
         /// Calls per day.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
         frequency: i64,
         /// Prefer this provider among equals.
         #[arg(long = "prefer-provider")]
         prefer_provider: Option<String>,
         /// Models to show (the best first).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = crate::amounts::count::<usize>)]
         limit: usize,
         /// Print JSON (for scripts) instead of text.
         #[arg(long)]
@@ -285,7 +285,7 @@ pub struct SetLimitArgs {
     #[arg(long = "policy-type", default_value = "warn")]
     pub policy_type: String,
     /// A token limit per window (input + output), as well as or instead of the cost limit.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
     pub tokens: Option<i64>,
     /// Fraction of the limit that raises a warning (default 0.8).
     #[arg(long = "warning-threshold")]
@@ -370,7 +370,7 @@ pub struct GetUsageArgs {
     /// hourly, daily, weekly or monthly.
     pub period: String,
     /// How many days back, counting today.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 7, allow_negative_numbers = true, value_parser = crate::amounts::count::<u32>)]
     pub days: u32,
     /// Only this provider's usage (e.g. openai).
     #[arg(long)]
@@ -422,7 +422,7 @@ pub struct AllocateCreateArgs {
     #[arg(long)]
     pub component: String,
     /// Tokens to reserve (default: by task type and priority).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
     pub tokens: Option<i64>,
     /// local_lightweight, local_midweight or remote_heavyweight.
     #[arg(long)]
@@ -445,7 +445,7 @@ pub struct AllocateCreateArgs {
     #[arg(long)]
     pub priority: Option<i64>,
     /// USD to reserve (default: tokens at the tier's reference price).
-    #[arg(long = "estimated-cost", value_parser = crate::amounts::decimal)]
+    #[arg(long = "estimated-cost", allow_negative_numbers = true, value_parser = crate::amounts::decimal)]
     pub estimated_cost: Option<String>,
     /// Lifetime: 90s, 15m, 2h, 1d (default 24h).
     #[arg(long)]
@@ -514,13 +514,13 @@ pub enum PricesCommand {
         /// The model (e.g. gpt-4o).
         model: String,
         /// USD per `--per` input tokens (e.g. 2.50).
-        #[arg(long, value_parser = crate::amounts::decimal)]
+        #[arg(long, allow_negative_numbers = true, value_parser = crate::amounts::decimal)]
         input: String,
         /// USD per `--per` output tokens (e.g. 10.00).
-        #[arg(long, value_parser = crate::amounts::decimal)]
+        #[arg(long, allow_negative_numbers = true, value_parser = crate::amounts::decimal)]
         output: String,
         /// USD per `--per` input tokens read from a prompt cache (default: the input price).
-        #[arg(long = "cached-input", value_parser = crate::amounts::decimal)]
+        #[arg(long = "cached-input", allow_negative_numbers = true, value_parser = crate::amounts::decimal)]
         cached_input: Option<String>,
         /// 1M (default), 1K or token.
         #[arg(long, default_value = "1M")]
@@ -590,7 +590,7 @@ pub enum AlertsCommand {
         #[arg(long)]
         all: bool,
         /// How many alerts to show, newest first.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
         limit: i64,
         /// Print JSON (for scripts) instead of text.
         #[arg(long)]
@@ -616,7 +616,7 @@ pub struct AssistantArgs {
     #[arg(long, default_value = "daily")]
     pub period: String,
     /// The last this many days (1 to 365).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
     pub days: i64,
     /// Print JSON (for scripts) instead of text.
     #[arg(long)]
@@ -653,7 +653,7 @@ pub struct AuditArgs {
     #[arg(long, value_parser = crate::times::instant)]
     pub until: Option<String>,
     /// At most this many events.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
     pub limit: i64,
     /// Print JSON (for scripts) instead of text.
     #[arg(long)]
@@ -669,19 +669,19 @@ pub struct CalcCostArgs {
     #[arg(long)]
     pub model: String,
     /// Input tokens of the call.
-    #[arg(long = "input-tokens")]
+    #[arg(long = "input-tokens", allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
     pub input_tokens: i64,
     /// Output tokens of the call.
-    #[arg(long = "output-tokens", default_value_t = 0)]
+    #[arg(long = "output-tokens", default_value_t = 0, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
     pub output_tokens: i64,
     /// The part of the input read from a prompt cache.
-    #[arg(long = "cached-input-tokens", default_value_t = 0)]
+    #[arg(long = "cached-input-tokens", default_value_t = 0, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
     pub cached_input_tokens: i64,
     /// The part of the input written to a prompt cache.
-    #[arg(long = "cache-creation-tokens", default_value_t = 0)]
+    #[arg(long = "cache-creation-tokens", default_value_t = 0, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
     pub cache_creation_tokens: i64,
     /// The part of the output spent reasoning.
-    #[arg(long = "reasoning-tokens", default_value_t = 0)]
+    #[arg(long = "reasoning-tokens", default_value_t = 0, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
     pub reasoning_tokens: i64,
     /// Print JSON (for scripts) instead of text.
     #[arg(long)]

@@ -166,8 +166,8 @@ async fn set_limit_then_status_shows_each_window() {
     let out = budget(&s.url, &["budgets", "list"]).await;
     assert!(stdout(&out).contains("default"));
     let out = budget(&s.url, &["set-limit", "daily", "-1"]).await;
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("negative") && stderr(&out).contains("validation_failed"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "refused by the CLI, before anything is sent");
+    assert!(stderr(&out).contains("`-1` is negative; amounts are zero or more"), "{}", stderr(&out));
     let out = budget(&s.url, &["set_limit", "--help"]).await;
     assert!(stdout(&out).contains("--policy-type") && stdout(&out).contains("budget set_limit daily 10.0"));
 }
@@ -213,6 +213,22 @@ async fn errors_are_one_clear_line_and_a_failure_exit() {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains("is not a decimal number") && !err.contains("column"), "{args:?}: {err}");
+        assert!(!err.contains("cannot reach"), "{args:?}: nothing is sent: {err}");
+    }
+    // A negative amount or count is refused the same way, as negative: not as an unknown option `-3`
+    // with clap's tip to pass it after `--`, nor as the API's `cost_limit: -5 is negative`.
+    for args in [
+        &["set_limit", "daily", "-5"][..],
+        &["set_limit", "daily", "5", "--tokens", "-3"],
+        &["prices", "set", "openai", "m", "--input", "-1", "--output", "1"],
+        &["calc_cost", "--provider", "openai", "--model", "gpt-4o", "--input-tokens", "-1000"],
+        &["get_usage", "daily", "--days", "-2"],
+        &["allocate", "create", "--context-id", "t", "--component", "c", "--tokens", "-10"],
+    ] {
+        let out = budget("http://127.0.0.1:9", args).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("is negative") && !err.contains("tip:"), "{args:?}: {err}");
         assert!(!err.contains("cannot reach"), "{args:?}: nothing is sent: {err}");
     }
     let out = budget("http://127.0.0.1:9", &["keys", "create", "--scope", "god"]).await;
