@@ -86,6 +86,16 @@ pub fn utc(t: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
+/// A time in a sentence, which names its zone (no column heading says "UTC" there): `2026-12-03
+/// 05:55:58 UTC`; with `--precise`, RFC 3339 (which ends in `Z`).
+pub fn utc_named(t: chrono::DateTime<chrono::Utc>) -> String {
+    if PRECISE.load(Ordering::Relaxed) {
+        utc(t)
+    } else {
+        format!("{} UTC", utc(t))
+    }
+}
+
 /// A time to come or past, relative to now (`in 6h 27m`, `3d ago`); with `--precise`, the time itself.
 pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
     if PRECISE.load(Ordering::Relaxed) {

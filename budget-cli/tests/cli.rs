@@ -95,6 +95,7 @@ async fn get_usage_prints_a_table_and_json() {
     assert!(text.contains("1,200") && text.contains("$0.0064") && text.contains("gpt-4o"), "{text}");
     let header = text.lines().find(|l| l.starts_with("Usage daily from")).unwrap_or_default();
     assert!(header.ends_with(" (provider=openai)"), "the header names the filters given, and only them: {text}");
+    assert!(header.contains(" UTC to ") && header.contains(" UTC ("), "a sentence names its times' zone: {header}");
     assert!(!text.contains("claude"), "the provider filter applies: {text}");
 
     let out = budget(&s.url, &["get-usage", "daily", "--json"]).await;
@@ -342,8 +343,27 @@ async fn allocate_create_list_release() {
         ],
     )
     .await;
-    assert!(stdout(&out).contains("Allocated 4,000 tokens"), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("reserved in window "), "which windows it reserved in: {}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Allocated 4,000 tokens"), "{text}{}", stderr(&out));
+    // When it expires, relative and in UTC (a bare "expires 05:55" reads as local time).
+    assert!(text.contains("expires in 14m (") || text.contains("expires in 15m ("), "{text}");
+    assert!(text.lines().next().unwrap().ends_with(" UTC)"), "{text}");
+    // Which windows it reserved in, by the short policy ids `budget status` shows.
+    let reserved = text.lines().find(|l| l.contains("reserved in window ")).expect("which windows it reserved in");
+    let policy = reserved.rsplit(' ').next().unwrap();
+    assert_eq!(policy.len(), 8, "a short id, as `budget status` shows it: {reserved}");
+
+    // A model the price book does not know: said, since it then neither prices the reservation nor
+    // names its provider.
+    let args =
+        ["allocate", "create", "--context-id", "t-8", "--component", "codex", "--tokens", "10", "--model", "gtp-4o"];
+    let out = budget(&s.url, &args).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("`gtp-4o` is not in the price book"), "{text}");
+    assert!(text.contains("budget prices list"), "{text}");
+    let typo = text.split("allocation ").nth(1).unwrap().split(',').next().unwrap().to_string();
+    assert!(budget(&s.url, &["allocate", "release", &typo]).await.status.success());
 
     // 10,000 + 4,000 reserved of 20,000: 8,000 more is refused in one line.
     let out =
@@ -362,7 +382,7 @@ async fn allocate_create_list_release() {
     assert!(!out.status.success() && stderr(&out).contains("already released"), "{}", stderr(&out));
     let out = budget(&s.url, &["allocate", "list", "--all", "--json"]).await;
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(all["allocations"].as_array().unwrap().len(), 2);
+    assert_eq!(all["allocations"].as_array().unwrap().len(), 3, "the two, and the typo's released one");
 }
 
 /// The guide's price commands, as written.

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::cli::AllocateCommand;
 use crate::client::Client;
-use crate::output::{print_json, right, table, thousands, utc};
+use crate::output::{print_json, right, short_id, table, thousands, utc, utc_named, when};
 
 pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()> {
     match command {
@@ -31,6 +31,8 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
             if let Some(p) = args.priority {
                 body["priority"] = json!(p);
             }
+            let asked_model = body.get("model").and_then(Value::as_str).map(str::to_string);
+            let estimated = body.get("estimated_cost").is_some();
             let a: AllocationView = client.post("/api/allocations", &body).await?;
             client.remember_write(a.position);
             if args.json {
@@ -43,13 +45,21 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                     a.component,
                     a.context_id,
                     a.allocation_id,
-                    utc(a.expires_at),
+                    expiry(a.expires_at),
                 );
+                // The model names its provider when the price book knows it; a typo does neither.
+                if let (Some(model), None) = (asked_model, &a.provider) {
+                    let priced =
+                        if estimated { String::new() } else { format!(", at the {} tier's reference price", a.tier) };
+                    crate::say!(
+                        "`{model}` is not in the price book, so it names no provider: the reservation counts under every provider's limits{priced} (`budget prices list` shows the models)"
+                    );
+                }
                 if a.reservations.is_empty() {
                     crate::say!("No policy window counts this call, so nothing limits it.");
                 }
                 for r in &a.reservations {
-                    crate::say!("  reserved in window {} of policy {}", r.window, r.policy_id);
+                    crate::say!("  reserved in window {} of policy {}", r.window, short_id(r.policy_id));
                 }
             }
         }
@@ -119,4 +129,15 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// When an allocation expires: relative, then the time (`in 15m (2026-12-03 05:55:58 UTC)`); with
+/// `--precise`, the RFC 3339 time alone.
+fn expiry(at: chrono::DateTime<chrono::Utc>) -> String {
+    let (relative, time) = (when(at), utc_named(at));
+    if relative == utc(at) {
+        time
+    } else {
+        format!("{relative} ({time})")
+    }
 }

@@ -5,7 +5,7 @@ use comfy_table::Cell;
 
 use crate::cli::GetUsageArgs;
 use crate::client::Client;
-use crate::output::{print_json, right, table, thousands, utc};
+use crate::output::{print_json, right, table, thousands, utc, utc_named};
 
 pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
     let mut query = vec![("period", args.period.clone()), ("days", args.days.to_string())];
@@ -34,8 +34,8 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
     crate::say!(
         "Usage {} from {} to {}{}",
         serde_json::to_value(usage.period)?.as_str().unwrap_or(&args.period),
-        utc(usage.start_time),
-        utc(usage.end_time),
+        utc_named(usage.start_time),
+        utc_named(usage.end_time),
         if filters.is_empty() { String::new() } else { format!(" ({})", filters.join(", ")) }
     );
     let mut t = table(&["Period start (UTC)", "Input tokens", "Output tokens", "Total tokens", "Cost (USD)", "Calls"]);

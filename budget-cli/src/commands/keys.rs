@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::cli::KeysCommand;
 use crate::client::Client;
-use crate::output::{print_json, table, utc};
+use crate::output::{print_json, table, utc, utc_named};
 
 pub async fn run(client: &Client, command: KeysCommand) -> anyhow::Result<()> {
     match command {
@@ -24,7 +24,7 @@ pub async fn run(client: &Client, command: KeysCommand) -> anyhow::Result<()> {
                 k.key_id,
                 k.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(),
                 k.component.as_deref().map(|c| format!(", bound to component {c}")).unwrap_or_default(),
-                k.expires_at.map(|t| format!(", expires {}", utc(t))).unwrap_or_default(),
+                k.expires_at.map(|t| format!(", expires {}", utc_named(t))).unwrap_or_default(),
             );
             crate::say!("Secret (shown once, only its hash is kept):\n{}", created.secret);
             crate::say!(

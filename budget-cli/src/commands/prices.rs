@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{CalcCostArgs, PricesCommand};
 use crate::client::Client;
-use crate::output::{print_json, right, table, thousands, utc};
+use crate::output::{print_json, right, table, thousands, utc, utc_named};
 
 pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> {
     match command {
@@ -57,7 +57,7 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                 print_json(&serde_json::to_value(&r)?);
             } else {
                 let what = if r.unchanged == 1 { "unchanged (same price already in effect)" } else { "set" };
-                crate::say!("{provider}/{model}: {what}, effective {}", utc(r.effective_from));
+                crate::say!("{provider}/{model}: {what}, effective {}", utc_named(r.effective_from));
             }
         }
         PricesCommand::Reprice { provider, model, since, until, dry_run, json } => {
