@@ -399,6 +399,11 @@ async fn prices_and_calc_cost() {
     )
     .await;
     assert!(stdout(&out).contains("= $0.06"), "{}{}", stdout(&out), stderr(&out));
+    // A model priced under its own name says nothing more; a dated one names the price it took.
+    assert!(stdout(&out).starts_with("openai/gpt-4: 1,000 input"), "{}", stdout(&out));
+    let dated = ["calc_cost", "--provider", "openai", "--model", "gpt-4o-2024-08-06", "--input-tokens", "1000"];
+    let out = budget(&s.url, &dated).await;
+    assert!(stdout(&out).starts_with("openai/gpt-4o-2024-08-06 (priced as gpt-4o): "), "{}", stdout(&out));
     let out = budget(
         &s.url,
         &[
@@ -418,6 +423,14 @@ async fn prices_and_calc_cost() {
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("openai/gpt-4o: set, effective 20"), "{}", stdout(&out));
+    // The same price again changes nothing, and does not claim to take effect now.
+    let again = ["prices", "set", "openai", "gpt-4o", "--input", "2", "--output", "8", "--cached-input", "1"];
+    let out = budget(&s.url, &again).await;
+    assert_eq!(
+        stdout(&out).trim(),
+        "openai/gpt-4o: unchanged, the same price is already in effect (`budget prices history openai gpt-4o` shows since when)"
+    );
     let out = budget(&s.url, &["prices", "history", "openai", "gpt-4o", "--json"]).await;
     let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(history["versions"].as_array().unwrap().len(), 2);

@@ -56,8 +56,14 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
             if json {
                 print_json(&serde_json::to_value(&r)?);
             } else {
-                let what = if r.unchanged == 1 { "unchanged (same price already in effect)" } else { "set" };
-                crate::say!("{provider}/{model}: {what}, effective {}", utc_named(r.effective_from));
+                if r.unchanged == 1 {
+                    // In effect since its own version's time, which `history` shows; not since now.
+                    crate::say!(
+                        "{provider}/{model}: unchanged, the same price is already in effect (`budget prices history {provider} {model}` shows since when)"
+                    );
+                } else {
+                    crate::say!("{provider}/{model}: set, effective {}", utc_named(r.effective_from));
+                }
             }
         }
         PricesCommand::Reprice { provider, model, since, until, dry_run, json } => {
@@ -164,11 +170,13 @@ pub async fn calc_cost(client: &Client, args: CalcCostArgs) -> anyhow::Result<()
     .filter(|(_, _, shown)| *shown)
     .map(|(name, amount, _)| format!("{name} ${amount}"))
     .collect();
+    // A dated or suffixed name priced as its base model says which price it took.
+    let priced_as =
+        if r.resolved_model == args.model { String::new() } else { format!(" (priced as {})", r.resolved_model) };
     crate::say!(
-        "{}/{} (priced as {}): {} input + {} output tokens = ${} ({})",
+        "{}/{}{priced_as}: {} input + {} output tokens = ${} ({})",
         args.provider,
         args.model,
-        r.resolved_model,
         thousands(args.input_tokens),
         thousands(args.output_tokens),
         c.total_cost,
