@@ -658,6 +658,12 @@ async fn audit_explain_as_of_export_and_replay_explain_every_number() {
     assert_eq!(x["account"]["posted_cost"], window["used_cost"]);
     let out = budget(url, &["explain", policy_id]).await;
     assert!(stdout(&out).contains("They agree."), "{}", stdout(&out));
+    // The heading says which policy it is, as `budget status` shows it, not only its id.
+    let heading = format!(
+        "Policy {} (daily hard_limit of $20 and 100,000 tokens, provider=openai, budget default), window ",
+        &policy_id[policy_id.len() - 8..]
+    );
+    assert!(stdout(&out).starts_with(&heading), "{heading}\n{}", stdout(&out));
 
     // --as-of: the old limit before the change, the new one now.
     let then = json_of(&budget(url, &["status", "--as-of", &before_change, "--json"]).await);
@@ -913,7 +919,12 @@ async fn short_ids_from_status_work_in_explain_and_release() {
     assert!(precise.contains(&ids[0]), "{precise}");
 
     let out = budget(&s.url, &["explain", short]).await;
-    assert!(out.status.success() && stdout(&out).contains(&ids[0]), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success() && stdout(&out).starts_with(&format!("Policy {short} (")),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     // The two policies were made in the same millisecond or so: their ids start alike.
     let out = budget(&s.url, &["explain", &ids[0][..4]]).await;
     assert!(!out.status.success() && stderr(&out).contains("matches 2 policy ids"), "{}", stderr(&out));

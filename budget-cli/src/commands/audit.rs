@@ -2,6 +2,7 @@
 //! policy window's figures were reached).
 
 use budget_api::routes::audit::{EventPage, EventView, Explanation};
+use budget_api::routes::policies::PolicyView;
 use comfy_table::Cell;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -139,8 +140,20 @@ pub async fn explain(client: &Client, policy_id: String, window: Option<String>,
         print_json(&serde_json::to_value(&x)?);
         return Ok(());
     }
+    // Which policy it is, as `budget status` names it: an id alone says nothing to a reader.
+    let p: PolicyView = client.get(&format!("/api/policies/{policy_id}"), &[]).await?;
     let contributions = &x.contributions;
-    crate::say!("Policy {} window {}: {}", policy_id, x.window, crate::output::count(contributions.len(), "event"));
+    crate::say!(
+        "Policy {} ({} {} of {}, {}, budget {}), window {}: {}",
+        short_id(policy_id),
+        p.period,
+        p.policy_type,
+        super::set_limit::limits(&p),
+        p.scope,
+        p.budget_name,
+        x.window,
+        crate::output::count(contributions.len(), "event")
+    );
     if !contributions.is_empty() {
         let mut t = table(&[
             "Position",

@@ -1,6 +1,6 @@
 //! `budget set_limit PERIOD LIMIT [scope…]`: create or replace a policy.
 
-use budget_api::routes::policies::PolicySetResponse;
+use budget_api::routes::policies::{PolicySetResponse, PolicyView};
 use serde_json::{json, Value};
 
 use crate::cli::SetLimitArgs;
@@ -40,19 +40,12 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let p = &response.policy;
-    let mut limits = Vec::new();
-    if let Some(c) = p.cost_limit {
-        limits.push(format!("${c}"));
-    }
-    if let Some(t) = p.token_limit {
-        limits.push(format!("{} tokens", crate::output::thousands(t)));
-    }
     crate::say!(
         "{} {} {} limit of {} for {} in budget {} (policy {}{})",
         if response.created { "Set" } else { "Replaced with" },
         p.period,
         p.policy_type,
-        limits.join(" and "),
+        limits(p),
         p.scope,
         p.budget_name,
         p.policy_id,
@@ -70,4 +63,11 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A policy's limits in words: `$20`, `200,000 tokens`, or `$20 and 200,000 tokens`.
+pub fn limits(p: &PolicyView) -> String {
+    let cost = p.cost_limit.map(|c| format!("${c}"));
+    let tokens = p.token_limit.map(|t| format!("{} tokens", crate::output::thousands(t)));
+    cost.into_iter().chain(tokens).collect::<Vec<_>>().join(" and ")
 }
