@@ -673,8 +673,15 @@ async fn audit_explain_as_of_export_and_replay_explain_every_number() {
 
     // Export: one line per record and correction, and the cost column sums to the spend.
     let file = std::env::temp_dir().join(format!("budget-export-{}.csv", std::process::id()));
-    ok(&budget(url, &["export", "--output", file.to_str().unwrap()]).await);
+    let out = budget(url, &["export", "--output", file.to_str().unwrap()]).await;
+    ok(&out);
     let csv = std::fs::read_to_string(&file).unwrap();
+    // What was written, in rows (a finance user's count), besides bytes.
+    let said = stderr(&out);
+    assert!(
+        said.starts_with("Wrote 8 rows (") && said.trim_end().ends_with(&format!(" bytes) to {}", file.display())),
+        "{said}"
+    );
     let _ = std::fs::remove_file(&file);
     let lines: Vec<&str> = csv.lines().collect();
     assert!(lines[0].starts_with("position,occurred_at"), "{}", lines[0]);

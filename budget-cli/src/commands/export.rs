@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::client::Client;
+use crate::output::count;
 
 pub async fn run(
     client: &Client,
@@ -26,10 +27,12 @@ pub async fn run(
         )),
         None => Box::new(std::io::stdout().lock()),
     };
-    let mut bytes = 0usize;
+    let csv = query[0].1 == "csv";
+    let (mut bytes, mut rows) = (0usize, Rows::default());
     // Chunk by chunk: the export is never held whole in memory.
     while let Some(chunk) = response.chunk().await? {
         bytes += chunk.len();
+        rows.count(&chunk, csv);
         match sink.write_all(&chunk) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
             other => other?,
@@ -37,7 +40,44 @@ pub async fn run(
     }
     sink.flush()?;
     if let Some(path) = output {
-        eprintln!("wrote {bytes} bytes to {}", path.display());
+        let rows = rows.ends.saturating_sub(usize::from(csv)); // a CSV's first line is its header
+        let bytes = count(bytes, "byte");
+        eprintln!("Wrote {} ({bytes}) to {}", count(rows, "row"), path.display());
     }
     Ok(())
+}
+
+/// Counts the lines of an export as it streams by. A CSV field in quotes may hold a line break (RFC
+/// 4180), which ends no row; a JSON line never holds one.
+#[derive(Default)]
+struct Rows {
+    ends: usize,
+    quoted: bool,
+}
+
+impl Rows {
+    fn count(&mut self, chunk: &[u8], csv: bool) {
+        for &b in chunk {
+            match b {
+                b'"' if csv => self.quoted = !self.quoted, // `""` inside quotes toggles twice
+                b'\n' if !self.quoted => self.ends += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_line_break_in_a_quoted_csv_field_ends_no_row() {
+        let mut rows = super::Rows::default();
+        for chunk in ["a,b\n1,\"x\n", "y \"\"z\"\"\"\n2,w\n"] {
+            rows.count(chunk.as_bytes(), true);
+        }
+        assert_eq!(rows.ends, 3, "the header and two rows");
+        let mut lines = super::Rows::default();
+        lines.count(b"{\"a\":\"\\\"\"}\n{}\n", false);
+        assert_eq!(lines.ends, 2);
+    }
 }
