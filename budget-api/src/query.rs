@@ -80,3 +80,14 @@ fn in_words(reason: &str, value: &str) -> String {
         other => other.to_string(),
     }
 }
+
+/// Why a time range `since`..`until` selects nothing because it is the wrong way round, naming both
+/// times as read (a date is its midnight, UTC), or `None` when it is a range.
+pub fn backwards(
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> Option<String> {
+    let (since, until) = (since?, until?);
+    let at = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    (until <= since).then(|| format!("until {} is not later than since {}; swap them", at(until), at(since)))
+}

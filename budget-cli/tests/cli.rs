@@ -956,6 +956,13 @@ async fn short_ids_from_status_work_in_explain_and_release() {
     let out = budget(&s.url, &["export", "--since", "last tuesday"]).await;
     let said = stderr(&out);
     assert!(!out.status.success() && said.contains("--since") && said.contains("7d"), "{said}");
+    // A range the wrong way round says which times it got.
+    for command in ["export", "audit"] {
+        let out = budget(&s.url, &[command, "--since", "2026-12-05", "--until", "2026-12-01"]).await;
+        let said = stderr(&out);
+        let expected = "until 2026-12-01T00:00:00Z is not later than since 2026-12-05T00:00:00Z; swap them";
+        assert!(!out.status.success() && said.contains(expected), "{command}: {said}");
+    }
 }
 
 /// A window that ended before its policy existed has no measured figures: the table says "not

@@ -124,6 +124,9 @@ pub async fn events(state: web::Data<AppState>, q: Query<EventQuery>) -> Result<
     if !(1..=5000).contains(&limit) {
         return Err(ApiError::bad_request(ErrorCode::InvalidParameter, format!("limit is {limit}; use 1 to 5000")));
     }
+    if let Some(reason) = crate::query::backwards(q.since, q.until) {
+        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, reason));
+    }
     let event_types: Vec<String> = q
         .event_type
         .as_deref()
@@ -321,10 +324,8 @@ pub async fn export(state: web::Data<AppState>, q: Query<ExportQuery>) -> Result
             ))
         }
     };
-    if let (Some(s), Some(u)) = (q.since, q.until) {
-        if u <= s {
-            return Err(ApiError::bad_request(ErrorCode::InvalidParameter, "until must be later than since"));
-        }
+    if let Some(reason) = crate::query::backwards(q.since, q.until) {
+        return Err(ApiError::bad_request(ErrorCode::InvalidParameter, reason));
     }
     let pool = state.pool.clone();
     let filter = EventFilter {

@@ -61,11 +61,8 @@ pub async fn reprice(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let r: RepriceRequest = body::parse(&body::read(payload, 16 * 1024).await?)?;
-    if r.until.is_some_and(|until| until <= r.since) {
-        return Err(ApiError::bad_request(
-            ErrorCode::ValidationFailed,
-            "until must be later than since; widen the range",
-        ));
+    if let Some(reason) = crate::query::backwards(Some(r.since), r.until) {
+        return Err(ApiError::bad_request(ErrorCode::ValidationFailed, reason));
     }
     let selection =
         RepriceSelection { provider: state.provider(&r.provider), model: r.model, since: r.since, until: r.until };
