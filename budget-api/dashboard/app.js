@@ -471,7 +471,7 @@ async function loadAllocations() {
     el('td', {}, el('code', { title: a.allocation_id, text: short(a.allocation_id) })),
     el('td', { text: a.context_id }),
     el('td', { text: a.component }),
-    el('td', { text: a.model ? `${a.provider || ''}/${a.model}` : a.tier }),
+    modelCell(a),
     el('td', { class: 'num', text: `${tokens(a.remaining_tokens)} of ${tokens(a.tokens_allocated)}` }),
     el('td', { class: 'num', text: money(a.estimated_cost) }),
     el('td', { text: fromNow(a.expires_at), title: utc(a.expires_at) }),
@@ -480,6 +480,14 @@ async function loadAllocations() {
       : null)));
   table($('#allocation-table'), ['Id', 'Context', 'Component', 'Model or tier', 'Tokens left', 'Estimated', 'Expires', ''],
     rows.length ? rows : [el('tr', {}, el('td', { colspan: 8, class: 'hint', text: 'No active reservations.' }))]);
+}
+
+// A model the price book knows names its provider; one it does not (a typo) names none, and is
+// reserved at the tier's reference price unless the client gave an estimate: the cell says so.
+function modelCell(a) {
+  if (!a.model) return el('td', { text: a.tier });
+  if (a.provider) return el('td', { text: `${a.provider}/${a.model}` });
+  return el('td', { text: `${a.model} (unpriced)`, title: `${a.model} is not in the price book (tier ${a.tier})` });
 }
 
 async function release(allocation, button) {

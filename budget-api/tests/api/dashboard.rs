@@ -135,6 +135,14 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         "tier": "remote_heavyweight"}),
     )
     .await;
+    // A model the price book does not know names no provider.
+    post(
+        &app,
+        ADMIN,
+        "/api/allocations",
+        json!({"context_id": "task-10", "component": "scribe", "tokens": 10, "model": "gtp-4o"}),
+    )
+    .await;
     let alerts = get(&app, ADMIN, &format!("/api/alerts?min_position={}", last["position"])).await;
     let alert_id = alerts["alerts"][0]["id"].as_str().expect("the token limit raised an alert").to_string();
 
@@ -186,7 +194,10 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         .await;
     assert!(shown_alerts.as_array().unwrap().iter().any(|a| a == alert_id.as_str()), "{shown_alerts}");
     assert_eq!(browser.eval("return document.querySelectorAll('#alert-list button').length").await, 0);
-    assert_eq!(browser.eval("return document.querySelectorAll('#allocation-table [data-allocation]').length").await, 1);
+    let models = browser
+        .eval("return [...document.querySelectorAll('#allocation-table [data-allocation] td:nth-child(4)')].map(td => td.textContent)")
+        .await;
+    assert_eq!(models, json!(["gtp-4o (unpriced)", "remote_heavyweight"]), "no `/gtp-4o` for a model with no provider");
     assert_eq!(browser.eval("return document.querySelectorAll('#record-table [data-record]').length").await, 4);
     let usage = get(&app, &read, "/api/usage?days=7").await;
     assert_eq!(
