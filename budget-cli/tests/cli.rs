@@ -1067,6 +1067,10 @@ async fn keys_from_the_cli_and_no_secret_in_logs_or_events() {
     let out = budget(&url, &["--api-key", &admin, "keys", "list"]).await;
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(listed.contains("dashboard") && listed.contains("ops") && !listed.contains(&read[8..]), "{listed}");
+    assert!(
+        listed.contains("Last used (UTC)") && listed.contains("Expires (UTC)"),
+        "every time column names its zone: {listed}"
+    );
 
     drop(child);
     let logged = std::fs::read_to_string(&log).unwrap();

@@ -44,8 +44,8 @@ pub async fn run(client: &Client, command: KeysCommand) -> anyhow::Result<()> {
                 "Scope",
                 "Component",
                 "Created (UTC)",
-                "Last used",
-                "Expires",
+                "Last used (UTC)",
+                "Expires (UTC)",
                 "State",
             ]);
             for k in &list.keys {
