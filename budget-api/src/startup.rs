@@ -58,8 +58,12 @@ impl Application {
         {
             let mut client = pool.get().await.with_context(|| format!("cannot connect to PostgreSQL at {where_}"))?;
             let applied = migrate::migrate(&mut client).await.context("database migration failed; start-up stopped")?;
-            if !applied.is_empty() {
-                tracing::info!(?applied, "database migrated");
+            match applied.as_slice() {
+                [] => {}
+                [only] => tracing::info!("database migrated: applied {only}"),
+                [first, .., last] => {
+                    tracing::info!("database migrated: applied {} migrations, {first} to {last}", applied.len())
+                }
             }
         }
 
