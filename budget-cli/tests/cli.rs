@@ -1409,6 +1409,28 @@ async fn optimize_says_what_its_savings_are_per() {
     }
 }
 
+/// The assistant's commands say each thing once: an empty optimize one sentence, and recommend's
+/// table a Budget column only when there is a budget to fit (without one it was `?` on every row).
+#[tokio::test]
+async fn recommend_and_optimize_say_each_thing_once() {
+    let s = server().await;
+    let out = budget(&s.url, &["optimize"]).await;
+    assert_eq!(stdout(&out).trim(), "No recommendations from the usage of the last 30 days.", "{}", stderr(&out));
+    let ask = ["recommend", "--task-type", "code_generation", "--context-size", "2000", "--output-size", "1000"];
+    // An empty price book: the sentence that says so, without an empty table above it.
+    let out = budget(&s.url, &ask).await;
+    assert_eq!(stdout(&out).trim(), "The price book has no models to rank; run `budget prices update`.");
+    let price = serde_json::json!({"provider": "acme", "model": "m", "input": "1", "output": "2"});
+    let r = reqwest::Client::new().post(format!("{}/api/prices", s.url)).json(&price).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let out = budget(&s.url, &ask).await;
+    let header = stdout(&out).lines().nth(1).unwrap_or_default().to_string();
+    assert!(header.contains("$/call") && !header.contains("Budget"), "{}{}", stdout(&out), stderr(&out));
+    let out = budget(&s.url, &[&ask[..], &["--max-cost", "5.0"]].concat()).await;
+    let text = stdout(&out);
+    assert!(text.lines().nth(1).unwrap_or_default().contains("Budget") && text.contains("fits"), "{text}");
+}
+
 /// A per-task limit has a window per task: `budget status` names each (`task:…`), or its rows could
 /// not be told apart; calendar windows keep the narrow table.
 #[tokio::test]

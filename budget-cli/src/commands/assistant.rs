@@ -40,25 +40,31 @@ pub async fn recommend(client: &Client, ask: Ask, as_json: bool) -> anyhow::Resu
         return Ok(());
     }
     let rec = &r.recommendations;
-    let mut t = table(&["#", "Model", "$/call", "$/day", "Budget", "Context", "Capability fit", "Why"]);
+    // Without --max-cost there is no budget to fit: no column of `?`.
+    let budget = rec.models.iter().any(|m| m.fits_budget.is_some());
+    let mut headers = vec!["#", "Model", "$/call", "$/day"];
+    headers.extend(budget.then_some("Budget"));
+    headers.extend(["Context", "Capability fit", "Why"]);
+    let mut t = table(&headers);
     let yes_no = |v: Option<bool>| match v {
         Some(true) => "fits",
         Some(false) => "no",
         None => "?",
     };
     for (i, m) in rec.models.iter().enumerate() {
-        t.add_row(vec![
+        let mut row = vec![
             right(i + 1),
             Cell::new(format!("{}/{}", m.provider, m.model)),
             right(m.cost_per_call),
             right(m.cost_per_day),
-            Cell::new(yes_no(m.fits_budget)),
-            Cell::new(yes_no(m.fits_context)),
-            right(m.capability_fit),
-            Cell::new(&m.rationale),
-        ]);
+        ];
+        row.extend(budget.then(|| Cell::new(yes_no(m.fits_budget))));
+        row.extend([Cell::new(yes_no(m.fits_context)), right(m.capability_fit), Cell::new(&m.rationale)]);
+        t.add_row(row);
     }
-    crate::say!("{t}");
+    if !rec.models.is_empty() {
+        crate::say!("{t}");
+    }
     for f in &rec.findings {
         crate::say!("{f}");
     }
@@ -88,9 +94,8 @@ pub async fn optimize(client: &Client, args: AssistantArgs) -> anyhow::Result<()
     }
     let recs = &r.recommendations;
     let list = &recs.recommendations;
-    if list.is_empty() {
-        crate::say!("Nothing to recommend for the last {}.", crate::output::count(args.days, "day"));
-    } else {
+    // With nothing to recommend, the summary below says so.
+    if !list.is_empty() {
         // The server took the period, so it parses; savings are per one of it ("Saves / day").
         let unit = args.period.parse::<Period>().map_or("period", Period::unit);
         let mut t = table(&["#", "Kind", &format!("Saves / {unit}"), "Confidence", "Recommendation"]);
