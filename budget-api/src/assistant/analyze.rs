@@ -48,15 +48,19 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
     .await?;
     let total = report.totals;
     let mut findings: Vec<String> = Vec::new();
-    findings.push(format!(
-        "In the last {} {} spent {} on {} ({} input, {} output).",
-        count(range.days, "day"),
-        count(total.count, "call"),
-        usd(total.cost),
-        count(total.total_tokens(), "token"),
-        thousands(total.input_tokens),
-        thousands(total.output_tokens)
-    ));
+    findings.push(if total.count == 0 {
+        format!("No usage was recorded in the last {}.", count(range.days, "day"))
+    } else {
+        format!(
+            "In the last {} {} spent {} on {} ({} input, {} output).",
+            count(range.days, "day"),
+            count(total.count, "call"),
+            usd(total.cost),
+            count(total.total_tokens(), "token"),
+            thousands(total.input_tokens),
+            thousands(total.output_tokens)
+        )
+    });
 
     let breakdown = |dimension: &str| -> Vec<Value> {
         let mut rows: Vec<(&String, &Totals)> =

@@ -160,6 +160,10 @@ async fn assistant_sentences_keep_small_savings_and_name_units_right() {
     let r: Value =
         app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 30})).await.json().await.unwrap();
     assert_eq!(r["recommendations"]["summary"], "No recommendations from the usage of the last 30 days.");
+    // Nothing recorded: said in words, not as "0 calls spent $0 on 0 tokens (0 input, 0 output)".
+    let r: Value =
+        app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 30})).await.json().await.unwrap();
+    assert_eq!(r["analysis"]["findings"], json!(["No usage was recorded in the last 30 days."]));
     // One day analysed: "the previous 1 day", not "the previous 1 days".
     let record =
         json!({"provider": "acme", "model": "cachy", "component": "codex", "input_tokens": 1, "output_tokens": 1});
