@@ -1431,6 +1431,21 @@ async fn recommend_and_optimize_say_each_thing_once() {
     assert!(text.lines().nth(1).unwrap_or_default().contains("Budget") && text.contains("fits"), "{text}");
 }
 
+/// `status --as-of` a time before any policy says that no policy was active then, not to set one.
+#[tokio::test]
+async fn status_as_of_before_any_policy_says_so() {
+    let s = server().await;
+    assert!(budget(&s.url, &["set_limit", "daily", "20"]).await.status.success());
+    let out = budget(&s.url, &["status", "--as-of", "2026-01-01"]).await;
+    let first = stdout(&out).lines().next().unwrap_or_default().to_string();
+    assert_eq!(
+        first,
+        "No policy was active at 2026-01-01 00:00:00 UTC (the log as it stood then).",
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A per-task limit has a window per task: `budget status` names each (`task:…`), or its rows could
 /// not be told apart; calendar windows keep the narrow table.
 #[tokio::test]

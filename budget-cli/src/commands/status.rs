@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::cli::StatusArgs;
 use crate::client::Client;
-use crate::output::{print_json, right, table, thousands};
+use crate::output::{print_json, right, table, thousands, utc_named};
 
 pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result<()> {
     let health: Health = client.get("/api/health", &[]).await?;
@@ -30,7 +30,11 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
     if args.json {
         print_json(&json!({ "health": health, "windows": windows, "at": status.as_ref().map(|s| s.at) }));
     } else {
-        if windows.is_empty() {
+        let as_of = status.as_ref().filter(|_| args.as_of.is_some()).map(|s| s.at);
+        if let (true, Some(then)) = (windows.is_empty(), as_of) {
+            let matching = if query.len() > 1 { " matching" } else { "" };
+            crate::say!("No{matching} policy was active at {} (the log as it stood then).", utc_named(then));
+        } else if windows.is_empty() {
             crate::say!(
                 "No active policies{}; set one with `budget set_limit daily 10.0`.",
                 if query.is_empty() { "" } else { " match" }
