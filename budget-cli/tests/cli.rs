@@ -1431,6 +1431,20 @@ async fn recommend_and_optimize_say_each_thing_once() {
     assert!(text.lines().nth(1).unwrap_or_default().contains("Budget") && text.contains("fits"), "{text}");
 }
 
+/// A limit in another timezone says so, and where its window began in that zone's own time.
+#[tokio::test]
+async fn set_limit_names_its_timezone() {
+    let s = server().await;
+    let out = budget(&s.url, &["set_limit", "daily", "5", "--timezone", "Europe/Berlin"]).await;
+    let text = stdout(&out);
+    assert!(text.starts_with("Set daily (Europe/Berlin) warn limit of $5 for all usage"), "{text}{}", stderr(&out));
+    let window = text.lines().nth(1).unwrap_or_default();
+    assert!(window.contains("Z (00:00 Europe/Berlin) counts what is already in it"), "{text}");
+    // The same budget, period and scope in UTC replaces it, and names no zone.
+    let out = budget(&s.url, &["set_limit", "daily", "5"]).await;
+    assert!(stdout(&out).starts_with("Replaced with daily warn limit of $5 for all usage"), "{}", stdout(&out));
+}
+
 /// `status --as-of` a time before any policy says that no policy was active then, not to set one.
 #[tokio::test]
 async fn status_as_of_before_any_policy_says_so() {

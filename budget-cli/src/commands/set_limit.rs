@@ -40,10 +40,13 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let p = &response.policy;
+    // Windows of a zone other than UTC begin at its midnight, which a UTC time hides.
+    let zone = p.timezone.parse::<chrono_tz::Tz>().ok().filter(|z| *z != chrono_tz::UTC);
     crate::say!(
-        "{} {} {} limit of {} for {} in budget {} (policy {}{})",
+        "{} {}{} {} limit of {} for {} in budget {} (policy {}{})",
         if response.created { "Set" } else { "Replaced with" },
         p.period,
+        zone.map(|z| format!(" ({z})")).unwrap_or_default(),
         p.policy_type,
         limits(p),
         p.scope,
@@ -53,8 +56,12 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
     );
     if let Some(o) = &response.opening {
         crate::say!(
-            "Its window from {} counts what is already in it: ${} used in {} record{}, ${} reserved ({} tokens)",
+            "Its window from {}{} counts what is already in it: ${} used in {} record{}, ${} reserved ({} tokens)",
             o.window,
+            match (zone, o.window_start) {
+                (Some(z), Some(start)) => format!(" ({} {z})", start.with_timezone(&z).format("%H:%M")),
+                _ => String::new(),
+            },
             o.posted_cost,
             crate::output::thousands(o.records),
             if o.records == 1 { "" } else { "s" },
