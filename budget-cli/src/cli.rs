@@ -442,7 +442,7 @@ pub struct AllocateCreateArgs {
     #[arg(long)]
     pub user: Option<String>,
     /// 1 (low) to 10 (critical); default 5. Never bypasses a hard limit.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..=10))]
     pub priority: Option<i64>,
     /// USD to reserve (default: tokens at the tier's reference price).
     #[arg(long = "estimated-cost", allow_negative_numbers = true, value_parser = crate::amounts::decimal)]

@@ -232,6 +232,12 @@ async fn errors_are_one_clear_line_and_a_failure_exit() {
         assert!(err.contains("is negative") && !err.contains("tip:"), "{args:?}: {err}");
         assert!(!err.contains("cannot reach"), "{args:?}: nothing is sent: {err}");
     }
+    let out = budget(
+        "http://127.0.0.1:9",
+        &["allocate", "create", "--context-id", "t", "--component", "c", "--priority", "-1"],
+    )
+    .await;
+    assert!(stderr(&out).contains("-1 is not in 1..=10") && out.status.code() == Some(2), "{}", stderr(&out));
     let out = budget("http://127.0.0.1:9", &["keys", "create", "--scope", "god"]).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
