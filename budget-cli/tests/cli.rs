@@ -98,6 +98,13 @@ async fn get_usage_prints_a_table_and_json() {
     assert!(header.contains(" UTC to ") && header.contains(" UTC ("), "a sentence names its times' zone: {header}");
     assert!(!text.contains("claude"), "the provider filter applies: {text}");
 
+    // The biggest spenders first (rhetor's $1 before codex's $0.0064), under a heading like the others.
+    let text = stdout(&budget(&s.url, &["get_usage", "daily"]).await);
+    let by_component = text.split("By component").nth(1).unwrap_or_default();
+    assert!(by_component.contains("│ Component ┆ Input tokens"), "{text}");
+    let (rhetor, codex) = (by_component.find("rhetor"), by_component.find("codex"));
+    assert!(rhetor.is_some() && codex.is_some() && rhetor < codex, "{text}");
+
     let out = budget(&s.url, &["get-usage", "daily", "--json"]).await;
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -45,12 +45,15 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
     t.add_row(row("Total", &usage.totals));
     crate::say!("{t}");
 
-    for dimension in ["model", "component", "user"] {
+    for (dimension, heading) in [("model", "Model"), ("component", "Component"), ("user", "User")] {
         // Users only once some record names one (records without a user are "").
         let Some(groups) = usage.groups.get(dimension).filter(|g| g.keys().any(|name| !name.is_empty())) else {
             continue;
         };
-        let mut g = table(&[dimension, "Input tokens", "Output tokens", "Total tokens", "Cost (USD)", "Calls"]);
+        let mut g = table(&[heading, "Input tokens", "Output tokens", "Total tokens", "Cost (USD)", "Calls"]);
+        // The biggest spenders first; equal ones by name.
+        let mut groups: Vec<_> = groups.iter().collect();
+        groups.sort_by(|(a, x), (b, y)| y.cost.cmp(&x.cost).then(a.cmp(b)));
         for (name, totals) in groups {
             g.add_row(row(if name.is_empty() { "(none)" } else { name }, totals));
         }
