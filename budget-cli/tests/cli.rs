@@ -530,9 +530,18 @@ async fn alerts_list_and_acknowledge() {
     assert_eq!(alerts.len(), 1);
     let id = alerts[0]["id"].as_str().unwrap();
     let out = budget(&s.url, &["alerts", "acknowledge", id, "--by", "alice"]).await;
-    assert!(stdout(&out).starts_with(&format!("Acknowledged alert {id} by alice")), "{}{}", stdout(&out), stderr(&out));
+    // The alert by its short id, as the list shows it, and the time with its zone.
+    let short = &id[id.len() - 8..];
+    let said = stdout(&out);
+    assert!(said.starts_with(&format!("Acknowledged alert {short} by alice at 20")), "{said}{}", stderr(&out));
+    assert!(said.contains(" UTC: daily cost"), "{said}");
     let out = budget(&s.url, &["alerts", "acknowledge", id, "--by", "bob"]).await;
-    assert!(stdout(&out).contains("was already acknowledged by alice"), "{}", stdout(&out));
+    let said = stdout(&out);
+    assert!(
+        said.starts_with(&format!("Alert {short} was already acknowledged by alice"))
+            && said.trim_end().ends_with(" UTC"),
+        "{said}"
+    );
     // No wait: the list passes the acknowledgement's position (min_position), so it sees it applied.
     let out = budget(&s.url, &["alerts", "list", "--severity", "error"]).await;
     assert!(stdout(&out).contains("No open alerts."), "{}", stdout(&out));

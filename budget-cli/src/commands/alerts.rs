@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::cli::AlertsCommand;
 use crate::client::Client;
-use crate::output::{print_json, table, utc};
+use crate::output::{print_json, short_id, table, utc, utc_named};
 
 pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> {
     match command {
@@ -65,7 +65,8 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
             } else {
                 let a = &answer.alert;
                 let who = a.acknowledged_by.as_ref().map_or(String::new(), |b| format!(" by {b}"));
-                let when = a.acknowledged_at.map_or("?".into(), utc);
+                let when = a.acknowledged_at.map_or("?".into(), utc_named);
+                let alert_id = short_id(&alert_id);
                 if answer.already_acknowledged {
                     crate::say!("Alert {alert_id} was already acknowledged{who} at {when}");
                 } else {
