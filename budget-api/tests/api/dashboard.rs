@@ -310,6 +310,11 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
     tokio::time::sleep(Duration::from_millis(500)).await;
     let overflow = browser.eval("return document.documentElement.scrollWidth").await;
     assert!(overflow.as_u64().unwrap() <= 390, "the page is {overflow} px wide at 390 px");
+    // An alert's message takes its card's width, under the badge, not a column squeezed beside it.
+    let share = browser
+        .eval("const li = document.querySelector('#alert-list .alert'); return li.querySelector('.message').getBoundingClientRect().width / li.clientWidth")
+        .await;
+    assert!(share.as_f64().unwrap() > 0.8, "the message has {share} of its card's width at 390 px");
     browser.screenshot(&screenshots().join("dashboard-390.png")).await;
     browser.resize(1280, 900).await;
 
