@@ -196,7 +196,8 @@ impl From<budget_events::writer::WriteError> for ApiError {
                 | CommandError::BudgetExists(_)
                 | CommandError::PriceVersionExists { .. }
                 | CommandError::BudgetArchived(_)
-                | CommandError::AlreadyResolved { .. }),
+                | CommandError::AlreadyResolved { .. }
+                | CommandError::LastAdminKey { .. }),
             ) => ApiError::Conflict { code: rejection.code(), message: rejection.to_string() },
             WriteError::Unavailable(_) | WriteError::ShutDown => {
                 ApiError::Unavailable(format!("{e}; nothing was written, retry with the same idempotency key"))

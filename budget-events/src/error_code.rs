@@ -41,6 +41,7 @@ pub enum ErrorCode {
     BudgetArchived,
     AllocationResolved,
     PriceVersionExists,
+    LastAdminKey,
     // 413, 415, 429, 503, 500
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -52,7 +53,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::ValidationFailed,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidBody,
@@ -79,6 +80,7 @@ impl ErrorCode {
         ErrorCode::BudgetArchived,
         ErrorCode::AllocationResolved,
         ErrorCode::PriceVersionExists,
+        ErrorCode::LastAdminKey,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::RateLimited,
@@ -116,6 +118,7 @@ impl ErrorCode {
             ErrorCode::BudgetArchived => "budget_archived",
             ErrorCode::AllocationResolved => "allocation_resolved",
             ErrorCode::PriceVersionExists => "price_version_exists",
+            ErrorCode::LastAdminKey => "last_admin_key",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RateLimited => "rate_limited",

@@ -6,7 +6,7 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use budget_events::domain::keys::{display_prefix, new_secret, secret_hash, KeyScope};
 use budget_events::domain::names::Component;
 use budget_events::event::ApiKeyCreated;
-use budget_events::ledger::{CreateKeyCommand, RevokeKeyCommand};
+use budget_events::ledger::{CreateKeyCommand, LastAdmin, RevokeKeyCommand};
 use budget_events::store::keys::{self, KeyRow};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -177,8 +177,10 @@ pub async fn current(caller: Caller) -> HttpResponse {
     })
 }
 
-/// Revoke a key: refused at once, by every process.
-#[utoipa::path(tag = "keys", responses((status = 200, body = KeyView)), security(("api_key" = ["admin"])))]
+/// Revoke a key: refused at once, by every process. The last active admin key is not revoked (409
+/// `last_admin_key`) while keys stay required without it, unless a bootstrap key (`BUDGET_ADMIN_KEY`)
+/// stands in.
+#[utoipa::path(tag = "keys", responses((status = 200, body = KeyView), (status = 409, body = crate::error::ErrorBody, description = "the last active admin key")), security(("api_key" = ["admin"])))]
 #[post("/api/keys/{key_id}/revoke")]
 pub async fn revoke(
     state: web::Data<AppState>,
@@ -186,7 +188,16 @@ pub async fn revoke(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let key_id = parse_id("key", &path)?;
-    let outcome = state.writer.submit(RevokeKeyCommand { key_id, metadata: metadata(&req) }).await?;
+    // As `Gate::keys_required` decides whether keys are needed once none is active.
+    let gate = req.app_data::<web::Data<crate::auth::guard::Gate>>().expect("the gate is app data");
+    let last_admin = if gate.settings.admin_key.is_some() {
+        LastAdmin::Revocable
+    } else if gate.loopback || gate.settings.allow_unauthenticated {
+        LastAdmin::RevocableAlone
+    } else {
+        LastAdmin::Kept
+    };
+    let outcome = state.writer.submit(RevokeKeyCommand { key_id, last_admin, metadata: metadata(&req) }).await?;
     if outcome.already {
         tracing::debug!(%key_id, "key was revoked before");
     }

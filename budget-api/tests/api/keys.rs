@@ -153,6 +153,57 @@ async fn a_component_key_acts_for_its_component_only() {
     assert!(meta["key_id"].is_string());
 }
 
+/// The last active admin key cannot be revoked while no bootstrap key stands in: nobody could then
+/// manage keys, limits or prices (the other keys keep the service closed). With another admin key, or
+/// with `BUDGET_ADMIN_KEY` set, it can.
+#[tokio::test]
+async fn the_last_admin_key_is_not_revoked_unless_a_bootstrap_key_stands_in() {
+    let app = spawn_app().await; // open, on loopback, no bootstrap key
+    let create = |scope: &'static str, with: Option<String>| {
+        let (http, url) = (app.http.clone(), app.url("/api/keys"));
+        async move {
+            let mut r = http.post(url).json(&json!({"scope": scope}));
+            if let Some(k) = with {
+                r = r.bearer_auth(k);
+            }
+            let created: Value = r.send().await.unwrap().json().await.unwrap();
+            (created["secret"].as_str().unwrap().to_string(), created["key_id"].as_str().unwrap().to_string())
+        }
+    };
+    let revoke = |key_id: String, with: String| {
+        let (http, url) = (app.http.clone(), app.url(&format!("/api/keys/{key_id}/revoke")));
+        async move { http.post(url).bearer_auth(with).send().await.unwrap() }
+    };
+    let (first, first_id) = create("admin", None).await;
+    let (_, _) = create("write", Some(first.clone())).await;
+    let message = assert_error(revoke(first_id.clone(), first.clone()).await, 409, "last_admin_key").await;
+    assert!(
+        message.contains("last active admin key") && message.contains("budget keys create --scope admin"),
+        "{message}"
+    );
+    assert!(message.contains("BUDGET_ADMIN_KEY") && message.contains("revoke the other keys first"), "{message}");
+    let r = app.http.get(app.url("/api/keys")).bearer_auth(&first).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "the key still works");
+
+    // With a second admin key, either may go; the one left may not.
+    let (second, second_id) = create("admin", Some(first.clone())).await;
+    assert_eq!(revoke(first_id, second.clone()).await.status().as_u16(), 200);
+    assert_error(revoke(second_id.clone(), second.clone()).await, 409, "last_admin_key").await;
+
+    // A bootstrap key stands in: then the last stored one may go.
+    let keyed = spawn_replica(&app, |s| s.security.admin_key = Some(ADMIN.into())).await;
+    let r = app.http.post(format!("{keyed}/api/keys/{second_id}/revoke")).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // On loopback, the last key of all may go: the service runs open again, as before its first key.
+    let app = spawn_app().await;
+    let created: Value = app.post("/api/keys", &json!({"scope": "admin"})).await.json().await.unwrap();
+    let (only, only_id) = (created["secret"].as_str().unwrap(), created["key_id"].as_str().unwrap());
+    let r = app.http.post(app.url(&format!("/api/keys/{only_id}/revoke"))).bearer_auth(only).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(app.http.get(app.url("/api/status")).send().await.unwrap().status().as_u16(), 200, "open again");
+}
+
 /// Revoked and expired keys are refused at once, by this process and by another one on the database.
 #[tokio::test]
 async fn revoked_or_expired_keys_are_refused_at_once_by_every_process() {

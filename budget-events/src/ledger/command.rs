@@ -189,6 +189,9 @@ pub enum CommandError {
     KeyInactive(Uuid),
     #[error("a different price of {name} already takes effect at {at}; give another effective_from (a later one replaces it from then on)")]
     PriceVersionExists { name: String, at: chrono::DateTime<chrono::Utc> },
+    /// Revoking it would leave keys required and none able to manage keys, limits or prices.
+    #[error("key {key_id} is the last active admin key: without it nobody could manage keys, limits or prices, so it was not revoked; create another admin key first (`budget keys create --scope admin`){}, or start the service with BUDGET_ADMIN_KEY", if *.others_first { ", revoke the other keys first (the service then runs open, as before its first key)" } else { "" })]
+    LastAdminKey { key_id: Uuid, others_first: bool },
 }
 
 impl CommandError {
@@ -205,6 +208,7 @@ impl CommandError {
             CommandError::PriceVersionExists { .. } => ErrorCode::PriceVersionExists,
             CommandError::UnknownKey(_) => ErrorCode::NotFound,
             CommandError::KeyInactive(_) => ErrorCode::Unauthenticated,
+            CommandError::LastAdminKey { .. } => ErrorCode::LastAdminKey,
         }
     }
 }

@@ -20,7 +20,21 @@ pub struct CreateKeyCommand {
 #[derive(Debug, Clone)]
 pub struct RevokeKeyCommand {
     pub key_id: Uuid,
+    pub last_admin: LastAdmin,
     pub metadata: EventMetadata,
+}
+
+/// Whether the last active admin key may be revoked: not when keys would stay required with no key
+/// able to manage keys, limits or prices again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastAdmin {
+    /// A bootstrap key (`BUDGET_ADMIN_KEY`, never stored) stands in for it.
+    Revocable,
+    /// The service runs open when no key is active (on loopback): revocable as the last key of all,
+    /// which returns the service to running open; kept while other keys keep it closed.
+    RevocableAlone,
+    /// Keys stay required whatever is revoked (off loopback): kept.
+    Kept,
 }
 
 /// A key as it stands after the command.
@@ -43,12 +57,25 @@ impl Handle for CreateKeyCommand {
 }
 
 impl Handle for RevokeKeyCommand {
+    fn excludes_other_batches(&self) -> bool {
+        true
+    }
+
     async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
+        // A revocation runs alone (`excludes_other_batches`), so no key is created or revoked between
+        // what it reads here and its commit, in any process.
         let Some(mut row) = keys::lock(tx, self.key_id).await? else {
             return Ok(Step::Done(Err(CommandError::UnknownKey(self.key_id)), Vec::new()));
         };
         if row.revoked_at.is_some() {
             return Ok(Step::Done(Ok(Self::wrap(KeyOutcome { key: row, already: true })), Vec::new()));
+        }
+        if self.last_admin != LastAdmin::Revocable && keys::active_admins(tx, batch.now).await? == [self.key_id] {
+            let alone = self.last_admin == LastAdmin::RevocableAlone;
+            if !alone || keys::any_active_but(tx, self.key_id, batch.now).await? {
+                let error = CommandError::LastAdminKey { key_id: self.key_id, others_first: alone };
+                return Ok(Step::Done(Err(error), Vec::new()));
+            }
         }
         keys::revoke(tx, self.key_id, batch.now).await?;
         row.revoked_at = Some(batch.now);

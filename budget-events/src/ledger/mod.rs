@@ -48,7 +48,7 @@ pub use allocation::{AllocateCommand, AllocationOutcome, ExpireCommand, ReleaseC
 pub use budget::{BudgetChange, BudgetCommand, BudgetOutcome};
 pub use check::{CheckCommand, CheckOutcome};
 pub use command::{Command, CommandError, LedgerCommand, Outcome};
-pub use keys::{CreateKeyCommand, KeyOutcome, RevokeKeyCommand};
+pub use keys::{CreateKeyCommand, KeyOutcome, LastAdmin, RevokeKeyCommand};
 pub use policy::{PolicyCommand, PolicyOutcome};
 pub use prices::{PricesCommand, PricesOutcome, RepriceCommand, RepriceOutcome};
 pub use usage::{ItemOutcome, ItemStatus, OutcomeError, UsageCommand, UsageItem, UsageOutcome};

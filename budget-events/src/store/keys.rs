@@ -71,6 +71,30 @@ pub async fn lock(tx: &WriteTx, key_id: Uuid) -> Result<Option<KeyRow>, tokio_po
     Ok(row.as_ref().map(from_row))
 }
 
+/// The active admin keys (a revocation keeps the last one).
+pub async fn active_admins(tx: &WriteTx, now: DateTime<Utc>) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT key_id FROM api_keys
+              WHERE scope = 'admin' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)",
+            &[&now],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Whether a key other than `key_id` is active (which keeps keys required).
+pub async fn any_active_but(tx: &WriteTx, key_id: Uuid, now: DateTime<Utc>) -> Result<bool, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM api_keys
+              WHERE key_id <> $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2))",
+            &[&key_id, &now],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 pub async fn revoke(tx: &WriteTx, key_id: Uuid, at: DateTime<Utc>) -> Result<(), tokio_postgres::Error> {
     tx.execute("UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1", &[&key_id, &at]).await?;
     Ok(())
