@@ -1467,6 +1467,27 @@ async fn set_limit_names_its_timezone() {
     assert!(stdout(&out).starts_with("Replaced with daily warn limit of $5 for all usage"), "{}", stdout(&out));
 }
 
+/// An import's --verbose lists one name a line (3,840 names of LiteLLM's file made one line), and its
+/// counts have separators.
+#[tokio::test]
+async fn prices_update_verbose_lists_a_name_a_line() {
+    let s = server().await;
+    let models: serde_json::Map<String, serde_json::Value> = (1..=1200)
+        .map(|i| (format!("m-{i}"), serde_json::json!({"litellm_provider": "acme", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06})))
+        .collect();
+    let file = std::env::temp_dir().join(format!("litellm-verbose-{}.json", std::process::id()));
+    std::fs::write(&file, serde_json::Value::Object(models).to_string()).unwrap();
+    let out = budget(&s.url, &["prices", "update", "--from", file.to_str().unwrap(), "--dry-run", "--verbose"]).await;
+    let _ = std::fs::remove_file(&file);
+    let text = stdout(&out);
+    assert!(text.starts_with("Dry run, nothing written: 1,200 added, "), "{text}{}", stderr(&out));
+    assert!(
+        text.lines().any(|l| l == "  added acme/m-1") && text.lines().any(|l| l == "  added acme/m-1200"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l.len() < 200), "a line per name: {text}");
+}
+
 /// `status --as-of` a time before any policy says that no policy was active then, not to set one.
 #[tokio::test]
 async fn status_as_of_before_any_policy_says_so() {

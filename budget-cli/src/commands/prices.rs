@@ -187,27 +187,33 @@ pub async fn calc_cost(client: &Client, args: CalcCostArgs) -> anyhow::Result<()
 
 /// A few lines of counts; every name with `--verbose`.
 fn print_update(r: &PriceChange, dry_run: bool, verbose: bool) {
+    let thousands = |n: usize| thousands(i64::try_from(n).unwrap_or(i64::MAX));
     crate::say!(
         "{}{} added, {} changed, {} unchanged, {} merged duplicates, {} conflicts, {} skipped (source {})",
         if dry_run { "Dry run, nothing written: " } else { "" },
-        r.added.len(),
-        r.changed.len(),
-        r.unchanged,
-        r.merged,
-        r.conflicts.len(),
-        r.skipped,
+        thousands(r.added.len()),
+        thousands(r.changed.len()),
+        thousands(r.unchanged),
+        thousands(r.merged),
+        thousands(r.conflicts.len()),
+        thousands(r.skipped),
         r.source,
     );
     for (reason, n) in &r.skipped_by_reason {
-        crate::say!("  skipped {n}: {reason}");
+        crate::say!("  skipped {}: {reason}", thousands(*n));
     }
     const SHOWN: usize = 5;
     for (label, names) in [("added", &r.added), ("changed", &r.changed)] {
         if names.is_empty() {
             continue;
         }
-        if verbose || names.len() <= SHOWN {
+        if names.len() <= SHOWN {
             crate::say!("  {label}: {}", names.join(", "));
+        } else if verbose {
+            // One a line, to read or grep: a real import adds thousands.
+            for name in names {
+                crate::say!("  {label} {name}");
+            }
         } else {
             crate::say!(
                 "  {label}: {}, … ({} more; --verbose lists them)",
