@@ -669,6 +669,13 @@ async fn audit_explain_as_of_export_and_replay_explain_every_number() {
     assert_eq!(audit["totals"]["tokens"], usage["totals"]["total_tokens"]);
     let out = budget(url, &["audit", "--context-id", "t1"]).await;
     assert!(stdout(&out).contains("AllocationCreated") || stdout(&out).contains("UsageRecorded"), "{}", stdout(&out));
+    // A selection cut by --limit says so: its total is not the selection's.
+    let out = budget(url, &["audit", "--provider", "openai", "--limit", "2"]).await;
+    let last = stdout(&out).lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("The first 2 events of more that match (raise --limit); their total $"), "{last}");
+    let cut = json_of(&budget(url, &["audit", "--provider", "openai", "--limit", "2", "--json"]).await);
+    assert_eq!((cut["totals"]["events"].as_i64(), cut["totals"]["more"].as_bool()), (Some(2), Some(true)), "{cut:#}");
+    assert_eq!(audit["totals"]["more"], false, "{audit:#}");
 
     // Explain: the events of the policy's window sum to its account.
     let status = json_of(&budget(url, &["status", "--json"]).await);

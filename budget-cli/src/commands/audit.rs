@@ -35,6 +35,8 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
     // Page through the selection, oldest first, up to --limit events.
     let mut events: Vec<EventView> = Vec::new();
     let mut after = 0i64;
+    // Whether --limit cut the selection (its total is then not the selection's).
+    let mut more = false;
     loop {
         let page_size = (args.limit - events.len() as i64).min(5000);
         let mut query = base.clone();
@@ -44,7 +46,11 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
         events.extend(page.events);
         match page.next_after {
             Some(next) if (events.len() as i64) < args.limit => after = next,
-            _ => break,
+            Some(_) => {
+                more = true;
+                break;
+            }
+            None => break,
         }
     }
     let (mut cost, mut tokens) = (Decimal::ZERO, 0i64);
@@ -57,7 +63,7 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
         })
         .collect();
     if args.json {
-        let totals = Totals { events: lines.len(), cost: cost.normalize(), tokens };
+        let totals = Totals { events: lines.len(), cost: cost.normalize(), tokens, more };
         print_json(&json!({ "events": lines, "totals": totals }));
         return Ok(());
     }
@@ -105,12 +111,13 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
         ]);
     }
     crate::say!("{t}");
-    crate::say!(
-        "{}; total ${} and {}",
-        crate::output::count(lines.len(), "event"),
-        cost.normalize(),
-        crate::output::count(tokens, "token")
-    );
+    let (cost, tokens) = (cost.normalize(), crate::output::count(tokens, "token"));
+    if more {
+        let first = crate::output::count(lines.len(), "event");
+        crate::say!("The first {first} of more that match (raise --limit); their total ${cost} and {tokens}");
+    } else {
+        crate::say!("{}; total ${cost} and {tokens}", crate::output::count(lines.len(), "event"));
+    }
     Ok(())
 }
 
@@ -130,6 +137,8 @@ struct Totals {
     #[serde(with = "budget_events::money::decimal_json")]
     cost: Decimal,
     tokens: i64,
+    /// More events match than --limit let through: these totals are of the first ones only.
+    more: bool,
 }
 
 pub async fn explain(client: &Client, policy_id: String, window: Option<String>, json: bool) -> anyhow::Result<()> {
