@@ -309,34 +309,50 @@ async fn a_client_that_never_reads_is_dropped_without_holding_up_the_others() {
     assert_eq!(status, 200);
 }
 
-/// The example client of the guide (`examples/websocket_client.py`, Python `websockets`) against a
-/// live server: it connects, subscribes and prints the update.
-#[tokio::test]
-async fn the_python_example_client_prints_updates() {
-    let app = spawn_app().await;
+/// Runs the example client with `args` against `app` while `write(i)` gives a (path, body) to post
+/// every 300 ms (the client may take a moment to start); returns what it printed once it has exited
+/// by itself (`--count`).
+async fn example_client_output(
+    app: &crate::helpers::TestApp,
+    args: &[&str],
+    write: fn(i64) -> (&'static str, Value),
+) -> String {
     let port = app.address.rsplit(':').next().unwrap().to_string();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/websocket_client.py");
     let child = tokio::process::Command::new("python3")
-        .args([script, "--port", &port, "--topic", "price_updates", "--count", "3", "--raw"])
+        .args([script, "--port", &port])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("python3 runs (CI installs it with the websockets library)");
-    // Price changes every 300 ms until it has printed one (it may take a moment to start).
     let (address, http) = (app.address.clone(), app.http.clone());
-    let changes = tokio::spawn(async move {
+    let writes = tokio::spawn(async move {
         for i in 1.. {
-            let price = json!({"provider": "acme", "model": "m1", "input": i.to_string(), "output": "8"});
-            let _ = http.post(format!("{address}/api/prices")).json(&price).send().await;
+            let (path, body) = write(i);
+            let _ = http.post(format!("{address}{path}")).json(&body).send().await;
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
     let output =
         tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.expect("it finishes").unwrap();
-    changes.abort();
+    writes.abort();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{stdout}{stderr}");
+    stdout.into_owned()
+}
+
+/// The example client of the guide (`examples/websocket_client.py`, Python `websockets`) against a
+/// live server: it connects, subscribes and prints the update.
+#[tokio::test]
+async fn the_python_example_client_prints_updates() {
+    let app = spawn_app().await;
+    let args = ["--topic", "price_updates", "--count", "3", "--raw"];
+    let stdout = example_client_output(&app, &args, |i| {
+        ("/api/prices", json!({"provider": "acme", "model": "m1", "input": i.to_string(), "output": "8"}))
+    })
+    .await;
     assert!(stdout.contains("connected to ws://"), "{stdout}");
     assert!(stdout.contains(r#""type":"subscription""#) && stdout.contains(r#""success":true"#), "{stdout}");
     assert!(stdout.contains(r#""type":"price_update""#) && stdout.contains(r#""model":"m1""#), "{stdout}");
@@ -347,27 +363,8 @@ async fn the_python_example_client_prints_updates() {
 #[tokio::test]
 async fn the_python_example_client_follows_usage_updates() {
     let app = spawn_app().await;
-    let port = app.address.rsplit(':').next().unwrap().to_string();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/websocket_client.py");
-    let child = tokio::process::Command::new("python3")
-        .args([script, "--port", &port, "--topic", "usage_updates", "--count", "3"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 runs (CI installs it with the websockets library)");
-    let (address, http) = (app.address.clone(), app.http.clone());
-    let records = tokio::spawn(async move {
-        loop {
-            let _ = http.post(format!("{address}/api/usage")).json(&usage("0.01")).send().await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    });
-    let output =
-        tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.expect("it finishes").unwrap();
-    records.abort();
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{stdout}{stderr}");
+    let args = ["--topic", "usage_updates", "--count", "3"];
+    let stdout = example_client_output(&app, &args, |_| ("/api/usage", usage("0.01"))).await;
     assert!(stdout.contains("subscribed to usage_updates"), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with('[') && l.ends_with("] usage: 1 record")), "{stdout}");
 }
