@@ -144,13 +144,15 @@ struct Totals {
 pub async fn explain(client: &Client, policy_id: String, window: Option<String>, json: bool) -> anyhow::Result<()> {
     let policy_id = crate::ids::resolve(client, crate::ids::Kind::Policy, &policy_id).await?;
     let query: Vec<(&str, String)> = window.map(|w| ("window", w)).into_iter().collect();
-    let x: Explanation = client.get(&format!("/api/policies/{policy_id}/explain"), &query).await?;
+    let (explain, policy) = (format!("/api/policies/{policy_id}/explain"), format!("/api/policies/{policy_id}"));
     if json {
+        let x: Explanation = client.get(&explain, &query).await?;
         print_json(&serde_json::to_value(&x)?);
         return Ok(());
     }
-    // Which policy it is, as `budget status` names it: an id alone says nothing to a reader.
-    let p: PolicyView = client.get(&format!("/api/policies/{policy_id}"), &[]).await?;
+    // Which policy it is, as `budget status` names it (an id alone says nothing to a reader), asked
+    // for together with the explanation.
+    let (x, p): (Explanation, PolicyView) = tokio::try_join!(client.get(&explain, &query), client.get(&policy, &[]))?;
     let contributions = &x.contributions;
     crate::say!(
         "Policy {} ({} {} of {}, {}, budget {}), window {}: {}",

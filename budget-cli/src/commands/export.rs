@@ -13,6 +13,7 @@ pub async fn run(
     format: String,
     output: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    let csv = format == "csv";
     let mut query: Vec<(&str, String)> = vec![("format", format)];
     if let Some(s) = since {
         query.push(("since", s));
@@ -27,7 +28,6 @@ pub async fn run(
         )),
         None => Box::new(std::io::stdout().lock()),
     };
-    let csv = query[0].1 == "csv";
     let (mut bytes, mut rows) = (0usize, Rows::default());
     // Chunk by chunk: the export is never held whole in memory.
     while let Some(chunk) = response.chunk().await? {
