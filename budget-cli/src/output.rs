@@ -119,8 +119,14 @@ pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
 /// Prints a line to stdout. A reader that went away (`budget status | head`) ends the command quietly
 /// instead of a panic.
 pub fn emit(line: &str) {
+    emit_bytes(format!("{line}\n").as_bytes());
+}
+
+/// Writes `bytes` to stdout as they are, ending the command quietly as [`emit`] does.
+pub fn emit_bytes(bytes: &[u8]) {
     use std::io::Write;
-    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }

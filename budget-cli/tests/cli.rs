@@ -1495,6 +1495,23 @@ async fn prices_update_verbose_lists_a_name_a_line() {
     assert!(text.lines().all(|l| l.len() < 200), "a line per name: {text}");
 }
 
+/// A reader that goes away (`budget completions bash | head`) ends the command quietly, as for every
+/// other command: the completion script (83 KB, more than a pipe holds) panicked on the closed pipe.
+#[test]
+fn completions_into_a_closed_pipe_end_quietly() {
+    for shell in ["bash", "zsh"] {
+        let mut child = Command::new(BIN)
+            .args(["completions", shell])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the script is written
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success() && out.stderr.is_empty(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 /// `status --as-of` a time before any policy says that no policy was active then, not to set one.
 #[tokio::test]
 async fn status_as_of_before_any_policy_says_so() {

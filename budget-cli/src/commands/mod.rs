@@ -61,7 +61,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "budget", &mut std::io::stdout());
+            // Into memory first: the generator panics on a write error, such as a reader gone.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "budget", &mut script);
+            crate::output::emit_bytes(&script);
             Ok(())
         }
     }
