@@ -61,9 +61,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn print_report(r: &Report) {
-    println!(
+    crate::say!(
         "budget bench, {} on {} (PostgreSQL {}, synchronous_commit={})",
-        r.date, r.machine, r.database, r.synchronous_commit
+        r.date,
+        r.machine,
+        r.database,
+        r.synchronous_commit
     );
     let mut t = table(&["Figure", "Value", "p50 ms", "p95 ms", "p99 ms", "Ratio", "Target"]);
     let ms = |v: f64| format!("{v:.1}");
@@ -89,11 +92,11 @@ fn print_report(r: &Report) {
             comfy_table::Cell::new(target),
         ]);
     }
-    println!("{t}");
+    crate::say!("{t}");
     for line in &r.breakdown {
-        println!("{line}");
+        crate::say!("{line}");
     }
     for c in &r.checks {
-        println!("{} {}: {}", if c.passed { "ok" } else { "FAILED" }, c.name, c.detail);
+        crate::say!("{} {}: {}", if c.passed { "ok" } else { "FAILED" }, c.name, c.detail);
     }
 }
