@@ -248,8 +248,8 @@ pub struct StatusArgs {
     #[arg(long, conflicts_with = "as_of", value_parser = crate::times::instant)]
     pub at: Option<String>,
     /// Recompute from the log as it stood at this time (the same forms): the limits then and the usage
-    /// recorded by then.
-    #[arg(long = "as-of", value_parser = crate::times::instant)]
+    /// recorded by then. Not in the future (--at shows a window to come).
+    #[arg(long = "as-of", value_parser = crate::times::past_instant)]
     pub as_of: Option<String>,
     /// Print JSON (for scripts) instead of text.
     #[arg(long)]

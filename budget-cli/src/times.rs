@@ -41,6 +41,20 @@ pub fn instant(raw: &str) -> Result<String, String> {
     parse_at(raw, Utc::now()).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
+/// clap's parser for `--as-of`: a time not in the future (the log has none to recompute), with the
+/// service's allowance for a clock running a little ahead.
+pub fn past_instant(raw: &str) -> Result<String, String> {
+    let now = Utc::now();
+    let t = parse_at(raw, now)?;
+    if t > now + budget_events::domain::usage::MAX_CLOCK_SKEW {
+        return Err(format!(
+            "{} is in the future: the log stands as of now; leave --as-of out for now, or use --at for a window to come",
+            t.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
+    Ok(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
 /// clap's parser for `--window`: a per-task or per-session key as given, else a time.
 pub fn window(raw: &str) -> Result<String, String> {
     if raw.starts_with("task:") || raw.starts_with("session:") {
@@ -85,5 +99,8 @@ mod tests {
         }
         assert_eq!(window("task:t-9").unwrap(), "task:t-9");
         assert!(window("soon").unwrap_err().contains("task:ID"));
+        let e = past_instant("2999-01-01").unwrap_err();
+        assert!(e.starts_with("2999-01-01 00:00:00 UTC is in the future") && e.contains("--at"), "{e}");
+        assert!(past_instant("now").is_ok() && past_instant("2h").is_ok());
     }
 }

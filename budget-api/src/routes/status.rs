@@ -35,7 +35,8 @@ pub struct StatusQuery {
     /// Show the windows that contained this time (RFC 3339) instead of the current ones.
     pub at: Option<DateTime<Utc>>,
     /// Recompute from the log as it stood at this time: the policies and limits then, the usage and
-    /// reservations recorded by then (the windows containing that time).
+    /// reservations recorded by then (the windows containing that time). Not in the future (`at` shows a
+    /// window to come).
     pub as_of: Option<DateTime<Utc>>,
 }
 
@@ -116,6 +117,16 @@ pub async fn status(state: web::Data<AppState>, query: Query<StatusQuery>) -> Re
     if let Some(as_of) = q.as_of {
         if q.at.is_some() {
             return Err(ApiError::bad_request(ErrorCode::ValidationFailed, "give at or as_of, not both"));
+        }
+        // A client's clock may run a little ahead of ours (as for a record's timestamp).
+        if as_of > now + budget_events::domain::usage::MAX_CLOCK_SKEW {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidParameter,
+                format!(
+                    "as_of {} is in the future: the log stands as of now; leave as_of out for now, or give at for a window to come",
+                    as_of.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ),
+            ));
         }
         let fold = budget_events::audit::fold_log(&**client, Some(as_of), |_, _| {})
             .await

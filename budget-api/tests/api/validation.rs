@@ -69,6 +69,8 @@ async fn bad_query_parameters_are_refused() {
         ("/api/usage/records?limit=0", "invalid_parameter", "limit"),
         ("/api/usage/records?before=abc", "invalid_parameter", "before is `abc`: expected a whole number"),
         ("/api/status?at=noon", "invalid_parameter", "at is `noon`: expected a time in RFC 3339"),
+        // The log has no future to stand as of (at, for a window to come, has).
+        ("/api/status?as_of=2999-01-01T00:00:00Z", "invalid_parameter", "as_of 2999-01-01T00:00:00Z is in the future"),
     ] {
         let r = app.http.get(app.url(path)).send().await.unwrap();
         let message = assert_error(r, 400, code).await;
