@@ -80,7 +80,10 @@ pub async fn reserve(state: &AppState, facts: &CallFacts) -> Result<Allocation, 
     let model = Model::parse(&facts.model).map_err(|e| invalid("model", e.to_string()))?;
     let tokens = facts.input_tokens + facts.output_tokens;
     if tokens > budget_events::domain::usage::MAX_TOKENS_PER_RECORD {
-        return Err(invalid("max_tokens", format!("the call could take {tokens} tokens; ask for fewer")));
+        return Err(invalid(
+            "max_tokens",
+            format!("the call could take {} tokens; ask for fewer", budget_events::display::thousands(tokens)),
+        ));
     }
     let allocation = CreateAllocation {
         context_id: ContextId::parse(&facts.context_id).map_err(|e| invalid("context_id", e.to_string()))?,

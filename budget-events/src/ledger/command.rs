@@ -214,11 +214,12 @@ impl CommandError {
 }
 
 fn refusal_message(refusals: &[decide::Refusal]) -> String {
+    use crate::display::thousands;
     let r = &refusals[0];
     let limit = match (r.cost_limit, r.token_limit) {
-        (Some(c), Some(t)) => format!("${c} / {t} tokens"),
+        (Some(c), Some(t)) => format!("${c} / {} tokens", thousands(t)),
         (Some(c), None) => format!("${c}"),
-        (None, Some(t)) => format!("{t} tokens"),
+        (None, Some(t)) => format!("{} tokens", thousands(t)),
         (None, None) => "no limit".into(),
     };
     format!(
@@ -226,11 +227,44 @@ fn refusal_message(refusals: &[decide::Refusal]) -> String {
         r.period,
         r.scope,
         r.used_cost,
-        r.used_tokens,
+        thousands(r.used_tokens),
         r.reserved_cost,
-        r.reserved_tokens,
+        thousands(r.reserved_tokens),
         r.requested_cost,
-        r.requested_tokens,
+        thousands(r.requested_tokens),
         r.resets_at.map_or(String::new(), |t| format!(" (window resets at {t})")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusal reads as the alert it raises does: tokens grouped by thousands.
+    #[test]
+    fn a_refusal_groups_its_token_counts() {
+        let money = |s: &str| crate::money::Money::new(s.parse().unwrap()).unwrap();
+        let r = decide::Refusal {
+            policy_id: Uuid::nil(),
+            period: "daily".into(),
+            scope: "provider=openai".into(),
+            window: "2026-12-03T00:00:00Z".into(),
+            window_start: None,
+            resets_at: None,
+            cost_limit: Some(money("1")),
+            token_limit: Some(1_000_000),
+            used_cost: "0.0192".parse().unwrap(),
+            used_tokens: 4620,
+            reserved_cost: "0".parse().unwrap(),
+            reserved_tokens: 0,
+            requested_cost: money("4"),
+            requested_tokens: 400_000,
+        };
+        let m = refusal_message(&[r]);
+        assert!(m.contains("($1 / 1,000,000 tokens)"), "{m}");
+        assert!(
+            m.contains("used $0.0192 / 4,620 tokens, reserved $0 / 0 tokens, requested $4 / 400,000 tokens"),
+            "{m}"
+        );
+    }
 }
