@@ -730,7 +730,8 @@ async fn audit_explain_as_of_export_and_replay_explain_every_number() {
         stdout(&out)
     );
     assert!(
-        stdout(&out).contains("alerts:") && stdout(&out).contains("enforcement accounts equal the fold"),
+        stdout(&out).contains("alerts:")
+            && stdout(&out).contains("accounts: the one enforcement account equals the fold of 25 events"),
         "{}",
         stdout(&out)
     );
@@ -743,7 +744,13 @@ async fn audit_explain_as_of_export_and_replay_explain_every_number() {
     let out = budget(url, &["replay", "--verify"]).await;
     assert!(!out.status.success(), "--verify fails on a difference: {}", stdout(&out));
     assert!(stdout(&out).contains("usage_rollups: ") && stdout(&out).contains("rows differ"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("anthropic") && stdout(&out).contains("accounts: 1 differ"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("anthropic")
+            && stdout(&out).contains("accounts: 1 of ")
+            && stdout(&out).contains(" differs from the fold of "),
+        "{}",
+        stdout(&out)
+    );
     assert!(stderr(&out).contains("differences between the log and the live tables"), "{}", stderr(&out));
     ok(&budget(url, &["replay", "--projection", "usage_rollups", "--swap"]).await);
     {

@@ -54,11 +54,11 @@ fn show(m: &ReplayLine, swap: bool) -> anyhow::Result<()> {
             let mut err = std::io::stderr().lock();
             write!(
                 err,
-                "\r[{}] {} / {} events  {:.0} events/s  ETA {:.1}s   ",
+                "\r[{}] {} / {} events  {} events/s  ETA {:.1}s   ",
                 p.projection,
                 thousands(p.events as i64),
                 thousands(p.total),
-                p.events_per_second,
+                thousands(p.events_per_second.round() as i64),
                 p.eta_seconds,
             )?;
             err.flush()?;
@@ -80,10 +80,10 @@ fn show(m: &ReplayLine, swap: bool) -> anyhow::Result<()> {
                 );
                 for d in &r.differences {
                     crate::say!(
-                        "  {}: {} rows missing from the live table, {} rows there that the log does not give",
+                        "  {}: {} missing from the live table, {} there that the log does not give",
                         d.table,
-                        d.missing_in_live,
-                        d.unexpected_in_live
+                        crate::output::count(d.missing_in_live as i64, "row"),
+                        crate::output::count(d.unexpected_in_live as i64, "row")
                     );
                     for row in &d.missing_rows {
                         crate::say!("    - log says:  {row}");
@@ -98,13 +98,23 @@ fn show(m: &ReplayLine, swap: bool) -> anyhow::Result<()> {
             }
         }
         ReplayLine::Accounts { accounts, events, differences } => {
+            let events = crate::output::count(*events as i64, "event");
             if differences.is_empty() {
-                crate::say!(
-                    "accounts: all {accounts} enforcement accounts equal the fold of {} events",
-                    thousands(*events as i64)
-                );
+                match accounts {
+                    0 => crate::say!("accounts: none to compare yet (no policy has had a window in the {events})"),
+                    1 => crate::say!("accounts: the one enforcement account equals the fold of {events}"),
+                    n => crate::say!(
+                        "accounts: all {} enforcement accounts equal the fold of {events}",
+                        thousands(*n as i64)
+                    ),
+                }
             } else {
-                crate::say!("accounts: {} differ from the fold of the log", differences.len());
+                crate::say!(
+                    "accounts: {} of {} {} from the fold of {events}",
+                    thousands(differences.len() as i64),
+                    thousands(*accounts as i64),
+                    if differences.len() == 1 { "differs" } else { "differ" }
+                );
                 for d in differences {
                     crate::say!(
                         "  policy {} window {}: stored {} / folded {}",
