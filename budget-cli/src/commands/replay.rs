@@ -82,8 +82,8 @@ fn show(m: &ReplayLine, swap: bool) -> anyhow::Result<()> {
                     crate::say!(
                         "  {}: {} missing from the live table, {} there that the log does not give",
                         d.table,
-                        crate::output::count(d.missing_in_live as i64, "row"),
-                        crate::output::count(d.unexpected_in_live as i64, "row")
+                        crate::output::count(d.missing_in_live, "row"),
+                        crate::output::count(d.unexpected_in_live, "row")
                     );
                     for row in &d.missing_rows {
                         crate::say!("    - log says:  {row}");
