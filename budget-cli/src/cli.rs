@@ -418,9 +418,10 @@ pub struct AllocateCreateArgs {
     /// The task (or session) the tokens are for.
     #[arg(long = "context-id")]
     pub context_id: String,
-    /// The component that will spend the tokens (e.g. codex).
+    /// The component that will spend the tokens (e.g. codex); with a key bound to a component, that
+    /// one when left out.
     #[arg(long)]
-    pub component: String,
+    pub component: Option<String>,
     /// Tokens to reserve (default: by task type and priority).
     #[arg(long, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
     pub tokens: Option<i64>,

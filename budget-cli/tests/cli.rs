@@ -1100,6 +1100,22 @@ async fn keys_from_the_cli_and_no_secret_in_logs_or_events() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = budget(&url, &["--api-key", &read, "set_limit", "daily", "10"]).await;
     assert!(!out.status.success() && stderr(&out).contains("admin"), "a read key cannot set limits: {}", stderr(&out));
+    // A key bound to a component allocates for it without --component; a key bound to none must name one.
+    let out =
+        budget(&url, &["--api-key", &admin, "keys", "create", "--scope", "write", "--component", "codex", "--json"])
+            .await;
+    let codex =
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["secret"].as_str().unwrap().to_string();
+    let out =
+        budget(&url, &["--api-key", &codex, "allocate", "create", "--context-id", "t-1", "--tokens", "100"]).await;
+    assert!(out.status.success() && stdout(&out).contains("to codex for t-1"), "{}", stderr(&out));
+    let out =
+        budget(&url, &["--api-key", &admin, "allocate", "create", "--context-id", "t-1", "--tokens", "100"]).await;
+    assert!(
+        !out.status.success() && stderr(&out).contains("component is missing: name the calling component"),
+        "{}",
+        stderr(&out)
+    );
     let out = budget(&url, &["--api-key", &admin, "keys", "list"]).await;
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(listed.contains("dashboard") && listed.contains("ops") && !listed.contains(&read[8..]), "{listed}");

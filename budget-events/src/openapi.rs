@@ -52,6 +52,20 @@ name_schemas! {
     operation_id, optional_operation_id, OperationId;
 }
 
+/// The `component` a request acts for: required, unless the request's key is bound to a component
+/// (JSON Schema cannot say "required unless"; the description does).
+pub fn component_unless_bound() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(types(Type::String, false))
+        .min_length(Some(1))
+        .max_length(Some(Component::MAX_LEN))
+        .pattern(Some(NAME_PATTERN))
+        .description(Some(
+            "The calling component (codex, rhetor…). Required, unless the API key is bound to a component: left out, the request acts for that one",
+        ))
+        .into()
+}
+
 /// A record's `metadata`: a JSON object (at most 4 KiB as JSON; the size is checked by the server).
 pub fn optional_record_metadata() -> Schema {
     ObjectBuilder::new()

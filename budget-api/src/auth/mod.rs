@@ -73,6 +73,26 @@ impl Caller {
         }
     }
 
+    /// The component a request acts for: the one it names, else its key's; refused when neither names
+    /// one, or when a bound key would act for another component. `field` is the request's path to it.
+    pub fn speak_for(&self, component: &mut String, field: &str) -> Result<(), ApiError> {
+        if component.trim().is_empty() {
+            match self {
+                Caller::Key(k) if k.component.is_some() => *component = k.component.clone().unwrap_or_default(),
+                _ => {
+                    return Err(ApiError::validation(
+                        [(
+                            field.to_string(),
+                            format!("{field} is missing: name the calling component (codex, say), or send with a key bound to one (`budget keys create --scope write --component codex`)"),
+                        )],
+                        "nothing was written",
+                    ))
+                }
+            }
+        }
+        self.may_act_for(component)
+    }
+
     /// Refuses a component-bound key acting for another component.
     pub fn may_act_for(&self, component: &str) -> Result<(), ApiError> {
         match self {

@@ -123,8 +123,8 @@ pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let input: AllocationInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
-    crate::auth::caller(&req).may_act_for(&input.component)?;
+    let mut input: AllocationInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
+    crate::auth::caller(&req).speak_for(&mut input.component, "component")?;
     let allocation = validate(&state, &input)?;
     let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;
     let metadata = metadata(&req);

@@ -27,7 +27,9 @@ pub struct CheckRequest {
     pub provider: String,
     #[schema(schema_with = budget_events::openapi::model)]
     pub model: String,
-    #[schema(schema_with = budget_events::openapi::component)]
+    /// The calling component; a key bound to a component names its own when this is left out.
+    #[serde(default)]
+    #[schema(schema_with = budget_events::openapi::component_unless_bound)]
     pub component: String,
     #[schema(schema_with = budget_events::openapi::optional_tier)]
     pub tier: Option<String>,
@@ -117,8 +119,8 @@ pub async fn check(
     http: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let req: CheckRequest = body::parse(&body::read(payload, 64 * 1024).await?)?;
-    crate::auth::caller(&http).may_act_for(&req.component)?;
+    let mut req: CheckRequest = body::parse(&body::read(payload, 64 * 1024).await?)?;
+    crate::auth::caller(&http).speak_for(&mut req.component, "component")?;
     let reserve = req.reserve.unwrap_or(false);
     let record = validate(&state, req)?;
     // Decided by the writer against the locked accounts, like a reservation; a refusal is logged there.

@@ -123,11 +123,10 @@ pub async fn record_one_as_component(
 
 async fn record(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, MAX_RECORD_BODY).await?;
-    let input: UsageInput = body::parse(&bytes)?;
-    crate::auth::caller(&req).may_act_for(&input.component)?;
+    let mut input: UsageInput = body::parse(&bytes)?;
+    crate::auth::caller(&req).speak_for(&mut input.component, "component")?;
     // The key's request hash is of the request as sent; the tier the server fills in is not part of it.
     let key = request::keyed_canonical(&req, input.request_id.as_deref(), "usage", &input.canonical())?;
-    let mut input = input;
     state.fill_tier(&mut input);
     let record = RecordUsage::validate_with(&input, Utc::now(), state.max_record_cost)
         .map_err(|e| validation_error(e.errors))?;
@@ -212,10 +211,10 @@ pub async fn record_batch(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, MAX_BATCH_BODY).await?;
-    let batch: BatchRequest = body::parse(&bytes)?;
+    let mut batch: BatchRequest = body::parse(&bytes)?;
     let caller = crate::auth::caller(&req);
-    for record in &batch.records {
-        caller.may_act_for(&record.component)?;
+    for (index, record) in batch.records.iter_mut().enumerate() {
+        caller.speak_for(&mut record.component, &format!("records[{index}].component"))?;
     }
     if batch.records.is_empty() {
         return Err(ApiError::bad_request(ErrorCode::ValidationFailed, "records is empty; send 1 to 10,000 records"));

@@ -153,6 +153,54 @@ async fn a_component_key_acts_for_its_component_only() {
     assert!(meta["key_id"].is_string());
 }
 
+/// A key bound to a component speaks for it: a request that leaves `component` out counts for the
+/// key's component. Without such a key, leaving it out is refused and the error names both ways.
+#[tokio::test]
+async fn a_component_key_names_the_component_a_request_leaves_out() {
+    let app = keyed_app().await;
+    let (codex, _) = create_key(&app, json!({"scope": "write", "component": "codex"})).await;
+    let record =
+        json!({"provider": "openai", "model": "gpt-4o", "input_tokens": 10, "output_tokens": 1, "cost": "0.01"});
+    let send = |body: Value, path: &'static str, key: &str| {
+        app.http.post(app.url(path)).bearer_auth(key.to_string()).json(&body).send()
+    };
+    assert_eq!(send(record.clone(), "/api/usage", &codex).await.unwrap().status().as_u16(), 201);
+    let batch: Value =
+        send(json!({"records": [record.clone()]}), "/api/usage/batch", &codex).await.unwrap().json().await.unwrap();
+    assert_eq!(batch["recorded"], 1, "{batch}");
+    let r = send(json!({"context_id": "t-1", "tokens": 10}), "/api/allocations", &codex).await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let allocation: Value = r.json().await.unwrap();
+    assert_eq!(allocation["component"], "codex", "{allocation}");
+    let check = json!({"provider": "openai", "model": "gpt-4o", "input_tokens": 10, "max_output_tokens": 10});
+    assert_eq!(send(check.clone(), "/api/usage/check", &codex).await.unwrap().status().as_u16(), 200);
+    let db = app.db.pool.get().await.unwrap();
+    let components: Vec<String> = db
+        .query(
+            "SELECT payload::json->>'component' FROM events WHERE event_type IN ('UsageRecorded', 'AllocationCreated')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(components, ["codex", "codex", "codex"]);
+
+    // The admin key is bound to no component: the request must name one.
+    let before = app.events().await;
+    for (body, path) in [
+        (record.clone(), "/api/usage"),
+        (json!({"records": [record.clone()]}), "/api/usage/batch"),
+        (json!({"context_id": "t-1", "tokens": 10}), "/api/allocations"),
+        (check, "/api/usage/check"),
+    ] {
+        let message = assert_error(send(body, path, ADMIN).await.unwrap(), 400, "validation_failed").await;
+        assert!(message.contains("component") && message.contains("--component"), "{path}: {message}");
+    }
+    assert_eq!(app.events().await, before, "refused requests write nothing");
+}
+
 /// The last active admin key cannot be revoked while no bootstrap key stands in: nobody could then
 /// manage keys, limits or prices (the other keys keep the service closed). With another admin key, or
 /// with `BUDGET_ADMIN_KEY` set, it can.

@@ -11,8 +11,9 @@ use crate::output::{print_json, right, short_id, table, thousands, utc, utc_name
 pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()> {
     match command {
         AllocateCommand::Create(args) => {
-            let mut body = json!({"context_id": args.context_id, "component": args.component});
+            let mut body = json!({"context_id": args.context_id});
             for (field, value) in [
+                ("component", args.component),
                 ("tier", args.tier),
                 ("provider", args.provider),
                 ("model", args.model),

@@ -57,7 +57,10 @@ pub struct AllocationInput {
     /// The task (or session) the tokens are for.
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::context_id))]
     pub context_id: String,
-    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::component))]
+    /// The component that will spend the tokens; a key bound to a component names its own when this is
+    /// left out.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::component_unless_bound))]
     pub component: String,
     /// local_lightweight, local_midweight or remote_heavyweight (default: from provider/model, else remote).
     #[serde(default)]

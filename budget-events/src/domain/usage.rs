@@ -30,8 +30,10 @@ pub struct UsageInput {
     /// `gpt-4o`, `claude-sonnet-4-5`…
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::model))]
     pub model: String,
-    /// The calling component: `codex`, `rhetor`…
-    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::component))]
+    /// The calling component: `codex`, `rhetor`…; a key bound to a component names its own when this
+    /// is left out.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::component_unless_bound))]
     pub component: String,
     /// What the call was for; `default` when absent.
     #[serde(default)]
