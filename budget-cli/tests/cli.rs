@@ -1478,6 +1478,11 @@ async fn recommend_and_optimize_say_each_thing_once() {
     let out = budget(&s.url, &ask).await;
     let header = stdout(&out).lines().nth(1).unwrap_or_default().to_string();
     assert!(header.contains("$/call") && !header.contains("Budget"), "{}{}", stdout(&out), stderr(&out));
+    // The cost, budget and context have their columns; the last says what the task needs and the
+    // model lacks (it was the rationale, repeating the other columns).
+    assert!(header.contains("Capabilities") && !header.contains("Why"), "{}", stdout(&out));
+    let row = stdout(&out).lines().nth(3).unwrap_or_default().to_string();
+    assert!(row.contains("acme/m") && row.contains("unknown") && row.contains("lacks code"), "{}", stdout(&out));
     let out = budget(&s.url, &[&ask[..], &["--max-cost", "5.0"]].concat()).await;
     let text = stdout(&out);
     assert!(text.lines().nth(1).unwrap_or_default().contains("Budget") && text.contains("fits"), "{text}");

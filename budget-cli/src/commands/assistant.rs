@@ -44,7 +44,7 @@ pub async fn recommend(client: &Client, ask: Ask, as_json: bool) -> anyhow::Resu
     let budget = rec.models.iter().any(|m| m.fits_budget.is_some());
     let mut headers = vec!["#", "Model", "$/call", "$/day"];
     headers.extend(budget.then_some("Budget"));
-    headers.extend(["Context", "Capability fit", "Why"]);
+    headers.extend(["Context", "Capabilities"]);
     let mut t = table(&headers);
     let yes_no = |v: Option<bool>| match v {
         Some(true) => "fits",
@@ -59,7 +59,12 @@ pub async fn recommend(client: &Client, ask: Ask, as_json: bool) -> anyhow::Resu
             right(m.cost_per_day),
         ];
         row.extend(budget.then(|| Cell::new(yes_no(m.fits_budget))));
-        row.extend([Cell::new(yes_no(m.fits_context)), right(m.capability_fit), Cell::new(&m.rationale)]);
+        let context = match (m.fits_context, m.context_window) {
+            (Some(false), Some(w)) => format!("too small ({})", crate::output::thousands(w)),
+            (None, _) => "unknown".into(),
+            (fits, _) => yes_no(fits).into(),
+        };
+        row.extend([Cell::new(context), Cell::new(capabilities(&rec.needed_capabilities, &m.capabilities))]);
         t.add_row(row);
     }
     if !rec.models.is_empty() {
@@ -69,6 +74,24 @@ pub async fn recommend(client: &Client, ask: Ask, as_json: bool) -> anyhow::Resu
         crate::say!("{f}");
     }
     Ok(())
+}
+
+/// The task's needed capabilities as a model meets them: `code`, `code; lacks vision`, `lacks code`
+/// (the other columns give the cost, budget and context the API's rationale repeats).
+fn capabilities(needed: &[String], has: &[String]) -> String {
+    if needed.is_empty() {
+        return "none needed".into();
+    }
+    let (met, lacking): (Vec<&str>, Vec<&str>) =
+        needed.iter().map(String::as_str).partition(|n| has.iter().any(|c| c == n));
+    let mut parts = Vec::new();
+    if !met.is_empty() {
+        parts.push(met.join(", "));
+    }
+    if !lacking.is_empty() {
+        parts.push(format!("lacks {}", lacking.join(", ")));
+    }
+    parts.join("; ")
 }
 
 pub async fn analyze(client: &Client, args: AssistantArgs) -> anyhow::Result<()> {
