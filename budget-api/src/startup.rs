@@ -56,7 +56,12 @@ impl Application {
         let pool = db::pool(&settings.database, settings.pool_size);
         let where_ = db::describe(&settings.database);
         {
-            let mut client = pool.get().await.with_context(|| format!("cannot connect to PostgreSQL at {where_}"))?;
+            let mut client = pool.get().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot connect to PostgreSQL at {where_}: {}; check that it runs there and takes the connection, or give another with --database-url or BUDGET_DATABASE_URL (with neither, a private cluster runs)",
+                    innermost(&e)
+                )
+            })?;
             let applied = migrate::migrate(&mut client).await.context("database migration failed; start-up stopped")?;
             match applied.as_slice() {
                 [] => {}
@@ -273,4 +278,14 @@ async fn apply_bundled_prices_once(writer: &Writer, pool: &budget_events::db::Db
         tracing::info!(models = outcome.added.len(), checked, "applied the bundled price table");
     }
     Ok(())
+}
+
+/// The root cause of an error: the pool wraps the driver's error, which wraps the socket's or the
+/// server's, and each layer repeats the one below in its own message.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut e = e;
+    while let Some(source) = e.source() {
+        e = source;
+    }
+    e.to_string()
 }

@@ -1074,6 +1074,30 @@ async fn start_logged(db: &TestDb, env: &[(&str, &str)]) -> (String, std::path::
     (url, log, child)
 }
 
+/// `budget start` against a database it cannot reach says why in one line (the driver's own reason
+/// once, not "error connecting to server: error connecting to server"), and where to set another.
+#[tokio::test]
+async fn start_says_once_why_the_database_is_out_of_reach() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let db = TestDb::new().await;
+    let missing = db.connection_string().replace(db.name(), "no_such_database_here");
+    for (url, reason) in [
+        ("postgres://postgres@127.0.0.1:1/budget".to_string(), "Connection refused"),
+        (missing, "database \"no_such_database_here\" does not exist"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["start", "--port", &port.to_string()])
+            .env("BUDGET_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+        assert!(!out.status.success() && line.contains(reason), "{url}: {err}");
+        assert!(line.starts_with("error: cannot connect to PostgreSQL at "), "{err}");
+        assert!(line.contains("BUDGET_DATABASE_URL") && !line.contains("error connecting to server"), "{err}");
+    }
+}
+
 /// Keys from the CLI against `budget start`: the first admin key, then a scoped one used with
 /// `--api-key`; the secrets appear in no log line of the server (at debug level) and in no event.
 #[tokio::test]
