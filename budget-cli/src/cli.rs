@@ -11,7 +11,7 @@ const GLOBAL: &str = "Global options";
 #[command(name = "budget", version, about = "Keep LLM spending under control", long_about = None)]
 pub struct Cli {
     /// Where the Budget API is.
-    #[arg(long, global = true, help_heading = GLOBAL, env = "BUDGET_URL", default_value = "http://127.0.0.1:8013")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "BUDGET_URL", hide_env_values = true, default_value = "http://127.0.0.1:8013")]
     pub url: String,
     /// The API key to send (needed once keys are configured); create one with `budget keys create`.
     #[arg(long, global = true, help_heading = GLOBAL, env = "BUDGET_API_KEY", hide_env_values = true)]
@@ -727,5 +727,7 @@ mod tests {
         for global in ["--url", "--api-key", "--wide", "--precise"] {
             assert!(at("Global options:") < at(global), "{global} after the heading:\n{help}");
         }
+        // The variable by name, not clap's `[env: BUDGET_URL=]` when it is unset.
+        assert!(help.contains("[env: BUDGET_URL]") && !help.contains("BUDGET_URL="), "{help}");
     }
 }
