@@ -307,13 +307,7 @@ async fn an_upstream_down_failing_or_slow_gets_its_error_shape_and_the_reservati
 
     // Every reservation was released, nothing was recorded.
     let client = app.db.pool.get().await.unwrap();
-    let states: Vec<String> = client
-        .query("SELECT state FROM allocations ORDER BY created_at", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let states: Vec<String> = app.column("SELECT state FROM allocations ORDER BY created_at").await;
     assert_eq!(states, vec!["released"; 5]);
     assert!(records(&app).await.is_empty());
     assert_eq!(pending(&app).await, (0, Decimal::ZERO));

@@ -78,6 +78,12 @@ impl TestApp {
         client.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0)
     }
 
+    /// The first column of every row `sql` returns, in order.
+    pub async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> Vec<T> {
+        let client = self.db.pool.get().await.unwrap();
+        client.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+    }
+
     /// Waits until the projections have applied `n` events in all.
     pub async fn wait_for_projections(&self, n: i64) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

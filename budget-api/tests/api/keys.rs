@@ -174,17 +174,11 @@ async fn a_component_key_names_the_component_a_request_leaves_out() {
     assert_eq!(allocation["component"], "codex", "{allocation}");
     let check = json!({"provider": "openai", "model": "gpt-4o", "input_tokens": 10, "max_output_tokens": 10});
     assert_eq!(send(check.clone(), "/api/usage/check", &codex).await.unwrap().status().as_u16(), 200);
-    let db = app.db.pool.get().await.unwrap();
-    let components: Vec<String> = db
-        .query(
+    let components: Vec<String> = app
+        .column(
             "SELECT payload::json->>'component' FROM events WHERE event_type IN ('UsageRecorded', 'AllocationCreated')",
-            &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await;
     assert_eq!(components, ["codex", "codex", "codex"]);
 
     // The admin key is bound to no component: the request must name one.

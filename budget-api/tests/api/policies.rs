@@ -55,14 +55,7 @@ async fn setting_a_limit_creates_the_default_budget_and_replacing_keeps_the_poli
     assert_eq!((page["budgets"][0]["name"].as_str(), page["next_offset"].as_i64()), (Some("team-a"), None));
     assert_eq!(app.get_json("/api/budgets?limit=0").await.0, 400);
 
-    let client = app.db.pool.get().await.unwrap();
-    let events: Vec<String> = client
-        .query("SELECT event_type FROM events ORDER BY position", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let events: Vec<String> = app.column("SELECT event_type FROM events ORDER BY position").await;
     assert_eq!(events, ["BudgetCreated", "PolicySet", "PolicySet", "BudgetCreated", "PolicySet"]);
 }
 

@@ -76,16 +76,11 @@ async fn a_price_change_applies_by_the_records_time_even_for_late_records() {
     assert_eq!(after["cost"].to_string(), "2");
     // The events keep the price version they were priced with.
     let db = app.db.pool.get().await.unwrap();
-    let versions: Vec<Option<String>> = db
-        .query(
+    let versions: Vec<Option<String>> = app
+        .column(
             "SELECT payload::json->>'price_version' FROM events WHERE event_type = 'UsageRecorded' ORDER BY position",
-            &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await;
     assert!(versions[0].is_some() && versions[0] != versions[1]);
     let (_, history) = app.get_json("/api/prices/history/acme/m1").await;
     let v = history["versions"].as_array().unwrap();
@@ -190,13 +185,9 @@ async fn repricing_moves_rollups_and_accounts_by_exactly_the_difference() {
     app.wait_for_projections(events + 2).await;
     assert_eq!(sums().await, ("9.75".into(), "9.75".into()), "both moved by exactly the difference");
     // The records' own events are unchanged.
-    let originals: Vec<String> = db
-        .query("SELECT payload::json->>'cost' FROM events WHERE event_type = 'UsageRecorded' ORDER BY position", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let originals: Vec<String> = app
+        .column("SELECT payload::json->>'cost' FROM events WHERE event_type = 'UsageRecorded' ORDER BY position")
+        .await;
     assert_eq!(originals, ["1", "0.5", "0.25", "5"]);
     // Nothing left to correct: a second run appends nothing.
     let again: Value = app.post("/api/prices/reprice", &reprice(false)).await.json().await.unwrap();
