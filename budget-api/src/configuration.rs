@@ -381,6 +381,7 @@ mod tests {
             ("BUDGET_SPIKE_MULTIPLE", "0.5"),
             ("BUDGET_TIER_MAP", "{not json"),
             ("BUDGET_ALLOCATION_DEFAULTS", "[]"),
+            ("BUDGET_ALLOCATION_DEFAULTS", r#"{"chat": 0}"#),
             ("BUDGET_FAULT", "nothing"),
             ("BUDGET_MAX_RECORD_COST", "0"),
             ("BUDGET_MAX_RECORD_COST", "1000000000"),
@@ -388,8 +389,16 @@ mod tests {
         ] {
             let e = settings(&[(name, value)]).expect_err(name);
             assert_eq!(e.variable, name);
-            assert!(e.to_string().starts_with(&format!("{name} is `{value}`; ")), "{e}");
+            let prefix = format!("{name} is `{value}`; ");
+            assert!(e.to_string().starts_with(&prefix), "{e}");
+            assert!(!e.to_string()[prefix.len()..].contains(name), "the variable named once: {e}");
         }
+        // The variable and its value once: the part at fault, and what to give.
+        let e = settings(&[("BUDGET_ALERT_WEBHOOKS", "https://a.example/h,notaurl")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "BUDGET_ALERT_WEBHOOKS is `https://a.example/h,notaurl`; `notaurl` is not an http(s) URL; give URLs separated by commas, or slack:URL for Slack"
+        );
         let e = settings(&[("BUDGET_ASSISTANT_LLM_URL", "http://127.0.0.1:11434/v1")]).unwrap_err();
         assert_eq!(e.variable, "BUDGET_ASSISTANT_MODEL");
         // An upstream whose key variable is unset; the value is not echoed (it may hold a URL's token).

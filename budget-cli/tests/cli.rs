@@ -1098,6 +1098,15 @@ async fn start_says_once_why_the_database_is_out_of_reach() {
     }
 }
 
+/// A log filter `budget start` cannot read is refused as every other variable is: its name, its value, the fix.
+#[tokio::test]
+async fn start_refuses_a_bad_log_filter_naming_it() {
+    let out = Command::new(BIN).args(["start", "--port", "0"]).env("BUDGET_LOG", "info,,==").output().unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.starts_with("error: BUDGET_LOG is `info,,==`; "), "{err}");
+    assert!(err.contains("use a level (error, warn, info, debug, trace)"), "{err}");
+}
+
 /// Keys from the CLI against `budget start`: the first admin key, then a scoped one used with
 /// `--api-key`; the secrets appear in no log line of the server (at debug level) and in no event.
 #[tokio::test]

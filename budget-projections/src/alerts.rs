@@ -55,7 +55,7 @@ impl Webhook {
                 };
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(format!(
-                        "BUDGET_ALERT_WEBHOOKS: `{s}` is not an http(s) URL; give URLs, or slack:URL for Slack"
+                        "`{s}` is not an http(s) URL; give URLs separated by commas, or slack:URL for Slack"
                     ));
                 }
                 Ok(Webhook { url: url.to_string(), format })

@@ -17,7 +17,10 @@ use crate::cli::StartArgs;
 const EMBEDDED_DATABASE: &str = "budget";
 
 pub async fn run(args: StartArgs) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(configuration::log_filter()).context("BUDGET_LOG is not a valid log filter")?;
+    let directives = configuration::log_filter();
+    let filter = EnvFilter::try_new(&directives).map_err(|e| {
+        anyhow::anyhow!("BUDGET_LOG is `{directives}`; {e}; use a level (error, warn, info, debug, trace) or directives such as info,budget=debug")
+    })?;
     match configuration::log_format()? {
         // Colours only on a terminal: a log file or a journal gets the text alone.
         configuration::LogFormat::Text => tracing_subscriber::fmt()

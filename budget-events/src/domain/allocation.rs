@@ -159,15 +159,12 @@ impl Default for AllocationDefaults {
 
 impl AllocationDefaults {
     pub fn parse(json: &str) -> Result<Self, String> {
-        let given: std::collections::HashMap<String, i64> = serde_json::from_str(json).map_err(|e| {
-            format!(
-                "BUDGET_ALLOCATION_DEFAULTS is not valid: {e}; expected {{\"TASK_TYPE\": TOKENS, \"default\": TOKENS}}"
-            )
-        })?;
+        let given: std::collections::HashMap<String, i64> = serde_json::from_str(json)
+            .map_err(|e| format!("{e}; expected {{\"TASK_TYPE\": TOKENS, \"default\": TOKENS}}"))?;
         if let Some((k, v)) =
             given.iter().find(|(_, v)| !(1..=crate::domain::usage::MAX_TOKENS_PER_RECORD).contains(*v))
         {
-            return Err(format!("BUDGET_ALLOCATION_DEFAULTS gives {k} {v} tokens; use 1 to 1,000,000,000"));
+            return Err(format!("`{k}` is {v} tokens; give each task type 1 to 1,000,000,000"));
         }
         let mut defaults = AllocationDefaults::default();
         defaults.0.extend(given);
