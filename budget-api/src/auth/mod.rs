@@ -77,18 +77,14 @@ impl Caller {
     /// one, or when a bound key would act for another component. `field` is the request's path to it.
     pub fn speak_for(&self, component: &mut String, field: &str) -> Result<(), ApiError> {
         if component.trim().is_empty() {
-            match self {
-                Caller::Key(k) if k.component.is_some() => *component = k.component.clone().unwrap_or_default(),
-                _ => {
-                    return Err(ApiError::validation(
-                        [(
-                            field.to_string(),
-                            format!("{field} is missing: name the calling component (codex, say), or send with a key bound to one (`budget keys create --scope write --component codex`)"),
-                        )],
-                        "nothing was written",
-                    ))
-                }
-            }
+            let own = match self {
+                Caller::Key(k) => k.component.clone(),
+                Caller::Open | Caller::Bootstrap => None,
+            };
+            *component = own.ok_or_else(|| {
+                let problem = format!("{field} is missing: name the calling component (codex, say), or send with a key bound to one (`budget keys create --scope write --component codex`)");
+                ApiError::validation([(field.to_string(), problem)], "nothing was written")
+            })?;
         }
         self.may_act_for(component)
     }
