@@ -53,21 +53,21 @@ def describe(message):
     if kind == "budget_update" and "summary" in payload:
         s = payload["summary"]
         cost = f"${s.get('total_cost')}" + (f" of ${s['cost_limit']}" if s.get("cost_limit") is not None else "")
-        tokens = f"{s.get('total_tokens_used')} tokens" + (
-            f" of {s['token_limit']}" if s.get("token_limit") is not None else "")
+        tokens = f"{s.get('total_tokens_used', 0):,} tokens" + (
+            f" of {s['token_limit']:,}" if s.get("token_limit") is not None else "")
         return f"[{at}] budget {payload.get('budget_name', payload.get('budget_id'))} {s.get('period')} {s.get('scope')}: {cost}, {tokens}, {s.get('state')}"
     if kind == "alert":
         return "\n".join(f"[{at}] ALERT {a['severity']} {a['type']}: {a['message']}" for a in payload.get("alerts", []))
     if kind == "allocation_update":
         a = payload.get("allocation", {})
-        return f"[{at}] allocation {payload.get('allocation_id')} {a.get('component')}: {a.get('tokens_used')}/{a.get('tokens_allocated')} tokens, {a.get('state')}"
+        return f"[{at}] allocation {payload.get('allocation_id')} {a.get('component')}: {a.get('tokens_used', 0):,}/{a.get('tokens_allocated', 0):,} tokens, {a.get('state')}"
     if kind == "price_update":
         u = payload.get("update", {})
         return f"[{at}] price {payload.get('provider')}/{payload.get('model')}: in {u.get('input_cost_per_token')}/token, out {u.get('output_cost_per_token')}/token ({u.get('source')})"
     if kind == "usage_update":
         records, repriced = payload.get("records", 0), payload.get("repriced", 0)
-        line = f"[{at}] usage: {records} record{'' if records == 1 else 's'}"
-        return line + (f", {repriced} re-priced" if repriced else "")
+        line = f"[{at}] usage: {records:,} record{'' if records == 1 else 's'}"
+        return line + (f", {repriced:,} re-priced" if repriced else "")
     if kind in ("subscription", "unsubscription") and payload.get("success"):
         return f"{'subscribed to' if kind == 'subscription' else 'unsubscribed from'} {payload.get('topic')}"
     if kind == "budget_update" and "available_topics" in payload:
