@@ -96,18 +96,23 @@ pub fn utc_named(t: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
-/// A time to come or past, relative to now (`in 6h 27m`, `3d ago`); with `--precise`, the time itself.
+/// A time to come or past, relative to now (`in 6h 27m`, `3d 15h ago`); with `--precise`, the time itself.
 pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
     if PRECISE.load(Ordering::Relaxed) {
         return utc(t);
     }
-    let delta = t - chrono::Utc::now();
+    relative(t - chrono::Utc::now())
+}
+
+/// [`when`] for a span: two units at most, the second never dropped (a weekly window that resets in
+/// 3 days and 15 hours read `in 3d`).
+fn relative(delta: chrono::TimeDelta) -> String {
     let minutes = delta.num_minutes().abs();
     let span = match minutes {
         0 => "under a minute".to_string(),
         1..=59 => format!("{minutes}m"),
         60..=2879 => format!("{}h {}m", minutes / 60, minutes % 60),
-        _ => format!("{}d", minutes / 1440),
+        _ => format!("{}d {}h", minutes / 1440, minutes % 1440 / 60),
     };
     if delta.num_seconds() >= 0 {
         format!("in {span}")
@@ -147,5 +152,15 @@ mod tests {
         assert_eq!(super::thousands(0), "0");
         assert_eq!(super::thousands(1200), "1,200");
         assert_eq!(super::thousands(-1234567), "-1,234,567");
+    }
+
+    #[test]
+    fn relative_times_keep_their_second_unit() {
+        let span = |m: i64| super::relative(chrono::TimeDelta::minutes(m) + chrono::TimeDelta::seconds(1));
+        assert_eq!(span(0), "in under a minute");
+        assert_eq!(span(45), "in 45m");
+        assert_eq!(span(15 * 60 + 27), "in 15h 27m");
+        assert_eq!(span(3 * 1440 + 15 * 60 + 27), "in 3d 15h");
+        assert_eq!(super::relative(-chrono::TimeDelta::minutes(2 * 1440 + 60)), "2d 1h ago");
     }
 }
