@@ -75,7 +75,7 @@ function span(ms) {
   if (minutes < 60) return plural(minutes, 'min', 'min');
   const hours = Math.floor(minutes / 60);
   if (hours < 48) return `${hours} h ${minutes % 60} min`;
-  return plural(Math.round(hours / 24), 'day');
+  return `${plural(Math.floor(hours / 24), 'day')} ${hours % 24} h`;
 }
 
 function fromNow(iso) {

@@ -180,6 +180,11 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         .eval("const g = document.querySelector('.gauge[data-window=\"task:task-9\"]'); return g && [g.querySelector('h4').textContent, g.querySelector('.when').textContent]")
         .await;
     assert_eq!(task, json!(["per task hard limit", "0 records · task task-9"]), "the per-task gauge names its task");
+    // A weekly or monthly window's reset keeps its hours, as the CLI's does ("4 days" was 3 days 15 h).
+    let spans = browser
+        .eval("const m = 60000; return [span(45 * m), span((15 * 60 + 27) * m), span((3 * 1440 + 15 * 60 + 27) * m), span((1440 * 2 + 59) * m)]")
+        .await;
+    assert_eq!(spans, json!(["45 min", "15 h 27 min", "3 days 15 h", "2 days 0 h"]));
     // A token limit's figures name their unit (a card can show dollars and tokens one above the other).
     let token_figures = browser
         .eval("return [...document.querySelectorAll('.meter[data-metric=tokens] .figures')].map(f => f.textContent)")
