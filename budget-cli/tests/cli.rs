@@ -1535,6 +1535,29 @@ async fn set_limit_names_its_timezone() {
     assert!(stdout(&out).starts_with("Replaced with daily warn limit of $5 for all usage"), "{}", stdout(&out));
 }
 
+/// A limit on a provider or model the price book does not know says so (a typo limits nothing); a
+/// known one, a dated name of a known model, or any name while the price book is empty, says nothing.
+#[tokio::test]
+async fn set_limit_notes_a_name_the_price_book_does_not_know() {
+    let s = server().await;
+    let note = |out: &Output| stdout(out).lines().find(|l| l.starts_with("Note:")).map(str::to_string);
+    let out = budget(&s.url, &["set_limit", "daily", "5", "--provider", "acme"]).await;
+    assert_eq!(note(&out), None, "an empty price book says nothing: {}", stdout(&out));
+    let price = serde_json::json!({"provider": "acme", "model": "m1", "input": "1", "output": "2"});
+    let r = reqwest::Client::new().post(format!("{}/api/prices", s.url)).json(&price).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    for (args, expected) in [
+        (&["--provider", "acmee"][..], Some("Note: the price book has no provider `acmee` (it has acme); if no call names it, this limit counts nothing. Check the spelling.")),
+        (&["--provider", "acme", "--model", "m2"], Some("Note: the price book has no model `m2` of acme (`budget prices list` shows them); if no call names it, this limit counts nothing. Check the spelling.")),
+        (&["--provider", "acme"], None),
+        (&["--model", "m1-2026-01-15"], None),
+    ] {
+        let out = budget(&s.url, &[&["set_limit", "daily", "5"][..], args].concat()).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(note(&out).as_deref(), expected, "{args:?}: {}", stdout(&out));
+    }
+}
+
 /// An import's --verbose lists one name a line (3,840 names of LiteLLM's file made one line), and its
 /// counts have separators.
 #[tokio::test]

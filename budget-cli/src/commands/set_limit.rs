@@ -1,6 +1,7 @@
 //! `budget set_limit PERIOD LIMIT [scope…]`: create or replace a policy.
 
 use budget_api::routes::policies::{PolicySetResponse, PolicyView};
+use budget_api::routes::prices::PriceList;
 use serde_json::{json, Value};
 
 use crate::cli::SetLimitArgs;
@@ -69,7 +70,42 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
             crate::output::thousands(o.pending_tokens),
         );
     }
+    if let Some(note) = unknown_names(client, p.provider.as_deref(), p.model.as_deref()).await? {
+        crate::say!("{note}");
+    }
     Ok(())
+}
+
+/// A note when the limit names a provider or model the price book does not know: a typo (`opnai`)
+/// makes a limit that no call counts against, silently. Said, not refused: a local model or a new
+/// provider may rightly be unpriced. Nothing is said while the price book is empty.
+async fn unknown_names(client: &Client, provider: Option<&str>, model: Option<&str>) -> anyhow::Result<Option<String>> {
+    if provider.is_none() && model.is_none() {
+        return Ok(None);
+    }
+    let book: PriceList = client.get("/api/prices", &[]).await?;
+    if book.prices.is_empty() {
+        return Ok(None);
+    }
+    let providers: std::collections::BTreeSet<&str> = book.prices.iter().map(|p| p.provider.as_str()).collect();
+    let unknown = match (provider, model) {
+        (Some(pr), _) if !providers.contains(pr) => {
+            let known = providers.iter().copied().collect::<Vec<_>>().join(", ");
+            format!("the price book has no provider `{pr}` (it has {known})")
+        }
+        // As records are priced: `gpt-4o-2024-08-06` and `openai/gpt-4o` are gpt-4o's.
+        (pr, Some(m))
+            if !book.prices.iter().any(|p| {
+                pr.is_none_or(|pr| p.provider == pr)
+                    && budget_events::domain::price::candidates(&p.provider, m).contains(&p.model)
+            }) =>
+        {
+            let of = pr.map(|pr| format!(" of {pr}")).unwrap_or_default();
+            format!("the price book has no model `{m}`{of} (`budget prices list` shows them)")
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(format!("Note: {unknown}; if no call names it, this limit counts nothing. Check the spelling.")))
 }
 
 /// A policy's limits in words: `$20`, `200,000 tokens`, or `$20 and 200,000 tokens`.
