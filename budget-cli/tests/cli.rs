@@ -1617,6 +1617,13 @@ async fn status_as_of_before_any_policy_says_so() {
 async fn status_names_each_task_s_window() {
     let s = server().await;
     assert!(budget(&s.url, &["set_limit", "per_task", "0.05", "--policy-type", "hard_limit"]).await.status.success());
+    // Before its first task it has no window, and status says so instead of "No active policies".
+    let text = stdout(&budget(&s.url, &["status"]).await);
+    assert!(
+        text.starts_with("Policy ") && text.contains("(per_task hard_limit of $0.05, all usage, budget default) has no window yet: each task gets its own with its first call or reservation."),
+        "{text}"
+    );
+    assert!(!text.contains("No active policies"), "{text}");
     for task in ["task-1", "task-2"] {
         post_usage(
             &s.url,
@@ -1626,7 +1633,7 @@ async fn status_names_each_task_s_window() {
         .await;
     }
     let text = stdout(&budget(&s.url, &["status"]).await);
-    assert!(text.contains("task:task-1") && text.contains("task:task-2"), "{text}");
+    assert!(text.contains("task:task-1") && text.contains("task:task-2") && !text.contains("no window yet"), "{text}");
     assert!(budget(&s.url, &["set_limit", "daily", "5", "--policy-type", "warn"]).await.status.success());
     let text = stdout(&budget(&s.url, &["status", "--period", "daily"]).await);
     assert!(!text.contains("Window"), "a daily window is told by its reset time: {text}");

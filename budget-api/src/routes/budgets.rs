@@ -286,5 +286,5 @@ pub async fn budget_status(state: web::Data<AppState>, path: web::Path<String>) 
     let enabled: Vec<PolicyRow> = budget_rows(&**client, id).await?.into_iter().filter(|r| r.policy.enabled).collect();
     let at = Utc::now();
     let windows = windows(&**client, &enabled, at, true).await?;
-    Ok(HttpResponse::Ok().json(crate::routes::status::StatusResponse { at, windows }))
+    Ok(HttpResponse::Ok().json(crate::routes::status::StatusResponse::new(at, &enabled, windows)))
 }

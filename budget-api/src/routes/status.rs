@@ -93,6 +93,22 @@ pub struct WindowStatus {
 pub struct StatusResponse {
     pub at: DateTime<Utc>,
     pub windows: Vec<WindowStatus>,
+    /// Per-session and per-task policies that match but have no window yet: each session or task
+    /// gets its own window with its first call or reservation.
+    #[serde(default)]
+    pub waiting: Vec<PolicyView>,
+}
+
+impl StatusResponse {
+    /// The windows of `rows`, and those of `rows` that have none yet.
+    pub fn new(at: DateTime<Utc>, rows: &[PolicyRow], windows: Vec<WindowStatus>) -> Self {
+        let waiting = rows
+            .iter()
+            .filter(|r| !windows.iter().any(|w| w.policy.policy_id == r.policy.id))
+            .map(|r| PolicyView::new(&r.policy, &r.budget_name))
+            .collect();
+        StatusResponse { at, windows, waiting }
+    }
 }
 
 /// Every active policy's window now (or at `at`).
@@ -132,11 +148,13 @@ pub async fn status(state: web::Data<AppState>, query: Query<StatusQuery>) -> Re
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let rows: Vec<PolicyRow> = rows_as_of(&fold).into_iter().filter(|r| filter.keeps(r)).collect();
-        return Ok(HttpResponse::Ok().json(StatusResponse { at: as_of, windows: windows_as_of(&rows, &fold, as_of) }));
+        let windows = windows_as_of(&rows, &fold, as_of);
+        return Ok(HttpResponse::Ok().json(StatusResponse::new(as_of, &rows, windows)));
     }
     let at = q.at.unwrap_or(now);
     let rows: Vec<PolicyRow> = policies::list(&**client).await?.into_iter().filter(|r| filter.keeps(r)).collect();
-    Ok(HttpResponse::Ok().json(StatusResponse { at, windows: windows(&**client, &rows, at, at == now).await? }))
+    let windows = windows(&**client, &rows, at, at == now).await?;
+    Ok(HttpResponse::Ok().json(StatusResponse::new(at, &rows, windows)))
 }
 
 /// The status of each policy's window at `at` (calendar periods) or its recent windows (per session/task).

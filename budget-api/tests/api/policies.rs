@@ -251,6 +251,12 @@ async fn a_policy_is_changed_in_place_and_a_disabled_one_stops_counting() {
         .unwrap();
     assert_error(r, 400, "validation_failed").await;
 
+    // Before any task: no window, and the policy is listed as waiting for one (not left out, as if
+    // no policy matched).
+    let (_, status) = app.get_json("/api/status?period=per_task").await;
+    assert_eq!(status["windows"], json!([]));
+    assert_eq!(status["waiting"][0]["policy_id"].as_str(), Some(id.as_str()), "{status}");
+
     let record = json!({"provider": "ollama", "model": "llama3", "component": "c", "context_id": "task-9", "input_tokens": 4000, "output_tokens": 1500});
     let r: Value = app.post("/api/usage", &record).await.json().await.unwrap();
     assert_eq!(r["over_limit"], true, "5,500 tokens in task-9's window, limit 5,000");
@@ -259,6 +265,7 @@ async fn a_policy_is_changed_in_place_and_a_disabled_one_stops_counting() {
         (status["windows"][0]["window"].as_str(), status["windows"][0]["state"].as_str()),
         (Some("task:task-9"), Some("exceeded"))
     );
+    assert_eq!(status["waiting"], json!([]), "it has a window now");
 
     let r = app.http.post(app.url(&format!("/api/policies/{id}/disable"))).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);

@@ -1,6 +1,7 @@
 //! `budget status`: every active policy's window, then server health and projection lag.
 
 use budget_api::routes::health::Health;
+use budget_api::routes::policies::PolicyView;
 use budget_api::routes::status::{StatusResponse, WindowStatus};
 use comfy_table::Cell;
 use serde_json::json;
@@ -27,11 +28,18 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
     let status: Option<StatusResponse> =
         if health.database == "ok" { Some(client.get("/api/status", &query).await?) } else { None };
     let windows = status.as_ref().map_or(&[][..], |s| s.windows.as_slice());
+    let waiting = status.as_ref().map_or(&[][..], |s| s.waiting.as_slice());
     if args.json {
-        print_json(&json!({ "health": health, "windows": windows, "at": status.as_ref().map(|s| s.at) }));
+        let at = status.as_ref().map(|s| s.at);
+        print_json(&json!({ "health": health, "windows": windows, "waiting": waiting, "at": at }));
     } else {
         let as_of = status.as_ref().filter(|_| args.as_of.is_some()).map(|s| s.at);
-        if let (true, Some(then)) = (windows.is_empty(), as_of) {
+        if !waiting.is_empty() {
+            if !windows.is_empty() {
+                print_windows(windows);
+            }
+            print_waiting(waiting);
+        } else if let (true, Some(then)) = (windows.is_empty(), as_of) {
             let matching = if query.len() > 1 { " matching" } else { "" };
             crate::say!("No{matching} policy was active at {} (the log as it stood then).", utc_named(then));
         } else if windows.is_empty() {
@@ -68,6 +76,23 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
         anyhow::bail!("Budget at {url} is {}", health.status);
     }
     Ok(())
+}
+
+/// The per-task and per-session policies with no window yet, each on a line of its own: a policy
+/// just set must not look as if it were not there.
+fn print_waiting(policies: &[PolicyView]) {
+    for p in policies {
+        let each = if p.period == "per_session" { "session" } else { "task" };
+        crate::say!(
+            "Policy {} ({} {} of {}, {}, budget {}) has no window yet: each {each} gets its own with its first call or reservation.",
+            crate::output::short_id(p.policy_id),
+            p.period,
+            p.policy_type,
+            super::set_limit::limits(p),
+            p.scope,
+            p.budget_name,
+        );
+    }
 }
 
 /// One row per policy window: what it limits, how much is used, and when it resets. Fits a terminal:
