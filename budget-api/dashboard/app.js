@@ -163,16 +163,19 @@ function may(scope) {
 
 async function loadLimits() {
   const status = await api('/api/status');
-  const byBudget = new Map();
-  for (const w of status.windows) {
-    if (!byBudget.has(w.budget_name)) byBudget.set(w.budget_name, []);
-    byBudget.get(w.budget_name).push(w);
-  }
   const now = Date.parse(status.at);
-  const sections = [...byBudget].map(([name, windows]) =>
+  const byBudget = new Map();
+  const add = (name, card) => {
+    if (!byBudget.has(name)) byBudget.set(name, []);
+    byBudget.get(name).push(card);
+  };
+  for (const w of status.windows) add(w.budget_name, gauge(w, now));
+  // A per-task or per-session limit before its first task: shown, or it would look as if not set.
+  for (const p of status.waiting || []) add(p.budget_name, waiting(p));
+  const sections = [...byBudget].map(([name, cards]) =>
     el('section', { class: 'budget', 'aria-label': `budget ${name}` },
       el('h3', { text: `Budget ${name}` }),
-      el('div', { class: 'gauges' }, ...windows.map((w) => gauge(w, now)))));
+      el('div', { class: 'gauges' }, ...cards)));
   $('#gauges').replaceChildren(...(sections.length ? sections
     : [el('p', { class: 'hint', text: 'No limits yet. Set one with `budget set_limit daily 20.0`.' })]));
 }
@@ -201,6 +204,18 @@ function gauge(w, now) {
     w.note ? el('p', { class: 'hint', text: w.note }) : null,
     el('button', { type: 'button', class: 'link', on: { click: () => explain(w) } }, 'Explain'));
   return card;
+}
+
+function waiting(p) {
+  const each = p.period === 'per_session' ? 'session' : 'task';
+  const limits = [p.cost_limit !== null ? money(p.cost_limit) : null, p.token_limit !== null ? `${tokens(p.token_limit)} tokens` : null];
+  return el('article', { class: 'gauge waiting', dataset: { policy: p.policy_id } },
+    el('header', {},
+      el('h4', { text: `${p.period.replace('_', ' ')} ${p.type.replace('_', ' ')}` }),
+      el('span', { class: 'badge', text: 'no window yet' })),
+    el('p', { class: 'scope', text: p.scope }),
+    el('p', { class: 'figures', text: `limit ${limits.filter(Boolean).join(' and ')} per ${each}` }),
+    el('p', { class: 'hint', text: `Each ${each} gets its own window with its first call or reservation.` }));
 }
 
 // One bar: used, then reserved after it, against the limit.

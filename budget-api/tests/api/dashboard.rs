@@ -43,7 +43,7 @@ fn screenshots() -> PathBuf {
 }
 
 /// What the page shows of every gauge: policy, window and each `data-field`'s text.
-const GAUGES: &str = "return [...document.querySelectorAll('.gauge')].map(g => ({
+const GAUGES: &str = "return [...document.querySelectorAll('.gauge:not(.waiting)')].map(g => ({
     policy: g.dataset.policy, window: g.dataset.window,
     fields: Object.fromEntries([...g.querySelectorAll('[data-field]')].map(f => [f.dataset.field, f.textContent]))}))";
 
@@ -116,6 +116,14 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         json!({"period": "per_task", "cost_limit": 1.0, "component": "rhetor", "policy_type": "hard_limit"}),
     )
     .await;
+    // A per-session limit before any session: no window, and a card that says so.
+    post(
+        &app,
+        ADMIN,
+        "/api/policies",
+        json!({"period": "per_session", "token_limit": 20000, "component": "scribe", "policy_type": "warn"}),
+    )
+    .await;
     for _ in 0..3 {
         post(&app, ADMIN, "/api/usage", crate::helpers::record("codex", 1200)).await;
     }
@@ -180,6 +188,12 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         .eval("const g = document.querySelector('.gauge[data-window=\"task:task-9\"]'); return g && [g.querySelector('h4').textContent, g.querySelector('.when').textContent]")
         .await;
     assert_eq!(task, json!(["per task hard limit", "0 records · task task-9"]), "the per-task gauge names its task");
+    let waiting = browser.eval("return [...document.querySelectorAll('.gauge.waiting')].map(g => g.innerText.replace(/\\s+/g, ' ').trim())").await;
+    assert_eq!(
+        waiting,
+        json!(["per session warn NO WINDOW YET component=scribe limit 20,000 tokens per session Each session gets its own window with its first call or reservation."]),
+        "a limit with no window yet is shown, not left out"
+    );
     // A weekly or monthly window's reset keeps its hours, as the CLI's does ("4 days" was 3 days 15 h).
     let spans = browser
         .eval("const m = 60000; return [span(45 * m), span((15 * 60 + 27) * m), span((3 * 1440 + 15 * 60 + 27) * m), span((1440 * 2 + 59) * m)]")
