@@ -1624,6 +1624,8 @@ async fn status_names_each_task_s_window() {
         "{text}"
     );
     assert!(!text.contains("No active policies"), "{text}");
+    let text = stdout(&budget(&s.url, &["budgets", "show", "default"]).await);
+    assert!(text.contains("has no window yet") && !text.contains('┌'), "no empty table: {text}");
     for task in ["task-1", "task-2"] {
         post_usage(
             &s.url,

@@ -58,6 +58,9 @@ pub struct BudgetDetail {
     pub budget: BudgetView,
     /// Each enabled policy's current window.
     pub status: Vec<WindowStatus>,
+    /// Its per-task and per-session policies with no window yet (as in `GET /api/status`).
+    #[serde(default)]
+    pub waiting: Vec<PolicyView>,
 }
 
 fn view(b: BudgetRow, policies: usize) -> BudgetView {
@@ -109,8 +112,10 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
     let budget = require_budget(&**client, id).await?;
     let rows = budget_rows(&**client, id).await?;
     let enabled: Vec<PolicyRow> = rows.iter().filter(|r| r.policy.enabled).cloned().collect();
-    let status = windows(&**client, &enabled, Utc::now(), true).await?;
-    Ok(HttpResponse::Ok().json(BudgetDetail { budget: view(budget, rows.len()), status }))
+    let at = Utc::now();
+    let crate::routes::status::StatusResponse { windows: status, waiting, .. } =
+        crate::routes::status::StatusResponse::new(at, &enabled, windows(&**client, &enabled, at, true).await?);
+    Ok(HttpResponse::Ok().json(BudgetDetail { budget: view(budget, rows.len()), status, waiting }))
 }
 
 /// The budget with this id, or a 404 that says how to find one.

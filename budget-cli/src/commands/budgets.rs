@@ -5,7 +5,7 @@ use comfy_table::Cell;
 
 use crate::cli::BudgetsCommand;
 use crate::client::Client;
-use crate::commands::status::print_windows;
+use crate::commands::status::{print_waiting, print_windows};
 use crate::output::{print_json, right, table};
 
 pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()> {
@@ -37,7 +37,10 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
             }
             let b = &detail.budget;
             crate::say!("Budget {} ({}), {}", b.name, b.budget_id, crate::output::count(b.policies, "policy"));
-            print_windows(&detail.status);
+            if !detail.status.is_empty() {
+                print_windows(&detail.status);
+            }
+            print_waiting(&detail.waiting);
         }
     }
     Ok(())

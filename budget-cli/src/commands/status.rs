@@ -80,7 +80,7 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
 
 /// The per-task and per-session policies with no window yet, each on a line of its own: a policy
 /// just set must not look as if it were not there.
-fn print_waiting(policies: &[PolicyView]) {
+pub fn print_waiting(policies: &[PolicyView]) {
     for p in policies {
         let each = if p.period == "per_session" { "session" } else { "task" };
         crate::say!(
