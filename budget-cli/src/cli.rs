@@ -56,6 +56,9 @@ writes about 1.3 million events. Exits 1 if a check fails; a missed target is on
         after_help = "Examples:\n  budget set_limit daily 20.0 --policy-type warn\n  budget set_limit daily 10.0 --provider openai --policy-type hard_limit\n  budget set_limit daily 5.0 --component codex --policy-type warn\n  budget set_limit monthly 100.0 --provider anthropic\n  budget set_limit hourly 0 --tokens 200000 --tier remote_heavyweight --policy-type hard_limit\n\nLIMIT 0 together with --tokens sets a token limit only."
     )]
     SetLimit(SetLimitArgs),
+    /// Policies: list them (disabled ones too with --all), disable one, enable it again.
+    #[command(subcommand)]
+    Policies(PoliciesCommand),
     /// API keys: create (the secret is printed once), list, revoke. Needs an admin key (or a service
     /// running without keys, for the first one).
     #[command(subcommand)]
@@ -339,6 +342,48 @@ pub enum KeysCommand {
     Revoke {
         /// The key: its id, or its last 8 characters as `budget keys list` shows them.
         key_id: String,
+        /// Print JSON (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PoliciesCommand {
+    /// Every enabled policy: its budget, period, type, scope and limits (--all: disabled ones too).
+    #[command(after_help = "Examples:\n  budget policies list\n  budget policies list --provider openai --all --json")]
+    List {
+        /// Only policies of this period (hourly, daily, weekly, monthly, per_session, per_task).
+        #[arg(long)]
+        period: Option<String>,
+        /// Only policies scoped to this provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Only policies scoped to this component.
+        #[arg(long)]
+        component: Option<String>,
+        /// Disabled policies too.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a policy: it stops counting and limiting from now on; the log keeps it, and `enable`
+    /// turns it back on.
+    #[command(after_help = "Example:\n  budget policies disable 6f3474a4")]
+    Disable {
+        /// The policy: its id, or its last 8 characters as `budget policies list` shows them.
+        policy_id: String,
+        /// Print JSON (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a disabled policy again: its current window counts what is already in it.
+    #[command(after_help = "Example:\n  budget policies enable 6f3474a4")]
+    Enable {
+        /// The policy: its id, or its last 8 characters as `budget policies list --all` shows them.
+        policy_id: String,
         /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,

@@ -105,6 +105,10 @@ impl Client {
         self.send(self.request("POST", path, &[], Some(self.json(body)?)).await?).await
     }
 
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        self.send(self.request("PATCH", path, &[], Some(self.json(body)?)).await?).await
+    }
+
     /// Remembers the log position a write answered with, for [`Client::last_write`].
     pub fn remember_write(&self, position: Option<i64>) {
         if let Some(position) = position {

@@ -39,7 +39,9 @@ impl Kind {
     fn list(self) -> (&'static str, &'static [(&'static str, &'static str)], &'static str, &'static str, &'static str) {
         match self {
             Kind::Budget => ("/api/budgets", &[], "budgets", "budget_id", "budget budgets list"),
-            Kind::Policy => ("/api/policies", &[("all", "true")], "policies", "policy_id", "budget status"),
+            Kind::Policy => {
+                ("/api/policies", &[("all", "true")], "policies", "policy_id", "budget policies list --all")
+            }
             Kind::Alert => {
                 ("/api/alerts", &[("all", "true"), ("limit", "500")], "alerts", "id", "budget alerts list --all")
             }

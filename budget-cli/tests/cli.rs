@@ -1535,6 +1535,45 @@ async fn set_limit_names_its_timezone() {
     assert!(stdout(&out).starts_with("Replaced with daily warn limit of $5 for all usage"), "{}", stdout(&out));
 }
 
+/// A limit set by mistake can be turned off from the CLI and on again: `policies disable` stops it
+/// counting (status no longer shows it), `policies list --all` still does, `enable` reopens its window.
+#[tokio::test]
+async fn policies_are_listed_disabled_and_enabled_again() {
+    let s = server().await;
+    let out = budget(&s.url, &["set_limit", "daily", "5", "--provider", "opnai", "--json"]).await;
+    let id = json_of(&out)["policy"]["policy_id"].as_str().unwrap().to_string();
+    let short = &id[id.len() - 8..];
+    let list = stdout(&budget(&s.url, &["policies", "list"]).await);
+    assert!(list.contains(short) && list.contains("provider=opnai") && list.contains("80% / 95%"), "{list}");
+
+    let out = budget(&s.url, &["policies", "disable", short]).await;
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "Disabled policy {short} (daily warn of $5, provider=opnai, budget default): it no longer counts"
+        )),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let again = stdout(&budget(&s.url, &["policies", "disable", short]).await);
+    assert!(again.contains("is already disabled; nothing was changed"), "{again}");
+    let status = stdout(&budget(&s.url, &["status"]).await);
+    assert!(status.contains("No active policies") && !status.contains(short), "{status}");
+    assert!(stdout(&budget(&s.url, &["policies", "list"]).await).starts_with("No policies; set one"));
+    let all = stdout(&budget(&s.url, &["policies", "list", "--all"]).await);
+    assert!(all.contains(short) && all.contains(" no "), "{all}");
+
+    let out = budget(&s.url, &["policies", "enable", short]).await;
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("Enabled policy {short}")) && text.contains("counts what is already in it"),
+        "{text}"
+    );
+    assert!(stdout(&budget(&s.url, &["status"]).await).contains(short));
+    let out = budget(&s.url, &["policies", "disable", "nope"]).await;
+    assert!(!out.status.success() && stderr(&out).contains("budget policies list --all"), "{}", stderr(&out));
+}
+
 /// A limit on a provider or model the price book does not know says so (a typo limits nothing); a
 /// known one, a dated name of a known model, or any name while the price book is empty, says nothing.
 #[tokio::test]

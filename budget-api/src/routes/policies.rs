@@ -166,7 +166,7 @@ impl PolicyFilter {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct PolicyList {
     pub policies: Vec<PolicyView>,
 }

@@ -9,6 +9,7 @@ mod budgets;
 mod export;
 mod get_usage;
 mod keys;
+mod policies;
 mod prices;
 mod replay;
 mod set_limit;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(&client, &cli.url, args).await,
         Command::GetUsage(args) => get_usage::run(&client, args).await,
         Command::SetLimit(args) => set_limit::run(&client, args).await,
+        Command::Policies(command) => policies::run(&client, command).await,
         Command::Keys(command) => keys::run(&client, command).await,
         Command::Budgets(command) => budgets::run(&client, command).await,
         Command::Allocate(command) => allocate::run(&client, command).await,

@@ -2,6 +2,7 @@
 
 use budget_api::routes::policies::{PolicySetResponse, PolicyView};
 use budget_api::routes::prices::PriceList;
+use budget_events::event::OpeningBalance;
 use serde_json::{json, Value};
 
 use crate::cli::SetLimitArgs;
@@ -56,19 +57,7 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
         if response.budget_created { "; budget created" } else { "" },
     );
     if let Some(o) = &response.opening {
-        crate::say!(
-            "Its window from {}{} counts what is already in it: ${} used in {} record{}, ${} reserved ({} tokens)",
-            o.window,
-            match (zone, o.window_start) {
-                (Some(z), Some(start)) => format!(" ({} {z})", start.with_timezone(&z).format("%H:%M")),
-                _ => String::new(),
-            },
-            o.posted_cost,
-            crate::output::thousands(o.records),
-            if o.records == 1 { "" } else { "s" },
-            o.pending_cost,
-            crate::output::thousands(o.pending_tokens),
-        );
+        crate::say!("{}", opening(o, zone));
     }
     if let Some(note) = unknown_names(client, p.provider.as_deref(), p.model.as_deref()).await? {
         crate::say!("{note}");
@@ -106,6 +95,23 @@ async fn unknown_names(client: &Client, provider: Option<&str>, model: Option<&s
         _ => return Ok(None),
     };
     Ok(Some(format!("Note: {unknown}; if no call names it, this limit counts nothing. Check the spelling.")))
+}
+
+/// What a policy's current window already held when it started counting (set, or enabled again).
+pub fn opening(o: &OpeningBalance, zone: Option<chrono_tz::Tz>) -> String {
+    format!(
+        "Its window from {}{} counts what is already in it: ${} used in {} record{}, ${} reserved ({} tokens)",
+        o.window,
+        match (zone, o.window_start) {
+            (Some(z), Some(start)) => format!(" ({} {z})", start.with_timezone(&z).format("%H:%M")),
+            _ => String::new(),
+        },
+        o.posted_cost,
+        crate::output::thousands(o.records),
+        if o.records == 1 { "" } else { "s" },
+        o.pending_cost,
+        crate::output::thousands(o.pending_tokens),
+    )
 }
 
 /// A policy's limits in words: `$20`, `200,000 tokens`, or `$20 and 200,000 tokens`.
