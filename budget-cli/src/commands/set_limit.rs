@@ -59,8 +59,11 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
     if let Some(o) = &response.opening {
         crate::say!("{}", opening(o, zone));
     }
-    if let Some(note) = unknown_names(client, p.provider.as_deref(), p.model.as_deref()).await? {
-        crate::say!("{note}");
+    if let Some(unknown) = unknown_names(client, p.provider.as_deref(), p.model.as_deref()).await? {
+        let short = crate::output::short_id(p.policy_id);
+        crate::say!(
+            "Note: {unknown}; if no call names it, this limit counts nothing. Check the spelling (`budget policies disable {short}` turns it off)."
+        );
     }
     Ok(())
 }
@@ -94,7 +97,7 @@ async fn unknown_names(client: &Client, provider: Option<&str>, model: Option<&s
         }
         _ => return Ok(None),
     };
-    Ok(Some(format!("Note: {unknown}; if no call names it, this limit counts nothing. Check the spelling.")))
+    Ok(Some(unknown))
 }
 
 /// What a policy's current window already held when it started counting (set, or enabled again).
