@@ -402,8 +402,13 @@ async fn allocate_create_list_release() {
 #[tokio::test]
 async fn prices_and_calc_cost() {
     let s = server().await;
+    // No table without rows: an empty price book, or nothing under a name, is said in words.
+    let out = budget(&s.url, &["prices", "list"]).await;
+    assert_eq!(stdout(&out).trim(), "The price book is empty; `budget prices update` applies the bundled table.");
     let out = budget(&s.url, &["prices", "update"]).await;
     assert!(out.status.success() && stdout(&out).contains("added"), "{}{}", stdout(&out), stderr(&out));
+    let out = budget(&s.url, &["prices", "list", "--provider", "opnai"]).await;
+    assert_eq!(stdout(&out).trim(), "No prices for provider opnai; `budget prices list` shows every priced model.");
     let out = budget(&s.url, &["prices", "list", "--provider", "openai"]).await;
     assert!(stdout(&out).contains("gpt-4o") && stdout(&out).contains("bundled"), "{}", stdout(&out));
     let out = budget(
@@ -1533,6 +1538,26 @@ async fn set_limit_names_its_timezone() {
     // The same budget, period and scope in UTC replaces it, and names no zone.
     let out = budget(&s.url, &["set_limit", "daily", "5"]).await;
     assert!(stdout(&out).starts_with("Replaced with daily warn limit of $5 for all usage"), "{}", stdout(&out));
+}
+
+/// A list with nothing in it says so in words, with the command that fills it, instead of printing
+/// a table of headings alone.
+#[tokio::test]
+async fn empty_lists_say_so_in_words() {
+    let s = server().await;
+    for (args, said) in [
+        (&["keys", "list"][..], "No keys have been created; `budget keys create --scope admin` makes the first."),
+        (
+            &["budgets", "list"],
+            "No active budgets; `budget set_limit daily 10.0` creates `default` with its first policy.",
+        ),
+        (&["policies", "list"], "No policies; set one with `budget set_limit daily 10.0`."),
+        (&["alerts", "list"], "No open alerts."),
+        (&["allocate", "list"], "No active allocations."),
+    ] {
+        let out = budget(&s.url, args).await;
+        assert_eq!(stdout(&out).trim(), said, "{args:?}: {}", stderr(&out));
+    }
 }
 
 /// A limit set by mistake can be turned off from the CLI and on again: `policies disable` stops it

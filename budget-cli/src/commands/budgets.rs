@@ -16,6 +16,12 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
                 print_json(&serde_json::to_value(&list)?);
                 return Ok(());
             }
+            if list.budgets.is_empty() {
+                crate::say!(
+                    "No active budgets; `budget set_limit daily 10.0` creates `default` with its first policy."
+                );
+                return Ok(());
+            }
             let mut t = table(&["Budget", "Id", "Policies", "Active", "Created (UTC)"]);
             for b in &list.budgets {
                 t.add_row(vec![

@@ -37,6 +37,10 @@ pub async fn run(client: &Client, command: KeysCommand) -> anyhow::Result<()> {
                 print_json(&serde_json::to_value(&list)?);
                 return Ok(());
             }
+            if list.keys.is_empty() {
+                crate::say!("No keys have been created; `budget keys create --scope admin` makes the first.");
+                return Ok(());
+            }
             let mut t = table(&[
                 "Id",
                 "Prefix",

@@ -22,6 +22,11 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
             let list: PriceList = client.get("/api/prices", &query).await?;
             if json {
                 print_json(&serde_json::to_value(&list)?);
+            } else if list.prices.is_empty() && query.is_empty() {
+                crate::say!("The price book is empty; `budget prices update` applies the bundled table.");
+            } else if list.prices.is_empty() {
+                let asked: Vec<String> = query.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                crate::say!("No prices for {}; `budget prices list` shows every priced model.", asked.join(" and "));
             } else {
                 print_versions(&list.prices);
             }
