@@ -113,6 +113,9 @@ async fn get_usage_prints_a_table_and_json() {
 
     let out = budget(&s.url, &["get_usage", "daily", "--component", "codex"]).await;
     assert!(stdout(&out).contains("codex"));
+    // Nothing matching: one sentence, not a table of zeros.
+    let text = stdout(&budget(&s.url, &["get_usage", "daily", "--provider", "opnai"]).await);
+    assert!(text.starts_with("No usage (provider=opnai) was recorded from ") && !text.contains('┌'), "{text}");
 }
 
 #[tokio::test]

@@ -31,12 +31,18 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    let matching = if filters.is_empty() { String::new() } else { format!(" ({})", filters.join(", ")) };
+    if usage.totals.count == 0 {
+        // A table of zeros says less than the sentence.
+        let (from, to) = (utc_named(usage.start_time), utc_named(usage.end_time));
+        crate::say!("No usage{matching} was recorded from {from} to {to}.");
+        return Ok(());
+    }
     crate::say!(
-        "Usage {} from {} to {}{}",
+        "Usage {} from {} to {}{matching}",
         serde_json::to_value(usage.period)?.as_str().unwrap_or(&args.period),
         utc_named(usage.start_time),
         utc_named(usage.end_time),
-        if filters.is_empty() { String::new() } else { format!(" ({})", filters.join(", ")) }
     );
     let mut t = table(&["Period start (UTC)", "Input tokens", "Output tokens", "Total tokens", "Cost (USD)", "Calls"]);
     for bucket in &usage.series {
