@@ -155,13 +155,9 @@ pub async fn explain(client: &Client, policy_id: String, window: Option<String>,
     let (x, p): (Explanation, PolicyView) = tokio::try_join!(client.get(&explain, &query), client.get(&policy, &[]))?;
     let contributions = &x.contributions;
     crate::say!(
-        "Policy {} ({} {} of {}, {}, budget {}), window {}: {}",
+        "Policy {} ({}), window {}: {}",
         short_id(policy_id),
-        p.period,
-        p.policy_type,
-        super::set_limit::limits(&p),
-        p.scope,
-        p.budget_name,
+        super::set_limit::words(&p),
         x.window,
         crate::output::count(contributions.len(), "event")
     );

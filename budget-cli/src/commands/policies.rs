@@ -5,7 +5,7 @@ use budget_api::routes::policies::{PolicyList, PolicySetResponse, PolicyView};
 use comfy_table::Cell;
 use serde_json::json;
 
-use super::set_limit::{limits, opening};
+use super::set_limit::{limits, opening, words};
 use crate::cli::PoliciesCommand;
 use crate::client::Client;
 use crate::ids::{resolve, Kind};
@@ -89,11 +89,6 @@ async fn switch(client: &Client, given: &str, enable: bool, json: bool) -> anyho
         );
     }
     Ok(())
-}
-
-/// `daily hard_limit of $20, provider=openai, budget default`, as `budget explain` names a policy.
-fn words(p: &PolicyView) -> String {
-    format!("{} {} of {}, {}, budget {}", p.period, p.policy_type, limits(p), p.scope, p.budget_name)
 }
 
 /// A threshold (0.8) as a percentage (80).

@@ -117,6 +117,12 @@ pub fn opening(o: &OpeningBalance, zone: Option<chrono_tz::Tz>) -> String {
     )
 }
 
+/// A policy in words, as `status`, `explain` and `policies` name it: `daily hard_limit of $20,
+/// provider=openai, budget default`.
+pub fn words(p: &PolicyView) -> String {
+    format!("{} {} of {}, {}, budget {}", p.period, p.policy_type, limits(p), p.scope, p.budget_name)
+}
+
 /// A policy's limits in words: `$20`, `200,000 tokens`, or `$20 and 200,000 tokens`.
 pub fn limits(p: &PolicyView) -> String {
     let cost = p.cost_limit.map(|c| format!("${c}"));

@@ -84,13 +84,9 @@ pub fn print_waiting(policies: &[PolicyView]) {
     for p in policies {
         let each = if p.period == "per_session" { "session" } else { "task" };
         crate::say!(
-            "Policy {} ({} {} of {}, {}, budget {}) has no window yet: each {each} gets its own with its first call or reservation.",
+            "Policy {} ({}) has no window yet: each {each} gets its own with its first call or reservation.",
             crate::output::short_id(p.policy_id),
-            p.period,
-            p.policy_type,
-            super::set_limit::limits(p),
-            p.scope,
-            p.budget_name,
+            super::set_limit::words(p),
         );
     }
 }
