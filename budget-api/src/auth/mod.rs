@@ -74,16 +74,18 @@ impl Caller {
     }
 
     /// The component a request acts for: the one it names, else its key's; refused when neither names
-    /// one, or when a bound key would act for another component. `field` is the request's path to it.
-    pub fn speak_for(&self, component: &mut String, field: &str) -> Result<(), ApiError> {
+    /// one, or when a bound key would act for another component. `field` gives the request's path to it,
+    /// made only for the error (a batch checks up to 10,000 records).
+    pub fn speak_for(&self, component: &mut String, field: impl FnOnce() -> String) -> Result<(), ApiError> {
         if component.trim().is_empty() {
             let own = match self {
                 Caller::Key(k) => k.component.clone(),
                 Caller::Open | Caller::Bootstrap => None,
             };
             *component = own.ok_or_else(|| {
+                let field = field();
                 let problem = format!("{field} is missing: name the calling component (codex, say), or send with a key bound to one (`budget keys create --scope write --component codex`)");
-                ApiError::validation([(field.to_string(), problem)], "nothing was written")
+                ApiError::validation([(field, problem)], "nothing was written")
             })?;
         }
         self.may_act_for(component)

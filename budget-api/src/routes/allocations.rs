@@ -124,7 +124,7 @@ pub async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let mut input: AllocationInput = body::parse(&body::read(payload, 16 * 1024).await?)?;
-    crate::auth::caller(&req).speak_for(&mut input.component, "component")?;
+    crate::auth::caller(&req).speak_for(&mut input.component, || "component".into())?;
     let allocation = validate(&state, &input)?;
     let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;
     let metadata = metadata(&req);

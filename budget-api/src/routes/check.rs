@@ -120,7 +120,7 @@ pub async fn check(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let mut req: CheckRequest = body::parse(&body::read(payload, 64 * 1024).await?)?;
-    crate::auth::caller(&http).speak_for(&mut req.component, "component")?;
+    crate::auth::caller(&http).speak_for(&mut req.component, || "component".into())?;
     let reserve = req.reserve.unwrap_or(false);
     let record = validate(&state, req)?;
     // Decided by the writer against the locked accounts, like a reservation; a refusal is logged there.

@@ -124,7 +124,7 @@ pub async fn record_one_as_component(
 async fn record(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(payload, MAX_RECORD_BODY).await?;
     let mut input: UsageInput = body::parse(&bytes)?;
-    crate::auth::caller(&req).speak_for(&mut input.component, "component")?;
+    crate::auth::caller(&req).speak_for(&mut input.component, || "component".into())?;
     // The key's request hash is of the request as sent; the tier the server fills in is not part of it.
     let key = request::keyed_canonical(&req, input.request_id.as_deref(), "usage", &input.canonical())?;
     state.fill_tier(&mut input);
@@ -214,7 +214,7 @@ pub async fn record_batch(
     let mut batch: BatchRequest = body::parse(&bytes)?;
     let caller = crate::auth::caller(&req);
     for (index, record) in batch.records.iter_mut().enumerate() {
-        caller.speak_for(&mut record.component, &format!("records[{index}].component"))?;
+        caller.speak_for(&mut record.component, || format!("records[{index}].component"))?;
     }
     if batch.records.is_empty() {
         return Err(ApiError::bad_request(ErrorCode::ValidationFailed, "records is empty; send 1 to 10,000 records"));
