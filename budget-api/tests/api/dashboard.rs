@@ -94,36 +94,16 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
 
     // Data: a cost limit, a token limit the records take past its warning threshold (an alert), a
     // reservation, and records of two providers.
-    post(
-        &app,
-        ADMIN,
-        "/api/policies",
+    for policy in [
         json!({"period": "daily", "cost_limit": 1.0, "provider": "openai", "policy_type": "hard_limit"}),
-    )
-    .await;
-    post(
-        &app,
-        ADMIN,
-        "/api/policies",
         json!({"period": "hourly", "token_limit": 5000, "component": "codex", "policy_type": "hard_limit"}),
-    )
-    .await;
-    // A per-task limit: a window per task, which its gauge must name (the reservation below opens it).
-    post(
-        &app,
-        ADMIN,
-        "/api/policies",
+        // A per-task limit: a window per task, which its gauge must name (the reservation below opens it).
         json!({"period": "per_task", "cost_limit": 1.0, "component": "rhetor", "policy_type": "hard_limit"}),
-    )
-    .await;
-    // A per-session limit before any session: no window, and a card that says so.
-    post(
-        &app,
-        ADMIN,
-        "/api/policies",
+        // A per-session limit before any session: no window, and a card that says so.
         json!({"period": "per_session", "token_limit": 20000, "component": "scribe", "policy_type": "warn"}),
-    )
-    .await;
+    ] {
+        post(&app, ADMIN, "/api/policies", policy).await;
+    }
     for _ in 0..3 {
         post(&app, ADMIN, "/api/usage", crate::helpers::record("codex", 1200)).await;
     }
