@@ -5,7 +5,7 @@ use budget_api::routes::policies::{PolicyList, PolicySetResponse, PolicyView};
 use comfy_table::Cell;
 use serde_json::json;
 
-use super::set_limit::{limits, opening, words};
+use super::set_limit::{limits, opening, words, zone};
 use crate::cli::PoliciesCommand;
 use crate::client::Client;
 use crate::ids::{resolve, Kind};
@@ -79,8 +79,7 @@ async fn switch(client: &Client, given: &str, enable: bool, json: bool) -> anyho
     if enable {
         crate::say!("Enabled policy {short} ({}): it counts and limits again from now on.", words(p));
         if let Some(o) = &response.opening {
-            let zone = p.timezone.parse::<chrono_tz::Tz>().ok().filter(|z| *z != chrono_tz::UTC);
-            crate::say!("{}", opening(o, zone));
+            crate::say!("{}", opening(o, zone(p)));
         }
     } else {
         crate::say!(

@@ -43,7 +43,7 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
     }
     let p = &response.policy;
     // Windows of a zone other than UTC begin at its midnight, which a UTC time hides.
-    let zone = p.timezone.parse::<chrono_tz::Tz>().ok().filter(|z| *z != chrono_tz::UTC);
+    let zone = zone(p);
     crate::say!(
         "{} {}{} {} limit of {} for {} in budget {} (policy {}{})",
         if response.created { "Set" } else { "Replaced with" },
@@ -98,6 +98,11 @@ async fn unknown_names(client: &Client, provider: Option<&str>, model: Option<&s
         _ => return Ok(None),
     };
     Ok(Some(unknown))
+}
+
+/// The zone a policy's windows begin in, when it is not UTC (whose times need no second reading).
+pub fn zone(p: &PolicyView) -> Option<chrono_tz::Tz> {
+    p.timezone.parse::<chrono_tz::Tz>().ok().filter(|z| *z != chrono_tz::UTC)
 }
 
 /// What a policy's current window already held when it started counting (set, or enabled again).
