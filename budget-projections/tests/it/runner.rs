@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use crate::{apply_all, input, record, rollup_rows, runner};
 
+/// A record of a fixed past hour: records taken at the wall clock split into two rollup rows when a
+/// test runs across the top of an hour (CI failed so at 10:00).
 fn usage(component: &str, tokens: i64) -> budget_events::domain::UsageInput {
     input(json!({"provider": "openai", "model": "gpt-4o", "component": component,
-                 "input_tokens": tokens, "output_tokens": 1, "cost": "0.5"}))
+                 "input_tokens": tokens, "output_tokens": 1, "cost": "0.5", "timestamp": "2026-01-05T12:30:00Z"}))
 }
 
 #[tokio::test]
