@@ -96,7 +96,7 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
     // reservation, and records of two providers.
     for policy in [
         json!({"period": "daily", "cost_limit": 1.0, "provider": "openai", "policy_type": "hard_limit"}),
-        json!({"period": "hourly", "token_limit": 5000, "component": "codex", "policy_type": "hard_limit"}),
+        json!({"period": "daily", "token_limit": 5000, "component": "codex", "policy_type": "hard_limit"}),
         // A per-task limit: a window per task, which its gauge must name (the reservation below opens it).
         json!({"period": "per_task", "cost_limit": 1.0, "component": "rhetor", "policy_type": "hard_limit"}),
         // A per-session limit before any session: no window, and a card that says so.
