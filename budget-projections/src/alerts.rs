@@ -172,12 +172,18 @@ impl Alerts {
                         severity: "warning",
                         alert_type: "overage",
                         message: format!(
-                            "{} used {} tokens (${}) beyond its allocation {} for context {}; reserve more for such tasks or release and re-allocate",
+                            "{} used {} tokens beyond its allocation {} for context {} ({}); reserve more for such tasks or release and re-allocate",
                             u.component,
                             thousands(settlement.overage_tokens),
-                            settlement.overage_cost,
                             settlement.allocation_id,
                             u.context_id.as_ref().map_or("-".to_string(), |c| c.to_string()),
+                            // "($0)" beside the tokens read as if they were free: a reservation's estimated
+                            // cost can cover more tokens than it reserved.
+                            if settlement.overage_cost.amount().is_zero() {
+                                "its cost stayed within what it reserved".to_string()
+                            } else {
+                                format!("and ${} beyond its reserved cost", settlement.overage_cost)
+                            },
                         ),
                         details: json!({
                             "allocation_id": settlement.allocation_id,

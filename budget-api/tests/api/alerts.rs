@@ -126,7 +126,10 @@ async fn refusals_overage_and_unpriced_models_each_raise_one_counting_alert() {
     let overage = of("overage");
     assert_eq!(overage.len(), 1);
     assert_eq!(overage[0]["details"]["overage_tokens"], 100);
-    assert!(overage[0]["message"].as_str().unwrap().contains("100 tokens"), "{}", overage[0]);
+    // Its cost ($0.01) stayed within the $0.01 reserved: no "($0)" beside the tokens, as if they were free.
+    let message = overage[0]["message"].as_str().unwrap();
+    assert!(message.contains("used 100 tokens beyond its allocation"), "{message}");
+    assert!(message.contains("its cost stayed within what it reserved") && !message.contains("$0)"), "{message}");
     let unpriced = of("unpriced_model");
     assert_eq!((unpriced.len(), unpriced[0]["occurrences"].as_i64()), (1, Some(2)));
     assert!(unpriced[0]["message"].as_str().unwrap().contains("acme/mystery has no price"));

@@ -110,6 +110,14 @@ async fn usage_settles_below_at_and_above_the_reservation() {
         (Some(6100), Some(900), Some(true))
     );
     assert_eq!((s["settled_cost"].to_string(), s["overage_cost"].to_string()), ("0.06".into(), "0.01".into()));
+    // Its alert names both overages.
+    let (_, alerts) = app.get_json(&format!("/api/alerts?type=overage&min_position={}", r["position"])).await;
+    let message = alerts["alerts"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("used 900 tokens beyond its allocation")
+            && message.contains("and $0.01 beyond its reserved cost"),
+        "{alerts}"
+    );
     let (_, a) = app.get_json(&format!("/api/allocations/{id}")).await;
     assert_eq!((a["state"].as_str(), a["usage_percentage"].to_string()), (Some("exhausted"), "109".into()));
     assert_eq!(pending(&app).await, (Decimal::ZERO, 0));
