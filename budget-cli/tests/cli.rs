@@ -476,7 +476,18 @@ async fn prices_and_calc_cost() {
     .await;
     let set =
         ["prices", "set", "acme", "m-2", "--input", "1", "--output", "2", "--effective-from", "2026-01-01T00:00:00Z"];
-    assert!(budget(&s.url, &set).await.status.success());
+    let out = budget(&s.url, &set).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A price that takes effect in the past says which records it leaves priced otherwise, and how to
+    // correct them (nothing is re-priced by itself: the records stay as they were told).
+    assert!(
+        stdout(&out).contains(
+            "1 record of acme/m-2 since 2026-01-01 00:00:00 UTC has another cost under the price book as it now \
+             stands ($0.001 more in all); `budget prices reprice --provider acme --model m-2 --since 2026-01-01T00:00:00Z` corrects it"
+        ),
+        "{}",
+        stdout(&out)
+    );
     let reprice = ["prices", "reprice", "--provider", "acme", "--model", "m-2", "--since", "2026-11-01"];
     let out = budget(&s.url, &[&reprice[..], &["--dry-run"]].concat()).await;
     assert!(

@@ -68,6 +68,9 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                     );
                 } else {
                     crate::say!("{provider}/{model}: set, effective {}", utc_named(r.effective_from));
+                    if r.effective_from < chrono::Utc::now() {
+                        say_records_to_reprice(client, &provider, &model, r.effective_from).await;
+                    }
                 }
             }
         }
@@ -113,6 +116,32 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// After a price set to take effect in the past: the records since then that it would price otherwise,
+/// and the command that corrects them. Records keep the cost they were given until someone re-prices
+/// them, so a backdated price changes no figure by itself, which surprised its user when unsaid. Found
+/// by a dry run of that command; if the dry run fails, the price is set all the same and nothing is said.
+async fn say_records_to_reprice(client: &Client, provider: &str, model: &str, since: chrono::DateTime<chrono::Utc>) {
+    let body = json!({"provider": provider, "model": model, "since": since, "dry_run": true});
+    let Ok(r) = client.post::<_, RepriceResponse>("/api/prices/reprice", &body).await else { return };
+    if r.records == 0 {
+        return;
+    }
+    let (verb, them) = if r.records == 1 { ("has", "it") } else { ("have", "them") };
+    let change = if r.total_delta.is_sign_negative() {
+        format!("${} less", -r.total_delta)
+    } else {
+        format!("${} more", r.total_delta)
+    };
+    crate::say!(
+        "{} of {provider}/{model} since {} {verb} another cost under the price book as it now stands ({change} in \
+         all); `budget prices reprice --provider {provider} --model {model} --since {}` corrects {them}",
+        crate::output::count(r.records, "record"),
+        utc_named(since),
+        // To the second: a second earlier selects no other record than the price book now prices otherwise.
+        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
 }
 
 /// The file's text, or an http(s):// URL's body; and which source it counts as.
