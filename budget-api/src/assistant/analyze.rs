@@ -113,7 +113,7 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
 
     // Every active calendar window: burn rate, projected end-of-window spend, when it runs out.
     let rows = policies::list(client).await?;
-    let active: Vec<_> = rows.into_iter().filter(|r| r.policy.enabled).collect();
+    let active: Vec<_> = rows.into_iter().filter(|r| r.counts()).collect();
     let mut windows = Vec::new();
     for w in crate::routes::status::windows(client, &active, now, true).await? {
         let (Some(start), Some(end)) = (w.window_start, w.window_end) else { continue };

@@ -185,7 +185,7 @@ pub async fn optimize(
     }
 
     // Policy adjustments: windows exhausted early every period, or never used.
-    for row in policies::list(client).await?.into_iter().filter(|r| r.policy.enabled) {
+    for row in policies::list(client).await?.into_iter().filter(|r| r.counts()) {
         let Some(limit) = row.policy.cost_limit.map(|l| l.amount()).filter(|l| *l > Decimal::ZERO) else { continue };
         let history = client
             .query(

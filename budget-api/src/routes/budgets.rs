@@ -157,7 +157,7 @@ pub struct NewBudget {
     pub owner: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BudgetChanged {
     pub success: bool,
     pub budget_id: Uuid,
@@ -277,7 +277,7 @@ pub async fn budget_policies(state: web::Data<AppState>, path: web::Path<String>
     let id = parse_id("budget", &path)?;
     let client = state.pool.get().await?;
     require_budget(&**client, id).await?;
-    let views = budget_rows(&**client, id).await?.iter().map(|r| PolicyView::new(&r.policy, &r.budget_name)).collect();
+    let views = budget_rows(&**client, id).await?.iter().map(PolicyView::of).collect();
     Ok(HttpResponse::Ok().json(crate::routes::policies::PolicyList { policies: views }))
 }
 

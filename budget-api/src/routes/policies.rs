@@ -47,10 +47,19 @@ pub struct PolicyView {
     #[schema(value_type = f64)]
     pub action_threshold: Decimal,
     pub enabled: bool,
+    /// Its budget is archived: the policy counts nothing, even enabled.
+    #[serde(default)]
+    pub budget_archived: bool,
     pub timezone: String,
 }
 
 impl PolicyView {
+    /// A listed policy, with whether its budget is archived.
+    pub fn of(row: &PolicyRow) -> Self {
+        PolicyView { budget_archived: !row.budget_active, ..PolicyView::new(&row.policy, &row.budget_name) }
+    }
+
+    /// A policy of an active budget (one just set or checked against).
     pub fn new(p: &Policy, budget_name: &str) -> Self {
         PolicyView {
             policy_id: p.id,
@@ -70,6 +79,7 @@ impl PolicyView {
             warning_threshold: p.warning_threshold,
             action_threshold: p.action_threshold,
             enabled: p.enabled,
+            budget_archived: false,
             timezone: p.timezone.name().to_string(),
         }
     }
@@ -148,7 +158,7 @@ pub struct PolicyFilter {
     /// ignore, warn, soft_limit or hard_limit.
     #[serde(rename = "type")]
     pub policy_type: Option<String>,
-    /// Include disabled policies (default: only enabled ones).
+    /// Include disabled policies and those of archived budgets (default: only those that count).
     pub all: Option<bool>,
 }
 
@@ -156,7 +166,7 @@ impl PolicyFilter {
     pub fn keeps(&self, row: &PolicyRow) -> bool {
         let p = &row.policy;
         let eq = |filter: &Option<String>, value: Option<&str>| filter.as_deref().is_none_or(|f| Some(f) == value);
-        (self.all.unwrap_or(false) || p.enabled)
+        (self.all.unwrap_or(false) || row.counts())
             && self.budget_id.is_none_or(|b| b == p.budget_id)
             && eq(&self.period, Some(p.period.as_str()))
             && eq(&self.provider, p.scope.provider.as_ref().map(|v| v.as_str()))
@@ -177,8 +187,7 @@ pub struct PolicyList {
 pub async fn list(state: web::Data<AppState>, filter: Query<PolicyFilter>) -> Result<HttpResponse, ApiError> {
     let client = state.pool.get().await?;
     let rows = policies::list(&**client).await?;
-    let policies =
-        rows.iter().filter(|r| filter.keeps(r)).map(|r| PolicyView::new(&r.policy, &r.budget_name)).collect();
+    let policies = rows.iter().filter(|r| filter.keeps(r)).map(PolicyView::of).collect();
     Ok(HttpResponse::Ok().json(PolicyList { policies }))
 }
 
@@ -190,7 +199,7 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
     let client = state.pool.get().await?;
     let row = policies::list(&**client).await?.into_iter().find(|r| r.policy.id == id);
     match row {
-        Some(r) => Ok(HttpResponse::Ok().json(PolicyView::new(&r.policy, &r.budget_name))),
+        Some(r) => Ok(HttpResponse::Ok().json(PolicyView::of(&r))),
         None => Err(ApiError::NotFound(format!("no policy has id {id}; list them with GET /api/policies"))),
     }
 }

@@ -105,7 +105,7 @@ impl StatusResponse {
         let waiting = rows
             .iter()
             .filter(|r| !windows.iter().any(|w| w.policy.policy_id == r.policy.id))
-            .map(|r| PolicyView::new(&r.policy, &r.budget_name))
+            .map(PolicyView::of)
             .collect();
         StatusResponse { at, windows, waiting }
     }
@@ -200,16 +200,15 @@ pub async fn windows(
     Ok(out)
 }
 
-/// The policies as the log defined them at the fold's end (archived budgets' policies disabled).
+/// The policies as the log defined them at the fold's end, with whether their budgets were archived.
 fn rows_as_of(fold: &budget_events::audit::LogFold) -> Vec<PolicyRow> {
     fold.policies
         .values()
         .map(|set| {
-            let mut policy = budget_events::domain::policy::Policy::from_event(set);
+            let policy = budget_events::domain::policy::Policy::from_event(set);
             let (name, active) = fold.budgets.get(&set.budget_id).cloned().unwrap_or_else(|| ("?".into(), true));
-            policy.enabled &= active;
             let created_at = fold.created.get(&set.policy_id).copied().unwrap_or(DateTime::<Utc>::MIN_UTC);
-            PolicyRow { policy, budget_name: name, created_at, updated_at: created_at }
+            PolicyRow { policy, budget_name: name, budget_active: active, created_at, updated_at: created_at }
         })
         .collect()
 }
@@ -273,7 +272,7 @@ pub fn window_status(row: &PolicyRow, w: &WindowAccount, now: Option<DateTime<Ut
         _ => None,
     };
     WindowStatus {
-        policy: PolicyView::new(p, &row.budget_name),
+        policy: PolicyView::of(row),
         window: w.window_key.clone(),
         window_start: w.window_start,
         window_end: w.window_end,

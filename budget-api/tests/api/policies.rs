@@ -211,6 +211,18 @@ async fn budgets_are_created_renamed_and_archived_and_archived_ones_stop_countin
     assert_eq!(r.status().as_u16(), 200);
     let r: Value = app.post("/api/usage", &record).await.json().await.unwrap();
     assert_eq!(r["over_limit"], false, "an archived budget's policies no longer count");
+    // …and are no longer shown as if they did: status and the active policies leave them out (their
+    // window stood still at 1,200 tokens, "ok"), and the list of all policies says why.
+    let (_, status) = app.get_json("/api/status").await;
+    assert!(status["windows"].as_array().unwrap().is_empty(), "{status}");
+    let (_, active) = app.get_json("/api/policies").await;
+    assert!(active["policies"].as_array().unwrap().is_empty(), "{active}");
+    let (_, all) = app.get_json("/api/policies?all=true").await;
+    assert_eq!(
+        (all["policies"][0]["enabled"].as_bool(), all["policies"][0]["budget_archived"].as_bool()),
+        (Some(true), Some(true)),
+        "{all}"
+    );
     let r = app.post("/api/policies", &json!({"budget": "research", "period": "weekly", "cost_limit": 1})).await;
     assert_error(r, 409, "budget_archived").await;
     let missing = "00000000-0000-0000-0000-000000000009";

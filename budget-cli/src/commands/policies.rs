@@ -39,7 +39,13 @@ pub async fn run(client: &Client, command: PoliciesCommand) -> anyhow::Result<()
                         Cell::new(&p.scope),
                         Cell::new(limits(p)),
                         Cell::new(format!("{}% / {}%", share(p.warning_threshold), share(p.action_threshold))),
-                        Cell::new(if p.enabled { "yes" } else { "no" }),
+                        Cell::new(match (p.enabled, p.budget_archived) {
+                            (true, false) => "yes",
+                            (false, false) => "no",
+                            // Counts nothing either way (`--all` lists it).
+                            (true, true) => "yes, budget archived",
+                            (false, true) => "no, budget archived",
+                        }),
                     ]);
                 }
                 crate::say!("{t}");
@@ -55,6 +61,14 @@ pub async fn run(client: &Client, command: PoliciesCommand) -> anyhow::Result<()
 async fn switch(client: &Client, given: &str, enable: bool, json: bool) -> anyhow::Result<()> {
     let id = resolve(client, Kind::Policy, given).await?;
     let before: PolicyView = client.get(&format!("/api/policies/{id}"), &[]).await?;
+    if before.budget_archived {
+        // Checked here too: "already enabled" would read as if it counted.
+        anyhow::bail!(
+            "policy {} ({}) counts nothing, enabled or not: its budget is archived, and an archived budget takes no changes; set the limit again in another budget (`budget set_limit … --budget NAME`)",
+            short_id(before.policy_id),
+            words(&before),
+        );
+    }
     if before.enabled == enable && !json {
         let state = if enable { "enabled" } else { "disabled" };
         crate::say!(

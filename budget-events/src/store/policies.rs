@@ -156,8 +156,18 @@ pub async fn insert_budget(tx: &WriteTx, b: &BudgetCreated) -> Result<(), tokio_
 pub struct PolicyRow {
     pub policy: Policy,
     pub budget_name: String,
+    /// False once its budget is archived: the policy then counts nothing, whatever its own flag says.
+    pub budget_active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl PolicyRow {
+    /// Whether the policy counts new usage and checks: enabled, in a budget not archived (as the
+    /// write path loads it, `load_all`).
+    pub fn counts(&self) -> bool {
+        self.policy.enabled && self.budget_active
+    }
 }
 
 /// Policies with their budget names, oldest first.
@@ -165,7 +175,8 @@ pub async fn list(client: &impl GenericClient) -> Result<Vec<PolicyRow>, tokio_p
     let rows = client
         .query(
             "SELECT p.policy_id, p.budget_id, p.policy_type, p.period, p.scope, p.cost_limit, p.token_limit,
-                    p.warning_threshold, p.action_threshold, p.enabled, p.timezone, b.name AS budget_name, p.created_at, p.updated_at
+                    p.warning_threshold, p.action_threshold, p.enabled, p.timezone, b.name AS budget_name, b.active AS budget_active,
+                    p.created_at, p.updated_at
              FROM policies p JOIN budgets b USING (budget_id)
              ORDER BY p.created_at, p.policy_id",
             &[],
@@ -176,6 +187,7 @@ pub async fn list(client: &impl GenericClient) -> Result<Vec<PolicyRow>, tokio_p
         .map(|r| PolicyRow {
             policy: policy_from_row(r),
             budget_name: r.get("budget_name"),
+            budget_active: r.get("budget_active"),
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),
         })
