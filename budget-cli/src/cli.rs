@@ -392,9 +392,50 @@ pub enum PoliciesCommand {
 
 #[derive(Subcommand)]
 pub enum BudgetsCommand {
-    /// List budgets.
-    #[command(after_help = "Example:\n  budget budgets list")]
+    /// List budgets (archived ones too with --all).
+    #[command(after_help = "Examples:\n  budget budgets list\n  budget budgets list --all")]
     List {
+        /// Archived budgets too.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a budget: a named container of policies (`set_limit --budget NAME` also creates one).
+    #[command(
+        after_help = "Example:\n  budget budgets create research --owner alice --description \"R&D experiments\""
+    )]
+    Create {
+        /// Its name: unique, 1 to 128 printable characters.
+        name: String,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+        /// Who answers for it.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Print JSON (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename a budget; its policies and their windows stay as they are.
+    #[command(after_help = "Example:\n  budget budgets rename research lab")]
+    Rename {
+        /// The budget's name, or its id (whole, or its last 8 characters).
+        budget: String,
+        /// The new name.
+        new_name: String,
+        /// Print JSON (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Archive a budget: its policies stop counting and limiting anything. The log keeps everything;
+    /// an archived budget takes no new limits and cannot be brought back.
+    #[command(after_help = "Example:\n  budget budgets archive research")]
+    Archive {
+        /// The budget's name, or its id (whole, or its last 8 characters).
+        budget: String,
         /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,

@@ -38,7 +38,13 @@ impl Kind {
     /// (path, query, list field, id field, the command that lists them).
     fn list(self) -> (&'static str, &'static [(&'static str, &'static str)], &'static str, &'static str, &'static str) {
         match self {
-            Kind::Budget => ("/api/budgets", &[], "budgets", "budget_id", "budget budgets list"),
+            Kind::Budget => (
+                "/api/budgets",
+                &[("all", "true"), ("limit", "500")],
+                "budgets",
+                "budget_id",
+                "budget budgets list --all",
+            ),
             Kind::Policy => {
                 ("/api/policies", &[("all", "true")], "policies", "policy_id", "budget policies list --all")
             }

@@ -1726,3 +1726,39 @@ async fn status_names_each_task_s_window() {
     let text = stdout(&budget(&s.url, &["status", "--period", "daily"]).await);
     assert!(!text.contains("Window"), "a daily window is told by its reset time: {text}");
 }
+
+/// Budgets are made, renamed and archived from the CLI (not only by `set_limit --budget` and the
+/// API); an archived budget's policies leave `status` and say why where they are still listed.
+#[tokio::test]
+async fn budgets_are_created_renamed_and_archived() {
+    let s = server().await;
+    let out = budget(&s.url, &["budgets", "create", "research", "--owner", "alice", "--description", "R&D"]).await;
+    assert!(stdout(&out).starts_with("Created budget research ("), "{}{}", stdout(&out), stderr(&out));
+    let out = budget(&s.url, &["budgets", "create", "research"]).await;
+    assert!(!out.status.success() && stderr(&out).contains("budget_exists"), "{}", stderr(&out));
+    assert!(budget(&s.url, &["set_limit", "daily", "5", "--budget", "research"]).await.status.success());
+
+    let out = budget(&s.url, &["budgets", "rename", "research", "lab"]).await;
+    assert_eq!(stdout(&out).trim(), "Renamed budget research to lab.", "{}", stderr(&out));
+    assert!(stdout(&budget(&s.url, &["policies", "list"]).await).contains("lab"));
+
+    let out = budget(&s.url, &["budgets", "archive", "lab"]).await;
+    assert!(
+        stdout(&out).starts_with("Archived budget lab: its 1 policy no longer counts or limits anything"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let status = stdout(&budget(&s.url, &["status"]).await);
+    assert!(status.contains("No active policies"), "{status}");
+    let list = stdout(&budget(&s.url, &["budgets", "list"]).await);
+    assert!(!list.contains("lab"), "{list}");
+    let all = stdout(&budget(&s.url, &["budgets", "list", "--all"]).await);
+    assert!(all.contains("lab") && all.contains("false"), "{all}");
+    let shown = stdout(&budget(&s.url, &["budgets", "show", "lab"]).await);
+    assert!(shown.contains("archived: its policies count nothing"), "{shown}");
+    let policies = stdout(&budget(&s.url, &["policies", "list", "--all"]).await);
+    assert!(policies.contains("yes, budget archived"), "{policies}");
+    let out = budget(&s.url, &["budgets", "archive", "lab"]).await;
+    assert_eq!(stdout(&out).trim(), "Budget lab is already archived; nothing was changed.", "{}", stderr(&out));
+}

@@ -1,7 +1,8 @@
-//! `budget budgets list|show`.
+//! `budget budgets list|show|create|rename|archive`.
 
-use budget_api::routes::budgets::{BudgetDetail, BudgetList};
+use budget_api::routes::budgets::{BudgetChanged, BudgetDetail, BudgetList};
 use comfy_table::Cell;
+use serde_json::json;
 
 use crate::cli::BudgetsCommand;
 use crate::client::Client;
@@ -10,8 +11,9 @@ use crate::output::{print_json, right, table};
 
 pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()> {
     match command {
-        BudgetsCommand::List { json } => {
-            let list: BudgetList = client.get("/api/budgets", &[]).await?;
+        BudgetsCommand::List { all, json } => {
+            let query = if all { vec![("all", "true".to_string())] } else { Vec::new() };
+            let list: BudgetList = client.get("/api/budgets", &query).await?;
             if json {
                 print_json(&serde_json::to_value(&list)?);
                 return Ok(());
@@ -43,10 +45,66 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
             }
             let b = &detail.budget;
             crate::say!("Budget {} ({}), {}", b.name, b.budget_id, crate::output::count(b.policies, "policy"));
+            if !b.active {
+                crate::say!(
+                    "It is archived: its policies count nothing; the windows below stand where archiving left them."
+                );
+            }
             if !detail.status.is_empty() {
                 print_windows(&detail.status);
             }
             print_waiting(&detail.waiting);
+        }
+        BudgetsCommand::Create { name, description, owner, json } => {
+            let body = json!({"name": name, "description": description, "owner": owner});
+            let created: BudgetChanged = client.post("/api/budgets", &body).await?;
+            client.remember_write(created.position);
+            if json {
+                print_json(&serde_json::to_value(&created)?);
+            } else {
+                crate::say!(
+                    "Created budget {} ({}); `budget set_limit daily 10.0 --budget {}` gives it a limit.",
+                    created.name,
+                    created.budget_id,
+                    created.name
+                );
+            }
+        }
+        BudgetsCommand::Rename { budget, new_name, json } => {
+            let budget_id = resolve(client, &budget).await?;
+            let before: BudgetDetail = client.get(&format!("/api/budgets/{budget_id}"), &[]).await?;
+            let renamed: BudgetChanged =
+                client.patch(&format!("/api/budgets/{budget_id}"), &json!({ "name": new_name })).await?;
+            client.remember_write(renamed.position);
+            if json {
+                print_json(&serde_json::to_value(&renamed)?);
+            } else if renamed.position.is_none() {
+                crate::say!("Budget {} is already named so; nothing was changed.", renamed.name);
+            } else {
+                crate::say!("Renamed budget {} to {}.", before.budget.name, renamed.name);
+            }
+        }
+        BudgetsCommand::Archive { budget, json } => {
+            let budget_id = resolve(client, &budget).await?;
+            let before: BudgetDetail = client.get(&format!("/api/budgets/{budget_id}"), &[]).await?;
+            let archived: BudgetChanged = client.post(&format!("/api/budgets/{budget_id}/archive"), &json!({})).await?;
+            client.remember_write(archived.position);
+            if json {
+                print_json(&serde_json::to_value(&archived)?);
+            } else if !before.budget.active {
+                crate::say!("Budget {} is already archived; nothing was changed.", archived.name);
+            } else {
+                let n = before.budget.policies;
+                crate::say!(
+                    "Archived budget {}: {} no longer {} or {} anything; the log keeps {} and every figure {} made.",
+                    archived.name,
+                    if n == 1 { "its 1 policy".to_string() } else { format!("its {n} policies") },
+                    if n == 1 { "counts" } else { "count" },
+                    if n == 1 { "limits" } else { "limit" },
+                    if n == 1 { "it" } else { "them" },
+                    if n == 1 { "it" } else { "they" },
+                );
+            }
         }
     }
     Ok(())
@@ -57,8 +115,8 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
 async fn resolve(client: &Client, given: &str) -> anyhow::Result<String> {
     let mut offset = 0;
     loop {
-        let page: BudgetList =
-            client.get("/api/budgets", &[("limit", "500".to_string()), ("offset", offset.to_string())]).await?;
+        let query = [("all", "true".to_string()), ("limit", "500".to_string()), ("offset", offset.to_string())];
+        let page: BudgetList = client.get("/api/budgets", &query).await?;
         if let Some(b) = page.budgets.iter().find(|b| b.name == given.trim()) {
             return Ok(b.budget_id.to_string());
         }
@@ -69,7 +127,7 @@ async fn resolve(client: &Client, given: &str) -> anyhow::Result<String> {
     }
     let looks_like_id = given.trim().chars().all(|c| c.is_ascii_hexdigit() || c == '-');
     if !looks_like_id {
-        anyhow::bail!("no budget is named `{}`; `budget budgets list` lists them", given.trim());
+        anyhow::bail!("no budget is named `{}`; `budget budgets list --all` lists them", given.trim());
     }
     crate::ids::resolve(client, crate::ids::Kind::Budget, given).await
 }
