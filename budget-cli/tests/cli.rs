@@ -1501,15 +1501,18 @@ async fn optimize_says_what_its_savings_are_per() {
     post_usage(
         &s.url,
         serde_json::json!({"provider": "acme", "model": "big", "component": "codex", "task_type": "coding",
-                           "input_tokens": 10000, "output_tokens": 2000}),
+                           "input_tokens": 10001, "output_tokens": 2000}),
     )
     .await;
     wait_applied(&s.url, 1).await;
-    for (period, header) in [("daily", "Saves / day"), ("weekly", "Saves / week")] {
+    // $0.108009 saved over 30 days: the table rounds it as the sentence below it does (it showed
+    // $0.0036003 above "about $0.0036 per day").
+    for (period, header, saves) in [("daily", "Saves / day", "$0.0036"), ("weekly", "Saves / week", "$0.0252")] {
         let out = budget(&s.url, &["optimize", "--period", period]).await;
         let text = stdout(&out);
         assert!(out.status.success() && text.contains("model_substitution"), "{text}{}", stderr(&out));
         assert!(text.contains(header) && !text.contains("/ period"), "{period}: {text}");
+        assert!(text.contains(&format!(" {saves} ┆")) && text.contains(&format!("about {saves} per")), "{text}");
     }
 }
 

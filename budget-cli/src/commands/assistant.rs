@@ -126,7 +126,8 @@ pub async fn optimize(client: &Client, args: AssistantArgs) -> anyhow::Result<()
             t.add_row(vec![
                 right(x.rank),
                 Cell::new(&x.kind),
-                right(format!("${}", x.estimated_savings_per_period)),
+                // Rounded as the summary below rounds it (the field keeps every digit for scripts).
+                right(budget_api::assistant::usd(x.estimated_savings_per_period)),
                 Cell::new(&x.confidence),
                 Cell::new(&x.recommendation),
             ]);
