@@ -96,6 +96,8 @@ pub async fn updates_for(
     let mut windows: BTreeMap<(Uuid, String), RecordedEvent> = BTreeMap::new();
     let mut allocations: BTreeMap<Uuid, RecordedEvent> = BTreeMap::new();
     let mut policies_changed: BTreeMap<Uuid, RecordedEvent> = BTreeMap::new();
+    // A renamed or archived budget changes every one of its windows' cards (the name; whether it counts).
+    let mut budgets_changed: BTreeMap<Uuid, RecordedEvent> = BTreeMap::new();
     let mut out = Vec::new();
     let (mut recorded, mut repriced, mut last_usage) = (0usize, 0usize, None);
     for e in events {
@@ -133,6 +135,12 @@ pub async fn updates_for(
                 }
                 policies_changed.insert(p.policy_id, e.clone());
             }
+            Event::BudgetUpdated(b) if b.name.is_some() => {
+                budgets_changed.insert(b.budget_id, e.clone());
+            }
+            Event::BudgetArchived(b) => {
+                budgets_changed.insert(b.budget_id, e.clone());
+            }
             Event::PriceSet(p) if wanted(PRICE_UPDATES) => out.push(Update::new(
                 PRICE_UPDATES,
                 "price_update",
@@ -167,6 +175,7 @@ pub async fn updates_for(
     if !wanted(BUDGET_EVENTS) {
         windows.clear();
         policies_changed.clear();
+        budgets_changed.clear();
     }
     if !wanted(ALLOCATION_UPDATES) && !wanted(BUDGET_EVENTS) {
         allocations.clear();
@@ -194,10 +203,18 @@ pub async fn updates_for(
             }
         }
     }
-    if windows.is_empty() && policies_changed.is_empty() {
+    if windows.is_empty() && policies_changed.is_empty() && budgets_changed.is_empty() {
         return Ok(out);
     }
     let rows = policies::list(client).await?;
+    for row in &rows {
+        if let Some(e) = budgets_changed.get(&row.policy.budget_id) {
+            let latest = policies_changed.get(&row.policy.id).is_some_and(|p| p.position > e.position);
+            if !latest {
+                policies_changed.insert(row.policy.id, e.clone());
+            }
+        }
+    }
     // A changed policy's current window (its limit or thresholds moved).
     for (id, e) in &policies_changed {
         if let Some(row) = rows.iter().find(|r| r.policy.id == *id) {

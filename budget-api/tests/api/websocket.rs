@@ -91,6 +91,45 @@ async fn budget_updates_follow_usage_recorded_over_rest() {
     assert!(s["window_start"].is_string() && s["window_end"].is_string());
 }
 
+/// Renaming or archiving a budget changes what its windows' cards say (the name; whether they count at
+/// all): each of its policies gets a `budget_update`, as for a change of the policy itself. The
+/// dashboard kept an archived budget's cards until the next record.
+#[tokio::test]
+async fn renaming_or_archiving_a_budget_updates_its_windows() {
+    let app = spawn_app().await;
+    let policy = json!({"budget": "team", "period": "daily", "cost_limit": "2", "provider": "openai"});
+    let set: Value = app.post("/api/policies", &policy).await.json().await.unwrap();
+    let budget_id = set["policy"]["budget_id"].as_str().unwrap().to_string();
+    let mut ws = connect(&app.address, "/ws/budget/updates").await;
+    welcome(&mut ws, "budget_events").await;
+    let renamed: Value = app
+        .http
+        .patch(app.url(&format!("/api/budgets/{budget_id}")))
+        .json(&json!({"name": "lab"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let m = update_at(&mut ws, &renamed["position"]).await;
+    assert_eq!(
+        (m["payload"]["budget_name"].as_str(), &m["payload"]["policy_id"]),
+        (Some("lab"), &set["policy"]["policy_id"])
+    );
+    let archived: Value = app
+        .http
+        .post(app.url(&format!("/api/budgets/{budget_id}/archive")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let m = update_at(&mut ws, &archived["position"]).await;
+    assert_eq!(m["payload"]["policy_id"], set["policy"]["policy_id"]);
+}
+
 #[tokio::test]
 async fn usage_updates_announce_every_batch_of_records_whatever_its_policies() {
     let app = spawn_app().await;
