@@ -219,7 +219,13 @@ pub async fn updates_for(
     for (id, e) in &policies_changed {
         if let Some(row) = rows.iter().find(|r| r.policy.id == *id) {
             if let Some(w) = row.policy.calendar_window_at(Utc::now()) {
-                windows.entry((*id, w.key)).or_insert_with(|| e.clone());
+                // The window's update carries the latest event of the batch that touched it: an earlier
+                // one (its policy's opening, before a rename in the same batch) would leave a client
+                // waiting for the later position.
+                let latest = windows.entry((*id, w.key)).or_insert_with(|| e.clone());
+                if latest.position < e.position {
+                    *latest = e.clone();
+                }
             }
         }
     }

@@ -117,15 +117,8 @@ async fn renaming_or_archiving_a_budget_updates_its_windows() {
         (m["payload"]["budget_name"].as_str(), &m["payload"]["policy_id"]),
         (Some("lab"), &set["policy"]["policy_id"])
     );
-    let archived: Value = app
-        .http
-        .post(app.url(&format!("/api/budgets/{budget_id}/archive")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let archived: Value =
+        app.post(&format!("/api/budgets/{budget_id}/archive"), &json!({})).await.json().await.unwrap();
     let m = update_at(&mut ws, &archived["position"]).await;
     assert_eq!(m["payload"]["policy_id"], set["policy"]["policy_id"]);
 }
