@@ -94,16 +94,16 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
             } else if !before.budget.active {
                 crate::say!("Budget {} is already archived; nothing was changed.", archived.name);
             } else {
-                let n = before.budget.policies;
-                crate::say!(
-                    "Archived budget {}: {} no longer {} or {} anything; the log keeps {} and every figure {} made.",
-                    archived.name,
-                    if n == 1 { "its 1 policy".to_string() } else { format!("its {n} policies") },
-                    if n == 1 { "counts" } else { "count" },
-                    if n == 1 { "limits" } else { "limit" },
-                    if n == 1 { "it" } else { "them" },
-                    if n == 1 { "it" } else { "they" },
-                );
+                let name = &archived.name;
+                match before.budget.policies {
+                    0 => crate::say!("Archived budget {name}; it had no policies."),
+                    1 => crate::say!(
+                        "Archived budget {name}: its 1 policy no longer counts or limits anything; the log keeps it and every figure it made."
+                    ),
+                    n => crate::say!(
+                        "Archived budget {name}: its {n} policies no longer count or limit anything; the log keeps them and every figure they made."
+                    ),
+                }
             }
         }
     }
