@@ -26,7 +26,8 @@ pub struct NewKey {
     /// read, write or admin.
     #[schema(value_type = String, example = "write")]
     pub scope: KeyScope,
-    /// Bind the key to one component: it records usage and reserves for that component only.
+    /// Bind a write key to one component: it records usage and reserves for that component only
+    /// (read and admin keys are bound to none).
     #[serde(default)]
     #[schema(schema_with = budget_events::openapi::optional_component)]
     pub component: Option<String>,
@@ -99,6 +100,20 @@ pub async fn create(
     let input: NewKey = body::parse(&body::read(payload, 4096).await?)?;
     let mut problems = Vec::new();
     let component = match &input.component {
+        // Binding is what stops a leaked write key from spending for others; a read key spends
+        // nothing, and an admin key could create itself an unbound one, so binding those would
+        // only look like protection.
+        Some(_) if input.scope != KeyScope::Write => {
+            problems.push((
+                "component".into(),
+                format!(
+                    "only a write key is bound to a component (a {} key {}); leave component out, or create it with `--scope write`",
+                    input.scope.as_str(),
+                    if input.scope == KeyScope::Read { "records nothing" } else { "could create itself an unbound key" }
+                ),
+            ));
+            None
+        }
         Some(c) => Component::parse(c).map_err(|e| problems.push(("component".into(), e.to_string()))).ok(),
         None => None,
     };

@@ -153,6 +153,29 @@ async fn a_component_key_acts_for_its_component_only() {
     assert!(meta["key_id"].is_string());
 }
 
+/// Only a write key is bound to a component: a read key records nothing, and an admin key could make
+/// itself an unbound key, so binding either would protect nothing while looking as if it did.
+#[tokio::test]
+async fn only_write_keys_are_bound_to_a_component() {
+    let app = keyed_app().await;
+    for scope in ["read", "admin"] {
+        let r = app
+            .http
+            .post(app.url("/api/keys"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"scope": scope, "component": "codex"}))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "validation_failed", "{body}");
+        let problem = body["error"]["details"][0].to_string();
+        assert!(problem.contains("component") && problem.contains("--scope write"), "{scope}: {body}");
+    }
+    assert_eq!(app.events().await, 0, "a refused key is not created");
+    create_key(&app, json!({"scope": "write", "component": "codex"})).await;
+}
+
 /// A key bound to a component speaks for it: a request that leaves `component` out counts for the
 /// key's component. Without such a key, leaving it out is refused and the error names both ways.
 #[tokio::test]
