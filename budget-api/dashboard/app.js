@@ -202,7 +202,9 @@ function gauge(w, now) {
     el('p', { class: 'when' }, `${plural(w.records, 'record')} · ${w.resets_at ? `resets ${fromNow(w.resets_at)}` : w.window.replace(':', ' ')}`),
     el('p', { class: 'when', dataset: { field: 'projection' }, text: projection(w, now) }),
     w.note ? el('p', { class: 'hint', text: w.note }) : null,
-    el('button', { type: 'button', class: 'link', on: { click: () => explain(w) } }, 'Explain'));
+    el('p', { class: 'actions' },
+      el('button', { type: 'button', class: 'link', on: { click: () => explain(w) } }, 'Explain'),
+      changeButton(w)));
   return card;
 }
 
@@ -215,7 +217,8 @@ function waiting(p) {
       el('span', { class: 'badge', text: 'no window yet' })),
     el('p', { class: 'scope', text: p.scope }),
     el('p', { class: 'figures', text: `limit ${limits.filter(Boolean).join(' and ')} per ${each}` }),
-    el('p', { class: 'hint', text: `Each ${each} gets its own window with its first call or reservation.` }));
+    el('p', { class: 'hint', text: `Each ${each} gets its own window with its first call or reservation.` }),
+    el('p', { class: 'actions' }, changeButton(p)));
 }
 
 // One bar: used, then reserved after it, against the limit.
@@ -254,6 +257,104 @@ function projection(w, now) {
   const eta = (left / used) * elapsed;
   if (now + eta >= end) return 'At this rate, not exhausted before the reset.';
   return `At this rate, exhausted in ${span(eta)} (${utc(new Date(now + eta).toISOString())}).`;
+}
+
+// ---- Changing a limit ----------------------------------------------------------------------------
+
+// Offered to admin keys only (the API refuses the others with 403 anyway). The form is a dialog, not
+// part of the card: live updates redraw the cards several times a second under traffic.
+function changeButton(p) {
+  return may('admin')
+    ? el('button', { type: 'button', class: 'link', dataset: { action: 'change' }, on: { click: () => changeLimit(p) } }, 'Change')
+    : null;
+}
+
+const POLICY_TYPES = ['ignore', 'warn', 'soft_limit', 'hard_limit'];
+
+function changeLimit(p) {
+  const dialog = $('#limit');
+  $('#limit-h').textContent = `Change limit: ${p.period.replace('_', ' ')} ${p.type.replace('_', ' ')} · ${p.scope}`;
+  const cost = p.cost_limit !== null
+    ? el('input', { id: 'limit-cost', inputmode: 'decimal', autocomplete: 'off', value: String(p.cost_limit) }) : null;
+  const toks = p.token_limit !== null
+    ? el('input', { id: 'limit-tokens', inputmode: 'numeric', autocomplete: 'off', value: String(p.token_limit) }) : null;
+  const type = el('select', { id: 'limit-type' },
+    ...POLICY_TYPES.map((t) => el('option', { value: t, selected: t === p.type }, t.replace('_', ' '))));
+  const error = el('p', { id: 'limit-error', class: 'error', role: 'alert' });
+  const save = el('button', { type: 'submit' }, 'Save');
+  const disable = el('button', { type: 'button', id: 'limit-disable' }, 'Disable this limit');
+  disable.addEventListener('click', () => disableLimit(p, disable, error));
+  const form = el('form', { class: 'limit-form', on: { submit: (e) => { e.preventDefault(); saveLimit(p, { cost, toks, type }, save, error); } } },
+    cost ? el('label', { for: 'limit-cost' }, 'Cost limit, in dollars', cost) : null,
+    toks ? el('label', { for: 'limit-tokens' }, 'Token limit', toks) : null,
+    el('label', { for: 'limit-type' }, 'Type: a hard limit refuses calls and reservations past it, soft limits and warnings let them through and warn, ignore only counts', type),
+    error,
+    el('div', { class: 'buttons' }, save, disable),
+    el('p', { class: 'hint', text: `The window keeps what it has counted. From the terminal: budget policies list, budget policies disable ${p.policy_id}.` }));
+  $('#limit-body').replaceChildren(form);
+  if (!dialog.open) dialog.showModal();
+  (cost || toks || type).focus();
+}
+
+// `$1,250.50` → `1250.50`: the digits as typed, sent as text so that no float rounds them.
+function amountText(input) {
+  return input.value.trim().replace(/^\$/, '').replace(/,/g, '');
+}
+
+async function saveLimit(p, inputs, button, error) {
+  const patch = { type: inputs.type.value };
+  if (inputs.cost) {
+    const text = amountText(inputs.cost);
+    if (!/^\d+(\.\d+)?$/.test(text)) {
+      error.textContent = `“${inputs.cost.value}” is not an amount: write dollars and cents, e.g. 25 or 12.50.`;
+      return inputs.cost.focus();
+    }
+    patch.cost_limit = text;
+  }
+  if (inputs.toks) {
+    const text = amountText(inputs.toks);
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
+      error.textContent = `“${inputs.toks.value}” is not a number of tokens: write a whole number, e.g. 200000.`;
+      return inputs.toks.focus();
+    }
+    patch.token_limit = Number(text);
+  }
+  button.disabled = true;
+  error.textContent = '';
+  try {
+    const done = await api(`/api/policies/${p.policy_id}`, { method: 'PATCH', body: patch });
+    $('#limit').close();
+    const v = done.policy;
+    const limits = [v.cost_limit !== null ? money(v.cost_limit) : null, v.token_limit !== null ? `${tokens(v.token_limit)} tokens` : null];
+    $('#limits-note').textContent = !Number.isInteger(done.position)
+      ? `Nothing changed: the ${p.period} limit on ${p.scope} was already ${limits.filter(Boolean).join(' and ')} (${v.type.replace('_', ' ')}).`
+      : `The ${p.period} limit on ${p.scope} is now ${limits.filter(Boolean).join(' and ')} (${v.type.replace('_', ' ')}).`;
+    await run(loadLimits);
+  } catch (e) {
+    error.textContent = `Not changed: ${e.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// Two clicks: the first says what disabling does, the second does it.
+async function disableLimit(p, button, error) {
+  if (button.dataset.armed !== 'true') {
+    button.dataset.armed = 'true';
+    button.textContent = 'Click again to disable: it stops counting and limiting';
+    return;
+  }
+  button.disabled = true;
+  error.textContent = '';
+  try {
+    await api(`/api/policies/${p.policy_id}/disable`, { method: 'POST', body: {} });
+    $('#limit').close();
+    $('#limits-note').textContent = `Disabled the ${p.period} limit on ${p.scope}: it no longer counts or limits anything. Turn it back on with: budget policies enable ${p.policy_id}`;
+    await run(loadLimits);
+  } catch (e) {
+    error.textContent = `Not disabled: ${e.message}`;
+    button.disabled = false;
+  }
 }
 
 // ---- Explain -------------------------------------------------------------------------------------
@@ -716,6 +817,7 @@ function wire() {
     searchTimer = setTimeout(() => run(loadPrices), 200);
   });
   $('#explain-close').addEventListener('click', () => $('#explain').close());
+  $('#limit-close').addEventListener('click', () => $('#limit').close());
   let resizeTimer = null;
   window.addEventListener('resize', () => {
     clearTimeout(resizeTimer);

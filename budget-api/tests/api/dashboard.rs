@@ -1,7 +1,8 @@
 //! The dashboard in a real headless Chromium, against a server with keys and data: sign-in (a wrong
 //! key is refused clearly), gauges equal to `GET /api/status`, a record posted over REST moving its
 //! gauge and the spend total without a reload, an alert acknowledged from the page, and the page
-//! fitting 390 px. Screenshots (1280 px light and dark, 390 px) go to `target/dashboard/`.
+//! fitting 390 px; an admin changing or disabling a limit from its card. Screenshots (1280 px light
+//! and dark, 390 px, the change dialog) go to `target/dashboard/`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -350,4 +351,136 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
             Duration::from_secs(5),
         )
         .await;
+}
+
+/// An admin changes a limit and its type from its card, or disables it; a wrong amount is refused on
+/// the page with what to write, and nothing is sent. A read key is offered neither.
+#[tokio::test]
+async fn an_admin_changes_or_disables_a_limit_from_its_card() {
+    let app = spawn_app_with(|s| s.security.admin_key = Some(ADMIN.into())).await;
+    let read = create_key(&app, "read", "wallboard").await;
+    let daily = post(
+        &app,
+        ADMIN,
+        "/api/policies",
+        json!({"period": "daily", "cost_limit": 1.0, "provider": "openai", "policy_type": "hard_limit"}),
+    )
+    .await["policy"]["policy_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A per-session limit has no window yet: its card is the waiting kind, and changes all the same.
+    let session = post(
+        &app,
+        ADMIN,
+        "/api/policies",
+        json!({"period": "per_session", "token_limit": 20000, "component": "scribe", "policy_type": "warn"}),
+    )
+    .await["policy"]["policy_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let policy = |id: String| {
+        let app = &app;
+        async move { get(app, ADMIN, &format!("/api/policies/{id}")).await }
+    };
+
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&app.url("/")).await;
+    let sign_in = |key: String| {
+        let browser = &browser;
+        async move {
+            browser
+                .wait_for(
+                    "the sign-in form",
+                    "return !document.querySelector('#sign-in').hidden",
+                    Duration::from_secs(10),
+                )
+                .await;
+            browser.type_into("#api-key", &key).await;
+            browser.click("#sign-in-form button[type=submit]").await;
+            browser.wait_for("the loaded page", "return document.body.dataset.ready", Duration::from_secs(15)).await;
+        }
+    };
+    sign_in(read.clone()).await;
+    assert_eq!(browser.eval("return document.querySelectorAll('.gauge').length").await, 2);
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('[data-action=change]').length").await,
+        0,
+        "a read key is offered no change"
+    );
+    browser.click("#sign-out").await;
+    browser.eval("document.body.dataset.ready = ''").await;
+    sign_in(ADMIN.to_string()).await;
+
+    // A cost limit: a wrong amount first, then $2.50 as a warning.
+    browser.click(&format!(".gauge[data-policy=\"{daily}\"] [data-action=change]")).await;
+    browser.wait_for("the change dialog", "return document.querySelector('#limit').open", Duration::from_secs(5)).await;
+    assert_eq!(browser.eval("return document.querySelector('#limit-cost').value").await, "1");
+    assert_eq!(browser.eval("return document.querySelector('#limit-type').value").await, "hard_limit");
+    assert_eq!(browser.eval("return document.querySelector('#limit-tokens')").await, Value::Null);
+    let events = app.events().await;
+    browser.eval("document.querySelector('#limit-cost').value = ''").await;
+    browser.type_into("#limit-cost", "two").await;
+    browser.click("#limit-body button[type=submit]").await;
+    let error = browser
+        .wait_for("an error", "return document.querySelector('#limit-error').textContent", Duration::from_secs(5))
+        .await;
+    assert!(error.as_str().unwrap().contains("“two” is not an amount"), "{error}");
+    std::fs::create_dir_all(screenshots()).unwrap();
+    browser.screenshot(&screenshots().join("dashboard-change-limit.png")).await;
+    assert_eq!(app.events().await, events, "nothing was sent");
+    browser.eval("document.querySelector('#limit-cost').value = ''").await;
+    browser.type_into("#limit-cost", "$2.50").await;
+    browser.eval("document.querySelector('#limit-type').value = 'warn'").await;
+    browser.click("#limit-body button[type=submit]").await;
+    let note = browser
+        .wait_for(
+            "the change's note",
+            "return !document.querySelector('#limit').open && document.querySelector('#limits-note').textContent",
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(note, "The daily limit on provider=openai is now $2.5 (warn).");
+    let changed = policy(daily.clone()).await;
+    assert_eq!((changed["cost_limit"].as_f64(), changed["type"].as_str()), (Some(2.5), Some("warn")), "{changed}");
+    browser
+        .wait_for(
+            "the card's new limit",
+            &format!(
+                "return document.querySelector('.gauge[data-policy=\"{daily}\"] [data-field=cost_limit]').textContent === '$2.5'"
+            ),
+            Duration::from_secs(5),
+        )
+        .await;
+
+    // A token limit with thousands separators, on the waiting card.
+    browser.click(&format!(".gauge[data-policy=\"{session}\"] [data-action=change]")).await;
+    browser.wait_for("the change dialog", "return document.querySelector('#limit').open", Duration::from_secs(5)).await;
+    browser.eval("document.querySelector('#limit-tokens').value = ''").await;
+    browser.type_into("#limit-tokens", "25,000").await;
+    browser.click("#limit-body button[type=submit]").await;
+    browser
+        .wait_for("the dialog closed", "return !document.querySelector('#limit').open", Duration::from_secs(5))
+        .await;
+    assert_eq!(policy(session.clone()).await["token_limit"], 25000);
+
+    // Disabling takes a second click, which the first one asks for.
+    browser.click(&format!(".gauge[data-policy=\"{daily}\"] [data-action=change]")).await;
+    browser.wait_for("the change dialog", "return document.querySelector('#limit').open", Duration::from_secs(5)).await;
+    browser.click("#limit-disable").await;
+    let asked = browser.eval("return document.querySelector('#limit-disable').textContent").await;
+    assert!(asked.as_str().unwrap().starts_with("Click again to disable"), "{asked}");
+    assert_eq!(policy(daily.clone()).await["enabled"], true);
+    browser.click("#limit-disable").await;
+    browser
+        .wait_for(
+            "the card gone",
+            &format!("return document.querySelector('.gauge[data-policy=\"{daily}\"]') === null"),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(policy(daily.clone()).await["enabled"], false);
+    let note = browser.eval("return document.querySelector('#limits-note').textContent").await;
+    assert!(note.as_str().unwrap().ends_with(&format!("budget policies enable {daily}")), "{note}");
 }
