@@ -1516,6 +1516,43 @@ async fn optimize_says_what_its_savings_are_per() {
     }
 }
 
+/// `budget analyze` shows every window's pace, a line per limit, and says when a token limit is
+/// used up (it printed the findings only, and none for token limits).
+#[tokio::test]
+async fn analyze_shows_each_windows_pace_and_a_used_up_token_limit() {
+    let s = server().await;
+    for args in [
+        &["set_limit", "daily", "0", "--tokens", "1000", "--component", "codex", "--policy-type", "hard_limit"][..],
+        &["set_limit", "daily", "5.0", "--component", "rhetor", "--policy-type", "warn"][..],
+    ] {
+        let out = budget(&s.url, args).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    for component in ["codex", "rhetor"] {
+        post_usage(
+            &s.url,
+            serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": component,
+                               "input_tokens": 1200, "output_tokens": 300, "cost": 0.25}),
+        )
+        .await;
+    }
+    wait_applied(&s.url, 2).await;
+    let out = budget(&s.url, &["analyze"]).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains("- The daily limit of 1,000 tokens on component=codex is used up: 1,500 tokens used and 0 reserved (150%); it resets at "),
+        "{text}"
+    );
+    let row = |scope: &str| {
+        text.lines().find(|l| l.contains(scope)).unwrap_or_else(|| panic!("no line for {scope}: {text}")).to_string()
+    };
+    let codex = row("component=codex");
+    assert!(codex.contains("1,500 tok") && codex.contains("1,000 tok") && codex.contains("used up"), "{codex}");
+    let rhetor = row("component=rhetor");
+    assert!(rhetor.contains("$0.25") && rhetor.contains("$5"), "{rhetor}");
+}
+
 /// The assistant's commands say each thing once: an empty optimize one sentence, and recommend's
 /// table a Budget column only when there is a budget to fit (without one it was `?` on every row).
 #[tokio::test]

@@ -1,12 +1,15 @@
 //! `analyze`: where the money went over a range, where it is heading in every active window, and what
 //! stands out, each finding a sentence with its numbers.
 
+use budget_events::decide::WindowState;
 use budget_events::display::{count, thousands};
+use budget_events::money::{decimal_json, optional_decimal_json};
 use budget_events::store::{allocations, policies};
 use budget_projections::usage_rollups::{self, Totals, UsageFilter};
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::assistant::{number, usd, Range};
 use crate::error::ApiError;
@@ -23,11 +26,47 @@ pub struct Analysis {
     pub breakdown: Value,
     pub series: Value,
     pub trend: Value,
-    pub windows: Value,
+    pub windows: Vec<WindowPace>,
     pub spikes: Value,
     pub top_drivers: Value,
     pub allocation_efficiency: Value,
     pub findings: Vec<String>,
+}
+
+/// One active calendar window at the rate spent so far: each limit's burn rate and where it ends the
+/// window, and when the first limit to run out does (`exhausted_by`; now when one is used up).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WindowPace {
+    pub policy_id: Uuid,
+    pub budget: String,
+    pub period: String,
+    #[serde(rename = "type")]
+    pub policy_type: String,
+    pub scope: String,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    #[serde(with = "decimal_json")]
+    pub used_cost: Decimal,
+    #[serde(with = "decimal_json")]
+    pub reserved_cost: Decimal,
+    #[serde(with = "optional_decimal_json")]
+    pub cost_limit: Option<Decimal>,
+    /// Dollars per hour since the window began.
+    #[serde(with = "decimal_json")]
+    pub burn_rate_per_hour: Decimal,
+    #[serde(with = "decimal_json")]
+    pub projected_end_spend: Decimal,
+    pub used_tokens: i64,
+    pub reserved_tokens: i64,
+    pub token_limit: Option<i64>,
+    #[serde(with = "decimal_json")]
+    pub token_burn_rate_per_hour: Decimal,
+    #[serde(with = "decimal_json")]
+    pub projected_end_tokens: Decimal,
+    pub exhausted_at: Option<DateTime<Utc>>,
+    /// `cost` or `tokens`: the limit that runs out first.
+    pub exhausted_by: Option<String>,
+    pub state: WindowState,
 }
 
 /// The analysis of `range`, and the figures behind it.
@@ -111,7 +150,8 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         None => {}
     }
 
-    // Every active calendar window: burn rate, projected end-of-window spend, when it runs out.
+    // Every active calendar window: each limit's burn rate, its projection to the window's end, and
+    // when the first of its limits runs out (now, when one is used up already).
     let rows = policies::list(client).await?;
     let active: Vec<_> = rows.into_iter().filter(|r| r.counts()).collect();
     let mut windows = Vec::new();
@@ -120,49 +160,72 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         let row = active.iter().find(|r| r.policy.id == w.policy.policy_id).expect("the window's policy is listed");
         let elapsed_hours = hours(now - start).max(Decimal::new(1, 2));
         let left_hours = hours(end - now).max(Decimal::ZERO);
-        let burn = w.used_cost / elapsed_hours;
-        let projected = w.used_cost + burn * left_hours;
-        let limit = row.policy.cost_limit.map(|l| l.amount());
-        let exhausted_at: Option<DateTime<Utc>> = match limit {
-            Some(l) if burn > Decimal::ZERO => {
-                let room = l - w.used_cost - w.reserved_cost;
-                if room <= Decimal::ZERO {
-                    Some(now)
-                } else {
-                    let h = room / burn;
-                    (h <= left_hours).then(|| {
-                        now + Duration::seconds((h * Decimal::from(3600)).round().try_into().unwrap_or(i64::MAX / 2))
-                    })
-                }
-            }
-            _ => None,
+        let cost_limit = row.policy.cost_limit.map(|l| l.amount());
+        let cost = Pace::of(w.used_cost, w.reserved_cost, cost_limit, elapsed_hours, left_hours);
+        let tokens = Pace::of(
+            Decimal::from(w.used_tokens),
+            Decimal::from(w.reserved_tokens),
+            row.policy.token_limit.map(Decimal::from),
+            elapsed_hours,
+            left_hours,
+        );
+        let limit_words = |metric: Metric, amount: Decimal| match metric {
+            Metric::Cost => usd(amount),
+            Metric::Tokens => count(amount.round().try_into().unwrap_or(i64::MAX), "token"),
         };
-        if let (Some(l), Some(at)) = (limit, exhausted_at) {
-            findings.push(format!(
-                "At {}/hour the {} limit of {} on {} runs out at {} ({} projected by the window's end).",
-                usd(burn),
-                w.policy.period,
-                usd(l),
-                w.policy.scope,
-                at.format("%Y-%m-%d %H:%M UTC"),
-                usd(projected)
-            ));
+        for (metric, pace) in [(Metric::Cost, &cost), (Metric::Tokens, &tokens)] {
+            let (Some(limit), Some(in_hours)) = (pace.limit, pace.runs_out_in) else { continue };
+            let scope = format!("{} limit of {} on {}", w.policy.period, limit_words(metric, limit), w.policy.scope);
+            findings.push(if in_hours.is_zero() {
+                format!(
+                    "The {scope} is used up: {} used and {} reserved ({}%); it resets at {}.",
+                    limit_words(metric, pace.used),
+                    match metric {
+                        Metric::Cost => usd(pace.reserved),
+                        Metric::Tokens => thousands(pace.reserved.try_into().unwrap_or(i64::MAX)),
+                    },
+                    ((pace.used + pace.reserved) / limit * Decimal::from(100)).round_dp(1).normalize(),
+                    end.format("%Y-%m-%d %H:%M UTC")
+                )
+            } else {
+                format!(
+                    "At {}/hour the {scope} runs out at {} ({} projected by the window's end).",
+                    match metric {
+                        Metric::Cost => usd(pace.burn),
+                        Metric::Tokens => thousands(pace.burn.round().try_into().unwrap_or(i64::MAX)) + " tokens",
+                    },
+                    at_hours(now, in_hours).format("%Y-%m-%d %H:%M UTC"),
+                    limit_words(metric, pace.projected)
+                )
+            });
         }
-        windows.push(json!({
-            "policy_id": w.policy.policy_id,
-            "budget": row.budget_name,
-            "period": w.policy.period,
-            "scope": w.policy.scope,
-            "window_start": start,
-            "window_end": end,
-            "used_cost": number(w.used_cost),
-            "reserved_cost": number(w.reserved_cost),
-            "cost_limit": limit.map(number),
-            "burn_rate_per_hour": number(burn.round_dp(10)),
-            "projected_end_spend": number(projected.round_dp(10)),
-            "exhausted_at": exhausted_at,
-            "state": w.state,
-        }));
+        // The limit that runs out first decides when the window does.
+        let first = [(Metric::Cost, &cost), (Metric::Tokens, &tokens)]
+            .into_iter()
+            .filter_map(|(metric, pace)| pace.runs_out_in.map(|h| (h, metric)))
+            .min_by_key(|(h, _)| *h);
+        windows.push(WindowPace {
+            policy_id: w.policy.policy_id,
+            budget: row.budget_name.clone(),
+            period: w.policy.period.clone(),
+            policy_type: w.policy.policy_type.clone(),
+            scope: w.policy.scope.clone(),
+            window_start: start,
+            window_end: end,
+            used_cost: w.used_cost,
+            reserved_cost: w.reserved_cost,
+            cost_limit,
+            burn_rate_per_hour: cost.burn.round_dp(10),
+            projected_end_spend: cost.projected.round_dp(10),
+            used_tokens: w.used_tokens,
+            reserved_tokens: w.reserved_tokens,
+            token_limit: row.policy.token_limit,
+            token_burn_rate_per_hour: tokens.burn.round_dp(2),
+            projected_end_tokens: tokens.projected.round(),
+            exhausted_at: first.map(|(h, _)| at_hours(now, h)),
+            exhausted_by: first.map(|(_, metric)| metric.as_str().to_string()),
+            state: w.state,
+        });
     }
 
     // Spend spikes the alerts projection raised in the range.
@@ -236,7 +299,7 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         breakdown: json!(by),
         series: report.series.iter().map(|b| json!({"start": b.start, "cost": number(b.totals.cost), "tokens": b.totals.total_tokens(), "calls": b.totals.count})).collect(),
         trend: json!({"previous_cost": number(before), "change": number(change), "change_fraction": change_fraction.map(number)}),
-        windows: json!(windows),
+        windows,
         spikes: json!(spikes),
         top_drivers: json!(drivers),
         allocation_efficiency: json!(efficiency),
@@ -248,4 +311,58 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
 
 fn hours(d: Duration) -> Decimal {
     Decimal::from(d.num_seconds()) / Decimal::from(3600)
+}
+
+fn at_hours(now: DateTime<Utc>, h: Decimal) -> DateTime<Utc> {
+    now + Duration::seconds((h * Decimal::from(3600)).round().try_into().unwrap_or(i64::MAX / 2))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Metric {
+    Cost,
+    Tokens,
+}
+
+impl Metric {
+    fn as_str(self) -> &'static str {
+        match self {
+            Metric::Cost => "cost",
+            Metric::Tokens => "tokens",
+        }
+    }
+}
+
+/// One limit of a window at the rate spent so far: used and reserved, spent per hour, where that rate
+/// ends the window, and in how many hours the limit runs out (zero: used up already; none: not before
+/// the window ends, or no such limit).
+struct Pace {
+    used: Decimal,
+    reserved: Decimal,
+    limit: Option<Decimal>,
+    burn: Decimal,
+    projected: Decimal,
+    runs_out_in: Option<Decimal>,
+}
+
+impl Pace {
+    fn of(
+        used: Decimal,
+        reserved: Decimal,
+        limit: Option<Decimal>,
+        elapsed_hours: Decimal,
+        left_hours: Decimal,
+    ) -> Pace {
+        let burn = used / elapsed_hours;
+        let runs_out_in = limit.and_then(|l| {
+            let room = l - used - reserved;
+            if room <= Decimal::ZERO {
+                Some(Decimal::ZERO)
+            } else if burn > Decimal::ZERO {
+                Some(room / burn).filter(|h| *h <= left_hours)
+            } else {
+                None
+            }
+        });
+        Pace { used, reserved, limit, burn, projected: used + burn * left_hours, runs_out_in }
+    }
 }

@@ -147,6 +147,60 @@ async fn analyze_and_optimize_give_the_known_answers() {
     }
 }
 
+/// Token limits are analysed as cost limits are: a window's token burn rate and projection, when it
+/// runs out and by which limit, and a finding for a limit already used up (it said nothing of a token
+/// limit at 120 %, and gave its window `exhausted_at: null`).
+#[tokio::test]
+async fn analyze_follows_token_limits_too() {
+    let app = spawn_app().await;
+    for policy in [
+        // In a budget of their own: the workload sets a daily cost limit on codex in `default`.
+        json!({"budget": "tokens", "period": "daily", "type": "hard_limit", "token_limit": 100000, "component": "codex"}),
+        json!({"budget": "tokens", "period": "daily", "type": "warn", "token_limit": 1000000000, "component": "vision-bot"}),
+    ] {
+        assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201, "{policy}");
+    }
+    workload(&app).await;
+    let asked_at = Utc::now();
+    let r: Value =
+        app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 30})).await.json().await.unwrap();
+    let a = &r["analysis"];
+    let window = |scope: &str| {
+        a["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["scope"] == scope && w["token_limit"].is_number())
+            .cloned()
+            .unwrap_or_else(|| panic!("a token window for {scope}: {a:#}"))
+    };
+
+    // codex: 10 calls of 12,000 tokens against 100,000: used up, by its token limit.
+    let codex = window("component=codex");
+    assert_eq!(
+        (codex["used_tokens"].as_i64(), codex["token_limit"].as_i64(), codex["exhausted_by"].as_str()),
+        (Some(120_000), Some(100_000), Some("tokens")),
+        "{codex}"
+    );
+    let at: DateTime<Utc> = codex["exhausted_at"].as_str().expect("a used-up window is exhausted").parse().unwrap();
+    assert!((at - asked_at).num_seconds().abs() <= 10, "{codex}");
+    let end: DateTime<Utc> = codex["window_end"].as_str().unwrap().parse().unwrap();
+    let used_up = format!(
+        "The daily limit of 100,000 tokens on component=codex is used up: 120,000 tokens used and 0 reserved (120%); it resets at {}.",
+        end.format("%Y-%m-%d %H:%M UTC")
+    );
+    assert!(a["findings"].as_array().unwrap().iter().any(|f| f == used_up.as_str()), "{used_up}\n{a:#}");
+
+    // vision-bot: 5,000 tokens so far, at the window's rate, nowhere near a billion.
+    let vision = window("component=vision-bot");
+    let start: DateTime<Utc> = vision["window_start"].as_str().unwrap().parse().unwrap();
+    let elapsed_hours = ((asked_at - start).num_seconds() as f64 / 3600.0).max(0.01);
+    let burn = vision["token_burn_rate_per_hour"].as_f64().expect("a token burn rate");
+    assert!((burn * elapsed_hours - 5000.0).abs() <= 5000.0 * 0.01 + 1.0, "{burn} tokens/h over {elapsed_hours} h");
+    assert!(vision["projected_end_tokens"].as_f64().unwrap() >= 5000.0, "{vision}");
+    assert_eq!((vision["exhausted_at"].as_str(), vision["exhausted_by"].as_str()), (None, None), "{vision}");
+}
+
 /// A saving smaller than a hundredth of a cent is still a saving: the sentences give it with its
 /// significant digits (not "$0") and name the period as a unit of time ("per day", not "per daily").
 /// Prompt caching is suggested for a model nothing is cheaper than (here the only one priced). Counts

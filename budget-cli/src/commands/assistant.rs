@@ -1,13 +1,16 @@
 //! `budget recommend`, `budget analyze`, `budget optimize`: the assistant's answers for people.
 
+use budget_api::assistant::analyze::WindowPace;
+use budget_api::assistant::usd;
 use budget_api::routes::assistant::{AnalyzeResponse, OptimizeResponse, RecommendResponse};
 use budget_events::period::Period;
 use comfy_table::Cell;
+use rust_decimal::Decimal;
 use serde_json::json;
 
 use crate::cli::AssistantArgs;
 use crate::client::Client;
-use crate::output::{print_json, right, table};
+use crate::output::{print_json, right, table, thousands};
 
 pub struct Ask {
     pub task_type: String,
@@ -104,8 +107,62 @@ pub async fn analyze(client: &Client, args: AssistantArgs) -> anyhow::Result<()>
     for f in &r.analysis.findings {
         crate::say!("- {f}");
     }
+    paces(&r.analysis.windows);
     narrative(r.narrative.as_deref());
     Ok(())
+}
+
+/// Every active calendar window at the rate spent so far, a line per limit (cost, tokens).
+fn paces(windows: &[WindowPace]) {
+    if windows.is_empty() {
+        return;
+    }
+    let mut t = table(&["Policy", "Limit", "Scope", "Used", "Of", "Per hour", "At the end", "Runs out"]);
+    for w in windows {
+        let runs_out = |metric: &str| match (w.exhausted_by.as_deref(), w.exhausted_at) {
+            (Some(by), Some(at)) if by == metric => {
+                if at <= chrono::Utc::now() {
+                    "used up".to_string()
+                } else {
+                    crate::output::when(at)
+                }
+            }
+            _ => "-".to_string(),
+        };
+        let tokens = |d: Decimal| format!("{} tok", thousands(d.round().try_into().unwrap_or(i64::MAX)));
+        let mut lines = Vec::new();
+        if let Some(limit) = w.cost_limit {
+            lines.push([
+                usd(w.used_cost),
+                usd(limit),
+                usd(w.burn_rate_per_hour),
+                usd(w.projected_end_spend),
+                runs_out("cost"),
+            ]);
+        }
+        if let Some(limit) = w.token_limit {
+            lines.push([
+                tokens(Decimal::from(w.used_tokens)),
+                tokens(Decimal::from(limit)),
+                tokens(w.token_burn_rate_per_hour),
+                tokens(w.projected_end_tokens),
+                runs_out("tokens"),
+            ]);
+        }
+        for [used, of, per_hour, at_end, out] in lines {
+            t.add_row(vec![
+                Cell::new(crate::output::short_id(w.policy_id)),
+                Cell::new(format!("{} {}", w.period, w.policy_type)),
+                Cell::new(&w.scope),
+                right(used),
+                right(of),
+                right(per_hour),
+                right(at_end),
+                Cell::new(out),
+            ]);
+        }
+    }
+    crate::say!("\nAt the rate spent so far in each window:\n{t}");
 }
 
 pub async fn optimize(client: &Client, args: AssistantArgs) -> anyhow::Result<()> {
@@ -127,7 +184,7 @@ pub async fn optimize(client: &Client, args: AssistantArgs) -> anyhow::Result<()
                 right(x.rank),
                 Cell::new(&x.kind),
                 // Rounded as the summary below rounds it (the field keeps every digit for scripts).
-                right(budget_api::assistant::usd(x.estimated_savings_per_period)),
+                right(usd(x.estimated_savings_per_period)),
                 Cell::new(&x.confidence),
                 Cell::new(&x.recommendation),
             ]);
