@@ -184,46 +184,59 @@ pub async fn optimize(
         }
     }
 
-    // Policy adjustments: windows exhausted early every period, or never used.
+    // Policy adjustments: a limit (dollars or tokens) reached in every one of its past windows, or a
+    // policy whose windows saw nothing.
     for row in policies::list(client).await?.into_iter().filter(|r| r.counts()) {
-        let Some(limit) = row.policy.cost_limit.map(|l| l.amount()).filter(|l| *l > Decimal::ZERO) else { continue };
+        let cost_limit = row.policy.cost_limit.map(|l| l.amount()).filter(|l| *l > Decimal::ZERO);
+        let token_limit = row.policy.token_limit.filter(|l| *l > 0);
+        if cost_limit.is_none() && token_limit.is_none() {
+            continue;
+        }
         let history = client
             .query(
-                "SELECT posted_cost, window_start FROM policy_accounts WHERE policy_id = $1 AND window_start >= $2 AND window_end <= $3",
+                "SELECT posted_cost, posted_tokens FROM policy_accounts WHERE policy_id = $1 AND window_start >= $2 AND window_end <= $3",
                 &[&row.policy.id, &range.start, &range.end],
             )
             .await?;
         if history.len() < 2 {
             continue;
         }
-        let used: Vec<Decimal> = history.iter().map(|r| r.get("posted_cost")).collect();
-        let exhausted = used.iter().filter(|u| **u >= limit).count();
+        let costs: Vec<Decimal> = history.iter().map(|r| r.get("posted_cost")).collect();
+        let tokens: Vec<i64> = history.iter().map(|r| r.get("posted_tokens")).collect();
         let scope = row.policy.scope.describe();
-        if exhausted == used.len() {
-            found.push(Recommendation {
-                kind: "policy_adjustment",
-                what: format!(
-                    "The {} limit of {} on {scope} was reached in every one of its last {} windows: raise it, or route part of that usage to cheaper models.",
-                    row.policy.period,
-                    usd(limit),
-                    used.len()
-                ),
-                savings: Decimal::ZERO,
-                confidence: "medium",
-                evidence: json!({"policy_id": row.policy.id, "windows": used.len(), "exhausted": exhausted, "limit": number(limit)}),
-            });
-        } else if used.iter().all(|u| u.is_zero()) {
+        let reached = [
+            cost_limit.map(|l| ("cost", usd(l), number(l), costs.iter().filter(|u| **u >= l).count())),
+            token_limit.map(|l| ("tokens", count(l, "token"), json!(l), tokens.iter().filter(|u| **u >= l).count())),
+        ];
+        for (metric, limit, amount, exhausted) in reached.into_iter().flatten() {
+            if exhausted == history.len() {
+                found.push(Recommendation {
+                    kind: "policy_adjustment",
+                    what: format!(
+                        "The {} limit of {limit} on {scope} was reached in every one of its last {} windows: raise it, or route part of that usage to cheaper models.",
+                        row.policy.period,
+                        history.len()
+                    ),
+                    savings: Decimal::ZERO,
+                    confidence: "medium",
+                    evidence: json!({"policy_id": row.policy.id, "windows": history.len(), "exhausted": exhausted, "metric": metric, "limit": amount}),
+                });
+            }
+        }
+        if costs.iter().all(|u| u.is_zero()) && tokens.iter().all(|u| *u == 0) {
+            let limits: Vec<String> =
+                [cost_limit.map(usd), token_limit.map(|l| count(l, "token"))].into_iter().flatten().collect();
             found.push(Recommendation {
                 kind: "policy_adjustment",
                 what: format!(
                     "The {} limit of {} on {scope} saw no spend in {} windows: remove it or lower it.",
                     row.policy.period,
-                    usd(limit),
-                    used.len()
+                    limits.join(" and "),
+                    history.len()
                 ),
                 savings: Decimal::ZERO,
                 confidence: "low",
-                evidence: json!({"policy_id": row.policy.id, "windows": used.len()}),
+                evidence: json!({"policy_id": row.policy.id, "windows": history.len()}),
             });
         }
     }

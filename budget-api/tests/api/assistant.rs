@@ -201,6 +201,45 @@ async fn analyze_follows_token_limits_too() {
     assert_eq!((vision["exhausted_at"].as_str(), vision["exhausted_by"].as_str()), (None, None), "{vision}");
 }
 
+/// A limit reached in every one of its past windows is worth raising, whether it limits dollars or
+/// tokens (token limits were skipped).
+#[tokio::test]
+async fn optimize_suggests_raising_a_limit_reached_in_every_window() {
+    let app = spawn_app().await;
+    for policy in [
+        json!({"period": "hourly", "type": "warn", "token_limit": 5000, "component": "lab"}),
+        json!({"period": "hourly", "type": "warn", "cost_limit": "0.01", "component": "lab", "task_type": "t"}),
+    ] {
+        assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201, "{policy}");
+    }
+    // Two past hours, each past both limits: 10,100 tokens at $0.026.
+    for hours_ago in [2, 3] {
+        let at = (Utc::now() - chrono::Duration::hours(hours_ago)).format("%Y-%m-%dT%H:10:00Z").to_string();
+        let record = json!({"provider": "openai", "model": "gpt-4o", "component": "lab", "task_type": "t",
+                            "input_tokens": 10000, "output_tokens": 100, "cost": "0.026", "timestamp": at});
+        assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    }
+    app.wait_for_projections(app.events().await).await;
+    let r: Value =
+        app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 30})).await.json().await.unwrap();
+    let mut adjustments: Vec<&str> = r["recommendations"]["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["kind"] == "policy_adjustment")
+        .map(|x| x["recommendation"].as_str().unwrap())
+        .collect();
+    adjustments.sort();
+    assert_eq!(
+        adjustments,
+        [
+            "The hourly limit of $0.01 on component=lab, task_type=t was reached in every one of its last 2 windows: raise it, or route part of that usage to cheaper models.",
+            "The hourly limit of 5,000 tokens on component=lab was reached in every one of its last 2 windows: raise it, or route part of that usage to cheaper models.",
+        ],
+        "{r:#}"
+    );
+}
+
 /// A saving smaller than a hundredth of a cent is still a saving: the sentences give it with its
 /// significant digits (not "$0") and name the period as a unit of time ("per day", not "per daily").
 /// Prompt caching is suggested for a model nothing is cheaper than (here the only one priced). Counts
