@@ -248,13 +248,14 @@ function projection(w, now) {
   const start = Date.parse(w.window_start);
   const end = Date.parse(w.window_end);
   const elapsed = now - start;
-  const ratio = w.cost_limit !== null
-    ? [Number(w.used_cost), Number(w.cost_limit) - Number(w.used_cost) - Number(w.reserved_cost)]
-    : [Number(w.used_tokens), Number(w.token_limit) - Number(w.used_tokens) - Number(w.reserved_tokens)];
-  const [used, left] = ratio;
-  if (elapsed <= 0 || used <= 0) return 'No spend yet in this window.';
-  if (left <= 0) return 'Fully committed: reservations take what is left.';
-  const eta = (left / used) * elapsed;
+  // Each limit the window has (dollars, tokens): what was spent of it, and what is left after reservations.
+  const limits = [];
+  if (w.cost_limit !== null) limits.push([Number(w.used_cost), Number(w.cost_limit) - Number(w.used_cost) - Number(w.reserved_cost)]);
+  if (w.token_limit !== null) limits.push([Number(w.used_tokens), Number(w.token_limit) - Number(w.used_tokens) - Number(w.reserved_tokens)]);
+  if (elapsed <= 0 || limits.every(([used]) => used <= 0)) return 'No spend yet in this window.';
+  if (limits.some(([, left]) => left <= 0)) return 'Fully committed: reservations take what is left.';
+  // The first of its limits to run out decides.
+  const eta = Math.min(...limits.filter(([used]) => used > 0).map(([used, left]) => (left / used) * elapsed));
   if (now + eta >= end) return 'At this rate, not exhausted before the reset.';
   return `At this rate, exhausted in ${span(eta)} (${utc(new Date(now + eta).toISOString())}).`;
 }

@@ -404,6 +404,17 @@ async fn an_admin_changes_or_disables_a_limit_from_its_card() {
     };
     sign_in(read.clone()).await;
     assert_eq!(browser.eval("return document.querySelectorAll('.gauge').length").await, 2);
+    // A window with both limits runs out by the first of them: here its tokens, in an hour, while
+    // its dollars would last past the window's end (it looked at the dollars only).
+    let eta = browser
+        .eval(
+            "const t0 = Date.parse('2026-01-05T00:00:00Z'); return projection({state: 'ok',
+             window_start: '2026-01-05T00:00:00Z', window_end: '2026-01-06T00:00:00Z',
+             cost_limit: 100, used_cost: 1, reserved_cost: 0, token_limit: 1000, used_tokens: 500, reserved_tokens: 0},
+             t0 + 3600e3)",
+        )
+        .await;
+    assert_eq!(eta, "At this rate, exhausted in 1 h 0 min (2026-01-05 02:00 UTC).");
     assert_eq!(
         browser.eval("return document.querySelectorAll('[data-action=change]').length").await,
         0,
