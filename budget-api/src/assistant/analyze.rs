@@ -178,13 +178,21 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
             let scope = format!("{} limit of {} on {}", w.policy.period, limit_words(metric, limit), w.policy.scope);
             findings.push(if in_hours.is_zero() {
                 format!(
-                    "The {scope} is used up: {} used and {} reserved ({}%); it resets at {}.",
+                    "The {scope} is used up: {} used and {} reserved{}; it resets at {}.",
                     limit_words(metric, pace.used),
                     match metric {
                         Metric::Cost => usd(pace.reserved),
                         Metric::Tokens => thousands(pace.reserved.try_into().unwrap_or(i64::MAX)),
                     },
-                    ((pace.used + pace.reserved) / limit * Decimal::from(100)).round_dp(1).normalize(),
+                    // A limit of zero (nothing allowed) has no percentage.
+                    if limit.is_zero() {
+                        String::new()
+                    } else {
+                        format!(
+                            " ({}%)",
+                            ((pace.used + pace.reserved) / limit * Decimal::from(100)).round_dp(1).normalize()
+                        )
+                    },
                     end.format("%Y-%m-%d %H:%M UTC")
                 )
             } else {

@@ -157,6 +157,8 @@ async fn analyze_follows_token_limits_too() {
         // In a budget of their own: the workload sets a daily cost limit on codex in `default`.
         json!({"budget": "tokens", "period": "daily", "type": "hard_limit", "token_limit": 100000, "component": "codex"}),
         json!({"budget": "tokens", "period": "daily", "type": "warn", "token_limit": 1000000000, "component": "vision-bot"}),
+        // Nothing allowed: used up from the start, with no percentage of zero to give.
+        json!({"budget": "tokens", "period": "daily", "type": "hard_limit", "token_limit": 0, "component": "nobody"}),
     ] {
         assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201, "{policy}");
     }
@@ -190,6 +192,11 @@ async fn analyze_follows_token_limits_too() {
         end.format("%Y-%m-%d %H:%M UTC")
     );
     assert!(a["findings"].as_array().unwrap().iter().any(|f| f == used_up.as_str()), "{used_up}\n{a:#}");
+    let nothing = format!(
+        "The daily limit of 0 tokens on component=nobody is used up: 0 tokens used and 0 reserved; it resets at {}.",
+        end.format("%Y-%m-%d %H:%M UTC")
+    );
+    assert!(a["findings"].as_array().unwrap().iter().any(|f| f == nothing.as_str()), "{nothing}\n{a:#}");
 
     // vision-bot: 5,000 tokens so far, at the window's rate, nowhere near a billion.
     let vision = window("component=vision-bot");
