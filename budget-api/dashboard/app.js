@@ -302,34 +302,48 @@ function amountText(input) {
   return input.value.trim().replace(/^\$/, '').replace(/,/g, '');
 }
 
-async function saveLimit(p, inputs, button, error) {
-  const patch = { type: inputs.type.value };
-  if (inputs.cost) {
+// The limits typed into `inputs.cost` and `inputs.toks` (either may be absent or, with `optional`,
+// empty) as the API takes them, or the first one that is not a number, with what to write instead.
+function readLimits(inputs, optional) {
+  const limits = {};
+  if (inputs.cost && !(optional && !inputs.cost.value.trim())) {
     const text = amountText(inputs.cost);
     if (!/^\d+(\.\d+)?$/.test(text)) {
-      error.textContent = `“${inputs.cost.value}” is not an amount: write dollars and cents, e.g. 25 or 12.50.`;
-      return inputs.cost.focus();
+      return { problem: `“${inputs.cost.value}” is not an amount: write dollars and cents, e.g. 25 or 12.50.`, input: inputs.cost };
     }
-    patch.cost_limit = text;
+    limits.cost_limit = text;
   }
-  if (inputs.toks) {
+  if (inputs.toks && !(optional && !inputs.toks.value.trim())) {
     const text = amountText(inputs.toks);
     if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
-      error.textContent = `“${inputs.toks.value}” is not a number of tokens: write a whole number, e.g. 200000.`;
-      return inputs.toks.focus();
+      return { problem: `“${inputs.toks.value}” is not a number of tokens: write a whole number, e.g. 200000.`, input: inputs.toks };
     }
-    patch.token_limit = Number(text);
+    limits.token_limit = Number(text);
   }
+  return { limits };
+}
+
+function limitWords(v) {
+  return [v.cost_limit !== null ? money(v.cost_limit) : null, v.token_limit !== null ? `${tokens(v.token_limit)} tokens` : null]
+    .filter(Boolean).join(' and ');
+}
+
+async function saveLimit(p, inputs, button, error) {
+  const read = readLimits(inputs, false);
+  if (read.problem) {
+    error.textContent = read.problem;
+    return read.input.focus();
+  }
+  const patch = { type: inputs.type.value, ...read.limits };
   button.disabled = true;
   error.textContent = '';
   try {
     const done = await api(`/api/policies/${p.policy_id}`, { method: 'PATCH', body: patch });
     $('#limit').close();
     const v = done.policy;
-    const limits = [v.cost_limit !== null ? money(v.cost_limit) : null, v.token_limit !== null ? `${tokens(v.token_limit)} tokens` : null];
     $('#limits-note').textContent = !Number.isInteger(done.position)
-      ? `Nothing changed: the ${p.period} limit on ${p.scope} was already ${limits.filter(Boolean).join(' and ')} (${v.type.replace('_', ' ')}).`
-      : `The ${p.period} limit on ${p.scope} is now ${limits.filter(Boolean).join(' and ')} (${v.type.replace('_', ' ')}).`;
+      ? `Nothing changed: the ${p.period} limit on ${p.scope} was already ${limitWords(v)} (${v.type.replace('_', ' ')}).`
+      : `The ${p.period} limit on ${p.scope} is now ${limitWords(v)} (${v.type.replace('_', ' ')}).`;
     await run(loadLimits);
   } catch (e) {
     error.textContent = `Not changed: ${e.message}`;
@@ -354,6 +368,79 @@ async function disableLimit(p, button, error) {
     await run(loadLimits);
   } catch (e) {
     error.textContent = `Not disabled: ${e.message}`;
+    button.disabled = false;
+  }
+}
+
+// ---- A new limit ---------------------------------------------------------------------------------
+
+const PERIODS = ['hourly', 'daily', 'weekly', 'monthly', 'per_session', 'per_task'];
+const TIERS = ['local_lightweight', 'local_midweight', 'remote_heavyweight'];
+const SCOPE_FIELDS = [['provider', 'openai'], ['model', 'gpt-4o'], ['component', 'codex'], ['task_type', 'coding'], ['user', 'alice']];
+
+// `budget set_limit` in a form: the same fields, and the same rule that the same budget, period and
+// scope replace the limit there.
+function newLimit() {
+  const dialog = $('#limit');
+  $('#limit-h').textContent = 'New limit';
+  const input = (id, attrs = {}) => el('input', { id, autocomplete: 'off', spellcheck: 'false', ...attrs });
+  const fields = {
+    budget: input('new-budget', { value: 'default' }),
+    period: el('select', { id: 'new-period' }, ...PERIODS.map((p) => el('option', { value: p, selected: p === 'daily' }, p.replace('_', ' ')))),
+    cost: input('new-cost', { inputmode: 'decimal', placeholder: 'e.g. 20 or 12.50' }),
+    toks: input('new-tokens', { inputmode: 'numeric', placeholder: 'e.g. 200000' }),
+    type: el('select', { id: 'new-type' }, ...POLICY_TYPES.map((t) => el('option', { value: t, selected: t === 'warn' }, t.replace('_', ' ')))),
+    tier: el('select', { id: 'new-tier' }, el('option', { value: '' }, 'any'), ...TIERS.map((t) => el('option', { value: t }, t))),
+    scope: SCOPE_FIELDS.map(([name, example]) => [name, input(`new-${name}`, { placeholder: `any (e.g. ${example})` })]),
+  };
+  const label = (node, text) => el('label', { for: node.id }, text, node);
+  const error = el('p', { id: 'limit-error', class: 'error', role: 'alert' });
+  const save = el('button', { type: 'submit' }, 'Set limit');
+  const form = el('form', { class: 'limit-form', on: { submit: (e) => { e.preventDefault(); createLimit(fields, save, error); } } },
+    label(fields.period, 'Period'),
+    label(fields.cost, 'Cost limit, in dollars'),
+    label(fields.toks, 'Token limit (give either limit, or both)'),
+    label(fields.type, 'Type: a hard limit refuses calls and reservations past it, soft limits and warnings let them through and warn, ignore only counts'),
+    el('fieldset', { class: 'limit-scope' },
+      el('legend', { text: 'What it counts (each field left empty counts any)' }),
+      ...fields.scope.map(([name, node]) => label(node, name.replace('_', ' '))),
+      label(fields.tier, 'tier')),
+    label(fields.budget, 'Budget (created on first use)'),
+    error,
+    el('div', { class: 'buttons' }, save),
+    el('p', { class: 'hint', text: 'A limit with the same budget, period and scope as an existing one replaces it. From the terminal: budget set_limit daily 20.0 --component codex.' }));
+  $('#limit-body').replaceChildren(form);
+  if (!dialog.open) dialog.showModal();
+  fields.period.focus();
+}
+
+async function createLimit(fields, button, error) {
+  const read = readLimits(fields, true);
+  if (read.problem) {
+    error.textContent = read.problem;
+    return read.input.focus();
+  }
+  if (read.limits.cost_limit === undefined && read.limits.token_limit === undefined) {
+    error.textContent = 'Give a cost limit, a token limit, or both.';
+    return fields.cost.focus();
+  }
+  const body = { budget: fields.budget.value.trim() || 'default', period: fields.period.value, type: fields.type.value, ...read.limits };
+  for (const [name, node] of fields.scope) if (node.value.trim()) body[name] = node.value.trim();
+  if (fields.tier.value) body.tier = fields.tier.value;
+  button.disabled = true;
+  error.textContent = '';
+  try {
+    const done = await api('/api/policies', { method: 'POST', body });
+    $('#limit').close();
+    const v = done.policy;
+    const what = `${v.period.replace('_', ' ')} limit of ${limitWords(v)} on ${v.scope} in budget ${v.budget_name} (${v.type.replace('_', ' ')})`;
+    const o = done.opening;
+    $('#limits-note').textContent = (done.created ? `Set a ${what}.` : `Replaced the ${what} (the old one stays in the log).`)
+      + (o && o.window_start ? ` Its current window counts what is already in it: ${money(o.posted_cost)} used in ${plural(o.records, 'record')}, ${money(o.pending_cost)} reserved.` : '');
+    await run(loadLimits);
+  } catch (e) {
+    error.textContent = `Not set: ${e.message}`;
+  } finally {
     button.disabled = false;
   }
 }
@@ -781,6 +868,7 @@ async function start() {
   $('#main').hidden = false;
   $('#whoami').textContent = state.me.open ? 'open service (no keys)' : `${state.me.actor} · ${state.me.scope}`;
   $('#sign-out').hidden = state.me.open;
+  $('#new-limit').hidden = !may('admin');
   await Promise.all(Object.values(LOADERS).map(run));
   // How long the panels took to load, and since navigation (the page's first paint with data).
   document.body.dataset.ready = String(Math.round(performance.now() - began));
@@ -819,6 +907,7 @@ function wire() {
   });
   $('#explain-close').addEventListener('click', () => $('#explain').close());
   $('#limit-close').addEventListener('click', () => $('#limit').close());
+  $('#new-limit').addEventListener('click', newLimit);
   let resizeTimer = null;
   window.addEventListener('resize', () => {
     clearTimeout(resizeTimer);

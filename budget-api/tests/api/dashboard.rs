@@ -1,8 +1,8 @@
 //! The dashboard in a real headless Chromium, against a server with keys and data: sign-in (a wrong
 //! key is refused clearly), gauges equal to `GET /api/status`, a record posted over REST moving its
 //! gauge and the spend total without a reload, an alert acknowledged from the page, and the page
-//! fitting 390 px; an admin changing or disabling a limit from its card. Screenshots (1280 px light
-//! and dark, 390 px, the change dialog) go to `target/dashboard/`.
+//! fitting 390 px; an admin setting a limit, and changing or disabling one from its card. Screenshots
+//! (1280 px light and dark, 390 px, the change and new-limit dialogs) go to `target/dashboard/`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -353,8 +353,9 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         .await;
 }
 
-/// An admin changes a limit and its type from its card, or disables it; a wrong amount is refused on
-/// the page with what to write, and nothing is sent. A read key is offered neither.
+/// An admin changes a limit and its type from its card, or disables it, and sets a new one; a wrong
+/// amount is refused on the page with what to write, and nothing is sent. A read key is offered none
+/// of it.
 #[tokio::test]
 async fn an_admin_changes_or_disables_a_limit_from_its_card() {
     let app = spawn_app_with(|s| s.security.admin_key = Some(ADMIN.into())).await;
@@ -420,6 +421,7 @@ async fn an_admin_changes_or_disables_a_limit_from_its_card() {
         0,
         "a read key is offered no change"
     );
+    assert_eq!(browser.eval("return document.querySelector('#new-limit').hidden").await, true);
     browser.click("#sign-out").await;
     browser.eval("document.body.dataset.ready = ''").await;
     sign_in(ADMIN.to_string()).await;
@@ -494,4 +496,70 @@ async fn an_admin_changes_or_disables_a_limit_from_its_card() {
     assert_eq!(policy(daily.clone()).await["enabled"], false);
     let note = browser.eval("return document.querySelector('#limits-note').textContent").await;
     assert!(note.as_str().unwrap().ends_with(&format!("budget policies enable {daily}")), "{note}");
+
+    // A new limit: none given is refused on the page; a budget name the API refuses says why; then a
+    // daily hard limit of $3 on codex, whose window counts the record already spent today.
+    post(
+        &app,
+        ADMIN,
+        "/api/usage",
+        json!({"provider": "openai", "model": "gpt-4o", "component": "codex",
+               "input_tokens": 10, "output_tokens": 10, "cost": "0.5"}),
+    )
+    .await;
+    browser.click("#new-limit").await;
+    browser
+        .wait_for("the new-limit dialog", "return document.querySelector('#limit').open", Duration::from_secs(5))
+        .await;
+    let events = app.events().await;
+    browser.click("#limit-body button[type=submit]").await;
+    let error = browser
+        .wait_for("an error", "return document.querySelector('#limit-error').textContent", Duration::from_secs(5))
+        .await;
+    assert_eq!(error, "Give a cost limit, a token limit, or both.");
+    assert_eq!(app.events().await, events, "nothing was sent");
+    browser.type_into("#new-cost", "3").await;
+    browser.type_into("#new-budget", &"x".repeat(130)).await;
+    browser.click("#limit-body button[type=submit]").await;
+    let error = browser
+        .wait_for(
+            "the API's error",
+            "const t = document.querySelector('#limit-error').textContent; return t.startsWith('Not set:') && t",
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(error.as_str().unwrap().contains("budget names are 1 to 128"), "{error}");
+    browser.eval("document.querySelector('#new-budget').value = 'default'").await;
+    browser.type_into("#new-component", "codex").await;
+    browser.eval("document.querySelector('#new-type').value = 'hard_limit'").await;
+    std::fs::create_dir_all(screenshots()).unwrap();
+    browser.screenshot(&screenshots().join("dashboard-new-limit.png")).await;
+    browser.click("#limit-body button[type=submit]").await;
+    let note = browser
+        .wait_for(
+            "the new limit's note",
+            "return !document.querySelector('#limit').open && document.querySelector('#limits-note').textContent.startsWith('Set ') && document.querySelector('#limits-note').textContent",
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(
+        note,
+        "Set a daily limit of $3 on component=codex in budget default (hard limit). Its current window counts what is already in it: $0.5 used in 1 record, $0 reserved."
+    );
+    let policies = get(&app, ADMIN, "/api/policies").await;
+    let codex = policies["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["component"] == "codex")
+        .cloned()
+        .unwrap_or_else(|| panic!("the new policy: {policies}"));
+    assert_eq!((codex["cost_limit"].as_f64(), codex["type"].as_str()), (Some(3.0), Some("hard_limit")), "{codex}");
+    browser
+        .wait_for(
+            "the new limit's card",
+            &format!("return document.querySelector('.gauge[data-policy=\"{}\"]') !== null", text(&codex["policy_id"])),
+            Duration::from_secs(5),
+        )
+        .await;
 }
