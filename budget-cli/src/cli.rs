@@ -683,11 +683,27 @@ pub enum AlertsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Acknowledge an alert (once; acknowledging again shows the first acknowledgement).
-    #[command(after_help = "Example:\n  budget alerts acknowledge 0b6c… --by alice")]
+    /// Acknowledge an alert (once; acknowledging again shows the first acknowledgement), or with --all
+    /// every open alert the filters select.
+    #[command(
+        after_help = "Examples:\n  budget alerts acknowledge 0b6c… --by alice\n  budget alerts acknowledge --all --type cost_limit_approaching --by ops",
+        group(clap::ArgGroup::new("which").required(true).args(["alert_id", "all"]))
+    )]
     Acknowledge {
         /// The alert: its id, or its last 8 characters as `budget alerts list` shows them.
-        alert_id: String,
+        alert_id: Option<String>,
+        /// Every open alert (narrowed by --type, --severity, --budget-id), one by one.
+        #[arg(long)]
+        all: bool,
+        /// With --all: only alerts of this type.
+        #[arg(long = "type", requires = "all")]
+        alert_type: Option<String>,
+        /// With --all: only alerts of this severity (info, warning or error).
+        #[arg(long, requires = "all")]
+        severity: Option<String>,
+        /// With --all: only this budget's alerts (its whole id).
+        #[arg(long = "budget-id", requires = "all")]
+        budget_id: Option<String>,
         /// Who acknowledges it.
         #[arg(long)]
         by: Option<String>,

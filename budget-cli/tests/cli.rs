@@ -570,6 +570,42 @@ async fn alerts_list_and_acknowledge() {
     assert!(!out.status.success() && stderr(&out).contains("severity `loud`"), "{}", stderr(&out));
 }
 
+/// `budget alerts acknowledge --all` acknowledges every open alert the filters select, one by one,
+/// and says how many of each type; an id and `--all` together, or neither, is a usage error.
+#[tokio::test]
+async fn alerts_acknowledge_all_takes_every_open_alert_the_filters_select() {
+    let s = server().await;
+    spend_a_dollar_limit(&s.url).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_caught_up(&s.url).await;
+    let out =
+        budget(&s.url, &["alerts", "acknowledge", "--all", "--type", "cost_limit_approaching", "--by", "ops"]).await;
+    assert_eq!(stdout(&out).trim(), "Acknowledged 2 alerts by ops: 2 cost_limit_approaching.", "{}", stderr(&out));
+    let out = budget(&s.url, &["alerts", "list", "--json"]).await;
+    let open: Vec<String> =
+        json_of(&out)["alerts"].as_array().unwrap().iter().map(|a| a["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(open, ["cost_limit_exceeded"]);
+    let out = budget(&s.url, &["alerts", "acknowledge", "--all"]).await;
+    assert_eq!(stdout(&out).trim(), "Acknowledged 1 alert: 1 cost_limit_exceeded.", "{}", stderr(&out));
+    let out = budget(&s.url, &["alerts", "acknowledge", "--all"]).await;
+    assert!(out.status.success());
+    assert_eq!(stdout(&out).trim(), "No open alerts to acknowledge.");
+    let out = budget(&s.url, &["alerts", "list", "--all", "--json"]).await;
+    let by: Vec<String> = json_of(&out)["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["acknowledged_by"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(by.len(), 3);
+    assert_eq!(by.iter().filter(|b| *b == "ops").count(), 2, "{by:?}");
+    for args in [&["alerts", "acknowledge"][..], &["alerts", "acknowledge", "0b6c1234", "--all"][..]] {
+        let out = budget(&s.url, args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains("--all"), "{args:?}: {}", stderr(&out));
+    }
+}
+
 async fn post_json(url: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
     let r = reqwest::Client::new().post(format!("{url}{path}")).json(&body).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or_default())

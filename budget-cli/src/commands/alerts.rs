@@ -52,7 +52,11 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
             }
             crate::say!("{t}");
         }
-        AlertsCommand::Acknowledge { alert_id, by, json } => {
+        AlertsCommand::Acknowledge { alert_id: None, alert_type, severity, budget_id, by, json, .. } => {
+            let filters = [("type", alert_type), ("severity", severity), ("budget_id", budget_id)];
+            acknowledge_all(client, filters, by, json).await?;
+        }
+        AlertsCommand::Acknowledge { alert_id: Some(alert_id), by, json, .. } => {
             let alert_id = crate::ids::resolve(client, crate::ids::Kind::Alert, &alert_id).await?;
             let body = match by {
                 Some(by) => json!({ "by": by }),
@@ -74,6 +78,50 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `acknowledge --all`: the open alerts the filters select, listed first (so that acknowledging does
+/// not move the pages under the listing), then acknowledged one by one, as a person would.
+async fn acknowledge_all(
+    client: &Client,
+    filters: [(&str, Option<String>); 3],
+    by: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut open = Vec::new();
+    let mut offset = 0;
+    loop {
+        let mut query = vec![("limit", "500".to_string()), ("offset", offset.to_string())];
+        query.extend(filters.iter().filter_map(|(name, value)| value.clone().map(|v| (*name, v))));
+        let page: AlertList = client.get("/api/alerts", &query).await?;
+        open.extend(page.alerts.into_iter().map(|a| (a.id, a.alert_type)));
+        match page.next_offset {
+            Some(next) => offset = next,
+            None => break,
+        }
+    }
+    let body = by.as_ref().map_or_else(|| json!({}), |by| json!({ "by": by }));
+    let mut by_type: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut acknowledged = Vec::new();
+    for (id, alert_type) in &open {
+        let answer: Acknowledged = client.post(&format!("/api/alerts/{id}/acknowledge"), &body).await?;
+        client.remember_write(answer.acknowledgement_position);
+        // Someone else may have acknowledged it since the listing: not counted as ours.
+        if !answer.already_acknowledged {
+            *by_type.entry(alert_type.clone()).or_default() += 1;
+            acknowledged.push(*id);
+        }
+    }
+    if json {
+        print_json(&json!({ "acknowledged": acknowledged, "count": acknowledged.len() }));
+    } else if acknowledged.is_empty() {
+        crate::say!("No open alerts to acknowledge.");
+    } else {
+        let who = by.map_or(String::new(), |b| format!(" by {b}"));
+        let kinds: Vec<String> = by_type.iter().map(|(t, n)| format!("{n} {t}")).collect();
+        crate::say!("Acknowledged {}{who}: {}.", crate::output::count(acknowledged.len(), "alert"), kinds.join(", "));
     }
     Ok(())
 }
