@@ -16,6 +16,7 @@ const state = {
   retry: 0,
   alertsView: 'open',
   alertsExpanded: false, // the first few alerts, or all of the page
+  openAlerts: [], // the open alerts last shown: what "Acknowledge all" acknowledges
   recordPages: [null], // `before` cursors: [newest page, …]; the last one is shown
 };
 
@@ -642,6 +643,37 @@ async function loadAlerts() {
   $('#alert-list').replaceChildren(...(items.length ? items
     : [el('li', { class: 'hint', text: acked ? 'No acknowledged alerts.' : 'No open alerts.' })]));
   $('#alerts-h').textContent = acked ? 'Alerts' : `Alerts (${list.alerts.length}${list.next_offset ? '+' : ''} open)`;
+  // Everything open at once, for admins, after an incident filled the list; the page of alerts
+  // just loaded is what it acknowledges (up to 100; the button comes back for the rest).
+  const all = $('#alerts-ack-all');
+  state.openAlerts = acked ? [] : list.alerts;
+  all.hidden = acked || !may('admin') || list.alerts.length < 2;
+  if (all.dataset.armed !== 'true') all.textContent = `Acknowledge all ${list.alerts.length}`;
+}
+
+// Two clicks: the first says how many it will acknowledge, the second does it, one by one.
+async function acknowledgeAll(button) {
+  const alerts = state.openAlerts || [];
+  if (button.dataset.armed !== 'true') {
+    button.dataset.armed = 'true';
+    button.textContent = `Click again to acknowledge ${plural(alerts.length, 'alert')}`;
+    return;
+  }
+  button.disabled = true;
+  $('#alerts-error').textContent = '';
+  const by = state.me && state.me.actor ? { by: state.me.actor } : {};
+  try {
+    for (const a of alerts) {
+      const done = await api(`/api/alerts/${a.id}/acknowledge`, { method: 'POST', body: by });
+      seen(done.acknowledgement_position);
+    }
+  } catch (e) {
+    $('#alerts-error').textContent = `Could not acknowledge them all: ${e.message}`;
+  } finally {
+    button.disabled = false;
+    button.dataset.armed = 'false';
+    await run(loadAlerts);
+  }
 }
 
 async function acknowledge(alert, button) {
@@ -899,6 +931,7 @@ function wire() {
   }
   $('#alerts-open').addEventListener('click', () => showAlerts('open'));
   $('#alerts-acked').addEventListener('click', () => showAlerts('acknowledged'));
+  $('#alerts-ack-all').addEventListener('click', (e) => acknowledgeAll(e.currentTarget));
   $('#records-newer').addEventListener('click', () => { state.recordPages.pop(); run(loadRecords); });
   let searchTimer = null;
   $('#price-search').addEventListener('input', () => {

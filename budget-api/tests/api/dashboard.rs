@@ -403,8 +403,20 @@ async fn an_admin_changes_or_disables_a_limit_from_its_card() {
             browser.wait_for("the loaded page", "return document.body.dataset.ready", Duration::from_secs(15)).await;
         }
     };
+    // $1 of openai's $1 limit: three alerts (80 %, 95 %, exceeded), for "Acknowledge all".
+    let spent = post(
+        &app,
+        ADMIN,
+        "/api/usage",
+        json!({"provider": "openai", "model": "gpt-4o", "component": "codex",
+               "input_tokens": 10, "output_tokens": 10, "cost": "1"}),
+    )
+    .await;
+    let open = get(&app, ADMIN, &format!("/api/alerts?min_position={}", spent["position"])).await;
+    assert_eq!(open["alerts"].as_array().unwrap().len(), 3, "{open}");
     sign_in(read.clone()).await;
     assert_eq!(browser.eval("return document.querySelectorAll('.gauge').length").await, 2);
+    assert_eq!(browser.eval("return document.querySelector('#alerts-ack-all').hidden").await, true);
     // A window with both limits runs out by the first of them: here its tokens, in an hour, while
     // its dollars would last past the window's end (it looked at the dollars only).
     let eta = browser
@@ -425,6 +437,33 @@ async fn an_admin_changes_or_disables_a_limit_from_its_card() {
     browser.click("#sign-out").await;
     browser.eval("document.body.dataset.ready = ''").await;
     sign_in(ADMIN.to_string()).await;
+
+    // Every open alert at once: a second click does it.
+    let all = browser
+        .wait_for(
+            "Acknowledge all",
+            "const b = document.querySelector('#alerts-ack-all'); return !b.hidden && b.textContent",
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(all, "Acknowledge all 3");
+    browser.click("#alerts-ack-all").await;
+    assert_eq!(
+        browser.eval("return document.querySelector('#alerts-ack-all').textContent").await,
+        "Click again to acknowledge 3 alerts"
+    );
+    assert_eq!(get(&app, ADMIN, "/api/alerts").await["alerts"].as_array().unwrap().len(), 3, "not yet");
+    browser.click("#alerts-ack-all").await;
+    browser
+        .wait_for(
+            "no open alerts",
+            "return document.querySelector('#alert-list').textContent === 'No open alerts.' && document.querySelector('#alerts-ack-all').hidden",
+            Duration::from_secs(10),
+        )
+        .await;
+    let acknowledged = get(&app, ADMIN, "/api/alerts?acknowledged=true").await;
+    assert_eq!(acknowledged["alerts"].as_array().unwrap().len(), 3, "{acknowledged}");
+    assert_eq!(get(&app, ADMIN, "/api/alerts").await["alerts"].as_array().unwrap().len(), 0);
 
     // A cost limit: a wrong amount first, then $2.50 as a warning.
     browser.click(&format!(".gauge[data-policy=\"{daily}\"] [data-action=change]")).await;
@@ -498,7 +537,7 @@ async fn an_admin_changes_or_disables_a_limit_from_its_card() {
     assert!(note.as_str().unwrap().ends_with(&format!("budget policies enable {daily}")), "{note}");
 
     // A new limit: none given is refused on the page; a budget name the API refuses says why; then a
-    // daily hard limit of $3 on codex, whose window counts the record already spent today.
+    // daily hard limit of $3 on codex, whose window counts the two records already spent today.
     post(
         &app,
         ADMIN,
@@ -544,7 +583,7 @@ async fn an_admin_changes_or_disables_a_limit_from_its_card() {
         .await;
     assert_eq!(
         note,
-        "Set a daily limit of $3 on component=codex in budget default (hard limit). Its current window counts what is already in it: $0.5 used in 1 record, $0 reserved."
+        "Set a daily limit of $3 on component=codex in budget default (hard limit). Its current window counts what is already in it: $1.5 used in 2 records, $0 reserved."
     );
     let policies = get(&app, ADMIN, "/api/policies").await;
     let codex = policies["policies"]
