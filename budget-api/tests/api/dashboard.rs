@@ -353,34 +353,24 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         .await;
 }
 
-/// An admin changes a limit and its type from its card, or disables it, and sets a new one; a wrong
-/// amount is refused on the page with what to write, and nothing is sent. A read key is offered none
-/// of it.
+/// An admin acknowledges every open alert at once, changes a limit and its type from its card or
+/// disables it, and sets a new one; a wrong amount is refused on the page with what to write, and
+/// nothing is sent. A read key is offered none of it.
 #[tokio::test]
-async fn an_admin_changes_or_disables_a_limit_from_its_card() {
+async fn an_admin_acknowledges_all_and_sets_changes_and_disables_limits() {
     let app = spawn_app_with(|s| s.security.admin_key = Some(ADMIN.into())).await;
     let read = create_key(&app, "read", "wallboard").await;
-    let daily = post(
-        &app,
-        ADMIN,
-        "/api/policies",
-        json!({"period": "daily", "cost_limit": 1.0, "provider": "openai", "policy_type": "hard_limit"}),
-    )
-    .await["policy"]["policy_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let set_limit = |body: Value| {
+        let app = &app;
+        async move { text(&post(app, ADMIN, "/api/policies", body).await["policy"]["policy_id"]) }
+    };
+    let daily =
+        set_limit(json!({"period": "daily", "cost_limit": 1.0, "provider": "openai", "policy_type": "hard_limit"}))
+            .await;
     // A per-session limit has no window yet: its card is the waiting kind, and changes all the same.
-    let session = post(
-        &app,
-        ADMIN,
-        "/api/policies",
-        json!({"period": "per_session", "token_limit": 20000, "component": "scribe", "policy_type": "warn"}),
-    )
-    .await["policy"]["policy_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session =
+        set_limit(json!({"period": "per_session", "token_limit": 20000, "component": "scribe", "policy_type": "warn"}))
+            .await;
     let policy = |id: String| {
         let app = &app;
         async move { get(app, ADMIN, &format!("/api/policies/{id}")).await }
