@@ -14,6 +14,7 @@ pub mod error;
 pub mod gateway;
 pub mod metrics;
 pub mod openapi;
+pub mod panics;
 pub mod price_book;
 pub mod price_sources;
 pub mod query;

@@ -172,6 +172,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(gate.clone())
                 .wrap(actix_web::middleware::from_fn(crate::auth::guard::guard))
+                .wrap(actix_web::middleware::from_fn(crate::panics::catch))
                 .wrap(actix_web::middleware::from_fn(crate::metrics::count_requests))
                 .wrap(actix_web::middleware::from_fn(crate::request_id::tag))
                 // HEAD works wherever GET does (`curl -I`): routed as GET; HTTP/1 sends no body for it.

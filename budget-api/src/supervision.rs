@@ -130,7 +130,7 @@ impl Tasks {
     }
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     match payload.downcast::<String>() {
         Ok(s) => *s,
         Err(payload) => payload.downcast::<&str>().map_or_else(|_| "(no message)".into(), |s| s.to_string()),
