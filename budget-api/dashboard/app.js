@@ -648,7 +648,9 @@ async function loadAlerts() {
   const all = $('#alerts-ack-all');
   state.openAlerts = acked ? [] : list.alerts;
   all.hidden = acked || !may('admin') || list.alerts.length < 2;
-  if (all.dataset.armed !== 'true') all.textContent = `Acknowledge all ${list.alerts.length}`;
+  if (all.dataset.armed !== 'true') {
+    all.textContent = list.next_offset ? `Acknowledge the newest ${list.alerts.length}` : `Acknowledge all ${list.alerts.length}`;
+  }
 }
 
 // Two clicks: the first says how many it will acknowledge, the second does it, one by one.
