@@ -443,6 +443,15 @@ async fn an_admin_acknowledges_all_and_sets_changes_and_disables_limits() {
         "Click again to acknowledge 3 alerts"
     );
     assert_eq!(get(&app, ADMIN, "/api/alerts").await["alerts"].as_array().unwrap().len(), 3, "not yet");
+    // The admin's buttons, the armed one at its longest, still fit a 390 px screen.
+    browser.resize(390, 844).await;
+    browser.wait_for("a 390 px window", "return window.innerWidth <= 400", Duration::from_secs(5)).await;
+    let width = browser.eval("return document.documentElement.scrollWidth").await;
+    assert!(width.as_u64().unwrap() <= 390, "the page is {width} px wide at 390 px");
+    browser.resize(1280, 900).await;
+    browser.wait_for("a 1280 px window", "return window.innerWidth > 1000", Duration::from_secs(5)).await;
+    // Back at the top, where the cards are clear of the sticky header.
+    browser.eval("window.scrollTo(0, 0)").await;
     browser.click("#alerts-ack-all").await;
     browser
         .wait_for(
