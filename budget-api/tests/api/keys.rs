@@ -167,6 +167,7 @@ async fn only_write_keys_are_bound_to_a_component() {
             .send()
             .await
             .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "validation_failed", "{body}");
         let problem = body["error"]["details"][0].to_string();
