@@ -211,13 +211,12 @@ function gauge(w, now) {
 
 function waiting(p) {
   const each = p.period === 'per_session' ? 'session' : 'task';
-  const limits = [p.cost_limit !== null ? money(p.cost_limit) : null, p.token_limit !== null ? `${tokens(p.token_limit)} tokens` : null];
   return el('article', { class: 'gauge waiting', dataset: { policy: p.policy_id } },
     el('header', {},
       el('h4', { text: `${p.period.replace('_', ' ')} ${p.type.replace('_', ' ')}` }),
       el('span', { class: 'badge', text: 'no window yet' })),
     el('p', { class: 'scope', text: p.scope }),
-    el('p', { class: 'figures', text: `limit ${limits.filter(Boolean).join(' and ')} per ${each}` }),
+    el('p', { class: 'figures', text: `limit ${limitWords(p)} per ${each}` }),
     el('p', { class: 'hint', text: `Each ${each} gets its own window with its first call or reservation.` }),
     el('p', { class: 'actions' }, changeButton(p)));
 }
@@ -324,6 +323,7 @@ function readLimits(inputs, optional) {
   return { limits };
 }
 
+// `$5 and 200,000 tokens`: a policy's limits in words.
 function limitWords(v) {
   return [v.cost_limit !== null ? money(v.cost_limit) : null, v.token_limit !== null ? `${tokens(v.token_limit)} tokens` : null]
     .filter(Boolean).join(' and ');
