@@ -1,7 +1,8 @@
 //! What every write route reads from a request besides its body: the idempotency key (the
 //! `Idempotency-Key` header, or a `request_id` in the body) and the metadata stored with its events.
 
-use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use budget_events::store::idempotency::{Canonical, IdempotencyKey, KeyError};
 use budget_events::ErrorCode;
 use budget_events::EventMetadata;
@@ -10,6 +11,20 @@ use serde::Serialize;
 use crate::error::ApiError;
 
 const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// On the answer to a retry that got its first outcome back: nothing was written this time.
+pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
+
+/// A keyed write's answer: `status` the first time; for a retry answered with the first outcome,
+/// 200 with `Idempotent-Replayed: true`, whatever the first status was, on every write route alike.
+pub fn answer(status: StatusCode, replayed: bool) -> HttpResponseBuilder {
+    if replayed {
+        let mut builder = HttpResponse::Ok();
+        builder.insert_header((REPLAYED_HEADER, "true"));
+        builder
+    } else {
+        HttpResponse::build(status)
+    }
+}
 
 /// The request's idempotency key for an operation of `scope`, hashed with `body`. The header and the
 /// body's `request_id` are two ways to send the same key; they may not disagree.

@@ -1,6 +1,7 @@
 //! Allocations: reserve tokens for a task (`POST /api/allocations`, 402 when a hard limit refuses),
 //! list and read them, release what is left. Usage with `allocation_id` settles against them.
 
+use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use budget_events::domain::allocation::{Allocation, AllocationInput, AllocationState, CreateAllocation};
 use budget_events::ledger::{AllocateCommand, ReleaseCommand};
@@ -131,7 +132,7 @@ pub async fn create(
     let command = AllocateCommand { allocation, unpriced: state.unpriced, key, signer: metadata.key_id, metadata };
     let (outcome, position) = state.writer.submit_at(command).await?;
     let view = AllocationView { position, ..AllocationView::from(&outcome.allocation) };
-    Ok(if outcome.replayed { HttpResponse::Ok().json(view) } else { HttpResponse::Created().json(view) })
+    Ok(request::answer(StatusCode::CREATED, outcome.replayed).json(view))
 }
 
 /// Release what an allocation still reserves. 409 when it is already released, expired or exhausted.
@@ -146,7 +147,8 @@ pub async fn release(
     let key = request::keyed(&req, None, "release", &allocation_id)?;
     let (outcome, position) =
         state.writer.submit_at(ReleaseCommand { allocation_id, key, metadata: metadata(&req) }).await?;
-    Ok(HttpResponse::Ok().json(AllocationView { position, ..AllocationView::from(&outcome.allocation) }))
+    Ok(request::answer(StatusCode::OK, outcome.replayed)
+        .json(AllocationView { position, ..AllocationView::from(&outcome.allocation) }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -1,6 +1,7 @@
 //! Budgets: create, list, get (with its policies' current windows), rename, archive; a budget's policies
 //! and status. A budget is also created by the first `set_limit` (or `POST /api/policies`) naming it.
 
+use actix_web::http::StatusCode;
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use budget_events::event::BudgetUpdated;
 use budget_events::ledger::{BudgetChange, BudgetCommand, BudgetOutcome};
@@ -212,7 +213,7 @@ async fn change(
 }
 
 /// Create a budget (a container of policies).
-#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", request_body = NewBudget, responses((status = 201, body = BudgetChanged), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "Name taken", body = crate::error::ErrorBody)), security(("api_key" = ["admin"])))]
+#[utoipa::path(params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key returns the first outcome")), tag = "policies", request_body = NewBudget, responses((status = 201, body = BudgetChanged), (status = 200, description = "Idempotent retry", body = BudgetChanged), (status = 400, body = crate::error::ErrorBody), (status = 409, description = "Name taken", body = crate::error::ErrorBody)), security(("api_key" = ["admin"])))]
 #[post("/api/budgets")]
 pub async fn create(
     state: web::Data<AppState>,
@@ -227,7 +228,7 @@ pub async fn create(
         owner: text("owner", &input.owner, 200)?,
     };
     let outcome = change(&state, &req, change_, "budget-create", &input).await?;
-    Ok(HttpResponse::Created().json(BudgetChanged::from(outcome)))
+    Ok(request::answer(StatusCode::CREATED, outcome.0.replayed).json(BudgetChanged::from(outcome)))
 }
 
 /// Rename a budget or change its description or owner.
@@ -254,7 +255,7 @@ pub async fn update(
         ));
     }
     let outcome = change(&state, &req, BudgetChange::Update(update), "budget-update", &(budget_id, &input)).await?;
-    Ok(HttpResponse::Ok().json(BudgetChanged::from(outcome)))
+    Ok(request::answer(StatusCode::OK, outcome.0.replayed).json(BudgetChanged::from(outcome)))
 }
 
 /// Archive a budget: its policies stop counting new usage. The log keeps everything.
@@ -267,7 +268,7 @@ pub async fn archive(
 ) -> Result<HttpResponse, ApiError> {
     let budget_id = parse_id("budget", &path)?;
     let outcome = change(&state, &req, BudgetChange::Archive(budget_id), "budget-archive", &budget_id).await?;
-    Ok(HttpResponse::Ok().json(BudgetChanged::from(outcome)))
+    Ok(request::answer(StatusCode::OK, outcome.0.replayed).json(BudgetChanged::from(outcome)))
 }
 
 /// A budget's policies.

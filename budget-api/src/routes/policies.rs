@@ -1,6 +1,7 @@
 //! Policies: `POST /api/policies` (create, or replace the one with the same budget, period and scope),
 //! `GET /api/policies`, `GET /api/policies/{id}`. Every change is a `PolicySet` event.
 
+use actix_web::http::StatusCode;
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use budget_events::domain::policy::{Policy, PolicyInput, SetPolicy};
 use budget_events::ledger::{PolicyCommand, PolicyOutcome};
@@ -142,9 +143,10 @@ pub async fn set_policy(
     let policy = SetPolicy::validate(&named).map_err(validation_error)?;
     let key = request::keyed(&req, None, "policy", &input)?;
     let (outcome, position) = state.writer.submit_at(PolicyCommand { policy, key, metadata: metadata(&req) }).await?;
-    let created = outcome.created && !outcome.replayed;
-    let response = PolicySetResponse::new(outcome, position);
-    Ok(if created { HttpResponse::Created().json(response) } else { HttpResponse::Ok().json(response) })
+    // A new policy is 201; one that replaced the policy in its slot is 200.
+    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
+    let replayed = outcome.replayed;
+    Ok(request::answer(status, replayed).json(PolicySetResponse::new(outcome, position)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -294,7 +296,8 @@ async fn apply(state: &AppState, req: &HttpRequest, id: Uuid, patch: PolicyPatch
     let policy = SetPolicy::validate(&input).map_err(validation_error)?;
     let key = request::keyed(req, None, "policy-update", &(id, &patch))?;
     let (outcome, position) = state.writer.submit_at(PolicyCommand { policy, key, metadata: metadata(req) }).await?;
-    Ok(HttpResponse::Ok().json(PolicySetResponse::new(outcome, position)))
+    let replayed = outcome.replayed;
+    Ok(request::answer(StatusCode::OK, replayed).json(PolicySetResponse::new(outcome, position)))
 }
 
 fn validation_error(errors: Vec<(String, String)>) -> ApiError {

@@ -1,6 +1,7 @@
 //! Recording usage: `POST /api/usage` (one record) and `POST /api/usage/batch` (up to 10,000 in one
 //! transaction). Both validate everything before writing anything, and both are idempotent.
 
+use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use budget_events::domain::usage::CanonicalUsageInput;
 use budget_events::domain::usage::FieldError;
@@ -23,8 +24,6 @@ pub const MAX_RECORD_BODY: usize = 64 * 1024;
 pub const MAX_BATCH_BODY: usize = 16 * 1024 * 1024;
 /// Most records in one batch.
 pub const MAX_BATCH_RECORDS: usize = 10_000;
-
-const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 
 #[derive(Serialize, ToSchema)]
 pub struct UsageRecordedResponse {
@@ -135,9 +134,9 @@ async fn record(state: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     let mut outcome = state.writer.submit(command).await?;
     let item = outcome.items.pop().expect("one outcome per record");
     match item.status {
-        ItemStatus::Recorded => Ok(HttpResponse::Created().json(UsageRecordedResponse::from(item))),
-        ItemStatus::Duplicate => {
-            Ok(HttpResponse::Ok().insert_header((REPLAYED_HEADER, "true")).json(UsageRecordedResponse::from(item)))
+        ItemStatus::Recorded | ItemStatus::Duplicate => {
+            let replayed = item.status == ItemStatus::Duplicate;
+            Ok(request::answer(StatusCode::CREATED, replayed).json(UsageRecordedResponse::from(item)))
         }
         ItemStatus::Rejected => {
             let error = item.error.expect("a rejection says why");
@@ -277,11 +276,7 @@ pub async fn record_batch(
             .map(|(index, mut item)| BatchItemResponse { index, error: item.error.take(), outcome: item.into() })
             .collect(),
     };
-    let mut http = HttpResponse::Ok();
-    if outcome.replayed {
-        http.insert_header((REPLAYED_HEADER, "true"));
-    }
-    Ok(http.json(response))
+    Ok(request::answer(StatusCode::OK, outcome.replayed).json(response))
 }
 
 fn validation_error(errors: Vec<FieldError>) -> ApiError {

@@ -342,15 +342,25 @@ async fn a_reserving_check_holds_exactly_that_call_and_keys_make_create_and_rele
     let send = |key: &'static str| {
         app.http.post(app.url("/api/allocations")).header("Idempotency-Key", key).json(&body).send()
     };
-    let first: Value = send("alloc-1").await.unwrap().json().await.unwrap();
+    let first = send("alloc-1").await.unwrap();
+    assert!(first.headers().get("idempotent-replayed").is_none(), "a first answer is not a replay");
+    let first: Value = first.json().await.unwrap();
     let again = send("alloc-1").await.unwrap();
-    assert_eq!(again.status().as_u16(), 200);
+    // As a record's retry says it: 200 and `Idempotent-Replayed: true` (it said nothing but the 200).
+    assert_eq!(
+        (again.status().as_u16(), again.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap())),
+        (200, Some("true"))
+    );
     assert_eq!(again.json::<Value>().await.unwrap()["allocation_id"], first["allocation_id"]);
     let rid = first["allocation_id"].as_str().unwrap();
     let release =
         || app.http.post(app.url(&format!("/api/allocations/{rid}/release"))).header("Idempotency-Key", "rel-1").send();
-    assert_eq!(release().await.unwrap().status().as_u16(), 200);
-    assert_eq!(release().await.unwrap().status().as_u16(), 200, "a retried release gets its first answer");
+    let released = release().await.unwrap();
+    assert_eq!(released.status().as_u16(), 200);
+    assert!(released.headers().get("idempotent-replayed").is_none());
+    let again = release().await.unwrap();
+    assert_eq!(again.status().as_u16(), 200, "a retried release gets its first answer");
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
     let bad = json!({"context_id": "t", "component": "c", "priority": 0});
     assert_error(app.post("/api/allocations", &bad).await, 400, "validation_failed").await;
 }

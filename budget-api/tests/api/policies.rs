@@ -346,3 +346,44 @@ async fn no_op_changes_append_no_event() {
     assert_eq!(twice["active"], false);
     assert_eq!(app.events().await, events, "archiving an archived budget appended an event");
 }
+
+/// Every keyed write says a retry is one as a record's retry does: the first outcome, 200 and
+/// `Idempotent-Replayed: true` (policies and budgets said nothing, and a budget's retry said 201).
+#[tokio::test]
+async fn retried_policy_and_budget_writes_say_they_are_replays() {
+    let app = spawn_app().await;
+    let send = |method: reqwest::Method, path: String, key: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            let r = app.http.request(method, app.url(&path)).header("Idempotency-Key", key).json(&body).send().await;
+            let r = r.unwrap();
+            let replayed = r.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), replayed, r.json::<Value>().await.unwrap())
+        }
+    };
+    let policy = json!({"period": "daily", "cost_limit": "10", "provider": "openai"});
+    let (status, replayed, first) = send(reqwest::Method::POST, "/api/policies".into(), "p-1", policy.clone()).await;
+    assert_eq!((status, replayed), (201, None));
+    let again = send(reqwest::Method::POST, "/api/policies".into(), "p-1", policy).await;
+    assert_eq!((again.0, again.1.as_deref()), (200, Some("true")));
+    assert_eq!(again.2["policy"]["policy_id"], first["policy"]["policy_id"]);
+    let id = first["policy"]["policy_id"].as_str().unwrap().to_string();
+
+    let patch = json!({"cost_limit": "12"});
+    let (status, replayed, _) = send(reqwest::Method::PATCH, format!("/api/policies/{id}"), "p-2", patch.clone()).await;
+    assert_eq!((status, replayed), (200, None));
+    let (status, replayed, _) = send(reqwest::Method::PATCH, format!("/api/policies/{id}"), "p-2", patch).await;
+    assert_eq!((status, replayed.as_deref()), (200, Some("true")));
+
+    let budget = json!({"name": "lab"});
+    let (status, replayed, first) = send(reqwest::Method::POST, "/api/budgets".into(), "b-1", budget.clone()).await;
+    assert_eq!((status, replayed), (201, None));
+    let (status, replayed, again) = send(reqwest::Method::POST, "/api/budgets".into(), "b-1", budget).await;
+    assert_eq!((status, replayed.as_deref()), (200, Some("true")));
+    assert_eq!(again["budget_id"], first["budget_id"], "{again}");
+    let archive = format!("/api/budgets/{}/archive", first["budget_id"].as_str().unwrap());
+    let (status, replayed, _) = send(reqwest::Method::POST, archive.clone(), "b-2", json!({})).await;
+    assert_eq!((status, replayed), (200, None));
+    let (status, replayed, _) = send(reqwest::Method::POST, archive, "b-2", json!({})).await;
+    assert_eq!((status, replayed.as_deref()), (200, Some("true")));
+}
