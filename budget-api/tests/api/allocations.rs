@@ -501,3 +501,60 @@ async fn a_model_without_a_provider_reserves_under_its_one_provider() {
             .unwrap();
     assert_eq!(reserved_under(&several), ["anthropic", "openai"], "{several}");
 }
+
+/// `examples/reserve_then_record.py` (the README's integration example, Python's standard library
+/// only) against a server: reserve, record, release; the same task run again gets every first answer
+/// back and writes nothing; a reservation past a hard limit exits 3 having spent nothing.
+#[tokio::test]
+async fn the_reserve_then_record_example_counts_a_task_run_twice_once() {
+    let app = spawn_app().await;
+    let price = json!({"provider": "openai", "model": "gpt-4o", "input": "2.5", "output": "10", "per": "1M"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let limit = json!({"period": "daily", "type": "hard_limit", "token_limit": 10000, "component": "lab"});
+    assert_eq!(app.post("/api/policies", &limit).await.status().as_u16(), 201);
+    let run = |task: &'static str, tokens: &'static str| {
+        let url = app.address.clone();
+        async move {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/reserve_then_record.py");
+            let output = tokio::process::Command::new("python3")
+                .args([script, "--url", &url, "--task", task, "--component", "lab", "--tokens", tokens])
+                .env_remove("BUDGET_API_KEY")
+                .output()
+                .await
+                .expect("python3 runs");
+            let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+            (output.status.code(), text)
+        }
+    };
+    let (code, text) = run("task-1", "8000").await;
+    assert_eq!(code, Some(0), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("reserved 8,000 tokens (allocation ") && lines[0].ends_with(", estimated $0.08)"),
+        "{text}"
+    );
+    assert!(lines[1].starts_with("recorded 1,540 tokens costing $0.0064 (record "), "{text}");
+    assert_eq!(lines[2], "released 6,460 unused tokens", "{text}");
+    let events = app.events().await;
+
+    let (code, again) = run("task-1", "8000").await;
+    assert_eq!(code, Some(0), "{again}");
+    assert!(again.lines().all(|l| l.ends_with("[replayed]")), "every step is its first answer: {again}");
+    assert_eq!(app.events().await, events, "running the task again wrote nothing");
+
+    // 1,540 of 10,000 tokens spent today: 9,000 more are refused before anything is spent.
+    let (code, refused) = run("task-2", "9000").await;
+    assert_eq!(code, Some(3), "{refused}");
+    assert!(refused.starts_with("refused: the daily hard limit on component=lab"), "{refused}");
+    let records: i64 = app
+        .db
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM events WHERE event_type = 'UsageRecorded'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(records, 1);
+}
