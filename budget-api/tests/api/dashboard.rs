@@ -393,15 +393,15 @@ async fn an_admin_acknowledges_all_and_sets_changes_and_disables_limits() {
             browser.wait_for("the loaded page", "return document.body.dataset.ready", Duration::from_secs(15)).await;
         }
     };
+    // A codex call on openai of `cost` dollars.
+    let spend = |cost: &'static str| {
+        let app = &app;
+        let call = json!({"provider": "openai", "model": "gpt-4o", "component": "codex",
+                          "input_tokens": 10, "output_tokens": 10, "cost": cost});
+        async move { post(app, ADMIN, "/api/usage", call).await }
+    };
     // $1 of openai's $1 limit: three alerts (80 %, 95 %, exceeded), for "Acknowledge all".
-    let spent = post(
-        &app,
-        ADMIN,
-        "/api/usage",
-        json!({"provider": "openai", "model": "gpt-4o", "component": "codex",
-               "input_tokens": 10, "output_tokens": 10, "cost": "1"}),
-    )
-    .await;
+    let spent = spend("1").await;
     let open = get(&app, ADMIN, &format!("/api/alerts?min_position={}", spent["position"])).await;
     assert_eq!(open["alerts"].as_array().unwrap().len(), 3, "{open}");
     sign_in(read.clone()).await;
@@ -537,14 +537,7 @@ async fn an_admin_acknowledges_all_and_sets_changes_and_disables_limits() {
 
     // A new limit: none given is refused on the page; a budget name the API refuses says why; then a
     // daily hard limit of $3 on codex, whose window counts the two records already spent today.
-    post(
-        &app,
-        ADMIN,
-        "/api/usage",
-        json!({"provider": "openai", "model": "gpt-4o", "component": "codex",
-               "input_tokens": 10, "output_tokens": 10, "cost": "0.5"}),
-    )
-    .await;
+    spend("0.5").await;
     browser.click("#new-limit").await;
     browser
         .wait_for("the new-limit dialog", "return document.querySelector('#limit').open", Duration::from_secs(5))
