@@ -95,6 +95,9 @@ async fn acknowledge_all(
     loop {
         let mut query = vec![("limit", "500".to_string()), ("offset", offset.to_string())];
         query.extend(filters.iter().filter_map(|(name, value)| value.clone().map(|v| (*name, v))));
+        if let Some(position) = client.last_write() {
+            query.push(("min_position", position.to_string()));
+        }
         let page: AlertList = client.get("/api/alerts", &query).await?;
         open.extend(page.alerts.into_iter().map(|a| (a.id, a.alert_type)));
         match page.next_offset {
