@@ -235,17 +235,33 @@ pub async fn count_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
     let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
+    count_into(metrics, req, next).await
+}
+
+/// [`count_requests`] into `metrics`. An error from inside (the 500 `panics::catch` answers a
+/// handler's panic with) is counted with its status too: it comes back without the request, so the
+/// route is read before the request goes in.
+async fn count_into(
+    metrics: Option<std::sync::Arc<Metrics>>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
     let method = req.method().to_string();
-    let response = next.call(req).await?;
+    let route = req.match_pattern();
+    let answered = next.call(req).await;
     if let Some(metrics) = metrics {
-        let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-        let status = response.status().as_u16().to_string();
+        let (route, status) = match &answered {
+            Ok(response) => (response.request().match_pattern(), response.status()),
+            Err(error) => (route, error.as_response_error().status_code()),
+        };
+        let route = route.unwrap_or_else(|| "unmatched".into());
+        let status = status.as_u16().to_string();
         metrics.http_requests.with_label_values(&[&route, &method, &status]).inc();
         metrics.http_seconds.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
     }
-    Ok(response)
+    answered
 }
 
 /// Every metric of this process, in Prometheus' text exposition format.
@@ -282,4 +298,61 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .encode(&m.registry.gather(), &mut text)
         .map_err(|e| ApiError::Internal(format!("metrics could not be encoded: {e}")))?;
     Ok(HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use actix_web::middleware::from_fn;
+    use actix_web::{web, App, HttpResponse, HttpServer};
+
+    use prometheus::Encoder;
+
+    use super::Metrics;
+
+    /// A real server on port 0 with the metrics' count outside `panics::catch`, as `startup` orders
+    /// them: a handler's panic is counted as the 500 it was answered with, under its route.
+    #[actix_web::test]
+    async fn a_request_whose_handler_panicked_is_counted_as_its_500() {
+        let metrics = Arc::new(Metrics::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let counted = metrics.clone();
+        let server = HttpServer::new(move || {
+            let counted = counted.clone();
+            App::new()
+                .wrap(from_fn(crate::panics::catch))
+                .wrap(from_fn(move |req, next| super::count_into(Some(counted.clone()), req, next)))
+                .route("/fine/{id}", web::get().to(|| async { HttpResponse::Ok().body("fine") }))
+                .route(
+                    "/boom/{id}",
+                    web::get().to(|| async {
+                        let zero = rust_decimal::Decimal::ZERO;
+                        HttpResponse::Ok().body((rust_decimal::Decimal::ONE / zero).to_string())
+                    }),
+                )
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        let http = reqwest::Client::new();
+        for path in ["/boom/1", "/boom/2", "/fine/1"] {
+            http.get(format!("{url}{path}")).send().await.expect("an answer");
+        }
+        handle.stop(true).await;
+
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new().encode(&metrics.registry.gather(), &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let count = |route: &str, status: &str| {
+            let series = format!("budget_http_requests_total{{method=\"GET\",route=\"{route}\",status=\"{status}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(series.as_str())).map(str::to_string)
+        };
+        assert_eq!(count("/boom/{id}", "500").as_deref(), Some("2"), "{text}");
+        assert_eq!(count("/fine/{id}", "200").as_deref(), Some("1"), "{text}");
+    }
 }
