@@ -165,18 +165,25 @@ function may(scope) {
 async function loadLimits() {
   const status = await api('/api/status');
   const now = Date.parse(status.at);
+  // By budget: its id, and its cards and the limits they show.
   const byBudget = new Map();
-  const add = (name, card) => {
-    if (!byBudget.has(name)) byBudget.set(name, []);
-    byBudget.get(name).push(card);
+  const add = (item, card) => {
+    if (!byBudget.has(item.budget_id)) byBudget.set(item.budget_id, { name: item.budget_name, cards: [], policies: new Set() });
+    const b = byBudget.get(item.budget_id);
+    b.cards.push(card);
+    b.policies.add(item.policy_id);
   };
-  for (const w of status.windows) add(w.budget_name, gauge(w, now));
+  for (const w of status.windows) add(w, gauge(w, now));
   // A per-task or per-session limit before its first task: shown, or it would look as if not set.
-  for (const p of status.waiting || []) add(p.budget_name, waiting(p));
-  const sections = [...byBudget].map(([name, cards]) =>
-    el('section', { class: 'budget', 'aria-label': `budget ${name}` },
-      el('h3', { text: `Budget ${name}` }),
-      el('div', { class: 'gauges' }, ...cards)));
+  for (const p of status.waiting || []) add(p, waiting(p));
+  const sections = [...byBudget].map(([id, b]) =>
+    el('section', { class: 'budget', 'aria-label': `budget ${b.name}`, dataset: { budget: id } },
+      el('div', { class: 'budget-head' },
+        el('h3', { text: `Budget ${b.name}` }),
+        may('admin')
+          ? el('button', { type: 'button', class: 'link', dataset: { action: 'manage' }, on: { click: () => manageBudget(id, b) } }, 'Rename or archive')
+          : null),
+      el('div', { class: 'gauges' }, ...b.cards)));
   $('#gauges').replaceChildren(...(sections.length ? sections
     : [el('p', { class: 'hint', text: 'No limits yet. Set one with `budget set_limit daily 20.0`.' })]));
 }
@@ -369,6 +376,74 @@ async function disableLimit(p, button, error) {
     await run(loadLimits);
   } catch (e) {
     error.textContent = `Not disabled: ${e.message}`;
+    button.disabled = false;
+  }
+}
+
+// ---- A budget: rename, archive -------------------------------------------------------------------
+
+function manageBudget(id, b) {
+  const dialog = $('#budget');
+  $('#budget-h').textContent = `Budget ${b.name}`;
+  const name = el('input', { id: 'budget-name', autocomplete: 'off', spellcheck: 'false', maxlength: '128', value: b.name });
+  const error = el('p', { id: 'budget-error', class: 'error', role: 'alert' });
+  const save = el('button', { type: 'submit' }, 'Rename');
+  const archive = el('button', { type: 'button', id: 'budget-archive' }, 'Archive this budget');
+  archive.addEventListener('click', () => archiveBudget(id, b, archive, error));
+  const form = el('form', { class: 'limit-form', on: { submit: (e) => { e.preventDefault(); renameBudget(id, b, name, save, error); } } },
+    el('label', { for: 'budget-name' }, 'Name', name),
+    error,
+    el('div', { class: 'buttons' }, save, archive),
+    el('p', { class: 'hint', text: `Archiving stops its limits counting and limiting; the log keeps everything. From the terminal: budget budgets rename ${shellWord(b.name)} NEW, budget budgets archive ${shellWord(b.name)}.` }));
+  $('#budget-body').replaceChildren(form);
+  if (!dialog.open) dialog.showModal();
+  name.focus();
+}
+
+// A name as a shell takes it: quoted when it has more than letters, digits, `.`, `_` and `-`.
+function shellWord(name) {
+  return /^[\w.-]+$/.test(name) ? name : `'${name.replace(/'/g, "'\\''")}'`;
+}
+
+async function renameBudget(id, b, input, button, error) {
+  const name = input.value.trim();
+  if (!name) {
+    error.textContent = 'Give the budget a name.';
+    return input.focus();
+  }
+  button.disabled = true;
+  error.textContent = '';
+  try {
+    const done = await api(`/api/budgets/${id}`, { method: 'PATCH', body: { name } });
+    $('#budget').close();
+    $('#limits-note').textContent = done.name === b.name && !Number.isInteger(done.position)
+      ? `Nothing changed: the budget is already named ${b.name}.`
+      : `Renamed budget ${b.name} to ${done.name}.`;
+    await run(loadLimits);
+  } catch (e) {
+    error.textContent = `Not renamed: ${e.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// Two clicks: the first says what archiving does, the second does it.
+async function archiveBudget(id, b, button, error) {
+  const limits = plural(b.policies.size, 'limit');
+  if (button.dataset.armed !== 'true') {
+    button.dataset.armed = 'true';
+    button.textContent = `Click again to archive: its ${limits} ${b.policies.size === 1 ? 'stops' : 'stop'} counting and limiting`;
+    return;
+  }
+  button.disabled = true;
+  error.textContent = '';
+  try {
+    await api(`/api/budgets/${id}/archive`, { method: 'POST', body: {} });
+    $('#budget').close();
+    $('#limits-note').textContent = `Archived budget ${b.name}: its ${limits} no longer ${b.policies.size === 1 ? 'counts or limits' : 'count or limit'} anything; the log keeps what ${b.policies.size === 1 ? 'it' : 'they'} counted.`;
+    await run(loadLimits);
+  } catch (e) {
+    error.textContent = `Not archived: ${e.message}`;
     button.disabled = false;
   }
 }
@@ -942,6 +1017,7 @@ function wire() {
   });
   $('#explain-close').addEventListener('click', () => $('#explain').close());
   $('#limit-close').addEventListener('click', () => $('#limit').close());
+  $('#budget-close').addEventListener('click', () => $('#budget').close());
   $('#new-limit').addEventListener('click', newLimit);
   let resizeTimer = null;
   window.addEventListener('resize', () => {

@@ -1,8 +1,9 @@
 //! The dashboard in a real headless Chromium, against a server with keys and data: sign-in (a wrong
 //! key is refused clearly), gauges equal to `GET /api/status`, a record posted over REST moving its
 //! gauge and the spend total without a reload, an alert acknowledged from the page, and the page
-//! fitting 390 px; an admin setting a limit, and changing or disabling one from its card. Screenshots
-//! (1280 px light and dark, 390 px, the change and new-limit dialogs) go to `target/dashboard/`.
+//! fitting 390 px; an admin setting a limit, changing or disabling one from its card, and renaming or
+//! archiving a budget. Screenshots (1280 px light and dark, 390 px, the change, new-limit and budget
+//! dialogs) go to `target/dashboard/`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -593,4 +594,116 @@ async fn an_admin_acknowledges_all_and_sets_changes_and_disables_limits() {
             Duration::from_secs(5),
         )
         .await;
+}
+
+/// An admin renames a budget from its heading (a name another budget has is refused with the API's
+/// reason, and nothing changes) and archives it with a second click: its cards go, its limits stop
+/// counting. A read key is offered neither.
+#[tokio::test]
+async fn an_admin_renames_and_archives_a_budget() {
+    let app = spawn_app_with(|s| s.security.admin_key = Some(ADMIN.into())).await;
+    let read = create_key(&app, "read", "wallboard").await;
+    let lab = post(&app, ADMIN, "/api/policies", json!({"budget": "lab", "period": "daily", "cost_limit": 5.0})).await;
+    let lab = text(&lab["policy"]["budget_id"]);
+    post(&app, ADMIN, "/api/policies", json!({"period": "daily", "cost_limit": 20.0})).await;
+    post(&app, ADMIN, "/api/budgets", json!({"name": "ops"})).await;
+    let heading = format!(".budget[data-budget=\"{lab}\"] h3");
+    let manage = format!(".budget[data-budget=\"{lab}\"] [data-action=manage]");
+
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&app.url("/")).await;
+    let sign_in = |key: String| {
+        let browser = &browser;
+        async move {
+            browser
+                .wait_for(
+                    "the sign-in form",
+                    "return !document.querySelector('#sign-in').hidden",
+                    Duration::from_secs(10),
+                )
+                .await;
+            browser.type_into("#api-key", &key).await;
+            browser.click("#sign-in-form button[type=submit]").await;
+            browser.wait_for("the loaded page", "return document.body.dataset.ready", Duration::from_secs(15)).await;
+        }
+    };
+    sign_in(read).await;
+    assert_eq!(browser.eval(&format!("return document.querySelector('{heading}').textContent")).await, "Budget lab");
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('[data-action=manage]').length").await,
+        0,
+        "a read key is offered no change"
+    );
+    browser.click("#sign-out").await;
+    browser.eval("document.body.dataset.ready = ''").await;
+    sign_in(ADMIN.to_string()).await;
+
+    // A name another budget has: the API's reason, and nothing written.
+    browser.click(&manage).await;
+    browser
+        .wait_for("the budget dialog", "return document.querySelector('#budget').open", Duration::from_secs(5))
+        .await;
+    assert_eq!(browser.eval("return document.querySelector('#budget-name').value").await, "lab");
+    let events = app.events().await;
+    browser.eval("document.querySelector('#budget-name').value = ''").await;
+    browser.type_into("#budget-name", "ops").await;
+    browser.click("#budget-body button[type=submit]").await;
+    let error = browser
+        .wait_for(
+            "the API's error",
+            "const t = document.querySelector('#budget-error').textContent; return t.startsWith('Not renamed:') && t",
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(error.as_str().unwrap().contains("a budget named `ops` already exists"), "{error}");
+    assert_eq!(app.events().await, events, "nothing was written");
+
+    // A new name: the note says so and the heading follows.
+    browser.eval("document.querySelector('#budget-name').value = ''").await;
+    browser.type_into("#budget-name", "research").await;
+    std::fs::create_dir_all(screenshots()).unwrap();
+    browser.screenshot(&screenshots().join("dashboard-budget.png")).await;
+    browser.click("#budget-body button[type=submit]").await;
+    let note = browser
+        .wait_for(
+            "the rename's note",
+            "return !document.querySelector('#budget').open && document.querySelector('#limits-note').textContent",
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(note, "Renamed budget lab to research.");
+    assert_eq!(get(&app, ADMIN, &format!("/api/budgets/{lab}")).await["name"], "research");
+    browser
+        .wait_for(
+            "the new heading",
+            &format!("return document.querySelector('{heading}').textContent === 'Budget research'"),
+            Duration::from_secs(5),
+        )
+        .await;
+
+    // Archiving takes a second click, which the first one asks for.
+    browser.click(&manage).await;
+    browser
+        .wait_for("the budget dialog", "return document.querySelector('#budget').open", Duration::from_secs(5))
+        .await;
+    browser.click("#budget-archive").await;
+    assert_eq!(
+        browser.eval("return document.querySelector('#budget-archive').textContent").await,
+        "Click again to archive: its 1 limit stops counting and limiting"
+    );
+    assert_eq!(get(&app, ADMIN, &format!("/api/budgets/{lab}")).await["active"], true, "not yet");
+    browser.click("#budget-archive").await;
+    browser
+        .wait_for(
+            "the budget's cards gone",
+            &format!("return document.querySelector('.budget[data-budget=\"{lab}\"]') === null"),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(get(&app, ADMIN, &format!("/api/budgets/{lab}")).await["active"], false);
+    assert_eq!(
+        browser.eval("return document.querySelector('#limits-note').textContent").await,
+        "Archived budget research: its 1 limit no longer counts or limits anything; the log keeps what it counted."
+    );
+    assert_eq!(browser.eval("return document.querySelectorAll('.budget').length").await, 1, "default stays");
 }
