@@ -74,7 +74,7 @@ fn print_report(r: &Report) {
         let (p50, p95, p99) = f
             .latency
             .map_or((String::new(), String::new(), String::new()), |l| (ms(l.p50_ms), ms(l.p95_ms), ms(l.p99_ms)));
-        let ratio = f.ratio.map_or(String::new(), |x| format!("{x:.2}× {}", f.baseline.unwrap_or_default()));
+        let ratio = f.ratio.map_or(String::new(), |x| format!("{}× {}", ratio_text(x), f.baseline.unwrap_or_default()));
         let target = match (f.target, f.met) {
             (Some(t), Some(true)) => format!("met: {t}"),
             (Some(t), _) => format!("MISSED: {t}"),
@@ -98,5 +98,27 @@ fn print_report(r: &Report) {
     }
     for c in &r.checks {
         crate::say!("{} {}: {}", if c.passed { "ok" } else { "FAILED" }, c.name, c.detail);
+    }
+}
+
+/// A ratio to two decimals, cut rather than rounded: the targets' lines (0.5×, 0.8×, 1.0×) have no
+/// more digits, so a figure printed at its line has met it (0.4989× printed as "0.50×" beside
+/// "MISSED: ≥ 0.5×" read as a contradiction). The JSON keeps every digit.
+fn ratio_text(ratio: f64) -> String {
+    // The nudge keeps a ratio that is exactly two decimals (0.29, whose float is 0.28999…) as it is.
+    format!("{:.2}", (ratio * 100.0 + 1e-9).floor() / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ratio_text;
+
+    #[test]
+    fn a_ratio_just_under_its_line_is_not_printed_at_it() {
+        assert_eq!(ratio_text(0.49891), "0.49");
+        assert_eq!(ratio_text(0.5), "0.50");
+        assert_eq!(ratio_text(0.29), "0.29");
+        assert_eq!(ratio_text(0.7999), "0.79");
+        assert_eq!(ratio_text(1.234), "1.23");
     }
 }
