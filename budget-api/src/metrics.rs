@@ -325,13 +325,7 @@ mod tests {
                 .wrap(from_fn(crate::panics::catch))
                 .wrap(from_fn(move |req, next| super::count_into(Some(counted.clone()), req, next)))
                 .route("/fine/{id}", web::get().to(|| async { HttpResponse::Ok().body("fine") }))
-                .route(
-                    "/boom/{id}",
-                    web::get().to(|| async {
-                        let zero = rust_decimal::Decimal::ZERO;
-                        HttpResponse::Ok().body((rust_decimal::Decimal::ONE / zero).to_string())
-                    }),
-                )
+                .route("/boom/{id}", web::get().to(crate::panics::tests::divides_by_zero))
         })
         .workers(1)
         .listen(listener)

@@ -35,9 +35,15 @@ pub async fn catch(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use actix_web::middleware::from_fn;
     use actix_web::{web, App, HttpResponse, HttpServer};
+
+    /// A handler with a bug: it divides by zero.
+    pub(crate) async fn divides_by_zero() -> HttpResponse {
+        let zero = rust_decimal::Decimal::ZERO;
+        HttpResponse::Ok().body((rust_decimal::Decimal::ONE / zero).to_string())
+    }
 
     /// A real server on port 0 (the bar for HTTP tests), with the two middlewares as `startup` orders
     /// them and a handler that divides by zero. What the metrics make of it is
@@ -51,13 +57,7 @@ mod tests {
                 .wrap(from_fn(super::catch))
                 .wrap(from_fn(crate::request_id::tag))
                 .route("/fine", web::get().to(|| async { HttpResponse::Ok().body("fine") }))
-                .route(
-                    "/boom",
-                    web::get().to(|| async {
-                        let zero = rust_decimal::Decimal::ZERO;
-                        HttpResponse::Ok().body((rust_decimal::Decimal::ONE / zero).to_string())
-                    }),
-                )
+                .route("/boom", web::get().to(divides_by_zero))
         })
         .workers(1)
         .listen(listener)

@@ -40,6 +40,16 @@ async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> Value {
     r.json().await.unwrap()
 }
 
+/// Signs in with `key` on the sign-in form and waits for the loaded page.
+async fn sign_in(browser: &Browser, key: &str) {
+    browser
+        .wait_for("the sign-in form", "return !document.querySelector('#sign-in').hidden", Duration::from_secs(10))
+        .await;
+    browser.type_into("#api-key", key).await;
+    browser.click("#sign-in-form button[type=submit]").await;
+    browser.wait_for("the loaded page", "return document.body.dataset.ready", Duration::from_secs(15)).await;
+}
+
 fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard")
 }
@@ -379,21 +389,6 @@ async fn an_admin_acknowledges_all_and_sets_changes_and_disables_limits() {
 
     let browser = Browser::start(1280, 900).await;
     browser.goto(&app.url("/")).await;
-    let sign_in = |key: String| {
-        let browser = &browser;
-        async move {
-            browser
-                .wait_for(
-                    "the sign-in form",
-                    "return !document.querySelector('#sign-in').hidden",
-                    Duration::from_secs(10),
-                )
-                .await;
-            browser.type_into("#api-key", &key).await;
-            browser.click("#sign-in-form button[type=submit]").await;
-            browser.wait_for("the loaded page", "return document.body.dataset.ready", Duration::from_secs(15)).await;
-        }
-    };
     // A codex call on openai of `cost` dollars.
     let spend = |cost: &'static str| {
         let app = &app;
@@ -405,7 +400,7 @@ async fn an_admin_acknowledges_all_and_sets_changes_and_disables_limits() {
     let spent = spend("1").await;
     let open = get(&app, ADMIN, &format!("/api/alerts?min_position={}", spent["position"])).await;
     assert_eq!(open["alerts"].as_array().unwrap().len(), 3, "{open}");
-    sign_in(read.clone()).await;
+    sign_in(&browser, &read).await;
     assert_eq!(browser.eval("return document.querySelectorAll('.gauge').length").await, 2);
     assert_eq!(browser.eval("return document.querySelector('#alerts-ack-all').hidden").await, true);
     // A window with both limits runs out by the first of them: here its tokens, in an hour, while
@@ -427,7 +422,7 @@ async fn an_admin_acknowledges_all_and_sets_changes_and_disables_limits() {
     assert_eq!(browser.eval("return document.querySelector('#new-limit').hidden").await, true);
     browser.click("#sign-out").await;
     browser.eval("document.body.dataset.ready = ''").await;
-    sign_in(ADMIN.to_string()).await;
+    sign_in(&browser, ADMIN).await;
 
     // Every open alert at once: a second click does it.
     let all = browser
@@ -612,22 +607,7 @@ async fn an_admin_renames_and_archives_a_budget() {
 
     let browser = Browser::start(1280, 900).await;
     browser.goto(&app.url("/")).await;
-    let sign_in = |key: String| {
-        let browser = &browser;
-        async move {
-            browser
-                .wait_for(
-                    "the sign-in form",
-                    "return !document.querySelector('#sign-in').hidden",
-                    Duration::from_secs(10),
-                )
-                .await;
-            browser.type_into("#api-key", &key).await;
-            browser.click("#sign-in-form button[type=submit]").await;
-            browser.wait_for("the loaded page", "return document.body.dataset.ready", Duration::from_secs(15)).await;
-        }
-    };
-    sign_in(read).await;
+    sign_in(&browser, &read).await;
     assert_eq!(browser.eval(&format!("return document.querySelector('{heading}').textContent")).await, "Budget lab");
     assert_eq!(
         browser.eval("return document.querySelectorAll('[data-action=manage]').length").await,
@@ -636,7 +616,7 @@ async fn an_admin_renames_and_archives_a_budget() {
     );
     browser.click("#sign-out").await;
     browser.eval("document.body.dataset.ready = ''").await;
-    sign_in(ADMIN.to_string()).await;
+    sign_in(&browser, ADMIN).await;
 
     // A name another budget has: the API's reason, and nothing written.
     browser.click(&manage).await;
