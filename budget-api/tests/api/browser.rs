@@ -138,10 +138,17 @@ impl Browser {
         found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element for `{css}`: {found}")).to_string()
     }
 
-    /// Clicks the element `css` selects, as a user would (WebDriver scrolls it into view first). A
-    /// live panel may re-render between finding the element and the click: then it is found again.
+    /// Clicks the element `css` selects, as a user would: scrolled to the middle of the window first,
+    /// where the page's sticky header cannot cover it (WebDriver clicks an element already in view
+    /// where it is, and one just under the header was "click intercepted" now and then). A live panel
+    /// may re-render between finding the element and the click: then it is found again.
     pub async fn click(&self, css: &str) {
         for attempt in 0.. {
+            self.eval_with(
+                "const e = document.querySelector(arguments[0]); if (e) e.scrollIntoView({block: 'center', inline: 'nearest'});",
+                json!([css]),
+            )
+            .await;
             let id = self.element(css).await;
             match self.try_command(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await {
                 Ok(_) => return,
