@@ -240,8 +240,9 @@ pub async fn count_requests(
 }
 
 /// [`count_requests`] into `metrics`. An error from inside (the 500 `panics::catch` answers a
-/// handler's panic with) is counted with its status too: it comes back without the request, so the
-/// route is read before the request goes in.
+/// handler's panic with) is counted with its status too. It comes back without the request, so the
+/// route template is matched before the request goes in (once, as it was after; a clone of the
+/// request cannot be kept instead: actix's router needs the only handle to it).
 async fn count_into(
     metrics: Option<std::sync::Arc<Metrics>>,
     req: ServiceRequest,
@@ -249,12 +250,12 @@ async fn count_into(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let route = req.match_pattern();
+    let route = metrics.as_ref().and_then(|_| req.match_pattern());
     let answered = next.call(req).await;
     if let Some(metrics) = metrics {
-        let (route, status) = match &answered {
-            Ok(response) => (response.request().match_pattern(), response.status()),
-            Err(error) => (route, error.as_response_error().status_code()),
+        let status = match &answered {
+            Ok(response) => response.status(),
+            Err(error) => error.as_response_error().status_code(),
         };
         let route = route.unwrap_or_else(|| "unmatched".into());
         let status = status.as_u16().to_string();
