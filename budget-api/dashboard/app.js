@@ -394,7 +394,7 @@ function manageBudget(id, b) {
     el('label', { for: 'budget-name' }, 'Name', name),
     error,
     el('div', { class: 'buttons' }, save, archive),
-    el('p', { class: 'hint', text: `Archiving stops its limits counting and limiting; the log keeps everything. From the terminal: budget budgets rename ${shellWord(b.name)} NEW, budget budgets archive ${shellWord(b.name)}.` }));
+    el('p', { class: 'hint', text: `Archiving stops its limits counting and limiting for good (an archived budget cannot be brought back); the log keeps everything. From the terminal: budget budgets rename ${shellWord(b.name)} NEW, budget budgets archive ${shellWord(b.name)}.` }));
   $('#budget-body').replaceChildren(form);
   if (!dialog.open) dialog.showModal();
   name.focus();
@@ -432,7 +432,7 @@ async function archiveBudget(id, b, button, error) {
   const limits = plural(b.policies.size, 'limit');
   if (button.dataset.armed !== 'true') {
     button.dataset.armed = 'true';
-    button.textContent = `Click again to archive: its ${limits} ${b.policies.size === 1 ? 'stops' : 'stop'} counting and limiting`;
+    button.textContent = `Click again to archive: its ${limits} ${b.policies.size === 1 ? 'stops' : 'stop'} counting and limiting, for good`;
     return;
   }
   button.disabled = true;

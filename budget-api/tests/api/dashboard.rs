@@ -669,7 +669,7 @@ async fn an_admin_renames_and_archives_a_budget() {
     browser.click("#budget-archive").await;
     assert_eq!(
         browser.eval("return document.querySelector('#budget-archive').textContent").await,
-        "Click again to archive: its 1 limit stops counting and limiting"
+        "Click again to archive: its 1 limit stops counting and limiting, for good"
     );
     assert_eq!(get(&app, ADMIN, &format!("/api/budgets/{lab}")).await["active"], true, "not yet");
     browser.click("#budget-archive").await;

@@ -224,7 +224,9 @@ async fn budgets_are_created_renamed_and_archived_and_archived_ones_stop_countin
         "{all}"
     );
     let r = app.post("/api/policies", &json!({"budget": "research", "period": "weekly", "cost_limit": 1})).await;
-    assert_error(r, 409, "budget_archived").await;
+    let message = assert_error(r, 409, "budget_archived").await;
+    // An archived budget cannot come back: the message says how to get a live one of that name.
+    assert!(message.contains("budget budgets rename research NEW-NAME"), "{message}");
     let missing = "00000000-0000-0000-0000-000000000009";
     let r = app.http.post(app.url(&format!("/api/budgets/{missing}/archive"))).send().await.unwrap();
     assert_error(r, 404, "not_found").await;

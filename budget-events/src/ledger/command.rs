@@ -172,7 +172,7 @@ pub enum CommandError {
     UnknownBudget(Uuid),
     #[error("a budget named `{0}` already exists; choose another name or change that budget")]
     BudgetExists(String),
-    #[error("budget `{0}` is archived; its policies no longer count, so it takes no new limits")]
+    #[error("budget `{0}` is archived (its policies no longer count), so it takes no new limits and cannot be brought back: set this limit in another budget, or rename the archived one (`budget budgets rename {0} NEW-NAME`, or PATCH /api/budgets/ID) and set it again to make a new `{0}`")]
     BudgetArchived(String),
     #[error("{}", refusal_message(.0))]
     BudgetExceeded(Vec<decide::Refusal>),
