@@ -47,7 +47,7 @@ pub(crate) mod tests {
 
     /// A real server on port 0 (the bar for HTTP tests), with the two middlewares as `startup` orders
     /// them and a handler that divides by zero. What the metrics make of it is
-    /// `metrics::tests::an_error_from_inside_is_counted_with_its_status`.
+    /// `metrics::tests::a_request_whose_handler_panicked_is_counted_as_its_500`.
     #[actix_web::test]
     async fn a_handler_that_panics_is_answered_500_with_a_request_id() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
