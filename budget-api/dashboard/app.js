@@ -824,13 +824,14 @@ async function loadRecords() {
     el('td', { text: utc(r.timestamp) }),
     el('td', { text: `${r.provider}/${r.model}` }),
     el('td', { text: r.component }),
+    el('td', { text: r.context_id ?? '—' }),
     el('td', { text: r.task_type }),
     el('td', { class: 'num', text: tokens(r.input_tokens) }),
     el('td', { class: 'num', text: tokens(r.output_tokens) }),
     el('td', { class: 'num', text: r.cost_source === 'unpriced' ? 'unpriced' : money(r.cost) }),
     el('td', { class: 'num', text: r.position })));
-  table($('#record-table'), ['Time', 'Model', 'Component', 'Task', 'Input', 'Output', 'Cost', 'Position'],
-    rows.length ? rows : [el('tr', {}, el('td', { colspan: 8, class: 'hint', text: 'No records yet.' }))]);
+  table($('#record-table'), ['Time', 'Model', 'Component', 'Context', 'Task type', 'Input', 'Output', 'Cost', 'Position'],
+    rows.length ? rows : [el('tr', {}, el('td', { colspan: 9, class: 'hint', text: 'No records yet.' }))]);
   $('#records-older').disabled = !page.next_before;
   $('#records-older').onclick = () => { state.recordPages.push(page.next_before); run(loadRecords); };
   $('#records-newer').disabled = state.recordPages.length === 1;

@@ -210,6 +210,21 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         .await;
     assert_eq!(models, json!(["gtp-4o (unpriced)", "remote_heavyweight"]), "no `/gtp-4o` for a model with no provider");
     assert_eq!(browser.eval("return document.querySelectorAll('#record-table [data-record]').length").await, 4);
+    // A record names the task it was spent on (its context) apart from its kind of task: "Task:
+    // default" for a record of task-123 read as if the task were lost.
+    let records = browser
+        .eval("return [[...document.querySelectorAll('#record-table th')].map(th => th.textContent), ...[...document.querySelectorAll('#record-table [data-record]')].map(tr => [tr.children[3].textContent, tr.children[4].textContent])]")
+        .await;
+    assert_eq!(
+        records,
+        json!([
+            ["Time", "Model", "Component", "Context", "Task type", "Input", "Output", "Cost", "Position"],
+            ["—", "default"],
+            ["task-123", "coding"],
+            ["task-123", "coding"],
+            ["task-123", "coding"]
+        ])
+    );
     let usage = get(&app, &read, "/api/usage?days=7").await;
     assert_eq!(
         plain(
