@@ -29,9 +29,15 @@ pub enum MoneyError {
     #[error("`{0}` is not a decimal number")]
     NotANumber(String),
     #[error("{0} has more than {MONEY_SCALE} decimal places; round it to at most {MONEY_SCALE}")]
-    TooPrecise(Decimal),
+    TooPrecise(String),
     #[error("{0} is too large; amounts must be below 10^{MONEY_INTEGER_DIGITS} USD")]
-    TooLarge(Decimal),
+    TooLarge(String),
+    /// A number rust_decimal cannot hold: more significant digits than its 28.
+    #[error("{0} has more digits than a decimal holds (28 significant digits); round it")]
+    TooManyDigits(String),
+    /// A number rust_decimal cannot hold: beyond its range.
+    #[error("{0} is too large for a decimal (at most 28 digits before the point)")]
+    OutOfRange(String),
     #[error("{0} is negative; amounts must be zero or more")]
     Negative(Decimal),
 }
@@ -51,10 +57,10 @@ impl Money {
     pub fn new_signed(value: Decimal) -> Result<Self, MoneyError> {
         let value = value.normalize();
         if value.scale() > MONEY_SCALE {
-            return Err(MoneyError::TooPrecise(value));
+            return Err(MoneyError::TooPrecise(value.to_string()));
         }
         if value.abs() >= Decimal::from(10u64.pow(MONEY_INTEGER_DIGITS)) {
-            return Err(MoneyError::TooLarge(value));
+            return Err(MoneyError::TooLarge(value.to_string()));
         }
         Ok(Money(value))
     }
@@ -74,8 +80,13 @@ impl FromStr for Money {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let parsed = if s.contains(['e', 'E']) { Decimal::from_scientific(s) } else { Decimal::from_str_exact(s) };
-        Money::new(parsed.map_err(|_| MoneyError::NotANumber(s.to_string()))?)
+        // A number a decimal cannot hold is outside an amount's bounds too: refused by those.
+        let parsed = parse_decimal(s).map_err(|e| match e {
+            MoneyError::TooManyDigits(text) => MoneyError::TooPrecise(text),
+            MoneyError::OutOfRange(text) => MoneyError::TooLarge(text),
+            other => other,
+        })?;
+        Money::new(parsed)
     }
 }
 
@@ -121,7 +132,44 @@ fn decimal_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
 /// and how the CLI checks one before sending it.
 pub fn parse_decimal(text: &str) -> Result<Decimal, MoneyError> {
     let parsed = if text.contains(['e', 'E']) { Decimal::from_scientific(text) } else { Decimal::from_str_exact(text) };
-    parsed.map_err(|_| MoneyError::NotANumber(text.to_string()))
+    parsed.map_err(|_| unreadable(text))
+}
+
+/// Why rust_decimal could not read `text`: a number it cannot hold is refused as too large or too
+/// long (so the fix is named: "round it"), anything else as not a number.
+fn unreadable(text: &str) -> MoneyError {
+    let owned = || text.to_string();
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => {
+            let digits = e.strip_prefix(['-', '+']).unwrap_or(e);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return MoneyError::NotANumber(owned());
+            }
+            // Beyond an i64 the number is out of range (or zero) whatever its mantissa.
+            (m, e.parse::<i64>().unwrap_or(if e.starts_with('-') { i64::MIN / 2 } else { i64::MAX / 2 }))
+        }
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let is_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.len() + fraction.len() == 0 || !is_digits(whole) || !is_digits(fraction) {
+        return MoneyError::NotANumber(owned());
+    }
+    // Digits before the point once the exponent has moved it (leading zeros do not count).
+    let significant_whole = whole.trim_start_matches('0').len() as i64;
+    let before_point = if significant_whole > 0 {
+        significant_whole + exponent
+    } else {
+        // 0.00ddd: the first significant digit's place, moved by the exponent.
+        let zeros = fraction.len() - fraction.trim_start_matches('0').len();
+        -(zeros as i64) + exponent
+    };
+    if before_point > 28 {
+        MoneyError::OutOfRange(owned())
+    } else {
+        MoneyError::TooManyDigits(owned())
+    }
 }
 
 /// A decimal as a JSON number with its exact digits (normalized: `1.50` → `1.5`), for building JSON
@@ -195,6 +243,34 @@ mod tests {
         assert!(serde_json::from_str::<Money>("true").is_err());
         // Trailing zeros beyond the scale are not extra precision.
         assert_eq!("1.50000000000000".parse::<Money>().unwrap().amount(), dec!(1.5));
+    }
+
+    #[test]
+    fn a_number_too_long_or_too_large_for_a_decimal_is_refused_for_that_not_as_no_number() {
+        // Money: its own bounds, whatever rust_decimal could have held.
+        let refused = |text: &str| text.parse::<Money>().unwrap_err().to_string();
+        assert_eq!(
+            refused("0.123456789012345678901234567890"),
+            "0.123456789012345678901234567890 has more than 18 decimal places; round it to at most 18"
+        );
+        assert_eq!(
+            refused("79228162514264337593543950336"),
+            "79228162514264337593543950336 is too large; amounts must be below 10^10 USD"
+        );
+        assert_eq!(refused("1e30"), "1e30 is too large; amounts must be below 10^10 USD");
+        assert_eq!(refused("1E-40"), "1E-40 has more than 18 decimal places; round it to at most 18");
+        // Any decimal (prices per token, percentages): a decimal's own bounds.
+        assert_eq!(
+            parse_decimal("0.123456789012345678901234567890").unwrap_err().to_string(),
+            "0.123456789012345678901234567890 has more digits than a decimal holds (28 significant digits); round it"
+        );
+        assert_eq!(
+            parse_decimal("1e30").unwrap_err().to_string(),
+            "1e30 is too large for a decimal (at most 28 digits before the point)"
+        );
+        for text in ["abc", "1.2.3", "", "-", ".", "1e", "1e+", "0x10", "--1", "1e5.5"] {
+            assert!(matches!(parse_decimal(text), Err(MoneyError::NotANumber(_))), "{text:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,13 @@ async fn bad_records_are_refused_with_a_clear_error_and_write_nothing() {
         (with("cost", json!(-0.5)), "validation_failed", "negative"),
         (with("cost", json!("0.0000000000000000001")), "validation_failed", "decimal places"),
         (with("cost", json!("cheap")), "validation_failed", "not a decimal"),
+        // Too long or too large for any decimal: refused for that, with the fix (it was "not a decimal").
+        (
+            with("cost", json!("0.123456789012345678901234567890")),
+            "validation_failed",
+            "0.123456789012345678901234567890 has more than 18 decimal places; round it",
+        ),
+        (with("cost", json!("79228162514264337593543950336")), "validation_failed", "too large"),
         (with("cost", json!(1e20)), "validation_failed", "too large"),
         (with("timestamp", json!("2999-01-01T00:00:00Z")), "validation_failed", "future"),
         (with("timestamp", json!("yesterday")), "validation_failed", "timestamp"),
