@@ -27,9 +27,18 @@ pub fn count<T: TryFrom<u64>>(raw: &str) -> Result<T, String> {
     T::try_from(value).map_err(|_| format!("`{raw}` is too big"))
 }
 
+/// A clap value parser: a number of days from 1 to `MAX`, the range the API takes for that argument.
+pub fn days<const MAX: u32>(raw: &str) -> Result<u32, String> {
+    let raw = raw.trim();
+    raw.parse::<u32>()
+        .ok()
+        .filter(|days| (1..=MAX).contains(days))
+        .ok_or_else(|| format!("`{raw}` is not a number of days; use 1 to {MAX}"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{count, decimal};
+    use super::{count, days, decimal};
 
     #[test]
     fn amounts_are_zero_or_more() {
@@ -41,5 +50,16 @@ mod tests {
         assert_eq!(count::<i64>("-3"), Err("`-3` is negative; expected a whole number of 0 or more".into()));
         assert_eq!(count::<i64>("1.5"), Err("`1.5` is not a whole number".into()));
         assert_eq!(count::<u32>("5000000000"), Err("`5000000000` is too big".into()));
+    }
+
+    #[test]
+    fn days_are_refused_with_the_range_the_api_takes() {
+        assert_eq!(days::<3660>("7"), Ok(7));
+        assert_eq!(days::<3660>(" 3660 "), Ok(3660));
+        // "0 or more" was the wrong fix for `--days -3`: the API then refused 0.
+        for raw in ["-3", "0", "3661", "1.5", "week"] {
+            assert_eq!(days::<3660>(raw), Err(format!("`{}` is not a number of days; use 1 to 3660", raw.trim())));
+        }
+        assert_eq!(days::<365>("400"), Err("`400` is not a number of days; use 1 to 365".into()));
     }
 }

@@ -455,8 +455,8 @@ pub enum BudgetsCommand {
 pub struct GetUsageArgs {
     /// hourly, daily, weekly or monthly.
     pub period: String,
-    /// How many days back, counting today.
-    #[arg(long, default_value_t = 7, allow_negative_numbers = true, value_parser = crate::amounts::count::<u32>)]
+    /// How many days back, counting today (1 to 3660).
+    #[arg(long, default_value_t = 7, allow_negative_numbers = true, value_parser = crate::amounts::days::<{ budget_api::routes::usage_query::MAX_DAYS }>)]
     pub days: u32,
     /// Only this provider's usage (e.g. openai).
     #[arg(long)]
@@ -719,8 +719,8 @@ pub struct AssistantArgs {
     #[arg(long, default_value = "daily")]
     pub period: String,
     /// The last this many days (1 to 365).
-    #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
-    pub days: i64,
+    #[arg(long, default_value_t = 30, allow_negative_numbers = true, value_parser = crate::amounts::days::<{ budget_api::assistant::MAX_DAYS as u32 }>)]
+    pub days: u32,
     /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,

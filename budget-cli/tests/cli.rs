@@ -233,7 +233,6 @@ async fn errors_are_one_clear_line_and_a_failure_exit() {
         &["set_limit", "daily", "5", "--tokens", "-3"],
         &["prices", "set", "openai", "m", "--input", "-1", "--output", "1"],
         &["calc_cost", "--provider", "openai", "--model", "gpt-4o", "--input-tokens", "-1000"],
-        &["get_usage", "daily", "--days", "-2"],
         &["allocate", "create", "--context-id", "t", "--component", "c", "--tokens", "-10"],
     ] {
         let out = budget("http://127.0.0.1:9", args).await;
@@ -242,6 +241,27 @@ async fn errors_are_one_clear_line_and_a_failure_exit() {
         assert!(err.contains("is negative") && !err.contains("tip:"), "{args:?}: {err}");
         assert!(!err.contains("cannot reach"), "{args:?}: nothing is sent: {err}");
     }
+    // Days are refused with the range the API takes ("0 or more" led to the API refusing 0).
+    for (args, range) in [
+        (&["get_usage", "daily", "--days", "-2"][..], "1 to 3660"),
+        (&["get_usage", "daily", "--days", "0"], "1 to 3660"),
+        (&["analyze", "--days", "400"], "1 to 365"),
+    ] {
+        let out = budget("http://127.0.0.1:9", args).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(&format!("is not a number of days; use {range}")), "{args:?}: {err}");
+    }
+    // A number too large or too long for a decimal is refused for that, with the fix, not as "not a
+    // decimal number".
+    let out = budget("http://127.0.0.1:9", &["set_limit", "daily", "1e30"]).await;
+    assert!(stderr(&out).contains("1e30 is too large for a decimal"), "{}", stderr(&out));
+    let out = budget("http://127.0.0.1:9", &["set_limit", "daily", "0.123456789012345678901234567890"]).await;
+    assert!(
+        stderr(&out).contains("has more digits than a decimal holds (28 significant digits); round it"),
+        "{}",
+        stderr(&out)
+    );
     let out = budget(
         "http://127.0.0.1:9",
         &["allocate", "create", "--context-id", "t", "--component", "c", "--priority", "-1"],

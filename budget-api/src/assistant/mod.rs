@@ -25,14 +25,20 @@ pub struct Range {
     pub end: DateTime<Utc>,
 }
 
+/// The most days an analysis looks back.
+pub const MAX_DAYS: i64 = 365;
+
 impl Range {
-    /// Validates `period` (hourly, daily, weekly, monthly) and `days` (1 to 365).
+    /// Validates `period` (hourly, daily, weekly, monthly) and `days` (1 to [`MAX_DAYS`]).
     pub fn new(period: &str, days: i64, now: DateTime<Utc>) -> Result<Range, ApiError> {
         let period: Period = period.parse().map_err(|e: budget_events::period::UnknownPeriod| {
             ApiError::bad_request(ErrorCode::ValidationFailed, e.to_string())
         })?;
-        if !(1..=365).contains(&days) {
-            return Err(ApiError::bad_request(ErrorCode::ValidationFailed, format!("days is {days}; use 1 to 365")));
+        if !(1..=MAX_DAYS).contains(&days) {
+            return Err(ApiError::bad_request(
+                ErrorCode::ValidationFailed,
+                format!("days is {days}; use 1 to {MAX_DAYS}"),
+            ));
         }
         Ok(Range { period, days, start: now - Duration::days(days), end: now })
     }
