@@ -70,7 +70,8 @@ pub struct UsageQuery {
     pub period: Option<String>,
     /// How many days back, counting today (default 7).
     #[param(schema_with = crate::openapi::schemas::days)]
-    pub days: Option<u32>,
+    /// Read as any whole number, so that one out of range is refused with the range.
+    pub days: Option<i64>,
     pub provider: Option<String>,
     pub model: Option<String>,
     pub component: Option<String>,
@@ -411,13 +412,13 @@ fn range(q: &UsageQuery, period: Period) -> Result<(DateTime<Utc>, DateTime<Utc>
                     "end_time needs start_time; give both, or days",
                 ));
             }
-            let days = q.days.unwrap_or(DEFAULT_DAYS);
-            if !(1..=MAX_DAYS).contains(&days) {
+            let days = q.days.unwrap_or(DEFAULT_DAYS.into());
+            let Some(days) = u32::try_from(days).ok().filter(|d| (1..=MAX_DAYS).contains(d)) else {
                 return Err(ApiError::bad_request(
                     ErrorCode::InvalidParameter,
                     format!("days is {days}; use 1 to {MAX_DAYS}"),
                 ));
-            }
+            };
             let (start, end) = period.range_for_days(Utc::now(), days);
             Ok((start, end, days))
         }
