@@ -205,10 +205,13 @@ impl Application {
         // server keeps them longer than that. A stop still closes idle connections at once.
         .keep_alive(KEEP_ALIVE)
         .shutdown_timeout(settings.shutdown_timeout)
-        // After a response ends (a WebSocket closed by its client, a `Connection: close`), actix waits
-        // this long for the client to close the socket before dropping it; RFC 6455 clients wait for
-        // the server instead, so the default 1 s made every client-started WebSocket close take 1 s.
-        .client_disconnect_timeout(std::time::Duration::from_millis(50))
+        // After a response ends with its request unread (a WebSocket closed by its client), actix waits
+        // this long for the client to close the socket, then closes it; RFC 6455 clients (Python's
+        // `websockets`, Node's `ws`) wait for the server instead. actix sets this wait's deadline from
+        // a clock it refreshes every 500 ms, and a deadline already past never wakes the connection:
+        // at 50 ms the server never closed it, and each such client waited out its own timeout (10 s,
+        // 30 s). Over 500 ms the deadline is always ahead: a close ends in 0.25–0.75 s.
+        .client_disconnect_timeout(std::time::Duration::from_millis(750))
         .run();
         Ok(Application { port, server, tasks, stop_workers })
     }
