@@ -156,6 +156,12 @@ impl Alerts {
                     // The window opens with what it already held; past a threshold, that raises its alert.
                     let (cost, tokens) = s.windows.get(&(p.policy_id, o.window.clone())).copied().unwrap_or_default();
                     s.post(r, p.policy_id, &o.window, o.posted_cost - cost, o.posted_tokens - tokens);
+                } else if let Some(window) = changed_window(p, r) {
+                    // A changed limit: its current window may now stand past thresholds it was under
+                    // (a lowered limit), which raises their alerts now rather than at its next record.
+                    if s.windows.contains_key(&(p.policy_id, window.clone())) {
+                        s.post(r, p.policy_id, &window, Decimal::ZERO, 0);
+                    }
                 }
             }
             Event::UsageRecorded(u) => {
@@ -332,6 +338,10 @@ impl State {
                 Event::UsageRepriced(c) => (&c.postings, c.occurred_at),
                 Event::PolicySet(PolicySet { policy_id, opening: Some(o), .. }) => {
                     keys.insert((*policy_id, o.window.clone()));
+                    continue;
+                }
+                Event::PolicySet(p) => {
+                    keys.extend(changed_window(p, e).map(|window| (p.policy_id, window)));
                     continue;
                 }
                 _ => continue,
@@ -607,6 +617,13 @@ fn webhook_payload(a: &Raised, format: &str) -> Value {
 }
 
 /// The id of the alert about `what` (stable across replays and processes).
+/// The calendar window a policy set without an opening balance (a change of a policy that was
+/// already counting) is in when it is logged; none for a per-task or per-session policy, whose many
+/// windows keep their alerts for their next record.
+fn changed_window(p: &PolicySet, r: &RecordedEvent) -> Option<String> {
+    Policy::from_event(p).calendar_window_at(r.recorded_at).map(|w| w.key)
+}
+
 pub fn alert_id(what: &str) -> Uuid {
     Uuid::new_v5(&ALERT_NAMESPACE, what.as_bytes())
 }

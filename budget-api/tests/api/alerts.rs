@@ -92,6 +92,41 @@ async fn crossing_80_95_and_100_percent_raises_three_alerts_once_even_after_a_re
     assert_eq!(status, 400);
 }
 
+/// A limit lowered below what its current window already holds raises the alerts it now stands past
+/// when it is changed, not at the window's next record (which may never come: the page showed the
+/// window "exceeded" beside "No open alerts").
+#[tokio::test]
+async fn a_limit_lowered_below_its_windows_spend_raises_its_alerts_when_changed() {
+    let app = spawn_app().await;
+    let policy = |limit: &str| json!({"period": "daily", "type": "warn", "cost_limit": limit, "provider": "openai"});
+    let created: Value = app.post("/api/policies", &policy("10")).await.json().await.unwrap();
+    let id = created["policy"]["policy_id"].as_str().expect("the policy's id").to_string();
+    assert_eq!(app.post("/api/usage", &usage("6")).await.status().as_u16(), 201);
+    assert!(alerts(&app).await.is_empty(), "$6 of $10 is under every threshold");
+
+    // Set again, lower: $6 of $7 is past the warning threshold only.
+    assert!(app.post("/api/policies", &policy("7")).await.status().is_success());
+    let seen = alerts(&app).await;
+    let thresholds = |seen: &[Value]| -> Vec<String> {
+        seen.iter()
+            .map(|a| format!("{} {}", a["type"].as_str().unwrap(), a["details"]["threshold"].as_str().unwrap()))
+            .collect()
+    };
+    assert_eq!(thresholds(&seen), ["cost_limit_approaching warning"], "{seen:#?}");
+    assert!(seen[0]["message"].as_str().unwrap().contains("$6 of $7 used (85.7%)"), "{}", seen[0]);
+
+    // Changed in place (the dashboard's "Change"): $6 of $5 is past the limit too; the warning stays one.
+    let changed =
+        app.http.patch(app.url(&format!("/api/policies/{id}"))).json(&json!({"cost_limit": "5"})).send().await.unwrap();
+    assert!(changed.status().is_success(), "{}", changed.text().await.unwrap());
+    let seen = alerts(&app).await;
+    assert_eq!(
+        thresholds(&seen),
+        ["cost_limit_approaching warning", "cost_limit_approaching action", "cost_limit_exceeded limit"],
+        "{seen:#?}"
+    );
+}
+
 #[tokio::test]
 async fn refusals_overage_and_unpriced_models_each_raise_one_counting_alert() {
     let app = spawn_app().await;
