@@ -411,15 +411,20 @@ impl State {
             ("token", policy.token_limit.map(Decimal::from), Decimal::from(used_tokens)),
         ];
         for (metric, limit, used) in metrics {
-            let Some(limit) = limit.filter(|l| *l > Decimal::ZERO) else { continue };
-            let fraction = used / limit;
+            let Some(limit) = limit else { continue };
+            // A zero limit ("no spend on this") has no fractions: anything used is past it, once.
+            let fraction = (!limit.is_zero()).then(|| used / limit);
             let thresholds = [
                 ("warning", policy.warning_threshold, "approaching", "warning"),
                 ("action", policy.action_threshold, "approaching", "warning"),
                 ("limit", Decimal::ONE, "exceeded", "error"),
             ];
             for (name, threshold, kind, severity) in thresholds {
-                if fraction < threshold {
+                let past = match fraction {
+                    Some(fraction) => fraction >= threshold,
+                    None => name == "limit" && used > Decimal::ZERO,
+                };
+                if !past {
                     continue;
                 }
                 let alert_id = alert_id(&format!("{policy_id}/{window}/{metric}/{name}"));
@@ -439,14 +444,15 @@ impl State {
                         format!("{} tokens", thousands_dec(d))
                     }
                 };
-                let percent = (fraction * Decimal::from(100)).round_dp(1).normalize();
+                let percent = fraction.map(|f| (f * Decimal::from(100)).round_dp(1).normalize());
                 let message = format!(
-                    "{} {} on {} (budget {budget_name}): {} of {} used ({percent}%) in window {window}, {}",
+                    "{} {} on {} (budget {budget_name}): {} of {} used{} in window {window}, {}",
                     policy.period,
                     if metric == "cost" { "cost" } else { "tokens" },
                     policy.scope.describe(),
                     shown(used),
                     shown(limit),
+                    percent.map_or(String::new(), |p| format!(" ({p}%)")),
                     if name == "limit" {
                         format!("the limit is reached ({})", policy.policy_type)
                     } else {
@@ -471,8 +477,8 @@ impl State {
                         "threshold_fraction": threshold.normalize().to_string(),
                         "limit": limit.normalize().to_string(),
                         "used": used.normalize().to_string(),
-                        "fraction": fraction.round_dp(4).normalize().to_string(),
-                        "percentage": percent.to_string(),
+                        "fraction": fraction.map(|f| f.round_dp(4).normalize().to_string()),
+                        "percentage": percent.map(|p| p.to_string()),
                     }),
                     raised_at: r.recorded_at,
                     counting: false,

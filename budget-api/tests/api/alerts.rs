@@ -127,6 +127,32 @@ async fn a_limit_lowered_below_its_windows_spend_raises_its_alerts_when_changed(
     );
 }
 
+/// A zero limit ("no spend on this") is exceeded by the first record that costs anything: one alert,
+/// without a percentage of zero to show (it raised none: every threshold was a fraction of the limit).
+#[tokio::test]
+async fn spend_under_a_zero_limit_raises_one_exceeded_alert() {
+    let app = spawn_app().await;
+    let zero = json!({"period": "daily", "type": "hard_limit", "cost_limit": "0", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &zero).await.status().as_u16(), 201);
+    assert_eq!(app.post("/api/usage", &usage("0")).await.status().as_u16(), 201);
+    assert!(alerts(&app).await.is_empty(), "nothing spent, nothing past a zero limit");
+    for cost in ["0.25", "0.5"] {
+        assert_eq!(app.post("/api/usage", &usage(cost)).await.status().as_u16(), 201);
+    }
+    let seen = alerts(&app).await;
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    let a = &seen[0];
+    assert_eq!((a["type"].as_str(), a["severity"].as_str()), (Some("cost_limit_exceeded"), Some("error")), "{a}");
+    assert_eq!(
+        a["message"].as_str().unwrap(),
+        format!(
+            "daily cost on provider=openai (budget default): $0.25 of $0 used in window {}, the limit is reached (hard_limit)",
+            a["details"]["window"].as_str().unwrap()
+        )
+    );
+    assert!(a["details"]["percentage"].is_null() && a["details"]["fraction"].is_null(), "{a}");
+}
+
 #[tokio::test]
 async fn refusals_overage_and_unpriced_models_each_raise_one_counting_alert() {
     let app = spawn_app().await;
