@@ -292,7 +292,7 @@ function changeLimit(p) {
   const save = el('button', { type: 'submit' }, 'Save');
   const disable = el('button', { type: 'button', id: 'limit-disable' }, 'Disable this limit');
   disable.addEventListener('click', () => disableLimit(p, disable, error));
-  const form = el('form', { class: 'limit-form', on: { submit: (e) => { e.preventDefault(); saveLimit(p, { cost, toks, type }, save, error); } } },
+  const form = el('form', { class: 'limit-form', on: { submit: (e) => { e.preventDefault(); saveLimit(p, { cost, toks, type }, save, error); }, input: clears(error) } },
     cost ? el('label', { for: 'limit-cost' }, 'Cost limit, in dollars', cost) : null,
     toks ? el('label', { for: 'limit-tokens' }, 'Token limit', toks) : null,
     el('label', { for: 'limit-type' }, 'Type: a hard limit refuses calls and reservations past it, soft limits and warnings let them through and warn, ignore only counts', type),
@@ -302,6 +302,12 @@ function changeLimit(p) {
   $('#limit-body').replaceChildren(form);
   if (!dialog.open) dialog.showModal();
   (cost || toks || type).focus();
+}
+
+// A form's error is about what was sent: it goes as soon as any field is edited (it read as the new
+// value's).
+function clears(error) {
+  return () => { error.textContent = ''; };
 }
 
 // `$1,250.50` → `1250.50`: the digits as typed, sent as text so that no float rounds them.
@@ -390,7 +396,7 @@ function manageBudget(id, b) {
   const save = el('button', { type: 'submit' }, 'Rename');
   const archive = el('button', { type: 'button', id: 'budget-archive' }, 'Archive this budget');
   archive.addEventListener('click', () => archiveBudget(id, b, archive, error));
-  const form = el('form', { class: 'limit-form', on: { submit: (e) => { e.preventDefault(); renameBudget(id, b, name, save, error); } } },
+  const form = el('form', { class: 'limit-form', on: { submit: (e) => { e.preventDefault(); renameBudget(id, b, name, save, error); }, input: clears(error) } },
     el('label', { for: 'budget-name' }, 'Name', name),
     error,
     el('div', { class: 'buttons' }, save, archive),
@@ -472,7 +478,7 @@ function newLimit() {
   const label = (node, text) => el('label', { for: node.id }, text, node);
   const error = el('p', { id: 'limit-error', class: 'error', role: 'alert' });
   const save = el('button', { type: 'submit' }, 'Set limit');
-  const form = el('form', { class: 'limit-form', on: { submit: (e) => { e.preventDefault(); createLimit(fields, save, error); } } },
+  const form = el('form', { class: 'limit-form', on: { submit: (e) => { e.preventDefault(); createLimit(fields, save, error); }, input: clears(error) } },
     label(fields.period, 'Period'),
     label(fields.cost, 'Cost limit, in dollars'),
     label(fields.toks, 'Token limit (give either limit, or both)'),

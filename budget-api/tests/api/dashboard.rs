@@ -653,9 +653,11 @@ async fn an_admin_renames_and_archives_a_budget() {
     assert!(error.as_str().unwrap().contains("a budget named `ops` already exists"), "{error}");
     assert_eq!(app.events().await, events, "nothing was written");
 
-    // A new name: the note says so and the heading follows.
+    // A new name: the refusal of the last one goes as it is typed (it read as this name's), the note
+    // says so and the heading follows.
     browser.eval("document.querySelector('#budget-name').value = ''").await;
     browser.type_into("#budget-name", "research").await;
+    assert_eq!(browser.eval("return document.querySelector('#budget-error').textContent").await, "");
     std::fs::create_dir_all(screenshots()).unwrap();
     browser.screenshot(&screenshots().join("dashboard-budget.png")).await;
     browser.click("#budget-body button[type=submit]").await;
