@@ -36,7 +36,7 @@ pub enum MoneyError {
     #[error("{0} has more digits than a decimal holds (28 significant digits); round it")]
     TooManyDigits(String),
     /// A number rust_decimal cannot hold: beyond its range.
-    #[error("{0} is too large for a decimal (at most 28 digits before the point)")]
+    #[error("{0} is too large for a decimal (the largest is 79228162514264337593543950335)")]
     OutOfRange(String),
     #[error("{0} is negative; amounts must be zero or more")]
     Negative(Decimal),
@@ -266,7 +266,7 @@ mod tests {
         );
         assert_eq!(
             parse_decimal("1e30").unwrap_err().to_string(),
-            "1e30 is too large for a decimal (at most 28 digits before the point)"
+            "1e30 is too large for a decimal (the largest is 79228162514264337593543950335)"
         );
         for text in ["abc", "1.2.3", "", "-", ".", "1e", "1e+", "0x10", "--1", "1e5.5"] {
             assert!(matches!(parse_decimal(text), Err(MoneyError::NotANumber(_))), "{text:?}");
