@@ -70,7 +70,7 @@ pub struct UsageQuery {
     pub period: Option<String>,
     /// How many days back, counting today (default 7).
     #[param(schema_with = crate::openapi::schemas::days)]
-    /// Read as any whole number, so that one out of range is refused with the range.
+    // Read as any whole number, so that one out of range is refused with the range.
     pub days: Option<i64>,
     pub provider: Option<String>,
     pub model: Option<String>,
