@@ -156,11 +156,18 @@ impl Alerts {
                     // The window opens with what it already held; past a threshold, that raises its alert.
                     let (cost, tokens) = s.windows.get(&(p.policy_id, o.window.clone())).copied().unwrap_or_default();
                     s.post(r, p.policy_id, &o.window, o.posted_cost - cost, o.posted_tokens - tokens);
-                } else if let Some(window) = changed_window(p, r) {
-                    // A changed limit: its current window may now stand past thresholds it was under
-                    // (a lowered limit), which raises their alerts now rather than at its next record.
-                    if s.windows.contains_key(&(p.policy_id, window.clone())) {
-                        s.post(r, p.policy_id, &window, Decimal::ZERO, 0);
+                } else {
+                    // A changed limit: its windows may now stand past thresholds they were under (a
+                    // lowered limit), which raises their alerts now rather than at their next record.
+                    let windows: Vec<String> = match changed_window(p, r) {
+                        Some(current) => vec![current],
+                        // Per task or session: every window it has counted in (loaded for this event).
+                        None => s.windows.keys().filter(|(id, _)| *id == p.policy_id).map(|(_, w)| w.clone()).collect(),
+                    };
+                    for window in windows {
+                        if s.windows.contains_key(&(p.policy_id, window.clone())) {
+                            s.post(r, p.policy_id, &window, Decimal::ZERO, 0);
+                        }
                     }
                 }
             }
@@ -331,6 +338,8 @@ impl State {
     async fn load(tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<State, ProjectionError> {
         let mut s = State::default();
         let mut keys: BTreeSet<(Uuid, String)> = BTreeSet::new();
+        // Per-task and per-session policies changed in the batch: all their windows are loaded.
+        let mut changed: Vec<Uuid> = Vec::new();
         let mut hours: BTreeSet<DateTime<Utc>> = BTreeSet::new();
         for e in events {
             let (postings, at) = match &e.event {
@@ -341,7 +350,12 @@ impl State {
                     continue;
                 }
                 Event::PolicySet(p) => {
-                    keys.extend(changed_window(p, e).map(|window| (p.policy_id, window)));
+                    match changed_window(p, e) {
+                        Some(window) => {
+                            keys.insert((p.policy_id, window));
+                        }
+                        None => changed.push(p.policy_id),
+                    }
                     continue;
                 }
                 _ => continue,
@@ -352,7 +366,7 @@ impl State {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let windows: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
         let span = hours.first().zip(hours.last()).map(|(first, last)| (*first - Duration::hours(24), *last));
-        let (policies, budgets, posted, spend) = futures_util::try_join!(
+        let (policies, budgets, posted, every, spend) = futures_util::try_join!(
             query(tx, "SELECT definition FROM alert_policies", &[]),
             query(tx, "SELECT budget_id, name, active FROM alert_budgets", &[]),
             async {
@@ -364,6 +378,17 @@ impl State {
                     "SELECT w.policy_id, w.window_key, w.cost, w.tokens FROM alert_windows w
                      JOIN unnest($1::uuid[], $2::text[]) AS k(p, k) ON w.policy_id = k.p AND w.window_key = k.k",
                     &[&ids, &windows],
+                )
+                .await
+            },
+            async {
+                if changed.is_empty() {
+                    return Ok(Vec::new());
+                }
+                query(
+                    tx,
+                    "SELECT policy_id, window_key, cost, tokens FROM alert_windows WHERE policy_id = ANY($1)",
+                    &[&changed],
                 )
                 .await
             },
@@ -380,7 +405,7 @@ impl State {
         for row in budgets {
             s.budgets.insert(row.get("budget_id"), (row.get("name"), row.get("active")));
         }
-        for row in posted {
+        for row in posted.into_iter().chain(every) {
             s.windows.insert((row.get("policy_id"), row.get("window_key")), (row.get("cost"), row.get("tokens")));
         }
         for row in spend {
@@ -624,8 +649,8 @@ fn webhook_payload(a: &Raised, format: &str) -> Value {
 
 /// The id of the alert about `what` (stable across replays and processes).
 /// The calendar window a policy set without an opening balance (a change of a policy that was
-/// already counting) is in when it is logged; none for a per-task or per-session policy, whose many
-/// windows keep their alerts for their next record.
+/// already counting) is in when it is logged; none for a per-task or per-session policy, whose every
+/// window is looked at instead.
 fn changed_window(p: &PolicySet, r: &RecordedEvent) -> Option<String> {
     Policy::from_event(p).calendar_window_at(r.recorded_at).map(|w| w.key)
 }

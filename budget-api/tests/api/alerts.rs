@@ -127,6 +127,42 @@ async fn a_limit_lowered_below_its_windows_spend_raises_its_alerts_when_changed(
     );
 }
 
+/// The same for a per-task limit: each task's window that the lowered limit now stands under raises
+/// its alerts (its status says "exceeded" from then on, whether or not the task records again).
+#[tokio::test]
+async fn a_lowered_per_task_limit_raises_the_alerts_of_each_task_past_it() {
+    let app = spawn_app().await;
+    let policy = |limit: &str| json!({"period": "per_task", "type": "warn", "cost_limit": limit, "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy("1")).await.status().as_u16(), 201);
+    for (task, cost) in [("task-a", "0.6"), ("task-b", "0.6"), ("task-c", "0.1")] {
+        let mut record = usage(cost);
+        record["context_id"] = json!(task);
+        assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    }
+    assert!(alerts(&app).await.is_empty(), "60% of $1 is under every threshold");
+    assert!(app.post("/api/policies", &policy("0.5")).await.status().is_success());
+    let mut raised: Vec<String> = alerts(&app)
+        .await
+        .iter()
+        .map(|a| {
+            format!("{} {}", a["details"]["window"].as_str().unwrap(), a["details"]["threshold"].as_str().unwrap())
+        })
+        .collect();
+    raised.sort();
+    assert_eq!(
+        raised,
+        [
+            "task:task-a action",
+            "task:task-a limit",
+            "task:task-a warning",
+            "task:task-b action",
+            "task:task-b limit",
+            "task:task-b warning",
+        ],
+        "task-c ($0.1 of $0.5) stays under every threshold"
+    );
+}
+
 /// A zero limit ("no spend on this") is exceeded by the first record that costs anything: one alert,
 /// without a percentage of zero to show (it raised none: every threshold was a fraction of the limit).
 #[tokio::test]
