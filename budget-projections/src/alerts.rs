@@ -159,15 +159,17 @@ impl Alerts {
                 } else {
                     // A changed limit: its windows may now stand past thresholds they were under (a
                     // lowered limit), which raises their alerts now rather than at their next record.
-                    let windows: Vec<String> = match changed_window(p, r) {
-                        Some(current) => vec![current],
-                        // Per task or session: every window it has counted in (loaded for this event).
-                        None => s.windows.keys().filter(|(id, _)| *id == p.policy_id).map(|(_, w)| w.clone()).collect(),
-                    };
+                    // The current calendar window, or every window of a per-task or per-session
+                    // policy (loaded for this event), among those that have counted something.
+                    let current = changed_window(p, r);
+                    let windows: Vec<String> = s
+                        .windows
+                        .keys()
+                        .filter(|(id, w)| *id == p.policy_id && current.as_ref().is_none_or(|c| c == w))
+                        .map(|(_, w)| w.clone())
+                        .collect();
                     for window in windows {
-                        if s.windows.contains_key(&(p.policy_id, window.clone())) {
-                            s.post(r, p.policy_id, &window, Decimal::ZERO, 0);
-                        }
+                        s.post(r, p.policy_id, &window, Decimal::ZERO, 0);
                     }
                 }
             }
