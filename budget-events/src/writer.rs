@@ -391,7 +391,9 @@ impl Answers {
 
     fn answer(&self, batch: Taken, results: Vec<Result<Written, WriteError>>, stages: Stages) {
         let Taken { commands, replies, items, queue_wait, started } = batch;
-        let committed = results.iter().any(|r| r.is_ok());
+        // A rejection is a decision, committed like an acceptance: a refused reservation's
+        // `BudgetRefused` event is in the log, and its readers must hear of it.
+        let committed = results.iter().any(|r| matches!(r, Ok(_) | Err(WriteError::Rejected(_))));
         if committed {
             self.signal.notify();
         }

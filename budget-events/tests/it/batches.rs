@@ -117,3 +117,51 @@ async fn a_write_the_server_refuses_leaves_nothing_of_its_batch_and_the_rest_is_
     assert_eq!(keys_stored, 21);
     assert_eq!(split_transactions(&**client).await, Vec::new());
 }
+
+/// A refused reservation is a decision, kept in the log (`BudgetRefused`, which raises its alert): a
+/// batch of nothing but refusals wakes the log's readers like any other commit, so the refusal's alert
+/// does not wait for the projections' next poll (up to a second on an idle server).
+#[tokio::test]
+async fn a_batch_of_refusals_wakes_the_readers_of_the_log() {
+    use budget_events::domain::allocation::{AllocationInput, CreateAllocation};
+    use budget_events::domain::policy::{PolicyInput, SetPolicy, Tier};
+    use budget_events::ledger::{AllocateCommand, CommandError, PolicyCommand};
+    use budget_events::EventMetadata;
+
+    let db = TestDb::new().await;
+    let signal = LogSignal::default();
+    let (writer, _task) = Writer::spawn(db.pool.clone(), signal.clone());
+    let input: PolicyInput = serde_json::from_value(serde_json::json!({
+        "period": "daily", "type": "hard_limit", "token_limit": 100
+    }))
+    .unwrap();
+    let policy = SetPolicy::validate(&input).unwrap();
+    writer.submit(PolicyCommand { policy, key: None, metadata: EventMetadata::default() }).await.unwrap();
+
+    let mut woken = signal.subscribe();
+    woken.mark_unchanged();
+    let input: AllocationInput =
+        serde_json::from_value(serde_json::json!({ "context_id": "t", "component": "c", "tokens": 1000 })).unwrap();
+    let allocation = CreateAllocation::validate(&input, Tier::derive, &Default::default()).unwrap();
+    let refused = writer
+        .submit(AllocateCommand {
+            allocation,
+            unpriced: Default::default(),
+            key: None,
+            metadata: Default::default(),
+            signer: None,
+        })
+        .await;
+    assert!(matches!(refused, Err(WriteError::Rejected(CommandError::BudgetExceeded(_)))), "{refused:?}");
+    let kept: i64 = db
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM events WHERE event_type = 'BudgetRefused'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1, "the refusal is in the log");
+    assert!(woken.has_changed().unwrap(), "the commit that appended the refusal woke the log's readers");
+}
