@@ -214,6 +214,9 @@ impl Alerts {
                     });
                 }
                 if u.cost_source == budget_events::domain::usage::CostSource::Unpriced {
+                    // A price takes effect from a time (now, unless told): the commands name the
+                    // record's own time, cut to the second, so that the price and the re-price cover it.
+                    let since = u.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                     s.raised.push(Raised {
                         alert_id: alert_id(&format!("unpriced/{}/{}", u.provider, u.model)),
                         position: r.position,
@@ -222,10 +225,16 @@ impl Alerts {
                         severity: "warning",
                         alert_type: "unpriced_model",
                         message: format!(
-                            "{}/{} has no price: its records count tokens but no cost, so cost limits cannot see them; set its price with `budget prices set {} {} …`, then `budget prices reprice`",
-                            u.provider, u.model, u.provider, u.model
+                            "{p}/{m} had no price at {since}, the time of its first unpriced call: its records count tokens but no cost, so cost limits cannot see them; price them with `budget prices set {p} {m} --input … --output … --effective-from {since}`, then `budget prices reprice --provider {p} --model {m} --since {since}`",
+                            p = u.provider,
+                            m = u.model,
                         ),
-                        details: json!({"provider": u.provider, "model": u.model, "first_record_id": u.record_id}),
+                        details: json!({
+                            "provider": u.provider,
+                            "model": u.model,
+                            "first_record_id": u.record_id,
+                            "first_record_at": since,
+                        }),
                         raised_at: r.recorded_at,
                         counting: true,
                         occurrences: 1,

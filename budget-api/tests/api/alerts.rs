@@ -229,7 +229,7 @@ async fn refusals_overage_and_unpriced_models_each_raise_one_counting_alert() {
     assert!(message.contains("its cost stayed within what it reserved") && !message.contains("$0)"), "{message}");
     let unpriced = of("unpriced_model");
     assert_eq!((unpriced.len(), unpriced[0]["occurrences"].as_i64()), (1, Some(2)));
-    assert!(unpriced[0]["message"].as_str().unwrap().contains("acme/mystery has no price"));
+    assert!(unpriced[0]["message"].as_str().unwrap().starts_with("acme/mystery had no price at "));
     // The 900-token record took the window to 900 of 1,000 tokens: past the 80% warning.
     assert_eq!(of("token_limit_approaching").len(), 1, "{all:#?}");
 }
@@ -400,4 +400,39 @@ async fn a_read_with_min_position_sees_the_write_it_names() {
     held.rollback().await.unwrap();
     let (status, body) = app.get_json(&format!("/api/usage?period=daily&days=1&min_position={position}")).await;
     assert_eq!((status, body["totals"]["count"].as_i64()), (200, Some(2)), "{body}");
+}
+
+/// An unpriced model's alert says how to price the records it counts, and doing what it says prices
+/// them: a price set now takes effect now, after the records, so the commands carry the first
+/// record's time.
+#[tokio::test]
+async fn following_an_unpriced_models_alert_prices_its_records() {
+    let app = spawn_app().await;
+    let first = (chrono::Utc::now() - chrono::Duration::hours(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for timestamp in [Some(first.clone()), None] {
+        let mut record = json!({"provider": "acme", "model": "mystery", "component": "c", "input_tokens": 1_000_000, "output_tokens": 0});
+        if let Some(ts) = timestamp {
+            record["timestamp"] = json!(ts);
+        }
+        assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    }
+    let all = alerts(&app).await;
+    let alert = all.iter().find(|a| a["type"] == "unpriced_model").expect("an unpriced_model alert");
+    let message = alert["message"].as_str().unwrap();
+    assert_eq!(alert["details"]["first_record_at"], json!(first.replace("+00:00", "Z")), "{alert}");
+    let since = alert["details"]["first_record_at"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("budget prices set acme mystery --input … --output … --effective-from {since}")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("budget prices reprice --provider acme --model mystery --since {since}")),
+        "{message}"
+    );
+
+    let price = json!({"provider": "acme", "model": "mystery", "input": "2", "output": "0", "effective_from": since});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let reprice = json!({"provider": "acme", "model": "mystery", "since": since});
+    let done: Value = app.post("/api/prices/reprice", &reprice).await.json().await.unwrap();
+    assert_eq!((done["records"].as_i64(), done["total_delta"].to_string()), (Some(2), "4".into()), "{done}");
 }
