@@ -525,6 +525,25 @@ async fn prices_and_calc_cost() {
     );
     let out = budget(&s.url, &reprice).await;
     assert!(stdout(&out).contains("0 records of acme/m-2 re-priced"), "nothing left to correct: {}", stdout(&out));
+
+    // A price set now is not in effect at an older record's time: the re-price says how to reach it.
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider": "acme", "model": "m-3", "component": "c", "input_tokens": 1000,
+                           "output_tokens": 0, "timestamp": "2026-11-27T10:00:00.250Z"}),
+    )
+    .await;
+    assert!(budget(&s.url, &["prices", "set", "acme", "m-3", "--input", "1", "--output", "2"]).await.status.success());
+    let out =
+        budget(&s.url, &["prices", "reprice", "--provider", "acme", "--model", "m-3", "--since", "2026-11-01"]).await;
+    assert_eq!(
+        stdout(&out).trim(),
+        "0 records of acme/m-3 re-priced, total change $0\n1 record of acme/m-3 since 2026-11-27 10:00:00 UTC has no \
+         price in effect at its time, so it stays unpriced; set one from then with `budget prices set acme m-3 --input \
+         … --output … --effective-from 2026-11-27T10:00:00Z`, then run this again",
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Waits until every projection has applied the whole log.

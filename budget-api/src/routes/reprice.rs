@@ -45,6 +45,14 @@ pub struct RepriceResponse {
     pub total_delta: Decimal,
     #[schema(value_type = Vec<Object>)]
     pub corrections: Vec<UsageRepriced>,
+    /// Records of the selection that stay unpriced: no price of their model was in effect at their
+    /// time. A price takes effect from its `effective_from`; set one from `first_unpriced_at` (or
+    /// earlier) and re-price again to give them a cost.
+    #[serde(default)]
+    pub unpriced_records: usize,
+    /// The oldest of those records' time (absent when there are none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_unpriced_at: Option<DateTime<Utc>>,
     /// The write's log position, for `min_position` on reads of projections (absent on a replay or a
     /// change that wrote nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,25 +74,22 @@ pub async fn reprice(
     }
     let selection =
         RepriceSelection { provider: state.provider(&r.provider), model: r.model, since: r.since, until: r.until };
-    let (corrections, position) = if r.dry_run {
+    let (corrections, unpriced, position) = if r.dry_run {
         let client = state.pool.get().await?;
-        let corrections = repricing::plan(&**client, &selection)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .into_iter()
-            .map(|(c, _)| c)
-            .collect();
-        (corrections, None)
+        let plan = repricing::plan(&**client, &selection).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        (plan.corrections.into_iter().map(|(c, _)| c).collect::<Vec<_>>(), plan.unpriced, None)
     } else {
         let (outcome, position) =
             state.writer.submit_at(RepriceCommand { selection, metadata: metadata(&req) }).await?;
-        (outcome.corrections, position)
+        (outcome.corrections, outcome.unpriced, position)
     };
     Ok(HttpResponse::Ok().json(RepriceResponse {
         dry_run: r.dry_run,
         records: corrections.len(),
         total_delta: corrections.iter().map(|c| c.delta).sum(),
         corrections,
+        unpriced_records: unpriced.records,
+        first_unpriced_at: unpriced.first_occurred_at,
         position,
     }))
 }

@@ -430,9 +430,18 @@ async fn following_an_unpriced_models_alert_prices_its_records() {
         "{message}"
     );
 
+    // A price set now is not in effect at the records' time: a re-price leaves them, and says so.
+    let reprice = json!({"provider": "acme", "model": "mystery", "since": since});
+    let now = json!({"provider": "acme", "model": "mystery", "input": "2", "output": "0"});
+    assert_eq!(app.post("/api/prices", &now).await.status().as_u16(), 200);
+    let missed: Value = app.post("/api/prices/reprice", &reprice).await.json().await.unwrap();
+    assert_eq!((missed["records"].as_i64(), missed["unpriced_records"].as_i64()), (Some(0), Some(2)), "{missed}");
+    assert_eq!(missed["first_unpriced_at"].as_str().unwrap().get(..19), Some(&since[..19]), "{missed}");
+
     let price = json!({"provider": "acme", "model": "mystery", "input": "2", "output": "0", "effective_from": since});
     assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
-    let reprice = json!({"provider": "acme", "model": "mystery", "since": since});
     let done: Value = app.post("/api/prices/reprice", &reprice).await.json().await.unwrap();
     assert_eq!((done["records"].as_i64(), done["total_delta"].to_string()), (Some(2), "4".into()), "{done}");
+    assert_eq!(done["unpriced_records"], 0, "{done}");
+    assert!(done.get("first_unpriced_at").is_none(), "{done}");
 }

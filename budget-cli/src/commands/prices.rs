@@ -105,6 +105,20 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                 if dry_run { "would be " } else { "" },
                 r.total_delta,
             );
+            if let Some(first) = r.first_unpriced_at {
+                // A price set after the records (set now, by default) is not in effect at their time.
+                let since = first.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                crate::say!(
+                    "{} of {provider}/{model} since {} {} no price in effect at {} time, so {} unpriced; set one from \
+                     then with `budget prices set {provider} {model} --input … --output … --effective-from {since}`, \
+                     then run this again",
+                    crate::output::count(r.unpriced_records, "record"),
+                    utc_named(first),
+                    if r.unpriced_records == 1 { "has" } else { "have" },
+                    if r.unpriced_records == 1 { "its" } else { "their" },
+                    if r.unpriced_records == 1 { "it stays" } else { "they stay" },
+                );
+            }
         }
         PricesCommand::History { provider, model, json } => {
             let h: PriceHistory = client.get(&format!("/api/prices/history/{provider}/{model}"), &[]).await?;

@@ -49,6 +49,9 @@ pub struct RepriceCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RepriceOutcome {
     pub corrections: Vec<UsageRepriced>,
+    /// The selection's records left without a cost (no price in effect at their time).
+    #[serde(default)]
+    pub unpriced: repricing::StillUnpriced,
 }
 
 impl Handle for PricesCommand {
@@ -105,7 +108,8 @@ impl Handle for RepriceCommand {
     async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         // One lock for price changes and re-prices, so two batches cannot take them in opposite orders.
         tx.execute(PRICE_BOOK_LOCK, &[]).await?;
-        let mut corrections = repricing::plan(tx.client(), &self.selection).await?;
+        let repricing::RepricePlan { mut corrections, unpriced } =
+            repricing::plan(tx.client(), &self.selection).await?;
         corrections.retain(|(c, _)| batch.repriced.insert(c.record_id));
         for (c, _) in &corrections {
             for p in &c.postings {
@@ -119,7 +123,7 @@ impl Handle for RepriceCommand {
                 books.events.push((decide::usage_stream(correction.record_id), *version, new));
             }
             let corrections = corrections.into_iter().map(|(c, _)| c).collect();
-            Ok(Self::wrap(RepriceOutcome { corrections }))
+            Ok(Self::wrap(RepriceOutcome { corrections, unpriced }))
         }))
     }
 }

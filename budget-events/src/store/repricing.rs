@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -93,16 +94,42 @@ impl RepriceSelection {
     }
 }
 
-/// The corrections a re-price of `selection` makes now, each with the stream version it appends at.
-/// Used by the write path (inside its transaction) and, unchanged, by a dry run.
-pub async fn plan(
-    client: &impl GenericClient,
-    selection: &RepriceSelection,
-) -> Result<Vec<(crate::event::UsageRepriced, i64)>, ReadError> {
+/// What a re-price of a selection does now.
+#[derive(Debug, Clone)]
+pub struct RepricePlan {
+    /// The corrections, each with the stream version it appends at.
+    pub corrections: Vec<(crate::event::UsageRepriced, i64)>,
+    pub unpriced: StillUnpriced,
+}
+
+/// The selection's records that stay without a cost: no price of their model was in effect at their
+/// time (a price takes effect from its `effective_from`, so one set after the records misses them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StillUnpriced {
+    pub records: usize,
+    /// The oldest of them.
+    pub first_occurred_at: Option<DateTime<Utc>>,
+}
+
+/// The corrections a re-price of `selection` makes now, and the records it leaves unpriced. Used by
+/// the write path (inside its transaction) and, unchanged, by a dry run.
+pub async fn plan(client: &impl GenericClient, selection: &RepriceSelection) -> Result<RepricePlan, ReadError> {
     let records = priced_records(client, selection).await?;
     let keys = crate::domain::price::candidate_keys(
         records.iter().map(|r| (r.record.provider.as_str(), r.record.model.as_str())),
     );
     let versions = crate::store::prices::versions_for(client, &keys).await?;
-    Ok(records.iter().filter_map(|r| crate::decide::reprice(r, &versions).map(|c| (c, r.stream_version + 1))).collect())
+    let mut plan = RepricePlan { corrections: Vec::new(), unpriced: StillUnpriced::default() };
+    for r in &records {
+        match crate::decide::reprice(r, &versions) {
+            Some(correction) => plan.corrections.push((correction, r.stream_version + 1)),
+            None if r.cost_source == CostSource::Unpriced => {
+                plan.unpriced.records += 1;
+                let first = plan.unpriced.first_occurred_at.get_or_insert(r.record.occurred_at);
+                *first = (*first).min(r.record.occurred_at);
+            }
+            None => {}
+        }
+    }
+    Ok(plan)
 }
