@@ -305,7 +305,7 @@ pub struct ExportQuery {
     pub format: Option<String>,
 }
 
-const CSV_HEADER: &str = "position,occurred_at,recorded_at,kind,record_id,provider,model,resolved_model,component,task_type,context_id,input_tokens,cached_input_tokens,output_tokens,cost,cost_source,price_version,user_id,operation_id,metadata\n";
+const CSV_HEADER: &str = "position,occurred_at,recorded_at,kind,record_id,provider,model,resolved_model,component,task_type,context_id,session_id,input_tokens,cached_input_tokens,cache_creation_input_tokens,output_tokens,reasoning_tokens,cost,cost_source,price_version,user_id,operation_id,metadata\n";
 
 /// Usage records for finance, oldest first: one row per record, and one per cost correction (its
 /// `cost` is the change), so the `cost` column sums to the spend. Streamed page by page: a year of
@@ -383,9 +383,12 @@ fn export_line(out: &mut String, e: &RecordedEvent, csv: bool) {
             ("component", u.component.to_string().into()),
             ("task_type", u.task_type.to_string().into()),
             ("context_id", u.context_id.as_ref().map(|c| c.to_string()).into()),
+            ("session_id", u.session_id.as_ref().map(|c| c.to_string()).into()),
             ("input_tokens", u.input_tokens.into()),
             ("cached_input_tokens", u.cached_input_tokens.into()),
+            ("cache_creation_input_tokens", u.cache_creation_input_tokens.into()),
             ("output_tokens", u.output_tokens.into()),
+            ("reasoning_tokens", u.reasoning_tokens.into()),
             ("cost", number(u.cost.amount())),
             ("cost_source", serde_json::to_value(u.cost_source).expect("enums serialize")),
             ("price_version", u.price_version.map(|v| v.to_string()).into()),
@@ -405,9 +408,12 @@ fn export_line(out: &mut String, e: &RecordedEvent, csv: bool) {
             ("component", c.component.to_string().into()),
             ("task_type", c.task_type.to_string().into()),
             ("context_id", Value::Null),
+            ("session_id", Value::Null),
             ("input_tokens", 0.into()),
             ("cached_input_tokens", 0.into()),
+            ("cache_creation_input_tokens", 0.into()),
             ("output_tokens", 0.into()),
+            ("reasoning_tokens", 0.into()),
             ("cost", number(c.delta)),
             ("cost_source", "price_book".into()),
             ("price_version", c.price_version.to_string().into()),

@@ -561,6 +561,33 @@ async fn records_are_priced_with_cache_writes_and_tiers() {
     assert_eq!(refused["error"]["details"][0]["field"], "reasoning_tokens", "{refused}");
     let bad: Value = app.post("/api/usage", &record(100, 80, 30)).await.json().await.unwrap();
     assert_eq!(bad["error"]["code"], "validation_failed", "reads and writes are parts of the input: {bad}");
+
+    // The export carries every part a cost was computed from, so finance can recompute each one.
+    let lines = app.http.get(app.url("/api/export?format=jsonl")).send().await.unwrap().text().await.unwrap();
+    let parts: Vec<(i64, i64, i64, i64, i64)> = lines
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let n = |k: &str| v[k].as_i64().unwrap_or_else(|| panic!("{k} in {v}"));
+            (
+                n("input_tokens"),
+                n("cached_input_tokens"),
+                n("cache_creation_input_tokens"),
+                n("output_tokens"),
+                n("reasoning_tokens"),
+            )
+        })
+        .collect();
+    assert_eq!(parts, [(1000, 300, 100, 100, 0), (300_000, 0, 0, 100, 0), (1000, 0, 0, 100, 60)]);
+    let csv = app.http.get(app.url("/api/export")).send().await.unwrap().text().await.unwrap();
+    let mut rows = csv.lines();
+    assert!(
+        rows.next().unwrap().contains(
+            ",input_tokens,cached_input_tokens,cache_creation_input_tokens,output_tokens,reasoning_tokens,cost,"
+        ),
+        "{csv}"
+    );
+    assert!(rows.next().unwrap().contains(",1000,300,100,100,0,0.000955,"), "{csv}");
 }
 
 /// `BUDGET_PROVIDER_ALIASES`: a deployment that says `google` where the price book says `gemini` gets
