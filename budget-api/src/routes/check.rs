@@ -3,6 +3,7 @@
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use budget_events::decide::{Preflight, Verdict};
+use budget_events::display::thousands;
 use budget_events::domain::{RecordUsage, UsageInput};
 use budget_events::ledger::{CheckCommand, CheckOutcome};
 use budget_events::money::decimal_json;
@@ -222,15 +223,35 @@ fn describe(record: &RecordUsage, preflight: &Preflight, rows: &[PolicyRow]) -> 
                 record.model,
             ));
         } else if matches!(decision, Verdict::Warn | Verdict::Refuse) {
+            // What the window would hold with the call, against each of its limits.
+            let mut with_call = Vec::new();
+            let mut over = false;
+            if let (Some(limit), Some(left)) = (policy.cost_limit, window.remaining_cost_after) {
+                let limit = limit.amount();
+                over |= left.is_sign_negative() && !left.is_zero();
+                with_call.push(format!("${} of ${limit}{}", (limit - left).normalize(), percent(limit - left, limit)));
+            }
+            if let (Some(limit), Some(left)) = (policy.token_limit, window.remaining_tokens_after) {
+                over |= left < 0;
+                with_call.push(format!(
+                    "{} of {} tokens{}",
+                    thousands(limit - left),
+                    thousands(limit),
+                    percent(Decimal::from(limit - left), Decimal::from(limit))
+                ));
+            }
+            let (head, tail) = match decision {
+                Verdict::Refuse => (" refuses this call", ""),
+                _ if over => ("", ", over the limit"),
+                _ => ("", ", near the limit"),
+            };
             messages.push(format!(
-                "{} {} policy on {} (budget {name}): {} of its window starting {} (cost left after: {}, tokens left after: {})",
+                "{} {} policy on {} (budget {name}){head}: with it, its window starting {} would hold {}{tail}",
                 policy.period,
                 policy.policy_type,
                 policy.scope.describe(),
-                if decision == Verdict::Refuse { "this call would exceed the limit" } else { "near or over the limit" },
                 window.window,
-                window.remaining_cost_after.map_or("n/a".into(), |d| d.to_string()),
-                window.remaining_tokens_after.map_or("n/a".into(), |d| d.to_string()),
+                with_call.join(" and "),
             ));
         }
         checks.push(PolicyCheck {
@@ -248,6 +269,14 @@ fn describe(record: &RecordUsage, preflight: &Preflight, rows: &[PolicyRow]) -> 
         });
     }
     (checks, messages)
+}
+
+/// " (110%)": `part` of a non-zero `whole`, to one decimal place; nothing for a zero limit.
+fn percent(part: Decimal, whole: Decimal) -> String {
+    if whole.is_zero() {
+        return String::new();
+    }
+    format!(" ({}%)", (part * Decimal::ONE_HUNDRED / whole).round_dp(1).normalize())
 }
 
 /// Up to three cheaper models able to do the call's task, largest saving first.

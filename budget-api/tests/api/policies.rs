@@ -131,7 +131,15 @@ async fn status_and_check_read_the_accounts() {
     assert_eq!(r["allowed"], false);
     let hard = r["policies"].as_array().unwrap().iter().find(|p| p["type"] == "hard_limit").unwrap();
     assert_eq!((hard["decision"].as_str(), hard["remaining_cost_after"].to_string()), (Some("refuse"), "-0.1".into()));
-    assert!(r["messages"][0].as_str().unwrap().contains("would exceed"));
+    let message = r["messages"][0].as_str().unwrap();
+    assert_eq!(
+        message,
+        format!(
+            "daily hard_limit policy on provider=openai (budget default) refuses this call: with it, its window \
+             starting {} would hold $1.1 of $1 (110%) and 1,510 of 100,000 tokens (1.5%)",
+            hard["window"].as_str().unwrap()
+        )
+    );
 
     // Usage is a fact: recorded past the limit, flagged, and the window is exceeded.
     let r: Value = app.post("/api/usage", &usage("0.2")).await.json().await.unwrap();
