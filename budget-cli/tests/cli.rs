@@ -763,6 +763,19 @@ async fn audit_explain_as_of_export_and_replay_explain_every_number() {
     assert_eq!(audit["totals"]["tokens"], usage["totals"]["total_tokens"]);
     let out = budget(url, &["audit", "--context-id", "t1"]).await;
     assert!(stdout(&out).contains("AllocationCreated") || stdout(&out).contains("UsageRecorded"), "{}", stdout(&out));
+    // Each row says what its event is about: which limit, price, record or budget.
+    let out = budget(url, &["audit", "--wide"]).await;
+    for what in [
+        "daily hard_limit of $10 and 100,000 tokens on provider=openai",
+        "openai/gpt-4o by codex",
+        "openai/gpt-4o from 2026-01-01 00:00:00 UTC",
+        "budget old",
+    ] {
+        assert!(stdout(&out).contains(what), "{what} in {}", stdout(&out));
+    }
+    let all = json_of(&budget(url, &["audit", "--json"]).await);
+    let events = all["events"].as_array().unwrap();
+    assert!(events.iter().all(|e| !e["summary"].as_str().unwrap_or_default().is_empty()), "{all:#}");
     // A selection cut by --limit says so: its total is not the selection's.
     let out = budget(url, &["audit", "--provider", "openai", "--limit", "2"]).await;
     let last = stdout(&out).lines().last().unwrap_or_default().to_string();

@@ -17,6 +17,7 @@ pub mod money;
 pub mod openapi;
 pub mod period;
 pub mod store;
+mod summary;
 pub mod timestamp;
 pub mod writer;
 

@@ -61,6 +61,8 @@ pub struct EventView {
     pub stream_id: String,
     pub stream_version: i64,
     pub event_id: Uuid,
+    /// What the event is about, in a few words (`openai/gpt-4o by codex for task-123`).
+    pub summary: String,
     /// The API key that wrote it (its name), or `X-Budget-Actor` when the service ran without keys.
     pub actor: Option<String>,
     pub key_id: Option<Uuid>,
@@ -95,6 +97,7 @@ impl From<&RecordedEvent> for EventView {
             stream_id: e.stream_id.clone(),
             stream_version: e.stream_version,
             event_id: e.event_id,
+            summary: e.event.summary(),
             actor: metadata.actor,
             key_id: metadata.key_id,
             on_behalf_of: metadata.on_behalf_of,

@@ -141,7 +141,9 @@ impl Browser {
     /// Clicks the element `css` selects, as a user would: scrolled to the middle of the window first,
     /// where the page's sticky header cannot cover it (WebDriver clicks an element already in view
     /// where it is, and one just under the header was "click intercepted" now and then). A live panel
-    /// may re-render between finding the element and the click: then it is found again.
+    /// may re-render between finding the element and the click: then it is found again. A re-render
+    /// that moves the element under the header between the scroll and the click (seen once in CI, on a
+    /// loaded machine) intercepts the click, which reaches nothing: then it is scrolled and clicked again.
     pub async fn click(&self, css: &str) {
         for attempt in 0.. {
             self.eval_with(
@@ -152,7 +154,7 @@ impl Browser {
             let id = self.element(css).await;
             match self.try_command(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await {
                 Ok(_) => return,
-                Err(e) if e.contains("stale element") && attempt < 10 => {
+                Err(e) if (e.contains("stale element") || e.contains("click intercepted")) && attempt < 10 => {
                     tokio::time::sleep(Duration::from_millis(50)).await
                 }
                 Err(e) => panic!("{e}"),

@@ -75,13 +75,23 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
         "Position",
         "Recorded (UTC)",
         "Type",
+        "What",
         "Actor / request",
         "Tokens",
         "Cost $",
-        "Price version",
         "Running $",
         "Running tokens",
     ]);
+    // Figures are never broken across lines; the words wrap around them, what each event is about
+    // first.
+    for i in [0, 5, 6, 7, 8] {
+        if let Some(column) = t.column_mut(i) {
+            column.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+        }
+    }
+    if let Some(column) = t.column_mut(3) {
+        column.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(comfy_table::Width::Percentage(20)));
+    }
     for line in &lines {
         let e = &line.event;
         let actor = match (e.actor.as_deref(), e.on_behalf_of.as_deref()) {
@@ -102,10 +112,14 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
             right(e.position),
             Cell::new(utc(e.recorded_at)),
             Cell::new(&e.event_type),
+            // The price version a cost came from ends its line; `--json` has it whole.
+            Cell::new(match e.price_version {
+                Some(version) => format!("{}, price {}", e.summary, short_id(version)),
+                None => e.summary.clone(),
+            }),
             Cell::new(who),
             right(e.tokens.map(thousands).unwrap_or_default()),
             right(e.cost.map(|n| n.to_string()).unwrap_or_default()),
-            Cell::new(e.price_version.map(short_id).unwrap_or_default()),
             right(line.running_cost),
             right(thousands(line.running_tokens)),
         ]);
