@@ -188,6 +188,13 @@ async function loadLimits() {
     : [el('p', { class: 'hint', text: 'No limits yet. Set one with `budget set_limit daily 20.0`.' })]));
 }
 
+// "daily hard limit", or "daily (Europe/Berlin) warn" for windows that begin in another zone: a day
+// in Berlin is not the UTC day of the card beside it.
+function kind(p) {
+  const zone = p.timezone && p.timezone !== 'UTC' ? ` (${p.timezone})` : '';
+  return `${p.period.replace('_', ' ')}${zone} ${p.type.replace('_', ' ')}`;
+}
+
 function gauge(w, now) {
   const meters = [];
   if (w.cost_limit !== null) {
@@ -198,7 +205,7 @@ function gauge(w, now) {
   }
   const card = el('article', { class: `gauge state-${w.state}`, dataset: { policy: w.policy_id, window: w.window } },
     el('header', {},
-      el('h4', { text: `${w.period.replace('_', ' ')} ${w.type.replace('_', ' ')}` }),
+      el('h4', { text: kind(w) }),
       el('span', { class: 'badge', dataset: { field: 'state' }, text: w.state })),
     el('p', { class: 'scope', text: w.scope }),
     ...meters,
@@ -281,7 +288,7 @@ const POLICY_TYPES = ['ignore', 'warn', 'soft_limit', 'hard_limit'];
 
 function changeLimit(p) {
   const dialog = $('#limit');
-  $('#limit-h').textContent = `Change limit: ${p.period.replace('_', ' ')} ${p.type.replace('_', ' ')} · ${p.scope}`;
+  $('#limit-h').textContent = `Change limit: ${kind(p)} · ${p.scope}`;
   const cost = p.cost_limit !== null
     ? el('input', { id: 'limit-cost', inputmode: 'decimal', autocomplete: 'off', value: String(p.cost_limit) }) : null;
   const toks = p.token_limit !== null
@@ -533,7 +540,7 @@ async function createLimit(fields, button, error) {
 // (its start for calendar periods, `task:ID` / `session:ID`).
 async function explain(w, windowKey = w.window) {
   const dialog = $('#explain');
-  $('#explain-h').textContent = `Explain: ${w.period} ${w.type.replace('_', ' ')} · ${w.scope}`;
+  $('#explain-h').textContent = `Explain: ${kind(w)} · ${w.scope}`;
   const input = el('input', { id: 'explain-window', value: windowKey, 'aria-label': 'Window', spellcheck: 'false' });
   const pick = el('form', { class: 'controls', on: { submit: (e) => { e.preventDefault(); explain(w, input.value.trim()); } } },
     el('label', { for: 'explain-window', text: 'Window' }), input, el('button', { type: 'submit' }, 'Show'));

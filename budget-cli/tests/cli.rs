@@ -1677,9 +1677,16 @@ async fn set_limit_names_its_timezone() {
     assert!(text.starts_with("Set daily (Europe/Berlin) warn limit of $5 for all usage"), "{text}{}", stderr(&out));
     let window = text.lines().nth(1).unwrap_or_default();
     assert!(window.contains("Z (00:00 Europe/Berlin) counts what is already in it"), "{text}");
+    // The tables name it too: a day in Berlin is not the day in UTC beside it.
+    for command in [&["status", "--wide"][..], &["policies", "list", "--wide"]] {
+        let out = budget(&s.url, command).await;
+        assert!(stdout(&out).contains("daily (Europe/Berlin) warn"), "{command:?}: {}", stdout(&out));
+    }
     // The same budget, period and scope in UTC replaces it, and names no zone.
     let out = budget(&s.url, &["set_limit", "daily", "5"]).await;
     assert!(stdout(&out).starts_with("Replaced with daily warn limit of $5 for all usage"), "{}", stdout(&out));
+    let out = budget(&s.url, &["policies", "list", "--wide"]).await;
+    assert!(stdout(&out).contains(" daily warn ") && !stdout(&out).contains("Berlin"), "{}", stdout(&out));
 }
 
 /// A list with nothing in it says so in words, with the command that fills it, instead of printing

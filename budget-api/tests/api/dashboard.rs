@@ -613,7 +613,13 @@ async fn an_admin_acknowledges_all_and_sets_changes_and_disables_limits() {
 async fn an_admin_renames_and_archives_a_budget() {
     let app = spawn_app_with(|s| s.security.admin_key = Some(ADMIN.into())).await;
     let read = create_key(&app, "read", "wallboard").await;
-    let lab = post(&app, ADMIN, "/api/policies", json!({"budget": "lab", "period": "daily", "cost_limit": 5.0})).await;
+    let lab = post(
+        &app,
+        ADMIN,
+        "/api/policies",
+        json!({"budget": "lab", "period": "daily", "cost_limit": 5.0, "timezone": "Europe/Berlin"}),
+    )
+    .await;
     let lab = text(&lab["policy"]["budget_id"]);
     post(&app, ADMIN, "/api/policies", json!({"period": "daily", "cost_limit": 20.0})).await;
     post(&app, ADMIN, "/api/budgets", json!({"name": "ops"})).await;
@@ -624,6 +630,9 @@ async fn an_admin_renames_and_archives_a_budget() {
     browser.goto(&app.url("/")).await;
     sign_in(&browser, &read).await;
     assert_eq!(browser.eval(&format!("return document.querySelector('{heading}').textContent")).await, "Budget lab");
+    // A day in Berlin is not the UTC day of the card beside it: the card says whose day it is.
+    let kinds = browser.eval("return [...document.querySelectorAll('.gauge h4')].map(h => h.textContent)").await;
+    assert_eq!(kinds, json!(["daily (Europe/Berlin) warn", "daily warn"]), "{kinds}");
     assert_eq!(
         browser.eval("return document.querySelectorAll('[data-action=manage]').length").await,
         0,

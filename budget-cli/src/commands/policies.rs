@@ -35,7 +35,7 @@ pub async fn run(client: &Client, command: PoliciesCommand) -> anyhow::Result<()
                     t.add_row(vec![
                         Cell::new(short_id(p.policy_id)),
                         Cell::new(&p.budget_name),
-                        Cell::new(format!("{} {}", p.period, p.policy_type)),
+                        Cell::new(crate::commands::set_limit::kind(p)),
                         Cell::new(&p.scope),
                         Cell::new(limits(p)),
                         Cell::new(format!("{}% / {}%", share(p.warning_threshold), share(p.action_threshold))),

@@ -105,6 +105,15 @@ pub fn zone(p: &PolicyView) -> Option<chrono_tz::Tz> {
     p.timezone.parse::<chrono_tz::Tz>().ok().filter(|z| *z != chrono_tz::UTC)
 }
 
+/// `daily hard_limit`, or `daily (Europe/Berlin) warn` for windows that begin in another zone, as
+/// the tables name a limit.
+pub fn kind(p: &PolicyView) -> String {
+    match zone(p) {
+        Some(z) => format!("{} ({z}) {}", p.period, p.policy_type),
+        None => format!("{} {}", p.period, p.policy_type),
+    }
+}
+
 /// What a policy's current window already held when it started counting (set, or enabled again).
 pub fn opening(o: &OpeningBalance, zone: Option<chrono_tz::Tz>) -> String {
     format!(

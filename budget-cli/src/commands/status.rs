@@ -124,7 +124,7 @@ pub fn print_windows(windows: &[WindowStatus]) {
         if with_budget {
             row.push(Cell::new(&p.budget_name));
         }
-        row.extend([Cell::new(format!("{} {}", p.period, p.policy_type)), Cell::new(&p.scope)]);
+        row.extend([Cell::new(crate::commands::set_limit::kind(p)), Cell::new(&p.scope)]);
         if with_window {
             row.push(Cell::new(&w.window));
         }
