@@ -297,7 +297,8 @@ pub struct UsageRecorded {
     /// The policy windows this record was posted into (explains every account).
     #[serde(default)]
     pub postings: Vec<Posting>,
-    /// Hard-limited policies whose window this record took past its limit.
+    /// Hard-limited policies whose window is beyond its limit with this record (taken there by it, or
+    /// by an earlier one).
     #[serde(default)]
     pub exceeded: Vec<Uuid>,
     /// The allocation this record settled against, if it named one.

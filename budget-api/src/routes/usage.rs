@@ -37,14 +37,16 @@ pub struct UsageRecordedResponse {
     pub position: Option<i64>,
     #[schema(value_type = Option<f64>, example = 0.0064)]
     pub cost: Option<budget_events::Money>,
-    /// `client` (the request's cost) or `unpriced`.
+    /// `price_book` (priced with the version in effect at its time), `client` (the request's own cost)
+    /// or `unpriced` (no price in effect at its time: cost 0, tokens counted).
     #[schema(value_type = Option<String>)]
     pub cost_source: Option<budget_events::domain::usage::CostSource>,
     pub timestamp: Option<chrono::DateTime<Utc>>,
-    /// True when the record took a hard-limited window past its limit. It is recorded all the same
-    /// (it happened); new reservations and checks in that window are refused.
+    /// True when a hard-limited window this record was posted to is beyond its limit with it (this
+    /// record took it there, or an earlier one had). It is recorded all the same (it happened); new
+    /// reservations and checks in that window are refused.
     pub over_limit: bool,
-    /// The hard-limited policies whose windows this record exhausted.
+    /// The hard-limited policies whose windows are beyond their limit with this record.
     pub exceeded: Vec<uuid::Uuid>,
     /// How the record settled against its allocation (`allocation_id`), overage included.
     #[serde(skip_serializing_if = "Option::is_none")]
