@@ -558,3 +558,32 @@ async fn the_reserve_then_record_example_counts_a_task_run_twice_once() {
         .get(0);
     assert_eq!(records, 1);
 }
+
+/// The events of a task (or of a component, a provider, a policy) include how each of its
+/// reservations ended: a release or an expiry names only its allocation, and was left out of the
+/// audit of the task it belonged to.
+#[tokio::test]
+async fn a_tasks_events_include_how_its_reservations_ended() {
+    let app = spawn_app().await;
+    let policy = json!({"period": "daily", "type": "hard_limit", "cost_limit": "10", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let reserve = |context: &str| json!({"context_id": context, "component": "codex", "tokens": 1000, "provider": "openai", "model": "gpt-4o"});
+    let r: Value = app.post("/api/allocations", &reserve("task-1")).await.json().await.unwrap();
+    let id = r["allocation_id"].as_str().unwrap().to_string();
+    let r = app.http.post(app.url(&format!("/api/allocations/{id}/release"))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Another task's reservation, released too: not one of task-1's events.
+    let r: Value = app.post("/api/allocations", &reserve("task-2")).await.json().await.unwrap();
+    let other = r["allocation_id"].as_str().unwrap().to_string();
+    app.http.post(app.url(&format!("/api/allocations/{other}/release"))).send().await.unwrap();
+
+    let policy_id: String = app.column("SELECT policy_id::text FROM policies").await.remove(0);
+    for query in ["context_id=task-1", "component=codex&context_id=task-1", "provider=openai&context_id=task-1"] {
+        let (status, page) = app.get_json(&format!("/api/events?{query}")).await;
+        assert_eq!(status, 200, "{page}");
+        let types: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["AllocationCreated", "AllocationReleased"], "{query}: {page:#}");
+    }
+    let (_, page) = app.get_json(&format!("/api/events?policy_id={policy_id}&type=AllocationReleased")).await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 2, "both releases free the policy's window: {page:#}");
+}

@@ -361,8 +361,15 @@ pub async fn events(client: &impl GenericClient, f: &EventFilter) -> Result<Vec<
         .query(
             &format!(
                 // One parse of each payload for every field (stored as text: each `->>` would parse it again).
+                // A release or an expiry names only its allocation: it is matched by the fields of the
+                // allocation's creation (its stream's first event), so that a task's events, or a
+                // component's, include how each of its reservations ended.
                 "SELECT {COLUMNS} FROM events,
-                     json_to_record(payload::json) AS f(provider text, model text, spec json, component text, context_id text,
+                     LATERAL (SELECT CASE WHEN event_type IN ('AllocationReleased', 'AllocationExpired')
+                                  THEN (SELECT c.payload FROM events c
+                                        WHERE c.stream_id = events.stream_id AND c.stream_version = 1)
+                                  ELSE payload END AS about) AS a,
+                     json_to_record(a.about::json) AS f(provider text, model text, spec json, component text, context_id text,
                                                   policy_id text, budget_id text, postings json, reservations json,
                                                   occurred_at text)
                  WHERE position > $1
