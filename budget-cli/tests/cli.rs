@@ -1678,7 +1678,7 @@ async fn set_limit_names_its_timezone() {
     let window = text.lines().nth(1).unwrap_or_default();
     assert!(window.contains("Z (00:00 Europe/Berlin) counts what is already in it"), "{text}");
     // The tables name it too: a day in Berlin is not the day in UTC beside it.
-    for command in [&["status", "--wide"][..], &["policies", "list", "--wide"]] {
+    for command in [&["status", "--wide"][..], &["policies", "list", "--wide"], &["analyze", "--wide"]] {
         let out = budget(&s.url, command).await;
         assert!(stdout(&out).contains("daily (Europe/Berlin) warn"), "{command:?}: {}", stdout(&out));
     }

@@ -42,6 +42,9 @@ pub struct WindowPace {
     pub period: String,
     #[serde(rename = "type")]
     pub policy_type: String,
+    /// The IANA zone its windows begin in.
+    #[serde(default = "utc")]
+    pub timezone: String,
     pub scope: String,
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
@@ -217,6 +220,7 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
             budget: row.budget_name.clone(),
             period: w.policy.period.clone(),
             policy_type: w.policy.policy_type.clone(),
+            timezone: w.policy.timezone.clone(),
             scope: w.policy.scope.clone(),
             window_start: start,
             window_end: end,
@@ -373,4 +377,8 @@ impl Pace {
         });
         Pace { used, reserved, limit, burn, projected: used + burn * left_hours, runs_out_in }
     }
+}
+
+fn utc() -> String {
+    "UTC".into()
 }

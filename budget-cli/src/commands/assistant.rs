@@ -152,7 +152,7 @@ fn paces(windows: &[WindowPace]) {
         for [used, of, per_hour, at_end, out] in lines {
             t.add_row(vec![
                 Cell::new(crate::output::short_id(w.policy_id)),
-                Cell::new(format!("{} {}", w.period, w.policy_type)),
+                Cell::new(crate::commands::set_limit::kind_of(&w.period, &w.policy_type, &w.timezone)),
                 Cell::new(&w.scope),
                 right(used),
                 right(of),

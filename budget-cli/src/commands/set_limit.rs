@@ -108,9 +108,14 @@ pub fn zone(p: &PolicyView) -> Option<chrono_tz::Tz> {
 /// `daily hard_limit`, or `daily (Europe/Berlin) warn` for windows that begin in another zone, as
 /// the tables name a limit.
 pub fn kind(p: &PolicyView) -> String {
-    match zone(p) {
-        Some(z) => format!("{} ({z}) {}", p.period, p.policy_type),
-        None => format!("{} {}", p.period, p.policy_type),
+    kind_of(&p.period.to_string(), &p.policy_type.to_string(), &p.timezone)
+}
+
+/// [`kind`] from its parts.
+pub fn kind_of(period: &str, policy_type: &str, timezone: &str) -> String {
+    match timezone.parse::<chrono_tz::Tz>().ok().filter(|z| *z != chrono_tz::UTC) {
+        Some(z) => format!("{period} ({z}) {policy_type}"),
+        None => format!("{period} {policy_type}"),
     }
 }
 
