@@ -102,7 +102,11 @@ async fn unknown_names(client: &Client, provider: Option<&str>, model: Option<&s
 
 /// The zone a policy's windows begin in, when it is not UTC (whose times need no second reading).
 pub fn zone(p: &PolicyView) -> Option<chrono_tz::Tz> {
-    p.timezone.parse::<chrono_tz::Tz>().ok().filter(|z| *z != chrono_tz::UTC)
+    zone_named(&p.timezone)
+}
+
+fn zone_named(timezone: &str) -> Option<chrono_tz::Tz> {
+    timezone.parse::<chrono_tz::Tz>().ok().filter(|z| *z != chrono_tz::UTC)
 }
 
 /// `daily hard_limit`, or `daily (Europe/Berlin) warn` for windows that begin in another zone, as
@@ -113,7 +117,7 @@ pub fn kind(p: &PolicyView) -> String {
 
 /// [`kind`] from its parts.
 pub fn kind_of(period: &str, policy_type: &str, timezone: &str) -> String {
-    match timezone.parse::<chrono_tz::Tz>().ok().filter(|z| *z != chrono_tz::UTC) {
+    match zone_named(timezone) {
         Some(z) => format!("{period} ({z}) {policy_type}"),
         None => format!("{period} {policy_type}"),
     }
