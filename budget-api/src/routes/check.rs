@@ -228,7 +228,7 @@ fn describe(record: &RecordUsage, preflight: &Preflight, rows: &[PolicyRow]) -> 
             let mut over = false;
             if let (Some(limit), Some(left)) = (policy.cost_limit, window.remaining_cost_after) {
                 let limit = limit.amount();
-                over |= left.is_sign_negative() && !left.is_zero();
+                over |= left < Decimal::ZERO;
                 with_call.push(format!("${} of ${limit}{}", (limit - left).normalize(), percent(limit - left, limit)));
             }
             if let (Some(limit), Some(left)) = (policy.token_limit, window.remaining_tokens_after) {

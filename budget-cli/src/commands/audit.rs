@@ -3,7 +3,7 @@
 
 use budget_api::routes::audit::{EventPage, EventView, Explanation};
 use budget_api::routes::policies::PolicyView;
-use comfy_table::Cell;
+use comfy_table::{Cell, ColumnConstraint};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::json;
@@ -71,7 +71,7 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
         crate::say!("No events match.");
         return Ok(());
     }
-    let mut t = table(&[
+    let headers = [
         "Position",
         "Recorded (UTC)",
         "Type",
@@ -81,16 +81,19 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
         "Cost $",
         "Running $",
         "Running tokens",
-    ]);
+    ];
+    let mut t = table(&headers);
     // Figures are never broken across lines; the words wrap around them, what each event is about
     // first.
-    for i in [0, 5, 6, 7, 8] {
+    for (i, header) in headers.iter().enumerate() {
+        let constraint = match *header {
+            "Position" | "Tokens" | "Cost $" | "Running $" | "Running tokens" => ColumnConstraint::ContentWidth,
+            "What" => ColumnConstraint::LowerBoundary(comfy_table::Width::Percentage(20)),
+            _ => continue,
+        };
         if let Some(column) = t.column_mut(i) {
-            column.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+            column.set_constraint(constraint);
         }
-    }
-    if let Some(column) = t.column_mut(3) {
-        column.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(comfy_table::Width::Percentage(20)));
     }
     for line in &lines {
         let e = &line.event;
