@@ -246,11 +246,11 @@ fn describe(record: &RecordUsage, preflight: &Preflight, rows: &[PolicyRow]) -> 
                 _ => ("", ", near the limit"),
             };
             messages.push(format!(
-                "{} {} policy on {} (budget {name}){head}: with it, its window starting {} would hold {}{tail}",
+                "{} {} policy on {} (budget {name}){head}: with it, {} would hold {}{tail}",
                 policy.period,
                 policy.policy_type,
                 policy.scope.describe(),
-                window.window,
+                window_in_words(&window.window),
                 with_call.join(" and "),
             ));
         }
@@ -269,6 +269,16 @@ fn describe(record: &RecordUsage, preflight: &Preflight, rows: &[PolicyRow]) -> 
         });
     }
     (checks, messages)
+}
+
+/// "its window starting 2026-12-04T00:00:00Z" for a calendar window; "task t-1's window" for a
+/// per-task one, whose key names its task instead of a start.
+fn window_in_words(key: &str) -> String {
+    match key.split_once(':') {
+        Some(("task", task)) => format!("task {task}'s window"),
+        Some(("session", session)) => format!("session {session}'s window"),
+        _ => format!("its window starting {key}"),
+    }
 }
 
 /// " (110%)": `part` of a non-zero `whole`, to one decimal place; nothing for a zero limit.

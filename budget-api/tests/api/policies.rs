@@ -397,3 +397,24 @@ async fn retried_policy_and_budget_writes_say_they_are_replays() {
     let (status, replayed, _) = send(reqwest::Method::POST, archive, "b-2", json!({})).await;
     assert_eq!((status, replayed.as_deref()), (200, Some("true")));
 }
+
+/// A per-task or per-session window has no start: a check's message names the task or session whose
+/// window it is (it said "its window starting task:t-1").
+#[tokio::test]
+async fn a_checks_message_names_the_task_or_session_of_its_window() {
+    let app = spawn_app().await;
+    for period in ["per_task", "per_session"] {
+        let policy = json!({"period": period, "type": "soft_limit", "provider": "openai", "cost_limit": "0.05"});
+        assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    }
+    let call = json!({"provider": "openai", "model": "gpt-4o", "component": "c", "context_id": "t-1",
+                      "session_id": "s-1", "input_tokens": 10, "cost": "0.06"});
+    let r: Value = app.post("/api/usage/check", &call).await.json().await.unwrap();
+    let messages: Vec<&str> = r["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    for expected in [
+        "per_task soft_limit policy on provider=openai (budget default): with it, task t-1's window would hold $0.06 of $0.05 (120%), over the limit",
+        "per_session soft_limit policy on provider=openai (budget default): with it, session s-1's window would hold $0.06 of $0.05 (120%), over the limit",
+    ] {
+        assert!(messages.contains(&expected), "{messages:#?}");
+    }
+}
