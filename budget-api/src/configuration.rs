@@ -40,7 +40,7 @@ pub struct Settings {
     /// Alert receivers (`BUDGET_ALERT_WEBHOOKS`) and how deliveries retry.
     pub webhooks: Vec<budget_projections::alerts::Webhook>,
     pub webhook_delivery: budget_projections::webhooks::DeliveryPolicy,
-    /// An hour's spend above this multiple of the trailing hourly average raises `spend_spike`
+    /// An hour's spend above this multiple of the average hour with spend in the 24 before it raises `spend_spike`
     /// (`BUDGET_SPIKE_MULTIPLE`).
     pub spike_multiple: rust_decimal::Decimal,
     /// WebSocket pacing: each connection's queue, send timeout and ping interval.

@@ -5,7 +5,7 @@
 //!   `token_limit_exceeded`);
 //! - refusals of a window (`budget_refused`: one alert per window, counting the refusals);
 //! - usage beyond an allocation (`overage`), a model without a price (`unpriced_model`, one per model,
-//!   counting its records), and an hour's spend above a multiple of the trailing day's hourly average
+//!   counting its records), and an hour's spend above a multiple of the trailing day's average hour with spend
 //!   (`spend_spike`).
 //!
 //! Each alert's id is a UUIDv5 of what it is about, so a replay, a restart or a second runner finds the
@@ -65,7 +65,7 @@ impl Webhook {
 }
 
 pub struct Alerts {
-    /// An hour's spend above this multiple of the trailing 24 hours' hourly average is a spike.
+    /// An hour's spend above this multiple of the average hour with spend in the 24 before it is a spike.
     pub spike_multiple: Decimal,
     pub webhooks: Vec<Webhook>,
 }
@@ -292,8 +292,14 @@ impl Alerts {
     }
 
     /// Adds spend to its UTC hour and raises a spike when the hour passes `spike_multiple` times the
-    /// trailing 24 hours' hourly average (hours without spend count as 0), once at least
-    /// [`SPIKE_MIN_HISTORY_HOURS`] of those hours had spend.
+    /// average of the trailing 24 hours that had spend, once at least [`SPIKE_MIN_HISTORY_HOURS`] of
+    /// them had. Hours without spend stay out of the average: counted as $0 they made a steady rate a
+    /// spike in its seventh hour, and a service busy eight hours a day one every morning.
+    ///
+    /// Only a record logged within its hour or the next is judged: one sent later (a back-fill of
+    /// history, a client that was offline) still counts in its hour, but its trailing day may still be
+    /// arriving, and a spike is news about spending now (a ten-day back-fill in random order raised
+    /// 64). The times are the log's, so a rebuild raises the same alerts.
     fn spend(&self, s: &mut State, r: &RecordedEvent, at: DateTime<Utc>, cost: Decimal) {
         if cost.is_zero() {
             return;
@@ -305,6 +311,9 @@ impl Alerts {
             *h
         };
         s.dirty_hours.insert(hour);
+        if hour < Period::Hourly.start_of(r.recorded_at) - Duration::hours(1) {
+            return;
+        }
         let history: Vec<Decimal> =
             s.hours.range(hour - Duration::hours(24)..hour).map(|(_, c)| *c).filter(|c| *c > Decimal::ZERO).collect();
         // Too little history to call anything a spike (a first busy hour after a quiet day is not one).
@@ -312,7 +321,7 @@ impl Alerts {
             return;
         }
         let trailing: Decimal = history.iter().sum();
-        let average = trailing / Decimal::from(24);
+        let average = trailing / Decimal::from(history.len() as u64);
         if now > average * self.spike_multiple {
             s.raised.push(Raised {
                 alert_id: alert_id(&format!("spike/{}", hour.to_rfc3339())),
@@ -322,7 +331,7 @@ impl Alerts {
                 severity: "warning",
                 alert_type: "spend_spike",
                 message: format!(
-                    "spend in the hour from {} is ${} so far, above {}× the trailing 24 hours' hourly average of ${}; look at `budget get_usage` for who is spending",
+                    "spend in the hour from {} is ${} so far, above {}× the ${} of an average hour with spend in the 24 before it; look at `budget get_usage` for who is spending",
                     hour.format("%Y-%m-%d %H:00 UTC"),
                     now.normalize(),
                     self.spike_multiple,
