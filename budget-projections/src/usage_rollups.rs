@@ -223,6 +223,12 @@ fn where_clause(filter: &UsageFilter) -> (String, Vec<Box<dyn ToSql + Sync + Sen
     (clause, params)
 }
 
+/// The hour of the earliest usage recorded, if any (the primary key leads with the hour, so this is
+/// one index probe).
+pub async fn first_hour(client: &impl GenericClient) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
+    Ok(client.query_one("SELECT min(hour) FROM usage_rollups", &[]).await?.get(0))
+}
+
 /// Sums usage for `filter`, bucketed by `period`, grouped by each of `group_by` (names from
 /// [`DIMENSIONS`]; callers validate them).
 pub async fn report(

@@ -135,17 +135,26 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         }
     }
 
-    // Trend: this range against the one before it.
+    // Trend: this range against the one before it, which the log may cover only in part (usage
+    // recorded from some hour inside it: "up 100%" would then compare with days never recorded).
     let before = previous.totals.cost;
     let change = total.cost - before;
     let change_fraction = (!before.is_zero()).then(|| (change / before).round_dp(4));
+    let previous_start = range.start - Duration::days(range.days);
+    let recorded_from =
+        usage_rollups::first_hour(client).await?.filter(|first| *first > previous_start && *first < range.start);
     match change_fraction {
         Some(f) => findings.push(format!(
-            "Spend is {} {}% against the previous {} ({} then).",
+            "Spend is {} {}% against the previous {} ({} then){}.",
             if change >= Decimal::ZERO { "up" } else { "down" },
             (f.abs() * Decimal::from(100)).round_dp(1).normalize(),
             count(range.days, "day"),
-            usd(before)
+            usd(before),
+            recorded_from.map_or(String::new(), |first| format!(
+                ", though usage was recorded only from {}, {} into them",
+                first.format("%Y-%m-%d %H:%M UTC"),
+                span(first - previous_start)
+            )),
         )),
         None if !total.cost.is_zero() => {
             findings.push(format!("There was no spend in the previous {} to compare with.", count(range.days, "day")))
@@ -310,7 +319,8 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         totals: json!({"cost": number(total.cost), "tokens": total.total_tokens(), "input_tokens": total.input_tokens, "output_tokens": total.output_tokens, "calls": total.count}),
         breakdown: json!(by),
         series: report.series.iter().map(|b| json!({"start": b.start, "cost": number(b.totals.cost), "tokens": b.totals.total_tokens(), "calls": b.totals.count})).collect(),
-        trend: json!({"previous_cost": number(before), "change": number(change), "change_fraction": change_fraction.map(number)}),
+        trend: json!({"previous_cost": number(before), "change": number(change), "change_fraction": change_fraction.map(number),
+                      "previous_recorded_from": recorded_from}),
         windows,
         spikes: json!(spikes),
         top_drivers: json!(drivers),
@@ -381,4 +391,14 @@ impl Pace {
 
 fn utc() -> String {
     "UTC".into()
+}
+
+/// A duration in words, to the nearest day from a day on ("5 days"), else in hours ("7 hours").
+fn span(d: Duration) -> String {
+    let hours = d.num_hours();
+    if hours >= 24 {
+        count((hours + 12) / 24, "day")
+    } else {
+        count(hours, "hour")
+    }
 }

@@ -451,3 +451,39 @@ async fn allocation_efficiency_waits_for_the_task_to_end() {
         findings(&r)
     );
 }
+
+/// The trend compares the range with the one before it; when the log's usage starts inside that one,
+/// the finding says so instead of "up 100%" against a period that was mostly not recorded.
+#[tokio::test]
+async fn a_trend_against_a_partly_recorded_period_says_so() {
+    let app = spawn_app().await;
+    let record = |days_ago: i64| {
+        let at = chrono::Utc::now() - chrono::Duration::days(days_ago);
+        json!({"provider": "acme", "model": "m", "component": "codex", "input_tokens": 1, "output_tokens": 1,
+               "cost": "1", "timestamp": at.to_rfc3339()})
+    };
+    for days_ago in [9, 1, 1] {
+        assert_eq!(app.post("/api/usage", &record(days_ago)).await.status().as_u16(), 201);
+    }
+    app.wait_for_projections(app.events().await).await;
+    let r: Value =
+        app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 7})).await.json().await.unwrap();
+    let first = chrono::Utc::now() - chrono::Duration::days(9);
+    let hour = first.format("%Y-%m-%d %H:00 UTC").to_string();
+    let findings = r["analysis"]["findings"].to_string();
+    assert!(
+        findings.contains(&format!(
+            "Spend is up 100% against the previous 7 days ($1 then), though usage was recorded only from {hour}, 5 days into them."
+        )),
+        "{findings}"
+    );
+    assert_eq!(r["analysis"]["trend"]["previous_recorded_from"], first.format("%Y-%m-%dT%H:00:00Z").to_string());
+    // A range whose previous one was recorded whole says nothing more.
+    let r: Value =
+        app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 2})).await.json().await.unwrap();
+    let findings = r["analysis"]["findings"].to_string();
+    assert!(
+        findings.contains("no spend in the previous 2 days to compare with") && !findings.contains("recorded only"),
+        "{findings}"
+    );
+}
