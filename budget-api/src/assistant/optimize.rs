@@ -54,6 +54,14 @@ struct Recommendation {
     evidence: Value,
 }
 
+/// What a component sent one model over the range, and the model's input rates (plain and cached).
+struct Prompts {
+    input: i64,
+    output: i64,
+    cached: Decimal,
+    rate: Decimal,
+}
+
 pub async fn optimize(
     client: &impl tokio_postgres::GenericClient,
     range: Range,
@@ -64,6 +72,7 @@ pub async fn optimize(
     let in_effect = prices::in_effect(client, range.end).await?;
     let per_period = Decimal::ONE / range.periods();
     let mut found: Vec<Recommendation> = Vec::new();
+    let mut prompts: BTreeMap<(String, String, String), Prompts> = BTreeMap::new();
 
     for (provider, model, component, task_type, totals) in &mix {
         let versions = prices::versions_for_model(client, provider, model).await?;
@@ -113,29 +122,39 @@ pub async fn optimize(
                 }),
             });
         }
-        // Prompt caching: a model with a cached-input rate, used with long inputs.
+        // Prompt caching: a model with a cached-input rate, used with long inputs. Weighed per component
+        // and model below, since a component's prompts to one model share their prefixes whatever
+        // the task type.
         if let Some(cached) = current.spec.cached_input_per_token.filter(|c| *c < current.spec.input_per_token) {
-            let input_share =
-                Decimal::from(totals.input_tokens) / Decimal::from((totals.input_tokens + totals.output_tokens).max(1));
-            if input_share >= Decimal::new(7, 1) {
-                // If half of the input were served from cache.
-                let saved =
-                    Decimal::from(totals.input_tokens) / Decimal::from(2) * (current.spec.input_per_token - cached);
-                found.push(Recommendation {
-                    kind: "prompt_caching",
-                    what: format!(
-                        "{component} sends mostly input to {provider}/{model} ({}% of its tokens); stable prompt prefixes served from the cache ({}/1M instead of {}/1M) would save about {} per {} if half the input were cached.",
-                        (input_share * Decimal::from(100)).round_dp(1).normalize(),
-                        usd(cached * Decimal::from(1_000_000)),
-                        usd(current.spec.input_per_token * Decimal::from(1_000_000)),
-                        usd(saved * per_period),
-                        range.period.unit()
-                    ),
-                    savings: saved * per_period,
-                    confidence: "low",
-                    evidence: json!({"component": component, "provider": provider, "model": model, "input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens, "input_share": number(input_share.round_dp(4))}),
-                });
-            }
+            let e = prompts.entry((component.clone(), provider.clone(), model.clone())).or_insert(Prompts {
+                input: 0,
+                output: 0,
+                cached,
+                rate: current.spec.input_per_token,
+            });
+            e.input += totals.input_tokens;
+            e.output += totals.output_tokens;
+        }
+    }
+    for ((component, provider, model), Prompts { input, output, cached, rate }) in prompts {
+        let input_share = Decimal::from(input) / Decimal::from((input + output).max(1));
+        if input_share >= Decimal::new(7, 1) {
+            // If half of the input were served from cache.
+            let saved = Decimal::from(input) / Decimal::from(2) * (rate - cached);
+            found.push(Recommendation {
+                kind: "prompt_caching",
+                what: format!(
+                    "{component} sends mostly input to {provider}/{model} ({}% of its tokens); stable prompt prefixes served from the cache ({}/1M instead of {}/1M) would save about {} per {} if half the input were cached.",
+                    (input_share * Decimal::from(100)).round_dp(1).normalize(),
+                    usd(cached * Decimal::from(1_000_000)),
+                    usd(rate * Decimal::from(1_000_000)),
+                    usd(saved * per_period),
+                    range.period.unit()
+                ),
+                savings: saved * per_period,
+                confidence: "low",
+                evidence: json!({"component": component, "provider": provider, "model": model, "input_tokens": input, "output_tokens": output, "input_share": number(input_share.round_dp(4))}),
+            });
         }
     }
 

@@ -277,7 +277,7 @@ async fn assistant_sentences_keep_small_savings_and_name_units_right() {
                         "input_tokens": 100, "output_tokens": 10});
     assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
     app.wait_for_projections(app.events().await).await;
-    // Half of 100 input tokens at $0.5/1M less: $0.000025 over 30 days, $0.00000083… a day.
+    // Half of the 101 input tokens (both records) at $0.5/1M less: $0.00002525 over 30 days, $0.00000084… a day.
     let r: Value =
         app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 30})).await.json().await.unwrap();
     let savings = &r["recommendations"];
@@ -289,7 +289,7 @@ async fn assistant_sentences_keep_small_savings_and_name_units_right() {
         .cloned()
         .unwrap_or_else(|| panic!("a prompt_caching recommendation: {r:#}"));
     let sentence = caching["recommendation"].as_str().unwrap();
-    assert!(sentence.contains("would save about $0.00000083 per day if half"), "{sentence}");
+    assert!(sentence.contains("would save about $0.00000084 per day if half"), "{sentence}");
     let summary = savings["summary"].as_str().unwrap();
     assert!(summary.contains(" per day (") && !summary.contains("about $0 "), "{summary}");
 }
@@ -486,4 +486,38 @@ async fn a_trend_against_a_partly_recorded_period_says_so() {
         findings.contains("no spend in the previous 2 days to compare with") && !findings.contains("recorded only"),
         "{findings}"
     );
+}
+
+/// Prompt caching is weighed per component and model, not per task type: a component sending long
+/// prompts to one model in three task types got three look-alike sentences ("athena sends mostly
+/// input to …") with different figures.
+#[tokio::test]
+async fn optimize_weighs_prompt_caching_once_per_component_and_model() {
+    let app = spawn_app().await;
+    let price = json!({"provider": "acme", "model": "cachy", "input": "2", "output": "2", "cached_input": "1",
+                       "effective_from": "2026-01-01T00:00:00Z"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let records: Vec<Value> = [("coding", 8000, 1000), ("chat", 9000, 2000), ("summarize", 3000, 1000)]
+        .iter()
+        .map(|(task_type, input, output)| {
+            json!({"provider": "acme", "model": "cachy", "component": "athena", "task_type": task_type,
+                   "input_tokens": input, "output_tokens": output})
+        })
+        .collect();
+    assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
+    app.wait_for_projections(app.events().await).await;
+    let r: Value =
+        app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 10})).await.json().await.unwrap();
+    let caching: Vec<&Value> = r["recommendations"]["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["kind"] == "prompt_caching")
+        .collect();
+    assert_eq!(caching.len(), 1, "{r:#}");
+    // 20,000 of 24,000 tokens are input; half of it cached saves 10,000 × $1/1M = $0.01 over 10 days.
+    let sentence = caching[0]["recommendation"].as_str().unwrap();
+    assert!(sentence.starts_with("athena sends mostly input to acme/cachy (83.3% of its tokens)"), "{sentence}");
+    assert_eq!(caching[0]["estimated_savings_per_period"].to_string(), "0.001");
+    assert_eq!(caching[0]["evidence"]["input_tokens"], 20000);
 }
