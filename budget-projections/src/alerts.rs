@@ -579,7 +579,8 @@ impl State {
             )
             .await?;
         }
-        // One row per alert id: the first raise wins; a counting alert adds up its occurrences.
+        // One row per alert id: the first raise wins; a counting alert adds up its occurrences, and
+        // takes a new `seq` so that the WebSocket hub, which follows `seq`, announces its new count.
         let mut merged: Vec<Raised> = Vec::new();
         let mut index: HashMap<Uuid, usize> = HashMap::new();
         for raised in self.raised.drain(..) {
@@ -603,7 +604,8 @@ impl State {
                 "INSERT INTO alerts (alert_id, position, budget_id, policy_id, severity, alert_type, message, details,
                                          raised_at, occurrences)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                     ON CONFLICT (alert_id) DO UPDATE SET occurrences = alerts.occurrences + EXCLUDED.occurrences
+                     ON CONFLICT (alert_id) DO UPDATE SET occurrences = alerts.occurrences + EXCLUDED.occurrences,
+                             seq = nextval(pg_get_serial_sequence('alerts', 'seq'))
                          WHERE $11
                      RETURNING xmax = 0",
                 &[

@@ -10,7 +10,7 @@
 //! Broadcasting never blocks: each connection has a bounded queue (a `broadcast` receiver), and one
 //! that falls behind is told so and disconnected ([`crate::ws::session`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,34 +75,42 @@ impl Hub {
     }
 }
 
-/// Alert ids already broadcast (bounded): a projection rebuild re-inserts rows, which must not be
-/// announced again.
+/// Alerts already broadcast, with the count each was announced with (bounded): a projection rebuild
+/// re-inserts rows, which must not be announced again; a counting alert whose count rose must be.
 struct Seen {
-    ids: HashSet<uuid::Uuid>,
+    counts: HashMap<uuid::Uuid, i64>,
     order: VecDeque<uuid::Uuid>,
 }
 
 impl Seen {
     const CAPACITY: usize = 100_000;
 
-    fn insert(&mut self, id: uuid::Uuid) -> bool {
-        if !self.ids.insert(id) {
-            return false;
-        }
-        self.order.push_back(id);
-        if self.order.len() > Self::CAPACITY {
-            if let Some(old) = self.order.pop_front() {
-                self.ids.remove(&old);
+    /// Whether `alert` is news: never announced, or with a higher count than when it was.
+    fn insert(&mut self, alert: &alerts::AlertRow) -> bool {
+        match self.counts.get_mut(&alert.id) {
+            Some(count) if *count >= alert.occurrences => false,
+            Some(count) => {
+                *count = alert.occurrences;
+                true
+            }
+            None => {
+                self.counts.insert(alert.id, alert.occurrences);
+                self.order.push_back(alert.id);
+                if self.order.len() > Self::CAPACITY {
+                    if let Some(old) = self.order.pop_front() {
+                        self.counts.remove(&old);
+                    }
+                }
+                true
             }
         }
-        true
     }
 }
 
 async fn tail(pool: DbPool, signal: LogSignal, senders: Senders, shared: SharedMark, mut stop: watch::Receiver<bool>) {
     let mut appended = signal.subscribe();
     let mut mark = *shared.lock().expect("the mark lock is never poisoned");
-    let mut seen = Seen { ids: HashSet::new(), order: VecDeque::new() };
+    let mut seen = Seen { counts: HashMap::new(), order: VecDeque::new() };
     let mut wait = Duration::from_millis(10);
     let mut idle_moved = Instant::now();
     while !*stop.borrow() {
@@ -178,7 +186,7 @@ async fn step(
         for update in updates {
             let _ = senders[update.topic].send(Arc::new(update));
         }
-        for alert in raised.iter().filter(|a| seen.insert(a.id)) {
+        for alert in raised.iter().filter(|a| seen.insert(a)) {
             let update = alert_update(alert);
             let _ = senders[update.topic].send(Arc::new(update));
         }

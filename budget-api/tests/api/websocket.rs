@@ -591,3 +591,27 @@ async fn usage_percentages_count_spend_and_committed_ones_add_reservations() {
     let w = &status["windows"][0];
     assert_eq!((w["percent"].to_string(), w["committed_percent"].to_string()), ("15".into(), "75".into()), "{w}");
 }
+
+/// A counting alert (refusals of a window, records of an unpriced model) is announced again when its
+/// count rises: the same id with its new `occurrences` (the second refusal changed the alert's count
+/// without a message, so the page showed "1" until something else made it reload).
+#[tokio::test]
+async fn a_counting_alert_is_announced_again_when_its_count_rises() {
+    let app = spawn_app().await;
+    let mut alerts = connect(&app.address, "/ws/budget/alerts").await;
+    welcome(&mut alerts, "budget_alerts").await;
+    let policy = json!({"period": "daily", "type": "hard_limit", "cost_limit": "1", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let reserve = json!({"context_id": "task-1", "component": "rhetor", "provider": "openai", "tokens": 1000,
+                         "estimated_cost": "2"});
+    for count in 1..=2 {
+        assert_eq!(app.post("/api/allocations", &reserve).await.status().as_u16(), 402);
+        let a = next_of(&mut alerts, "alert").await;
+        let alert = &a["payload"]["alerts"][0];
+        assert_eq!(
+            (alert["type"].as_str(), alert["occurrences"].as_i64()),
+            (Some("budget_refused"), Some(count)),
+            "{a}"
+        );
+    }
+}
