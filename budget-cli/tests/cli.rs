@@ -852,6 +852,12 @@ async fn audit_explain_as_of_export_and_replay_explain_every_number() {
     assert!(!out.status.success(), "--verify fails on a difference: {}", stdout(&out));
     assert!(stdout(&out).contains("usage_rollups: ") && stdout(&out).contains("rows differ"), "{}", stdout(&out));
     assert!(
+        stdout(&out)
+            .contains("`budget replay --projection usage_rollups --swap` replaces the live tables with this replay"),
+        "what to do about it: {}",
+        stdout(&out)
+    );
+    assert!(
         stdout(&out).contains("anthropic")
             && stdout(&out).contains("accounts: 1 of ")
             && stdout(&out).contains(" differs from the fold of "),

@@ -92,6 +92,11 @@ fn show(m: &ReplayLine, swap: bool) -> anyhow::Result<()> {
                         crate::say!("    + live has:  {row}");
                     }
                 }
+                if !swap {
+                    crate::say!(
+                        "  `budget replay --projection {name} --swap` replaces the live tables with this replay (they differ after an upgrade that changed how {name} folds the log, or when something else wrote to them)"
+                    );
+                }
             }
             if swap && r.swapped {
                 crate::say!("{name}: the live tables now hold the replay");
