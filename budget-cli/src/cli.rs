@@ -124,7 +124,9 @@ writes about 1.3 million events. Exits 1 if a check fails; a missed target is on
     )]
     Audit(AuditArgs),
     /// How a policy window's used and reserved figures were reached, checked against its account.
-    #[command(after_help = "Examples:\n  budget explain 01a2…\n  budget explain 01a2… --window 2026-11-28T00:00:00Z")]
+    #[command(
+        after_help = "Examples:\n  budget explain 01a2…\n  budget explain 01a2… --window 2026-11-28T00:00:00Z\n  budget explain 01a2… --opening"
+    )]
     Explain {
         /// The policy: its id, or its last 8 characters as `budget status` shows them.
         policy_id: String,
@@ -132,6 +134,10 @@ writes about 1.3 million events. Exits 1 if a check fails; a missed target is on
         /// one containing now.
         #[arg(long, value_parser = crate::times::window)]
         window: Option<String>,
+        /// Also list what each opening balance was made of (the usage already in the window when the
+        /// limit started counting), record by record.
+        #[arg(long)]
+        opening: bool,
         /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,

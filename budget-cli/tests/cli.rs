@@ -1903,3 +1903,30 @@ async fn budgets_are_created_renamed_and_archived() {
     let out = budget(&s.url, &["budgets", "archive", "lab"]).await;
     assert_eq!(stdout(&out).trim(), "Budget lab is already archived; nothing was changed.", "{}", stderr(&out));
 }
+
+/// A limit set after the day's spend opens with it as one balance; `explain` says how to see it
+/// record by record, and `--opening` lists the records.
+#[tokio::test]
+async fn explain_opening_lists_the_records_a_limit_opened_with() {
+    let s = server().await;
+    for cost in ["0.5", "0.25"] {
+        post_usage(&s.url, serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 10, "output_tokens": 1, "cost": cost})).await;
+    }
+    assert!(budget(&s.url, &["set_limit", "daily", "10", "--provider", "openai"]).await.status.success());
+    let id =
+        json_of(&budget(&s.url, &["status", "--json"]).await)["windows"][0]["policy_id"].as_str().unwrap().to_string();
+    let short = &id[id.len() - 8..];
+    let explained = stdout(&budget(&s.url, &["explain", short]).await);
+    assert!(
+        explained.contains(&format!("The opening balance, record by record: `budget explain {short} --opening`")),
+        "{explained}"
+    );
+    let out = budget(&s.url, &["explain", short, "--opening", "--wide"]).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("Opening balance at position "), "{text}");
+    assert!(text.contains("2 usage records, $0.75 and 22 tokens in all; no reservations"), "{text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("openai/gpt-4o") && l.contains("codex")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows[0].contains("0.5") && rows[1].contains("0.25"), "{text}");
+}

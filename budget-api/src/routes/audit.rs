@@ -180,6 +180,37 @@ pub struct ExplainQuery {
     /// The window's key (its start for calendar periods, `task:ID` or `session:ID`); default: the
     /// window containing now.
     pub window: Option<String>,
+    /// `true`: list each opening balance's usage records and reservations (`openings`).
+    pub opening: Option<bool>,
+}
+
+/// What an opening balance was made of: the balance a policy's window opened with when the policy
+/// started counting (created, or enabled again) at log position `position`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Opening {
+    pub position: i64,
+    /// The usage records logged before it whose time and scope fall in the window, and their
+    /// corrections, oldest first: their costs and tokens sum to the balance's used figures.
+    pub usage: Vec<OpeningUsage>,
+    /// The active reservations it took over (made in the window before the policy counted).
+    pub allocations: Vec<Uuid>,
+}
+
+/// One usage event of an opening balance.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OpeningUsage {
+    pub position: i64,
+    /// `UsageRecorded`, or `UsageRepriced` (its `cost` is the correction, its `tokens` 0).
+    pub event_type: String,
+    pub record_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub provider: String,
+    pub model: String,
+    pub component: String,
+    #[serde(with = "decimal_json")]
+    #[schema(value_type = f64)]
+    pub cost: Decimal,
+    pub tokens: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -236,6 +267,9 @@ pub struct Explanation {
     pub account: Figures,
     /// Whether the two agree (they always should).
     pub matches: bool,
+    /// With `opening=true`: what each opening balance among the contributions was made of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openings: Option<Vec<Opening>>,
 }
 
 /// How a policy window's used and reserved figures were reached: the events that sum to them, and the
@@ -262,7 +296,8 @@ pub async fn explain(
         budget_events::store::policies::list(&*tx).await?.into_iter().find(|r| r.policy.id == policy_id).ok_or_else(
             || ApiError::NotFound(format!("no policy has id {policy_id}; list them with GET /api/policies")),
         )?;
-    let window = match q.into_inner().window {
+    let q = q.into_inner();
+    let window = match q.window {
         Some(w) => w,
         None => match row.policy.calendar_window_at(Utc::now()) {
             Some(w) => w.key,
@@ -275,8 +310,13 @@ pub async fn explain(
     };
     let key = (policy_id, window.clone());
     let mut contributions = Vec::new();
-    let fold = audit::fold_snapshot_each(&*tx, |_, touched| {
+    let mut opened = Vec::new();
+    let fold = audit::fold_snapshot_each(&*tx, |e, touched| {
+        let before = contributions.len();
         contributions.extend(touched.iter().filter(|(k, _)| *k == key).map(|(_, c)| c.clone()));
+        if let (Event::PolicySet(set), true) = (&e.event, contributions.len() > before) {
+            opened.push((e.position, set.clone()));
+        }
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -286,6 +326,16 @@ pub async fn explain(
         .first()
         .map(|a| a.account)
         .unwrap_or_default();
+    let openings = match q.opening {
+        Some(true) => {
+            let mut openings = Vec::with_capacity(opened.len());
+            for (position, set) in &opened {
+                openings.push(opening(&*tx, *position, set).await?);
+            }
+            Some(openings)
+        }
+        _ => None,
+    };
     Ok(HttpResponse::Ok().json(Explanation {
         policy_id,
         window,
@@ -293,7 +343,55 @@ pub async fn explain(
         matches: stored == folded,
         folded: folded.into(),
         account: stored.into(),
+        openings,
     }))
+}
+
+/// What the opening balance `set` carries was made of, found again by the rule that summed it
+/// (`decide::opening_usage`) over the usage logged before it.
+async fn opening(
+    client: &impl tokio_postgres::GenericClient,
+    position: i64,
+    set: &budget_events::event::PolicySet,
+) -> Result<Opening, ApiError> {
+    let o = set.opening.as_ref().expect("only a PolicySet with an opening balance contributes to a window");
+    let (Some(start), Some(end)) = (o.window_start, o.window_end) else {
+        return Ok(Opening { position, usage: Vec::new(), allocations: o.allocations.clone() });
+    };
+    let policy = budget_events::domain::policy::Policy::from_event(set);
+    let window = budget_events::domain::policy::Window { key: o.window.clone(), start: Some(start), end: Some(end) };
+    let logged = store::opening::usage_logged_between(client, start, end, &policy.scope, Some(position))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let usage = budget_events::decide::opening_usage(&policy, &window, &logged, |r| &r.event)
+        .into_iter()
+        .filter_map(|r| match &r.event {
+            Event::UsageRecorded(u) => Some(OpeningUsage {
+                position: r.position,
+                event_type: "UsageRecorded".into(),
+                record_id: u.record_id,
+                occurred_at: u.occurred_at,
+                provider: u.provider.to_string(),
+                model: u.model.to_string(),
+                component: u.component.to_string(),
+                cost: u.cost.amount(),
+                tokens: u.total_tokens(),
+            }),
+            Event::UsageRepriced(c) => Some(OpeningUsage {
+                position: r.position,
+                event_type: "UsageRepriced".into(),
+                record_id: c.record_id,
+                occurred_at: c.occurred_at,
+                provider: c.provider.to_string(),
+                model: c.model.to_string(),
+                component: c.component.to_string(),
+                cost: c.delta,
+                tokens: 0,
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok(Opening { position, usage, allocations: o.allocations.clone() })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

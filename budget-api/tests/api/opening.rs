@@ -135,3 +135,43 @@ async fn a_limit_enabled_again_counts_what_was_spent_while_it_was_off() {
     assert_eq!(window["records"], 2);
     assert_explained(&app, &policy_id).await;
 }
+
+/// An opening balance is one row in `explain`; `?opening=true` lists what it is made of, record by
+/// record (the records logged before the policy whose time and scope fall in the window, with their
+/// corrections) and the reservations it took over, so that it can be checked like the rest.
+#[tokio::test]
+async fn explain_lists_an_opening_balance_record_by_record() {
+    let app = spawn_app().await;
+    spend(&app, "openai", "8.00", None).await;
+    spend(&app, "openai", "0.25", None).await;
+    spend(&app, "anthropic", "5.00", None).await; // another scope
+    spend(&app, "openai", "4.00", Some((Utc::now() - Duration::days(2)).to_rfc3339())).await; // another window
+    let set: Value = app
+        .post("/api/policies", &json!({"period": "daily", "type": "warn", "provider": "openai", "cost_limit": "10"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let policy_id = set["policy"]["policy_id"].as_str().unwrap().to_string();
+    spend(&app, "openai", "1.00", None).await; // posted after: a contribution of its own
+
+    let (status, plain) = app.get_json(&format!("/api/policies/{policy_id}/explain")).await;
+    assert_eq!(status, 200, "{plain}");
+    assert!(plain.get("openings").is_none(), "only when asked: {plain}");
+    let (status, x) = app.get_json(&format!("/api/policies/{policy_id}/explain?opening=true")).await;
+    assert_eq!(status, 200, "{x}");
+    let openings = x["openings"].as_array().unwrap();
+    assert_eq!(openings.len(), 1, "{x}");
+    assert_eq!(openings[0]["position"], x["contributions"][0]["position"], "{x}");
+    let usage = openings[0]["usage"].as_array().unwrap();
+    let costs: Vec<Decimal> = usage.iter().map(|u| dec(&u["cost"])).collect();
+    assert_eq!(costs, [dec(&json!("8")), dec(&json!("0.25"))], "{x}");
+    assert!(usage
+        .iter()
+        .all(|u| u["provider"] == "openai" && u["event_type"] == "UsageRecorded" && u["record_id"].is_string()));
+    assert_eq!(usage[0]["tokens"], 110);
+    assert_eq!(dec(&x["contributions"][0]["posted_cost"]), costs.iter().sum::<Decimal>());
+    assert_eq!(openings[0]["allocations"], json!([]));
+    let (status, _) = app.get_json(&format!("/api/policies/{policy_id}/explain?opening=maybe")).await;
+    assert_eq!(status, 400);
+}

@@ -1,7 +1,7 @@
 //! `budget audit` (the events behind a selection, with the running total) and `budget explain` (how a
 //! policy window's figures were reached).
 
-use budget_api::routes::audit::{EventPage, EventView, Explanation};
+use budget_api::routes::audit::{EventPage, EventView, Explanation, Opening};
 use budget_api::routes::policies::PolicyView;
 use comfy_table::{Cell, ColumnConstraint};
 use rust_decimal::Decimal;
@@ -158,9 +158,19 @@ struct Totals {
     more: bool,
 }
 
-pub async fn explain(client: &Client, policy_id: String, window: Option<String>, json: bool) -> anyhow::Result<()> {
-    let policy_id = crate::ids::resolve(client, crate::ids::Kind::Policy, &policy_id).await?;
-    let query: Vec<(&str, String)> = window.map(|w| ("window", w)).into_iter().collect();
+pub async fn explain(
+    client: &Client,
+    policy_id: String,
+    window: Option<String>,
+    opening: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let given = policy_id;
+    let policy_id = crate::ids::resolve(client, crate::ids::Kind::Policy, &given).await?;
+    let mut query: Vec<(&str, String)> = window.map(|w| ("window", w)).into_iter().collect();
+    if opening {
+        query.push(("opening", "true".into()));
+    }
     let (explain, policy) = (format!("/api/policies/{policy_id}/explain"), format!("/api/policies/{policy_id}"));
     if json {
         let x: Explanation = client.get(&explain, &query).await?;
@@ -203,6 +213,12 @@ pub async fn explain(client: &Client, policy_id: String, window: Option<String>,
         }
         crate::say!("{t}");
     }
+    for o in x.openings.iter().flatten() {
+        show_opening(o);
+    }
+    if !opening && contributions.iter().any(|c| c.event_type == "PolicySet") {
+        crate::say!("The opening balance, record by record: `budget explain {given} --opening`");
+    }
     crate::say!("Sum of the events: {}", x.folded);
     crate::say!("The account:       {}", x.account);
     if x.matches {
@@ -213,4 +229,47 @@ pub async fn explain(client: &Client, policy_id: String, window: Option<String>,
             "the account differs from the sum of its events; run `budget replay --verify` to see every difference"
         )
     }
+}
+
+/// An opening balance's records and reservations, as `explain --opening` lists them.
+fn show_opening(o: &Opening) {
+    let cost: Decimal = o.usage.iter().map(|u| u.cost).sum();
+    let tokens: i64 = o.usage.iter().map(|u| u.tokens).sum();
+    let records = o.usage.iter().filter(|u| u.event_type == "UsageRecorded").count();
+    let corrections = o.usage.len() - records;
+    crate::say!(
+        "Opening balance at position {}: {}{}, ${} and {} tokens in all; {}",
+        o.position,
+        crate::output::count(records, "usage record"),
+        if corrections > 0 {
+            format!(" and {}", crate::output::count(corrections, "correction"))
+        } else {
+            String::new()
+        },
+        cost.normalize(),
+        thousands(tokens),
+        match o.allocations.len() {
+            0 => "no reservations".to_string(),
+            _ =>
+                format!("reservations of {}", o.allocations.iter().map(|a| short_id(*a)).collect::<Vec<_>>().join(", ")),
+        }
+    );
+    if o.usage.is_empty() {
+        return;
+    }
+    let mut t =
+        table(&["Position", "Occurred (UTC)", "Event", "Record", "Model", "Component", "Used $", "Used tokens"]);
+    for u in &o.usage {
+        t.add_row(vec![
+            right(u.position),
+            Cell::new(utc(u.occurred_at)),
+            Cell::new(&u.event_type),
+            Cell::new(short_id(u.record_id)),
+            Cell::new(format!("{}/{}", u.provider, u.model)),
+            Cell::new(&u.component),
+            right(u.cost.normalize()),
+            right(thousands(u.tokens)),
+        ]);
+    }
+    crate::say!("{t}");
 }

@@ -56,7 +56,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Analyze(args) => assistant::analyze(&client, args).await,
         Command::Optimize(args) => assistant::optimize(&client, args).await,
         Command::Audit(args) => audit::audit(&client, args).await,
-        Command::Explain { policy_id, window, json } => audit::explain(&client, policy_id, window, json).await,
+        Command::Explain { policy_id, window, opening, json } => {
+            audit::explain(&client, policy_id, window, opening, json).await
+        }
         Command::Export { since, until, format, output } => export::run(&client, since, until, format, output).await,
         Command::Replay { projection, all: _, verify, swap, json } => {
             replay::run(&client, projection, verify, swap, json).await

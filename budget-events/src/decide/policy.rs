@@ -49,6 +49,36 @@ pub fn recorded_facts(u: &UsageRecorded) -> CallFacts<'_> {
     }
 }
 
+/// The usage events of an opening balance: each record (in log order) that `policy` would have posted
+/// into `window` had it counted all along, and the corrections that follow one of them. `budget
+/// explain --opening` lists them with the same rule that summed them.
+/// `event` reads the event out of an item (the items may be events, or events as logged).
+pub fn opening_usage<'e, T>(
+    policy: &Policy,
+    window: &Window,
+    usage: impl IntoIterator<Item = &'e T>,
+    event: impl Fn(&T) -> &Event,
+) -> Vec<&'e T> {
+    let in_window =
+        |call: &CallFacts<'_>| policy.period.window(policy.timezone, call).is_some_and(|w| w.key == window.key);
+    let mut counted = HashSet::new();
+    usage
+        .into_iter()
+        .filter(|item| match event(item) {
+            Event::UsageRecorded(u) => {
+                let call = recorded_facts(u);
+                let counts = policy.scope.matches(&call) && in_window(&call);
+                if counts {
+                    counted.insert(u.record_id);
+                }
+                counts
+            }
+            Event::UsageRepriced(c) => counted.contains(&c.record_id),
+            _ => false,
+        })
+        .collect()
+}
+
 /// What `policy`'s calendar `window` already holds when the policy starts counting: every usage record
 /// (in log order, with the corrections that follow it) that the policy would have posted into this
 /// window had it counted all along, and every active allocation made in the window that it would have
@@ -72,20 +102,15 @@ pub fn opening_balance<'e>(
         pending_tokens: 0,
         allocations: Vec::new(),
     };
-    let mut counted = HashSet::new();
-    for event in usage {
+    for event in opening_usage(policy, window, usage, |e| e) {
         match event {
             Event::UsageRecorded(u) => {
-                let call = recorded_facts(u);
-                if policy.scope.matches(&call) && in_window(&call) {
-                    opening.posted_cost += u.cost.amount();
-                    opening.posted_tokens += u.total_tokens();
-                    opening.records += 1;
-                    counted.insert(u.record_id);
-                }
+                opening.posted_cost += u.cost.amount();
+                opening.posted_tokens += u.total_tokens();
+                opening.records += 1;
             }
-            Event::UsageRepriced(c) if counted.contains(&c.record_id) => opening.posted_cost += c.delta,
-            _ => {}
+            Event::UsageRepriced(c) => opening.posted_cost += c.delta,
+            _ => unreachable!("opening_usage keeps usage events only"),
         }
     }
     let posting = Posting { policy_id: policy.id, window: window.key.clone() };

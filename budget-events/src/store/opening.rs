@@ -4,9 +4,10 @@
 
 use crate::db::WriteTx;
 use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
 
 use crate::domain::policy::Scope;
-use crate::event::Event;
+use crate::event::{Event, RecordedEvent};
 use crate::store::read::{decode_row, ReadError, COLUMNS};
 
 /// Usage records (and their corrections) whose `occurred_at` is in `[start, end)`, in log order. Only
@@ -18,7 +19,20 @@ pub async fn usage_between(
     end: DateTime<Utc>,
     scope: &Scope,
 ) -> Result<Vec<Event>, ReadError> {
-    let rows = tx
+    let logged = usage_logged_between(&***tx, start, end, scope, None).await?;
+    Ok(logged.into_iter().map(|e| e.event).collect())
+}
+
+/// The same, as logged, and only before log position `before` if given: what an opening balance set
+/// at `before` was made of (`budget explain --opening`).
+pub async fn usage_logged_between(
+    client: &impl GenericClient,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    scope: &Scope,
+    before: Option<i64>,
+) -> Result<Vec<RecordedEvent>, ReadError> {
+    let rows = client
         .query(
             &format!(
                 // One parse of each payload for every field (stored as text: each `->>` would parse it again).
@@ -31,6 +45,7 @@ pub async fn usage_between(
                    AND ($4::text IS NULL OR f.model = $4)
                    AND ($5::text IS NULL OR f.component = $5)
                    AND ($6::text IS NULL OR f.task_type = $6)
+                   AND ($7::bigint IS NULL OR position < $7)
                  ORDER BY position"
             ),
             &[
@@ -40,8 +55,9 @@ pub async fn usage_between(
                 &scope.model.as_ref().map(|v| v.as_str()),
                 &scope.component.as_ref().map(|v| v.as_str()),
                 &scope.task_type.as_ref().map(|v| v.as_str()),
+                &before,
             ],
         )
         .await?;
-    rows.iter().map(|r| decode_row(r).map(|e| e.event)).collect()
+    rows.iter().map(decode_row).collect()
 }
