@@ -1683,6 +1683,8 @@ async fn set_limit_names_its_timezone() {
     assert!(text.starts_with("Set daily (Europe/Berlin) warn limit of $5 for all usage"), "{text}{}", stderr(&out));
     let window = text.lines().nth(1).unwrap_or_default();
     assert!(window.contains("Z (00:00 Europe/Berlin) counts what is already in it"), "{text}");
+    // Nothing in it yet: said so, not "$0 used in 0 records, $0 reserved (0 tokens)".
+    assert!(window.ends_with("counts what is already in it: nothing yet"), "{text}");
     // The tables name it too: a day in Berlin is not the day in UTC beside it.
     for command in [&["status", "--wide"][..], &["policies", "list", "--wide"], &["analyze", "--wide"]] {
         let out = budget(&s.url, command).await;

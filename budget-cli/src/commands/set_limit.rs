@@ -125,13 +125,19 @@ pub fn kind_of(period: &str, policy_type: &str, timezone: &str) -> String {
 
 /// What a policy's current window already held when it started counting (set, or enabled again).
 pub fn opening(o: &OpeningBalance, zone: Option<chrono_tz::Tz>) -> String {
-    format!(
-        "Its window from {}{} counts what is already in it: ${} used in {} record{}, ${} reserved ({} tokens)",
+    let from = format!(
+        "Its window from {}{} counts what is already in it",
         o.window,
         match (zone, o.window_start) {
             (Some(z), Some(start)) => format!(" ({} {z})", start.with_timezone(&z).format("%H:%M")),
             _ => String::new(),
         },
+    );
+    if o.records == 0 && o.posted_cost.is_zero() && o.pending_cost.is_zero() && o.pending_tokens == 0 {
+        return format!("{from}: nothing yet");
+    }
+    format!(
+        "{from}: ${} used in {} record{}, ${} reserved ({} tokens)",
         o.posted_cost,
         crate::output::thousands(o.records),
         if o.records == 1 { "" } else { "s" },
