@@ -553,7 +553,7 @@ async function explain(w, windowKey = w.window) {
     const body = el('tbody', {}, ...shown.map((c) => el('tr', {},
       el('td', { class: 'num', text: c.position }),
       el('td', { text: utc(c.recorded_at) }),
-      el('td', { text: c.event_type }),
+      el('td', { text: c.event_type === 'PolicySet' ? 'PolicySet (opening balance)' : c.event_type }),
       el('td', { text: short(c.subject) }),
       el('td', { class: 'num', text: money(c.posted_cost) }),
       el('td', { class: 'num', text: tokens(c.posted_tokens) }),
@@ -569,7 +569,10 @@ async function explain(w, windowKey = w.window) {
       el('p', { class: 'hint', text: x.contributions.length > shown.length
         ? `The ${shown.length} latest of ${plural(x.contributions.length, 'event')}, newest first (all of them: budget explain ${w.policy_id} --window ${windowKey}).`
         : `${plural(x.contributions.length, 'event')}, newest first.` }),
-      el('div', { class: 'scroll' }, el('table', {}, head, body)));
+      el('div', { class: 'scroll' }, el('table', {}, head, body)),
+      ...(x.contributions.some((c) => c.event_type === 'PolicySet')
+        ? [el('p', { class: 'hint', text: `An opening balance is what the window already held when the limit started counting; record by record: budget explain ${w.policy_id} --opening --window ${windowKey}` })]
+        : []));
   } catch (e) {
     $('#explain-body').replaceChildren(pick, el('p', { class: 'error', text: e.message }));
   }

@@ -329,6 +329,15 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         .wait_for("the explanation", "return document.querySelector('#explain-body').textContent.includes('They agree.') && document.querySelector('#explain-body').textContent", Duration::from_secs(10))
         .await;
     assert!(explained.as_str().unwrap().contains("UsageRecorded"), "{explained}");
+    // The limit's opening balance is named as one, with the command that lists it record by record.
+    assert!(
+        explained.as_str().unwrap().contains("PolicySet (opening balance)")
+            && explained
+                .as_str()
+                .unwrap()
+                .contains(&format!("budget explain {} --opening", text(&policy["policy_id"]))),
+        "{explained}"
+    );
     browser.click("#explain-close").await;
 
     // 390 px: nothing wider than the screen.
