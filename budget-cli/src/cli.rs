@@ -490,7 +490,7 @@ pub enum AllocateCommand {
     #[command(
         after_help = "Examples:\n  budget allocate create --context-id task-123 --component rhetor --tokens 10000 --tier remote_heavyweight\n  budget allocate create --context-id t-9 --component codex --tokens 4000 --model gpt-4o --priority 8 --ttl 15m"
     )]
-    Create(AllocateCreateArgs),
+    Create(Box<AllocateCreateArgs>),
     /// List allocations (active ones unless --all).
     #[command(after_help = "Examples:\n  budget allocate list\n  budget allocate list --component codex --json")]
     List(AllocateListArgs),
@@ -534,6 +534,10 @@ pub struct AllocateCreateArgs {
     /// The end user the task runs for: the reservation counts against that user's limits.
     #[arg(long)]
     pub user: Option<String>,
+    /// The session the task runs in: the reservation holds room under that session's per-session
+    /// limits.
+    #[arg(long = "session-id")]
+    pub session_id: Option<String>,
     /// 1 (low) to 10 (critical); default 5. Never bypasses a hard limit.
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..=10))]
     pub priority: Option<i64>,

@@ -1932,3 +1932,33 @@ async fn explain_opening_lists_the_records_a_limit_opened_with() {
     assert_eq!(rows.len(), 2, "{text}");
     assert!(rows[0].contains("0.5") && rows[1].contains("0.25"), "{text}");
 }
+
+/// `allocate create --session-id` reserves under the session's per-session limit.
+#[tokio::test]
+async fn allocate_create_holds_room_in_its_sessions_window() {
+    let s = server().await;
+    let set =
+        budget(&s.url, &["set_limit", "per_session", "1", "--policy-type", "hard_limit", "--component", "c"]).await;
+    assert!(set.status.success(), "{}", stderr(&set));
+    let args = [
+        "allocate",
+        "create",
+        "--context-id",
+        "t",
+        "--component",
+        "c",
+        "--session-id",
+        "s-1",
+        "--estimated-cost",
+        "0.6",
+    ];
+    let out = budget(&s.url, &args).await;
+    assert!(stdout(&out).contains("reserved in window session:s-1"), "{}{}", stdout(&out), stderr(&out));
+    let out = budget(&s.url, &args).await;
+    assert!(
+        !out.status.success() && stderr(&out).contains("in session s-1's window"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}

@@ -109,6 +109,8 @@ pub async fn reserve(state: &AppState, facts: &CallFacts) -> Result<Allocation, 
             Some(u) => Some(UserId::parse(u).map_err(|e| invalid("user_id", e.to_string()))?),
             None => None,
         },
+        // The gateway's calls carry no session, as their usage records carry none.
+        session_id: None,
         input_tokens: Some(facts.input_tokens),
     };
     let command = AllocateCommand {

@@ -336,6 +336,7 @@ async fn hold(
         ttl: Some(serde_json::json!(budget_events::domain::allocation::CHECK_TTL.num_seconds())),
         request_id: None,
         user_id: record.user_id.as_ref().map(ToString::to_string),
+        session_id: record.session_id.as_ref().map(ToString::to_string),
     };
     let allocation = crate::routes::allocations::validate(state, &input)?;
     let metadata = metadata(http);

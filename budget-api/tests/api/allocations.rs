@@ -587,3 +587,54 @@ async fn a_tasks_events_include_how_its_reservations_ended() {
     let (_, page) = app.get_json(&format!("/api/events?policy_id={policy_id}&type=AllocationReleased")).await;
     assert_eq!(page["events"].as_array().unwrap().len(), 2, "both releases free the policy's window: {page:#}");
 }
+
+/// A per-session hard limit holds reservations too: an allocation (or a reserving check) that names
+/// its session reserves in that session's window (before, it reserved in none, so two reserving checks
+/// of $0.60 each both passed under a $1 per-session hard limit, and their calls overspent it).
+#[tokio::test]
+async fn a_reservation_for_a_session_holds_room_under_its_per_session_limit() {
+    let app = spawn_app().await;
+    let policy = json!({"period": "per_session", "type": "hard_limit", "cost_limit": "1", "component": "codex"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let check = json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "session_id": "s-1",
+                       "input_tokens": 10, "cost": "0.6", "reserve": true});
+    let first = app.post("/api/usage/check", &check).await;
+    assert_eq!(first.status().as_u16(), 200);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["allowed"], true, "{first}");
+    let second = app.post("/api/usage/check", &check).await;
+    assert_eq!(
+        second.status().as_u16(),
+        402,
+        "the first holds $0.60 of the session's $1: {}",
+        second.text().await.unwrap()
+    );
+
+    let reserve = |session: &str| {
+        json!({"context_id": "t-1", "component": "codex", "provider": "openai", "session_id": session,
+               "tokens": 100, "estimated_cost": "0.5"})
+    };
+    let held = allocate(&app, reserve("s-2")).await;
+    assert_eq!(held.status().as_u16(), 201);
+    let held: Value = held.json().await.unwrap();
+    assert_eq!(held["reservations"][0]["window"], "session:s-2", "{held}");
+    assert_eq!(allocate(&app, reserve("s-2")).await.status().as_u16(), 201, "$1.00 of $1 fits");
+    assert_error(allocate(&app, reserve("s-2")).await, 402, "budget_exceeded").await;
+    assert_eq!(allocate(&app, reserve("s-3")).await.status().as_u16(), 201, "another session has its own room");
+    // Usage of the session settles against the reservation in the session's window: $0.10 used, the
+    // other $0.40 of it still held, with the second reservation's $0.50.
+    let id = held["allocation_id"].as_str().unwrap();
+    let usage = json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "session_id": "s-2",
+                       "allocation_id": id, "input_tokens": 10, "output_tokens": 0, "cost": "0.1"});
+    assert_eq!(app.post("/api/usage", &usage).await.status().as_u16(), 201);
+    let (_, status) = app.get_json("/api/status").await;
+    let window = status["windows"].as_array().unwrap().iter().find(|w| w["window"] == "session:s-2").cloned().unwrap();
+    assert_eq!(
+        (window["used_cost"].to_string(), window["reserved_cost"].to_string()),
+        ("0.1".into(), "0.9".into()),
+        "{window}"
+    );
+    let mut bad = reserve("s-4");
+    bad["session_id"] = json!("");
+    assert_error(allocate(&app, bad).await, 400, "validation_failed").await;
+}

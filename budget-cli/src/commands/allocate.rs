@@ -19,6 +19,7 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                 ("model", args.model),
                 ("task_type", args.task_type),
                 ("user_id", args.user),
+                ("session_id", args.session_id),
                 ("estimated_cost", args.estimated_cost),
                 ("ttl", args.ttl),
             ] {

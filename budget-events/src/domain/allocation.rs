@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::names::{Component, ContextId, Model, Provider, TaskType, UserId};
+use super::names::{Component, ContextId, Model, Provider, SessionId, TaskType, UserId};
 use super::policy::Tier;
 use crate::event::Posting;
 use crate::Money;
@@ -101,6 +101,11 @@ pub struct AllocationInput {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_user_id))]
     pub user_id: Option<String>,
+    /// The session the task runs in: the reservation holds room under that session's per-session
+    /// limits (and, without it, under none).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_session_id))]
+    pub session_id: Option<String>,
 }
 
 /// A validated allocation request.
@@ -120,6 +125,8 @@ pub struct CreateAllocation {
     pub estimated_by_client: bool,
     pub ttl: Duration,
     pub user_id: Option<UserId>,
+    /// The session it runs in: its reservation holds room in the session's per-session windows.
+    pub session_id: Option<SessionId>,
     /// Of `tokens`, how many are the call's input, when the caller knows (the gateway counts the prompt
     /// and takes the rest from `max_tokens`): the estimate then prices each part at its own worst rate.
     /// None over REST, where how the tokens will split is not known.
@@ -253,6 +260,10 @@ impl CreateAllocation {
             Some(u) => UserId::parse(u).map(Some).map_err(|e| fail("user_id", e.to_string())).ok().flatten(),
             None => None,
         };
+        let session_id = match &input.session_id {
+            Some(s) => SessionId::parse(s).map(Some).map_err(|e| fail("session_id", e.to_string())).ok().flatten(),
+            None => None,
+        };
         match (context_id, component, provider, model, task_type, tier, ttl) {
             (
                 Some(context_id),
@@ -285,6 +296,7 @@ impl CreateAllocation {
                     estimated_by_client: input.estimated_cost.is_some(),
                     ttl,
                     user_id,
+                    session_id,
                     input_tokens: None,
                 })
             }

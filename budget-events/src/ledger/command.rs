@@ -222,8 +222,16 @@ fn refusal_message(refusals: &[decide::Refusal]) -> String {
         (None, Some(t)) => format!("{} tokens", thousands(t)),
         (None, None) => "no limit".into(),
     };
+    // A per-task or per-session window is named (there is one per task or session) and never resets.
+    let (whose, remedy) = match r.window.split_once(':') {
+        Some(("task", task)) => (format!(" in task {task}'s window"), "release unused allocations or raise the limit"),
+        Some(("session", session)) => {
+            (format!(" in session {session}'s window"), "release unused allocations or raise the limit")
+        }
+        _ => (String::new(), "release unused allocations, wait for the window to reset, or raise the limit"),
+    };
     format!(
-        "the {} hard limit on {} ({limit}) would be exceeded: used ${} / {} tokens, reserved ${} / {} tokens, requested ${} / {} tokens{}; release unused allocations, wait for the window to reset, or raise the limit",
+        "the {} hard limit on {} ({limit}) would be exceeded{whose}: used ${} / {} tokens, reserved ${} / {} tokens, requested ${} / {} tokens{}; {remedy}",
         r.period,
         r.scope,
         r.used_cost,
@@ -260,11 +268,16 @@ mod tests {
             requested_cost: money("4"),
             requested_tokens: 400_000,
         };
-        let m = refusal_message(&[r]);
+        let m = refusal_message(std::slice::from_ref(&r));
         assert!(m.contains("($1 / 1,000,000 tokens)"), "{m}");
         assert!(
             m.contains("used $0.0192 / 4,620 tokens, reserved $0 / 0 tokens, requested $4 / 400,000 tokens"),
             "{m}"
         );
+        assert!(m.ends_with("wait for the window to reset, or raise the limit"), "{m}");
+        // A session's window is named, and it never resets.
+        let m = refusal_message(&[decide::Refusal { period: "per_session".into(), window: "session:s-1".into(), ..r }]);
+        assert!(m.starts_with("the per_session hard limit on provider=openai ($1 / 1,000,000 tokens) would be exceeded in session s-1's window: "), "{m}");
+        assert!(m.ends_with("; release unused allocations or raise the limit"), "{m}");
     }
 }
