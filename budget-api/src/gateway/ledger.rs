@@ -111,6 +111,7 @@ pub async fn reserve(state: &AppState, facts: &CallFacts) -> Result<Allocation, 
         },
         // The gateway's calls carry no session, as their usage records carry none.
         session_id: None,
+        context_is_task: true,
         input_tokens: Some(facts.input_tokens),
     };
     let command = AllocateCommand {

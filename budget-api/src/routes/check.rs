@@ -338,7 +338,10 @@ async fn hold(
         user_id: record.user_id.as_ref().map(ToString::to_string),
         session_id: record.session_id.as_ref().map(ToString::to_string),
     };
-    let allocation = crate::routes::allocations::validate(state, &input)?;
+    let mut allocation = crate::routes::allocations::validate(state, &input)?;
+    // A call that names no task falls under no per-task limit; nor does its hold, whose context is only
+    // a label (before, the holds of such checks shared one made-up task's window).
+    allocation.context_is_task = record.context_id.is_some();
     let metadata = metadata(http);
     let command = budget_events::ledger::AllocateCommand {
         allocation,

@@ -638,3 +638,28 @@ async fn a_reservation_for_a_session_holds_room_under_its_per_session_limit() {
     bad["session_id"] = json!("");
     assert_error(allocate(&app, bad).await, 400, "validation_failed").await;
 }
+
+/// A reserving check without a `context_id` falls under no per-task limit, and neither does its hold:
+/// the holds of such checks shared one made-up task ("pre-flight"), so a per-task limit of $1 refused
+/// the second of two unrelated $0.60 calls that the check itself had allowed.
+#[tokio::test]
+async fn a_reserving_check_without_a_task_holds_no_per_task_room() {
+    let app = spawn_app().await;
+    let policy = json!({"period": "per_task", "type": "hard_limit", "cost_limit": "1"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let check = |task: Option<&str>| {
+        let mut c = json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 10,
+                           "cost": "0.6", "reserve": true});
+        if let Some(t) = task {
+            c["context_id"] = json!(t);
+        }
+        c
+    };
+    for _ in 0..2 {
+        let r = app.post("/api/usage/check", &check(None)).await;
+        assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    }
+    // A task's checks still hold room in its window.
+    assert_eq!(app.post("/api/usage/check", &check(Some("t-1"))).await.status().as_u16(), 200);
+    assert_error(app.post("/api/usage/check", &check(Some("t-1"))).await, 402, "budget_exceeded").await;
+}

@@ -24,7 +24,7 @@ pub fn reservation_windows<'p>(
         tier: a.tier,
         task_type: a.task_type.as_str(),
         session_id: a.session_id.as_ref().map(|s| s.as_str()),
-        context_id: Some(a.context_id.as_str()),
+        context_id: a.context_is_task.then(|| a.context_id.as_str()),
         user: a.user_id.as_ref().map(|u| u.as_str()),
         at: now,
     };

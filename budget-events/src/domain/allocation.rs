@@ -127,6 +127,9 @@ pub struct CreateAllocation {
     pub user_id: Option<UserId>,
     /// The session it runs in: its reservation holds room in the session's per-session windows.
     pub session_id: Option<SessionId>,
+    /// Whether `context_id` names a task, whose per-task windows the reservation holds room in. False
+    /// only for the hold of a check that named no task (its `context_id` is a label, not a task).
+    pub context_is_task: bool,
     /// Of `tokens`, how many are the call's input, when the caller knows (the gateway counts the prompt
     /// and takes the rest from `max_tokens`): the estimate then prices each part at its own worst rate.
     /// None over REST, where how the tokens will split is not known.
@@ -297,6 +300,7 @@ impl CreateAllocation {
                     ttl,
                     user_id,
                     session_id,
+                    context_is_task: true,
                     input_tokens: None,
                 })
             }
