@@ -172,6 +172,7 @@ async fn prepare(state: &AppState, req: &HttpRequest, mut body: Value, api: Api)
         context_id: header("x-budget-context-id").unwrap_or_else(|| format!("call-{}", uuid::Uuid::now_v7())),
         task_type: header("x-budget-task-type").unwrap_or_else(|| api.task_type().to_string()),
         user_id,
+        session_id: header("x-budget-session-id"),
         input_tokens,
         output_tokens,
         metadata: crate::request::metadata(req),

@@ -4,7 +4,7 @@
 //! assistant see it like any other.
 
 use budget_events::domain::allocation::{Allocation, CreateAllocation};
-use budget_events::domain::names::{Component, ContextId, Model, Provider, TaskType, UserId};
+use budget_events::domain::names::{Component, ContextId, Model, Provider, SessionId, TaskType, UserId};
 use budget_events::domain::usage::RecordUsage;
 use budget_events::domain::UsageInput;
 use budget_events::ledger::{AllocateCommand, CommandError, ReleaseCommand, UsageCommand, UsageItem};
@@ -25,6 +25,8 @@ pub struct CallFacts {
     pub context_id: String,
     pub task_type: String,
     pub user_id: Option<String>,
+    /// `X-Budget-Session-Id`: the session whose per-session limits the call counts under.
+    pub session_id: Option<String>,
     /// The input bound ([`super::estimate`]).
     pub input_tokens: i64,
     /// The most the answer can take: `max_tokens` (× `n` choices).
@@ -109,8 +111,10 @@ pub async fn reserve(state: &AppState, facts: &CallFacts) -> Result<Allocation, 
             Some(u) => Some(UserId::parse(u).map_err(|e| invalid("user_id", e.to_string()))?),
             None => None,
         },
-        // The gateway's calls carry no session, as their usage records carry none.
-        session_id: None,
+        session_id: match &facts.session_id {
+            Some(s) => Some(SessionId::parse(s).map_err(|e| invalid("X-Budget-Session-Id", e.to_string()))?),
+            None => None,
+        },
         context_is_task: true,
         input_tokens: Some(facts.input_tokens),
     };
@@ -141,7 +145,7 @@ pub async fn settle(
         component: facts.component.clone(),
         task_type: Some(facts.task_type.clone()),
         context_id: Some(facts.context_id.clone()),
-        session_id: None,
+        session_id: facts.session_id.clone(),
         tier: None,
         input_tokens: usage.input,
         output_tokens: usage.output,

@@ -411,3 +411,32 @@ async fn an_answer_that_breaks_off_is_recorded_at_its_reservation() {
     }
     assert_eq!(pending(&app).await, (0, Decimal::ZERO));
 }
+
+/// `X-Budget-Session-Id` puts a call in its session: its reservation holds room under the session's
+/// per-session limits and its record counts there (the gateway knew no sessions, so a per-session
+/// hard limit never saw its calls).
+#[tokio::test]
+async fn a_calls_session_header_puts_it_under_its_per_session_limit() {
+    let (app, _fake) = gateway_app().await;
+    let policy = json!({"period": "per_session", "type": "hard_limit", "cost_limit": "0.03"});
+    let r = app.http.post(app.url("/api/policies")).bearer_auth(ADMIN).json(&policy).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let key = key_for(&app, "sessions").await;
+    // Each call reserves and is billed $0.02 (2,000 output tokens of gpt-4o at $10 per 1M).
+    let call = |session: Option<&'static str>| {
+        let (http, url, key) = (app.http.clone(), app.url("/v1/chat/completions"), key.clone());
+        async move {
+            let body = json!({"model": "gpt-4o", "max_tokens": 2000, "messages": [{"role": "user", "content": "hi"}]});
+            let mut request = http.post(url).bearer_auth(key).json(&body);
+            if let Some(s) = session {
+                request = request.header("X-Budget-Session-Id", s);
+            }
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(call(Some("s-1")).await, 200);
+    assert_eq!(settled(&app).await["session_id"], "s-1");
+    assert_eq!(call(Some("s-1")).await, 402, "$0.02 spent and $0.02 more would pass the session's $0.03");
+    assert_eq!(call(Some("s-2")).await, 200, "another session has its own room");
+    assert_eq!(call(None).await, 200, "a call in no session falls under no per-session limit");
+}
