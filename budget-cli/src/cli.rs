@@ -275,7 +275,8 @@ pub struct SetLimitArgs {
     /// Count only this provider's usage (e.g. openai).
     #[arg(long)]
     pub provider: Option<String>,
-    /// Count only this model's usage (e.g. gpt-4o).
+    /// Count only this model's usage (e.g. gpt-4o), its dated snapshots and `provider/` form included
+    /// (gpt-4o-2024-08-06, openai/gpt-4o).
     #[arg(long)]
     pub model: Option<String>,
     /// Count only this component's usage (e.g. codex).

@@ -418,3 +418,35 @@ async fn a_checks_message_names_the_task_or_session_of_its_window() {
         assert!(messages.contains(&expected), "{messages:#?}");
     }
 }
+
+/// A limit on a model counts the forms its calls are recorded under: `provider/model` and dated
+/// snapshots (OpenAI answers name `gpt-4o-2024-08-06` for `gpt-4o`). It counted the exact name only,
+/// so a $1 hard limit on gpt-4o let a $2.50 call of its snapshot through unflagged and unreserved.
+#[tokio::test]
+async fn a_model_limit_counts_its_dated_and_prefixed_forms() {
+    let app = spawn_app().await;
+    let usage = |model: &str, cost: &str| json!({"provider": "openai", "model": model, "component": "c", "input_tokens": 10, "output_tokens": 0, "cost": cost});
+    // Spent before the limit: its opening balance counts the snapshot too.
+    assert_eq!(app.post("/api/usage", &usage("gpt-4o-2024-08-06", "0.25")).await.status().as_u16(), 201);
+    let created: Value = app
+        .post("/api/policies", &json!({"period": "daily", "type": "hard_limit", "model": "gpt-4o", "cost_limit": "1"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["opening"]["posted_cost"].to_string(), "0.25", "{created}");
+    let policy_id = created["policy"]["policy_id"].clone();
+    // Another model ($5, not counted), the prefixed and the dated forms ($0.25 each, counted).
+    for (model, cost) in [("gpt-4o-mini", "5"), ("openai/gpt-4o", "0.25"), ("gpt-4o-2024-08-06", "0.25")] {
+        let r: Value = app.post("/api/usage", &usage(model, cost)).await.json().await.unwrap();
+        assert_eq!(r["over_limit"], false, "{model}: {r}");
+    }
+    let (_, status) = app.get_json("/api/status").await;
+    assert_eq!(status["windows"][0]["used_cost"].to_string(), "0.75", "{status}");
+    // A reservation of the snapshot holds room under the model's limit, and is refused past it.
+    let reserve = json!({"context_id": "t", "component": "c", "provider": "openai", "model": "gpt-4o-2024-08-06",
+                         "tokens": 100, "estimated_cost": "0.5"});
+    assert_error(app.post("/api/allocations", &reserve).await, 402, "budget_exceeded").await;
+    let r: Value = app.post("/api/usage", &usage("gpt-4o-2024-08-06", "0.5")).await.json().await.unwrap();
+    assert_eq!((r["over_limit"].as_bool(), &r["exceeded"]), (Some(true), &json!([policy_id])), "{r}");
+}

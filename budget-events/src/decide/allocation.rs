@@ -41,7 +41,8 @@ pub fn reservation_windows<'p>(
 pub fn reserves_under(policy: &Policy, call: &CallFacts<'_>, has_provider: bool, has_model: bool) -> bool {
     let s = &policy.scope;
     (!has_provider || s.provider.as_ref().is_none_or(|f| f.as_str() == call.provider))
-        && (!has_model || s.model.as_ref().is_none_or(|f| f.as_str() == call.model))
+        && (!has_model
+            || s.model.as_ref().is_none_or(|f| crate::domain::price::is_model(call.provider, call.model, f.as_str())))
         && s.component.as_ref().is_none_or(|f| f.as_str() == call.component)
         && s.tier.is_none_or(|t| t == call.tier)
         && s.task_type.as_ref().is_none_or(|f| f.as_str() == call.task_type)

@@ -136,7 +136,7 @@ impl Scope {
             filter.as_ref().is_none_or(|f| f.as_ref() == value)
         }
         eq(&self.provider.as_ref().map(Provider::as_str), call.provider)
-            && eq(&self.model.as_ref().map(Model::as_str), call.model)
+            && self.model.as_ref().is_none_or(|m| crate::domain::price::is_model(call.provider, call.model, m.as_str()))
             && eq(&self.component.as_ref().map(Component::as_str), call.component)
             && self.tier.is_none_or(|t| t == call.tier)
             && eq(&self.task_type.as_ref().map(TaskType::as_str), call.task_type)

@@ -239,6 +239,7 @@ pub fn candidates(provider: &str, model: &str) -> Vec<String> {
         names.push(stripped.clone());
     }
     if let Some(base) = undated(&stripped) {
+        let base = base.to_string();
         if !names.contains(&base) {
             names.push(base);
         }
@@ -246,7 +247,18 @@ pub fn candidates(provider: &str, model: &str) -> Vec<String> {
     names
 }
 
-fn undated(model: &str) -> Option<String> {
+/// Whether a call of `model` (as sent to `provider`) is a call of the model `name`: the same name, its
+/// `provider/` form, or a dated snapshot of either ([`candidates`], without allocating): what a limit
+/// scoped to `name` counts.
+pub fn is_model(provider: &str, model: &str, name: &str) -> bool {
+    if model == name {
+        return true;
+    }
+    let stripped = model.strip_prefix(provider).and_then(|rest| rest.strip_prefix('/')).unwrap_or(model);
+    stripped == name || undated(stripped) == Some(name)
+}
+
+fn undated(model: &str) -> Option<&str> {
     let bytes = model.as_bytes();
     let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
     // A date suffix is ASCII: a split inside a multi-byte character cannot start one.
@@ -257,7 +269,7 @@ fn undated(model: &str) -> Option<String> {
         if let Some(date) = tail.strip_prefix('-') {
             let parts: Vec<&str> = date.split('-').collect();
             if parts.len() == 3 && parts.iter().all(|p| digits(p)) && parts[0].len() == 4 {
-                return Some(base.to_string());
+                return Some(base);
             }
         }
     }
@@ -266,7 +278,7 @@ fn undated(model: &str) -> Option<String> {
         let (base, tail) = model.split_at(model.len() - 9);
         if let Some(date) = tail.strip_prefix('-') {
             if date.len() == 8 && digits(date) && date.starts_with("20") {
-                return Some(base.to_string());
+                return Some(base);
             }
         }
     }
@@ -303,6 +315,20 @@ pub fn resolve<'v>(
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
+
+    #[test]
+    fn a_model_is_its_name_its_provider_form_and_its_snapshots() {
+        for model in ["gpt-4o", "openai/gpt-4o", "gpt-4o-2024-08-06", "openai/gpt-4o-2024-08-06"] {
+            assert!(is_model("openai", model, "gpt-4o"), "{model}");
+            assert!(candidates("openai", model).contains(&"gpt-4o".to_string()), "the same rule as pricing: {model}");
+        }
+        for model in ["gpt-4o-mini", "gpt-4", "azure/gpt-4o", "gpt-4o-2024"] {
+            assert!(!is_model("openai", model, "gpt-4o"), "{model}");
+        }
+        assert!(is_model("anthropic", "claude-3-5-sonnet-20241022", "claude-3-5-sonnet"));
+        // A snapshot's limit is the snapshot's alone.
+        assert!(!is_model("openai", "gpt-4o", "gpt-4o-2024-08-06"));
+    }
 
     fn spec(input_per_1m: Decimal, output_per_1m: Decimal) -> PriceSpec {
         PriceSpec {
