@@ -234,14 +234,16 @@ async fn refusals_overage_and_unpriced_models_each_raise_one_counting_alert() {
     assert_eq!(of("token_limit_approaching").len(), 1, "{all:#?}");
 }
 
+/// One minute into the UTC hour `back` hours before the current one (RFC 3339).
+fn hour(back: i64) -> String {
+    let now = chrono::Utc::now();
+    let top = now - chrono::Duration::seconds(now.timestamp() % 3600);
+    (top - chrono::Duration::hours(back) + chrono::Duration::minutes(1)).to_rfc3339()
+}
+
 #[tokio::test]
 async fn an_hour_far_above_the_trailing_average_is_a_spend_spike() {
     let app = spawn_app().await;
-    let hour = |back: i64| {
-        let now = chrono::Utc::now();
-        let top = now - chrono::Duration::seconds(now.timestamp() % 3600);
-        (top - chrono::Duration::hours(back) + chrono::Duration::minutes(1)).to_rfc3339()
-    };
     // Ten steady hours at $1, each as if recorded when it happened (the log's times set so, then the
     // alerts folded again): a steady rate is never a spike, however young its history (the seventh
     // and eighth hours were, when hours without spend counted as $0 in the average).
@@ -279,11 +281,6 @@ async fn an_hour_far_above_the_trailing_average_is_a_spend_spike() {
 #[tokio::test]
 async fn a_backfill_of_history_raises_no_spike() {
     let app = spawn_app().await;
-    let hour = |back: i64| {
-        let now = chrono::Utc::now();
-        let top = now - chrono::Duration::seconds(now.timestamp() % 3600);
-        (top - chrono::Duration::hours(back) + chrono::Duration::minutes(1)).to_rfc3339()
-    };
     // A quarter of each of 23 past hours first, then the rest of one of them: $1 there against $0.25.
     let mut records = Vec::new();
     for back in 2..=24 {
