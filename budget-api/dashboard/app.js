@@ -176,6 +176,13 @@ async function loadLimits() {
   for (const w of status.windows) add(w, gauge(w, now));
   // A per-task or per-session limit before its first task: shown, or it would look as if not set.
   for (const p of status.waiting || []) add(p, waiting(p));
+  // A per-task or per-session limit shows its most recent windows: say how many it has in all.
+  for (const m of status.more_windows || []) {
+    const w = status.windows.find((x) => x.policy_id === m.policy_id);
+    const each = w && w.period === 'per_session' ? 'session' : 'task';
+    if (w) add(w, el('p', { class: 'hint more-windows', dataset: { policy: m.policy_id },
+      text: `${kind(w)} · ${w.scope}: the ${m.shown} most recent of ${m.total.toLocaleString('en-US')} ${each} windows; one ${each}'s: budget explain ${m.policy_id} --window ${each}:ID` }));
+  }
   const sections = [...byBudget].map(([id, b]) =>
     el('section', { class: 'budget', 'aria-label': `budget ${b.name}`, dataset: { budget: id } },
       el('div', { class: 'budget-head' },

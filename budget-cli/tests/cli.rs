@@ -1962,3 +1962,23 @@ async fn allocate_create_holds_room_in_its_sessions_window() {
         stderr(&out)
     );
 }
+
+/// Status lists a per-task policy's ten most recent windows and says how many there are in all.
+#[tokio::test]
+async fn status_says_how_many_task_windows_there_are() {
+    let s = server().await;
+    assert!(budget(&s.url, &["set_limit", "per_task", "1"]).await.status.success());
+    for i in 0..11 {
+        post_usage(&s.url, serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "c", "context_id": format!("t-{i}"), "input_tokens": 1, "output_tokens": 0, "cost": "0.01"})).await;
+    }
+    let id =
+        json_of(&budget(&s.url, &["status", "--json"]).await)["windows"][0]["policy_id"].as_str().unwrap().to_string();
+    let short = &id[id.len() - 8..];
+    let text = stdout(&budget(&s.url, &["status"]).await);
+    assert!(
+        text.contains(&format!(
+            "Policy {short} has 11 task windows; the 10 most recent are above. One task's: `budget explain {short} --window task:ID`"
+        )),
+        "{text}"
+    );
+}

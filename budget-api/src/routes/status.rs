@@ -97,6 +97,17 @@ pub struct StatusResponse {
     /// gets its own window with its first call or reservation.
     #[serde(default)]
     pub waiting: Vec<PolicyView>,
+    /// Per-session and per-task policies with more windows than the most recent ones listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_windows: Vec<MoreWindows>,
+}
+
+/// A per-session or per-task policy's windows: `shown` listed (the most recent), of `total`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MoreWindows {
+    pub policy_id: uuid::Uuid,
+    pub shown: usize,
+    pub total: i64,
 }
 
 impl StatusResponse {
@@ -107,8 +118,28 @@ impl StatusResponse {
             .filter(|r| !windows.iter().any(|w| w.policy.policy_id == r.policy.id))
             .map(PolicyView::of)
             .collect();
-        StatusResponse { at, windows, waiting }
+        StatusResponse { at, windows, waiting, more_windows: Vec::new() }
     }
+
+    /// Notes each per-session or per-task policy with more windows than were listed, from
+    /// `totals` (policy id, windows in all).
+    fn with_totals(mut self, totals: impl IntoIterator<Item = (uuid::Uuid, i64)>) -> Self {
+        for (policy_id, total) in totals {
+            let shown = self.windows.iter().filter(|w| w.policy.policy_id == policy_id).count();
+            if total > shown as i64 {
+                self.more_windows.push(MoreWindows { policy_id, shown, total });
+            }
+        }
+        self
+    }
+}
+
+/// The per-session and per-task policies among `rows`.
+fn per_window_policies(rows: &[PolicyRow]) -> Vec<uuid::Uuid> {
+    rows.iter()
+        .filter(|r| matches!(r.policy.period, PolicyPeriod::PerSession | PolicyPeriod::PerTask))
+        .map(|r| r.policy.id)
+        .collect()
 }
 
 /// Every active policy's window now (or at `at`).
@@ -149,12 +180,16 @@ pub async fn status(state: web::Data<AppState>, query: Query<StatusQuery>) -> Re
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let rows: Vec<PolicyRow> = rows_as_of(&fold).into_iter().filter(|r| filter.keeps(r)).collect();
         let windows = windows_as_of(&rows, &fold, as_of);
-        return Ok(HttpResponse::Ok().json(StatusResponse::new(as_of, &rows, windows)));
+        let totals = per_window_policies(&rows)
+            .into_iter()
+            .map(|id| (id, fold.accounts.keys().filter(|(p, _)| *p == id).count() as i64));
+        return Ok(HttpResponse::Ok().json(StatusResponse::new(as_of, &rows, windows).with_totals(totals)));
     }
     let at = q.at.unwrap_or(now);
     let rows: Vec<PolicyRow> = policies::list(&**client).await?.into_iter().filter(|r| filter.keeps(r)).collect();
     let windows = windows(&**client, &rows, at, at == now).await?;
-    Ok(HttpResponse::Ok().json(StatusResponse::new(at, &rows, windows)))
+    let totals = policies::window_counts(&**client, &per_window_policies(&rows)).await?;
+    Ok(HttpResponse::Ok().json(StatusResponse::new(at, &rows, windows).with_totals(totals)))
 }
 
 /// The status of each policy's window at `at` (calendar periods) or its recent windows (per session/task).

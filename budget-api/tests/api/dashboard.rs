@@ -722,3 +722,35 @@ async fn an_admin_renames_and_archives_a_budget() {
     );
     assert_eq!(browser.eval("return document.querySelectorAll('.budget').length").await, 1, "default stays");
 }
+
+/// A per-task limit's cards are its ten most recent tasks; the page says how many there are in all.
+#[tokio::test]
+async fn a_per_task_limit_says_how_many_task_windows_it_has() {
+    let app = spawn_app_with(|s| s.security.admin_key = Some(ADMIN.into())).await;
+    let created =
+        post(&app, ADMIN, "/api/policies", json!({"period": "per_task", "type": "warn", "cost_limit": 1.0})).await;
+    let records: Vec<Value> = (0..12)
+        .map(|i| {
+            json!({"provider": "openai", "model": "m", "component": "c", "context_id": format!("t-{i}"),
+                   "input_tokens": 1, "output_tokens": 0, "cost": "0.01"})
+        })
+        .collect();
+    post(&app, ADMIN, "/api/usage/batch", json!({ "records": records })).await;
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&app.url("/")).await;
+    sign_in(&browser, ADMIN).await;
+    let note = browser
+        .wait_for(
+            "the note of the windows left out",
+            "const p = document.querySelector('.more-windows'); return p && p.textContent",
+            Duration::from_secs(10),
+        )
+        .await;
+    let id = text(&created["policy"]["policy_id"]);
+    assert_eq!(
+        note,
+        format!("per task warn · all usage: the 10 most recent of 12 task windows; one task's: budget explain {id} --window task:ID"),
+        "{note}"
+    );
+    assert_eq!(browser.eval("return document.querySelectorAll('.gauge').length").await, 10);
+}

@@ -450,3 +450,29 @@ async fn a_model_limit_counts_its_dated_and_prefixed_forms() {
     let r: Value = app.post("/api/usage", &usage("gpt-4o-2024-08-06", "0.5")).await.json().await.unwrap();
     assert_eq!((r["over_limit"].as_bool(), &r["exceeded"]), (Some(true), &json!([policy_id])), "{r}");
 }
+
+/// Status lists a per-task policy's ten most recent windows; it says how many there are in all, so a
+/// twelfth task is not silently missing from the list.
+#[tokio::test]
+async fn status_says_how_many_task_windows_it_left_out() {
+    let app = spawn_app().await;
+    let created: Value = app
+        .post("/api/policies", &json!({"period": "per_task", "type": "warn", "cost_limit": "1"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let policy_id = created["policy"]["policy_id"].clone();
+    let records: Vec<Value> = (0..12)
+        .map(|i| {
+            json!({"provider": "openai", "model": "m", "component": "c", "context_id": format!("t-{i}"),
+                   "input_tokens": 1, "output_tokens": 0, "cost": "0.01"})
+        })
+        .collect();
+    assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
+    let (_, status) = app.get_json("/api/status").await;
+    assert_eq!(status["windows"].as_array().unwrap().len(), 10, "{status}");
+    assert_eq!(status["more_windows"], json!([{"policy_id": policy_id, "shown": 10, "total": 12}]), "{status}");
+    let (_, daily) = app.get_json("/api/status?period=daily").await;
+    assert!(daily.get("more_windows").is_none(), "{daily}");
+}

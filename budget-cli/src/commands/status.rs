@@ -2,7 +2,7 @@
 
 use budget_api::routes::health::Health;
 use budget_api::routes::policies::PolicyView;
-use budget_api::routes::status::{StatusResponse, WindowStatus};
+use budget_api::routes::status::{MoreWindows, StatusResponse, WindowStatus};
 use comfy_table::Cell;
 use serde_json::json;
 
@@ -29,9 +29,12 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
         if health.database == "ok" { Some(client.get("/api/status", &query).await?) } else { None };
     let windows = status.as_ref().map_or(&[][..], |s| s.windows.as_slice());
     let waiting = status.as_ref().map_or(&[][..], |s| s.waiting.as_slice());
+    let more = status.as_ref().map_or(&[][..], |s| s.more_windows.as_slice());
     if args.json {
         let at = status.as_ref().map(|s| s.at);
-        print_json(&json!({ "health": health, "windows": windows, "waiting": waiting, "at": at }));
+        print_json(
+            &json!({ "health": health, "windows": windows, "waiting": waiting, "more_windows": more, "at": at }),
+        );
     } else {
         let as_of = status.as_ref().filter(|_| args.as_of.is_some()).map(|s| s.at);
         if !waiting.is_empty() {
@@ -50,6 +53,7 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
         } else {
             print_windows(windows);
         }
+        print_more(more, windows);
         crate::say!("\nBudget {} at {url}: {} (database {})", health.version, health.status, health.database);
         let mut t = table(&["Projection", "Applied", "Lag (events)", "Lag (s)", "Error"]);
         for p in &health.projections {
@@ -76,6 +80,21 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
         anyhow::bail!("Budget at {url} is {}", health.status);
     }
     Ok(())
+}
+
+/// The per-task and per-session policies whose windows were not all listed: how many there are, and
+/// how to see one.
+fn print_more(more: &[MoreWindows], windows: &[WindowStatus]) {
+    for m in more {
+        let Some(w) = windows.iter().find(|w| w.policy.policy_id == m.policy_id) else { continue };
+        let each = if w.policy.period == "per_session" { "session" } else { "task" };
+        let short = crate::output::short_id(m.policy_id);
+        crate::say!(
+            "Policy {short} has {} {each} windows; the {} most recent are above. One {each}'s: `budget explain {short} --window {each}:ID`",
+            thousands(m.total),
+            m.shown,
+        );
+    }
 }
 
 /// The per-task and per-session policies with no window yet, each on a line of its own: a policy

@@ -259,6 +259,20 @@ pub async fn recent_accounts(
     Ok(rows.iter().map(window_account).collect())
 }
 
+/// How many windows (accounts) each of `policy_ids` has.
+pub async fn window_counts(
+    client: &impl GenericClient,
+    policy_ids: &[Uuid],
+) -> Result<Vec<(Uuid, i64)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT policy_id, count(*) FROM policy_accounts WHERE policy_id = ANY($1) GROUP BY policy_id",
+            &[&policy_ids],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 /// Every account, with its window bounds.
 pub async fn all_accounts(client: &impl GenericClient) -> Result<Vec<WindowAccount>, tokio_postgres::Error> {
     let rows = client
