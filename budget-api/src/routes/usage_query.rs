@@ -145,14 +145,16 @@ pub async fn usage(state: web::Data<AppState>, query: Query<UsageQuery>) -> Resu
         task_type: non_empty(q.task_type),
         user: non_empty(q.user),
     };
-    let client = state.pool.get().await?;
-    let r = report(&**client, &filter, period, &group_by).await?;
+    let mut client = state.pool.get().await?;
+    let tx = snapshot(&mut client).await?;
+    let r = report(&*tx, &filter, period, &group_by).await?;
     let mut parts: BTreeMap<DateTime<Utc>, BTreeMap<String, UsageTotals>> = BTreeMap::new();
     if let Some(dimension) = split_by {
-        for (start, name, totals) in split_series(&**client, &filter, period, dimension).await? {
+        for (start, name, totals) in split_series(&*tx, &filter, period, dimension).await? {
             parts.entry(start).or_default().insert(name, totals.into());
         }
     }
+    tx.commit().await?;
     let series = r
         .series
         .into_iter()
@@ -258,8 +260,10 @@ async fn summarize(state: &AppState, req: SummaryRequest) -> Result<HttpResponse
         task_type: non_empty(req.task_type),
         user: non_empty(req.user),
     };
-    let client = state.pool.get().await?;
-    let r = report(&**client, &filter, period, &DIMENSIONS).await?;
+    let mut client = state.pool.get().await?;
+    let tx = snapshot(&mut client).await?;
+    let r = report(&*tx, &filter, period, &DIMENSIONS).await?;
+    tx.commit().await?;
     Ok(HttpResponse::Ok().json(SummaryResponse {
         period: period.to_string(),
         total_input_tokens: r.totals.input_tokens,
@@ -462,4 +466,15 @@ fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
     } else {
         floor + Duration::hours(1)
     }
+}
+
+/// A read-only transaction on one snapshot, for an answer read by several statements: a projection
+/// commit between them would give totals that are not the sum of the groups beside them.
+async fn snapshot(client: &mut deadpool_postgres::Object) -> Result<deadpool_postgres::Transaction<'_>, ApiError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
 }
