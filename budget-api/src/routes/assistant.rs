@@ -115,8 +115,10 @@ async fn range(payload: web::Payload) -> Result<(RangeRequest, Range), ApiError>
 #[post("/api/assistant/analyze")]
 pub async fn analyze_route(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let (r, range) = range(payload).await?;
-    let client = state.pool.get().await?;
-    let (analysis, raw) = analyze::analyze(&**client, range).await?;
+    let mut client = state.pool.get().await?;
+    let tx = crate::routes::snapshot::snapshot(&mut client).await?;
+    let (analysis, raw) = analyze::analyze(&*tx, range).await?;
+    tx.commit().await?;
     drop(client);
     Ok(HttpResponse::Ok().json(AnalyzeResponse::new(&state, analysis, raw, r.include_raw_data, r.narrative).await))
 }
@@ -127,8 +129,10 @@ pub async fn analyze_route(state: web::Data<AppState>, payload: web::Payload) ->
 #[post("/api/assistant/optimize")]
 pub async fn optimize_route(state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let (r, range) = range(payload).await?;
-    let client = state.pool.get().await?;
-    let (recommendations, raw) = optimize::optimize(&**client, range, &state.allocation_defaults).await?;
+    let mut client = state.pool.get().await?;
+    let tx = crate::routes::snapshot::snapshot(&mut client).await?;
+    let (recommendations, raw) = optimize::optimize(&*tx, range, &state.allocation_defaults).await?;
+    tx.commit().await?;
     drop(client);
     let answer = OptimizeResponse::new(&state, recommendations, raw, r.include_raw_data, r.narrative).await;
     Ok(HttpResponse::Ok().json(answer))

@@ -14,6 +14,7 @@ pub mod prices;
 pub mod recommendations;
 pub mod replay;
 pub mod reprice;
+pub mod snapshot;
 pub mod status;
 pub mod usage;
 pub mod usage_query;

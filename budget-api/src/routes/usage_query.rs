@@ -146,7 +146,7 @@ pub async fn usage(state: web::Data<AppState>, query: Query<UsageQuery>) -> Resu
         user: non_empty(q.user),
     };
     let mut client = state.pool.get().await?;
-    let tx = snapshot(&mut client).await?;
+    let tx = crate::routes::snapshot::snapshot(&mut client).await?;
     let r = report(&*tx, &filter, period, &group_by).await?;
     let mut parts: BTreeMap<DateTime<Utc>, BTreeMap<String, UsageTotals>> = BTreeMap::new();
     if let Some(dimension) = split_by {
@@ -261,7 +261,7 @@ async fn summarize(state: &AppState, req: SummaryRequest) -> Result<HttpResponse
         user: non_empty(req.user),
     };
     let mut client = state.pool.get().await?;
-    let tx = snapshot(&mut client).await?;
+    let tx = crate::routes::snapshot::snapshot(&mut client).await?;
     let r = report(&*tx, &filter, period, &DIMENSIONS).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(SummaryResponse {
@@ -466,15 +466,4 @@ fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
     } else {
         floor + Duration::hours(1)
     }
-}
-
-/// A read-only transaction on one snapshot, for an answer read by several statements: a projection
-/// commit between them would give totals that are not the sum of the groups beside them.
-async fn snapshot(client: &mut deadpool_postgres::Object) -> Result<deadpool_postgres::Transaction<'_>, ApiError> {
-    Ok(client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?)
 }

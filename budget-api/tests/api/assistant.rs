@@ -521,3 +521,23 @@ async fn optimize_weighs_prompt_caching_once_per_component_and_model() {
     assert_eq!(caching[0]["estimated_savings_per_period"].to_string(), "0.001");
     assert_eq!(caching[0]["evidence"]["input_tokens"], 20000);
 }
+
+/// An analysis is one snapshot: while records arrive, its totals always equal the sum of its breakdown
+/// by model.
+#[tokio::test]
+async fn an_analysis_is_one_snapshot_while_records_arrive() {
+    let app = spawn_app().await;
+    let writer = crate::usage_query::records_arriving(&app);
+    let mut reads = 0;
+    while !writer.is_finished() || reads == 0 {
+        let r: Value =
+            app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 1})).await.json().await.unwrap();
+        let analysis = &r["analysis"];
+        let calls = analysis["totals"]["calls"].as_i64().unwrap();
+        let by_model: i64 =
+            analysis["breakdown"]["model"].as_array().unwrap().iter().map(|m| m["calls"].as_i64().unwrap()).sum();
+        assert_eq!(by_model, calls, "{analysis}");
+        reads += 1;
+    }
+    writer.await.unwrap();
+}

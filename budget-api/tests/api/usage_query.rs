@@ -159,25 +159,7 @@ async fn a_model_filter_includes_its_snapshots_as_a_limit_does() {
 #[tokio::test]
 async fn a_usage_answer_is_one_snapshot_while_records_arrive() {
     let app = spawn_app().await;
-    let writer = {
-        let (http, url) = (app.http.clone(), app.url("/api/usage/batch"));
-        tokio::spawn(async move {
-            for i in 0..40 {
-                let records: Vec<Value> = (0..50)
-                    .map(|j| json!({"provider": "openai", "model": format!("m-{}", j % 3), "component": "c",
-                                    "input_tokens": 1, "output_tokens": 0, "cost": "0.01", "context_id": format!("{i}-{j}")}))
-                    .collect();
-                assert!(http
-                    .post(&url)
-                    .json(&json!({ "records": records }))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .is_success());
-            }
-        })
-    };
+    let writer = records_arriving(&app);
     let mut reads = 0;
     while !writer.is_finished() || reads == 0 {
         let (status, body) = app.get_json("/api/usage?period=daily").await;
@@ -192,4 +174,19 @@ async fn a_usage_answer_is_one_snapshot_while_records_arrive() {
         reads += 1;
     }
     writer.await.unwrap();
+}
+
+/// Forty batches of fifty records over three models, sent one after another in the background.
+pub fn records_arriving(app: &crate::helpers::TestApp) -> tokio::task::JoinHandle<()> {
+    let (http, url) = (app.http.clone(), app.url("/api/usage/batch"));
+    tokio::spawn(async move {
+        for i in 0..40 {
+            let records: Vec<Value> = (0..50)
+                .map(|j| json!({"provider": "openai", "model": format!("m-{}", j % 3), "component": "c",
+                                "input_tokens": 1, "output_tokens": 0, "cost": "0.01", "context_id": format!("{i}-{j}")}))
+                .collect();
+            let sent = http.post(&url).json(&json!({ "records": records })).send().await.unwrap();
+            assert!(sent.status().is_success());
+        }
+    })
 }
