@@ -1923,6 +1923,10 @@ async fn explain_opening_lists_the_records_a_limit_opened_with() {
         explained.contains(&format!("The opening balance, record by record: `budget explain {short} --opening`")),
         "{explained}"
     );
+    // Asked for a window by name, the command it offers names that window too.
+    let explained = stdout(&budget(&s.url, &["explain", short, "--window", "today"]).await);
+    let today = chrono::Utc::now().format("%Y-%m-%dT00:00:00Z");
+    assert!(explained.contains(&format!("`budget explain {short} --window {today} --opening`")), "{explained}");
     let out = budget(&s.url, &["explain", short, "--opening", "--wide"]).await;
     let text = stdout(&out);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -1981,4 +1985,7 @@ async fn status_says_how_many_task_windows_there_are() {
         )),
         "{text}"
     );
+    // A budget's own status says the same.
+    let shown = stdout(&budget(&s.url, &["budgets", "show", "default"]).await);
+    assert!(shown.contains(&format!("Policy {short} has 11 task windows")), "{shown}");
 }

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::query::Query;
 use crate::request::{self, metadata};
 use crate::routes::policies::{parse_id, PolicyView};
-use crate::routes::status::{windows, WindowStatus};
+use crate::routes::status::WindowStatus;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -62,6 +62,9 @@ pub struct BudgetDetail {
     /// Its per-task and per-session policies with no window yet (as in `GET /api/status`).
     #[serde(default)]
     pub waiting: Vec<PolicyView>,
+    /// Its per-task and per-session policies with more windows than listed (as in `GET /api/status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_windows: Vec<crate::routes::status::MoreWindows>,
 }
 
 fn view(b: BudgetRow, policies: usize) -> BudgetView {
@@ -114,9 +117,9 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
     let rows = budget_rows(&**client, id).await?;
     let enabled: Vec<PolicyRow> = rows.iter().filter(|r| r.policy.enabled).cloned().collect();
     let at = Utc::now();
-    let crate::routes::status::StatusResponse { windows: status, waiting, .. } =
-        crate::routes::status::StatusResponse::new(at, &enabled, windows(&**client, &enabled, at, true).await?);
-    Ok(HttpResponse::Ok().json(BudgetDetail { budget: view(budget, rows.len()), status, waiting }))
+    let crate::routes::status::StatusResponse { windows: status, waiting, more_windows, .. } =
+        crate::routes::status::StatusResponse::read(&**client, &enabled, at, true).await?;
+    Ok(HttpResponse::Ok().json(BudgetDetail { budget: view(budget, rows.len()), status, waiting, more_windows }))
 }
 
 /// The budget with this id, or a 404 that says how to find one.
@@ -291,6 +294,5 @@ pub async fn budget_status(state: web::Data<AppState>, path: web::Path<String>) 
     require_budget(&**client, id).await?;
     let enabled: Vec<PolicyRow> = budget_rows(&**client, id).await?.into_iter().filter(|r| r.policy.enabled).collect();
     let at = Utc::now();
-    let windows = windows(&**client, &enabled, at, true).await?;
-    Ok(HttpResponse::Ok().json(crate::routes::status::StatusResponse::new(at, &enabled, windows)))
+    Ok(HttpResponse::Ok().json(crate::routes::status::StatusResponse::read(&**client, &enabled, at, true).await?))
 }

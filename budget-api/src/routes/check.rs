@@ -274,10 +274,9 @@ fn describe(record: &RecordUsage, preflight: &Preflight, rows: &[PolicyRow]) -> 
 /// "its window starting 2026-12-04T00:00:00Z" for a calendar window; "task t-1's window" for a
 /// per-task one, whose key names its task instead of a start.
 fn window_in_words(key: &str) -> String {
-    match key.split_once(':') {
-        Some(("task", task)) => format!("task {task}'s window"),
-        Some(("session", session)) => format!("session {session}'s window"),
-        _ => format!("its window starting {key}"),
+    match budget_events::domain::policy::window_owner(key) {
+        Some(owner) => format!("{owner}'s window"),
+        None => format!("its window starting {key}"),
     }
 }
 

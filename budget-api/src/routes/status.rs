@@ -121,6 +121,19 @@ impl StatusResponse {
         StatusResponse { at, windows, waiting, more_windows: Vec::new() }
     }
 
+    /// The windows of `rows` at `at` (see [`windows`]), those with none yet, and how many windows
+    /// each per-session or per-task policy has when it has more than were listed.
+    pub async fn read(
+        client: &impl tokio_postgres::GenericClient,
+        rows: &[PolicyRow],
+        at: DateTime<Utc>,
+        current: bool,
+    ) -> Result<Self, ApiError> {
+        let listed = windows(client, rows, at, current).await?;
+        let totals = policies::window_counts(client, &per_window_policies(rows)).await?;
+        Ok(StatusResponse::new(at, rows, listed).with_totals(totals))
+    }
+
     /// Notes each per-session or per-task policy with more windows than were listed, from
     /// `totals` (policy id, windows in all).
     fn with_totals(mut self, totals: impl IntoIterator<Item = (uuid::Uuid, i64)>) -> Self {
@@ -187,9 +200,7 @@ pub async fn status(state: web::Data<AppState>, query: Query<StatusQuery>) -> Re
     }
     let at = q.at.unwrap_or(now);
     let rows: Vec<PolicyRow> = policies::list(&**client).await?.into_iter().filter(|r| filter.keeps(r)).collect();
-    let windows = windows(&**client, &rows, at, at == now).await?;
-    let totals = policies::window_counts(&**client, &per_window_policies(&rows)).await?;
-    Ok(HttpResponse::Ok().json(StatusResponse::new(at, &rows, windows).with_totals(totals)))
+    Ok(HttpResponse::Ok().json(StatusResponse::read(&**client, &rows, at, at == now).await?))
 }
 
 /// The status of each policy's window at `at` (calendar periods) or its recent windows (per session/task).

@@ -167,7 +167,7 @@ pub async fn explain(
 ) -> anyhow::Result<()> {
     let given = policy_id;
     let policy_id = crate::ids::resolve(client, crate::ids::Kind::Policy, &given).await?;
-    let mut query: Vec<(&str, String)> = window.map(|w| ("window", w)).into_iter().collect();
+    let mut query: Vec<(&str, String)> = window.clone().map(|w| ("window", w)).into_iter().collect();
     if opening {
         query.push(("opening", "true".into()));
     }
@@ -217,7 +217,8 @@ pub async fn explain(
         show_opening(o);
     }
     if !opening && contributions.iter().any(|c| c.event_type == "PolicySet") {
-        crate::say!("The opening balance, record by record: `budget explain {given} --opening`");
+        let window = window.map_or(String::new(), |w| format!(" --window {w}"));
+        crate::say!("The opening balance, record by record: `budget explain {given}{window} --opening`");
     }
     crate::say!("Sum of the events: {}", x.folded);
     crate::say!("The account:       {}", x.account);

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::cli::BudgetsCommand;
 use crate::client::Client;
-use crate::commands::status::{print_waiting, print_windows};
+use crate::commands::status::{print_more, print_waiting, print_windows};
 use crate::output::{print_json, right, table};
 
 pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()> {
@@ -53,6 +53,7 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
             if !detail.status.is_empty() {
                 print_windows(&detail.status);
             }
+            print_more(&detail.more_windows, &detail.status);
             print_waiting(&detail.waiting);
         }
         BudgetsCommand::Create { name, description, owner, json } => {

@@ -84,7 +84,7 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
 
 /// The per-task and per-session policies whose windows were not all listed: how many there are, and
 /// how to see one.
-fn print_more(more: &[MoreWindows], windows: &[WindowStatus]) {
+pub fn print_more(more: &[MoreWindows], windows: &[WindowStatus]) {
     for m in more {
         let Some(w) = windows.iter().find(|w| w.policy.policy_id == m.policy_id) else { continue };
         let each = if w.policy.period == "per_session" { "session" } else { "task" };

@@ -180,6 +180,17 @@ pub struct Window {
     pub end: Option<DateTime<Utc>>,
 }
 
+/// Whose window a key names, in words: `task t-1` for `task:t-1`, `session s-1` for `session:s-1`;
+/// none for a calendar window, whose key is its start. Messages name a per-task or per-session window
+/// by it ("task t-1's window") instead of showing its key as if it were a time.
+pub fn window_owner(key: &str) -> Option<String> {
+    match key.split_once(':') {
+        Some(("task", task)) => Some(format!("task {task}")),
+        Some(("session", session)) => Some(format!("session {session}")),
+        _ => None,
+    }
+}
+
 impl PolicyPeriod {
     /// The window containing `call`, or `None` when the call has no session (per_session) or no task
     /// (per_task) to count in.

@@ -223,12 +223,9 @@ fn refusal_message(refusals: &[decide::Refusal]) -> String {
         (None, None) => "no limit".into(),
     };
     // A per-task or per-session window is named (there is one per task or session) and never resets.
-    let (whose, remedy) = match r.window.split_once(':') {
-        Some(("task", task)) => (format!(" in task {task}'s window"), "release unused allocations or raise the limit"),
-        Some(("session", session)) => {
-            (format!(" in session {session}'s window"), "release unused allocations or raise the limit")
-        }
-        _ => (String::new(), "release unused allocations, wait for the window to reset, or raise the limit"),
+    let (whose, remedy) = match crate::domain::policy::window_owner(&r.window) {
+        Some(owner) => (format!(" in {owner}'s window"), "release unused allocations or raise the limit"),
+        None => (String::new(), "release unused allocations, wait for the window to reset, or raise the limit"),
     };
     format!(
         "the {} hard limit on {} ({limit}) would be exceeded{whose}: used ${} / {} tokens, reserved ${} / {} tokens, requested ${} / {} tokens{}; {remedy}",

@@ -264,6 +264,9 @@ pub async fn window_counts(
     client: &impl GenericClient,
     policy_ids: &[Uuid],
 ) -> Result<Vec<(Uuid, i64)>, tokio_postgres::Error> {
+    if policy_ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let rows = client
         .query(
             "SELECT policy_id, count(*) FROM policy_accounts WHERE policy_id = ANY($1) GROUP BY policy_id",
