@@ -1967,6 +1967,49 @@ async fn allocate_create_holds_room_in_its_sessions_window() {
     );
 }
 
+/// A reservation past a soft limit is made, and says so with the cheaper models for its task.
+#[tokio::test]
+async fn allocate_create_warns_past_a_soft_limit_and_names_cheaper_models() {
+    let s = server().await;
+    let prices = budget(&s.url, &["prices", "update"]).await;
+    assert!(prices.status.success(), "the bundled table: {}", stderr(&prices));
+    let set =
+        budget(&s.url, &["set_limit", "daily", "0.02", "--policy-type", "soft_limit", "--provider", "openai"]).await;
+    assert!(set.status.success(), "{}", stderr(&set));
+    let args = [
+        "allocate",
+        "create",
+        "--context-id",
+        "t",
+        "--component",
+        "c",
+        "--provider",
+        "openai",
+        "--model",
+        "gpt-4o",
+        "--task-type",
+        "coding",
+        "--tokens",
+        "1500",
+    ];
+    let out = budget(&s.url, &args).await;
+    assert!(out.status.success() && !stdout(&out).contains("Warning"), "{}{}", stdout(&out), stderr(&out));
+    let out = budget(&s.url, &args).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains(
+            "Warning: daily soft_limit policy on provider=openai (budget default): with it, its window starting "
+        ),
+        "{text}"
+    );
+    assert!(text.contains("would hold $0.03 of $0.02 (150%), over the limit"), "{text}");
+    assert!(
+        text.contains("Warning: soft limit: ") && text.contains("instead of $0.015 for this reservation"),
+        "{text}"
+    );
+}
+
 /// Status lists a per-task policy's ten most recent windows and says how many there are in all.
 #[tokio::test]
 async fn status_says_how_many_task_windows_there_are() {

@@ -3,10 +3,13 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use budget_events::decide::WindowCheck;
 use budget_events::domain::allocation::{Allocation, AllocationInput, AllocationState, CreateAllocation};
+use budget_events::domain::alternatives::{Alternative, CallShape};
 use budget_events::ledger::{AllocateCommand, ReleaseCommand};
 use budget_events::money::decimal_json;
 use budget_events::store::allocations::{self, AllocationFilter};
+use budget_events::store::policies;
 use budget_events::ErrorCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -18,6 +21,7 @@ use crate::body;
 use crate::error::ApiError;
 use crate::query::Query;
 use crate::request::{self, metadata};
+use crate::routes::check::{self, PolicyCheck};
 use crate::routes::policies::parse_id;
 use crate::state::AppState;
 
@@ -65,6 +69,17 @@ pub struct AllocationView {
     /// In a write's answer: its log position, for `min_position` on reads of projections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
+    /// In a new reservation's answer: the windows of warn and soft-limit policies it takes past their
+    /// warning threshold or limit (reserved all the same; only hard limits refuse), as a check shows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<PolicyCheck>,
+    /// One sentence per warning, and the best cheaper model when a soft limit is pressed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<String>,
+    /// When a soft limit is pressed: up to three cheaper models able to do the task, largest saving first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub alternatives: Vec<Alternative>,
 }
 
 impl From<&Allocation> for AllocationView {
@@ -95,6 +110,9 @@ impl From<&Allocation> for AllocationView {
             resolved_at: a.resolved_at,
             reservations: a.reservations.clone(),
             position: None,
+            warnings: Vec::new(),
+            messages: Vec::new(),
+            alternatives: Vec::new(),
         }
     }
 }
@@ -131,8 +149,40 @@ pub async fn create(
     let metadata = metadata(&req);
     let command = AllocateCommand { allocation, unpriced: state.unpriced, key, signer: metadata.key_id, metadata };
     let (outcome, position) = state.writer.submit_at(command).await?;
-    let view = AllocationView { position, ..AllocationView::from(&outcome.allocation) };
+    let mut view = AllocationView { position, ..AllocationView::from(&outcome.allocation) };
+    if !outcome.warnings.is_empty() {
+        warn(&state, &mut view, &outcome.warnings).await?;
+    }
     Ok(request::answer(StatusCode::CREATED, outcome.replayed).json(view))
+}
+
+/// Puts into a new reservation's answer what its warn and soft-limit windows say, in the words of a
+/// check, and the cheaper models a pressed soft limit recommends.
+async fn warn(state: &AppState, view: &mut AllocationView, warnings: &[WindowCheck]) -> Result<(), ApiError> {
+    let client = state.pool.get().await?;
+    let rows = policies::list(&**client).await?;
+    let unnamed = "(any)";
+    let call = (view.provider.as_deref().unwrap_or(unnamed), view.model.as_deref().unwrap_or(unnamed));
+    (view.warnings, view.messages) = check::describe((&call.0, &call.1), warnings, &rows);
+    let soft = view.warnings.iter().any(|w| w.policy.policy_type == "soft_limit");
+    if let (true, Some(provider), Some(model)) = (soft, &view.provider, &view.model) {
+        // Its estimate prices every token at the model's higher rate; so do the alternatives'.
+        let call = check::Call {
+            provider,
+            model,
+            shape: CallShape {
+                task_type: &view.task_type,
+                input_tokens: 0,
+                output_tokens: view.tokens_allocated,
+                calls: 1,
+                include_local: false,
+            },
+            at: view.created_at,
+        };
+        view.alternatives = check::cheaper(&**client, &call).await?;
+        view.messages.extend(check::offer(&view.alternatives, view.estimated_cost, "this reservation"));
+    }
+    Ok(())
 }
 
 /// Release what an allocation still reserves. 409 when it is already released, expired or exhausted.

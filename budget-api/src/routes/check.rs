@@ -2,8 +2,9 @@
 //! policy's window is evaluated against the call's estimated tokens and cost.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
-use budget_events::decide::{Preflight, Verdict};
+use budget_events::decide::{Verdict, WindowCheck};
 use budget_events::display::thousands;
+use budget_events::domain::alternatives::{Alternative, CallShape};
 use budget_events::domain::{RecordUsage, UsageInput};
 use budget_events::ledger::{CheckCommand, CheckOutcome};
 use budget_events::money::decimal_json;
@@ -60,7 +61,7 @@ pub struct CheckRequest {
     pub reserve: Option<bool>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PolicyCheck {
     #[serde(flatten)]
     pub policy: PolicyView,
@@ -108,7 +109,7 @@ pub struct CheckResponse {
     /// largest saving first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
-    pub alternatives: Vec<budget_events::domain::alternatives::Alternative>,
+    pub alternatives: Vec<Alternative>,
 }
 
 /// Pre-flight check of an intended call against every matching policy. Reserves nothing, unless
@@ -129,17 +130,24 @@ pub async fn check(
     let CheckOutcome { cost, cost_source, tokens, preflight, .. } = state.writer.submit(command).await?;
     let client = state.pool.get().await?;
     let rows = policies::list(&**client).await?;
-    let (checks, mut messages) = describe(&record, &preflight, &rows);
+    let (checks, mut messages) = describe((&record.provider, &record.model), &preflight.windows, &rows);
     // A soft limit recommends cheaper models rather than refusing.
     let mut alternatives = Vec::new();
     if preflight.soft_pressed {
-        alternatives = cheaper(&**client, &record).await?;
-        if let Some(best) = alternatives.first() {
-            messages.push(format!(
-                "soft limit: {}/{} would cost ${} instead of ${} for this call (saves ${}); see alternatives",
-                best.provider, best.model, best.cost, cost, best.savings,
-            ));
-        }
+        let call = Call {
+            provider: record.provider.as_str(),
+            model: record.model.as_str(),
+            shape: CallShape {
+                task_type: record.task_type.as_str(),
+                input_tokens: record.input_tokens.get(),
+                output_tokens: record.output_tokens.get(),
+                calls: 1,
+                include_local: false,
+            },
+            at: record.occurred_at,
+        };
+        alternatives = cheaper(&**client, &call).await?;
+        messages.extend(offer(&alternatives, cost, "this call"));
     }
     let (mut allocation_id, mut expires_at) = (None, None);
     if reserve && preflight.allowed && tokens > 0 {
@@ -206,11 +214,16 @@ fn validate(state: &AppState, req: CheckRequest) -> Result<RecordUsage, ApiError
     })
 }
 
-/// Each decided window as the API shows it, and a sentence for each that warns or refuses.
-fn describe(record: &RecordUsage, preflight: &Preflight, rows: &[PolicyRow]) -> (Vec<PolicyCheck>, Vec<String>) {
+/// Each decided window as the API shows it, and a sentence for each that warns or refuses; `call` is
+/// the provider and model, named when a window refuses it for having no price.
+pub(crate) fn describe(
+    call: (&impl std::fmt::Display, &impl std::fmt::Display),
+    windows: &[WindowCheck],
+    rows: &[PolicyRow],
+) -> (Vec<PolicyCheck>, Vec<String>) {
     let mut checks = Vec::new();
     let mut messages = Vec::new();
-    for window in &preflight.windows {
+    for window in windows {
         let Some(row) = rows.iter().find(|r| r.policy.id == window.policy_id) else { continue };
         let (policy, name) = (&row.policy, row.budget_name.as_str());
         let decision = window.verdict;
@@ -219,8 +232,8 @@ fn describe(record: &RecordUsage, preflight: &Preflight, rows: &[PolicyRow]) -> 
                 "{} hard limit on {} (budget {name}): {}/{} has no price, so its cost cannot be checked against the limit and BUDGET_UNPRICED=reject refuses it; set its price with `budget prices set` or send the call's cost",
                 policy.period,
                 policy.scope.describe(),
-                record.provider,
-                record.model,
+                call.0,
+                call.1,
             ));
         } else if matches!(decision, Verdict::Warn | Verdict::Refuse) {
             // What the window would hold with the call, against each of its limits.
@@ -288,28 +301,39 @@ fn percent(part: Decimal, whole: Decimal) -> String {
     format!(" ({}%)", (part * Decimal::ONE_HUNDRED / whole).round_dp(1).normalize())
 }
 
-/// Up to three cheaper models able to do the call's task, largest saving first.
-async fn cheaper(
+/// A call a soft limit presses, for [`cheaper`]: its model, its tokens and when it is made.
+pub(crate) struct Call<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub shape: CallShape<'a>,
+    pub at: DateTime<Utc>,
+}
+
+/// Up to three cheaper models able to do the call's task, largest saving first; none when the call's
+/// model has no price.
+pub(crate) async fn cheaper(
     client: &impl tokio_postgres::GenericClient,
-    record: &RecordUsage,
-) -> Result<Vec<budget_events::domain::alternatives::Alternative>, ApiError> {
-    let (provider, model) = (record.provider.as_str(), record.model.as_str());
-    let versions = budget_events::store::prices::versions_for_model(client, provider, model).await?;
-    let Some((current, _)) = budget_events::domain::price::resolve(&versions, provider, model, record.occurred_at)
+    call: &Call<'_>,
+) -> Result<Vec<Alternative>, ApiError> {
+    let versions = budget_events::store::prices::versions_for_model(client, call.provider, call.model).await?;
+    let Some((current, _)) = budget_events::domain::price::resolve(&versions, call.provider, call.model, call.at)
     else {
         return Ok(Vec::new());
     };
-    let in_effect = budget_events::store::prices::in_effect(client, record.occurred_at).await?;
-    let call = budget_events::domain::alternatives::CallShape {
-        task_type: record.task_type.as_str(),
-        input_tokens: record.input_tokens.get(),
-        output_tokens: record.output_tokens.get(),
-        calls: 1,
-        include_local: false,
-    };
-    let mut alternatives = budget_events::domain::alternatives::cheaper_alternatives(&in_effect, current, &call);
+    let in_effect = budget_events::store::prices::in_effect(client, call.at).await?;
+    let mut alternatives = budget_events::domain::alternatives::cheaper_alternatives(&in_effect, current, &call.shape);
     alternatives.truncate(3);
     Ok(alternatives)
+}
+
+/// The sentence that points a soft limit's caller at the best of `alternatives` for `what` (which
+/// costs `cost` as asked).
+pub(crate) fn offer(alternatives: &[Alternative], cost: impl std::fmt::Display, what: &str) -> Option<String> {
+    let best = alternatives.first()?;
+    Some(format!(
+        "soft limit: {}/{} would cost ${} instead of ${} for {what} (saves ${}); see alternatives",
+        best.provider, best.model, best.cost, cost, best.savings,
+    ))
 }
 
 /// Reserves exactly the checked call for a few minutes. Decided again by the writer against the locked

@@ -663,3 +663,54 @@ async fn a_reserving_check_without_a_task_holds_no_per_task_room() {
     assert_eq!(app.post("/api/usage/check", &check(Some("t-1"))).await.status().as_u16(), 200);
     assert_error(app.post("/api/usage/check", &check(Some("t-1"))).await, 402, "budget_exceeded").await;
 }
+
+#[tokio::test]
+async fn a_reservation_past_a_soft_limit_says_so_and_offers_cheaper_models() {
+    let app = spawn_app().await;
+    assert_eq!(app.post_raw("/api/prices/update", "").await.status().as_u16(), 200, "the bundled table");
+    let soft = json!({"period": "daily", "type": "soft_limit", "cost_limit": "0.02", "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &soft).await.status().as_u16(), 201);
+    let warn = json!({"period": "daily", "type": "warn", "token_limit": 100000, "component": "c"});
+    assert_eq!(app.post("/api/policies", &warn).await.status().as_u16(), 201);
+    // Every reserved token is priced at gpt-4o's higher rate, $10 per 1M: 1,500 tokens are $0.015.
+    let reserve = json!({"context_id": "t-1", "component": "c", "provider": "openai", "model": "gpt-4o",
+                         "task_type": "coding", "tokens": 1500});
+    let first = allocate(&app, reserve.clone()).await;
+    assert_eq!(first.status().as_u16(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["estimated_cost"].to_string(), "0.015", "{first}");
+    assert!(first.get("warnings").is_none() && first.get("alternatives").is_none(), "75% of the limit: {first}");
+
+    // The second would take the soft limit to $0.03 of $0.02: reserved all the same (a soft limit does
+    // not refuse), with the sentence a check gives and the cheaper models that fit the task.
+    let mut keyed = reserve.clone();
+    keyed["request_id"] = json!("second");
+    let second = allocate(&app, keyed.clone()).await;
+    assert_eq!(second.status().as_u16(), 201);
+    let second: Value = second.json().await.unwrap();
+    let warnings = second["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "the warn policy is at 6% of its tokens: {second}");
+    assert_eq!((warnings[0]["type"].as_str(), warnings[0]["decision"].as_str()), (Some("soft_limit"), Some("warn")));
+    assert_eq!(warnings[0]["remaining_cost_after"].to_string(), "-0.01", "{second}");
+    let messages: Vec<&str> = second["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    assert!(
+        messages[0]
+            .starts_with("daily soft_limit policy on provider=openai (budget default): with it, its window starting ")
+            && messages[0].ends_with(" would hold $0.03 of $0.02 (150%), over the limit"),
+        "{messages:?}"
+    );
+    assert!(messages.iter().any(|m| m.starts_with("soft limit: ") && m.contains("instead of $0.015")), "{messages:?}");
+    let alternatives = second["alternatives"].as_array().unwrap();
+    assert!(!alternatives.is_empty() && alternatives.len() <= 3, "{second}");
+    for a in alternatives {
+        assert!(a["cost"].as_f64().unwrap() < 0.015, "{a}");
+        assert!(a["capabilities"].as_array().unwrap().iter().any(|c| c == "code"), "{a}");
+    }
+    // A retry gets the first answer, warnings and all.
+    let again: Value = allocate(&app, keyed).await.json().await.unwrap();
+    assert_eq!((&again["allocation_id"], &again["warnings"]), (&second["allocation_id"], &second["warnings"]));
+    // Read back later, an allocation is what it holds: the answer's warnings were of its moment.
+    let id = second["allocation_id"].as_str().unwrap();
+    let (_, read) = app.get_json(&format!("/api/allocations/{id}")).await;
+    assert!(read.get("warnings").is_none(), "{read}");
+}

@@ -63,6 +63,13 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                 for r in &a.reservations {
                     crate::say!("  reserved in window {} of policy {}", r.window, short_id(r.policy_id));
                 }
+                // Warn and soft-limit policies reserve all the same; what they say comes after.
+                for m in &a.messages {
+                    crate::say!("Warning: {m}");
+                }
+                for alt in &a.alternatives {
+                    crate::say!("  {}/{}: ${} (saves ${})", alt.provider, alt.model, alt.cost, alt.savings);
+                }
             }
         }
         AllocateCommand::List(args) => {

@@ -122,6 +122,26 @@ pub struct WindowCheck {
     pub remaining_tokens_after: Option<i64>,
 }
 
+impl WindowCheck {
+    /// One window's verdict on spending `cost` and `tokens` more; `unpriced` refuses (see
+    /// [`UnpricedPolicy::fails_closed`]).
+    pub fn of(policy: &Policy, window: &Window, account: &Account, cost: Decimal, tokens: i64, unpriced: bool) -> Self {
+        let verdict = if unpriced { Verdict::Refuse } else { evaluate(policy, account, cost, tokens) };
+        let (held_cost, held_tokens) = account.held();
+        WindowCheck {
+            policy_id: policy.id,
+            window: window.key.clone(),
+            window_start: window.start,
+            window_end: window.end,
+            account: *account,
+            verdict,
+            unpriced,
+            remaining_cost_after: policy.cost_limit.map(|l| l.amount() - held_cost - cost),
+            remaining_tokens_after: policy.token_limit.map(|l| l - held_tokens - tokens),
+        }
+    }
+}
+
 /// The pre-flight decision on an intended call: each matching window's verdict, whether the call may go
 /// ahead, and whether a soft limit is pressed (so cheaper models should be offered).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,19 +164,7 @@ pub fn preflight(
         .iter()
         .map(|(policy, window, account)| {
             let unpriced = unpriced.fails_closed(policy, cost_known);
-            let verdict = if unpriced { Verdict::Refuse } else { evaluate(policy, account, cost, tokens) };
-            let (held_cost, held_tokens) = account.held();
-            WindowCheck {
-                policy_id: policy.id,
-                window: window.key.clone(),
-                window_start: window.start,
-                window_end: window.end,
-                account: *account,
-                verdict,
-                unpriced,
-                remaining_cost_after: policy.cost_limit.map(|l| l.amount() - held_cost - cost),
-                remaining_tokens_after: policy.token_limit.map(|l| l - held_tokens - tokens),
-            }
+            WindowCheck::of(policy, window, account, cost, tokens, unpriced)
         })
         .collect();
     let allowed = windows.iter().all(|w| w.verdict != Verdict::Refuse);

@@ -89,24 +89,37 @@ pub fn unpriced_refusal<'p>(windows: &[(&'p Policy, Window)], unpriced: super::U
     windows.iter().map(|(p, _)| *p).find(|p| unpriced.fails_closed(p, false))
 }
 
+/// A reservation made: its event, the allocation it starts, and the windows that warned.
+#[derive(Debug, Clone)]
+pub struct Reserved {
+    pub event: crate::event::AllocationCreated,
+    pub allocation: crate::domain::allocation::Allocation,
+    /// The windows of warn and soft-limit policies that the reservation takes past their warning
+    /// threshold or limit, as they stood before it (what a pre-flight check of it would have said).
+    pub warnings: Vec<WindowCheck>,
+}
+
 /// Reserves an allocation in its windows, or refuses it naming every hard limit it would break.
-/// Priority never bypasses a hard limit.
+/// Priority never bypasses a hard limit; a soft limit or a warning only says so ([`Reserved::warnings`]).
 pub fn reserve(
     a: &crate::domain::allocation::CreateAllocation,
     allocation_id: Uuid,
     windows: &[(&Policy, Window)],
     accounts: &mut BTreeMap<AccountKey, Account>,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(crate::event::AllocationCreated, crate::domain::allocation::Allocation), Vec<Refusal>> {
+) -> Result<Reserved, Vec<Refusal>> {
     let cost = a.estimated_cost.amount();
-    let refusals: Vec<Refusal> = windows
-        .iter()
-        .filter_map(|(p, w)| {
-            let account = accounts[&(p.id, w.key.clone())];
-            (evaluate(p, &account, cost, a.tokens) == Verdict::Refuse)
-                .then(|| Refusal::new(p, w, &account, a.estimated_cost, a.tokens))
-        })
-        .collect();
+    let mut refusals = Vec::new();
+    let mut warnings = Vec::new();
+    for (p, w) in windows {
+        let account = accounts[&(p.id, w.key.clone())];
+        let check = WindowCheck::of(p, w, &account, cost, a.tokens, false);
+        match check.verdict {
+            Verdict::Refuse => refusals.push(Refusal::new(p, w, &account, a.estimated_cost, a.tokens)),
+            Verdict::Warn => warnings.push(check),
+            Verdict::Allow | Verdict::Track => {}
+        }
+    }
     if !refusals.is_empty() {
         return Err(refusals);
     }
@@ -133,7 +146,7 @@ pub fn reserve(
         user_id: a.user_id.as_ref().map(ToString::to_string),
     };
     let allocation = allocation_from_event(&event, now);
-    Ok((event, allocation))
+    Ok(Reserved { event, allocation, warnings })
 }
 
 /// The log's record of a reservation the hard limits refused (nothing was reserved).
@@ -295,7 +308,7 @@ mod allocation_tests {
         let windows = reservation_windows(&policies, &request(600), now);
         let mut accounts: BTreeMap<AccountKey, Account> =
             windows.iter().map(|(p, w)| ((p.id, w.key.clone()), Account::default())).collect();
-        let (_, mut a) = reserve(&request(600), Uuid::nil(), &windows, &mut accounts, now).unwrap();
+        let mut a = reserve(&request(600), Uuid::nil(), &windows, &mut accounts, now).unwrap().allocation;
         let refused = reserve(&request(600), Uuid::nil(), &windows, &mut accounts, now).unwrap_err();
         assert_eq!(
             (refused[0].reserved_tokens, refused[0].requested_tokens),

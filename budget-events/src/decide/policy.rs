@@ -200,7 +200,7 @@ mod tests {
         let request = CreateAllocation::validate(&input, Tier::derive, &Default::default()).unwrap();
         let windows = reservation_windows(policies, &request, Utc::now());
         let mut accounts = windows.iter().map(|(p, w)| ((p.id, w.key.clone()), Default::default())).collect();
-        reserve(&request, Uuid::now_v7(), &windows, &mut accounts, Utc::now()).unwrap().1
+        reserve(&request, Uuid::now_v7(), &windows, &mut accounts, Utc::now()).unwrap().allocation
     }
 
     /// Exactly what posting and reserving would have put in the window: matching records in it (with

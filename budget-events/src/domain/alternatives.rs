@@ -7,7 +7,7 @@
 //! here is not something the price book knows.
 
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::price::{cost_of_calls, PriceSpec, PriceVersion, Tokens};
@@ -38,7 +38,7 @@ impl CallShape<'_> {
 }
 
 /// A cheaper model for the call, with what it would cost.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alternative {
     pub provider: String,
     pub model: String,

@@ -49,6 +49,10 @@ pub struct ExpireCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AllocationOutcome {
     pub allocation: Allocation,
+    /// A new reservation's warn and soft-limit windows ([`decide::Reserved::warnings`]); kept with the
+    /// stored outcome so that a retry gets them too. Empty for a release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<decide::WindowCheck>,
     #[serde(default, skip_serializing)]
     pub replayed: bool,
 }
@@ -123,12 +127,12 @@ impl Handle for AllocateCommand {
         Ok(Step::post(move |books| {
             let windows: Vec<(&Policy, Window)> = windows.iter().map(|(p, w)| (p, w.clone())).collect();
             match decide::reserve(&allocation, id, &windows, &mut books.accounts, books.now) {
-                Ok((event, allocation)) => {
+                Ok(decide::Reserved { event, allocation, warnings }) => {
                     let new = NewEvent::new(Event::AllocationCreated(event), self.metadata.clone());
                     books.events.push((decide::allocation_stream(id), 1, new));
                     books.allocations.insert(id, allocation.clone());
                     books.touched.insert(id);
-                    Ok(Self::wrap(AllocationOutcome { allocation, replayed: false }))
+                    Ok(Self::wrap(AllocationOutcome { allocation, warnings, replayed: false }))
                 }
                 Err(refusals) => {
                     // Kept in the log (nothing was reserved) so that refusals can be counted and explained.
@@ -175,7 +179,7 @@ impl Handle for ReleaseCommand {
             // Created is version 1; an allocation resolves once, so this is version 2.
             let new = NewEvent::new(Event::AllocationReleased(event), self.metadata.clone());
             books.events.push((decide::allocation_stream(a.allocation_id), 2, new));
-            Ok(Self::wrap(AllocationOutcome { allocation: a.clone(), replayed: false }))
+            Ok(Self::wrap(AllocationOutcome { allocation: a.clone(), warnings: Vec::new(), replayed: false }))
         }))
     }
 
