@@ -8,7 +8,7 @@ use budget_events::ErrorCode;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::forward::{stream_call, whole_call, Answered, Reply};
+use super::forward::{stream_call, whole_call, Answered};
 use super::ledger::{self, CallFacts, Remaining};
 use super::upstreams::{Dialect, Upstream};
 use super::{openai, Api, GatewayError};
@@ -59,7 +59,9 @@ async fn run(
         GatewayError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, format!("the body is not JSON: {e}"))
     })?;
     let prepared = prepare(&state, req, body, api).await?;
-    let allocation = ledger::reserve(&state, &prepared.facts).await?;
+    let reserved = ledger::reserve(&state, &prepared.facts).await?;
+    let warnings = ledger::warnings(&state, &reserved, &prepared.facts).await;
+    let allocation = reserved.allocation;
     let state = state.into_inner();
     if prepared.stream {
         let reserved_remaining = ledger::remaining(&state, &allocation).await.unwrap_or(Remaining::Unlimited);
@@ -72,22 +74,26 @@ async fn run(
                 let body = futures_util::stream::unfold(chunks, |mut rx| async move {
                     rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(web::Bytes::from(b)), rx))
                 });
-                Ok(HttpResponse::Ok()
+                let mut response = HttpResponse::Ok();
+                response
                     .content_type("text/event-stream")
                     .insert_header(("Cache-Control", "no-cache"))
                     .insert_header(("x-budget-allocation-id", allocation_id.to_string()))
                     .insert_header(("x-budget-reserved", estimated.normalize().to_string()))
-                    .insert_header(("x-budget-remaining", reserved_remaining.to_string()))
-                    .streaming(body))
+                    .insert_header(("x-budget-remaining", reserved_remaining.to_string()));
+                for w in warnings {
+                    response.append_header(("x-budget-warning", w));
+                }
+                Ok(response.streaming(body))
             }
-            Ok(Answered::Whole(reply)) => Ok(reply.into_response()),
+            Ok(Answered::Whole(reply)) => Ok(reply.warn(warnings).into_response()),
             Ok(Answered::Failed(e)) => Err(e),
             Err(_) => Err(internal()),
         }
     } else {
         // Its own task: a client that hangs up does not stop the settlement.
         match tokio::spawn(whole_call(state, prepared, allocation)).await {
-            Ok(result) => result.map(Reply::into_response),
+            Ok(result) => result.map(|reply| reply.warn(warnings).into_response()),
             Err(_) => Err(internal()),
         }
     }

@@ -122,11 +122,20 @@ impl Reply {
         Reply { status: 200, content_type, headers, body }
     }
 
+    /// Adds the reservation's `x-budget-warning` headers to a successful answer (an upstream's error
+    /// answer is passed on as it came).
+    pub fn warn(mut self, warnings: Vec<String>) -> Self {
+        if self.status == 200 {
+            self.headers.extend(warnings.into_iter().map(|w| ("x-budget-warning", w)));
+        }
+        self
+    }
+
     pub fn into_response(self) -> HttpResponse {
         let mut response = HttpResponse::build(StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_GATEWAY));
         response.content_type(self.content_type.unwrap_or_else(|| "application/json".to_string()));
         for header in self.headers {
-            response.insert_header(header);
+            response.append_header(header);
         }
         response.body(self.body)
     }

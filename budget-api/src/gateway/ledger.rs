@@ -7,7 +7,9 @@ use budget_events::domain::allocation::{Allocation, CreateAllocation};
 use budget_events::domain::names::{Component, ContextId, Model, Provider, SessionId, TaskType, UserId};
 use budget_events::domain::usage::RecordUsage;
 use budget_events::domain::UsageInput;
-use budget_events::ledger::{AllocateCommand, CommandError, ReleaseCommand, UsageCommand, UsageItem};
+use budget_events::ledger::{
+    AllocateCommand, AllocationOutcome, CommandError, ReleaseCommand, UsageCommand, UsageItem,
+};
 use budget_events::store::idempotency::IdempotencyKey;
 use budget_events::writer::WriteError;
 use budget_events::{EventMetadata, Money};
@@ -73,8 +75,8 @@ impl std::fmt::Display for Remaining {
 pub const RESERVATION_TTL: chrono::Duration = chrono::Duration::minutes(15);
 
 /// Reserves the call's worst case: refused (402, with each refusing window) when a hard limit would be
-/// passed.
-pub async fn reserve(state: &AppState, facts: &CallFacts) -> Result<Allocation, ApiError> {
+/// passed. The outcome's warnings are the warn and soft-limit windows it presses ([`warnings`]).
+pub async fn reserve(state: &AppState, facts: &CallFacts) -> Result<AllocationOutcome, ApiError> {
     let invalid = |field: &str, e: String| {
         ApiError::validation(vec![(field.to_string(), e)], "nothing was reserved and nothing was forwarded")
     };
@@ -125,7 +127,47 @@ pub async fn reserve(state: &AppState, facts: &CallFacts) -> Result<Allocation, 
         metadata: facts.metadata.clone(),
         signer: facts.metadata.key_id,
     };
-    Ok(state.writer.submit(command).await?.allocation)
+    Ok(state.writer.submit(command).await?)
+}
+
+/// What the call's warn and soft-limit windows say, a sentence each, and the cheaper model a pressed
+/// soft limit recommends: the answer's `x-budget-warning` headers. The call is reserved by then, so a
+/// failure to read the policies loses the sentences, not the call.
+pub async fn warnings(state: &AppState, outcome: &AllocationOutcome, facts: &CallFacts) -> Vec<String> {
+    if outcome.warnings.is_empty() {
+        return Vec::new();
+    }
+    let a = &outcome.allocation;
+    let call = crate::routes::check::Call {
+        provider: &facts.provider,
+        model: &facts.model,
+        shape: budget_events::domain::alternatives::CallShape {
+            task_type: &facts.task_type,
+            input_tokens: facts.input_tokens,
+            output_tokens: facts.output_tokens,
+            calls: 1,
+            include_local: false,
+        },
+        at: a.created_at,
+    };
+    let pressed = match state.pool.get().await {
+        Ok(client) => {
+            crate::routes::check::pressed(&**client, &outcome.warnings, Some(call), a.estimated_cost, "this call").await
+        }
+        Err(e) => Err(e.into()),
+    };
+    match pressed {
+        // A header carries visible ASCII only; names are free text.
+        Ok(p) => p
+            .messages
+            .into_iter()
+            .map(|m| m.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the gateway could not word a call's limit warnings");
+            Vec::new()
+        }
+    }
 }
 
 /// Records the call's usage against its reservation, releases what is left, and reads what remains.

@@ -9,7 +9,6 @@ use budget_events::domain::alternatives::{Alternative, CallShape};
 use budget_events::ledger::{AllocateCommand, ReleaseCommand};
 use budget_events::money::decimal_json;
 use budget_events::store::allocations::{self, AllocationFilter};
-use budget_events::store::policies;
 use budget_events::ErrorCode;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -159,29 +158,22 @@ pub async fn create(
 /// Puts into a new reservation's answer what its warn and soft-limit windows say, in the words of a
 /// check, and the cheaper models a pressed soft limit recommends.
 async fn warn(state: &AppState, view: &mut AllocationView, warnings: &[WindowCheck]) -> Result<(), ApiError> {
+    // Its estimate prices every token at the model's higher rate; so do the alternatives'.
+    let call = view.provider.as_deref().zip(view.model.as_deref()).map(|(provider, model)| check::Call {
+        provider,
+        model,
+        shape: CallShape {
+            task_type: &view.task_type,
+            input_tokens: 0,
+            output_tokens: view.tokens_allocated,
+            calls: 1,
+            include_local: false,
+        },
+        at: view.created_at,
+    });
     let client = state.pool.get().await?;
-    let rows = policies::list(&**client).await?;
-    let unnamed = "(any)";
-    let call = (view.provider.as_deref().unwrap_or(unnamed), view.model.as_deref().unwrap_or(unnamed));
-    (view.warnings, view.messages) = check::describe((&call.0, &call.1), warnings, &rows);
-    let soft = view.warnings.iter().any(|w| w.policy.policy_type == "soft_limit");
-    if let (true, Some(provider), Some(model)) = (soft, &view.provider, &view.model) {
-        // Its estimate prices every token at the model's higher rate; so do the alternatives'.
-        let call = check::Call {
-            provider,
-            model,
-            shape: CallShape {
-                task_type: &view.task_type,
-                input_tokens: 0,
-                output_tokens: view.tokens_allocated,
-                calls: 1,
-                include_local: false,
-            },
-            at: view.created_at,
-        };
-        view.alternatives = check::cheaper(&**client, &call).await?;
-        view.messages.extend(check::offer(&view.alternatives, view.estimated_cost, "this reservation"));
-    }
+    let pressed = check::pressed(&**client, warnings, call, view.estimated_cost, "this reservation").await?;
+    (view.warnings, view.messages, view.alternatives) = (pressed.checks, pressed.messages, pressed.alternatives);
     Ok(())
 }
 

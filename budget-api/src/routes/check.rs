@@ -301,6 +301,34 @@ fn percent(part: Decimal, whole: Decimal) -> String {
     format!(" ({}%)", (part * Decimal::ONE_HUNDRED / whole).round_dp(1).normalize())
 }
 
+/// What a reservation's warn and soft-limit windows say ([`budget_events::decide::Reserved::warnings`]).
+pub(crate) struct Pressed {
+    pub checks: Vec<PolicyCheck>,
+    /// A sentence per window, and one naming the best cheaper model when a soft limit is pressed.
+    pub messages: Vec<String>,
+    pub alternatives: Vec<Alternative>,
+}
+
+/// Puts a reservation's `warnings` into a check's words; when a soft limit is among them and the
+/// reservation names its model (`call`), adds the cheaper models for it, against its estimate `cost`.
+pub(crate) async fn pressed(
+    client: &impl tokio_postgres::GenericClient,
+    warnings: &[WindowCheck],
+    call: Option<Call<'_>>,
+    cost: impl std::fmt::Display,
+    what: &str,
+) -> Result<Pressed, ApiError> {
+    let rows = policies::list(client).await?;
+    let named = call.as_ref().map_or(("(any)", "(any)"), |c| (c.provider, c.model));
+    let (checks, mut messages) = describe((&named.0, &named.1), warnings, &rows);
+    let mut alternatives = Vec::new();
+    if let Some(call) = call.filter(|_| checks.iter().any(|c| c.policy.policy_type == "soft_limit")) {
+        alternatives = cheaper(client, &call).await?;
+        messages.extend(offer(&alternatives, cost, what));
+    }
+    Ok(Pressed { checks, messages, alternatives })
+}
+
 /// A call a soft limit presses, for [`cheaper`]: its model, its tokens and when it is made.
 pub(crate) struct Call<'a> {
     pub provider: &'a str,

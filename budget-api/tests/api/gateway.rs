@@ -440,3 +440,44 @@ async fn a_calls_session_header_puts_it_under_its_per_session_limit() {
     assert_eq!(call(Some("s-2")).await, 200, "another session has its own room");
     assert_eq!(call(None).await, 200, "a call in no session falls under no per-session limit");
 }
+
+#[tokio::test]
+async fn a_call_past_a_soft_limit_carries_the_warning_and_a_cheaper_model() {
+    let (app, _fake) = gateway_app().await;
+    let policy = json!({"period": "daily", "type": "soft_limit", "cost_limit": "0.03", "provider": "openai"});
+    let r = app.http.post(app.url("/api/policies")).bearer_auth(ADMIN).json(&policy).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let key = key_for(&app, "soft").await;
+    // Each call reserves and is billed $0.02 (2,000 output tokens of gpt-4o at $10 per 1M).
+    let call = |stream: bool| {
+        let (http, url, key) = (app.http.clone(), app.url("/v1/chat/completions"), key.clone());
+        async move {
+            let body = json!({"model": "gpt-4o", "max_tokens": 2000, "stream": stream,
+                              "messages": [{"role": "user", "content": "hi"}]});
+            let r = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+            let warnings: Vec<String> =
+                r.headers().get_all("x-budget-warning").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+            (r.status().as_u16(), warnings, r.text().await.unwrap())
+        }
+    };
+    let (status, warnings, _) = call(false).await;
+    assert_eq!((status, warnings.len()), (200, 0), "$0.02 of $0.03 is under the limit: {warnings:?}");
+    for stream in [false, true] {
+        let (status, warnings, body) = call(stream).await;
+        assert_eq!(status, 200, "a soft limit does not refuse: {body}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("daily soft_limit policy on provider=openai (budget default): with it, ")
+                    && w.contains(" of $0.03 (")
+                    && w.ends_with("over the limit")),
+            "stream {stream}: {warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.starts_with("soft limit: ")
+                && w.contains("instead of $0.02")
+                && w.contains(" for this call")),
+            "stream {stream}: {warnings:?}"
+        );
+    }
+}
