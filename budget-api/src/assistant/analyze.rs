@@ -266,15 +266,20 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         ));
     }
 
-    // Top cost drivers: model × component.
+    // Top cost drivers: model × component × task type.
     let mix = usage_rollups::mix(client, &filter).await?;
     let drivers: Vec<Value> = mix
         .iter()
         .take(5)
         .map(|(p, m, c, t, totals)| json!({"provider": p, "model": m, "component": c, "task_type": t, "cost": number(totals.cost), "calls": totals.count}))
         .collect();
-    if let Some((p, m, c, _, t)) = mix.first() {
-        findings.push(format!("The top cost driver is {c} on {p}/{m}: {} in {}.", usd(t.cost), count(t.count, "call")));
+    if let Some((p, m, c, task, t)) = mix.first() {
+        // The figure is one task type's: named, or it reads as all of the component's use of the model.
+        findings.push(format!(
+            "The top cost driver is {c}'s {task} calls on {p}/{m}: {} in {}.",
+            usd(t.cost),
+            count(t.count, "call")
+        ));
     }
 
     // Allocation efficiency: reserved against used, per component, over reservations that are over (a

@@ -541,3 +541,29 @@ async fn an_analysis_is_one_snapshot_while_records_arrive() {
     }
     writer.await.unwrap();
 }
+
+#[tokio::test]
+async fn the_top_cost_driver_names_the_task_type_its_figure_is_for() {
+    let app = spawn_app().await;
+    let price = json!({"provider": "acme", "model": "big", "input": "10", "output": "30",
+                       "effective_from": "2026-01-01T00:00:00Z"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    // codex on acme/big: $0.30 on coding in 3 calls, $0.20 on chat in 2: the driver is codex's coding,
+    // and its figure is not all of codex on acme/big.
+    let mut records = Vec::new();
+    for (task, calls) in [("coding", 3), ("chat", 2)] {
+        for _ in 0..calls {
+            records.push(json!({"provider": "acme", "model": "big", "component": "codex", "task_type": task,
+                                "input_tokens": 10000, "output_tokens": 0}));
+        }
+    }
+    assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
+    app.wait_for_projections(app.events().await).await;
+    let r: Value =
+        app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 7})).await.json().await.unwrap();
+    let findings = r["analysis"]["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(|f| f == "The top cost driver is codex's coding calls on acme/big: $0.3 in 3 calls."),
+        "{findings:#?}"
+    );
+}
