@@ -41,6 +41,8 @@ pub struct Savings {
     pub period: String,
     pub days: i64,
     pub summary: String,
+    /// What following every recommendation would save per period, each token counted once: not the
+    /// sum of the recommendations, since caching saves nothing on calls moved to another model.
     #[serde(with = "budget_events::money::decimal_json")]
     pub total_savings_per_period: Decimal,
     pub recommendations: Vec<RankedRecommendation>,
@@ -58,6 +60,9 @@ struct Recommendation {
 struct Prompts {
     input: i64,
     output: i64,
+    /// The input of the task types no substitution moves away: all that caching would still save on
+    /// if every recommendation were followed.
+    staying: i64,
     cached: Decimal,
     rate: Decimal,
 }
@@ -100,6 +105,7 @@ pub async fn optimize(
             // Nothing cheaper: no substitution, but prompt caching is still weighed below.
             (None, None) => None,
         };
+        let moves = substitute.is_some();
         if let Some((best, confidence)) = substitute {
             found.push(Recommendation {
                 kind: "model_substitution",
@@ -129,18 +135,26 @@ pub async fn optimize(
             let e = prompts.entry((component.clone(), provider.clone(), model.clone())).or_insert(Prompts {
                 input: 0,
                 output: 0,
+                staying: 0,
                 cached,
                 rate: current.spec.input_per_token,
             });
             e.input += totals.input_tokens;
             e.output += totals.output_tokens;
+            if !moves {
+                e.staying += totals.input_tokens;
+            }
         }
     }
-    for ((component, provider, model), Prompts { input, output, cached, rate }) in prompts {
+    // What following every recommendation would save, each token counted once (caching saves nothing
+    // on calls moved to another model).
+    let mut together: Decimal = found.iter().map(|r| r.savings).sum();
+    for ((component, provider, model), Prompts { input, output, staying, cached, rate }) in prompts {
         let input_share = Decimal::from(input) / Decimal::from((input + output).max(1));
         if input_share >= Decimal::new(7, 1) {
             // If half of the input were served from cache.
             let saved = Decimal::from(input) / Decimal::from(2) * (rate - cached);
+            together += Decimal::from(staying) / Decimal::from(2) * (rate - cached) * per_period;
             found.push(Recommendation {
                 kind: "prompt_caching",
                 what: format!(
@@ -261,7 +275,8 @@ pub async fn optimize(
     }
 
     found.sort_by(|a, b| b.savings.cmp(&a.savings).then_with(|| a.kind.cmp(b.kind)));
-    let total: Decimal = found.iter().map(|r| r.savings).sum();
+    // Allocation sizing and policy adjustments save no dollars; substitutions and caching are in.
+    let total = together;
     let list: Vec<RankedRecommendation> = found
         .into_iter()
         .enumerate()
@@ -279,7 +294,7 @@ pub async fn optimize(
         format!("No recommendations from the usage of the last {}.", count(range.days, "day"))
     } else {
         format!(
-            "{}; together about {} per {} ({} over the {} analysed).",
+            "{}; following them all would save about {} per {} ({} over the {} analysed; calls moved to a cheaper model are not counted again for caching).",
             count(list.len() as i64, "recommendation"),
             usd(total),
             range.period.unit(),

@@ -567,3 +567,35 @@ async fn the_top_cost_driver_names_the_task_type_its_figure_is_for() {
         "{findings:#?}"
     );
 }
+
+/// The savings of all recommendations together count each token once: calls moved to a cheaper model
+/// are not also cached on the one they left, so together they never exceed what was spent.
+#[tokio::test]
+async fn optimizes_total_counts_each_token_once() {
+    let app = spawn_app().await;
+    for (model, input, output) in [("big", "10", "30"), ("small", "1", "3")] {
+        let price = json!({"provider": "acme", "model": model, "input": input, "output": output, "cached_input": "1",
+                           "capabilities": ["code"], "effective_from": "2026-01-01T00:00:00Z"});
+        assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    }
+    // codex's coding on acme/big: 100,000 input and 10,000 output tokens, $1.30; on acme/small $0.13.
+    // Caching half the input on acme/big would save 50,000 × $9/1M = $0.45 on its own.
+    let records: Vec<Value> = (0..10)
+        .map(|_| {
+            json!({"provider": "acme", "model": "big", "component": "codex", "task_type": "coding",
+                   "input_tokens": 10000, "output_tokens": 1000})
+        })
+        .collect();
+    assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
+    app.wait_for_projections(app.events().await).await;
+    let r: Value =
+        app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 10})).await.json().await.unwrap();
+    let savings = &r["recommendations"];
+    let kinds: Vec<&str> =
+        savings["recommendations"].as_array().unwrap().iter().map(|x| x["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["model_substitution", "prompt_caching"], "{r:#}");
+    // Moving the calls saves $1.17 over the 10 days; caching the calls that moved saves nothing more.
+    assert_eq!(savings["total_savings_per_period"].to_string(), "0.117", "{r:#}");
+    let summary = savings["summary"].as_str().unwrap();
+    assert!(summary.contains("$1.17 over the 10 days"), "{summary}");
+}
