@@ -533,7 +533,19 @@ async fn prices_and_calc_cost() {
                            "output_tokens": 0, "timestamp": "2026-11-27T10:00:00.250Z"}),
     )
     .await;
-    assert!(budget(&s.url, &["prices", "set", "acme", "m-3", "--input", "1", "--output", "2"]).await.status.success());
+    wait_caught_up(&s.url).await;
+    let out = budget(&s.url, &["prices", "set", "acme", "m-3", "--input", "1", "--output", "2"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Set now, the price does not reach the record: the set says so, with the two commands that do.
+    assert!(
+        stdout(&out).contains(
+            "1 record of acme/m-3 since 2026-11-27 10:00:00 UTC is older than this price, so it stays unpriced; \
+             `budget prices set acme m-3 --input 1 --output 2 --effective-from 2026-11-27T10:00:00Z`, then \
+             `budget prices reprice --provider acme --model m-3 --since 2026-11-27T10:00:00Z` price it"
+        ),
+        "{}",
+        stdout(&out)
+    );
     let out =
         budget(&s.url, &["prices", "reprice", "--provider", "acme", "--model", "m-3", "--since", "2026-11-01"]).await;
     assert_eq!(

@@ -1,5 +1,6 @@
 //! `budget prices list|update|set|history` and `budget calc_cost`.
 
+use budget_api::routes::alerts::AlertList;
 use budget_api::routes::prices::{CalculateResponse, PriceChange, PriceHistory, PriceList, PriceView};
 use budget_api::routes::reprice::RepriceResponse;
 use comfy_table::Cell;
@@ -50,7 +51,7 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
         }
         PricesCommand::Set { provider, model, input, output, cached_input, per, effective_from, json } => {
             let mut body = json!({"provider": provider, "model": model, "input": input, "output": output, "per": per});
-            if let Some(c) = cached_input {
+            if let Some(c) = &cached_input {
                 body["cached_input"] = json!(c);
             }
             if let Some(t) = effective_from {
@@ -71,6 +72,9 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                     if r.effective_from < chrono::Utc::now() {
                         say_records_to_reprice(client, &provider, &model, r.effective_from).await;
                     }
+                    let price =
+                        PriceArgs { input: &input, output: &output, cached_input: cached_input.as_deref(), per: &per };
+                    say_older_unpriced(client, &r, &price).await;
                 }
             }
         }
@@ -155,6 +159,59 @@ async fn say_records_to_reprice(client: &Client, provider: &str, model: &str, si
         utc_named(since),
         // To the second: a second earlier selects no other record than the price book now prices otherwise.
         since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+}
+
+/// A price as `prices set` was given it, to repeat in the command that backdates it.
+struct PriceArgs<'a> {
+    input: &'a str,
+    output: &'a str,
+    cached_input: Option<&'a str>,
+    per: &'a str,
+}
+
+/// Records of the model made before the price takes effect, and still unpriced, stay so (a price
+/// reaches back no further than its `--effective-from`): says how many, and the two commands that price
+/// them. Found from the model's `unpriced_model` alerts (one per recorded name, with its first record's
+/// time), so a model that was never unpriced costs no read of the log.
+async fn say_older_unpriced(client: &Client, set: &PriceChange, price: &PriceArgs<'_>) {
+    // The names as stored (a provider alias resolved), from the answer.
+    let Some((provider, model)) = set.added.iter().chain(&set.changed).next().and_then(|m| m.split_once('/')) else {
+        return;
+    };
+    let query = [("type", "unpriced_model".to_string()), ("all", "true".to_string()), ("limit", "500".to_string())];
+    let Ok(alerts) = client.get::<AlertList>("/api/alerts", &query).await else { return };
+    let first = alerts
+        .alerts
+        .iter()
+        .filter(|a| a.details["provider"] == provider)
+        .filter(|a| {
+            a.details["model"].as_str().is_some_and(|m| budget_events::domain::price::is_model(provider, m, model))
+        })
+        .filter_map(|a| a.details["first_record_at"].as_str()?.parse::<chrono::DateTime<chrono::Utc>>().ok())
+        .min();
+    let Some(first) = first.filter(|f| *f < set.effective_from) else { return };
+    let body =
+        json!({"provider": provider, "model": model, "since": first, "until": set.effective_from, "dry_run": true});
+    let Ok(r) = client.post::<_, RepriceResponse>("/api/prices/reprice", &body).await else { return };
+    let Some(since) = r.first_unpriced_at.filter(|_| r.unpriced_records > 0) else { return };
+    // To the second, as the alert gives it: the price and the re-price then cover the first record.
+    let at = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut repeat = format!("--input {} --output {}", price.input, price.output);
+    if let Some(c) = price.cached_input {
+        repeat.push_str(&format!(" --cached-input {c}"));
+    }
+    if price.per != "1M" {
+        repeat.push_str(&format!(" --per {}", price.per));
+    }
+    let (verb, them) = if r.unpriced_records == 1 { ("is", "it") } else { ("are", "them") };
+    crate::say!(
+        "{} of {provider}/{model} since {} {verb} older than this price, so {} unpriced; \
+         `budget prices set {provider} {model} {repeat} --effective-from {at}`, then \
+         `budget prices reprice --provider {provider} --model {model} --since {at}` price {them}",
+        crate::output::count(r.unpriced_records as i64, "record"),
+        utc_named(since),
+        if r.unpriced_records == 1 { "it stays" } else { "they stay" },
     );
 }
 
