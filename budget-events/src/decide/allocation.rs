@@ -116,7 +116,10 @@ pub fn reserve(
         let check = WindowCheck::of(p, w, &account, cost, a.tokens, false);
         match check.verdict {
             Verdict::Refuse => refusals.push(Refusal::new(p, w, &account, a.estimated_cost, a.tokens)),
-            Verdict::Warn => warnings.push(check),
+            // A hard limit near its limit refuses the next one; only warn and soft-limit policies say
+            // anything about a reservation they let through.
+            Verdict::Warn if p.policy_type != crate::domain::policy::PolicyType::HardLimit => warnings.push(check),
+            Verdict::Warn => {}
             Verdict::Allow | Verdict::Track => {}
         }
     }
@@ -287,10 +290,31 @@ mod allocation_tests {
     use rust_decimal_macros::dec;
 
     fn hard(tokens: i64) -> Policy {
+        limit("hard_limit", tokens)
+    }
+
+    fn limit(policy_type: &str, tokens: i64) -> Policy {
         let input: PolicyInput =
-            serde_json::from_value(serde_json::json!({"period": "daily", "type": "hard_limit", "token_limit": tokens}))
+            serde_json::from_value(serde_json::json!({"period": "daily", "type": policy_type, "token_limit": tokens}))
                 .unwrap();
-        Policy::from_event(&set_policy(&SetPolicy::validate(&input).unwrap(), Uuid::nil(), None))
+        Policy::from_event(&set_policy(&SetPolicy::validate(&input).unwrap(), Uuid::now_v7(), None))
+    }
+
+    /// A reservation a warn or soft limit lets past its threshold says so; a hard limit near its limit,
+    /// which refuses the next one instead, says nothing.
+    #[test]
+    fn a_reservation_warns_of_warn_and_soft_limits_only() {
+        let policies = vec![hard(1000), limit("soft_limit", 1000), limit("warn", 10_000)];
+        let now = Utc::now();
+        let windows = reservation_windows(&policies, &request(900), now);
+        let mut accounts: BTreeMap<AccountKey, Account> =
+            windows.iter().map(|(p, w)| ((p.id, w.key.clone()), Account::default())).collect();
+        let first = reserve(&request(900), Uuid::nil(), &windows, &mut accounts, now).unwrap();
+        assert!(first.warnings.is_empty(), "nothing was past a threshold before it");
+        let second = reserve(&request(100), Uuid::nil(), &windows, &mut accounts, now).unwrap();
+        let warned: Vec<Uuid> = second.warnings.iter().map(|w| w.policy_id).collect();
+        assert_eq!(warned, [policies[1].id], "the soft limit at 90%; the hard limit too, but it only refuses");
+        assert_eq!(second.warnings[0].remaining_tokens_after, Some(0));
     }
 
     fn request(tokens: i64) -> CreateAllocation {
