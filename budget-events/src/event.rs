@@ -158,6 +158,13 @@ pub struct AllocationCreated {
     /// The end user it was reserved for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// The request named no task type, or no tier: it reserved as if for any
+    /// ([`crate::domain::allocation::CreateAllocation::task_type_open`]). Absent from older events,
+    /// which reserved under their `default` task type and derived tier only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub task_type_open: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tier_open: bool,
 }
 
 /// An allocation's remaining reservation was voided: released by a client, or expired.

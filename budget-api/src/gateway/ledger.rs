@@ -118,6 +118,9 @@ pub async fn reserve(state: &AppState, facts: &CallFacts) -> Result<AllocationOu
             None => None,
         },
         context_is_task: true,
+        // The gateway knows both: the task type (its header or the API's) and the tier of the provider.
+        task_type_open: false,
+        tier_open: false,
         input_tokens: Some(facts.input_tokens),
     };
     let command = AllocateCommand {

@@ -714,3 +714,47 @@ async fn a_reservation_past_a_soft_limit_says_so_and_offers_cheaper_models() {
     let (_, read) = app.get_json(&format!("/api/allocations/{id}")).await;
     assert!(read.get("warnings").is_none(), "{read}");
 }
+
+/// An allocation that leaves its task type (or its tier, with no provider to derive it from) open
+/// could be for any, so it holds room under a hard limit scoped to one, as an open provider or model
+/// does; otherwise two such reservations both pass a task type's limit, and their calls overspend it.
+#[tokio::test]
+async fn a_reservation_without_a_task_type_or_tier_holds_room_under_limits_scoped_to_one() {
+    let app = spawn_app().await;
+    for scope in [json!({"task_type": "coding"}), json!({"tier": "local_lightweight"})] {
+        let mut policy = json!({"period": "daily", "type": "hard_limit", "token_limit": 1000});
+        policy.as_object_mut().unwrap().extend(scope.as_object().unwrap().clone());
+        assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201, "{policy}");
+    }
+    let reserve = json!({"context_id": "t-1", "component": "c", "tokens": 600, "estimated_cost": "0.01"});
+    let first = allocate(&app, reserve.clone()).await;
+    assert_eq!(first.status().as_u16(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["reservations"].as_array().unwrap().len(), 2, "held under both: {first}");
+    let second = allocate(&app, reserve.clone()).await;
+    assert_eq!(second.status().as_u16(), 402, "600 + 600 would pass 1,000: {}", second.text().await.unwrap());
+
+    // Named, they hold room only where they count: a chat task is not a coding one.
+    let mut chat = reserve.clone();
+    chat["task_type"] = json!("chat");
+    chat["tier"] = json!("remote_heavyweight");
+    let named: Value = allocate(&app, chat).await.json().await.unwrap();
+    assert_eq!(named["reservations"].as_array().unwrap().len(), 0, "{named}");
+
+    // The first one's call, recorded as coding on a local model, settles inside the room it held.
+    let id = first["allocation_id"].as_str().unwrap();
+    let usage = json!({"provider": "ollama", "model": "llama3", "component": "c", "task_type": "coding",
+                       "allocation_id": id, "input_tokens": 500, "output_tokens": 100});
+    let r: Value = app.post("/api/usage", &usage).await.json().await.unwrap();
+    assert_eq!(r["over_limit"], false, "{r}");
+    assert_eq!(pending(&app).await.1, 0, "what it held is released once settled");
+
+    // A limit set later opens its window with the open reservations, on the same rule.
+    assert_eq!(
+        allocate(&app, json!({"context_id": "t-2", "component": "c", "tokens": 300})).await.status().as_u16(),
+        201
+    );
+    let later = json!({"period": "daily", "type": "hard_limit", "token_limit": 5000, "task_type": "analysis"});
+    let set: Value = app.post("/api/policies", &later).await.json().await.unwrap();
+    assert_eq!(set["opening"]["pending_tokens"], 300, "{set}");
+}

@@ -31,21 +31,51 @@ pub fn reservation_windows<'p>(
     policies
         .iter()
         .filter(|p| p.enabled)
-        .filter(|p| reserves_under(p, &call, a.provider.is_some(), a.model.is_some()))
+        .filter(|p| reserves_under(p, &call, Named::of(a)))
         .filter_map(|p| p.period.window(p.timezone, &call).map(|w| (p, w)))
         .collect()
 }
 
-/// Whether a reservation with these facts counts against `policy`'s scope. An open provider or model
-/// (`has_provider`/`has_model` false) could be any, so a policy scoped to one counts it.
-pub fn reserves_under(policy: &Policy, call: &CallFacts<'_>, has_provider: bool, has_model: bool) -> bool {
+/// Which of an allocation's facts its request named. One it left open could be any value, so a policy
+/// scoped to one value counts it (the safe side: the call it reserves for may turn out to be of it).
+#[derive(Debug, Clone, Copy)]
+pub struct Named {
+    pub provider: bool,
+    pub model: bool,
+    pub task_type: bool,
+    pub tier: bool,
+}
+
+impl Named {
+    pub fn of(a: &crate::domain::allocation::CreateAllocation) -> Self {
+        Named {
+            provider: a.provider.is_some(),
+            model: a.model.is_some(),
+            task_type: !a.task_type_open,
+            tier: !a.tier_open,
+        }
+    }
+
+    pub fn of_allocation(a: &crate::domain::allocation::Allocation) -> Self {
+        Named {
+            provider: a.provider.is_some(),
+            model: a.model.is_some(),
+            task_type: !a.task_type_open,
+            tier: !a.tier_open,
+        }
+    }
+}
+
+/// Whether a reservation with these facts counts against `policy`'s scope; `named` says which facts
+/// the request gave ([`Named`]).
+pub fn reserves_under(policy: &Policy, call: &CallFacts<'_>, named: Named) -> bool {
     let s = &policy.scope;
-    (!has_provider || s.provider.as_ref().is_none_or(|f| f.as_str() == call.provider))
-        && (!has_model
+    (!named.provider || s.provider.as_ref().is_none_or(|f| f.as_str() == call.provider))
+        && (!named.model
             || s.model.as_ref().is_none_or(|f| crate::domain::price::is_model(call.provider, call.model, f.as_str())))
         && s.component.as_ref().is_none_or(|f| f.as_str() == call.component)
-        && s.tier.is_none_or(|t| t == call.tier)
-        && s.task_type.as_ref().is_none_or(|f| f.as_str() == call.task_type)
+        && (!named.tier || s.tier.is_none_or(|t| t == call.tier))
+        && (!named.task_type || s.task_type.as_ref().is_none_or(|f| f.as_str() == call.task_type))
         // An allocation for no user in particular reserves under no user's limit (it would otherwise
         // hold back every user's window at once).
         && s.user.as_ref().is_none_or(|f| call.user == Some(f.as_str()))
@@ -147,6 +177,8 @@ pub fn reserve(
         expires_at: now + a.ttl,
         reservations,
         user_id: a.user_id.as_ref().map(ToString::to_string),
+        task_type_open: a.task_type_open,
+        tier_open: a.tier_open,
     };
     let allocation = allocation_from_event(&event, now);
     Ok(Reserved { event, allocation, warnings })
@@ -190,6 +222,8 @@ pub fn allocation_from_event(
         actual_cost: rust_decimal::Decimal::ZERO,
         remaining_tokens: e.tokens_allocated,
         remaining_cost: e.estimated_cost.amount(),
+        task_type_open: e.task_type_open,
+        tier_open: e.tier_open,
         reservations: e.reservations.clone(),
         user_id: e.user_id.clone(),
         created_at,

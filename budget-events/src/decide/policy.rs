@@ -129,7 +129,7 @@ pub fn opening_balance<'e>(
             user: a.user_id.as_deref(),
             at: a.created_at,
         };
-        if super::reserves_under(policy, &call, a.provider.is_some(), a.model.is_some()) && in_window(&call) {
+        if super::reserves_under(policy, &call, super::Named::of_allocation(a)) && in_window(&call) {
             opening.pending_cost += a.remaining_cost;
             opening.pending_tokens += a.remaining_tokens;
             if !a.reservations.contains(&posting) {

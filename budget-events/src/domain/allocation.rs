@@ -130,6 +130,12 @@ pub struct CreateAllocation {
     /// Whether `context_id` names a task, whose per-task windows the reservation holds room in. False
     /// only for the hold of a check that named no task (its `context_id` is a label, not a task).
     pub context_is_task: bool,
+    /// True when the request named no task type (it is then `default`): the call could be of any, so
+    /// the reservation holds room under every policy scoped to one, as an open provider or model does.
+    pub task_type_open: bool,
+    /// True when the request named neither a tier nor a provider to derive one from (it is then
+    /// `remote_heavyweight`): the reservation holds room under every tier's policies.
+    pub tier_open: bool,
     /// Of `tokens`, how many are the call's input, when the caller knows (the gateway counts the prompt
     /// and takes the rest from `max_tokens`): the estimate then prices each part at its own worst rate.
     /// None over REST, where how the tokens will split is not known.
@@ -301,6 +307,8 @@ impl CreateAllocation {
                     user_id,
                     session_id,
                     context_is_task: true,
+                    task_type_open: input.task_type.is_none(),
+                    tier_open: input.tier.is_none() && input.provider.is_none(),
                     input_tokens: None,
                 })
             }
@@ -330,6 +338,9 @@ pub struct Allocation {
     /// Still reserved (pending) in each window of `reservations`.
     pub remaining_tokens: i64,
     pub remaining_cost: Decimal,
+    /// The request named no task type / no tier ([`CreateAllocation::task_type_open`]).
+    pub task_type_open: bool,
+    pub tier_open: bool,
     pub reservations: Vec<Posting>,
     /// The end user it was reserved for.
     pub user_id: Option<String>,

@@ -13,7 +13,7 @@ use crate::domain::allocation::{Allocation, AllocationState};
 const COLUMNS: &str =
     "allocation_id, context_id, component, tier, provider, model, task_type, priority, tokens_allocated,
     estimated_cost, expires_at, state, input_tokens_used, output_tokens_used, actual_cost, remaining_tokens,
-    remaining_cost, reservations, created_at, resolved_at, user_id";
+    remaining_cost, reservations, created_at, resolved_at, user_id, task_type_open, tier_open";
 
 fn from_row(r: &Row) -> Allocation {
     Allocation {
@@ -36,6 +36,8 @@ fn from_row(r: &Row) -> Allocation {
         remaining_cost: r.get("remaining_cost"),
         reservations: serde_json::from_value(r.get("reservations")).expect("reservations are written by us"),
         user_id: r.get("user_id"),
+        task_type_open: r.get("task_type_open"),
+        tier_open: r.get("tier_open"),
         created_at: r.get("created_at"),
         resolved_at: r.get("resolved_at"),
     }
@@ -129,13 +131,15 @@ pub async fn save(tx: &WriteTx, allocations: &[&Allocation]) -> Result<(), tokio
     // reservation batch a third slower than a usage batch of the same size.
     let statement = tx.prepare_cached("INSERT INTO allocations (allocation_id, context_id, component, tier, provider, model, task_type, priority,
                  tokens_allocated, estimated_cost, expires_at, state, input_tokens_used, output_tokens_used, actual_cost,
-                 remaining_tokens, remaining_cost, reservations, created_at, resolved_at, user_id)
-             SELECT a, ctx, comp, tier, prov, model, task, prio, tok, est, exp, st, inp, outp, act, rt, rc, res::jsonb, cr, rs, usr
+                 remaining_tokens, remaining_cost, reservations, created_at, resolved_at, user_id, task_type_open, tier_open)
+             SELECT a, ctx, comp, tier, prov, model, task, prio, tok, est, exp, st, inp, outp, act, rt, rc, res::jsonb, cr, rs, usr,
+                 tto, tio
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::smallint[],
                          $9::bigint[], $10::numeric[], $11::timestamptz[], $12::text[], $13::bigint[], $14::bigint[],
                          $15::numeric[], $16::bigint[], $17::numeric[], $18::text[], $19::timestamptz[], $20::timestamptz[],
-                         $21::text[])
-                 AS t(a, ctx, comp, tier, prov, model, task, prio, tok, est, exp, st, inp, outp, act, rt, rc, res, cr, rs, usr)
+                         $21::text[], $22::bool[], $23::bool[])
+                 AS t(a, ctx, comp, tier, prov, model, task, prio, tok, est, exp, st, inp, outp, act, rt, rc, res, cr, rs, usr,
+                      tto, tio)
              ON CONFLICT (allocation_id) DO UPDATE SET state = EXCLUDED.state,
                  input_tokens_used = EXCLUDED.input_tokens_used, output_tokens_used = EXCLUDED.output_tokens_used,
                  actual_cost = EXCLUDED.actual_cost, remaining_tokens = EXCLUDED.remaining_tokens,
@@ -169,6 +173,8 @@ pub async fn save(tx: &WriteTx, allocations: &[&Allocation]) -> Result<(), tokio
     let created: Vec<DateTime<Utc>> = column(allocations, |a| a.created_at);
     let resolved: Vec<Option<DateTime<Utc>>> = column(allocations, |a| a.resolved_at);
     let users: Vec<Option<&str>> = column(allocations, |a| a.user_id.as_deref());
+    let task_type_open: Vec<bool> = column(allocations, |a| a.task_type_open);
+    let tier_open: Vec<bool> = column(allocations, |a| a.tier_open);
     tx.execute(
         &statement,
         &[
@@ -193,6 +199,8 @@ pub async fn save(tx: &WriteTx, allocations: &[&Allocation]) -> Result<(), tokio
             &created,
             &resolved,
             &users,
+            &task_type_open,
+            &tier_open,
         ],
     )
     .await?;
