@@ -339,10 +339,7 @@ pub(crate) struct Call<'a> {
 
 /// Up to three cheaper models able to do the call's task, largest saving first; none when the call's
 /// model has no price.
-pub(crate) async fn cheaper(
-    client: &impl tokio_postgres::GenericClient,
-    call: &Call<'_>,
-) -> Result<Vec<Alternative>, ApiError> {
+async fn cheaper(client: &impl tokio_postgres::GenericClient, call: &Call<'_>) -> Result<Vec<Alternative>, ApiError> {
     let versions = budget_events::store::prices::versions_for_model(client, call.provider, call.model).await?;
     let Some((current, _)) = budget_events::domain::price::resolve(&versions, call.provider, call.model, call.at)
     else {
@@ -356,7 +353,7 @@ pub(crate) async fn cheaper(
 
 /// The sentence that points a soft limit's caller at the best of `alternatives` for `what` (which
 /// costs `cost` as asked).
-pub(crate) fn offer(alternatives: &[Alternative], cost: impl std::fmt::Display, what: &str) -> Option<String> {
+fn offer(alternatives: &[Alternative], cost: impl std::fmt::Display, what: &str) -> Option<String> {
     let best = alternatives.first()?;
     Some(format!(
         "soft limit: {}/{} would cost ${} instead of ${} for {what} (saves ${}); see alternatives",
