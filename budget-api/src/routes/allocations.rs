@@ -33,6 +33,14 @@ pub struct AllocationView {
     pub provider: Option<String>,
     pub model: Option<String>,
     pub task_type: String,
+    /// The request named no task type (`task_type` is then `default`): it holds room under every task
+    /// type's limits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub task_type_open: bool,
+    /// The request named neither a tier nor a provider (`tier` is then the estimate's): it holds room
+    /// under every tier's limits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tier_open: bool,
     /// The end user it was reserved for.
     pub user_id: Option<String>,
     pub priority: i16,
@@ -91,6 +99,8 @@ impl From<&Allocation> for AllocationView {
             provider: a.provider.clone(),
             model: a.model.clone(),
             task_type: a.task_type.clone(),
+            task_type_open: a.task_type_open,
+            tier_open: a.tier_open,
             user_id: a.user_id.clone(),
             priority: a.priority,
             state: a.state.as_str().to_string(),

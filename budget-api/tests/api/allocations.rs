@@ -731,6 +731,7 @@ async fn a_reservation_without_a_task_type_or_tier_holds_room_under_limits_scope
     assert_eq!(first.status().as_u16(), 201);
     let first: Value = first.json().await.unwrap();
     assert_eq!(first["reservations"].as_array().unwrap().len(), 2, "held under both: {first}");
+    assert_eq!((&first["task_type_open"], &first["tier_open"]), (&json!(true), &json!(true)), "{first}");
     let second = allocate(&app, reserve.clone()).await;
     assert_eq!(second.status().as_u16(), 402, "600 + 600 would pass 1,000: {}", second.text().await.unwrap());
 
@@ -740,6 +741,7 @@ async fn a_reservation_without_a_task_type_or_tier_holds_room_under_limits_scope
     chat["tier"] = json!("remote_heavyweight");
     let named: Value = allocate(&app, chat).await.json().await.unwrap();
     assert_eq!(named["reservations"].as_array().unwrap().len(), 0, "{named}");
+    assert!(named.get("task_type_open").is_none() && named.get("tier_open").is_none(), "{named}");
 
     // The first one's call, recorded as coding on a local model, settles inside the room it held.
     let id = first["allocation_id"].as_str().unwrap();

@@ -110,7 +110,8 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                     Cell::new(crate::output::short_id(a.allocation_id)),
                     Cell::new(&a.context_id),
                     Cell::new(&a.component),
-                    Cell::new(&a.tier),
+                    // Open: it holds room under every tier's limits.
+                    Cell::new(if a.tier_open { "any" } else { &a.tier }),
                     Cell::new(&a.state),
                     right(thousands(a.tokens_allocated)),
                     right(thousands(a.tokens_used)),
