@@ -56,6 +56,10 @@ def main():
     p.add_argument("--tokens", type=int, required=True, help="tokens to reserve (the call's worst case)")
     p.add_argument("--provider", default="openai")
     p.add_argument("--model", default="gpt-4o")
+    p.add_argument("--task-type", default="chat",
+                   help="the call's kind of task; named in both, the reservation holds room only under the"
+                        " limits its record will count against (left out, it would hold room under every"
+                        " task type's)")
     p.add_argument("--input-tokens", type=int, default=1200, help="what the call spent (here, instead of a real call)")
     p.add_argument("--output-tokens", type=int, default=340)
     a = p.parse_args()
@@ -63,7 +67,7 @@ def main():
     # 1. Reserve before spending: a hard limit refuses here (402), before any money goes out.
     status, reserved, replayed = call(a.url, "POST", "/api/allocations", {
         "context_id": a.task, "component": a.component, "tokens": a.tokens,
-        "provider": a.provider, "model": a.model,
+        "provider": a.provider, "model": a.model, "task_type": a.task_type,
     }, f"{a.task}/reserve")
     if status == 402:
         print(f"refused: {reserved['error']['message']}")
@@ -81,7 +85,7 @@ def main():
     # 3. Record what it spent, against the reservation.
     status, recorded, replayed = call(a.url, "POST", "/api/usage", {
         "provider": a.provider, "model": a.model, "component": a.component, "context_id": a.task,
-        "allocation_id": allocation, "input_tokens": used_input, "output_tokens": used_output,
+        "task_type": a.task_type, "allocation_id": allocation, "input_tokens": used_input, "output_tokens": used_output,
     }, f"{a.task}/usage")
     if status >= 400:
         print(f"error: {recorded['error']['message']}", file=sys.stderr)
