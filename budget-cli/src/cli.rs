@@ -518,7 +518,8 @@ pub struct AllocateCreateArgs {
     /// Tokens to reserve (default: by task type and priority).
     #[arg(long, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
     pub tokens: Option<i64>,
-    /// local_lightweight, local_midweight or remote_heavyweight.
+    /// local_lightweight, local_midweight or remote_heavyweight; with neither it nor --provider, the
+    /// reservation counts under every tier's limits.
     #[arg(long)]
     pub tier: Option<String>,
     /// The provider the tokens will be spent on (e.g. openai); with neither it nor --model, the
@@ -529,7 +530,8 @@ pub struct AllocateCreateArgs {
     /// provider.
     #[arg(long)]
     pub model: Option<String>,
-    /// The task type (e.g. coding): sets the default tokens.
+    /// The task type (e.g. coding): sets the default tokens; without it, the reservation counts under
+    /// every task type's limits.
     #[arg(long = "task-type")]
     pub task_type: Option<String>,
     /// The end user the task runs for: the reservation counts against that user's limits.
