@@ -819,8 +819,10 @@ async function loadAllocations() {
 }
 
 // A model the price book knows names its provider; one it does not (a typo) names none, and is
-// reserved at the tier's reference price unless the client gave an estimate: the cell says so.
+// reserved at the tier's reference price unless the client gave an estimate: the cell says so. A
+// reservation that named no tier (nor provider) holds room under every tier's limits: "any tier".
 function modelCell(a) {
+  if (!a.model && a.tier_open) return el('td', { text: 'any tier', title: `no tier named: it holds room under every tier's limits (estimated at ${a.tier}'s price)` });
   if (!a.model) return el('td', { text: a.tier });
   if (a.provider) return el('td', { text: `${a.provider}/${a.model}` });
   return el('td', { text: `${a.model} (unpriced)`, title: `${a.model} is not in the price book (tier ${a.tier})` });

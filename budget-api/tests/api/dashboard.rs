@@ -209,6 +209,9 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         .eval("return [...document.querySelectorAll('#allocation-table [data-allocation] td:nth-child(4)')].map(td => td.textContent)")
         .await;
     assert_eq!(models, json!(["gtp-4o (unpriced)", "remote_heavyweight"]), "no `/gtp-4o` for a model with no provider");
+    // A reservation that named no tier holds room under every tier's limits, and says so.
+    let open = browser.eval("return modelCell({tier: 'remote_heavyweight', tier_open: true}).textContent").await;
+    assert_eq!(open, json!("any tier"));
     assert_eq!(browser.eval("return document.querySelectorAll('#record-table [data-record]').length").await, 4);
     // A record names the task it was spent on (its context) apart from its kind of task: "Task:
     // default" for a record of task-123 read as if the task were lost.
