@@ -1988,22 +1988,10 @@ async fn allocate_create_warns_past_a_soft_limit_and_names_cheaper_models() {
     let set =
         budget(&s.url, &["set_limit", "daily", "0.02", "--policy-type", "soft_limit", "--provider", "openai"]).await;
     assert!(set.status.success(), "{}", stderr(&set));
-    let args = [
-        "allocate",
-        "create",
-        "--context-id",
-        "t",
-        "--component",
-        "c",
-        "--provider",
-        "openai",
-        "--model",
-        "gpt-4o",
-        "--task-type",
-        "coding",
-        "--tokens",
-        "1500",
-    ];
+    let args: Vec<&str> =
+        "allocate create --context-id t --component c --provider openai --model gpt-4o --task-type coding --tokens 1500"
+            .split_whitespace()
+            .collect();
     let out = budget(&s.url, &args).await;
     assert!(out.status.success() && !stdout(&out).contains("Warning"), "{}{}", stdout(&out), stderr(&out));
     let out = budget(&s.url, &args).await;

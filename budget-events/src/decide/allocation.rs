@@ -31,7 +31,7 @@ pub fn reservation_windows<'p>(
     policies
         .iter()
         .filter(|p| p.enabled)
-        .filter(|p| reserves_under(p, &call, Named::of(a)))
+        .filter(|p| reserves_under(p, &call, Named::new(&a.provider, &a.model, a.task_type_open, a.tier_open)))
         .filter_map(|p| p.period.window(p.timezone, &call).map(|w| (p, w)))
         .collect()
 }
@@ -47,22 +47,10 @@ pub struct Named {
 }
 
 impl Named {
-    pub fn of(a: &crate::domain::allocation::CreateAllocation) -> Self {
-        Named {
-            provider: a.provider.is_some(),
-            model: a.model.is_some(),
-            task_type: !a.task_type_open,
-            tier: !a.tier_open,
-        }
-    }
-
-    pub fn of_allocation(a: &crate::domain::allocation::Allocation) -> Self {
-        Named {
-            provider: a.provider.is_some(),
-            model: a.model.is_some(),
-            task_type: !a.task_type_open,
-            tier: !a.tier_open,
-        }
+    /// From a request's (or its allocation's) `provider` and `model`, open when absent, and its
+    /// `task_type_open` / `tier_open` flags.
+    pub fn new<P, M>(provider: &Option<P>, model: &Option<M>, task_type_open: bool, tier_open: bool) -> Self {
+        Named { provider: provider.is_some(), model: model.is_some(), task_type: !task_type_open, tier: !tier_open }
     }
 }
 

@@ -129,7 +129,8 @@ pub fn opening_balance<'e>(
             user: a.user_id.as_deref(),
             at: a.created_at,
         };
-        if super::reserves_under(policy, &call, super::Named::of_allocation(a)) && in_window(&call) {
+        let named = super::Named::new(&a.provider, &a.model, a.task_type_open, a.tier_open);
+        if super::reserves_under(policy, &call, named) && in_window(&call) {
             opening.pending_cost += a.remaining_cost;
             opening.pending_tokens += a.remaining_tokens;
             if !a.reservations.contains(&posting) {
