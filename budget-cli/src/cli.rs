@@ -468,7 +468,8 @@ pub struct GetUsageArgs {
     /// Only this provider's usage (e.g. openai).
     #[arg(long)]
     pub provider: Option<String>,
-    /// Only this model's usage (e.g. gpt-4o).
+    /// Only this model's usage (e.g. gpt-4o), its dated snapshots and `provider/` form included, as
+    /// a limit on it counts them.
     #[arg(long)]
     pub model: Option<String>,
     /// Only this component's usage (e.g. codex).
@@ -744,7 +745,8 @@ pub struct AuditArgs {
     /// Only this provider's events (e.g. openai).
     #[arg(long)]
     pub provider: Option<String>,
-    /// Only this model's events (e.g. gpt-4o).
+    /// Only this model's events (e.g. gpt-4o), its dated snapshots and `provider/` form included, as
+    /// a limit on it counts them.
     #[arg(long)]
     pub model: Option<String>,
     /// Only this component's events (e.g. codex).

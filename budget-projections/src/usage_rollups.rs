@@ -208,13 +208,8 @@ fn where_clause(filter: &UsageFilter) -> (String, Vec<Box<dyn ToSql + Sync + Sen
         conditions.push(format!("hour < ${}", params.len()));
     }
     if let Some(model) = &filter.model {
-        // As a limit on the model counts it (`domain::price::is_model`): the name, its `provider/` form
-        // and its dated snapshots.
-        params.push(Box::new(regex_escaped(model)));
-        conditions.push(format!(
-            "model ~ ('^(' || provider || '/)?' || ${} || '(-[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}|-20[0-9]{{6}})?$')",
-            params.len()
-        ));
+        params.push(Box::new(model.clone()));
+        conditions.push(budget_events::domain::price::is_model_sql("provider", "model", &format!("${}", params.len())));
     }
     for (column, value) in [
         ("provider", &filter.provider),
@@ -235,18 +230,6 @@ fn where_clause(filter: &UsageFilter) -> (String, Vec<Box<dyn ToSql + Sync + Sen
 /// one index probe).
 pub async fn first_hour(client: &impl GenericClient) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
     Ok(client.query_one("SELECT min(hour) FROM usage_rollups", &[]).await?.get(0))
-}
-
-/// `text` with every regular-expression metacharacter escaped, to match itself literally.
-fn regex_escaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Sums usage for `filter`, bucketed by `period`, grouped by each of `group_by` (names from

@@ -210,6 +210,8 @@ pub struct AllocationQuery {
     pub component: Option<String>,
     pub tier: Option<String>,
     pub provider: Option<String>,
+    /// A model: its dated snapshots and `provider/` form included (gpt-4o also lists gpt-4o-2024-08-06
+    /// and openai/gpt-4o), as a limit on the model counts them.
     pub model: Option<String>,
     /// active (default), released, expired, exhausted, or `all`.
     #[param(schema_with = crate::openapi::schemas::allocation_state)]

@@ -35,6 +35,8 @@ pub struct EventQuery {
     #[param(schema_with = crate::openapi::schemas::event_types)]
     pub event_type: Option<String>,
     pub provider: Option<String>,
+    /// A model: its dated snapshots and `provider/` form included (gpt-4o also lists gpt-4o-2024-08-06
+    /// and openai/gpt-4o), as a limit on the model counts them.
     pub model: Option<String>,
     pub component: Option<String>,
     pub context_id: Option<String>,

@@ -73,6 +73,8 @@ pub struct UsageQuery {
     // Read as any whole number, so that one out of range is refused with the range.
     pub days: Option<i64>,
     pub provider: Option<String>,
+    /// A model: its dated snapshots and `provider/` form included (gpt-4o also lists gpt-4o-2024-08-06
+    /// and openai/gpt-4o), as a limit on the model counts them.
     pub model: Option<String>,
     pub component: Option<String>,
     pub task_type: Option<String>,
@@ -184,6 +186,8 @@ pub struct SummaryRequest {
     pub period: String,
     pub provider: Option<String>,
     pub component: Option<String>,
+    /// A model: its dated snapshots and `provider/` form included (gpt-4o also lists gpt-4o-2024-08-06
+    /// and openai/gpt-4o), as a limit on the model counts them.
     pub model: Option<String>,
     pub task_type: Option<String>,
     /// Only this end user's usage.

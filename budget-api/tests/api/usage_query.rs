@@ -151,6 +151,28 @@ async fn a_model_filter_includes_its_snapshots_as_a_limit_does() {
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["totals"]["count"].as_i64(), body["totals"]["cost"].to_string()), (Some(3), "7".into()), "{body}");
     assert_eq!(body["groups"]["model"]["gpt-4o-2024-08-06"]["count"], 1, "the snapshot is still its own row");
+
+    // The records behind that figure, listed or audited with the same filter, are the same three
+    // (they were the exact name's one: get_usage's $7 could not be explained from them).
+    let (_, page) = app.get_json("/api/usage/records?model=gpt-4o").await;
+    let costs: Vec<String> = page["records"].as_array().unwrap().iter().map(|r| r["cost"].to_string()).collect();
+    assert_eq!(costs, ["4", "2", "1"], "{page}");
+    let (_, page) = app.get_json("/api/events?type=UsageRecorded&model=gpt-4o").await;
+    let costs: Vec<String> = page["events"].as_array().unwrap().iter().map(|e| e["cost"].to_string()).collect();
+    assert_eq!(costs, ["1", "2", "4"], "{page}");
+    let (_, page) = app.get_json("/api/usage/records?model=gpt-4o-2024-08-06").await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 1, "a snapshot's own name is exact: {page}");
+
+    // A reservation of a snapshot is listed under its model's name as well.
+    for model in ["gpt-4o-2024-08-06", "gpt-4o-mini"] {
+        let reserve =
+            json!({"context_id": model, "component": "codex", "tokens": 10, "provider": "openai", "model": model});
+        assert_eq!(app.post("/api/allocations", &reserve).await.status().as_u16(), 201);
+    }
+    let (_, page) = app.get_json("/api/allocations?model=gpt-4o").await;
+    let listed: Vec<&str> =
+        page["allocations"].as_array().unwrap().iter().map(|a| a["model"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["gpt-4o-2024-08-06"], "{page}");
 }
 
 /// One answer is one snapshot: while records arrive, its totals always equal the sum of each of its

@@ -258,6 +258,19 @@ pub fn is_model(provider: &str, model: &str, name: &str) -> bool {
     stripped == name || undated(stripped) == Some(name)
 }
 
+/// [`is_model`] as a SQL condition, for the reads that filter by model (usage reports, record lists,
+/// the audit, allocation lists): `model` and `provider` are the call's column expressions, `name` the
+/// filter's (a parameter such as `$3`). So a filter lists the records a limit on that model counts.
+pub fn is_model_sql(provider: &str, model: &str, name: &str) -> String {
+    let stripped = format!(
+        "(CASE WHEN starts_with({model}, {provider} || '/') THEN substr({model}, length({provider}) + 2) ELSE {model} END)"
+    );
+    format!(
+        "({model} = {name} OR {name} IN ({stripped}, \
+         regexp_replace({stripped}, '^(.+)(-[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}|-20[0-9]{{6}})$', '\\1')))"
+    )
+}
+
 fn undated(model: &str) -> Option<&str> {
     let bytes = model.as_bytes();
     let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());

@@ -230,8 +230,9 @@ pub async fn list(client: &impl GenericClient, f: &AllocationFilter) -> Result<V
                  WHERE state = ANY($1)
                    AND ($2::text IS NULL OR context_id = $2) AND ($3::text IS NULL OR component = $3)
                    AND ($4::text IS NULL OR tier = $4) AND ($5::text IS NULL OR provider = $5)
-                   AND ($6::text IS NULL OR model = $6)
-                 ORDER BY created_at DESC, allocation_id DESC LIMIT $7 OFFSET $8"
+                   AND ($6::text IS NULL OR {model})
+                 ORDER BY created_at DESC, allocation_id DESC LIMIT $7 OFFSET $8",
+                model = crate::domain::price::is_model_sql("provider", "model", "$6")
             ),
             &[&states, &f.context_id, &f.component, &f.tier, &f.provider, &f.model, &f.limit, &f.offset],
         )

@@ -375,7 +375,7 @@ pub async fn events(client: &impl GenericClient, f: &EventFilter) -> Result<Vec<
                  WHERE position > $1
                    AND ($2::text[] IS NULL OR event_type = ANY($2))
                    AND ($3::text IS NULL OR f.provider = $3 OR f.spec->>'provider' = $3)
-                   AND ($4::text IS NULL OR f.model = $4 OR f.spec->>'model' = $4)
+                   AND ($4::text IS NULL OR {model} OR f.spec->>'model' = $4)
                    AND ($5::text IS NULL OR f.component = $5)
                    AND ($6::text IS NULL OR f.context_id = $6)
                    AND (($7::uuid[] IS NULL AND $8::uuid IS NULL)
@@ -386,7 +386,8 @@ pub async fn events(client: &impl GenericClient, f: &EventFilter) -> Result<Vec<
                    AND ($9::timestamptz IS NULL OR coalesce(f.occurred_at::timestamptz, recorded_at) >= $9)
                    AND ($10::timestamptz IS NULL OR coalesce(f.occurred_at::timestamptz, recorded_at) < $10)
                  ORDER BY position
-                 LIMIT $11"
+                 LIMIT $11",
+                model = crate::domain::price::is_model_sql("f.provider", "f.model", "$4")
             ),
             &[
                 &f.after,
@@ -472,16 +473,19 @@ pub async fn usage_records(
     let rows = client
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM events
+                "SELECT {COLUMNS} FROM events,
+                     json_to_record(payload::json) AS f(provider text, model text, component text, task_type text,
+                                                        context_id text)
                  WHERE event_type = 'UsageRecorded'
                    AND ($1::bigint IS NULL OR position < $1)
-                   AND ($2::text IS NULL OR payload::json->>'provider' = $2)
-                   AND ($3::text IS NULL OR payload::json->>'model' = $3)
-                   AND ($4::text IS NULL OR payload::json->>'component' = $4)
-                   AND ($5::text IS NULL OR payload::json->>'task_type' = $5)
-                   AND ($6::text IS NULL OR payload::json->>'context_id' = $6)
+                   AND ($2::text IS NULL OR f.provider = $2)
+                   AND ($3::text IS NULL OR {model})
+                   AND ($4::text IS NULL OR f.component = $4)
+                   AND ($5::text IS NULL OR f.task_type = $5)
+                   AND ($6::text IS NULL OR f.context_id = $6)
                  ORDER BY position DESC
-                 LIMIT $7"
+                 LIMIT $7",
+                model = crate::domain::price::is_model_sql("f.provider", "f.model", "$3")
             ),
             &[
                 &filter.before,

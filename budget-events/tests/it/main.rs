@@ -6,6 +6,7 @@ mod cluster;
 mod helpers;
 mod idempotency;
 mod migrations;
+mod model_filter;
 mod notify;
 mod reader;
 mod store;
