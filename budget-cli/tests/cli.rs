@@ -1604,6 +1604,15 @@ async fn optimize_says_what_its_savings_are_per() {
         let r = http.post(format!("{}/api/prices", s.url)).json(&price).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
     }
+    // The log holds all 30 days (it begins before them), so savings are rated over all of them;
+    // the daily usage `wait_applied` counts is the record after it.
+    let before = (chrono::Utc::now() - chrono::Duration::hours(30 * 24 + 2)).to_rfc3339();
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider": "acme", "model": "none", "component": "setup", "input_tokens": 0,
+                           "output_tokens": 0, "cost": "0", "timestamp": before}),
+    )
+    .await;
     post_usage(
         &s.url,
         serde_json::json!({"provider": "acme", "model": "big", "component": "codex", "task_type": "coding",

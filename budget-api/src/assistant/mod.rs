@@ -43,9 +43,10 @@ impl Range {
         Ok(Range { period, days, start: now - Duration::days(days), end: now })
     }
 
-    /// How many of `period` the range holds (for "per period" figures).
-    pub fn periods(&self) -> Decimal {
-        let hours = Decimal::from(self.days * 24);
+    /// How many of `period` there are in `days` of the range (for "per period" figures), at least one:
+    /// what a shorter span saved is not stretched to a whole period.
+    pub fn periods(&self, days: i64) -> Decimal {
+        let hours = Decimal::from(days * 24);
         let per = Decimal::from(match self.period {
             Period::Hourly => 1,
             Period::Daily => 24,
@@ -53,6 +54,19 @@ impl Range {
             Period::Monthly => 24 * 30,
         });
         (hours / per).max(Decimal::ONE)
+    }
+}
+
+/// How many whole days of the range the log holds: all of them, or, when its first record falls
+/// inside the range (a deployment younger than the range), the days from that record's hour to the
+/// range's end, a started day counting as one.
+pub fn days_recorded(range: &Range, first_hour: Option<DateTime<Utc>>) -> i64 {
+    match first_hour {
+        Some(first) if first > range.start => {
+            let seconds = (range.end - first).num_seconds().max(0);
+            ((seconds + 86_399) / 86_400).clamp(1, range.days)
+        }
+        _ => range.days,
     }
 }
 

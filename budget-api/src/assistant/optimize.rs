@@ -75,7 +75,11 @@ pub async fn optimize(
     let filter = UsageFilter { start: Some(range.start), ..Default::default() };
     let mix = usage_rollups::mix(client, &filter).await?;
     let in_effect = prices::in_effect(client, range.end).await?;
-    let per_period = Decimal::ONE / range.periods();
+    // Savings are rated over the days the log holds: a month's range over a week-old log is a week.
+    let days = super::days_recorded(&range, usage_rollups::first_hour(client).await?);
+    let periods = range.periods(days);
+    let per_period = Decimal::ONE / periods;
+    let over = if days < range.days { format!("{} recorded", count(days, "day")) } else { count(days, "day") };
     let mut found: Vec<Recommendation> = Vec::new();
     let mut prompts: BTreeMap<(String, String, String), Prompts> = BTreeMap::new();
 
@@ -117,7 +121,7 @@ pub async fn optimize(
                     thousands(totals.output_tokens),
                     usd(best.cost),
                     usd(now_cost),
-                    count(range.days, "day")
+                    over
                 ),
                 savings: best.savings * per_period,
                 confidence,
@@ -294,16 +298,15 @@ pub async fn optimize(
         format!("No recommendations from the usage of the last {}.", count(range.days, "day"))
     } else {
         format!(
-            "{}; following them all would save about {} per {} ({} over the {} analysed; calls moved to a cheaper model are not counted again for caching).",
+            "{}; following them all would save about {} per {} ({} over the {}; calls moved to a cheaper model are not counted again for caching).",
             count(list.len() as i64, "recommendation"),
             usd(total),
             range.period.unit(),
-            usd(total * range.periods()),
-            count(range.days, "day")
+            usd(total * periods),
+            if days < range.days { format!("{over} of the {} asked for", range.days) } else { format!("{over} analysed") }
         )
     };
-    let raw =
-        json!({"mix_rows": mix.len(), "priced_models": in_effect.len(), "periods_in_range": range.periods().to_f64()});
+    let raw = json!({"mix_rows": mix.len(), "priced_models": in_effect.len(), "days_recorded": days, "periods_in_range": periods.to_f64()});
     Ok((
         Savings {
             period: range.period.to_string(),

@@ -37,9 +37,20 @@ async fn workload(app: &TestApp) {
     app.wait_for_projections(app.events().await).await;
 }
 
+/// A record of no tokens just before the last `days` days: the log then holds the whole range, and
+/// savings are rated over all of it (a log that begins inside the range is rated over the days it
+/// holds: optimize_rates_savings_over_the_days_the_log_holds).
+async fn log_holds(app: &TestApp, days: i64) {
+    let before = (Utc::now() - chrono::Duration::days(days) - chrono::Duration::hours(2)).to_rfc3339();
+    let record = json!({"provider": "acme", "model": "none", "component": "setup", "input_tokens": 0,
+                        "output_tokens": 0, "cost": "0", "timestamp": before});
+    assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+}
+
 #[tokio::test]
 async fn analyze_and_optimize_give_the_known_answers() {
     let app = spawn_app().await;
+    log_holds(&app, 30).await;
     workload(&app).await;
     let asked_at = Utc::now();
     let r: Value =
@@ -273,6 +284,7 @@ async fn assistant_sentences_keep_small_savings_and_name_units_right() {
         app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 1})).await.json().await.unwrap();
     let findings = r["analysis"]["findings"].to_string();
     assert!(findings.contains("no spend in the previous 1 day to compare with"), "{findings}");
+    log_holds(&app, 30).await;
     let record = json!({"provider": "acme", "model": "cachy", "component": "codex", "task_type": "coding",
                         "input_tokens": 100, "output_tokens": 10});
     assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
@@ -410,6 +422,7 @@ async fn optimize_judges_a_substitution_by_the_calls_it_replaces() {
     let record = json!({"provider": "acme", "model": "big", "component": "codex", "task_type": "coding",
                         "input_tokens": 10000, "output_tokens": 0});
     let records: Vec<Value> = (0..20).map(|_| record.clone()).collect();
+    log_holds(&app, 10).await;
     assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
     app.wait_for_projections(app.events().await).await;
 
@@ -504,6 +517,7 @@ async fn optimize_weighs_prompt_caching_once_per_component_and_model() {
                    "input_tokens": input, "output_tokens": output})
         })
         .collect();
+    log_holds(&app, 10).await;
     assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
     app.wait_for_projections(app.events().await).await;
     let r: Value =
@@ -586,6 +600,7 @@ async fn optimizes_total_counts_each_token_once() {
                    "input_tokens": 10000, "output_tokens": 1000})
         })
         .collect();
+    log_holds(&app, 10).await;
     assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
     app.wait_for_projections(app.events().await).await;
     let r: Value =
@@ -598,4 +613,36 @@ async fn optimizes_total_counts_each_token_once() {
     assert_eq!(savings["total_savings_per_period"].to_string(), "0.117", "{r:#}");
     let summary = savings["summary"].as_str().unwrap();
     assert!(summary.contains("$1.17 over the 10 days"), "{summary}");
+}
+
+/// Savings per period are the log's rate: a log that holds two days of a 30-day range saves per day
+/// what those two days saved, halved (it divided by 30, so a new deployment's savings read 15 times
+/// too small).
+#[tokio::test]
+async fn optimize_rates_savings_over_the_days_the_log_holds() {
+    let app = spawn_app().await;
+    workload(&app).await;
+    // Two days ago: the log's first record, at no cost (it moves nothing, only where the log begins).
+    let first = (Utc::now() - chrono::Duration::hours(47)).to_rfc3339();
+    let early = json!({"provider": "acme", "model": "pic", "component": "vision-bot", "task_type": "image",
+                       "input_tokens": 0, "output_tokens": 0, "timestamp": first});
+    assert_eq!(app.post("/api/usage", &early).await.status().as_u16(), 201);
+    app.wait_for_projections(app.events().await).await;
+
+    let r: Value =
+        app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 30})).await.json().await.unwrap();
+    let savings = &r["recommendations"];
+    let first = &savings["recommendations"][0];
+    // codex's $1.44 saving (see analyze_and_optimize_give_the_known_answers) over the 2 days recorded.
+    assert_eq!(first["estimated_savings_per_period"].to_string(), "0.72", "{r:#}");
+    let sentence = first["recommendation"].as_str().unwrap();
+    assert!(sentence.ends_with("would cost $0.16 instead of $1.6 over the 2 days recorded."), "{sentence}");
+    let summary = savings["summary"].as_str().unwrap();
+    assert!(summary.contains("about $0.72 per day ($1.44 over the 2 days recorded of the 30 asked for;"), "{summary}");
+
+    // By the week, two days' savings are not stretched to seven: the rate is per day recorded, and a
+    // range shorter than a period counts as one.
+    let r: Value =
+        app.post("/api/assistant/optimize", &json!({"period": "weekly", "days": 30})).await.json().await.unwrap();
+    assert_eq!(r["recommendations"]["recommendations"][0]["estimated_savings_per_period"].to_string(), "1.44", "{r:#}");
 }
