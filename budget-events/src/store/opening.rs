@@ -11,9 +11,8 @@ use crate::event::{Event, RecordedEvent};
 use crate::store::read::{decode_row, ReadError, COLUMNS};
 
 /// Usage records (and their corrections) whose `occurred_at` is in `[start, end)`, in log order. Only
-/// the scope's provider, model, component and task type are filtered here, the model loosely (a name
-/// containing it: its dated and `provider/` forms too); the caller applies the whole scope, as
-/// posting does.
+/// the scope's provider, model (by [`crate::domain::price::is_model_sql`]), component and task type
+/// are filtered here; the caller applies the whole scope, as posting does.
 pub async fn usage_between(
     tx: &WriteTx,
     start: DateTime<Utc>,
@@ -43,11 +42,12 @@ pub async fn usage_logged_between(
                    AND f.occurred_at::timestamptz >= $1
                    AND f.occurred_at::timestamptz < $2
                    AND ($3::text IS NULL OR f.provider = $3)
-                   AND ($4::text IS NULL OR strpos(f.model, $4) > 0)
+                   AND ($4::text IS NULL OR {model})
                    AND ($5::text IS NULL OR f.component = $5)
                    AND ($6::text IS NULL OR f.task_type = $6)
                    AND ($7::bigint IS NULL OR position < $7)
-                 ORDER BY position"
+                 ORDER BY position",
+                model = crate::domain::price::is_model_sql("f.provider", "f.model", "$4")
             ),
             &[
                 &start,
