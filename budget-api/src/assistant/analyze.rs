@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::assistant::{number, usd, Range};
+use crate::assistant::{number, span, usd, Range};
 use crate::error::ApiError;
 
 /// An analysis: its range, each section's figures (documents whose shape is the section's), and the
@@ -396,14 +396,4 @@ impl Pace {
 
 fn utc() -> String {
     "UTC".into()
-}
-
-/// A duration in words, to the nearest day from a day on ("5 days"), else in hours ("7 hours").
-fn span(d: Duration) -> String {
-    let hours = d.num_hours();
-    if hours >= 24 {
-        count((hours + 12) / 24, "day")
-    } else {
-        count(hours, "hour")
-    }
 }

@@ -7,6 +7,7 @@ pub mod narrative;
 pub mod optimize;
 pub mod recommend;
 
+use budget_events::display::count;
 use budget_events::period::Period;
 use budget_events::ErrorCode;
 use chrono::{DateTime, Duration, Utc};
@@ -43,10 +44,10 @@ impl Range {
         Ok(Range { period, days, start: now - Duration::days(days), end: now })
     }
 
-    /// How many of `period` there are in `days` of the range (for "per period" figures), at least one:
-    /// what a shorter span saved is not stretched to a whole period.
-    pub fn periods(&self, days: i64) -> Decimal {
-        let hours = Decimal::from(days * 24);
+    /// How many of `period` there are in `hours` of the range (for "per period" figures), at least
+    /// one: what a shorter span saved is not stretched to a whole period.
+    pub fn periods(&self, hours: i64) -> Decimal {
+        let hours = Decimal::from(hours);
         let per = Decimal::from(match self.period {
             Period::Hourly => 1,
             Period::Daily => 24,
@@ -57,16 +58,27 @@ impl Range {
     }
 }
 
-/// How many whole days of the range the log holds: all of them, or, when its first record falls
-/// inside the range (a deployment younger than the range), the days from that record's hour to the
-/// range's end, a started day counting as one.
-pub fn days_recorded(range: &Range, first_hour: Option<DateTime<Utc>>) -> i64 {
+/// How many hours of the range the log holds: all of them, or, when its first record falls inside
+/// the range (a deployment younger than the range), the hours from that record's hour to the range's
+/// end, a started hour counting as one.
+pub fn hours_recorded(range: &Range, first_hour: Option<DateTime<Utc>>) -> i64 {
+    let all = range.days * 24;
     match first_hour {
         Some(first) if first > range.start => {
             let seconds = (range.end - first).num_seconds().max(0);
-            ((seconds + 86_399) / 86_400).clamp(1, range.days)
+            ((seconds + 3_599) / 3_600).clamp(1, all)
         }
-        _ => range.days,
+        _ => all,
+    }
+}
+
+/// A duration in words, to the nearest day from a day on ("5 days"), else in hours ("7 hours").
+pub fn span(d: Duration) -> String {
+    let hours = d.num_hours();
+    if hours >= 24 {
+        count((hours + 12) / 24, "day")
+    } else {
+        count(hours, "hour")
     }
 }
 

@@ -76,10 +76,15 @@ pub async fn optimize(
     let mix = usage_rollups::mix(client, &filter).await?;
     let in_effect = prices::in_effect(client, range.end).await?;
     // Savings are rated over the days the log holds: a month's range over a week-old log is a week.
-    let days = super::days_recorded(&range, usage_rollups::first_hour(client).await?);
-    let periods = range.periods(days);
+    let hours = super::hours_recorded(&range, usage_rollups::first_hour(client).await?);
+    let partly = hours < range.days * 24;
+    let periods = range.periods(hours);
     let per_period = Decimal::ONE / periods;
-    let over = if days < range.days { format!("{} recorded", count(days, "day")) } else { count(days, "day") };
+    let over = if partly {
+        format!("{} recorded", super::span(chrono::Duration::hours(hours)))
+    } else {
+        count(range.days, "day")
+    };
     let mut found: Vec<Recommendation> = Vec::new();
     let mut prompts: BTreeMap<(String, String, String), Prompts> = BTreeMap::new();
 
@@ -303,10 +308,10 @@ pub async fn optimize(
             usd(total),
             range.period.unit(),
             usd(total * periods),
-            if days < range.days { format!("{over} of the {} asked for", range.days) } else { format!("{over} analysed") }
+            if partly { format!("{over} of the {} asked for", count(range.days, "day")) } else { format!("{over} analysed") }
         )
     };
-    let raw = json!({"mix_rows": mix.len(), "priced_models": in_effect.len(), "days_recorded": days, "periods_in_range": periods.to_f64()});
+    let raw = json!({"mix_rows": mix.len(), "priced_models": in_effect.len(), "hours_recorded": hours, "periods_in_range": periods.to_f64()});
     Ok((
         Savings {
             period: range.period.to_string(),

@@ -638,7 +638,7 @@ async fn optimize_rates_savings_over_the_days_the_log_holds() {
     let sentence = first["recommendation"].as_str().unwrap();
     assert!(sentence.ends_with("would cost $0.16 instead of $1.6 over the 2 days recorded."), "{sentence}");
     let summary = savings["summary"].as_str().unwrap();
-    assert!(summary.contains("about $0.72 per day ($1.44 over the 2 days recorded of the 30 asked for;"), "{summary}");
+    assert!(summary.contains("about $0.72 per day ($1.44 over the 2 days recorded of the 30 days asked for;"), "{summary}");
 
     // By the week, two days' savings are not stretched to seven: the rate is per day recorded, and a
     // range shorter than a period counts as one.
