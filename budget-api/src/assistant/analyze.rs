@@ -135,31 +135,55 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         }
     }
 
-    // Trend: this range against the one before it, which the log may cover only in part (usage
-    // recorded from some hour inside it: "up 100%" would then compare with days never recorded).
+    // Trend: this range against the one before it. The log may hold only the end of that one (a
+    // deployment younger than both): its total would then stand for days never recorded ("up 100%"
+    // for a week against two days), so daily averages are compared instead, and under a day of it
+    // is too little to compare with.
     let before = previous.totals.cost;
     let change = total.cost - before;
-    let change_fraction = (!before.is_zero()).then(|| (change / before).round_dp(4));
     let previous_start = range.start - Duration::days(range.days);
     let recorded_from =
         usage_rollups::first_hour(client).await?.filter(|first| *first > previous_start && *first < range.start);
-    match change_fraction {
-        Some(f) => findings.push(format!(
-            "Spend is {} {}% against the previous {} ({} then){}.",
-            if change >= Decimal::ZERO { "up" } else { "down" },
-            (f.abs() * Decimal::from(100)).round_dp(1).normalize(),
+    let previous_hours = recorded_from.map(|first| ((range.start - first).num_seconds() + 3_599) / 3_600);
+    let per_day = |cost: Decimal, hours: i64| (cost * Decimal::from(24) / Decimal::from(hours.max(1))).round_dp(10);
+    let (now_rate, before_rate) = match previous_hours {
+        Some(hours) => (per_day(total.cost, range.days * 24), per_day(before, hours)),
+        None => (total.cost, before),
+    };
+    let comparable = previous_hours.is_none_or(|hours| hours >= 24);
+    let change_fraction =
+        (comparable && !before_rate.is_zero()).then(|| ((now_rate - before_rate) / before_rate).round_dp(4));
+    let percent = |f: Decimal| (f.abs() * Decimal::from(100)).round_dp(1).normalize();
+    let direction = |f: Decimal| if f >= Decimal::ZERO { "up" } else { "down" };
+    match (change_fraction, recorded_from.zip(previous_hours)) {
+        (Some(f), None) => findings.push(format!(
+            "Spend is {} {}% against the previous {} ({} then).",
+            direction(f),
+            percent(f),
             count(range.days, "day"),
             usd(before),
-            recorded_from.map_or(String::new(), |first| format!(
-                ", though usage was recorded only from {}, {} into them",
-                first.format("%Y-%m-%d %H:%M UTC"),
-                span(first - previous_start)
-            )),
         )),
-        None if !total.cost.is_zero() => {
+        (Some(f), Some((first, hours))) => findings.push(format!(
+            "Spend averaged {} a day, {} {}% against {} a day in the previous {}, of which the log holds only the last {} (from {}).",
+            usd(now_rate),
+            direction(f),
+            percent(f),
+            usd(before_rate),
+            count(range.days, "day"),
+            span(Duration::hours(hours)),
+            first.format("%Y-%m-%d %H:%M UTC"),
+        )),
+        (None, Some((first, hours))) if !before.is_zero() && !comparable => findings.push(format!(
+            "The previous {} hold usage only from {} (their last {}, {}): too little to compare with.",
+            count(range.days, "day"),
+            first.format("%Y-%m-%d %H:%M UTC"),
+            span(Duration::hours(hours)),
+            usd(before),
+        )),
+        (None, _) if !total.cost.is_zero() => {
             findings.push(format!("There was no spend in the previous {} to compare with.", count(range.days, "day")))
         }
-        None => {}
+        (None, _) => {}
     }
 
     // Every active calendar window: each limit's burn rate, its projection to the window's end, and
@@ -325,7 +349,9 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         breakdown: json!(by),
         series: report.series.iter().map(|b| json!({"start": b.start, "cost": number(b.totals.cost), "tokens": b.totals.total_tokens(), "calls": b.totals.count})).collect(),
         trend: json!({"previous_cost": number(before), "change": number(change), "change_fraction": change_fraction.map(number),
-                      "previous_recorded_from": recorded_from}),
+                      "previous_recorded_from": recorded_from, "previous_hours_recorded": previous_hours,
+                      "daily_average": number(per_day(total.cost, range.days * 24)),
+                      "previous_daily_average": previous_hours.map(|hours| number(per_day(before, hours)))}),
         windows,
         spikes: json!(spikes),
         top_drivers: json!(drivers),

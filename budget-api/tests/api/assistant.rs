@@ -466,7 +466,8 @@ async fn allocation_efficiency_waits_for_the_task_to_end() {
 }
 
 /// The trend compares the range with the one before it; when the log's usage starts inside that one,
-/// the finding says so instead of "up 100%" against a period that was mostly not recorded.
+/// it compares daily averages over what the log holds of each, and says so (it said "up 100%" for a
+/// week against two recorded days), and under a day of the previous range is too little to compare.
 #[tokio::test]
 async fn a_trend_against_a_partly_recorded_period_says_so() {
     let app = spawn_app().await;
@@ -484,21 +485,51 @@ async fn a_trend_against_a_partly_recorded_period_says_so() {
     let first = chrono::Utc::now() - chrono::Duration::days(9);
     let hour = first.format("%Y-%m-%d %H:00 UTC").to_string();
     let findings = r["analysis"]["findings"].to_string();
+    // $2 in 7 days against $1 in the 2 days of the 7 before that the log holds: per day, spend went
+    // down (it said "up 100%", comparing a week with two days).
+    // (49 hours of it, or 48 when the test runs on the hour.)
+    let expected = |average: &str, percent: &str| {
+        format!(
+            "Spend averaged $0.2857 a day, down {percent}% against {average} a day in the previous 7 days, of which the log holds only the last 2 days (from {hour})."
+        )
+    };
     assert!(
-        findings.contains(&format!(
-            "Spend is up 100% against the previous 7 days ($1 then), though usage was recorded only from {hour}, 5 days into them."
-        )),
+        findings.contains(&expected("$0.4898", "41.7")) || findings.contains(&expected("$0.5", "42.9")),
         "{findings}"
     );
-    assert_eq!(r["analysis"]["trend"]["previous_recorded_from"], first.format("%Y-%m-%dT%H:00:00Z").to_string());
+    let trend = &r["analysis"]["trend"];
+    assert_eq!(trend["previous_recorded_from"], first.format("%Y-%m-%dT%H:00:00Z").to_string());
+    assert!(matches!(trend["previous_hours_recorded"].as_i64(), Some(48 | 49)), "{trend}");
+
     // A range whose previous one was recorded whole says nothing more.
     let r: Value =
         app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 2})).await.json().await.unwrap();
     let findings = r["analysis"]["findings"].to_string();
     assert!(
-        findings.contains("no spend in the previous 2 days to compare with") && !findings.contains("recorded only"),
+        findings.contains("no spend in the previous 2 days to compare with") && !findings.contains("holds only"),
         "{findings}"
     );
+
+    // Under a day of the previous range in the log is too little to compare with.
+    let app = spawn_app().await;
+    let at = chrono::Utc::now() - chrono::Duration::days(2) - chrono::Duration::minutes(1);
+    for (at, cost) in [(at, "5"), (chrono::Utc::now(), "1")] {
+        let record = json!({"provider": "acme", "model": "m", "component": "codex", "input_tokens": 1, "output_tokens": 1,
+                            "cost": cost, "timestamp": at.to_rfc3339()});
+        assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    }
+    app.wait_for_projections(app.events().await).await;
+    let r: Value =
+        app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 2})).await.json().await.unwrap();
+    let findings = r["analysis"]["findings"].to_string();
+    let start = format!("The previous 2 days hold usage only from {} (their last ", at.format("%Y-%m-%d %H:00 UTC"));
+    assert!(
+        findings.contains(&start)
+            && findings.contains(", $5): too little to compare with.")
+            && !findings.contains("Spend "),
+        "{findings}"
+    );
+    assert!(r["analysis"]["trend"]["change_fraction"].is_null());
 }
 
 /// Prompt caching is weighed per component and model, not per task type: a component sending long
@@ -638,7 +669,10 @@ async fn optimize_rates_savings_over_the_days_the_log_holds() {
     let sentence = first["recommendation"].as_str().unwrap();
     assert!(sentence.ends_with("would cost $0.16 instead of $1.6 over the 2 days recorded."), "{sentence}");
     let summary = savings["summary"].as_str().unwrap();
-    assert!(summary.contains("about $0.72 per day ($1.44 over the 2 days recorded of the 30 days asked for;"), "{summary}");
+    assert!(
+        summary.contains("about $0.72 per day ($1.44 over the 2 days recorded of the 30 days asked for;"),
+        "{summary}"
+    );
 
     // By the week, two days' savings are not stretched to seven: the rate is per day recorded, and a
     // range shorter than a period counts as one.
