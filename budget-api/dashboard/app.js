@@ -262,11 +262,12 @@ function meter(metric, used, reserved, limit, remaining, format) {
         : el('span', { dataset: { field: `remaining_${field}` }, text: `${format(remaining)} left` })));
 }
 
-// When the limit runs out at the window's average burn rate so far, if before the reset.
+// When the limit runs out at the window's average burn rate so far, if before the reset; "so far"
+// from the log's first usage when the log began inside the window (`rate_since`).
 function projection(w, now) {
   if (w.state === 'exceeded') return 'Limit reached.';
   if (!w.window_start || !w.window_end) return '';
-  const start = Date.parse(w.window_start);
+  const start = Date.parse(w.rate_since || w.window_start);
   const end = Date.parse(w.window_end);
   const elapsed = now - start;
   // Each limit the window has (dollars, tokens): what was spent of it, and what is left after reservations.

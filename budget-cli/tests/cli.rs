@@ -1660,7 +1660,9 @@ async fn analyze_shows_each_windows_pace_and_a_used_up_token_limit() {
         "{text}"
     );
     let row = |scope: &str| {
-        text.lines().find(|l| l.contains(scope)).unwrap_or_else(|| panic!("no line for {scope}: {text}")).to_string()
+        // The table's row (a finding may name the scope too).
+        let row = text.lines().find(|l| l.contains(scope) && l.contains('┆'));
+        row.unwrap_or_else(|| panic!("no row for {scope}: {text}")).to_string()
     };
     let codex = row("component=codex");
     assert!(codex.contains("1,500 tok") && codex.contains("1,000 tok") && codex.contains("used up"), "{codex}");

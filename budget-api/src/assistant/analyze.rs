@@ -48,13 +48,16 @@ pub struct WindowPace {
     pub scope: String,
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
+    /// What the rates run from: the window's start, or the hour of the log's first usage when the
+    /// log began inside the window.
+    pub rate_since: DateTime<Utc>,
     #[serde(with = "decimal_json")]
     pub used_cost: Decimal,
     #[serde(with = "decimal_json")]
     pub reserved_cost: Decimal,
     #[serde(with = "optional_decimal_json")]
     pub cost_limit: Option<Decimal>,
-    /// Dollars per hour since the window began.
+    /// Dollars per hour since `rate_since`.
     #[serde(with = "decimal_json")]
     pub burn_rate_per_hour: Decimal,
     #[serde(with = "decimal_json")]
@@ -194,7 +197,9 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
     for w in crate::routes::status::windows(client, &active, now, true).await? {
         let (Some(start), Some(end)) = (w.window_start, w.window_end) else { continue };
         let row = active.iter().find(|r| r.policy.id == w.policy.policy_id).expect("the window's policy is listed");
-        let elapsed_hours = hours(now - start).max(Decimal::new(1, 2));
+        // From the log's first usage when the log began inside the window.
+        let rate_since = w.rate_since.unwrap_or(start);
+        let elapsed_hours = hours(now - rate_since).max(Decimal::new(1, 2));
         let left_hours = hours(end - now).max(Decimal::ZERO);
         let cost_limit = row.policy.cost_limit.map(|l| l.amount());
         let cost = Pace::of(w.used_cost, w.reserved_cost, cost_limit, elapsed_hours, left_hours);
@@ -256,6 +261,7 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
             timezone: w.policy.timezone.clone(),
             scope: w.policy.scope.clone(),
             window_start: start,
+            rate_since,
             window_end: end,
             used_cost: w.used_cost,
             reserved_cost: w.reserved_cost,

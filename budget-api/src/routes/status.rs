@@ -79,6 +79,10 @@ pub struct WindowStatus {
     #[serde(with = "optional_decimal_json")]
     #[schema(value_type = Option<f64>)]
     pub forecast_cost: Option<Decimal>,
+    /// The time `forecast_cost` takes the rate over: the window's start, or the hour of the log's first
+    /// usage when the log began inside the window (a deployment younger than it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_since: Option<DateTime<Utc>>,
     /// Calendar periods: the start of the window the policy was created in. Its opening balance
     /// counted that window whole, so it and every later window are exact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,6 +225,8 @@ pub async fn windows(
         .into_iter()
         .map(|a| ((a.policy_id, a.window_key.clone()), a))
         .collect();
+    // A current window's pace runs from the log's first usage when that is later than its start.
+    let log_from = if current { budget_projections::usage_rollups::first_hour(client).await? } else { None };
     let mut out = Vec::new();
     for row in rows {
         let p = &row.policy;
@@ -239,7 +245,7 @@ pub async fn windows(
                     window_end: w.end,
                     account: Account::default(),
                 });
-                out.push(window_status(row, &account, current.then_some(at)));
+                out.push(window_status(row, &account, current.then_some((at, log_from))));
             }
         }
     }
@@ -295,19 +301,28 @@ fn windows_as_of(rows: &[PolicyRow], fold: &budget_events::audit::LogFold, at: D
     out
 }
 
-pub fn window_status(row: &PolicyRow, w: &WindowAccount, now: Option<DateTime<Utc>>) -> WindowStatus {
+/// A window's status; `now`, for the current window of a calendar period, is the time and the hour of
+/// the log's first usage, which its forecast's rate runs from when later than the window's start.
+pub fn window_status(
+    row: &PolicyRow,
+    w: &WindowAccount,
+    now: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+) -> WindowStatus {
     let p = &row.policy;
     let a = &w.account;
     let (used_cost, used_tokens) = a.held();
     let fill = Fill::of(p, a);
     let state = window_state(p, a);
-    let forecast_cost = match (now, w.window_start, w.window_end) {
-        (Some(now), Some(start), Some(end)) if now > start => {
-            let elapsed = Decimal::from((now - start).num_seconds().max(60));
-            let length = Decimal::from((end - start).num_seconds());
-            Some((a.posted_cost * length / elapsed).round_dp(6))
+    let (forecast_cost, rate_since) = match (now, w.window_start, w.window_end) {
+        (Some((now, log_from)), Some(start), Some(end)) if now > start => {
+            let since = log_from.map_or(start, |first| first.clamp(start, now));
+            let elapsed = Decimal::from((now - since).num_seconds().max(60));
+            let length = Decimal::from((end - since).num_seconds());
+            // What was spent before the log began is not in it: the window's spend from `since` on,
+            // at its rate to the end.
+            (Some((a.posted_cost * length / elapsed).round_dp(6)), Some(since))
         }
-        _ => None,
+        _ => (None, None),
     };
     let tracked_since = p.calendar_window_at(row.created_at).and_then(|w| w.start);
     let note = match (tracked_since, w.window_end) {
@@ -334,6 +349,7 @@ pub fn window_status(row: &PolicyRow, w: &WindowAccount, now: Option<DateTime<Ut
         remaining_tokens: p.token_limit.map(|l| (l - used_tokens).max(0)),
         state,
         forecast_cost,
+        rate_since,
         tracked_since,
         note,
     }

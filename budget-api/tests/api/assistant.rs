@@ -209,9 +209,10 @@ async fn analyze_follows_token_limits_too() {
     );
     assert!(a["findings"].as_array().unwrap().iter().any(|f| f == nothing.as_str()), "{nothing}\n{a:#}");
 
-    // vision-bot: 5,000 tokens so far, at the window's rate, nowhere near a billion.
+    // vision-bot: 5,000 tokens so far, at the window's rate (since the log began, this hour), nowhere
+    // near a billion.
     let vision = window("component=vision-bot");
-    let start: DateTime<Utc> = vision["window_start"].as_str().unwrap().parse().unwrap();
+    let start: DateTime<Utc> = vision["rate_since"].as_str().unwrap().parse().unwrap();
     let elapsed_hours = ((asked_at - start).num_seconds() as f64 / 3600.0).max(0.01);
     let burn = vision["token_burn_rate_per_hour"].as_f64().expect("a token burn rate");
     assert!((burn * elapsed_hours - 5000.0).abs() <= 5000.0 * 0.01 + 1.0, "{burn} tokens/h over {elapsed_hours} h");

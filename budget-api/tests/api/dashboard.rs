@@ -441,6 +441,17 @@ async fn an_admin_acknowledges_all_and_sets_changes_and_disables_limits() {
         )
         .await;
     assert_eq!(eta, "At this rate, exhausted in 1 h 0 min (2026-01-05 02:00 UTC).");
+    // A log begun at 10:00 inside the window: $10 in its first hour runs out the $100 by 20:00 (over
+    // the eleven hours since the window's start, it would last).
+    let eta = browser
+        .eval(
+            "const t0 = Date.parse('2026-01-05T00:00:00Z'); return projection({state: 'ok',
+             window_start: '2026-01-05T00:00:00Z', window_end: '2026-01-06T00:00:00Z', rate_since: '2026-01-05T10:00:00Z',
+             cost_limit: 100, used_cost: 10, reserved_cost: 0, token_limit: null, used_tokens: 0, reserved_tokens: 0},
+             t0 + 11 * 3600e3)",
+        )
+        .await;
+    assert_eq!(eta, "At this rate, exhausted in 9 h 0 min (2026-01-05 20:00 UTC).");
     assert_eq!(
         browser.eval("return document.querySelectorAll('[data-action=change]').length").await,
         0,

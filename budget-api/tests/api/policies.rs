@@ -1,3 +1,4 @@
+use chrono::{DateTime, DurationRound, Utc};
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, spawn_app};
@@ -475,4 +476,38 @@ async fn status_says_how_many_task_windows_it_left_out() {
     assert_eq!(status["more_windows"], json!([{"policy_id": policy_id, "shown": 10, "total": 12}]), "{status}");
     let (_, daily) = app.get_json("/api/status?period=daily").await;
     assert!(daily.get("more_windows").is_none(), "{daily}");
+}
+
+/// A window's pace is measured over the part of it the log holds: a deployment whose first record
+/// is an hour old, in a month's window begun days ago, spends at that hour's rate (its forecast and
+/// burn rate divided by the whole month so far, so a limit running out today read as lasting).
+#[tokio::test]
+async fn a_window_s_pace_counts_from_the_log_s_first_record_when_it_began_inside_it() {
+    let app = spawn_app().await;
+    let policy = json!({"period": "monthly", "type": "warn", "cost_limit": "1000"});
+    assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
+    let (_, status) = app.get_json("/api/status").await;
+    let start: DateTime<Utc> = status["windows"][0]["window_start"].as_str().unwrap().parse().unwrap();
+    // An hour ago, or the window's start in its first hour (then both rules agree).
+    let at = (Utc::now() - chrono::Duration::hours(1)).max(start);
+    let record = json!({"provider": "acme", "model": "m", "component": "c", "input_tokens": 1, "output_tokens": 0,
+                        "cost": "3", "timestamp": at.to_rfc3339()});
+    assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    app.wait_for_projections(app.events().await).await;
+
+    let (_, status) = app.get_json("/api/status").await;
+    let w = &status["windows"][0];
+    let since = at.duration_trunc(chrono::Duration::hours(1)).unwrap().max(start);
+    assert_eq!(w["rate_since"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()), Some(since), "{w}");
+    let now: DateTime<Utc> = status["at"].as_str().unwrap().parse().unwrap();
+    let end: DateTime<Utc> = w["window_end"].as_str().unwrap().parse().unwrap();
+    let expected = 3.0 * (end - since).num_seconds() as f64 / (now - since).num_seconds().max(60) as f64;
+    let forecast = w["forecast_cost"].as_f64().unwrap();
+    assert!((forecast - expected).abs() < 0.01, "forecast {forecast}, expected {expected}: {w}");
+
+    let r: Value =
+        app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 1})).await.json().await.unwrap();
+    let burn = r["analysis"]["windows"][0]["burn_rate_per_hour"].as_f64().unwrap();
+    let hours = (Utc::now() - since).num_seconds() as f64 / 3600.0;
+    assert!((burn - 3.0 / hours).abs() < 0.05 * 3.0 / hours, "burn {burn}, expected about {}: {r}", 3.0 / hours);
 }
