@@ -92,7 +92,16 @@ pub fn usd(d: Decimal) -> String {
     } else {
         d.round_dp_with_strategy(4, half_up)
     };
-    format!("${}", shown.normalize())
+    let text = shown.normalize().abs().to_string();
+    let (whole, fraction) = text.split_once('.').map_or((text.as_str(), None), |(w, f)| (w, Some(f)));
+    // The whole dollars grouped as `thousands` groups counts (they fit an i64: a record is at most
+    // $1,000,000, and a sum in a sentence far less than 9e18).
+    let whole = whole.parse::<i64>().map_or_else(|_| whole.to_string(), budget_events::display::thousands);
+    let sign = if shown.is_sign_negative() && !shown.is_zero() { "-" } else { "" };
+    match fraction {
+        Some(f) => format!("{sign}${whole}.{f}"),
+        None => format!("{sign}${whole}"),
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +124,9 @@ mod tests {
         assert_eq!(usd(dec!(0.0192)), "$0.0192");
         assert_eq!(usd(dec!(19.84083)), "$19.8408");
         assert_eq!(usd(dec!(20)), "$20");
+        // Thousands grouped, as the tables beside them are ("$1222.2916 projected" beside "$1,000").
+        assert_eq!(usd(dec!(1222.29163)), "$1,222.2916");
+        assert_eq!(usd(dec!(-1234567)), "-$1,234,567");
         assert_eq!(usd(dec!(0)), "$0");
     }
 }
