@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::assistant::{number, span, usd, Range};
+use crate::assistant::{number, span, started_hours, usd, Range};
 use crate::error::ApiError;
 
 /// An analysis: its range, each section's figures (documents whose shape is the section's), and the
@@ -147,7 +147,7 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
     let previous_start = range.start - Duration::days(range.days);
     let recorded_from =
         usage_rollups::first_hour(client).await?.filter(|first| *first > previous_start && *first < range.start);
-    let previous_hours = recorded_from.map(|first| ((range.start - first).num_seconds() + 3_599) / 3_600);
+    let previous_hours = recorded_from.map(|first| started_hours(range.start - first));
     let per_day = |cost: Decimal, hours: i64| (cost * Decimal::from(24) / Decimal::from(hours.max(1))).round_dp(10);
     let (now_rate, before_rate) = match previous_hours {
         Some(hours) => (per_day(total.cost, range.days * 24), per_day(before, hours)),

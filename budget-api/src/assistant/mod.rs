@@ -64,12 +64,14 @@ impl Range {
 pub fn hours_recorded(range: &Range, first_hour: Option<DateTime<Utc>>) -> i64 {
     let all = range.days * 24;
     match first_hour {
-        Some(first) if first > range.start => {
-            let seconds = (range.end - first).num_seconds().max(0);
-            ((seconds + 3_599) / 3_600).clamp(1, all)
-        }
+        Some(first) if first > range.start => started_hours(range.end - first).clamp(1, all),
         _ => all,
     }
+}
+
+/// The hours `d` spans, a started hour counting as one.
+pub fn started_hours(d: Duration) -> i64 {
+    (d.num_seconds().max(0) + 3_599) / 3_600
 }
 
 /// A duration in words, to the nearest day from a day on ("5 days"), else in hours ("7 hours").
