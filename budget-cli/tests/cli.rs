@@ -1668,6 +1668,12 @@ async fn analyze_shows_each_windows_pace_and_a_used_up_token_limit() {
     assert!(codex.contains("1,500 tok") && codex.contains("1,000 tok") && codex.contains("used up"), "{codex}");
     let rhetor = row("component=rhetor");
     assert!(rhetor.contains("$0.25") && rhetor.contains("$5"), "{rhetor}");
+    // The log began this hour, inside the day's windows (unless this is the day's first hour): the
+    // rates are over the hours it holds, and the table says from when.
+    use chrono::Timelike;
+    if chrono::Utc::now().hour() > 0 {
+        assert!(text.contains("Rates run from ") && text.contains(" UTC, where the log's usage begins"), "{text}");
+    }
 }
 
 /// The assistant's commands say each thing once: an empty optimize one sentence, and recommend's

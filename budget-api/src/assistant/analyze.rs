@@ -149,8 +149,10 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         usage_rollups::first_hour(client).await?.filter(|first| *first > previous_start && *first < range.start);
     let previous_hours = recorded_from.map(|first| started_hours(range.start - first));
     let per_day = |cost: Decimal, hours: i64| (cost * Decimal::from(24) / Decimal::from(hours.max(1))).round_dp(10);
-    let (now_rate, before_rate) = match previous_hours {
-        Some(hours) => (per_day(total.cost, range.days * 24), per_day(before, hours)),
+    let daily_average = per_day(total.cost, range.days * 24);
+    let previous_daily_average = previous_hours.map(|hours| per_day(before, hours));
+    let (now_rate, before_rate) = match previous_daily_average {
+        Some(average) => (daily_average, average),
         None => (total.cost, before),
     };
     let comparable = previous_hours.is_none_or(|hours| hours >= 24);
@@ -356,8 +358,7 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         series: report.series.iter().map(|b| json!({"start": b.start, "cost": number(b.totals.cost), "tokens": b.totals.total_tokens(), "calls": b.totals.count})).collect(),
         trend: json!({"previous_cost": number(before), "change": number(change), "change_fraction": change_fraction.map(number),
                       "previous_recorded_from": recorded_from, "previous_hours_recorded": previous_hours,
-                      "daily_average": number(per_day(total.cost, range.days * 24)),
-                      "previous_daily_average": previous_hours.map(|hours| number(per_day(before, hours)))}),
+                      "daily_average": number(daily_average), "previous_daily_average": previous_daily_average.map(number)}),
         windows,
         spikes: json!(spikes),
         top_drivers: json!(drivers),

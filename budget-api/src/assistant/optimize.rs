@@ -75,7 +75,8 @@ pub async fn optimize(
     let filter = UsageFilter { start: Some(range.start), ..Default::default() };
     let mix = usage_rollups::mix(client, &filter).await?;
     let in_effect = prices::in_effect(client, range.end).await?;
-    // Savings are rated over the days the log holds: a month's range over a week-old log is a week.
+    // Savings are rated over the hours of the range the log holds: a month's range over a week-old
+    // log is a week.
     let hours = super::hours_recorded(&range, usage_rollups::first_hour(client).await?);
     let partly = hours < range.days * 24;
     let periods = range.periods(hours);

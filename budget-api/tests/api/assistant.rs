@@ -47,6 +47,15 @@ async fn log_holds(app: &TestApp, days: i64) {
     assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
 }
 
+/// Posts `records` (made now) into a log that holds the last `days` days whole, and asks optimize
+/// about them by the day.
+async fn optimize_daily(app: &TestApp, records: Vec<Value>, days: i64) -> Value {
+    log_holds(app, days).await;
+    assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
+    app.wait_for_projections(app.events().await).await;
+    app.post("/api/assistant/optimize", &json!({"period": "daily", "days": days})).await.json().await.unwrap()
+}
+
 #[tokio::test]
 async fn analyze_and_optimize_give_the_known_answers() {
     let app = spawn_app().await;
@@ -423,12 +432,7 @@ async fn optimize_judges_a_substitution_by_the_calls_it_replaces() {
     let record = json!({"provider": "acme", "model": "big", "component": "codex", "task_type": "coding",
                         "input_tokens": 10000, "output_tokens": 0});
     let records: Vec<Value> = (0..20).map(|_| record.clone()).collect();
-    log_holds(&app, 10).await;
-    assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
-    app.wait_for_projections(app.events().await).await;
-
-    let r: Value =
-        app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 10})).await.json().await.unwrap();
+    let r = optimize_daily(&app, records, 10).await;
     let recs = r["recommendations"]["recommendations"].as_array().unwrap();
     let substitution = recs
         .iter()
@@ -549,11 +553,7 @@ async fn optimize_weighs_prompt_caching_once_per_component_and_model() {
                    "input_tokens": input, "output_tokens": output})
         })
         .collect();
-    log_holds(&app, 10).await;
-    assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
-    app.wait_for_projections(app.events().await).await;
-    let r: Value =
-        app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 10})).await.json().await.unwrap();
+    let r = optimize_daily(&app, records, 10).await;
     let caching: Vec<&Value> = r["recommendations"]["recommendations"]
         .as_array()
         .unwrap()
@@ -632,11 +632,7 @@ async fn optimizes_total_counts_each_token_once() {
                    "input_tokens": 10000, "output_tokens": 1000})
         })
         .collect();
-    log_holds(&app, 10).await;
-    assert!(app.post("/api/usage/batch", &json!({ "records": records })).await.status().is_success());
-    app.wait_for_projections(app.events().await).await;
-    let r: Value =
-        app.post("/api/assistant/optimize", &json!({"period": "daily", "days": 10})).await.json().await.unwrap();
+    let r = optimize_daily(&app, records, 10).await;
     let savings = &r["recommendations"];
     let kinds: Vec<&str> =
         savings["recommendations"].as_array().unwrap().iter().map(|x| x["kind"].as_str().unwrap()).collect();

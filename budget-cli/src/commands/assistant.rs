@@ -163,6 +163,13 @@ fn paces(windows: &[WindowPace]) {
         }
     }
     crate::say!("\nAt the rate spent so far in each window:\n{t}");
+    // A log younger than a window: its rates are over the hours the log holds, not the whole window.
+    if let Some(w) = windows.iter().find(|w| w.rate_since > w.window_start) {
+        crate::say!(
+            "Rates run from {}, where the log's usage begins, in windows that began before it.",
+            crate::output::utc_named(w.rate_since)
+        );
+    }
 }
 
 pub async fn optimize(client: &Client, args: AssistantArgs) -> anyhow::Result<()> {
