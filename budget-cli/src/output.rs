@@ -76,6 +76,9 @@ pub fn count(n: impl TryInto<i64>, noun: &str) -> String {
 /// `1234567` → `1,234,567`.
 pub use budget_events::display::thousands;
 
+/// `1234.5678` → `$1,234.5678`, every digit kept.
+pub use budget_events::display::dollars;
+
 /// A time in UTC to the second (`2026-11-30 17:14:54`); with `--precise`, as the API writes it
 /// (RFC 3339 with every digit).
 pub fn utc(t: chrono::DateTime<chrono::Utc>) -> String {

@@ -2049,3 +2049,28 @@ async fn status_says_how_many_task_windows_there_are() {
     let shown = stdout(&budget(&s.url, &["budgets", "show", "default"]).await);
     assert!(shown.contains(&format!("Policy {short} has 11 task windows")), "{shown}");
 }
+
+#[tokio::test]
+async fn dollar_amounts_group_thousands_as_token_counts_do() {
+    // A table printed "$4957.5572707" left of a "$5000" limit, beside "20,000 tok" and the dashboard's
+    // "$4,957.55": dollars are grouped too, every digit kept.
+    let s = server().await;
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider":"openai","model":"gpt-4o","component":"codex","input_tokens":1,"output_tokens":1,"cost":"1234.5678"}),
+    )
+    .await;
+    wait_applied(&s.url, 1).await;
+    let out = budget(&s.url, &["set_limit", "monthly", "5000"]).await;
+    let text = stdout(&out);
+    assert!(text.contains("limit of $5,000 ") && text.contains("$1,234.5678 used"), "{text}");
+    let text = stdout(&budget(&s.url, &["status", "--wide"]).await);
+    for needle in ["$1,234.5678", "$5,000", "$3,765.4322"] {
+        assert!(text.contains(needle), "status lacks `{needle}`:\n{text}");
+    }
+    let text = stdout(&budget(&s.url, &["get_usage", "daily"]).await);
+    assert!(text.contains("$1,234.5678") && !text.contains("$1234"), "{text}");
+    // JSON stays the API's number.
+    let json = json_of(&budget(&s.url, &["status", "--json"]).await);
+    assert_eq!(json["windows"][0]["used_cost"].to_string(), "1234.5678");
+}

@@ -18,6 +18,22 @@ pub fn thousands(n: i64) -> String {
     }
 }
 
+/// `1234.5678` → `$1,234.5678`, `-5` → `-$5`: an amount of dollars with every digit the ledger keeps
+/// (trailing zeros dropped), its whole dollars grouped as `thousands` groups counts, so that a table
+/// of dollars reads like the token counts beside it and like the dashboard.
+pub fn dollars(d: rust_decimal::Decimal) -> String {
+    let d = d.normalize();
+    let text = d.abs().to_string();
+    let (whole, fraction) = text.split_once('.').map_or((text.as_str(), None), |(w, f)| (w, Some(f)));
+    // Every amount the ledger holds fits an i64 of whole dollars (a Decimal's 96 bits do not always).
+    let whole = whole.parse::<i64>().map_or_else(|_| whole.to_string(), thousands);
+    let sign = if d.is_sign_negative() && !d.is_zero() { "-" } else { "" };
+    match fraction {
+        Some(f) => format!("{sign}${whole}.{f}"),
+        None => format!("{sign}${whole}"),
+    }
+}
+
 /// `1 call`, `1,234 calls`, `2 policies`: a count with its noun, pluralised.
 pub fn count(n: i64, noun: &str) -> String {
     let word = match (n, noun) {
@@ -55,6 +71,18 @@ mod tests {
         assert_eq!(super::thousands(0), "0");
         assert_eq!(super::thousands(1_234_567), "1,234,567");
         assert_eq!(super::thousands(-1000), "-1,000");
+    }
+
+    #[test]
+    fn dollars_keep_every_digit_and_group_the_whole_ones() {
+        use rust_decimal_macros::dec;
+        assert_eq!(super::dollars(dec!(4957.5572707)), "$4,957.5572707");
+        assert_eq!(super::dollars(dec!(5000.00)), "$5,000");
+        assert_eq!(super::dollars(dec!(0.000123)), "$0.000123");
+        assert_eq!(super::dollars(dec!(0)), "$0");
+        assert_eq!(super::dollars(dec!(-0.00)), "$0");
+        assert_eq!(super::dollars(dec!(-1234567.5)), "-$1,234,567.5");
+        assert_eq!(super::dollars(rust_decimal::Decimal::MAX), "$79228162514264337593543950335");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! provider=openai`), for the audit trail: a list of event types and costs alone did not say which
 //! price, limit or reservation each row was, so a person could not follow the log without its JSON.
 
-use crate::display::thousands;
+use crate::display::{dollars, thousands};
 use crate::event::Event;
 
 /// The last 8 characters of an id, as the CLI and the dashboard show ids.
@@ -20,7 +20,14 @@ impl Event {
                 format!("{}/{} by {}{context}", u.provider, u.model, u.component)
             }
             Event::UsageRepriced(c) => {
-                format!("{}/{} record {}: ${} → ${}", c.provider, c.model, short(&c.record_id), c.previous_cost, c.cost)
+                format!(
+                    "{}/{} record {}: {} → {}",
+                    c.provider,
+                    c.model,
+                    short(&c.record_id),
+                    dollars(c.previous_cost.amount()),
+                    dollars(c.cost.amount())
+                )
             }
             Event::BudgetCreated(b) => format!("budget {}", b.name),
             Event::BudgetUpdated(b) => match &b.name {
@@ -31,7 +38,7 @@ impl Event {
             Event::PolicySet(p) => {
                 let limits: Vec<String> = p
                     .cost_limit
-                    .map(|c| format!("${c}"))
+                    .map(|c| dollars(c.amount()))
                     .into_iter()
                     .chain(p.token_limit.map(|t| format!("{} tokens", thousands(t))))
                     .collect();
@@ -40,17 +47,17 @@ impl Event {
                 format!("{} {} of {limits} on {}{disabled}", p.period, p.policy_type, p.scope.describe())
             }
             Event::AllocationCreated(a) => format!(
-                "{} tokens (${}) for {} in {}",
+                "{} tokens ({}) for {} in {}",
                 thousands(a.tokens_allocated),
-                a.estimated_cost,
+                dollars(a.estimated_cost.amount()),
                 a.component,
                 a.context_id
             ),
             Event::AllocationReleased(r) | Event::AllocationExpired(r) => format!(
-                "allocation {}: {} tokens (${}) no longer reserved",
+                "allocation {}: {} tokens ({}) no longer reserved",
                 short(&r.allocation_id),
                 thousands(r.released_tokens),
-                r.released_cost
+                dollars(r.released_cost.amount())
             ),
             Event::PriceSet(p) => format!(
                 "{}/{} from {}",

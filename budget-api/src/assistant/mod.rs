@@ -94,16 +94,7 @@ pub fn usd(d: Decimal) -> String {
     } else {
         d.round_dp_with_strategy(4, half_up)
     };
-    let text = shown.normalize().abs().to_string();
-    let (whole, fraction) = text.split_once('.').map_or((text.as_str(), None), |(w, f)| (w, Some(f)));
-    // The whole dollars grouped as `thousands` groups counts (they fit an i64: a record is at most
-    // $1,000,000, and a sum in a sentence far less than 9e18).
-    let whole = whole.parse::<i64>().map_or_else(|_| whole.to_string(), budget_events::display::thousands);
-    let sign = if shown.is_sign_negative() && !shown.is_zero() { "-" } else { "" };
-    match fraction {
-        Some(f) => format!("{sign}${whole}.{f}"),
-        None => format!("{sign}${whole}"),
-    }
+    budget_events::display::dollars(shown)
 }
 
 #[cfg(test)]

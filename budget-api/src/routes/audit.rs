@@ -231,14 +231,14 @@ pub struct Figures {
 /// `used $X / N tokens in R records (1 record), reserved $Y / M tokens`, as `explain` and `replay` print them.
 impl std::fmt::Display for Figures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use budget_events::display::{count, thousands};
+        use budget_events::display::{count, dollars, thousands};
         write!(
             f,
-            "used ${} / {} tokens in {}, reserved ${} / {} tokens",
-            self.posted_cost,
+            "used {} / {} tokens in {}, reserved {} / {} tokens",
+            dollars(self.posted_cost),
             thousands(self.posted_tokens),
             count(self.records, "record"),
-            self.pending_cost,
+            dollars(self.pending_cost),
             thousands(self.pending_tokens)
         )
     }

@@ -3,7 +3,7 @@
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use budget_events::decide::{Verdict, WindowCheck};
-use budget_events::display::thousands;
+use budget_events::display::{dollars, thousands};
 use budget_events::domain::alternatives::{Alternative, CallShape};
 use budget_events::domain::{RecordUsage, UsageInput};
 use budget_events::ledger::{CheckCommand, CheckOutcome};
@@ -147,7 +147,7 @@ pub async fn check(
             at: record.occurred_at,
         };
         alternatives = cheaper(&**client, &call).await?;
-        messages.extend(offer(&alternatives, cost, "this call"));
+        messages.extend(offer(&alternatives, cost.amount(), "this call"));
     }
     let (mut allocation_id, mut expires_at) = (None, None);
     if reserve && preflight.allowed && tokens > 0 {
@@ -242,7 +242,12 @@ pub(crate) fn describe(
             if let (Some(limit), Some(left)) = (policy.cost_limit, window.remaining_cost_after) {
                 let limit = limit.amount();
                 over |= left < Decimal::ZERO;
-                with_call.push(format!("${} of ${limit}{}", (limit - left).normalize(), percent(limit - left, limit)));
+                with_call.push(format!(
+                    "{} of {}{}",
+                    dollars(limit - left),
+                    dollars(limit),
+                    percent(limit - left, limit)
+                ));
             }
             if let (Some(limit), Some(left)) = (policy.token_limit, window.remaining_tokens_after) {
                 over |= left < 0;
@@ -315,7 +320,7 @@ pub(crate) async fn pressed(
     client: &impl tokio_postgres::GenericClient,
     warnings: &[WindowCheck],
     call: Option<Call<'_>>,
-    cost: impl std::fmt::Display,
+    cost: Decimal,
     what: &str,
 ) -> Result<Pressed, ApiError> {
     let rows = policies::list(client).await?;
@@ -353,11 +358,15 @@ async fn cheaper(client: &impl tokio_postgres::GenericClient, call: &Call<'_>) -
 
 /// The sentence that points a soft limit's caller at the best of `alternatives` for `what` (which
 /// costs `cost` as asked).
-fn offer(alternatives: &[Alternative], cost: impl std::fmt::Display, what: &str) -> Option<String> {
+fn offer(alternatives: &[Alternative], cost: Decimal, what: &str) -> Option<String> {
     let best = alternatives.first()?;
     Some(format!(
-        "soft limit: {}/{} would cost ${} instead of ${} for {what} (saves ${}); see alternatives",
-        best.provider, best.model, best.cost, cost, best.savings,
+        "soft limit: {}/{} would cost {} instead of {} for {what} (saves {}); see alternatives",
+        best.provider,
+        best.model,
+        dollars(best.cost),
+        dollars(cost),
+        dollars(best.savings),
     ))
 }
 

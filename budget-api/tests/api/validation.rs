@@ -137,7 +137,7 @@ async fn the_largest_records_still_move_every_sum() {
     let mut huge = record("codex", 1);
     huge["cost"] = json!(90_000_000u64);
     let message = assert_error(app.post("/api/usage", &huge).await, 400, "validation_failed").await;
-    assert!(message.contains("$1000000"), "{message}");
+    assert!(message.contains("$1,000,000 one call may cost"), "{message}");
     let mut largest = record("codex", 1);
     largest["cost"] = json!(1_000_000);
     for _ in 0..3 {

@@ -41,9 +41,9 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                 print_json(&serde_json::to_value(&a)?);
             } else {
                 crate::say!(
-                    "Allocated {} tokens (${}) to {} for {}: allocation {}, expires {}",
+                    "Allocated {} tokens ({}) to {} for {}: allocation {}, expires {}",
                     thousands(a.tokens_allocated),
-                    a.estimated_cost,
+                    crate::output::dollars(a.estimated_cost),
                     a.component,
                     a.context_id,
                     a.allocation_id,
@@ -68,7 +68,13 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                     crate::say!("Warning: {m}");
                 }
                 for alt in &a.alternatives {
-                    crate::say!("  {}/{}: ${} (saves ${})", alt.provider, alt.model, alt.cost, alt.savings);
+                    crate::say!(
+                        "  {}/{}: {} (saves {})",
+                        alt.provider,
+                        alt.model,
+                        crate::output::dollars(alt.cost),
+                        crate::output::dollars(alt.savings)
+                    );
                 }
             }
         }

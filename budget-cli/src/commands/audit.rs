@@ -131,9 +131,16 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
     let (cost, tokens) = (cost.normalize(), crate::output::count(tokens, "token"));
     if more {
         let first = crate::output::count(lines.len(), "event");
-        crate::say!("The first {first} of more that match (raise --limit); their total ${cost} and {tokens}");
+        crate::say!(
+            "The first {first} of more that match (raise --limit); their total {} and {tokens}",
+            crate::output::dollars(cost)
+        );
     } else {
-        crate::say!("{}; total ${cost} and {tokens}", crate::output::count(lines.len(), "event"));
+        crate::say!(
+            "{}; total {} and {tokens}",
+            crate::output::count(lines.len(), "event"),
+            crate::output::dollars(cost)
+        );
     }
     Ok(())
 }
@@ -239,7 +246,7 @@ fn show_opening(o: &Opening) {
     let records = o.usage.iter().filter(|u| u.event_type == "UsageRecorded").count();
     let corrections = o.usage.len() - records;
     crate::say!(
-        "Opening balance at position {}: {}{}, ${} and {} tokens in all; {}",
+        "Opening balance at position {}: {}{}, {} and {} tokens in all; {}",
         o.position,
         crate::output::count(records, "usage record"),
         if corrections > 0 {
@@ -247,7 +254,7 @@ fn show_opening(o: &Opening) {
         } else {
             String::new()
         },
-        cost.normalize(),
+        crate::output::dollars(cost),
         thousands(tokens),
         match o.allocations.len() {
             0 => "no reservations".to_string(),

@@ -5,7 +5,7 @@ use comfy_table::Cell;
 
 use crate::cli::GetUsageArgs;
 use crate::client::Client;
-use crate::output::{print_json, right, table, thousands, utc, utc_named};
+use crate::output::{dollars, print_json, right, table, thousands, utc, utc_named};
 
 pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
     let mut query = vec![("period", args.period.clone()), ("days", args.days.to_string())];
@@ -74,7 +74,7 @@ fn row(label: &str, totals: &UsageTotals) -> Vec<Cell> {
         right(thousands(totals.input_tokens)),
         right(thousands(totals.output_tokens)),
         right(thousands(totals.total_tokens)),
-        right(format!("${}", totals.cost)),
+        right(dollars(totals.cost)),
         right(thousands(totals.count)),
     ]
 }

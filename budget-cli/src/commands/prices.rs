@@ -103,11 +103,11 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                 crate::say!("{t}");
             }
             crate::say!(
-                "{}{} of {provider}/{model} {}re-priced, total change ${}",
+                "{}{} of {provider}/{model} {}re-priced, total change {}",
                 if dry_run { "Dry run, nothing written: " } else { "" },
                 crate::output::count(r.records, "record"),
                 if dry_run { "would be " } else { "" },
-                r.total_delta,
+                crate::output::dollars(r.total_delta),
             );
             if let Some(first) = r.first_unpriced_at {
                 // A price set after the records (set now, by default) is not in effect at their time.
@@ -148,9 +148,9 @@ async fn say_records_to_reprice(client: &Client, provider: &str, model: &str, si
     }
     let (verb, them) = if r.records == 1 { ("has", "it") } else { ("have", "them") };
     let change = if r.total_delta.is_sign_negative() {
-        format!("${} less", -r.total_delta)
+        format!("{} less", crate::output::dollars(-r.total_delta))
     } else {
-        format!("${} more", r.total_delta)
+        format!("{} more", crate::output::dollars(r.total_delta))
     };
     crate::say!(
         "{} of {provider}/{model} since {} {verb} another cost under the price book as it now stands ({change} in \
@@ -273,18 +273,18 @@ pub async fn calc_cost(client: &Client, args: CalcCostArgs) -> anyhow::Result<()
     ]
     .into_iter()
     .filter(|(_, _, shown)| *shown)
-    .map(|(name, amount, _)| format!("{name} ${amount}"))
+    .map(|(name, amount, _)| format!("{name} {}", crate::output::dollars(amount)))
     .collect();
     // A dated or suffixed name priced as its base model says which price it took.
     let priced_as =
         if r.resolved_model == args.model { String::new() } else { format!(" (priced as {})", r.resolved_model) };
     crate::say!(
-        "{}/{}{priced_as}: {} input + {} output tokens = ${} ({})",
+        "{}/{}{priced_as}: {} input + {} output tokens = {} ({})",
         args.provider,
         args.model,
         thousands(args.input_tokens),
         thousands(args.output_tokens),
-        c.total_cost,
+        crate::output::dollars(c.total_cost),
         parts.join(", "),
     );
     Ok(())

@@ -137,11 +137,11 @@ pub fn opening(o: &OpeningBalance, zone: Option<chrono_tz::Tz>) -> String {
         return format!("{from}: nothing yet");
     }
     format!(
-        "{from}: ${} used in {} record{}, ${} reserved ({} tokens)",
-        o.posted_cost,
+        "{from}: {} used in {} record{}, {} reserved ({} tokens)",
+        crate::output::dollars(o.posted_cost),
         crate::output::thousands(o.records),
         if o.records == 1 { "" } else { "s" },
-        o.pending_cost,
+        crate::output::dollars(o.pending_cost),
         crate::output::thousands(o.pending_tokens),
     )
 }
@@ -154,7 +154,7 @@ pub fn words(p: &PolicyView) -> String {
 
 /// A policy's limits in words: `$20`, `200,000 tokens`, or `$20 and 200,000 tokens`.
 pub fn limits(p: &PolicyView) -> String {
-    let cost = p.cost_limit.map(|c| format!("${c}"));
+    let cost = p.cost_limit.map(|c| crate::output::dollars(c.amount()));
     let tokens = p.token_limit.map(|t| format!("{} tokens", crate::output::thousands(t)));
     cost.into_iter().chain(tokens).collect::<Vec<_>>().join(" and ")
 }

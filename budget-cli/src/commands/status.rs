@@ -135,7 +135,7 @@ pub fn print_windows(windows: &[WindowStatus]) {
     let mut t = table(&headers);
     for w in windows {
         let p = &w.policy;
-        let money = |d: Option<rust_decimal::Decimal>| d.map(|n| format!("${}", n.normalize()));
+        let money = |d: Option<rust_decimal::Decimal>| d.map(crate::output::dollars);
         let tokens = |n: Option<i64>| n.map(|n| format!("{} tok", thousands(n)));
         let both = |a: Option<String>, b: Option<String>| [a, b].into_iter().flatten().collect::<Vec<_>>().join(" / ");
         let (has_cost, has_tokens) = (p.cost_limit.is_some(), p.token_limit.is_some());

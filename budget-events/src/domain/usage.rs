@@ -335,7 +335,8 @@ impl RecordUsage {
             errors.push(FieldError {
                 field: "cost".into(),
                 message: format!(
-                    "cost is {cost}, above the ${max_cost} one call may cost (BUDGET_MAX_RECORD_COST); send the call's cost in USD, not micro-dollars or cents"
+                    "cost is {cost}, above the {} one call may cost (BUDGET_MAX_RECORD_COST); send the call's cost in USD, not micro-dollars or cents",
+                    crate::display::dollars(max_cost)
                 ),
             });
         }

@@ -214,11 +214,11 @@ impl CommandError {
 }
 
 fn refusal_message(refusals: &[decide::Refusal]) -> String {
-    use crate::display::thousands;
+    use crate::display::{dollars, thousands};
     let r = &refusals[0];
     let limit = match (r.cost_limit, r.token_limit) {
-        (Some(c), Some(t)) => format!("${c} / {} tokens", thousands(t)),
-        (Some(c), None) => format!("${c}"),
+        (Some(c), Some(t)) => format!("{} / {} tokens", dollars(c.amount()), thousands(t)),
+        (Some(c), None) => dollars(c.amount()),
         (None, Some(t)) => format!("{} tokens", thousands(t)),
         (None, None) => "no limit".into(),
     };
@@ -228,14 +228,14 @@ fn refusal_message(refusals: &[decide::Refusal]) -> String {
         None => (String::new(), "release unused allocations, wait for the window to reset, or raise the limit"),
     };
     format!(
-        "the {} hard limit on {} ({limit}) would be exceeded{whose}: used ${} / {} tokens, reserved ${} / {} tokens, requested ${} / {} tokens{}; {remedy}",
+        "the {} hard limit on {} ({limit}) would be exceeded{whose}: used {} / {} tokens, reserved {} / {} tokens, requested {} / {} tokens{}; {remedy}",
         r.period,
         r.scope,
-        r.used_cost,
+        dollars(r.used_cost),
         thousands(r.used_tokens),
-        r.reserved_cost,
+        dollars(r.reserved_cost),
         thousands(r.reserved_tokens),
-        r.requested_cost,
+        dollars(r.requested_cost.amount()),
         thousands(r.requested_tokens),
         r.resets_at.map_or(String::new(), |t| format!(" (window resets at {t})")),
     )
