@@ -15,6 +15,7 @@ that log position before going live. Ctrl-C stops it.
 
 import argparse
 import asyncio
+import decimal
 import json
 import os
 import sys
@@ -46,13 +47,19 @@ def envelope(kind, payload=None, topic=None):
     })
 
 
+def dollars(amount):
+    """$4,957.5572707: every digit the server sent (read as Decimal, not float), thousands grouped as
+    the CLI and the dashboard print them."""
+    return f"${decimal.Decimal(str(amount)).normalize():,f}"
+
+
 def describe(message):
     """One line for a person; the raw JSON with --raw."""
     kind, payload = message.get("type"), message.get("payload") or {}
     at = message.get("position")
     if kind == "budget_update" and "summary" in payload:
         s = payload["summary"]
-        cost = f"${s.get('total_cost')}" + (f" of ${s['cost_limit']}" if s.get("cost_limit") is not None else "")
+        cost = dollars(s.get("total_cost", 0)) + (f" of {dollars(s['cost_limit'])}" if s.get("cost_limit") is not None else "")
         tokens = f"{s.get('total_tokens_used', 0):,} tokens" + (
             f" of {s['token_limit']:,}" if s.get("token_limit") is not None else "")
         return f"[{at}] budget {payload.get('budget_name', payload.get('budget_id'))} {s.get('period')} {s.get('scope')}: {cost}, {tokens}, {s.get('state')}"
@@ -98,7 +105,7 @@ async def watch(args):
             await ws.send(envelope("subscription", {"topic": topic}, topic))
         received = 0
         async for raw in ws:
-            message = json.loads(raw)
+            message = json.loads(raw, parse_float=decimal.Decimal)
             print(raw if args.raw else describe(message), flush=True)
             received += 1
             if args.count and received >= args.count:

@@ -392,18 +392,21 @@ async fn the_python_example_client_prints_updates() {
 
 /// The example client subscribes to every topic the server offers (`usage_updates` too, which no
 /// endpoint sends by default) and prints each kind of update as a line a person reads, counts grouped
-/// by thousands as the CLI prints them.
+/// by thousands as the CLI prints them, dollars too.
 #[tokio::test]
 async fn the_python_example_client_follows_usage_updates() {
     let app = spawn_app().await;
-    let policy = json!({"period": "daily", "type": "warn", "token_limit": 100_000});
+    let policy = json!({"period": "daily", "type": "warn", "token_limit": 100_000, "cost_limit": "5000"});
     assert_eq!(app.post("/api/policies", &policy).await.status().as_u16(), 201);
     let args = ["--topic", "usage_updates", "--count", "6"];
     let stdout = example_client_output(&app, &args, |_| ("/api/usage", usage("0.01"))).await;
     assert!(stdout.contains("subscribed to usage_updates"), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with('[') && l.ends_with("] usage: 1 record")), "{stdout}");
-    let budget =
-        |l: &str| l.contains("] budget default daily all usage: $0.0") && l.ends_with(" tokens of 100,000, ok");
+    let budget = |l: &str| {
+        l.contains("] budget default daily all usage: $0.0")
+            && l.contains(" of $5,000, ")
+            && l.ends_with(" tokens of 100,000, ok")
+    };
     assert!(stdout.lines().any(budget), "{stdout}");
 }
 
