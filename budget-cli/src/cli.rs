@@ -116,8 +116,8 @@ writes about 1.3 million events. Exits 1 if a check fails; a missed target is on
     #[command(after_help = "Examples:\n  budget analyze --period daily --days 7\n  budget analyze --days 30 --json")]
     Analyze(AssistantArgs),
     /// Ranked recommendations with their savings per period, from the token mix in the log.
-    #[command(after_help = "Examples:\n  budget optimize\n  budget optimize --period weekly --days 30")]
-    Optimize(AssistantArgs),
+    #[command(after_help = "Examples:\n  budget optimize\n  budget optimize --period weekly --days 30 --top 0")]
+    Optimize(OptimizeArgs),
     /// The events behind a selection, oldest first, with the running total.
     #[command(
         after_help = "Examples:\n  budget audit --provider openai --since 2026-11-01\n  budget audit --budget default --type UsageRecorded,UsageRepriced --json\n  budget audit --context-id task-123"
@@ -738,6 +738,15 @@ pub struct AssistantArgs {
     /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct OptimizeArgs {
+    #[command(flatten)]
+    pub range: AssistantArgs,
+    /// List the N recommendations that save most and sum up the rest; 0 lists them all (`--json` always has them all).
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = crate::amounts::count::<usize>)]
+    pub top: usize,
 }
 
 #[derive(Args)]

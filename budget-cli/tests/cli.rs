@@ -2074,3 +2074,44 @@ async fn dollar_amounts_group_thousands_as_token_counts_do() {
     let json = json_of(&budget(&s.url, &["status", "--json"]).await);
     assert_eq!(json["windows"][0]["used_cost"].to_string(), "1234.5678");
 }
+
+/// `budget optimize` lists the ten recommendations that save most and sums up the rest: a week of four
+/// components' calls on a few models gave 80 rows, most of them saving a cent a day.
+#[tokio::test]
+async fn optimize_lists_the_top_ten_and_sums_up_the_rest() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    for (model, rate) in [("big", "10"), ("small", "1")] {
+        let price = serde_json::json!({"provider": "acme", "model": model, "input": rate, "output": rate,
+                                       "capabilities": ["code"], "effective_from": "2026-01-01T00:00:00Z"});
+        let r = http.post(format!("{}/api/prices", s.url)).json(&price).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    // Twelve components' coding calls on `big`: twelve substitutions, each its own row.
+    for i in 1..=12 {
+        post_usage(
+            &s.url,
+            serde_json::json!({"provider": "acme", "model": "big", "component": format!("c{i:02}"), "task_type": "coding",
+                               "input_tokens": 1000 * i, "output_tokens": 100}),
+        )
+        .await;
+    }
+    wait_applied(&s.url, 12).await;
+    let text = stdout(&budget(&s.url, &["optimize", "--wide"]).await);
+    let rows = |text: &str| text.lines().filter(|l| l.contains("┆ model_substitution ┆")).count();
+    assert_eq!(rows(&text), 10, "{text}");
+    assert!(
+        text.contains("acme/big") && text.contains("c12's") && !text.contains("c01's"),
+        "the biggest first: {text}"
+    );
+    assert!(text.contains("The other 2 save about $0.") && text.contains("`--top 0` lists all 12"), "{text}");
+    let text = stdout(&budget(&s.url, &["optimize", "--wide", "--top", "0"]).await);
+    assert_eq!(rows(&text), 12, "{text}");
+    assert!(!text.contains("The other"), "{text}");
+    let text = stdout(&budget(&s.url, &["optimize", "--wide", "--top", "3"]).await);
+    assert_eq!(rows(&text), 3, "{text}");
+    assert!(text.contains("The other 9 save about $"), "{text}");
+    // JSON is the API's answer, every recommendation in it.
+    let json = json_of(&budget(&s.url, &["optimize", "--json"]).await);
+    assert_eq!(json["recommendations"]["recommendations"].as_array().map(Vec::len), Some(12));
+}

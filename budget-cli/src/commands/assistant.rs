@@ -8,7 +8,7 @@ use comfy_table::Cell;
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use crate::cli::AssistantArgs;
+use crate::cli::{AssistantArgs, OptimizeArgs};
 use crate::client::Client;
 use crate::output::{print_json, right, table, thousands};
 
@@ -172,10 +172,11 @@ fn paces(windows: &[WindowPace]) {
     }
 }
 
-pub async fn optimize(client: &Client, args: AssistantArgs) -> anyhow::Result<()> {
+pub async fn optimize(client: &Client, args: OptimizeArgs) -> anyhow::Result<()> {
+    let (range, top) = (args.range, args.top);
     let r: OptimizeResponse =
-        client.post("/api/assistant/optimize", &json!({"period": args.period, "days": args.days})).await?;
-    if args.json {
+        client.post("/api/assistant/optimize", &json!({"period": range.period, "days": range.days})).await?;
+    if range.json {
         print_json(&serde_json::to_value(&r)?);
         return Ok(());
     }
@@ -184,9 +185,11 @@ pub async fn optimize(client: &Client, args: AssistantArgs) -> anyhow::Result<()
     // With nothing to recommend, the summary below says so.
     if !list.is_empty() {
         // The server took the period, so it parses; savings are per one of it ("Saves / day").
-        let unit = args.period.parse::<Period>().map_or("period", Period::unit);
+        let unit = range.period.parse::<Period>().map_or("period", Period::unit);
         let mut t = table(&["#", "Kind", &format!("Saves / {unit}"), "Confidence", "Recommendation"]);
-        for x in list {
+        // The server ranks them, the biggest saving first.
+        let shown = if top == 0 { list.len() } else { top.min(list.len()) };
+        for x in &list[..shown] {
             t.add_row(vec![
                 right(x.rank),
                 Cell::new(&x.kind),
@@ -197,6 +200,16 @@ pub async fn optimize(client: &Client, args: AssistantArgs) -> anyhow::Result<()
             ]);
         }
         crate::say!("{t}");
+        let rest = &list[shown..];
+        if !rest.is_empty() {
+            let saved: Decimal = rest.iter().map(|x| x.estimated_savings_per_period).sum();
+            crate::say!(
+                "The other {} save about {} per {unit} together; `--top 0` lists all {}.",
+                rest.len(),
+                usd(saved),
+                list.len()
+            );
+        }
     }
     crate::say!("{}", recs.summary);
     narrative(r.narrative.as_deref());
