@@ -57,6 +57,61 @@ struct Recommendation {
 }
 
 /// What a component sent one model over the range, and the model's input rates (plain and cached).
+/// The calls of one component for one task type on one priced model: a model's name, its dated
+/// snapshots and its `provider/` form are priced by one entry and move together (OpenAI answers with
+/// the snapshot, so components that record the answer's model and those that record the asked one
+/// split a model's calls, and each half was a recommendation of its own).
+struct Calls {
+    provider: String,
+    /// The names the log holds them under, the most spent on first.
+    names: Vec<String>,
+    /// The price book's name for them.
+    resolved: String,
+    price: price::PriceVersion,
+    component: String,
+    task_type: String,
+    totals: usage_rollups::Totals,
+}
+
+/// The log's token mix (most spent first) grouped by the price each row resolves to at `at`; rows
+/// with no price in effect are left out (nothing to compare).
+async fn priced_calls(
+    client: &impl tokio_postgres::GenericClient,
+    mix: Vec<(String, String, String, String, usage_rollups::Totals)>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Calls>, ApiError> {
+    let mut grouped: Vec<Calls> = Vec::new();
+    for (provider, model, component, task_type, totals) in mix {
+        let versions = prices::versions_for_model(client, &provider, &model).await?;
+        let Some((version, resolved)) = price::resolve(&versions, &provider, &model, at) else { continue };
+        let same = |c: &&mut Calls| {
+            (&c.provider, &c.resolved, &c.component, &c.task_type) == (&provider, &resolved, &component, &task_type)
+                && c.price.version_id == version.version_id
+        };
+        if let Some(c) = grouped.iter_mut().find(same) {
+            c.names.push(model);
+            c.totals.input_tokens += totals.input_tokens;
+            c.totals.output_tokens += totals.output_tokens;
+            c.totals.cost += totals.cost;
+            c.totals.count += totals.count;
+        } else {
+            let price = version.clone();
+            grouped.push(Calls { provider, names: vec![model], resolved, price, component, task_type, totals });
+        }
+    }
+    Ok(grouped)
+}
+
+/// How a recommendation names the model of `names`: as recorded when the log holds it under one name
+/// (`claude-3-5-sonnet-20241022`), else by its price's name and the names it was recorded as.
+fn shown_model(names: &[String], resolved: &str) -> String {
+    match names {
+        [one] => one.clone(),
+        [first @ .., last] => format!("{resolved} (recorded as {} and {last})", first.join(", ")),
+        [] => resolved.to_string(),
+    }
+}
+
 struct Prompts {
     input: i64,
     output: i64,
@@ -74,6 +129,7 @@ pub async fn optimize(
 ) -> Result<(Savings, Value), ApiError> {
     let filter = UsageFilter { start: Some(range.start), ..Default::default() };
     let mix = usage_rollups::mix(client, &filter).await?;
+    let mix_rows = mix.len();
     let in_effect = prices::in_effect(client, range.end).await?;
     // Savings are rated over the hours of the range the log holds: a month's range over a week-old
     // log is a week.
@@ -89,11 +145,13 @@ pub async fn optimize(
     let mut found: Vec<Recommendation> = Vec::new();
     let mut prompts: BTreeMap<(String, String, String), Prompts> = BTreeMap::new();
 
-    for (provider, model, component, task_type, totals) in &mix {
-        let versions = prices::versions_for_model(client, provider, model).await?;
-        let Some((current, resolved)) = price::resolve(&versions, provider, model, range.end) else { continue };
+    for Calls { provider, names, resolved, price: current, component, task_type, totals } in
+        priced_calls(client, mix, range.end).await?
+    {
+        let (current, totals) = (&current, &totals);
+        let model = &shown_model(&names, &resolved);
         let call = CallShape {
-            task_type,
+            task_type: &task_type,
             input_tokens: totals.input_tokens,
             output_tokens: totals.output_tokens,
             calls: totals.count,
@@ -132,7 +190,7 @@ pub async fn optimize(
                 savings: best.savings * per_period,
                 confidence,
                 evidence: json!({
-                    "component": component, "task_type": task_type, "provider": provider, "model": model, "priced_as": resolved,
+                    "component": component, "task_type": task_type, "provider": provider, "model": model, "models": names, "priced_as": resolved,
                     "input_tokens": totals.input_tokens, "output_tokens": totals.output_tokens, "calls": totals.count,
                     "current_cost": number(now_cost), "alternative": best, "skills_needed": needed,
                 }),
@@ -312,7 +370,7 @@ pub async fn optimize(
             if partly { format!("{over} of the {} asked for", count(range.days, "day")) } else { format!("{over} analysed") }
         )
     };
-    let raw = json!({"mix_rows": mix.len(), "priced_models": in_effect.len(), "hours_recorded": hours, "periods_in_range": periods.to_f64()});
+    let raw = json!({"mix_rows": mix_rows, "priced_models": in_effect.len(), "hours_recorded": hours, "periods_in_range": periods.to_f64()});
     Ok((
         Savings {
             period: range.period.to_string(),

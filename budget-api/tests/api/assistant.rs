@@ -677,3 +677,43 @@ async fn optimize_rates_savings_over_the_days_the_log_holds() {
         app.post("/api/assistant/optimize", &json!({"period": "weekly", "days": 30})).await.json().await.unwrap();
     assert_eq!(r["recommendations"]["recommendations"][0]["estimated_savings_per_period"].to_string(), "1.44", "{r:#}");
 }
+
+/// A model's dated snapshot and its `provider/` form, priced by the same entry, are one recommendation
+/// with the name: OpenAI answers with the snapshot (`gpt-4o-2024-08-06`), so components that record
+/// the answer's model and those that record the asked one split a model's calls in two, and optimize
+/// listed each half apart (a walk's 80 recommendations held 16 such pairs).
+#[tokio::test]
+async fn optimize_takes_a_models_snapshots_with_it() {
+    let app = spawn_app().await;
+    for (model, rate, cached) in [("big", "10", "5"), ("small", "1", "0.5")] {
+        let price = json!({"provider": "acme", "model": model, "input": rate, "output": rate, "cached_input": cached,
+                           "capabilities": ["code"], "effective_from": "2026-01-01T00:00:00Z"});
+        assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    }
+    let records: Vec<Value> = ["big", "big-2025-01-01", "acme/big"]
+        .iter()
+        .map(|model| {
+            json!({"provider": "acme", "model": model, "component": "codex", "task_type": "coding",
+                   "input_tokens": 90000, "output_tokens": 10000})
+        })
+        .collect();
+    let r = optimize_daily(&app, records, 10).await;
+    let recs = r["recommendations"]["recommendations"].as_array().unwrap();
+    let of = |kind: &str| recs.iter().filter(|x| x["kind"] == kind).collect::<Vec<_>>();
+    let substitutions = of("model_substitution");
+    assert_eq!(substitutions.len(), 1, "{r:#}");
+    // 300,000 tokens: $3 on big, $0.30 on small; $2.70 over 10 days.
+    let sentence = substitutions[0]["recommendation"].as_str().unwrap();
+    assert!(
+        sentence.starts_with(
+            "Move codex's coding calls from acme/big (recorded as acme/big, big and big-2025-01-01) to acme/small: the same 270,000 input and 30,000 output tokens would cost $0.3 instead of $3"
+        ),
+        "{sentence}"
+    );
+    assert_eq!(substitutions[0]["estimated_savings_per_period"].to_string(), "0.27");
+    assert_eq!(substitutions[0]["evidence"]["models"], json!(["acme/big", "big", "big-2025-01-01"]));
+    assert_eq!(substitutions[0]["evidence"]["calls"], 3);
+    let caching = of("prompt_caching");
+    assert_eq!(caching.len(), 1, "{r:#}");
+    assert_eq!(caching[0]["evidence"]["input_tokens"], 270000);
+}
