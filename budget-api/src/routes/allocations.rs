@@ -156,13 +156,48 @@ pub async fn create(
     let allocation = validate(&state, &input)?;
     let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;
     let metadata = metadata(&req);
+    let (asked_provider, asked_model) = (allocation.provider.is_some(), allocation.model.clone());
+    let estimated = allocation.estimated_by_client;
     let command = AllocateCommand { allocation, unpriced: state.unpriced, key, signer: metadata.key_id, metadata };
-    let (outcome, position) = state.writer.submit_at(command).await?;
+    let (outcome, position) = match state.writer.submit_at(command).await.map_err(ApiError::from) {
+        // Refused by a limit it counted under only because its model named no provider: say so.
+        Err(ApiError::BudgetExceeded { message, details }) if !asked_provider => {
+            let why = match &asked_model {
+                Some(model) => unaimed(&state, model.as_str()).await?,
+                None => None,
+            };
+            let message = why.map_or(message.clone(), |why| format!("{message}; {why}"));
+            return Err(ApiError::BudgetExceeded { message, details });
+        }
+        answer => answer?,
+    };
     let mut view = AllocationView { position, ..AllocationView::from(&outcome.allocation) };
     if !outcome.warnings.is_empty() {
         warn(&state, &mut view, &outcome.warnings).await?;
     }
+    if let (None, Some(model)) = (&view.provider, &view.model) {
+        let priced = if estimated { String::new() } else { format!(", at the {} tier's reference price", view.tier) };
+        let why = unaimed(&state, model).await?.map(|why| why.replacen(" limits:", &format!(" limits{priced}:"), 1));
+        view.messages.extend(why);
+    }
     Ok(request::answer(StatusCode::CREATED, outcome.replayed).json(view))
+}
+
+/// Why a reservation of `model` (sent without a provider) counts under every provider's limits, and
+/// how to aim it; `None` when the price book names the model's one provider (the writer then used it).
+async fn unaimed(state: &AppState, model: &str) -> Result<Option<String>, ApiError> {
+    let client = state.pool.get().await?;
+    let providers = budget_events::store::prices::providers_of(&**client, model, Utc::now()).await?;
+    Ok(match providers.as_slice() {
+        [_] => None,
+        [] => Some(format!(
+            "`{model}` is not in the price book, so it names no provider and the reservation counts under every provider's limits: send its provider, or a model the price book has (`budget prices list`)"
+        )),
+        [first @ .., last] => Some(format!(
+            "`{model}` is in the price book of {} and {last}, so it names no one provider and the reservation counts under every provider's limits: send its provider",
+            first.join(", ")
+        )),
+    })
 }
 
 /// Puts into a new reservation's answer what its warn and soft-limit windows say, in the words of a

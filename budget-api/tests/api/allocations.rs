@@ -500,6 +500,21 @@ async fn a_model_without_a_provider_reserves_under_its_one_provider() {
             .await
             .unwrap();
     assert_eq!(reserved_under(&several), ["anthropic", "openai"], "{several}");
+    // A dated snapshot and the `provider/` form name the provider of the model they are priced as (they
+    // reserved under every provider's limits, at the tier's reference price).
+    for model in ["gpt-4o-2024-08-06", "openai/gpt-4o", "openai/gpt-4o-2024-08-06"] {
+        let a: Value = allocate(&app, json!({"context_id": "t", "component": "c", "model": model, "tokens": 1000}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(reserved_under(&a), ["openai"], "{model}: {a}");
+        assert_eq!(
+            (a["provider"].as_str(), a["estimated_cost"].as_f64()),
+            (Some("openai"), Some(0.01)),
+            "{model}: {a}"
+        );
+    }
 }
 
 /// `examples/reserve_then_record.py` (the README's integration example, Python's standard library
@@ -759,4 +774,49 @@ async fn a_reservation_without_a_task_type_or_tier_holds_room_under_limits_scope
     let later = json!({"period": "daily", "type": "hard_limit", "token_limit": 5000, "task_type": "analysis"});
     let set: Value = app.post("/api/policies", &later).await.json().await.unwrap();
     assert_eq!(set["opening"]["pending_tokens"], 300, "{set}");
+}
+
+/// A reservation whose model names no provider (a typo, or a model several providers sell) holds
+/// room under every provider's limits, so another provider's limit may refuse it: the refusal says
+/// why that limit counted it and how to aim it. A reservation for `claude-3-5-sonet` was refused by
+/// "the daily hard limit on provider=openai", and nothing said why.
+#[tokio::test]
+async fn a_refusal_by_another_providers_limit_says_the_model_named_no_provider() {
+    let app = spawn_app().await;
+    for (provider, model) in [("openai", "shared-model"), ("azure", "shared-model")] {
+        let price = json!({"provider": provider, "model": model, "input": "2.5", "output": "10", "per": "1M"});
+        assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    }
+    let p = json!({"period": "daily", "type": "hard_limit", "token_limit": 100, "provider": "openai"});
+    assert_eq!(app.post("/api/policies", &p).await.status().as_u16(), 201);
+    let ask = |model: &str| json!({"context_id": "t", "component": "c", "model": model, "tokens": 1000});
+    let message = assert_error(allocate(&app, ask("claude-3-5-sonet")).await, 402, "budget_exceeded").await;
+    assert!(message.starts_with("the daily hard limit on provider=openai (100 tokens) would be exceeded"), "{message}");
+    assert!(
+        message.ends_with(
+            "; `claude-3-5-sonet` is not in the price book, so it names no provider and the reservation counts under every provider's limits: send its provider, or a model the price book has (`budget prices list`)"
+        ),
+        "{message}"
+    );
+    let message = assert_error(allocate(&app, ask("shared-model")).await, 402, "budget_exceeded").await;
+    assert!(
+        message.ends_with(
+            "; `shared-model` is in the price book of azure and openai, so it names no one provider and the reservation counts under every provider's limits: send its provider"
+        ),
+        "{message}"
+    );
+    // Admitted, the answer says it all the same.
+    let mut small = ask("claude-3-5-sonet");
+    small["tokens"] = json!(10);
+    let a: Value = allocate(&app, small).await.json().await.unwrap();
+    assert_eq!(
+        a["messages"],
+        json!(["`claude-3-5-sonet` is not in the price book, so it names no provider and the reservation counts under every provider's limits, at the remote_heavyweight tier's reference price: send its provider, or a model the price book has (`budget prices list`)"]),
+        "{a}"
+    );
+    // Named, it is refused by its own provider's limit alone, and says nothing more.
+    let mut named = ask("shared-model");
+    named["provider"] = json!("openai");
+    let message = assert_error(allocate(&app, named).await, 402, "budget_exceeded").await;
+    assert!(message.ends_with("or raise the limit"), "{message}");
 }

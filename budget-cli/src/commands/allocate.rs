@@ -33,8 +33,6 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
             if let Some(p) = args.priority {
                 body["priority"] = json!(p);
             }
-            let asked_model = body.get("model").and_then(Value::as_str).map(str::to_string);
-            let estimated = body.get("estimated_cost").is_some();
             let a: AllocationView = client.post("/api/allocations", &body).await?;
             client.remember_write(a.position);
             if args.json {
@@ -49,21 +47,14 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                     a.allocation_id,
                     expiry(a.expires_at),
                 );
-                // The model names its provider when the price book knows it; a typo does neither.
-                if let (Some(model), None) = (asked_model, &a.provider) {
-                    let priced =
-                        if estimated { String::new() } else { format!(", at the {} tier's reference price", a.tier) };
-                    crate::say!(
-                        "`{model}` is not in the price book, so it names no provider: the reservation counts under every provider's limits{priced} (`budget prices list` shows the models)"
-                    );
-                }
                 if a.reservations.is_empty() {
                     crate::say!("No policy window counts this call, so nothing limits it.");
                 }
                 for r in &a.reservations {
                     crate::say!("  reserved in window {} of policy {}", r.window, short_id(r.policy_id));
                 }
-                // Warn and soft-limit policies reserve all the same; what they say comes after.
+                // What the answer warns of (warn and soft limits it presses, a model that names no
+                // provider) comes after: the reservation was made all the same.
                 for m in &a.messages {
                     crate::say!("Warning: {m}");
                 }

@@ -271,7 +271,9 @@ pub fn is_model_sql(provider: &str, model: &str, name: &str) -> String {
     )
 }
 
-fn undated(model: &str) -> Option<&str> {
+/// The model `model` is a dated snapshot of (`gpt-4o-2024-08-06` → `gpt-4o`, `claude-3-5-sonnet-20241022`
+/// → `claude-3-5-sonnet`), if it is one.
+pub fn undated(model: &str) -> Option<&str> {
     let bytes = model.as_bytes();
     let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
     // A date suffix is ASCII: a split inside a multi-byte character cannot start one.

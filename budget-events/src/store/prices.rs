@@ -84,21 +84,42 @@ pub async fn versions_for_model(
     versions_for(client, &crate::domain::price::candidate_keys([(provider, model)])).await
 }
 
-/// The providers whose price book has `model` in effect at `at` (exact name), in name order.
+/// The providers whose price book prices a call of `model` at `at`, in name order: those that have the
+/// name itself, else those that have the model it is a dated snapshot of (`gpt-4o-2024-08-06` is
+/// gpt-4o's), else, for a `provider/model` name, that provider if it has the model. So a reservation
+/// or a gateway call that names a snapshot finds its provider as a limit on the model counts it.
 pub async fn providers_of(
     client: &impl GenericClient,
     model: &str,
     at: DateTime<Utc>,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
+    // (provider the name is restricted to, name), in the order they are tried.
+    let mut names: Vec<(Option<&str>, &str)> = vec![(None, model)];
+    names.extend(crate::domain::price::undated(model).map(|base| (None, base)));
+    if let Some((provider, rest)) = model.split_once('/') {
+        names.push((Some(provider), rest));
+        names.extend(crate::domain::price::undated(rest).map(|base| (Some(provider), base)));
+    }
+    let wanted: Vec<&str> = names.iter().map(|(_, name)| *name).collect();
     let rows = client
         .query(
-            "SELECT DISTINCT provider FROM prices
-             WHERE model = $1 AND effective_from <= $2 AND (effective_to IS NULL OR $2 < effective_to)
+            "SELECT DISTINCT provider, model FROM prices
+             WHERE model = ANY($1) AND effective_from <= $2 AND (effective_to IS NULL OR $2 < effective_to)
              ORDER BY provider",
-            &[&model, &at],
+            &[&wanted, &at],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get("provider")).collect())
+    for (only, name) in names {
+        let providers: Vec<String> = rows
+            .iter()
+            .filter(|r| r.get::<_, &str>("model") == name && only.is_none_or(|p| r.get::<_, &str>("provider") == p))
+            .map(|r| r.get("provider"))
+            .collect();
+        if !providers.is_empty() {
+            return Ok(providers);
+        }
+    }
+    Ok(Vec::new())
 }
 
 /// The versions in effect at `at`, by provider and model.
