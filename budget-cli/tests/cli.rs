@@ -408,8 +408,16 @@ async fn allocate_create_list_release() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("budget_exceeded") && stderr(&out).contains("HTTP 402"), "{}", stderr(&out));
 
-    let out = budget(&s.url, &["allocate", "list"]).await;
+    let out = budget(&s.url, &["allocate", "list", "--wide"]).await;
     assert!(stdout(&out).contains("task-123") && stdout(&out).contains("t-9"), "{}", stdout(&out));
+    // What each reservation is for, as the dashboard shows it: its model (this price book has no
+    // provider for gpt-4o), else its tier (or any).
+    let text = stdout(&out);
+    let what_for = |context: &str| {
+        let row = text.lines().find(|l| l.contains(&format!(" {context} "))).unwrap_or_default();
+        row.split('┆').nth(3).unwrap_or_default().trim().to_string()
+    };
+    assert_eq!((what_for("t-9"), what_for("task-123")), ("gpt-4o".into(), "remote_heavyweight".into()), "{text}");
     let out = budget(&s.url, &["allocate", "list", "--component", "codex"]).await;
     assert!(!stdout(&out).contains("task-123"));
     let out = budget(&s.url, &["allocate", "release", &id]).await;

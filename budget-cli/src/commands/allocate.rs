@@ -94,7 +94,7 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                 "Allocation",
                 "Context",
                 "Component",
-                "Tier",
+                "Model or tier",
                 "State",
                 "Allocated",
                 "Used",
@@ -107,8 +107,13 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                     Cell::new(crate::output::short_id(a.allocation_id)),
                     Cell::new(&a.context_id),
                     Cell::new(&a.component),
-                    // Open: it holds room under every tier's limits.
-                    Cell::new(if a.tier_open { "any" } else { &a.tier }),
+                    // What it is for, as the dashboard shows it; open, it holds room under every tier's limits.
+                    Cell::new(match (&a.provider, &a.model) {
+                        (Some(provider), Some(model)) => format!("{provider}/{model}"),
+                        (None, Some(model)) => model.clone(),
+                        _ if a.tier_open => "any".into(),
+                        _ => a.tier.clone(),
+                    }),
                     Cell::new(&a.state),
                     right(thousands(a.tokens_allocated)),
                     right(thousands(a.tokens_used)),
