@@ -305,6 +305,14 @@ async fn the_dashboard_shows_the_api_s_numbers_live_and_acknowledges_as_the_sign
         )
         .await;
     assert_eq!(browser.eval("return window.notReloaded === true").await, true, "the page reloaded");
+    // That total is `days=7`'s: the range says so ("Last week" read as the calendar week before this one).
+    let ranges =
+        browser.eval("return [...document.querySelectorAll('#spend-range option')].map(o => o.textContent)").await;
+    assert_eq!(ranges, json!(["Last 24 hours", "Last 7 days", "Last 30 days", "Custom…"]));
+    assert_eq!(
+        browser.eval("return document.querySelector('#spend-range').selectedOptions[0].textContent").await,
+        "Last 7 days"
+    );
     assert_gauges_match(&browser.eval(GAUGES).await, &get(&app, &read, "/api/status").await);
 
     // A dropped connection comes back by itself, and what happened meanwhile shows.
