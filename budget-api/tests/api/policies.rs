@@ -511,3 +511,31 @@ async fn a_window_s_pace_counts_from_the_log_s_first_record_when_it_began_inside
     let hours = (Utc::now() - since).num_seconds() as f64 / 3600.0;
     assert!((burn - 3.0 / hours).abs() < 0.05 * 3.0 / hours, "burn {burn}, expected about {}: {r}", 3.0 / hours);
 }
+
+/// The check of a call that takes a soft limit past its warning threshold warns of it, and so does the
+/// reservation that does: a $0.90 call against an empty $1 soft limit was "allow" with no message, and
+/// only the call after it heard that the window was near its limit.
+#[tokio::test]
+async fn the_call_that_crosses_a_threshold_hears_of_it() {
+    let app = spawn_app().await;
+    let p = json!({"period": "daily", "type": "soft_limit", "component": "walker", "cost_limit": "1"});
+    assert_eq!(app.post("/api/policies", &p).await.status().as_u16(), 201);
+    let check = |cost: &str| json!({"provider": "openai", "model": "gpt-4o", "component": "walker", "input_tokens": 10, "cost": cost});
+    let r: Value = app.post("/api/usage/check", &check("0.79")).await.json().await.unwrap();
+    assert_eq!((r["allowed"].as_bool(), r["policies"][0]["decision"].as_str()), (Some(true), Some("allow")), "{r}");
+    let r: Value = app.post("/api/usage/check", &check("0.9")).await.json().await.unwrap();
+    assert_eq!((r["allowed"].as_bool(), r["policies"][0]["decision"].as_str()), (Some(true), Some("warn")), "{r}");
+    let message = r["messages"][0].as_str().unwrap_or_default();
+    assert!(message.contains("would hold $0.9 of $1 (90%), near the limit"), "{r}");
+    let a: Value = app
+        .post(
+            "/api/allocations",
+            &json!({"context_id": "w1", "component": "walker", "tokens": 100, "estimated_cost": "0.9"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let message = a["messages"][0].as_str().unwrap_or_default();
+    assert!(message.contains("would hold $0.9 of $1 (90%), near the limit"), "{a}");
+}

@@ -31,10 +31,17 @@ pub fn beyond_limit(policy: &Policy, account: &Account, extra_cost: Decimal, ext
 }
 
 /// The pre-flight decision of one policy: a hard limit refuses what would take the window beyond its
-/// limit; soft limits and warnings allow with a warning; `ignore` only tracks.
+/// limit; soft limits and warnings allow with a warning; `ignore` only tracks. A warning is for a call
+/// that leaves the window at or past its warning threshold, itself counted: the one that crosses it is
+/// the one to hear of it.
 pub fn evaluate(policy: &Policy, account: &Account, cost: Decimal, tokens: i64) -> Verdict {
     let would_exceed = beyond_limit(policy, account, cost, tokens);
-    let past_warning = usage_fraction(policy, account).is_some_and(|f| f >= policy.warning_threshold);
+    let with_it = Account {
+        pending_cost: account.pending_cost + cost,
+        pending_tokens: account.pending_tokens + tokens,
+        ..*account
+    };
+    let past_warning = usage_fraction(policy, &with_it).is_some_and(|f| f >= policy.warning_threshold);
     match policy.policy_type {
         PolicyType::Ignore => Verdict::Track,
         PolicyType::HardLimit if would_exceed => Verdict::Refuse,
@@ -332,6 +339,20 @@ mod verdict_tests {
         assert_eq!(evaluate(&policy("soft_limit"), &Account::default(), dec!(1), 10), Verdict::Allow);
         assert_eq!(evaluate(&policy("ignore"), &account, dec!(100), 0), Verdict::Track);
         assert_eq!(usage_fraction(&policy("warn"), &account), Some(dec!(0.9)));
+    }
+
+    /// A call is warned of when it takes a window past its warning threshold, not only once the window
+    /// was past it: a check of a call that took a $1 soft limit from 0 to 90% said "allow" and nothing
+    /// else, and a reservation likewise, though their answers word a warning "with it, … would hold".
+    #[test]
+    fn a_call_that_takes_a_window_past_its_threshold_is_warned_of() {
+        let empty = Account::default();
+        for kind in ["warn", "soft_limit", "hard_limit"] {
+            assert_eq!(evaluate(&policy(kind), &empty, dec!(7.99), 0), Verdict::Allow, "{kind}: 79.9% with it");
+            assert_eq!(evaluate(&policy(kind), &empty, dec!(8), 0), Verdict::Warn, "{kind}: 80% with it");
+            assert_eq!(evaluate(&policy(kind), &empty, dec!(0), 800), Verdict::Warn, "{kind}: tokens too");
+        }
+        assert_eq!(evaluate(&policy("ignore"), &empty, dec!(9), 0), Verdict::Track);
     }
 
     /// Status, usage flags and refusals all use [`beyond_limit`]: at the limit is within it, one cent or

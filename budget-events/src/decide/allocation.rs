@@ -322,21 +322,24 @@ mod allocation_tests {
         Policy::from_event(&set_policy(&SetPolicy::validate(&input).unwrap(), Uuid::now_v7(), None))
     }
 
-    /// A reservation a warn or soft limit lets past its threshold says so; a hard limit near its limit,
-    /// which refuses the next one instead, says nothing.
+    /// A reservation a warn or soft limit lets past its threshold says so, the one that crosses it
+    /// included; a hard limit near its limit, which refuses the next one instead, says nothing.
     #[test]
     fn a_reservation_warns_of_warn_and_soft_limits_only() {
         let policies = vec![hard(1000), limit("soft_limit", 1000), limit("warn", 10_000)];
         let now = Utc::now();
-        let windows = reservation_windows(&policies, &request(900), now);
+        let windows = reservation_windows(&policies, &request(700), now);
         let mut accounts: BTreeMap<AccountKey, Account> =
             windows.iter().map(|(p, w)| ((p.id, w.key.clone()), Account::default())).collect();
-        let first = reserve(&request(900), Uuid::nil(), &windows, &mut accounts, now).unwrap();
-        assert!(first.warnings.is_empty(), "nothing was past a threshold before it");
-        let second = reserve(&request(100), Uuid::nil(), &windows, &mut accounts, now).unwrap();
+        let first = reserve(&request(700), Uuid::nil(), &windows, &mut accounts, now).unwrap();
+        assert!(first.warnings.is_empty(), "70% with it: under every threshold");
+        let second = reserve(&request(200), Uuid::nil(), &windows, &mut accounts, now).unwrap();
         let warned: Vec<Uuid> = second.warnings.iter().map(|w| w.policy_id).collect();
-        assert_eq!(warned, [policies[1].id], "the soft limit at 90%; the hard limit too, but it only refuses");
-        assert_eq!(second.warnings[0].remaining_tokens_after, Some(0));
+        assert_eq!(warned, [policies[1].id], "the soft limit at 90% with it; the hard limit too, but it only refuses");
+        assert_eq!(second.warnings[0].remaining_tokens_after, Some(100));
+        let third = reserve(&request(100), Uuid::nil(), &windows, &mut accounts, now).unwrap();
+        assert_eq!(third.warnings.iter().map(|w| w.policy_id).collect::<Vec<_>>(), [policies[1].id]);
+        assert_eq!(third.warnings[0].remaining_tokens_after, Some(0));
     }
 
     fn request(tokens: i64) -> CreateAllocation {
