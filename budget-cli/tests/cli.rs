@@ -1806,10 +1806,18 @@ async fn set_limit_notes_a_name_the_price_book_does_not_know() {
     assert_eq!(r.status().as_u16(), 200);
     let then = "; if no call names it, this limit counts nothing. Check the spelling (`budget policies disable ";
     for (args, expected) in [
-        (&["--provider", "acmee"][..], Some("the price book has no provider `acmee` (it has acme)")),
+        (
+            &["--provider", "acmee"][..],
+            Some("the price book has no provider `acmee` (did you mean `acme`? it has acme)"),
+        ),
+        (&["--provider", "zzz"][..], Some("the price book has no provider `zzz` (it has acme)")),
         (
             &["--provider", "acme", "--model", "m2"],
-            Some("the price book has no model `m2` of acme (`budget prices list` shows them)"),
+            Some("the price book has no model `m2` of acme (did you mean `m1`? `budget prices list` shows them)"),
+        ),
+        (
+            &["--provider", "acme", "--model", "model-two"],
+            Some("the price book has no model `model-two` of acme (`budget prices list` shows them)"),
         ),
         (&["--provider", "acme"], None),
         (&["--model", "m1-2026-01-15"], None),

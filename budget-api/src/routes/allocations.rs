@@ -190,9 +190,15 @@ async fn unaimed(state: &AppState, model: &str) -> Result<Option<String>, ApiErr
     let providers = budget_events::store::prices::providers_of(&**client, model, Utc::now()).await?;
     Ok(match providers.as_slice() {
         [_] => None,
-        [] => Some(format!(
-            "`{model}` is not in the price book, so it names no provider and the reservation counts under every provider's limits: send its provider, or a model the price book has (`budget prices list`)"
-        )),
+        [] => {
+            let book = budget_events::store::prices::in_effect(&**client, Utc::now()).await?;
+            let near = budget_events::domain::price::closest(model, book.iter().map(|v| v.spec.model.as_str()))
+                .map(|n| format!(" (did you mean `{n}`?)"))
+                .unwrap_or_default();
+            Some(format!(
+                "`{model}` is not in the price book{near}, so it names no provider and the reservation counts under every provider's limits: send its provider, or a model the price book has (`budget prices list`)"
+            ))
+        }
         [first @ .., last] => Some(format!(
             "`{model}` is in the price book of {} and {last}, so it names no one provider and the reservation counts under every provider's limits: send its provider",
             first.join(", ")

@@ -153,11 +153,19 @@ pub(crate) async fn resolve_at(
     let versions = prices::versions_for_model(&**client, provider, model).await?;
     match price::resolve(&versions, provider, model, at) {
         Some((v, name)) => Ok((v.clone(), name)),
-        None => Err(ApiError::NotFound(format!(
-            "no price for {provider}/{model} at {} (looked for {}); set one with POST /api/prices or `budget prices set`",
-            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            price::candidates(provider, model).join(", ")
-        ))),
+        None => {
+            let book = prices::in_effect(&**client, at).await?;
+            let book: Vec<(&str, &str)> =
+                book.iter().map(|v| (v.spec.provider.as_str(), v.spec.model.as_str())).collect();
+            let near = price::did_you_mean(provider, model, &book)
+                .map(|n| format!("did you mean {n}? Else s"))
+                .unwrap_or("S".into());
+            Err(ApiError::NotFound(format!(
+                "no price for {provider}/{model} at {} (looked for {}); {near}et one with POST /api/prices or `budget prices set`",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                price::candidates(provider, model).join(", ")
+            )))
+        }
     }
 }
 

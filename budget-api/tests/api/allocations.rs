@@ -790,11 +790,14 @@ async fn a_refusal_by_another_providers_limit_says_the_model_named_no_provider()
     let p = json!({"period": "daily", "type": "hard_limit", "token_limit": 100, "provider": "openai"});
     assert_eq!(app.post("/api/policies", &p).await.status().as_u16(), 201);
     let ask = |model: &str| json!({"context_id": "t", "component": "c", "model": model, "tokens": 1000});
+    let price =
+        json!({"provider": "anthropic", "model": "claude-3-5-sonnet", "input": "3", "output": "15", "per": "1M"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
     let message = assert_error(allocate(&app, ask("claude-3-5-sonet")).await, 402, "budget_exceeded").await;
     assert!(message.starts_with("the daily hard limit on provider=openai (100 tokens) would be exceeded"), "{message}");
     assert!(
         message.ends_with(
-            "; `claude-3-5-sonet` is not in the price book, so it names no provider and the reservation counts under every provider's limits: send its provider, or a model the price book has (`budget prices list`)"
+            "; `claude-3-5-sonet` is not in the price book (did you mean `claude-3-5-sonnet`?), so it names no provider and the reservation counts under every provider's limits: send its provider, or a model the price book has (`budget prices list`)"
         ),
         "{message}"
     );
@@ -811,7 +814,7 @@ async fn a_refusal_by_another_providers_limit_says_the_model_named_no_provider()
     let a: Value = allocate(&app, small).await.json().await.unwrap();
     assert_eq!(
         a["messages"],
-        json!(["`claude-3-5-sonet` is not in the price book, so it names no provider and the reservation counts under every provider's limits, at the remote_heavyweight tier's reference price: send its provider, or a model the price book has (`budget prices list`)"]),
+        json!(["`claude-3-5-sonet` is not in the price book (did you mean `claude-3-5-sonnet`?), so it names no provider and the reservation counts under every provider's limits, at the remote_heavyweight tier's reference price: send its provider, or a model the price book has (`budget prices list`)"]),
         "{a}"
     );
     // Named, it is refused by its own provider's limit alone, and says nothing more.

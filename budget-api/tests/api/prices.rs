@@ -59,6 +59,14 @@ async fn calc_cost_is_exact_and_the_bundled_table_is_applied_on_first_start() {
     let message = assert_error(r, 404, "not_found").await;
     // The time as every answer writes it, to the second (not Rust's "2026-11-30 10:00:00.123456 UTC").
     assert!(message.contains("no price for openai/no-such-model at 2026-11-30T10:00:00Z "), "{message}");
+    assert!(!message.contains("did you mean"), "nothing is near no-such-model: {message}");
+    // A typo of the provider or the model is answered with the name it misspells.
+    for (provider, model) in [("openai", "gtp-4o"), ("opnai", "gpt-4o"), ("opnai", "gpt-4o-mnii")] {
+        let call = json!({"provider": provider, "model": model, "input_tokens": 1});
+        let message = assert_error(app.post("/api/prices/calculate", &call).await, 404, "not_found").await;
+        let expected = if model == "gpt-4o-mnii" { "openai/gpt-4o-mini" } else { "openai/gpt-4o" };
+        assert!(message.contains(&format!("; did you mean {expected}? ")), "{provider}/{model}: {message}");
+    }
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 use budget_api::routes::policies::{PolicySetResponse, PolicyView};
 use budget_api::routes::prices::PriceList;
+use budget_events::domain::price;
 use budget_events::event::OpeningBalance;
 use serde_json::{json, Value};
 
@@ -80,20 +81,23 @@ async fn unknown_names(client: &Client, provider: Option<&str>, model: Option<&s
         return Ok(None);
     }
     let providers: std::collections::BTreeSet<&str> = book.prices.iter().map(|p| p.provider.as_str()).collect();
+    let did_you_mean = |name: Option<&str>| name.map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
     let unknown = match (provider, model) {
         (Some(pr), _) if !providers.contains(pr) => {
             let known = providers.iter().copied().collect::<Vec<_>>().join(", ");
-            format!("the price book has no provider `{pr}` (it has {known})")
+            let near = did_you_mean(price::closest(pr, providers.iter().copied()));
+            format!("the price book has no provider `{pr}` ({near}it has {known})")
         }
         // As records are priced: `gpt-4o-2024-08-06` and `openai/gpt-4o` are gpt-4o's.
         (pr, Some(m))
             if !book.prices.iter().any(|p| {
-                pr.is_none_or(|pr| p.provider == pr)
-                    && budget_events::domain::price::candidates(&p.provider, m).contains(&p.model)
+                pr.is_none_or(|pr| p.provider == pr) && price::candidates(&p.provider, m).contains(&p.model)
             }) =>
         {
             let of = pr.map(|pr| format!(" of {pr}")).unwrap_or_default();
-            format!("the price book has no model `{m}`{of} (`budget prices list` shows them)")
+            let models = book.prices.iter().filter(|p| pr.is_none_or(|pr| p.provider == pr)).map(|p| p.model.as_str());
+            let near = did_you_mean(price::closest(m, models));
+            format!("the price book has no model `{m}`{of} ({near}`budget prices list` shows them)")
         }
         _ => return Ok(None),
     };

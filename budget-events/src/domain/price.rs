@@ -271,6 +271,34 @@ pub fn is_model_sql(provider: &str, model: &str, name: &str) -> String {
     )
 }
 
+/// The name of `known` that `name` looks like a typo of (`claude-3-5-sonet` → `claude-3-5-sonnet`,
+/// `gtp-4o` → `gpt-4o`, `opnai` → `openai`), for a "did you mean": at most one edit (two neighbours
+/// swapped count as one) per five characters, up to three, ignoring case; a dated snapshot is
+/// compared by the model it is a snapshot of. The nearest wins, then the first in name order.
+pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let asked = undated(name).unwrap_or(name).to_lowercase();
+    let allowed = (asked.chars().count() / 5).clamp(1, 3);
+    known
+        .into_iter()
+        .filter(|k| !k.eq_ignore_ascii_case(name))
+        .map(|k| (strsim::osa_distance(&asked, &k.to_lowercase()), k))
+        .filter(|(distance, _)| *distance <= allowed)
+        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)))
+        .map(|(_, k)| k)
+}
+
+/// The `provider/model` of `book` (pairs in effect) that a call of `provider/model` the book does not
+/// price looks like a typo of: the provider as given if the book has it, else the one it misspells;
+/// then the model as given if that provider prices it (by [`candidates`]), else the one it misspells.
+pub fn did_you_mean(provider: &str, model: &str, book: &[(&str, &str)]) -> Option<String> {
+    let providers: std::collections::BTreeSet<&str> = book.iter().map(|(p, _)| *p).collect();
+    let p = if providers.contains(provider) { provider } else { closest(provider, providers.iter().copied())? };
+    let models: Vec<&str> = book.iter().filter(|(bp, _)| *bp == p).map(|(_, m)| *m).collect();
+    let named = candidates(p, model).iter().any(|c| models.contains(&c.as_str()));
+    let m = if named { model } else { closest(model, models.iter().copied())? };
+    (p != provider || m != model).then(|| format!("{p}/{m}"))
+}
+
 /// The model `model` is a dated snapshot of (`gpt-4o-2024-08-06` → `gpt-4o`, `claude-3-5-sonnet-20241022`
 /// → `claude-3-5-sonnet`), if it is one.
 pub fn undated(model: &str) -> Option<&str> {
@@ -330,6 +358,27 @@ pub fn resolve<'v>(
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
+
+    #[test]
+    fn a_typo_finds_the_name_it_misspells() {
+        let models = ["claude-3-5-sonnet", "claude-3-5-haiku", "gpt-4o", "gpt-4o-mini", "gpt-4.1"];
+        assert_eq!(closest("claude-3-5-sonet", models), Some("claude-3-5-sonnet"));
+        assert_eq!(closest("claude-3-5-sonet-20241022", models), Some("claude-3-5-sonnet"));
+        assert_eq!(closest("gtp-4o", models), Some("gpt-4o"));
+        assert_eq!(closest("GPT-4o", models), None, "the name itself, in another case, is no typo");
+        assert_eq!(closest("gpt-4o", models), None, "a known name is not a typo of another");
+        assert_eq!(closest("llama-3", models), None, "too far from every name");
+        assert_eq!(closest("opnai", ["openai", "anthropic"]), Some("openai"));
+        assert_eq!(closest("x", ["y"]), Some("y"), "one edit is allowed even in a short name");
+        assert_eq!(closest("", ["openai"]), None);
+        let book = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-3-5-sonnet")];
+        assert_eq!(did_you_mean("opnai", "gpt-4o", &book).as_deref(), Some("openai/gpt-4o"));
+        assert_eq!(did_you_mean("opnai", "gpt-4o-2024-08-06", &book).as_deref(), Some("openai/gpt-4o-2024-08-06"));
+        assert_eq!(did_you_mean("anthropic", "claude-3-5-sonet", &book).as_deref(), Some("anthropic/claude-3-5-sonnet"));
+        assert_eq!(did_you_mean("openai", "claude-3-5-sonnet", &book), None, "another provider's model is no typo");
+        assert_eq!(did_you_mean("openai", "gpt-4o", &book), None, "priced as given");
+        assert_eq!(did_you_mean("acme", "gpt-4o", &book), None);
+    }
 
     #[test]
     fn a_model_is_its_name_its_provider_form_and_its_snapshots() {
