@@ -159,7 +159,7 @@ pub(crate) async fn resolve_at(
                 book.iter().map(|v| (v.spec.provider.as_str(), v.spec.model.as_str())).collect();
             let near = price::did_you_mean(provider, model, &book)
                 .map(|n| format!("did you mean {n}? Else s"))
-                .unwrap_or("S".into());
+                .unwrap_or("s".into());
             Err(ApiError::NotFound(format!(
                 "no price for {provider}/{model} at {} (looked for {}); {near}et one with POST /api/prices or `budget prices set`",
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -5,11 +5,11 @@ use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use budget_events::domain::usage::CanonicalUsageInput;
 use budget_events::domain::usage::FieldError;
-use budget_events::domain::{RecordUsage, UsageInput};
+use budget_events::domain::{price, RecordUsage, UsageInput};
 use budget_events::ledger::{ItemOutcome, ItemStatus, UsageCommand, UsageItem};
 use budget_events::store::idempotency::Canonical;
 use budget_events::ErrorCode;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -56,6 +56,10 @@ pub struct UsageRecordedResponse {
     /// (`ambiguous_context`: several active allocations share its context and component).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settlement_skipped: Option<String>,
+    /// For an unpriced record: what that means and how to price it, naming the model its name looks
+    /// like a typo of when the price book has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl From<ItemOutcome> for UsageRecordedResponse {
@@ -73,8 +77,26 @@ impl From<ItemOutcome> for UsageRecordedResponse {
             exceeded: o.exceeded,
             settlement: o.settlement,
             settlement_skipped: o.settlement_skipped,
+            message: None,
         }
     }
+}
+
+/// What an unpriced record's answer says: recorded at $0, and how to price it (a typo of a priced
+/// model is the usual cause, so the model it misspells is named when there is one).
+async fn unpriced_message(
+    state: &AppState,
+    provider: &str,
+    model: &str,
+    at: DateTime<Utc>,
+) -> Result<String, ApiError> {
+    let client = state.pool.get().await?;
+    let book = budget_events::store::prices::in_effect(&**client, at).await?;
+    let book: Vec<(&str, &str)> = book.iter().map(|v| (v.spec.provider.as_str(), v.spec.model.as_str())).collect();
+    let near = price::did_you_mean(provider, model, &book).map_or("s".into(), |n| format!("did you mean {n}? Else s"));
+    Ok(format!(
+        "{provider}/{model} has no price at its time: recorded with cost 0 (its tokens count, cost limits do not see it); {near}end its `cost`, or price it (`budget prices set {provider} {model} --input … --output …`)"
+    ))
 }
 
 /// Record one LLM call.
@@ -138,7 +160,13 @@ async fn record(state: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     match item.status {
         ItemStatus::Recorded | ItemStatus::Duplicate => {
             let replayed = item.status == ItemStatus::Duplicate;
-            Ok(request::answer(StatusCode::CREATED, replayed).json(UsageRecordedResponse::from(item)))
+            let unpriced = item.cost_source == Some(budget_events::domain::usage::CostSource::Unpriced);
+            let at = item.timestamp.unwrap_or_else(Utc::now);
+            let mut answer = UsageRecordedResponse::from(item);
+            if unpriced {
+                answer.message = Some(unpriced_message(&state, &input.provider, &input.model, at).await?);
+            }
+            Ok(request::answer(StatusCode::CREATED, replayed).json(answer))
         }
         ItemStatus::Rejected => {
             let error = item.error.expect("a rejection says why");

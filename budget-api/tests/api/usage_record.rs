@@ -1,4 +1,4 @@
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, record, spawn_app};
 
@@ -55,6 +55,27 @@ async fn a_record_without_content_type_or_cost_is_accepted_as_unpriced() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["cost_source"], "unpriced");
     assert_eq!(body["cost"], 0);
+    assert_eq!(
+        body["message"],
+        "ollama/llama3 has no price at its time: recorded with cost 0 (its tokens count, cost limits do not see it); send its `cost`, or price it (`budget prices set ollama llama3 --input … --output …`)"
+    );
+}
+
+/// A record of a model the price book misspells is recorded at $0 like any unpriced one, and its
+/// answer names the model it looks like a typo of: `gtp-4o` came back `cost_source: unpriced` and
+/// nothing else, and its alert advised pricing `gtp-4o`.
+#[tokio::test]
+async fn an_unpriced_records_answer_names_the_model_it_misspells() {
+    let app = spawn_app().await;
+    let price = json!({"provider": "openai", "model": "gpt-4o", "input": "2.5", "output": "10", "per": "1M"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let record = |model: &str| json!({"provider": "openai", "model": model, "component": "c", "input_tokens": 10, "output_tokens": 0});
+    let body: Value = app.post("/api/usage", &record("gtp-4o")).await.json().await.unwrap();
+    assert_eq!(body["cost_source"], "unpriced", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("openai/gtp-4o has no price at its time: recorded with cost 0 (its tokens count, cost limits do not see it); did you mean openai/gpt-4o? "), "{body}");
+    let body: Value = app.post("/api/usage", &record("gpt-4o-2024-08-06")).await.json().await.unwrap();
+    assert_eq!((body["cost_source"].as_str(), body.get("message")), (Some("price_book"), None), "{body}");
 }
 
 #[tokio::test]

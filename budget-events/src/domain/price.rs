@@ -374,7 +374,10 @@ mod tests {
         let book = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-3-5-sonnet")];
         assert_eq!(did_you_mean("opnai", "gpt-4o", &book).as_deref(), Some("openai/gpt-4o"));
         assert_eq!(did_you_mean("opnai", "gpt-4o-2024-08-06", &book).as_deref(), Some("openai/gpt-4o-2024-08-06"));
-        assert_eq!(did_you_mean("anthropic", "claude-3-5-sonet", &book).as_deref(), Some("anthropic/claude-3-5-sonnet"));
+        assert_eq!(
+            did_you_mean("anthropic", "claude-3-5-sonet", &book).as_deref(),
+            Some("anthropic/claude-3-5-sonnet")
+        );
         assert_eq!(did_you_mean("openai", "claude-3-5-sonnet", &book), None, "another provider's model is no typo");
         assert_eq!(did_you_mean("openai", "gpt-4o", &book), None, "priced as given");
         assert_eq!(did_you_mean("acme", "gpt-4o", &book), None);
