@@ -98,7 +98,7 @@ pub struct CheckResponse {
     #[schema(value_type = String)]
     pub cost_source: budget_events::domain::usage::CostSource,
     pub policies: Vec<PolicyCheck>,
-    /// One sentence per policy that warns or refuses.
+    /// One sentence per policy that warns or refuses, and one for a call the price book cannot price.
     pub messages: Vec<String>,
     /// With `"reserve": true`: the allocation holding this call's tokens and cost.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,6 +148,15 @@ pub async fn check(
         };
         alternatives = cheaper(&**client, &call).await?;
         messages.extend(offer(&alternatives, cost.amount(), "this call"));
+    }
+    if cost_source == budget_events::domain::usage::CostSource::Unpriced {
+        let (provider, model) = (record.provider.as_str(), record.model.as_str());
+        let near = crate::routes::prices::misspelled(&**client, provider, model, record.occurred_at)
+            .await?
+            .map_or("s".into(), |n| format!("did you mean {n}? Else s"));
+        messages.push(format!(
+            "{provider}/{model} has no price, so its cost is unknown and cost limits cannot weigh this call (token limits still do); {near}end its `cost`, or price it (`budget prices set {provider} {model} --input … --output …`)"
+        ));
     }
     let (mut allocation_id, mut expires_at) = (None, None);
     if reserve && preflight.allowed && tokens > 0 {

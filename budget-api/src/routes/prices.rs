@@ -154,12 +154,9 @@ pub(crate) async fn resolve_at(
     match price::resolve(&versions, provider, model, at) {
         Some((v, name)) => Ok((v.clone(), name)),
         None => {
-            let book = prices::in_effect(&**client, at).await?;
-            let book: Vec<(&str, &str)> =
-                book.iter().map(|v| (v.spec.provider.as_str(), v.spec.model.as_str())).collect();
-            let near = price::did_you_mean(provider, model, &book)
-                .map(|n| format!("did you mean {n}? Else s"))
-                .unwrap_or("s".into());
+            let near = misspelled(&**client, provider, model, at)
+                .await?
+                .map_or("s".into(), |n| format!("did you mean {n}? Else s"));
             Err(ApiError::NotFound(format!(
                 "no price for {provider}/{model} at {} (looked for {}); {near}et one with POST /api/prices or `budget prices set`",
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -167,6 +164,19 @@ pub(crate) async fn resolve_at(
             )))
         }
     }
+}
+
+/// The `provider/model` the price book prices at `at` that `provider/model` (which it does not) looks
+/// like a typo of, for a "did you mean" (`gtp-4o` → `openai/gpt-4o`).
+pub(crate) async fn misspelled(
+    client: &impl tokio_postgres::GenericClient,
+    provider: &str,
+    model: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<String>, ApiError> {
+    let book = prices::in_effect(client, at).await?;
+    let book: Vec<(&str, &str)> = book.iter().map(|v| (v.spec.provider.as_str(), v.spec.model.as_str())).collect();
+    Ok(price::did_you_mean(provider, model, &book))
 }
 
 /// The price of one model in effect now (or at `at`), with the name it resolved to.

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use budget_events::domain::usage::CanonicalUsageInput;
 use budget_events::domain::usage::FieldError;
-use budget_events::domain::{price, RecordUsage, UsageInput};
+use budget_events::domain::{RecordUsage, UsageInput};
 use budget_events::ledger::{ItemOutcome, ItemStatus, UsageCommand, UsageItem};
 use budget_events::store::idempotency::Canonical;
 use budget_events::ErrorCode;
@@ -91,9 +91,9 @@ async fn unpriced_message(
     at: DateTime<Utc>,
 ) -> Result<String, ApiError> {
     let client = state.pool.get().await?;
-    let book = budget_events::store::prices::in_effect(&**client, at).await?;
-    let book: Vec<(&str, &str)> = book.iter().map(|v| (v.spec.provider.as_str(), v.spec.model.as_str())).collect();
-    let near = price::did_you_mean(provider, model, &book).map_or("s".into(), |n| format!("did you mean {n}? Else s"));
+    let near = crate::routes::prices::misspelled(&**client, provider, model, at)
+        .await?
+        .map_or("s".into(), |n| format!("did you mean {n}? Else s"));
     Ok(format!(
         "{provider}/{model} has no price at its time: recorded with cost 0 (its tokens count, cost limits do not see it); {near}end its `cost`, or price it (`budget prices set {provider} {model} --input … --output …`)"
     ))

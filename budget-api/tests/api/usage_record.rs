@@ -129,3 +129,28 @@ async fn the_original_routes_and_naive_timestamps_work() {
     assert_eq!(status, 200, "{summary}");
     assert_eq!((summary["count"].as_i64(), summary["total_input_tokens"].as_i64()), (Some(1), Some(1200)), "{summary}");
 }
+
+/// A check of a call the price book cannot price says its cost limits cannot weigh it, and names the
+/// model it misspells: `gtp-4o` under a $5 hard limit came back allowed at cost 0 with no word.
+#[tokio::test]
+async fn a_check_of_an_unpriced_call_says_cost_limits_cannot_weigh_it() {
+    let app = spawn_app().await;
+    let price = json!({"provider": "openai", "model": "gpt-4o", "input": "2.5", "output": "10", "per": "1M"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let limit = json!({"period": "daily", "type": "hard_limit", "provider": "openai", "cost_limit": "5"});
+    assert_eq!(app.post("/api/policies", &limit).await.status().as_u16(), 201);
+    let call = |model: &str| json!({"provider": "openai", "model": model, "component": "c", "input_tokens": 1000, "estimated_output_tokens": 500});
+    let r: Value = app.post("/api/usage/check", &call("gtp-4o")).await.json().await.unwrap();
+    assert_eq!((r["allowed"].as_bool(), r["cost_source"].as_str()), (Some(true), Some("unpriced")), "{r}");
+    assert_eq!(
+        r["messages"],
+        json!(["openai/gtp-4o has no price, so its cost is unknown and cost limits cannot weigh this call (token limits still do); did you mean openai/gpt-4o? Else send its `cost`, or price it (`budget prices set openai gtp-4o --input … --output …`)"]),
+        "{r}"
+    );
+    let r: Value = app.post("/api/usage/check", &call("gpt-4o")).await.json().await.unwrap();
+    assert_eq!(
+        (r["cost_source"].as_str(), r["messages"].as_array().map(Vec::len)),
+        (Some("price_book"), Some(0)),
+        "{r}"
+    );
+}
