@@ -1601,17 +1601,23 @@ async fn gateway_secrets_reach_only_their_provider() {
     let _ = std::fs::remove_file(&log);
 }
 
-/// `budget optimize` names the period its savings are per: "Saves / day" for daily, "/ week" for weekly.
-#[tokio::test]
-async fn optimize_says_what_its_savings_are_per() {
-    let s = server().await;
+/// Prices acme/big at $10 and acme/small at $1 per token, both able to code: optimize moves big's
+/// calls to small.
+async fn price_big_and_small(url: &str) {
     let http = reqwest::Client::new();
     for (model, rate) in [("big", "10"), ("small", "1")] {
         let price = serde_json::json!({"provider": "acme", "model": model, "input": rate, "output": rate,
                                        "capabilities": ["code"], "effective_from": "2026-01-01T00:00:00Z"});
-        let r = http.post(format!("{}/api/prices", s.url)).json(&price).send().await.unwrap();
+        let r = http.post(format!("{url}/api/prices")).json(&price).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
     }
+}
+
+/// `budget optimize` names the period its savings are per: "Saves / day" for daily, "/ week" for weekly.
+#[tokio::test]
+async fn optimize_says_what_its_savings_are_per() {
+    let s = server().await;
+    price_big_and_small(&s.url).await;
     // The log holds all 30 days (it begins before them), so savings are rated over all of them;
     // the daily usage `wait_applied` counts is the record after it.
     let before = (chrono::Utc::now() - chrono::Duration::hours(30 * 24 + 2)).to_rfc3339();
@@ -2096,13 +2102,7 @@ async fn dollar_amounts_group_thousands_as_token_counts_do() {
 #[tokio::test]
 async fn optimize_lists_the_top_ten_and_sums_up_the_rest() {
     let s = server().await;
-    let http = reqwest::Client::new();
-    for (model, rate) in [("big", "10"), ("small", "1")] {
-        let price = serde_json::json!({"provider": "acme", "model": model, "input": rate, "output": rate,
-                                       "capabilities": ["code"], "effective_from": "2026-01-01T00:00:00Z"});
-        let r = http.post(format!("{}/api/prices", s.url)).json(&price).send().await.unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-    }
+    price_big_and_small(&s.url).await;
     // Twelve components' coding calls on `big`: twelve substitutions, each its own row.
     for i in 1..=12 {
         post_usage(
