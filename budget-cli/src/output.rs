@@ -56,6 +56,18 @@ pub fn table(headers: &[&str]) -> Table {
     t
 }
 
+/// Keeps the figures in `columns` whole once the rows are in: a number broken across lines ("10,00"
+/// over "0") reads as another number, so the words around it wrap instead (its header still may).
+pub fn figures_whole(t: &mut Table, columns: &[usize]) {
+    for &i in columns {
+        // The boundary counts the cell's padding, one space on each side.
+        let widest = 2 + t.column_cells_iter(i).flatten().map(|c| c.content().chars().count()).max().unwrap_or(0);
+        if let (Some(column), Ok(widest)) = (t.column_mut(i), u16::try_from(widest)) {
+            column.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(comfy_table::Width::Fixed(widest)));
+        }
+    }
+}
+
 fn keeps_whole(header: &str) -> bool {
     matches!(header, "Policy" | "Alert" | "Allocation" | "Key" | "Id" | "Record" | "Resets") || header.contains("(UTC)")
 }

@@ -122,6 +122,8 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                     Cell::new(utc(a.expires_at)),
                 ]);
             }
+            // Allocated, used, remaining, used %.
+            crate::output::figures_whole(&mut t, &[5, 6, 7, 8]);
             crate::say!("{t}");
         }
         AllocateCommand::Release { allocation_id, json } => {
