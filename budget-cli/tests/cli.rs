@@ -602,6 +602,7 @@ async fn alerts_list_and_acknowledge() {
     let out = budget(&s.url, &["alerts", "list"]).await;
     let text = stdout(&out);
     assert!(text.contains("cost_limit_exceeded") && text.contains("cost_limit_approaching"), "{text}");
+    assert!(!text.contains("Acknowledged"), "open alerts need no column of `no`: {text}");
     let out = budget(&s.url, &["alerts", "list", "--severity", "error", "--json"]).await;
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let alerts = list["alerts"].as_array().unwrap();

@@ -33,22 +33,28 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
                 crate::say!("No {}alerts.", if all { "" } else { "open " });
                 return Ok(());
             }
-            let mut t = table(&["Alert", "Time (UTC)", "Severity", "Type", "Count", "Acknowledged", "Message"]);
+            // Open alerts only (the default): a column of "no" would take the message's room.
+            let with_acknowledged = rows.iter().any(|a| a.acknowledged);
+            let mut headers = vec!["Alert", "Time (UTC)", "Severity", "Type", "Count"];
+            headers.extend(with_acknowledged.then_some("Acknowledged"));
+            headers.push("Message");
+            let mut t = table(&headers);
             for a in rows {
                 let acknowledged = match (a.acknowledged, &a.acknowledged_by) {
                     (true, Some(by)) => format!("yes ({by})"),
                     (true, None) => "yes".into(),
                     (false, _) => "no".into(),
                 };
-                t.add_row(vec![
+                let mut row = vec![
                     Cell::new(crate::output::short_id(a.id)),
                     Cell::new(utc(a.timestamp)),
                     Cell::new(&a.severity),
                     Cell::new(&a.alert_type),
                     Cell::new(a.occurrences),
-                    Cell::new(acknowledged),
-                    Cell::new(&a.message),
-                ]);
+                ];
+                row.extend(with_acknowledged.then(|| Cell::new(acknowledged)));
+                row.push(Cell::new(&a.message));
+                t.add_row(row);
             }
             crate::say!("{t}");
         }

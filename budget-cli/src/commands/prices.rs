@@ -248,6 +248,8 @@ fn print_versions(versions: &[PriceView]) {
             Cell::new(&v.source),
         ]);
     }
+    // The five prices: 0.0001 over 5 would read as another price.
+    crate::output::figures_whole(&mut t, &[2, 3, 4, 5, 6]);
     crate::say!("{t}");
 }
 
