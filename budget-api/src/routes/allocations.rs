@@ -156,20 +156,20 @@ pub async fn create(
     let allocation = validate(&state, &input)?;
     let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;
     let metadata = metadata(&req);
-    let (asked_provider, asked_model) = (allocation.provider.is_some(), allocation.model.clone());
+    // A model sent without its provider: the writer looks the provider up, and may find none.
+    let unaimed_model = allocation.model.clone().filter(|_| allocation.provider.is_none());
     let estimated = allocation.estimated_by_client;
     let command = AllocateCommand { allocation, unpriced: state.unpriced, key, signer: metadata.key_id, metadata };
-    let (outcome, position) = match state.writer.submit_at(command).await.map_err(ApiError::from) {
-        // Refused by a limit it counted under only because its model named no provider: say so.
-        Err(ApiError::BudgetExceeded { message, details }) if !asked_provider => {
-            let why = match &asked_model {
-                Some(model) => unaimed(&state, model.as_str()).await?,
-                None => None,
+    let (outcome, position) = match (state.writer.submit_at(command).await.map_err(ApiError::from), unaimed_model) {
+        // Refused by a limit it may have counted under only because its model named no provider: say so.
+        (Err(ApiError::BudgetExceeded { message, details }), Some(model)) => {
+            let message = match unaimed(&state, model.as_str()).await? {
+                Some(why) => format!("{message}; {why}"),
+                None => message,
             };
-            let message = why.map_or(message.clone(), |why| format!("{message}; {why}"));
             return Err(ApiError::BudgetExceeded { message, details });
         }
-        answer => answer?,
+        (answer, _) => answer?,
     };
     let mut view = AllocationView { position, ..AllocationView::from(&outcome.allocation) };
     if !outcome.warnings.is_empty() {
