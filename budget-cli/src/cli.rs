@@ -49,7 +49,8 @@ writes about 1.3 million events. Exits 1 if a check fails; a missed target is on
     #[command(after_help = "Examples:\n  budget status\n  budget status --period daily --provider openai --json")]
     Status(StatusArgs),
     /// Set a spending limit: a policy of a budget for a period and scope. Setting the same budget, period
-    /// and scope again replaces the limit (the old one stays in the log).
+    /// and scope again replaces the limit, keeping the type, thresholds and timezone it does not give
+    /// (the old one stays in the log).
     #[command(
         name = "set_limit",
         visible_alias = "set-limit",
@@ -292,8 +293,9 @@ pub struct SetLimitArgs {
     #[arg(long)]
     pub user: Option<String>,
     /// ignore (track only), warn, soft_limit (suggest cheaper) or hard_limit (refuse new spending).
-    #[arg(long = "policy-type", default_value = "warn")]
-    pub policy_type: String,
+    /// Default warn; a limit set again keeps its type, thresholds and timezone unless they are given.
+    #[arg(long = "policy-type")]
+    pub policy_type: Option<String>,
     /// A token limit per window (input + output), as well as or instead of the cost limit.
     #[arg(long, allow_negative_numbers = true, value_parser = crate::amounts::count::<i64>)]
     pub tokens: Option<i64>,

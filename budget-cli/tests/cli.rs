@@ -1734,9 +1734,14 @@ async fn set_limit_names_its_timezone() {
         let out = budget(&s.url, command).await;
         assert!(stdout(&out).contains("daily (Europe/Berlin) warn"), "{command:?}: {}", stdout(&out));
     }
-    // The same budget, period and scope in UTC replaces it, and names no zone.
-    let out = budget(&s.url, &["set_limit", "daily", "5"]).await;
-    assert!(stdout(&out).starts_with("Replaced with daily warn limit of $5 for all usage"), "{}", stdout(&out));
+    // The same budget, period and scope in UTC replaces it, and names no zone (left out, the zone is kept).
+    let out = budget(&s.url, &["set_limit", "daily", "5", "--timezone", "UTC"]).await;
+    assert!(
+        stdout(&out)
+            .starts_with("Replaced daily (Europe/Berlin) warn limit of $5 with daily warn limit of $5 for all usage"),
+        "{}",
+        stdout(&out)
+    );
     let out = budget(&s.url, &["policies", "list", "--wide"]).await;
     assert!(stdout(&out).contains(" daily warn ") && !stdout(&out).contains("Berlin"), "{}", stdout(&out));
 }
@@ -2131,4 +2136,41 @@ async fn optimize_lists_the_top_ten_and_sums_up_the_rest() {
     // JSON is the API's answer, every recommendation in it.
     let json = json_of(&budget(&s.url, &["optimize", "--json"]).await);
     assert_eq!(json["recommendations"]["recommendations"].as_array().map(Vec::len), Some(12));
+}
+
+/// `set_limit` again on a limit changes what it names and says what it replaced: `set_limit daily 8
+/// --provider openai` over a $5 hard limit made it a $8 warning, said only "Replaced with daily warn
+/// limit of $8".
+#[tokio::test]
+async fn set_limit_again_keeps_the_type_and_says_what_it_replaced() {
+    let s = server().await;
+    let args = [
+        "set_limit",
+        "daily",
+        "5",
+        "--provider",
+        "openai",
+        "--policy-type",
+        "hard_limit",
+        "--timezone",
+        "Europe/Berlin",
+    ];
+    assert!(budget(&s.url, &args).await.status.success());
+    let out = budget(&s.url, &["set_limit", "daily", "8", "--provider", "openai"]).await;
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("Replaced daily (Europe/Berlin) hard_limit limit of $5 with daily (Europe/Berlin) hard_limit limit of $8 for provider=openai in budget default (policy "),
+        "{text}{}",
+        stderr(&out)
+    );
+    let out = budget(&s.url, &["set_limit", "daily", "8", "--provider", "openai", "--policy-type", "warn"]).await;
+    assert!(
+        stdout(&out).starts_with(
+            "Replaced daily (Europe/Berlin) hard_limit limit of $8 with daily (Europe/Berlin) warn limit of $8 "
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let help = stdout(&budget(&s.url, &["set_limit", "--help"]).await);
+    assert!(help.contains("a limit set again keeps its type"), "{help}");
 }

@@ -95,6 +95,9 @@ pub struct PolicySetResponse {
     /// The policy's version (1 for a new policy).
     pub version: i64,
     pub policy: PolicyView,
+    /// The policy this change replaced, as it was before (absent for a new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PolicyView>,
     /// When the policy starts counting (created, or enabled again): what its current window already
     /// held — the matching usage recorded in it (`posted_cost`, `posted_tokens`, `records`) and the
     /// matching active reservations made in it (`pending_cost`, `pending_tokens`, `allocations`).
@@ -114,6 +117,7 @@ impl PolicySetResponse {
             budget_created: outcome.budget_created,
             version: outcome.version,
             policy: PolicyView::new(&Policy::from_event(&outcome.policy), &outcome.budget_name),
+            previous: outcome.previous.as_ref().map(|p| PolicyView::new(&Policy::from_event(p), &outcome.budget_name)),
             opening: outcome.policy.opening,
             position,
         }

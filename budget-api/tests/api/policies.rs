@@ -539,3 +539,46 @@ async fn the_call_that_crosses_a_threshold_hears_of_it() {
     let message = a["messages"][0].as_str().unwrap_or_default();
     assert!(message.contains("would hold $0.9 of $1 (90%), near the limit"), "{a}");
 }
+
+/// Setting a limit again changes what it gives and keeps what it leaves out: `budget set_limit daily 8
+/// --provider openai` over a $5 hard limit made it a $8 *warning* (the type's default), so the limit no
+/// longer refused anything, and a replaced policy's thresholds and timezone went back to the defaults.
+#[tokio::test]
+async fn a_limit_set_again_keeps_the_type_thresholds_and_timezone_it_does_not_give() {
+    let app = spawn_app().await;
+    let first = json!({"period": "daily", "type": "hard_limit", "provider": "openai", "cost_limit": "5",
+                       "warning_threshold": "0.5", "action_threshold": "0.7", "timezone": "Europe/Berlin"});
+    assert_eq!(app.post("/api/policies", &first).await.status().as_u16(), 201);
+    let again = json!({"period": "daily", "provider": "openai", "cost_limit": "8"});
+    let r: Value = app.post("/api/policies", &again).await.json().await.unwrap();
+    let p = &r["policy"];
+    assert_eq!(
+        (
+            p["type"].as_str(),
+            p["cost_limit"].to_string(),
+            p["warning_threshold"].to_string(),
+            p["action_threshold"].to_string(),
+            p["timezone"].as_str()
+        ),
+        (Some("hard_limit"), "8".into(), "0.5".into(), "0.7".into(), Some("Europe/Berlin")),
+        "{r}"
+    );
+    // What it gives, it changes; one threshold given sets both as given or by default, as for a new one.
+    let typed = json!({"period": "daily", "provider": "openai", "cost_limit": "8", "type": "warn", "warning_threshold": "0.6", "timezone": "UTC"});
+    let r: Value = app.post("/api/policies", &typed).await.json().await.unwrap();
+    let p = &r["policy"];
+    assert_eq!(
+        (
+            p["type"].as_str(),
+            p["warning_threshold"].to_string(),
+            p["action_threshold"].to_string(),
+            p["timezone"].as_str()
+        ),
+        (Some("warn"), "0.6".into(), "0.95".into(), Some("UTC")),
+        "{r}"
+    );
+    // A new policy without a type is a warning, as before.
+    let new = json!({"period": "daily", "provider": "anthropic", "cost_limit": "8"});
+    let r: Value = app.post("/api/policies", &new).await.json().await.unwrap();
+    assert_eq!((r["created"].as_bool(), r["policy"]["type"].as_str()), (Some(true), Some("warn")), "{r}");
+}

@@ -12,7 +12,11 @@ use crate::output::print_json;
 
 pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
     let tokens_only = args.tokens.is_some() && args.limit.trim().parse::<f64>().is_ok_and(|l| l == 0.0);
-    let mut body = json!({ "period": args.period, "type": args.policy_type });
+    // Left out, a new policy is a warning and one set again keeps its type.
+    let mut body = json!({ "period": args.period });
+    if let Some(t) = args.policy_type {
+        body["type"] = Value::String(t);
+    }
     if !tokens_only {
         // Sent as a string: the server reads its exact decimal digits.
         body["cost_limit"] = Value::String(args.limit.trim().to_string());
@@ -45,12 +49,14 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
     let p = &response.policy;
     // Windows of a zone other than UTC begin at its midnight, which a UTC time hides.
     let zone = zone(p);
+    let replaced = match (&response.previous, response.created) {
+        (Some(before), false) => format!("Replaced {} limit of {} with", kind(before), limits(before)),
+        (None, false) => "Replaced with".into(),
+        (_, true) => "Set".into(),
+    };
     crate::say!(
-        "{} {}{} {} limit of {} for {} in budget {} (policy {}{})",
-        if response.created { "Set" } else { "Replaced with" },
-        p.period,
-        zone.map(|z| format!(" ({z})")).unwrap_or_default(),
-        p.policy_type,
+        "{replaced} {} limit of {} for {} in budget {} (policy {}{})",
+        kind(p),
         limits(p),
         p.scope,
         p.budget_name,

@@ -12,18 +12,31 @@ use crate::event::{Event, OpeningBalance, PolicySet, Posting, UsageRecorded};
 /// A policy change. The same budget, period and scope is the same policy: it keeps its id (and its
 /// accounts), and the new event replaces its definition.
 pub fn set_policy(command: &SetPolicy, budget_id: Uuid, existing: Option<&Policy>) -> PolicySet {
+    let kept = command.kept;
+    let (policy_type, (warning_threshold, action_threshold), timezone) = match existing {
+        Some(p) => (
+            if kept.policy_type { p.policy_type } else { command.policy_type },
+            if kept.thresholds {
+                (p.warning_threshold, p.action_threshold)
+            } else {
+                (command.warning_threshold, command.action_threshold)
+            },
+            if kept.timezone { p.timezone.name().to_string() } else { command.timezone.clone() },
+        ),
+        None => (command.policy_type, (command.warning_threshold, command.action_threshold), command.timezone.clone()),
+    };
     PolicySet {
         policy_id: existing.map_or_else(Uuid::now_v7, |p| p.id),
         budget_id,
-        policy_type: command.policy_type,
+        policy_type,
         period: command.period,
         scope: command.scope.clone(),
         cost_limit: command.cost_limit,
         token_limit: command.token_limit,
-        warning_threshold: command.warning_threshold,
-        action_threshold: command.action_threshold,
+        warning_threshold,
+        action_threshold,
         enabled: command.enabled,
-        timezone: command.timezone.clone(),
+        timezone,
         opening: None,
     }
 }

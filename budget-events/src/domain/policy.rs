@@ -406,6 +406,25 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The `PolicySet` that sets this policy as it is (no opening balance): [`Policy::from_event`]'s
+    /// inverse, for answers that show a policy a change replaced.
+    pub fn to_event(&self) -> crate::event::PolicySet {
+        crate::event::PolicySet {
+            policy_id: self.id,
+            budget_id: self.budget_id,
+            policy_type: self.policy_type,
+            period: self.period,
+            scope: self.scope.clone(),
+            cost_limit: self.cost_limit,
+            token_limit: self.token_limit,
+            warning_threshold: self.warning_threshold,
+            action_threshold: self.action_threshold,
+            enabled: self.enabled,
+            timezone: self.timezone.name().to_string(),
+            opening: None,
+        }
+    }
+
     pub fn from_event(e: &crate::event::PolicySet) -> Policy {
         Policy {
             id: e.policy_id,
@@ -482,7 +501,7 @@ pub struct PolicyInput {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_budget_name))]
     pub budget: Option<String>,
-    /// ignore, warn (default), soft_limit or hard_limit.
+    /// ignore, warn (default for a new policy; one set again keeps its own), soft_limit or hard_limit.
     #[serde(default, rename = "type", alias = "policy_type")]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_policy_type))]
     pub policy_type: Option<String>,
@@ -517,7 +536,8 @@ pub struct PolicyInput {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_token_limit))]
     pub token_limit: Option<i64>,
-    /// Fraction of the limit that raises a warning (default 0.8).
+    /// Fraction of the limit that raises a warning (default 0.8; with neither threshold given, a policy
+    /// set again keeps both of its own).
     #[serde(default, with = "crate::money::optional_decimal_json")]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_threshold))]
     pub warning_threshold: Option<Decimal>,
@@ -527,7 +547,7 @@ pub struct PolicyInput {
     pub action_threshold: Option<Decimal>,
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// IANA timezone of the calendar windows (default UTC).
+    /// IANA timezone of the calendar windows (default UTC; a policy set again keeps its own).
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::optional_timezone))]
     pub timezone: Option<String>,
@@ -546,6 +566,19 @@ pub struct SetPolicy {
     pub action_threshold: Decimal,
     pub enabled: bool,
     pub timezone: String,
+    /// What the input left out, which a policy it replaces keeps instead of the defaults above.
+    pub kept: Kept,
+}
+
+/// The settings a change leaves out, kept from the policy it replaces (a new one takes the defaults):
+/// setting a $5 hard limit again as $8 without its type made it a $8 warning, which refuses nothing.
+/// The thresholds are kept only together (one given sets both, as for a new policy), so that they
+/// are checked against each other before the change is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Kept {
+    pub policy_type: bool,
+    pub thresholds: bool,
+    pub timezone: bool,
 }
 
 impl SetPolicy {
@@ -633,6 +666,11 @@ impl SetPolicy {
                     action_threshold,
                     enabled: input.enabled.unwrap_or(true),
                     timezone,
+                    kept: Kept {
+                        policy_type: input.policy_type.is_none(),
+                        thresholds: input.warning_threshold.is_none() && input.action_threshold.is_none(),
+                        timezone: input.timezone.is_none(),
+                    },
                 })
             }
             _ => Err(errors),

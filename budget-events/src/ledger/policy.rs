@@ -29,6 +29,9 @@ pub struct PolicyOutcome {
     pub budget_name: String,
     /// False when an existing policy (same budget, period and scope) was replaced.
     pub created: bool,
+    /// The policy this change replaced, as it was (outcomes stored before it was kept have none).
+    #[serde(default)]
+    pub previous: Option<PolicySet>,
     pub budget_created: bool,
     /// Version of the policy's stream after this change (1 for a new policy).
     pub version: i64,
@@ -79,11 +82,13 @@ impl Handle for PolicyCommand {
         let policy = Policy::from_event(&event);
         let stream = decide::policy_stream(event.policy_id);
         let created = before.is_none();
+        let previous = before.as_ref().map(Policy::to_event);
         let outcome = move |event: PolicySet, version| {
             Self::wrap(PolicyOutcome {
                 policy: event,
                 budget_name: budget_name.clone(),
                 created,
+                previous: previous.clone(),
                 budget_created,
                 version,
                 replayed: false,
