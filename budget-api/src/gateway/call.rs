@@ -230,15 +230,29 @@ async fn route(state: &AppState, asked: &str) -> Result<(Upstream, String), Gate
     let served: Vec<&Upstream> = priced.iter().filter_map(|p| upstreams.get(p)).collect();
     match served.as_slice() {
         [one] => Ok(((*one).clone(), asked.to_string())),
-        [] => Err(GatewayError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            format!(
-                "no upstream serves `{asked}`: the price book prices it under {} and BUDGET_UPSTREAMS has {}; call it as provider/model, or price it with `budget prices set`",
-                if priced.is_empty() { "no provider".to_string() } else { priced.join(", ") },
-                upstreams.providers().collect::<Vec<_>>().join(", ")
-            ),
-        )),
+        [] => {
+            // A name no provider prices may be a typo of one an upstream's provider does.
+            let mut near = String::new();
+            if priced.is_empty() {
+                let book = budget_events::store::prices::in_effect(&**client, chrono::Utc::now())
+                    .await
+                    .map_err(crate::error::ApiError::from)?;
+                let served = book.iter().filter(|v| upstreams.get(&v.spec.provider).is_some());
+                if let Some(name) = budget_events::domain::price::closest(asked, served.map(|v| v.spec.model.as_str()))
+                {
+                    near = format!("; did you mean `{name}`?");
+                }
+            }
+            Err(GatewayError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!(
+                    "no upstream serves `{asked}`: the price book prices it under {} and BUDGET_UPSTREAMS has {}{near}; call it as provider/model, or price it with `budget prices set`",
+                    if priced.is_empty() { "no provider".to_string() } else { priced.join(", ") },
+                    upstreams.providers().collect::<Vec<_>>().join(", ")
+                ),
+            ))
+        }
         many => Err(GatewayError::bad_request(format!(
             "`{asked}` is priced under several upstreams; name one: {}",
             many.iter().map(|u| format!("{}/{asked}", u.provider)).collect::<Vec<_>>().join(", ")

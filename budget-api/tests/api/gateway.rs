@@ -316,6 +316,11 @@ async fn an_upstream_down_failing_or_slow_gets_its_error_shape_and_the_reservati
     let (status, body) = call("/v1/chat/completions", chat("no-such-model")).await;
     assert_eq!(status, 404);
     assert!(body["error"]["message"].as_str().unwrap().contains("call it as provider/model"), "{body}");
+    assert!(!body["error"]["message"].as_str().unwrap().contains("did you mean"), "{body}");
+    // A typo of a priced model is answered with the name it misspells.
+    let (status, body) = call("/v1/chat/completions", chat("gtp-4o-mini")).await;
+    assert_eq!(status, 404);
+    assert!(body["error"]["message"].as_str().unwrap().contains("; did you mean `gpt-4o-mini`?"), "{body}");
     let (status, body) = call("/v1/chat/completions", chat("claude-sonnet-4")).await;
     assert_eq!(status, 400);
     assert!(body["error"]["message"].as_str().unwrap().contains("call /v1/messages"), "{body}");
