@@ -151,11 +151,12 @@ pub async fn check(
     }
     if cost_source == budget_events::domain::usage::CostSource::Unpriced {
         let (provider, model) = (record.provider.as_str(), record.model.as_str());
-        let near = crate::routes::prices::misspelled(&**client, provider, model, record.occurred_at)
-            .await?
-            .map_or("s".into(), |n| format!("did you mean {n}? Else s"));
+        let fix = crate::routes::prices::or_else(
+            crate::routes::prices::misspelled(&**client, provider, model, record.occurred_at).await?,
+            format!("send its `cost`, or price it (`budget prices set {provider} {model} --input … --output …`)"),
+        );
         messages.push(format!(
-            "{provider}/{model} has no price, so its cost is unknown and cost limits cannot weigh this call (token limits still do); {near}end its `cost`, or price it (`budget prices set {provider} {model} --input … --output …`)"
+            "{provider}/{model} has no price, so its cost is unknown and cost limits cannot weigh this call (token limits still do); {fix}"
         ));
     }
     let (mut allocation_id, mut expires_at) = (None, None);

@@ -154,11 +154,12 @@ pub(crate) async fn resolve_at(
     match price::resolve(&versions, provider, model, at) {
         Some((v, name)) => Ok((v.clone(), name)),
         None => {
-            let near = misspelled(&**client, provider, model, at)
-                .await?
-                .map_or("s".into(), |n| format!("did you mean {n}? Else s"));
+            let fix = or_else(
+                misspelled(&**client, provider, model, at).await?,
+                "set one with POST /api/prices or `budget prices set`".into(),
+            );
             Err(ApiError::NotFound(format!(
-                "no price for {provider}/{model} at {} (looked for {}); {near}et one with POST /api/prices or `budget prices set`",
+                "no price for {provider}/{model} at {} (looked for {}); {fix}",
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 price::candidates(provider, model).join(", ")
             )))
@@ -177,6 +178,14 @@ pub(crate) async fn misspelled(
     let book = prices::in_effect(client, at).await?;
     let book: Vec<(&str, &str)> = book.iter().map(|v| (v.spec.provider.as_str(), v.spec.model.as_str())).collect();
     Ok(price::did_you_mean(provider, model, &book))
+}
+
+/// `fix`, after "did you mean `near`?" when there is a name the typo may be of.
+pub(crate) fn or_else(near: Option<String>, fix: String) -> String {
+    match near {
+        Some(name) => format!("did you mean {name}? Else {fix}"),
+        None => fix,
+    }
 }
 
 /// The price of one model in effect now (or at `at`), with the name it resolved to.

@@ -83,7 +83,8 @@ impl From<ItemOutcome> for UsageRecordedResponse {
 }
 
 /// What an unpriced record's answer says: recorded at $0, and how to price it (a typo of a priced
-/// model is the usual cause, so the model it misspells is named when there is one).
+/// model is the usual cause, so the model it misspells is named when there is one). Unpriced records
+/// are the exception an alert asks to fix, so reading the price book for the hint is affordable.
 async fn unpriced_message(
     state: &AppState,
     provider: &str,
@@ -91,11 +92,12 @@ async fn unpriced_message(
     at: DateTime<Utc>,
 ) -> Result<String, ApiError> {
     let client = state.pool.get().await?;
-    let near = crate::routes::prices::misspelled(&**client, provider, model, at)
-        .await?
-        .map_or("s".into(), |n| format!("did you mean {n}? Else s"));
+    let fix = crate::routes::prices::or_else(
+        crate::routes::prices::misspelled(&**client, provider, model, at).await?,
+        format!("send its `cost`, or price it (`budget prices set {provider} {model} --input … --output …`)"),
+    );
     Ok(format!(
-        "{provider}/{model} has no price at its time: recorded with cost 0 (its tokens count, cost limits do not see it); {near}end its `cost`, or price it (`budget prices set {provider} {model} --input … --output …`)"
+        "{provider}/{model} has no price at its time: recorded with cost 0 (its tokens count, cost limits do not see it); {fix}"
     ))
 }
 
