@@ -2173,4 +2173,15 @@ async fn set_limit_again_keeps_the_type_and_says_what_it_replaced() {
     );
     let help = stdout(&budget(&s.url, &["set_limit", "--help"]).await);
     assert!(help.contains("a limit set again keeps its type"), "{help}");
+    // Set again, a disabled limit counts again; the line says it was off.
+    let id = text.split("(policy ").nth(1).and_then(|rest| rest.get(..36)).unwrap_or_default().to_string();
+    assert!(budget(&s.url, &["policies", "disable", &id]).await.status.success());
+    let out = budget(&s.url, &["set_limit", "daily", "9", "--provider", "openai"]).await;
+    assert!(
+        stdout(&out).starts_with(
+            "Replaced disabled daily (Europe/Berlin) warn limit of $8 with daily (Europe/Berlin) warn limit of $9 "
+        ),
+        "{}",
+        stdout(&out)
+    );
 }

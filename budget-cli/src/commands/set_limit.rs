@@ -50,7 +50,10 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
     // Windows of a zone other than UTC begin at its midnight, which a UTC time hides.
     let zone = zone(p);
     let replaced = match (&response.previous, response.created) {
-        (Some(before), false) => format!("Replaced {} limit of {} with", kind(before), limits(before)),
+        (Some(before), false) => {
+            let disabled = if before.enabled { "" } else { "disabled " };
+            format!("Replaced {disabled}{} limit of {} with", kind(before), limits(before))
+        }
         (None, false) => "Replaced with".into(),
         (_, true) => "Set".into(),
     };
