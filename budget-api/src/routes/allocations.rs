@@ -157,7 +157,7 @@ pub async fn create(
     let key = request::keyed(&req, input.request_id.as_deref(), "allocate", &input)?;
     let metadata = metadata(&req);
     // A model sent without its provider: the writer looks the provider up, and may find none.
-    let unaimed_model = allocation.model.clone().filter(|_| allocation.provider.is_none());
+    let unaimed_model = allocation.provider.is_none().then(|| allocation.model.clone()).flatten();
     let estimated = allocation.estimated_by_client;
     let command = AllocateCommand { allocation, unpriced: state.unpriced, key, signer: metadata.key_id, metadata };
     let (outcome, position) = match (state.writer.submit_at(command).await.map_err(ApiError::from), unaimed_model) {

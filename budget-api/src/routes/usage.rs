@@ -162,10 +162,10 @@ async fn record(state: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     match item.status {
         ItemStatus::Recorded | ItemStatus::Duplicate => {
             let replayed = item.status == ItemStatus::Duplicate;
-            let unpriced = item.cost_source == Some(budget_events::domain::usage::CostSource::Unpriced);
-            let at = item.timestamp.unwrap_or_else(Utc::now);
+            let unpriced = (item.cost_source == Some(budget_events::domain::usage::CostSource::Unpriced))
+                .then(|| item.timestamp.unwrap_or_else(Utc::now));
             let mut answer = UsageRecordedResponse::from(item);
-            if unpriced {
+            if let Some(at) = unpriced {
                 answer.message = Some(unpriced_message(&state, &input.provider, &input.model, at).await?);
             }
             Ok(request::answer(StatusCode::CREATED, replayed).json(answer))
