@@ -237,8 +237,8 @@ async fn route(state: &AppState, asked: &str) -> Result<(Upstream, String), Gate
                 let book = budget_events::store::prices::in_effect(&**client, chrono::Utc::now())
                     .await
                     .map_err(crate::error::ApiError::from)?;
-                let served = book.iter().filter(|v| upstreams.get(&v.spec.provider).is_some());
-                if let Some(name) = budget_events::domain::price::closest(asked, served.map(|v| v.spec.model.as_str()))
+                let offered = book.iter().filter(|v| upstreams.get(&v.spec.provider).is_some());
+                if let Some(name) = budget_events::domain::price::closest(asked, offered.map(|v| v.spec.model.as_str()))
                 {
                     near = format!("; did you mean `{name}`?");
                 }
