@@ -48,9 +48,21 @@ def call(url, method, path, body, key):
     raise SystemExit(f"{method} {path}: no answer after 5 tries; run the task again, it is safe")
 
 
+def default_url():
+    """$BUDGET_URL, else where `budget start` listens ($BUDGET_HOST and $BUDGET_PORT, every interface
+    reached on loopback), else the default port."""
+    if os.environ.get("BUDGET_URL", "").strip():
+        return os.environ["BUDGET_URL"].strip()
+    host = os.environ.get("BUDGET_HOST", "").strip()
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host in ("::", "[::]") else host
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{host}:{os.environ.get('BUDGET_PORT', '').strip() or 8013}"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--url", default=os.environ.get("BUDGET_URL", "http://127.0.0.1:8013"))
+    p.add_argument("--url", default=default_url(),
+                   help="default: where the `budget` CLI looks, $BUDGET_URL, else $BUDGET_HOST/$BUDGET_PORT, else 127.0.0.1:8013")
     p.add_argument("--task", required=True, help="the task's id: the reservation's context and the keys' root")
     p.add_argument("--component", required=True)
     p.add_argument("--tokens", type=int, required=True, help="tokens to reserve (the call's worst case)")

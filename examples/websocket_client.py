@@ -2,7 +2,7 @@
 """Watch Budget live: connect to a WebSocket endpoint, subscribe to topics, print every update.
 
     python3 -m pip install websockets     (Debian's own Python: apt-get install python3-websockets)
-    python examples/websocket_client.py --port 8013
+    python examples/websocket_client.py --port 8013      (default: where the CLI looks, $BUDGET_URL or $BUDGET_PORT)
     BUDGET_API_KEY=bgt_… python examples/websocket_client.py   (once the service requires keys)
     python examples/websocket_client.py --endpoint alerts --topic price_updates --since 120
 
@@ -19,7 +19,7 @@ import decimal
 import json
 import os
 import sys
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from datetime import datetime, timezone
 
 try:
@@ -85,7 +85,8 @@ def describe(message):
 
 
 async def watch(args):
-    url = f"ws://{args.host}:{args.port}/ws/budget/{args.endpoint}"
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"ws://{host}:{args.port}/ws/budget/{args.endpoint}"
     query = {}
     if args.since is not None:
         query["since"] = args.since
@@ -112,10 +113,23 @@ async def watch(args):
                 return
 
 
+def default_address():
+    """Where the `budget` CLI looks: $BUDGET_URL, else where `budget start` listens ($BUDGET_HOST and
+    $BUDGET_PORT, every interface reached on loopback), else 127.0.0.1:8013."""
+    url = os.environ.get("BUDGET_URL", "").strip()
+    if url:
+        parsed = urlsplit(url)
+        return parsed.hostname or "127.0.0.1", parsed.port or (443 if parsed.scheme == "https" else 80)
+    host = os.environ.get("BUDGET_HOST", "").strip()
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host in ("::", "[::]") else host
+    return host, int(os.environ.get("BUDGET_PORT", "").strip() or 8013)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8013)
+    host, port = default_address()
+    parser.add_argument("--host", default=host, help="default: $BUDGET_URL's, else $BUDGET_HOST's, else 127.0.0.1")
+    parser.add_argument("--port", type=int, default=port, help="default: $BUDGET_URL's, else $BUDGET_PORT, else 8013")
     parser.add_argument("--endpoint", choices=sorted(ENDPOINTS), default="updates",
                         help="which endpoint (and so which default topic)")
     parser.add_argument("--topic", action="append", default=[], choices=TOPICS,

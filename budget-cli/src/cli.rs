@@ -10,9 +10,10 @@ const GLOBAL: &str = "Global options";
 #[derive(Parser)]
 #[command(name = "budget", version, about = "Keep LLM spending under control", long_about = None)]
 pub struct Cli {
-    /// Where the Budget API is.
-    #[arg(long, global = true, help_heading = GLOBAL, env = "BUDGET_URL", hide_env_values = true, default_value = "http://127.0.0.1:8013")]
-    pub url: String,
+    /// Where the Budget API is [default: where `budget start` listens, BUDGET_HOST/BUDGET_PORT if
+    /// set, else http://127.0.0.1:8013].
+    #[arg(long, global = true, help_heading = GLOBAL, env = "BUDGET_URL", hide_env_values = true)]
+    pub url: Option<String>,
     /// The API key to send (needed once keys are configured); create one with `budget keys create`.
     #[arg(long, global = true, help_heading = GLOBAL, env = "BUDGET_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,

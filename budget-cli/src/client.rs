@@ -4,10 +4,12 @@ use budget_api::error::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::endpoint::Endpoint;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach Budget at {url} — is `budget start` running? set --url or BUDGET_URL")]
-    Unreachable { url: String },
+    #[error("cannot reach Budget at {url}{from} — is `budget start` running? set --url or BUDGET_URL")]
+    Unreachable { url: String, from: String },
     #[error("{message} ({code}, HTTP {status})")]
     Refused { status: u16, code: String, message: String },
     #[error("unexpected answer from {url}: {detail}")]
@@ -16,6 +18,8 @@ pub enum ClientError {
 
 pub struct Client {
     base: String,
+    /// The variable `base` was built from, if any (`BUDGET_PORT`), named when it cannot be reached.
+    from: Option<&'static str>,
     /// `Authorization: Bearer …`, when a key was given (marked sensitive: never in a debug log).
     authorization: Option<hyper::header::HeaderValue>,
     transport: Transport,
@@ -79,22 +83,22 @@ impl Response {
 }
 
 impl Client {
-    /// A client of the API at `base`, sending `api_key` (if any) with every request.
-    pub fn new(base: &str, api_key: Option<&str>) -> Self {
+    /// A client of the API at `endpoint`, sending `api_key` (if any) with every request.
+    pub fn new(endpoint: &Endpoint, api_key: Option<&str>) -> Self {
         let authorization = api_key.map(str::trim).filter(|k| !k.is_empty()).map(|key| {
             let mut value = hyper::header::HeaderValue::from_str(&format!("Bearer {key}"))
                 .unwrap_or_else(|_| hyper::header::HeaderValue::from_static(""));
             value.set_sensitive(true);
             value
         });
-        let base = base.trim_end_matches('/').to_string();
+        let base = endpoint.url.trim_end_matches('/').to_string();
         let transport = if base.to_ascii_lowercase().starts_with("https://") {
             Transport::Tls(reqwest::Client::builder().build().expect("an HTTPS client builds"))
         } else {
             let executor = hyper_util::rt::TokioExecutor::new();
             Transport::Plain(hyper_util::client::legacy::Client::builder(executor).build_http())
         };
-        Client { base, authorization, transport }
+        Client { base, from: endpoint.from, authorization, transport }
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
@@ -176,7 +180,7 @@ impl Client {
                     .map_err(|e| ClientError::Unexpected { url: url.clone(), detail: e.to_string() })?;
                 let response = http.request(request).await.map_err(|e| {
                     if e.is_connect() {
-                        ClientError::Unreachable { url: self.base.clone() }
+                        self.unreachable()
                     } else {
                         ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() }
                     }
@@ -185,6 +189,11 @@ impl Client {
                 Ok(Response { status, url, body: Body::Plain(response.into_body()) })
             }
         }
+    }
+
+    fn unreachable(&self) -> ClientError {
+        let from = self.from.map(|v| format!(" (from {v})")).unwrap_or_default();
+        ClientError::Unreachable { url: self.base.clone(), from }
     }
 
     async fn open(&self, response: Response) -> Result<Response, ClientError> {
@@ -197,7 +206,7 @@ impl Client {
 
     fn failed_tls(&self, e: reqwest::Error) -> ClientError {
         if e.is_connect() || e.is_timeout() {
-            ClientError::Unreachable { url: self.base.clone() }
+            self.unreachable()
         } else {
             ClientError::Unexpected { url: self.base.clone(), detail: e.to_string() }
         }

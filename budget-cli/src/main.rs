@@ -5,6 +5,7 @@ mod amounts;
 mod cli;
 mod client;
 mod commands;
+mod endpoint;
 mod ids;
 mod memory;
 mod output;

@@ -131,6 +131,42 @@ async fn status_shows_health_and_projection_lag() {
 }
 
 /// The guide's "Setting Up a New Budget" workflow, as written.
+/// The guide's troubleshooting checks `$BUDGET_PORT`: a shell that exported it for `budget start`
+/// reaches that service with the CLI too, unless `BUDGET_URL` says otherwise.
+#[tokio::test]
+async fn the_cli_finds_the_service_on_budget_port() {
+    let s = server().await;
+    let port = s.url.rsplit(':').next().unwrap().to_string();
+    let run = move |envs: Vec<(&'static str, String)>| {
+        let mut c = Command::new(BIN);
+        c.arg("status").env_remove("BUDGET_URL").env_remove("BUDGET_HOST").env_remove("BUDGET_PORT");
+        c.env("XDG_STATE_HOME", std::env::temp_dir().join("budget-cli-tests-state"));
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let (p, u) = (port.clone(), s.url.clone());
+    let (on_port, on_wildcard, url_wins) = tokio::task::spawn_blocking(move || {
+        (
+            run(vec![("BUDGET_PORT", p.clone())]),
+            // A service listening on every interface is reached on the loopback one.
+            run(vec![("BUDGET_PORT", p.clone()), ("BUDGET_HOST", "0.0.0.0".into())]),
+            run(vec![("BUDGET_PORT", "9".into()), ("BUDGET_URL", u)]),
+        )
+    })
+    .await
+    .unwrap();
+    for out in [&on_port, &on_wildcard, &url_wins] {
+        assert!(out.status.success(), "{}", stderr(out));
+        assert!(stdout(out).contains("healthy"), "{}", stdout(out));
+    }
+
+    let out = tokio::task::spawn_blocking(move || run(vec![("BUDGET_PORT", "9".into())])).await.unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("cannot reach Budget at http://127.0.0.1:9 (from BUDGET_PORT)"), "{err}");
+}
+
 #[tokio::test]
 async fn set_limit_then_status_shows_each_window() {
     let s = server().await;

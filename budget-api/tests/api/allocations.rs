@@ -528,11 +528,15 @@ async fn the_reserve_then_record_example_counts_a_task_run_twice_once() {
     let limit = json!({"period": "daily", "type": "hard_limit", "token_limit": 10000, "component": "lab"});
     assert_eq!(app.post("/api/policies", &limit).await.status().as_u16(), 201);
     let run = |task: &'static str, tokens: &'static str| {
-        let url = app.address.clone();
+        let port = app.address.rsplit(':').next().unwrap().to_string();
         async move {
+            // The port as `budget start`'s shell has it, as the README runs the example (no --url).
             let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/reserve_then_record.py");
             let output = tokio::process::Command::new("python3")
-                .args([script, "--url", &url, "--task", task, "--component", "lab", "--tokens", tokens])
+                .args([script, "--task", task, "--component", "lab", "--tokens", tokens])
+                .env("BUDGET_PORT", port)
+                .env_remove("BUDGET_URL")
+                .env_remove("BUDGET_HOST")
                 .env_remove("BUDGET_API_KEY")
                 .output()
                 .await

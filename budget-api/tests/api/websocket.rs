@@ -351,9 +351,13 @@ async fn example_client_output(
 ) -> String {
     let port = app.address.rsplit(':').next().unwrap().to_string();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/websocket_client.py");
+    // The port as a shell that started the service with it has it: the client looks there by default.
     let child = tokio::process::Command::new("python3")
-        .args([script, "--port", &port])
+        .arg(script)
         .args(args)
+        .env("BUDGET_PORT", &port)
+        .env_remove("BUDGET_URL")
+        .env_remove("BUDGET_HOST")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)

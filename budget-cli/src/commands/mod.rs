@@ -22,11 +22,17 @@ use crate::client::Client;
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::output::set_wide(cli.wide);
     crate::output::set_precise(cli.precise);
-    let client = Client::new(&cli.url, cli.api_key.as_deref());
-    match cli.command {
-        Command::Start(args) => start::run(args).await,
-        Command::Bench(args) => bench::run(args).await,
-        Command::Status(args) => status::run(&client, &cli.url, args).await,
+    // `start` and `bench` listen rather than connect: `BUDGET_PORT=0 budget start` is theirs to read.
+    let command = match cli.command {
+        Command::Start(args) => return start::run(args).await,
+        Command::Bench(args) => return bench::run(args).await,
+        command => command,
+    };
+    let endpoint = crate::endpoint::resolve(cli.url, |name| std::env::var(name).ok()).map_err(anyhow::Error::msg)?;
+    let client = Client::new(&endpoint, cli.api_key.as_deref());
+    match command {
+        Command::Start(_) | Command::Bench(_) => unreachable!("run above"),
+        Command::Status(args) => status::run(&client, &endpoint.url, args).await,
         Command::GetUsage(args) => get_usage::run(&client, args).await,
         Command::SetLimit(args) => set_limit::run(&client, args).await,
         Command::Policies(command) => policies::run(&client, command).await,
