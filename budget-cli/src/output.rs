@@ -56,6 +56,48 @@ pub fn table(headers: &[&str]) -> Table {
     t
 }
 
+/// The terminal's width in columns (`COLUMNS`, or the terminal's own), or `None` with `--wide` or
+/// when printing to a pipe with no `COLUMNS`: then lines are as long as their content.
+pub fn terminal_width() -> Option<usize> {
+    if is_wide() {
+        return None;
+    }
+    table(&[]).width().map(usize::from)
+}
+
+/// Whether `t` fits the terminal at its content's width. Squeezed below it a table breaks words and
+/// figures across lines ("$3.6" over "6004"), so a command with a narrower form prints that instead.
+pub fn fits(t: &Table) -> bool {
+    let Some(width) = terminal_width() else { return true };
+    let columns = t.column_max_content_widths();
+    // Each cell's padding (a space either side) and one border left of every column and at the end.
+    let natural: usize = columns.iter().map(|w| usize::from(*w) + 3).sum::<usize>() + 1;
+    natural <= width
+}
+
+/// `phrases` joined by spaces into lines that fit the terminal, broken only between phrases (a
+/// phrase wider than the terminal stands alone), each line after the first indented by `indent`.
+pub fn paragraph(phrases: &[String], indent: &str) -> String {
+    wrap(phrases, indent, terminal_width().unwrap_or(usize::MAX))
+}
+
+fn wrap(phrases: &[String], indent: &str, width: usize) -> String {
+    let mut lines: Vec<String> = vec![String::new()];
+    for phrase in phrases {
+        let line = lines.last_mut().expect("one line at least");
+        let used = line.chars().count();
+        if used == 0 {
+            line.push_str(phrase);
+        } else if used + 1 + phrase.chars().count() <= width {
+            line.push(' ');
+            line.push_str(phrase);
+        } else {
+            lines.push(format!("{indent}{phrase}"));
+        }
+    }
+    lines.join("\n")
+}
+
 /// Keeps the figures in `columns` whole once the rows are in: a number broken across lines ("10,00"
 /// over "0") reads as another number, so the words around it wrap instead (its header still may).
 pub fn figures_whole(t: &mut Table, columns: &[usize]) {
@@ -167,6 +209,16 @@ mod tests {
         assert_eq!(super::thousands(0), "0");
         assert_eq!(super::thousands(1200), "1,200");
         assert_eq!(super::thousands(-1234567), "-1,234,567");
+    }
+
+    #[test]
+    fn a_paragraph_breaks_between_phrases_only() {
+        let phrases: Vec<String> = ["used $3.660049 of $10 (36.6%),", "reserved $0,", "left $6.339951"]
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(super::wrap(&phrases, "  ", 80), phrases.join(" "));
+        assert_eq!(super::wrap(&phrases, "  ", 40), "used $3.660049 of $10 (36.6%),\n  reserved $0, left $6.339951");
     }
 
     #[test]

@@ -1439,6 +1439,52 @@ async fn tables_fit_the_terminal_unless_wide() {
     assert!(wide.contains("provider=openai") && wide.contains("component=a-rather-long-component-name"), "{wide}");
 }
 
+/// `budget status` in an 80- or 100-column terminal: its table broke "$3.660049" into "$3.6 / 6004 /
+/// 9" and "warning" into "warnin / g"; where the table does not fit, each window is a paragraph whose
+/// figures and words stay whole, and where it does, the table stays.
+#[tokio::test]
+async fn status_in_a_narrow_terminal_keeps_figures_and_words_whole() {
+    let s = server().await;
+    for args in [
+        vec!["set_limit", "daily", "10.0", "--provider", "openai", "--policy-type", "hard_limit"],
+        vec!["set_limit", "daily", "0", "--tokens", "20000", "--component", "codex", "--policy-type", "warn"],
+    ] {
+        assert!(budget(&s.url, &args).await.status.success());
+    }
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "codex",
+                           "input_tokens": 17000, "output_tokens": 500, "cost": "3.660049"}),
+    )
+    .await;
+    wait_applied(&s.url, 1).await;
+    let at = |columns: &'static str| {
+        let url = s.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(BIN).arg("status").env("BUDGET_URL", url).env("COLUMNS", columns).output().unwrap();
+            stdout(&out).split("\nBudget ").next().unwrap().to_string()
+        })
+    };
+    for columns in ["80", "100"] {
+        let text = at(columns).await.unwrap();
+        let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(widest <= columns.parse::<usize>().unwrap(), "a line of {widest} columns:\n{text}");
+        for whole in [
+            "daily hard_limit",
+            "provider=openai",
+            "$3.660049 of $10 (36.6%)",
+            "left $6.339951",
+            "component=codex",
+            "17,500 tok of 20,000 tok (87.5%)",
+            "warning",
+        ] {
+            assert!(text.contains(whole), "{columns} columns: `{whole}` whole in:\n{text}");
+        }
+    }
+    let wide = at("200").await.unwrap();
+    assert!(wide.contains("│ Policy") && wide.contains("$3.660049"), "a terminal it fits shows the table:\n{wide}");
+}
+
 /// What people see in a 100-column terminal, as snapshots (`tests/snapshots/`; review a change with
 /// `cargo insta review`, or accept it with `INSTA_UPDATE=always`). Ids and times are masked with
 /// text of the same width, so the tables keep their shape; per-task limits have no reset time.

@@ -164,10 +164,75 @@ pub fn print_windows(windows: &[WindowStatus]) {
         }
         t.add_row(row);
     }
-    crate::say!("{t}");
+    if crate::output::fits(&t) {
+        crate::say!("{t}");
+    } else {
+        print_paragraphs(windows, with_budget, with_window);
+    }
     for w in windows {
         if let Some(note) = &w.note {
             crate::say!("{} {} window {}: {note}", w.policy.period, w.policy.scope, w.window);
         }
+    }
+}
+
+/// The windows as paragraphs, for a terminal their table does not fit (an 80-column one broke
+/// "$3.660049" into "$3.6", "6004" and "9"): the policy, its scope and state on one line, then its
+/// figures, each phrase whole.
+fn print_paragraphs(windows: &[WindowStatus], with_budget: bool, with_window: bool) {
+    for (i, w) in windows.iter().enumerate() {
+        let p = &w.policy;
+        let (has_cost, has_tokens) = (p.cost_limit.is_some(), p.token_limit.is_some());
+        let figure = |cost: rust_decimal::Decimal, tokens: i64| {
+            let cost = has_cost.then(|| crate::output::dollars(cost));
+            let tokens = has_tokens.then(|| format!("{} tok", thousands(tokens)));
+            [cost, tokens].into_iter().flatten().collect::<Vec<_>>().join(" / ")
+        };
+        let untracked = matches!((w.tracked_since, w.window_end), (Some(since), Some(end)) if end <= since);
+        let mut head = vec![crate::output::short_id(p.policy_id), crate::commands::set_limit::kind(p)];
+        head.push(format!("on {}", p.scope));
+        if with_budget {
+            head.push(format!("in budget {}", p.budget_name));
+        }
+        if with_window {
+            if let Some(last) = head.last_mut() {
+                last.push(',');
+            }
+            head.push(format!("window {}", w.window));
+        }
+        if let Some(last) = head.last_mut() {
+            last.push(':');
+        }
+        let state = if untracked { "not tracked" } else { w.state.as_str() };
+        match w.resets_at {
+            Some(at) => head.extend([format!("{state},"), format!("resets {}", crate::output::when(at))]),
+            None => head.push(state.to_string()),
+        }
+        if i > 0 {
+            crate::say!("");
+        }
+        crate::say!("{}", crate::output::paragraph(&head, "  "));
+        let percent = |n: Option<rust_decimal::Decimal>| n.map_or("-".into(), |n| format!("{}%", n.normalize()));
+        let body = if untracked {
+            vec!["not measured:".to_string(), "the window ended before the policy was set".to_string()]
+        } else {
+            let limit =
+                figure(p.cost_limit.map_or(rust_decimal::Decimal::ZERO, |l| l.amount()), p.token_limit.unwrap_or(0));
+            let mut reserved = format!("reserved {}", figure(w.reserved_cost, w.reserved_tokens));
+            if w.committed_percent != w.percent {
+                reserved.push_str(&format!(" ({} committed)", percent(w.committed_percent)));
+            }
+            let left = |cost: Option<rust_decimal::Decimal>, tokens: Option<i64>| {
+                figure(cost.unwrap_or_default(), tokens.unwrap_or_default())
+            };
+            vec![
+                format!("used {} of {limit} ({}),", figure(w.used_cost, w.used_tokens), percent(w.percent)),
+                format!("{reserved},"),
+                format!("left {}", left(w.remaining_cost, w.remaining_tokens)),
+            ]
+        };
+        let body: Vec<String> =
+            body.into_iter().enumerate().map(|(i, b)| if i == 0 { format!("  {b}") } else { b }).collect();
+        crate::say!("{}", crate::output::paragraph(&body, "  "));
     }
 }
