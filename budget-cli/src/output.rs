@@ -22,6 +22,10 @@ pub fn set_precise(precise: bool) {
     PRECISE.store(precise, Ordering::Relaxed);
 }
 
+pub fn is_precise() -> bool {
+    PRECISE.load(Ordering::Relaxed)
+}
+
 /// An id as tables show it: its last 8 characters (every command takes them, see `crate::ids`), or
 /// whole with `--wide` or `--precise`.
 pub fn short_id(id: impl std::fmt::Display) -> String {

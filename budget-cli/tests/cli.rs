@@ -118,6 +118,48 @@ async fn get_usage_prints_a_table_and_json() {
     assert!(text.starts_with("No usage (provider=opnai) was recorded from ") && !text.contains('┌'), "{text}");
 }
 
+/// `budget get_usage daily` in an 80-column terminal broke "$5.5586196" into "$5.558619" over "6" and
+/// "14,488,797" into "14,488,79" over "7", beside a "00:00:00" on every day's row. A period's row
+/// names it as its period does (a day's date, an hour's time), and the figures stay whole.
+#[tokio::test]
+async fn get_usage_in_a_narrow_terminal_keeps_figures_whole() {
+    let s = server().await;
+    let yesterday = (chrono::Utc::now() - chrono::TimeDelta::days(1)).to_rfc3339();
+    for (cost, tokens, at) in [("5.5586196", 14_488_797, Some(yesterday)), ("40.05642505", 1, None)] {
+        let mut record = serde_json::json!({"provider": "openai", "model": "gpt-4o", "component": "codex",
+                                            "input_tokens": tokens, "output_tokens": 0, "cost": cost});
+        if let Some(at) = at {
+            record["timestamp"] = at.into();
+        }
+        post_usage(&s.url, record).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while json_of(&budget(&s.url, &["get_usage", "daily", "--json"]).await)["totals"]["count"] != 2 {
+        assert!(Instant::now() < deadline, "the records were not applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let narrow = |args: &'static [&'static str]| {
+        let url = s.url.clone();
+        tokio::task::spawn_blocking(move || {
+            stdout(&Command::new(BIN).args(args).env("BUDGET_URL", url).env("COLUMNS", "80").output().unwrap())
+        })
+    };
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let text = narrow(&["get_usage", "daily"]).await.unwrap();
+    let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(widest <= 80, "a line of {widest} columns:\n{text}");
+    for whole in ["$5.5586196", "14,488,797", "$40.05642505", "14,488,798", "$45.61504465", "Day (UTC)"] {
+        assert!(text.contains(whole), "`{whole}` whole in:\n{text}");
+    }
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('│')).collect();
+    assert!(rows.iter().any(|r| r.starts_with(&format!("│ {today} "))), "{text}");
+    assert!(!rows.iter().any(|r| r.contains("00:00:00")), "{text}");
+    let hourly = narrow(&["get_usage", "hourly", "--days", "1"]).await.unwrap();
+    assert!(hourly.contains("Hour (UTC)") && hourly.contains(&format!("│ {today} ")), "{hourly}");
+    assert!(hourly.lines().any(|l| l.contains(":00 ") && !l.contains(":00:00")), "hours to the minute:\n{hourly}");
+    let precise = narrow(&["get_usage", "daily", "--precise"]).await.unwrap();
+    assert!(precise.contains(&format!("{today}T00:00:00Z")), "--precise prints the instant:\n{precise}");
+}
 #[tokio::test]
 async fn status_shows_health_and_projection_lag() {
     let s = server().await;
