@@ -102,16 +102,102 @@ fn wrap(phrases: &[String], indent: &str, width: usize) -> String {
     lines.join("\n")
 }
 
-/// Keeps the figures in `columns` whole once the rows are in: a number broken across lines ("10,00"
-/// over "0") reads as another number, so the words around it wrap instead (its header still may).
-pub fn figures_whole(t: &mut Table, columns: &[usize]) {
-    for &i in columns {
-        // The boundary counts the cell's padding, one space on each side.
-        let widest = 2 + t.column_cells_iter(i).flatten().map(|c| c.content().chars().count()).max().unwrap_or(0);
-        if let (Some(column), Ok(widest)) = (t.column_mut(i), u16::try_from(widest)) {
-            column.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(comfy_table::Width::Fixed(widest)));
+/// `t` as it fits the terminal. Its columns wrap where each can have its widest figure and some room
+/// for its text (see [`unbreakable`]); where they cannot, `allocate list` in 80 columns gave its Model
+/// column one letter a line and broke "10,000" into "10,00" over "0", so each row is printed as a
+/// record instead, a line per column, as psql's expanded display does. With `--wide` or no known
+/// width, the table as wide as its content.
+pub fn fitted(mut t: Table) -> String {
+    let Some(width) = terminal_width() else { return t.to_string() };
+    let (least, whole) = least_widths(&t);
+    if !fits_within(&least, width) && t.row_iter().next().is_some() {
+        return records(&t, width);
+    }
+    for (i, least) in least.iter().enumerate() {
+        if let (false, Some(column), Ok(least)) = (whole[i], t.column_mut(i), u16::try_from(least + 2)) {
+            column.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(comfy_table::Width::Fixed(least)));
         }
     }
+    t.to_string()
+}
+
+/// Whether [`fitted`] prints `t` as a table: every word and figure of it whole in the terminal.
+pub fn fits_words(t: &Table) -> bool {
+    terminal_width().is_none_or(|width| fits_within(&least_widths(t).0, width))
+}
+
+fn fits_within(least: &[usize], width: usize) -> bool {
+    // Each column's padding (a space either side) and border, and the table's last border.
+    least.iter().map(|w| w + 3).sum::<usize>() < width
+}
+
+/// Each column's narrowest width that breaks no word, and whether it is kept whole (ids, times).
+fn least_widths(t: &Table) -> (Vec<usize>, Vec<bool>) {
+    let columns = t.column_iter().count();
+    let whole: Vec<bool> = (0..columns).map(|i| t.column(i).is_some_and(|c| c.constraint().is_some())).collect();
+    let mut least = vec![1usize; columns];
+    // A heading wraps between its words ("Input" over "tokens") without harm.
+    if let Some(header) = t.header() {
+        for (i, cell) in header.cell_iter().enumerate().take(columns) {
+            least[i] = least[i].max(cell.content().split_whitespace().map(|w| w.chars().count()).max().unwrap_or(0));
+        }
+    }
+    for row in t.row_iter() {
+        for (i, cell) in row.cell_iter().enumerate().take(columns) {
+            least[i] = least[i].max(unbreakable(&cell.content(), whole[i]));
+        }
+    }
+    (least, whole)
+}
+
+/// The narrowest a cell can be printed without breaking a figure: its widest figure, and for its text
+/// (a model's name, an alert's message) [`TEXT`] columns or all of it if shorter, beyond which a name
+/// may wrap (`meta-llama/Meta-Llama-3.1-405B-Instruct-Turbo`); all of it where it keeps whole (ids,
+/// times).
+fn unbreakable(content: &str, whole: bool) -> usize {
+    let lines = content.lines();
+    if whole {
+        return lines.map(|l| l.chars().count()).max().unwrap_or(0);
+    }
+    let word = |w: &str| if is_figure(w) { w.chars().count() } else { w.chars().count().min(TEXT) };
+    let widest_word = content.split_whitespace().map(word).max().unwrap_or(0);
+    let longest_line = lines.map(|l| l.chars().count()).max().unwrap_or(0);
+    widest_word.max(longest_line.min(TEXT))
+}
+
+/// A number, amount, percentage, date or time: broken across lines, "10,000" reads as "10,00" and "0".
+fn is_figure(word: &str) -> bool {
+    word.chars().any(|c| c.is_ascii_digit()) && word.chars().all(|c| c.is_ascii_digit() || "$,.%-+:()/×".contains(c))
+}
+
+/// The least room a cell's text gets before its table is printed as records instead.
+const TEXT: usize = 16;
+
+/// Every row of `t` as a record: a line per column, `Header  value`, values wrapped between words
+/// within `width`, a blank line between rows. Empty cells are left out.
+fn records(t: &Table, width: usize) -> String {
+    let labels: Vec<String> = t
+        .header()
+        .map(|h| h.cell_iter().map(|c| c.content().split_whitespace().collect::<Vec<_>>().join(" ")).collect())
+        .unwrap_or_default();
+    let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let indent = " ".repeat(label_width + 2);
+    let mut out = Vec::new();
+    for (n, row) in t.row_iter().enumerate() {
+        if n > 0 {
+            out.push(String::new());
+        }
+        for (label, cell) in labels.iter().zip(row.cell_iter()) {
+            let content = cell.content();
+            for (i, line) in content.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+                let head = if i == 0 { format!("{label:<label_width$}  ") } else { indent.clone() };
+                let mut words: Vec<String> = line.split_whitespace().map(String::from).collect();
+                words[0].insert_str(0, &head);
+                out.push(wrap(&words, &indent, width));
+            }
+        }
+    }
+    out.join("\n")
 }
 
 fn keeps_whole(header: &str) -> bool {
@@ -213,6 +299,22 @@ mod tests {
         assert_eq!(super::thousands(0), "0");
         assert_eq!(super::thousands(1200), "1,200");
         assert_eq!(super::thousands(-1234567), "-1,234,567");
+    }
+
+    #[test]
+    fn figures_never_break_and_text_gets_some_room() {
+        for figure in ["10,000", "$0.0816125", "87.5%", "(85%)", "2026-12-04", "17:02:08"] {
+            assert!(super::is_figure(figure), "{figure}");
+            assert_eq!(super::unbreakable(figure, false), figure.chars().count(), "{figure}");
+        }
+        for name in ["gpt-4o", "task:task-1", "spend_spike", "-"] {
+            assert!(!super::is_figure(name), "{name}");
+        }
+        // A long name may wrap past the text's room; a sentence gets that room; a kept column all.
+        assert_eq!(super::unbreakable("meta-llama/Meta-Llama-3.1-405B-Instruct-Turbo", false), super::TEXT);
+        assert_eq!(super::unbreakable("spend in the hour from 2026-12-04 15:00 UTC", false), super::TEXT);
+        assert_eq!(super::unbreakable("daily warn", false), 10);
+        assert_eq!(super::unbreakable("2026-12-04 17:02:08", true), 19);
     }
 
     #[test]

@@ -1527,6 +1527,36 @@ async fn status_in_a_narrow_terminal_keeps_figures_and_words_whole() {
     assert!(wide.contains("│ Policy") && wide.contains("$3.660049"), "a terminal it fits shows the table:\n{wide}");
 }
 
+/// A list whose table cannot keep its figures whole in the terminal prints each row as a record: in
+/// 80 columns `allocate list` gave its Model column a letter a line and broke "10,000" in two.
+#[tokio::test]
+async fn lists_too_wide_for_the_terminal_print_records() {
+    let s = server().await;
+    for args in [
+        &["allocate", "create", "--context-id", "task-123", "--component", "rhetor", "--tokens", "10000"][..],
+        &["allocate", "create", "--context-id", "t-9", "--component", "codex", "--tokens", "4000", "--model", "gpt-4o"],
+    ] {
+        assert!(budget(&s.url, args).await.status.success());
+    }
+    let at = |columns: &'static str| {
+        let url = s.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let out =
+                Command::new(BIN).args(["allocate", "list"]).env("BUDGET_URL", url).env("COLUMNS", columns).output();
+            stdout(&out.unwrap())
+        })
+    };
+    let text = at("80").await.unwrap();
+    let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(widest <= 80 && !text.contains('┌'), "records, a line of {widest} columns at most:\n{text}");
+    for line in ["Model or tier  gpt-4o", "Allocated      10,000", "Context        task-123", "Used %         0%"] {
+        assert!(text.lines().any(|l| l == line), "`{line}` in:\n{text}");
+    }
+    assert_eq!(text.split("\n\n").count(), 2, "a blank line between the records:\n{text}");
+    let wide = at("200").await.unwrap();
+    assert!(wide.contains("│ Allocation ┆ Context") && wide.contains("gpt-4o"), "the table where it fits:\n{wide}");
+}
+
 /// What people see in a 100-column terminal, as snapshots (`tests/snapshots/`; review a change with
 /// `cargo insta review`, or accept it with `INSTA_UPDATE=always`). Ids and times are masked with
 /// text of the same width, so the tables keep their shape; per-task limits have no reset time.

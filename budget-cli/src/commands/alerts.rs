@@ -56,7 +56,7 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
                 row.push(Cell::new(&a.message));
                 t.add_row(row);
             }
-            crate::say!("{t}");
+            crate::say!("{}", crate::output::fitted(t));
         }
         AlertsCommand::Acknowledge { alert_id: None, alert_type, severity, budget_id, by, json, .. } => {
             let filters = [("type", alert_type), ("severity", severity), ("budget_id", budget_id)];

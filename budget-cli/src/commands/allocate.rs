@@ -122,9 +122,7 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                     Cell::new(utc(a.expires_at)),
                 ]);
             }
-            // Allocated, used, remaining, used %.
-            crate::output::figures_whole(&mut t, &[5, 6, 7, 8]);
-            crate::say!("{t}");
+            crate::say!("{}", crate::output::fitted(t));
         }
         AllocateCommand::Release { allocation_id, json } => {
             let allocation_id = crate::ids::resolve(client, crate::ids::Kind::Allocation, &allocation_id).await?;

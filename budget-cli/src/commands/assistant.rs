@@ -71,7 +71,7 @@ pub async fn recommend(client: &Client, ask: Ask, as_json: bool) -> anyhow::Resu
         t.add_row(row);
     }
     if !rec.models.is_empty() {
-        crate::say!("{t}");
+        crate::say!("{}", crate::output::fitted(t));
     }
     for f in &rec.findings {
         crate::say!("{f}");
@@ -162,7 +162,7 @@ fn paces(windows: &[WindowPace]) {
             ]);
         }
     }
-    crate::say!("\nAt the rate spent so far in each window:\n{t}");
+    crate::say!("\nAt the rate spent so far in each window:\n{}", crate::output::fitted(t));
     // A log younger than a window: its rates are over the hours the log holds, not the whole window.
     if let Some(w) = windows.iter().find(|w| w.rate_since > w.window_start) {
         crate::say!(
@@ -199,7 +199,7 @@ pub async fn optimize(client: &Client, args: OptimizeArgs) -> anyhow::Result<()>
                 Cell::new(&x.recommendation),
             ]);
         }
-        crate::say!("{t}");
+        crate::say!("{}", crate::output::fitted(t));
         let rest = &list[shown..];
         if !rest.is_empty() {
             let saved: Decimal = rest.iter().map(|x| x.estimated_savings_per_period).sum();

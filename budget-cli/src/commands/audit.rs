@@ -127,7 +127,7 @@ pub async fn audit(client: &Client, args: AuditArgs) -> anyhow::Result<()> {
             right(thousands(line.running_tokens)),
         ]);
     }
-    crate::say!("{t}");
+    crate::say!("{}", crate::output::fitted(t));
     let (cost, tokens) = (cost.normalize(), crate::output::count(tokens, "token"));
     if more {
         let first = crate::output::count(lines.len(), "event");
@@ -218,7 +218,7 @@ pub async fn explain(
                 right(thousands(c.pending_tokens)),
             ]);
         }
-        crate::say!("{t}");
+        crate::say!("{}", crate::output::fitted(t));
     }
     for o in x.openings.iter().flatten() {
         show_opening(o);
@@ -279,5 +279,5 @@ fn show_opening(o: &Opening) {
             right(thousands(u.tokens)),
         ]);
     }
-    crate::say!("{t}");
+    crate::say!("{}", crate::output::fitted(t));
 }

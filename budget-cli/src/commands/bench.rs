@@ -90,7 +90,7 @@ fn print_report(r: &Report) {
             comfy_table::Cell::new(target),
         ]);
     }
-    crate::say!("{t}");
+    crate::say!("{}", crate::output::fitted(t));
     for line in &r.breakdown {
         crate::say!("{line}");
     }

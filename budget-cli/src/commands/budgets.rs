@@ -34,7 +34,7 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
                     Cell::new(crate::output::utc(b.created_at)),
                 ]);
             }
-            crate::say!("{t}");
+            crate::say!("{}", crate::output::fitted(t));
         }
         BudgetsCommand::Show { budget, json } => {
             let budget_id = resolve(client, &budget).await?;

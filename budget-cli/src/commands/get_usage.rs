@@ -58,8 +58,7 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
         t.add_row(row(&start(bucket.start, format), &bucket.totals));
     }
     t.add_row(row("Total", &usage.totals));
-    crate::output::figures_whole(&mut t, &FIGURES);
-    crate::say!("{t}");
+    crate::say!("{}", crate::output::fitted(t));
 
     for (dimension, heading) in [("model", "Model"), ("component", "Component"), ("user", "User")] {
         // Users only once some record names one (records without a user are "").
@@ -73,14 +72,10 @@ pub async fn run(client: &Client, args: GetUsageArgs) -> anyhow::Result<()> {
         for (name, totals) in groups {
             g.add_row(row(if name.is_empty() { "(none)" } else { name }, totals));
         }
-        crate::output::figures_whole(&mut g, &FIGURES);
-        crate::say!("\nBy {dimension}\n{g}");
+        crate::say!("\nBy {dimension}\n{}", crate::output::fitted(g));
     }
     Ok(())
 }
-
-/// The columns of figures: a number broken across lines reads as another number.
-const FIGURES: [usize; 5] = [1, 2, 3, 4, 5];
 
 /// A period's start as the period names it (`2026-11-28` a day, `2026-11-28 13:00` an hour, `2026-11`
 /// a month): its row's "00:00:00" said nothing and took a fifth of an 80-column table. A start off the

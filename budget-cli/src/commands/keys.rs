@@ -65,7 +65,7 @@ pub async fn run(client: &Client, command: KeysCommand) -> anyhow::Result<()> {
                     Cell::new(state(k)),
                 ]);
             }
-            crate::say!("{t}");
+            crate::say!("{}", crate::output::fitted(t));
         }
         KeysCommand::Revoke { key_id, json } => {
             let key_id = crate::ids::resolve(client, crate::ids::Kind::Key, &key_id).await?;

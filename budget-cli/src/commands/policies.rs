@@ -48,7 +48,7 @@ pub async fn run(client: &Client, command: PoliciesCommand) -> anyhow::Result<()
                         }),
                     ]);
                 }
-                crate::say!("{t}");
+                crate::say!("{}", crate::output::fitted(t));
             }
         }
         PoliciesCommand::Disable { policy_id, json } => switch(client, &policy_id, false, json).await?,

@@ -100,7 +100,7 @@ pub async fn run(client: &Client, command: PricesCommand) -> anyhow::Result<()> 
                         right(c.delta),
                     ]);
                 }
-                crate::say!("{t}");
+                crate::say!("{}", crate::output::fitted(t));
             }
             crate::say!(
                 "{}{} of {provider}/{model} {}re-priced, total change {}",
@@ -221,36 +221,40 @@ async fn read_source(from: &str) -> anyhow::Result<(String, &'static str)> {
     Ok((text, source.as_str()))
 }
 
+/// The price versions as a table: the $/1K columns where the terminal has room for them (they are
+/// the $/1M ones over a thousand), the Until column where some version has ended.
 fn print_versions(versions: &[PriceView]) {
-    let mut t = table(&[
-        "Provider",
-        "Model",
-        "Input $/1M",
-        "Output $/1M",
-        "Cached $/1M",
-        "Input $/1K",
-        "Output $/1K",
-        "Since (UTC)",
-        "Until",
-        "Source",
-    ]);
-    for v in versions {
-        t.add_row(vec![
-            Cell::new(&v.provider),
-            Cell::new(&v.model),
-            right(v.input_per_1m),
-            right(v.output_per_1m),
-            right(v.cached_input_per_1m.map_or("-".to_string(), |n| n.to_string())),
-            right(v.input_per_1k),
-            right(v.output_per_1k),
-            Cell::new(utc(v.effective_from)),
-            Cell::new(v.effective_to.map_or(String::new(), utc)),
-            Cell::new(&v.source),
-        ]);
-    }
-    // The five prices: 0.0001 over 5 would read as another price.
-    crate::output::figures_whole(&mut t, &[2, 3, 4, 5, 6]);
-    crate::say!("{t}");
+    let with_until = versions.iter().any(|v| v.effective_to.is_some());
+    let build = |per_1k: bool| {
+        let mut headers = vec!["Provider", "Model", "Input $/1M", "Output $/1M", "Cached $/1M"];
+        if per_1k {
+            headers.extend(["Input $/1K", "Output $/1K"]);
+        }
+        headers.push("Since (UTC)");
+        headers.extend(with_until.then_some("Until"));
+        headers.push("Source");
+        let mut t = table(&headers);
+        for v in versions {
+            let mut row = vec![
+                Cell::new(&v.provider),
+                Cell::new(&v.model),
+                right(v.input_per_1m),
+                right(v.output_per_1m),
+                right(v.cached_input_per_1m.map_or("-".to_string(), |n| n.to_string())),
+            ];
+            if per_1k {
+                row.extend([right(v.input_per_1k), right(v.output_per_1k)]);
+            }
+            row.push(Cell::new(utc(v.effective_from)));
+            row.extend(with_until.then(|| Cell::new(v.effective_to.map_or(String::new(), utc))));
+            row.push(Cell::new(&v.source));
+            t.add_row(row);
+        }
+        t
+    };
+    let t = build(true);
+    let t = if crate::output::fits_words(&t) { t } else { build(false) };
+    crate::say!("{}", crate::output::fitted(t));
 }
 
 pub async fn calc_cost(client: &Client, args: CalcCostArgs) -> anyhow::Result<()> {

@@ -65,7 +65,7 @@ pub async fn run(client: &Client, url: &str, args: StatusArgs) -> anyhow::Result
                 Cell::new(p.error.as_deref().unwrap_or("")),
             ]);
         }
-        crate::say!("{t}");
+        crate::say!("{}", crate::output::fitted(t));
         for h in &health.log_held_by {
             crate::say!(
                 "Projections wait for transaction pid {} ({}, {}) open {:.0}s in this database; end it to let them catch up",
@@ -165,7 +165,7 @@ pub fn print_windows(windows: &[WindowStatus]) {
         t.add_row(row);
     }
     if crate::output::fits(&t) {
-        crate::say!("{t}");
+        crate::say!("{}", crate::output::fitted(t));
     } else {
         print_paragraphs(windows, with_budget, with_window);
     }
