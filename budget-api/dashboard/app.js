@@ -731,6 +731,8 @@ async function loadAlerts() {
     el('span', { class: 'badge', text: a.severity }),
     el('div', { class: 'body' },
       el('p', { class: 'message', text: a.message }),
+      // What the price book of now adds: the model a misspelled name is of, and its price.
+      a.hint ? el('p', { class: 'fix', text: a.hint }) : null,
       el('p', { class: 'when', text: `${a.type} · ${utc(a.timestamp)}${a.occurrences > 1 ? ` · ${plural(a.occurrences, 'time')}` : ''}${a.acknowledged ? ` · acknowledged by ${a.acknowledged_by || 'someone'} ${fromNow(a.acknowledged_at)}` : ''}` })),
     !a.acknowledged && may('admin')
       ? el('button', { type: 'button', on: { click: (e) => acknowledge(a, e.target) } }, 'Acknowledge')

@@ -53,8 +53,59 @@ pub struct AlertQuery {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AlertList {
     #[schema(value_type = Vec<Object>)]
-    pub alerts: Vec<AlertRow>,
+    pub alerts: Vec<AlertView>,
     pub next_offset: Option<i64>,
+}
+
+/// An alert as the API shows it: the row the alerts projection keeps, and what the price book of now
+/// adds to it. The projection folds the log, so its message cannot read today's price book: an
+/// `unpriced_model` alert for `gtp-4o` advised pricing the typo at a price to be found.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AlertView {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub alert: AlertRow,
+    /// For an `unpriced_model` alert whose name looks like a typo of a priced model: that model, and
+    /// the commands that give the records already counted its price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// `rows` with their hints; the price book is read once, and only when some row is an unpriced model's.
+async fn with_hints(
+    client: &impl tokio_postgres::GenericClient,
+    rows: Vec<AlertRow>,
+) -> Result<Vec<AlertView>, ApiError> {
+    let book = if rows.iter().any(|a| a.alert_type == "unpriced_model") {
+        budget_events::store::prices::in_effect(client, chrono::Utc::now()).await?
+    } else {
+        Vec::new()
+    };
+    Ok(rows.into_iter().map(|alert| AlertView { hint: unpriced_hint(&alert, &book), alert }).collect())
+}
+
+/// "did you mean openai/gpt-4o? …" with the commands that price the misspelled name's records at that
+/// model's price from the first of them, as the alert's own message gives them with "…" for prices.
+fn unpriced_hint(alert: &AlertRow, book: &[budget_events::domain::price::PriceVersion]) -> Option<String> {
+    if alert.alert_type != "unpriced_model" {
+        return None;
+    }
+    let field = |name: &str| alert.details.get(name).and_then(|v| v.as_str());
+    let (provider, model, since) = (field("provider")?, field("model")?, field("first_record_at")?);
+    let names: Vec<(&str, &str)> = book.iter().map(|v| (v.spec.provider.as_str(), v.spec.model.as_str())).collect();
+    let near = budget_events::domain::price::did_you_mean(provider, model, &names)?;
+    let meant = book.iter().find(|v| format!("{}/{}", v.spec.provider, v.spec.model) == near)?;
+    let per_1m = |d: rust_decimal::Decimal| (d * rust_decimal::Decimal::from(1_000_000)).normalize();
+    let mut price =
+        format!("--input {} --output {}", per_1m(meant.spec.input_per_token), per_1m(meant.spec.output_per_token));
+    if let Some(cached) = meant.spec.cached_input_per_token {
+        price.push_str(&format!(" --cached-input {}", per_1m(cached)));
+    }
+    Some(format!(
+        "did you mean {near}? If so, correct the name where the calls are made, and give the records already \
+         counted its price: `budget prices set {provider} {model} {price} --effective-from {since}`, then \
+         `budget prices reprice --provider {provider} --model {model} --since {since}`"
+    ))
 }
 
 /// Alerts, newest first; unacknowledged ones unless `acknowledged` or `all` say otherwise.
@@ -88,7 +139,8 @@ pub async fn list(state: web::Data<AppState>, q: Query<AlertQuery>) -> Result<Ht
     let client = state.pool.get().await?;
     let found = alerts::list(&**client, &filter).await?;
     let next_offset = (found.len() as i64 == limit).then_some(offset + limit);
-    Ok(HttpResponse::Ok().json(AlertList { alerts: found, next_offset }))
+    let alerts = with_hints(&**client, found).await?;
+    Ok(HttpResponse::Ok().json(AlertList { alerts, next_offset }))
 }
 
 async fn require(state: &AppState, raw: &str) -> Result<AlertRow, ApiError> {
@@ -103,7 +155,10 @@ async fn require(state: &AppState, raw: &str) -> Result<AlertRow, ApiError> {
 #[utoipa::path(tag = "alerts", responses((status = 200, body = Object), (status = 404, body = crate::error::ErrorBody)), security(("api_key" = ["read"])))]
 #[get("/api/alerts/{alert_id}")]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(require(&state, &path).await?))
+    let alert = require(&state, &path).await?;
+    let client = state.pool.get().await?;
+    let mut one = with_hints(&**client, vec![alert]).await?;
+    Ok(HttpResponse::Ok().json(one.pop()))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

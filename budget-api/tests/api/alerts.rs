@@ -492,3 +492,45 @@ async fn following_an_unpriced_models_alert_prices_its_records() {
     assert_eq!(done["unpriced_records"], 0, "{done}");
     assert!(done.get("first_unpriced_at").is_none(), "{done}");
 }
+
+/// A misspelled model's alert advised pricing the typo as if it were a model of its own ("price them
+/// with `budget prices set openai gtp-4o --input … --output …`"). Read now, it names the model the
+/// name misspells and fills in that model's price, so that following it counts the records at it.
+#[tokio::test]
+async fn a_misspelled_models_alert_names_the_model_and_its_price() {
+    let app = spawn_app().await;
+    let price = json!({"provider": "openai", "model": "gpt-4o", "input": "2.5", "output": "10", "cached_input": "1.25",
+                       "effective_from": "2024-01-01T00:00:00Z"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let record = json!({"provider": "openai", "model": "gtp-4o", "component": "c", "input_tokens": 1_000_000, "output_tokens": 0});
+    assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    let all = alerts(&app).await;
+    let alert = all.iter().find(|a| a["type"] == "unpriced_model").expect("an unpriced_model alert");
+    let since = alert["details"]["first_record_at"].as_str().unwrap();
+    let hint = alert["hint"].as_str().unwrap_or_else(|| panic!("a hint: {alert}"));
+    assert!(hint.starts_with("did you mean openai/gpt-4o? "), "{hint}");
+    let set =
+        format!("budget prices set openai gtp-4o --input 2.5 --output 10 --cached-input 1.25 --effective-from {since}");
+    assert!(hint.contains(&set), "{hint}");
+    let (status, one) = app.get_json(&format!("/api/alerts/{}", alert["id"].as_str().unwrap())).await;
+    assert_eq!((status, &one["hint"]), (200, &alert["hint"]), "{one}");
+
+    // Its price, as the hint gives it, counts the record at gpt-4o's rate; then nothing is left to hint.
+    let typo = json!({"provider": "openai", "model": "gtp-4o", "input": "2.5", "output": "10", "cached_input": "1.25",
+                      "effective_from": since});
+    assert_eq!(app.post("/api/prices", &typo).await.status().as_u16(), 200);
+    let reprice = json!({"provider": "openai", "model": "gtp-4o", "since": since});
+    let done: Value = app.post("/api/prices/reprice", &reprice).await.json().await.unwrap();
+    assert_eq!((done["records"].as_i64(), done["total_delta"].to_string()), (Some(1), "2.5".into()), "{done}");
+    let all = alerts(&app).await;
+    let alert = all.iter().find(|a| a["type"] == "unpriced_model").unwrap();
+    assert!(alert.get("hint").is_none(), "the name has a price now: {alert}");
+
+    // A model the price book has nothing like gets no hint.
+    let record =
+        json!({"provider": "acme", "model": "mystery", "component": "c", "input_tokens": 1, "output_tokens": 0});
+    assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    let all = alerts(&app).await;
+    let mystery = all.iter().find(|a| a["details"]["model"] == "mystery").unwrap();
+    assert!(mystery.get("hint").is_none(), "{mystery}");
+}

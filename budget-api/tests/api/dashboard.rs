@@ -776,3 +776,29 @@ async fn a_per_task_limit_says_how_many_task_windows_it_has() {
     );
     assert_eq!(browser.eval("return document.querySelectorAll('.gauge').length").await, 10);
 }
+
+/// A misspelled model's alert shows, under its message, the model it misspells and the commands that
+/// price its records at that model's price (the API's `hint`).
+#[tokio::test]
+async fn a_misspelled_models_alert_shows_its_hint() {
+    let app = spawn_app_with(|s| s.security.admin_key = Some(ADMIN.into())).await;
+    let price = json!({"provider": "openai", "model": "gpt-4o", "input": "2.5", "output": "10",
+                       "effective_from": "2024-01-01T00:00:00Z"});
+    post(&app, ADMIN, "/api/prices", price).await;
+    let record =
+        json!({"provider": "openai", "model": "gtp-4o", "component": "c", "input_tokens": 1, "output_tokens": 0});
+    post(&app, ADMIN, "/api/usage", record).await;
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&app.url("/")).await;
+    sign_in(&browser, ADMIN).await;
+    let hint = browser
+        .wait_for(
+            "the alert's hint",
+            "const p = document.querySelector('#alert-list .alert .fix'); return p && p.textContent",
+            Duration::from_secs(10),
+        )
+        .await;
+    let hint = text(&hint);
+    assert!(hint.starts_with("did you mean openai/gpt-4o? "), "{hint}");
+    assert!(hint.contains("budget prices set openai gtp-4o --input 2.5 --output 10 --effective-from "), "{hint}");
+}

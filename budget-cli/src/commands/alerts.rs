@@ -34,12 +34,13 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
                 return Ok(());
             }
             // Open alerts only (the default): a column of "no" would take the message's room.
-            let with_acknowledged = rows.iter().any(|a| a.acknowledged);
+            let with_acknowledged = rows.iter().any(|a| a.alert.acknowledged);
             let mut headers = vec!["Alert", "Time (UTC)", "Severity", "Type", "Count"];
             headers.extend(with_acknowledged.then_some("Acknowledged"));
             headers.push("Message");
             let mut t = table(&headers);
-            for a in rows {
+            for view in rows {
+                let a = &view.alert;
                 let acknowledged = match (a.acknowledged, &a.acknowledged_by) {
                     (true, Some(by)) => format!("yes ({by})"),
                     (true, None) => "yes".into(),
@@ -53,7 +54,11 @@ pub async fn run(client: &Client, command: AlertsCommand) -> anyhow::Result<()> 
                     Cell::new(a.occurrences),
                 ];
                 row.extend(with_acknowledged.then(|| Cell::new(acknowledged)));
-                row.push(Cell::new(&a.message));
+                // What the price book of now adds (a misspelled model's name and price), after the message.
+                row.push(Cell::new(match &view.hint {
+                    Some(hint) => format!("{}\n{hint}", a.message),
+                    None => a.message.clone(),
+                }));
                 t.add_row(row);
             }
             crate::say!("{}", crate::output::fitted(t));
@@ -105,7 +110,7 @@ async fn acknowledge_all(
             query.push(("min_position", position.to_string()));
         }
         let page: AlertList = client.get("/api/alerts", &query).await?;
-        open.extend(page.alerts.into_iter().map(|a| (a.id, a.alert_type)));
+        open.extend(page.alerts.into_iter().map(|a| (a.alert.id, a.alert.alert_type)));
         match page.next_offset {
             Some(next) => offset = next,
             None => break,

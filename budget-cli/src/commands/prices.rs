@@ -184,6 +184,7 @@ async fn say_older_unpriced(client: &Client, set: &PriceChange, price: &PriceArg
     let first = alerts
         .alerts
         .iter()
+        .map(|a| &a.alert)
         .filter(|a| a.details["provider"] == provider)
         .filter(|a| {
             a.details["model"].as_str().is_some_and(|m| budget_events::domain::price::is_model(provider, m, model))
