@@ -2108,7 +2108,8 @@ async fn budgets_are_created_renamed_and_archived() {
     let list = stdout(&budget(&s.url, &["budgets", "list"]).await);
     assert!(!list.contains("lab"), "{list}");
     let all = stdout(&budget(&s.url, &["budgets", "list", "--all"]).await);
-    assert!(all.contains("lab") && all.contains("false"), "{all}");
+    // Yes and no, as the policies' Enabled column says them (it said `true` and `false`).
+    assert!(all.contains("lab") && all.contains("no, archived") && !all.contains("false"), "{all}");
     let shown = stdout(&budget(&s.url, &["budgets", "show", "lab"]).await);
     assert!(shown.contains("archived: its policies count nothing"), "{shown}");
     let policies = stdout(&budget(&s.url, &["policies", "list", "--all"]).await);

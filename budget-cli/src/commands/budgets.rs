@@ -30,7 +30,7 @@ pub async fn run(client: &Client, command: BudgetsCommand) -> anyhow::Result<()>
                     Cell::new(&b.name),
                     Cell::new(crate::output::short_id(b.budget_id)),
                     right(b.policies),
-                    Cell::new(b.active),
+                    Cell::new(if b.active { "yes" } else { "no, archived" }),
                     Cell::new(crate::output::utc(b.created_at)),
                 ]);
             }
