@@ -93,12 +93,14 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
     .await?;
     let total = report.totals;
     let mut findings: Vec<String> = Vec::new();
+    // The days are counted back from now to the minute, not from a midnight as get_usage's are: said,
+    // so that a total set beside get_usage's for "7 days" is not taken for the same span.
+    let last = format!("the last {} (since {} UTC)", count(range.days, "day"), range.start.format("%Y-%m-%d %H:%M"));
     findings.push(if total.count == 0 {
-        format!("No usage was recorded in the last {}.", count(range.days, "day"))
+        format!("No usage was recorded in {last}.")
     } else {
         format!(
-            "In the last {} {} spent {} on {} ({} input, {} output).",
-            count(range.days, "day"),
+            "In {last}, {} spent {} on {} ({} input, {} output).",
             count(total.count, "call"),
             usd(total.cost),
             count(total.total_tokens(), "token"),

@@ -89,10 +89,11 @@ async fn analyze_and_optimize_give_the_known_answers() {
         }
         None => assert!(expected > end, "no exhaustion within the window only when it is after {end}: {w}"),
     }
-    assert!(
-        a["findings"].as_array().unwrap().iter().any(|f| f.as_str().unwrap().contains("15 calls spent $1.6005")),
-        "{a:#}"
-    );
+    // "The last 30 days" is a span to the minute (get_usage's `--days` counts calendar days), so it
+    // names where it starts: its totals then add up against the records from that time on.
+    let since: DateTime<Utc> = a["start"].as_str().unwrap().parse().unwrap();
+    let first = format!("In the last 30 days (since {} UTC), 15 calls spent $1.6005", since.format("%Y-%m-%d %H:%M"));
+    assert!(a["findings"][0].as_str().unwrap().starts_with(&first), "{first}\n{a:#}");
 
     // Optimize: codex's coding calls on acme/big would cost $0.16 instead of $1.60 on acme/small (it
     // lacks big's reasoning, so medium confidence): $1.44 over 30 days, $0.048 a day.
@@ -284,7 +285,9 @@ async fn assistant_sentences_keep_small_savings_and_name_units_right() {
     // Nothing recorded: said in words, not as "0 calls spent $0 on 0 tokens (0 input, 0 output)".
     let r: Value =
         app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 30})).await.json().await.unwrap();
-    assert_eq!(r["analysis"]["findings"], json!(["No usage was recorded in the last 30 days."]));
+    let since: DateTime<Utc> = r["analysis"]["start"].as_str().unwrap().parse().unwrap();
+    let nothing = format!("No usage was recorded in the last 30 days (since {} UTC).", since.format("%Y-%m-%d %H:%M"));
+    assert_eq!(r["analysis"]["findings"], json!([nothing]));
     // One day analysed: "the previous 1 day", not "the previous 1 days".
     let record =
         json!({"provider": "acme", "model": "cachy", "component": "codex", "input_tokens": 1, "output_tokens": 1});
