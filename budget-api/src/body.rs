@@ -52,6 +52,12 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let located = format!(" at line {} column {}", inner.line(), inner.column());
         let text = inner.to_string();
         let text = if inner.is_data() { text.strip_suffix(&located).unwrap_or(&text) } else { &text };
+        // "missing field `provider`" is the field's own error: named by its path, as a wrong one is.
+        if let Some(field) = text.strip_prefix("missing field `").and_then(|t| t.strip_suffix('`')) {
+            let path = if path == "." || path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+            let message = format!("{path} is missing; it is required");
+            return ApiError::BadRequest { code, message, details: Some(serde_json::json!({ "path": path })) };
+        }
         let inner = in_words(text);
         let message = if path == "." || path.is_empty() {
             format!("the body is not valid: {inner}")
@@ -155,5 +161,29 @@ mod tests {
             "days: invalid value: integer `-1`, expected a whole number from 0 to 4,294,967,295"
         );
         assert!(message(r#"{"days": }"#).ends_with("at line 1 column 10"), "{}", message(r#"{"days": }"#));
+    }
+
+    /// A missing field is named by its path, as a wrong one is, in a record of a batch too.
+    #[test]
+    fn a_missing_field_is_named_by_its_path() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Record {
+            provider: String,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Batch {
+            records: Vec<Record>,
+        }
+        let refused = |body: &str| match parse::<Batch>(body.as_bytes()) {
+            Err(crate::error::ApiError::BadRequest { message, details, .. }) => (message, details.unwrap()),
+            other => panic!("{body}: {other:?}"),
+        };
+        let (message, details) = refused(r#"{"records": [{"provider": "openai"}, {}]}"#);
+        assert_eq!(message, "records[1].provider is missing; it is required");
+        assert_eq!(details["path"], "records[1].provider");
+        let (message, details) = refused("{}");
+        assert_eq!((message.as_str(), &details["path"]), ("records is missing; it is required", &"records".into()));
     }
 }

@@ -39,7 +39,8 @@ async fn bad_records_are_refused_with_a_clear_error_and_write_nothing() {
         (with("timestamp", json!("2999-01-01T00:00:00Z")), "validation_failed", "future"),
         (with("timestamp", json!("yesterday")), "validation_failed", "timestamp"),
         (with("tokens", json!(3)), "validation_failed", "unknown field `tokens`"),
-        (without("provider"), "validation_failed", "missing field `provider`"),
+        // Named as the other fields are, with its path (it said "the body is not valid: missing field").
+        (without("provider"), "validation_failed", "provider is missing; it is required"),
         (json!([1, 2]), "validation_failed", "invalid type"),
     ];
     for (body, code, needle) in cases {
