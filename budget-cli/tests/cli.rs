@@ -1998,6 +1998,40 @@ async fn set_limit_notes_a_name_the_price_book_does_not_know() {
     }
 }
 
+/// A limit on a component, task type or user no recent call named says so, with the name it may be a
+/// typo of: `--component codx` made a limit that counted nothing and said only "nothing yet". Names
+/// seen say nothing, nor does any name before the first call.
+#[tokio::test]
+async fn set_limit_notes_a_component_no_call_named() {
+    let s = server().await;
+    let note = |out: &Output| stdout(out).lines().find(|l| l.starts_with("Note:")).map(str::to_string);
+    let out = budget(&s.url, &["set_limit", "daily", "5", "--component", "anything"]).await;
+    assert_eq!(note(&out), None, "no usage yet says nothing: {}", stdout(&out));
+    post_usage(
+        &s.url,
+        serde_json::json!({"provider": "acme", "model": "m1", "component": "codex", "task_type": "coding",
+                           "input_tokens": 1, "output_tokens": 1, "cost": "0.01"}),
+    )
+    .await;
+    wait_applied(&s.url, 1).await;
+    let then = "; if no call names it, this limit counts nothing. Check the spelling (`budget policies disable ";
+    for (args, expected) in [
+        (
+            &["--component", "codx"][..],
+            Some("no call in the last 90 days named component `codx` (did you mean `codex`? those seen: codex)"),
+        ),
+        (&["--task-type", "chat"], Some("no call in the last 90 days named task type `chat` (those seen: coding)")),
+        (&["--component", "codex", "--task-type", "coding"], None),
+    ] {
+        let out = budget(&s.url, &[&["set_limit", "daily", "5"][..], args].concat()).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let id = text.split("(policy ").nth(1).and_then(|rest| rest.get(..36)).unwrap_or_default().to_string();
+        let expected = expected.map(|e| format!("Note: {e}{then}{}` turns it off).", &id[id.len() - 8..]));
+        assert_eq!(note(&out), expected, "{args:?}: {text}");
+    }
+}
+
 /// An import's --verbose lists one name a line (3,840 names of LiteLLM's file made one line), and its
 /// counts have separators.
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 use budget_api::routes::policies::{PolicySetResponse, PolicyView};
 use budget_api::routes::prices::PriceList;
+use budget_api::routes::usage_query::UsageResponse;
 use budget_events::domain::price;
 use budget_events::event::OpeningBalance;
 use serde_json::{json, Value};
@@ -69,13 +70,57 @@ pub async fn run(client: &Client, args: SetLimitArgs) -> anyhow::Result<()> {
     if let Some(o) = &response.opening {
         crate::say!("{}", opening(o, zone));
     }
-    if let Some(unknown) = unknown_names(client, p.provider.as_deref(), p.model.as_deref()).await? {
+    let unknown = unknown_names(client, p.provider.as_deref(), p.model.as_deref()).await?;
+    for unknown in unknown.into_iter().chain(unseen_names(client, p).await?) {
         let short = crate::output::short_id(p.policy_id);
         crate::say!(
             "Note: {unknown}; if no call names it, this limit counts nothing. Check the spelling (`budget policies disable {short}` turns it off)."
         );
     }
     Ok(())
+}
+
+/// How far back [`unseen_names`] looks for a name.
+const SEEN_DAYS: u32 = 90;
+
+/// A note for each component, task type or user the limit names that no call of the last
+/// [`SEEN_DAYS`] days named: `--component codx` made a limit that counted nothing, and said only that
+/// its window held "nothing yet". Nothing is said before the first call (a limit set up front).
+async fn unseen_names(client: &Client, p: &PolicyView) -> anyhow::Result<Vec<String>> {
+    let scoped: Vec<(&str, &str, &str)> =
+        [("component", "component", &p.component), ("task_type", "task type", &p.task_type), ("user", "user", &p.user)]
+            .into_iter()
+            .filter_map(|(dimension, noun, name)| Some((dimension, noun, name.as_deref()?)))
+            .collect();
+    if scoped.is_empty() {
+        return Ok(Vec::new());
+    }
+    let query = [("period", "monthly".to_string()), ("days", SEEN_DAYS.to_string())];
+    let usage: UsageResponse = client.get("/api/usage", &query).await?;
+    if usage.totals.count == 0 {
+        return Ok(Vec::new());
+    }
+    let mut notes = Vec::new();
+    for (dimension, noun, name) in scoped {
+        // Records without a user are grouped under "": not a name anyone limits.
+        let seen: Vec<&str> = usage
+            .groups
+            .get(dimension)
+            .map(|g| g.keys().map(String::as_str).filter(|n| !n.is_empty()).collect())
+            .unwrap_or_default();
+        if seen.contains(&name) {
+            continue;
+        }
+        let near =
+            price::closest(name, seen.iter().copied()).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
+        let those = match seen.len() {
+            0 => format!("no call named a {noun}"),
+            1..=12 => format!("those seen: {}", seen.join(", ")),
+            n => format!("`budget get_usage monthly --days {SEEN_DAYS}` lists the {n} seen"),
+        };
+        notes.push(format!("no call in the last {SEEN_DAYS} days named {noun} `{name}` ({near}{those})"));
+    }
+    Ok(notes)
 }
 
 /// A note when the limit names a provider or model the price book does not know: a typo (`opnai`)
