@@ -533,7 +533,9 @@ async function createLimit(fields, button, error) {
     const what = `${v.period.replace('_', ' ')} limit of ${limitWords(v)} on ${v.scope} in budget ${v.budget_name} (${v.type.replace('_', ' ')})`;
     const o = done.opening;
     $('#limits-note').textContent = (done.created ? `Set a ${what}.` : `Replaced the ${what} (the old one stays in the log).`)
-      + (o && o.window_start ? ` Its current window counts what is already in it: ${money(o.posted_cost)} used in ${plural(o.records, 'record')}, ${money(o.pending_cost)} reserved.` : '');
+      + (o && o.window_start ? ` Its current window counts what is already in it: ${money(o.posted_cost)} used in ${plural(o.records, 'record')}, ${money(o.pending_cost)} reserved.` : '')
+      // The API's notes on a scope that looks like a typo (a component no call named, …).
+      + (done.notes || []).map((n) => ` Note: ${n}.`).join('');
     await run(loadLimits);
   } catch (e) {
     error.textContent = `Not set: ${e.message}`;

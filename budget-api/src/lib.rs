@@ -21,6 +21,7 @@ pub mod query;
 pub mod request;
 pub mod request_id;
 pub mod routes;
+pub mod scope_notes;
 pub mod startup;
 pub mod state;
 pub mod supervision;

@@ -107,6 +107,10 @@ pub struct PolicySetResponse {
     /// The change's log position: pass it as `min_position` to read projections with it applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
+    /// What the scope names that looks like a typo: a provider or model the price book does not know,
+    /// a component, task type or user no call of the last 90 days named (see `scope_notes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl PolicySetResponse {
@@ -120,6 +124,7 @@ impl PolicySetResponse {
             previous: outcome.previous.as_ref().map(|p| PolicyView::new(&Policy::from_event(p), &outcome.budget_name)),
             opening: outcome.policy.opening,
             position,
+            notes: Vec::new(),
         }
     }
 }
@@ -150,7 +155,10 @@ pub async fn set_policy(
     // A new policy is 201; one that replaced the policy in its slot is 200.
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     let replayed = outcome.replayed;
-    Ok(request::answer(status, replayed).json(PolicySetResponse::new(outcome, position)))
+    let mut response = PolicySetResponse::new(outcome, position);
+    // Read after the write's commit, never inside it.
+    response.notes = crate::scope_notes::notes(&**state.pool.get().await?, &response.policy).await?;
+    Ok(request::answer(status, replayed).json(response))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

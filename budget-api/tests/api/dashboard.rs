@@ -801,4 +801,25 @@ async fn a_misspelled_models_alert_shows_its_hint() {
     let hint = text(&hint);
     assert!(hint.starts_with("did you mean openai/gpt-4o? "), "{hint}");
     assert!(hint.contains("budget prices set openai gtp-4o --input 2.5 --output 10 --effective-from "), "{hint}");
+
+    // A new limit on a component no call named says so, as `budget set_limit` does.
+    browser.click("#new-limit").await;
+    browser
+        .wait_for("the new-limit dialog", "return document.querySelector('#limit').open", Duration::from_secs(5))
+        .await;
+    browser.type_into("#new-cost", "3").await;
+    browser.type_into("#new-component", "cc").await;
+    browser.click("#limit-body button[type=submit]").await;
+    let note = browser
+        .wait_for(
+            "the new limit's note",
+            "const t = document.querySelector('#limits-note').textContent; return t.startsWith('Set ') && t",
+            Duration::from_secs(5),
+        )
+        .await;
+    let note = text(&note);
+    assert!(
+        note.ends_with(" Note: no call in the last 90 days named component `cc` (did you mean `c`? those seen: c); if no call names it, this limit counts nothing."),
+        "{note}"
+    );
 }

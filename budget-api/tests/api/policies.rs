@@ -582,3 +582,31 @@ async fn a_limit_set_again_keeps_the_type_thresholds_and_timezone_it_does_not_gi
     let r: Value = app.post("/api/policies", &new).await.json().await.unwrap();
     assert_eq!((r["created"].as_bool(), r["policy"]["type"].as_str()), (Some(true), Some("warn")), "{r}");
 }
+
+/// A limit whose scope names what a typo would gets `notes` saying so (the CLI and the dashboard print
+/// them): a provider the price book does not know, a component no recent call named. Names in use get
+/// none, and the field is left out.
+#[tokio::test]
+async fn a_limit_on_a_misspelled_scope_comes_back_with_notes() {
+    let app = spawn_app().await;
+    let price = json!({"provider": "openai", "model": "gpt-4o", "input": "2.5", "output": "10"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let record =
+        json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 1, "output_tokens": 1});
+    assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    app.wait_for_projections(app.events().await).await;
+
+    let typo = json!({"period": "daily", "cost_limit": 5, "provider": "opneai", "component": "codx"});
+    let set: Value = app.post("/api/policies", &typo).await.json().await.unwrap();
+    assert_eq!(
+        set["notes"],
+        json!([
+            "the price book has no provider `opneai` (did you mean `openai`? it has openai); if no call names it, this limit counts nothing",
+            "no call in the last 90 days named component `codx` (did you mean `codex`? those seen: codex); if no call names it, this limit counts nothing"
+        ]),
+        "{set}"
+    );
+    let fine = json!({"period": "daily", "cost_limit": 5, "provider": "openai", "component": "codex", "model": "gpt-4o-2024-08-06"});
+    let set: Value = app.post("/api/policies", &fine).await.json().await.unwrap();
+    assert!(set.get("notes").is_none(), "{set}");
+}
