@@ -462,10 +462,12 @@ async fn allocate_create_list_release() {
     // When it expires, relative and in UTC (a bare "expires 05:55" reads as local time).
     assert!(text.contains("expires in 14m (") || text.contains("expires in 15m ("), "{text}");
     assert!(text.lines().next().unwrap().ends_with(" UTC)"), "{text}");
-    // Which windows it reserved in, by the short policy ids `budget status` shows.
-    let reserved = text.lines().find(|l| l.contains("reserved in window ")).expect("which windows it reserved in");
-    let policy = reserved.rsplit(' ').next().unwrap();
+    // Which limits it reserved under, in words, by the short policy ids `budget status` shows (it gave
+    // the ids alone), and in which windows.
+    let reserved = text.lines().find(|l| l.contains("reserved under ")).expect("which windows it reserved in");
+    let policy = reserved.split("(policy ").nth(1).and_then(|r| r.split(')').next()).unwrap_or_default();
     assert_eq!(policy.len(), 8, "a short id, as `budget status` shows it: {reserved}");
+    assert!(reserved.starts_with("  reserved under daily ") && reserved.contains("), window "), "{reserved}");
 
     // A model the price book does not know: said, since it then neither prices the reservation nor
     // names its provider.
@@ -2203,7 +2205,7 @@ async fn allocate_create_holds_room_in_its_sessions_window() {
         "0.6",
     ];
     let out = budget(&s.url, &args).await;
-    assert!(stdout(&out).contains("reserved in window session:s-1"), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("), window session:s-1"), "{}{}", stdout(&out), stderr(&out));
     let out = budget(&s.url, &args).await;
     assert!(
         !out.status.success() && stderr(&out).contains("in session s-1's window"),

@@ -1,6 +1,7 @@
 //! `budget allocate create|list|release`.
 
 use budget_api::routes::allocations::{AllocationList, AllocationView};
+use budget_api::routes::policies::{PolicyList, PolicyView};
 use comfy_table::Cell;
 use serde_json::{json, Value};
 
@@ -50,8 +51,25 @@ pub async fn run(client: &Client, command: AllocateCommand) -> anyhow::Result<()
                 if a.reservations.is_empty() {
                     crate::say!("No policy window counts this call, so nothing limits it.");
                 }
+                // The limits by what they are, not by their ids alone (a listing the answer lacks;
+                // without it, the ids).
+                let policies: Vec<PolicyView> = match a.reservations.is_empty() {
+                    true => Vec::new(),
+                    false => {
+                        client.get::<PolicyList>("/api/policies", &[]).await.map(|l| l.policies).unwrap_or_default()
+                    }
+                };
                 for r in &a.reservations {
-                    crate::say!("  reserved in window {} of policy {}", r.window, short_id(r.policy_id));
+                    let words = policies
+                        .iter()
+                        .find(|p| p.policy_id == r.policy_id)
+                        .map(|p| format!("{} on {} ", crate::commands::set_limit::kind(p), p.scope));
+                    crate::say!(
+                        "  reserved under {}(policy {}), window {}",
+                        words.unwrap_or_default(),
+                        short_id(r.policy_id),
+                        r.window
+                    );
                 }
                 // What the answer warns of (warn and soft limits it presses, a model that names no
                 // provider) comes after: the reservation was made all the same.
