@@ -1527,6 +1527,8 @@ async fn status_in_a_narrow_terminal_keeps_figures_and_words_whole() {
     }
     let wide = at("200").await.unwrap();
     assert!(wide.contains("│ Policy") && wide.contains("$3.660049"), "a terminal it fits shows the table:\n{wide}");
+    // Nothing reserved: one percentage, not "36.6% (36.6%)" under "% (committed)".
+    assert!(!wide.contains("committed") && wide.contains(" 36.6% ") && !wide.contains("(36.6%)"), "{wide}");
 }
 
 /// A list whose table cannot keep its figures whole in the terminal prints each row as a record: in

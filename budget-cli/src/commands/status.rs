@@ -128,7 +128,9 @@ pub fn print_windows(windows: &[WindowStatus]) {
     if with_window {
         headers.push("Window");
     }
-    headers.extend(["Used", "Reserved", "Of", "% (committed)", "Left", "State"]);
+    // The share with reservations only where some window has one: else it repeats the share spent.
+    let with_committed = windows.iter().any(|w| w.committed_percent != w.percent);
+    headers.extend(["Used", "Reserved", "Of", if with_committed { "% (committed)" } else { "%" }, "Left", "State"]);
     if with_resets {
         headers.push("Resets");
     }
@@ -155,7 +157,10 @@ pub fn print_windows(windows: &[WindowStatus]) {
             measured(both(money(has_cost.then_some(w.used_cost)), tokens(has_tokens.then_some(w.used_tokens)))),
             measured(both(money(has_cost.then_some(w.reserved_cost)), tokens(has_tokens.then_some(w.reserved_tokens)))),
             right(both(money(p.cost_limit.map(|l| l.amount())), tokens(p.token_limit))),
-            measured(format!("{} ({})", percent(w.percent), percent(w.committed_percent))),
+            measured(match with_committed {
+                true => format!("{} ({})", percent(w.percent), percent(w.committed_percent)),
+                false => percent(w.percent),
+            }),
             measured(both(money(w.remaining_cost), tokens(w.remaining_tokens))),
             Cell::new(if untracked { "not tracked" } else { w.state.as_str() }),
         ]);
