@@ -19,6 +19,10 @@ use crate::error::ApiError;
 /// Capability tags that say what a model can do (the rest say where it runs).
 const SKILLS: [&str; 4] = ["code", "reasoning", "vision", "tool_use"];
 
+/// Under this share of a model's cost, a substitute is taken for another class of model: recommended
+/// with medium confidence at most, and said to need a trial first.
+const ANOTHER_CLASS: Decimal = Decimal::from_parts(2, 0, 0, false, 1);
+
 /// One recommendation, ranked by its savings.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RankedRecommendation {
@@ -175,10 +179,23 @@ pub async fn optimize(
         };
         let moves = substitute.is_some();
         if let Some((best, confidence)) = substitute {
+            // The price book's tags are coarse (every remote model is "remote_heavyweight"): a model at
+            // a fraction of the price is likely another class of model, whatever its tags say.
+            let share = best.cost / now_cost;
+            let (confidence, caveat) = if share < ANOTHER_CLASS {
+                let percent = (share * Decimal::from(100)).round();
+                let percent = if percent.is_zero() { "under 1%".to_string() } else { format!("{percent}%") };
+                let caveat = format!(
+                    " A model at {percent} of {provider}/{model}'s price may not do the same work: try it on a sample of these calls first."
+                );
+                ("medium", caveat)
+            } else {
+                (confidence, String::new())
+            };
             found.push(Recommendation {
                 kind: "model_substitution",
                 what: format!(
-                    "Move {component}'s {task_type} calls from {provider}/{model} to {}/{}: the same {} input and {} output tokens would cost {} instead of {} over the {}.",
+                    "Move {component}'s {task_type} calls from {provider}/{model} to {}/{}: the same {} input and {} output tokens would cost {} instead of {} over the {}.{caveat}",
                     best.provider,
                     best.model,
                     thousands(totals.input_tokens),
