@@ -185,9 +185,8 @@ pub async fn optimize(
             let (confidence, caveat) = if share < ANOTHER_CLASS {
                 let percent = (share * Decimal::from(100)).round();
                 let percent = if percent.is_zero() { "under 1%".to_string() } else { format!("{percent}%") };
-                let caveat = format!(
-                    " A model at {percent} of {provider}/{model}'s price may not do the same work: try it on a sample of these calls first."
-                );
+                let caveat =
+                    format!(" A model at {percent} of the price may not do the same work: try it on a sample of these calls first.");
                 ("medium", caveat)
             } else {
                 (confidence, String::new())

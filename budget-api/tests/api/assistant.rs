@@ -727,9 +727,15 @@ async fn optimize_takes_a_models_snapshots_with_it() {
 /// the recommendation says why; one at half the price keeps high.
 #[tokio::test]
 async fn a_far_cheaper_model_is_recommended_with_medium_confidence() {
-    for (input, output, confidence, says) in
-        [("0.5", "2", "medium", Some(" A model at 10% of acme/big's price may not do the same work: try it on a sample of these calls first.")), ("2.5", "10", "high", None)]
-    {
+    for (input, output, confidence, says) in [
+        (
+            "0.5",
+            "2",
+            "medium",
+            Some(" A model at 10% of the price may not do the same work: try it on a sample of these calls first."),
+        ),
+        ("2.5", "10", "high", None),
+    ] {
         let app = spawn_app().await;
         for (model, input, output) in [("big", "5", "20"), ("alt", input, output)] {
             let price = json!({"provider": "acme", "model": model, "input": input, "output": output,
@@ -744,7 +750,11 @@ async fn a_far_cheaper_model_is_recommended_with_medium_confidence() {
             .collect();
         let r = optimize_daily(&app, records, 10).await;
         let first = &r["recommendations"]["recommendations"][0];
-        assert_eq!((first["kind"].as_str(), first["confidence"].as_str()), (Some("model_substitution"), Some(confidence)), "{first}");
+        assert_eq!(
+            (first["kind"].as_str(), first["confidence"].as_str()),
+            (Some("model_substitution"), Some(confidence)),
+            "{first}"
+        );
         let text = first["recommendation"].as_str().unwrap();
         match says {
             Some(says) => assert!(text.ends_with(says), "{text}"),
