@@ -162,7 +162,10 @@ fn unbreakable(content: &str, whole: bool) -> usize {
     let word = |w: &str| if is_figure(w) { w.chars().count() } else { w.chars().count().min(TEXT) };
     let widest_word = content.split_whitespace().map(word).max().unwrap_or(0);
     let longest_line = lines.map(|l| l.chars().count()).max().unwrap_or(0);
-    widest_word.max(longest_line.min(TEXT))
+    // A sentence (an alert's message, a recommendation) squeezed to a name's room reads a few words a
+    // line: it gets [`PROSE`] columns, or the table is printed as records.
+    let sentence = longest_line > 2 * TEXT && content.contains(char::is_whitespace);
+    widest_word.max(longest_line.min(if sentence { PROSE } else { TEXT }))
 }
 
 /// A number, amount, percentage, date or time: broken across lines, "10,000" reads as "10,00" and "0".
@@ -171,7 +174,10 @@ fn is_figure(word: &str) -> bool {
 }
 
 /// The least room a cell's text gets before its table is printed as records instead.
-const TEXT: usize = 16;
+const TEXT: usize = 18;
+
+/// The least room a sentence gets (see [`unbreakable`]).
+const PROSE: usize = 30;
 
 /// Every row of `t` as a record: a line per column, `Header  value`, values wrapped between words
 /// within `width`, a blank line between rows. Empty cells are left out.
@@ -312,7 +318,9 @@ mod tests {
         }
         // A long name may wrap past the text's room; a sentence gets that room; a kept column all.
         assert_eq!(super::unbreakable("meta-llama/Meta-Llama-3.1-405B-Instruct-Turbo", false), super::TEXT);
-        assert_eq!(super::unbreakable("spend in the hour from 2026-12-04 15:00 UTC", false), super::TEXT);
+        assert_eq!(super::unbreakable("spend in the hour from 2026-12-04 15:00 UTC", false), super::PROSE);
+        assert_eq!(super::unbreakable("per_task hard_limit on provider=openai", false), super::PROSE);
+        assert_eq!(super::unbreakable("daily hard_limit", false), 16);
         assert_eq!(super::unbreakable("daily warn", false), 10);
         assert_eq!(super::unbreakable("2026-12-04 17:02:08", true), 19);
     }
