@@ -534,3 +534,27 @@ async fn a_misspelled_models_alert_names_the_model_and_its_price() {
     let mystery = all.iter().find(|a| a["details"]["model"] == "mystery").unwrap();
     assert!(mystery.get("hint").is_none(), "{mystery}");
 }
+
+/// A model newer than the price book (`claude-opus-4-7` beside `claude-opus-4-1`) was hinted as a typo
+/// of the older one, with the older one's price: following it would count the calls at three times
+/// what they cost. Another version of a model is another model: no hint.
+#[tokio::test]
+async fn a_newer_versions_alert_is_not_hinted_as_a_typo_of_an_older_one() {
+    let app = spawn_app().await;
+    let price = json!({"provider": "anthropic", "model": "claude-opus-4-1", "input": "15", "output": "75",
+                       "effective_from": "2024-01-01T00:00:00Z"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    for model in ["claude-opus-4-7", "claude-opus-4-l"] {
+        let record =
+            json!({"provider": "anthropic", "model": model, "component": "c", "input_tokens": 1, "output_tokens": 0});
+        assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    }
+    let all = alerts(&app).await;
+    let alert = |model: &str| all.iter().find(|a| a["details"]["model"] == model).unwrap().clone();
+    assert!(alert("claude-opus-4-7").get("hint").is_none(), "{}", alert("claude-opus-4-7"));
+    let typo = alert("claude-opus-4-l");
+    assert!(
+        typo["hint"].as_str().unwrap_or_default().starts_with("did you mean anthropic/claude-opus-4-1? "),
+        "{typo}"
+    );
+}

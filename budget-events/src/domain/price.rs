@@ -275,16 +275,52 @@ pub fn is_model_sql(provider: &str, model: &str, name: &str) -> String {
 /// `gtp-4o` → `gpt-4o`, `opnai` → `openai`), for a "did you mean": at most one edit (two neighbours
 /// swapped count as one) per five characters, up to three, ignoring case; a dated snapshot is
 /// compared by the model it is a snapshot of. The nearest wins, then the first in name order.
+/// A name that differs from a known one only in its version numbers (`claude-opus-4-7` beside
+/// `claude-opus-4-1`, `gpt-5.4` beside `gpt-5`) is another model, not a typo of it: its price is
+/// not the known one's.
 pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let asked = undated(name).unwrap_or(name).to_lowercase();
     let allowed = (asked.chars().count() / 5).clamp(1, 3);
+    let family = without_versions(&asked);
     known
         .into_iter()
         .filter(|k| !k.eq_ignore_ascii_case(name))
+        .filter(|k| without_versions(&k.to_lowercase()) != family)
         .map(|k| (strsim::osa_distance(&asked, &k.to_lowercase()), k))
         .filter(|(distance, _)| *distance <= allowed)
         .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)))
         .map(|(_, k)| k)
+}
+
+/// `name` with each version number (digits, and digits joined by `.` or `-`: `4-7`, `5.4`, `3.1`)
+/// as `#`: what two versions of one model have in common (`claude-opus-#`, `gpt-#-nano`).
+fn without_versions(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        if !c.is_ascii_digit() {
+            out.push(c);
+            continue;
+        }
+        out.push('#');
+        loop {
+            match chars.peek() {
+                Some(d) if d.is_ascii_digit() => drop(chars.next()),
+                // A separator belongs to the number only when a digit follows it.
+                Some('.' | '-') => {
+                    let mut ahead = chars.clone();
+                    ahead.next();
+                    if ahead.peek().is_some_and(|d| d.is_ascii_digit()) {
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+    out
 }
 
 /// The `provider/model` of `book` (pairs in effect) that a call of `provider/model` the book does not
@@ -358,6 +394,26 @@ pub fn resolve<'v>(
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
+
+    #[test]
+    fn another_version_of_a_model_is_not_a_typo_of_it() {
+        // claude-opus-4-7 priced as claude-opus-4-1 would cost three times what it does ($15/$75 against
+        // $5/$25 per 1M): a newer version is another model, not a misspelling.
+        let models = ["claude-opus-4-1", "claude-3-5-sonnet", "gpt-5", "gpt-5-nano", "gpt-4o", "o3-mini", "llama3.1"];
+        assert_eq!(closest("claude-opus-4-7", models), None);
+        assert_eq!(closest("claude-opus-4-7-20260416", models), None);
+        assert_eq!(closest("claude-3-7-sonnet", models), None);
+        assert_eq!(closest("gpt-5.4", models), None);
+        assert_eq!(closest("gpt-5.4-nano", models), None);
+        assert_eq!(closest("o4-mini", models), None);
+        assert_eq!(closest("llama3.2", models), None);
+        // A letter in a number's place, or a misspelled word beside a version, is still a typo.
+        assert_eq!(closest("gpt-40", models), Some("gpt-4o"));
+        assert_eq!(closest("claude-opus-4-l", models), Some("claude-opus-4-1"));
+        assert_eq!(closest("claude-opsu-4-1", models), Some("claude-opus-4-1"));
+        let book = [("anthropic", "claude-opus-4-1")];
+        assert_eq!(did_you_mean("anthropic", "claude-opus-4-7", &book), None);
+    }
 
     #[test]
     fn a_typo_finds_the_name_it_misspells() {
