@@ -1982,8 +1982,13 @@ async fn set_limit_notes_a_name_the_price_book_does_not_know() {
         ),
         (&["--provider", "zzz"][..], Some("the price book has no provider `zzz` (it has acme)")),
         (
+            &["--provider", "acme", "--model", "n1"],
+            Some("the price book has no model `n1` of acme (did you mean `m1`? `budget prices list` shows them)"),
+        ),
+        // Another version of a model the book has is another model, not a typo of it.
+        (
             &["--provider", "acme", "--model", "m2"],
-            Some("the price book has no model `m2` of acme (did you mean `m1`? `budget prices list` shows them)"),
+            Some("the price book has no model `m2` of acme (`budget prices list` shows them)"),
         ),
         (
             &["--provider", "acme", "--model", "model-two"],
