@@ -459,6 +459,86 @@ async fn the_whole_litellm_file_imports_and_again_appends_nothing() {
     assert!(checked.0 > 2500 && checked.1 > 200 && checked.2 > 10, "checked {checked:?} mixes, tiered, reasoning");
 }
 
+/// The bundled table gives every model the list price LiteLLM's pinned file gives it (input, output
+/// and cache reads per token; long-context tiers are the file's to import), and it prices the models
+/// of that file's time: a service started on 2026-12-04 with the table of 2025-08-15 left
+/// claude-opus-4-7, claude-sonnet-4-6, gpt-5.4 and gemini-3.1-pro-preview unpriced, so their calls
+/// cost $0 and no cost limit saw them. Models the file no longer lists (retired by their provider)
+/// keep their last list price, for the records that still name them.
+#[test]
+fn the_bundled_table_agrees_with_litellms_file_and_prices_todays_models() {
+    use rust_decimal::Decimal;
+    let doc = litellm_file();
+    let (_, _, specs) = budget_api::price_book::bundled();
+    let retired = [
+        "anthropic/claude-opus-4-1",
+        "anthropic/claude-opus-4",
+        "anthropic/claude-sonnet-4",
+        "anthropic/claude-3-7-sonnet",
+        "anthropic/claude-3-5-sonnet",
+        "anthropic/claude-3-5-haiku",
+        "anthropic/claude-3-opus",
+        "anthropic/claude-3-haiku",
+        "google/gemini-2.0-flash",
+        "google/gemini-1.5-pro",
+        "google/gemini-1.5-flash",
+        "together/meta-llama/Meta-Llama-3.1-405B-Instruct-Turbo",
+        "ollama/llama3.1:70b",
+        "ollama/qwen2.5-coder",
+    ];
+    let mut unlisted = Vec::new();
+    let mut differ = Vec::new();
+    for spec in &specs {
+        let file_provider = match spec.provider.as_str() {
+            "google" => "gemini",
+            "together" => "together_ai",
+            other => other,
+        };
+        let entry = [format!("{file_provider}/{}", spec.model), spec.model.clone()]
+            .into_iter()
+            .filter_map(|key| doc.get(&key))
+            .find(|e| e["litellm_provider"] == file_provider);
+        let Some(entry) = entry else {
+            unlisted.push(format!("{}/{}", spec.provider, spec.model));
+            continue;
+        };
+        let input = file_decimal(&entry["input_cost_per_token"]).unwrap();
+        let file = (
+            input,
+            file_decimal(&entry["output_cost_per_token"]).unwrap(),
+            file_decimal(&entry["cache_read_input_token_cost"]).unwrap_or(input),
+        );
+        let ours =
+            (spec.input_per_token, spec.output_per_token, spec.cached_input_per_token.unwrap_or(spec.input_per_token));
+        let per_1m = |t: (Decimal, Decimal, Decimal)| {
+            let m = Decimal::from(1_000_000);
+            format!("{} / {} / {}", (t.0 * m).normalize(), (t.1 * m).normalize(), (t.2 * m).normalize())
+        };
+        if per_1m(file) != per_1m(ours) {
+            differ.push(format!(
+                "{}/{}: {} in the table, {} in the file",
+                spec.provider,
+                spec.model,
+                per_1m(ours),
+                per_1m(file)
+            ));
+        }
+    }
+    assert!(differ.is_empty(), "input / output / cached per 1M differ:\n{}", differ.join("\n"));
+    assert_eq!(unlisted, retired, "the models the file does not list");
+    for (provider, model) in [
+        ("anthropic", "claude-opus-4-7"),
+        ("anthropic", "claude-sonnet-4-6"),
+        ("openai", "gpt-5.4"),
+        ("google", "gemini-3.1-pro-preview"),
+    ] {
+        assert!(
+            specs.iter().any(|s| s.provider == provider && s.model == model),
+            "{provider}/{model} is not in the table"
+        );
+    }
+}
+
 /// A number of the file as an exact decimal.
 fn file_decimal(v: &Value) -> Option<rust_decimal::Decimal> {
     let text = v.as_number()?.to_string();
