@@ -85,12 +85,12 @@ pub fn span(d: Duration) -> String {
 }
 
 /// Money rounded for a sentence: from a cent up to a hundredth of a cent, and under a cent to its first
-/// two significant digits (a saving of $0.000025 is not "$0", and $0.00045 a call is not "$0.0004"
-/// beside a table that says 0.00045). Halves round up, as people round.
+/// three significant digits (a saving of $0.000025 is not "$0", and $0.000225 a call is not "$0.00023"
+/// beside a table that says 0.000225). Halves round up, as people round.
 pub fn usd(d: Decimal) -> String {
     let half_up = RoundingStrategy::MidpointAwayFromZero;
     let shown = if d.abs() < Decimal::new(1, 2) {
-        d.round_sf_with_strategy(2, half_up).unwrap_or(d)
+        d.round_sf_with_strategy(3, half_up).unwrap_or(d)
     } else {
         d.round_dp_with_strategy(4, half_up)
     };
@@ -104,14 +104,16 @@ mod tests {
 
     #[test]
     fn money_in_sentences_keeps_what_a_table_beside_it_shows() {
-        // Under a cent, two significant digits: the table beside the sentence says 0.00045, not 0.0004.
+        // Under a cent, three significant digits: the table beside the sentence says 0.00045, not
+        // 0.0004, and 0.000225 (gemini-1.5-flash's call in `recommend`), not 0.00023.
         assert_eq!(usd(dec!(0.00045)), "$0.00045");
         assert_eq!(usd(dec!(0.00054)), "$0.00054");
-        assert_eq!(usd(dec!(0.0006208)), "$0.00062");
-        assert_eq!(usd(dec!(0.00164)), "$0.0016");
-        assert_eq!(usd(dec!(0.000000833)), "$0.00000083");
+        assert_eq!(usd(dec!(0.000225)), "$0.000225");
+        assert_eq!(usd(dec!(0.0006208)), "$0.000621");
+        assert_eq!(usd(dec!(0.00164)), "$0.00164");
+        assert_eq!(usd(dec!(0.000000833)), "$0.000000833");
         // A half rounds up, as people round.
-        assert_eq!(usd(dec!(0.000125)), "$0.00013");
+        assert_eq!(usd(dec!(0.0001255)), "$0.000126");
         assert_eq!(usd(dec!(0.01235)), "$0.0124");
         // From a cent up, to a hundredth of a cent.
         assert_eq!(usd(dec!(0.0192)), "$0.0192");

@@ -314,7 +314,7 @@ async fn assistant_sentences_keep_small_savings_and_name_units_right() {
         .cloned()
         .unwrap_or_else(|| panic!("a prompt_caching recommendation: {r:#}"));
     let sentence = caching["recommendation"].as_str().unwrap();
-    assert!(sentence.contains("would save about $0.00000084 per day if half"), "{sentence}");
+    assert!(sentence.contains("would save about $0.000000842 per day if half"), "{sentence}");
     let summary = savings["summary"].as_str().unwrap();
     assert!(summary.contains(" per day (") && !summary.contains("about $0 "), "{summary}");
 }
