@@ -1,9 +1,11 @@
 //! Alerts: list (open ones by default), read one, acknowledge (an event, so it survives a rebuild).
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use budget_events::domain::price::{self, PriceVersion};
 use budget_events::ledger::AcknowledgeCommand;
 use budget_events::ErrorCode;
 use budget_projections::alerts::{self, AlertFilter, AlertRow};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -76,36 +78,71 @@ async fn with_hints(
     client: &impl tokio_postgres::GenericClient,
     rows: Vec<AlertRow>,
 ) -> Result<Vec<AlertView>, ApiError> {
-    let book = if rows.iter().any(|a| a.alert_type == "unpriced_model") {
-        budget_events::store::prices::in_effect(client, chrono::Utc::now()).await?
+    let unpriced: Vec<(&str, &str)> = rows.iter().filter_map(unpriced_model).collect();
+    let (book, versions) = if unpriced.is_empty() {
+        (Vec::new(), Vec::new())
     } else {
-        Vec::new()
+        let keys = price::candidate_keys(unpriced.iter().copied());
+        (
+            budget_events::store::prices::in_effect(client, Utc::now()).await?,
+            budget_events::store::prices::versions_for(client, &keys).await?,
+        )
     };
-    Ok(rows.into_iter().map(|alert| AlertView { hint: unpriced_hint(&alert, &book), alert }).collect())
+    Ok(rows.into_iter().map(|alert| AlertView { hint: unpriced_hint(&alert, &book, &versions), alert }).collect())
 }
 
-/// "did you mean openai/gpt-4o? …" with the commands that price the misspelled name's records at that
-/// model's price from the first of them, as the alert's own message gives them with "…" for prices.
-fn unpriced_hint(alert: &AlertRow, book: &[budget_events::domain::price::PriceVersion]) -> Option<String> {
-    if alert.alert_type != "unpriced_model" {
-        return None;
-    }
+/// The provider and model an `unpriced_model` alert is about.
+fn unpriced_model(alert: &AlertRow) -> Option<(&str, &str)> {
     let field = |name: &str| alert.details.get(name).and_then(|v| v.as_str());
-    let (provider, model, since) = (field("provider")?, field("model")?, field("first_record_at")?);
-    let names: Vec<(&str, &str)> = book.iter().map(|v| (v.spec.provider.as_str(), v.spec.model.as_str())).collect();
-    let near = budget_events::domain::price::did_you_mean(provider, model, &names)?;
-    let meant = book.iter().find(|v| format!("{}/{}", v.spec.provider, v.spec.model) == near)?;
-    let per_1m = |d: rust_decimal::Decimal| (d * rust_decimal::Decimal::from(1_000_000)).normalize();
-    let mut price =
-        format!("--input {} --output {}", per_1m(meant.spec.input_per_token), per_1m(meant.spec.output_per_token));
-    if let Some(cached) = meant.spec.cached_input_per_token {
-        price.push_str(&format!(" --cached-input {}", per_1m(cached)));
+    (alert.alert_type == "unpriced_model").then_some(())?;
+    Some((field("provider")?, field("model")?))
+}
+
+/// What to do about an unpriced model's records now, with the commands filled in with a price: the
+/// model has been priced since its first records (an upgrade's `budget prices update`, a price set
+/// effective now), so those before the price get it from their time; or its name looks like a typo of
+/// a priced model ("did you mean openai/gpt-4o?"), whose price the misspelled name's records get.
+/// None when the records have a price from their first or the book has nothing like the name.
+fn unpriced_hint(alert: &AlertRow, book: &[PriceVersion], versions: &[PriceVersion]) -> Option<String> {
+    let (provider, model) = unpriced_model(alert)?;
+    let since = alert.details.get("first_record_at").and_then(|v| v.as_str())?;
+    let first: DateTime<Utc> = since.parse().ok()?;
+    let reprice = format!("`budget prices reprice --provider {provider} --model {model} --since {since}`");
+    if let Some((now, name)) = price::resolve(versions, provider, model, Utc::now()) {
+        if price::resolve(versions, provider, model, first).is_some() {
+            return None;
+        }
+        let from = versions
+            .iter()
+            .filter(|v| v.spec.provider == provider && v.spec.model == name && v.effective_from > first)
+            .map(|v| v.effective_from)
+            .min()
+            .unwrap_or(now.effective_from);
+        return Some(format!(
+            "{provider}/{model} has a price since {}; give the records before it that price: `budget prices \
+             set {provider} {name} {} --effective-from {since}`, then {reprice}",
+            from.format("%Y-%m-%d %H:%M:%S UTC"),
+            price_args(&now.spec),
+        ));
     }
+    let names: Vec<(&str, &str)> = book.iter().map(|v| (v.spec.provider.as_str(), v.spec.model.as_str())).collect();
+    let near = price::did_you_mean(provider, model, &names)?;
+    let meant = book.iter().find(|v| format!("{}/{}", v.spec.provider, v.spec.model) == near)?;
     Some(format!(
         "did you mean {near}? If so, correct the name where the calls are made, and give the records already \
-         counted its price: `budget prices set {provider} {model} {price} --effective-from {since}`, then \
-         `budget prices reprice --provider {provider} --model {model} --since {since}`"
+         counted its price: `budget prices set {provider} {model} {} --effective-from {since}`, then {reprice}",
+        price_args(&meant.spec),
     ))
+}
+
+/// A price as `budget prices set` takes it, per 1M tokens.
+fn price_args(spec: &price::PriceSpec) -> String {
+    let per_1m = |d: rust_decimal::Decimal| (d * rust_decimal::Decimal::from(1_000_000)).normalize();
+    let mut args = format!("--input {} --output {}", per_1m(spec.input_per_token), per_1m(spec.output_per_token));
+    if let Some(cached) = spec.cached_input_per_token {
+        args.push_str(&format!(" --cached-input {}", per_1m(cached)));
+    }
+    args
 }
 
 /// Alerts, newest first; unacknowledged ones unless `acknowledged` or `all` say otherwise.
@@ -158,7 +195,7 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
     let alert = require(&state, &path).await?;
     let client = state.pool.get().await?;
     let mut one = with_hints(&**client, vec![alert]).await?;
-    Ok(HttpResponse::Ok().json(one.pop()))
+    Ok(HttpResponse::Ok().json(one.pop().expect("one row in, one view out")))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

@@ -558,3 +558,35 @@ async fn a_newer_versions_alert_is_not_hinted_as_a_typo_of_an_older_one() {
         "{typo}"
     );
 }
+
+/// A model priced after its first calls (an upgrade's `budget prices update` brought its price, effective
+/// then): its alert still advised "price them with `budget prices set … --input … --output …`" as if
+/// the book had no price. Read now, it says since when the book has one and fills the commands in with
+/// it; followed, the records before it are priced and nothing is left to hint.
+#[tokio::test]
+async fn a_model_priced_after_its_first_calls_is_hinted_with_its_price() {
+    let app = spawn_app().await;
+    let record = json!({"provider": "anthropic", "model": "claude-opus-4-7", "component": "c", "input_tokens": 1_000_000, "output_tokens": 0});
+    assert_eq!(app.post("/api/usage", &record).await.status().as_u16(), 201);
+    let price = json!({"provider": "anthropic", "model": "claude-opus-4-7", "input": "5", "output": "25", "cached_input": "0.5"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let all = alerts(&app).await;
+    let alert = all.iter().find(|a| a["type"] == "unpriced_model").expect("an unpriced_model alert");
+    let since = alert["details"]["first_record_at"].as_str().unwrap();
+    let hint = alert["hint"].as_str().unwrap_or_else(|| panic!("a hint: {alert}"));
+    assert!(hint.starts_with("anthropic/claude-opus-4-7 has a price since "), "{hint}");
+    let set = format!(
+        "budget prices set anthropic claude-opus-4-7 --input 5 --output 25 --cached-input 0.5 --effective-from {since}"
+    );
+    assert!(hint.contains(&set), "{hint}");
+
+    let earlier = json!({"provider": "anthropic", "model": "claude-opus-4-7", "input": "5", "output": "25",
+                         "cached_input": "0.5", "effective_from": since});
+    assert_eq!(app.post("/api/prices", &earlier).await.status().as_u16(), 200);
+    let reprice = json!({"provider": "anthropic", "model": "claude-opus-4-7", "since": since});
+    let done: Value = app.post("/api/prices/reprice", &reprice).await.json().await.unwrap();
+    assert_eq!((done["records"].as_i64(), done["total_delta"].to_string()), (Some(1), "5".into()), "{done}");
+    let all = alerts(&app).await;
+    let alert = all.iter().find(|a| a["type"] == "unpriced_model").unwrap();
+    assert!(alert.get("hint").is_none(), "its records have a price now: {alert}");
+}
