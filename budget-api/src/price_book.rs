@@ -1,11 +1,11 @@
 //! Prices as people write them (per 1M or 1K tokens) and as files bring them (the bundled table,
 //! LiteLLM's `model_prices_and_context_window.json`), turned into exact per-token specs.
 
-use budget_events::domain::price::{PriceSpec, PriceTier};
+use budget_events::domain::price::{PriceSource, PriceSpec, PriceTier, PriceVersion};
 use budget_events::domain::{Model, Provider};
 use budget_events::money::optional_decimal_json;
 use budget_events::Money;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -97,6 +97,9 @@ struct BundledTable {
     effective_from: DateTime<Utc>,
     per: String,
     models: Vec<PriceInput>,
+    /// `provider/model` → the day its provider stops serving it.
+    #[serde(default)]
+    retirements: std::collections::BTreeMap<String, NaiveDate>,
 }
 
 /// The bundled table: when it was checked, when its prices apply from, and the prices.
@@ -105,6 +108,35 @@ pub fn bundled() -> (String, DateTime<Utc>, Vec<PriceSpec>) {
     let specs =
         table.models.iter().map(|m| m.to_spec(Some(&table.per)).expect("the bundled prices are valid")).collect();
     (table.checked, table.effective_from, specs)
+}
+
+/// The day each bundled model stops being served (the table's `retirements`), by provider and model.
+static RETIREMENTS: std::sync::LazyLock<std::collections::BTreeMap<(String, String), NaiveDate>> =
+    std::sync::LazyLock::new(|| {
+        let table: BundledTable = serde_json::from_str(BUNDLED).expect("the bundled price table is valid JSON");
+        table
+            .retirements
+            .into_iter()
+            .map(|(name, day)| {
+                let (provider, model) = name.split_once('/').expect("a retirement names provider/model");
+                ((provider.to_string(), model.to_string()), day)
+            })
+            .collect()
+    });
+
+/// Whether the bundled table says `provider`/`model` is no longer served on `day`.
+pub fn retired(provider: &str, model: &str, day: NaiveDate) -> bool {
+    RETIREMENTS.get(&(provider.to_string(), model.to_string())).is_some_and(|from| *from <= day)
+}
+
+/// The prices of `in_effect` whose models can still be called at `at`: what the assistant and the
+/// cheaper alternatives choose among. A retired model keeps its price (records still name it) but is
+/// not worth recommending. The table's retirement dates apply to the table's prices; a price someone
+/// set or imported says the model is in use.
+pub fn callable(mut in_effect: Vec<PriceVersion>, at: DateTime<Utc>) -> Vec<PriceVersion> {
+    in_effect
+        .retain(|v| v.source != PriceSource::Bundled || !retired(&v.spec.provider, &v.spec.model, at.date_naive()));
+    in_effect
 }
 
 /// What an import found.

@@ -145,7 +145,8 @@ pub async fn recommend_route(state: web::Data<AppState>, payload: web::Payload) 
     let r: RecommendRequest = body::parse(&body::read(payload, 16 * 1024).await?)?;
     r.validate()?;
     let client = state.pool.get().await?;
-    let in_effect = prices::in_effect(&**client, chrono::Utc::now()).await?;
+    let now = chrono::Utc::now();
+    let in_effect = crate::price_book::callable(prices::in_effect(&**client, now).await?, now);
     drop(client);
     let (recommendations, raw) = recommend::rank(&r, &in_effect);
     Ok(HttpResponse::Ok().json(RecommendResponse::new(&state, recommendations, raw, r.include_raw_data, None).await))

@@ -82,7 +82,7 @@ pub async fn recommendations(state: web::Data<AppState>, payload: web::Payload) 
     let now = Utc::now();
     let (current, resolved_model) = resolve_at(&state, &r.provider, &r.model, now).await?;
     let client = state.pool.get().await?;
-    let in_effect = prices::in_effect(&**client, now).await?;
+    let in_effect = crate::price_book::callable(prices::in_effect(&**client, now).await?, now);
     let call = CallShape {
         task_type: &r.task_type,
         input_tokens: r.context_size,

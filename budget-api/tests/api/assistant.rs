@@ -762,3 +762,51 @@ async fn a_far_cheaper_model_is_recommended_with_medium_confidence() {
         }
     }
 }
+
+/// With the bundled price table, recommend put google/gemini-1.5-flash first for code generation and
+/// optimize moved gpt-4o's calls to it and to gemini-1.5-pro: models their provider no longer serves.
+/// A retired model keeps its price (records still name it) and is recommended by none of them.
+#[tokio::test]
+async fn retired_models_are_priced_but_never_recommended() {
+    let app = spawn_app_with(|s| s.bundled_prices = true).await;
+    let today = Utc::now().date_naive();
+    let retired = |provider: &str, model: &str| budget_api::price_book::retired(provider, model, today);
+    assert!(retired("google", "gemini-1.5-flash") && retired("anthropic", "claude-3-5-sonnet"));
+    assert!(!retired("anthropic", "claude-opus-4-7") && !retired("ollama", "llama3.1"));
+    let calc =
+        json!({"provider": "google", "model": "gemini-1.5-flash", "input_tokens": 1_000_000, "output_tokens": 0});
+    let calc: Value = app.post("/api/prices/calculate", &calc).await.json().await.unwrap();
+    assert_eq!(calc["total_cost"].to_string(), "0.075", "still priced: {calc}");
+
+    let ask = json!({"task_description": "Generate Python code for data processing", "input_length": 2000,
+                     "output_length": 1000});
+    let r: Value = app.post("/api/assistant/recommend-model", &ask).await.json().await.unwrap();
+    let ranked: Vec<(String, String)> = r["recommendations"]["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["provider"].as_str().unwrap().to_string(), m["model"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(ranked.len(), 10, "{ranked:?}");
+    let offered: Vec<_> = ranked.iter().filter(|(p, m)| retired(p, m)).collect();
+    assert!(offered.is_empty(), "retired models ranked: {offered:?}");
+
+    let records: Vec<Value> = (0..20)
+        .map(|_| {
+            json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "task_type": "chat",
+                        "input_tokens": 20000, "output_tokens": 2000})
+        })
+        .collect();
+    let r = optimize_daily(&app, records, 7).await;
+    let moves: Vec<String> = r["recommendations"]["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["kind"] == "model_substitution")
+        .map(|x| x["recommendation"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!moves.is_empty(), "{r:#}");
+    for m in &moves {
+        assert!(!m.contains("gemini-1.5") && !m.contains("gemini-2.0-flash"), "{m}");
+    }
+}

@@ -526,6 +526,37 @@ fn the_bundled_table_agrees_with_litellms_file_and_prices_todays_models() {
     }
     assert!(differ.is_empty(), "input / output / cached per 1M differ:\n{}", differ.join("\n"));
     assert_eq!(unlisted, retired, "the models the file does not list");
+    // Retirements: the file's deprecation_date where it gives one; a model it no longer lists retired
+    // by the day that was found (the table's `checked`); none for the rest.
+    let table: Value = serde_json::from_str(budget_api::price_book::BUNDLED).unwrap();
+    let checked = table["checked"].as_str().unwrap();
+    let mut expected = serde_json::Map::new();
+    for spec in specs.iter().filter(|s| s.provider != "ollama") {
+        let name = format!("{}/{}", spec.provider, spec.model);
+        let file_provider = name
+            .split('/')
+            .next()
+            .map(|p| {
+                if p == "google" {
+                    "gemini"
+                } else if p == "together" {
+                    "together_ai"
+                } else {
+                    p
+                }
+            })
+            .unwrap();
+        let entry = [format!("{file_provider}/{}", spec.model), spec.model.clone()]
+            .into_iter()
+            .filter_map(|key| doc.get(&key))
+            .find(|e| e["litellm_provider"] == file_provider);
+        match entry {
+            None => drop(expected.insert(name, json!(checked))),
+            Some(e) if e["deprecation_date"].is_string() => drop(expected.insert(name, e["deprecation_date"].clone())),
+            Some(_) => {}
+        }
+    }
+    assert_eq!(table["retirements"], Value::Object(expected));
     for (provider, model) in [
         ("anthropic", "claude-opus-4-7"),
         ("anthropic", "claude-sonnet-4-6"),
