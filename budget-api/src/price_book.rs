@@ -129,13 +129,29 @@ pub fn retired(provider: &str, model: &str, day: NaiveDate) -> bool {
     RETIREMENTS.get(&(provider.to_string(), model.to_string())).is_some_and(|from| *from <= day)
 }
 
-/// The prices of `in_effect` whose models can still be called at `at`: what the assistant and the
-/// cheaper alternatives choose among. A retired model keeps its price (records still name it) but is
-/// not worth recommending. The table's retirement dates apply to the table's prices; a price someone
-/// set or imported says the model is in use.
+/// How far ahead a retirement counts: a model its provider retires within this many days is a poor
+/// place to move calls to, and worth saying of a model calls are made to.
+pub const RETIREMENT_NOTICE_DAYS: i64 = 90;
+
+/// The day the bundled table says `v`'s model stops being served. The table's retirement dates apply
+/// to the table's prices; a price someone set or imported says the model is in use.
+pub fn retirement(v: &PriceVersion) -> Option<NaiveDate> {
+    if v.source != PriceSource::Bundled {
+        return None;
+    }
+    RETIREMENTS.get(&(v.spec.provider.clone(), v.spec.model.clone())).copied()
+}
+
+/// The retirement of `v`'s model if it is past or within [`RETIREMENT_NOTICE_DAYS`] of `at`.
+pub fn retiring(v: &PriceVersion, at: DateTime<Utc>) -> Option<NaiveDate> {
+    retirement(v).filter(|day| *day <= at.date_naive() + chrono::Days::new(RETIREMENT_NOTICE_DAYS as u64))
+}
+
+/// The prices of `in_effect` whose models can still be called at `at`, and for a while: what the
+/// assistant and the cheaper alternatives choose among. A retired model keeps its price (records
+/// still name it) but is not worth recommending, nor one its provider retires within the notice.
 pub fn callable(mut in_effect: Vec<PriceVersion>, at: DateTime<Utc>) -> Vec<PriceVersion> {
-    in_effect
-        .retain(|v| v.source != PriceSource::Bundled || !retired(&v.spec.provider, &v.spec.model, at.date_naive()));
+    in_effect.retain(|v| retiring(v, at).is_none());
     in_effect
 }
 

@@ -191,10 +191,17 @@ pub async fn optimize(
             } else {
                 (confidence, String::new())
             };
+            let retires = match crate::price_book::retiring(current, range.end) {
+                Some(day) if day <= range.end.date_naive() => {
+                    format!(" Its provider retired {provider}/{model} on {day}.")
+                }
+                Some(day) => format!(" Its provider retires {provider}/{model} on {day}."),
+                None => String::new(),
+            };
             found.push(Recommendation {
                 kind: "model_substitution",
                 what: format!(
-                    "Move {component}'s {task_type} calls from {provider}/{model} to {}/{}: the same {} input and {} output tokens would cost {} instead of {} over the {}.{caveat}",
+                    "Move {component}'s {task_type} calls from {provider}/{model} to {}/{}: the same {} input and {} output tokens would cost {} instead of {} over the {}.{retires}{caveat}",
                     best.provider,
                     best.model,
                     thousands(totals.input_tokens),
