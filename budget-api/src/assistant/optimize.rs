@@ -191,11 +191,12 @@ pub async fn optimize(
             } else {
                 (confidence, String::new())
             };
+            let priced_as = format!("{}/{}", current.spec.provider, current.spec.model);
             let retires = match crate::price_book::retiring(current, range.end) {
                 Some(day) if day <= range.end.date_naive() => {
-                    format!(" Its provider retired {provider}/{model} on {day}.")
+                    format!(" Its provider retired {priced_as} on {day}.")
                 }
-                Some(day) => format!(" Its provider retires {provider}/{model} on {day}."),
+                Some(day) => format!(" Its provider retires {priced_as} on {day}."),
                 None => String::new(),
             };
             found.push(Recommendation {

@@ -794,9 +794,9 @@ async fn retired_models_are_priced_but_never_recommended() {
     assert!(offered.is_empty(), "retired or retiring models ranked: {offered:?}");
 
     let records: Vec<Value> = (0..20)
-        .map(|_| {
-            json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "task_type": "chat",
-                        "input_tokens": 20000, "output_tokens": 2000})
+        .map(|i| {
+            json!({"provider": "openai", "model": (["gpt-4o", "gpt-4o-2024-08-06"][i % 2]), "component": "codex",
+                   "task_type": "chat", "input_tokens": 20000, "output_tokens": 2000})
         })
         .collect();
     let r = optimize_daily(&app, records, 7).await;
@@ -811,6 +811,6 @@ async fn retired_models_are_priced_but_never_recommended() {
     for m in &moves {
         assert!(!m.contains("gemini-1.5") && !m.contains("gemini-2.0-flash"), "{m}");
         // gpt-4o's provider retires it on 2027-01-14: worth saying to whoever moves its calls.
-        assert!(m.contains(" openai/gpt-4o on 2027-01-14."), "{m}");
+        assert!(m.contains(" Its provider retires openai/gpt-4o on 2027-01-14. "), "{m}");
     }
 }
