@@ -883,8 +883,10 @@ async function loadPrices() {
     el('td', { class: 'num', text: money(p.cached_input_per_1m) }),
     el('td', { class: 'num', text: money(p.output_per_1m) }),
     el('td', { text: utc(p.effective_from) }),
+    // The day its provider retires the model: why recommend leaves a priced model out.
+    el('td', { text: p.retires_on || '' }),
     el('td', {}, el('button', { type: 'button', class: 'link', on: { click: () => run(() => priceHistory(p)) } }, 'History'))));
-  table($('#price-table'), ['Provider', 'Model', 'Input $/1M', 'Cached $/1M', 'Output $/1M', 'Since', ''], rows);
+  table($('#price-table'), ['Provider', 'Model', 'Input $/1M', 'Cached $/1M', 'Output $/1M', 'Since', 'Retirement', ''], rows);
 }
 
 async function priceHistory(p) {

@@ -61,6 +61,10 @@ pub struct PriceView {
     pub source: String,
     pub context_window: Option<i64>,
     pub capabilities: Vec<String>,
+    /// The day its provider stops serving the model, as the bundled table gives it (for its own
+    /// prices only); recommendations leave the model out from 90 days before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retires_on: Option<chrono::NaiveDate>,
 }
 
 impl From<&PriceVersion> for PriceView {
@@ -87,6 +91,7 @@ impl From<&PriceVersion> for PriceView {
             source: v.source.as_str().to_string(),
             context_window: s.context_window,
             capabilities: s.capabilities.clone(),
+            retires_on: crate::price_book::retirement(v),
         }
     }
 }

@@ -778,7 +778,8 @@ async fn a_per_task_limit_says_how_many_task_windows_it_has() {
 }
 
 /// A misspelled model's alert shows, under its message, the model it misspells and the commands that
-/// price its records at that model's price (the API's `hint`).
+/// price its records at that model's price (the API's `hint`); a new limit's notes; a price's model
+/// retirement day.
 #[tokio::test]
 async fn a_misspelled_models_alert_shows_its_hint() {
     let app = spawn_app_with(|s| s.security.admin_key = Some(ADMIN.into())).await;
@@ -822,4 +823,17 @@ async fn a_misspelled_models_alert_shows_its_hint() {
         note.ends_with(" Note: no call in the last 90 days named component `cc` (did you mean `c`? those seen: c); if no call names it, this limit counts nothing."),
         "{note}"
     );
+
+    // The price book says the day a model's provider retires it (the bundled table's).
+    post(&app, ADMIN, "/api/prices/update", json!({})).await;
+    browser.type_into("#price-search", "gemini-1.5-flash").await;
+    let row = browser
+        .wait_for(
+            "gemini-1.5-flash's price",
+            "const r = [...document.querySelectorAll('#price-table tr')].find((r) => r.textContent.includes('gemini-1.5-flash')); \
+             return r && [...r.cells].map((c) => c.textContent)",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(row[6], "2026-12-04", "{row}");
 }

@@ -776,3 +776,22 @@ async fn tiny_prices_sum_exactly_over_100000_records() {
     let done: Value = serde_json::from_str(replay.lines().last().unwrap()).unwrap();
     assert_eq!(done["differences"], 0, "{replay}");
 }
+
+/// A price says when the bundled table has its model retired, so that the list explains why recommend
+/// and optimize leave a priced model out.
+#[tokio::test]
+async fn prices_say_when_their_model_is_retired() {
+    let app = spawn_app_with(|s| s.bundled_prices = true).await;
+    let (status, body) = app.get_json("/api/prices?provider=google").await;
+    assert_eq!(status, 200, "{body}");
+    let retires = |model: &str| {
+        body["prices"].as_array().unwrap().iter().find(|p| p["model"] == model).unwrap()["retires_on"].clone()
+    };
+    assert_eq!(retires("gemini-1.5-flash"), "2026-12-04");
+    assert_eq!(retires("gemini-3.1-pro-preview"), Value::Null);
+    // A price someone sets says the model is in use: the table's date is not its.
+    let price = json!({"provider": "google", "model": "gemini-1.5-flash", "input": "0.1", "output": "0.4"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let (_, body) = app.get_json("/api/prices?provider=google&model=gemini-1.5-flash").await;
+    assert_eq!(body["prices"][0]["retires_on"], Value::Null, "{body}");
+}

@@ -223,9 +223,11 @@ async fn read_source(from: &str) -> anyhow::Result<(String, &'static str)> {
 }
 
 /// The price versions as a table: the $/1K columns where the terminal has room for them (they are
-/// the $/1M ones over a thousand), the Until column where some version has ended.
+/// the $/1M ones over a thousand), the Until column where some version has ended, the Retirement
+/// column where some model has a day its provider retires it.
 fn print_versions(versions: &[PriceView]) {
     let with_until = versions.iter().any(|v| v.effective_to.is_some());
+    let with_retirement = versions.iter().any(|v| v.retires_on.is_some());
     let build = |per_1k: bool| {
         let mut headers = vec!["Provider", "Model", "Input $/1M", "Output $/1M", "Cached $/1M"];
         if per_1k {
@@ -234,6 +236,7 @@ fn print_versions(versions: &[PriceView]) {
         headers.push("Since (UTC)");
         headers.extend(with_until.then_some("Until"));
         headers.push("Source");
+        headers.extend(with_retirement.then_some("Retirement"));
         let mut t = table(&headers);
         for v in versions {
             let mut row = vec![
@@ -249,6 +252,7 @@ fn print_versions(versions: &[PriceView]) {
             row.push(Cell::new(utc(v.effective_from)));
             row.extend(with_until.then(|| Cell::new(v.effective_to.map_or(String::new(), utc))));
             row.push(Cell::new(&v.source));
+            row.extend(with_retirement.then(|| Cell::new(v.retires_on.map_or(String::new(), |d| d.to_string()))));
             t.add_row(row);
         }
         t
