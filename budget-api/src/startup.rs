@@ -265,6 +265,8 @@ async fn sweep(writer: Writer, interval: std::time::Duration, mut stop: watch::R
 }
 
 /// On first start (an empty price book) the bundled table is applied, so usage is priced from the start.
+/// On a later start, a table that prices models the book lacks (an upgrade's) is said in the log:
+/// applying it changes prices, which is an operator's call (`budget prices update`).
 async fn apply_bundled_prices_once(writer: &Writer, pool: &budget_events::db::DbPool) -> anyhow::Result<()> {
     let client = pool.get().await?;
     let empty = client.query_one("SELECT NOT EXISTS (SELECT 1 FROM prices)", &[]).await?.get::<_, bool>(0);
@@ -280,8 +282,39 @@ async fn apply_bundled_prices_once(writer: &Writer, pool: &budget_events::db::Db
         };
         let outcome = writer.submit(command).await.context("cannot apply the bundled price table")?;
         tracing::info!(models = outcome.added.len(), checked, "applied the bundled price table");
+    } else if let Some(news) = bundled_table_news(pool).await? {
+        tracing::warn!("{news}");
     }
     Ok(())
+}
+
+/// What the bundled table would add to the price book, in a sentence; None when it adds no model.
+/// Without it, an upgraded service left the new table's models unpriced, silently: their calls cost
+/// $0 and no cost limit saw them.
+pub async fn bundled_table_news(pool: &budget_events::db::DbPool) -> anyhow::Result<Option<String>> {
+    let (checked, _, prices) = crate::price_book::bundled();
+    let command = budget_events::ledger::PricesCommand {
+        prices,
+        effective_from: chrono::Utc::now(),
+        source: budget_events::domain::price::PriceSource::Bundled,
+        key: None,
+        metadata: Default::default(),
+    };
+    let added = budget_events::writer::dry_run(pool, command).await?.added;
+    if added.is_empty() {
+        return Ok(None);
+    }
+    let mut shown = added.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    if added.len() > 3 {
+        shown.push_str(&format!(" and {} more", added.len() - 3));
+    }
+    Ok(Some(format!(
+        "the bundled price table (checked {checked}) prices {} {} this price book has no price for ({shown}); \
+         until `budget prices update` adds them, effective now, their calls are recorded unpriced \
+         (`budget prices update --dry-run` lists every change it would make)",
+        added.len(),
+        if added.len() == 1 { "model" } else { "models" },
+    )))
 }
 
 /// The root cause of an error: the pool wraps the driver's error, which wraps the socket's or the

@@ -795,3 +795,26 @@ async fn prices_say_when_their_model_is_retired() {
     let (_, body) = app.get_json("/api/prices?provider=google&model=gemini-1.5-flash").await;
     assert_eq!(body["prices"][0]["retires_on"], Value::Null, "{body}");
 }
+
+/// An upgraded service whose price book predates its bundled table says, when it starts, which models
+/// the table would add: otherwise their calls are recorded unpriced ($0, unseen by cost limits) with
+/// nothing to say why. A book that has them all hears nothing.
+#[tokio::test]
+async fn a_start_names_the_models_a_newer_bundled_table_would_add() {
+    let app = spawn_app().await;
+    let price = json!({"provider": "openai", "model": "gpt-4o", "input": "2.5", "output": "10"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let news = budget_api::startup::bundled_table_news(&app.db.pool).await.unwrap().expect("news of the table");
+    let count = budget_api::price_book::bundled().2.len() - 1;
+    assert!(
+        news.starts_with(&format!(
+            "the bundled price table (checked 2026-12-04) prices {count} models this price book has no price for ("
+        )),
+        "{news}"
+    );
+    assert!(news.contains(" more); until `budget prices update` adds them"), "{news}");
+    assert_eq!(app.events().await, 1, "news is a dry run: nothing written");
+
+    assert!(app.post("/api/prices/update", &json!({})).await.status().is_success());
+    assert_eq!(budget_api::startup::bundled_table_news(&app.db.pool).await.unwrap(), None);
+}
