@@ -223,11 +223,12 @@ async fn read_source(from: &str) -> anyhow::Result<(String, &'static str)> {
 }
 
 /// The price versions as a table: the $/1K columns where the terminal has room for them (they are
-/// the $/1M ones over a thousand), the Until column where some version has ended, the Retirement
-/// column where some model has a day its provider retires it.
+/// the $/1M ones over a thousand), the Until column where some version has ended; under a model's
+/// name, the day its provider retires it (a line of the cell, not a column: a column put the list
+/// past 100 terminal columns).
 fn print_versions(versions: &[PriceView]) {
     let with_until = versions.iter().any(|v| v.effective_to.is_some());
-    let with_retirement = versions.iter().any(|v| v.retires_on.is_some());
+    let today = chrono::Utc::now().date_naive();
     let build = |per_1k: bool| {
         let mut headers = vec!["Provider", "Model", "Input $/1M", "Output $/1M", "Cached $/1M"];
         if per_1k {
@@ -236,12 +237,15 @@ fn print_versions(versions: &[PriceView]) {
         headers.push("Since (UTC)");
         headers.extend(with_until.then_some("Until"));
         headers.push("Source");
-        headers.extend(with_retirement.then_some("Retirement"));
         let mut t = table(&headers);
         for v in versions {
             let mut row = vec![
                 Cell::new(&v.provider),
-                Cell::new(&v.model),
+                Cell::new(match v.retires_on {
+                    Some(day) if day <= today => format!("{}\nretired {day}", v.model),
+                    Some(day) => format!("{}\nretires {day}", v.model),
+                    None => v.model.clone(),
+                }),
                 right(v.input_per_1m),
                 right(v.output_per_1m),
                 right(v.cached_input_per_1m.map_or("-".to_string(), |n| n.to_string())),
@@ -252,7 +256,6 @@ fn print_versions(versions: &[PriceView]) {
             row.push(Cell::new(utc(v.effective_from)));
             row.extend(with_until.then(|| Cell::new(v.effective_to.map_or(String::new(), utc))));
             row.push(Cell::new(&v.source));
-            row.extend(with_retirement.then(|| Cell::new(v.retires_on.map_or(String::new(), |d| d.to_string()))));
             t.add_row(row);
         }
         t
