@@ -124,9 +124,13 @@ static RETIREMENTS: std::sync::LazyLock<std::collections::BTreeMap<(String, Stri
             .collect()
     });
 
+fn retirement_day(provider: &str, model: &str) -> Option<NaiveDate> {
+    RETIREMENTS.get(&(provider.to_string(), model.to_string())).copied()
+}
+
 /// Whether the bundled table says `provider`/`model` is no longer served on `day`.
 pub fn retired(provider: &str, model: &str, day: NaiveDate) -> bool {
-    RETIREMENTS.get(&(provider.to_string(), model.to_string())).is_some_and(|from| *from <= day)
+    retirement_day(provider, model).is_some_and(|from| from <= day)
 }
 
 /// How far ahead a retirement counts: a model its provider retires within this many days is a poor
@@ -139,7 +143,7 @@ pub fn retirement(v: &PriceVersion) -> Option<NaiveDate> {
     if v.source != PriceSource::Bundled {
         return None;
     }
-    RETIREMENTS.get(&(v.spec.provider.clone(), v.spec.model.clone())).copied()
+    retirement_day(&v.spec.provider, &v.spec.model)
 }
 
 /// The retirement of `v`'s model if it is past or within [`RETIREMENT_NOTICE_DAYS`] of `at`.
