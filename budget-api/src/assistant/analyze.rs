@@ -3,8 +3,9 @@
 
 use budget_events::decide::WindowState;
 use budget_events::display::{count, thousands};
+use budget_events::domain::price;
 use budget_events::money::{decimal_json, optional_decimal_json};
-use budget_events::store::{allocations, policies};
+use budget_events::store::{allocations, policies, prices};
 use budget_projections::usage_rollups::{self, Totals, UsageFilter};
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
@@ -313,6 +314,34 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
             "The top cost driver is {c}'s {task} calls on {p}/{m}: {} in {}.",
             usd(t.cost),
             count(t.count, "call")
+        ));
+    }
+
+    // Spend on models their providers retire within the notice (the bundled table's days): calls that
+    // stop working that day, and the first to move.
+    let keys = price::candidate_keys(mix.iter().map(|(p, m, ..)| (p.as_str(), m.as_str())));
+    let versions = prices::versions_for(client, &keys).await?;
+    let mut retiring: std::collections::BTreeMap<(String, chrono::NaiveDate), Decimal> = Default::default();
+    for (p, m, _, _, t) in &mix {
+        let Some((v, _)) = price::resolve(&versions, p, m, range.end) else { continue };
+        if let Some(day) = crate::price_book::retiring(v, range.end) {
+            *retiring.entry((format!("{}/{}", v.spec.provider, v.spec.model), day)).or_default() += t.cost;
+        }
+    }
+    let on_retiring: Decimal = retiring.values().sum();
+    if !on_retiring.is_zero() && !total.cost.is_zero() {
+        let models: Vec<String> = retiring
+            .keys()
+            .map(|(name, day)| {
+                let verb = if *day <= range.end.date_naive() { "retired" } else { "retires" };
+                format!("{name}, which its provider {verb} on {day}")
+            })
+            .collect();
+        findings.push(format!(
+            "{} ({}% of the spend) went to {}: `budget optimize` names cheaper models to move such calls to.",
+            usd(on_retiring),
+            (on_retiring / total.cost * Decimal::from(100)).round_dp(1).normalize(),
+            models.join("; ")
         ));
     }
 

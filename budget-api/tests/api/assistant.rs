@@ -813,4 +813,15 @@ async fn retired_models_are_priced_but_never_recommended() {
         // gpt-4o's provider retires it on 2027-01-14: worth saying to whoever moves its calls.
         assert!(m.contains(" Its provider retires openai/gpt-4o on 2027-01-14. "), "{m}");
     }
+    // analyze says how much of the spend goes to models on their way out.
+    let r: Value =
+        app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 7})).await.json().await.unwrap();
+    let findings: Vec<&str> =
+        r["analysis"]["findings"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let retiring = findings.iter().find(|f| f.contains("2027-01-14")).unwrap_or_else(|| panic!("{findings:#?}"));
+    assert!(
+        retiring.contains("$1.4 (100% of the spend) went to openai/gpt-4o, which its provider retire")
+            && retiring.contains("`budget optimize` names cheaper models to move such calls to"),
+        "{retiring}"
+    );
 }
