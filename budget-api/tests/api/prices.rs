@@ -486,19 +486,23 @@ fn the_bundled_table_agrees_with_litellms_file_and_prices_todays_models() {
         "ollama/llama3.1:70b",
         "ollama/qwen2.5-coder",
     ];
-    let mut unlisted = Vec::new();
-    let mut differ = Vec::new();
-    for spec in &specs {
+    // The file's entry for a model of the table: under `provider/model` or the bare name, with the
+    // file's names for two providers.
+    let entry_of = |spec: &budget_events::domain::price::PriceSpec| {
         let file_provider = match spec.provider.as_str() {
             "google" => "gemini",
             "together" => "together_ai",
             other => other,
         };
-        let entry = [format!("{file_provider}/{}", spec.model), spec.model.clone()]
+        [format!("{file_provider}/{}", spec.model), spec.model.clone()]
             .into_iter()
             .filter_map(|key| doc.get(&key))
-            .find(|e| e["litellm_provider"] == file_provider);
-        let Some(entry) = entry else {
+            .find(|e| e["litellm_provider"] == file_provider)
+    };
+    let mut unlisted = Vec::new();
+    let mut differ = Vec::new();
+    for spec in &specs {
+        let Some(entry) = entry_of(spec) else {
             unlisted.push(format!("{}/{}", spec.provider, spec.model));
             continue;
         };
@@ -533,23 +537,7 @@ fn the_bundled_table_agrees_with_litellms_file_and_prices_todays_models() {
     let mut expected = serde_json::Map::new();
     for spec in specs.iter().filter(|s| s.provider != "ollama") {
         let name = format!("{}/{}", spec.provider, spec.model);
-        let file_provider = name
-            .split('/')
-            .next()
-            .map(|p| {
-                if p == "google" {
-                    "gemini"
-                } else if p == "together" {
-                    "together_ai"
-                } else {
-                    p
-                }
-            })
-            .unwrap();
-        let entry = [format!("{file_provider}/{}", spec.model), spec.model.clone()]
-            .into_iter()
-            .filter_map(|key| doc.get(&key))
-            .find(|e| e["litellm_provider"] == file_provider);
+        let entry = entry_of(spec);
         match entry {
             None => drop(expected.insert(name, json!(checked))),
             Some(e) if e["deprecation_date"].is_string() => drop(expected.insert(name, e["deprecation_date"].clone())),
