@@ -151,6 +151,15 @@ pub fn retiring(v: &PriceVersion, at: DateTime<Utc>) -> Option<NaiveDate> {
     retirement(v).filter(|day| *day <= at.date_naive() + chrono::Days::new(RETIREMENT_NOTICE_DAYS as u64))
 }
 
+/// The verb for a retirement `day` as said on `today`: "retired" once it has come, else "retires".
+pub fn retire_verb(day: NaiveDate, today: NaiveDate) -> &'static str {
+    if day <= today {
+        "retired"
+    } else {
+        "retires"
+    }
+}
+
 /// The prices of `in_effect` whose models can still be called at `at`, and for a while: what the
 /// assistant and the cheaper alternatives choose among. A retired model keeps its price (records
 /// still name it) but is not worth recommending, nor one its provider retires within the notice.

@@ -333,7 +333,7 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
         let models: Vec<String> = retiring
             .keys()
             .map(|(name, day)| {
-                let verb = if *day <= range.end.date_naive() { "retired" } else { "retires" };
+                let verb = crate::price_book::retire_verb(*day, range.end.date_naive());
                 format!("{name}, which its provider {verb} on {day}")
             })
             .collect();

@@ -192,13 +192,10 @@ pub async fn optimize(
                 (confidence, String::new())
             };
             let priced_as = format!("{}/{}", current.spec.provider, current.spec.model);
-            let retires = match crate::price_book::retiring(current, range.end) {
-                Some(day) if day <= range.end.date_naive() => {
-                    format!(" Its provider retired {priced_as} on {day}.")
-                }
-                Some(day) => format!(" Its provider retires {priced_as} on {day}."),
-                None => String::new(),
-            };
+            let retires = crate::price_book::retiring(current, range.end).map_or(String::new(), |day| {
+                let verb = crate::price_book::retire_verb(day, range.end.date_naive());
+                format!(" Its provider {verb} {priced_as} on {day}.")
+            });
             found.push(Recommendation {
                 kind: "model_substitution",
                 what: format!(

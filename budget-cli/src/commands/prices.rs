@@ -242,8 +242,7 @@ fn print_versions(versions: &[PriceView]) {
             let mut row = vec![
                 Cell::new(&v.provider),
                 Cell::new(match v.retires_on {
-                    Some(day) if day <= today => format!("{}\nretired {day}", v.model),
-                    Some(day) => format!("{}\nretires {day}", v.model),
+                    Some(day) => format!("{}\n{} {day}", v.model, budget_api::price_book::retire_verb(day, today)),
                     None => v.model.clone(),
                 }),
                 right(v.input_per_1m),
