@@ -884,7 +884,7 @@ async function loadPrices() {
     el('td', { class: 'num', text: money(p.output_per_1m) }),
     el('td', { text: utc(p.effective_from) }),
     // The day its provider retires the model: why recommend leaves a priced model out.
-    el('td', { text: p.retires_on || '' }),
+    el('td', { text: p.retires_on || (p.retired_by ? `by ${p.retired_by}` : '') }),
     el('td', {}, el('button', { type: 'button', class: 'link', on: { click: () => run(() => priceHistory(p)) } }, 'History'))));
   table($('#price-table'), ['Provider', 'Model', 'Input $/1M', 'Cached $/1M', 'Output $/1M', 'Since', 'Retirement', ''], rows);
 }

@@ -100,6 +100,9 @@ struct BundledTable {
     /// `provider/model` → the day its provider stops serving it.
     #[serde(default)]
     retirements: std::collections::BTreeMap<String, NaiveDate>,
+    /// `provider/model` → a day by which it was no longer served, where its provider's day is unknown.
+    #[serde(default)]
+    retired_by: std::collections::BTreeMap<String, NaiveDate>,
 }
 
 /// The bundled table: when it was checked, when its prices apply from, and the prices.
@@ -110,45 +113,68 @@ pub fn bundled() -> (String, DateTime<Utc>, Vec<PriceSpec>) {
     (table.checked, table.effective_from, specs)
 }
 
-/// The day each bundled model stops being served (the table's `retirements`), by provider and model.
-static RETIREMENTS: std::sync::LazyLock<std::collections::BTreeMap<(String, String), NaiveDate>> =
+/// When a bundled model stops being served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Retirement {
+    pub day: NaiveDate,
+    /// Whether `day` is its provider's; else the model was found no longer served by then, which is
+    /// all that is said of it ("retired by").
+    pub known: bool,
+}
+
+impl Retirement {
+    /// "retired" or "retires", as said on `today`.
+    pub fn verb(&self, today: NaiveDate) -> &'static str {
+        retire_verb(self.day, today)
+    }
+
+    /// "on 2025-10-22", or "by 2026-12-04" where the provider's day is unknown.
+    pub fn when(&self) -> String {
+        format!("{} {}", if self.known { "on" } else { "by" }, self.day)
+    }
+}
+
+/// The retirement of each bundled model (the table's `retirements` and `retired_by`), by provider and
+/// model.
+static RETIREMENTS: std::sync::LazyLock<std::collections::BTreeMap<(String, String), Retirement>> =
     std::sync::LazyLock::new(|| {
         let table: BundledTable = serde_json::from_str(BUNDLED).expect("the bundled price table is valid JSON");
-        table
-            .retirements
-            .into_iter()
-            .map(|(name, day)| {
+        let known = table.retirements.into_iter().map(|(name, day)| (name, Retirement { day, known: true }));
+        let by = table.retired_by.into_iter().map(|(name, day)| (name, Retirement { day, known: false }));
+        known
+            .chain(by)
+            .map(|(name, retirement)| {
                 let (provider, model) = name.split_once('/').expect("a retirement names provider/model");
-                ((provider.to_string(), model.to_string()), day)
+                ((provider.to_string(), model.to_string()), retirement)
             })
             .collect()
     });
 
-fn retirement_day(provider: &str, model: &str) -> Option<NaiveDate> {
+fn retirement_of(provider: &str, model: &str) -> Option<Retirement> {
     RETIREMENTS.get(&(provider.to_string(), model.to_string())).copied()
 }
 
 /// Whether the bundled table says `provider`/`model` is no longer served on `day`.
 pub fn retired(provider: &str, model: &str, day: NaiveDate) -> bool {
-    retirement_day(provider, model).is_some_and(|from| from <= day)
+    retirement_of(provider, model).is_some_and(|r| r.day <= day)
 }
 
 /// How far ahead a retirement counts: a model its provider retires within this many days is a poor
 /// place to move calls to, and worth saying of a model calls are made to.
 pub const RETIREMENT_NOTICE_DAYS: i64 = 90;
 
-/// The day the bundled table says `v`'s model stops being served. The table's retirement dates apply
+/// When the bundled table says `v`'s model stops being served. The table's retirement dates apply
 /// to the table's prices; a price someone set or imported says the model is in use.
-pub fn retirement(v: &PriceVersion) -> Option<NaiveDate> {
+pub fn retirement(v: &PriceVersion) -> Option<Retirement> {
     if v.source != PriceSource::Bundled {
         return None;
     }
-    retirement_day(&v.spec.provider, &v.spec.model)
+    retirement_of(&v.spec.provider, &v.spec.model)
 }
 
 /// The retirement of `v`'s model if it is past or within [`RETIREMENT_NOTICE_DAYS`] of `at`.
-pub fn retiring(v: &PriceVersion, at: DateTime<Utc>) -> Option<NaiveDate> {
-    retirement(v).filter(|day| *day <= at.date_naive() + chrono::Days::new(RETIREMENT_NOTICE_DAYS as u64))
+pub fn retiring(v: &PriceVersion, at: DateTime<Utc>) -> Option<Retirement> {
+    retirement(v).filter(|r| r.day <= at.date_naive() + chrono::Days::new(RETIREMENT_NOTICE_DAYS as u64))
 }
 
 /// The verb for a retirement `day` as said on `today`: "retired" once it has come, else "retires".

@@ -2,7 +2,7 @@
 //! stands out, each finding a sentence with its numbers.
 
 use budget_events::decide::WindowState;
-use budget_events::display::{count, thousands};
+use budget_events::display::{and_list, count, thousands};
 use budget_events::domain::price;
 use budget_events::money::{decimal_json, optional_decimal_json};
 use budget_events::store::{allocations, policies, prices};
@@ -321,20 +321,27 @@ pub async fn analyze(client: &impl tokio_postgres::GenericClient, range: Range) 
     // stop working that day, and the first to move.
     let keys = price::candidate_keys(mix.iter().map(|(p, m, ..)| (p.as_str(), m.as_str())));
     let versions = prices::versions_for(client, &keys).await?;
-    let mut retiring: std::collections::BTreeMap<(String, chrono::NaiveDate), Decimal> = Default::default();
+    // By retirement (earliest first) and provider: one clause for a provider's models retired together.
+    type Models = (std::collections::BTreeSet<String>, Decimal);
+    let mut retiring: std::collections::BTreeMap<(crate::price_book::Retirement, String), Models> = Default::default();
     for (p, m, _, _, t) in &mix {
         let Some((v, _)) = price::resolve(&versions, p, m, range.end) else { continue };
-        if let Some(day) = crate::price_book::retiring(v, range.end) {
-            *retiring.entry((format!("{}/{}", v.spec.provider, v.spec.model), day)).or_default() += t.cost;
+        if let Some(r) = crate::price_book::retiring(v, range.end) {
+            let (models, cost) = retiring.entry((r, v.spec.provider.clone())).or_default();
+            models.insert(format!("{}/{}", v.spec.provider, v.spec.model));
+            *cost += t.cost;
         }
     }
-    let on_retiring: Decimal = retiring.values().sum();
+    let on_retiring: Decimal = retiring.values().map(|(_, cost)| cost).sum();
     if !on_retiring.is_zero() && !total.cost.is_zero() {
+        let today = range.end.date_naive();
         let models: Vec<String> = retiring
-            .keys()
-            .map(|(name, day)| {
-                let verb = crate::price_book::retire_verb(*day, range.end.date_naive());
-                format!("{name}, which its provider {verb} on {day}")
+            .iter()
+            .map(|((r, _), (models, _))| {
+                let names: Vec<&str> = models.iter().map(String::as_str).collect();
+                let whose = if names.len() == 1 { "its" } else { "their" };
+                let verb = r.verb(today);
+                format!("{}, which {whose} provider {verb} {}", and_list(&names), r.when())
             })
             .collect();
         findings.push(format!(

@@ -111,8 +111,8 @@ async fn priced_calls(
 fn shown_model(names: &[String], resolved: &str) -> String {
     match names {
         [one] => one.clone(),
-        [first @ .., last] => format!("{resolved} (recorded as {} and {last})", first.join(", ")),
         [] => resolved.to_string(),
+        _ => format!("{resolved} (recorded as {})", budget_events::display::and_list(names)),
     }
 }
 
@@ -192,9 +192,8 @@ pub async fn optimize(
                 (confidence, String::new())
             };
             let priced_as = format!("{}/{}", current.spec.provider, current.spec.model);
-            let retires = crate::price_book::retiring(current, range.end).map_or(String::new(), |day| {
-                let verb = crate::price_book::retire_verb(day, range.end.date_naive());
-                format!(" Its provider {verb} {priced_as} on {day}.")
+            let retires = crate::price_book::retiring(current, range.end).map_or(String::new(), |r| {
+                format!(" Its provider {} {priced_as} {}.", r.verb(range.end.date_naive()), r.when())
             });
             found.push(Recommendation {
                 kind: "model_substitution",

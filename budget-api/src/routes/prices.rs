@@ -65,6 +65,10 @@ pub struct PriceView {
     /// prices only); recommendations leave the model out from 90 days before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retires_on: Option<chrono::NaiveDate>,
+    /// Where the provider's day is unknown: a day by which the model was no longer served (the
+    /// bundled table found it gone from LiteLLM's file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_by: Option<chrono::NaiveDate>,
 }
 
 impl From<&PriceVersion> for PriceView {
@@ -72,6 +76,7 @@ impl From<&PriceVersion> for PriceView {
         let m = Decimal::from(1_000_000);
         let k = Decimal::from(1_000);
         let s = &v.spec;
+        let retirement = crate::price_book::retirement(v);
         PriceView {
             provider: s.provider.clone(),
             model: s.model.clone(),
@@ -91,7 +96,8 @@ impl From<&PriceVersion> for PriceView {
             source: v.source.as_str().to_string(),
             context_window: s.context_window,
             capabilities: s.capabilities.clone(),
-            retires_on: crate::price_book::retirement(v),
+            retires_on: retirement.filter(|r| r.known).map(|r| r.day),
+            retired_by: retirement.filter(|r| !r.known).map(|r| r.day),
         }
     }
 }

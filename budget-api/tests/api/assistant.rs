@@ -813,15 +813,33 @@ async fn retired_models_are_priced_but_never_recommended() {
         // gpt-4o's provider retires it on 2027-01-14: worth saying to whoever moves its calls.
         assert!(m.contains(" Its provider retires openai/gpt-4o on 2027-01-14. "), "{m}");
     }
-    // analyze says how much of the spend goes to models on their way out.
+    // analyze says how much of the spend goes to models on their way out, on the day their provider
+    // gives (claude-3-5-sonnet's is 2025-10-22, not the day the table found it gone), models of one
+    // provider and day together, earliest first, and "by" the day the table was checked where no
+    // provider's day was found.
+    let more: Vec<Value> = [
+        ("openai", "gpt-4o-mini"),
+        ("anthropic", "claude-3-5-sonnet-20241022"),
+        ("together", "meta-llama/Meta-Llama-3.1-405B-Instruct-Turbo"),
+    ]
+    .iter()
+    .map(|(provider, model)| {
+        json!({"provider": provider, "model": model, "component": "codex", "task_type": "chat",
+               "input_tokens": 20000, "output_tokens": 2000})
+    })
+    .collect();
+    assert!(app.post("/api/usage/batch", &json!({ "records": more })).await.status().is_success());
+    app.wait_for_projections(app.events().await).await;
     let r: Value =
         app.post("/api/assistant/analyze", &json!({"period": "daily", "days": 7})).await.json().await.unwrap();
     let findings: Vec<&str> =
         r["analysis"]["findings"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
     let retiring = findings.iter().find(|f| f.contains("2027-01-14")).unwrap_or_else(|| panic!("{findings:#?}"));
-    assert!(
-        retiring.contains("$1.4 (100% of the spend) went to openai/gpt-4o, which its provider retire")
-            && retiring.contains("`budget optimize` names cheaper models to move such calls to"),
-        "{retiring}"
+    assert_eq!(
+        *retiring,
+        "$1.5712 (100% of the spend) went to anthropic/claude-3-5-sonnet, which its provider retired on 2025-10-22; \
+         together/meta-llama/Meta-Llama-3.1-405B-Instruct-Turbo, which its provider retired by 2026-12-04; \
+         openai/gpt-4o and openai/gpt-4o-mini, which their provider retires on 2027-01-14: \
+         `budget optimize` names cheaper models to move such calls to."
     );
 }

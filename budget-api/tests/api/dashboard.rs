@@ -835,5 +835,18 @@ async fn a_misspelled_models_alert_shows_its_hint() {
             Duration::from_secs(10),
         )
         .await;
-    assert_eq!(row[6], "2026-12-04", "{row}");
+    assert_eq!(row[6], "2025-09-24", "{row}");
+    // Where the provider's day was not found, the day the table found the model gone, said as such.
+    browser
+        .eval("const i = document.querySelector('#price-search'); i.value = '405B'; i.dispatchEvent(new Event('input')); return true")
+        .await;
+    let row = browser
+        .wait_for(
+            "Llama 3.1 405B's price",
+            "const r = [...document.querySelectorAll('#price-table tr')].find((r) => r.textContent.includes('405B')); \
+             return r && [...r.cells].map((c) => c.textContent)",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(row[6], "by 2026-12-04", "{row}");
 }

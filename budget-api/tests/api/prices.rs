@@ -530,21 +530,28 @@ fn the_bundled_table_agrees_with_litellms_file_and_prices_todays_models() {
     }
     assert!(differ.is_empty(), "input / output / cached per 1M differ:\n{}", differ.join("\n"));
     assert_eq!(unlisted, retired, "the models the file does not list");
-    // Retirements: the file's deprecation_date where it gives one; a model it no longer lists retired
-    // by the day that was found (the table's `checked`); none for the rest.
+    // Retirements: the file's deprecation_date where it gives one. A model it no longer lists was
+    // retired by the day the table was checked: on its provider's published day where one was found
+    // (`retirements`, a day before `checked`), else `retired_by` that day. None for the rest.
     let table: Value = serde_json::from_str(budget_api::price_book::BUNDLED).unwrap();
     let checked = table["checked"].as_str().unwrap();
-    let mut expected = serde_json::Map::new();
+    let (mut expected, mut by) = (serde_json::Map::new(), serde_json::Map::new());
     for spec in specs.iter().filter(|s| s.provider != "ollama") {
         let name = format!("{}/{}", spec.provider, spec.model);
-        let entry = entry_of(spec);
-        match entry {
-            None => drop(expected.insert(name, json!(checked))),
+        match entry_of(spec) {
+            None => match table["retirements"].get(&name) {
+                Some(day) => {
+                    assert!(day.as_str().unwrap() < checked, "{name} was unlisted by {checked}, not retired on {day}");
+                    expected.insert(name, day.clone());
+                }
+                None => drop(by.insert(name, json!(checked))),
+            },
             Some(e) if e["deprecation_date"].is_string() => drop(expected.insert(name, e["deprecation_date"].clone())),
             Some(_) => {}
         }
     }
     assert_eq!(table["retirements"], Value::Object(expected));
+    assert_eq!(table["retired_by"], Value::Object(by));
     for (provider, model) in [
         ("anthropic", "claude-opus-4-7"),
         ("anthropic", "claude-sonnet-4-6"),
@@ -775,8 +782,14 @@ async fn prices_say_when_their_model_is_retired() {
     let retires = |model: &str| {
         body["prices"].as_array().unwrap().iter().find(|p| p["model"] == model).unwrap()["retires_on"].clone()
     };
-    assert_eq!(retires("gemini-1.5-flash"), "2026-12-04");
+    // The provider's day, not the day the table found the model gone from LiteLLM's file.
+    assert_eq!(retires("gemini-1.5-flash"), "2025-09-24");
     assert_eq!(retires("gemini-3.1-pro-preview"), Value::Null);
+    // Where no provider's day was found, the model was retired by the day the table was checked.
+    let (_, together) =
+        app.get_json("/api/prices?provider=together&model=meta-llama/Meta-Llama-3.1-405B-Instruct-Turbo").await;
+    let price = &together["prices"][0];
+    assert_eq!((&price["retires_on"], &price["retired_by"]), (&Value::Null, &json!("2026-12-04")), "{together}");
     // A price someone sets says the model is in use: the table's date is not its.
     let price = json!({"provider": "google", "model": "gemini-1.5-flash", "input": "0.1", "output": "0.4"});
     assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);

@@ -241,9 +241,10 @@ fn print_versions(versions: &[PriceView]) {
         for v in versions {
             let mut row = vec![
                 Cell::new(&v.provider),
-                Cell::new(match v.retires_on {
-                    Some(day) => format!("{}\n{} {day}", v.model, budget_api::price_book::retire_verb(day, today)),
-                    None => v.model.clone(),
+                Cell::new(match (v.retires_on, v.retired_by) {
+                    (Some(day), _) => format!("{}\n{} {day}", v.model, budget_api::price_book::retire_verb(day, today)),
+                    (None, Some(day)) => format!("{}\nretired by {day}", v.model),
+                    (None, None) => v.model.clone(),
                 }),
                 right(v.input_per_1m),
                 right(v.output_per_1m),
