@@ -154,6 +154,11 @@ fn retirement_of(provider: &str, model: &str) -> Option<Retirement> {
     RETIREMENTS.get(&(provider.to_string(), model.to_string())).copied()
 }
 
+/// Whether the bundled table gives `provider`/`model` a retirement at all.
+pub fn retires(provider: &str, model: &str) -> bool {
+    retirement_of(provider, model).is_some()
+}
+
 /// Whether the bundled table says `provider`/`model` is no longer served on `day`.
 pub fn retired(provider: &str, model: &str, day: NaiveDate) -> bool {
     retirement_of(provider, model).is_some_and(|r| r.day <= day)

@@ -80,7 +80,8 @@ pub struct AllocationView {
     /// warning threshold or limit (reserved all the same; only hard limits refuse), as a check shows them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<PolicyCheck>,
-    /// One sentence per warning, and the best cheaper model when a soft limit is pressed.
+    /// One sentence per warning, the best cheaper model when a soft limit is pressed, and one when the
+    /// model is retired or retiring within 90 days (the bundled price table's day).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<String>,
     /// When a soft limit is pressed: up to three cheaper models able to do the task, largest saving first.
@@ -174,6 +175,11 @@ pub async fn create(
     let mut view = AllocationView { position, ..AllocationView::from(&outcome.allocation) };
     if !outcome.warnings.is_empty() {
         warn(&state, &mut view, &outcome.warnings).await?;
+    }
+    if let (Some(provider), Some(model)) = (&view.provider, &view.model) {
+        let client = state.pool.get().await?;
+        let note = crate::routes::prices::retirement_note(&**client, provider, model, view.created_at).await?;
+        view.messages.extend(note);
     }
     if let (None, Some(model)) = (&view.provider, &view.model) {
         let priced = if estimated { String::new() } else { format!(", at the {} tier's reference price", view.tier) };

@@ -98,7 +98,8 @@ pub struct CheckResponse {
     #[schema(value_type = String)]
     pub cost_source: budget_events::domain::usage::CostSource,
     pub policies: Vec<PolicyCheck>,
-    /// One sentence per policy that warns or refuses, and one for a call the price book cannot price.
+    /// One sentence per policy that warns or refuses, one for a call the price book cannot price, and
+    /// one when the model is retired or retiring within 90 days (the bundled price table's day).
     pub messages: Vec<String>,
     /// With `"reserve": true`: the allocation holding this call's tokens and cost.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,8 +150,8 @@ pub async fn check(
         alternatives = cheaper(&**client, &call).await?;
         messages.extend(offer(&alternatives, cost.amount(), "this call"));
     }
+    let (provider, model) = (record.provider.as_str(), record.model.as_str());
     if cost_source == budget_events::domain::usage::CostSource::Unpriced {
-        let (provider, model) = (record.provider.as_str(), record.model.as_str());
         let fix = crate::routes::prices::or_else(
             crate::routes::prices::misspelled(&**client, provider, model, record.occurred_at).await?,
             format!("send its `cost`, or price it (`budget prices set {provider} {model} --input … --output …`)"),
@@ -159,6 +160,7 @@ pub async fn check(
             "{provider}/{model} has no price, so its cost is unknown and cost limits cannot weigh this call (token limits still do); {fix}"
         ));
     }
+    messages.extend(crate::routes::prices::retirement_note(&**client, provider, model, record.occurred_at).await?);
     let (mut allocation_id, mut expires_at) = (None, None);
     if reserve && preflight.allowed && tokens > 0 {
         let allocation = hold(&state, &http, &record, tokens, cost).await?;

@@ -191,6 +191,33 @@ pub(crate) async fn misspelled(
     Ok(price::did_you_mean(provider, model, &book))
 }
 
+/// What a check or reservation of `provider`/`model` is told when its price is the bundled table's and
+/// the table has the model retired at `at`, or retiring within the notice: calls to it fail. A price
+/// someone set or imported says the model is served (by a gateway, say), and is told nothing.
+pub(crate) async fn retirement_note(
+    client: &impl tokio_postgres::GenericClient,
+    provider: &str,
+    model: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<String>, ApiError> {
+    let keys = price::candidate_keys([(provider, model)]);
+    // Most models have no retirement day: no read for them.
+    if !keys.iter().any(|(p, m)| crate::price_book::retires(p, m)) {
+        return Ok(None);
+    }
+    let versions = prices::versions_for(client, &keys).await?;
+    let Some(r) = price::resolve(&versions, provider, model, at).and_then(|(v, _)| crate::price_book::retiring(v, at))
+    else {
+        return Ok(None);
+    };
+    let how = if r.day <= at.date_naive() {
+        format!("{provider}/{model} is retired: its provider retired it {}, so calls to it fail", r.when())
+    } else {
+        format!("{provider}/{model} retires {}: its provider stops serving it then, so calls to it will fail", r.when())
+    };
+    Ok(Some(format!("{how}; `budget recommend` ranks the models that can take them")))
+}
+
 /// `fix`, after "did you mean `near`?" when there is a name the typo may be of.
 pub(crate) fn or_else(near: Option<String>, fix: String) -> String {
     match near {

@@ -827,3 +827,52 @@ async fn a_refusal_by_another_providers_limit_says_the_model_named_no_provider()
     let message = assert_error(allocate(&app, named).await, 402, "budget_exceeded").await;
     assert!(message.ends_with("or raise the limit"), "{message}");
 }
+
+/// A component asking to spend on a model its provider no longer serves (claude-3-5-sonnet, retired on
+/// 2025-10-22) was answered as for any other: reserved, with nothing said, for a call that will fail.
+/// A check and a reservation of such a model say so, and so does one of a model retiring within the
+/// notice; a price someone set says the model is served (a gateway that still offers it), so nothing
+/// is said of it.
+#[tokio::test]
+async fn a_check_or_reservation_of_a_retired_model_says_it_is_retired() {
+    let app = spawn_app_with(|s| s.bundled_prices = true).await;
+    let reserve = json!({"context_id": "t-1", "component": "codex", "provider": "anthropic",
+                         "model": "claude-3-5-sonnet-20241022", "tokens": 1000});
+    let r = allocate(&app, reserve).await;
+    assert_eq!(r.status().as_u16(), 201);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(
+        view["messages"],
+        json!(["anthropic/claude-3-5-sonnet-20241022 is retired: its provider retired it on 2025-10-22, so calls to it fail; `budget recommend` ranks the models that can take them"]),
+        "{view}"
+    );
+    let check = json!({"provider": "together", "model": "meta-llama/Meta-Llama-3.1-405B-Instruct-Turbo",
+                       "component": "codex", "input_tokens": 100, "max_output_tokens": 10});
+    let r: Value = app.post("/api/usage/check", &check).await.json().await.unwrap();
+    assert_eq!(
+        r["messages"],
+        json!(["together/meta-llama/Meta-Llama-3.1-405B-Instruct-Turbo is retired: its provider retired it by 2026-12-04, so calls to it fail; `budget recommend` ranks the models that can take them"]),
+        "{r}"
+    );
+    // Within the notice: said with its day, which is still to come (gpt-4o's is 2027-01-14).
+    let check = json!({"provider": "openai", "model": "gpt-4o", "component": "codex", "input_tokens": 100});
+    let r: Value = app.post("/api/usage/check", &check).await.json().await.unwrap();
+    let today = chrono::Utc::now().date_naive();
+    if today < chrono::NaiveDate::from_ymd_opt(2027, 1, 14).unwrap() {
+        assert_eq!(
+            r["messages"],
+            json!(["openai/gpt-4o retires on 2027-01-14: its provider stops serving it then, so calls to it will fail; `budget recommend` ranks the models that can take them"]),
+            "{r}"
+        );
+    }
+    // A served model: nothing said. A price set by hand: the model is in use, nothing said either.
+    let check = json!({"provider": "anthropic", "model": "claude-opus-4-7", "component": "codex", "input_tokens": 100});
+    let r: Value = app.post("/api/usage/check", &check).await.json().await.unwrap();
+    assert_eq!(r["messages"], json!([]), "{r}");
+    let price = json!({"provider": "anthropic", "model": "claude-3-5-sonnet", "input": "3", "output": "15"});
+    assert_eq!(app.post("/api/prices", &price).await.status().as_u16(), 200);
+    let check = json!({"provider": "anthropic", "model": "claude-3-5-sonnet-20241022", "component": "codex",
+                       "input_tokens": 100});
+    let r: Value = app.post("/api/usage/check", &check).await.json().await.unwrap();
+    assert_eq!(r["messages"], json!([]), "{r}");
+}
