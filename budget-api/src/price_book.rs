@@ -1,6 +1,7 @@
 //! Prices as people write them (per 1M or 1K tokens) and as files bring them (the bundled table,
 //! LiteLLM's `model_prices_and_context_window.json`), turned into exact per-token specs.
 
+use budget_events::domain::policy::Tier;
 use budget_events::domain::price::{PriceSource, PriceSpec, PriceTier, PriceVersion};
 use budget_events::domain::{Model, Provider};
 use budget_events::money::optional_decimal_json;
@@ -193,10 +194,28 @@ pub fn retire_verb(day: NaiveDate, today: NaiveDate) -> &'static str {
 
 /// The prices of `in_effect` whose models can still be called at `at`, and for a while: what the
 /// assistant and the cheaper alternatives choose among. A retired model keeps its price (records
-/// still name it) but is not worth recommending, nor one its provider retires within the notice.
+/// still name it) but is not worth recommending, nor one its provider retires within the notice, nor
+/// an imported entry that is not [`offered`].
 pub fn callable(mut in_effect: Vec<PriceVersion>, at: DateTime<Utc>) -> Vec<PriceVersion> {
-    in_effect.retain(|v| retiring(v, at).is_none());
+    in_effect.retain(|v| retiring(v, at).is_none() && offered(v));
     in_effect
+}
+
+/// Whether a price is one to offer a call: any price set by hand or bundled, but of an imported file
+/// only a model that writes text (its tier tag, given at import) at a price. LiteLLM's file prices
+/// embeddings, images and audio beside chat models, and gives $0 for free tiers, LoRA adapters and
+/// entries it has no price for: recommend ranked those first.
+pub fn offered(v: &PriceVersion) -> bool {
+    if !matches!(v.source, PriceSource::File | PriceSource::Url) {
+        return true;
+    }
+    let tier = v.spec.capabilities.iter().find_map(|c| c.parse::<Tier>().ok());
+    let priced = !(v.spec.input_per_token.is_zero() && v.spec.output_per_token.is_zero());
+    match tier {
+        Some(Tier::LocalLightweight | Tier::LocalMidweight) => true,
+        Some(Tier::RemoteHeavyweight) => priced,
+        None => false,
+    }
 }
 
 /// What an import found.
@@ -295,7 +314,7 @@ pub fn parse_litellm(text: &str) -> Result<Imported, String> {
             .and_then(|v| v.as_str())
             .ok_or_else(|| format!("`{key}`: litellm_provider is missing"))?;
         let model = key.strip_prefix(&format!("{provider}/")).unwrap_or(key);
-        let capabilities = entry
+        let mut capabilities: Vec<String> = entry
             .iter()
             .filter(|(k, v)| k.starts_with("supports_") && v.as_bool() == Some(true))
             .map(|(k, _)| match &k["supports_".len()..] {
@@ -303,6 +322,17 @@ pub fn parse_litellm(text: &str) -> Result<Imported, String> {
                 other => other.to_string(),
             })
             .collect();
+        // What the file cannot say: a model that writes text runs in a tier (the tag the assistant
+        // offers models by: embedding, image and audio entries are priced, never offered), and a chat
+        // model writes code (the file has no flag for it; every chat model of the bundled table but
+        // one does).
+        let mode = entry.get("mode").and_then(|m| m.as_str()).unwrap_or_default();
+        if matches!(mode, "chat" | "responses" | "completion") {
+            capabilities.push(Tier::derive(provider, model).as_str().to_string());
+        }
+        if matches!(mode, "chat" | "responses") && !capabilities.iter().any(|c| c == "code") {
+            capabilities.push("code".to_string());
+        }
         let (Ok(provider), Ok(model)) = (Provider::parse(provider), Model::parse(model)) else {
             *imported.skipped.entry("provider or model name not usable".into()).or_default() += 1;
             continue;

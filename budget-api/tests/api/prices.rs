@@ -819,3 +819,43 @@ async fn a_start_names_the_models_a_newer_bundled_table_would_add() {
     assert!(app.post("/api/prices/update", &json!({})).await.status().is_success());
     assert_eq!(budget_api::startup::bundled_table_news(&app.db.pool).await.unwrap(), None);
 }
+
+/// After the refresh the README recommends (`budget prices update --from` LiteLLM's file, over the
+/// bundled table), recommend put free Cloudflare LoRA adapters, publicai's models and an embedding
+/// model (gigachat/EmbeddingsGigaR) first for a chat, and left every re-imported model (gpt-6-luna,
+/// claude-haiku-5-5) out for code: the file's $0 is a free tier or a gap, not a price to plan with; its
+/// embedding, image and audio entries write no text; and it has no flag for writing code. Imported
+/// text models get their tier and, for chat models, `code`; only those, and only at a price, are offered.
+#[tokio::test]
+async fn an_import_of_litellms_file_leaves_recommend_priced_text_models() {
+    let app = spawn_app_with(|s| s.bundled_prices = true).await;
+    let body = serde_json::json!({"litellm": litellm_file()});
+    let r = app.http.post(app.url("/api/prices/update")).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, luna) = app.get_json("/api/prices/openai/gpt-6-luna").await;
+    assert_eq!(luna["source"], "file", "re-imported: {luna}");
+    let ranked = |task: &'static str, limit: usize| {
+        let ask = json!({"task_description": task, "input_length": 1000, "output_length": 500, "limit": limit});
+        let (http, url) = (app.http.clone(), app.url("/api/assistant/recommend-model"));
+        async move {
+            let r: Value = http.post(url).json(&ask).send().await.unwrap().json().await.unwrap();
+            r["recommendations"]["models"].as_array().unwrap().clone()
+        }
+    };
+    for task in ["chat with users", "Generate Python code"] {
+        let models = ranked(task, 10).await;
+        assert_eq!(models.len(), 10, "{task}: {models:?}");
+        for m in &models {
+            let caps = m["capabilities"].as_array().unwrap();
+            assert!(m["cost_per_call"].as_f64().unwrap() > 0.0, "{task}: {m}");
+            assert!(caps.iter().any(|c| c == "remote_heavyweight"), "{task}: {m}");
+        }
+    }
+    // Every chat model writes code: gpt-6-luna, re-imported, is ranked for it again.
+    let coding = ranked("Generate Python code", 1000).await;
+    let luna = coding.iter().find(|m| m["provider"] == "openai" && m["model"] == "gpt-6-luna");
+    assert!(luna.is_some_and(|m| m["capabilities"].as_array().unwrap().contains(&json!("code"))), "{luna:?}");
+    // An embedding model keeps its price for the records that name it.
+    let (status, embedding) = app.get_json("/api/prices/openai/text-embedding-3-small").await;
+    assert_eq!((status, embedding["input_per_1m"].to_string()), (200, "0.02".to_string()), "{embedding}");
+}

@@ -75,8 +75,22 @@ wire_enum!(
     }
 );
 
-/// Providers whose models run locally (tier `local_*`); everything else is hosted.
-const LOCAL_PROVIDERS: &[&str] = &["ollama", "local", "lmstudio", "llamacpp", "llama.cpp", "vllm", "localai"];
+/// Providers whose models run locally (tier `local_*`), by our names and LiteLLM's (`ollama_chat`,
+/// `lm_studio`, `hosted_vllm`, …); everything else is hosted.
+const LOCAL_PROVIDERS: &[&str] = &[
+    "ollama",
+    "ollama_chat",
+    "local",
+    "lmstudio",
+    "lm_studio",
+    "llamacpp",
+    "llama.cpp",
+    "llamafile",
+    "lemonade",
+    "vllm",
+    "hosted_vllm",
+    "localai",
+];
 /// Size markers of local models big enough to be `local_midweight`.
 const MIDWEIGHT_MARKERS: &[&str] = &["13b", "14b", "22b", "27b", "30b", "32b", "33b", "34b", "70b", "72b", "mixtral"];
 
