@@ -206,7 +206,7 @@ pub fn callable(mut in_effect: Vec<PriceVersion>, at: DateTime<Utc>) -> Vec<Pric
 /// embeddings, images and audio beside chat models, and gives $0 for free tiers, LoRA adapters and
 /// entries it has no price for: recommend ranked those first.
 pub fn offered(v: &PriceVersion) -> bool {
-    if !matches!(v.source, PriceSource::File | PriceSource::Url) {
+    if !v.source.imported() {
         return true;
     }
     let tier = v.spec.capabilities.iter().find_map(|c| c.parse::<Tier>().ok());

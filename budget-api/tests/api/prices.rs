@@ -859,3 +859,39 @@ async fn an_import_of_litellms_file_leaves_recommend_priced_text_models() {
     let (status, embedding) = app.get_json("/api/prices/openai/text-embedding-3-small").await;
     assert_eq!((status, embedding["input_per_1m"].to_string()), (200, "0.02".to_string()), "{embedding}");
 }
+
+/// A file imported before its chat models were tagged (or whose entry gained a flag or a larger
+/// context window since) was "unchanged" when imported again, its prices being the same, so its
+/// models stayed as first described. A re-import now refreshes what the file says of its own prices;
+/// a price set by hand or bundled at the same charge is left as it is.
+#[tokio::test]
+async fn a_reimport_refreshes_what_the_file_says_of_its_models() {
+    let app = spawn_app().await;
+    let doc = |mode: &str, context: i64| {
+        json!({"acme/m": {"litellm_provider": "acme", "mode": mode, "input_cost_per_token": 1e-6,
+                          "output_cost_per_token": 2e-6, "max_input_tokens": context},
+               "acme/n": {"litellm_provider": "acme", "mode": "chat", "input_cost_per_token": 3e-6,
+                          "output_cost_per_token": 4e-6}})
+    };
+    let update = |doc: Value| {
+        let (http, url) = (app.http.clone(), app.url("/api/prices/update"));
+        async move {
+            let r = http.post(url).json(&json!({"litellm": doc})).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let by_hand = json!({"provider": "acme", "model": "n", "input": "3", "output": "4", "capabilities": ["code"]});
+    assert_eq!(app.post("/api/prices", &by_hand).await.status().as_u16(), 200);
+    let first = update(doc("completion", 1000)).await;
+    assert_eq!((first["added"].clone(), first["unchanged"].clone()), (json!(["acme/m"]), json!(1)), "{first}");
+    let again = update(doc("chat", 8000)).await;
+    assert_eq!((again["changed"].clone(), again["unchanged"].clone()), (json!(["acme/m"]), json!(1)), "{again}");
+    let (_, m) = app.get_json("/api/prices/acme/m").await;
+    assert_eq!(m["context_window"], 8000, "{m}");
+    assert!(m["capabilities"].as_array().unwrap().contains(&json!("code")), "{m}");
+    let (_, n) = app.get_json("/api/prices/acme/n").await;
+    assert_eq!((n["source"].clone(), n["capabilities"].clone()), (json!("manual"), json!(["code"])), "{n}");
+    let third = update(doc("chat", 8000)).await;
+    assert_eq!((third["changed"].clone(), third["unchanged"].clone()), (json!([]), json!(2)), "{third}");
+}

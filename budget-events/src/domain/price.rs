@@ -27,6 +27,11 @@ impl PriceSource {
         }
     }
 
+    /// A price file's (LiteLLM's format), read from disk or a URL.
+    pub fn imported(self) -> bool {
+        matches!(self, PriceSource::File | PriceSource::Url)
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         [PriceSource::Bundled, PriceSource::File, PriceSource::Url, PriceSource::Manual]
             .into_iter()
@@ -76,6 +81,11 @@ impl PriceSpec {
             && self.reasoning_per_token == other.reasoning_per_token
             && self.tiers == other.tiers
             && self.per_request == other.per_request
+    }
+
+    /// Whether two specs say the same of their model beyond its charges: capabilities, context window.
+    pub fn same_description(&self, other: &PriceSpec) -> bool {
+        self.capabilities == other.capabilities && self.context_window == other.context_window
     }
 
     /// The rates a call with `input_tokens` of input pays: the highest tier it is above, else the base.

@@ -59,7 +59,9 @@ impl Handle for PricesCommand {
         self.key.as_ref()
     }
 
-    /// Sets each price that differs from the version in effect at the new one's time.
+    /// Sets each price that differs from the version in effect at the new one's time: in its charges,
+    /// or, from one import over another, in what the file says of the model (so a re-import refreshes
+    /// capabilities and context windows, but never displaces a bundled or hand-set price for them).
     async fn plan<'a>(&'a self, tx: &WriteTx, batch: &mut Batch<'a>) -> Result<Step<'a>, LedgerError> {
         tx.execute(PRICE_BOOK_LOCK, &[]).await?;
         let keys: Vec<(String, String)> = self.prices.iter().map(|p| (p.provider.clone(), p.model.clone())).collect();
@@ -72,7 +74,10 @@ impl Handle for PricesCommand {
                 v.spec.provider == spec.provider && v.spec.model == spec.model && v.in_effect_at(self.effective_from)
             });
             match before {
-                Some(v) if v.spec.same_price(spec) => {
+                Some(v)
+                    if v.spec.same_price(spec)
+                        && (!(v.source.imported() && self.source.imported()) || v.spec.same_description(spec)) =>
+                {
                     outcome.unchanged += 1;
                     continue;
                 }
