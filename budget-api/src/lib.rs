@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod error;
 pub mod gateway;
 pub mod metrics;
+pub mod offers;
 pub mod openapi;
 pub mod panics;
 pub mod price_book;

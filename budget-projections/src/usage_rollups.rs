@@ -232,6 +232,15 @@ pub async fn first_hour(client: &impl GenericClient) -> Result<Option<DateTime<U
     Ok(client.query_one("SELECT min(hour) FROM usage_rollups", &[]).await?.get(0))
 }
 
+/// The providers usage since `since` names (rollups are hourly sums, so this reads a few rows an hour).
+pub async fn providers_since(
+    client: &impl GenericClient,
+    since: DateTime<Utc>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client.query("SELECT DISTINCT provider FROM usage_rollups WHERE hour >= $1", &[&since]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Sums usage for `filter`, bucketed by `period`, grouped by each of `group_by` (names from
 /// [`DIMENSIONS`]; callers validate them).
 pub async fn report(

@@ -134,7 +134,7 @@ pub async fn optimize(
     let filter = UsageFilter { start: Some(range.start), ..Default::default() };
     let mix = usage_rollups::mix(client, &filter).await?;
     let mix_rows = mix.len();
-    let in_effect = crate::price_book::callable(prices::in_effect(client, range.end).await?, range.end);
+    let in_effect = crate::offers::offers(client, range.end).await?;
     // Savings are rated over the hours of the range the log holds: a month's range over a week-old
     // log is a week.
     let hours = super::hours_recorded(&range, usage_rollups::first_hour(client).await?);

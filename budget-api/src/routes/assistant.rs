@@ -2,7 +2,6 @@
 //! answers `{"success", "analysis" | "recommendations", "raw_data"?, "narrative"?, "narrative_error"?}`.
 
 use actix_web::{post, web, HttpResponse};
-use budget_events::store::prices;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -146,7 +145,7 @@ pub async fn recommend_route(state: web::Data<AppState>, payload: web::Payload) 
     r.validate()?;
     let client = state.pool.get().await?;
     let now = chrono::Utc::now();
-    let in_effect = crate::price_book::callable(prices::in_effect(&**client, now).await?, now);
+    let in_effect = crate::offers::offers(&**client, now).await?;
     drop(client);
     let (recommendations, raw) = recommend::rank(&r, &in_effect);
     Ok(HttpResponse::Ok().json(RecommendResponse::new(&state, recommendations, raw, r.include_raw_data, None).await))

@@ -362,8 +362,7 @@ async fn cheaper(client: &impl tokio_postgres::GenericClient, call: &Call<'_>) -
     else {
         return Ok(Vec::new());
     };
-    let in_effect =
-        crate::price_book::callable(budget_events::store::prices::in_effect(client, call.at).await?, call.at);
+    let in_effect = crate::offers::offers(client, call.at).await?;
     let mut alternatives = budget_events::domain::alternatives::cheaper_alternatives(&in_effect, current, &call.shape);
     alternatives.truncate(3);
     Ok(alternatives)

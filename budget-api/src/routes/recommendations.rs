@@ -4,7 +4,6 @@
 use actix_web::{post, web, HttpResponse};
 use budget_events::domain::alternatives::{self, Alternative, CallShape};
 use budget_events::money::decimal_json;
-use budget_events::store::prices;
 use budget_events::ErrorCode;
 use chrono::Utc;
 use rust_decimal::Decimal;
@@ -82,7 +81,7 @@ pub async fn recommendations(state: web::Data<AppState>, payload: web::Payload) 
     let now = Utc::now();
     let (current, resolved_model) = resolve_at(&state, &r.provider, &r.model, now).await?;
     let client = state.pool.get().await?;
-    let in_effect = crate::price_book::callable(prices::in_effect(&**client, now).await?, now);
+    let in_effect = crate::offers::offers(&**client, now).await?;
     let call = CallShape {
         task_type: &r.task_type,
         input_tokens: r.context_size,

@@ -825,7 +825,8 @@ async fn a_start_names_the_models_a_newer_bundled_table_would_add() {
 /// model (gigachat/EmbeddingsGigaR) first for a chat, and left every re-imported model (gpt-6-luna,
 /// claude-haiku-5-5) out for code: the file's $0 is a free tier or a gap, not a price to plan with; its
 /// embedding, image and audio entries write no text; and it has no flag for writing code. Imported
-/// text models get their tier and, for chat models, `code`; only those, and only at a price, are offered.
+/// text models get their tier and, for chat models, `code`; only those, at a price, of a provider the
+/// deployment uses, are offered.
 #[tokio::test]
 async fn an_import_of_litellms_file_leaves_recommend_priced_text_models() {
     let app = spawn_app_with(|s| s.bundled_prices = true).await;
@@ -851,6 +852,21 @@ async fn an_import_of_litellms_file_leaves_recommend_priced_text_models() {
             assert!(caps.iter().any(|c| c == "remote_heavyweight"), "{task}: {m}");
         }
     }
+    // Of the file, the providers the deployment uses: those of its bundled or hand-set prices, and
+    // those its calls name. Before, resellers' 1B-3B models (nscale, lambda_ai, novita) led for code.
+    let providers = |models: &[Value]| -> std::collections::BTreeSet<String> {
+        models.iter().map(|m| m["provider"].as_str().unwrap().to_string()).collect()
+    };
+    let (_, _, bundled) = budget_api::price_book::bundled();
+    let known: std::collections::BTreeSet<String> = bundled.iter().map(|s| s.provider.clone()).collect();
+    let first = ranked("Generate Python code", 10).await;
+    assert!(providers(&first).is_subset(&known), "{:?}", providers(&first));
+    let call = json!({"provider": "nscale", "model": "Qwen/Qwen2.5-Coder-7B-Instruct", "component": "codex",
+                      "input_tokens": 100, "output_tokens": 10});
+    assert!(app.post("/api/usage", &call).await.status().is_success());
+    app.wait_for_projections(app.events().await).await;
+    let now = ranked("Generate Python code", 10).await;
+    assert!(providers(&now).contains("nscale"), "{:?}", providers(&now));
     // Every chat model writes code: gpt-6-luna, re-imported, is ranked for it again.
     let coding = ranked("Generate Python code", 1000).await;
     let luna = coding.iter().find(|m| m["provider"] == "openai" && m["model"] == "gpt-6-luna");
