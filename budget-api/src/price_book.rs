@@ -88,6 +88,7 @@ impl PriceInput {
             per_request: self.per_request,
             context_window: self.context_window,
             capabilities: self.capabilities.clone().unwrap_or_default(),
+            retires_on: None,
         })
     }
 }
@@ -169,13 +170,15 @@ pub fn retired(provider: &str, model: &str, day: NaiveDate) -> bool {
 /// place to move calls to, and worth saying of a model calls are made to.
 pub const RETIREMENT_NOTICE_DAYS: i64 = 90;
 
-/// When the bundled table says `v`'s model stops being served. The table's retirement dates apply
-/// to the table's prices; a price someone set or imported says the model is in use.
+/// When `v`'s source says its model stops being served: the bundled table's day for its own prices,
+/// an imported file's for its; a price someone set says the model is in use.
 pub fn retirement(v: &PriceVersion) -> Option<Retirement> {
-    if v.source != PriceSource::Bundled {
-        return None;
+    match v.source {
+        PriceSource::Bundled => retirement_of(&v.spec.provider, &v.spec.model),
+        // An imported file's own day (LiteLLM's deprecation_date).
+        PriceSource::File | PriceSource::Url => v.spec.retires_on.map(|day| Retirement { day, known: true }),
+        PriceSource::Manual => None,
     }
-    retirement_of(&v.spec.provider, &v.spec.model)
 }
 
 /// The retirement of `v`'s model if it is past or within [`RETIREMENT_NOTICE_DAYS`] of `at`.
@@ -337,22 +340,29 @@ pub fn parse_litellm(text: &str) -> Result<Imported, String> {
             *imported.skipped.entry("provider or model name not usable".into()).or_default() += 1;
             continue;
         };
-        let spec = PriceSpec {
-            provider: provider.to_string(),
-            model: model.to_string(),
-            input_per_token: input,
-            output_per_token: output,
-            cached_input_per_token: number("cache_read_input_token_cost")?,
-            cache_creation_per_token: number("cache_creation_input_token_cost")?,
-            reasoning_per_token: number("output_cost_per_reasoning_token")?,
-            tiers: tiers(entry, &number)?,
-            per_request: number("input_cost_per_request")?
-                .map(|d| Money::new(d.round_dp(budget_events::money::MONEY_SCALE)))
-                .transpose()
-                .map_err(|e| format!("`{key}`.input_cost_per_request: {e}"))?,
-            context_window: entry.get("max_input_tokens").and_then(|v| v.as_i64()),
-            capabilities,
-        };
+        let spec =
+            PriceSpec {
+                provider: provider.to_string(),
+                model: model.to_string(),
+                input_per_token: input,
+                output_per_token: output,
+                cached_input_per_token: number("cache_read_input_token_cost")?,
+                cache_creation_per_token: number("cache_creation_input_token_cost")?,
+                reasoning_per_token: number("output_cost_per_reasoning_token")?,
+                tiers: tiers(entry, &number)?,
+                per_request: number("input_cost_per_request")?
+                    .map(|d| Money::new(d.round_dp(budget_events::money::MONEY_SCALE)))
+                    .transpose()
+                    .map_err(|e| format!("`{key}`.input_cost_per_request: {e}"))?,
+                context_window: entry.get("max_input_tokens").and_then(|v| v.as_i64()),
+                capabilities,
+                retires_on: match entry.get("deprecation_date") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(day) => Some(day.as_str().and_then(|d| d.parse::<NaiveDate>().ok()).ok_or_else(|| {
+                        format!("`{key}`.deprecation_date: expected a day (YYYY-MM-DD), found {day}")
+                    })?),
+                },
+            };
         let name = (spec.provider.clone(), spec.model.clone());
         match by_name.get(&name) {
             None => drop(by_name.insert(name, (key.clone(), spec))),
@@ -409,6 +419,11 @@ mod tests {
         .unwrap_err()
         .contains("`m`.input_cost_per_token"));
         assert!(parse_litellm("{\n  \"m\": {,\n}").unwrap_err().contains("line 2"));
+        let dated = r#"{"m": {"litellm_provider": "x", "input_cost_per_token": 1, "output_cost_per_token": 1,
+                              "deprecation_date": "2027-01-14"}}"#;
+        assert_eq!(parse_litellm(dated).unwrap().specs[0].retires_on, "2027-01-14".parse().ok());
+        let e = parse_litellm(&dated.replace("2027-01-14", "soon")).unwrap_err();
+        assert_eq!(e, "`m`.deprecation_date: expected a day (YYYY-MM-DD), found \"soon\"");
     }
 
     /// Two keys for one provider/model: merged when the price is the same, else the `provider/model`

@@ -61,8 +61,9 @@ pub struct PriceView {
     pub source: String,
     pub context_window: Option<i64>,
     pub capabilities: Vec<String>,
-    /// The day its provider stops serving the model, as the bundled table gives it (for its own
-    /// prices only); recommendations leave the model out from 90 days before.
+    /// The day its provider stops serving the model, as the price's source gives it (the bundled
+    /// table, or an imported file's `deprecation_date`; a hand-set price has none); recommendations
+    /// leave the model out from 90 days before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retires_on: Option<chrono::NaiveDate>,
     /// Where the provider's day is unknown: a day by which the model was no longer served (the

@@ -867,6 +867,13 @@ async fn an_import_of_litellms_file_leaves_recommend_priced_text_models() {
     app.wait_for_projections(app.events().await).await;
     let now = ranked("Generate Python code", 10).await;
     assert!(providers(&now).contains("nscale"), "{:?}", providers(&now));
+    // The file's retirement days are the imported prices' own: gpt-5-nano's dated snapshot, which its
+    // provider retires on 2026-12-11, was ranked eighth for code.
+    let (_, nano) = app.get_json("/api/prices/openai/gpt-5-nano-2025-08-07").await;
+    assert_eq!((nano["source"].clone(), nano["retires_on"].clone()), (json!("file"), json!("2026-12-11")), "{nano}");
+    let everything = ranked("Generate Python code", 1000).await;
+    let retiring = everything.iter().find(|m| m["model"].as_str().unwrap().starts_with("gpt-5-nano"));
+    assert!(retiring.is_none(), "{retiring:?}");
     // Every chat model writes code: gpt-6-luna, re-imported, is ranked for it again.
     let coding = ranked("Generate Python code", 1000).await;
     let luna = coding.iter().find(|m| m["provider"] == "openai" && m["model"] == "gpt-6-luna");

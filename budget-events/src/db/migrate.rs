@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration::new(19, "0019_log_horizon", include_str!("../../../schema/0019_log_horizon.sql")),
     Migration::new(20, "0020_unvalidated_text", include_str!("../../../schema/0020_unvalidated_text.sql")),
     Migration::new(21, "0021_open_scope", include_str!("../../../schema/0021_open_scope.sql")),
+    Migration::new(22, "0022_price_retirement", include_str!("../../../schema/0022_price_retirement.sql")),
 ];
 
 /// Arbitrary constant naming the migration lock among advisory locks.

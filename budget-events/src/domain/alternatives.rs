@@ -129,6 +129,7 @@ mod tests {
                 per_request: None,
                 context_window: window,
                 capabilities: caps.iter().map(|c| c.to_string()).collect(),
+                retires_on: None,
             },
             effective_from: "2024-01-01T00:00:00Z".parse().unwrap(),
             effective_to: None,

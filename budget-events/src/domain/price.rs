@@ -69,6 +69,10 @@ pub struct PriceSpec {
     /// code, reasoning, vision, tool_use… (for the assistant).
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// The day its provider stops serving the model, where the price's source says (LiteLLM's
+    /// `deprecation_date`); the bundled table's days are its own (`price_book::retirement`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retires_on: Option<chrono::NaiveDate>,
 }
 
 impl PriceSpec {
@@ -83,9 +87,12 @@ impl PriceSpec {
             && self.per_request == other.per_request
     }
 
-    /// Whether two specs say the same of their model beyond its charges: capabilities, context window.
+    /// Whether two specs say the same of their model beyond its charges: capabilities, context window,
+    /// retirement day.
     pub fn same_description(&self, other: &PriceSpec) -> bool {
-        self.capabilities == other.capabilities && self.context_window == other.context_window
+        self.capabilities == other.capabilities
+            && self.context_window == other.context_window
+            && self.retires_on == other.retires_on
     }
 
     /// The rates a call with `input_tokens` of input pays: the highest tier it is above, else the base.
@@ -476,6 +483,7 @@ mod tests {
             per_request: None,
             context_window: None,
             capabilities: vec![],
+            retires_on: None,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::Money;
 const COLUMNS: &str =
     "version_id, provider, model, input_per_token, output_per_token, cached_input_per_token, per_request,
     effective_from, effective_to, source, context_window, capabilities, cache_creation_per_token, tiers,
-    reasoning_per_token";
+    reasoning_per_token, retires_on";
 
 fn from_row(r: &Row) -> PriceVersion {
     PriceVersion {
@@ -29,6 +29,7 @@ fn from_row(r: &Row) -> PriceVersion {
             per_request: r.get::<_, Option<Decimal>>(6).map(|d| Money::new(d).expect("checked by the table")),
             context_window: r.get("context_window"),
             capabilities: serde_json::from_value(r.get("capabilities")).unwrap_or_default(),
+            retires_on: r.get("retires_on"),
         },
         effective_from: r.get("effective_from"),
         effective_to: r.get("effective_to"),
@@ -179,7 +180,7 @@ pub async fn insert(tx: &WriteTx, p: &PriceSet) -> Result<(), tokio_postgres::Er
     .await?;
     tx.execute(
         &tx.prepare_cached(&format!(
-            "INSERT INTO prices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            "INSERT INTO prices ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .await?,
         &[
@@ -198,6 +199,7 @@ pub async fn insert(tx: &WriteTx, p: &PriceSet) -> Result<(), tokio_postgres::Er
             &p.spec.cache_creation_per_token,
             &serde_json::to_value(&p.spec.tiers).expect("tiers serialize"),
             &p.spec.reasoning_per_token,
+            &p.spec.retires_on,
         ],
     )
     .await?;
