@@ -2344,13 +2344,13 @@ async fn optimize_lists_the_top_ten_and_sums_up_the_rest() {
         text.contains("acme/big") && text.contains("c12's") && !text.contains("c01's"),
         "the biggest first: {text}"
     );
-    assert!(text.contains("The other 2 save about $0.") && text.contains("`--top 0` lists all 12"), "{text}");
+    assert!(text.contains("The other 2 save up to $0.") && text.contains("`--top 0` lists all 12"), "{text}");
     let text = stdout(&budget(&s.url, &["optimize", "--wide", "--top", "0"]).await);
     assert_eq!(rows(&text), 12, "{text}");
     assert!(!text.contains("The other"), "{text}");
     let text = stdout(&budget(&s.url, &["optimize", "--wide", "--top", "3"]).await);
     assert_eq!(rows(&text), 3, "{text}");
-    assert!(text.contains("The other 9 save about $"), "{text}");
+    assert!(text.contains("The other 9 save up to $"), "{text}");
     // JSON is the API's answer, every recommendation in it.
     let json = json_of(&budget(&s.url, &["optimize", "--json"]).await);
     assert_eq!(json["recommendations"]["recommendations"].as_array().map(Vec::len), Some(12));

@@ -202,9 +202,11 @@ pub async fn optimize(client: &Client, args: OptimizeArgs) -> anyhow::Result<()>
         crate::say!("{}", crate::output::fitted(t));
         let rest = &list[shown..];
         if !rest.is_empty() {
+            // A bound, not a sum: a caching and a substitution recommendation can act on the same
+            // calls, which the summary's total counts once (it read $7.12 beside a total of $6.43).
             let saved: Decimal = rest.iter().map(|x| x.estimated_savings_per_period).sum();
             crate::say!(
-                "The other {} save about {} per {unit} together; `--top 0` lists all {}.",
+                "The other {} save up to {} per {unit} between them (where two act on the same calls, the total below counts them once); `--top 0` lists all {}.",
                 rest.len(),
                 usd(saved),
                 list.len()
