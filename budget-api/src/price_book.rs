@@ -115,7 +115,7 @@ pub fn bundled() -> (String, DateTime<Utc>, Vec<PriceSpec>) {
     (table.checked, table.effective_from, specs)
 }
 
-/// When a bundled model stops being served.
+/// When a model stops being served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Retirement {
     pub day: NaiveDate,
@@ -154,11 +154,6 @@ static RETIREMENTS: std::sync::LazyLock<std::collections::BTreeMap<(String, Stri
 
 fn retirement_of(provider: &str, model: &str) -> Option<Retirement> {
     RETIREMENTS.get(&(provider.to_string(), model.to_string())).copied()
-}
-
-/// Whether the bundled table gives `provider`/`model` a retirement at all.
-pub fn retires(provider: &str, model: &str) -> bool {
-    retirement_of(provider, model).is_some()
 }
 
 /// Whether the bundled table says `provider`/`model` is no longer served on `day`.

@@ -201,12 +201,7 @@ pub(crate) async fn retirement_note(
     model: &str,
     at: DateTime<Utc>,
 ) -> Result<Option<String>, ApiError> {
-    let keys = price::candidate_keys([(provider, model)]);
-    // Most models have no retirement day: no read for them.
-    if !keys.iter().any(|(p, m)| crate::price_book::retires(p, m)) {
-        return Ok(None);
-    }
-    let versions = prices::versions_for(client, &keys).await?;
+    let versions = prices::versions_for_model(client, provider, model).await?;
     let Some(r) = price::resolve(&versions, provider, model, at).and_then(|(v, _)| crate::price_book::retiring(v, at))
     else {
         return Ok(None);

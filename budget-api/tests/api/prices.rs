@@ -871,6 +871,14 @@ async fn an_import_of_litellms_file_leaves_recommend_priced_text_models() {
     // provider retires on 2026-12-11, was ranked eighth for code.
     let (_, nano) = app.get_json("/api/prices/openai/gpt-5-nano-2025-08-07").await;
     assert_eq!((nano["source"].clone(), nano["retires_on"].clone()), (json!("file"), json!("2026-12-11")), "{nano}");
+    // A check says the file's day, also of a model the bundled table does not know (azure's gpt-5-nano).
+    let check = json!({"provider": "azure", "model": "gpt-5-nano", "component": "codex", "input_tokens": 100});
+    let r: Value = app.post("/api/usage/check", &check).await.json().await.unwrap();
+    let said = r["messages"].as_array().unwrap().iter().any(|m| {
+        let m = m.as_str().unwrap();
+        m.starts_with("azure/gpt-5-nano retire") && m.contains(" on 2027-02-09")
+    });
+    assert!(said, "{r}");
     let everything = ranked("Generate Python code", 1000).await;
     let retiring = everything.iter().find(|m| m["model"].as_str().unwrap().starts_with("gpt-5-nano"));
     assert!(retiring.is_none(), "{retiring:?}");
