@@ -81,7 +81,7 @@ pub struct AllocationView {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<PolicyCheck>,
     /// One sentence per warning, the best cheaper model when a soft limit is pressed, and one when the
-    /// model is retired or retiring within 90 days (the bundled price table's day).
+    /// model is retired or retiring within 90 days (the day its price's source gives).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<String>,
     /// When a soft limit is pressed: up to three cheaper models able to do the task, largest saving first.

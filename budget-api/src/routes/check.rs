@@ -99,7 +99,7 @@ pub struct CheckResponse {
     pub cost_source: budget_events::domain::usage::CostSource,
     pub policies: Vec<PolicyCheck>,
     /// One sentence per policy that warns or refuses, one for a call the price book cannot price, and
-    /// one when the model is retired or retiring within 90 days (the bundled price table's day).
+    /// one when the model is retired or retiring within 90 days (the day its price's source gives).
     pub messages: Vec<String>,
     /// With `"reserve": true`: the allocation holding this call's tokens and cost.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -192,9 +192,9 @@ pub(crate) async fn misspelled(
     Ok(price::did_you_mean(provider, model, &book))
 }
 
-/// What a check or reservation of `provider`/`model` is told when its price is the bundled table's and
-/// the table has the model retired at `at`, or retiring within the notice: calls to it fail. A price
-/// someone set or imported says the model is served (by a gateway, say), and is told nothing.
+/// What a check or reservation of `provider`/`model` is told when its price's source (the bundled
+/// table, an imported file) has the model retired at `at`, or retiring within the notice: calls to it
+/// fail. A price someone set says the model is served (by a gateway, say), and is told nothing.
 pub(crate) async fn retirement_note(
     client: &impl tokio_postgres::GenericClient,
     provider: &str,
