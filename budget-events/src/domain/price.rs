@@ -76,7 +76,8 @@ pub struct PriceSpec {
 }
 
 impl PriceSpec {
-    /// Whether two specs charge the same (capabilities and context window are descriptive).
+    /// Whether two specs charge the same (capabilities, context window and retirement day describe;
+    /// [`PriceSpec::same_description`] compares them).
     pub fn same_price(&self, other: &PriceSpec) -> bool {
         self.input_per_token == other.input_per_token
             && self.output_per_token == other.output_per_token
